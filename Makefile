@@ -1,0 +1,145 @@
+# mdeploy — plain Makefile.  Options: BLAS=0|1 (default 1)  SAN=1 (ASan+UBSan)  DEBUG=1
+# Targets: all check demo install fuzz bench firmware clean   (see README.md)
+
+BLAS ?= 1
+SAN ?= 0
+DEBUG ?= 0
+PREFIX ?= /usr/local
+FUZZ_SECONDS ?= 60
+CC ?= cc
+PYTHON ?= python3
+
+CONFIG := $(if $(filter 1,$(DEBUG)),debug,release)$(if $(filter 0,$(BLAS)),-noblas)$(if $(filter 1,$(SAN)),-san)
+B := build/$(CONFIG)
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+OPT := $(if $(filter 1,$(DEBUG)),-O0,-O2)
+CPPFLAGS += -Iinclude -Isrc
+CFLAGS += -std=c11 -D_POSIX_C_SOURCE=200809L -g $(OPT) $(WARN) -fPIC
+LDLIBS += -lm -lpthread
+ifeq ($(BLAS),1)
+  CPPFLAGS += -DMDL_WITH_BLAS
+  LDLIBS += -lopenblas
+endif
+ifeq ($(SAN),1)
+  CFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+  LDFLAGS += -fsanitize=address,undefined
+endif
+
+# Sources.  *_host.c files use stdio/files/threads and stay out of firmware builds; *_blas.c only
+# with BLAS=1; the ONNX importer (converter) needs protobuf-c.
+ALL_SRCS := $(sort $(wildcard src/*/*.c))
+BLAS_SRCS := $(filter %_blas.c,$(ALL_SRCS))
+HOST_SRCS := $(filter %_host.c,$(ALL_SRCS))
+CORE_SRCS := $(filter-out $(BLAS_SRCS) $(HOST_SRCS),$(ALL_SRCS))
+LIB_SRCS := $(CORE_SRCS) $(HOST_SRCS) $(if $(filter 1,$(BLAS)),$(BLAS_SRCS))
+LIB_OBJS := $(LIB_SRCS:%.c=$(B)/%.o)
+
+TOOLS := $(patsubst tools/%.c,$(B)/bin/%,$(wildcard tools/mdeploy-*.c))
+TEST_COMMON := $(wildcard tests/common/*.c)
+TEST_SRCS := $(sort $(wildcard tests/*/test_*.c))
+TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRCS))
+EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
+
+.PHONY: all lib tools tests examples check demo install fuzz firmware bench clean deps deps-python
+.DEFAULT_GOAL := all
+
+all: lib tools examples
+lib: $(B)/libmdeploy.a $(B)/libmdeploy.so
+tools: $(TOOLS)
+tests: $(TESTS)
+examples: $(EXAMPLES)
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(B)/libmdeploy.a: $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/libmdeploy.so: $(LIB_OBJS)
+	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/bin/%: tools/%.c $(B)/libmdeploy.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libmdeploy.a $(LDLIBS)
+
+$(B)/examples/%: examples/%.c $(B)/libmdeploy.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libmdeploy.a $(LDLIBS)
+
+$(B)/tests/%: tests/%.c $(TEST_COMMON) $(B)/libmdeploy.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) -Wno-shadow $(LDFLAGS) -o $@ $< $(TEST_COMMON) \
+	    $(B)/libmdeploy.a -lcmocka $(LDLIBS)
+
+-include $(LIB_OBJS:.o=.d)
+
+deps:
+	@bash tools/scripts/install-deps.sh
+deps-python:
+	@bash tools/scripts/install-deps.sh --python
+
+# The whole test suite: CMocka tests (default build and BLAS=0), flatc conformance, ASan/UBSan
+# replay of the corrupt-model corpus + a short fuzz run, the Cortex-M4 compile, Python tests.
+check: deps-python
+	@$(MAKE) --no-print-directory all tests
+	@$(MAKE) --no-print-directory BLAS=0 tests
+	@$(MAKE) --no-print-directory firmware
+	@$(MAKE) --no-print-directory fuzz-smoke
+	@bash tests/run.sh build/release build/release-noblas
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@bash examples/demo.sh $(B)
+
+# ---- fuzzing (clang libFuzzer + ASan/UBSan) -------------------------------------------------
+FUZZ_CC ?= clang
+FUZZ_B := build/fuzz
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Iinclude -Isrc \
+              -std=c11 -D_POSIX_C_SOURCE=200809L
+$(FUZZ_B)/fuzz_load: tests/fuzz/fuzz_load.c $(CORE_SRCS) $(HOST_SRCS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -lm -lpthread
+
+fuzz: $(FUZZ_B)/fuzz_load
+	@mkdir -p $(FUZZ_B)/corpus
+	@bash tests/fuzz/seed.sh $(B) $(FUZZ_B)/corpus
+	$(FUZZ_B)/fuzz_load -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    $(FUZZ_B)/corpus tests/fuzz/corpus
+
+fuzz-smoke: $(FUZZ_B)/fuzz_load
+	@echo "== fuzz smoke: replay corrupt-model corpus, then 20 s of fuzzing"
+	@$(FUZZ_B)/fuzz_load -runs=0 tests/fuzz/corpus 2>&1 | tail -n 2
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20 2>&1 | grep -E "stat::number_of_executed_units|Done|ERROR" || true
+	@test -z "$$(ls $(FUZZ_B)/../../crash-* 2>/dev/null)" || { echo "fuzz found a crash"; exit 1; }
+
+# ---- firmware: the core compiled for Cortex-M4 (no BLAS, no stdio, no host files) ---------
+ARM_CC ?= arm-none-eabi-gcc
+ARM_FLAGS := -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -Os -std=c11 \
+             -ffunction-sections -fdata-sections -Wall -Wextra -Werror -Wno-unused-parameter \
+             -DMDL_NO_ERROR_STRINGS -Iinclude -Isrc --specs=picolibc.specs
+FW_B := build/cortex-m4
+FW_OBJS := $(CORE_SRCS:%.c=$(FW_B)/%.o)
+$(FW_B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(ARM_CC) $(ARM_FLAGS) -c $< -o $@
+$(FW_B)/libmdeploy-core.a: $(FW_OBJS)
+	@rm -f $@
+	arm-none-eabi-ar rcs $@ $^
+firmware: $(FW_B)/libmdeploy-core.a
+	@echo "== Cortex-M4 core (arm-none-eabi-gcc -Os, no BLAS, no stdio):"
+	@arm-none-eabi-size -t $(FW_B)/libmdeploy-core.a | tail -n 1
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/include/mdeploy $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 644 include/mdeploy/*.h $(DESTDIR)$(PREFIX)/include/mdeploy/
+	install -m 644 $(B)/libmdeploy.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(B)/libmdeploy.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|0.1.0|' \
+	    -e 's|@LIBS@|$(LDLIBS)|' mdeploy.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/mdeploy.pc
+
+clean:
+	rm -rf build

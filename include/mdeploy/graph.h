@@ -1,0 +1,257 @@
+/*
+ * mdeploy — operators, their options, and the graph builder that writes .mdl files.
+ *
+ * The builder is what the converter, the tests and applications that assemble a model by hand
+ * use.  It holds a mutable graph (tensors + nodes in execution order) and serializes it into the
+ * FlatBuffers model format (src/io/mdeploy.fbs), computing and storing the memory plan.
+ *
+ *     mdl_builder *b;
+ *     mdl_builder_create(NULL, &b, &err);
+ *     int64_t xd[2] = {1, 4}, wd[2] = {3, 4}, yd[2] = {1, 3};
+ *     int x = mdl_builder_tensor(b, "x", MDL_DTYPE_FLOAT32, 2, xd, NULL);
+ *     int w = mdl_builder_tensor(b, "w", MDL_DTYPE_FLOAT32, 2, wd, weights);   // copied
+ *     int y = mdl_builder_tensor(b, "y", MDL_DTYPE_FLOAT32, 2, yd, NULL);
+ *     mdl_op_options o = mdl_op_options_default(MDL_OP_FULLY_CONNECTED);
+ *     mdl_builder_node(b, MDL_OP_FULLY_CONNECTED, "fc", 3, (int[]){x, w, -1}, 1, &y, &o);
+ *     mdl_builder_add_input(b, x); mdl_builder_add_output(b, y);
+ *     mdl_builder_finish(b, &bytes, &size, &err);   // caller frees bytes with mdl_free
+ *     mdl_builder_free(b);
+ *
+ * Layout conventions of the runtime (the converter translates ONNX's):
+ *  - 4-D activations of convolution/pooling are NHWC (channels last).
+ *  - CONV2D weight: [Cout, KH, KW, Cin/group];  DEPTHWISE_CONV2D weight: [1, KH, KW, Cout]
+ *    (Cout = Cin * multiplier); bias [Cout] float32, optional.
+ *  - FULLY_CONNECTED: X [..., K] (all leading dims are batch), W [N, K], bias [N] optional,
+ *    Y [..., N] = X W^T + b.
+ *  - MATMUL: NumPy matmul semantics with batch broadcasting, A [..., M, K] x B [..., K, N].
+ *  - LSTM / GRU: ONNX semantics and layouts (X [seq, batch, in], W [dirs, G*H, in],
+ *    R [dirs, G*H, H], B [dirs, 2*G*H], initial_h/c [dirs, batch, H]; gates iofc for LSTM and
+ *    zrh for GRU as in ONNX).  Inputs: X, W, R, B?, sequence_lens (must be absent), h0?, c0?.
+ *    Outputs (each optional, -1 if unused): Y [seq, dirs, batch, H], Y_h, Y_c [dirs, batch, H].
+ *  - GATHER: data, indices (int32/int64); output = NumPy take(data, indices, axis).  Indices
+ *    are checked at run time; negative ones count from the end as in ONNX.
+ *  - BATCH_NORM: X [..., C] channels last, inputs scale, bias, mean, var each [C].
+ *  - RESHAPE: output shape is the declared shape of its output tensor; no data is copied.
+ */
+#ifndef MDEPLOY_GRAPH_H
+#define MDEPLOY_GRAPH_H
+
+#include "mdeploy.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* X(ENUM, "Name", options kind).  Order is the file format: append only. */
+#define MDL_OP_MAP(X)                                                                              \
+    X(FULLY_CONNECTED, "FullyConnected", FC)                                                       \
+    X(MATMUL, "MatMul", NONE)                                                                      \
+    X(CONV2D, "Conv2D", CONV)                                                                      \
+    X(DEPTHWISE_CONV2D, "DepthwiseConv2D", CONV)                                                   \
+    X(MAX_POOL2D, "MaxPool2D", POOL)                                                               \
+    X(AVG_POOL2D, "AvgPool2D", POOL)                                                               \
+    X(GLOBAL_AVG_POOL, "GlobalAvgPool", NONE)                                                      \
+    X(GLOBAL_MAX_POOL, "GlobalMaxPool", NONE)                                                      \
+    X(RELU, "Relu", NONE)                                                                          \
+    X(CLIP, "Clip", ACT)                                                                           \
+    X(LEAKY_RELU, "LeakyRelu", ACT)                                                                \
+    X(SIGMOID, "Sigmoid", NONE)                                                                    \
+    X(TANH, "Tanh", NONE)                                                                          \
+    X(HARD_SIGMOID, "HardSigmoid", ACT)                                                            \
+    X(HARD_SWISH, "HardSwish", NONE)                                                               \
+    X(GELU, "Gelu", ACT)                                                                           \
+    X(SOFTMAX, "Softmax", AXIS)                                                                    \
+    X(LOG_SOFTMAX, "LogSoftmax", AXIS)                                                             \
+    X(ADD, "Add", BINARY)                                                                          \
+    X(SUB, "Sub", BINARY)                                                                          \
+    X(MUL, "Mul", BINARY)                                                                          \
+    X(DIV, "Div", BINARY)                                                                          \
+    X(RESHAPE, "Reshape", NONE)                                                                    \
+    X(TRANSPOSE, "Transpose", TRANSPOSE)                                                           \
+    X(CONCAT, "Concat", AXIS)                                                                      \
+    X(SLICE, "Slice", SLICE)                                                                       \
+    X(PAD, "Pad", PAD)                                                                             \
+    X(GATHER, "Gather", AXIS)                                                                      \
+    X(REDUCE_MEAN, "ReduceMean", REDUCE)                                                           \
+    X(REDUCE_SUM, "ReduceSum", REDUCE)                                                             \
+    X(REDUCE_MAX, "ReduceMax", REDUCE)                                                             \
+    X(LSTM, "LSTM", RNN)                                                                           \
+    X(GRU, "GRU", RNN)                                                                             \
+    X(BATCH_NORM, "BatchNorm", BATCH_NORM)                                                         \
+    X(QUANTIZE, "Quantize", NONE)                                                                  \
+    X(DEQUANTIZE, "Dequantize", NONE)
+
+typedef enum mdl_op {
+#define MDL__OP_ENUM(name, text, kind) MDL_OP_##name,
+    MDL_OP_MAP(MDL__OP_ENUM)
+#undef MDL__OP_ENUM
+        MDL_OP_COUNT
+} mdl_op;
+
+/* "Conv2D", ...; "unknown" out of range. */
+const char *mdl_op_name(mdl_op op);
+
+/* Activation fused into a producer's epilogue: y = min(max(y, lo), hi). */
+typedef enum mdl_activation {
+    MDL_ACT_NONE = 0,
+    MDL_ACT_RELU,  /* lo = 0,        hi = +inf */
+    MDL_ACT_RELU6, /* lo = 0,        hi = 6    */
+    MDL_ACT_CLIP,  /* lo = clip_min, hi = clip_max */
+    MDL_ACT_COUNT
+} mdl_activation;
+
+typedef struct mdl_fused_act {
+    mdl_activation kind;
+    float clip_min, clip_max; /* MDL_ACT_CLIP only */
+} mdl_fused_act;
+
+typedef struct mdl_fc_options {
+    mdl_fused_act act;
+} mdl_fc_options;
+
+typedef struct mdl_conv_options {
+    int32_t stride[2];   /* h, w (>= 1) */
+    int32_t dilation[2]; /* h, w (>= 1) */
+    int32_t pad[4];      /* top, left, bottom, right (>= 0) */
+    int32_t group;       /* CONV2D: Cin and Cout divisible by it; DEPTHWISE: unused (1) */
+    mdl_fused_act act;
+} mdl_conv_options;
+
+typedef struct mdl_pool_options {
+    int32_t kernel[2]; /* h, w */
+    int32_t stride[2];
+    int32_t pad[4]; /* top, left, bottom, right; output size is floor-based (ceil pads bottom/right) */
+    bool count_include_pad; /* AVG_POOL2D: divide by the full window including padding */
+} mdl_pool_options;
+
+/* CLIP: min, max.  LEAKY_RELU: alpha.  HARD_SIGMOID: y = max(0, min(1, alpha x + beta)).
+   GELU: approximate = tanh approximation. */
+typedef struct mdl_act_options {
+    float alpha, beta, min, max;
+    bool approximate;
+} mdl_act_options;
+
+typedef struct mdl_axis_options {
+    int32_t axis; /* negative counts from the end */
+} mdl_axis_options;
+
+typedef struct mdl_binary_options {
+    mdl_fused_act act;
+} mdl_binary_options;
+
+typedef struct mdl_transpose_options {
+    int32_t perm[MDL_MAX_RANK]; /* output dim i = input dim perm[i]; rank entries */
+} mdl_transpose_options;
+
+/* Output element i = input element begin + i * step along each dim (rank entries; step != 0,
+   begin already clamped); the output's declared shape gives the count. */
+typedef struct mdl_slice_options {
+    int64_t begin[MDL_MAX_RANK];
+    int64_t step[MDL_MAX_RANK];
+} mdl_slice_options;
+
+/* Constant padding: pads[d] before dim d, pads[rank + d] after (ONNX order, >= 0). */
+typedef struct mdl_pad_options {
+    int64_t pads[2 * MDL_MAX_RANK];
+    float value;
+} mdl_pad_options;
+
+typedef struct mdl_reduce_options {
+    uint32_t axes_mask; /* bit d set: reduce dim d; 0 = all dims */
+    bool keepdims;
+} mdl_reduce_options;
+
+typedef enum mdl_rnn_direction {
+    MDL_RNN_FORWARD = 0,
+    MDL_RNN_REVERSE,
+    MDL_RNN_BIDIRECTIONAL,
+    MDL_RNN_DIRECTION_COUNT
+} mdl_rnn_direction;
+
+typedef struct mdl_rnn_options {
+    int32_t hidden_size;
+    mdl_rnn_direction direction;
+    bool linear_before_reset; /* GRU only */
+} mdl_rnn_options;
+
+typedef struct mdl_batch_norm_options {
+    float epsilon;
+} mdl_batch_norm_options;
+
+#define MDL_OPTIONS_KIND_MAP(X)                                                                    \
+    X(NONE) X(FC) X(CONV) X(POOL) X(ACT) X(AXIS) X(BINARY) X(TRANSPOSE) X(SLICE) X(PAD)            \
+        X(REDUCE) X(RNN) X(BATCH_NORM)
+
+typedef enum mdl_options_kind {
+#define MDL__KIND_ENUM(name) MDL_OPTIONS_##name,
+    MDL_OPTIONS_KIND_MAP(MDL__KIND_ENUM)
+#undef MDL__KIND_ENUM
+        MDL_OPTIONS_COUNT
+} mdl_options_kind;
+
+/* Which member of mdl_op_options an operator uses. */
+mdl_options_kind mdl_op_options_kind(mdl_op op);
+
+typedef union mdl_op_options {
+    mdl_fc_options fc;
+    mdl_conv_options conv;
+    mdl_pool_options pool;
+    mdl_act_options act;
+    mdl_axis_options axis;
+    mdl_binary_options binary;
+    mdl_transpose_options transpose;
+    mdl_slice_options slice;
+    mdl_pad_options pad;
+    mdl_reduce_options reduce;
+    mdl_rnn_options rnn;
+    mdl_batch_norm_options batch_norm;
+} mdl_op_options;
+
+/* Defaults: strides/dilations/group 1, no padding, no fused activation, axis -1 (GATHER 0),
+   CLIP -inf..inf, LEAKY_RELU alpha 0.01, HARD_SIGMOID 0.2/0.5, BATCH_NORM epsilon 1e-5,
+   TRANSPOSE identity. */
+mdl_op_options mdl_op_options_default(mdl_op op);
+
+/* ---- builder --------------------------------------------------------------------------- */
+
+typedef struct mdl_builder mdl_builder;
+
+/* allocator may be NULL (malloc/free). */
+mdl_status mdl_builder_create(const mdl_allocator *allocator, mdl_builder **out, mdl_error *err);
+void mdl_builder_free(mdl_builder *b); /* NULL is a no-op */
+
+/* Adds a tensor and returns its index (>= 0) or -1 on a bad argument/out of memory (the error
+   is reported again by mdl_builder_finish).  data != NULL makes it a constant; the bytes
+   (product(dims) * dtype size) are copied.  rank 0 is a scalar. */
+int mdl_builder_tensor(mdl_builder *b, const char *name, mdl_dtype dtype, int rank,
+                       const int64_t *dims, const void *data);
+
+/* Quantization parameters of tensor t: n == 1 per tensor, else per index along axis. */
+mdl_status mdl_builder_set_quant(mdl_builder *b, int t, int n, const float *scale,
+                                 const int64_t *zero_point, int axis);
+
+/* Appends a node (nodes execute in the order added).  Input index -1 = absent optional input.
+   options may be NULL (defaults).  Returns the node index or -1 (reported by finish). */
+int mdl_builder_node(mdl_builder *b, mdl_op op, const char *name, int nin, const int *inputs,
+                     int nout, const int *outputs, const mdl_op_options *options);
+
+mdl_status mdl_builder_add_input(mdl_builder *b, int t);
+mdl_status mdl_builder_add_output(mdl_builder *b, int t);
+
+/* Metadata: "name", "version", "producer", "description" fill the dedicated fields; any other key
+   goes to the free key/value list. */
+mdl_status mdl_builder_set_metadata(mdl_builder *b, const char *key, const char *value);
+
+/* Validates the graph exactly as the loader will (shapes inferred by each kernel's prepare must
+   match the declared ones), plans memory, and serializes.  *data is allocated with the builder's
+   allocator; release it with mdl_builder_release(b, data) or, with the default allocator, free(). */
+mdl_status mdl_builder_finish(mdl_builder *b, void **data, size_t *size, mdl_error *err);
+void mdl_builder_release(mdl_builder *b, void *data);
+
+/* Host only: finish and write to path atomically (temporary name, then rename). */
+mdl_status mdl_builder_write_file(mdl_builder *b, const char *path, mdl_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

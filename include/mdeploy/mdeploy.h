@@ -1,0 +1,279 @@
+/*
+ * mdeploy — embeddable inference runtime.  The whole runtime API.
+ *
+ * Life cycle:
+ *
+ *     mdl_error err;
+ *     mdl_model *m;
+ *     if (mdl_model_load_file("net.mdl", NULL, &m, &err) != MDL_OK) { puts(err.msg); ... }
+ *     mdl_session *s;
+ *     mdl_session_create(m, NULL, &s, &err);
+ *     memcpy(mdl_session_input_data(s, 0), x, bytes);
+ *     if (mdl_session_run(s) != MDL_OK) puts(mdl_session_message(s));
+ *     const float *y = mdl_session_output_data(s, 0);
+ *     mdl_session_free(s);
+ *     mdl_model_free(m);
+ *
+ * Threads: an mdl_model is immutable after load and may be shared by any number of threads.
+ * An mdl_session belongs to one thread at a time.  No function here touches global mutable state.
+ *
+ * Errors: every function that can fail returns an mdl_status (MDL_OK == 0).  When the caller
+ * passes a non-NULL mdl_error, it receives the status and a message naming the cause (the node,
+ * tensor, byte offset ...).  Building with MDL_NO_ERROR_STRINGS keeps the status, drops the text.
+ *
+ * Memory: every allocation goes through an mdl_allocator (NULL = libc malloc/free).  A model can
+ * be used in place from a caller's buffer (e.g. flash) and a session can live entirely inside a
+ * caller-provided arena (mdl_session_create_in), so firmware needs no heap.  mdl_session_run
+ * never allocates.
+ */
+#ifndef MDEPLOY_MDEPLOY_H
+#define MDEPLOY_MDEPLOY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MDL_VERSION_MAJOR 0
+#define MDL_VERSION_MINOR 1
+#define MDL_VERSION_PATCH 0
+#define MDL_VERSION_STRING "0.1.0"
+
+/* Model file format version this runtime writes.  Files with another major are rejected. */
+#define MDL_FORMAT_MAJOR 1
+#define MDL_FORMAT_MINOR 0
+
+#define MDL_MAX_RANK 8 /* most dimensions a tensor may have */
+#define MDL_ALIGN 16   /* alignment of weight buffers in a model file and of arena slots */
+
+/* ---- status codes ---------------------------------------------------------------------- */
+
+#define MDL_STATUS_MAP(X)                                                                          \
+    X(OK, "ok")                                                                                    \
+    X(INVALID_ARGUMENT, "invalid argument")                                                        \
+    X(OUT_OF_MEMORY, "out of memory")                                                              \
+    X(IO, "I/O error")                                                                             \
+    X(CORRUPT_MODEL, "corrupt model")                                                              \
+    X(VERSION, "unsupported model format version")                                                 \
+    X(UNSUPPORTED, "unsupported")                                                                  \
+    X(SHAPE, "shape mismatch")                                                                     \
+    X(DTYPE, "dtype mismatch")                                                                     \
+    X(OUT_OF_RANGE, "index out of range")                                                          \
+    X(BUFFER_TOO_SMALL, "buffer too small")                                                        \
+    X(INTERNAL, "internal error")
+
+typedef enum mdl_status {
+#define MDL__STATUS_ENUM(name, text) MDL_##name,
+    MDL_STATUS_MAP(MDL__STATUS_ENUM)
+#undef MDL__STATUS_ENUM
+        MDL_STATUS_COUNT
+} mdl_status;
+
+/* Static string for a status ("corrupt model"); "unknown status" for values out of range. */
+const char *mdl_status_str(mdl_status s);
+
+#define MDL_ERROR_MSG_SIZE 256
+
+/* Caller-owned error record.  Functions write it only on failure. */
+typedef struct mdl_error {
+    mdl_status status;
+    char msg[MDL_ERROR_MSG_SIZE];
+} mdl_error;
+
+/* ---- element types --------------------------------------------------------------------- */
+
+#define MDL_DTYPE_MAP(X)                                                                           \
+    X(FLOAT32, "float32", 4)                                                                       \
+    X(INT8, "int8", 1)                                                                             \
+    X(UINT8, "uint8", 1)                                                                           \
+    X(INT32, "int32", 4)                                                                           \
+    X(INT64, "int64", 8)
+
+typedef enum mdl_dtype {
+#define MDL__DTYPE_ENUM(name, text, size) MDL_DTYPE_##name,
+    MDL_DTYPE_MAP(MDL__DTYPE_ENUM)
+#undef MDL__DTYPE_ENUM
+        MDL_DTYPE_COUNT
+} mdl_dtype;
+
+/* "float32", ...; "unknown" out of range. */
+const char *mdl_dtype_name(mdl_dtype t);
+/* Bytes of one element; 0 out of range. */
+size_t mdl_dtype_size(mdl_dtype t);
+
+/* ---- memory ---------------------------------------------------------------------------- */
+
+/* A caller's allocator.  alloc returns memory aligned to at least 16 bytes or NULL. */
+typedef struct mdl_allocator {
+    void *(*alloc)(void *user, size_t size);
+    void (*free)(void *user, void *ptr);
+    void *user;
+} mdl_allocator;
+
+/* ---- model ----------------------------------------------------------------------------- */
+
+typedef struct mdl_model mdl_model;
+
+enum {
+    /* Copy the file bytes into model-owned memory.  Without it, mdl_model_load_buffer uses the
+       caller's bytes in place: they must stay valid and unchanged until mdl_model_free and start
+       on an MDL_ALIGN boundary. */
+    MDL_LOAD_COPY = 1u << 0,
+};
+
+typedef struct mdl_load_options {
+    const mdl_allocator *allocator; /* NULL: malloc/free.  Must outlive the model. */
+    uint32_t flags;                 /* MDL_LOAD_* */
+} mdl_load_options;
+
+mdl_load_options mdl_load_options_default(void);
+
+/*
+ * Verifies a model held in memory and builds the runtime graph.  Every byte is treated as
+ * untrusted: offsets, lengths, alignment, enums, indices, shapes and sizes are checked before
+ * use, and each kernel validates its node.  options may be NULL (defaults).  On success *out owns
+ * a model to release with mdl_model_free; on failure *out = NULL and err explains.
+ * Errors: INVALID_ARGUMENT, OUT_OF_MEMORY, CORRUPT_MODEL, VERSION, UNSUPPORTED, SHAPE, DTYPE.
+ */
+mdl_status mdl_model_load_buffer(const void *data, size_t size, const mdl_load_options *options,
+                                 mdl_model **out, mdl_error *err);
+
+/* Reads a file and loads it (always a private copy).  Host builds only.  Errors as above + IO. */
+mdl_status mdl_model_load_file(const char *path, const mdl_load_options *options, mdl_model **out,
+                               mdl_error *err);
+
+/* Releases a model.  All its sessions must be freed first.  NULL is a no-op. */
+void mdl_model_free(mdl_model *m);
+
+/* Exact bytes mdl_session_create_in needs for this model (session record, tensor table,
+   activation arena and kernel scratch, alignment slack included). */
+size_t mdl_model_arena_size(const mdl_model *m);
+
+/* Bytes of the activation arena alone (the memory plan's size). */
+size_t mdl_model_activation_bytes(const mdl_model *m);
+
+/* Total bytes of constant tensor data (weights). */
+size_t mdl_model_weight_bytes(const mdl_model *m);
+
+/* Metadata.  Strings are owned by the model; "" when absent. */
+const char *mdl_model_name(const mdl_model *m);
+const char *mdl_model_version(const mdl_model *m);
+const char *mdl_model_producer(const mdl_model *m);
+const char *mdl_model_description(const mdl_model *m);
+int mdl_model_format_major(const mdl_model *m);
+int mdl_model_format_minor(const mdl_model *m);
+/* Free key/value metadata; NULL when key is absent. */
+const char *mdl_model_metadata(const mdl_model *m, const char *key);
+int mdl_model_metadata_count(const mdl_model *m);
+/* i-th pair; returns false when i is out of range. */
+bool mdl_model_metadata_at(const mdl_model *m, int i, const char **key, const char **value);
+
+/* Description of one tensor.  Pointers are owned by the model and live as long as it. */
+typedef struct mdl_tensor_info {
+    const char *name;
+    mdl_dtype dtype;
+    int32_t rank;
+    const int64_t *dims; /* rank entries */
+    size_t bytes;        /* product(dims) * dtype size */
+    /* Quantization (int8/uint8/int32 tensors); nquant == 0 when the tensor is not quantized.
+       nquant == 1: per tensor; otherwise one scale/zero point per index of dimension quant_axis. */
+    int32_t nquant;
+    int32_t quant_axis;
+    const float *scale;
+    const int64_t *zero_point;
+} mdl_tensor_info;
+
+int mdl_model_input_count(const mdl_model *m);
+int mdl_model_output_count(const mdl_model *m);
+/* Fill *info for input/output i; INVALID_ARGUMENT when i is out of range. */
+mdl_status mdl_model_input_info(const mdl_model *m, int i, mdl_tensor_info *info);
+mdl_status mdl_model_output_info(const mdl_model *m, int i, mdl_tensor_info *info);
+/* Index of the input/output called name, or -1. */
+int mdl_model_input_index(const mdl_model *m, const char *name);
+int mdl_model_output_index(const mdl_model *m, const char *name);
+
+/* Graph introspection (for inspect tools and profilers). */
+int mdl_model_node_count(const mdl_model *m);
+int mdl_model_tensor_count(const mdl_model *m);
+typedef struct mdl_node_info {
+    const char *name;
+    const char *op; /* operator name, e.g. "Conv2D" */
+    int32_t nin, nout;
+    const int32_t *inputs; /* tensor indices; -1 marks an absent optional input */
+    const int32_t *outputs;
+    size_t scratch_bytes;
+} mdl_node_info;
+mdl_status mdl_model_node_info(const mdl_model *m, int i, mdl_node_info *info);
+/* constant: set to true when the tensor holds weights.  May be NULL. */
+mdl_status mdl_model_tensor_info(const mdl_model *m, int i, mdl_tensor_info *info, bool *constant);
+
+/* ---- session --------------------------------------------------------------------------- */
+
+typedef struct mdl_session mdl_session;
+
+typedef struct mdl_session_options {
+    const mdl_allocator *allocator; /* NULL: malloc/free.  Must outlive the session. */
+    bool profile;                   /* time every node (see mdl_session_profile) */
+} mdl_session_options;
+
+mdl_session_options mdl_session_options_default(void);
+
+/* Creates a session (activation arena and kernel scratch) for a model.  options may be NULL.
+   The model must outlive the session.  Errors: INVALID_ARGUMENT, OUT_OF_MEMORY. */
+mdl_status mdl_session_create(const mdl_model *m, const mdl_session_options *options,
+                              mdl_session **out, mdl_error *err);
+
+/* Same, inside a caller-provided region of at least mdl_model_arena_size(m) bytes (any
+   alignment).  Nothing is allocated; mdl_session_free releases nothing but marks it unusable.
+   Errors: INVALID_ARGUMENT, BUFFER_TOO_SMALL. */
+mdl_status mdl_session_create_in(const mdl_model *m, void *arena, size_t size, mdl_session **out,
+                                 mdl_error *err);
+
+/* NULL is a no-op. */
+void mdl_session_free(mdl_session *s);
+
+const mdl_model *mdl_session_model(const mdl_session *s);
+
+/* Input/output buffers inside the session arena: write inputs before mdl_session_run, read
+   outputs after.  Sizes are mdl_tensor_info.bytes.  Valid until the session is freed; input
+   contents are not preserved across runs (the arena is reused).  NULL when i is out of range. */
+void *mdl_session_input_data(mdl_session *s, int i);
+const void *mdl_session_output_data(const mdl_session *s, int i);
+
+/* Copying variants that check the byte count.  Errors: INVALID_ARGUMENT, BUFFER_TOO_SMALL. */
+mdl_status mdl_session_set_input(mdl_session *s, int i, const void *data, size_t bytes,
+                                 mdl_error *err);
+mdl_status mdl_session_get_output(const mdl_session *s, int i, void *data, size_t bytes,
+                                  mdl_error *err);
+
+/* Runs the graph once.  Allocates nothing.  On a data-dependent failure (e.g. an embedding id out
+   of range) returns the status and mdl_session_message names the node and the cause. */
+mdl_status mdl_session_run(mdl_session *s);
+
+/* Message of the last failed run; "" after a successful one.  Owned by the session. */
+const char *mdl_session_message(const mdl_session *s);
+
+/* With options.profile: nanoseconds spent in node i during the last run; 0 otherwise. */
+uint64_t mdl_session_node_ns(const mdl_session *s, int i);
+
+/* ---- utilities ------------------------------------------------------------------------- */
+
+/* A bump allocator over a caller buffer, for heap-free loading on firmware:
+       static uint8_t heap[8192]; mdl_bump bump; mdl_allocator a = mdl_bump_init(&bump, heap, sizeof heap);
+   free() is a no-op; memory returns when the buffer is dropped. */
+typedef struct mdl_bump {
+    uint8_t *base;
+    size_t size, used;
+} mdl_bump;
+mdl_allocator mdl_bump_init(mdl_bump *bump, void *buffer, size_t size);
+
+/* Library version string, e.g. "0.1.0". */
+const char *mdl_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

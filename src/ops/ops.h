@@ -1,0 +1,143 @@
+/*
+ * Internal kernel interface.  One kernel per (operator, dtype of input 0), found through
+ * mdl__kernel_find (src/ops/registry.c).  Each kernel has two functions:
+ *
+ *   prepare: called once when a model is loaded (and by the builder/converter for shape
+ *            inference).  Validates input shapes/dtypes and options, writes the output shapes
+ *            and dtypes into ctx->out_shape[] and the scratch bytes it needs into
+ *            ctx->scratch_bytes.  It must not read input *data* except of constant tensors
+ *            (ctx->in[i]->data != NULL).  On a bad node it returns a status and fills ctx->err
+ *            via mdl__fail(ctx, STATUS, "fmt", ...) - the node name is prefixed automatically.
+ *
+ *   run:     computes.  Reads inputs through ctx->in_data[], writes ctx->out_data[], may use
+ *            ctx->scratch (ctx->scratch_bytes long, 16-byte aligned).  Allocates nothing.  Only
+ *            data-dependent checks (e.g. gather indices) may fail here.
+ *
+ * Layouts are documented in include/mdeploy/graph.h.
+ */
+#ifndef MDL_OPS_H
+#define MDL_OPS_H
+
+#include "mdeploy/graph.h"
+#include "mdeploy/mdeploy.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MDL_MAX_NODE_IO 64 /* most inputs or outputs one node may have */
+
+/* Tensor metadata shared by the runtime model and the builder. */
+typedef struct mdl__tensor {
+    const char *name;
+    mdl_dtype dtype;
+    int32_t rank;
+    int64_t dims[MDL_MAX_RANK];
+    int64_t count; /* product of dims (1 for a scalar) */
+    size_t bytes;  /* count * dtype size */
+    const void *data; /* constant tensors: the weights; NULL for activations */
+    int32_t nquant, quant_axis;
+    const float *scale;
+    const int64_t *zero_point;
+} mdl__tensor;
+
+/* Shape + dtype a kernel's prepare infers for an output. */
+typedef struct mdl__shape {
+    mdl_dtype dtype;
+    int32_t rank;
+    int64_t dims[MDL_MAX_RANK];
+} mdl__shape;
+
+typedef struct mdl__kctx {
+    mdl_op op;
+    const char *name; /* node name for messages */
+    const mdl_op_options *opt;
+    int nin, nout;
+    const mdl__tensor *in[MDL_MAX_NODE_IO];  /* NULL: absent optional input */
+    /* Declared outputs.  In prepare an entry is NULL when the graph leaves that output's shape
+       to inference (only RESHAPE requires its output to be declared). */
+    const mdl__tensor *out[MDL_MAX_NODE_IO];
+    /* prepare */
+    mdl__shape out_shape[MDL_MAX_NODE_IO];
+    size_t scratch_bytes;
+    /* run */
+    const void *in_data[MDL_MAX_NODE_IO];
+    void *out_data[MDL_MAX_NODE_IO];
+    void *scratch;
+    mdl_error *err;
+} mdl__kctx;
+
+typedef struct mdl__kernel {
+    mdl_status (*prepare)(mdl__kctx *ctx);
+    mdl_status (*run)(mdl__kctx *ctx);
+} mdl__kernel;
+
+/* Kernel for op with input-0 dtype, or NULL. */
+const mdl__kernel *mdl__kernel_find(mdl_op op, mdl_dtype dtype);
+
+/* Records "<op> '<node>': <message>" in ctx->err and returns status. */
+mdl_status mdl__fail(const mdl__kctx *ctx, mdl_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* ---- helpers for kernels --------------------------------------------------------------- */
+
+static inline int64_t mdl__shape_count(const mdl__shape *s) {
+    int64_t n = 1;
+    for (int i = 0; i < s->rank; i++) n *= s->dims[i];
+    return n;
+}
+
+/* Copies a tensor's shape/dtype into a shape record. */
+static inline void mdl__shape_of(mdl__shape *s, const mdl__tensor *t) {
+    s->dtype = t->dtype;
+    s->rank = t->rank;
+    for (int i = 0; i < t->rank; i++) s->dims[i] = t->dims[i];
+}
+
+/* Normalizes a possibly negative axis against rank; false if out of range. */
+static inline bool mdl__axis(int32_t axis, int32_t rank, int32_t *out) {
+    if (axis < 0) axis += rank;
+    if (axis < 0 || axis >= rank) return false;
+    *out = axis;
+    return true;
+}
+
+/* Fused activation bounds. */
+static inline void mdl__act_bounds(const mdl_fused_act *a, float *lo, float *hi) {
+    switch (a->kind) {
+    case MDL_ACT_RELU: *lo = 0.0f; *hi = __builtin_inff(); break;
+    case MDL_ACT_RELU6: *lo = 0.0f; *hi = 6.0f; break;
+    case MDL_ACT_CLIP: *lo = a->clip_min; *hi = a->clip_max; break;
+    default: *lo = -__builtin_inff(); *hi = __builtin_inff(); break;
+    }
+}
+
+static inline float mdl__clampf(float v, float lo, float hi) {
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+/* Formats a shape as "[1,28,28,3]" into buf (for messages). */
+const char *mdl__dims_str(char *buf, size_t size, int32_t rank, const int64_t *dims);
+
+/* ---- shared compute primitives (src/ops/gemm.c) ---------------------------------------- */
+
+/* C[M,N] = A[M,K] * B[N,K]^T (+ bias[N]) then clamp to [lo, hi].  Row-major, leading dims lda,
+   ldb, ldc.  Uses OpenBLAS when built with MDL_WITH_BLAS and the product is large enough; a
+   portable GEMV/GEMM otherwise.  bias may be NULL. */
+void mdl__gemm_nt(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                  int64_t ldb, const float *bias, float *C, int64_t ldc, float lo, float hi);
+
+/* The portable path of mdl__gemm_nt, always available (the oracle for the BLAS path). */
+void mdl__gemm_nt_ref(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                      const float *B, int64_t ldb, const float *bias, float *C, int64_t ldc,
+                      float lo, float hi);
+
+/* C[M,N] = A[M,K] * B[K,N] (no bias), row-major. */
+void mdl__gemm_nn(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                  int64_t ldb, float *C, int64_t ldc);
+
+#endif

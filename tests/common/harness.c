@@ -1,0 +1,143 @@
+#include "harness.h"
+
+#include "ops/ops.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+th_tensor th_tensor_make(mdl_dtype dtype, int rank, const int64_t *dims, const void *src) {
+    th_tensor t;
+    memset(&t, 0, sizeof t);
+    t.dtype = dtype;
+    t.rank = rank;
+    t.count = 1;
+    for (int i = 0; i < rank; i++) {
+        t.dims[i] = dims[i];
+        t.count *= dims[i];
+    }
+    size_t bytes = (size_t)t.count * mdl_dtype_size(dtype);
+    t.data = calloc(bytes ? bytes : 1, 1);
+    if (src && bytes) memcpy(t.data, src, bytes);
+    return t;
+}
+
+th_tensor th_tensor_absent(void) {
+    th_tensor t;
+    memset(&t, 0, sizeof t);
+    t.rank = -1;
+    return t;
+}
+
+void th_tensor_free(th_tensor *t) {
+    free(t->data);
+    t->data = NULL;
+}
+
+mdl_status th_run_op(mdl_op op, const mdl_op_options *options, int nin, const th_tensor *in,
+                     int nout, th_tensor *out, mdl_error *err) {
+    mdl_op_options defaults = mdl_op_options_default(op);
+    static mdl__tensor tin[MDL_MAX_NODE_IO], tout[MDL_MAX_NODE_IO];
+    mdl__kctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    ctx.op = op;
+    ctx.name = "test";
+    ctx.opt = options ? options : &defaults;
+    ctx.nin = nin;
+    ctx.nout = nout;
+    ctx.err = err;
+    for (int i = 0; i < nin; i++) {
+        if (in[i].rank < 0) continue;
+        mdl__tensor *t = &tin[i];
+        memset(t, 0, sizeof *t);
+        t->name = "in";
+        t->dtype = in[i].dtype;
+        t->rank = in[i].rank;
+        memcpy(t->dims, in[i].dims, sizeof t->dims);
+        t->count = in[i].count;
+        t->bytes = (size_t)t->count * mdl_dtype_size(t->dtype);
+        t->data = in[i].constant ? in[i].data : NULL;
+        ctx.in[i] = t;
+        ctx.in_data[i] = in[i].data;
+    }
+    /* Outputs given with rank >= 0 are "declared" (RESHAPE needs that). */
+    for (int i = 0; i < nout; i++) {
+        if (out[i].declared) {
+            mdl__tensor *t = &tout[i];
+            memset(t, 0, sizeof *t);
+            t->dtype = out[i].dtype;
+            t->rank = out[i].rank;
+            memcpy(t->dims, out[i].dims, sizeof t->dims);
+            ctx.out[i] = t;
+        }
+    }
+    const mdl__kernel *k = mdl__kernel_find(op, nin > 0 && in[0].rank >= 0 ? in[0].dtype
+                                                                            : MDL_DTYPE_FLOAT32);
+    if (!k) {
+        if (err) {
+            err->status = MDL_UNSUPPORTED;
+            strcpy(err->msg, "no kernel");
+        }
+        return MDL_UNSUPPORTED;
+    }
+    mdl_status st = k->prepare(&ctx);
+    if (st != MDL_OK) return st;
+    for (int i = 0; i < nout; i++) {
+        mdl__shape *s = &ctx.out_shape[i];
+        out[i] = th_tensor_make(s->dtype, s->rank, s->dims, NULL);
+        mdl__tensor *t = &tout[i];
+        memset(t, 0, sizeof *t);
+        t->name = "out";
+        t->dtype = s->dtype;
+        t->rank = s->rank;
+        memcpy(t->dims, s->dims, sizeof t->dims);
+        t->count = out[i].count;
+        t->bytes = (size_t)t->count * mdl_dtype_size(t->dtype);
+        ctx.out[i] = t;
+        ctx.out_data[i] = out[i].data;
+    }
+    void *scratch = NULL;
+    if (ctx.scratch_bytes) {
+        scratch = aligned_alloc(16, (ctx.scratch_bytes + 15) & ~(size_t)15);
+        memset(scratch, 0xA5, ctx.scratch_bytes); /* garbage: kernels must not assume zeroes */
+    }
+    ctx.scratch = scratch;
+    st = k->run(&ctx);
+    free(scratch);
+    return st;
+}
+
+static uint64_t th_state = 0x9E3779B97F4A7C15ull;
+
+void th_seed(uint64_t seed) { th_state = seed ? seed * 0x9E3779B97F4A7C15ull : 1; }
+
+uint64_t th_rand_u64(void) {
+    uint64_t x = th_state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return th_state = x;
+}
+
+float th_uniform(float lo, float hi) {
+    return lo + (hi - lo) * (float)((th_rand_u64() >> 11) * (1.0 / 9007199254740992.0));
+}
+
+int64_t th_rand_int(int64_t lo, int64_t hi) {
+    return lo + (int64_t)(th_rand_u64() % (uint64_t)(hi - lo + 1));
+}
+
+void th_fill_uniform(float *x, int64_t n, float lo, float hi) {
+    for (int64_t i = 0; i < n; i++) x[i] = th_uniform(lo, hi);
+}
+
+double th_max_rel_err(const float *got, const float *ref, int64_t n) {
+    double scale = 1e-6, err = 0;
+    for (int64_t i = 0; i < n; i++) scale = fmax(scale, fabs((double)ref[i]));
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - (double)ref[i]);
+        if (isnan(got[i]) != isnan(ref[i])) return INFINITY;
+        if (d > err) err = d;
+    }
+    return err / scale;
+}

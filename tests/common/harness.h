@@ -1,0 +1,60 @@
+/* Test helpers shared by every CMocka test: run one operator through the kernel table, random
+   data, error measures.  Test-only; not part of the library. */
+#ifndef MDL_TEST_HARNESS_H
+#define MDL_TEST_HARNESS_H
+
+/* cmocka needs these before its header */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "mdeploy/graph.h"
+#include "mdeploy/mdeploy.h"
+
+#include <stdbool.h>
+
+/* One operand of th_run_op.  For inputs: rank < 0 marks an absent optional input; constant
+   marks weights (the kernel's prepare may read them).  Outputs may be zero-initialized (shape
+   inferred) or declared (declared = true, dtype/rank/dims set).  th_run_op fills dtype, rank,
+   dims, count and data (malloc'd; release with th_tensor_free). */
+typedef struct th_tensor {
+    mdl_dtype dtype;
+    int rank;
+    int64_t dims[MDL_MAX_RANK];
+    void *data;
+    bool constant;
+    bool declared; /* output only: its shape is given (RESHAPE needs a declared output) */
+    int64_t count;
+} th_tensor;
+
+/* Builds a tensor of dtype/rank/dims with data copied from src (or zeroed if src is NULL). */
+th_tensor th_tensor_make(mdl_dtype dtype, int rank, const int64_t *dims, const void *src);
+th_tensor th_tensor_absent(void);
+void th_tensor_free(th_tensor *t);
+
+/* Runs op on inputs through mdl__kernel_find(op, in[0].dtype): prepare (shape inference), then
+   run with freshly allocated outputs and scratch.  options NULL = defaults.  Returns the status of
+   prepare or run; err gets the message. */
+mdl_status th_run_op(mdl_op op, const mdl_op_options *options, int nin, const th_tensor *in,
+                     int nout, th_tensor *out, mdl_error *err);
+
+/* Deterministic pseudo-random numbers (xorshift), seeded per test. */
+void th_seed(uint64_t seed);
+uint64_t th_rand_u64(void);
+float th_uniform(float lo, float hi);
+int64_t th_rand_int(int64_t lo, int64_t hi); /* inclusive */
+void th_fill_uniform(float *x, int64_t n, float lo, float hi);
+
+/* max |a - b| / max(1e-6, max |ref|): error relative to the reference's magnitude. */
+double th_max_rel_err(const float *got, const float *ref, int64_t n);
+
+/* Asserts th_max_rel_err <= tol, printing context on failure. */
+#define th_assert_close(got, ref, n, tol)                                                          \
+    do {                                                                                           \
+        double th__e = th_max_rel_err((got), (ref), (n));                                          \
+        if (!(th__e <= (tol))) fail_msg("relative error %g > %g", th__e, (double)(tol));           \
+    } while (0)
+
+#endif

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what mdeploy needs and is missing: Debian packages with apt-get, Python ones with pip.
+# usage: install-deps.sh [--python]   (--python also installs the Python test dependencies)
+set -eu
+debs=(build-essential libopenblas-dev libcjson-dev libcmocka-dev libprotobuf-c-dev
+      protobuf-c-compiler flatbuffers-compiler gcc-arm-none-eabi picolibc-arm-none-eabi
+      qemu-system-arm clang libclang-rt-14-dev python3 python3-pip)
+missing=()
+for p in "${debs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "install-deps: installing ${missing[*]}"
+    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if [ "${1:-}" = "--python" ]; then
+    py=()
+    for m in numpy onnx onnxruntime pytest; do
+        python3 -c "import $m" 2>/dev/null || py+=("$m")
+    done
+    if [ ${#py[@]} -gt 0 ]; then
+        echo "install-deps: pip install ${py[*]}"
+        python3 -m pip install -q "${py[@]}" 2>/dev/null ||
+            python3 -m pip install -q --break-system-packages "${py[@]}"
+    fi
+fi
+exit 0
