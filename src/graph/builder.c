@@ -1,0 +1,219 @@
+/* The graph builder: a growable graph plus the finish step (check, plan, serialize, re-load). */
+#include "model.h"
+
+#include "util.h"
+
+#include <string.h>
+
+struct mdl_builder {
+    const mdl_allocator *alloc;
+    mdl__graph g;
+    int32_t cap_tensors, cap_nodes, cap_inputs, cap_outputs;
+    void **owned; /* every allocation the graph points into */
+    size_t nowned, cap_owned;
+    const char *name, *version, *producer, *description;
+    const char **kv;
+    int32_t nkv, cap_kv;
+    mdl_error error; /* first failure of an add call, reported by finish */
+};
+
+/* Remembers the first failure (finish reports it); add calls return -1 / the status. */
+static mdl_status fail_st(mdl_builder *b, mdl_status st, const char *what) {
+    if (b->error.status == MDL_OK) mdl__error(&b->error, st, "builder: %s", what);
+    return b->error.status;
+}
+static int fail(mdl_builder *b, mdl_status st, const char *what) {
+    fail_st(b, st, what);
+    return -1;
+}
+
+/* Grows *arr (elem bytes each) to hold at least need entries. */
+static bool grow(mdl_builder *b, void **arr, int32_t *cap, int32_t need, size_t elem) {
+    if (need <= *cap) return true;
+    int32_t ncap = *cap ? *cap * 2 : 16;
+    while (ncap < need) ncap *= 2;
+    void *n = mdl__alloc(b->alloc, (size_t)ncap * elem);
+    if (!n) return false;
+    if (*arr) memcpy(n, *arr, (size_t)*cap * elem);
+    mdl__free(b->alloc, *arr);
+    *arr = n;
+    *cap = ncap;
+    return true;
+}
+
+/* Allocates bytes owned by the builder (freed by mdl_builder_free). */
+static void *own(mdl_builder *b, const void *src, size_t bytes) {
+    if (b->nowned == b->cap_owned) {
+        int32_t cap = (int32_t)b->cap_owned;
+        if (!grow(b, (void **)&b->owned, &cap, cap + 1, sizeof(void *))) return NULL;
+        b->cap_owned = (size_t)cap;
+    }
+    void *p = mdl__alloc(b->alloc, bytes ? bytes : 1);
+    if (!p) return NULL;
+    if (src && bytes) memcpy(p, src, bytes);
+    b->owned[b->nowned++] = p;
+    return p;
+}
+
+static const char *own_str(mdl_builder *b, const char *s) {
+    return own(b, s ? s : "", strlen(s ? s : "") + 1);
+}
+
+mdl_status mdl_builder_create(const mdl_allocator *allocator, mdl_builder **out, mdl_error *err) {
+    if (!out) return mdl__error(err, MDL_INVALID_ARGUMENT, "mdl_builder_create: out is NULL");
+    const mdl_allocator *a = mdl__allocator_or_default(allocator);
+    mdl_builder *b = mdl__alloc(a, sizeof *b);
+    *out = b;
+    if (!b) return mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory creating a builder");
+    memset(b, 0, sizeof *b);
+    b->alloc = a;
+    return MDL_OK;
+}
+
+void mdl_builder_free(mdl_builder *b) {
+    if (!b) return;
+    const mdl_allocator *a = b->alloc;
+    for (size_t i = 0; i < b->nowned; i++) mdl__free(a, b->owned[i]);
+    mdl__free(a, b->owned);
+    mdl__free(a, b->g.tensors);
+    mdl__free(a, b->g.nodes);
+    mdl__free(a, b->g.inputs);
+    mdl__free(a, b->g.outputs);
+    mdl__free(a, (void *)b->kv);
+    mdl__free(a, b);
+}
+
+int mdl_builder_tensor(mdl_builder *b, const char *name, mdl_dtype dtype, int rank,
+                       const int64_t *dims, const void *data) {
+    if ((unsigned)dtype >= MDL_DTYPE_COUNT) return fail(b, MDL_INVALID_ARGUMENT, "unknown dtype");
+    if (rank > MDL_MAX_RANK || (rank > 0 && !dims) || (rank < 0 && data))
+        return fail(b, MDL_INVALID_ARGUMENT, "bad rank or dims");
+    if (!grow(b, (void **)&b->g.tensors, &b->cap_tensors, b->g.ntensors + 1, sizeof(mdl__tensor)))
+        return fail(b, MDL_OUT_OF_MEMORY, "out of memory");
+    mdl__tensor *t = &b->g.tensors[b->g.ntensors];
+    memset(t, 0, sizeof *t);
+    t->name = own_str(b, name);
+    t->dtype = dtype;
+    t->rank = rank < 0 ? -1 : rank;
+    for (int i = 0; i < rank; i++) t->dims[i] = dims[i];
+    if (rank >= 0 && !mdl__shape_size(t->rank, t->dims, mdl_dtype_size(dtype), &t->count, &t->bytes))
+        return fail(b, MDL_SHAPE, "tensor shape negative or too large");
+    if (data) {
+        t->data = own(b, data, t->bytes);
+        if (!t->data) return fail(b, MDL_OUT_OF_MEMORY, "out of memory");
+    }
+    if (!t->name) return fail(b, MDL_OUT_OF_MEMORY, "out of memory");
+    return b->g.ntensors++;
+}
+
+mdl_status mdl_builder_set_quant(mdl_builder *b, int t, int n, const float *scale,
+                                 const int64_t *zero_point, int axis) {
+    if (t < 0 || t >= b->g.ntensors || n < 1 || !scale || !zero_point)
+        return fail_st(b, MDL_INVALID_ARGUMENT, "set_quant: bad arguments");
+    mdl__tensor *x = &b->g.tensors[t];
+    x->scale = own(b, scale, (size_t)n * sizeof(float));
+    x->zero_point = own(b, zero_point, (size_t)n * sizeof(int64_t));
+    if (!x->scale || !x->zero_point) return fail_st(b, MDL_OUT_OF_MEMORY, "out of memory");
+    x->nquant = n;
+    x->quant_axis = axis;
+    return MDL_OK;
+}
+
+int mdl_builder_node(mdl_builder *b, mdl_op op, const char *name, int nin, const int *inputs,
+                     int nout, const int *outputs, const mdl_op_options *options) {
+    if ((unsigned)op >= MDL_OP_COUNT) return fail(b, MDL_INVALID_ARGUMENT, "unknown operator");
+    if (nin < 1 || nin > MDL_MAX_NODE_IO || nout < 1 || nout > MDL_MAX_NODE_IO || !inputs || !outputs)
+        return fail(b, MDL_INVALID_ARGUMENT, "bad input/output lists");
+    if (!grow(b, (void **)&b->g.nodes, &b->cap_nodes, b->g.nnodes + 1, sizeof(mdl__node)))
+        return fail(b, MDL_OUT_OF_MEMORY, "out of memory");
+    mdl__node *n = &b->g.nodes[b->g.nnodes];
+    memset(n, 0, sizeof *n);
+    n->op = op;
+    n->name = own_str(b, name);
+    n->nin = nin;
+    n->nout = nout;
+    n->in = own(b, NULL, (size_t)nin * sizeof(int32_t));
+    n->out = own(b, NULL, (size_t)nout * sizeof(int32_t));
+    if (!n->name || !n->in || !n->out) return fail(b, MDL_OUT_OF_MEMORY, "out of memory");
+    for (int i = 0; i < nin; i++) n->in[i] = inputs[i];
+    for (int i = 0; i < nout; i++) n->out[i] = outputs[i];
+    n->opt = options ? *options : mdl_op_options_default(op);
+    return b->g.nnodes++;
+}
+
+static mdl_status add_io(mdl_builder *b, int32_t **list, int32_t *n, int32_t *cap, int t) {
+    if (t < 0 || t >= b->g.ntensors) return fail_st(b, MDL_INVALID_ARGUMENT, "no such tensor");
+    if (!grow(b, (void **)list, cap, *n + 1, sizeof(int32_t)))
+        return fail_st(b, MDL_OUT_OF_MEMORY, "out of memory");
+    (*list)[(*n)++] = t;
+    return MDL_OK;
+}
+
+mdl_status mdl_builder_add_input(mdl_builder *b, int t) {
+    return add_io(b, &b->g.inputs, &b->g.ninputs, &b->cap_inputs, t);
+}
+
+mdl_status mdl_builder_add_output(mdl_builder *b, int t) {
+    return add_io(b, &b->g.outputs, &b->g.noutputs, &b->cap_outputs, t);
+}
+
+mdl_status mdl_builder_set_metadata(mdl_builder *b, const char *key, const char *value) {
+    if (!key || !value) return fail_st(b, MDL_INVALID_ARGUMENT, "metadata key or value is NULL");
+    const char *v = own_str(b, value);
+    if (!v) return fail_st(b, MDL_OUT_OF_MEMORY, "out of memory");
+    if (strcmp(key, "name") == 0) b->name = v;
+    else if (strcmp(key, "version") == 0) b->version = v;
+    else if (strcmp(key, "producer") == 0) b->producer = v;
+    else if (strcmp(key, "description") == 0) b->description = v;
+    else {
+        const char *k = own_str(b, key);
+        if (!k || !grow(b, (void **)&b->kv, &b->cap_kv, 2 * b->nkv + 2, sizeof(char *)))
+            return fail_st(b, MDL_OUT_OF_MEMORY, "out of memory");
+        b->kv[2 * b->nkv] = k;
+        b->kv[2 * b->nkv + 1] = v;
+        b->nkv++;
+    }
+    return MDL_OK;
+}
+
+mdl_status mdl_builder_finish(mdl_builder *b, void **data, size_t *size, mdl_error *err) {
+    if (!b || !data || !size) return mdl__error(err, MDL_INVALID_ARGUMENT, "mdl_builder_finish: NULL argument");
+    *data = NULL;
+    *size = 0;
+    if (b->error.status) {
+        if (err) *err = b->error;
+        return b->error.status;
+    }
+    mdl_status st = mdl__graph_check(&b->g, true, b->alloc, err);
+    if (st) return st;
+    mdl__plan plan;
+    if ((st = mdl__plan_compute(&b->g, b->alloc, &plan, err))) return st;
+    mdl__meta meta = {b->name, b->version, b->producer ? b->producer : "mdeploy " MDL_VERSION_STRING,
+                      b->description, b->nkv, b->kv};
+    fb_builder fb;
+    fb_builder_init(&fb, b->alloc);
+    const uint8_t *bytes;
+    size_t n;
+    st = mdl__format_write(&fb, &b->g, &plan, &meta, &bytes, &n, err);
+    mdl__plan_free(&plan, b->alloc);
+    if (!st) {
+        *data = mdl__alloc(b->alloc, n);
+        if (!*data) st = mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory (%zu-byte model)", n);
+        else memcpy(*data, bytes, n);
+    }
+    fb_builder_release(&fb);
+    if (st) return st;
+    /* The loader is the definition of a valid file: prove this one loads. */
+    mdl_load_options lo = {b->alloc, 0};
+    mdl_model *m;
+    if ((st = mdl_model_load_buffer(*data, n, &lo, &m, err))) {
+        mdl__free(b->alloc, *data);
+        *data = NULL;
+        return st;
+    }
+    mdl_model_free(m);
+    *size = n;
+    return MDL_OK;
+}
+
+void mdl_builder_release(mdl_builder *b, void *data) { mdl__free(b->alloc, data); }

@@ -1,0 +1,362 @@
+/* Graph validation and the memory planner (see graph.h). */
+#include "graph.h"
+
+#include "util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *tname(const mdl__graph *g, int32_t t) {
+    return g->tensors[t].name ? g->tensors[t].name : "";
+}
+
+static bool is_const(const mdl__graph *g, int32_t t) { return g->tensors[t].data != NULL; }
+
+void mdl__graph_kctx(const mdl__graph *g, int32_t i, void *const *data, mdl__kctx *ctx) {
+    const mdl__node *n = &g->nodes[i];
+    ctx->op = n->op;
+    ctx->name = n->name;
+    ctx->opt = &n->opt;
+    ctx->nin = n->nin;
+    ctx->nout = n->nout;
+    ctx->scratch_bytes = n->scratch_bytes;
+    for (int32_t k = 0; k < n->nin; k++) {
+        int32_t t = n->in[k];
+        ctx->in[k] = t >= 0 ? &g->tensors[t] : NULL;
+        ctx->in_data[k] = t >= 0 && data ? data[t] : NULL;
+    }
+    for (int32_t k = 0; k < n->nout; k++) {
+        int32_t t = n->out[k];
+        ctx->out[k] = t >= 0 && g->tensors[t].rank >= 0 ? &g->tensors[t] : NULL;
+        ctx->out_data[k] = t >= 0 && data ? data[t] : NULL;
+    }
+}
+
+static mdl_status check_node(mdl__graph *g, int32_t i, bool infer, uint8_t *defined,
+                             mdl_error *err) {
+    mdl__node *n = &g->nodes[i];
+    const char *nm = n->name ? n->name : "";
+    if ((unsigned)n->op >= MDL_OP_COUNT)
+        return mdl__error(err, MDL_UNSUPPORTED, "node %d '%s': unknown operator %d", (int)i, nm,
+                          (int)n->op);
+    const char *op = mdl_op_name(n->op);
+    if (n->nin < 1 || n->nin > MDL_MAX_NODE_IO || n->nout < 1 || n->nout > MDL_MAX_NODE_IO)
+        return mdl__error(err, MDL_CORRUPT_MODEL, "%s '%s': %d inputs and %d outputs (1..%d allowed)",
+                          op, nm, (int)n->nin, (int)n->nout, MDL_MAX_NODE_IO);
+    for (int32_t k = 0; k < n->nin; k++) {
+        int32_t t = n->in[k];
+        if (t == -1) continue;
+        if (t < 0 || t >= g->ntensors)
+            return mdl__error(err, MDL_CORRUPT_MODEL, "%s '%s': input %d refers to tensor %d of %d",
+                              op, nm, (int)k, (int)t, (int)g->ntensors);
+        if (!defined[t])
+            return mdl__error(err, MDL_CORRUPT_MODEL,
+                              "%s '%s': input %d uses tensor %d '%s' before it is defined "
+                              "(nodes out of order or a cycle)",
+                              op, nm, (int)k, (int)t, tname(g, t));
+    }
+    if (n->in[0] < 0)
+        return mdl__error(err, MDL_CORRUPT_MODEL, "%s '%s': first input is missing", op, nm);
+    mdl_dtype key = g->tensors[n->in[0]].dtype;
+    n->kernel = mdl__kernel_find(n->op, key);
+    if (!n->kernel)
+        return mdl__error(err, MDL_UNSUPPORTED, "%s '%s': no kernel for %s input", op, nm,
+                          mdl_dtype_name(key));
+    for (int32_t k = 0; k < n->nout; k++) {
+        int32_t t = n->out[k];
+        if (t < 0 || t >= g->ntensors)
+            return mdl__error(err, MDL_CORRUPT_MODEL, "%s '%s': output %d refers to tensor %d of %d",
+                              op, nm, (int)k, (int)t, (int)g->ntensors);
+        if (defined[t])
+            return mdl__error(err, MDL_CORRUPT_MODEL,
+                              "%s '%s': output tensor %d '%s' is already defined (a weight, a graph "
+                              "input or another node's output)",
+                              op, nm, (int)t, tname(g, t));
+        defined[t] = 1; /* also rejects a node naming the same output twice */
+    }
+    mdl__kctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    ctx.err = err;
+    mdl__graph_kctx(g, i, NULL, &ctx);
+    ctx.scratch_bytes = 0;
+    mdl_status st = n->kernel->prepare(&ctx);
+    if (st) return st;
+    n->scratch_bytes = mdl__align_up(ctx.scratch_bytes, MDL_ALIGN);
+    for (int32_t k = 0; k < n->nout; k++) {
+        mdl__tensor *t = &g->tensors[n->out[k]];
+        const mdl__shape *s = &ctx.out_shape[k];
+        char a[96], b[96];
+        if (t->rank < 0 && infer) {
+            t->dtype = s->dtype;
+            t->rank = s->rank;
+            memcpy(t->dims, s->dims, sizeof(int64_t) * (size_t)s->rank);
+        } else if (t->rank != s->rank || t->dtype != s->dtype ||
+                   memcmp(t->dims, s->dims, sizeof(int64_t) * (size_t)(s->rank > 0 ? s->rank : 0))) {
+            return mdl__error(err, MDL_SHAPE,
+                              "%s '%s': output %d '%s' is declared %s %s but the operator produces %s %s",
+                              op, nm, (int)k, t->name ? t->name : "", mdl_dtype_name(t->dtype),
+                              mdl__dims_str(a, sizeof a, t->rank < 0 ? 0 : t->rank, t->dims),
+                              mdl_dtype_name(s->dtype), mdl__dims_str(b, sizeof b, s->rank, s->dims));
+        }
+        if (!mdl__shape_size(t->rank, t->dims, mdl_dtype_size(t->dtype), &t->count, &t->bytes))
+            return mdl__error(err, MDL_SHAPE, "%s '%s': output %d is too large", op, nm, (int)k);
+    }
+    return MDL_OK;
+}
+
+mdl_status mdl__graph_check(mdl__graph *g, bool infer, const mdl_allocator *alloc, mdl_error *err) {
+    if (g->ninputs < 1 || g->noutputs < 1)
+        return mdl__error(err, MDL_CORRUPT_MODEL, "model has %d inputs and %d outputs (need >= 1 each)",
+                          (int)g->ninputs, (int)g->noutputs);
+    if (g->ntensors <= 0) return mdl__error(err, MDL_CORRUPT_MODEL, "model has no tensors");
+    /* one byte per tensor: defined yet?  Small graphs need no allocation. */
+    uint8_t stack_defined[1024];
+    uint8_t *defined = stack_defined;
+    const mdl_allocator *a = mdl__allocator_or_default(alloc);
+    if ((size_t)g->ntensors > sizeof stack_defined) {
+        defined = mdl__alloc(a, (size_t)g->ntensors);
+        if (!defined) return mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory checking the graph");
+    }
+    memset(defined, 0, (size_t)g->ntensors);
+    mdl_status st = MDL_OK;
+    for (int32_t t = 0; t < g->ntensors; t++) {
+        mdl__tensor *x = &g->tensors[t];
+        if (x->data) {
+            defined[t] = 1;
+            if (!mdl__shape_size(x->rank, x->dims, mdl_dtype_size(x->dtype), &x->count, &x->bytes)) {
+                st = mdl__error(err, MDL_SHAPE, "tensor %d '%s' is too large", (int)t, tname(g, t));
+                goto done;
+            }
+        }
+    }
+    for (int32_t k = 0; k < g->ninputs; k++) {
+        int32_t t = g->inputs[k];
+        if (t < 0 || t >= g->ntensors || is_const(g, t) || defined[t]) {
+            st = mdl__error(err, MDL_CORRUPT_MODEL,
+                            "graph input %d refers to tensor %d, which is out of range, a weight or "
+                            "listed twice", (int)k, (int)t);
+            goto done;
+        }
+        mdl__tensor *x = &g->tensors[t];
+        if (x->rank < 0 || !mdl__shape_size(x->rank, x->dims, mdl_dtype_size(x->dtype), &x->count, &x->bytes)) {
+            st = mdl__error(err, MDL_SHAPE, "graph input %d '%s' has no valid shape", (int)k, tname(g, t));
+            goto done;
+        }
+        defined[t] = 1;
+    }
+    for (int32_t i = 0; i < g->nnodes; i++)
+        if ((st = check_node(g, i, infer, defined, err))) goto done;
+    for (int32_t k = 0; k < g->noutputs; k++) {
+        int32_t t = g->outputs[k];
+        if (t < 0 || t >= g->ntensors || !defined[t]) {
+            st = mdl__error(err, MDL_CORRUPT_MODEL, "graph output %d refers to tensor %d, which is out "
+                            "of range or never computed", (int)k, (int)t);
+            goto done;
+        }
+    }
+done:
+    if (defined != stack_defined) mdl__free(a, defined);
+    return st;
+}
+
+/* ---- memory planner -------------------------------------------------------------------- */
+
+int32_t mdl__alias_root(const mdl__graph *g, const int32_t *producer, int32_t t) {
+    for (int guard = 0; guard <= g->nnodes; guard++) {
+        int32_t p = producer[t];
+        if (p < 0 || g->nodes[p].op != MDL_OP_RESHAPE) return t;
+        int32_t src = g->nodes[p].in[0];
+        if (src < 0 || is_const(g, src)) return t;
+        t = src;
+    }
+    return t;
+}
+
+typedef struct buf_info {
+    size_t size;
+    int32_t first, last; /* node indices; inputs start at -1 */
+    int32_t id;          /* tensor index, or ntensors + node index for scratch */
+} buf_info;
+
+/* Lifetimes of every buffer (tensor roots and node scratch).  bufs has ntensors + nnodes slots;
+   root[] receives each tensor's alias root (or -1 for no memory). */
+static void lifetimes(const mdl__graph *g, int32_t *producer, int32_t *root, buf_info *bufs) {
+    int32_t nt = g->ntensors;
+    for (int32_t t = 0; t < nt; t++) {
+        producer[t] = -1;
+        bufs[t].size = 0;
+        bufs[t].first = INT32_MAX;
+        bufs[t].last = -2;
+        bufs[t].id = t;
+    }
+    for (int32_t i = 0; i < g->nnodes; i++)
+        for (int32_t k = 0; k < g->nodes[i].nout; k++) producer[g->nodes[i].out[k]] = i;
+    for (int32_t t = 0; t < nt; t++) root[t] = is_const(g, t) ? -1 : mdl__alias_root(g, producer, t);
+    /* a tensor is live from its definition to its last use; aliases extend their root */
+#define TOUCH(t, when)                                                                             \
+    do {                                                                                           \
+        int32_t r_ = root[t];                                                                      \
+        if (r_ >= 0) {                                                                             \
+            if ((when) < bufs[r_].first) bufs[r_].first = (when);                                  \
+            if ((when) > bufs[r_].last) bufs[r_].last = (when);                                    \
+            if (g->tensors[t].bytes > bufs[r_].size) bufs[r_].size = g->tensors[t].bytes;          \
+        }                                                                                          \
+    } while (0)
+    for (int32_t k = 0; k < g->ninputs; k++) TOUCH(g->inputs[k], -1);
+    for (int32_t i = 0; i < g->nnodes; i++) {
+        const mdl__node *n = &g->nodes[i];
+        for (int32_t k = 0; k < n->nin; k++)
+            if (n->in[k] >= 0) TOUCH(n->in[k], i);
+        for (int32_t k = 0; k < n->nout; k++) TOUCH(n->out[k], i);
+        buf_info *s = &bufs[nt + i];
+        s->size = n->scratch_bytes;
+        s->first = s->last = i;
+        s->id = nt + i;
+    }
+    for (int32_t k = 0; k < g->noutputs; k++) TOUCH(g->outputs[k], g->nnodes);
+#undef TOUCH
+    for (int32_t t = 0; t < nt; t++) {
+        if (root[t] == t && bufs[t].last < -1) root[t] = -1; /* never used */
+        bufs[t].size = mdl__align_up(bufs[t].size, MDL_ALIGN);
+    }
+    for (int32_t t = 0; t < nt; t++)
+        if (root[t] >= 0 && root[root[t]] < 0) root[t] = -1;
+}
+
+static bool overlap_time(const buf_info *a, const buf_info *b) {
+    return a->first <= b->last && b->first <= a->last;
+}
+
+static int by_size_desc(const void *pa, const void *pb) {
+    const buf_info *a = pa, *b = pb;
+    if (a->size != b->size) return a->size < b->size ? 1 : -1;
+    if (a->first != b->first) return a->first < b->first ? -1 : 1;
+    return a->id < b->id ? -1 : (a->id > b->id);
+}
+
+static int by_offset(const void *pa, const void *pb) {
+    const size_t *a = pa, *b = pb;
+    return *a < *b ? -1 : (*a > *b);
+}
+
+void mdl__plan_free(mdl__plan *plan, const mdl_allocator *alloc) {
+    alloc = mdl__allocator_or_default(alloc);
+    mdl__free(alloc, plan->tensor_offsets);
+    plan->tensor_offsets = plan->scratch_offsets = NULL;
+}
+
+/* Work arrays for the planner, carved from one allocation. */
+typedef struct plan_work {
+    int32_t *producer, *root;
+    buf_info *bufs, *order;
+    size_t *busy; /* pairs (offset, end) of placed buffers overlapping in time */
+    void *block;
+} plan_work;
+
+static bool work_alloc(const mdl__graph *g, const mdl_allocator *a, plan_work *w) {
+    size_t nt = (size_t)g->ntensors, nb = nt + (size_t)g->nnodes;
+    size_t bytes = 2 * nt * sizeof(int32_t) + 2 * nb * sizeof(buf_info) + 2 * nb * sizeof(size_t) + 64;
+    uint8_t *p = mdl__alloc(a, bytes);
+    if (!p) return false;
+    w->block = p;
+    w->bufs = (buf_info *)p;
+    w->order = w->bufs + nb;
+    w->busy = (size_t *)(w->order + nb);
+    w->producer = (int32_t *)(w->busy + 2 * nb);
+    w->root = w->producer + nt;
+    return true;
+}
+
+mdl_status mdl__plan_compute(const mdl__graph *g, const mdl_allocator *alloc, mdl__plan *plan,
+                             mdl_error *err) {
+    alloc = mdl__allocator_or_default(alloc);
+    size_t nt = (size_t)g->ntensors, nn = (size_t)g->nnodes, nb = nt + nn;
+    plan_work w;
+    memset(plan, 0, sizeof *plan);
+    plan->tensor_offsets = mdl__alloc(alloc, (nb ? nb : 1) * sizeof(size_t));
+    if (!plan->tensor_offsets || !work_alloc(g, alloc, &w)) {
+        mdl__plan_free(plan, alloc);
+        return mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory planning %zu buffers", nb);
+    }
+    plan->scratch_offsets = plan->tensor_offsets + nt;
+    lifetimes(g, w.producer, w.root, w.bufs);
+    size_t n = 0;
+    for (size_t b = 0; b < nb; b++) {
+        bool live = b < nt ? w.root[b] == (int32_t)b : w.bufs[b].size > 0;
+        if (live) w.order[n++] = w.bufs[b];
+        if (b < nt) plan->tensor_offsets[b] = MDL_NO_OFFSET;
+        else plan->scratch_offsets[b - nt] = 0;
+    }
+    qsort(w.order, n, sizeof *w.order, by_size_desc);
+    /* Greedy: each buffer, largest first, goes to the lowest offset that does not collide with an
+       already placed buffer alive at the same time (the TFLM "greedy by size" planner). */
+    size_t arena = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t nbusy = 0;
+        for (size_t j = 0; j < i; j++) {
+            if (!overlap_time(&w.order[i], &w.order[j])) continue;
+            size_t off = w.order[j].id < (int32_t)nt ? plan->tensor_offsets[w.order[j].id]
+                                                     : plan->scratch_offsets[w.order[j].id - nt];
+            w.busy[2 * nbusy] = off;
+            w.busy[2 * nbusy + 1] = off + w.order[j].size;
+            nbusy++;
+        }
+        qsort(w.busy, nbusy, 2 * sizeof(size_t), by_offset);
+        size_t off = 0;
+        for (size_t j = 0; j < nbusy; j++) {
+            if (w.busy[2 * j] >= off + w.order[i].size) break;
+            if (w.busy[2 * j + 1] > off) off = w.busy[2 * j + 1];
+        }
+        int32_t id = w.order[i].id;
+        if (id < (int32_t)nt) plan->tensor_offsets[id] = off;
+        else plan->scratch_offsets[id - nt] = off;
+        if (off + w.order[i].size > arena) arena = off + w.order[i].size;
+    }
+    for (size_t t = 0; t < nt; t++)
+        if (w.root[t] >= 0 && w.root[t] != (int32_t)t) plan->tensor_offsets[t] = plan->tensor_offsets[w.root[t]];
+    plan->arena_bytes = arena;
+    mdl__free(alloc, w.block);
+    return MDL_OK;
+}
+
+mdl_status mdl__plan_verify(const mdl__graph *g, const mdl__plan *plan, const mdl_allocator *alloc,
+                            mdl_error *err) {
+    const mdl_allocator *a = mdl__allocator_or_default(alloc);
+    size_t nt = (size_t)g->ntensors, nb = nt + (size_t)g->nnodes;
+    plan_work w;
+    if (!work_alloc(g, a, &w)) return mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory verifying the memory plan");
+    lifetimes(g, w.producer, w.root, w.bufs);
+    mdl_status st = MDL_OK;
+    size_t n = 0;
+    for (size_t b = 0; b < nb && !st; b++) {
+        size_t off;
+        if (b < nt) {
+            if (w.root[b] < 0) continue;
+            off = plan->tensor_offsets[b];
+            if (w.root[b] != (int32_t)b) {
+                if (off != plan->tensor_offsets[w.root[b]])
+                    st = mdl__error(err, MDL_CORRUPT_MODEL, "memory plan: tensor %zu '%s' must share "
+                                    "the memory of tensor %d", b, tname(g, (int32_t)b), (int)w.root[b]);
+                continue;
+            }
+        } else {
+            if (!w.bufs[b].size) continue;
+            off = plan->scratch_offsets[b - nt];
+        }
+        size_t end;
+        if (off % MDL_ALIGN || !mdl__add_size(off, w.bufs[b].size, &end) || end > plan->arena_bytes)
+            st = mdl__error(err, MDL_CORRUPT_MODEL, "memory plan: buffer %zu at offset %zu (+%zu bytes) is "
+                            "misaligned or outside the %zu-byte arena", b, off, w.bufs[b].size, plan->arena_bytes);
+        w.order[n] = w.bufs[b];
+        w.busy[n] = off;
+        n++;
+    }
+    for (size_t i = 0; i < n && !st; i++)
+        for (size_t j = i + 1; j < n && !st; j++)
+            if (overlap_time(&w.order[i], &w.order[j]) && w.busy[i] < w.busy[j] + w.order[j].size &&
+                w.busy[j] < w.busy[i] + w.order[i].size)
+                st = mdl__error(err, MDL_CORRUPT_MODEL, "memory plan: buffers %d and %d overlap while both "
+                                "are alive", (int)w.order[i].id, (int)w.order[j].id);
+    mdl__free(a, w.block);
+    return st;
+}

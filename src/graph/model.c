@@ -1,0 +1,151 @@
+/* Model loading (verify, read, check every node, verify or compute the plan) and introspection. */
+#include "model.h"
+
+#include "util.h"
+
+#include <string.h>
+
+mdl_load_options mdl_load_options_default(void) {
+    mdl_load_options o = {NULL, 0};
+    return o;
+}
+
+mdl_status mdl_model_load_buffer(const void *data, size_t size, const mdl_load_options *options,
+                                 mdl_model **out, mdl_error *err) {
+    if (!out) return mdl__error(err, MDL_INVALID_ARGUMENT, "mdl_model_load_buffer: out is NULL");
+    *out = NULL;
+    if (!data) return mdl__error(err, MDL_INVALID_ARGUMENT, "mdl_model_load_buffer: data is NULL");
+    mdl_load_options o = options ? *options : mdl_load_options_default();
+    const mdl_allocator *a = mdl__allocator_or_default(o.allocator);
+    bool copy = (o.flags & MDL_LOAD_COPY) != 0;
+    if (!copy && (uintptr_t)data % MDL_ALIGN)
+        return mdl__error(err, MDL_INVALID_ARGUMENT,
+                          "model buffer at %p is not %d-byte aligned; align it or pass MDL_LOAD_COPY",
+                          data, MDL_ALIGN);
+    mdl_model *m = mdl__alloc(a, sizeof *m);
+    if (!m) return mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory allocating the model");
+    memset(m, 0, sizeof *m);
+    m->alloc = a;
+    mdl_status st;
+    if (copy) {
+        m->owned = mdl__alloc(a, size ? size : 1);
+        if (!m->owned) {
+            st = mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory copying the %zu-byte model", size);
+            goto fail;
+        }
+        memcpy(m->owned, data, size);
+        data = m->owned;
+    }
+    m->buf = data;
+    m->size = size;
+    if ((st = mdl__format_read(m, err))) goto fail;
+    if ((st = mdl__graph_check(&m->g, false, a, err))) goto fail;
+    if (m->plan.tensor_offsets) {
+        if ((st = mdl__plan_verify(&m->g, &m->plan, a, err))) goto fail;
+    } else {
+        if ((st = mdl__plan_compute(&m->g, a, &m->plan, err))) goto fail;
+        m->plan_computed = true;
+    }
+    m->session_bytes = mdl__session_bytes(m);
+    *out = m;
+    return MDL_OK;
+fail:
+    mdl_model_free(m);
+    return st;
+}
+
+void mdl_model_free(mdl_model *m) {
+    if (!m) return;
+    const mdl_allocator *a = m->alloc;
+    if (m->plan_computed) mdl__plan_free(&m->plan, a);
+    mdl__free(a, m->block);
+    mdl__free(a, m->owned);
+    mdl__free(a, m);
+}
+
+size_t mdl_model_arena_size(const mdl_model *m) { return m->session_bytes; }
+size_t mdl_model_activation_bytes(const mdl_model *m) { return m->plan.arena_bytes; }
+size_t mdl_model_weight_bytes(const mdl_model *m) { return m->weight_bytes; }
+const char *mdl_model_name(const mdl_model *m) { return m->name; }
+const char *mdl_model_version(const mdl_model *m) { return m->version; }
+const char *mdl_model_producer(const mdl_model *m) { return m->producer; }
+const char *mdl_model_description(const mdl_model *m) { return m->description; }
+int mdl_model_format_major(const mdl_model *m) { return m->format_major; }
+int mdl_model_format_minor(const mdl_model *m) { return m->format_minor; }
+int mdl_model_metadata_count(const mdl_model *m) { return m->nmeta; }
+
+const char *mdl_model_metadata(const mdl_model *m, const char *key) {
+    for (int32_t i = 0; i < m->nmeta; i++)
+        if (strcmp(m->meta[2 * i], key) == 0) return m->meta[2 * i + 1];
+    return NULL;
+}
+
+bool mdl_model_metadata_at(const mdl_model *m, int i, const char **key, const char **value) {
+    if (i < 0 || i >= m->nmeta) return false;
+    if (key) *key = m->meta[2 * i];
+    if (value) *value = m->meta[2 * i + 1];
+    return true;
+}
+
+int mdl_model_input_count(const mdl_model *m) { return m->g.ninputs; }
+int mdl_model_output_count(const mdl_model *m) { return m->g.noutputs; }
+int mdl_model_node_count(const mdl_model *m) { return m->g.nnodes; }
+int mdl_model_tensor_count(const mdl_model *m) { return m->g.ntensors; }
+
+static void fill_info(const mdl__tensor *t, mdl_tensor_info *info) {
+    info->name = t->name ? t->name : "";
+    info->dtype = t->dtype;
+    info->rank = t->rank;
+    info->dims = t->dims;
+    info->bytes = t->bytes;
+    info->nquant = t->nquant;
+    info->quant_axis = t->quant_axis;
+    info->scale = t->scale;
+    info->zero_point = t->zero_point;
+}
+
+mdl_status mdl_model_input_info(const mdl_model *m, int i, mdl_tensor_info *info) {
+    if (i < 0 || i >= m->g.ninputs || !info) return MDL_INVALID_ARGUMENT;
+    fill_info(&m->g.tensors[m->g.inputs[i]], info);
+    return MDL_OK;
+}
+
+mdl_status mdl_model_output_info(const mdl_model *m, int i, mdl_tensor_info *info) {
+    if (i < 0 || i >= m->g.noutputs || !info) return MDL_INVALID_ARGUMENT;
+    fill_info(&m->g.tensors[m->g.outputs[i]], info);
+    return MDL_OK;
+}
+
+mdl_status mdl_model_tensor_info(const mdl_model *m, int i, mdl_tensor_info *info, bool *constant) {
+    if (i < 0 || i >= m->g.ntensors || !info) return MDL_INVALID_ARGUMENT;
+    fill_info(&m->g.tensors[i], info);
+    if (constant) *constant = m->g.tensors[i].data != NULL;
+    return MDL_OK;
+}
+
+static int find_name(const mdl_model *m, const int32_t *list, int32_t n, const char *name) {
+    for (int32_t i = 0; i < n; i++)
+        if (name && strcmp(m->g.tensors[list[i]].name, name) == 0) return (int)i;
+    return -1;
+}
+
+int mdl_model_input_index(const mdl_model *m, const char *name) {
+    return find_name(m, m->g.inputs, m->g.ninputs, name);
+}
+
+int mdl_model_output_index(const mdl_model *m, const char *name) {
+    return find_name(m, m->g.outputs, m->g.noutputs, name);
+}
+
+mdl_status mdl_model_node_info(const mdl_model *m, int i, mdl_node_info *info) {
+    if (i < 0 || i >= m->g.nnodes || !info) return MDL_INVALID_ARGUMENT;
+    const mdl__node *n = &m->g.nodes[i];
+    info->name = n->name;
+    info->op = mdl_op_name(n->op);
+    info->nin = n->nin;
+    info->nout = n->nout;
+    info->inputs = n->in;
+    info->outputs = n->out;
+    info->scratch_bytes = n->scratch_bytes;
+    return MDL_OK;
+}

@@ -1,0 +1,44 @@
+/* The runtime model record (opaque to users) and the format reader/writer that fill/serialize it. */
+#ifndef MDL_MODEL_H
+#define MDL_MODEL_H
+
+#include "graph.h"
+#include "io/fb.h"
+
+struct mdl_model {
+    const mdl_allocator *alloc;
+    void *block; /* one allocation holding the arrays below */
+    void *owned; /* private copy of the file bytes, or NULL when used in place */
+    const uint8_t *buf;
+    size_t size;
+    int format_major, format_minor;
+    const char *name, *version, *producer, *description;
+    int32_t nmeta;
+    const char **meta; /* key0, value0, key1, value1, ... */
+    mdl__graph g;
+    mdl__plan plan;
+    bool plan_computed; /* plan arrays allocated by the planner (no plan in the file) */
+    size_t weight_bytes;
+    size_t session_bytes;
+};
+
+/* Verifies m->buf/m->size as a FlatBuffer, then reads it into m (metadata, tensors, nodes,
+   stored plan).  Semantic checks (topology, kernels, plan) are the caller's next step. */
+mdl_status mdl__format_read(mdl_model *m, mdl_error *err);
+
+/* Metadata written with a graph. */
+typedef struct mdl__meta {
+    const char *name, *version, *producer, *description;
+    int32_t nkv;
+    const char *const *kv; /* key, value pairs */
+} mdl__meta;
+
+/* Serializes a checked graph (tensors with data are weights) and its plan into b. */
+mdl_status mdl__format_write(fb_builder *b, const mdl__graph *g, const mdl__plan *plan,
+                             const mdl__meta *meta, const uint8_t **data, size_t *size,
+                             mdl_error *err);
+
+/* Bytes mdl_session_create_in needs for m (session.c). */
+size_t mdl__session_bytes(const mdl_model *m);
+
+#endif

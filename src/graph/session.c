@@ -1,0 +1,172 @@
+/* Sessions: an activation arena laid out by the model's memory plan, and the executor. */
+#include "model.h"
+
+#include "util.h"
+
+#include <string.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <time.h>
+#define MDL_HAVE_CLOCK 1
+#endif
+
+struct mdl_session {
+    const mdl_model *m;
+    const mdl_allocator *alloc; /* NULL: lives in a caller's arena */
+    void *block;
+    uint8_t *arena;
+    void **data;       /* per tensor: weights, arena slot, or NULL */
+    uint64_t *node_ns; /* per node, when profiling */
+    bool valid;
+    mdl_error err; /* last run's failure */
+};
+
+#define HEADER_BYTES(m)                                                                            \
+    (mdl__align_up(sizeof(mdl_session), MDL_ALIGN) +                                               \
+     mdl__align_up((size_t)(m)->g.ntensors * sizeof(void *), MDL_ALIGN))
+
+size_t mdl__session_bytes(const mdl_model *m) {
+    /* + MDL_ALIGN - 1: a caller's region may start anywhere */
+    return HEADER_BYTES(m) + m->plan.arena_bytes + MDL_ALIGN - 1;
+}
+
+mdl_session_options mdl_session_options_default(void) {
+    mdl_session_options o = {NULL, false};
+    return o;
+}
+
+/* Lays the session out in `region` (aligned, at least session_bytes - slack). */
+static mdl_session *layout(const mdl_model *m, uint8_t *region) {
+    mdl_session *s = (mdl_session *)region;
+    memset(s, 0, sizeof *s);
+    s->m = m;
+    s->data = (void **)(region + mdl__align_up(sizeof(mdl_session), MDL_ALIGN));
+    s->arena = region + HEADER_BYTES(m);
+    const mdl__graph *g = &m->g;
+    for (int32_t t = 0; t < g->ntensors; t++) {
+        size_t off = m->plan.tensor_offsets[t];
+        if (g->tensors[t].data) s->data[t] = (void *)g->tensors[t].data;
+        else s->data[t] = off == MDL_NO_OFFSET ? NULL : s->arena + off;
+    }
+    s->valid = true;
+    return s;
+}
+
+mdl_status mdl_session_create(const mdl_model *m, const mdl_session_options *options,
+                              mdl_session **out, mdl_error *err) {
+    if (!out) return mdl__error(err, MDL_INVALID_ARGUMENT, "mdl_session_create: out is NULL");
+    *out = NULL;
+    if (!m) return mdl__error(err, MDL_INVALID_ARGUMENT, "mdl_session_create: model is NULL");
+    mdl_session_options o = options ? *options : mdl_session_options_default();
+    const mdl_allocator *a = mdl__allocator_or_default(o.allocator);
+    size_t prof = o.profile ? (size_t)m->g.nnodes * sizeof(uint64_t) : 0;
+    size_t bytes = m->session_bytes + prof;
+    uint8_t *block = mdl__alloc(a, bytes);
+    if (!block)
+        return mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory creating a session (%zu bytes)", bytes);
+    uint8_t *region = (uint8_t *)mdl__align_up((size_t)block, MDL_ALIGN);
+    mdl_session *s = layout(m, region);
+    s->alloc = a;
+    s->block = block;
+    if (o.profile) {
+        s->node_ns = (uint64_t *)(block + m->session_bytes);
+        memset(s->node_ns, 0, prof);
+    }
+    *out = s;
+    return MDL_OK;
+}
+
+mdl_status mdl_session_create_in(const mdl_model *m, void *arena, size_t size, mdl_session **out,
+                                 mdl_error *err) {
+    if (!out) return mdl__error(err, MDL_INVALID_ARGUMENT, "mdl_session_create_in: out is NULL");
+    *out = NULL;
+    if (!m || !arena)
+        return mdl__error(err, MDL_INVALID_ARGUMENT, "mdl_session_create_in: model or arena is NULL");
+    if (size < m->session_bytes)
+        return mdl__error(err, MDL_BUFFER_TOO_SMALL,
+                          "session arena of %zu bytes is too small: this model needs %zu "
+                          "(mdl_model_arena_size)", size, m->session_bytes);
+    *out = layout(m, (uint8_t *)mdl__align_up((size_t)arena, MDL_ALIGN));
+    return MDL_OK;
+}
+
+void mdl_session_free(mdl_session *s) {
+    if (!s) return;
+    s->valid = false;
+    if (s->alloc) mdl__free(s->alloc, s->block);
+}
+
+const mdl_model *mdl_session_model(const mdl_session *s) { return s->m; }
+
+void *mdl_session_input_data(mdl_session *s, int i) {
+    if (!s || i < 0 || i >= s->m->g.ninputs) return NULL;
+    return s->data[s->m->g.inputs[i]];
+}
+
+const void *mdl_session_output_data(const mdl_session *s, int i) {
+    if (!s || i < 0 || i >= s->m->g.noutputs) return NULL;
+    return s->data[s->m->g.outputs[i]];
+}
+
+mdl_status mdl_session_set_input(mdl_session *s, int i, const void *data, size_t bytes,
+                                 mdl_error *err) {
+    if (!s || !data || i < 0 || i >= s->m->g.ninputs)
+        return mdl__error(err, MDL_INVALID_ARGUMENT, "set_input: no input %d", i);
+    const mdl__tensor *t = &s->m->g.tensors[s->m->g.inputs[i]];
+    if (bytes != t->bytes)
+        return mdl__error(err, MDL_BUFFER_TOO_SMALL, "input %d '%s' takes %zu bytes, got %zu", i,
+                          t->name, t->bytes, bytes);
+    if (bytes) memcpy(s->data[s->m->g.inputs[i]], data, bytes);
+    return MDL_OK;
+}
+
+mdl_status mdl_session_get_output(const mdl_session *s, int i, void *data, size_t bytes,
+                                  mdl_error *err) {
+    if (!s || !data || i < 0 || i >= s->m->g.noutputs)
+        return mdl__error(err, MDL_INVALID_ARGUMENT, "get_output: no output %d", i);
+    const mdl__tensor *t = &s->m->g.tensors[s->m->g.outputs[i]];
+    if (bytes < t->bytes)
+        return mdl__error(err, MDL_BUFFER_TOO_SMALL, "output %d '%s' has %zu bytes, buffer holds %zu",
+                          i, t->name, t->bytes, bytes);
+    if (t->bytes) memcpy(data, s->data[s->m->g.outputs[i]], t->bytes);
+    return MDL_OK;
+}
+
+static uint64_t now_ns(void) {
+#ifdef MDL_HAVE_CLOCK
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+#else
+    return 0;
+#endif
+}
+
+mdl_status mdl_session_run(mdl_session *s) {
+    if (!s || !s->valid) return MDL_INVALID_ARGUMENT;
+    s->err.status = MDL_OK;
+    s->err.msg[0] = '\0';
+    const mdl_model *m = s->m;
+    const mdl__graph *g = &m->g;
+    mdl__kctx ctx;
+    ctx.err = &s->err;
+    for (int32_t i = 0; i < g->nnodes; i++) {
+        mdl__graph_kctx(g, i, s->data, &ctx);
+        ctx.scratch = s->arena + m->plan.scratch_offsets[i];
+        uint64_t t0 = s->node_ns ? now_ns() : 0;
+        mdl_status st = g->nodes[i].kernel->run(&ctx);
+        if (s->node_ns) s->node_ns[i] = now_ns() - t0;
+        if (st) {
+            if (!s->err.msg[0]) mdl__fail(&ctx, st, "failed (%s)", mdl_status_str(st));
+            s->err.status = st;
+            return st;
+        }
+    }
+    return MDL_OK;
+}
+
+const char *mdl_session_message(const mdl_session *s) { return s ? s->err.msg : ""; }
+
+uint64_t mdl_session_node_ns(const mdl_session *s, int i) {
+    if (!s || !s->node_ns || i < 0 || i >= s->m->g.nnodes) return 0;
+    return s->node_ns[i];
+}

@@ -1,0 +1,555 @@
+/* The .mdl format: FlatBuffers descriptors mirroring src/io/mdeploy.fbs, the reader that turns a
+   verified buffer into the runtime graph, and the writer used by the builder. */
+#include "graph/model.h"
+#include "graph/util.h"
+
+#include <string.h>
+
+/* ---- descriptors (field order = field ids in mdeploy.fbs) ------------------------------- */
+
+#define SC(n) {FB_SCALAR, n, 0, NULL, NULL, 0}
+#define STR {FB_STRING, 1, 1, NULL, NULL, 0}
+#define VEC(n) {FB_VECTOR, n, 0, NULL, NULL, 0}
+#define VECA(n, a) {FB_VECTOR, n, a, NULL, NULL, 0}
+#define TAB(d) {FB_TABLE, 4, 0, &d, NULL, 0}
+#define TABV(d) {FB_TABLE_VECTOR, 4, 0, &d, NULL, 0}
+#define DESC(var, name, ...)                                                                       \
+    static const fb_field_desc var##_fields[] = {__VA_ARGS__};                                     \
+    static const fb_table_desc var = {name, (int)(sizeof var##_fields / sizeof var##_fields[0]),   \
+                                      var##_fields}
+
+DESC(d_act, "FusedActivation", SC(1), SC(4), SC(4));
+DESC(d_fc, "FullyConnectedOptions", TAB(d_act));
+DESC(d_conv, "Conv2DOptions", SC(4), SC(4), SC(4), SC(4), SC(4), SC(4), SC(4), SC(4), SC(4), TAB(d_act));
+DESC(d_pool, "Pool2DOptions", SC(4), SC(4), SC(4), SC(4), SC(4), SC(4), SC(4), SC(4), SC(1));
+DESC(d_actopt, "ActivationOptions", SC(4), SC(4), SC(4), SC(4), SC(1));
+DESC(d_axis, "AxisOptions", SC(4));
+DESC(d_binary, "BinaryOptions", TAB(d_act));
+DESC(d_transpose, "TransposeOptions", VEC(4));
+DESC(d_slice, "SliceOptions", VEC(8), VEC(8));
+DESC(d_pad, "PadOptions", VEC(8), SC(4));
+DESC(d_reduce, "ReduceOptions", VEC(4), SC(1));
+DESC(d_rnn, "RnnOptions", SC(4), SC(1), SC(1));
+DESC(d_bn, "BatchNormOptions", SC(4));
+
+/* Union member i + 1 == mdl_options_kind i + 1 (MDL_OPTIONS_NONE is union type 0). */
+static const fb_table_desc *const option_descs[] = {&d_fc, &d_conv, &d_pool, &d_actopt, &d_axis,
+                                                    &d_binary, &d_transpose, &d_slice, &d_pad,
+                                                    &d_reduce, &d_rnn, &d_bn};
+_Static_assert(sizeof option_descs / sizeof option_descs[0] == MDL_OPTIONS_COUNT - 1,
+               "one union member per options kind");
+
+DESC(d_quant, "Quantization", VEC(4), VEC(8), SC(4));
+DESC(d_tensor, "Tensor", STR, SC(1), VEC(8), SC(4), TAB(d_quant));
+DESC(d_operator, "Operator", SC(2), STR, VEC(4), VEC(4), SC(1),
+     {FB_UNION, 4, 0, NULL, option_descs, MDL_OPTIONS_COUNT - 1});
+DESC(d_buffer, "Buffer", VECA(1, MDL_ALIGN));
+DESC(d_kv, "KeyValue", STR, STR);
+DESC(d_plan, "MemoryPlan", SC(8), VEC(8), VEC(8));
+DESC(d_model, "Model", SC(2), SC(2), STR, STR, STR, STR, TABV(d_kv), TABV(d_tensor),
+     TABV(d_operator), VEC(4), VEC(4), TABV(d_buffer), TAB(d_plan));
+
+enum { M_MAJOR, M_MINOR, M_NAME, M_VERSION, M_PRODUCER, M_DESCRIPTION, M_METADATA, M_TENSORS,
+       M_OPERATORS, M_INPUTS, M_OUTPUTS, M_BUFFERS, M_PLAN };
+enum { T_NAME, T_DTYPE, T_SHAPE, T_BUFFER, T_QUANT };
+enum { Q_SCALE, Q_ZERO_POINT, Q_AXIS };
+enum { O_OP, O_NAME, O_INPUTS, O_OUTPUTS, O_OPTIONS_TYPE, O_OPTIONS };
+
+/* ---- reading ----------------------------------------------------------------------------- */
+
+static mdl_status read_act(fb_table t, mdl_fused_act *a, const char *where, mdl_error *err) {
+    if (!t.pos) return MDL_OK;
+    uint8_t kind = (uint8_t)fb_get_u(t, 0, 1, 0);
+    if (kind >= MDL_ACT_COUNT)
+        return mdl__error(err, MDL_CORRUPT_MODEL, "%s: unknown fused activation %u", where, kind);
+    a->kind = (mdl_activation)kind;
+    a->clip_min = fb_get_f32(t, 1, 0.0f);
+    a->clip_max = fb_get_f32(t, 2, 0.0f);
+    return MDL_OK;
+}
+
+/* Reads an int vector of at most `max` entries into out; returns the count or -1. */
+static int read_i32s(fb_table t, int id, int32_t *out, int max) {
+    fb_vec v = fb_get_vec(t, id);
+    if ((int64_t)v.len > max) return -1;
+    for (uint32_t i = 0; i < v.len; i++) out[i] = fb_vec_i32(v, i);
+    return (int)v.len;
+}
+static int read_i64s(fb_table t, int id, int64_t *out, int max) {
+    fb_vec v = fb_get_vec(t, id);
+    if ((int64_t)v.len > max) return -1;
+    for (uint32_t i = 0; i < v.len; i++) out[i] = fb_vec_i64(v, i);
+    return (int)v.len;
+}
+
+/* Parses a node's options; also checks vector option lengths against the input rank. */
+static mdl_status read_options(fb_table op, mdl__node *n, const mdl__graph *g, mdl_error *err) {
+    mdl_options_kind kind = mdl_op_options_kind(n->op);
+    uint8_t type = (uint8_t)fb_get_u(op, O_OPTIONS_TYPE, 1, 0);
+    const char *on = mdl_op_name(n->op), *nm = n->name;
+    n->opt = mdl_op_options_default(n->op);
+    if (type == 0) return MDL_OK;
+    if (type != (uint8_t)kind)
+        return mdl__error(err, MDL_CORRUPT_MODEL, "%s '%s': options of kind %u do not belong to this operator",
+                          on, nm, type);
+    fb_table t = fb_get_table(op, O_OPTIONS);
+    mdl_op_options *o = &n->opt;
+    int rank = n->in[0] >= 0 ? g->tensors[n->in[0]].rank : 0, got;
+    mdl_status st = MDL_OK;
+    switch (kind) {
+    case MDL_OPTIONS_FC: st = read_act(fb_get_table(t, 0), &o->fc.act, nm, err); break;
+    case MDL_OPTIONS_BINARY: st = read_act(fb_get_table(t, 0), &o->binary.act, nm, err); break;
+    case MDL_OPTIONS_CONV:
+        o->conv.stride[0] = fb_get_i32(t, 0, 1);
+        o->conv.stride[1] = fb_get_i32(t, 1, 1);
+        o->conv.dilation[0] = fb_get_i32(t, 2, 1);
+        o->conv.dilation[1] = fb_get_i32(t, 3, 1);
+        for (int i = 0; i < 4; i++) o->conv.pad[i] = fb_get_i32(t, 4 + i, 0);
+        o->conv.group = fb_get_i32(t, 8, 1);
+        st = read_act(fb_get_table(t, 9), &o->conv.act, nm, err);
+        break;
+    case MDL_OPTIONS_POOL:
+        for (int i = 0; i < 2; i++) {
+            o->pool.kernel[i] = fb_get_i32(t, i, 1);
+            o->pool.stride[i] = fb_get_i32(t, 2 + i, 1);
+        }
+        for (int i = 0; i < 4; i++) o->pool.pad[i] = fb_get_i32(t, 4 + i, 0);
+        o->pool.count_include_pad = fb_get_u(t, 8, 1, 0) != 0;
+        break;
+    case MDL_OPTIONS_ACT:
+        o->act.alpha = fb_get_f32(t, 0, 0.01f);
+        o->act.beta = fb_get_f32(t, 1, 0.5f);
+        o->act.min = fb_get_f32(t, 2, -__builtin_inff());
+        o->act.max = fb_get_f32(t, 3, __builtin_inff());
+        o->act.approximate = fb_get_u(t, 4, 1, 0) != 0;
+        break;
+    case MDL_OPTIONS_AXIS: o->axis.axis = fb_get_i32(t, 0, -1); break;
+    case MDL_OPTIONS_TRANSPOSE:
+        got = read_i32s(t, 0, o->transpose.perm, MDL_MAX_RANK);
+        if (got != rank)
+            st = mdl__error(err, MDL_CORRUPT_MODEL, "%s '%s': permutation has %d entries for rank %d",
+                            on, nm, got, rank);
+        break;
+    case MDL_OPTIONS_SLICE:
+        got = read_i64s(t, 0, o->slice.begin, MDL_MAX_RANK);
+        if (got != rank || read_i64s(t, 1, o->slice.step, MDL_MAX_RANK) != rank)
+            st = mdl__error(err, MDL_CORRUPT_MODEL, "%s '%s': begin/step need %d entries", on, nm, rank);
+        break;
+    case MDL_OPTIONS_PAD:
+        got = read_i64s(t, 0, o->pad.pads, 2 * MDL_MAX_RANK);
+        if (got != 2 * rank)
+            st = mdl__error(err, MDL_CORRUPT_MODEL, "%s '%s': %d pads for rank %d (need %d)", on, nm,
+                            got, rank, 2 * rank);
+        o->pad.value = fb_get_f32(t, 1, 0.0f);
+        break;
+    case MDL_OPTIONS_REDUCE: {
+        int32_t axes[MDL_MAX_RANK];
+        got = read_i32s(t, 0, axes, MDL_MAX_RANK);
+        o->reduce.axes_mask = 0;
+        for (int i = 0; i < got; i++) {
+            int32_t a = axes[i] < 0 ? axes[i] + rank : axes[i];
+            if (a < 0 || a >= rank) got = -1;
+            else o->reduce.axes_mask |= 1u << a;
+        }
+        if (got < 0) st = mdl__error(err, MDL_CORRUPT_MODEL, "%s '%s': reduction axes out of range for rank %d", on, nm, rank);
+        o->reduce.keepdims = fb_get_u(t, 1, 1, 1) != 0;
+        break;
+    }
+    case MDL_OPTIONS_RNN: {
+        o->rnn.hidden_size = fb_get_i32(t, 0, 0);
+        uint8_t dir = (uint8_t)fb_get_u(t, 1, 1, 0);
+        if (dir >= MDL_RNN_DIRECTION_COUNT)
+            st = mdl__error(err, MDL_CORRUPT_MODEL, "%s '%s': unknown direction %u", on, nm, dir);
+        o->rnn.direction = (mdl_rnn_direction)dir;
+        o->rnn.linear_before_reset = fb_get_u(t, 2, 1, 0) != 0;
+        break;
+    }
+    case MDL_OPTIONS_BATCH_NORM: o->batch_norm.epsilon = fb_get_f32(t, 0, 1e-5f); break;
+    default: break;
+    }
+    return st;
+}
+
+/* Bump allocation out of the model's one block. */
+typedef struct carver {
+    uint8_t *p, *end;
+} carver;
+static void *carve(carver *c, size_t bytes) {
+    uint8_t *r = (uint8_t *)mdl__align_up((size_t)c->p, 16);
+    c->p = r + bytes;
+    return r;
+}
+
+/* Index lists are range-checked later, by mdl__graph_check. */
+static void read_indices(fb_vec v, int32_t *out) {
+    for (uint32_t i = 0; i < v.len; i++) out[i] = fb_vec_i32(v, i);
+}
+
+static mdl_status read_tensor(mdl_model *m, fb_table t, int32_t i, fb_vec buffers, mdl_error *err) {
+    mdl__tensor *x = &m->g.tensors[i];
+    x->name = fb_get_str(t, T_NAME, "");
+    uint8_t dt = (uint8_t)fb_get_u(t, T_DTYPE, 1, 0);
+    if (dt >= MDL_DTYPE_COUNT)
+        return mdl__error(err, MDL_UNSUPPORTED, "tensor %d '%s': unknown dtype %u", (int)i, x->name, dt);
+    x->dtype = (mdl_dtype)dt;
+    fb_vec shape = fb_get_vec(t, T_SHAPE);
+    if (shape.len > MDL_MAX_RANK)
+        return mdl__error(err, MDL_UNSUPPORTED, "tensor %d '%s': rank %u exceeds %d", (int)i, x->name,
+                          shape.len, MDL_MAX_RANK);
+    x->rank = (int32_t)shape.len;
+    for (uint32_t d = 0; d < shape.len; d++) x->dims[d] = fb_vec_i64(shape, d);
+    if (!mdl__shape_size(x->rank, x->dims, mdl_dtype_size(x->dtype), &x->count, &x->bytes)) {
+        char s[128];
+        return mdl__error(err, MDL_SHAPE, "tensor %d '%s': shape %s is negative or too large", (int)i,
+                          x->name, mdl__dims_str(s, sizeof s, x->rank, x->dims));
+    }
+    uint32_t b = (uint32_t)fb_get_u(t, T_BUFFER, 4, 0);
+    if (b >= buffers.len && b != 0)
+        return mdl__error(err, MDL_CORRUPT_MODEL, "tensor %d '%s': buffer %u of %u", (int)i, x->name,
+                          b, buffers.len);
+    if (b) {
+        fb_vec data = fb_get_vec(fb_vec_table(buffers, b), 0);
+        if (data.len != x->bytes)
+            return mdl__error(err, MDL_CORRUPT_MODEL,
+                              "tensor %d '%s': buffer %u holds %u bytes, %s shape needs %zu", (int)i,
+                              x->name, b, data.len, mdl_dtype_name(x->dtype), x->bytes);
+        /* zero-byte weights still need a non-NULL address to count as constant */
+        x->data = data.data ? m->buf + data.data : m->buf;
+        m->weight_bytes += x->bytes;
+    }
+    fb_table q = fb_get_table(t, T_QUANT);
+    if (q.pos) {
+        fb_vec sc = fb_get_vec(q, Q_SCALE), zp = fb_get_vec(q, Q_ZERO_POINT);
+        int32_t axis = fb_get_i32(q, Q_AXIS, 0);
+        if (sc.len == 0 || zp.len != sc.len)
+            return mdl__error(err, MDL_CORRUPT_MODEL, "tensor %d '%s': %u scales and %u zero points",
+                              (int)i, x->name, sc.len, zp.len);
+        if (sc.len > 1 && (axis < 0 || axis >= x->rank || x->dims[axis] != (int64_t)sc.len))
+            return mdl__error(err, MDL_CORRUPT_MODEL, "tensor %d '%s': %u scales do not match axis %d",
+                              (int)i, x->name, sc.len, (int)axis);
+        x->nquant = (int32_t)sc.len;
+        x->quant_axis = axis;
+        x->scale = (const float *)(m->buf + sc.data);
+        x->zero_point = (const int64_t *)(m->buf + zp.data);
+    }
+    return MDL_OK;
+}
+
+mdl_status mdl__format_read(mdl_model *m, mdl_error *err) {
+    mdl_status st = fb_verify(m->buf, m->size, "MDL1", &d_model, err);
+    if (st) return st;
+    fb_table root = fb_root(m->buf);
+    m->format_major = (int)fb_get_u(root, M_MAJOR, 2, 0);
+    m->format_minor = (int)fb_get_u(root, M_MINOR, 2, 0);
+    if (m->format_major != MDL_FORMAT_MAJOR)
+        return mdl__error(err, MDL_VERSION,
+                          "model format %d.%d is not supported by this runtime (reads %d.x); "
+                          "convert the model again or update mdeploy",
+                          m->format_major, m->format_minor, MDL_FORMAT_MAJOR);
+    m->name = fb_get_str(root, M_NAME, "");
+    m->version = fb_get_str(root, M_VERSION, "");
+    m->producer = fb_get_str(root, M_PRODUCER, "");
+    m->description = fb_get_str(root, M_DESCRIPTION, "");
+    fb_vec meta = fb_get_vec(root, M_METADATA), tensors = fb_get_vec(root, M_TENSORS);
+    fb_vec ops = fb_get_vec(root, M_OPERATORS), ins = fb_get_vec(root, M_INPUTS);
+    fb_vec outs = fb_get_vec(root, M_OUTPUTS), buffers = fb_get_vec(root, M_BUFFERS);
+    fb_table plan = fb_get_table(root, M_PLAN);
+
+    /* Everything below is sized from verified vector lengths (each bounded by the file size). */
+    size_t nio = 0;
+    for (uint32_t i = 0; i < ops.len; i++) {
+        fb_table op = fb_vec_table(ops, i);
+        nio += fb_get_vec(op, O_INPUTS).len + fb_get_vec(op, O_OUTPUTS).len;
+    }
+    size_t bytes = 16 * 8 + 2 * meta.len * sizeof(char *) + tensors.len * sizeof(mdl__tensor) +
+                   ops.len * sizeof(mdl__node) + (nio + ins.len + outs.len) * sizeof(int32_t) +
+                   (plan.pos ? (tensors.len + ops.len) * sizeof(size_t) : 0);
+    m->block = mdl__alloc(m->alloc, bytes);
+    if (!m->block) return mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory reading the model (%zu bytes)", bytes);
+    memset(m->block, 0, bytes);
+    carver c = {m->block, (uint8_t *)m->block + bytes};
+    m->nmeta = (int32_t)meta.len;
+    m->meta = carve(&c, 2 * meta.len * sizeof(char *));
+    for (uint32_t i = 0; i < meta.len; i++) {
+        fb_table kv = fb_vec_table(meta, i);
+        m->meta[2 * i] = fb_get_str(kv, 0, "");
+        m->meta[2 * i + 1] = fb_get_str(kv, 1, "");
+    }
+    mdl__graph *g = &m->g;
+    g->ntensors = (int32_t)tensors.len;
+    g->nnodes = (int32_t)ops.len;
+    g->ninputs = (int32_t)ins.len;
+    g->noutputs = (int32_t)outs.len;
+    g->tensors = carve(&c, tensors.len * sizeof(mdl__tensor));
+    g->nodes = carve(&c, ops.len * sizeof(mdl__node));
+    g->inputs = carve(&c, ins.len * sizeof(int32_t));
+    g->outputs = carve(&c, outs.len * sizeof(int32_t));
+    read_indices(ins, g->inputs);
+    read_indices(outs, g->outputs);
+    for (uint32_t i = 0; i < tensors.len; i++)
+        if ((st = read_tensor(m, fb_vec_table(tensors, i), (int32_t)i, buffers, err))) return st;
+    for (uint32_t i = 0; i < ops.len; i++) {
+        fb_table op = fb_vec_table(ops, i);
+        mdl__node *n = &g->nodes[i];
+        n->name = fb_get_str(op, O_NAME, "");
+        uint16_t code = (uint16_t)fb_get_u(op, O_OP, 2, 0);
+        if (code >= MDL_OP_COUNT)
+            return mdl__error(err, MDL_UNSUPPORTED,
+                              "operator %u '%s': unknown op code %u (model needs a newer runtime)", i,
+                              n->name, code);
+        n->op = (mdl_op)code;
+        fb_vec vi = fb_get_vec(op, O_INPUTS), vo = fb_get_vec(op, O_OUTPUTS);
+        n->nin = (int32_t)vi.len;
+        n->nout = (int32_t)vo.len;
+        n->in = carve(&c, vi.len * sizeof(int32_t));
+        n->out = carve(&c, vo.len * sizeof(int32_t));
+        read_indices(vi, n->in);
+        read_indices(vo, n->out);
+        if (n->nin < 1 || n->nin > MDL_MAX_NODE_IO || n->nout < 1 || n->nout > MDL_MAX_NODE_IO)
+            return mdl__error(err, MDL_CORRUPT_MODEL, "%s '%s': %d inputs and %d outputs (1..%d allowed)",
+                              mdl_op_name(n->op), n->name, (int)n->nin, (int)n->nout, MDL_MAX_NODE_IO);
+        if (n->in[0] < -1 || n->in[0] >= g->ntensors)
+            return mdl__error(err, MDL_CORRUPT_MODEL, "%s '%s': input 0 refers to tensor %d of %d",
+                              mdl_op_name(n->op), n->name, (int)n->in[0], (int)g->ntensors);
+        if ((st = read_options(op, n, g, err))) return st;
+    }
+    if (plan.pos) {
+        fb_vec to = fb_get_vec(plan, 1), so = fb_get_vec(plan, 2);
+        uint64_t arena = fb_get_u(plan, 0, 8, 0);
+        if (to.len != tensors.len || so.len != ops.len || arena > SIZE_MAX / 2)
+            return mdl__error(err, MDL_CORRUPT_MODEL,
+                              "memory plan has %u tensor and %u scratch offsets for %u tensors and %u "
+                              "operators", to.len, so.len, tensors.len, ops.len);
+        m->plan.arena_bytes = (size_t)arena;
+        m->plan.tensor_offsets = carve(&c, tensors.len * sizeof(size_t));
+        m->plan.scratch_offsets = carve(&c, ops.len * sizeof(size_t));
+        for (uint32_t i = 0; i < to.len; i++) {
+            uint64_t v = fb_u64(m->buf + to.data + 8 * i);
+            m->plan.tensor_offsets[i] = v > SIZE_MAX / 2 ? SIZE_MAX / 2 : (size_t)v;
+        }
+        for (uint32_t i = 0; i < so.len; i++) {
+            uint64_t v = fb_u64(m->buf + so.data + 8 * i);
+            m->plan.scratch_offsets[i] = v > SIZE_MAX / 2 ? SIZE_MAX / 2 : (size_t)v;
+        }
+    }
+    return MDL_OK;
+}
+
+/* ---- writing ----------------------------------------------------------------------------- */
+
+static fb_ref write_act(fb_builder *b, const mdl_fused_act *a) {
+    fb_start_table(b);
+    fb_add_u8(b, 0, (uint8_t)a->kind);
+    fb_add_f32(b, 1, a->clip_min);
+    fb_add_f32(b, 2, a->clip_max);
+    return fb_end_table(b);
+}
+
+static fb_ref write_options(fb_builder *b, const mdl__node *n, int rank) {
+    const mdl_op_options *o = &n->opt;
+    fb_ref r1 = 0, r2 = 0;
+    switch (mdl_op_options_kind(n->op)) {
+    case MDL_OPTIONS_FC:
+        r1 = write_act(b, &o->fc.act);
+        fb_start_table(b);
+        fb_add_ref(b, 0, r1);
+        break;
+    case MDL_OPTIONS_BINARY:
+        r1 = write_act(b, &o->binary.act);
+        fb_start_table(b);
+        fb_add_ref(b, 0, r1);
+        break;
+    case MDL_OPTIONS_CONV:
+        r1 = write_act(b, &o->conv.act);
+        fb_start_table(b);
+        fb_add_i32(b, 0, o->conv.stride[0]);
+        fb_add_i32(b, 1, o->conv.stride[1]);
+        fb_add_i32(b, 2, o->conv.dilation[0]);
+        fb_add_i32(b, 3, o->conv.dilation[1]);
+        for (int i = 0; i < 4; i++) fb_add_i32(b, 4 + i, o->conv.pad[i]);
+        fb_add_i32(b, 8, o->conv.group);
+        fb_add_ref(b, 9, r1);
+        break;
+    case MDL_OPTIONS_POOL:
+        fb_start_table(b);
+        for (int i = 0; i < 2; i++) {
+            fb_add_i32(b, i, o->pool.kernel[i]);
+            fb_add_i32(b, 2 + i, o->pool.stride[i]);
+        }
+        for (int i = 0; i < 4; i++) fb_add_i32(b, 4 + i, o->pool.pad[i]);
+        fb_add_u8(b, 8, o->pool.count_include_pad);
+        break;
+    case MDL_OPTIONS_ACT:
+        fb_start_table(b);
+        fb_add_f32(b, 0, o->act.alpha);
+        fb_add_f32(b, 1, o->act.beta);
+        fb_add_f32(b, 2, o->act.min);
+        fb_add_f32(b, 3, o->act.max);
+        fb_add_u8(b, 4, o->act.approximate);
+        break;
+    case MDL_OPTIONS_AXIS:
+        fb_start_table(b);
+        fb_add_i32(b, 0, o->axis.axis);
+        break;
+    case MDL_OPTIONS_TRANSPOSE:
+        r1 = fb_create_vector(b, o->transpose.perm, (size_t)rank, 4, 4);
+        fb_start_table(b);
+        fb_add_ref(b, 0, r1);
+        break;
+    case MDL_OPTIONS_SLICE:
+        r1 = fb_create_vector(b, o->slice.begin, (size_t)rank, 8, 8);
+        r2 = fb_create_vector(b, o->slice.step, (size_t)rank, 8, 8);
+        fb_start_table(b);
+        fb_add_ref(b, 0, r1);
+        fb_add_ref(b, 1, r2);
+        break;
+    case MDL_OPTIONS_PAD:
+        r1 = fb_create_vector(b, o->pad.pads, 2 * (size_t)rank, 8, 8);
+        fb_start_table(b);
+        fb_add_ref(b, 0, r1);
+        fb_add_f32(b, 1, o->pad.value);
+        break;
+    case MDL_OPTIONS_REDUCE: {
+        int32_t axes[MDL_MAX_RANK];
+        size_t naxes = 0;
+        uint32_t mask = o->reduce.axes_mask ? o->reduce.axes_mask : (1u << rank) - 1;
+        for (int d = 0; d < rank; d++)
+            if (mask & (1u << d)) axes[naxes++] = d;
+        r1 = fb_create_vector(b, axes, naxes, 4, 4);
+        fb_start_table(b);
+        fb_add_ref(b, 0, r1);
+        fb_add_u8(b, 1, o->reduce.keepdims);
+        break;
+    }
+    case MDL_OPTIONS_RNN:
+        fb_start_table(b);
+        fb_add_i32(b, 0, o->rnn.hidden_size);
+        fb_add_u8(b, 1, (uint8_t)o->rnn.direction);
+        fb_add_u8(b, 2, o->rnn.linear_before_reset);
+        break;
+    case MDL_OPTIONS_BATCH_NORM:
+        fb_start_table(b);
+        fb_add_f32(b, 0, o->batch_norm.epsilon);
+        break;
+    default: return 0;
+    }
+    return fb_end_table(b);
+}
+
+mdl_status mdl__format_write(fb_builder *b, const mdl__graph *g, const mdl__plan *plan,
+                             const mdl__meta *meta, const uint8_t **data, size_t *size,
+                             mdl_error *err) {
+    const mdl_allocator *a = b->alloc;
+    size_t nt = (size_t)g->ntensors, nn = (size_t)g->nnodes;
+    size_t nrefs = nt + nn + nt + 1 + (size_t)meta->nkv;
+    fb_ref *refs = mdl__alloc(a, nrefs * sizeof(fb_ref));
+    uint64_t *offs = mdl__alloc(a, (nt + nn + 1) * sizeof(uint64_t));
+    if (!refs || !offs) {
+        mdl__free(a, refs);
+        mdl__free(a, offs);
+        return mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory writing the model");
+    }
+    fb_ref *tref = refs, *oref = refs + nt, *bref = refs + nt + nn, *kvref = bref + nt + 1;
+    /* Weight buffers first: written back to front, they end up at the end of the file, after
+       the small tables, which keeps the graph description together at the front. */
+    size_t nbuf = 1;
+    fb_start_table(b);
+    bref[0] = fb_end_table(b);
+    uint32_t *buffer_of = (uint32_t *)offs; /* reuse as a temporary: tensor -> buffer index */
+    for (size_t t = 0; t < nt; t++) {
+        buffer_of[t] = 0;
+        if (!g->tensors[t].data) continue;
+        fb_ref v = fb_create_vector(b, g->tensors[t].data, g->tensors[t].bytes, 1, MDL_ALIGN);
+        fb_start_table(b);
+        fb_add_ref(b, 0, v);
+        bref[nbuf] = fb_end_table(b);
+        buffer_of[t] = (uint32_t)nbuf++;
+    }
+    for (size_t t = 0; t < nt; t++) {
+        const mdl__tensor *x = &g->tensors[t];
+        fb_ref name = fb_create_string(b, x->name ? x->name : "");
+        fb_ref shape = fb_create_vector(b, x->dims, (size_t)x->rank, 8, 8);
+        fb_ref quant = 0;
+        if (x->nquant > 0) {
+            fb_ref sc = fb_create_vector(b, x->scale, (size_t)x->nquant, 4, 4);
+            fb_ref zp = fb_create_vector(b, x->zero_point, (size_t)x->nquant, 8, 8);
+            fb_start_table(b);
+            fb_add_ref(b, Q_SCALE, sc);
+            fb_add_ref(b, Q_ZERO_POINT, zp);
+            fb_add_i32(b, Q_AXIS, x->quant_axis);
+            quant = fb_end_table(b);
+        }
+        fb_start_table(b);
+        fb_add_ref(b, T_NAME, name);
+        fb_add_u8(b, T_DTYPE, (uint8_t)x->dtype);
+        fb_add_ref(b, T_SHAPE, shape);
+        if (buffer_of[t]) fb_add_u32(b, T_BUFFER, buffer_of[t]);
+        fb_add_ref(b, T_QUANT, quant);
+        tref[t] = fb_end_table(b);
+    }
+    for (size_t i = 0; i < nn; i++) {
+        const mdl__node *n = &g->nodes[i];
+        int rank = n->in[0] >= 0 ? g->tensors[n->in[0]].rank : 0;
+        fb_ref name = fb_create_string(b, n->name ? n->name : "");
+        fb_ref vin = fb_create_vector(b, n->in, (size_t)n->nin, 4, 4);
+        fb_ref vout = fb_create_vector(b, n->out, (size_t)n->nout, 4, 4);
+        fb_ref opts = write_options(b, n, rank);
+        fb_start_table(b);
+        fb_add_u16(b, O_OP, (uint16_t)n->op);
+        fb_add_ref(b, O_NAME, name);
+        fb_add_ref(b, O_INPUTS, vin);
+        fb_add_ref(b, O_OUTPUTS, vout);
+        if (opts) {
+            fb_add_u8(b, O_OPTIONS_TYPE, (uint8_t)mdl_op_options_kind(n->op));
+            fb_add_ref(b, O_OPTIONS, opts);
+        }
+        oref[i] = fb_end_table(b);
+    }
+    for (int32_t i = 0; i < meta->nkv; i++) {
+        fb_ref k = fb_create_string(b, meta->kv[2 * i]), v = fb_create_string(b, meta->kv[2 * i + 1]);
+        fb_start_table(b);
+        fb_add_ref(b, 0, k);
+        fb_add_ref(b, 1, v);
+        kvref[i] = fb_end_table(b);
+    }
+    for (size_t t = 0; t < nt; t++)
+        offs[t] = plan->tensor_offsets[t] == MDL_NO_OFFSET ? 0 : plan->tensor_offsets[t];
+    for (size_t i = 0; i < nn; i++) offs[nt + i] = plan->scratch_offsets[i];
+    fb_ref v_to = fb_create_vector(b, offs, nt, 8, 8);
+    fb_ref v_so = fb_create_vector(b, offs + nt, nn, 8, 8);
+    fb_start_table(b);
+    fb_add_u64(b, 0, plan->arena_bytes);
+    fb_add_ref(b, 1, v_to);
+    fb_add_ref(b, 2, v_so);
+    fb_ref r_plan = fb_end_table(b);
+    fb_ref r_buffers = fb_create_ref_vector(b, bref, nbuf);
+    fb_ref r_tensors = fb_create_ref_vector(b, tref, nt);
+    fb_ref r_ops = fb_create_ref_vector(b, oref, nn);
+    fb_ref r_meta = fb_create_ref_vector(b, kvref, (size_t)meta->nkv);
+    fb_ref r_in = fb_create_vector(b, g->inputs, (size_t)g->ninputs, 4, 4);
+    fb_ref r_out = fb_create_vector(b, g->outputs, (size_t)g->noutputs, 4, 4);
+    fb_ref s_name = fb_create_string(b, meta->name ? meta->name : "");
+    fb_ref s_ver = fb_create_string(b, meta->version ? meta->version : "");
+    fb_ref s_prod = fb_create_string(b, meta->producer ? meta->producer : "");
+    fb_ref s_desc = fb_create_string(b, meta->description ? meta->description : "");
+    fb_start_table(b);
+    fb_add_u16(b, M_MAJOR, MDL_FORMAT_MAJOR);
+    fb_add_u16(b, M_MINOR, MDL_FORMAT_MINOR);
+    fb_add_ref(b, M_NAME, s_name);
+    fb_add_ref(b, M_VERSION, s_ver);
+    fb_add_ref(b, M_PRODUCER, s_prod);
+    fb_add_ref(b, M_DESCRIPTION, s_desc);
+    fb_add_ref(b, M_METADATA, r_meta);
+    fb_add_ref(b, M_TENSORS, r_tensors);
+    fb_add_ref(b, M_OPERATORS, r_ops);
+    fb_add_ref(b, M_INPUTS, r_in);
+    fb_add_ref(b, M_OUTPUTS, r_out);
+    fb_add_ref(b, M_BUFFERS, r_buffers);
+    fb_add_ref(b, M_PLAN, r_plan);
+    fb_ref root = fb_end_table(b);
+    mdl__free(a, refs);
+    mdl__free(a, offs);
+    if (!fb_finish(b, root, "MDL1", data, size))
+        return mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory or model larger than 2 GiB while writing");
+    return MDL_OK;
+}
