@@ -76,6 +76,9 @@ $(B)/tests/%: tests/%.c $(TEST_COMMON) $(B)/libmdeploy.a
 
 -include $(LIB_OBJS:.o=.d)
 
+# The ONNX importer's build rules (protobuf-c code generated from the onnx package's onnx.proto).
+-include src/io/onnx.mk
+
 deps:
 	@bash tools/scripts/install-deps.sh
 deps-python:

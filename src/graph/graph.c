@@ -64,6 +64,7 @@ static mdl_status check_node(mdl__graph *g, int32_t i, bool infer, uint8_t *defi
                           mdl_dtype_name(key));
     for (int32_t k = 0; k < n->nout; k++) {
         int32_t t = n->out[k];
+        if (t == -1 && k > 0) continue; /* optional output left unused (e.g. LSTM Y_c) */
         if (t < 0 || t >= g->ntensors)
             return mdl__error(err, MDL_CORRUPT_MODEL, "%s '%s': output %d refers to tensor %d of %d",
                               op, nm, (int)k, (int)t, (int)g->ntensors);
@@ -83,6 +84,7 @@ static mdl_status check_node(mdl__graph *g, int32_t i, bool infer, uint8_t *defi
     if (st) return st;
     n->scratch_bytes = mdl__align_up(ctx.scratch_bytes, MDL_ALIGN);
     for (int32_t k = 0; k < n->nout; k++) {
+        if (n->out[k] < 0) continue;
         mdl__tensor *t = &g->tensors[n->out[k]];
         const mdl__shape *s = &ctx.out_shape[k];
         char a[96], b[96];
@@ -190,7 +192,8 @@ static void lifetimes(const mdl__graph *g, int32_t *producer, int32_t *root, buf
         bufs[t].id = t;
     }
     for (int32_t i = 0; i < g->nnodes; i++)
-        for (int32_t k = 0; k < g->nodes[i].nout; k++) producer[g->nodes[i].out[k]] = i;
+        for (int32_t k = 0; k < g->nodes[i].nout; k++)
+            if (g->nodes[i].out[k] >= 0) producer[g->nodes[i].out[k]] = i;
     for (int32_t t = 0; t < nt; t++) root[t] = is_const(g, t) ? -1 : mdl__alias_root(g, producer, t);
     /* a tensor is live from its definition to its last use; aliases extend their root */
 #define TOUCH(t, when)                                                                             \
@@ -207,7 +210,8 @@ static void lifetimes(const mdl__graph *g, int32_t *producer, int32_t *root, buf
         const mdl__node *n = &g->nodes[i];
         for (int32_t k = 0; k < n->nin; k++)
             if (n->in[k] >= 0) TOUCH(n->in[k], i);
-        for (int32_t k = 0; k < n->nout; k++) TOUCH(n->out[k], i);
+        for (int32_t k = 0; k < n->nout; k++)
+            if (n->out[k] >= 0) TOUCH(n->out[k], i);
         buf_info *s = &bufs[nt + i];
         s->size = n->scratch_bytes;
         s->first = s->last = i;

@@ -56,14 +56,14 @@ typedef struct mdl__kctx {
     int nin, nout;
     const mdl__tensor *in[MDL_MAX_NODE_IO];  /* NULL: absent optional input */
     /* Declared outputs.  In prepare an entry is NULL when the graph leaves that output's shape
-       to inference (only RESHAPE requires its output to be declared). */
+       to inference (RESHAPE and SLICE require a declared output) or the output is unused. */
     const mdl__tensor *out[MDL_MAX_NODE_IO];
     /* prepare */
     mdl__shape out_shape[MDL_MAX_NODE_IO];
     size_t scratch_bytes;
     /* run */
     const void *in_data[MDL_MAX_NODE_IO];
-    void *out_data[MDL_MAX_NODE_IO];
+    void *out_data[MDL_MAX_NODE_IO]; /* NULL: optional output the graph does not use */
     void *scratch;
     mdl_error *err;
 } mdl__kctx;

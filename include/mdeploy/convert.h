@@ -1,0 +1,74 @@
+/*
+ * mdeploy — the converter: ONNX model -> .mdl file.  Host only (needs protobuf-c and files).
+ *
+ * One implementation serves the mdeploy-convert CLI, the Python bindings and applications:
+ *
+ *     mdl_convert_options o = mdl_convert_options_default();
+ *     o.model_version = "2.1";
+ *     mdl_convert_report r;
+ *     if (mdl_convert_onnx("model.onnx", "model.mdl", &o, &r, &err) != MDL_OK) puts(err.msg);
+ *
+ * What it does: reads the ONNX graph (opsets 11..17 at least), folds constants and shape
+ * subgraphs, folds BatchNorm into the preceding Conv/Gemm, fuses bias and activations into their
+ * producers, drops Identity/Dropout and dead nodes, converts convolutional parts to the runtime's
+ * NHWC layout (weights transposed at conversion; the model keeps the ONNX model's input and output
+ * layouts), plans memory and writes the file atomically (temporary name + rename: on failure no
+ * output file is left behind).  Unsupported operators fail with a message naming the op type, the
+ * node and the opset.
+ */
+#ifndef MDEPLOY_CONVERT_H
+#define MDEPLOY_CONVERT_H
+
+#include "mdeploy.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MDL_CONVERT_MAX_SHAPES 16
+
+/* A fixed shape for one graph input ("--input-shape NAME=1x3x224x224"). */
+typedef struct mdl_input_shape {
+    const char *name;
+    int32_t rank;
+    int64_t dims[MDL_MAX_RANK];
+} mdl_input_shape;
+
+typedef struct mdl_convert_options {
+    /* Dynamic dimensions not fixed here default to 1. */
+    int32_t ninput_shapes;
+    mdl_input_shape input_shapes[MDL_CONVERT_MAX_SHAPES];
+    const char *name;          /* NULL: the ONNX graph name */
+    const char *model_version; /* NULL: the ONNX model_version, if any */
+    const char *description;   /* NULL: the ONNX doc_string */
+} mdl_convert_options;
+
+mdl_convert_options mdl_convert_options_default(void);
+
+/* Parses "NAME=1x3x224x224" into *shape (name points into text).  INVALID_ARGUMENT on bad text. */
+mdl_status mdl_parse_input_shape(const char *text, mdl_input_shape *shape, mdl_error *err);
+
+/* What the conversion did (for the CLI summary). */
+typedef struct mdl_convert_report {
+    int32_t onnx_nodes;     /* nodes in the ONNX graph */
+    int32_t nodes_out;      /* operators in the written model */
+    int32_t folded;         /* nodes removed by constant folding */
+    int32_t fused;          /* nodes fused into producers (BatchNorm, bias, activations) */
+    int32_t removed;        /* Identity/Dropout/dead nodes dropped */
+    size_t weight_bytes;    /* constant data written */
+    size_t arena_bytes;     /* activation arena of the written model */
+    size_t file_bytes;
+    int64_t opset;
+} mdl_convert_report;
+
+/* Converts onnx_path into out_path.  options and report may be NULL.
+   Errors: IO, CORRUPT_MODEL (unparsable ONNX), UNSUPPORTED (operator/attribute/dtype), SHAPE,
+   OUT_OF_MEMORY. */
+mdl_status mdl_convert_onnx(const char *onnx_path, const char *out_path,
+                            const mdl_convert_options *options, mdl_convert_report *report,
+                            mdl_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

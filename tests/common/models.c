@@ -1,0 +1,82 @@
+#include "models.h"
+
+#include "harness.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+mdl_status tm_build_mlp(tm_mlp *p, uint64_t seed, void **data, size_t *size) {
+    th_seed(seed);
+    int64_t B = p->batch, I = p->in, H = p->hid, O = p->out;
+    p->w1 = malloc(sizeof(float) * (size_t)(H * I));
+    p->b1 = malloc(sizeof(float) * (size_t)H);
+    p->w2 = malloc(sizeof(float) * (size_t)(H * H));
+    p->b2 = malloc(sizeof(float) * (size_t)H);
+    p->w3 = malloc(sizeof(float) * (size_t)(O * H));
+    p->b3 = malloc(sizeof(float) * (size_t)O);
+    th_fill_uniform(p->w1, H * I, -0.5f, 0.5f);
+    th_fill_uniform(p->b1, H, -0.5f, 0.5f);
+    th_fill_uniform(p->w2, H * H, -0.5f, 0.5f);
+    th_fill_uniform(p->b2, H, -0.5f, 0.5f);
+    th_fill_uniform(p->w3, O * H, -0.5f, 0.5f);
+    th_fill_uniform(p->b3, O, -0.5f, 0.5f);
+    mdl_builder *b;
+    mdl_error err;
+    mdl_status st = mdl_builder_create(NULL, &b, &err);
+    if (st) return st;
+    int x = mdl_builder_tensor(b, "x", MDL_DTYPE_FLOAT32, 2, (int64_t[]){B, I}, NULL);
+    int w1 = mdl_builder_tensor(b, "fc1/w", MDL_DTYPE_FLOAT32, 2, (int64_t[]){H, I}, p->w1);
+    int b1 = mdl_builder_tensor(b, "fc1/b", MDL_DTYPE_FLOAT32, 1, (int64_t[]){H}, p->b1);
+    int w2 = mdl_builder_tensor(b, "fc2/w", MDL_DTYPE_FLOAT32, 2, (int64_t[]){H, H}, p->w2);
+    int b2 = mdl_builder_tensor(b, "fc2/b", MDL_DTYPE_FLOAT32, 1, (int64_t[]){H}, p->b2);
+    int w3 = mdl_builder_tensor(b, "fc3/w", MDL_DTYPE_FLOAT32, 2, (int64_t[]){O, H}, p->w3);
+    int b3 = mdl_builder_tensor(b, "fc3/b", MDL_DTYPE_FLOAT32, 1, (int64_t[]){O}, p->b3);
+    int h1 = mdl_builder_tensor(b, "h1", MDL_DTYPE_FLOAT32, -1, NULL, NULL);
+    int h2 = mdl_builder_tensor(b, "h2", MDL_DTYPE_FLOAT32, -1, NULL, NULL);
+    int h3 = mdl_builder_tensor(b, "h3", MDL_DTYPE_FLOAT32, -1, NULL, NULL);
+    int h4 = mdl_builder_tensor(b, "h4", MDL_DTYPE_FLOAT32, -1, NULL, NULL);
+    int y = mdl_builder_tensor(b, "y", MDL_DTYPE_FLOAT32, 2, (int64_t[]){B, O}, NULL);
+    mdl_op_options relu = mdl_op_options_default(MDL_OP_FULLY_CONNECTED);
+    relu.fc.act.kind = MDL_ACT_RELU;
+    mdl_builder_node(b, MDL_OP_FULLY_CONNECTED, "fc1", 3, (int[]){x, w1, b1}, 1, &h1, &relu);
+    mdl_builder_node(b, MDL_OP_FULLY_CONNECTED, "fc2", 3, (int[]){h1, w2, b2}, 1, &h2, NULL);
+    mdl_builder_node(b, MDL_OP_RELU, "relu2", 1, &h2, 1, &h3, NULL);
+    mdl_builder_node(b, MDL_OP_ADD, "residual", 2, (int[]){h3, h1}, 1, &h4, NULL);
+    mdl_builder_node(b, MDL_OP_FULLY_CONNECTED, "fc3", 3, (int[]){h4, w3, b3}, 1, &y, NULL);
+    mdl_builder_add_input(b, x);
+    mdl_builder_add_output(b, y);
+    mdl_builder_set_metadata(b, "name", "test-mlp");
+    mdl_builder_set_metadata(b, "version", "1.2.3");
+    mdl_builder_set_metadata(b, "description", "residual MLP for tests");
+    mdl_builder_set_metadata(b, "license", "MIT");
+    st = mdl_builder_finish(b, data, size, &err);
+    if (st) fprintf(stderr, "tm_build_mlp: %s\n", err.msg);
+    mdl_builder_free(b);
+    return st;
+}
+
+void tm_mlp_free(tm_mlp *p) {
+    free(p->w1); free(p->b1); free(p->w2); free(p->b2); free(p->w3); free(p->b3);
+}
+
+static void dense(int64_t B, int64_t O, int64_t I, const float *x, const float *w, const float *bias,
+                  bool relu, float *y) {
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t o = 0; o < O; o++) {
+            double s = bias[o];
+            for (int64_t i = 0; i < I; i++) s += (double)x[b * I + i] * w[o * I + i];
+            y[b * O + o] = relu && s < 0 ? 0.0f : (float)s;
+        }
+}
+
+void tm_mlp_reference(const tm_mlp *p, const float *x, float *y) {
+    int64_t B = p->batch, H = p->hid;
+    float *h1 = malloc(sizeof(float) * (size_t)(B * H)), *h2 = malloc(sizeof(float) * (size_t)(B * H));
+    dense(B, H, p->in, x, p->w1, p->b1, true, h1);
+    dense(B, H, H, h1, p->w2, p->b2, true, h2);
+    for (int64_t i = 0; i < B * H; i++) h2[i] += h1[i];
+    dense(B, p->out, H, h2, p->w3, p->b3, false, y);
+    free(h1);
+    free(h2);
+}

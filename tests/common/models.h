@@ -1,0 +1,23 @@
+/* Small models built with the builder API for tests (and the fuzz seed corpus). */
+#ifndef MDL_TEST_MODELS_H
+#define MDL_TEST_MODELS_H
+
+#include "mdeploy/graph.h"
+
+/* A residual MLP over x [batch, in]:
+     h1 = relu(fc1(x));  h2 = fc2(h1);  h3 = relu(h2);  h4 = h3 + h1;  y = fc3(h4)
+   with hidden = 2*in and weights drawn from seed.  The weights are returned in w (caller frees
+   with free()) laid out as W1 [hid,in] b1 [hid] W2 [hid,hid] b2 [hid] W3 [out,hid] b3 [out]. */
+typedef struct tm_mlp {
+    int64_t batch, in, hid, out;
+    float *w1, *b1, *w2, *b2, *w3, *b3;
+} tm_mlp;
+
+/* Builds the model; *data from malloc (free()).  Returns MDL_OK or the builder's error. */
+mdl_status tm_build_mlp(tm_mlp *p, uint64_t seed, void **data, size_t *size);
+void tm_mlp_free(tm_mlp *p);
+
+/* Independent reference forward pass (double accumulation). */
+void tm_mlp_reference(const tm_mlp *p, const float *x, float *y);
+
+#endif

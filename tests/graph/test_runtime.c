@@ -1,0 +1,350 @@
+/* End-to-end runtime tests: builder -> bytes -> load -> session -> run, against an independent
+   reference; allocation-free run; caller arenas; a model shared by threads; metadata. */
+#include "common/harness.h"
+#include "common/models.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- counting allocator ------------------------------------------------------------------ */
+typedef struct counter {
+    long allocs, frees;
+} counter;
+static void *count_alloc(void *user, size_t n) {
+    ((counter *)user)->allocs++;
+    return malloc(n);
+}
+static void count_free(void *user, void *p) {
+    ((counter *)user)->frees++;
+    free(p);
+}
+
+static tm_mlp mlp_shape(int64_t batch) {
+    tm_mlp p = {batch, 8, 16, 3, 0, 0, 0, 0, 0, 0};
+    return p;
+}
+
+static void test_mlp_matches_reference(void **state) {
+    (void)state;
+    for (int64_t batch = 1; batch <= 5; batch += 4) {
+        tm_mlp p = mlp_shape(batch);
+        void *data;
+        size_t size;
+        assert_int_equal(tm_build_mlp(&p, 7, &data, &size), MDL_OK);
+        mdl_model *m;
+        mdl_error err;
+        assert_int_equal(mdl_model_load_buffer(data, size, NULL, &m, &err), MDL_OK);
+        mdl_session *s;
+        assert_int_equal(mdl_session_create(m, NULL, &s, &err), MDL_OK);
+        float x[5 * 8], ref[5 * 3];
+        th_fill_uniform(x, batch * 8, -1, 1);
+        assert_int_equal(mdl_session_set_input(s, 0, x, sizeof(float) * (size_t)(batch * 8), &err), MDL_OK);
+        assert_int_equal(mdl_session_run(s), MDL_OK);
+        tm_mlp_reference(&p, x, ref);
+        th_assert_close(mdl_session_output_data(s, 0), ref, batch * 3, 1e-5);
+        mdl_session_free(s);
+        mdl_model_free(m);
+        free(data);
+        tm_mlp_free(&p);
+    }
+}
+
+static void test_introspection(void **state) {
+    (void)state;
+    tm_mlp p = mlp_shape(2);
+    void *data;
+    size_t size;
+    assert_int_equal(tm_build_mlp(&p, 1, &data, &size), MDL_OK);
+    mdl_model *m;
+    assert_int_equal(mdl_model_load_buffer(data, size, NULL, &m, NULL), MDL_OK);
+    assert_string_equal(mdl_model_name(m), "test-mlp");
+    assert_string_equal(mdl_model_version(m), "1.2.3");
+    assert_string_equal(mdl_model_description(m), "residual MLP for tests");
+    assert_non_null(strstr(mdl_model_producer(m), "mdeploy"));
+    assert_string_equal(mdl_model_metadata(m, "license"), "MIT");
+    assert_null(mdl_model_metadata(m, "missing"));
+    assert_int_equal(mdl_model_format_major(m), MDL_FORMAT_MAJOR);
+    assert_int_equal(mdl_model_input_count(m), 1);
+    assert_int_equal(mdl_model_output_count(m), 1);
+    mdl_tensor_info ti;
+    assert_int_equal(mdl_model_input_info(m, 0, &ti), MDL_OK);
+    assert_string_equal(ti.name, "x");
+    assert_int_equal(ti.dtype, MDL_DTYPE_FLOAT32);
+    assert_int_equal(ti.rank, 2);
+    assert_int_equal(ti.dims[0], 2);
+    assert_int_equal(ti.dims[1], 8);
+    assert_int_equal(ti.bytes, 2 * 8 * 4);
+    assert_int_equal(mdl_model_output_info(m, 0, &ti), MDL_OK);
+    assert_string_equal(ti.name, "y");
+    assert_int_equal(mdl_model_input_info(m, 1, &ti), MDL_INVALID_ARGUMENT);
+    assert_int_equal(mdl_model_input_index(m, "x"), 0);
+    assert_int_equal(mdl_model_output_index(m, "nope"), -1);
+    assert_int_equal(mdl_model_node_count(m), 5);
+    mdl_node_info ni;
+    assert_int_equal(mdl_model_node_info(m, 3, &ni), MDL_OK);
+    assert_string_equal(ni.op, "Add");
+    assert_string_equal(ni.name, "residual");
+    /* weights: W1 16x8 + b1 16 + W2 16x16 + b2 16 + W3 3x16 + b3 3, float32 */
+    assert_int_equal(mdl_model_weight_bytes(m), 4 * (128 + 16 + 256 + 16 + 48 + 3));
+    mdl_model_free(m);
+    free(data);
+    tm_mlp_free(&p);
+}
+
+/* The planner reuses memory: a chain h1..h4 of [2,16] tensors plus x and y needs less than the sum,
+   and the arena is exactly large enough (the session's own bytes). */
+static void test_plan_reuses_memory(void **state) {
+    (void)state;
+    tm_mlp p = mlp_shape(2);
+    void *data;
+    size_t size;
+    assert_int_equal(tm_build_mlp(&p, 1, &data, &size), MDL_OK);
+    mdl_model *m;
+    assert_int_equal(mdl_model_load_buffer(data, size, NULL, &m, NULL), MDL_OK);
+    size_t sum = 0;
+    for (int t = 0; t < mdl_model_tensor_count(m); t++) {
+        mdl_tensor_info ti;
+        bool c;
+        mdl_model_tensor_info(m, t, &ti, &c);
+        if (!c) sum += (ti.bytes + 15) & ~(size_t)15;
+    }
+    size_t act = mdl_model_activation_bytes(m);
+    assert_true(act > 0);
+    assert_true(act < sum);
+    /* h1 must stay alive until the residual add: at least three [2,16] buffers live at once */
+    assert_true(act >= 3 * 2 * 16 * 4);
+    mdl_model_free(m);
+    free(data);
+    tm_mlp_free(&p);
+}
+
+static void test_run_allocates_nothing(void **state) {
+    (void)state;
+    tm_mlp p = mlp_shape(3);
+    void *data;
+    size_t size;
+    assert_int_equal(tm_build_mlp(&p, 3, &data, &size), MDL_OK);
+    counter c = {0, 0};
+    mdl_allocator a = {count_alloc, count_free, &c};
+    mdl_load_options lo = {&a, MDL_LOAD_COPY};
+    mdl_model *m;
+    assert_int_equal(mdl_model_load_buffer(data, size, &lo, &m, NULL), MDL_OK);
+    mdl_session_options so = mdl_session_options_default();
+    so.allocator = &a;
+    mdl_session *s;
+    assert_int_equal(mdl_session_create(m, &so, &s, NULL), MDL_OK);
+    long allocs = c.allocs, frees = c.frees;
+    assert_true(allocs >= 2); /* the allocator really is in use */
+    float x[3 * 8];
+    for (int it = 0; it < 1000; it++) {
+        th_fill_uniform(x, 24, -1, 1);
+        memcpy(mdl_session_input_data(s, 0), x, sizeof x);
+        assert_int_equal(mdl_session_run(s), MDL_OK);
+    }
+    assert_int_equal(c.allocs, allocs);
+    assert_int_equal(c.frees, frees);
+    mdl_session_free(s);
+    mdl_model_free(m);
+    assert_int_equal(c.allocs, c.frees); /* nothing leaked */
+    free(data);
+    tm_mlp_free(&p);
+}
+
+static void test_session_in_caller_arena(void **state) {
+    (void)state;
+    tm_mlp p = mlp_shape(2);
+    void *data;
+    size_t size;
+    assert_int_equal(tm_build_mlp(&p, 5, &data, &size), MDL_OK);
+    mdl_model *m;
+    assert_int_equal(mdl_model_load_buffer(data, size, NULL, &m, NULL), MDL_OK);
+    size_t need = mdl_model_arena_size(m);
+    assert_true(need >= mdl_model_activation_bytes(m));
+    uint8_t *region = malloc(need + 1);
+    mdl_session *s;
+    mdl_error err;
+    /* one byte short is refused with a message giving the size */
+    assert_int_equal(mdl_session_create_in(m, region + 1, need - 1, &s, &err), MDL_BUFFER_TOO_SMALL);
+    assert_null(s);
+    assert_non_null(strstr(err.msg, "too small"));
+    /* the exact size works at any alignment */
+    assert_int_equal(mdl_session_create_in(m, region + 1, need, &s, &err), MDL_OK);
+    assert_true((uint8_t *)s >= region + 1 && (uint8_t *)s < region + 1 + need);
+    float x[16], ref[6];
+    th_fill_uniform(x, 16, -1, 1);
+    memcpy(mdl_session_input_data(s, 0), x, sizeof x);
+    assert_int_equal(mdl_session_run(s), MDL_OK);
+    tm_mlp_reference(&p, x, ref);
+    th_assert_close(mdl_session_output_data(s, 0), ref, 6, 1e-5);
+    const uint8_t *out = mdl_session_output_data(s, 0);
+    assert_true(out >= region + 1 && out + 6 * 4 <= region + 1 + need);
+    mdl_session_free(s);
+    free(region);
+    mdl_model_free(m);
+    free(data);
+    tm_mlp_free(&p);
+}
+
+/* Firmware style: the model used in place from an aligned buffer and every byte from a bump
+   allocator over a static array. */
+static void test_heap_free_loading(void **state) {
+    (void)state;
+    tm_mlp p = mlp_shape(1);
+    void *data;
+    size_t size;
+    assert_int_equal(tm_build_mlp(&p, 9, &data, &size), MDL_OK);
+    static _Alignas(16) uint8_t heap[16384];
+    mdl_bump bump;
+    mdl_allocator a = mdl_bump_init(&bump, heap, sizeof heap);
+    mdl_load_options lo = {&a, 0};
+    mdl_model *m;
+    mdl_error err;
+    assert_int_equal(mdl_model_load_buffer(data, size, &lo, &m, &err), MDL_OK);
+    assert_true(bump.used > 0 && bump.used < sizeof heap);
+    static _Alignas(16) uint8_t arena[4096];
+    assert_true(mdl_model_arena_size(m) <= sizeof arena);
+    mdl_session *s;
+    assert_int_equal(mdl_session_create_in(m, arena, sizeof arena, &s, &err), MDL_OK);
+    float x[8], ref[3];
+    th_fill_uniform(x, 8, -1, 1);
+    memcpy(mdl_session_input_data(s, 0), x, sizeof x);
+    assert_int_equal(mdl_session_run(s), MDL_OK);
+    tm_mlp_reference(&p, x, ref);
+    th_assert_close(mdl_session_output_data(s, 0), ref, 3, 1e-5);
+    /* in place means in place: the weights are read from the caller's buffer */
+    mdl_tensor_info ti;
+    bool c;
+    mdl_model_tensor_info(m, 1, &ti, &c);
+    assert_true(c);
+    /* a misaligned buffer without MDL_LOAD_COPY is refused, with COPY it loads */
+    uint8_t *shifted = malloc(size + 1);
+    memcpy(shifted + 1, data, size);
+    mdl_model *m2;
+    assert_int_equal(mdl_model_load_buffer(shifted + 1, size, NULL, &m2, &err), MDL_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "aligned"));
+    mdl_load_options copy = {NULL, MDL_LOAD_COPY};
+    assert_int_equal(mdl_model_load_buffer(shifted + 1, size, &copy, &m2, &err), MDL_OK);
+    mdl_model_free(m2);
+    free(shifted);
+    mdl_session_free(s);
+    mdl_model_free(m);
+    free(data);
+    tm_mlp_free(&p);
+}
+
+/* ---- threads ------------------------------------------------------------------------------ */
+#define NTHREADS 4
+#define NINPUTS 64
+typedef struct job {
+    const mdl_model *m;
+    const float *x;   /* NINPUTS inputs of 8 */
+    float *y;         /* NINPUTS outputs of 3 */
+    int status;
+} job;
+
+static void *worker(void *arg) {
+    job *j = arg;
+    mdl_session *s;
+    if (mdl_session_create(j->m, NULL, &s, NULL)) {
+        j->status = -1;
+        return NULL;
+    }
+    for (int rep = 0; rep < 50; rep++)
+        for (int i = 0; i < NINPUTS; i++) {
+            memcpy(mdl_session_input_data(s, 0), j->x + 8 * i, 8 * sizeof(float));
+            if (mdl_session_run(s)) j->status = -2;
+            memcpy(j->y + 3 * i, mdl_session_output_data(s, 0), 3 * sizeof(float));
+        }
+    mdl_session_free(s);
+    return NULL;
+}
+
+static void test_shared_model_threads(void **state) {
+    (void)state;
+    tm_mlp p = mlp_shape(1);
+    void *data;
+    size_t size;
+    assert_int_equal(tm_build_mlp(&p, 11, &data, &size), MDL_OK);
+    mdl_model *m;
+    assert_int_equal(mdl_model_load_buffer(data, size, NULL, &m, NULL), MDL_OK);
+    static float x[NINPUTS * 8], single[NINPUTS * 3], multi[NTHREADS][NINPUTS * 3];
+    th_fill_uniform(x, NINPUTS * 8, -2, 2);
+    job solo = {m, x, single, 0};
+    worker(&solo);
+    assert_int_equal(solo.status, 0);
+    pthread_t th[NTHREADS];
+    job jobs[NTHREADS];
+    for (int t = 0; t < NTHREADS; t++) {
+        jobs[t] = (job){m, x, multi[t], 0};
+        assert_int_equal(pthread_create(&th[t], NULL, worker, &jobs[t]), 0);
+    }
+    for (int t = 0; t < NTHREADS; t++) {
+        pthread_join(th[t], NULL);
+        assert_int_equal(jobs[t].status, 0);
+        assert_memory_equal(multi[t], single, sizeof single); /* bit-identical */
+    }
+    float ref[3];
+    tm_mlp_reference(&p, x, ref);
+    th_assert_close(single, ref, 3, 1e-5);
+    mdl_model_free(m);
+    free(data);
+    tm_mlp_free(&p);
+}
+
+static void test_api_misuse(void **state) {
+    (void)state;
+    mdl_model *m = (mdl_model *)1;
+    mdl_error err;
+    assert_int_equal(mdl_model_load_buffer(NULL, 10, NULL, &m, &err), MDL_INVALID_ARGUMENT);
+    assert_null(m);
+    assert_int_equal(mdl_model_load_file("/nonexistent/model.mdl", NULL, &m, &err), MDL_IO);
+    assert_non_null(strstr(err.msg, "/nonexistent/model.mdl"));
+    assert_null(m);
+    mdl_model_free(NULL);
+    mdl_session_free(NULL);
+    assert_int_equal(mdl_session_run(NULL), MDL_INVALID_ARGUMENT);
+    assert_string_equal(mdl_status_str(MDL_CORRUPT_MODEL), "corrupt model");
+    assert_string_equal(mdl_status_str((mdl_status)999), "unknown status");
+    assert_string_equal(mdl_dtype_name(MDL_DTYPE_INT64), "int64");
+    assert_int_equal(mdl_dtype_size(MDL_DTYPE_INT8), 1);
+    assert_string_equal(mdl_op_name(MDL_OP_CONV2D), "Conv2D");
+}
+
+/* Builder errors: a wrong declared shape is caught at finish with the node named. */
+static void test_builder_rejects_bad_graph(void **state) {
+    (void)state;
+    mdl_builder *b;
+    assert_int_equal(mdl_builder_create(NULL, &b, NULL), MDL_OK);
+    float w[12] = {0};
+    int x = mdl_builder_tensor(b, "x", MDL_DTYPE_FLOAT32, 2, (int64_t[]){1, 4}, NULL);
+    int wt = mdl_builder_tensor(b, "w", MDL_DTYPE_FLOAT32, 2, (int64_t[]){3, 4}, w);
+    int y = mdl_builder_tensor(b, "y", MDL_DTYPE_FLOAT32, 2, (int64_t[]){1, 5}, NULL);
+    mdl_builder_node(b, MDL_OP_FULLY_CONNECTED, "fc", 2, (int[]){x, wt}, 1, &y, NULL);
+    mdl_builder_add_input(b, x);
+    mdl_builder_add_output(b, y);
+    void *data;
+    size_t size;
+    mdl_error err;
+    assert_int_equal(mdl_builder_finish(b, &data, &size, &err), MDL_SHAPE);
+    assert_null(data);
+    assert_non_null(strstr(err.msg, "FullyConnected 'fc'"));
+    assert_non_null(strstr(err.msg, "[1,5]"));
+    assert_non_null(strstr(err.msg, "[1,3]"));
+    mdl_builder_free(b);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_mlp_matches_reference),
+        cmocka_unit_test(test_introspection),
+        cmocka_unit_test(test_plan_reuses_memory),
+        cmocka_unit_test(test_run_allocates_nothing),
+        cmocka_unit_test(test_session_in_caller_arena),
+        cmocka_unit_test(test_heap_free_loading),
+        cmocka_unit_test(test_shared_model_threads),
+        cmocka_unit_test(test_api_misuse),
+        cmocka_unit_test(test_builder_rejects_bad_graph),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
