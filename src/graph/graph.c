@@ -331,7 +331,14 @@ mdl_status mdl__plan_verify(const mdl__graph *g, const mdl__plan *plan, const md
     if (!work_alloc(g, a, &w)) return mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory verifying the memory plan");
     lifetimes(g, w.producer, w.root, w.bufs);
     mdl_status st = MDL_OK;
-    size_t n = 0;
+    size_t n = 0, total = 0;
+    for (size_t b = 0; b < nb; b++)
+        if (b >= nt || w.root[b] == (int32_t)b) total += w.bufs[b].size;
+    /* no plan needs more than all buffers side by side: a larger arena is corrupt (and would make
+       every session allocate it) */
+    if (plan->arena_bytes > total)
+        st = mdl__error(err, MDL_CORRUPT_MODEL, "memory plan: arena of %zu bytes exceeds the %zu bytes "
+                        "of all buffers together", plan->arena_bytes, total);
     for (size_t b = 0; b < nb && !st; b++) {
         size_t off;
         if (b < nt) {

@@ -17,6 +17,10 @@ mdl_status mdl__error(mdl_error *err, mdl_status status, const char *fmt, ...)
     ;
 mdl_status mdl__verror(mdl_error *err, mdl_status status, const char *fmt, va_list ap);
 
+/* Programmer-error checks inside the library (never for bad input).  Compiled out with NDEBUG. */
+#include <assert.h>
+#define MDL_ASSERT(x) assert(x)
+
 /* Checked arithmetic on values that come from files: false on overflow. */
 static inline bool mdl__mul_size(size_t a, size_t b, size_t *out) {
     return !__builtin_mul_overflow(a, b, out);

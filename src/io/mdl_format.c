@@ -177,6 +177,7 @@ typedef struct carver {
 static void *carve(carver *c, size_t bytes) {
     uint8_t *r = (uint8_t *)mdl__align_up((size_t)c->p, 16);
     c->p = r + bytes;
+    MDL_ASSERT(c->p <= c->end); /* sized exactly by mdl__format_read */
     return r;
 }
 
@@ -256,14 +257,18 @@ mdl_status mdl__format_read(mdl_model *m, mdl_error *err) {
     fb_table plan = fb_get_table(root, M_PLAN);
 
     /* Everything below is sized from verified vector lengths (each bounded by the file size). */
-    size_t nio = 0;
+    /* Each carve() rounds up to 16 bytes, so the sum counts pieces rounded the same way. */
+#define PIECE(n) mdl__align_up((size_t)(n), 16)
+    size_t bytes = 16 + PIECE(2 * meta.len * sizeof(char *)) + PIECE(tensors.len * sizeof(mdl__tensor)) +
+                   PIECE(ops.len * sizeof(mdl__node)) + PIECE(ins.len * sizeof(int32_t)) +
+                   PIECE(outs.len * sizeof(int32_t));
     for (uint32_t i = 0; i < ops.len; i++) {
         fb_table op = fb_vec_table(ops, i);
-        nio += fb_get_vec(op, O_INPUTS).len + fb_get_vec(op, O_OUTPUTS).len;
+        bytes += PIECE(fb_get_vec(op, O_INPUTS).len * sizeof(int32_t)) +
+                 PIECE(fb_get_vec(op, O_OUTPUTS).len * sizeof(int32_t));
     }
-    size_t bytes = 16 * 8 + 2 * meta.len * sizeof(char *) + tensors.len * sizeof(mdl__tensor) +
-                   ops.len * sizeof(mdl__node) + (nio + ins.len + outs.len) * sizeof(int32_t) +
-                   (plan.pos ? (tensors.len + ops.len) * sizeof(size_t) : 0);
+    if (plan.pos) bytes += PIECE(tensors.len * sizeof(size_t)) + PIECE(ops.len * sizeof(size_t));
+#undef PIECE
     m->block = mdl__alloc(m->alloc, bytes);
     if (!m->block) return mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory reading the model (%zu bytes)", bytes);
     memset(m->block, 0, bytes);

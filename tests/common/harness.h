@@ -58,3 +58,19 @@ double th_max_rel_err(const float *got, const float *ref, int64_t n);
     } while (0)
 
 #endif
+
+/* ---- files and commands (host tests) ------------------------------------------------------ */
+
+/* A fresh temporary directory for this test process (created once, path stable). */
+const char *th_tmpdir(void);
+/* Joins th_tmpdir() and name into a static rotating buffer. */
+const char *th_tmp(const char *name);
+/* Reads a whole file (malloc'd, NUL-terminated; *size excludes the NUL); NULL on failure. */
+void *th_read_file(const char *path, size_t *size);
+bool th_write_file(const char *path, const void *data, size_t size);
+/* Runs a shell command; returns its exit status (-1 if it could not run). */
+int th_system(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;

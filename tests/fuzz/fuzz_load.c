@@ -1,0 +1,33 @@
+/* libFuzzer target: load + session create + run on arbitrary bytes.  Build: make fuzz. */
+#include "mdeploy/mdeploy.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    /* in-place loading needs an aligned buffer; copy like a firmware image would be placed */
+    uint8_t *buf = aligned_alloc(16, (size + 16) & ~(size_t)15);
+    if (!buf) return 0;
+    memcpy(buf, data, size);
+    mdl_model *m;
+    mdl_error err;
+    if (mdl_model_load_buffer(buf, size, NULL, &m, &err) == MDL_OK) {
+        mdl_session *s;
+        /* a valid model may legitimately ask for gigabytes; exercising that is not the point */
+        if (mdl_model_arena_size(m) < ((size_t)64 << 20) &&
+            mdl_session_create(m, NULL, &s, &err) == MDL_OK) {
+            for (int i = 0; i < mdl_model_input_count(m); i++) {
+                mdl_tensor_info ti;
+                mdl_model_input_info(m, i, &ti);
+                memset(mdl_session_input_data(s, i), 0, ti.bytes);
+            }
+            mdl_session_run(s);
+            mdl_session_free(s);
+        }
+        mdl_model_free(m);
+    }
+    free(buf);
+    return 0;
+}

@@ -1,0 +1,424 @@
+/* LSTM and GRU against a step-by-step transcription of the ONNX operator equations
+   (onnx.ai/onnx/operators/onnx__LSTM.html, onnx__GRU.html; default activations, layout 0):
+
+     LSTM (gates i, o, f, c):  it = s(Xt Wi^T + Ht-1 Ri^T + Wbi + Rbi)   (same for o, f)
+                               ct = tanh(Xt Wc^T + Ht-1 Rc^T + Wbc + Rbc)
+                               Ct = ft . Ct-1 + it . ct,   Ht = ot . tanh(Ct)
+     GRU (gates z, r, h):      zt = s(Xt Wz^T + Ht-1 Rz^T + Wbz + Rbz)   (same for r)
+        linear_before_reset=0: ht = tanh(Xt Wh^T + (rt . Ht-1) Rh^T + Rbh + Wbh)
+        linear_before_reset=1: ht = tanh(Xt Wh^T + rt . (Ht-1 Rh^T + Rbh) + Wbh)
+                               Ht = (1 - zt) . ht + zt . Ht-1
+
+   The reference evaluates every gate element as one plain double sum straight from W, R and B. */
+#include "common/harness.h"
+
+#include "ops/ops.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct rnn_case {
+    mdl_op op;
+    int64_t S, N, I, H;
+    mdl_rnn_direction dir;
+    bool has_b, has_h0, has_c0, lbr;
+    float wscale; /* weights uniform in [-wscale, wscale] */
+} rnn_case;
+
+typedef struct rnn_data {
+    int64_t D, G;
+    float *x, *w, *r, *b, *h0, *c0;
+    float *y, *yh, *yc; /* reference outputs */
+} rnn_data;
+
+static double sigm(double v) { return 1.0 / (1.0 + exp(-v)); }
+
+static float *alloc_f(int64_t n) { return calloc((size_t)(n > 0 ? n : 1), sizeof(float)); }
+
+/* Gate k (0-based in the ONNX packing), hidden unit j, batch row b of direction d at time t. */
+static double gate_pre(const rnn_case *c, const rnn_data *dd, int64_t d, int64_t t, int64_t b,
+                       int64_t k, int64_t j, const double *hprev, bool with_r, bool with_rb) {
+    int64_t GH = dd->G * c->H, row = k * c->H + j;
+    double s = 0;
+    for (int64_t i = 0; i < c->I; i++)
+        s += (double)dd->x[(t * c->N + b) * c->I + i] * dd->w[(d * GH + row) * c->I + i];
+    if (with_r)
+        for (int64_t m = 0; m < c->H; m++)
+            s += hprev[b * c->H + m] * dd->r[(d * GH + row) * c->H + m];
+    if (dd->b) {
+        s += dd->b[d * 2 * GH + row];
+        if (with_rb) s += dd->b[d * 2 * GH + GH + row];
+    }
+    return s;
+}
+
+static void reference(const rnn_case *c, rnn_data *dd) {
+    int64_t S = c->S, N = c->N, H = c->H, D = dd->D, GH = dd->G * H;
+    size_t nh = (size_t)(N * H);
+    double *hp = calloc(nh, sizeof(double)), *cp = calloc(nh, sizeof(double));
+    double *hn = calloc(nh, sizeof(double)), *cn = calloc(nh, sizeof(double));
+    for (int64_t d = 0; d < D; d++) {
+        bool reverse = c->dir == MDL_RNN_REVERSE || (c->dir == MDL_RNN_BIDIRECTIONAL && d == 1);
+        for (int64_t e = 0; e < N * H; e++) {
+            hp[e] = dd->h0 ? dd->h0[d * N * H + e] : 0.0;
+            cp[e] = dd->c0 ? dd->c0[d * N * H + e] : 0.0;
+        }
+        for (int64_t step = 0; step < S; step++) {
+            int64_t t = reverse ? S - 1 - step : step;
+            for (int64_t b = 0; b < N; b++)
+                for (int64_t j = 0; j < H; j++) {
+                    if (c->op == MDL_OP_LSTM) {
+                        double it = sigm(gate_pre(c, dd, d, t, b, 0, j, hp, true, true));
+                        double ot = sigm(gate_pre(c, dd, d, t, b, 1, j, hp, true, true));
+                        double ft = sigm(gate_pre(c, dd, d, t, b, 2, j, hp, true, true));
+                        double ct = tanh(gate_pre(c, dd, d, t, b, 3, j, hp, true, true));
+                        cn[b * H + j] = ft * cp[b * H + j] + it * ct;
+                        hn[b * H + j] = ot * tanh(cn[b * H + j]);
+                    } else {
+                        double zt = sigm(gate_pre(c, dd, d, t, b, 0, j, hp, true, true));
+                        double rt = sigm(gate_pre(c, dd, d, t, b, 1, j, hp, true, true));
+                        double ht;
+                        if (!c->lbr) {
+                            /* (rt . Ht-1) Rh^T: needs every rt_m of this row, recomputed here */
+                            double s = gate_pre(c, dd, d, t, b, 2, j, hp, false, true);
+                            for (int64_t m = 0; m < H; m++) {
+                                double rm = sigm(gate_pre(c, dd, d, t, b, 1, m, hp, true, true));
+                                s += rm * hp[b * H + m] * dd->r[(d * GH + 2 * H + j) * H + m];
+                            }
+                            ht = tanh(s);
+                        } else {
+                            double lin = 0;
+                            for (int64_t m = 0; m < H; m++)
+                                lin += hp[b * H + m] * dd->r[(d * GH + 2 * H + j) * H + m];
+                            if (dd->b) lin += dd->b[d * 2 * GH + GH + 2 * H + j];
+                            ht = tanh(gate_pre(c, dd, d, t, b, 2, j, hp, false, false) + rt * lin);
+                        }
+                        hn[b * H + j] = (1 - zt) * ht + zt * hp[b * H + j];
+                    }
+                }
+            memcpy(hp, hn, sizeof(double) * (size_t)(N * H));
+            memcpy(cp, cn, sizeof(double) * (size_t)(N * H));
+            for (int64_t e = 0; e < N * H; e++) dd->y[(t * D + d) * N * H + e] = (float)hp[e];
+        }
+        for (int64_t e = 0; e < N * H; e++) {
+            dd->yh[d * N * H + e] = (float)hp[e];
+            dd->yc[d * N * H + e] = (float)cp[e];
+        }
+    }
+    free(hp); free(cp); free(hn); free(cn);
+}
+
+static void data_make(const rnn_case *c, rnn_data *dd) {
+    dd->G = c->op == MDL_OP_LSTM ? 4 : 3;
+    dd->D = c->dir == MDL_RNN_BIDIRECTIONAL ? 2 : 1;
+    int64_t D = dd->D, GH = dd->G * c->H, NH = c->N * c->H;
+    dd->x = alloc_f(c->S * c->N * c->I);
+    dd->w = alloc_f(D * GH * c->I);
+    dd->r = alloc_f(D * GH * c->H);
+    th_fill_uniform(dd->x, c->S * c->N * c->I, -1, 1);
+    th_fill_uniform(dd->w, D * GH * c->I, -c->wscale, c->wscale);
+    th_fill_uniform(dd->r, D * GH * c->H, -c->wscale, c->wscale);
+    dd->b = c->has_b ? alloc_f(D * 2 * GH) : NULL;
+    dd->h0 = c->has_h0 ? alloc_f(D * NH) : NULL;
+    dd->c0 = c->has_c0 ? alloc_f(D * NH) : NULL;
+    if (dd->b) th_fill_uniform(dd->b, D * 2 * GH, -0.5f, 0.5f);
+    if (dd->h0) th_fill_uniform(dd->h0, D * NH, -1, 1);
+    if (dd->c0) th_fill_uniform(dd->c0, D * NH, -1, 1);
+    dd->y = alloc_f(c->S * D * NH);
+    dd->yh = alloc_f(D * NH);
+    dd->yc = alloc_f(D * NH);
+    reference(c, dd);
+}
+
+static void data_free(rnn_data *dd) {
+    free(dd->x); free(dd->w); free(dd->r); free(dd->b); free(dd->h0); free(dd->c0);
+    free(dd->y); free(dd->yh); free(dd->yc);
+}
+
+/* Inputs in the ONNX order X, W, R, B, sequence_lens, initial_h[, initial_c]; returns nin. */
+static int make_inputs(const rnn_case *c, const rnn_data *dd, th_tensor *in) {
+    int64_t D = dd->D, GH = dd->G * c->H;
+    int nin = c->op == MDL_OP_LSTM ? 7 : 6;
+    in[0] = th_tensor_make(MDL_DTYPE_FLOAT32, 3, (int64_t[]){c->S, c->N, c->I}, dd->x);
+    in[1] = th_tensor_make(MDL_DTYPE_FLOAT32, 3, (int64_t[]){D, GH, c->I}, dd->w);
+    in[2] = th_tensor_make(MDL_DTYPE_FLOAT32, 3, (int64_t[]){D, GH, c->H}, dd->r);
+    in[3] = dd->b ? th_tensor_make(MDL_DTYPE_FLOAT32, 2, (int64_t[]){D, 2 * GH}, dd->b)
+                  : th_tensor_absent();
+    in[4] = th_tensor_absent();
+    in[5] = dd->h0 ? th_tensor_make(MDL_DTYPE_FLOAT32, 3, (int64_t[]){D, c->N, c->H}, dd->h0)
+                   : th_tensor_absent();
+    if (nin == 7)
+        in[6] = dd->c0 ? th_tensor_make(MDL_DTYPE_FLOAT32, 3, (int64_t[]){D, c->N, c->H}, dd->c0)
+                       : th_tensor_absent();
+    in[1].constant = in[2].constant = in[3].constant = true;
+    return nin;
+}
+
+static mdl_op_options make_options(const rnn_case *c) {
+    mdl_op_options o = mdl_op_options_default(c->op);
+    o.rnn.hidden_size = (int32_t)c->H;
+    o.rnn.direction = c->dir;
+    o.rnn.linear_before_reset = c->lbr;
+    return o;
+}
+
+static void free_inputs(th_tensor *in, int nin) {
+    for (int i = 0; i < nin; i++) th_tensor_free(&in[i]);
+}
+
+/* Runs through th_run_op with the first nout outputs and compares each with the reference. */
+static void check_case(const rnn_case *c, int nout, double tol) {
+    rnn_data dd;
+    data_make(c, &dd);
+    th_tensor in[7], out[3];
+    memset(out, 0, sizeof out);
+    int nin = make_inputs(c, &dd, in);
+    mdl_op_options o = make_options(c);
+    mdl_error err = {0};
+    mdl_status st = th_run_op(c->op, &o, nin, in, nout, out, &err);
+    if (st != MDL_OK) fail_msg("status %d: %s", (int)st, err.msg);
+    int64_t NH = c->N * c->H;
+    assert_int_equal(out[0].rank, 4);
+    assert_int_equal(out[0].dims[0], c->S);
+    assert_int_equal(out[0].dims[1], dd.D);
+    assert_int_equal(out[0].dims[2], c->N);
+    assert_int_equal(out[0].dims[3], c->H);
+    th_assert_close(out[0].data, dd.y, c->S * dd.D * NH, tol);
+    for (int i = 1; i < nout; i++) {
+        assert_int_equal(out[i].rank, 3);
+        assert_int_equal(out[i].dims[0], dd.D);
+        assert_int_equal(out[i].dims[1], c->N);
+        assert_int_equal(out[i].dims[2], c->H);
+        th_assert_close(out[i].data, i == 1 ? dd.yh : dd.yc, dd.D * NH, tol);
+    }
+    for (int i = 0; i < nout; i++) th_tensor_free(&out[i]);
+    free_inputs(in, nin);
+    data_free(&dd);
+}
+
+static rnn_case random_case(mdl_op op, mdl_rnn_direction dir, unsigned flags) {
+    rnn_case c = {op, th_rand_int(1, 7), th_rand_int(1, 3), th_rand_int(1, 9), th_rand_int(1, 11),
+                  dir, flags & 1, (flags >> 1) & 1, (flags >> 2) & 1, (flags >> 2) & 1, 0.6f};
+    if (op == MDL_OP_GRU) c.has_c0 = false;
+    return c;
+}
+
+static void test_lstm_random(void **state) {
+    (void)state;
+    th_seed(11);
+    for (int rep = 0; rep < 4; rep++)
+        for (int dir = 0; dir < 3; dir++)
+            for (unsigned flags = 0; flags < 8; flags++) { /* B, initial_h, initial_c */
+                rnn_case c = random_case(MDL_OP_LSTM, (mdl_rnn_direction)dir, flags);
+                check_case(&c, 1 + (int)((flags + (unsigned)rep) % 3), 1e-5);
+            }
+}
+
+static void test_gru_random(void **state) {
+    (void)state;
+    th_seed(12);
+    for (int rep = 0; rep < 4; rep++)
+        for (int dir = 0; dir < 3; dir++)
+            for (unsigned flags = 0; flags < 8; flags++) { /* B, initial_h, linear_before_reset */
+                rnn_case c = random_case(MDL_OP_GRU, (mdl_rnn_direction)dir, flags);
+                check_case(&c, 1 + (int)((flags + (unsigned)rep) % 2), 1e-5);
+            }
+}
+
+static void test_size_one_and_extremes(void **state) {
+    (void)state;
+    th_seed(13);
+    /* Every size 1; then large weights that saturate the gates. */
+    for (int op = 0; op < 2; op++)
+        for (int dir = 0; dir < 3; dir++)
+            for (int lbr = 0; lbr < 2; lbr++) {
+                mdl_op o = op ? MDL_OP_GRU : MDL_OP_LSTM;
+                rnn_case c = {o, 1, 1, 1, 1, (mdl_rnn_direction)dir, true, true, !op, lbr, 0.6f};
+                check_case(&c, op ? 2 : 3, 1e-5);
+                rnn_case big = {o, 5, 2, 3, 4, (mdl_rnn_direction)dir, true, true, !op, lbr, 8.0f};
+                check_case(&big, op ? 2 : 3, 1e-5);
+            }
+}
+
+/* Calls the kernel directly so outputs can be absent in the middle (output index -1 in a
+   graph): out_data[i] is NULL where want[i] is false. */
+static void check_partial(const rnn_case *c, int nout, const bool *want) {
+    rnn_data dd;
+    data_make(c, &dd);
+    th_tensor in[7];
+    int nin = make_inputs(c, &dd, in);
+    mdl_op_options o = make_options(c);
+    mdl__tensor tin[7];
+    mdl__kctx k;
+    memset(&k, 0, sizeof k);
+    k.op = c->op;
+    k.name = "test";
+    k.opt = &o;
+    k.nin = nin;
+    k.nout = nout;
+    mdl_error err = {0};
+    k.err = &err;
+    for (int i = 0; i < nin; i++) {
+        if (in[i].rank < 0) continue;
+        memset(&tin[i], 0, sizeof tin[i]);
+        tin[i].dtype = in[i].dtype;
+        tin[i].rank = in[i].rank;
+        memcpy(tin[i].dims, in[i].dims, sizeof tin[i].dims);
+        tin[i].count = in[i].count;
+        tin[i].data = in[i].constant ? in[i].data : NULL;
+        k.in[i] = &tin[i];
+        k.in_data[i] = in[i].data;
+    }
+    const mdl__kernel *kern = mdl__kernel_find(c->op, MDL_DTYPE_FLOAT32);
+    assert_non_null(kern);
+    mdl_status st = kern->prepare(&k);
+    if (st != MDL_OK) fail_msg("prepare: %s", err.msg);
+    float *outs[3] = {0};
+    for (int i = 0; i < nout; i++) {
+        if (!want[i]) continue;
+        outs[i] = alloc_f(mdl__shape_count(&k.out_shape[i]));
+        k.out_data[i] = outs[i];
+    }
+    k.scratch = malloc(k.scratch_bytes + 16);
+    memset(k.scratch, 0x5A, k.scratch_bytes);
+    assert_int_equal(kern->run(&k), MDL_OK);
+    int64_t NH = c->N * c->H;
+    if (want[0]) th_assert_close(outs[0], dd.y, c->S * dd.D * NH, 1e-5);
+    if (nout > 1 && want[1]) th_assert_close(outs[1], dd.yh, dd.D * NH, 1e-5);
+    if (nout > 2 && want[2]) th_assert_close(outs[2], dd.yc, dd.D * NH, 1e-5);
+    free(k.scratch);
+    for (int i = 0; i < 3; i++) free(outs[i]);
+    free_inputs(in, nin);
+    data_free(&dd);
+}
+
+static void test_partial_outputs(void **state) {
+    (void)state;
+    th_seed(14);
+    static const bool only_yh[3] = {false, true, false}, only_yc[3] = {false, false, true};
+    static const bool yh_yc[3] = {false, true, true}, none[3] = {false, false, false};
+    for (int dir = 0; dir < 3; dir++)
+        for (unsigned flags = 0; flags < 8; flags += 3) {
+            rnn_case l = random_case(MDL_OP_LSTM, (mdl_rnn_direction)dir, flags);
+            check_partial(&l, 2, only_yh);
+            check_partial(&l, 3, only_yc);
+            check_partial(&l, 3, yh_yc);
+            check_partial(&l, 3, none);
+            check_case(&l, 1, 1e-5); /* only Y */
+            rnn_case g = random_case(MDL_OP_GRU, (mdl_rnn_direction)dir, flags);
+            check_partial(&g, 2, only_yh);
+            g.lbr = !g.lbr;
+            check_partial(&g, 2, only_yh);
+            check_case(&g, 1, 1e-5);
+        }
+}
+
+static void test_text_classifier_shape(void **state) {
+    (void)state;
+    th_seed(15);
+    /* seq 100, batch 1, input 16, hidden 128: weights ~ U(+-1/sqrt(H)) as PyTorch initializes */
+    float s = 1.0f / sqrtf(128.0f);
+    rnn_case l = {MDL_OP_LSTM, 100, 1, 16, 128, MDL_RNN_FORWARD, true, false, false, false, s};
+    check_case(&l, 3, 1e-4);
+    rnn_case lb = {MDL_OP_LSTM, 100, 1, 16, 128, MDL_RNN_BIDIRECTIONAL, true, true, true, false, s};
+    check_case(&lb, 3, 1e-4);
+    for (int lbr = 0; lbr < 2; lbr++) {
+        rnn_case g = {MDL_OP_GRU, 100, 1, 16, 128, MDL_RNN_FORWARD, true, false, false, lbr, s};
+        check_case(&g, 2, 1e-4);
+    }
+    /* batch > 1 with a larger sequence: the input projection is one big GEMM (BLAS path) */
+    rnn_case gb = {MDL_OP_GRU, 40, 3, 16, 64, MDL_RNN_REVERSE, true, true, false, false, s};
+    check_case(&gb, 2, 1e-4);
+}
+
+/* ---- rejection at prepare ---------------------------------------------------------------- */
+
+typedef struct bad_case {
+    mdl_op op;
+    int which;        /* input to alter: -1 none */
+    int rank;         /* new rank (with dims) for that input, or -2: make it int32 */
+    int64_t dims[4];
+    int32_t hidden;   /* hidden_size option (0 = the right one) */
+    int direction;    /* -1 = forward */
+    int nout;
+    mdl_status want;
+    const char *msg;
+} bad_case;
+
+static void expect_reject(const bad_case *b) {
+    /* A valid forward node: S 3, N 2, I 5, H 4. */
+    rnn_case c = {b->op, 3, 2, 5, 4, MDL_RNN_FORWARD, true, true, b->op == MDL_OP_LSTM, false,
+                  0.5f};
+    rnn_data dd;
+    data_make(&c, &dd);
+    th_tensor in[8];
+    for (int i = 0; i < 8; i++) in[i] = th_tensor_absent();
+    int nin = make_inputs(&c, &dd, in);
+    if (b->which >= 0) {
+        if (b->which >= nin) nin = b->which + 1;
+        if (in[b->which].rank >= 0) th_tensor_free(&in[b->which]);
+        if (b->rank == -2)
+            in[b->which] = th_tensor_make(MDL_DTYPE_INT32, 3, (int64_t[]){1, 16, 5}, NULL);
+        else
+            in[b->which] = th_tensor_make(MDL_DTYPE_FLOAT32, b->rank, b->dims, NULL);
+    }
+    mdl_op_options o = make_options(&c);
+    if (b->hidden) o.rnn.hidden_size = b->hidden;
+    if (b->direction >= 0) o.rnn.direction = (mdl_rnn_direction)b->direction;
+    th_tensor out[4];
+    memset(out, 0, sizeof out);
+    mdl_error err = {0};
+    mdl_status st = th_run_op(b->op, &o, nin, in, b->nout, out, &err);
+    if (st != b->want) fail_msg("expected status %d, got %d (%s)", (int)b->want, (int)st, err.msg);
+    const char *who = b->op == MDL_OP_LSTM ? "LSTM 'test'" : "GRU 'test'";
+    if (!strstr(err.msg, who) || !strstr(err.msg, b->msg))
+        fail_msg("message '%s' lacks '%s' / '%s'", err.msg, who, b->msg);
+    free_inputs(in, nin);
+    data_free(&dd);
+}
+
+static void test_rejects(void **state) {
+    (void)state;
+    th_seed(16);
+    const mdl_op L = MDL_OP_LSTM, G = MDL_OP_GRU;
+    const bad_case cases[] = {
+        {L, 1, 3, {1, 16, 6}, 0, -1, 3, MDL_SHAPE, "W [1,16,6]"}, /* input size */
+        {L, 1, 3, {2, 16, 5}, 0, -1, 3, MDL_SHAPE, "1 direction(s)"},
+        {G, 1, 3, {1, 12, 4}, 0, -1, 2, MDL_SHAPE, "W [1,12,4]"},
+        {L, 1, 2, {16, 5}, 0, -1, 3, MDL_SHAPE, "W has shape [16,5]"},
+        {L, 2, 3, {1, 16, 5}, 0, -1, 3, MDL_SHAPE, "R has shape [1,16,5], expected [1,16,4]"},
+        {G, 2, 3, {1, 16, 4}, 0, -1, 2, MDL_SHAPE, "R has shape [1,16,4], expected [1,12,4]"},
+        {L, 3, 2, {1, 16}, 0, -1, 3, MDL_SHAPE, "B has shape [1,16], expected [1,32]"},
+        {G, 3, 1, {24}, 0, -1, 2, MDL_SHAPE, "B has shape [24], expected [1,24]"},
+        {L, 5, 3, {1, 3, 4}, 0, -1, 3, MDL_SHAPE, "initial_h has shape [1,3,4], expected [1,2,4]"},
+        {G, 5, 3, {2, 2, 4}, 0, -1, 2, MDL_SHAPE, "initial_h has shape [2,2,4]"},
+        {L, 6, 3, {1, 2, 5}, 0, -1, 3, MDL_SHAPE, "initial_c has shape [1,2,5], expected [1,2,4]"},
+        {L, 0, 2, {3, 10}, 0, -1, 3, MDL_SHAPE, "X has shape [3,10]"},
+        {L, -1, 0, {0}, 5, -1, 3, MDL_SHAPE, "hidden_size 5"},
+        {G, -1, 0, {0}, -3, -1, 2, MDL_SHAPE, "hidden_size -3"},
+        {L, -1, 0, {0}, 0, 7, 3, MDL_INVALID_ARGUMENT, "unknown direction 7"},
+        {L, -1, 0, {0}, 0, MDL_RNN_BIDIRECTIONAL, 3, MDL_SHAPE, "2 direction(s)"},
+        {L, 4, 1, {2}, 0, -1, 3, MDL_UNSUPPORTED, "sequence_lens"},
+        {G, 4, 1, {2}, 0, -1, 2, MDL_UNSUPPORTED, "sequence_lens"},
+        {L, 7, 2, {1, 12}, 0, -1, 3, MDL_UNSUPPORTED, "peephole"},
+        {L, 2, -2, {0}, 0, -1, 3, MDL_DTYPE, "int32 R"},
+        {G, 5, -2, {0}, 0, -1, 2, MDL_DTYPE, "int32 initial_h"},
+        {G, -1, 0, {0}, 0, -1, 3, MDL_INVALID_ARGUMENT, "1 to 2 outputs"},
+        {L, -1, 0, {0}, 0, -1, 4, MDL_INVALID_ARGUMENT, "1 to 3 outputs"},
+        {G, 6, 3, {1, 2, 4}, 0, -1, 2, MDL_INVALID_ARGUMENT, "expects inputs"}, /* GRU has no c0 */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) expect_reject(&cases[i]);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_lstm_random),
+        cmocka_unit_test(test_gru_random),
+        cmocka_unit_test(test_size_one_and_extremes),
+        cmocka_unit_test(test_partial_outputs),
+        cmocka_unit_test(test_text_classifier_shape),
+        cmocka_unit_test(test_rejects),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
