@@ -41,7 +41,7 @@ TEST_SRCS := $(sort $(wildcard tests/*/test_*.c))
 TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRCS))
 EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
 
-.PHONY: all lib tools tests examples check demo install fuzz firmware bench clean deps deps-python
+.PHONY: all lib tools tests examples check demo install fuzz fuzz-smoke firmware bench clean deps
 .DEFAULT_GOAL := all
 
 all: lib tools examples
@@ -69,9 +69,9 @@ $(B)/examples/%: examples/%.c $(B)/libmdeploy.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libmdeploy.a $(LDLIBS)
 
-$(B)/tests/%: tests/%.c $(TEST_COMMON) $(B)/libmdeploy.a
+$(B)/tests/%: tests/%.c $(TEST_COMMON) $(B)/libmdeploy.a | $(TOOLS) $(EXAMPLES)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) -Wno-shadow $(LDFLAGS) -o $@ $< $(TEST_COMMON) \
+	$(CC) $(CPPFLAGS) -Itests -DMDL_BUILD_DIR='"$(B)"' $(CFLAGS) -Wno-shadow $(LDFLAGS) -o $@ $< $(TEST_COMMON) \
 	    $(B)/libmdeploy.a -lcmocka -lcjson $(LDLIBS)
 
 -include $(LIB_OBJS:.o=.d)
@@ -79,14 +79,14 @@ $(B)/tests/%: tests/%.c $(TEST_COMMON) $(B)/libmdeploy.a
 # The ONNX importer's build rules (protobuf-c code generated from the onnx package's onnx.proto).
 -include src/io/onnx.mk
 
+# Debian packages (apt-get) and Python packages (pip) that are missing; the build itself needs
+# the onnx package, whose onnx.proto the converter is generated from.
 deps:
 	@bash tools/scripts/install-deps.sh
-deps-python:
-	@bash tools/scripts/install-deps.sh --python
 
 # The whole test suite: CMocka tests (default build and BLAS=0), flatc conformance, ASan/UBSan
 # replay of the corrupt-model corpus + a short fuzz run, the Cortex-M4 compile, Python tests.
-check: deps-python
+check: deps
 	@$(MAKE) --no-print-directory all tests
 	@$(MAKE) --no-print-directory BLAS=0 tests
 	@$(MAKE) --no-print-directory firmware
@@ -143,7 +143,7 @@ install: all
 	install -m 755 $(B)/libmdeploy.so $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|0.1.0|' \
-	    -e 's|@LIBS@|$(LDLIBS)|' mdeploy.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/mdeploy.pc
+	    -e 's|@LIBS@|$(LDLIBS)|' tools/mdeploy.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/mdeploy.pc
 
 clean:
 	rm -rf build

@@ -113,7 +113,9 @@ mdl_status mdl__fail(const mdl__kctx *ctx, mdl_status status, const char *fmt, .
     if (!ctx->err) return status;
 #ifdef MDL_NO_ERROR_STRINGS
     (void)fmt;
-    return mdl__error(ctx->err, status, "");
+    ctx->err->status = status;
+    ctx->err->msg[0] = '\0';
+    return status;
 #else
     char what[192];
     va_list ap;

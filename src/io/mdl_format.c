@@ -196,7 +196,7 @@ static mdl_status read_tensor(mdl_model *m, fb_table t, int32_t i, fb_vec buffer
     fb_vec shape = fb_get_vec(t, T_SHAPE);
     if (shape.len > MDL_MAX_RANK)
         return mdl__error(err, MDL_UNSUPPORTED, "tensor %d '%s': rank %u exceeds %d", (int)i, x->name,
-                          shape.len, MDL_MAX_RANK);
+                          (unsigned)shape.len, MDL_MAX_RANK);
     x->rank = (int32_t)shape.len;
     for (uint32_t d = 0; d < shape.len; d++) x->dims[d] = fb_vec_i64(shape, d);
     if (!mdl__shape_size(x->rank, x->dims, mdl_dtype_size(x->dtype), &x->count, &x->bytes)) {
@@ -207,13 +207,13 @@ static mdl_status read_tensor(mdl_model *m, fb_table t, int32_t i, fb_vec buffer
     uint32_t b = (uint32_t)fb_get_u(t, T_BUFFER, 4, 0);
     if (b >= buffers.len && b != 0)
         return mdl__error(err, MDL_CORRUPT_MODEL, "tensor %d '%s': buffer %u of %u", (int)i, x->name,
-                          b, buffers.len);
+                          (unsigned)b, (unsigned)buffers.len);
     if (b) {
         fb_vec data = fb_get_vec(fb_vec_table(buffers, b), 0);
         if (data.len != x->bytes)
             return mdl__error(err, MDL_CORRUPT_MODEL,
                               "tensor %d '%s': buffer %u holds %u bytes, %s shape needs %zu", (int)i,
-                              x->name, b, data.len, mdl_dtype_name(x->dtype), x->bytes);
+                              x->name, (unsigned)b, (unsigned)data.len, mdl_dtype_name(x->dtype), x->bytes);
         /* zero-byte weights still need a non-NULL address to count as constant */
         x->data = data.data ? m->buf + data.data : m->buf;
         m->weight_bytes += x->bytes;
@@ -224,10 +224,10 @@ static mdl_status read_tensor(mdl_model *m, fb_table t, int32_t i, fb_vec buffer
         int32_t axis = fb_get_i32(q, Q_AXIS, 0);
         if (sc.len == 0 || zp.len != sc.len)
             return mdl__error(err, MDL_CORRUPT_MODEL, "tensor %d '%s': %u scales and %u zero points",
-                              (int)i, x->name, sc.len, zp.len);
+                              (int)i, x->name, (unsigned)sc.len, (unsigned)zp.len);
         if (sc.len > 1 && (axis < 0 || axis >= x->rank || x->dims[axis] != (int64_t)sc.len))
             return mdl__error(err, MDL_CORRUPT_MODEL, "tensor %d '%s': %u scales do not match axis %d",
-                              (int)i, x->name, sc.len, (int)axis);
+                              (int)i, x->name, (unsigned)sc.len, (int)axis);
         x->nquant = (int32_t)sc.len;
         x->quant_axis = axis;
         x->scale = (const float *)(m->buf + sc.data);
@@ -300,7 +300,7 @@ mdl_status mdl__format_read(mdl_model *m, mdl_error *err) {
         uint16_t code = (uint16_t)fb_get_u(op, O_OP, 2, 0);
         if (code >= MDL_OP_COUNT)
             return mdl__error(err, MDL_UNSUPPORTED,
-                              "operator %u '%s': unknown op code %u (model needs a newer runtime)", i,
+                              "operator %u '%s': unknown op code %u (model needs a newer runtime)", (unsigned)i,
                               n->name, code);
         n->op = (mdl_op)code;
         fb_vec vi = fb_get_vec(op, O_INPUTS), vo = fb_get_vec(op, O_OUTPUTS);
@@ -324,7 +324,7 @@ mdl_status mdl__format_read(mdl_model *m, mdl_error *err) {
         if (to.len != tensors.len || so.len != ops.len || arena > SIZE_MAX / 2)
             return mdl__error(err, MDL_CORRUPT_MODEL,
                               "memory plan has %u tensor and %u scratch offsets for %u tensors and %u "
-                              "operators", to.len, so.len, tensors.len, ops.len);
+                              "operators", (unsigned)to.len, (unsigned)so.len, (unsigned)tensors.len, (unsigned)ops.len);
         m->plan.arena_bytes = (size_t)arena;
         m->plan.tensor_offsets = carve(&c, tensors.len * sizeof(size_t));
         m->plan.scratch_offsets = carve(&c, ops.len * sizeof(size_t));

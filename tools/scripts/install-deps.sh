@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what mdeploy needs and is missing: Debian packages with apt-get, Python ones with pip.
-# usage: install-deps.sh [--python]   (--python also installs the Python test dependencies)
+# usage: install-deps.sh
 set -eu
 debs=(build-essential libopenblas-dev libcjson-dev libcmocka-dev libprotobuf-c-dev
       protobuf-c-compiler flatbuffers-compiler gcc-arm-none-eabi picolibc-arm-none-eabi
@@ -15,15 +15,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-if [ "${1:-}" = "--python" ]; then
-    py=()
-    for m in numpy onnx onnxruntime pytest; do
-        python3 -c "import $m" 2>/dev/null || py+=("$m")
-    done
-    if [ ${#py[@]} -gt 0 ]; then
-        echo "install-deps: pip install ${py[*]}"
-        python3 -m pip install -q "${py[@]}" 2>/dev/null ||
-            python3 -m pip install -q --break-system-packages "${py[@]}"
-    fi
+py=()
+for m in numpy onnx onnxruntime pytest; do
+    python3 -c "import $m" 2>/dev/null || py+=("$m")
+done
+if [ ${#py[@]} -gt 0 ]; then
+    echo "install-deps: pip install ${py[*]}"
+    python3 -m pip install -q "${py[@]}" 2>/dev/null ||
+        python3 -m pip install -q --break-system-packages "${py[@]}"
 fi
 exit 0

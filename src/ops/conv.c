@@ -1,0 +1,394 @@
+/* Convolutions, NHWC: CONV2D (im2col + GEMM per group, bias and activation in the GEMM epilogue)
+   and DEPTHWISE_CONV2D (direct, vectorized over channels).  CONV2D with one input channel per
+   group (a depthwise conv written as a grouped conv) takes the direct path too. */
+#include "ops.h"
+
+#include "graph/util.h"
+
+#include <string.h>
+
+/* im2col tile budget in floats.  The tile size is part of the scratch the memory plan reserves,
+   so it must not depend on the build (BLAS or not): a model planned on a host runs on firmware.
+   A tile is at least CONV_MIN_ROWS rows so that a BLAS GEMM amortizes packing the weights. */
+#define CONV_TILE_FLOATS ((int64_t)1 << 15)
+#define CONV_MIN_ROWS 64
+
+typedef struct conv_geom {
+    int64_t N, H, W, C;    /* input */
+    int64_t OH, OW, OC;    /* output */
+    int64_t KH, KW, K;     /* kernel; K = KH * KW * CG, the GEMM depth */
+    int64_t sh, sw, dh, dw, pt, pl, pb, pr;
+    int64_t G, CG, OG;     /* groups; input and output channels per group */
+} conv_geom;
+
+typedef enum conv_path {
+    CONV_PATH_1X1,    /* the input already is the GEMM's A operand */
+    CONV_PATH_IM2COL, /* gather receptive fields into scratch, then GEMM */
+    CONV_PATH_DIRECT, /* one input channel per group: direct depthwise loop */
+} conv_path;
+
+/* Output extent along one axis: floor((in + pads - dil*(k-1) - 1) / stride) + 1, or -1 when the
+   dilated kernel does not fit in the padded input (or the arithmetic would overflow). */
+static int64_t out_extent(int64_t in, int64_t pad0, int64_t pad1, int64_t k, int64_t dil,
+                          int64_t stride) {
+    int64_t span;
+    if (__builtin_mul_overflow(dil, k - 1, &span) || span > MDL_MAX_ELEMENTS) return -1;
+    int64_t room = in + pad0 + pad1 - span - 1;
+    return room < 0 ? -1 : room / stride + 1;
+}
+
+/* Validates a CONV2D / DEPTHWISE_CONV2D node and fills its geometry.  Called by prepare and
+   again by run (cheap; cannot fail there since prepare accepted the node). */
+static mdl_status conv_geometry(const mdl__kctx *c, bool depthwise, conv_geom *g) {
+    const mdl__tensor *x = c->nin > 0 ? c->in[0] : NULL, *w = c->nin > 1 ? c->in[1] : NULL;
+    const mdl__tensor *b = c->nin > 2 ? c->in[2] : NULL;
+    const mdl_conv_options *o = &c->opt->conv;
+    char s1[64], s2[64];
+    if (c->nin < 2 || c->nin > 3 || c->nout != 1 || !x || !w)
+        return mdl__fail(c, MDL_INVALID_ARGUMENT, "expects inputs X, W[, bias] and one output");
+    if (x->dtype != MDL_DTYPE_FLOAT32 || w->dtype != MDL_DTYPE_FLOAT32 ||
+        (b && b->dtype != MDL_DTYPE_FLOAT32))
+        return mdl__fail(c, MDL_DTYPE, "float32 kernel got %s input, %s weight%s%s",
+                         mdl_dtype_name(x->dtype), mdl_dtype_name(w->dtype),
+                         b ? ", bias " : "", b ? mdl_dtype_name(b->dtype) : "");
+    if (x->rank != 4)
+        return mdl__fail(c, MDL_SHAPE, "input %s must be 4-D NHWC",
+                         mdl__dims_str(s1, sizeof s1, x->rank, x->dims));
+    if (w->rank != 4)
+        return mdl__fail(c, MDL_SHAPE, "weight %s must be 4-D %s",
+                         mdl__dims_str(s1, sizeof s1, w->rank, w->dims),
+                         depthwise ? "[1,KH,KW,Cout]" : "[Cout,KH,KW,Cin/group]");
+    for (int i = 1; i < 4; i++)
+        if (x->dims[i] < 1 || w->dims[i] < 1 || w->dims[0] < 1)
+            return mdl__fail(c, MDL_SHAPE, "input %s or weight %s has an empty dimension",
+                             mdl__dims_str(s1, sizeof s1, x->rank, x->dims),
+                             mdl__dims_str(s2, sizeof s2, w->rank, w->dims));
+    if (o->stride[0] < 1 || o->stride[1] < 1)
+        return mdl__fail(c, MDL_INVALID_ARGUMENT, "stride %d x %d must be >= 1", (int)o->stride[0],
+                         (int)o->stride[1]);
+    if (o->dilation[0] < 1 || o->dilation[1] < 1)
+        return mdl__fail(c, MDL_INVALID_ARGUMENT, "dilation %d x %d must be >= 1",
+                         (int)o->dilation[0], (int)o->dilation[1]);
+    for (int i = 0; i < 4; i++)
+        if (o->pad[i] < 0)
+            return mdl__fail(c, MDL_INVALID_ARGUMENT, "negative padding %d (top,left,bottom,right)",
+                             (int)o->pad[i]);
+    if ((unsigned)o->act.kind >= MDL_ACT_COUNT)
+        return mdl__fail(c, MDL_INVALID_ARGUMENT, "unknown fused activation %d", (int)o->act.kind);
+
+    memset(g, 0, sizeof *g);
+    g->N = x->dims[0];
+    g->H = x->dims[1];
+    g->W = x->dims[2];
+    g->C = x->dims[3];
+    g->KH = w->dims[1];
+    g->KW = w->dims[2];
+    g->sh = o->stride[0];
+    g->sw = o->stride[1];
+    g->dh = o->dilation[0];
+    g->dw = o->dilation[1];
+    g->pt = o->pad[0];
+    g->pl = o->pad[1];
+    g->pb = o->pad[2];
+    g->pr = o->pad[3];
+    if (g->N < 0)
+        return mdl__fail(c, MDL_SHAPE, "input %s has a negative batch",
+                         mdl__dims_str(s1, sizeof s1, x->rank, x->dims));
+    if (depthwise) {
+        g->OC = w->dims[3];
+        if (w->dims[0] != 1)
+            return mdl__fail(c, MDL_SHAPE, "depthwise weight %s must have leading dim 1",
+                             mdl__dims_str(s1, sizeof s1, w->rank, w->dims));
+        if (g->OC % g->C)
+            return mdl__fail(c, MDL_SHAPE,
+                             "depthwise weight has %lld output channels, not a multiple of the "
+                             "input's %lld channels",
+                             (long long)g->OC, (long long)g->C);
+        g->G = g->C;
+    } else {
+        g->OC = w->dims[0];
+        if (o->group < 1)
+            return mdl__fail(c, MDL_INVALID_ARGUMENT, "group %d must be >= 1", (int)o->group);
+        g->G = o->group;
+        if (g->C % g->G)
+            return mdl__fail(c, MDL_SHAPE, "input channels %lld not divisible by group %lld",
+                             (long long)g->C, (long long)g->G);
+        if (g->OC % g->G)
+            return mdl__fail(c, MDL_SHAPE, "output channels %lld not divisible by group %lld",
+                             (long long)g->OC, (long long)g->G);
+        if (w->dims[3] != g->C / g->G)
+            return mdl__fail(c, MDL_SHAPE,
+                             "weight %s has %lld input channels, input %s has %lld / group %lld "
+                             "= %lld",
+                             mdl__dims_str(s1, sizeof s1, w->rank, w->dims), (long long)w->dims[3],
+                             mdl__dims_str(s2, sizeof s2, x->rank, x->dims), (long long)g->C,
+                             (long long)g->G, (long long)(g->C / g->G));
+    }
+    g->CG = g->C / g->G;
+    g->OG = g->OC / g->G;
+    g->K = g->KH * g->KW * g->CG;
+    if (b && (b->rank != 1 || b->dims[0] != g->OC))
+        return mdl__fail(c, MDL_SHAPE, "bias %s does not match %lld output channels",
+                         mdl__dims_str(s1, sizeof s1, b->rank, b->dims), (long long)g->OC);
+    g->OH = out_extent(g->H, g->pt, g->pb, g->KH, g->dh, g->sh);
+    g->OW = out_extent(g->W, g->pl, g->pr, g->KW, g->dw, g->sw);
+    if (g->OH < 1 || g->OW < 1)
+        return mdl__fail(c, MDL_SHAPE,
+                         "kernel %lldx%lld (dilation %lldx%lld) larger than the padded input "
+                         "%lldx%lld",
+                         (long long)g->KH, (long long)g->KW, (long long)g->dh, (long long)g->dw,
+                         (long long)(g->H + g->pt + g->pb), (long long)(g->W + g->pl + g->pr));
+    int64_t od[4] = {g->N, g->OH, g->OW, g->OC};
+    if (!mdl__shape_size(4, od, sizeof(float), NULL, NULL))
+        return mdl__fail(c, MDL_SHAPE, "output %s is too large",
+                         mdl__dims_str(s1, sizeof s1, 4, od));
+    return MDL_OK;
+}
+
+static conv_path conv2d_path(const conv_geom *g) {
+    if (g->G > 1 && g->CG == 1) return CONV_PATH_DIRECT;
+    if (g->KH == 1 && g->KW == 1 && !g->pt && !g->pl && !g->pb && !g->pr) return CONV_PATH_1X1;
+    return CONV_PATH_IM2COL;
+}
+
+/* Output pixels per im2col tile. */
+static int64_t conv_tile_rows(const conv_geom *g) {
+    int64_t m = g->N * g->OH * g->OW, t = CONV_TILE_FLOATS / g->K;
+    if (t < CONV_MIN_ROWS) t = CONV_MIN_ROWS;
+    return t < m ? t : m;
+}
+
+static void write_output_shape(mdl__kctx *c, const conv_geom *g) {
+    mdl__shape *s = &c->out_shape[0];
+    s->dtype = MDL_DTYPE_FLOAT32;
+    s->rank = 4;
+    s->dims[0] = g->N;
+    s->dims[1] = g->OH;
+    s->dims[2] = g->OW;
+    s->dims[3] = g->OC;
+}
+
+/* ---- row primitives ----------------------------------------------------------------------
+   gcc -O2 (very cheap vectorizer cost model) vectorizes a loop only when no scalar remainder
+   is needed, so the bodies are unrolled by 4 with a separate tail: the 4-wide body becomes one
+   SSE/NEON operation. */
+
+static inline void row_fma(float *restrict o, const float *restrict x, const float *restrict w,
+                           int64_t n) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        o[i] += x[i] * w[i];
+        o[i + 1] += x[i + 1] * w[i + 1];
+        o[i + 2] += x[i + 2] * w[i + 2];
+        o[i + 3] += x[i + 3] * w[i + 3];
+    }
+    for (; i < n; i++) o[i] += x[i] * w[i];
+}
+
+static inline void row_axpy(float *restrict o, float a, const float *restrict w, int64_t n) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        o[i] += a * w[i];
+        o[i + 1] += a * w[i + 1];
+        o[i + 2] += a * w[i + 2];
+        o[i + 3] += a * w[i + 3];
+    }
+    for (; i < n; i++) o[i] += a * w[i];
+}
+
+static inline void row_clamp(float *restrict o, int64_t n, float lo, float hi) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int j = 0; j < 4; j++) o[i + j] = mdl__clampf(o[i + j], lo, hi);
+    for (; i < n; i++) o[i] = mdl__clampf(o[i], lo, hi);
+}
+
+/* ---- direct depthwise ------------------------------------------------------------------ */
+
+/* y = bias + sum over taps of x[ih, iw, c / mult] * w[kh, kw, c], then clamp.  w is [KH,KW,OC].
+   Each output pixel's OC accumulators stay in L1 while the taps stream contiguous rows of the
+   input and weight, so the inner loops vectorize over channels. */
+static void depthwise_direct(const conv_geom *g, const float *x, const float *w,
+                             const float *bias, float *y, float lo, float hi) {
+    const int64_t C = g->C, OC = g->OC, mult = g->OG;
+    for (int64_t n = 0; n < g->N; n++) {
+        const float *xn = x + n * g->H * g->W * C;
+        for (int64_t oh = 0; oh < g->OH; oh++) {
+            for (int64_t ow = 0; ow < g->OW; ow++) {
+                float *o = y + ((n * g->OH + oh) * g->OW + ow) * OC;
+                if (bias)
+                    memcpy(o, bias, (size_t)OC * sizeof *o);
+                else
+                    memset(o, 0, (size_t)OC * sizeof *o);
+                for (int64_t kh = 0; kh < g->KH; kh++) {
+                    int64_t ih = oh * g->sh - g->pt + kh * g->dh;
+                    if (ih < 0 || ih >= g->H) continue;
+                    for (int64_t kw = 0; kw < g->KW; kw++) {
+                        int64_t iw = ow * g->sw - g->pl + kw * g->dw;
+                        if (iw < 0 || iw >= g->W) continue;
+                        const float *xr = xn + (ih * g->W + iw) * C;
+                        const float *wr = w + (kh * g->KW + kw) * OC;
+                        if (mult == 1)
+                            row_fma(o, xr, wr, C);
+                        else
+                            for (int64_t ci = 0; ci < C; ci++)
+                                row_axpy(o + ci * mult, xr[ci], wr + ci * mult, mult);
+                    }
+                }
+                row_clamp(o, OC, lo, hi);
+            }
+        }
+    }
+}
+
+/* ---- CONV2D ---------------------------------------------------------------------------- */
+
+/* Writes the receptive fields of output pixels [p0, p0 + m) for group gi as rows of A, each K
+   floats ordered (kh, kw, c) like a weight row; taps in the padding are zero. */
+static void im2col(const conv_geom *g, const float *x, int64_t p0, int64_t m, int64_t gi,
+                   float *A) {
+    const int64_t C = g->C, CG = g->CG, KW = g->KW, ohw = g->OH * g->OW;
+    /* Without dilation or groups, the taps of one kernel row are adjacent input pixels: one
+       contiguous run of KW * C floats, clipped at the borders. */
+    const bool runs = g->dw == 1 && g->G == 1;
+    int64_t n = p0 / ohw, oh = p0 % ohw / g->OW, ow = p0 % g->OW;
+    for (int64_t r = 0; r < m; r++) {
+        float *a = A + r * g->K;
+        const float *xn = x + n * g->H * g->W * C + gi * CG;
+        int64_t ih0 = oh * g->sh - g->pt, iw0 = ow * g->sw - g->pl;
+        for (int64_t kh = 0; kh < g->KH; kh++) {
+            float *ak = a + kh * KW * CG;
+            int64_t ih = ih0 + kh * g->dh;
+            if (ih < 0 || ih >= g->H) {
+                memset(ak, 0, (size_t)(KW * CG) * sizeof *ak);
+                continue;
+            }
+            const float *xr = xn + ih * g->W * C;
+            if (runs) {
+                int64_t lo = iw0 < 0 ? -iw0 : 0, hi = g->W - iw0;
+                if (lo > KW) lo = KW;
+                if (hi > KW) hi = KW;
+                if (hi < lo) hi = lo;
+                memset(ak, 0, (size_t)(lo * C) * sizeof *ak);
+                if (hi > lo)
+                    memcpy(ak + lo * C, xr + (iw0 + lo) * C, (size_t)((hi - lo) * C) * sizeof *ak);
+                memset(ak + hi * C, 0, (size_t)((KW - hi) * C) * sizeof *ak);
+            } else {
+                for (int64_t kw = 0; kw < KW; kw++) {
+                    int64_t iw = iw0 + kw * g->dw;
+                    if (iw < 0 || iw >= g->W)
+                        memset(ak + kw * CG, 0, (size_t)CG * sizeof *ak);
+                    else
+                        memcpy(ak + kw * CG, xr + iw * C, (size_t)CG * sizeof *ak);
+                }
+            }
+        }
+        if (++ow == g->OW) {
+            ow = 0;
+            if (++oh == g->OH) {
+                oh = 0;
+                n++;
+            }
+        }
+    }
+}
+
+static mdl_status conv2d_prepare(mdl__kctx *c) {
+    conv_geom g;
+    mdl_status st = conv_geometry(c, false, &g);
+    if (st != MDL_OK) return st;
+    write_output_shape(c, &g);
+    int64_t floats = 0;
+    switch (conv2d_path(&g)) {
+    case CONV_PATH_DIRECT: floats = g.KH * g.KW * g.OC; break; /* weights as [KH,KW,Cout] */
+    case CONV_PATH_IM2COL: floats = conv_tile_rows(&g) * g.K; break;
+    case CONV_PATH_1X1: floats = 0; break;
+    }
+    /* size_t may be 32 bits on firmware */
+    if ((uint64_t)floats > SIZE_MAX ||
+        !mdl__mul_size((size_t)floats, sizeof(float), &c->scratch_bytes))
+        return mdl__fail(c, MDL_SHAPE, "scratch of %lld floats does not fit in memory",
+                         (long long)floats);
+    return MDL_OK;
+}
+
+static mdl_status conv2d_run(mdl__kctx *c) {
+    conv_geom g;
+    conv_geometry(c, false, &g);
+    const float *x = c->in_data[0], *w = c->in_data[1];
+    const float *bias = c->nin > 2 && c->in[2] ? c->in_data[2] : NULL;
+    float *y = c->out_data[0], lo, hi;
+    mdl__act_bounds(&c->opt->conv.act, &lo, &hi);
+    const int64_t OC = g.OC, OG = g.OG, CG = g.CG, K = g.K;
+
+    switch (conv2d_path(&g)) {
+    case CONV_PATH_DIRECT: {
+        /* Weight [Cout,KH,KW,1] -> [KH,KW,Cout]: a few KB per run, far cheaper than the
+           per-group GEMMs with one input channel each that it replaces. */
+        float *wt = c->scratch;
+        const int64_t taps = g.KH * g.KW;
+        for (int64_t oc = 0; oc < OC; oc++)
+            for (int64_t t = 0; t < taps; t++) wt[t * OC + oc] = w[oc * taps + t];
+        depthwise_direct(&g, x, wt, bias, y, lo, hi);
+        break;
+    }
+    case CONV_PATH_1X1:
+        if (g.sh == 1 && g.sw == 1) {
+            /* All N*H*W pixels form one [M, Cin] matrix; a group is a column block of it. */
+            for (int64_t gi = 0; gi < g.G; gi++)
+                mdl__gemm_nt(g.N * g.H * g.W, OG, CG, x + gi * CG, g.C, w + gi * OG * K, K,
+                             bias ? bias + gi * OG : NULL, y + gi * OG, OC, lo, hi);
+        } else {
+            /* Strided 1x1: the pixels an output row reads are every sw-th input pixel of every
+               sh-th row, i.e. a matrix with leading dimension sw * Cin. */
+            for (int64_t n = 0; n < g.N; n++)
+                for (int64_t oh = 0; oh < g.OH; oh++) {
+                    const float *xr = x + ((n * g.H + oh * g.sh) * g.W) * g.C;
+                    float *yr = y + ((n * g.OH + oh) * g.OW) * OC;
+                    for (int64_t gi = 0; gi < g.G; gi++)
+                        mdl__gemm_nt(g.OW, OG, CG, xr + gi * CG, g.sw * g.C, w + gi * OG * K, K,
+                                     bias ? bias + gi * OG : NULL, yr + gi * OG, OC, lo, hi);
+                }
+        }
+        break;
+    case CONV_PATH_IM2COL: {
+        const int64_t M = g.N * g.OH * g.OW, tm = conv_tile_rows(&g);
+        float *A = c->scratch;
+        for (int64_t p0 = 0; p0 < M; p0 += tm) {
+            int64_t m = M - p0 < tm ? M - p0 : tm;
+            for (int64_t gi = 0; gi < g.G; gi++) {
+                im2col(&g, x, p0, m, gi, A);
+                mdl__gemm_nt(m, OG, K, A, K, w + gi * OG * K, K, bias ? bias + gi * OG : NULL,
+                             y + p0 * OC + gi * OG, OC, lo, hi);
+            }
+        }
+        break;
+    }
+    }
+    return MDL_OK;
+}
+
+const mdl__kernel mdl__conv2d_f32 = {conv2d_prepare, conv2d_run};
+
+/* ---- DEPTHWISE_CONV2D ------------------------------------------------------------------ */
+
+static mdl_status depthwise_prepare(mdl__kctx *c) {
+    conv_geom g;
+    mdl_status st = conv_geometry(c, true, &g);
+    if (st != MDL_OK) return st;
+    write_output_shape(c, &g);
+    return MDL_OK;
+}
+
+static mdl_status depthwise_run(mdl__kctx *c) {
+    conv_geom g;
+    conv_geometry(c, true, &g);
+    float lo, hi;
+    mdl__act_bounds(&c->opt->conv.act, &lo, &hi);
+    /* The weight [1,KH,KW,Cout] already is the [KH,KW,Cout] layout the direct loop wants. */
+    const float *bias = c->nin > 2 && c->in[2] ? c->in_data[2] : NULL;
+    depthwise_direct(&g, c->in_data[0], c->in_data[1], bias, c->out_data[0], lo, hi);
+    return MDL_OK;
+}
+
+const mdl__kernel mdl__depthwise_conv2d_f32 = {depthwise_prepare, depthwise_run};

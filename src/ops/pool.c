@@ -1,0 +1,237 @@
+/* Pooling, NHWC: MAX_POOL2D, AVG_POOL2D, GLOBAL_AVG_POOL, GLOBAL_MAX_POOL.  Every loop runs over
+   the contiguous channel dimension of one pixel, so each output pixel is a handful of vector
+   passes over rows that stay in L1. */
+#include "ops.h"
+
+#include "graph/util.h"
+
+#include <string.h>
+
+/* ---- row primitives: unrolled by 4 so that gcc -O2's very cheap vectorizer takes them ---- */
+
+static inline void row_fill(float *restrict o, float v, int64_t n) {
+    for (int64_t i = 0; i < n; i++) o[i] = v;
+}
+
+/* NaN inputs lose (x > o is false), as in ONNX Runtime's MaxPool. */
+static inline void row_max(float *restrict o, const float *restrict x, int64_t n) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        o[i] = x[i] > o[i] ? x[i] : o[i];
+        o[i + 1] = x[i + 1] > o[i + 1] ? x[i + 1] : o[i + 1];
+        o[i + 2] = x[i + 2] > o[i + 2] ? x[i + 2] : o[i + 2];
+        o[i + 3] = x[i + 3] > o[i + 3] ? x[i + 3] : o[i + 3];
+    }
+    for (; i < n; i++) o[i] = x[i] > o[i] ? x[i] : o[i];
+}
+
+static inline void row_add(float *restrict o, const float *restrict x, int64_t n) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        o[i] += x[i];
+        o[i + 1] += x[i + 1];
+        o[i + 2] += x[i + 2];
+        o[i + 3] += x[i + 3];
+    }
+    for (; i < n; i++) o[i] += x[i];
+}
+
+static inline void row_scale(float *restrict o, float s, int64_t n) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        o[i] *= s;
+        o[i + 1] *= s;
+        o[i + 2] *= s;
+        o[i + 3] *= s;
+    }
+    for (; i < n; i++) o[i] *= s;
+}
+
+/* ---- shared validation ----------------------------------------------------------------- */
+
+static mdl_status check_input(const mdl__kctx *c) {
+    const mdl__tensor *x = c->nin > 0 ? c->in[0] : NULL;
+    char s1[64];
+    if (c->nin != 1 || c->nout != 1 || !x)
+        return mdl__fail(c, MDL_INVALID_ARGUMENT, "expects one input and one output");
+    if (x->dtype != MDL_DTYPE_FLOAT32)
+        return mdl__fail(c, MDL_DTYPE, "float32 kernel got %s input", mdl_dtype_name(x->dtype));
+    if (x->rank != 4)
+        return mdl__fail(c, MDL_SHAPE, "input %s must be 4-D NHWC",
+                         mdl__dims_str(s1, sizeof s1, x->rank, x->dims));
+    if (x->dims[0] < 0 || x->dims[1] < 1 || x->dims[2] < 1 || x->dims[3] < 1)
+        return mdl__fail(c, MDL_SHAPE, "input %s has an empty dimension",
+                         mdl__dims_str(s1, sizeof s1, x->rank, x->dims));
+    return MDL_OK;
+}
+
+static void set_output(mdl__kctx *c, int64_t N, int64_t OH, int64_t OW, int64_t C) {
+    mdl__shape *s = &c->out_shape[0];
+    s->dtype = MDL_DTYPE_FLOAT32;
+    s->rank = 4;
+    s->dims[0] = N;
+    s->dims[1] = OH;
+    s->dims[2] = OW;
+    s->dims[3] = C;
+}
+
+/* ---- windowed pools -------------------------------------------------------------------- */
+
+typedef struct pool_geom {
+    int64_t N, H, W, C, OH, OW, KH, KW, sh, sw, pt, pl;
+} pool_geom;
+
+static mdl_status pool_geometry(const mdl__kctx *c, pool_geom *g) {
+    mdl_status st = check_input(c);
+    if (st != MDL_OK) return st;
+    const mdl__tensor *x = c->in[0];
+    const mdl_pool_options *o = &c->opt->pool;
+    char s1[64];
+    if (o->kernel[0] < 1 || o->kernel[1] < 1)
+        return mdl__fail(c, MDL_INVALID_ARGUMENT, "kernel %d x %d must be >= 1",
+                         (int)o->kernel[0], (int)o->kernel[1]);
+    if (o->stride[0] < 1 || o->stride[1] < 1)
+        return mdl__fail(c, MDL_INVALID_ARGUMENT, "stride %d x %d must be >= 1", (int)o->stride[0],
+                         (int)o->stride[1]);
+    for (int i = 0; i < 4; i++)
+        if (o->pad[i] < 0)
+            return mdl__fail(c, MDL_INVALID_ARGUMENT, "negative padding %d (top,left,bottom,right)",
+                             (int)o->pad[i]);
+    g->N = x->dims[0];
+    g->H = x->dims[1];
+    g->W = x->dims[2];
+    g->C = x->dims[3];
+    g->KH = o->kernel[0];
+    g->KW = o->kernel[1];
+    g->sh = o->stride[0];
+    g->sw = o->stride[1];
+    g->pt = o->pad[0];
+    g->pl = o->pad[1];
+    int64_t rh = g->H + g->pt + o->pad[2] - g->KH, rw = g->W + g->pl + o->pad[3] - g->KW;
+    if (rh < 0 || rw < 0)
+        return mdl__fail(c, MDL_SHAPE, "kernel %lldx%lld larger than the padded input %lldx%lld",
+                         (long long)g->KH, (long long)g->KW, (long long)(rh + g->KH),
+                         (long long)(rw + g->KW));
+    g->OH = rh / g->sh + 1;
+    g->OW = rw / g->sw + 1;
+    int64_t od[4] = {g->N, g->OH, g->OW, g->C};
+    if (!mdl__shape_size(4, od, sizeof(float), NULL, NULL))
+        return mdl__fail(c, MDL_SHAPE, "output %s is too large",
+                         mdl__dims_str(s1, sizeof s1, 4, od));
+    return MDL_OK;
+}
+
+static mdl_status pool_prepare(mdl__kctx *c) {
+    pool_geom g;
+    mdl_status st = pool_geometry(c, &g);
+    if (st != MDL_OK) return st;
+    set_output(c, g.N, g.OH, g.OW, g.C);
+    return MDL_OK;
+}
+
+/* Visits every output pixel with its window clipped to the input: rows [h0,h1), cols [w0,w1).
+   The window always lies inside the padded input (floor-based output size), but with padding
+   of at least the kernel size it can miss the input entirely (h0 >= h1): such a pixel gets 0
+   from both pools rather than -inf or a division by zero.  ONNX-valid models (pads smaller
+   than the kernel) never produce one. */
+static mdl_status pool_run(mdl__kctx *c) {
+    pool_geom g;
+    pool_geometry(c, &g);
+    const bool is_max = c->op == MDL_OP_MAX_POOL2D, include_pad = c->opt->pool.count_include_pad;
+    const float *x = c->in_data[0];
+    float *y = c->out_data[0];
+    const int64_t C = g.C;
+    for (int64_t n = 0; n < g.N; n++) {
+        const float *xn = x + n * g.H * g.W * C;
+        for (int64_t oh = 0; oh < g.OH; oh++) {
+            int64_t h0 = oh * g.sh - g.pt, h1 = h0 + g.KH;
+            if (h0 < 0) h0 = 0;
+            if (h1 > g.H) h1 = g.H;
+            for (int64_t ow = 0; ow < g.OW; ow++) {
+                int64_t w0 = ow * g.sw - g.pl, w1 = w0 + g.KW;
+                if (w0 < 0) w0 = 0;
+                if (w1 > g.W) w1 = g.W;
+                float *o = y + ((n * g.OH + oh) * g.OW + ow) * C;
+                if (h0 >= h1 || w0 >= w1) {
+                    memset(o, 0, (size_t)C * sizeof *o);
+                    continue;
+                }
+                if (is_max) {
+                    row_fill(o, -__builtin_inff(), C);
+                    for (int64_t ih = h0; ih < h1; ih++)
+                        for (int64_t iw = w0; iw < w1; iw++)
+                            row_max(o, xn + (ih * g.W + iw) * C, C);
+                } else {
+                    memset(o, 0, (size_t)C * sizeof *o);
+                    for (int64_t ih = h0; ih < h1; ih++)
+                        for (int64_t iw = w0; iw < w1; iw++)
+                            row_add(o, xn + (ih * g.W + iw) * C, C);
+                    int64_t count = include_pad ? g.KH * g.KW : (h1 - h0) * (w1 - w0);
+                    row_scale(o, 1.0f / (float)count, C);
+                }
+            }
+        }
+    }
+    return MDL_OK;
+}
+
+const mdl__kernel mdl__max_pool2d_f32 = {pool_prepare, pool_run};
+const mdl__kernel mdl__avg_pool2d_f32 = {pool_prepare, pool_run};
+
+/* ---- global pools ---------------------------------------------------------------------- */
+
+static mdl_status global_pool_prepare(mdl__kctx *c) {
+    mdl_status st = check_input(c);
+    if (st != MDL_OK) return st;
+    const mdl__tensor *x = c->in[0];
+    set_output(c, x->dims[0], 1, 1, x->dims[3]);
+    /* The average sums up to H*W values per channel (50176 for 224x224): double accumulators
+       keep that from costing float precision. */
+    if (c->op == MDL_OP_GLOBAL_AVG_POOL &&
+        ((uint64_t)x->dims[3] > SIZE_MAX ||
+         !mdl__mul_size((size_t)x->dims[3], sizeof(double), &c->scratch_bytes)))
+        return mdl__fail(c, MDL_SHAPE, "scratch for %lld channels does not fit in memory",
+                         (long long)x->dims[3]);
+    return MDL_OK;
+}
+
+static mdl_status global_avg_run(mdl__kctx *c) {
+    const mdl__tensor *x = c->in[0];
+    const int64_t N = x->dims[0], HW = x->dims[1] * x->dims[2], C = x->dims[3];
+    const float *xd = c->in_data[0];
+    float *y = c->out_data[0];
+    double *restrict acc = c->scratch;
+    for (int64_t n = 0; n < N; n++) {
+        const float *xn = xd + n * HW * C;
+        for (int64_t ch = 0; ch < C; ch++) acc[ch] = 0.0;
+        for (int64_t p = 0; p < HW; p++) {
+            const float *restrict xr = xn + p * C;
+            int64_t i = 0;
+            for (; i + 4 <= C; i += 4) {
+                acc[i] += xr[i];
+                acc[i + 1] += xr[i + 1];
+                acc[i + 2] += xr[i + 2];
+                acc[i + 3] += xr[i + 3];
+            }
+            for (; i < C; i++) acc[i] += xr[i];
+        }
+        for (int64_t ch = 0; ch < C; ch++) y[n * C + ch] = (float)(acc[ch] / (double)HW);
+    }
+    return MDL_OK;
+}
+
+static mdl_status global_max_run(mdl__kctx *c) {
+    const mdl__tensor *x = c->in[0];
+    const int64_t N = x->dims[0], HW = x->dims[1] * x->dims[2], C = x->dims[3];
+    const float *xd = c->in_data[0];
+    float *y = c->out_data[0];
+    for (int64_t n = 0; n < N; n++) {
+        float *o = y + n * C;
+        row_fill(o, -__builtin_inff(), C);
+        for (int64_t p = 0; p < HW; p++) row_max(o, xd + (n * HW + p) * C, C);
+    }
+    return MDL_OK;
+}
+
+const mdl__kernel mdl__global_avg_pool_f32 = {global_pool_prepare, global_avg_run};
+const mdl__kernel mdl__global_max_pool_f32 = {global_pool_prepare, global_max_run};

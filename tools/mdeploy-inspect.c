@@ -1,0 +1,169 @@
+/* mdeploy-inspect: metadata, inputs/outputs, operators with tensor shapes, weight and arena bytes.
+   usage: mdeploy-inspect MODEL.mdl [--json] */
+#include "mdeploy/mdeploy.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *shape_str(char *buf, size_t cap, const mdl_tensor_info *ti) {
+    size_t n = (size_t)snprintf(buf, cap, "[");
+    for (int32_t i = 0; i < ti->rank && n < cap; i++)
+        n += (size_t)snprintf(buf + n, cap - n, i ? ",%lld" : "%lld", (long long)ti->dims[i]);
+    if (n < cap) snprintf(buf + n, cap - n, "]");
+    return buf;
+}
+
+static cJSON *info_json(const mdl_tensor_info *ti) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", ti->name);
+    cJSON_AddStringToObject(o, "dtype", mdl_dtype_name(ti->dtype));
+    cJSON *shape = cJSON_AddArrayToObject(o, "shape");
+    for (int32_t d = 0; d < ti->rank; d++) cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)ti->dims[d]));
+    cJSON_AddNumberToObject(o, "bytes", (double)ti->bytes);
+    if (ti->nquant) {
+        cJSON *q = cJSON_AddObjectToObject(o, "quant");
+        cJSON_AddNumberToObject(q, "count", ti->nquant);
+        cJSON_AddNumberToObject(q, "axis", ti->quant_axis);
+        cJSON_AddNumberToObject(q, "scale0", ti->scale[0]);
+        cJSON_AddNumberToObject(q, "zero_point0", (double)ti->zero_point[0]);
+    }
+    return o;
+}
+
+static cJSON *tensor_json(const mdl_model *m, int t) {
+    mdl_tensor_info ti;
+    bool constant;
+    mdl_model_tensor_info(m, t, &ti, &constant);
+    cJSON *o = info_json(&ti);
+    cJSON_AddNumberToObject(o, "index", t);
+    cJSON_AddBoolToObject(o, "constant", constant);
+    return o;
+}
+
+static void print_tensor(const mdl_model *m, int t) {
+    mdl_tensor_info ti;
+    bool constant;
+    char s[160];
+    mdl_model_tensor_info(m, t, &ti, &constant);
+    printf("%s%s %s %s", constant ? "const " : "", ti.name, mdl_dtype_name(ti.dtype), shape_str(s, sizeof s, &ti));
+}
+
+int main(int argc, char **argv) {
+    const char *path = NULL;
+    bool json = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--json")) json = true;
+        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            puts("usage: mdeploy-inspect MODEL.mdl [--json]");
+            return 0;
+        } else if (argv[i][0] == '-' || path) {
+            fprintf(stderr, "mdeploy-inspect: unexpected argument '%s' (usage: mdeploy-inspect MODEL.mdl [--json])\n", argv[i]);
+            return 1;
+        } else path = argv[i];
+    }
+    if (!path) {
+        fprintf(stderr, "usage: mdeploy-inspect MODEL.mdl [--json]\n");
+        return 1;
+    }
+    mdl_model *m;
+    mdl_error err;
+    if (mdl_model_load_file(path, NULL, &m, &err)) {
+        fprintf(stderr, "mdeploy-inspect: %s\n", err.msg);
+        return 1;
+    }
+    int nn = mdl_model_node_count(m);
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", mdl_model_name(m));
+        cJSON_AddStringToObject(o, "version", mdl_model_version(m));
+        cJSON_AddStringToObject(o, "producer", mdl_model_producer(m));
+        cJSON_AddStringToObject(o, "description", mdl_model_description(m));
+        char fmt[32];
+        snprintf(fmt, sizeof fmt, "%d.%d", mdl_model_format_major(m), mdl_model_format_minor(m));
+        cJSON_AddStringToObject(o, "format", fmt);
+        cJSON *meta = cJSON_AddObjectToObject(o, "metadata");
+        const char *k, *v;
+        for (int i = 0; mdl_model_metadata_at(m, i, &k, &v); i++) cJSON_AddStringToObject(meta, k, v);
+        cJSON *ins = cJSON_AddArrayToObject(o, "inputs"), *outs = cJSON_AddArrayToObject(o, "outputs");
+        for (int i = 0; i < mdl_model_input_count(m); i++) {
+            mdl_tensor_info ti;
+            mdl_model_input_info(m, i, &ti);
+            cJSON_AddItemToArray(ins, info_json(&ti));
+        }
+        for (int i = 0; i < mdl_model_output_count(m); i++) {
+            mdl_tensor_info ti;
+            mdl_model_output_info(m, i, &ti);
+            cJSON_AddItemToArray(outs, info_json(&ti));
+        }
+        cJSON *tensors = cJSON_AddArrayToObject(o, "tensors");
+        for (int t = 0; t < mdl_model_tensor_count(m); t++) cJSON_AddItemToArray(tensors, tensor_json(m, t));
+        cJSON *ops = cJSON_AddArrayToObject(o, "operators");
+        for (int i = 0; i < nn; i++) {
+            mdl_node_info ni;
+            mdl_model_node_info(m, i, &ni);
+            cJSON *op = cJSON_CreateObject();
+            cJSON_AddStringToObject(op, "op", ni.op);
+            cJSON_AddStringToObject(op, "name", ni.name);
+            cJSON *a = cJSON_AddArrayToObject(op, "inputs");
+            for (int k2 = 0; k2 < ni.nin; k2++) cJSON_AddItemToArray(a, cJSON_CreateNumber(ni.inputs[k2]));
+            a = cJSON_AddArrayToObject(op, "outputs");
+            for (int k2 = 0; k2 < ni.nout; k2++) cJSON_AddItemToArray(a, cJSON_CreateNumber(ni.outputs[k2]));
+            cJSON_AddNumberToObject(op, "scratch_bytes", (double)ni.scratch_bytes);
+            cJSON_AddItemToArray(ops, op);
+        }
+        cJSON_AddNumberToObject(o, "weight_bytes", (double)mdl_model_weight_bytes(m));
+        cJSON_AddNumberToObject(o, "activation_bytes", (double)mdl_model_activation_bytes(m));
+        cJSON_AddNumberToObject(o, "session_bytes", (double)mdl_model_arena_size(m));
+        char *text = cJSON_Print(o);
+        puts(text);
+        free(text);
+        cJSON_Delete(o);
+    } else {
+        printf("model        %s\n", path);
+        printf("name         %s\n", mdl_model_name(m));
+        printf("version      %s\n", mdl_model_version(m));
+        printf("producer     %s\n", mdl_model_producer(m));
+        if (*mdl_model_description(m)) printf("description  %s\n", mdl_model_description(m));
+        printf("format       %d.%d\n", mdl_model_format_major(m), mdl_model_format_minor(m));
+        const char *k, *v;
+        for (int i = 0; mdl_model_metadata_at(m, i, &k, &v); i++) printf("meta         %s = %s\n", k, v);
+        for (int i = 0; i < mdl_model_input_count(m); i++) {
+            mdl_tensor_info ti;
+            char s[160];
+            mdl_model_input_info(m, i, &ti);
+            printf("input  %d     %s %s %s\n", i, ti.name, mdl_dtype_name(ti.dtype), shape_str(s, sizeof s, &ti));
+        }
+        for (int i = 0; i < mdl_model_output_count(m); i++) {
+            mdl_tensor_info ti;
+            char s[160];
+            mdl_model_output_info(m, i, &ti);
+            printf("output %d     %s %s %s\n", i, ti.name, mdl_dtype_name(ti.dtype), shape_str(s, sizeof s, &ti));
+        }
+        printf("operators    %d\n", nn);
+        for (int i = 0; i < nn; i++) {
+            mdl_node_info ni;
+            mdl_model_node_info(m, i, &ni);
+            printf("  %3d %-16s %-24s ", i, ni.op, ni.name);
+            for (int k2 = 0; k2 < ni.nin; k2++) {
+                if (k2) printf(", ");
+                if (ni.inputs[k2] < 0) printf("-");
+                else print_tensor(m, ni.inputs[k2]);
+            }
+            printf(" -> ");
+            for (int k2 = 0; k2 < ni.nout; k2++) {
+                if (k2) printf(", ");
+                if (ni.outputs[k2] < 0) printf("-");
+                else print_tensor(m, ni.outputs[k2]);
+            }
+            if (ni.scratch_bytes) printf("  (scratch %zu B)", ni.scratch_bytes);
+            printf("\n");
+        }
+        printf("weights      %zu bytes\n", mdl_model_weight_bytes(m));
+        printf("arena        %zu bytes (activations), %zu bytes for a session\n",
+               mdl_model_activation_bytes(m), mdl_model_arena_size(m));
+    }
+    mdl_model_free(m);
+    return 0;
+}

@@ -1,0 +1,160 @@
+/* mdeploy-run: run a model on .npy inputs and write .npy outputs.
+   usage: mdeploy-run MODEL.mdl -i IN.npy [-i IN2.npy ...] -o OUT.npy [-o OUT2.npy ...] [--json] */
+#include "mdeploy/mdeploy.h"
+#include "mdeploy/npy.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_IO 64
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: mdeploy-run MODEL.mdl -i IN.npy [-i IN2.npy ...] [-o OUT.npy ...] [--json]\n"
+               "  Inputs and outputs are given in the model's order (see mdeploy-inspect).\n"
+               "  --json  print shapes, dtypes and the run time as JSON\n");
+}
+
+static const char *shape_str(char *buf, size_t cap, int32_t rank, const int64_t *dims) {
+    size_t n = (size_t)snprintf(buf, cap, "[");
+    for (int32_t i = 0; i < rank && n < cap; i++)
+        n += (size_t)snprintf(buf + n, cap - n, i ? ",%lld" : "%lld", (long long)dims[i]);
+    if (n < cap) snprintf(buf + n, cap - n, "]");
+    return buf;
+}
+
+static cJSON *tensor_json(const mdl_tensor_info *ti, const char *file) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", ti->name);
+    cJSON_AddStringToObject(o, "dtype", mdl_dtype_name(ti->dtype));
+    cJSON *shape = cJSON_AddArrayToObject(o, "shape");
+    for (int32_t d = 0; d < ti->rank; d++) cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)ti->dims[d]));
+    if (file) cJSON_AddStringToObject(o, "file", file);
+    return o;
+}
+
+static int die(const char *fmt, const char *a, const char *b) {
+    fprintf(stderr, "mdeploy-run: ");
+    fprintf(stderr, fmt, a, b);
+    fprintf(stderr, "\n");
+    return 1;
+}
+
+int main(int argc, char **argv) {
+    const char *model_path = NULL, *ins[MAX_IO], *outs[MAX_IO];
+    int nin = 0, nout = 0;
+    bool json = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--json")) json = true;
+        else if ((!strcmp(argv[i], "-i") || !strcmp(argv[i], "-o")) && i + 1 < argc) {
+            bool in = argv[i][1] == 'i';
+            if ((in ? nin : nout) >= MAX_IO) return die("too many %s files%s", in ? "input" : "output", "");
+            if (in) ins[nin++] = argv[++i];
+            else outs[nout++] = argv[++i];
+        } else if (argv[i][0] == '-') {
+            return die("unknown or incomplete option '%s' (see %s)", argv[i], "mdeploy-run --help");
+        } else if (!model_path) model_path = argv[i];
+        else return die("more than one model given ('%s' and '%s')", model_path, argv[i]);
+    }
+    if (!model_path) {
+        usage(stderr);
+        return 1;
+    }
+    mdl_error err;
+    mdl_model *m = NULL;
+    mdl_session *s = NULL;
+    mdl_npy arrays[MAX_IO];
+    memset(arrays, 0, sizeof arrays);
+    int rc = 1;
+    char a[128], b[128];
+    if (mdl_model_load_file(model_path, NULL, &m, &err)) {
+        fprintf(stderr, "mdeploy-run: %s\n", err.msg);
+        return 1;
+    }
+    int mi = mdl_model_input_count(m), mo = mdl_model_output_count(m);
+    if (nin != mi) {
+        fprintf(stderr, "mdeploy-run: the model takes %d input%s, %d given with -i\n", mi, mi == 1 ? "" : "s", nin);
+        goto done;
+    }
+    if (nout > mo) {
+        fprintf(stderr, "mdeploy-run: the model has %d output%s, %d given with -o\n", mo, mo == 1 ? "" : "s", nout);
+        goto done;
+    }
+    if (mdl_session_create(m, NULL, &s, &err)) {
+        fprintf(stderr, "mdeploy-run: %s\n", err.msg);
+        goto done;
+    }
+    for (int i = 0; i < nin; i++) {
+        mdl_tensor_info ti;
+        mdl_model_input_info(m, i, &ti);
+        if (mdl_npy_read(ins[i], &arrays[i], &err)) {
+            fprintf(stderr, "mdeploy-run: %s\n", err.msg);
+            goto done;
+        }
+        const mdl_npy *x = &arrays[i];
+        bool same = x->rank == ti.rank && !memcmp(x->dims, ti.dims, sizeof(int64_t) * (size_t)ti.rank);
+        if (x->dtype != ti.dtype || !same) {
+            fprintf(stderr, "mdeploy-run: input %d '%s' (%s) must be %s %s, got %s %s\n", i, ti.name,
+                    ins[i], mdl_dtype_name(ti.dtype), shape_str(a, sizeof a, ti.rank, ti.dims),
+                    mdl_dtype_name(x->dtype), shape_str(b, sizeof b, x->rank, x->dims));
+            goto done;
+        }
+        mdl_session_set_input(s, i, x->data, x->bytes, NULL);
+    }
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    mdl_status st = mdl_session_run(s);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (st) {
+        fprintf(stderr, "mdeploy-run: %s\n", mdl_session_message(s));
+        goto done;
+    }
+    double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    for (int i = 0; i < nout; i++) {
+        mdl_tensor_info ti;
+        mdl_model_output_info(m, i, &ti);
+        if (mdl_npy_write(outs[i], ti.dtype, ti.rank, ti.dims, mdl_session_output_data(s, i), &err)) {
+            fprintf(stderr, "mdeploy-run: %s\n", err.msg);
+            goto done;
+        }
+    }
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "model", model_path);
+        cJSON *ji = cJSON_AddArrayToObject(o, "inputs"), *jo = cJSON_AddArrayToObject(o, "outputs");
+        for (int i = 0; i < mi; i++) {
+            mdl_tensor_info ti;
+            mdl_model_input_info(m, i, &ti);
+            cJSON_AddItemToArray(ji, tensor_json(&ti, ins[i]));
+        }
+        for (int i = 0; i < mo; i++) {
+            mdl_tensor_info ti;
+            mdl_model_output_info(m, i, &ti);
+            cJSON_AddItemToArray(jo, tensor_json(&ti, i < nout ? outs[i] : NULL));
+        }
+        cJSON_AddNumberToObject(o, "run_ms", ms);
+        char *text = cJSON_Print(o);
+        puts(text);
+        free(text);
+        cJSON_Delete(o);
+    } else {
+        printf("ran %s in %.3f ms\n", model_path, ms);
+        for (int i = 0; i < mo; i++) {
+            mdl_tensor_info ti;
+            mdl_model_output_info(m, i, &ti);
+            printf("output %d '%s': %s %s%s%s\n", i, ti.name, mdl_dtype_name(ti.dtype),
+                   shape_str(a, sizeof a, ti.rank, ti.dims), i < nout ? " -> " : "", i < nout ? outs[i] : "");
+        }
+    }
+    rc = 0;
+done:
+    for (int i = 0; i < nin; i++) mdl_npy_free(&arrays[i]);
+    mdl_session_free(s);
+    mdl_model_free(m);
+    return rc;
+}
