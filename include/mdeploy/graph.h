@@ -31,7 +31,10 @@
  *  - GATHER: data, indices (int32/int64); output = NumPy take(data, indices, axis).  Indices
  *    are checked at run time; negative ones count from the end as in ONNX.
  *  - BATCH_NORM: X [..., C] channels last, inputs scale, bias, mean, var each [C].
- *  - RESHAPE: output shape is the declared shape of its output tensor; no data is copied.
+ *  - RESHAPE: output shape is the declared shape of its output tensor; no data is copied (the
+ *    memory planner makes the output share its input's memory).
+ *  - SLICE: output shape is declared too; begin/step give the elements taken.
+ *  - PAD: for integer tensors the value is rounded to nearest and clamped to the type's range.
  */
 #ifndef MDEPLOY_GRAPH_H
 #define MDEPLOY_GRAPH_H
@@ -222,7 +225,9 @@ void mdl_builder_free(mdl_builder *b); /* NULL is a no-op */
 
 /* Adds a tensor and returns its index (>= 0) or -1 on a bad argument/out of memory (the error
    is reported again by mdl_builder_finish).  data != NULL makes it a constant; the bytes
-   (product(dims) * dtype size) are copied.  rank 0 is a scalar. */
+   (product(dims) * dtype size) are copied.  rank 0 is a scalar; rank -1 (dims NULL) leaves the
+   shape and dtype to be inferred from the producing node at finish (not for graph inputs, and
+   not for RESHAPE/SLICE outputs, whose shape defines the operation). */
 int mdl_builder_tensor(mdl_builder *b, const char *name, mdl_dtype dtype, int rank,
                        const int64_t *dims, const void *data);
 

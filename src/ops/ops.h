@@ -9,7 +9,8 @@
  *            (ctx->in[i]->data != NULL).  On a bad node it returns a status and fills ctx->err
  *            via mdl__fail(ctx, STATUS, "fmt", ...) - the node name is prefixed automatically.
  *
- *   run:     computes.  Reads inputs through ctx->in_data[], writes ctx->out_data[], may use
+ *   run:     computes.  Shapes come from ctx->in[] / ctx->out[] (ctx->out_shape is not filled
+ *            at run time).  Reads inputs through ctx->in_data[], writes ctx->out_data[], may use
  *            ctx->scratch (ctx->scratch_bytes long, 16-byte aligned).  Allocates nothing.  Only
  *            data-dependent checks (e.g. gather indices) may fail here.
  *
