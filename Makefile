@@ -15,7 +15,7 @@ B := build/$(CONFIG)
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 OPT := $(if $(filter 1,$(DEBUG)),-O0,-O2)
 CPPFLAGS += -Iinclude -Isrc
-CFLAGS += -std=c11 -D_POSIX_C_SOURCE=200809L -g $(OPT) $(WARN) -fPIC
+CFLAGS += -std=c11 -D_POSIX_C_SOURCE=200809L -g $(OPT) $(WARN) -fPIC -fvisibility=hidden
 LDLIBS += -lm -lpthread
 ifeq ($(BLAS),1)
   CPPFLAGS += -DMDL_WITH_BLAS
@@ -96,6 +96,11 @@ check: deps
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@bash examples/demo.sh $(B)
+
+# Side by side with ONNX Runtime; writes bench/results/ (see bench/README.md).
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@bash bench/run.sh $(B)
 
 # ---- fuzzing (clang libFuzzer + ASan/UBSan) -------------------------------------------------
 FUZZ_CC ?= clang

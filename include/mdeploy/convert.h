@@ -43,10 +43,10 @@ typedef struct mdl_convert_options {
     const char *description;   /* NULL: the ONNX doc_string */
 } mdl_convert_options;
 
-mdl_convert_options mdl_convert_options_default(void);
+MDL_API mdl_convert_options mdl_convert_options_default(void);
 
 /* Parses "NAME=1x3x224x224" into *shape (name points into text).  INVALID_ARGUMENT on bad text. */
-mdl_status mdl_parse_input_shape(const char *text, mdl_input_shape *shape, mdl_error *err);
+MDL_API mdl_status mdl_parse_input_shape(const char *text, mdl_input_shape *shape, mdl_error *err);
 
 /* What the conversion did (for the CLI summary). */
 typedef struct mdl_convert_report {
@@ -64,7 +64,7 @@ typedef struct mdl_convert_report {
 /* Converts onnx_path into out_path.  options and report may be NULL.
    Errors: IO, CORRUPT_MODEL (unparsable ONNX), UNSUPPORTED (operator/attribute/dtype), SHAPE,
    OUT_OF_MEMORY. */
-mdl_status mdl_convert_onnx(const char *onnx_path, const char *out_path,
+MDL_API mdl_status mdl_convert_onnx(const char *onnx_path, const char *out_path,
                             const mdl_convert_options *options, mdl_convert_report *report,
                             mdl_error *err);
 

@@ -92,7 +92,7 @@ typedef enum mdl_op {
 } mdl_op;
 
 /* "Conv2D", ...; "unknown" out of range. */
-const char *mdl_op_name(mdl_op op);
+MDL_API const char *mdl_op_name(mdl_op op);
 
 /* Activation fused into a producer's epilogue: y = min(max(y, lo), hi). */
 typedef enum mdl_activation {
@@ -193,7 +193,7 @@ typedef enum mdl_options_kind {
 } mdl_options_kind;
 
 /* Which member of mdl_op_options an operator uses. */
-mdl_options_kind mdl_op_options_kind(mdl_op op);
+MDL_API mdl_options_kind mdl_op_options_kind(mdl_op op);
 
 typedef union mdl_op_options {
     mdl_fc_options fc;
@@ -213,48 +213,48 @@ typedef union mdl_op_options {
 /* Defaults: strides/dilations/group 1, no padding, no fused activation, axis -1 (GATHER 0),
    CLIP -inf..inf, LEAKY_RELU alpha 0.01, HARD_SIGMOID 0.2/0.5, BATCH_NORM epsilon 1e-5,
    TRANSPOSE identity. */
-mdl_op_options mdl_op_options_default(mdl_op op);
+MDL_API mdl_op_options mdl_op_options_default(mdl_op op);
 
 /* ---- builder --------------------------------------------------------------------------- */
 
 typedef struct mdl_builder mdl_builder;
 
 /* allocator may be NULL (malloc/free). */
-mdl_status mdl_builder_create(const mdl_allocator *allocator, mdl_builder **out, mdl_error *err);
-void mdl_builder_free(mdl_builder *b); /* NULL is a no-op */
+MDL_API mdl_status mdl_builder_create(const mdl_allocator *allocator, mdl_builder **out, mdl_error *err);
+MDL_API void mdl_builder_free(mdl_builder *b); /* NULL is a no-op */
 
 /* Adds a tensor and returns its index (>= 0) or -1 on a bad argument/out of memory (the error
    is reported again by mdl_builder_finish).  data != NULL makes it a constant; the bytes
    (product(dims) * dtype size) are copied.  rank 0 is a scalar; rank -1 (dims NULL) leaves the
    shape and dtype to be inferred from the producing node at finish (not for graph inputs, and
    not for RESHAPE/SLICE outputs, whose shape defines the operation). */
-int mdl_builder_tensor(mdl_builder *b, const char *name, mdl_dtype dtype, int rank,
+MDL_API int mdl_builder_tensor(mdl_builder *b, const char *name, mdl_dtype dtype, int rank,
                        const int64_t *dims, const void *data);
 
 /* Quantization parameters of tensor t: n == 1 per tensor, else per index along axis. */
-mdl_status mdl_builder_set_quant(mdl_builder *b, int t, int n, const float *scale,
+MDL_API mdl_status mdl_builder_set_quant(mdl_builder *b, int t, int n, const float *scale,
                                  const int64_t *zero_point, int axis);
 
 /* Appends a node (nodes execute in the order added).  Input index -1 = absent optional input.
    options may be NULL (defaults).  Returns the node index or -1 (reported by finish). */
-int mdl_builder_node(mdl_builder *b, mdl_op op, const char *name, int nin, const int *inputs,
+MDL_API int mdl_builder_node(mdl_builder *b, mdl_op op, const char *name, int nin, const int *inputs,
                      int nout, const int *outputs, const mdl_op_options *options);
 
-mdl_status mdl_builder_add_input(mdl_builder *b, int t);
-mdl_status mdl_builder_add_output(mdl_builder *b, int t);
+MDL_API mdl_status mdl_builder_add_input(mdl_builder *b, int t);
+MDL_API mdl_status mdl_builder_add_output(mdl_builder *b, int t);
 
 /* Metadata: "name", "version", "producer", "description" fill the dedicated fields; any other key
    goes to the free key/value list. */
-mdl_status mdl_builder_set_metadata(mdl_builder *b, const char *key, const char *value);
+MDL_API mdl_status mdl_builder_set_metadata(mdl_builder *b, const char *key, const char *value);
 
 /* Validates the graph exactly as the loader will (shapes inferred by each kernel's prepare must
    match the declared ones), plans memory, and serializes.  *data is allocated with the builder's
    allocator; release it with mdl_builder_release(b, data) or, with the default allocator, free(). */
-mdl_status mdl_builder_finish(mdl_builder *b, void **data, size_t *size, mdl_error *err);
-void mdl_builder_release(mdl_builder *b, void *data);
+MDL_API mdl_status mdl_builder_finish(mdl_builder *b, void **data, size_t *size, mdl_error *err);
+MDL_API void mdl_builder_release(mdl_builder *b, void *data);
 
 /* Host only: finish and write to path atomically (temporary name, then rename). */
-mdl_status mdl_builder_write_file(mdl_builder *b, const char *path, mdl_error *err);
+MDL_API mdl_status mdl_builder_write_file(mdl_builder *b, const char *path, mdl_error *err);
 
 #ifdef __cplusplus
 }

@@ -37,6 +37,13 @@
 extern "C" {
 #endif
 
+/* Public symbols; the library is built with -fvisibility=hidden so internals stay private. */
+#if defined(__GNUC__)
+#define MDL_API __attribute__((visibility("default")))
+#else
+#define MDL_API
+#endif
+
 #define MDL_VERSION_MAJOR 0
 #define MDL_VERSION_MINOR 1
 #define MDL_VERSION_PATCH 0
@@ -73,7 +80,7 @@ typedef enum mdl_status {
 } mdl_status;
 
 /* Static string for a status ("corrupt model"); "unknown status" for values out of range. */
-const char *mdl_status_str(mdl_status s);
+MDL_API const char *mdl_status_str(mdl_status s);
 
 #define MDL_ERROR_MSG_SIZE 256
 
@@ -100,9 +107,9 @@ typedef enum mdl_dtype {
 } mdl_dtype;
 
 /* "float32", ...; "unknown" out of range. */
-const char *mdl_dtype_name(mdl_dtype t);
+MDL_API const char *mdl_dtype_name(mdl_dtype t);
 /* Bytes of one element; 0 out of range. */
-size_t mdl_dtype_size(mdl_dtype t);
+MDL_API size_t mdl_dtype_size(mdl_dtype t);
 
 /* ---- memory ---------------------------------------------------------------------------- */
 
@@ -129,7 +136,7 @@ typedef struct mdl_load_options {
     uint32_t flags;                 /* MDL_LOAD_* */
 } mdl_load_options;
 
-mdl_load_options mdl_load_options_default(void);
+MDL_API mdl_load_options mdl_load_options_default(void);
 
 /*
  * Verifies a model held in memory and builds the runtime graph.  Every byte is treated as
@@ -138,38 +145,38 @@ mdl_load_options mdl_load_options_default(void);
  * a model to release with mdl_model_free; on failure *out = NULL and err explains.
  * Errors: INVALID_ARGUMENT, OUT_OF_MEMORY, CORRUPT_MODEL, VERSION, UNSUPPORTED, SHAPE, DTYPE.
  */
-mdl_status mdl_model_load_buffer(const void *data, size_t size, const mdl_load_options *options,
+MDL_API mdl_status mdl_model_load_buffer(const void *data, size_t size, const mdl_load_options *options,
                                  mdl_model **out, mdl_error *err);
 
 /* Reads a file and loads it (always a private copy).  Host builds only.  Errors as above + IO. */
-mdl_status mdl_model_load_file(const char *path, const mdl_load_options *options, mdl_model **out,
+MDL_API mdl_status mdl_model_load_file(const char *path, const mdl_load_options *options, mdl_model **out,
                                mdl_error *err);
 
 /* Releases a model.  All its sessions must be freed first.  NULL is a no-op. */
-void mdl_model_free(mdl_model *m);
+MDL_API void mdl_model_free(mdl_model *m);
 
 /* Exact bytes mdl_session_create_in needs for this model (session record, tensor table,
    activation arena and kernel scratch, alignment slack included). */
-size_t mdl_model_arena_size(const mdl_model *m);
+MDL_API size_t mdl_model_arena_size(const mdl_model *m);
 
 /* Bytes of the activation arena alone (the memory plan's size). */
-size_t mdl_model_activation_bytes(const mdl_model *m);
+MDL_API size_t mdl_model_activation_bytes(const mdl_model *m);
 
 /* Total bytes of constant tensor data (weights). */
-size_t mdl_model_weight_bytes(const mdl_model *m);
+MDL_API size_t mdl_model_weight_bytes(const mdl_model *m);
 
 /* Metadata.  Strings are owned by the model; "" when absent. */
-const char *mdl_model_name(const mdl_model *m);
-const char *mdl_model_version(const mdl_model *m);
-const char *mdl_model_producer(const mdl_model *m);
-const char *mdl_model_description(const mdl_model *m);
-int mdl_model_format_major(const mdl_model *m);
-int mdl_model_format_minor(const mdl_model *m);
+MDL_API const char *mdl_model_name(const mdl_model *m);
+MDL_API const char *mdl_model_version(const mdl_model *m);
+MDL_API const char *mdl_model_producer(const mdl_model *m);
+MDL_API const char *mdl_model_description(const mdl_model *m);
+MDL_API int mdl_model_format_major(const mdl_model *m);
+MDL_API int mdl_model_format_minor(const mdl_model *m);
 /* Free key/value metadata; NULL when key is absent. */
-const char *mdl_model_metadata(const mdl_model *m, const char *key);
-int mdl_model_metadata_count(const mdl_model *m);
+MDL_API const char *mdl_model_metadata(const mdl_model *m, const char *key);
+MDL_API int mdl_model_metadata_count(const mdl_model *m);
 /* i-th pair; returns false when i is out of range. */
-bool mdl_model_metadata_at(const mdl_model *m, int i, const char **key, const char **value);
+MDL_API bool mdl_model_metadata_at(const mdl_model *m, int i, const char **key, const char **value);
 
 /* Description of one tensor.  Pointers are owned by the model and live as long as it. */
 typedef struct mdl_tensor_info {
@@ -186,18 +193,18 @@ typedef struct mdl_tensor_info {
     const int64_t *zero_point;
 } mdl_tensor_info;
 
-int mdl_model_input_count(const mdl_model *m);
-int mdl_model_output_count(const mdl_model *m);
+MDL_API int mdl_model_input_count(const mdl_model *m);
+MDL_API int mdl_model_output_count(const mdl_model *m);
 /* Fill *info for input/output i; INVALID_ARGUMENT when i is out of range. */
-mdl_status mdl_model_input_info(const mdl_model *m, int i, mdl_tensor_info *info);
-mdl_status mdl_model_output_info(const mdl_model *m, int i, mdl_tensor_info *info);
+MDL_API mdl_status mdl_model_input_info(const mdl_model *m, int i, mdl_tensor_info *info);
+MDL_API mdl_status mdl_model_output_info(const mdl_model *m, int i, mdl_tensor_info *info);
 /* Index of the input/output called name, or -1. */
-int mdl_model_input_index(const mdl_model *m, const char *name);
-int mdl_model_output_index(const mdl_model *m, const char *name);
+MDL_API int mdl_model_input_index(const mdl_model *m, const char *name);
+MDL_API int mdl_model_output_index(const mdl_model *m, const char *name);
 
 /* Graph introspection (for inspect tools and profilers). */
-int mdl_model_node_count(const mdl_model *m);
-int mdl_model_tensor_count(const mdl_model *m);
+MDL_API int mdl_model_node_count(const mdl_model *m);
+MDL_API int mdl_model_tensor_count(const mdl_model *m);
 typedef struct mdl_node_info {
     const char *name;
     const char *op; /* operator name, e.g. "Conv2D" */
@@ -206,9 +213,9 @@ typedef struct mdl_node_info {
     const int32_t *outputs;
     size_t scratch_bytes;
 } mdl_node_info;
-mdl_status mdl_model_node_info(const mdl_model *m, int i, mdl_node_info *info);
+MDL_API mdl_status mdl_model_node_info(const mdl_model *m, int i, mdl_node_info *info);
 /* constant: set to true when the tensor holds weights.  May be NULL. */
-mdl_status mdl_model_tensor_info(const mdl_model *m, int i, mdl_tensor_info *info, bool *constant);
+MDL_API mdl_status mdl_model_tensor_info(const mdl_model *m, int i, mdl_tensor_info *info, bool *constant);
 
 /* ---- session --------------------------------------------------------------------------- */
 
@@ -219,45 +226,45 @@ typedef struct mdl_session_options {
     bool profile;                   /* time every node (see mdl_session_profile) */
 } mdl_session_options;
 
-mdl_session_options mdl_session_options_default(void);
+MDL_API mdl_session_options mdl_session_options_default(void);
 
 /* Creates a session (activation arena and kernel scratch) for a model.  options may be NULL.
    The model must outlive the session.  Errors: INVALID_ARGUMENT, OUT_OF_MEMORY. */
-mdl_status mdl_session_create(const mdl_model *m, const mdl_session_options *options,
+MDL_API mdl_status mdl_session_create(const mdl_model *m, const mdl_session_options *options,
                               mdl_session **out, mdl_error *err);
 
 /* Same, inside a caller-provided region of at least mdl_model_arena_size(m) bytes (any
    alignment).  Nothing is allocated; mdl_session_free releases nothing but marks it unusable.
    Errors: INVALID_ARGUMENT, BUFFER_TOO_SMALL. */
-mdl_status mdl_session_create_in(const mdl_model *m, void *arena, size_t size, mdl_session **out,
+MDL_API mdl_status mdl_session_create_in(const mdl_model *m, void *arena, size_t size, mdl_session **out,
                                  mdl_error *err);
 
 /* NULL is a no-op. */
-void mdl_session_free(mdl_session *s);
+MDL_API void mdl_session_free(mdl_session *s);
 
-const mdl_model *mdl_session_model(const mdl_session *s);
+MDL_API const mdl_model *mdl_session_model(const mdl_session *s);
 
 /* Input/output buffers inside the session arena: write inputs before mdl_session_run, read
    outputs after.  Sizes are mdl_tensor_info.bytes.  Valid until the session is freed; input
    contents are not preserved across runs (the arena is reused).  NULL when i is out of range. */
-void *mdl_session_input_data(mdl_session *s, int i);
-const void *mdl_session_output_data(const mdl_session *s, int i);
+MDL_API void *mdl_session_input_data(mdl_session *s, int i);
+MDL_API const void *mdl_session_output_data(const mdl_session *s, int i);
 
 /* Copying variants that check the byte count.  Errors: INVALID_ARGUMENT, BUFFER_TOO_SMALL. */
-mdl_status mdl_session_set_input(mdl_session *s, int i, const void *data, size_t bytes,
+MDL_API mdl_status mdl_session_set_input(mdl_session *s, int i, const void *data, size_t bytes,
                                  mdl_error *err);
-mdl_status mdl_session_get_output(const mdl_session *s, int i, void *data, size_t bytes,
+MDL_API mdl_status mdl_session_get_output(const mdl_session *s, int i, void *data, size_t bytes,
                                   mdl_error *err);
 
 /* Runs the graph once.  Allocates nothing.  On a data-dependent failure (e.g. an embedding id out
    of range) returns the status and mdl_session_message names the node and the cause. */
-mdl_status mdl_session_run(mdl_session *s);
+MDL_API mdl_status mdl_session_run(mdl_session *s);
 
 /* Message of the last failed run; "" after a successful one.  Owned by the session. */
-const char *mdl_session_message(const mdl_session *s);
+MDL_API const char *mdl_session_message(const mdl_session *s);
 
 /* With options.profile: nanoseconds spent in node i during the last run; 0 otherwise. */
-uint64_t mdl_session_node_ns(const mdl_session *s, int i);
+MDL_API uint64_t mdl_session_node_ns(const mdl_session *s, int i);
 
 /* ---- utilities ------------------------------------------------------------------------- */
 
@@ -268,10 +275,10 @@ typedef struct mdl_bump {
     uint8_t *base;
     size_t size, used;
 } mdl_bump;
-mdl_allocator mdl_bump_init(mdl_bump *bump, void *buffer, size_t size);
+MDL_API mdl_allocator mdl_bump_init(mdl_bump *bump, void *buffer, size_t size);
 
 /* Library version string, e.g. "0.1.0". */
-const char *mdl_version(void);
+MDL_API const char *mdl_version(void);
 
 #ifdef __cplusplus
 }

@@ -60,14 +60,14 @@ typedef struct mdl_npy {
  * with mdl_npy_free.  On failure *out is zeroed (mdl_npy_free on it is a harmless no-op).
  * Errors: INVALID_ARGUMENT, UNSUPPORTED, IO, OUT_OF_MEMORY.
  */
-mdl_status mdl_npy_read(const char *path, mdl_npy *out, mdl_error *err);
+MDL_API mdl_status mdl_npy_read(const char *path, mdl_npy *out, mdl_error *err);
 
 /*
  * Same, from the size bytes of a whole .npy file already in memory.  buf is only read and may be
  * released once this returns; out->data is a fresh copy, owned as for mdl_npy_read.
  * Errors: INVALID_ARGUMENT, UNSUPPORTED, OUT_OF_MEMORY.
  */
-mdl_status mdl_npy_read_buffer(const void *buf, size_t size, mdl_npy *out, mdl_error *err);
+MDL_API mdl_status mdl_npy_read_buffer(const void *buf, size_t size, mdl_npy *out, mdl_error *err);
 
 /*
  * Writes an array to path as a version 1.0 .npy file (little-endian, C order) whose data starts
@@ -79,11 +79,11 @@ mdl_status mdl_npy_read_buffer(const void *buf, size_t size, mdl_npy *out, mdl_e
  * Errors: INVALID_ARGUMENT (dtype, rank, negative dims, size overflow, NULL pointers), IO,
  * OUT_OF_MEMORY.
  */
-mdl_status mdl_npy_write(const char *path, mdl_dtype dtype, int32_t rank, const int64_t *dims,
+MDL_API mdl_status mdl_npy_write(const char *path, mdl_dtype dtype, int32_t rank, const int64_t *dims,
                          const void *data, mdl_error *err);
 
 /* Releases a->data and zeroes *a.  NULL, or an already zeroed / freed mdl_npy, is a no-op. */
-void mdl_npy_free(mdl_npy *a);
+MDL_API void mdl_npy_free(mdl_npy *a);
 
 #ifdef __cplusplus
 }
