@@ -10,12 +10,8 @@ void mdl__gemm_nn_blas(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
 
 void mdl__gemm_nt_blas(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                        const float *B, int64_t ldb, float *C, int64_t ldc) {
-    if (M == 1) /* one row: y = B x (GEMV over the N x K weight) */
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)N, (int)K, 1.0f, B, (int)ldb, A, 1, 0.0f, C,
-                    1);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, A,
-                    (int)lda, B, (int)ldb, 0.0f, C, (int)ldc);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, A, (int)lda,
+                B, (int)ldb, 0.0f, C, (int)ldc);
 }
 
 void mdl__gemm_nn_blas(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
