@@ -67,7 +67,7 @@ void mdl__gemm_nt(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, 
 void mdl__gemm_nn(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
                   int64_t ldb, float *C, int64_t ldc) {
 #ifdef MDL_WITH_BLAS
-    if (M * N * K >= MDL_BLAS_MIN_MACS) {
+    if (M >= 2 && M * N * K >= MDL_BLAS_MIN_MACS) {
         mdl__gemm_nn_blas(M, N, K, A, lda, B, ldb, C, ldc);
         return;
     }
