@@ -5,24 +5,88 @@
 extern const mdl__kernel mdl__fc_f32;
 extern const mdl__kernel mdl__matmul_f32;
 /* BEGIN conv-pool declarations */
+extern const mdl__kernel mdl__conv2d_f32;
+extern const mdl__kernel mdl__depthwise_conv2d_f32;
+extern const mdl__kernel mdl__max_pool2d_f32;
+extern const mdl__kernel mdl__avg_pool2d_f32;
+extern const mdl__kernel mdl__global_avg_pool_f32;
+extern const mdl__kernel mdl__global_max_pool_f32;
 /* END conv-pool declarations */
 /* BEGIN elementwise declarations */
+extern const mdl__kernel mdl__relu_f32;
+extern const mdl__kernel mdl__clip_f32;
+extern const mdl__kernel mdl__leaky_relu_f32;
+extern const mdl__kernel mdl__sigmoid_f32;
+extern const mdl__kernel mdl__tanh_f32;
+extern const mdl__kernel mdl__hard_sigmoid_f32;
+extern const mdl__kernel mdl__hard_swish_f32;
+extern const mdl__kernel mdl__gelu_f32;
+extern const mdl__kernel mdl__softmax_f32;
+extern const mdl__kernel mdl__log_softmax_f32;
+extern const mdl__kernel mdl__add_f32;
+extern const mdl__kernel mdl__sub_f32;
+extern const mdl__kernel mdl__mul_f32;
+extern const mdl__kernel mdl__div_f32;
+extern const mdl__kernel mdl__reduce_mean_f32;
+extern const mdl__kernel mdl__reduce_sum_f32;
+extern const mdl__kernel mdl__reduce_max_f32;
+extern const mdl__kernel mdl__batch_norm_f32;
 /* END elementwise declarations */
 /* BEGIN shape declarations */
+extern const mdl__kernel mdl__reshape, mdl__transpose, mdl__concat, mdl__slice, mdl__pad,
+    mdl__gather;
+/* Shape ops only move bytes: one kernel serves every dtype. */
+#define MDL__SHAPE_ALL_DTYPES(op, k)                                                               \
+    [op][MDL_DTYPE_FLOAT32] = &k, [op][MDL_DTYPE_INT8] = &k, [op][MDL_DTYPE_UINT8] = &k,           \
+    [op][MDL_DTYPE_INT32] = &k, [op][MDL_DTYPE_INT64] = &k
 /* END shape declarations */
 /* BEGIN rnn declarations */
+extern const mdl__kernel mdl__lstm_f32;
+extern const mdl__kernel mdl__gru_f32;
 /* END rnn declarations */
 
 static const mdl__kernel *const kernels[MDL_OP_COUNT][MDL_DTYPE_COUNT] = {
     [MDL_OP_FULLY_CONNECTED][MDL_DTYPE_FLOAT32] = &mdl__fc_f32,
     [MDL_OP_MATMUL][MDL_DTYPE_FLOAT32] = &mdl__matmul_f32,
     /* BEGIN conv-pool entries */
+    [MDL_OP_CONV2D][MDL_DTYPE_FLOAT32] = &mdl__conv2d_f32,
+    [MDL_OP_DEPTHWISE_CONV2D][MDL_DTYPE_FLOAT32] = &mdl__depthwise_conv2d_f32,
+    [MDL_OP_MAX_POOL2D][MDL_DTYPE_FLOAT32] = &mdl__max_pool2d_f32,
+    [MDL_OP_AVG_POOL2D][MDL_DTYPE_FLOAT32] = &mdl__avg_pool2d_f32,
+    [MDL_OP_GLOBAL_AVG_POOL][MDL_DTYPE_FLOAT32] = &mdl__global_avg_pool_f32,
+    [MDL_OP_GLOBAL_MAX_POOL][MDL_DTYPE_FLOAT32] = &mdl__global_max_pool_f32,
     /* END conv-pool entries */
     /* BEGIN elementwise entries */
+    [MDL_OP_RELU][MDL_DTYPE_FLOAT32] = &mdl__relu_f32,
+    [MDL_OP_CLIP][MDL_DTYPE_FLOAT32] = &mdl__clip_f32,
+    [MDL_OP_LEAKY_RELU][MDL_DTYPE_FLOAT32] = &mdl__leaky_relu_f32,
+    [MDL_OP_SIGMOID][MDL_DTYPE_FLOAT32] = &mdl__sigmoid_f32,
+    [MDL_OP_TANH][MDL_DTYPE_FLOAT32] = &mdl__tanh_f32,
+    [MDL_OP_HARD_SIGMOID][MDL_DTYPE_FLOAT32] = &mdl__hard_sigmoid_f32,
+    [MDL_OP_HARD_SWISH][MDL_DTYPE_FLOAT32] = &mdl__hard_swish_f32,
+    [MDL_OP_GELU][MDL_DTYPE_FLOAT32] = &mdl__gelu_f32,
+    [MDL_OP_SOFTMAX][MDL_DTYPE_FLOAT32] = &mdl__softmax_f32,
+    [MDL_OP_LOG_SOFTMAX][MDL_DTYPE_FLOAT32] = &mdl__log_softmax_f32,
+    [MDL_OP_ADD][MDL_DTYPE_FLOAT32] = &mdl__add_f32,
+    [MDL_OP_SUB][MDL_DTYPE_FLOAT32] = &mdl__sub_f32,
+    [MDL_OP_MUL][MDL_DTYPE_FLOAT32] = &mdl__mul_f32,
+    [MDL_OP_DIV][MDL_DTYPE_FLOAT32] = &mdl__div_f32,
+    [MDL_OP_REDUCE_MEAN][MDL_DTYPE_FLOAT32] = &mdl__reduce_mean_f32,
+    [MDL_OP_REDUCE_SUM][MDL_DTYPE_FLOAT32] = &mdl__reduce_sum_f32,
+    [MDL_OP_REDUCE_MAX][MDL_DTYPE_FLOAT32] = &mdl__reduce_max_f32,
+    [MDL_OP_BATCH_NORM][MDL_DTYPE_FLOAT32] = &mdl__batch_norm_f32,
     /* END elementwise entries */
     /* BEGIN shape entries */
+    MDL__SHAPE_ALL_DTYPES(MDL_OP_RESHAPE, mdl__reshape),
+    MDL__SHAPE_ALL_DTYPES(MDL_OP_TRANSPOSE, mdl__transpose),
+    MDL__SHAPE_ALL_DTYPES(MDL_OP_CONCAT, mdl__concat),
+    MDL__SHAPE_ALL_DTYPES(MDL_OP_SLICE, mdl__slice),
+    MDL__SHAPE_ALL_DTYPES(MDL_OP_PAD, mdl__pad),
+    MDL__SHAPE_ALL_DTYPES(MDL_OP_GATHER, mdl__gather),
     /* END shape entries */
     /* BEGIN rnn entries */
+    [MDL_OP_LSTM][MDL_DTYPE_FLOAT32] = &mdl__lstm_f32,
+    [MDL_OP_GRU][MDL_DTYPE_FLOAT32] = &mdl__gru_f32,
     /* END rnn entries */
 };
 
