@@ -69,12 +69,15 @@ $(B)/examples/%: examples/%.c $(B)/libmdeploy.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libmdeploy.a $(LDLIBS)
 
-$(B)/tests/%: tests/%.c $(TEST_COMMON) $(B)/libmdeploy.a | $(TOOLS) $(EXAMPLES)
+$(B)/tests/%: tests/%.c $(TEST_COMMON) $(B)/libmdeploy.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests -DMDL_BUILD_DIR='"$(B)"' $(CFLAGS) -Wno-shadow $(LDFLAGS) -o $@ $< $(TEST_COMMON) \
 	    $(B)/libmdeploy.a -lcmocka -lcjson $(LDLIBS)
 
 -include $(LIB_OBJS:.o=.d)
+
+# Tests that run the command-line tools need them built first.
+$(filter $(B)/tests/tools/% $(B)/tests/convert/%,$(TESTS)): | $(TOOLS) $(EXAMPLES)
 
 # The ONNX importer's build rules (protobuf-c code generated from the onnx package's onnx.proto).
 -include src/io/onnx.mk

@@ -225,13 +225,9 @@ static inline void gelu_tanh_blk(const float *x, float *y, const act_par *par) {
 static bool finitef(float v) { return isfinite(v) != 0; }
 
 static mdl_status unary_prepare(mdl__kctx *c) {
-    const mdl__tensor *x = c->nin > 0 ? c->in[0] : NULL;
-    if (c->nin != 1 || c->nout != 1 || !x)
-        return mdl__fail(c, MDL_INVALID_ARGUMENT,
-                         "expects one input and one output, got %d inputs and %d outputs", c->nin,
-                         c->nout);
-    if (x->dtype != MDL_DTYPE_FLOAT32)
-        return mdl__fail(c, MDL_DTYPE, "float32 kernel got %s input", mdl_dtype_name(x->dtype));
+    mdl_status st = mdl__check_unary_f32(c);
+    if (st) return st;
+    const mdl__tensor *x = c->in[0];
     const mdl_act_options *a = &c->opt->act;
     switch (c->op) {
     case MDL_OP_CLIP:
@@ -312,13 +308,9 @@ static void sm_geometry(const mdl__tensor *x, int32_t axis, sm_geom *g) {
 }
 
 static mdl_status softmax_prepare(mdl__kctx *c) {
-    const mdl__tensor *x = c->nin > 0 ? c->in[0] : NULL;
-    if (c->nin != 1 || c->nout != 1 || !x)
-        return mdl__fail(c, MDL_INVALID_ARGUMENT,
-                         "expects one input and one output, got %d inputs and %d outputs", c->nin,
-                         c->nout);
-    if (x->dtype != MDL_DTYPE_FLOAT32)
-        return mdl__fail(c, MDL_DTYPE, "float32 kernel got %s input", mdl_dtype_name(x->dtype));
+    mdl_status st = mdl__check_unary_f32(c);
+    if (st) return st;
+    const mdl__tensor *x = c->in[0];
     int32_t axis;
     if (!mdl__axis(c->opt->axis.axis, x->rank, &axis))
         return mdl__fail(c, MDL_INVALID_ARGUMENT, "axis %d is out of range for rank %d",

@@ -121,6 +121,10 @@ static inline float mdl__clampf(float v, float lo, float hi) {
     return v < lo ? lo : (v > hi ? hi : v);
 }
 
+/* Checks the shared prologue of one-input, one-output float32 kernels (activations, softmax,
+   reductions): MDL_OK, or the failure recorded through mdl__fail. */
+mdl_status mdl__check_unary_f32(const mdl__kctx *ctx);
+
 /* Formats a shape as "[1,28,28,3]" into buf (for messages). */
 const char *mdl__dims_str(char *buf, size_t size, int32_t rank, const int64_t *dims);
 

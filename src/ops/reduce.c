@@ -57,13 +57,9 @@ static void make_plan(const mdl__tensor *x, uint32_t mask, red_plan *p) {
 }
 
 static mdl_status reduce_prepare(mdl__kctx *c) {
-    const mdl__tensor *x = c->nin > 0 ? c->in[0] : NULL;
-    if (c->nin != 1 || c->nout != 1 || !x)
-        return mdl__fail(c, MDL_INVALID_ARGUMENT,
-                         "expects one input and one output, got %d inputs and %d outputs", c->nin,
-                         c->nout);
-    if (x->dtype != MDL_DTYPE_FLOAT32)
-        return mdl__fail(c, MDL_DTYPE, "float32 kernel got %s input", mdl_dtype_name(x->dtype));
+    mdl_status st = mdl__check_unary_f32(c);
+    if (st) return st;
+    const mdl__tensor *x = c->in[0];
     uint32_t mask = c->opt->reduce.axes_mask;
     if (x->rank < 32 && (mask >> x->rank) != 0)
         return mdl__fail(c, MDL_INVALID_ARGUMENT, "axes mask 0x%x names dims beyond rank %d",

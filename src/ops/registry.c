@@ -94,3 +94,14 @@ const mdl__kernel *mdl__kernel_find(mdl_op op, mdl_dtype dtype) {
     if ((unsigned)op >= MDL_OP_COUNT || (unsigned)dtype >= MDL_DTYPE_COUNT) return NULL;
     return kernels[op][dtype];
 }
+
+mdl_status mdl__check_unary_f32(const mdl__kctx *c) {
+    const mdl__tensor *x = c->nin > 0 ? c->in[0] : NULL;
+    if (c->nin != 1 || c->nout != 1 || !x)
+        return mdl__fail(c, MDL_INVALID_ARGUMENT,
+                         "expects one input and one output, got %d inputs and %d outputs", c->nin,
+                         c->nout);
+    if (x->dtype != MDL_DTYPE_FLOAT32)
+        return mdl__fail(c, MDL_DTYPE, "float32 kernel got %s input", mdl_dtype_name(x->dtype));
+    return MDL_OK;
+}
