@@ -147,13 +147,21 @@ double th_max_rel_err(const float *got, const float *ref, int64_t n) {
 #include <sys/wait.h>
 #include <unistd.h>
 
+static char th_dir[64];
+
+static void th_remove_tmpdir(void) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", th_dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", th_dir);
+}
+
 const char *th_tmpdir(void) {
-    static char dir[64];
-    if (!dir[0]) {
-        snprintf(dir, sizeof dir, "/tmp/mdl-test.XXXXXX");
-        if (!mkdtemp(dir)) fail_msg("mkdtemp failed");
+    if (!th_dir[0]) {
+        snprintf(th_dir, sizeof th_dir, "/tmp/mdl-test.XXXXXX");
+        if (!mkdtemp(th_dir)) fail_msg("mkdtemp failed");
+        atexit(th_remove_tmpdir);
     }
-    return dir;
+    return th_dir;
 }
 
 const char *th_tmp(const char *name) {
