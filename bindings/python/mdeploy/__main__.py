@@ -1,0 +1,196 @@
+"""``python -m mdeploy run|inspect|convert ...``: the command-line tools, from Python.
+
+Same arguments and output as ``mdeploy-run``, ``mdeploy-inspect`` and ``mdeploy-convert``::
+
+    python -m mdeploy convert net.onnx -o net.mdl --input-shape x=64x784 --model-version 1.0
+    python -m mdeploy inspect net.mdl [--json]
+    python -m mdeploy run net.mdl -i x.npy -o y.npy [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from . import Error, Model, TensorInfo, __version__, convert
+
+
+def _shape(shape: Any) -> str:
+    return "[" + ",".join(str(d) for d in shape) + "]"
+
+
+def _info_json(t: TensorInfo) -> Dict[str, Any]:
+    o: Dict[str, Any] = {"name": t.name, "dtype": str(t.dtype), "shape": list(t.shape), "bytes": t.nbytes}
+    if t.quantization is not None:
+        q = t.quantization
+        o["quant"] = {"count": len(q.scale), "axis": q.axis, "scale0": q.scale[0], "zero_point0": q.zero_point[0]}
+    return o
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    m = Model(args.model)
+    tensors = m.tensors
+    if args.json:
+        md = m.metadata
+        fixed = ("name", "version", "producer", "description")
+        o: Dict[str, Any] = {k: md[k] for k in fixed}
+        o["format"] = "%d.%d" % m.format_version
+        o["metadata"] = {k: v for k, v in md.items() if k not in fixed}
+        o["inputs"] = [_info_json(t) for t in m.inputs]
+        o["outputs"] = [_info_json(t) for t in m.outputs]
+        o["tensors"] = [dict(_info_json(t), index=i, constant=t.constant) for i, t in enumerate(tensors)]
+        o["operators"] = [
+            {"op": n.op, "name": n.name, "inputs": list(n.inputs), "outputs": list(n.outputs), "scratch_bytes": n.scratch_bytes}
+            for n in m.nodes
+        ]
+        o["weight_bytes"] = m.weight_bytes
+        o["activation_bytes"] = m.activation_bytes
+        o["session_bytes"] = m.arena_bytes
+        print(json.dumps(o, indent=2))
+        return 0
+
+    def tensor(i: int) -> str:
+        if i < 0:
+            return "-"
+        t = tensors[i]
+        return f"{'const ' if t.constant else ''}{t.name} {t.dtype} {_shape(t.shape)}"
+
+    md = m.metadata
+    print(f"model        {args.model}")
+    print(f"name         {m.name}")
+    print(f"version      {m.version}")
+    print(f"producer     {m.producer}")
+    if m.description:
+        print(f"description  {m.description}")
+    print("format       %d.%d" % m.format_version)
+    for k, v in list(md.items())[4:]:
+        print(f"meta         {k} = {v}")
+    for i, t in enumerate(m.inputs):
+        print(f"input  {i}     {t.name} {t.dtype} {_shape(t.shape)}")
+    for i, t in enumerate(m.outputs):
+        print(f"output {i}     {t.name} {t.dtype} {_shape(t.shape)}")
+    nodes = m.nodes
+    print(f"operators    {len(nodes)}")
+    for i, n in enumerate(nodes):
+        line = f"  {i:3d} {n.op:<16s} {n.name:<24s} "
+        line += ", ".join(tensor(k) for k in n.inputs) + " -> " + ", ".join(tensor(k) for k in n.outputs)
+        if n.scratch_bytes:
+            line += f"  (scratch {n.scratch_bytes} B)"
+        print(line)
+    print(f"weights      {m.weight_bytes} bytes")
+    print(f"arena        {m.activation_bytes} bytes (activations), {m.arena_bytes} bytes for a session")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    m = Model(args.model)
+    ins: List[str] = args.input or []
+    outs: List[str] = args.output or []
+    if len(ins) != len(m.inputs):
+        n = len(m.inputs)
+        raise SystemExit(f"mdeploy run: the model takes {n} input{'s' if n != 1 else ''}, {len(ins)} given with -i")
+    if len(outs) > len(m.outputs):
+        n = len(m.outputs)
+        raise SystemExit(f"mdeploy run: the model has {n} output{'s' if n != 1 else ''}, {len(outs)} given with -o")
+    arrays = [np.load(p, allow_pickle=False) for p in ins]
+    s = m.session()
+    t0 = time.perf_counter()
+    ys = s.run(arrays, copy=False)
+    ms = (time.perf_counter() - t0) * 1e3
+    assert isinstance(ys, list)
+    for path, y in zip(outs, ys):
+        np.save(path, y)
+    if args.json:
+        o = {
+            "model": args.model,
+            "inputs": [dict(name=t.name, dtype=str(t.dtype), shape=list(t.shape), file=f) for t, f in zip(m.inputs, ins)],
+            "outputs": [
+                dict(name=t.name, dtype=str(t.dtype), shape=list(t.shape), **({"file": outs[i]} if i < len(outs) else {}))
+                for i, t in enumerate(m.outputs)
+            ],
+            "run_ms": ms,
+        }
+        print(json.dumps(o, indent=2))
+    else:
+        print(f"ran {args.model} in {ms:.3f} ms")
+        for i, t in enumerate(m.outputs):
+            dest = f" -> {outs[i]}" if i < len(outs) else ""
+            print(f"output {i} '{t.name}': {t.dtype} {_shape(t.shape)}{dest}")
+    return 0
+
+
+def _human(n: int) -> str:
+    if n >= 10 * 1024 * 1024:
+        return f"{n / (1024.0 * 1024.0):.1f} MiB"
+    if n >= 10 * 1024:
+        return f"{n / 1024.0:.1f} KiB"
+    return f"{n} B"
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    r = convert(
+        args.onnx,
+        args.output,
+        input_shapes=args.input_shape or None,
+        name=args.name,
+        model_version=args.model_version,
+        description=args.description,
+    )
+    if not args.quiet:
+        print(f"{args.onnx} -> {args.output} (opset {r.opset})")
+        print(
+            f"  ops:     {r.onnx_nodes} ONNX nodes -> {r.nodes_out} operators "
+            f"({r.folded} folded, {r.fused} fused, {r.removed} removed)"
+        )
+        print(f"  weights: {_human(r.weight_bytes)}   arena: {_human(r.arena_bytes)}   file: {_human(r.file_bytes)}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m mdeploy", description="mdeploy command-line tools (Python front end)")
+    p.add_argument("--version", action="version", version=f"mdeploy {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run a model on .npy inputs, write .npy outputs")
+    r.add_argument("model")
+    r.add_argument("-i", "--input", action="append", metavar="IN.npy", help="one per model input, in order")
+    r.add_argument("-o", "--output", action="append", metavar="OUT.npy", help="outputs in model order")
+    r.add_argument("--json", action="store_true", help="print shapes, dtypes and the run time as JSON")
+    r.set_defaults(fn=_cmd_run)
+
+    i = sub.add_parser("inspect", help="metadata, inputs/outputs, operators, sizes")
+    i.add_argument("model")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(fn=_cmd_inspect)
+
+    c = sub.add_parser("convert", help="convert an ONNX model to .mdl")
+    c.add_argument("onnx")
+    c.add_argument("-o", "--output", required=True, metavar="OUT.mdl")
+    c.add_argument("--input-shape", action="append", metavar="NAME=1x3x224x224", help="fix a dynamic input shape (repeatable)")
+    c.add_argument("--name")
+    c.add_argument("--model-version")
+    c.add_argument("--description")
+    c.add_argument("-q", "--quiet", action="store_true", help="no summary")
+    c.set_defaults(fn=_cmd_convert)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except Error as e:
+        print(f"mdeploy {args.command}: {e}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as e:  # unreadable or non-.npy input, unwritable output
+        print(f"mdeploy {args.command}: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

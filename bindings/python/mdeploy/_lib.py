@@ -1,0 +1,238 @@
+"""Locating ``libmdeploy.so`` and declaring its C API for ctypes.
+
+Everything ctypes-specific lives here; the public classes in ``_model.py`` and ``_convert.py``
+only use the ``lib`` object and the structures below.  The structures mirror
+``include/mdeploy/mdeploy.h`` and ``include/mdeploy/convert.h`` field by field: ctypes lays them
+out with the platform's C rules, so the order and types here must match the headers exactly.
+
+The library is opened with ``ctypes.CDLL`` (not ``PyDLL``): ctypes then releases the GIL for the
+duration of every foreign call, which is what lets several Python threads run sessions at once.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+__all__ = ["lib", "library_path", "find_library"]
+
+MAX_RANK = 8
+ERROR_MSG_SIZE = 256
+CONVERT_MAX_SHAPES = 16
+LOAD_COPY = 1 << 0
+
+_LIBNAME = "libmdeploy.so"
+_PKG_DIR = Path(__file__).resolve().parent
+
+
+def _candidates() -> List[Path]:
+    """Where the library is looked for, in order (see :func:`find_library`)."""
+    out: List[Path] = []
+    env = os.environ.get("MDEPLOY_LIB")
+    if env:
+        out.append(Path(env))
+    out.append(_PKG_DIR / _LIBNAME)  # bundled by ``pip install``
+    # Running from a source checkout: bindings/python/mdeploy -> repository root.
+    repo = _PKG_DIR.parent.parent.parent
+    out.append(repo / "build" / "release" / _LIBNAME)
+    return out
+
+
+def find_library() -> str:
+    """Return the path of the ``libmdeploy.so`` this package uses.
+
+    Order: the ``MDEPLOY_LIB`` environment variable (a path to the ``.so``); the copy bundled
+    next to this package by ``pip install``; ``build/release/libmdeploy.so`` of the source tree
+    the package sits in; finally the system's library search path (``make install``).
+    """
+    env = os.environ.get("MDEPLOY_LIB")
+    if env and not Path(env).is_file():
+        # An explicit setting that points nowhere is a mistake worth reporting, not skipping.
+        raise OSError(f"MDEPLOY_LIB={env!r}: no such file (build the library with 'make')")
+    for p in _candidates():
+        if p.is_file():
+            return str(p)
+    found = ctypes.util.find_library("mdeploy")
+    if found:
+        return found
+    tried = ", ".join(str(p) for p in _candidates())
+    raise OSError(
+        f"libmdeploy.so not found (tried {tried} and the system library path); run 'make' in the "
+        "mdeploy repository or set MDEPLOY_LIB to the library's path"
+    )
+
+
+# ---- structures ------------------------------------------------------------------------------
+
+
+class mdl_error(ctypes.Structure):
+    _fields_ = [("status", ctypes.c_int), ("msg", ctypes.c_char * ERROR_MSG_SIZE)]
+
+
+class mdl_allocator(ctypes.Structure):
+    _fields_ = [
+        ("alloc", ctypes.c_void_p),
+        ("free", ctypes.c_void_p),
+        ("user", ctypes.c_void_p),
+    ]
+
+
+class mdl_load_options(ctypes.Structure):
+    _fields_ = [("allocator", ctypes.POINTER(mdl_allocator)), ("flags", ctypes.c_uint32)]
+
+
+class mdl_session_options(ctypes.Structure):
+    _fields_ = [("allocator", ctypes.POINTER(mdl_allocator)), ("profile", ctypes.c_bool)]
+
+
+class mdl_tensor_info(ctypes.Structure):
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("dtype", ctypes.c_int),
+        ("rank", ctypes.c_int32),
+        ("dims", ctypes.POINTER(ctypes.c_int64)),
+        ("bytes", ctypes.c_size_t),
+        ("nquant", ctypes.c_int32),
+        ("quant_axis", ctypes.c_int32),
+        ("scale", ctypes.POINTER(ctypes.c_float)),
+        ("zero_point", ctypes.POINTER(ctypes.c_int64)),
+    ]
+
+
+class mdl_node_info(ctypes.Structure):
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("op", ctypes.c_char_p),
+        ("nin", ctypes.c_int32),
+        ("nout", ctypes.c_int32),
+        ("inputs", ctypes.POINTER(ctypes.c_int32)),
+        ("outputs", ctypes.POINTER(ctypes.c_int32)),
+        ("scratch_bytes", ctypes.c_size_t),
+    ]
+
+
+class mdl_input_shape(ctypes.Structure):
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("rank", ctypes.c_int32),
+        ("dims", ctypes.c_int64 * MAX_RANK),
+    ]
+
+
+class mdl_convert_options(ctypes.Structure):
+    _fields_ = [
+        ("ninput_shapes", ctypes.c_int32),
+        ("input_shapes", mdl_input_shape * CONVERT_MAX_SHAPES),
+        ("name", ctypes.c_char_p),
+        ("model_version", ctypes.c_char_p),
+        ("description", ctypes.c_char_p),
+    ]
+
+
+class mdl_convert_report(ctypes.Structure):
+    _fields_ = [
+        ("onnx_nodes", ctypes.c_int32),
+        ("nodes_out", ctypes.c_int32),
+        ("folded", ctypes.c_int32),
+        ("fused", ctypes.c_int32),
+        ("removed", ctypes.c_int32),
+        ("weight_bytes", ctypes.c_size_t),
+        ("arena_bytes", ctypes.c_size_t),
+        ("file_bytes", ctypes.c_size_t),
+        ("opset", ctypes.c_int64),
+    ]
+
+
+# ---- prototypes ------------------------------------------------------------------------------
+
+_c = ctypes
+_P = ctypes.POINTER
+_vp = ctypes.c_void_p
+_int = ctypes.c_int
+_status = ctypes.c_int
+_str = ctypes.c_char_p
+_err = _P(mdl_error)
+
+# name: (restype, argtypes).  Opaque handles (mdl_model *, mdl_session *) are c_void_p.
+_PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
+    "mdl_status_str": (_str, [_int]),
+    "mdl_dtype_name": (_str, [_int]),
+    "mdl_dtype_size": (_c.c_size_t, [_int]),
+    "mdl_version": (_str, []),
+    "mdl_load_options_default": (mdl_load_options, []),
+    "mdl_model_load_buffer": (_status, [_vp, _c.c_size_t, _P(mdl_load_options), _P(_vp), _err]),
+    "mdl_model_load_file": (_status, [_str, _P(mdl_load_options), _P(_vp), _err]),
+    "mdl_model_free": (None, [_vp]),
+    "mdl_model_arena_size": (_c.c_size_t, [_vp]),
+    "mdl_model_activation_bytes": (_c.c_size_t, [_vp]),
+    "mdl_model_weight_bytes": (_c.c_size_t, [_vp]),
+    "mdl_model_name": (_str, [_vp]),
+    "mdl_model_version": (_str, [_vp]),
+    "mdl_model_producer": (_str, [_vp]),
+    "mdl_model_description": (_str, [_vp]),
+    "mdl_model_format_major": (_int, [_vp]),
+    "mdl_model_format_minor": (_int, [_vp]),
+    "mdl_model_metadata": (_str, [_vp, _str]),
+    "mdl_model_metadata_count": (_int, [_vp]),
+    "mdl_model_metadata_at": (_c.c_bool, [_vp, _int, _P(_str), _P(_str)]),
+    "mdl_model_input_count": (_int, [_vp]),
+    "mdl_model_output_count": (_int, [_vp]),
+    "mdl_model_input_info": (_status, [_vp, _int, _P(mdl_tensor_info)]),
+    "mdl_model_output_info": (_status, [_vp, _int, _P(mdl_tensor_info)]),
+    "mdl_model_input_index": (_int, [_vp, _str]),
+    "mdl_model_output_index": (_int, [_vp, _str]),
+    "mdl_model_node_count": (_int, [_vp]),
+    "mdl_model_tensor_count": (_int, [_vp]),
+    "mdl_model_node_info": (_status, [_vp, _int, _P(mdl_node_info)]),
+    "mdl_model_tensor_info": (_status, [_vp, _int, _P(mdl_tensor_info), _P(_c.c_bool)]),
+    "mdl_session_options_default": (mdl_session_options, []),
+    "mdl_session_create": (_status, [_vp, _P(mdl_session_options), _P(_vp), _err]),
+    "mdl_session_free": (None, [_vp]),
+    "mdl_session_input_data": (_vp, [_vp, _int]),
+    "mdl_session_output_data": (_vp, [_vp, _int]),
+    "mdl_session_set_input": (_status, [_vp, _int, _vp, _c.c_size_t, _err]),
+    "mdl_session_get_output": (_status, [_vp, _int, _vp, _c.c_size_t, _err]),
+    "mdl_session_run": (_status, [_vp]),
+    "mdl_session_message": (_str, [_vp]),
+    "mdl_session_node_ns": (_c.c_uint64, [_vp, _int]),
+}
+
+# The converter is a host-only part of the library (needs protobuf-c); a library built without
+# it still serves the runtime, and convert() reports the missing symbol when called.
+_OPTIONAL_PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
+    "mdl_convert_options_default": (mdl_convert_options, []),
+    "mdl_parse_input_shape": (_status, [_str, _P(mdl_input_shape), _err]),
+    "mdl_convert_onnx": (
+        _status,
+        [_str, _str, _P(mdl_convert_options), _P(mdl_convert_report), _err],
+    ),
+}
+
+
+def _load() -> Tuple[ctypes.CDLL, str]:
+    path = find_library()
+    handle = ctypes.CDLL(path)
+    for name, (restype, argtypes) in _PROTOTYPES.items():
+        try:
+            fn = getattr(handle, name)
+        except AttributeError:
+            raise OSError(f"{path}: symbol {name} missing (library too old?)") from None
+        fn.restype = restype
+        fn.argtypes = argtypes
+    for name, (restype, argtypes) in _OPTIONAL_PROTOTYPES.items():
+        fn = getattr(handle, name, None)
+        if fn is not None:
+            fn.restype = restype
+            fn.argtypes = argtypes
+    return handle, path
+
+
+def decode(s: Optional[bytes]) -> str:
+    """A C string from the library as ``str`` (``""`` for NULL); invalid UTF-8 is replaced."""
+    return s.decode("utf-8", "replace") if s else ""
+
+
+lib, library_path = _load()

@@ -1,0 +1,713 @@
+"""Models, sessions, tensor descriptions and errors: the runtime half of the bindings."""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+import os
+import threading
+import weakref
+from dataclasses import dataclass
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from . import _lib
+from ._lib import decode, lib
+
+__all__ = [
+    "Status",
+    "Error",
+    "TensorInfo",
+    "Quantization",
+    "NodeInfo",
+    "NodeTiming",
+    "Model",
+    "Session",
+    "Inputs",
+    "Outputs",
+]
+
+
+class Status(enum.IntEnum):
+    """The library's ``mdl_status`` codes (``include/mdeploy/mdeploy.h``)."""
+
+    OK = 0
+    INVALID_ARGUMENT = 1
+    OUT_OF_MEMORY = 2
+    IO = 3
+    CORRUPT_MODEL = 4
+    VERSION = 5
+    UNSUPPORTED = 6
+    SHAPE = 7
+    DTYPE = 8
+    OUT_OF_RANGE = 9
+    BUFFER_TOO_SMALL = 10
+    INTERNAL = 11
+
+
+class Error(Exception):
+    """Any failure reported by mdeploy.
+
+    ``str(err)`` is the library's message, which names the cause (file, node, tensor, byte
+    offset ...); ``err.status`` is the :class:`Status` code (a plain ``int`` if the library
+    returned a code this package does not know).
+    """
+
+    def __init__(self, message: str, status: Union[Status, int] = Status.INTERNAL) -> None:
+        super().__init__(message)
+        try:
+            status = Status(status)
+        except ValueError:
+            status = int(status)
+        self.status: Union[Status, int] = status
+        self.message: str = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        name = self.status.name if isinstance(self.status, Status) else str(self.status)
+        return f"mdeploy.Error({self.message!r}, status={name})"
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        # Errors cross process boundaries (multiprocessing, pytest-xdist) intact.
+        return (Error, (self.message, int(self.status)))
+
+
+def _raise(err: _lib.mdl_error, status: int) -> "Error":
+    msg = decode(err.msg) or decode(lib.mdl_status_str(status))
+    return Error(msg, status)
+
+
+# Index = mdl_dtype value.  Native byte order: the library uses host order, as NumPy does.
+_DTYPES: Tuple[np.dtype, ...] = tuple(
+    np.dtype(t) for t in ("float32", "int8", "uint8", "int32", "int64")
+)
+
+
+def _dtype(code: int) -> np.dtype:
+    if 0 <= code < len(_DTYPES):
+        return _DTYPES[code]
+    raise Error(f"tensor has unknown dtype code {code}", Status.UNSUPPORTED)
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """Quantization parameters of an int8/uint8/int32 tensor: real = scale * (q - zero_point).
+
+    One entry per tensor (``axis`` is then irrelevant) or one per index of dimension ``axis``.
+    """
+
+    scale: Tuple[float, ...]
+    zero_point: Tuple[int, ...]
+    axis: int
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Name, element type, shape and size of a model input, output or internal tensor."""
+
+    name: str
+    dtype: np.dtype
+    shape: Tuple[int, ...]
+    nbytes: int
+    quantization: Optional[Quantization] = None
+    constant: bool = False  #: holds weights (only meaningful in :attr:`Model.tensors`)
+
+    @property
+    def size(self) -> int:
+        """Number of elements."""
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __repr__(self) -> str:
+        return f"TensorInfo(name={self.name!r}, dtype={self.dtype}, shape={self.shape})"
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """One operator of the runtime graph (after the converter's folding and fusion)."""
+
+    name: str
+    op: str
+    inputs: Tuple[int, ...]  #: tensor indices into :attr:`Model.tensors`; -1 = absent input
+    outputs: Tuple[int, ...]
+    scratch_bytes: int
+
+
+@dataclass(frozen=True)
+class NodeTiming:
+    """Time spent in one node during a session's last run (``Session(profile=True)``)."""
+
+    name: str
+    op: str
+    ns: int
+
+
+def _tensor_info(ti: _lib.mdl_tensor_info, constant: bool = False) -> TensorInfo:
+    shape = tuple(int(ti.dims[d]) for d in range(ti.rank))
+    quant = None
+    if ti.nquant > 0:
+        quant = Quantization(
+            scale=tuple(float(ti.scale[q]) for q in range(ti.nquant)),
+            zero_point=tuple(int(ti.zero_point[q]) for q in range(ti.nquant)),
+            axis=int(ti.quant_axis),
+        )
+    return TensorInfo(
+        name=decode(ti.name),
+        dtype=_dtype(ti.dtype),
+        shape=shape,
+        nbytes=int(ti.bytes),
+        quantization=quant,
+        constant=constant,
+    )
+
+
+class _Handle:
+    """Owns one C object (``mdl_model *`` or ``mdl_session *``) and frees it when unreferenced.
+
+    ``keep`` is passed to the finalizer as an argument on purpose: weakref.finalize holds its
+    arguments strongly, so a session handle keeps its model handle alive until the session has
+    been freed, even when the garbage collector reclaims both in one cycle (it runs finalizers
+    in no particular order).  Arrays that view a session's arena keep the session handle the
+    same way, so no Python object can ever point at freed C memory.
+    """
+
+    __slots__ = ("ptr", "_fin", "__weakref__")
+
+    def __init__(self, ptr: int, free: Callable[[int], None], keep: Any = None) -> None:
+        self.ptr = ptr
+        self._fin = weakref.finalize(self, _Handle._free, free, ptr, keep)
+        # At interpreter exit the process releases everything anyway, and module teardown
+        # order could otherwise free a model under a session.
+        self._fin.atexit = False
+
+    @staticmethod
+    def _free(free: Callable[[int], None], ptr: int, keep: Any) -> None:
+        free(ptr)
+
+
+class _Memory:
+    """Exposes ``nbytes`` of C memory at ``ptr`` to NumPy while keeping its owner alive."""
+
+    __slots__ = ("__array_interface__", "_owner")
+
+    def __init__(self, ptr: int, info: TensorInfo, readonly: bool, owner: _Handle) -> None:
+        self.__array_interface__ = {
+            "version": 3,
+            "shape": info.shape,
+            "typestr": info.dtype.str,
+            "data": (ptr, readonly),
+        }
+        self._owner = owner
+
+
+def _view(ptr: Optional[int], info: TensorInfo, readonly: bool, owner: _Handle) -> np.ndarray:
+    if not ptr or info.nbytes == 0:
+        # Zero-sized tensors may have no storage; an empty array stands in for it.
+        a = np.empty(info.shape, info.dtype)
+    else:
+        a = np.asarray(_Memory(ptr, info, readonly, owner))
+    if readonly:
+        a.flags.writeable = False
+    return a
+
+
+#: What :meth:`Model.run` / :meth:`Session.run` accept: one array (single-input models), a
+#: sequence of arrays in the model's input order, or a mapping from input name to array.
+Inputs = Union[ArrayLike, Sequence[ArrayLike], Mapping[str, ArrayLike]]
+#: What they return: a list in the model's output order, or a dict with ``as_dict=True``.
+Outputs = Union[List[np.ndarray], Dict[str, np.ndarray]]
+
+
+class Model:
+    """A loaded, verified model.  Immutable and safe to share between threads.
+
+    ``Model(path)`` reads a ``.mdl`` file; ``Model(data)`` with ``bytes``, ``bytearray``,
+    ``memoryview`` or a uint8 NumPy array loads a model held in memory (the bytes are copied,
+    so the buffer may be released afterwards).  Every byte is verified; a bad file raises
+    :class:`Error` with status ``CORRUPT_MODEL``, ``VERSION``, ``UNSUPPORTED`` ... and a message
+    naming the cause; a missing file raises status ``IO``.
+
+    :meth:`run` is the simple way to score: it is thread-safe (each concurrent caller gets its own
+    pooled :class:`Session`, so nothing is re-allocated after warm-up) and always returns fresh
+    arrays.  Use :meth:`session` for zero-copy or profiled runs.
+    """
+
+    # How many idle sessions run() keeps for reuse; a burst of more concurrent callers creates
+    # extra ones that are freed afterwards.
+    _POOL_MAX = 16
+
+    def __init__(self, source: Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, np.ndarray]) -> None:
+        err = _lib.mdl_error()
+        out = ctypes.c_void_p()
+        opts = lib.mdl_load_options_default()
+        if isinstance(source, (str, os.PathLike)):
+            path = os.fsencode(source)
+            st = lib.mdl_model_load_file(path, ctypes.byref(opts), ctypes.byref(out), ctypes.byref(err))
+            self._source = os.fsdecode(path)
+        else:
+            try:
+                buf = np.frombuffer(source, dtype=np.uint8)  # zero-copy view of any byte buffer
+            except (TypeError, ValueError) as e:
+                raise TypeError(
+                    "Model() takes a path (str or os.PathLike) or the model's bytes "
+                    f"(bytes, bytearray, memoryview), not {type(source).__name__}"
+                ) from e
+            opts.flags |= _lib.LOAD_COPY  # the library keeps its own copy: no lifetime coupling
+            st = lib.mdl_model_load_buffer(
+                buf.ctypes.data if buf.size else None,
+                buf.size,
+                ctypes.byref(opts),
+                ctypes.byref(out),
+                ctypes.byref(err),
+            )
+            self._source = f"<{buf.size} bytes>"
+        if st != Status.OK or not out.value:
+            raise _raise(err, st or Status.INTERNAL)
+        h: int = out.value
+        self._h: Optional[_Handle] = _Handle(h, lib.mdl_model_free)
+        self._inputs = tuple(self._io_info(lib.mdl_model_input_info, h, i) for i in range(lib.mdl_model_input_count(h)))
+        self._outputs = tuple(self._io_info(lib.mdl_model_output_info, h, i) for i in range(lib.mdl_model_output_count(h)))
+        self._input_index = {t.name: i for i, t in enumerate(self._inputs)}
+        self._pool: List[Session] = []
+        self._pool_lock = threading.Lock()
+
+    @staticmethod
+    def _io_info(fn: Any, h: int, i: int) -> TensorInfo:
+        ti = _lib.mdl_tensor_info()
+        st = fn(h, i, ctypes.byref(ti))
+        if st != Status.OK:
+            raise Error(f"cannot describe tensor {i}", st)
+        return _tensor_info(ti)
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    def _live(self) -> _Handle:
+        # Callers keep the returned handle in a local for the duration of their C calls: another
+        # thread's close() then cannot free the model under them.
+        h = self._h
+        if h is None:
+            raise Error("the model has been closed", Status.INVALID_ARGUMENT)
+        return h
+
+    def _get(self, fn: Any) -> Any:
+        h = self._live()
+        return fn(h.ptr)
+
+    def close(self) -> None:
+        """Release the model now rather than when it is garbage-collected.
+
+        Sessions created from it stay valid: the C model is freed once the last of them is gone.
+        """
+        with self._pool_lock:
+            for s in self._pool:
+                s.close()
+            self._pool.clear()
+        self._h = None
+
+    def __enter__(self) -> "Model":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "" if self._h is not None else " closed"
+        ins = ", ".join(f"{t.name}: {t.dtype}{list(t.shape)}" for t in self._inputs)
+        outs = ", ".join(f"{t.name}: {t.dtype}{list(t.shape)}" for t in self._outputs)
+        return f"<mdeploy.Model {self._source}{state} ({ins}) -> ({outs})>"
+
+    # -- description -------------------------------------------------------------------------
+
+    @property
+    def inputs(self) -> Tuple[TensorInfo, ...]:
+        """The graph inputs, in order: name, ``numpy.dtype``, shape."""
+        return self._inputs
+
+    @property
+    def outputs(self) -> Tuple[TensorInfo, ...]:
+        """The graph outputs, in order."""
+        return self._outputs
+
+    @property
+    def input_names(self) -> List[str]:
+        return [t.name for t in self._inputs]
+
+    @property
+    def output_names(self) -> List[str]:
+        return [t.name for t in self._outputs]
+
+    @property
+    def name(self) -> str:
+        return decode(self._get(lib.mdl_model_name))
+
+    @property
+    def version(self) -> str:
+        """The model's own version string (``--model-version``), not the file format's."""
+        return decode(self._get(lib.mdl_model_version))
+
+    @property
+    def producer(self) -> str:
+        return decode(self._get(lib.mdl_model_producer))
+
+    @property
+    def description(self) -> str:
+        return decode(self._get(lib.mdl_model_description))
+
+    @property
+    def format_version(self) -> Tuple[int, int]:
+        """``(major, minor)`` of the ``.mdl`` file format."""
+        live = self._live()  # held until return: see _live
+        h = live.ptr
+        return (lib.mdl_model_format_major(h), lib.mdl_model_format_minor(h))
+
+    @property
+    def metadata(self) -> Dict[str, str]:
+        """All metadata as one dict: ``name``, ``version``, ``producer``, ``description`` (``""``
+        when absent), then the model's free key/value pairs in file order."""
+        live = self._live()  # held until return: see _live
+        h = live.ptr
+        md = {
+            "name": self.name,
+            "version": self.version,
+            "producer": self.producer,
+            "description": self.description,
+        }
+        k, v = ctypes.c_char_p(), ctypes.c_char_p()
+        for i in range(lib.mdl_model_metadata_count(h)):
+            if lib.mdl_model_metadata_at(h, i, ctypes.byref(k), ctypes.byref(v)):
+                md[decode(k.value)] = decode(v.value)
+        return md
+
+    @property
+    def arena_bytes(self) -> int:
+        """Exact bytes one session needs (activation arena, kernel scratch, bookkeeping)."""
+        return int(self._get(lib.mdl_model_arena_size))
+
+    @property
+    def activation_bytes(self) -> int:
+        """Bytes of the activation arena alone (the memory plan)."""
+        return int(self._get(lib.mdl_model_activation_bytes))
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of constant tensor data."""
+        return int(self._get(lib.mdl_model_weight_bytes))
+
+    @property
+    def nodes(self) -> Tuple[NodeInfo, ...]:
+        """The operators in execution order."""
+        live = self._live()  # held until return: see _live
+        h = live.ptr
+        out = []
+        ni = _lib.mdl_node_info()
+        for i in range(lib.mdl_model_node_count(h)):
+            st = lib.mdl_model_node_info(h, i, ctypes.byref(ni))
+            if st != Status.OK:
+                raise Error(f"cannot describe node {i}", st)
+            out.append(
+                NodeInfo(
+                    name=decode(ni.name),
+                    op=decode(ni.op),
+                    inputs=tuple(int(ni.inputs[k]) for k in range(ni.nin)),
+                    outputs=tuple(int(ni.outputs[k]) for k in range(ni.nout)),
+                    scratch_bytes=int(ni.scratch_bytes),
+                )
+            )
+        return tuple(out)
+
+    @property
+    def tensors(self) -> Tuple[TensorInfo, ...]:
+        """Every tensor of the graph (indexed by :attr:`NodeInfo.inputs`/``outputs``)."""
+        live = self._live()  # held until return: see _live
+        h = live.ptr
+        out = []
+        ti = _lib.mdl_tensor_info()
+        const = ctypes.c_bool()
+        for i in range(lib.mdl_model_tensor_count(h)):
+            st = lib.mdl_model_tensor_info(h, i, ctypes.byref(ti), ctypes.byref(const))
+            if st != Status.OK:
+                raise Error(f"cannot describe tensor {i}", st)
+            out.append(_tensor_info(ti, bool(const.value)))
+        return tuple(out)
+
+    # -- running -----------------------------------------------------------------------------
+
+    def session(self, *, profile: bool = False) -> "Session":
+        """A new :class:`Session` of this model (same as ``Session(model, profile=...)``)."""
+        return Session(self, profile=profile)
+
+    def run(self, inputs: Inputs, *, as_dict: bool = False) -> Outputs:
+        """Run the model once and return its outputs as new arrays.
+
+        ``inputs``: one array (single-input models), a list/tuple in the model's input order, or
+        a dict from input name to array.  NumPy arrays must have the input's exact dtype and
+        shape (any strides or byte order); lists and scalars are converted to the input's dtype
+        when that is a same-kind cast.  Returns a list in output order, or a dict from output
+        name to array when ``as_dict`` is true.
+
+        Thread-safe: concurrent callers each use their own pooled session, and the GIL is
+        released while the C code runs, so threads score in parallel.
+        """
+        s = self._acquire()
+        try:
+            return s._run(inputs, as_dict, True)
+        finally:
+            self._release(s)
+
+    def _acquire(self) -> "Session":
+        with self._pool_lock:
+            if self._pool:
+                return self._pool.pop()
+        return Session(self, _pooled=True)
+
+    def _release(self, s: "Session") -> None:
+        with self._pool_lock:
+            if self._h is not None and len(self._pool) < self._POOL_MAX:
+                self._pool.append(s)
+                return
+        s.close()
+
+
+class _SessionState:
+    """The C session and the arrays viewing its input and output buffers (whose addresses are
+    fixed for the session's life, so the views are built once)."""
+
+    __slots__ = ("handle", "in_views", "out_views")
+
+    def __init__(self, handle: _Handle, model: Model) -> None:
+        p = handle.ptr
+        self.handle = handle
+        self.in_views = [_view(lib.mdl_session_input_data(p, i), t, False, handle) for i, t in enumerate(model._inputs)]
+        self.out_views = [_view(lib.mdl_session_output_data(p, i), t, True, handle) for i, t in enumerate(model._outputs)]
+
+
+class Session:
+    """A model's working memory (activation arena and kernel scratch) for repeated runs.
+
+    Creating a session allocates once; :meth:`run` then allocates nothing in C, and with
+    ``copy=False`` nothing in Python either.  A session belongs to one thread at a time (a second
+    thread calling :meth:`run` concurrently gets an :class:`Error`); any number of sessions, in
+    any threads, may share one :class:`Model`.  The GIL is released during the C run.
+
+    ``profile=True`` times every node; read the times with :meth:`profile`.
+    """
+
+    def __init__(self, model: Model, *, profile: bool = False, _pooled: bool = False) -> None:
+        if not isinstance(model, Model):
+            raise TypeError(f"Session() needs an mdeploy.Model, not {type(model).__name__}")
+        mh = model._h
+        if mh is None:
+            raise Error("the model has been closed", Status.INVALID_ARGUMENT)
+        opts = lib.mdl_session_options_default()
+        opts.profile = bool(profile)
+        out = ctypes.c_void_p()
+        err = _lib.mdl_error()
+        st = lib.mdl_session_create(mh.ptr, ctypes.byref(opts), ctypes.byref(out), ctypes.byref(err))
+        if st != Status.OK or not out.value:
+            raise _raise(err, st or Status.INTERNAL)
+        # A pooled session lives inside its model (Model.run): a strong reference back would make
+        # a cycle that only the garbage collector breaks, delaying the release of C memory.
+        self._model_ref: Callable[[], Optional[Model]] = weakref.ref(model) if _pooled else (lambda: model)
+        self._inputs = model._inputs
+        self._outputs = model._outputs
+        self._input_index = model._input_index
+        self._profile = bool(profile)
+        self._busy = threading.Lock()
+        self._state: Optional[_SessionState] = _SessionState(_Handle(out.value, lib.mdl_session_free, keep=mh), model)
+
+    @property
+    def model(self) -> Model:
+        m = self._model_ref()
+        if m is None:
+            raise Error("the model of this session is gone", Status.INVALID_ARGUMENT)
+        return m
+
+    @property
+    def inputs(self) -> Tuple[TensorInfo, ...]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> Tuple[TensorInfo, ...]:
+        return self._outputs
+
+    def close(self) -> None:
+        """Release the session now.  Arrays returned with ``copy=False`` or by
+        :meth:`input_buffer` / :meth:`output_buffer` keep its memory alive until they are gone."""
+        self._state = None
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "" if self._state is not None else " closed"
+        return f"<mdeploy.Session of {self._model_ref()!r}{state}>"
+
+    def _live(self) -> "_SessionState":
+        # As for Model._live: the local reference keeps the C session alive during a call.
+        st = self._state
+        if st is None:
+            raise Error("the session has been closed", Status.INVALID_ARGUMENT)
+        return st
+
+    def _index(self, key: Union[int, str], infos: Tuple[TensorInfo, ...], what: str) -> int:
+        if isinstance(key, str):
+            for i, t in enumerate(infos):
+                if t.name == key:
+                    return i
+            names = ", ".join(repr(t.name) for t in infos)
+            raise Error(f"the model has no {what} named {key!r} (its {what}s: {names})", Status.INVALID_ARGUMENT)
+        i = int(key)
+        if not 0 <= i < len(infos):
+            raise Error(f"{what} index {i} out of range (the model has {len(infos)})", Status.INVALID_ARGUMENT)
+        return i
+
+    def input_buffer(self, key: Union[int, str]) -> np.ndarray:
+        """A writable array over input ``key``'s memory in the arena (zero-copy input).
+
+        Fill it, then call ``run()`` with no inputs.  Its contents do not survive a run (the arena
+        is reused), so fill it again before every run.
+        """
+        return self._live().in_views[self._index(key, self.inputs, "input")]
+
+    def output_buffer(self, key: Union[int, str]) -> np.ndarray:
+        """A read-only array over output ``key``'s memory in the arena; the next run overwrites it."""
+        return self._live().out_views[self._index(key, self.outputs, "output")]
+
+    def run(self, inputs: Optional[Inputs] = None, *, as_dict: bool = False, copy: bool = True) -> Outputs:
+        """Run once.  ``inputs`` as for :meth:`Model.run`; ``None`` runs on what was written
+        into :meth:`input_buffer`.
+
+        With ``copy=True`` (the default) the outputs are new arrays the caller owns.  With
+        ``copy=False`` they are read-only views of the session's arena: no allocation at all,
+        but the next run of this session overwrites them.
+        """
+        if not self._busy.acquire(blocking=False):
+            raise Error(
+                "Session.run called while the session is running in another thread: a session "
+                "belongs to one thread at a time (use one Session per thread, or Model.run)",
+                Status.INVALID_ARGUMENT,
+            )
+        try:
+            return self._run(inputs, as_dict, copy)
+        finally:
+            self._busy.release()
+
+    def _run(self, inputs: Optional[Inputs], as_dict: bool, copy: bool) -> Outputs:
+        state = self._live()
+        if inputs is not None:
+            self._bind(inputs, state.in_views)
+        h = state.handle.ptr
+        st = lib.mdl_session_run(h)  # CDLL: the GIL is released for the whole call
+        if st != Status.OK:
+            msg = decode(lib.mdl_session_message(h)) or decode(lib.mdl_status_str(st))
+            raise Error(msg, st)
+        outs = [v.copy() for v in state.out_views] if copy else list(state.out_views)
+        if as_dict:
+            return {t.name: a for t, a in zip(self._outputs, outs)}
+        return outs
+
+    def _bind(self, inputs: Inputs, views: List[np.ndarray]) -> None:
+        infos = self._inputs
+        n = len(infos)
+        if isinstance(inputs, Mapping):
+            index = self._input_index
+            unknown = [k for k in inputs if k not in index]
+            if unknown:
+                raise Error(
+                    f"unknown input name{'s' if len(unknown) > 1 else ''} "
+                    f"{', '.join(repr(k) for k in unknown)}; the model's inputs are "
+                    f"{', '.join(repr(t.name) for t in infos)}",
+                    Status.INVALID_ARGUMENT,
+                )
+            missing = [t.name for t in infos if t.name not in inputs]
+            if missing:
+                raise Error(
+                    f"missing input{'s' if len(missing) > 1 else ''} "
+                    f"{', '.join(repr(k) for k in missing)}",
+                    Status.INVALID_ARGUMENT,
+                )
+            for i, t in enumerate(infos):
+                self._write(views[i], t, inputs[t.name])
+        elif isinstance(inputs, (list, tuple)):
+            if len(inputs) != n:
+                hint = (
+                    " (a list is taken as one array per input: pass a NumPy array for a single "
+                    "input's data)"
+                    if n == 1
+                    else ""
+                )
+                raise Error(
+                    f"the model takes {n} input{'s' if n != 1 else ''}, {len(inputs)} given{hint}",
+                    Status.INVALID_ARGUMENT,
+                )
+            for i, (t, x) in enumerate(zip(infos, inputs)):
+                self._write(views[i], t, x)
+        else:
+            if n != 1:
+                raise Error(
+                    f"the model takes {n} inputs ({', '.join(repr(t.name) for t in infos)}): "
+                    "pass a list in that order or a dict by name",
+                    Status.INVALID_ARGUMENT,
+                )
+            self._write(views[0], infos[0], inputs)
+
+    @staticmethod
+    def _write(view: np.ndarray, t: TensorInfo, x: Any) -> None:
+        if isinstance(x, (np.ndarray, np.generic)):
+            a = np.asarray(x)
+            # A byte-swapped array of the right type is accepted: copyto swaps as it copies.
+            if a.dtype != t.dtype and a.dtype.newbyteorder("=") != t.dtype:
+                raise Error(
+                    f"input '{t.name}' must be {t.dtype}, got {a.dtype} "
+                    f"(convert with x.astype(numpy.{t.dtype}))",
+                    Status.DTYPE,
+                )
+        else:
+            # Lists, scalars and foreign array types are converted when that keeps the kind of
+            # number (int -> int, float -> float); float data for an int input is an error.
+            try:
+                a = np.asarray(x)
+                if not np.can_cast(a.dtype, t.dtype, "same_kind"):
+                    raise Error(
+                        f"input '{t.name}' must be {t.dtype}, got {a.dtype} data", Status.DTYPE
+                    )
+                a = np.asarray(x, dtype=t.dtype)
+            except (TypeError, ValueError, OverflowError) as e:
+                raise Error(f"input '{t.name}': cannot convert to {t.dtype}: {e}", Status.DTYPE) from e
+        if a.shape != t.shape:
+            raise Error(
+                f"input '{t.name}' must have shape {t.shape}, got {a.shape}", Status.SHAPE
+            )
+        # Copies element by element whatever the strides, so non-contiguous inputs need no
+        # temporary, and the caller's array is never written to or aliased.
+        np.copyto(view, a, casting="equiv")
+
+    def profile(self) -> List[NodeTiming]:
+        """Per-node times of the last run, in execution order (needs ``profile=True``)."""
+        if not self._profile:
+            raise Error("profiling is off: create the session with profile=True", Status.INVALID_ARGUMENT)
+        state = self._live()
+        return [
+            NodeTiming(name=n.name, op=n.op, ns=int(lib.mdl_session_node_ns(state.handle.ptr, i)))
+            for i, n in enumerate(self.model.nodes)
+        ]

@@ -1,0 +1,86 @@
+"""python -m mdeploy run|inspect|convert mirrors the C tools."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mdeploy import _lib
+from mdeploy.__main__ import main
+from conftest import REPO, mlp_reference
+
+
+def _c_tool(name: str) -> Path:
+    return Path(_lib.library_path).resolve().parent / "bin" / name
+
+
+def test_module_entry_point():
+    r = subprocess.run([sys.executable, "-m", "mdeploy", "--version"], capture_output=True, text=True, env=os.environ)
+    assert r.returncode == 0 and "mdeploy 0.1.0" in r.stdout
+
+
+def test_inspect(mlp_path, capsys):
+    assert main(["inspect", str(mlp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "name         test-mlp" in text and "meta         author = pytest" in text
+    assert "input  0     x float32 [2,4]" in text and "output 0     probs float32 [2,3]" in text
+    assert main(["inspect", str(mlp_path), "--json"]) == 0
+    o = json.loads(capsys.readouterr().out)
+    assert o["name"] == "test-mlp" and o["metadata"] == {"author": "pytest"}
+    assert [op["op"] for op in o["operators"]] == ["FullyConnected", "Relu", "FullyConnected", "Softmax"]
+    assert o["inputs"][0] == {"name": "x", "dtype": "float32", "shape": [2, 4], "bytes": 32}
+
+
+def test_inspect_same_as_c_tool(mlp_path, capsys):
+    tool = _c_tool("mdeploy-inspect")
+    if not tool.is_file():
+        pytest.skip(f"{tool} not built")
+    for extra in ([], ["--json"]):
+        c = subprocess.run([str(tool), str(mlp_path), *extra], capture_output=True, text=True, check=True).stdout
+        assert main(["inspect", str(mlp_path), *extra]) == 0
+        py = capsys.readouterr().out
+        if extra:
+            assert json.loads(py) == json.loads(c)
+        else:
+            assert py == c
+
+
+def test_run(mlp_path, tmp_path, capsys):
+    x = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "y.npy"
+    assert main(["run", str(mlp_path), "-i", str(tmp_path / "x.npy"), "-o", str(out)]) == 0
+    assert "output 0 'probs': float32 [2,3] -> " in capsys.readouterr().out
+    np.testing.assert_allclose(np.load(out), mlp_reference(x), rtol=1e-5, atol=1e-6)
+    assert main(["run", str(mlp_path), "-i", str(tmp_path / "x.npy"), "--json"]) == 0
+    o = json.loads(capsys.readouterr().out)
+    assert o["outputs"] == [{"name": "probs", "dtype": "float32", "shape": [2, 3]}] and o["run_ms"] >= 0
+
+
+def test_run_errors(mlp_path, tmp_path, capsys):
+    np.save(tmp_path / "bad.npy", np.ones((2, 4)))
+    assert main(["run", str(mlp_path), "-i", str(tmp_path / "bad.npy")]) == 1
+    assert "float32" in capsys.readouterr().err
+    assert main(["run", str(tmp_path / "nope.mdl"), "-i", str(tmp_path / "bad.npy")]) == 1
+    assert "nope.mdl" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["run", str(mlp_path)])  # no -i for the model's input
+
+
+def test_convert(tmp_path, capsys):
+    out = tmp_path / "m.mdl"
+    rc = main(["convert", str(REPO / "tests/models/mlp.onnx"), "-o", str(out), "--input-shape", "x=8x784", "--model-version", "4.2"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "(opset 13)" in text and "ONNX nodes ->" in text
+    assert main(["inspect", str(out), "--json"]) == 0
+    o = json.loads(capsys.readouterr().out)
+    assert o["version"] == "4.2" and o["inputs"][0]["shape"] == [8, 784]
+    assert main(["convert", str(tmp_path / "missing.onnx"), "-o", str(out), "-q"]) == 1
+    assert "missing.onnx" in capsys.readouterr().err
