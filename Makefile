@@ -110,7 +110,7 @@ FUZZ_CC ?= clang
 FUZZ_B := build/fuzz
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Iinclude -Isrc \
               -std=c11 -D_POSIX_C_SOURCE=200809L
-$(FUZZ_B)/fuzz_load: tests/fuzz/fuzz_load.c $(CORE_SRCS) $(HOST_SRCS)
+$(FUZZ_B)/fuzz_load: tests/fuzz/fuzz_load.c $(CORE_SRCS)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -lm -lpthread
 

@@ -59,6 +59,8 @@ typedef struct cv_value {
        instead of the data being transposed back.  -1 otherwise. */
     int32_t flat_src;
     int32_t native_t; /* cached native-layout copy of a permuted value, -1 */
+    int32_t alt_t;    /* cached copy in layout alt_perm (e.g. an input in NHWC), -1 */
+    int8_t alt_perm[MDL_MAX_RANK];
 } cv_value;
 
 typedef struct cv_ctx {
@@ -67,6 +69,8 @@ typedef struct cv_ctx {
     const char *model_dir;
     /* the ONNX node being lowered (messages, node names) */
     const char *op_type, *node_name;
+    int32_t node_mark; /* first runtime node emitted for the current ONNX node */
+    bool nofold;       /* emit even when all inputs are constant */
     cv_tensor *ts;
     int32_t nts, cap_ts;
     cv_node *nodes;
@@ -144,6 +148,7 @@ mdl_status mdl__cv_fold(cv_ctx *c, const Onnx__NodeProto *n, int nin, const int3
                         const int32_t *out, bool *done);
 /* Operators the converter knows (lowered or folded). */
 bool mdl__cv_known_op(const char *op_type);
+bool mdl__cv_lowerable(const char *op_type);
 
 /* Attribute helpers. */
 const Onnx__AttributeProto *mdl__cv_attr(const Onnx__NodeProto *n, const char *name);

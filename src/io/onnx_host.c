@@ -1,0 +1,572 @@
+/* The ONNX importer and the converter entry points (include/mdeploy/convert.h).
+ *
+ * The model is parsed with protobuf-c (code generated at build time from the onnx package's
+ * onnx.proto), its initializers become constants, its inputs get fixed shapes, and its nodes are
+ * lowered one by one in topological order (graph/convert_*_host.c): constant subgraphs fold as
+ * they are met, so shapes are always known.  Then the passes run and the builder writes the file. */
+#include "graph/convert_host.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+mdl_convert_options mdl_convert_options_default(void) {
+    mdl_convert_options o;
+    memset(&o, 0, sizeof o);
+    return o;
+}
+
+mdl_status mdl_parse_input_shape(const char *text, mdl_input_shape *shape, mdl_error *err) {
+    if (!text || !shape) return mdl__error(err, MDL_INVALID_ARGUMENT, "mdl_parse_input_shape: NULL argument");
+    memset(shape, 0, sizeof *shape);
+    const char *eq = strrchr(text, '=');
+    if (!eq || eq == text)
+        return mdl__error(err, MDL_INVALID_ARGUMENT, "input shape '%s': expected NAME=DxDx... (e.g. x=1x3x224x224)", text);
+    const char *p = eq + 1;
+    int32_t rank = 0;
+    while (*p) {
+        if (rank == MDL_MAX_RANK)
+            return mdl__error(err, MDL_INVALID_ARGUMENT, "input shape '%s': more than %d dims", text, MDL_MAX_RANK);
+        char *end;
+        errno = 0;
+        long long v = strtoll(p, &end, 10);
+        if (end == p || errno || v < 1 || v > ((long long)1 << 40) || *p == '+' || *p == '-' || *p == ' ')
+            return mdl__error(err, MDL_INVALID_ARGUMENT, "input shape '%s': dimension '%.20s' is not a positive integer", text, p);
+        shape->dims[rank++] = v;
+        p = end;
+        if (*p == 'x' || *p == 'X' || *p == ',') {
+            p++;
+            if (!*p) return mdl__error(err, MDL_INVALID_ARGUMENT, "input shape '%s': trailing separator", text);
+        } else if (*p) {
+            return mdl__error(err, MDL_INVALID_ARGUMENT, "input shape '%s': unexpected '%c'", text, *p);
+        }
+    }
+    if (rank == 0) return mdl__error(err, MDL_INVALID_ARGUMENT, "input shape '%s': no dimensions", text);
+    shape->name = text; /* the name ends at the last '=' */
+    shape->rank = rank;
+    return MDL_OK;
+}
+
+/* Length of an input-shape name: up to its last '=' when it points into "NAME=dims" text. */
+static size_t shape_name_len(const char *name) {
+    const char *eq = strrchr(name, '=');
+    return eq ? (size_t)(eq - name) : strlen(name);
+}
+
+static bool shape_name_is(const char *name, const char *input) {
+    size_t n = shape_name_len(name);
+    return strlen(input) == n && memcmp(name, input, n) == 0;
+}
+
+/* ---- files ----------------------------------------------------------------------------------- */
+
+static mdl_status read_file(const char *path, uint8_t **data, size_t *size, mdl_error *err) {
+    *data = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return mdl__error(err, MDL_IO, "cannot open '%s': %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        fclose(f);
+        return mdl__error(err, MDL_IO, "cannot read '%s': not a regular file", path);
+    }
+    size_t n = (size_t)sb.st_size;
+    uint8_t *buf = malloc(n ? n : 1);
+    if (!buf) {
+        fclose(f);
+        return mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory reading '%s' (%zu bytes)", path, n);
+    }
+    if (fread(buf, 1, n, f) != n) {
+        int e = errno;
+        free(buf);
+        fclose(f);
+        return mdl__error(err, MDL_IO, "cannot read '%s': %s", path, strerror(e));
+    }
+    fclose(f);
+    *data = buf;
+    *size = n;
+    return MDL_OK;
+}
+
+/* External tensor data: "location" relative to the model's directory, optional offset/length. */
+static mdl_status read_external(cv_ctx *c, const Onnx__TensorProto *tp, const char *name,
+                                size_t want, void *dst) {
+    const char *loc = NULL;
+    long long off = 0, len = -1;
+    for (size_t i = 0; i < tp->n_external_data; i++) {
+        const Onnx__StringStringEntryProto *e = tp->external_data[i];
+        if (!e->key || !e->value) continue;
+        if (!strcmp(e->key, "location")) loc = e->value;
+        else if (!strcmp(e->key, "offset")) off = strtoll(e->value, NULL, 10);
+        else if (!strcmp(e->key, "length")) len = strtoll(e->value, NULL, 10);
+    }
+    if (!loc || !*loc)
+        return mdl__error(c->err, MDL_CORRUPT_MODEL, "initializer '%s': external data without a location", name);
+    /* the data must live beside the model: no absolute paths, no way up */
+    if (loc[0] == '/' || strstr(loc, "..") || off < 0)
+        return mdl__error(c->err, MDL_CORRUPT_MODEL,
+                          "initializer '%s': external data location '%s' is outside the model directory",
+                          name, loc);
+    if (len >= 0 && (size_t)len != want)
+        return mdl__error(c->err, MDL_CORRUPT_MODEL, "initializer '%s': external data is %lld bytes, expected %zu",
+                          name, len, want);
+    char path[PATH_MAX];
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", c->model_dir, loc) >= sizeof path)
+        return mdl__error(c->err, MDL_IO, "initializer '%s': external data path too long", name);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return mdl__error(c->err, MDL_IO, "initializer '%s': cannot open external data '%s': %s", name,
+                          path, strerror(errno));
+    bool ok = fseek(f, (long)off, SEEK_SET) == 0 && fread(dst, 1, want, f) == want;
+    fclose(f);
+    if (!ok)
+        return mdl__error(c->err, MDL_IO, "initializer '%s': external data '%s' is shorter than offset %lld + %zu bytes",
+                          name, path, off, want);
+    return MDL_OK;
+}
+
+static float half_to_float(uint16_t h) {
+    uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 0x1F, m = h & 0x3FF, bits;
+    if (e == 0) {
+        if (!m) bits = s;
+        else { /* subnormal */
+            e = 127 - 15 + 1;
+            while (!(m & 0x400)) {
+                m <<= 1;
+                e--;
+            }
+            bits = s | (e << 23) | ((m & 0x3FF) << 13);
+        }
+    } else if (e == 31) {
+        bits = s | 0x7F800000u | (m << 13);
+    } else {
+        bits = s | ((e + 127 - 15) << 23) | (m << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+mdl_status mdl__cv_tensor_proto(cv_ctx *c, const Onnx__TensorProto *tp, const char *name,
+                                int32_t *out, bool *is_bool) {
+    if (!name || !*name) name = tp->name ? tp->name : "";
+    int32_t type = tp->has_data_type ? tp->data_type : 0;
+    mdl_dtype dt;
+    size_t src_es; /* bytes per element in raw_data */
+    *is_bool = false;
+    switch (type) {
+    case 1: dt = MDL_DTYPE_FLOAT32; src_es = 4; break;
+    case 2: dt = MDL_DTYPE_UINT8; src_es = 1; break;
+    case 3: dt = MDL_DTYPE_INT8; src_es = 1; break;
+    case 4: dt = MDL_DTYPE_INT32; src_es = 2; break;  /* uint16 */
+    case 5: dt = MDL_DTYPE_INT32; src_es = 2; break;  /* int16 */
+    case 6: dt = MDL_DTYPE_INT32; src_es = 4; break;
+    case 7: dt = MDL_DTYPE_INT64; src_es = 8; break;
+    case 9: dt = MDL_DTYPE_UINT8; src_es = 1; *is_bool = true; break;
+    case 10: dt = MDL_DTYPE_FLOAT32; src_es = 2; break; /* float16 */
+    case 11: dt = MDL_DTYPE_FLOAT32; src_es = 8; break; /* double */
+    case 12: dt = MDL_DTYPE_INT64; src_es = 4; break;   /* uint32 */
+    case 13: dt = MDL_DTYPE_INT64; src_es = 8; break;   /* uint64 */
+    case 16: dt = MDL_DTYPE_FLOAT32; src_es = 2; break; /* bfloat16 */
+    default:
+        return mdl__error(c->err, MDL_UNSUPPORTED, "tensor '%s': ONNX data type %d is not supported", name, (int)type);
+    }
+    if (tp->n_dims > MDL_MAX_RANK)
+        return mdl__error(c->err, MDL_UNSUPPORTED, "tensor '%s': rank %zu exceeds %d", name, tp->n_dims, MDL_MAX_RANK);
+    int64_t count;
+    size_t bytes;
+    if (!mdl__shape_size((int32_t)tp->n_dims, tp->dims, src_es, &count, &bytes))
+        return mdl__error(c->err, MDL_CORRUPT_MODEL, "tensor '%s': negative or huge dims", name);
+    int32_t t = mdl__cv_tensor(c, name, dt, (int32_t)tp->n_dims, tp->dims, NULL);
+    if (t < 0) return c->err->status;
+    void *dst = mdl__cv_alloc(c, c->ts[t].bytes);
+    if (!dst) return mdl__error(c->err, MDL_OUT_OF_MEMORY, "out of memory for tensor '%s'", name);
+    c->ts[t].data = dst;
+    /* raw bytes (little-endian, from raw_data or an external file) */
+    const uint8_t *raw = NULL;
+    uint8_t *ext = NULL;
+    if (tp->has_data_location && tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
+        ext = malloc(bytes ? bytes : 1);
+        if (!ext) return mdl__error(c->err, MDL_OUT_OF_MEMORY, "out of memory for tensor '%s'", name);
+        mdl_status st = read_external(c, tp, name, bytes, ext);
+        if (st) {
+            free(ext);
+            return st;
+        }
+        raw = ext;
+    } else if (tp->has_raw_data) {
+        if (tp->raw_data.len != bytes)
+            return mdl__error(c->err, MDL_CORRUPT_MODEL, "tensor '%s': raw_data has %zu bytes, its shape needs %zu",
+                              name, tp->raw_data.len, bytes);
+        raw = tp->raw_data.data;
+    }
+    mdl_status st = MDL_OK;
+    if (raw) {
+        for (int64_t i = 0; i < count; i++) {
+            const uint8_t *p = raw + (size_t)i * src_es;
+            switch (type) {
+            case 1: case 2: case 3: case 6: case 7: case 9: memcpy((char *)dst + (size_t)i * src_es, p, src_es); break;
+            case 4: { uint16_t v; memcpy(&v, p, 2); ((int32_t *)dst)[i] = v; break; }
+            case 5: { int16_t v; memcpy(&v, p, 2); ((int32_t *)dst)[i] = v; break; }
+            case 10: { uint16_t v; memcpy(&v, p, 2); ((float *)dst)[i] = half_to_float(v); break; }
+            case 11: { double v; memcpy(&v, p, 8); ((float *)dst)[i] = (float)v; break; }
+            case 12: { uint32_t v; memcpy(&v, p, 4); ((int64_t *)dst)[i] = v; break; }
+            case 13: { uint64_t v; memcpy(&v, p, 8); ((int64_t *)dst)[i] = (int64_t)v; break; }
+            case 16: { uint16_t v; memcpy(&v, p, 2); uint32_t b = (uint32_t)v << 16; float f; memcpy(&f, &b, 4); ((float *)dst)[i] = f; break; }
+            default: break;
+            }
+        }
+    } else {
+        /* typed fields: which one holds the data depends on the type */
+        size_t have = type == 1 ? tp->n_float_data
+                      : type == 7 ? tp->n_int64_data
+                      : type == 11 ? tp->n_double_data
+                      : (type == 12 || type == 13) ? tp->n_uint64_data
+                                                   : tp->n_int32_data;
+        if (have != (size_t)count)
+            st = mdl__error(c->err, MDL_CORRUPT_MODEL, "tensor '%s' has %zu values, its shape needs %lld",
+                            name, have, (long long)count);
+        for (int64_t i = 0; !st && i < count; i++) {
+            switch (type) {
+            case 1: ((float *)dst)[i] = tp->float_data[i]; break;
+            case 7: ((int64_t *)dst)[i] = tp->int64_data[i]; break;
+            case 11: ((float *)dst)[i] = (float)tp->double_data[i]; break;
+            case 12: case 13: ((int64_t *)dst)[i] = (int64_t)tp->uint64_data[i]; break;
+            case 2: case 9: ((uint8_t *)dst)[i] = (uint8_t)tp->int32_data[i]; break;
+            case 3: ((int8_t *)dst)[i] = (int8_t)tp->int32_data[i]; break;
+            case 4: case 5: case 6: ((int32_t *)dst)[i] = tp->int32_data[i]; break;
+            case 10: ((float *)dst)[i] = half_to_float((uint16_t)tp->int32_data[i]); break;
+            case 16: { uint32_t b = (uint32_t)(uint16_t)tp->int32_data[i] << 16; float f; memcpy(&f, &b, 4); ((float *)dst)[i] = f; break; }
+            default: break;
+            }
+        }
+    }
+    free(ext);
+    if (st) return st;
+    *out = t;
+    return MDL_OK;
+}
+
+/* ---- inputs ---------------------------------------------------------------------------------- */
+
+static mdl_status add_input(cv_ctx *c, const Onnx__ValueInfoProto *vi, const mdl_convert_options *o,
+                            bool *used) {
+    const char *name = vi->name ? vi->name : "";
+    const Onnx__TypeProto *tp = vi->type;
+    if (!tp || tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !tp->tensor_type)
+        return mdl__error(c->err, MDL_UNSUPPORTED, "graph input '%s' is not a tensor", name);
+    const Onnx__TypeProto__Tensor *tt = tp->tensor_type;
+    mdl_dtype dt;
+    switch (tt->has_elem_type ? tt->elem_type : 0) {
+    case 1: dt = MDL_DTYPE_FLOAT32; break;
+    case 2: dt = MDL_DTYPE_UINT8; break;
+    case 3: dt = MDL_DTYPE_INT8; break;
+    case 6: dt = MDL_DTYPE_INT32; break;
+    case 7: dt = MDL_DTYPE_INT64; break;
+    default:
+        return mdl__error(c->err, MDL_UNSUPPORTED, "graph input '%s' has ONNX element type %d (supported: float, "
+                          "int8, uint8, int32, int64)", name, tt->has_elem_type ? (int)tt->elem_type : 0);
+    }
+    const mdl_input_shape *given = NULL;
+    for (int32_t k = 0; k < o->ninput_shapes && k < MDL_CONVERT_MAX_SHAPES; k++)
+        if (o->input_shapes[k].name && shape_name_is(o->input_shapes[k].name, name)) {
+            given = &o->input_shapes[k];
+            used[k] = true;
+        }
+    int64_t dims[MDL_MAX_RANK];
+    int32_t rank;
+    if (tt->shape) {
+        if (tt->shape->n_dim > MDL_MAX_RANK)
+            return mdl__error(c->err, MDL_UNSUPPORTED, "graph input '%s' has rank %zu (max %d)", name,
+                              tt->shape->n_dim, MDL_MAX_RANK);
+        rank = (int32_t)tt->shape->n_dim;
+        if (given && given->rank != rank)
+            return mdl__error(c->err, MDL_SHAPE, "--input-shape %s: rank %d, the model's input has rank %d",
+                              name, (int)given->rank, (int)rank);
+        for (int32_t i = 0; i < rank; i++) {
+            const Onnx__TensorShapeProto__Dimension *d = tt->shape->dim[i];
+            bool fixed = d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE && d->dim_value > 0;
+            if (fixed && given && given->dims[i] != d->dim_value)
+                return mdl__error(c->err, MDL_SHAPE, "--input-shape %s: dim %d is %lld, the model fixes it to %lld",
+                                  name, (int)i, (long long)given->dims[i], (long long)d->dim_value);
+            /* dynamic dims: the given value, else 1 */
+            dims[i] = fixed ? d->dim_value : given ? given->dims[i] : 1;
+        }
+    } else {
+        if (!given)
+            return mdl__error(c->err, MDL_SHAPE, "graph input '%s' has no shape: give one with --input-shape", name);
+        rank = given->rank;
+        memcpy(dims, given->dims, sizeof(int64_t) * (size_t)rank);
+    }
+    int32_t v = mdl__cv_value(c, name);
+    int32_t t = v < 0 ? -1 : mdl__cv_tensor(c, name, dt, rank, dims, NULL);
+    if (t < 0) return c->err->status ? c->err->status : MDL_OUT_OF_MEMORY;
+    c->ts[t].graph_input = true;
+    mdl__cv_bind(c, v, t, NULL);
+    c->inputs[c->ninputs++] = t;
+    return MDL_OK;
+}
+
+/* ---- the conversion ------------------------------------------------------------------------ */
+
+static int64_t model_opset(const Onnx__ModelProto *m) {
+    for (size_t i = 0; i < m->n_opset_import; i++) {
+        const Onnx__OperatorSetIdProto *o = m->opset_import[i];
+        if (!o->domain || !*o->domain || !strcmp(o->domain, "ai.onnx")) return o->has_version ? o->version : 1;
+    }
+    return -1;
+}
+
+/* Lowers every node, in topological order (ONNX requires sorted graphs; tolerate unsorted ones). */
+static mdl_status lower_nodes(cv_ctx *c, const Onnx__GraphProto *g) {
+    size_t nn = g->n_node;
+    uint8_t *done = calloc(nn ? nn : 1, 1);
+    if (!done) return mdl__error(c->err, MDL_OUT_OF_MEMORY, "out of memory");
+    mdl_status st = MDL_OK;
+    size_t remaining = nn;
+    while (remaining && !st) {
+        size_t progress = 0;
+        for (size_t i = 0; i < nn && !st; i++) {
+            if (done[i]) continue;
+            const Onnx__NodeProto *n = g->node[i];
+            bool ready = true;
+            for (size_t k = 0; k < n->n_input && ready; k++) {
+                if (!n->input[k] || !*n->input[k]) continue;
+                int32_t v = mdl__cv_value_find(c, n->input[k]);
+                ready = v >= 0 && c->vals[v].defined;
+            }
+            if (!ready) continue;
+            done[i] = 1;
+            progress++;
+            remaining--;
+            const char *op = n->op_type ? n->op_type : "";
+            c->op_type = op;
+            c->node_name = n->name && *n->name ? n->name : mdl__cv_fmt(c, "%s_%zu", op, i);
+            c->node_mark = c->nnodes;
+            if (n->domain && *n->domain && strcmp(n->domain, "ai.onnx")) {
+                st = mdl__cv_fail(c, MDL_UNSUPPORTED, "unsupported operator (domain '%s')", n->domain);
+                break;
+            }
+            if (!mdl__cv_known_op(op)) {
+                st = mdl__cv_fail(c, MDL_UNSUPPORTED, "unsupported operator");
+                break;
+            }
+            if (n->n_input > MDL_MAX_NODE_IO || n->n_output > 8) {
+                st = mdl__cv_fail(c, MDL_UNSUPPORTED, "too many inputs or outputs");
+                break;
+            }
+            int32_t in[MDL_MAX_NODE_IO], out[8];
+            int nin = (int)n->n_input, nout = (int)n->n_output;
+            for (int k = 0; k < nin; k++)
+                in[k] = n->input[k] && *n->input[k] ? mdl__cv_value_find(c, n->input[k]) : -1;
+            for (int k = 0; k < nout && !st; k++) {
+                out[k] = -1;
+                if (!n->output[k] || !*n->output[k]) continue;
+                out[k] = mdl__cv_value(c, n->output[k]);
+                if (out[k] < 0) st = c->err->status;
+                else if (c->vals[out[k]].defined)
+                    st = mdl__cv_fail(c, MDL_CORRUPT_MODEL, "output '%s' is defined twice", n->output[k]);
+            }
+            if (st) break;
+            bool folded_here = false;
+            if ((st = mdl__cv_fold(c, n, nin, in, nout, out, &folded_here))) break;
+            if (!folded_here && (st = mdl__cv_lower(c, n, nin, in, nout, out))) break;
+            bool all_const = true;
+            for (int k = 0; k < nout && !st; k++) {
+                if (out[k] < 0) continue;
+                if (!c->vals[out[k]].defined) {
+                    /* an optional output the converter cannot produce (e.g. MaxPool Indices) */
+                    st = mdl__cv_fail(c, MDL_UNSUPPORTED, "output %d '%s' is not supported", k, n->output[k]);
+                }
+                all_const = all_const && mdl__cv_is_const(c, out[k]);
+            }
+            if (!st && all_const) c->folded++;
+        }
+        if (!st && !progress) {
+            /* report the first input that never becomes available */
+            for (size_t i = 0; i < nn; i++) {
+                if (done[i]) continue;
+                const Onnx__NodeProto *n = g->node[i];
+                for (size_t k = 0; k < n->n_input; k++) {
+                    if (!n->input[k] || !*n->input[k]) continue;
+                    int32_t v = mdl__cv_value_find(c, n->input[k]);
+                    if (v < 0 || !c->vals[v].defined) {
+                        c->op_type = NULL;
+                        st = mdl__error(c->err, MDL_CORRUPT_MODEL,
+                                        "%s '%s': input '%s' is never computed (undefined value or a cycle)",
+                                        n->op_type ? n->op_type : "", n->name ? n->name : "", n->input[k]);
+                        break;
+                    }
+                }
+                if (st) break;
+            }
+            if (!st) st = mdl__error(c->err, MDL_CORRUPT_MODEL, "graph has a cycle");
+        }
+    }
+    free(done);
+    return st;
+}
+
+/* Graph outputs in the ONNX layout, each produced by a node and named as in the ONNX model. */
+static mdl_status bind_outputs(cv_ctx *c, const Onnx__GraphProto *g) {
+    mdl_status st_copy;
+    c->op_type = NULL;
+    for (size_t k = 0; k < g->n_output; k++) {
+        const char *name = g->output[k]->name ? g->output[k]->name : "";
+        int32_t v = mdl__cv_value_find(c, name);
+        if (v < 0 || !c->vals[v].defined)
+            return mdl__error(c->err, MDL_CORRUPT_MODEL, "graph output '%s' is never computed", name);
+        c->node_name = name;
+        c->node_mark = c->nnodes;
+        int32_t t = mdl__cv_native(c, v);
+        if (t < 0) return c->err->status;
+        bool dup = false;
+        for (int32_t j = 0; j < c->noutputs; j++) dup = dup || c->outputs[j] == t;
+        if (c->ts[t].data || c->ts[t].graph_input || dup) {
+            /* a constant, an input or a repeated output: give it its own copy */
+            c->nofold = true;
+            int32_t copy;
+            st_copy = mdl__cv_emit(c, MDL_OP_RESHAPE, "copy", 1, &t, 1, &copy, NULL, c->ts[t].rank,
+                                   c->ts[t].dims);
+            t = copy;
+            c->nofold = false;
+            if (st_copy) return st_copy;
+        }
+        c->ts[t].name = c->vals[v].name;
+        c->outputs[c->noutputs++] = t;
+    }
+    return MDL_OK;
+}
+
+static mdl_status convert(cv_ctx *c, const Onnx__ModelProto *m, const char *out_path,
+                          const mdl_convert_options *o, mdl_convert_report *rep) {
+    mdl_status st;
+    const Onnx__GraphProto *g = m->graph;
+    c->opset = model_opset(m);
+    if (c->opset < 0) return mdl__error(c->err, MDL_CORRUPT_MODEL, "the model imports no ONNX operator set");
+    if (c->opset < 7)
+        return mdl__error(c->err, MDL_UNSUPPORTED, "opset %lld is too old (7 or newer needed)", (long long)c->opset);
+    rep->opset = c->opset;
+    rep->onnx_nodes = (int32_t)g->n_node;
+    if (g->n_sparse_initializer)
+        return mdl__error(c->err, MDL_UNSUPPORTED, "sparse initializers are not supported");
+    for (size_t i = 0; i < g->n_initializer; i++) {
+        const Onnx__TensorProto *tp = g->initializer[i];
+        const char *name = tp->name ? tp->name : "";
+        int32_t v = mdl__cv_value(c, name), t;
+        bool is_bool;
+        if (v < 0) return c->err->status;
+        if ((st = mdl__cv_tensor_proto(c, tp, name, &t, &is_bool))) return st;
+        mdl__cv_bind(c, v, t, NULL);
+        c->vals[v].is_bool = is_bool;
+    }
+    c->inputs = calloc(g->n_input + 1, sizeof(int32_t));
+    c->outputs = calloc(g->n_output + 1, sizeof(int32_t));
+    if (!c->inputs || !c->outputs) return mdl__error(c->err, MDL_OUT_OF_MEMORY, "out of memory");
+    bool used[MDL_CONVERT_MAX_SHAPES] = {false};
+    for (size_t i = 0; i < g->n_input; i++) {
+        const char *name = g->input[i]->name ? g->input[i]->name : "";
+        int32_t v = mdl__cv_value_find(c, name);
+        if (v >= 0 && c->vals[v].defined) continue; /* an initializer listed as input (IR < 4) */
+        if ((st = add_input(c, g->input[i], o, used))) return st;
+    }
+    for (int32_t k = 0; k < o->ninput_shapes && k < MDL_CONVERT_MAX_SHAPES; k++)
+        if (!used[k] && o->input_shapes[k].name)
+            return mdl__error(c->err, MDL_INVALID_ARGUMENT, "--input-shape: the model has no input '%.*s'",
+                              (int)shape_name_len(o->input_shapes[k].name), o->input_shapes[k].name);
+    if (!c->ninputs) return mdl__error(c->err, MDL_UNSUPPORTED, "the model has no run-time inputs");
+    if (!g->n_output) return mdl__error(c->err, MDL_CORRUPT_MODEL, "the model has no outputs");
+    if ((st = lower_nodes(c, g))) return st;
+    if ((st = bind_outputs(c, g))) return st;
+    c->op_type = NULL;
+    mdl__cv_optimize(c);
+
+    mdl_builder *b;
+    if ((st = mdl_builder_create(NULL, &b, c->err))) return st;
+    char ver[32];
+    const char *name = o->name ? o->name : g->name ? g->name : "";
+    const char *version = o->model_version;
+    if (!version && m->has_model_version) {
+        snprintf(ver, sizeof ver, "%lld", (long long)m->model_version);
+        version = ver;
+    }
+    const char *desc = o->description ? o->description : m->doc_string ? m->doc_string : g->doc_string;
+    mdl_builder_set_metadata(b, "name", name);
+    if (version) mdl_builder_set_metadata(b, "version", version);
+    if (desc) mdl_builder_set_metadata(b, "description", desc);
+    char src[512];
+    snprintf(src, sizeof src, "%s %s (ONNX opset %lld)", m->producer_name ? m->producer_name : "",
+             m->producer_version ? m->producer_version : "", (long long)c->opset);
+    mdl_builder_set_metadata(b, "source", src);
+    st = mdl__cv_build(c, b, &rep->nodes_out);
+    if (!st) st = mdl_builder_write_file(b, out_path, c->err);
+    mdl_builder_free(b);
+    if (st) return st;
+    rep->folded = c->folded;
+    rep->fused = c->fused;
+    rep->removed = c->removed;
+    /* the numbers of the file as written (and proof that it loads) */
+    mdl_model *mm;
+    if ((st = mdl_model_load_file(out_path, NULL, &mm, c->err))) {
+        remove(out_path);
+        return st;
+    }
+    rep->weight_bytes = mdl_model_weight_bytes(mm);
+    rep->arena_bytes = mdl_model_activation_bytes(mm);
+    mdl_model_free(mm);
+    struct stat sb;
+    if (stat(out_path, &sb) == 0) rep->file_bytes = (size_t)sb.st_size;
+    return MDL_OK;
+}
+
+/* protobuf-c allocations through plain malloc (its default) are fine; errors come back as NULL. */
+mdl_status mdl_convert_onnx(const char *onnx_path, const char *out_path,
+                            const mdl_convert_options *options, mdl_convert_report *report,
+                            mdl_error *err) {
+    mdl_error local;
+    if (!err) err = &local;
+    err->status = MDL_OK;
+    err->msg[0] = 0;
+    if (!onnx_path || !out_path)
+        return mdl__error(err, MDL_INVALID_ARGUMENT, "mdl_convert_onnx: NULL path");
+    mdl_convert_options defaults = mdl_convert_options_default();
+    const mdl_convert_options *o = options ? options : &defaults;
+    if (o->ninput_shapes < 0 || o->ninput_shapes > MDL_CONVERT_MAX_SHAPES)
+        return mdl__error(err, MDL_INVALID_ARGUMENT, "ninput_shapes %d out of range", (int)o->ninput_shapes);
+    mdl_convert_report rep;
+    memset(&rep, 0, sizeof rep);
+    uint8_t *buf = NULL;
+    size_t size = 0;
+    mdl_status st = read_file(onnx_path, &buf, &size, err);
+    if (st) return st;
+    Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, size, buf);
+    if (!m || !m->graph) {
+        if (m) onnx__model_proto__free_unpacked(m, NULL);
+        free(buf);
+        return mdl__error(err, MDL_CORRUPT_MODEL, "'%s' is not an ONNX model (protobuf parse failed or no graph)",
+                          onnx_path);
+    }
+    cv_ctx c;
+    memset(&c, 0, sizeof c);
+    c.err = err;
+    char *dir = mdl__cv_fmt(&c, "%s", onnx_path);
+    if (dir) {
+        char *slash = strrchr(dir, '/');
+        if (!slash) dir = ".";
+        else if (slash == dir) dir = "/";
+        else *slash = 0;
+    }
+    c.model_dir = dir ? dir : ".";
+    st = convert(&c, m, out_path, o, &rep);
+    mdl__cv_free(&c);
+    onnx__model_proto__free_unpacked(m, NULL);
+    free(buf);
+    if (st) {
+        if (!err->msg[0]) mdl__error(err, st, "conversion failed: %s", mdl_status_str(st));
+        return st;
+    }
+    if (report) *report = rep;
+    return MDL_OK;
+}
