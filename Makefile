@@ -116,7 +116,7 @@ $(FUZZ_B)/fuzz_load: tests/fuzz/fuzz_load.c $(CORE_SRCS)
 
 fuzz: $(FUZZ_B)/fuzz_load
 	@mkdir -p $(FUZZ_B)/corpus $(FUZZ_B)/artifacts
-	$(FUZZ_B)/fuzz_load -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -rss_limit_mb=2048 \
+	$(FUZZ_B)/fuzz_load -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -rss_limit_mb=2048 -max_len=65536 \
 	    -artifact_prefix=$(FUZZ_B)/artifacts/ $(FUZZ_B)/corpus tests/fuzz/corpus
 
 # Replays the committed corrupt-model corpus under ASan/UBSan, then fuzzes for 20 s.
