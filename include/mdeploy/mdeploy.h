@@ -148,7 +148,8 @@ MDL_API mdl_load_options mdl_load_options_default(void);
 MDL_API mdl_status mdl_model_load_buffer(const void *data, size_t size, const mdl_load_options *options,
                                  mdl_model **out, mdl_error *err);
 
-/* Reads a file and loads it (always a private copy).  Host builds only.  Errors as above + IO. */
+/* Maps a file read-only and loads it in place (no copy; the mapping is released by
+   mdl_model_free).  Host builds only.  Errors as above + IO. */
 MDL_API mdl_status mdl_model_load_file(const char *path, const mdl_load_options *options, mdl_model **out,
                                mdl_error *err);
 

@@ -59,7 +59,8 @@ void mdl_model_free(mdl_model *m) {
     const mdl_allocator *a = m->alloc;
     if (m->plan_computed) mdl__plan_free(&m->plan, a);
     mdl__free(a, m->block);
-    mdl__free(a, m->owned);
+    if (m->release) m->release(m->owned, m->owned_size);
+    else mdl__free(a, m->owned);
     mdl__free(a, m);
 }
 

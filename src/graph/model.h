@@ -9,6 +9,8 @@ struct mdl_model {
     const mdl_allocator *alloc;
     void *block; /* one allocation holding the arrays below */
     void *owned; /* private copy of the file bytes, or NULL when used in place */
+    size_t owned_size;
+    void (*release)(void *owned, size_t size); /* frees `owned` when not from the allocator */
     const uint8_t *buf;
     size_t size;
     int format_major, format_minor;

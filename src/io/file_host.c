@@ -1,4 +1,4 @@
-/* File I/O for models (host builds only): load a model file, write a built model atomically. */
+/* File I/O for models (host builds only): map a model file, write a built model atomically. */
 #include "graph/model.h"
 #include "graph/util.h"
 
@@ -6,49 +6,52 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+static void unmap(void *p, size_t n) { munmap(p, n); }
+
+/* Maps the file read-only and loads it in place: no copy, pages come in as the verifier and the
+   kernels touch them, and several processes share one copy of the weights.  Private mapping of a
+   file that is replaced on disk keeps the old bytes (rename, as our writers do, never changes
+   them in place). */
 mdl_status mdl_model_load_file(const char *path, const mdl_load_options *options, mdl_model **out,
                                mdl_error *err) {
     if (!out) return mdl__error(err, MDL_INVALID_ARGUMENT, "mdl_model_load_file: out is NULL");
     *out = NULL;
     if (!path) return mdl__error(err, MDL_INVALID_ARGUMENT, "mdl_model_load_file: path is NULL");
     mdl_load_options o = options ? *options : mdl_load_options_default();
-    const mdl_allocator *a = mdl__allocator_or_default(o.allocator);
-    FILE *f = fopen(path, "rb");
-    if (!f) return mdl__error(err, MDL_IO, "cannot open model '%s': %s", path, strerror(errno));
-    mdl_status st = MDL_OK;
-    uint8_t *buf = NULL;
-    long len = -1;
-    if (fseek(f, 0, SEEK_END) == 0) len = ftell(f);
-    if (len < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        st = mdl__error(err, MDL_IO, "cannot read model '%s': not a regular file", path);
-        goto done;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return mdl__error(err, MDL_IO, "cannot open model '%s': %s", path, strerror(errno));
+    struct stat st_;
+    if (fstat(fd, &st_) != 0 || !S_ISREG(st_.st_mode)) {
+        close(fd);
+        return mdl__error(err, MDL_IO, "cannot read model '%s': not a regular file", path);
     }
-    buf = mdl__alloc(a, (size_t)len + 1);
-    if (!buf) {
-        st = mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory reading '%s' (%ld bytes)", path, len);
-        goto done;
-    }
-    if (fread(buf, 1, (size_t)len, f) != (size_t)len) {
-        st = mdl__error(err, MDL_IO, "cannot read model '%s': %s", path, strerror(errno));
-        goto done;
-    }
-    o.flags &= ~(uint32_t)MDL_LOAD_COPY; /* buf is ours already */
-    st = mdl_model_load_buffer(buf, (size_t)len, &o, out, err);
+    size_t size = (size_t)st_.st_size;
+    void *map = size ? mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
+    close(fd);
+    if (map == MAP_FAILED)
+        return size ? mdl__error(err, MDL_IO, "cannot map model '%s': %s", path, strerror(errno))
+                    : mdl__error(err, MDL_CORRUPT_MODEL, "%s: empty file", path);
+    o.flags &= ~(uint32_t)MDL_LOAD_COPY;
+    mdl_status st = mdl_model_load_buffer(map, size, &o, out, err);
     if (st == MDL_OK) {
-        (*out)->owned = buf;
-        buf = NULL;
-    } else if (err) {
+        (*out)->owned = map;
+        (*out)->owned_size = size;
+        (*out)->release = unmap;
+        return MDL_OK;
+    }
+    munmap(map, size);
+    if (err) {
         /* prefix the path so a user with several models knows which one is bad */
         char msg[MDL_ERROR_MSG_SIZE];
         size_t n = (size_t)snprintf(msg, sizeof msg, "%s: ", path);
         if (n < sizeof msg) mdl__strlcpy(msg + n, err->msg, sizeof msg - n);
         memcpy(err->msg, msg, sizeof msg);
     }
-done:
-    mdl__free(a, buf);
-    fclose(f);
     return st;
 }
 

@@ -10,9 +10,12 @@
 /* ---- counting allocator ------------------------------------------------------------------ */
 typedef struct counter {
     long allocs, frees;
+    size_t largest;
 } counter;
 static void *count_alloc(void *user, size_t n) {
-    ((counter *)user)->allocs++;
+    counter *c = user;
+    c->allocs++;
+    if (n > c->largest) c->largest = n;
     return malloc(n);
 }
 static void count_free(void *user, void *p) {
@@ -125,7 +128,7 @@ static void test_run_allocates_nothing(void **state) {
     void *data;
     size_t size;
     assert_int_equal(tm_build_mlp(&p, 3, &data, &size), MDL_OK);
-    counter c = {0, 0};
+    counter c = {0, 0, 0};
     mdl_allocator a = {count_alloc, count_free, &c};
     mdl_load_options lo = {&a, MDL_LOAD_COPY};
     mdl_model *m;
@@ -292,6 +295,36 @@ static void test_shared_model_threads(void **state) {
     tm_mlp_free(&p);
 }
 
+static void test_load_file_maps_in_place(void **state) {
+    (void)state;
+    tm_mlp p = {1, 256, 512, 3, 0, 0, 0, 0, 0, 0}; /* ~1.6 MB of weights */
+    void *data;
+    size_t size;
+    assert_int_equal(tm_build_mlp(&p, 13, &data, &size), MDL_OK);
+    assert_true(th_write_file(th_tmp("m.mdl"), data, size));
+    counter c = {0, 0, 0};
+    mdl_allocator a = {count_alloc, count_free, &c};
+    mdl_load_options lo = {&a, 0};
+    mdl_model *m;
+    mdl_error err;
+    assert_int_equal(mdl_model_load_file(th_tmp("m.mdl"), &lo, &m, &err), MDL_OK);
+    assert_true(size > 1000000);
+    assert_true(c.largest < 16384); /* only graph records: the file bytes are not copied */
+    mdl_session *s;
+    assert_int_equal(mdl_session_create(m, NULL, &s, &err), MDL_OK);
+    float x[256], ref[3];
+    th_fill_uniform(x, 256, -1, 1);
+    memcpy(mdl_session_input_data(s, 0), x, sizeof x);
+    assert_int_equal(mdl_session_run(s), MDL_OK);
+    tm_mlp_reference(&p, x, ref);
+    th_assert_close(mdl_session_output_data(s, 0), ref, 3, 1e-5);
+    mdl_session_free(s);
+    mdl_model_free(m);
+    assert_int_equal(c.allocs, c.frees);
+    free(data);
+    tm_mlp_free(&p);
+}
+
 static void test_api_misuse(void **state) {
     (void)state;
     mdl_model *m = (mdl_model *)1;
@@ -301,6 +334,11 @@ static void test_api_misuse(void **state) {
     assert_int_equal(mdl_model_load_file("/nonexistent/model.mdl", NULL, &m, &err), MDL_IO);
     assert_non_null(strstr(err.msg, "/nonexistent/model.mdl"));
     assert_null(m);
+    assert_int_equal(mdl_model_load_file("/tmp", NULL, &m, &err), MDL_IO);
+    assert_non_null(strstr(err.msg, "not a regular file"));
+    assert_true(th_write_file(th_tmp("empty.mdl"), "", 0));
+    assert_int_equal(mdl_model_load_file(th_tmp("empty.mdl"), NULL, &m, &err), MDL_CORRUPT_MODEL);
+    assert_non_null(strstr(err.msg, "empty file"));
     mdl_model_free(NULL);
     mdl_session_free(NULL);
     assert_int_equal(mdl_session_run(NULL), MDL_INVALID_ARGUMENT);
@@ -343,6 +381,7 @@ int main(void) {
         cmocka_unit_test(test_session_in_caller_arena),
         cmocka_unit_test(test_heap_free_loading),
         cmocka_unit_test(test_shared_model_threads),
+        cmocka_unit_test(test_load_file_maps_in_place),
         cmocka_unit_test(test_api_misuse),
         cmocka_unit_test(test_builder_rejects_bad_graph),
     };
