@@ -2,6 +2,7 @@
 # Targets: all check demo install fuzz bench firmware clean   (see README.md)
 
 BLAS ?= 1
+SIMD ?= 1
 SAN ?= 0
 DEBUG ?= 0
 PREFIX ?= /usr/local
@@ -9,7 +10,7 @@ FUZZ_SECONDS ?= 60
 CC ?= cc
 PYTHON ?= python3
 
-CONFIG := $(if $(filter 1,$(DEBUG)),debug,release)$(if $(filter 0,$(BLAS)),-noblas)$(if $(filter 1,$(SAN)),-san)
+CONFIG := $(if $(filter 1,$(DEBUG)),debug,release)$(if $(filter 0,$(BLAS)),-noblas)$(if $(filter 0,$(SIMD)),-nosimd)$(if $(filter 1,$(SAN)),-san)
 B := build/$(CONFIG)
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
@@ -32,7 +33,14 @@ ALL_SRCS := $(sort $(wildcard src/*/*.c))
 BLAS_SRCS := $(filter %_blas.c,$(ALL_SRCS))
 HOST_SRCS := $(filter %_host.c,$(ALL_SRCS))
 CORE_SRCS := $(filter-out $(BLAS_SRCS) $(HOST_SRCS),$(ALL_SRCS))
-LIB_SRCS := $(CORE_SRCS) $(HOST_SRCS) $(if $(filter 1,$(BLAS)),$(BLAS_SRCS))
+# x86 SIMD kernels (src/ops/x86/*_avx2.c, *_avx512.c): built with per-file flags, chosen once at
+# run time by cpuid; SIMD=0 leaves them all out (the portable kernels remain).
+ARCH := $(shell $(CC) -dumpmachine 2>/dev/null)
+X86_SRCS := $(if $(and $(filter 1,$(SIMD)),$(findstring x86_64,$(ARCH))),$(sort $(wildcard src/ops/x86/*.c)))
+ifneq ($(X86_SRCS),)
+  CPPFLAGS += -DMDL_HAVE_X86_SIMD
+endif
+LIB_SRCS := $(CORE_SRCS) $(HOST_SRCS) $(if $(filter 1,$(BLAS)),$(BLAS_SRCS)) $(X86_SRCS)
 LIB_OBJS := $(LIB_SRCS:%.c=$(B)/%.o)
 
 TOOLS := $(patsubst tools/%.c,$(B)/bin/%,$(wildcard tools/mdeploy-*.c))
@@ -53,6 +61,9 @@ examples: $(EXAMPLES)
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(B)/src/ops/x86/%_avx2.o: CFLAGS += -mavx2 -mfma
+$(B)/src/ops/x86/%_avx512.o: CFLAGS += -mavx512f -mavx512vl -mavx512bw -mavx512dq -mfma
 
 $(B)/libmdeploy.a: $(LIB_OBJS)
 	@rm -f $@

@@ -20,10 +20,12 @@ void mdl__graph_kctx(const mdl__graph *g, int32_t i, void *const *data, mdl__kct
     ctx->nin = n->nin;
     ctx->nout = n->nout;
     ctx->scratch_bytes = n->scratch_bytes;
+    ctx->packed_bytes = n->packed_bytes;
+    ctx->packed = n->packed;
     for (int32_t k = 0; k < n->nin; k++) {
         int32_t t = n->in[k];
         ctx->in[k] = t >= 0 ? &g->tensors[t] : NULL;
-        ctx->in_data[k] = t >= 0 && data ? data[t] : NULL;
+        ctx->in_data[k] = t < 0 ? NULL : data ? data[t] : g->tensors[t].data; /* pack: weights */
     }
     for (int32_t k = 0; k < n->nout; k++) {
         int32_t t = n->out[k];
@@ -79,10 +81,12 @@ static mdl_status check_node(mdl__graph *g, int32_t i, bool infer, uint8_t *defi
     memset(&ctx, 0, sizeof ctx);
     ctx.err = err;
     mdl__graph_kctx(g, i, NULL, &ctx);
-    ctx.scratch_bytes = 0;
+    ctx.scratch_bytes = ctx.packed_bytes = 0;
+    ctx.packed = NULL;
     mdl_status st = n->kernel->prepare(&ctx);
     if (st) return st;
     n->scratch_bytes = mdl__align_up(ctx.scratch_bytes, MDL_ALIGN);
+    n->packed_bytes = n->kernel->pack ? ctx.packed_bytes : 0;
     for (int32_t k = 0; k < n->nout; k++) {
         if (n->out[k] < 0) continue;
         mdl__tensor *t = &g->tensors[n->out[k]];

@@ -18,6 +18,8 @@ typedef struct mdl__node {
     /* filled by mdl__graph_check */
     const mdl__kernel *kernel;
     size_t scratch_bytes;
+    size_t packed_bytes; /* load-time packed data (see ops.h, pack) */
+    void *packed;
 } mdl__node;
 
 typedef struct mdl__graph {

@@ -10,6 +10,35 @@ mdl_load_options mdl_load_options_default(void) {
     return o;
 }
 
+/* Runs every kernel's pack step once, into one model-owned block shared by all sessions. */
+static mdl_status pack_nodes(mdl_model *m, mdl_error *err) {
+    size_t total = 0;
+    for (int32_t i = 0; i < m->g.nnodes; i++) {
+        size_t b = m->g.nodes[i].packed_bytes;
+        if (b && (!mdl__add_size(total, mdl__align_up(b, 64), &total)))
+            return mdl__error(err, MDL_OUT_OF_MEMORY, "packed weights overflow");
+    }
+    if (!total) return MDL_OK;
+    m->packed_raw = mdl__alloc(m->alloc, total + 63);
+    if (!m->packed_raw)
+        return mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory for %zu bytes of packed weights", total);
+    m->packed_bytes = total;
+    uint8_t *p = (uint8_t *)mdl__align_up((size_t)m->packed_raw, 64);
+    for (int32_t i = 0; i < m->g.nnodes; i++) {
+        mdl__node *n = &m->g.nodes[i];
+        if (!n->packed_bytes) continue;
+        n->packed = p;
+        p += mdl__align_up(n->packed_bytes, 64);
+        mdl__kctx ctx;
+        memset(&ctx, 0, sizeof ctx);
+        ctx.err = err;
+        mdl__graph_kctx(&m->g, i, NULL, &ctx);
+        mdl_status st = n->kernel->pack(&ctx);
+        if (st) return st;
+    }
+    return MDL_OK;
+}
+
 mdl_status mdl_model_load_buffer(const void *data, size_t size, const mdl_load_options *options,
                                  mdl_model **out, mdl_error *err) {
     if (!out) return mdl__error(err, MDL_INVALID_ARGUMENT, "mdl_model_load_buffer: out is NULL");
@@ -46,6 +75,7 @@ mdl_status mdl_model_load_buffer(const void *data, size_t size, const mdl_load_o
         if ((st = mdl__plan_compute(&m->g, a, &m->plan, err))) goto fail;
         m->plan_computed = true;
     }
+    if ((st = pack_nodes(m, err))) goto fail;
     m->session_bytes = mdl__session_bytes(m);
     *out = m;
     return MDL_OK;
@@ -58,6 +88,7 @@ void mdl_model_free(mdl_model *m) {
     if (!m) return;
     const mdl_allocator *a = m->alloc;
     if (m->plan_computed) mdl__plan_free(&m->plan, a);
+    mdl__free(a, m->packed_raw);
     mdl__free(a, m->block);
     if (m->release) m->release(m->owned, m->owned_size);
     else mdl__free(a, m->owned);

@@ -20,6 +20,8 @@ struct mdl_model {
     mdl__graph g;
     mdl__plan plan;
     bool plan_computed; /* plan arrays allocated by the planner (no plan in the file) */
+    void *packed_raw;   /* allocation holding every node's packed data */
+    size_t packed_bytes;
     size_t weight_bytes;
     size_t session_bytes;
 };

@@ -284,14 +284,14 @@ static mdl_status gelu_run(mdl__kctx *c) {
     return MDL_OK;
 }
 
-const mdl__kernel mdl__relu_f32 = {unary_prepare, relu_run};
-const mdl__kernel mdl__clip_f32 = {unary_prepare, clip_run};
-const mdl__kernel mdl__leaky_relu_f32 = {unary_prepare, leaky_relu_run};
-const mdl__kernel mdl__sigmoid_f32 = {unary_prepare, sigmoid_run};
-const mdl__kernel mdl__tanh_f32 = {unary_prepare, tanh_run};
-const mdl__kernel mdl__hard_sigmoid_f32 = {unary_prepare, hard_sigmoid_run};
-const mdl__kernel mdl__hard_swish_f32 = {unary_prepare, hard_swish_run};
-const mdl__kernel mdl__gelu_f32 = {unary_prepare, gelu_run};
+const mdl__kernel mdl__relu_f32 = {.prepare = unary_prepare, .run = relu_run};
+const mdl__kernel mdl__clip_f32 = {.prepare = unary_prepare, .run = clip_run};
+const mdl__kernel mdl__leaky_relu_f32 = {.prepare = unary_prepare, .run = leaky_relu_run};
+const mdl__kernel mdl__sigmoid_f32 = {.prepare = unary_prepare, .run = sigmoid_run};
+const mdl__kernel mdl__tanh_f32 = {.prepare = unary_prepare, .run = tanh_run};
+const mdl__kernel mdl__hard_sigmoid_f32 = {.prepare = unary_prepare, .run = hard_sigmoid_run};
+const mdl__kernel mdl__hard_swish_f32 = {.prepare = unary_prepare, .run = hard_swish_run};
+const mdl__kernel mdl__gelu_f32 = {.prepare = unary_prepare, .run = gelu_run};
 
 /* ---- softmax / log-softmax ------------------------------------------------------------- */
 
@@ -469,5 +469,16 @@ static mdl_status softmax_common(mdl__kctx *c, bool log_out) {
 static mdl_status softmax_run(mdl__kctx *c) { return softmax_common(c, false); }
 static mdl_status log_softmax_run(mdl__kctx *c) { return softmax_common(c, true); }
 
-const mdl__kernel mdl__softmax_f32 = {softmax_prepare, softmax_run};
-const mdl__kernel mdl__log_softmax_f32 = {softmax_prepare, log_softmax_run};
+const mdl__kernel mdl__softmax_f32 = {.prepare = softmax_prepare, .run = softmax_run};
+const mdl__kernel mdl__log_softmax_f32 = {.prepare = softmax_prepare, .run = log_softmax_run};
+
+/* Shared with other kernels (LSTM/GRU gates): the same vector math as the Sigmoid/Tanh ops. */
+void mdl__sigmoid_f32v(const float *x, float *y, int64_t n) {
+    act_par par = {0, 0, 0, 0};
+    MAP_BLOCKS(sigmoid_blk, x, y, n, &par);
+}
+
+void mdl__tanh_f32v(const float *x, float *y, int64_t n) {
+    act_par par = {0, 0, 0, 0};
+    MAP_BLOCKS(tanh_blk, x, y, n, &par);
+}

@@ -236,7 +236,7 @@ static mdl_status binary_run(mdl__kctx *c) {
     return MDL_OK;
 }
 
-const mdl__kernel mdl__add_f32 = {binary_prepare, binary_run};
-const mdl__kernel mdl__sub_f32 = {binary_prepare, binary_run};
-const mdl__kernel mdl__mul_f32 = {binary_prepare, binary_run};
-const mdl__kernel mdl__div_f32 = {binary_prepare, binary_run};
+const mdl__kernel mdl__add_f32 = {.prepare = binary_prepare, .run = binary_run};
+const mdl__kernel mdl__sub_f32 = {.prepare = binary_prepare, .run = binary_run};
+const mdl__kernel mdl__mul_f32 = {.prepare = binary_prepare, .run = binary_run};
+const mdl__kernel mdl__div_f32 = {.prepare = binary_prepare, .run = binary_run};

@@ -368,7 +368,7 @@ static mdl_status conv2d_run(mdl__kctx *c) {
     return MDL_OK;
 }
 
-const mdl__kernel mdl__conv2d_f32 = {conv2d_prepare, conv2d_run};
+const mdl__kernel mdl__conv2d_f32 = {.prepare = conv2d_prepare, .run = conv2d_run};
 
 /* ---- DEPTHWISE_CONV2D ------------------------------------------------------------------ */
 
@@ -391,4 +391,4 @@ static mdl_status depthwise_run(mdl__kctx *c) {
     return MDL_OK;
 }
 
-const mdl__kernel mdl__depthwise_conv2d_f32 = {depthwise_prepare, depthwise_run};
+const mdl__kernel mdl__depthwise_conv2d_f32 = {.prepare = depthwise_prepare, .run = depthwise_run};

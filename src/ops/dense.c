@@ -43,7 +43,7 @@ static mdl_status fc_run(mdl__kctx *c) {
     return MDL_OK;
 }
 
-const mdl__kernel mdl__fc_f32 = {fc_prepare, fc_run};
+const mdl__kernel mdl__fc_f32 = {.prepare = fc_prepare, .run = fc_run};
 
 /* MatMul: NumPy semantics.  Rank-1 operands are promoted (A: [1,K], B: [K,1]) and the promoted
    dim removed from the output; batch dims broadcast. */
@@ -129,4 +129,4 @@ static mdl_status matmul_run(mdl__kctx *c) {
     return MDL_OK;
 }
 
-const mdl__kernel mdl__matmul_f32 = {matmul_prepare, matmul_run};
+const mdl__kernel mdl__matmul_f32 = {.prepare = matmul_prepare, .run = matmul_run};

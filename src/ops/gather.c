@@ -101,4 +101,4 @@ static mdl_status gather_run(mdl__kctx *c) {
     return MDL_OK;
 }
 
-const mdl__kernel mdl__gather = {gather_prepare, gather_run};
+const mdl__kernel mdl__gather = {.prepare = gather_prepare, .run = gather_run};

@@ -83,3 +83,28 @@ void mdl__gemm_nn(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, 
         }
     }
 }
+
+/* ---- packed weights ------------------------------------------------------------------------
+   Portable layout: none (the reference kernel reads B's rows directly, which is already the
+   ideal order for dot products), so nothing is packed. */
+
+size_t mdl__gemm_pack_bytes(int64_t N, int64_t K) {
+    (void)N;
+    (void)K;
+    return 0;
+}
+
+void mdl__gemm_pack(int64_t N, int64_t K, const float *B, int64_t ldb, void *packed) {
+    (void)N;
+    (void)K;
+    (void)B;
+    (void)ldb;
+    (void)packed;
+}
+
+void mdl__gemm_nt_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                         const float *B, int64_t ldb, const void *packed, const float *bias,
+                         float *C, int64_t ldc, float lo, float hi) {
+    (void)packed;
+    mdl__gemm_nt(M, N, K, A, lda, B, ldb, bias, C, ldc, lo, hi);
+}

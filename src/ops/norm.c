@@ -94,4 +94,4 @@ static mdl_status bn_run(mdl__kctx *c) {
     return MDL_OK;
 }
 
-const mdl__kernel mdl__batch_norm_f32 = {bn_prepare, bn_run};
+const mdl__kernel mdl__batch_norm_f32 = {.prepare = bn_prepare, .run = bn_run};

@@ -9,6 +9,13 @@
  *            (ctx->in[i]->data != NULL).  On a bad node it returns a status and fills ctx->err
  *            via mdl__fail(ctx, STATUS, "fmt", ...) - the node name is prefixed automatically.
  *
+ *   pack:    optional.  When prepare sets ctx->packed_bytes > 0, the loader allocates that much
+ *            model-owned memory (64-byte aligned) once per model and calls pack, which fills
+ *            ctx->packed from *constant* inputs (e.g. weights re-laid out for SIMD).  run then
+ *            reads ctx->packed; sessions share it.  packed_bytes may depend on the CPU (it is not
+ *            part of the stored memory plan); scratch_bytes must NOT (a plan written on one
+ *            machine must fit on another).  Builder/converter runs never call pack.
+ *
  *   run:     computes.  Shapes come from ctx->in[] / ctx->out[] (ctx->out_shape is not filled
  *            at run time).  Reads inputs through ctx->in_data[], writes ctx->out_data[], may use
  *            ctx->scratch (ctx->scratch_bytes long, 16-byte aligned).  Allocates nothing.  Only
@@ -62,6 +69,8 @@ typedef struct mdl__kctx {
     /* prepare */
     mdl__shape out_shape[MDL_MAX_NODE_IO];
     size_t scratch_bytes;
+    size_t packed_bytes; /* load-time data the node wants (see pack) */
+    void *packed;        /* pack: to fill; run: the node's packed data (NULL if none) */
     /* run */
     const void *in_data[MDL_MAX_NODE_IO];
     void *out_data[MDL_MAX_NODE_IO]; /* NULL: optional output the graph does not use */
@@ -72,6 +81,7 @@ typedef struct mdl__kctx {
 typedef struct mdl__kernel {
     mdl_status (*prepare)(mdl__kctx *ctx);
     mdl_status (*run)(mdl__kctx *ctx);
+    mdl_status (*pack)(mdl__kctx *ctx); /* optional (NULL) */
 } mdl__kernel;
 
 /* Kernel for op with input-0 dtype, or NULL. */
@@ -140,6 +150,22 @@ void mdl__gemm_nt(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, 
 void mdl__gemm_nt_ref(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                       const float *B, int64_t ldb, const float *bias, float *C, int64_t ldc,
                       float lo, float hi);
+
+/* Pre-packed weights for C = A * B^T with B [N,K] (FullyConnected, Conv2D, recurrent weights).
+   mdl__gemm_pack_bytes gives the bytes (0: this CPU's kernels read B as it is), mdl__gemm_pack
+   writes them once at load, mdl__gemm_nt_packed computes with them (same contract as
+   mdl__gemm_nt; `packed` NULL means "use B directly").  The layout is private to gemm.c and may
+   differ by CPU. */
+size_t mdl__gemm_pack_bytes(int64_t N, int64_t K);
+void mdl__gemm_pack(int64_t N, int64_t K, const float *B, int64_t ldb, void *packed);
+void mdl__gemm_nt_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                         const float *B, int64_t ldb, const void *packed, const float *bias,
+                         float *C, int64_t ldc, float lo, float hi);
+
+/* Vectorized elementwise math shared by kernels (src/ops/activation.c): y[i] = f(x[i]); y may
+   equal x. */
+void mdl__sigmoid_f32v(const float *x, float *y, int64_t n);
+void mdl__tanh_f32v(const float *x, float *y, int64_t n);
 
 /* C[M,N] = A[M,K] * B[K,N] (no bias), row-major. */
 void mdl__gemm_nn(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,

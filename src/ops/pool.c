@@ -175,8 +175,8 @@ static mdl_status pool_run(mdl__kctx *c) {
     return MDL_OK;
 }
 
-const mdl__kernel mdl__max_pool2d_f32 = {pool_prepare, pool_run};
-const mdl__kernel mdl__avg_pool2d_f32 = {pool_prepare, pool_run};
+const mdl__kernel mdl__max_pool2d_f32 = {.prepare = pool_prepare, .run = pool_run};
+const mdl__kernel mdl__avg_pool2d_f32 = {.prepare = pool_prepare, .run = pool_run};
 
 /* ---- global pools ---------------------------------------------------------------------- */
 
@@ -233,5 +233,5 @@ static mdl_status global_max_run(mdl__kctx *c) {
     return MDL_OK;
 }
 
-const mdl__kernel mdl__global_avg_pool_f32 = {global_pool_prepare, global_avg_run};
-const mdl__kernel mdl__global_max_pool_f32 = {global_pool_prepare, global_max_run};
+const mdl__kernel mdl__global_avg_pool_f32 = {.prepare = global_pool_prepare, .run = global_avg_run};
+const mdl__kernel mdl__global_max_pool_f32 = {.prepare = global_pool_prepare, .run = global_max_run};

@@ -233,6 +233,6 @@ static mdl_status reduce_run(mdl__kctx *c) {
     return MDL_OK;
 }
 
-const mdl__kernel mdl__reduce_mean_f32 = {reduce_prepare, reduce_run};
-const mdl__kernel mdl__reduce_sum_f32 = {reduce_prepare, reduce_run};
-const mdl__kernel mdl__reduce_max_f32 = {reduce_prepare, reduce_run};
+const mdl__kernel mdl__reduce_mean_f32 = {.prepare = reduce_prepare, .run = reduce_run};
+const mdl__kernel mdl__reduce_sum_f32 = {.prepare = reduce_prepare, .run = reduce_run};
+const mdl__kernel mdl__reduce_max_f32 = {.prepare = reduce_prepare, .run = reduce_run};

@@ -271,5 +271,5 @@ static mdl_status rnn_run(mdl__kctx *c) {
     return MDL_OK;
 }
 
-const mdl__kernel mdl__lstm_f32 = {rnn_prepare, rnn_run};
-const mdl__kernel mdl__gru_f32 = {rnn_prepare, rnn_run};
+const mdl__kernel mdl__lstm_f32 = {.prepare = rnn_prepare, .run = rnn_run};
+const mdl__kernel mdl__gru_f32 = {.prepare = rnn_prepare, .run = rnn_run};

@@ -128,7 +128,7 @@ static mdl_status reshape_run(mdl__kctx *c) {
     return MDL_OK;
 }
 
-const mdl__kernel mdl__reshape = {reshape_prepare, reshape_run};
+const mdl__kernel mdl__reshape = {.prepare = reshape_prepare, .run = reshape_run};
 
 /* ---- Transpose ------------------------------------------------------------------------- */
 
@@ -283,7 +283,7 @@ static mdl_status transpose_run(mdl__kctx *c) {
     return MDL_OK;
 }
 
-const mdl__kernel mdl__transpose = {transpose_prepare, transpose_run};
+const mdl__kernel mdl__transpose = {.prepare = transpose_prepare, .run = transpose_run};
 
 /* ---- Concat ---------------------------------------------------------------------------- */
 
@@ -343,7 +343,7 @@ static mdl_status concat_run(mdl__kctx *c) {
     return MDL_OK;
 }
 
-const mdl__kernel mdl__concat = {concat_prepare, concat_run};
+const mdl__kernel mdl__concat = {.prepare = concat_prepare, .run = concat_run};
 
 /* ---- Slice ----------------------------------------------------------------------------- */
 
@@ -438,7 +438,7 @@ static mdl_status slice_run(mdl__kctx *c) {
     return MDL_OK;
 }
 
-const mdl__kernel mdl__slice = {slice_prepare, slice_run};
+const mdl__kernel mdl__slice = {.prepare = slice_prepare, .run = slice_run};
 
 /* ---- Pad ------------------------------------------------------------------------------- */
 
@@ -557,4 +557,4 @@ static mdl_status pad_run(mdl__kctx *c) {
     return MDL_OK;
 }
 
-const mdl__kernel mdl__pad = {pad_prepare, pad_run};
+const mdl__kernel mdl__pad = {.prepare = pad_prepare, .run = pad_run};
