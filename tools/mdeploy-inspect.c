@@ -106,6 +106,9 @@ int main(int argc, char **argv) {
             cJSON *op = cJSON_CreateObject();
             cJSON_AddStringToObject(op, "op", ni.op);
             cJSON_AddStringToObject(op, "name", ni.name);
+            char attrs[256];
+            mdl_model_node_attrs(m, i, attrs, sizeof attrs);
+            cJSON_AddStringToObject(op, "attrs", attrs);
             cJSON *a = cJSON_AddArrayToObject(op, "inputs");
             for (int k2 = 0; k2 < ni.nin; k2++) cJSON_AddItemToArray(a, cJSON_CreateNumber(ni.inputs[k2]));
             a = cJSON_AddArrayToObject(op, "outputs");
@@ -145,7 +148,10 @@ int main(int argc, char **argv) {
         for (int i = 0; i < nn; i++) {
             mdl_node_info ni;
             mdl_model_node_info(m, i, &ni);
+            char attrs[256];
+            mdl_model_node_attrs(m, i, attrs, sizeof attrs);
             printf("  %3d %-16s %-24s ", i, ni.op, ni.name);
+            if (attrs[0]) printf("[%s] ", attrs);
             for (int k2 = 0; k2 < ni.nin; k2++) {
                 if (k2) printf(", ");
                 if (ni.inputs[k2] < 0) printf("-");

@@ -215,6 +215,9 @@ typedef struct mdl_node_info {
     size_t scratch_bytes;
 } mdl_node_info;
 MDL_API mdl_status mdl_model_node_info(const mdl_model *m, int i, mdl_node_info *info);
+/* The node's options as text ("stride=2x2 pad=1,1,1,1 act=relu6"), "" when it has none; writes at
+   most size bytes (always terminated) and returns the length.  Host builds only. */
+MDL_API size_t mdl_model_node_attrs(const mdl_model *m, int i, char *buf, size_t size);
 /* constant: set to true when the tensor holds weights.  May be NULL. */
 MDL_API mdl_status mdl_model_tensor_info(const mdl_model *m, int i, mdl_tensor_info *info, bool *constant);
 

@@ -45,7 +45,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         o["outputs"] = [_info_json(t) for t in m.outputs]
         o["tensors"] = [dict(_info_json(t), index=i, constant=t.constant) for i, t in enumerate(tensors)]
         o["operators"] = [
-            {"op": n.op, "name": n.name, "inputs": list(n.inputs), "outputs": list(n.outputs), "scratch_bytes": n.scratch_bytes}
+            {"op": n.op, "name": n.name, "attrs": n.attrs, "inputs": list(n.inputs), "outputs": list(n.outputs), "scratch_bytes": n.scratch_bytes}
             for n in m.nodes
         ]
         o["weight_bytes"] = m.weight_bytes
@@ -78,6 +78,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     print(f"operators    {len(nodes)}")
     for i, n in enumerate(nodes):
         line = f"  {i:3d} {n.op:<16s} {n.name:<24s} "
+        if n.attrs:
+            line += f"[{n.attrs}] "
         line += ", ".join(tensor(k) for k in n.inputs) + " -> " + ", ".join(tensor(k) for k in n.outputs)
         if n.scratch_bytes:
             line += f"  (scratch {n.scratch_bytes} B)"

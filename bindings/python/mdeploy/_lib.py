@@ -187,6 +187,7 @@ _PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     "mdl_model_node_count": (_int, [_vp]),
     "mdl_model_tensor_count": (_int, [_vp]),
     "mdl_model_node_info": (_status, [_vp, _int, _P(mdl_node_info)]),
+    "mdl_model_node_attrs": (_c.c_size_t, [_vp, _int, _c.c_char_p, _c.c_size_t]),
     "mdl_model_tensor_info": (_status, [_vp, _int, _P(mdl_tensor_info), _P(_c.c_bool)]),
     "mdl_session_options_default": (mdl_session_options, []),
     "mdl_session_create": (_status, [_vp, _P(mdl_session_options), _P(_vp), _err]),

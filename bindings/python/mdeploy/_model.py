@@ -148,6 +148,7 @@ class NodeInfo:
     inputs: Tuple[int, ...]  #: tensor indices into :attr:`Model.tensors`; -1 = absent input
     outputs: Tuple[int, ...]
     scratch_bytes: int
+    attrs: str = ""  #: the node's options as text, e.g. ``"stride=2x2 act=relu6"``
 
 
 @dataclass(frozen=True)
@@ -417,10 +418,12 @@ class Model:
         h = live.ptr
         out = []
         ni = _lib.mdl_node_info()
+        attrs = ctypes.create_string_buffer(256)
         for i in range(lib.mdl_model_node_count(h)):
             st = lib.mdl_model_node_info(h, i, ctypes.byref(ni))
             if st != Status.OK:
                 raise Error(f"cannot describe node {i}", st)
+            lib.mdl_model_node_attrs(h, i, attrs, len(attrs))
             out.append(
                 NodeInfo(
                     name=decode(ni.name),
@@ -428,6 +431,7 @@ class Model:
                     inputs=tuple(int(ni.inputs[k]) for k in range(ni.nin)),
                     outputs=tuple(int(ni.outputs[k]) for k in range(ni.nout)),
                     scratch_bytes=int(ni.scratch_bytes),
+                    attrs=decode(attrs.value),
                 )
             )
         return tuple(out)
