@@ -49,7 +49,7 @@ TEST_SRCS := $(sort $(wildcard tests/*/test_*.c))
 TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRCS))
 EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
 
-.PHONY: all lib tools tests examples check demo install fuzz fuzz-smoke firmware bench clean deps
+.PHONY: all lib tools tests examples check demo install install-check fuzz fuzz-smoke firmware bench clean deps
 .DEFAULT_GOAL := all
 
 all: lib tools examples
@@ -105,7 +105,21 @@ check: deps
 	@$(MAKE) --no-print-directory BLAS=0 tests
 	@$(MAKE) --no-print-directory firmware
 	@$(MAKE) --no-print-directory fuzz-smoke
+	@$(MAKE) --no-print-directory install-check
 	@bash tests/run.sh build/release build/release-noblas
+
+# make install into a scratch prefix, then build examples/minimal.c against it with pkg-config.
+install-check: all
+	@rm -rf $(B)/install-check
+	@$(MAKE) --no-print-directory install PREFIX=$(CURDIR)/$(B)/install-check >/dev/null
+	@cd $(B)/install-check && PKG_CONFIG_PATH=lib/pkgconfig $(CC) $(CURDIR)/examples/minimal.c \
+	    $$(PKG_CONFIG_PATH=lib/pkgconfig pkg-config --cflags mdeploy) lib/libmdeploy.a \
+	    $$(PKG_CONFIG_PATH=lib/pkgconfig pkg-config --libs-only-other --static mdeploy) \
+	    $$(PKG_CONFIG_PATH=lib/pkgconfig pkg-config --libs-only-l --static mdeploy | sed 's/-lmdeploy//') -o minimal
+	@$(B)/bin/mdeploy-convert tests/models/mlp.onnx -o $(B)/install-check/mlp.mdl >/dev/null
+	@$(B)/install-check/minimal $(B)/install-check/mlp.mdl >/dev/null
+	@echo "== make install: headers, libraries, tools and mdeploy.pc work from $(B)/install-check"
+
 
 demo: deps
 	@$(MAKE) --no-print-directory all
