@@ -59,7 +59,9 @@ mdl_status mdl_session_create(const mdl_model *m, const mdl_session_options *opt
     mdl_session_options o = options ? *options : mdl_session_options_default();
     const mdl_allocator *a = mdl__allocator_or_default(o.allocator);
     size_t prof = o.profile ? (size_t)m->g.nnodes * sizeof(uint64_t) : 0;
-    size_t bytes = m->session_bytes + prof;
+    /* timings go after the (slack-padded) session bytes, 8-aligned */
+    size_t prof_at = mdl__align_up(m->session_bytes, 8);
+    size_t bytes = prof_at + prof;
     uint8_t *block = mdl__alloc(a, bytes);
     if (!block)
         return mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory creating a session (%zu bytes)", bytes);
@@ -68,7 +70,7 @@ mdl_status mdl_session_create(const mdl_model *m, const mdl_session_options *opt
     s->alloc = a;
     s->block = block;
     if (o.profile) {
-        s->node_ns = (uint64_t *)(block + m->session_bytes);
+        s->node_ns = (uint64_t *)(block + prof_at);
         memset(s->node_ns, 0, prof);
     }
     *out = s;
