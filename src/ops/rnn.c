@@ -8,12 +8,21 @@
      3. the elementwise gate math, which reads both projections.
    GRU without linear_before_reset is the one exception to the packing in step 2: its candidate
    gate multiplies R_h by (r . h), which needs r from the same step, so that step runs one GEMM
-   for the z and r gates and a second one for the candidate gate. */
+   for the z and r gates and a second one for the candidate gate.
+
+   Batch-1 sequences (the common deployment case) are latency-bound by the per-step GEMV, so:
+   constant W and R are re-laid out once at load for the GEMM kernels (pack hook); with one batch
+   row the step's input projection enters the GEMV as its bias, so the GEMV writes finished gate
+   pre-activations; the gate nonlinearities run as whole-vector calls (the gate order i, o, f, c
+   puts the three sigmoid gates next to each other).
+
+   Both directions' input projections would fit one GEMM (W is one [D*G*H, input] matrix), but
+   that needs a D times larger projection buffer, i.e. a different scratch size, and memory plans
+   stored in existing .mdl files would no longer fit; two GEMMs of N = G*H cost the same work. */
 #include "ops.h"
 
 #include "graph/util.h"
 
-#include <math.h>
 #include <string.h>
 
 enum { IN_X, IN_W, IN_R, IN_B, IN_SEQ_LENS, IN_H0, IN_C0, IN_P };
@@ -21,13 +30,27 @@ enum { OUT_Y, OUT_YH, OUT_YC };
 
 /* Sizes of one node, derived from its inputs and options (valid after a successful prepare). */
 typedef struct rnn_geom {
-    bool lstm;
+    bool lstm, lbr;
     int64_t S, N, I, H, G, D; /* seq, batch, input, hidden, gates, directions */
-    /* Scratch layout, in floats from the start (each region 16-byte aligned). */
+    /* Scratch layout, in floats from the start (each region 16-byte aligned).  Stored memory
+       plans include it: changing it makes existing model files fail to load. */
     size_t xp, rp, h, c, rh, bias, total;
 } rnn_geom;
 
+/* Load-time packed weights, in bytes from ctx->packed (each part 64-byte aligned); a part whose
+   bytes are 0 is not packed (non-constant weight, or the GEMM reads that shape unpacked).  W is
+   packed per direction; R per direction in nr row blocks: all G*H rows, or for GRU without
+   linear_before_reset rows [0, 2H) and [2H, 3H) separately because they are separate products. */
+typedef struct rnn_pack {
+    size_t w[2], w_bytes;
+    int nr;
+    int64_t r_rows[2], r_first[2];
+    size_t r[2][2], r_bytes[2]; /* [direction][block] offsets, bytes per block */
+    size_t total;
+} rnn_pack;
+
 static inline size_t align4(size_t n) { return (n + 3) & ~(size_t)3; }
+static inline size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
 /* Reserves n floats at *off; false on size_t overflow. */
 static bool take(size_t *off, size_t *region, size_t n) {
@@ -39,6 +62,7 @@ static bool take(size_t *off, size_t *region, size_t n) {
 static bool geometry(const mdl__kctx *c, rnn_geom *g) {
     const mdl__tensor *x = c->in[IN_X], *w = c->in[IN_W];
     g->lstm = c->op == MDL_OP_LSTM;
+    g->lbr = !g->lstm && c->opt->rnn.linear_before_reset;
     g->G = g->lstm ? 4 : 3;
     g->S = x->dims[0];
     g->N = x->dims[1];
@@ -49,12 +73,44 @@ static bool geometry(const mdl__kctx *c, rnn_geom *g) {
     if (!mdl__mul_size((size_t)g->S, (size_t)g->N, &sn) || !mdl__mul_size(sn, gh, &xp_n) ||
         !mdl__mul_size((size_t)g->N, gh, &rp_n) || !mdl__mul_size((size_t)g->N, (size_t)g->H, &nh))
         return false;
-    bool need_rh = !g->lstm && !c->opt->rnn.linear_before_reset;
+    bool need_rh = !g->lstm && !g->lbr;
     if (!take(&off, &g->xp, xp_n) || !take(&off, &g->rp, rp_n) || !take(&off, &g->h, nh) ||
         !take(&off, &g->c, g->lstm ? nh : 0) || !take(&off, &g->rh, need_rh ? nh : 0) ||
         !take(&off, &g->bias, gh))
         return false;
     g->total = off;
+    return true;
+}
+
+/* Packed layout for the node's constant weights (only W and R are packed; the biases are folded
+   per run, which costs D*G*H additions).  Used identically by prepare, pack and run, so the
+   offsets agree; false on size_t overflow. */
+static bool packing(const mdl__kctx *c, const rnn_geom *g, rnn_pack *p) {
+    memset(p, 0, sizeof *p);
+    const int64_t GH = g->G * g->H, H = g->H;
+    size_t off = 0;
+    if (c->in[IN_W]->data) {
+        p->w_bytes = mdl__gemm_pack_bytes(GH, g->I);
+        if (p->w_bytes > SIZE_MAX - 63) return false;
+    }
+    p->nr = g->lstm || g->lbr ? 1 : 2;
+    p->r_rows[0] = p->nr == 1 ? GH : 2 * H;
+    p->r_first[1] = 2 * H;
+    p->r_rows[1] = H;
+    if (c->in[IN_R]->data)
+        for (int k = 0; k < p->nr; k++) {
+            p->r_bytes[k] = mdl__gemm_pack_bytes(p->r_rows[k], H);
+            if (p->r_bytes[k] > SIZE_MAX - 63) return false;
+        }
+    for (int64_t d = 0; d < g->D; d++) {
+        p->w[d] = off;
+        if (!mdl__add_size(off, align64(p->w_bytes), &off)) return false;
+        for (int k = 0; k < p->nr; k++) {
+            p->r[d][k] = off;
+            if (!mdl__add_size(off, align64(p->r_bytes[k]), &off)) return false;
+        }
+    }
+    p->total = off;
     return true;
 }
 
@@ -130,6 +186,11 @@ static mdl_status rnn_prepare(mdl__kctx *c) {
     if (!geometry(c, &g) || !mdl__mul_size(g.total, sizeof(float), &c->scratch_bytes))
         return mdl__fail(c, MDL_SHAPE, "X %s with hidden_size %lld is too large",
                          mdl__dims_str(s1, sizeof s1, x->rank, x->dims), (long long)H);
+    rnn_pack p;
+    if (!packing(c, &g, &p))
+        return mdl__fail(c, MDL_SHAPE, "packed weights for hidden_size %lld are too large",
+                         (long long)H);
+    c->packed_bytes = p.total;
 
     for (int i = 0; i < c->nout; i++) {
         mdl__shape *s = &c->out_shape[i];
@@ -145,36 +206,57 @@ static mdl_status rnn_prepare(mdl__kctx *c) {
     return MDL_OK;
 }
 
-static inline float sigmoidf(float v) { return 1.0f / (1.0f + expf(-v)); }
-
-/* One LSTM step for all batch rows.  xp: input projection of this step incl. both biases
-   [N, 4H]; rp: h R^T [N, 4H]; h, cs: state [N, H], updated in place. */
-static void lstm_cell(int64_t N, int64_t H, const float *xp, const float *rp, float *h,
-                      float *cs) {
-    const int64_t GH = 4 * H;
-    for (int64_t b = 0; b < N; b++) {
-        const float *xb = xp + b * GH, *rb = rp + b * GH;
-        float *hb = h + b * H, *cb = cs + b * H;
-        for (int64_t j = 0; j < H; j++) {
-            float i = sigmoidf(xb[j] + rb[j]);
-            float o = sigmoidf(xb[H + j] + rb[H + j]);
-            float f = sigmoidf(xb[2 * H + j] + rb[2 * H + j]);
-            float g = tanhf(xb[3 * H + j] + rb[3 * H + j]);
-            float cn = f * cb[j] + i * g;
-            cb[j] = cn;
-            hb[j] = o * tanhf(cn);
-        }
-    }
+/* Per-step elementwise passes; restrict lets gcc vectorize them without alias checks. */
+static void add_into(int64_t n, float *restrict y, const float *restrict x) {
+    for (int64_t j = 0; j < n; j++) y[j] += x[j];
 }
 
-/* Runs one direction over the whole sequence.  Wd [G*H, I], Rd [G*H, H], Bd [2*G*H] or NULL,
-   h0/c0 [N, H] or NULL; Y (with row stride D*N*H between steps), yh, yc may be NULL. */
-static void run_direction(const mdl__kctx *c, const rnn_geom *g, bool reverse, const float *X,
-                          const float *Wd, const float *Rd, const float *Bd, const float *h0,
-                          const float *c0, float *Y, float *yh, float *yc) {
-    const int64_t S = g->S, N = g->N, I = g->I, H = g->H, GH = g->G * g->H;
+/* LSTM cell update: c = f . c + i . g, with the gates already activated. */
+static void lstm_c(int64_t n, float *restrict cs, const float *restrict i, const float *restrict f,
+                   const float *restrict g) {
+    for (int64_t j = 0; j < n; j++) cs[j] = f[j] * cs[j] + i[j] * g[j];
+}
+
+static void mul_to(int64_t n, float *restrict y, const float *restrict a, const float *restrict b) {
+    for (int64_t j = 0; j < n; j++) y[j] = a[j] * b[j];
+}
+
+/* GRU state update h = (1 - z) . h~ + z . h. */
+static void gru_h(int64_t n, float *restrict h, const float *restrict z,
+                  const float *restrict cand) {
+    for (int64_t j = 0; j < n; j++) h[j] = (1.0f - z[j]) * cand[j] + z[j] * h[j];
+}
+
+/* GRU with linear_before_reset: pre = xh + r . (R_h h + Rb_h), in place over lin. */
+static void gru_lbr_pre(int64_t n, float *restrict lin, const float *restrict xh,
+                        const float *restrict r, const float *restrict rbh) {
+    if (rbh)
+        for (int64_t j = 0; j < n; j++) lin[j] = xh[j] + r[j] * (lin[j] + rbh[j]);
+    else
+        for (int64_t j = 0; j < n; j++) lin[j] = xh[j] + r[j] * lin[j];
+}
+
+/* out[N, cols] (row stride ldo) = h[N, K] R^T + xt, where xt's rows are xs apart.  With one batch
+   row xt is the GEMM's bias, so the product comes out finished; otherwise it is added after. */
+static void step_gemm(int64_t N, int64_t cols, int64_t K, const float *h, const float *R,
+                      const void *packed, const float *xt, int64_t xs, float *out, int64_t ldo) {
     const float lo = -__builtin_inff(), hi = __builtin_inff();
-    const bool lbr = c->opt->rnn.linear_before_reset;
+    if (N == 1) {
+        mdl__gemm_nt_packed(1, cols, K, h, K, R, K, packed, xt, out, ldo, lo, hi);
+        return;
+    }
+    mdl__gemm_nt_packed(N, cols, K, h, K, R, K, packed, NULL, out, ldo, lo, hi);
+    for (int64_t b = 0; b < N; b++) add_into(cols, out + b * ldo, xt + b * xs);
+}
+
+/* Runs one direction over the whole sequence.  X [S, N, I]; Wd [G*H, I] and Rd [G*H, H] with
+   their packed forms pw and pr[] (NULL: not packed); Bd [2*G*H] or NULL; h0/c0 [N, H] or NULL;
+   Y (rows D*N*H apart between steps), yh, yc may be NULL. */
+static void run_direction(const mdl__kctx *c, const rnn_geom *g, bool reverse, const float *X,
+                          const float *Wd, const void *pw, const float *Rd, const void *const *pr,
+                          const float *Bd, const float *h0, const float *c0, float *Y, float *yh,
+                          float *yc) {
+    const int64_t S = g->S, N = g->N, I = g->I, H = g->H, GH = g->G * g->H, xs = GH;
     float *base = c->scratch;
     float *xp = base + g->xp, *rp = base + g->rp, *h = base + g->h, *cs = base + g->c;
     float *rh = base + g->rh, *bias = NULL;
@@ -185,10 +267,12 @@ static void run_direction(const mdl__kctx *c, const rnn_geom *g, bool reverse, c
     if (Bd) {
         bias = base + g->bias;
         const float *wb = Bd, *rb = Bd + GH;
-        int64_t folded = (!g->lstm && lbr) ? 2 * H : GH;
+        int64_t folded = g->lbr ? 2 * H : GH;
         for (int64_t j = 0; j < GH; j++) bias[j] = wb[j] + (j < folded ? rb[j] : 0.0f);
     }
-    mdl__gemm_nt(S * N, GH, I, X, I, Wd, I, bias, xp, GH, lo, hi);
+    mdl__gemm_nt_packed(S * N, GH, I, X, I, Wd, I, pw, bias, xp, GH, -__builtin_inff(),
+                        __builtin_inff());
+    const float *rbh = Bd && g->lbr ? Bd + GH + 2 * H : NULL;
 
     if (h0) memcpy(h, h0, nh);
     else memset(h, 0, nh);
@@ -196,48 +280,48 @@ static void run_direction(const mdl__kctx *c, const rnn_geom *g, bool reverse, c
         if (c0) memcpy(cs, c0, nh);
         else memset(cs, 0, nh);
     }
-    const float *rbh = Bd && !g->lstm && lbr ? Bd + GH + 2 * H : NULL;
 
     for (int64_t step = 0; step < S; step++) {
         int64_t t = reverse ? S - 1 - step : step;
-        const float *xt = xp + t * N * GH;
+        const float *xt = xp + t * N * xs;
         if (g->lstm) {
-            mdl__gemm_nt(N, GH, H, h, H, Rd, H, NULL, rp, GH, lo, hi);
-            lstm_cell(N, H, xt, rp, h, cs);
-        } else if (lbr) {
-            /* h~ = tanh(xh + r . (R_h h + Rb_h)): one packed GEMM for all three gates. */
-            mdl__gemm_nt(N, GH, H, h, H, Rd, H, NULL, rp, GH, lo, hi);
+            step_gemm(N, GH, H, h, Rd, pr[0], xt, xs, rp, GH);
             for (int64_t b = 0; b < N; b++) {
-                const float *xb = xt + b * GH, *rpb = rp + b * GH;
-                float *hb = h + b * H;
-                for (int64_t j = 0; j < H; j++) {
-                    float z = sigmoidf(xb[j] + rpb[j]);
-                    float r = sigmoidf(xb[H + j] + rpb[H + j]);
-                    float lin = rpb[2 * H + j] + (rbh ? rbh[j] : 0.0f);
-                    float cand = tanhf(xb[2 * H + j] + r * lin);
-                    hb[j] = (1.0f - z) * cand + z * hb[j];
-                }
+                float *gb = rp + b * GH, *hb = h + b * H, *cb = cs + b * H;
+                float *gi = gb, *go = gb + H, *gf = gb + 2 * H, *gc = gb + 3 * H;
+                mdl__sigmoid_f32v(gb, gb, 3 * H); /* i, o, f */
+                mdl__tanh_f32v(gc, gc, H);
+                lstm_c(H, cb, gi, gf, gc);
+                mdl__tanh_f32v(cb, gc, H); /* g is spent: its slot takes tanh(c) */
+                mul_to(H, hb, go, gc);
+            }
+        } else if (g->lbr) {
+            /* h~ = tanh(xh + r . (R_h h + Rb_h)): one packed GEMM for all three gates; xh stays
+               out of it because r scales the rest. */
+            mdl__gemm_nt_packed(N, GH, H, h, H, Rd, H, pr[0], NULL, rp, GH, -__builtin_inff(),
+                                __builtin_inff());
+            for (int64_t b = 0; b < N; b++) {
+                const float *xb = xt + b * xs;
+                float *gb = rp + b * GH, *hb = h + b * H;
+                add_into(2 * H, gb, xb);
+                mdl__sigmoid_f32v(gb, gb, 2 * H); /* z, r */
+                gru_lbr_pre(H, gb + 2 * H, xb + 2 * H, gb + H, rbh);
+                mdl__tanh_f32v(gb + 2 * H, gb + 2 * H, H);
+                gru_h(H, hb, gb, gb + 2 * H);
             }
         } else {
             /* h~ = tanh(xh + (r . h) R_h^T): z and r first, then the candidate's GEMM. */
-            mdl__gemm_nt(N, 2 * H, H, h, H, Rd, H, NULL, rp, GH, lo, hi);
+            step_gemm(N, 2 * H, H, h, Rd, pr[0], xt, xs, rp, GH);
             for (int64_t b = 0; b < N; b++) {
-                const float *xb = xt + b * GH, *hb = h + b * H;
-                float *rpb = rp + b * GH, *rhb = rh + b * H;
-                for (int64_t j = 0; j < H; j++) {
-                    float r = sigmoidf(xb[H + j] + rpb[H + j]);
-                    rpb[j] = sigmoidf(xb[j] + rpb[j]); /* keep z for the update below */
-                    rhb[j] = r * hb[j];
-                }
+                float *gb = rp + b * GH;
+                mdl__sigmoid_f32v(gb, gb, 2 * H);
+                mul_to(H, rh + b * H, gb + H, h + b * H);
             }
-            mdl__gemm_nt(N, H, H, rh, H, Rd + 2 * H * H, H, NULL, rp + 2 * H, GH, lo, hi);
+            step_gemm(N, H, H, rh, Rd + 2 * H * H, pr[1], xt + 2 * H, xs, rp + 2 * H, GH);
             for (int64_t b = 0; b < N; b++) {
-                const float *xb = xt + b * GH, *rpb = rp + b * GH;
-                float *hb = h + b * H;
-                for (int64_t j = 0; j < H; j++) {
-                    float z = rpb[j], cand = tanhf(xb[2 * H + j] + rpb[2 * H + j]);
-                    hb[j] = (1.0f - z) * cand + z * hb[j];
-                }
+                float *gb = rp + b * GH;
+                mdl__tanh_f32v(gb + 2 * H, gb + 2 * H, H);
+                gru_h(H, h + b * H, gb, gb + 2 * H);
             }
         }
         if (Y) memcpy(Y + t * g->D * N * H, h, nh);
@@ -246,9 +330,30 @@ static void run_direction(const mdl__kctx *c, const rnn_geom *g, bool reverse, c
     if (yc) memcpy(yc, cs, nh);
 }
 
+static mdl_status rnn_pack_run(mdl__kctx *c) {
+    rnn_geom g;
+    rnn_pack p;
+    geometry(c, &g); /* validated in prepare */
+    packing(c, &g, &p);
+    uint8_t *base = c->packed;
+    const int64_t GH = g.G * g.H;
+    const float *W = c->in_data[IN_W], *R = c->in_data[IN_R];
+    for (int64_t d = 0; d < g.D; d++) {
+        if (p.w_bytes) mdl__gemm_pack(GH, g.I, W + d * GH * g.I, g.I, base + p.w[d]);
+        for (int k = 0; k < p.nr; k++)
+            if (p.r_bytes[k])
+                mdl__gemm_pack(p.r_rows[k], g.H, R + (d * GH + p.r_first[k]) * g.H, g.H,
+                               base + p.r[d][k]);
+    }
+    return MDL_OK;
+}
+
 static mdl_status rnn_run(mdl__kctx *c) {
     rnn_geom g;
+    rnn_pack p;
     geometry(c, &g); /* validated in prepare */
+    packing(c, &g, &p);
+    const uint8_t *pk = c->packed; /* NULL when pack did not run (builder, tests) */
     const int64_t GH = g.G * g.H, NH = g.N * g.H;
     const float *in[8] = {0};
     for (int i = 0; i < c->nin && i < 8; i++) in[i] = c->in[i] ? c->in_data[i] : NULL;
@@ -259,17 +364,21 @@ static mdl_status rnn_run(mdl__kctx *c) {
 
     for (int64_t d = 0; d < g.D; d++) {
         bool reverse = dir == MDL_RNN_REVERSE || (dir == MDL_RNN_BIDIRECTIONAL && d == 1);
+        const void *pw = pk && p.w_bytes ? pk + p.w[d] : NULL;
+        const void *pr[2] = {NULL, NULL};
+        for (int k = 0; k < p.nr; k++)
+            if (pk && p.r_bytes[k]) pr[k] = pk + p.r[d][k];
         const float *bd = in[IN_B] ? in[IN_B] + d * 2 * GH : NULL;
         const float *h0 = in[IN_H0] ? in[IN_H0] + d * NH : NULL;
         const float *c0 = in[IN_C0] ? in[IN_C0] + d * NH : NULL;
         float *y = out[OUT_Y] ? out[OUT_Y] + d * NH : NULL;
         float *yh = out[OUT_YH] ? out[OUT_YH] + d * NH : NULL;
         float *yc = out[OUT_YC] ? out[OUT_YC] + d * NH : NULL;
-        run_direction(c, &g, reverse, in[IN_X], in[IN_W] + d * GH * g.I, in[IN_R] + d * GH * g.H,
-                      bd, h0, c0, y, yh, yc);
+        run_direction(c, &g, reverse, in[IN_X], in[IN_W] + d * GH * g.I, pw,
+                      in[IN_R] + d * GH * g.H, pr, bd, h0, c0, y, yh, yc);
     }
     return MDL_OK;
 }
 
-const mdl__kernel mdl__lstm_f32 = {.prepare = rnn_prepare, .run = rnn_run};
-const mdl__kernel mdl__gru_f32 = {.prepare = rnn_prepare, .run = rnn_run};
+const mdl__kernel mdl__lstm_f32 = {.prepare = rnn_prepare, .run = rnn_run, .pack = rnn_pack_run};
+const mdl__kernel mdl__gru_f32 = {.prepare = rnn_prepare, .run = rnn_run, .pack = rnn_pack_run};
