@@ -30,6 +30,17 @@ static mdl_status fc_prepare(mdl__kctx *c) {
                          (int)c->opt->fc.act.kind);
     mdl__shape_of(&c->out_shape[0], x);
     c->out_shape[0].dims[x->rank - 1] = N;
+    /* Constant weights are re-laid out once at load for the GEMM microkernel (0 bytes where this
+       CPU has none).  One row (M == 1) is a GEMV, which reads W's rows as they are, so batch-1
+       layers keep no second copy. */
+    int64_t M = K ? x->count / K : 0;
+    if (w->data && M >= 2) c->packed_bytes = mdl__gemm_pack_bytes(N, K);
+    return MDL_OK;
+}
+
+static mdl_status fc_pack(mdl__kctx *c) {
+    const mdl__tensor *w = c->in[1];
+    mdl__gemm_pack(w->dims[0], w->dims[1], w->data, w->dims[1], c->packed);
     return MDL_OK;
 }
 
@@ -38,12 +49,14 @@ static mdl_status fc_run(mdl__kctx *c) {
     int64_t K = x->dims[x->rank - 1], N = w->dims[0], M = K ? x->count / K : 0;
     float lo, hi;
     mdl__act_bounds(&c->opt->fc.act, &lo, &hi);
-    mdl__gemm_nt(M, N, K, c->in_data[0], K, c->in_data[1], K,
-                 c->nin > 2 ? (const float *)c->in_data[2] : NULL, c->out_data[0], N, lo, hi);
+    /* packed is NULL when nothing was packed (or in builder runs): B is then read directly. */
+    mdl__gemm_nt_packed(M, N, K, c->in_data[0], K, c->in_data[1], K, c->packed,
+                        c->nin > 2 ? (const float *)c->in_data[2] : NULL, c->out_data[0], N, lo,
+                        hi);
     return MDL_OK;
 }
 
-const mdl__kernel mdl__fc_f32 = {.prepare = fc_prepare, .run = fc_run};
+const mdl__kernel mdl__fc_f32 = {.prepare = fc_prepare, .run = fc_run, .pack = fc_pack};
 
 /* MatMul: NumPy semantics.  Rank-1 operands are promoted (A: [1,K], B: [K,1]) and the promoted
    dim removed from the output; batch dims broadcast. */

@@ -1,6 +1,8 @@
 /* FullyConnected and MatMul against naive loops written from the ONNX Gemm/MatMul definitions. */
 #include "common/harness.h"
 
+#include "ops/ops.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +53,78 @@ static void test_fc_random_shapes(void **state) {
         check_fc(sizes[i][0], sizes[i][1], sizes[i][2], i % 2 == 0, MDL_ACT_NONE);
         check_fc(sizes[i][0], sizes[i][1], sizes[i][2], true, MDL_ACT_RELU);
         check_fc(sizes[i][0], sizes[i][1], sizes[i][2], false, MDL_ACT_RELU6);
+    }
+}
+
+/* FullyConnected as a loaded model runs it: prepare, then pack (when prepare asks for packed
+   bytes) into 64-byte aligned memory, then run with the packed weights. */
+static void check_fc_packed(int64_t M, int64_t N, int64_t K, bool bias, mdl_activation act) {
+    float *x = malloc(sizeof(float) * (size_t)(M * K));
+    float *w = malloc(sizeof(float) * (size_t)(N * K)), *b = malloc(sizeof(float) * (size_t)N);
+    float *ref = malloc(sizeof(float) * (size_t)(M * N));
+    float *y = malloc(sizeof(float) * (size_t)(M * N));
+    th_fill_uniform(x, M * K, -1, 1);
+    th_fill_uniform(w, N * K, -1, 1);
+    th_fill_uniform(b, N, -1, 1);
+    mdl__tensor tx = {.name = "x", .dtype = MDL_DTYPE_FLOAT32, .rank = 2, .dims = {M, K},
+                      .count = M * K};
+    mdl__tensor tw = {.name = "w", .dtype = MDL_DTYPE_FLOAT32, .rank = 2, .dims = {N, K},
+                      .count = N * K, .data = w};
+    mdl__tensor tb = {.name = "b", .dtype = MDL_DTYPE_FLOAT32, .rank = 1, .dims = {N}, .count = N,
+                      .data = b};
+    mdl__tensor ty = {.name = "y", .dtype = MDL_DTYPE_FLOAT32, .rank = 2, .dims = {M, N},
+                      .count = M * N};
+    mdl_op_options o = mdl_op_options_default(MDL_OP_FULLY_CONNECTED);
+    o.fc.act.kind = act;
+    mdl_error err;
+    mdl__kctx c;
+    memset(&c, 0, sizeof c);
+    c.op = MDL_OP_FULLY_CONNECTED;
+    c.name = "test";
+    c.opt = &o;
+    c.nin = bias ? 3 : 2;
+    c.nout = 1;
+    c.err = &err;
+    c.in[0] = &tx;
+    c.in[1] = &tw;
+    c.in[2] = bias ? &tb : NULL;
+    c.out[0] = &ty;
+    const mdl__kernel *k = mdl__kernel_find(MDL_OP_FULLY_CONNECTED, MDL_DTYPE_FLOAT32);
+    assert_non_null(k);
+    assert_int_equal(k->prepare(&c), MDL_OK);
+    /* packs whenever this CPU's GEMM has a packed layout, except for one row (a GEMV reads W
+       directly: no second copy) */
+    assert_int_equal(c.packed_bytes, M >= 2 ? mdl__gemm_pack_bytes(N, K) : 0);
+    void *packed = NULL;
+    if (c.packed_bytes) {
+        assert_non_null(k->pack);
+        packed = aligned_alloc(64, (c.packed_bytes + 63) & ~(size_t)63);
+        memset(packed, 0xA5, c.packed_bytes);
+        c.packed = packed;
+        c.in_data[1] = w;
+        c.in_data[2] = bias ? b : NULL;
+        assert_int_equal(k->pack(&c), MDL_OK);
+    }
+    c.in_data[0] = x;
+    c.in_data[1] = w;
+    c.in_data[2] = bias ? b : NULL;
+    c.out_data[0] = y;
+    assert_int_equal(k->run(&c), MDL_OK);
+    float lo = act == MDL_ACT_NONE ? -INFINITY : 0.0f, hi = act == MDL_ACT_RELU6 ? 6.0f : INFINITY;
+    ref_fc(M, N, K, x, w, bias ? b : NULL, lo, hi, ref);
+    th_assert_close(y, ref, M * N, 1e-5);
+    free(packed); free(x); free(w); free(b); free(ref); free(y);
+}
+
+static void test_fc_packed_weights(void **state) {
+    (void)state;
+    th_seed(4);
+    int64_t sizes[][3] = {{1, 64, 784}, {64, 64, 784}, {2, 3, 5}, {7, 13, 17}, {64, 1, 64},
+                          {33, 100, 300}, {5, 17, 1}, {100, 33, 1030}};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        check_fc_packed(sizes[i][0], sizes[i][1], sizes[i][2], i % 2 == 0, MDL_ACT_NONE);
+        check_fc_packed(sizes[i][0], sizes[i][1], sizes[i][2], true, MDL_ACT_RELU);
+        check_fc_packed(sizes[i][0], sizes[i][1], sizes[i][2], false, MDL_ACT_RELU6);
     }
 }
 
@@ -131,6 +205,7 @@ static void test_matmul_vectors_and_large(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fc_random_shapes),
+        cmocka_unit_test(test_fc_packed_weights),
         cmocka_unit_test(test_fc_rejects_mismatch),
         cmocka_unit_test(test_matmul_broadcast),
         cmocka_unit_test(test_matmul_vectors_and_large),

@@ -1,0 +1,323 @@
+/* AVX2+FMA float GEMM/GEMV kernels (built with -mavx2 -mfma; called only when mdl__cpu_level() >=
+ * MDL_CPU_AVX2).  Same structure as gemm_avx512.c at half the width and with 16 registers:
+ *  - dot tiles for the unpacked C = A B^T with few rows (1 row of A x 8 rows of B, or 2 x 4),
+ *    horizontal sums at the end, K tails with masked loads;
+ *  - a 6 x 16 microkernel over B panels (12 accumulators + 2 panel vectors + 1 broadcast), also
+ *    for MatMul's row-major B and for unpacked A B^T with many rows (B packed on the fly).
+ * Bias, clamp and the K-block accumulation are fused into the store.  Contracts in x86.h. */
+#include "x86.h"
+
+#include <immintrin.h>
+
+#define INLINE static inline __attribute__((always_inline))
+
+#define MR 6  /* rows of C per microkernel call */
+#define NR 16 /* panel width (MDL_GEMM_NR_AVX2) */
+/* K block: MR x KC of A (12 KiB) stays in L1 across the panels, KC x NC of B (512 KiB) in L2
+   across the M loop. */
+#define KC 512
+#define NC 256
+/* Unpacked A B^T with many rows packs B block by block into a stack buffer of REPACK_FLOATS
+   (32 KiB) and runs the microkernel; fewer rows use the dot tiles.  Packing costs about a cycle
+   per element of B; it paid off from 64 rows at K = 784 and from 16 rows at K = 16, where each
+   dot product is too short to amortize its horizontal sum.  A B under a quarter panel wide
+   stays with the dot tiles when K is long (see mdl__gemm_nt_packed_level in gemm.c). */
+#define REPACK(M, N, K)                                                                            \
+    (((M) >= 64 || ((M) >= 16 && (K) <= 64)) && !((N) <= NR / 4 && (K) >= 128))
+#define REPACK_FLOATS 8192
+
+_Static_assert(NR == MDL_GEMM_NR_AVX2, "panel width");
+
+/* Lane masks for maskload/maskstore: the first n of 8 lanes (n clamped to 0..8). */
+static const int32_t mask_tab[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+static inline __m256i tail_mask(int64_t n) {
+    n = n < 0 ? 0 : n > 8 ? 8 : n;
+    return _mm256_loadu_si256((const __m256i *)(mask_tab + 8 - n));
+}
+
+/* ---- unpacked: dot-product tiles ----------------------------------------------------------- */
+
+static inline __m256i mk_none(void) { return _mm256_setzero_si256(); } /* unused mask */
+
+static inline __m256 hsum8(const __m256 *v) {
+    __m256 lo4 = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+    __m256 hi4 = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
+    return _mm256_add_ps(_mm256_permute2f128_ps(lo4, hi4, 0x20),
+                         _mm256_permute2f128_ps(lo4, hi4, 0x31));
+}
+
+static inline __m128 hsum4(const __m256 *v) {
+    __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+static inline float hsum1(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* acc[i][j] += A[i, k..] * B[j, k..] over the lanes in mk (all 8 unless masked); a and b
+   point at element k. */
+INLINE void dot_step(const int RA, const int RB, __m256i mk, const int masked, const float *a,
+                     int64_t lda, const float *b, int64_t ldb, __m256 acc[2][8]) {
+    __m256 av[2];
+#pragma GCC unroll 2
+    for (int i = 0; i < RA; i++)
+        av[i] = masked ? _mm256_maskload_ps(a + i * lda, mk) : _mm256_loadu_ps(a + i * lda);
+#pragma GCC unroll 8
+    for (int j = 0; j < RB; j++) {
+        __m256 bv = masked ? _mm256_maskload_ps(b + j * ldb, mk) : _mm256_loadu_ps(b + j * ldb);
+#pragma GCC unroll 2
+        for (int i = 0; i < RA; i++) acc[i][j] = _mm256_fmadd_ps(av[i], bv, acc[i][j]);
+    }
+}
+
+/* C[0:RA, 0:RB] = clamp(A[0:RA,:] . B[0:RB,:] + bias); RA * RB <= 8. */
+INLINE void dot_tile(const int RA, const int RB, int64_t K, const float *a, int64_t lda,
+                     const float *b, int64_t ldb, const float *bias, float *c, int64_t ldc,
+                     float lo, float hi) {
+    __m256 acc[2][8];
+#pragma GCC unroll 2
+    for (int i = 0; i < RA; i++)
+#pragma GCC unroll 8
+        for (int j = 0; j < RB; j++) acc[i][j] = _mm256_setzero_ps();
+    int64_t k = 0;
+    /* Align B's loads to 32 bytes when all its rows share one alignment: every other unaligned
+       load would split a cache line (see gemm_avx512.c; masked lanes never fault). */
+    int64_t off = (int64_t)(((uintptr_t)b / sizeof(float)) % 8);
+    if (off && ldb % 8 == 0) {
+        __m256i mk = _mm256_andnot_si256(tail_mask(off), tail_mask(off + K));
+        dot_step(RA, RB, mk, 1, (const float *)((uintptr_t)a - (uintptr_t)off * sizeof(float)),
+                 lda, (const float *)((uintptr_t)b - (uintptr_t)off * sizeof(float)), ldb, acc);
+        k = 8 - off < K ? 8 - off : K;
+    }
+    for (; k + 8 <= K; k += 8) dot_step(RA, RB, mk_none(), 0, a + k, lda, b + k, ldb, acc);
+    if (k < K) dot_step(RA, RB, tail_mask(K - k), 1, a + k, lda, b + k, ldb, acc);
+#pragma GCC unroll 2
+    for (int i = 0; i < RA; i++) {
+        float *ci = c + i * ldc;
+        /* bound first in max/min: a NaN sum stays NaN, like mdl__clampf */
+        if (RB == 8) {
+            __m256 s = hsum8(acc[i]);
+            if (bias) s = _mm256_add_ps(s, _mm256_loadu_ps(bias));
+            s = _mm256_min_ps(_mm256_set1_ps(hi), _mm256_max_ps(_mm256_set1_ps(lo), s));
+            _mm256_storeu_ps(ci, s);
+        } else if (RB == 4) {
+            __m128 s = hsum4(acc[i]);
+            if (bias) s = _mm_add_ps(s, _mm_loadu_ps(bias));
+            s = _mm_min_ps(_mm_set1_ps(hi), _mm_max_ps(_mm_set1_ps(lo), s));
+            _mm_storeu_ps(ci, s);
+        } else {
+#pragma GCC unroll 8
+            for (int j = 0; j < RB; j++) {
+                float s = hsum1(acc[i][j]) + (bias ? bias[j] : 0.0f);
+                ci[j] = s < lo ? lo : (s > hi ? hi : s);
+            }
+        }
+    }
+}
+
+static void dot_rows1(int64_t N, int64_t K, const float *a, int64_t lda, const float *B,
+                      int64_t ldb, const float *bias, float *c, int64_t ldc, float lo, float hi) {
+    int64_t n = 0;
+    for (; n + 8 <= N; n += 8)
+        dot_tile(1, 8, K, a, lda, B + n * ldb, ldb, bias ? bias + n : NULL, c + n, ldc, lo, hi);
+    if (n + 4 <= N) {
+        dot_tile(1, 4, K, a, lda, B + n * ldb, ldb, bias ? bias + n : NULL, c + n, ldc, lo, hi);
+        n += 4;
+    }
+    for (; n < N; n++)
+        dot_tile(1, 1, K, a, lda, B + n * ldb, ldb, bias ? bias + n : NULL, c + n, ldc, lo, hi);
+}
+
+static void dot_rows2(int64_t N, int64_t K, const float *a, int64_t lda, const float *B,
+                      int64_t ldb, const float *bias, float *c, int64_t ldc, float lo, float hi) {
+    int64_t n = 0;
+    for (; n + 4 <= N; n += 4)
+        dot_tile(2, 4, K, a, lda, B + n * ldb, ldb, bias ? bias + n : NULL, c + n, ldc, lo, hi);
+    for (; n < N; n++)
+        dot_tile(2, 1, K, a, lda, B + n * ldb, ldb, bias ? bias + n : NULL, c + n, ldc, lo, hi);
+}
+
+
+/* ---- panels: the GEMM microkernel ---------------------------------------------------------- */
+
+/* acc[i][v] += A[i, k] * Bp[k, 8v .. 8v+7] for the rows i < R. */
+INLINE void uk_step(const int R, const int NV, const int BMASK, const float *bk, const float *ak,
+                    int64_t lda, __m256i m0, __m256i m1, __m256 acc[MR][2]) {
+    __m256 b0 = BMASK ? _mm256_maskload_ps(bk, m0) : _mm256_loadu_ps(bk);
+    __m256 b1 = _mm256_setzero_ps();
+    if (NV == 2) b1 = BMASK ? _mm256_maskload_ps(bk + 8, m1) : _mm256_loadu_ps(bk + 8);
+#pragma GCC unroll 6
+    for (int i = 0; i < R; i++) {
+        __m256 av = _mm256_broadcast_ss(ak + i * lda);
+        acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
+        if (NV == 2) acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
+    }
+}
+
+/* C[0:R, 0:8*NV] (+)= A[0:R, 0:kc] * Bp[0:kc, 0:8*NV], Bp's rows bs floats apart.  nvalid
+   columns of C are real (stores past them are masked); BMASK: B is not zero-padded, so its
+   loads are masked too.  first: C holds no partial sum yet; last: add bias and clamp. */
+INLINE void ukernel(const int R, const int NV, const int BMASK, int64_t kc, const float *a,
+                    int64_t lda, const float *b, int64_t bs, float *c, int64_t ldc, int64_t nvalid,
+                    int first, int last, const float *bias, float lo, float hi) {
+    __m256 acc[MR][2];
+    const __m256i m0 = tail_mask(nvalid), m1 = tail_mask(nvalid - 8);
+#pragma GCC unroll 6
+    for (int i = 0; i < R; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    int64_t k = 0;
+    if (R * NV <= 5) {
+        /* Too few FMA chains to cover the FMA latency: odd k go to a second set of
+           accumulators (as many as the 16 registers allow). */
+        __m256 odd[MR][2];
+#pragma GCC unroll 6
+        for (int i = 0; i < R; i++) odd[i][0] = odd[i][1] = _mm256_setzero_ps();
+        for (; k + 2 <= kc; k += 2) {
+            uk_step(R, NV, BMASK, b + k * bs, a + k, lda, m0, m1, acc);
+            uk_step(R, NV, BMASK, b + (k + 1) * bs, a + k + 1, lda, m0, m1, odd);
+        }
+#pragma GCC unroll 6
+        for (int i = 0; i < R; i++) {
+            acc[i][0] = _mm256_add_ps(acc[i][0], odd[i][0]);
+            if (NV == 2) acc[i][1] = _mm256_add_ps(acc[i][1], odd[i][1]);
+        }
+    }
+    for (; k < kc; k++) uk_step(R, NV, BMASK, b + k * bs, a + k, lda, m0, m1, acc);
+    const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+    /* ReLU needs no upper bound, no activation neither: skip what cannot bite (short K, e.g.
+       1x1 convolutions, makes the epilogue a visible share). */
+    const int clamp_lo = lo > -__builtin_inff(), clamp_hi = hi < __builtin_inff();
+    const int full = nvalid >= 8 * NV;
+#pragma GCC unroll 6
+    for (int i = 0; i < R; i++) {
+        float *ci = c + i * ldc;
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) {
+            __m256i mk = v ? m1 : m0;
+            __m256 x = acc[i][v];
+            if (!first)
+                x = _mm256_add_ps(x, full ? _mm256_loadu_ps(ci + 8 * v)
+                                          : _mm256_maskload_ps(ci + 8 * v, mk));
+            if (last) {
+                if (bias)
+                    x = _mm256_add_ps(x, full ? _mm256_loadu_ps(bias + 8 * v)
+                                              : _mm256_maskload_ps(bias + 8 * v, mk));
+                if (clamp_lo) x = _mm256_max_ps(vlo, x);
+                if (clamp_hi) x = _mm256_min_ps(vhi, x);
+            }
+            if (full) _mm256_storeu_ps(ci + 8 * v, x);
+            else _mm256_maskstore_ps(ci + 8 * v, mk, x);
+        }
+    }
+}
+
+typedef void (*ukernel_fn)(int64_t kc, const float *a, int64_t lda, const float *b, int64_t bs,
+                           float *c, int64_t ldc, int64_t nvalid, int first, int last,
+                           const float *bias, float lo, float hi);
+#define UK(R, NV, BM)                                                                              \
+    static void uk_##R##_##NV##_##BM(int64_t kc, const float *a, int64_t lda, const float *b,      \
+                                     int64_t bs, float *c, int64_t ldc, int64_t nvalid, int first, \
+                                     int last, const float *bias, float lo, float hi) {            \
+        ukernel(R, NV, BM, kc, a, lda, b, bs, c, ldc, nvalid, first, last, bias, lo, hi);          \
+    }
+#define UK_ROWS(NV, BM)                                                                            \
+    UK(1, NV, BM) UK(2, NV, BM) UK(3, NV, BM) UK(4, NV, BM) UK(5, NV, BM) UK(6, NV, BM)
+UK_ROWS(1, 0)
+UK_ROWS(2, 0)
+UK_ROWS(1, 1)
+UK_ROWS(2, 1)
+#define UK_ROW_TABLE(NV, BM)                                                                       \
+    {uk_1_##NV##_##BM, uk_2_##NV##_##BM, uk_3_##NV##_##BM,                                        \
+     uk_4_##NV##_##BM, uk_5_##NV##_##BM, uk_6_##NV##_##BM}
+/* [masked B][vectors - 1][rows - 1] */
+static const ukernel_fn ukernels[2][2][MR] = {
+    {UK_ROW_TABLE(1, 0), UK_ROW_TABLE(2, 0)},
+    {UK_ROW_TABLE(1, 1), UK_ROW_TABLE(2, 1)},
+};
+
+static int64_t k_block(int64_t K, int64_t kmax) {
+    int64_t nb = (K + kmax - 1) / kmax;
+    return (K + nb - 1) / nb;
+}
+
+/* How blocked() finds B (see there). */
+enum { B_PANELS, B_ROWS_KN, B_ROWS_NT };
+
+/* Packs B[n0:n1, k0:k0+kc] (B [N,K] row-major) as panels (x86.h) of kc rows into dst. */
+static void repack(const float *B, int64_t ldb, int64_t N, int64_t n0, int64_t n1, int64_t k0,
+                   int64_t kc, float *dst) {
+    for (int64_t j0 = n0; j0 < n1;) {
+        int64_t w = N - j0 <= NR / 2 ? NR / 2 : NR, nv = N - j0 < w ? N - j0 : w;
+        for (int64_t j = 0; j < w; j++) {
+            const float *src = B + (j0 + j) * ldb + k0;
+            if (j < nv)
+                for (int64_t k = 0; k < kc; k++) dst[k * w + j] = src[k];
+            else
+                for (int64_t k = 0; k < kc; k++) dst[k * w + j] = 0.0f;
+        }
+        dst += w * kc;
+        j0 += w;
+    }
+}
+
+/* Blocked loops shared by every GEMM here; B modes as in gemm_avx512.c. */
+static void blocked(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                    int mode, int64_t ldb, const float *bias, float *C, int64_t ldc, float lo,
+                    float hi) {
+    _Alignas(32) float buf[REPACK_FLOATS];
+    int64_t kcb = k_block(K, mode == B_ROWS_NT ? REPACK_FLOATS / NR : KC);
+    int64_t ncb = mode == B_ROWS_NT ? REPACK_FLOATS / kcb / NR * NR : NC;
+    int64_t nmb = (M + MR - 1) / MR, mb = (M + nmb - 1) / nmb; /* balanced row blocks */
+    for (int64_t n0 = 0; n0 < N; n0 += ncb) {
+        int64_t n1 = N - n0 > ncb ? n0 + ncb : N;
+        for (int64_t k0 = 0; k0 < K; k0 += kcb) {
+            int64_t kc = K - k0 < kcb ? K - k0 : kcb;
+            int first = k0 == 0, last = k0 + kc == K;
+            if (mode == B_ROWS_NT) repack(B, ldb, N, n0, n1, k0, kc, buf);
+            for (int64_t m0 = 0; m0 < M; m0 += mb) {
+                int64_t mr = M - m0 < mb ? M - m0 : mb;
+                const float *a = A + m0 * lda + k0;
+                float *c = C + m0 * ldc;
+                for (int64_t j0 = n0; j0 < n1;) {
+                    int64_t left = N - j0, w = left <= NR / 2 ? NR / 2 : NR;
+                    int64_t nv = left < w ? left : w;
+                    const float *b = mode == B_PANELS    ? B + j0 * K + k0 * w
+                                     : mode == B_ROWS_KN ? B + k0 * ldb + j0
+                                                         : buf + (j0 - n0) * kc;
+                    int64_t bs = mode == B_ROWS_KN ? ldb : w;
+                    int bm = mode == B_ROWS_KN && nv < w;
+                    ukernels[bm][w / 8 - 1][mr - 1](kc, a, lda, b, bs, c + j0, ldc, nv, first,
+                                                     last, bias ? bias + j0 : NULL, lo, hi);
+                    j0 += w;
+                }
+            }
+        }
+    }
+}
+
+void mdl__gemm_nt_avx2(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                       const float *B, int64_t ldb, const float *bias, float *C, int64_t ldc,
+                       float lo, float hi) {
+    if (REPACK(M, N, K)) {
+        blocked(M, N, K, A, lda, B, B_ROWS_NT, ldb, bias, C, ldc, lo, hi);
+        return;
+    }
+    int64_t m = 0;
+    for (; m + 2 <= M; m += 2)
+        dot_rows2(N, K, A + m * lda, lda, B, ldb, bias, C + m * ldc, ldc, lo, hi);
+    if (m < M) dot_rows1(N, K, A + m * lda, lda, B, ldb, bias, C + m * ldc, ldc, lo, hi);
+}
+
+void mdl__gemm_panels_avx2(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                           const float *panels, const float *bias, float *C, int64_t ldc,
+                           float lo, float hi) {
+    blocked(M, N, K, A, lda, panels, B_PANELS, 0, bias, C, ldc, lo, hi);
+}
+
+void mdl__gemm_nn_avx2(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                       const float *B, int64_t ldb, float *C, int64_t ldc) {
+    blocked(M, N, K, A, lda, B, B_ROWS_KN, ldb, NULL, C, ldc, -__builtin_inff(), __builtin_inff());
+}

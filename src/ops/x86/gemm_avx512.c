@@ -1,0 +1,346 @@
+/* AVX-512 float GEMM/GEMV kernels (built with -mavx512f -mavx512vl -mavx512bw -mavx512dq -mfma;
+ * called only when mdl__cpu_level() >= MDL_CPU_AVX512).  Contracts in x86.h.
+ *
+ * Two kernels:
+ *  - dot tiles for the unpacked C = A B^T with few rows: RA rows of A x RB rows of B, one 16-lane
+ *    accumulator each, horizontal sums at the end.  For one row (GEMV) 8 rows of B share each
+ *    load of A and the 8 independent FMA chains cover the FMA latency; the weights stream once,
+ *    so this runs at cache bandwidth (hence the care for B's alignment, see dot_tile).
+ *  - a register-blocked microkernel over B panels (x86.h): MR rows x 32 columns of C live in
+ *    2*MR zmm registers; each k broadcasts A[m,k] and multiplies two panel vectors.  That is 2
+ *    loads + MR broadcasts per 2*MR FMAs, so the FMA units, not the loads, set the pace.  It
+ *    serves pre-packed B, row-major B[K,N] (MatMul) read in place, and unpacked A B^T with many
+ *    rows, whose B is packed block by block on the fly.
+ * Bias, clamp and the K-block accumulation are fused into the store. */
+#include "x86.h"
+
+#include <immintrin.h>
+
+#define INLINE static inline __attribute__((always_inline))
+
+#define MR 8   /* rows of C per microkernel call */
+#define NR 32  /* panel width (MDL_GEMM_NR_AVX512) */
+/* K block: MR rows x KC of A (16 KiB) stay in L1 while every panel of the N block passes;
+   KC x NC of the panels (512 KiB) stay in L2 across the M loop. */
+#define KC 512
+#define NC 256
+/* Unpacked A B^T with many rows packs B block by block into a stack buffer of REPACK_FLOATS
+   (32 KiB) and runs the microkernel; fewer rows use the dot tiles.  Packing costs about a cycle
+   per element of B; it paid off from 64 rows at K = 784 and from 16 rows at K = 16, where each
+   dot product is too short to amortize its horizontal sum.  A B under a quarter panel wide
+   stays with the dot tiles when K is long (see mdl__gemm_nt_packed_level in gemm.c). */
+#define REPACK(M, N, K)                                                                            \
+    (((M) >= 64 || ((M) >= 16 && (K) <= 64)) && !((N) <= NR / 4 && (K) >= 128))
+#define REPACK_FLOATS 8192
+
+_Static_assert(NR == MDL_GEMM_NR_AVX512, "panel width");
+
+/* The first n lanes (n may be <= 0 or >= 16). */
+static inline __mmask16 tail_mask(int64_t n) {
+    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
+}
+
+/* ---- unpacked: dot-product tiles ----------------------------------------------------------- */
+
+static inline __m256 fold256(__m512 v) {
+    return _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+}
+
+/* [sum v0, ..., sum v7] */
+static inline __m256 hsum8(const __m512 *v) {
+    __m256 h01 = _mm256_hadd_ps(fold256(v[0]), fold256(v[1]));
+    __m256 h23 = _mm256_hadd_ps(fold256(v[2]), fold256(v[3]));
+    __m256 h45 = _mm256_hadd_ps(fold256(v[4]), fold256(v[5]));
+    __m256 h67 = _mm256_hadd_ps(fold256(v[6]), fold256(v[7]));
+    __m256 lo4 = _mm256_hadd_ps(h01, h23); /* [v0..v3 low halves | v0..v3 high halves] */
+    __m256 hi4 = _mm256_hadd_ps(h45, h67);
+    return _mm256_add_ps(_mm256_permute2f128_ps(lo4, hi4, 0x20),
+                         _mm256_permute2f128_ps(lo4, hi4, 0x31));
+}
+
+/* [sum v0, ..., sum v3] */
+static inline __m128 hsum4(const __m512 *v) {
+    __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(fold256(v[0]), fold256(v[1])),
+                              _mm256_hadd_ps(fold256(v[2]), fold256(v[3])));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+/* acc[i][j] += A[i, k..] * B[j, k..] over the lanes in mk; a and b point at element k. */
+INLINE void dot_step(const int RA, const int RB, __mmask16 mk, const int masked, const float *a,
+                     int64_t lda, const float *b, int64_t ldb, __m512 acc[3][8]) {
+    __m512 av[3];
+#pragma GCC unroll 3
+    for (int i = 0; i < RA; i++)
+        av[i] = masked ? _mm512_maskz_loadu_ps(mk, a + i * lda) : _mm512_loadu_ps(a + i * lda);
+#pragma GCC unroll 8
+    for (int j = 0; j < RB; j++) {
+        __m512 bv = masked ? _mm512_maskz_loadu_ps(mk, b + j * ldb) : _mm512_loadu_ps(b + j * ldb);
+#pragma GCC unroll 3
+        for (int i = 0; i < RA; i++) acc[i][j] = _mm512_fmadd_ps(av[i], bv, acc[i][j]);
+    }
+}
+
+/* C[0:RA, 0:RB] = clamp(A[0:RA,:] . B[0:RB,:] + bias).  max(lo, x) / min(hi, x) with the bound
+   first keep a NaN x, like mdl__clampf. */
+INLINE void dot_tile(const int RA, const int RB, int64_t K, const float *a, int64_t lda,
+                     const float *b, int64_t ldb, const float *bias, float *c, int64_t ldc,
+                     float lo, float hi) {
+    __m512 acc[3][8];
+#pragma GCC unroll 3
+    for (int i = 0; i < RA; i++)
+#pragma GCC unroll 8
+        for (int j = 0; j < RB; j++) acc[i][j] = _mm512_setzero_ps();
+    int64_t k = 0;
+    /* Weights are often only 16-byte aligned (model files), and a load that splits two cache
+       lines halves the bandwidth this loop lives on (measured: 784x64 took 3.4 us instead of
+       1.5).  When all rows of B share one alignment, a first partial vector read from the
+       aligned address below b (lanes before b masked off; masked lanes never fault) makes every
+       later load of B aligned.  The A lanes shift the same way, so products still pair up. */
+    int64_t off = (int64_t)(((uintptr_t)b / sizeof(float)) % 16);
+    if (off && ldb % 16 == 0) {
+        __mmask16 mk = (__mmask16)(tail_mask(off + K) & ~tail_mask(off));
+        dot_step(RA, RB, mk, 1, (const float *)((uintptr_t)a - (uintptr_t)off * sizeof(float)),
+                 lda, (const float *)((uintptr_t)b - (uintptr_t)off * sizeof(float)), ldb, acc);
+        k = 16 - off < K ? 16 - off : K;
+    }
+    for (; k + 16 <= K; k += 16) dot_step(RA, RB, 0, 0, a + k, lda, b + k, ldb, acc);
+    if (k < K) dot_step(RA, RB, tail_mask(K - k), 1, a + k, lda, b + k, ldb, acc);
+#pragma GCC unroll 3
+    for (int i = 0; i < RA; i++) {
+        float *ci = c + i * ldc;
+        if (RB == 8) {
+            __m256 s = hsum8(acc[i]);
+            if (bias) s = _mm256_add_ps(s, _mm256_loadu_ps(bias));
+            s = _mm256_min_ps(_mm256_set1_ps(hi), _mm256_max_ps(_mm256_set1_ps(lo), s));
+            _mm256_storeu_ps(ci, s);
+        } else if (RB == 4) {
+            __m128 s = hsum4(acc[i]);
+            if (bias) s = _mm_add_ps(s, _mm_loadu_ps(bias));
+            s = _mm_min_ps(_mm_set1_ps(hi), _mm_max_ps(_mm_set1_ps(lo), s));
+            _mm_storeu_ps(ci, s);
+        } else {
+#pragma GCC unroll 8
+            for (int j = 0; j < RB; j++) {
+                float s = _mm512_reduce_add_ps(acc[i][j]) + (bias ? bias[j] : 0.0f);
+                ci[j] = s < lo ? lo : (s > hi ? hi : s);
+            }
+        }
+    }
+}
+
+/* RA rows of A against all N rows of B. */
+INLINE void dot_rows(const int RA, int64_t N, int64_t K, const float *a, int64_t lda,
+                     const float *B, int64_t ldb, const float *bias, float *c, int64_t ldc,
+                     float lo, float hi) {
+    int64_t n = 0;
+    for (; n + 8 <= N; n += 8)
+        dot_tile(RA, 8, K, a, lda, B + n * ldb, ldb, bias ? bias + n : NULL, c + n, ldc, lo, hi);
+    if (n + 4 <= N) {
+        dot_tile(RA, 4, K, a, lda, B + n * ldb, ldb, bias ? bias + n : NULL, c + n, ldc, lo, hi);
+        n += 4;
+    }
+    for (; n < N; n++)
+        dot_tile(RA, 1, K, a, lda, B + n * ldb, ldb, bias ? bias + n : NULL, c + n, ldc, lo, hi);
+}
+
+static void dot_rows1(int64_t N, int64_t K, const float *a, int64_t lda, const float *B,
+                      int64_t ldb, const float *bias, float *c, int64_t ldc, float lo, float hi) {
+    dot_rows(1, N, K, a, lda, B, ldb, bias, c, ldc, lo, hi);
+}
+static void dot_rows2(int64_t N, int64_t K, const float *a, int64_t lda, const float *B,
+                      int64_t ldb, const float *bias, float *c, int64_t ldc, float lo, float hi) {
+    dot_rows(2, N, K, a, lda, B, ldb, bias, c, ldc, lo, hi);
+}
+static void dot_rows3(int64_t N, int64_t K, const float *a, int64_t lda, const float *B,
+                      int64_t ldb, const float *bias, float *c, int64_t ldc, float lo, float hi) {
+    dot_rows(3, N, K, a, lda, B, ldb, bias, c, ldc, lo, hi);
+}
+
+
+/* ---- panels: the GEMM microkernel ---------------------------------------------------------- */
+
+/* acc[i][v] += A[i, k] * Bp[k, 16v .. 16v+15] for the rows i < R. */
+INLINE void uk_step(const int R, const int NV, const int BMASK, const float *bk, const float *ak,
+                    int64_t lda, __mmask16 m0, __mmask16 m1, __m512 acc[MR][2]) {
+    __m512 b0 = BMASK ? _mm512_maskz_loadu_ps(m0, bk) : _mm512_loadu_ps(bk);
+    __m512 b1 = _mm512_setzero_ps();
+    if (NV == 2) b1 = BMASK ? _mm512_maskz_loadu_ps(m1, bk + 16) : _mm512_loadu_ps(bk + 16);
+#pragma GCC unroll 8
+    for (int i = 0; i < R; i++) {
+        __m512 av = _mm512_set1_ps(ak[i * lda]);
+        acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
+        if (NV == 2) acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
+    }
+}
+
+/* C[0:R, 0:16*NV] (+)= A[0:R, 0:kc] * Bp[0:kc, 0:16*NV], Bp's rows bs floats apart.  m0/m1 mask
+   the valid columns of each vector (stores; and B loads when BMASK, i.e. when B is not a
+   zero-padded panel).  first: C holds no partial sum yet; last: add bias and clamp. */
+INLINE void ukernel(const int R, const int NV, const int BMASK, int64_t kc, const float *a,
+                    int64_t lda, const float *b, int64_t bs, float *c, int64_t ldc, __mmask16 m0,
+                    __mmask16 m1, int first, int last, const float *bias, float lo, float hi) {
+    __m512 acc[MR][2];
+#pragma GCC unroll 8
+    for (int i = 0; i < R; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    int64_t k = 0;
+    if (R * NV < 8) {
+        /* Fewer than 8 FMA chains cannot cover the FMA latency (4 cycles, 2 units): odd k go
+           to a second set of accumulators (a 2- or 3-row product then runs at full speed). */
+        __m512 odd[MR][2];
+#pragma GCC unroll 8
+        for (int i = 0; i < R; i++) odd[i][0] = odd[i][1] = _mm512_setzero_ps();
+        for (; k + 2 <= kc; k += 2) {
+            uk_step(R, NV, BMASK, b + k * bs, a + k, lda, m0, m1, acc);
+            uk_step(R, NV, BMASK, b + (k + 1) * bs, a + k + 1, lda, m0, m1, odd);
+        }
+#pragma GCC unroll 8
+        for (int i = 0; i < R; i++) {
+            acc[i][0] = _mm512_add_ps(acc[i][0], odd[i][0]);
+            if (NV == 2) acc[i][1] = _mm512_add_ps(acc[i][1], odd[i][1]);
+        }
+    }
+    for (; k < kc; k++) uk_step(R, NV, BMASK, b + k * bs, a + k, lda, m0, m1, acc);
+    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    /* ReLU needs no upper bound, no activation neither: skip what cannot bite (short K, e.g.
+       1x1 convolutions, makes the epilogue a visible share). */
+    const int clamp_lo = lo > -__builtin_inff(), clamp_hi = hi < __builtin_inff();
+#pragma GCC unroll 8
+    for (int i = 0; i < R; i++) {
+        float *ci = c + i * ldc;
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) {
+            __mmask16 mk = v ? m1 : m0;
+            __m512 x = acc[i][v];
+            if (!first) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mk, ci + 16 * v));
+            if (last) {
+                if (bias) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mk, bias + 16 * v));
+                if (clamp_lo) x = _mm512_max_ps(vlo, x);
+                if (clamp_hi) x = _mm512_min_ps(vhi, x);
+            }
+            _mm512_mask_storeu_ps(ci + 16 * v, mk, x);
+        }
+    }
+}
+
+/* One instance per (rows, vectors, masked B loads); `ukernels` picks it at run time. */
+typedef void (*ukernel_fn)(int64_t kc, const float *a, int64_t lda, const float *b, int64_t bs,
+                           float *c, int64_t ldc, __mmask16 m0, __mmask16 m1, int first,
+                           int last, const float *bias, float lo, float hi);
+#define UK(R, NV, BM)                                                                              \
+    static void uk_##R##_##NV##_##BM(int64_t kc, const float *a, int64_t lda, const float *b,      \
+                                     int64_t bs, float *c, int64_t ldc, __mmask16 m0,              \
+                                     __mmask16 m1, int first, int last, const float *bias,         \
+                                     float lo, float hi) {                                         \
+        ukernel(R, NV, BM, kc, a, lda, b, bs, c, ldc, m0, m1, first, last, bias, lo, hi);          \
+    }
+#define UK_ROWS(NV, BM)                                                                            \
+    UK(1, NV, BM) UK(2, NV, BM) UK(3, NV, BM) UK(4, NV, BM) UK(5, NV, BM) UK(6, NV, BM)            \
+    UK(7, NV, BM) UK(8, NV, BM)
+UK_ROWS(1, 0)
+UK_ROWS(2, 0)
+UK_ROWS(1, 1)
+UK_ROWS(2, 1)
+#define UK_ROW_TABLE(NV, BM)                                                                       \
+    {uk_1_##NV##_##BM, uk_2_##NV##_##BM, uk_3_##NV##_##BM, uk_4_##NV##_##BM,                      \
+     uk_5_##NV##_##BM, uk_6_##NV##_##BM, uk_7_##NV##_##BM, uk_8_##NV##_##BM}
+/* [masked B][vectors - 1][rows - 1] */
+static const ukernel_fn ukernels[2][2][MR] = {
+    {UK_ROW_TABLE(1, 0), UK_ROW_TABLE(2, 0)},
+    {UK_ROW_TABLE(1, 1), UK_ROW_TABLE(2, 1)},
+};
+
+/* Splits K into blocks of at most kmax of nearly equal size (no thin last block). */
+static int64_t k_block(int64_t K, int64_t kmax) {
+    int64_t nb = (K + kmax - 1) / kmax;
+    return (K + nb - 1) / nb;
+}
+
+/* How blocked() finds B (see there). */
+enum { B_PANELS, B_ROWS_KN, B_ROWS_NT };
+
+/* Packs B[n0:n1, k0:k0+kc] (B [N,K] row-major) as panels (x86.h) of kc rows into dst. */
+static void repack(const float *B, int64_t ldb, int64_t N, int64_t n0, int64_t n1, int64_t k0,
+                   int64_t kc, float *dst) {
+    for (int64_t j0 = n0; j0 < n1;) {
+        int64_t w = N - j0 <= NR / 2 ? NR / 2 : NR, nv = N - j0 < w ? N - j0 : w;
+        for (int64_t j = 0; j < w; j++) {
+            const float *src = B + (j0 + j) * ldb + k0;
+            if (j < nv)
+                for (int64_t k = 0; k < kc; k++) dst[k * w + j] = src[k];
+            else
+                for (int64_t k = 0; k < kc; k++) dst[k * w + j] = 0.0f;
+        }
+        dst += w * kc;
+        j0 += w;
+    }
+}
+
+/* The blocked loops of every GEMM here.  B is found three ways:
+   B_PANELS:  packed panels; the column block at j0 (width w) starts at B + j0 * K (all panels
+              before it are NR wide), row stride w;
+   B_ROWS_KN: row-major B[K,N] (MatMul): B + j0, row stride ldb, the last block read with masked
+              loads instead of relying on zero padding;
+   B_ROWS_NT: row-major B[N,K] (unpacked A B^T with many rows): each KC x NC block is packed into
+              a buffer on the stack first, then read as panels. */
+static void blocked(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                    int mode, int64_t ldb, const float *bias, float *C, int64_t ldc, float lo,
+                    float hi) {
+    _Alignas(64) float buf[REPACK_FLOATS];
+    int64_t kcb = k_block(K, mode == B_ROWS_NT ? REPACK_FLOATS / NR : KC);
+    int64_t ncb = mode == B_ROWS_NT ? REPACK_FLOATS / kcb / NR * NR : NC;
+    /* Rows per block, balanced (49 rows: 7 x 7, not 6 x 8 + 1): a thin last block runs at the
+       latency of its few FMA chains, not at the FMA throughput. */
+    int64_t nmb = (M + MR - 1) / MR, mb = (M + nmb - 1) / nmb;
+    for (int64_t n0 = 0; n0 < N; n0 += ncb) {
+        int64_t n1 = N - n0 > ncb ? n0 + ncb : N;
+        for (int64_t k0 = 0; k0 < K; k0 += kcb) {
+            int64_t kc = K - k0 < kcb ? K - k0 : kcb;
+            int first = k0 == 0, last = k0 + kc == K;
+            if (mode == B_ROWS_NT) repack(B, ldb, N, n0, n1, k0, kc, buf);
+            for (int64_t m0 = 0; m0 < M; m0 += mb) {
+                int64_t mr = M - m0 < mb ? M - m0 : mb;
+                const float *a = A + m0 * lda + k0;
+                float *c = C + m0 * ldc;
+                for (int64_t j0 = n0; j0 < n1;) {
+                    int64_t left = N - j0, w = left <= NR / 2 ? NR / 2 : NR;
+                    int64_t nv = left < w ? left : w; /* valid columns */
+                    const float *b = mode == B_PANELS    ? B + j0 * K + k0 * w
+                                     : mode == B_ROWS_KN ? B + k0 * ldb + j0
+                                                         : buf + (j0 - n0) * kc;
+                    int64_t bs = mode == B_ROWS_KN ? ldb : w;
+                    int bm = mode == B_ROWS_KN && nv < w;
+                    ukernels[bm][w / 16 - 1][mr - 1](kc, a, lda, b, bs, c + j0, ldc,
+                                                      tail_mask(nv), tail_mask(nv - 16), first,
+                                                      last, bias ? bias + j0 : NULL, lo, hi);
+                    j0 += w;
+                }
+            }
+        }
+    }
+}
+
+void mdl__gemm_nt_avx512(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                         const float *B, int64_t ldb, const float *bias, float *C, int64_t ldc,
+                         float lo, float hi) {
+    if (REPACK(M, N, K)) {
+        blocked(M, N, K, A, lda, B, B_ROWS_NT, ldb, bias, C, ldc, lo, hi);
+        return;
+    }
+    /* Three rows of A share each load of B (24 accumulators); the remainder goes in ones/twos. */
+    int64_t m = 0;
+    for (; m + 3 <= M; m += 3)
+        dot_rows3(N, K, A + m * lda, lda, B, ldb, bias, C + m * ldc, ldc, lo, hi);
+    if (M - m == 2) dot_rows2(N, K, A + m * lda, lda, B, ldb, bias, C + m * ldc, ldc, lo, hi);
+    else if (M - m == 1) dot_rows1(N, K, A + m * lda, lda, B, ldb, bias, C + m * ldc, ldc, lo, hi);
+}
+
+void mdl__gemm_panels_avx512(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                             const float *panels, const float *bias, float *C, int64_t ldc,
+                             float lo, float hi) {
+    blocked(M, N, K, A, lda, panels, B_PANELS, 0, bias, C, ldc, lo, hi);
+}
+
+void mdl__gemm_nn_avx512(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                         const float *B, int64_t ldb, float *C, int64_t ldc) {
+    blocked(M, N, K, A, lda, B, B_ROWS_KN, ldb, NULL, C, ldc, -__builtin_inff(), __builtin_inff());
+}
