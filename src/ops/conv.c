@@ -1,11 +1,30 @@
-/* Convolutions, NHWC: CONV2D (im2col + GEMM per group, bias and activation in the GEMM epilogue)
-   and DEPTHWISE_CONV2D (direct, vectorized over channels).  CONV2D with one input channel per
-   group (a depthwise conv written as a grouped conv) takes the direct path too. */
+/* Convolutions, NHWC: CONV2D and DEPTHWISE_CONV2D.
+ *
+ * CONV2D: im2col in tiles + GEMM per group (bias and activation in the GEMM epilogue; a 1x1
+ * conv without padding needs no im2col), with the weights packed once at load for the GEMM
+ * (mdl__gemm_pack; the SIMD GEMM's panels).  On x86 with AVX2/AVX-512 and constant weights, an
+ * ungrouped conv other than a stride-1 1x1 one instead runs a direct implicit-GEMM kernel
+ * (x86/conv_*.c) over the input copied, zero-padded, into scratch a band at a time: no im2col
+ * copy, which matters most for first layers with 1..4 input channels (see direct_ok).  CONV2D
+ * with one input channel per group (a depthwise conv written as a grouped conv) takes the
+ * depthwise path.
+ *
+ * DEPTHWISE_CONV2D: direct, vectorized over channels (x86/dwconv_*.c for multiplier 1).
+ *
+ * The SIMD level is chosen per call from mdl__cpu_level() (x86/x86.h; cached, lowered by the
+ * MDL_CPU_LEVEL environment variable), and the kernels' packed data records the level and layout
+ * it was made for, so run never misreads it.  Scratch never depends on the CPU (ops.h): it is
+ * the larger of what either path needs. */
 #include "ops.h"
 
 #include "graph/util.h"
+#include "x86/conv_x86.h"
 
 #include <string.h>
+
+#ifdef MDL_HAVE_X86_SIMD
+#include "x86/x86.h"
+#endif
 
 /* im2col tile budget in floats.  The tile size is part of the scratch the memory plan reserves,
    so it must not depend on the build (BLAS or not): a model planned on a host runs on firmware.
@@ -22,9 +41,9 @@ typedef struct conv_geom {
 } conv_geom;
 
 typedef enum conv_path {
-    CONV_PATH_1X1,    /* the input already is the GEMM's A operand */
-    CONV_PATH_IM2COL, /* gather receptive fields into scratch, then GEMM */
-    CONV_PATH_DIRECT, /* one input channel per group: direct depthwise loop */
+    CONV_PATH_1X1,       /* the input already is the GEMM's A operand */
+    CONV_PATH_IM2COL,    /* gather receptive fields into scratch, then GEMM */
+    CONV_PATH_DEPTHWISE, /* one input channel per group: direct depthwise loop */
 } conv_path;
 
 /* Output extent along one axis: floor((in + pads - dil*(k-1) - 1) / stride) + 1, or -1 when the
@@ -146,7 +165,7 @@ static mdl_status conv_geometry(const mdl__kctx *c, bool depthwise, conv_geom *g
 }
 
 static conv_path conv2d_path(const conv_geom *g) {
-    if (g->G > 1 && g->CG == 1) return CONV_PATH_DIRECT;
+    if (g->G > 1 && g->CG == 1) return CONV_PATH_DEPTHWISE;
     if (g->KH == 1 && g->KW == 1 && !g->pt && !g->pl && !g->pb && !g->pr) return CONV_PATH_1X1;
     return CONV_PATH_IM2COL;
 }
@@ -203,13 +222,22 @@ static inline void row_clamp(float *restrict o, int64_t n, float lo, float hi) {
     for (; i < n; i++) o[i] = mdl__clampf(o[i], lo, hi);
 }
 
+/* The SIMD level for this call: 0 without x86 SIMD kernels in the build. */
+static int conv_level(void) {
+#ifdef MDL_HAVE_X86_SIMD
+    return mdl__cpu_level();
+#else
+    return 0;
+#endif
+}
+
 /* ---- direct depthwise ------------------------------------------------------------------ */
 
 /* y = bias + sum over taps of x[ih, iw, c / mult] * w[kh, kw, c], then clamp.  w is [KH,KW,OC].
    Each output pixel's OC accumulators stay in L1 while the taps stream contiguous rows of the
    input and weight, so the inner loops vectorize over channels. */
-static void depthwise_direct(const conv_geom *g, const float *x, const float *w,
-                             const float *bias, float *y, float lo, float hi) {
+static void depthwise_portable(const conv_geom *g, const float *x, const float *w,
+                               const float *bias, float *y, float lo, float hi) {
     const int64_t C = g->C, OC = g->OC, mult = g->OG;
     for (int64_t n = 0; n < g->N; n++) {
         const float *xn = x + n * g->H * g->W * C;
@@ -241,7 +269,44 @@ static void depthwise_direct(const conv_geom *g, const float *x, const float *w,
     }
 }
 
-/* ---- CONV2D ---------------------------------------------------------------------------- */
+void mdl__dwconv_ref(const mdl__dw_args *a) {
+    conv_geom g = {.N = a->N, .H = a->H, .W = a->W, .C = a->C, .OH = a->OH, .OW = a->OW,
+                   .OC = a->C, .KH = a->KH, .KW = a->KW, .sh = a->sh, .sw = a->sw, .dh = a->dh,
+                   .dw = a->dw, .pt = a->pt, .pl = a->pl, .G = a->C, .CG = 1, .OG = 1};
+    depthwise_portable(&g, a->x, a->w, a->bias, a->y, a->lo, a->hi);
+}
+
+/* w is [KH,KW,OC]. */
+static void depthwise(const conv_geom *g, const float *x, const float *w, const float *bias,
+                      float *y, float lo, float hi) {
+    mdl__dw_args a = {x, w, bias, y, g->N, g->H, g->W, g->C, g->OH, g->OW, g->KH, g->KW,
+                      g->sh, g->sw, g->dh, g->dw, g->pt, g->pl, lo, hi};
+    int level = g->OG == 1 ? conv_level() : 0;
+#ifdef MDL_HAVE_X86_SIMD
+    if (level >= MDL_CPU_AVX512) {
+        mdl__dwconv_avx512(&a);
+        return;
+    }
+    if (level >= MDL_CPU_AVX2) {
+        mdl__dwconv_avx2(&a);
+        return;
+    }
+#endif
+    (void)level;
+    if (g->OG == 1)
+        mdl__dwconv_ref(&a);
+    else
+        depthwise_portable(g, x, w, bias, y, lo, hi);
+}
+
+/* Weight [Cout,KH,KW,1] of a grouped conv -> the depthwise layout [KH,KW,Cout]. */
+static void depthwise_weights(const conv_geom *g, const float *w, float *wt) {
+    const int64_t taps = g->KH * g->KW;
+    for (int64_t oc = 0; oc < g->OC; oc++)
+        for (int64_t t = 0; t < taps; t++) wt[t * g->OC + oc] = w[oc * taps + t];
+}
+
+/* ---- CONV2D: im2col + GEMM --------------------------------------------------------------- */
 
 /* Writes the receptive fields of output pixels [p0, p0 + m) for group gi as rows of A, each K
    floats ordered (kh, kw, c) like a weight row; taps in the padding are zero. */
@@ -293,23 +358,240 @@ static void im2col(const conv_geom *g, const float *x, int64_t p0, int64_t m, in
     }
 }
 
+/* ---- packed weights -------------------------------------------------------------------------
+   A 64-byte header says which layout follows (and for which SIMD level), then:
+     PACK_GEMM:   per group, mdl__gemm_pack's data for that group's [OG, K] rows, each block
+                  `stride` bytes (64-byte multiple);
+     PACK_DIRECT: K int32 tap offsets (koff, conv_x86.h), then, at `stride`, the weights packed
+                  by mdl__conv_pack for the level's vector length.
+   A grouped depthwise conv packs nothing: its per-run weight transpose is a few KB, and on
+   firmware a packed copy would cost RAM for good. */
+#define PACK_MAGIC 0x4B504D43u /* "CMPK" */
+#define PACK_HEADER 64
+enum { PACK_GEMM = 1, PACK_DIRECT };
+typedef struct pack_header {
+    uint32_t magic;
+    int32_t kind, level, reserved;
+    uint64_t stride;
+} pack_header;
+_Static_assert(sizeof(pack_header) <= PACK_HEADER, "pack header");
+
+/* The direct kernel's vector length and block width at a level (0: no direct kernel). */
+static int64_t direct_vl(int level, int64_t *nb) {
+#ifdef MDL_HAVE_X86_SIMD
+    if (level >= MDL_CPU_AVX512) {
+        *nb = MDL_CONV_NB_AVX512;
+        return MDL_CONV_VL_AVX512;
+    }
+    if (level >= MDL_CPU_AVX2) {
+        *nb = MDL_CONV_NB_AVX2;
+        return MDL_CONV_VL_AVX2;
+    }
+#endif
+    (void)level;
+    *nb = 0;
+    return 0;
+}
+
+int64_t mdl__conv_pack_floats(int64_t OC, int64_t K, int64_t vl) {
+    return (OC + vl - 1) / vl * vl * K;
+}
+
+void mdl__conv_pack(int64_t OC, int64_t K, const float *W, int64_t vl, int64_t nb, float *wpack) {
+    /* A transpose in 16-row steps of k: the 16 x w floats written stay in L1 while each weight
+       row is read 64 bytes at a time (this runs at load, over every weight of the model). */
+    for (int64_t oc0 = 0; oc0 < OC;) {
+        int64_t w = (OC - oc0 + vl - 1) / vl;
+        w = (w > nb ? nb : w) * vl;
+        const int64_t nv = OC - oc0 < w ? OC - oc0 : w;
+        if (nv < w) memset(wpack, 0, (size_t)(K * w) * sizeof *wpack);
+        for (int64_t k0 = 0; k0 < K; k0 += 16) {
+            const int64_t kn = K - k0 < 16 ? K - k0 : 16;
+            for (int64_t j = 0; j < nv; j++) {
+                const float *src = W + (oc0 + j) * K + k0;
+                float *dst = wpack + k0 * w + j;
+                for (int64_t kk = 0; kk < kn; kk++) dst[kk * w] = src[kk];
+            }
+        }
+        wpack += K * w;
+        oc0 += w;
+    }
+}
+
+/* The direct path copies the input, zero-padded, into scratch, a band of rows at a time (the
+   input itself when there is no padding).  The band gets the scratch the im2col path reserves
+   anyway, but at least the rows of one output row. */
+static bool padded(const conv_geom *g) { return g->pt || g->pl || g->pb || g->pr; }
+static int64_t path_scratch_floats(const conv_geom *g) {
+    switch (conv2d_path(g)) {
+    case CONV_PATH_DEPTHWISE: return g->KH * g->KW * g->OC; /* weights as [KH,KW,Cout] */
+    case CONV_PATH_IM2COL: return conv_tile_rows(g) * g->K;
+    case CONV_PATH_1X1: break;
+    }
+    return 0;
+}
+static int64_t band_floats(const conv_geom *g) {
+    if (!padded(g)) return 0;
+    int64_t one = ((g->KH - 1) * g->dh + 1) * (g->W + g->pl + g->pr) * g->C;
+    int64_t t = path_scratch_floats(g);
+    return t > one ? t : one;
+}
+
+/* Whether the direct kernel takes this conv: ungrouped, not a stride-1 1x1 conv (that is one
+   plain [pixels, Cin] x [Cin, Cout] product, which the packed GEMM with its K blocking did as
+   fast or faster in measurements, e.g. 112x112x16 -> 96: 0.39 ms vs 0.56 ms), and every tap
+   offset of the padded image, ((KH-1) dh Wp + (KW-1) dw + 1) C at most, fits in int32.
+   Measured on AVX-512: 3x3 convs 56x56x64 .. 7x7x512 1.0-1.2x the GEMM's speed, first layers
+   with 1..3 input channels 3-10x (no im2col). */
+static bool direct_ok(const conv_geom *g) {
+    if (g->G != 1) return false;
+    switch (conv2d_path(g)) {
+    case CONV_PATH_DEPTHWISE: return false;
+    case CONV_PATH_1X1:
+        if (g->sh == 1 && g->sw == 1) return false;
+        break;
+    case CONV_PATH_IM2COL: break;
+    }
+    int64_t rows, span;
+    return !__builtin_mul_overflow((g->KH - 1) * g->dh, g->W + g->pl + g->pr, &rows) &&
+           !__builtin_mul_overflow(rows + (g->KW - 1) * g->dw + 1, g->C, &span) &&
+           span <= INT32_MAX;
+}
+
+/* Bytes of packed data for this node at the current level (0: none). */
+static size_t conv2d_packed_bytes(const mdl__kctx *c, const conv_geom *g, int *kind,
+                                  size_t *stride) {
+    *kind = 0;
+    *stride = 0;
+    /* weights computed at run time, or a grouped depthwise conv */
+    if (!c->in[1]->data || conv2d_path(g) == CONV_PATH_DEPTHWISE) return 0;
+    int64_t nb, vl = direct_vl(conv_level(), &nb);
+    size_t bytes;
+    if (vl && direct_ok(g)) {
+        *kind = PACK_DIRECT;
+        *stride = mdl__align_up((size_t)g->K * sizeof(int32_t), 64);
+        bytes = *stride + (size_t)mdl__conv_pack_floats(g->OC, g->K, vl) * sizeof(float);
+    } else {
+        size_t per = mdl__gemm_pack_bytes(g->OG, g->K);
+        if (!per) return 0;
+        *kind = PACK_GEMM;
+        *stride = mdl__align_up(per, 64);
+        bytes = *stride * (size_t)g->G;
+    }
+    return PACK_HEADER + bytes;
+}
+
+static mdl_status conv2d_pack(mdl__kctx *c) {
+    conv_geom g;
+    if (conv_geometry(c, false, &g) != MDL_OK) return MDL_INTERNAL;
+    int kind;
+    size_t stride;
+    if (!conv2d_packed_bytes(c, &g, &kind, &stride)) return MDL_OK;
+    const float *w = c->in_data[1];
+    unsigned char *p = c->packed;
+    pack_header h = {PACK_MAGIC, kind, conv_level(), 0, stride};
+    memset(p, 0, PACK_HEADER);
+    memcpy(p, &h, sizeof h);
+    p += PACK_HEADER;
+    switch (kind) {
+    case PACK_GEMM:
+        for (int64_t gi = 0; gi < g.G; gi++)
+            mdl__gemm_pack(g.OG, g.K, w + gi * g.OG * g.K, g.K, p + (size_t)gi * stride);
+        break;
+    case PACK_DIRECT: {
+        int32_t *koff = (int32_t *)p;
+        const int64_t Wp = g.W + g.pl + g.pr;
+        for (int64_t kh = 0, k = 0; kh < g.KH; kh++)
+            for (int64_t kw = 0; kw < g.KW; kw++)
+                for (int64_t ci = 0; ci < g.C; ci++)
+                    koff[k++] = (int32_t)((kh * g.dh * Wp + kw * g.dw) * g.C + ci);
+        int64_t nb, vl = direct_vl(h.level, &nb);
+        mdl__conv_pack(g.OC, g.K, w, vl, nb, (float *)(p + stride));
+        break;
+    }
+    }
+    return MDL_OK;
+}
+
+/* The node's packed data if it is of `kind` and was made at the current level, else NULL. */
+static const unsigned char *packed_as(const mdl__kctx *c, int kind, size_t *stride) {
+    if (!c->packed) return NULL;
+    pack_header h;
+    memcpy(&h, c->packed, sizeof h);
+    if (h.magic != PACK_MAGIC || h.kind != kind || h.level != conv_level()) return NULL;
+    *stride = h.stride;
+    return (const unsigned char *)c->packed + PACK_HEADER;
+}
+
+static const void *group_pack(const unsigned char *gp, size_t stride, int64_t gi) {
+    return gp ? gp + (size_t)gi * stride : NULL;
+}
+
 static mdl_status conv2d_prepare(mdl__kctx *c) {
     conv_geom g;
     mdl_status st = conv_geometry(c, false, &g);
     if (st != MDL_OK) return st;
     write_output_shape(c, &g);
-    int64_t floats = 0;
-    switch (conv2d_path(&g)) {
-    case CONV_PATH_DIRECT: floats = g.KH * g.KW * g.OC; break; /* weights as [KH,KW,Cout] */
-    case CONV_PATH_IM2COL: floats = conv_tile_rows(&g) * g.K; break;
-    case CONV_PATH_1X1: floats = 0; break;
-    }
+    /* The direct path's band is reserved on any CPU (scratch must not depend on it). */
+    int64_t floats = path_scratch_floats(&g);
+    if (direct_ok(&g) && band_floats(&g) > floats) floats = band_floats(&g);
     /* size_t may be 32 bits on firmware */
     if ((uint64_t)floats > SIZE_MAX ||
         !mdl__mul_size((size_t)floats, sizeof(float), &c->scratch_bytes))
         return mdl__fail(c, MDL_SHAPE, "scratch of %lld floats does not fit in memory",
                          (long long)floats);
+    int kind;
+    size_t stride;
+    c->packed_bytes = conv2d_packed_bytes(c, &g, &kind, &stride);
     return MDL_OK;
+}
+
+/* The direct kernel, image by image and, with padding, band by band. */
+static void conv2d_direct(const mdl__kctx *c, const conv_geom *g, const unsigned char *p,
+                          size_t stride, const float *bias, float lo, float hi) {
+    const float *x = c->in_data[0];
+    float *y = c->out_data[0];
+    const int64_t Wp = g->W + g->pl + g->pr, C = g->C, span = (g->KH - 1) * g->dh + 1;
+    mdl__conv_direct_args a = {.Wp = Wp, .C = C, .koff = (const int32_t *)p, .K = g->K,
+                               .wpack = (const float *)(p + stride), .bias = bias, .OW = g->OW,
+                               .OC = g->OC, .sh = g->sh, .sw = g->sw, .lo = lo, .hi = hi};
+    /* output rows per band: its input rows (oh rows need (oh - 1) * sh + span) fill the band */
+    int64_t band = g->OH;
+    if (padded(g)) {
+        band = (band_floats(g) / (Wp * C) - span) / g->sh + 1;
+        if (band > g->OH) band = g->OH;
+    }
+    for (int64_t n = 0; n < g->N; n++) {
+        const float *xn = x + n * g->H * g->W * C;
+        for (int64_t oh0 = 0; oh0 < g->OH; oh0 += band) {
+            a.OH = g->OH - oh0 < band ? g->OH - oh0 : band;
+            a.y = y + ((n * g->OH + oh0) * g->OW) * g->OC;
+            if (padded(g)) {
+                /* rows ih0 .. ih0 + rows - 1 of the zero-padded image */
+                float *xp = c->scratch;
+                const int64_t ih0 = oh0 * g->sh - g->pt, rows = (a.OH - 1) * g->sh + span;
+                for (int64_t r = 0; r < rows; r++, xp += Wp * C) {
+                    int64_t ih = ih0 + r;
+                    if (ih < 0 || ih >= g->H) {
+                        memset(xp, 0, (size_t)(Wp * C) * sizeof(float));
+                        continue;
+                    }
+                    memset(xp, 0, (size_t)(g->pl * C) * sizeof(float));
+                    memcpy(xp + g->pl * C, xn + ih * g->W * C, (size_t)(g->W * C) * sizeof(float));
+                    memset(xp + (g->pl + g->W) * C, 0, (size_t)(g->pr * C) * sizeof(float));
+                }
+                a.xp = c->scratch;
+            } else {
+                a.xp = xn + oh0 * g->sh * g->W * C;
+            }
+#ifdef MDL_HAVE_X86_SIMD
+            if (conv_level() >= MDL_CPU_AVX512)
+                mdl__conv_direct_avx512(&a);
+            else
+                mdl__conv_direct_avx2(&a);
+#endif
+        }
+    }
 }
 
 static mdl_status conv2d_run(mdl__kctx *c) {
@@ -320,24 +602,30 @@ static mdl_status conv2d_run(mdl__kctx *c) {
     float *y = c->out_data[0], lo, hi;
     mdl__act_bounds(&c->opt->conv.act, &lo, &hi);
     const int64_t OC = g.OC, OG = g.OG, CG = g.CG, K = g.K;
+    size_t stride = 0;
+    const unsigned char *pk;
 
+    if ((pk = packed_as(c, PACK_DIRECT, &stride))) {
+        conv2d_direct(c, &g, pk, stride, bias, lo, hi);
+        return MDL_OK;
+    }
+    /* the GEMM paths: group gi's packed weights at gp + gi * stride, if packed */
+    const unsigned char *gp = packed_as(c, PACK_GEMM, &stride);
     switch (conv2d_path(&g)) {
-    case CONV_PATH_DIRECT: {
+    case CONV_PATH_DEPTHWISE: {
         /* Weight [Cout,KH,KW,1] -> [KH,KW,Cout]: a few KB per run, far cheaper than the
            per-group GEMMs with one input channel each that it replaces. */
-        float *wt = c->scratch;
-        const int64_t taps = g.KH * g.KW;
-        for (int64_t oc = 0; oc < OC; oc++)
-            for (int64_t t = 0; t < taps; t++) wt[t * OC + oc] = w[oc * taps + t];
-        depthwise_direct(&g, x, wt, bias, y, lo, hi);
+        depthwise_weights(&g, w, c->scratch);
+        depthwise(&g, x, c->scratch, bias, y, lo, hi);
         break;
     }
     case CONV_PATH_1X1:
         if (g.sh == 1 && g.sw == 1) {
             /* All N*H*W pixels form one [M, Cin] matrix; a group is a column block of it. */
             for (int64_t gi = 0; gi < g.G; gi++)
-                mdl__gemm_nt(g.N * g.H * g.W, OG, CG, x + gi * CG, g.C, w + gi * OG * K, K,
-                             bias ? bias + gi * OG : NULL, y + gi * OG, OC, lo, hi);
+                mdl__gemm_nt_packed(g.N * g.H * g.W, OG, CG, x + gi * CG, g.C, w + gi * OG * K,
+                                    K, group_pack(gp, stride, gi), bias ? bias + gi * OG : NULL,
+                                    y + gi * OG, OC, lo, hi);
         } else {
             /* Strided 1x1: the pixels an output row reads are every sw-th input pixel of every
                sh-th row, i.e. a matrix with leading dimension sw * Cin. */
@@ -346,8 +634,9 @@ static mdl_status conv2d_run(mdl__kctx *c) {
                     const float *xr = x + ((n * g.H + oh * g.sh) * g.W) * g.C;
                     float *yr = y + ((n * g.OH + oh) * g.OW) * OC;
                     for (int64_t gi = 0; gi < g.G; gi++)
-                        mdl__gemm_nt(g.OW, OG, CG, xr + gi * CG, g.sw * g.C, w + gi * OG * K, K,
-                                     bias ? bias + gi * OG : NULL, yr + gi * OG, OC, lo, hi);
+                        mdl__gemm_nt_packed(g.OW, OG, CG, xr + gi * CG, g.sw * g.C,
+                                            w + gi * OG * K, K, group_pack(gp, stride, gi),
+                                            bias ? bias + gi * OG : NULL, yr + gi * OG, OC, lo, hi);
                 }
         }
         break;
@@ -358,8 +647,9 @@ static mdl_status conv2d_run(mdl__kctx *c) {
             int64_t m = M - p0 < tm ? M - p0 : tm;
             for (int64_t gi = 0; gi < g.G; gi++) {
                 im2col(&g, x, p0, m, gi, A);
-                mdl__gemm_nt(m, OG, K, A, K, w + gi * OG * K, K, bias ? bias + gi * OG : NULL,
-                             y + p0 * OC + gi * OG, OC, lo, hi);
+                mdl__gemm_nt_packed(m, OG, K, A, K, w + gi * OG * K, K,
+                                    group_pack(gp, stride, gi), bias ? bias + gi * OG : NULL,
+                                    y + p0 * OC + gi * OG, OC, lo, hi);
             }
         }
         break;
@@ -368,7 +658,8 @@ static mdl_status conv2d_run(mdl__kctx *c) {
     return MDL_OK;
 }
 
-const mdl__kernel mdl__conv2d_f32 = {.prepare = conv2d_prepare, .run = conv2d_run};
+const mdl__kernel mdl__conv2d_f32 = {
+    .prepare = conv2d_prepare, .run = conv2d_run, .pack = conv2d_pack};
 
 /* ---- DEPTHWISE_CONV2D ------------------------------------------------------------------ */
 
@@ -387,7 +678,7 @@ static mdl_status depthwise_run(mdl__kctx *c) {
     mdl__act_bounds(&c->opt->conv.act, &lo, &hi);
     /* The weight [1,KH,KW,Cout] already is the [KH,KW,Cout] layout the direct loop wants. */
     const float *bias = c->nin > 2 && c->in[2] ? c->in_data[2] : NULL;
-    depthwise_direct(&g, c->in_data[0], c->in_data[1], bias, c->out_data[0], lo, hi);
+    depthwise(&g, c->in_data[0], c->in_data[1], bias, c->out_data[0], lo, hi);
     return MDL_OK;
 }
 

@@ -1,11 +1,18 @@
 /* Pooling, NHWC: MAX_POOL2D, AVG_POOL2D, GLOBAL_AVG_POOL, GLOBAL_MAX_POOL.  Every loop runs over
    the contiguous channel dimension of one pixel, so each output pixel is a handful of vector
-   passes over rows that stay in L1. */
+   passes over rows that stay in L1.  The windowed pools have AVX2 / AVX-512 variants
+   (x86/pool_*.c, chosen by mdl__cpu_level()) that keep a pixel's channels in registers; this
+   file's loops are their oracle. */
 #include "ops.h"
 
 #include "graph/util.h"
+#include "x86/conv_x86.h"
 
 #include <string.h>
+
+#ifdef MDL_HAVE_X86_SIMD
+#include "x86/x86.h"
+#endif
 
 /* ---- row primitives: unrolled by 4 so that gcc -O2's very cheap vectorizer takes them ---- */
 
@@ -134,44 +141,59 @@ static mdl_status pool_prepare(mdl__kctx *c) {
    of at least the kernel size it can miss the input entirely (h0 >= h1): such a pixel gets 0
    from both pools rather than -inf or a division by zero.  ONNX-valid models (pads smaller
    than the kernel) never produce one. */
-static mdl_status pool_run(mdl__kctx *c) {
-    pool_geom g;
-    pool_geometry(c, &g);
-    const bool is_max = c->op == MDL_OP_MAX_POOL2D, include_pad = c->opt->pool.count_include_pad;
-    const float *x = c->in_data[0];
-    float *y = c->out_data[0];
-    const int64_t C = g.C;
-    for (int64_t n = 0; n < g.N; n++) {
-        const float *xn = x + n * g.H * g.W * C;
-        for (int64_t oh = 0; oh < g.OH; oh++) {
-            int64_t h0 = oh * g.sh - g.pt, h1 = h0 + g.KH;
+void mdl__pool_ref(const mdl__pool_args *a) {
+    const int64_t C = a->C;
+    for (int64_t n = 0; n < a->N; n++) {
+        const float *xn = a->x + n * a->H * a->W * C;
+        for (int64_t oh = 0; oh < a->OH; oh++) {
+            int64_t h0 = oh * a->sh - a->pt, h1 = h0 + a->KH;
             if (h0 < 0) h0 = 0;
-            if (h1 > g.H) h1 = g.H;
-            for (int64_t ow = 0; ow < g.OW; ow++) {
-                int64_t w0 = ow * g.sw - g.pl, w1 = w0 + g.KW;
+            if (h1 > a->H) h1 = a->H;
+            for (int64_t ow = 0; ow < a->OW; ow++) {
+                int64_t w0 = ow * a->sw - a->pl, w1 = w0 + a->KW;
                 if (w0 < 0) w0 = 0;
-                if (w1 > g.W) w1 = g.W;
-                float *o = y + ((n * g.OH + oh) * g.OW + ow) * C;
+                if (w1 > a->W) w1 = a->W;
+                float *o = a->y + ((n * a->OH + oh) * a->OW + ow) * C;
                 if (h0 >= h1 || w0 >= w1) {
                     memset(o, 0, (size_t)C * sizeof *o);
                     continue;
                 }
-                if (is_max) {
+                if (a->is_max) {
                     row_fill(o, -__builtin_inff(), C);
                     for (int64_t ih = h0; ih < h1; ih++)
                         for (int64_t iw = w0; iw < w1; iw++)
-                            row_max(o, xn + (ih * g.W + iw) * C, C);
+                            row_max(o, xn + (ih * a->W + iw) * C, C);
                 } else {
                     memset(o, 0, (size_t)C * sizeof *o);
                     for (int64_t ih = h0; ih < h1; ih++)
                         for (int64_t iw = w0; iw < w1; iw++)
-                            row_add(o, xn + (ih * g.W + iw) * C, C);
-                    int64_t count = include_pad ? g.KH * g.KW : (h1 - h0) * (w1 - w0);
+                            row_add(o, xn + (ih * a->W + iw) * C, C);
+                    int64_t count = a->include_pad ? a->KH * a->KW : (h1 - h0) * (w1 - w0);
                     row_scale(o, 1.0f / (float)count, C);
                 }
             }
         }
     }
+}
+
+static mdl_status pool_run(mdl__kctx *c) {
+    pool_geom g;
+    pool_geometry(c, &g);
+    mdl__pool_args a = {c->in_data[0], c->out_data[0], g.N, g.H, g.W, g.C, g.OH, g.OW, g.KH,
+                        g.KW, g.sh, g.sw, g.pt, g.pl, c->op == MDL_OP_MAX_POOL2D,
+                        c->opt->pool.count_include_pad};
+#ifdef MDL_HAVE_X86_SIMD
+    int level = mdl__cpu_level();
+    if (level >= MDL_CPU_AVX512) {
+        mdl__pool_avx512(&a);
+        return MDL_OK;
+    }
+    if (level >= MDL_CPU_AVX2) {
+        mdl__pool_avx2(&a);
+        return MDL_OK;
+    }
+#endif
+    mdl__pool_ref(&a);
     return MDL_OK;
 }
 

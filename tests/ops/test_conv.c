@@ -1,11 +1,25 @@
 /* CONV2D and DEPTHWISE_CONV2D against a naive reference written from the ONNX Conv definition in
    its own NCHW layout: the test transposes the NHWC input and the runtime's weight layouts to
-   ONNX's, convolves with plain loops (double accumulation), and transposes the result back. */
+   ONNX's, convolves with plain loops (double accumulation), and transposes the result back.
+
+   Every case runs twice: through th_run_op (no load-time packing: the portable im2col + GEMM
+   path) and through run_packed below (prepare, pack, run, as a loaded model does: on x86 the
+   direct SIMD kernel or the packed GEMM).  main() then runs the whole program again under
+   MDL_CPU_LEVEL=1 and 0, so the AVX2 and portable kernels are checked on an AVX-512 machine
+   too; the SIMD depthwise kernels are also compared with the portable one directly. */
 #include "common/harness.h"
 
+#include "ops/ops.h"
+#include "ops/x86/conv_x86.h"
+
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#ifdef MDL_HAVE_X86_SIMD
+#include "ops/x86/x86.h"
+#endif
 
 typedef struct conv_case {
     int64_t N, H, W, C, OC, KH, KW;
@@ -16,6 +30,66 @@ typedef struct conv_case {
 } conv_case;
 
 static float *fmalloc(int64_t n) { return malloc(sizeof(float) * (size_t)(n > 0 ? n : 1)); }
+
+static void *garbage(size_t bytes, size_t align) {
+    size_t n = (bytes + align - 1) / align * align;
+    void *p = aligned_alloc(align, n ? n : align);
+    memset(p, 0xA5, n); /* kernels must not assume zeroes */
+    return p;
+}
+
+/* Like th_run_op for one output, but with the load-time pack step a loaded model runs. */
+static mdl_status run_packed(mdl_op op, const mdl_op_options *o, int nin, const th_tensor *in,
+                             th_tensor *out, mdl_error *err) {
+    mdl__tensor tin[3], tout;
+    mdl__kctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    ctx.op = op;
+    ctx.name = "test";
+    ctx.opt = o;
+    ctx.nin = nin;
+    ctx.nout = 1;
+    ctx.err = err;
+    for (int i = 0; i < nin; i++) {
+        if (in[i].rank < 0) continue;
+        memset(&tin[i], 0, sizeof tin[i]);
+        tin[i].name = "in";
+        tin[i].dtype = in[i].dtype;
+        tin[i].rank = in[i].rank;
+        memcpy(tin[i].dims, in[i].dims, sizeof tin[i].dims);
+        tin[i].count = in[i].count;
+        tin[i].bytes = (size_t)in[i].count * sizeof(float);
+        tin[i].data = in[i].constant ? in[i].data : NULL;
+        ctx.in[i] = &tin[i];
+        ctx.in_data[i] = in[i].data;
+    }
+    const mdl__kernel *k = mdl__kernel_find(op, MDL_DTYPE_FLOAT32);
+    mdl_status st = k->prepare(&ctx);
+    if (st != MDL_OK) return st;
+    const mdl__shape *sh = &ctx.out_shape[0];
+    *out = th_tensor_make(sh->dtype, sh->rank, sh->dims, NULL);
+    memset(&tout, 0, sizeof tout);
+    tout.dtype = sh->dtype;
+    tout.rank = sh->rank;
+    memcpy(tout.dims, sh->dims, sizeof tout.dims);
+    tout.count = out->count;
+    tout.bytes = (size_t)out->count * sizeof(float);
+    ctx.out[0] = &tout;
+    ctx.out_data[0] = out->data;
+    void *packed = NULL, *scratch = NULL;
+    if (ctx.packed_bytes && k->pack) {
+        packed = ctx.packed = garbage(ctx.packed_bytes, 64);
+        if ((st = k->pack(&ctx)) != MDL_OK) goto done;
+    } else {
+        ctx.packed = NULL;
+    }
+    if (ctx.scratch_bytes) scratch = ctx.scratch = garbage(ctx.scratch_bytes, 16);
+    st = k->run(&ctx);
+done:
+    free(packed);
+    free(scratch);
+    return st;
+}
 
 /* ONNX Conv, NCHW: x [N,C,H,W], w [M, C/group, KH, KW], y [N,M,OH,OW];
    y[n,m,oh,ow] = b[m] + sum_{c,kh,kw} x[n, g*C/group + c, oh*sh - pt + kh*dh, ow*sw - pl + kw*dw]
@@ -109,24 +183,28 @@ static void check_case(const conv_case *t) {
     o.conv.act.kind = t->act;
     o.conv.act.clip_min = t->clip_min;
     o.conv.act.clip_max = t->clip_max;
-    th_tensor out = {0};
-    mdl_error err = {0};
-    mdl_status st = th_run_op(op, &o, t->bias ? 3 : 2, in, 1, &out, &err);
-    if (st != MDL_OK) fail_msg("status %d: %s", (int)st, err.msg);
-    assert_int_equal(out.rank, 4);
-    assert_int_equal(out.dims[0], N);
-    assert_int_equal(out.dims[1], OH);
-    assert_int_equal(out.dims[2], OW);
-    assert_int_equal(out.dims[3], OC);
-    double e = th_max_rel_err(out.data, ref, N * OH * OW * OC);
-    if (!(e <= 1e-5))
-        fail_msg("%s N%lld H%lld W%lld C%lld OC%lld K%lldx%lld s%dx%d d%dx%d p%d,%d,%d,%d g%d "
-                 "bias%d act%d: relative error %g",
-                 t->depthwise ? "depthwise" : "conv", (long long)N, (long long)H, (long long)W,
-                 (long long)C, (long long)OC, (long long)KH, (long long)KW, t->sh, t->sw, t->dh,
-                 t->dw, t->pt, t->pl, t->pb, t->pr, group, t->bias, (int)t->act, e);
+    for (int packed = 0; packed < 2; packed++) {
+        th_tensor out = {0};
+        mdl_error err = {0};
+        mdl_status st = packed ? run_packed(op, &o, t->bias ? 3 : 2, in, &out, &err)
+                               : th_run_op(op, &o, t->bias ? 3 : 2, in, 1, &out, &err);
+        if (st != MDL_OK) fail_msg("status %d: %s", (int)st, err.msg);
+        assert_int_equal(out.rank, 4);
+        assert_int_equal(out.dims[0], N);
+        assert_int_equal(out.dims[1], OH);
+        assert_int_equal(out.dims[2], OW);
+        assert_int_equal(out.dims[3], OC);
+        double e = th_max_rel_err(out.data, ref, N * OH * OW * OC);
+        if (!(e <= 1e-5))
+            fail_msg("%s%s N%lld H%lld W%lld C%lld OC%lld K%lldx%lld s%dx%d d%dx%d p%d,%d,%d,%d "
+                     "g%d bias%d act%d: relative error %g",
+                     t->depthwise ? "depthwise" : "conv", packed ? " (packed)" : "", (long long)N,
+                     (long long)H, (long long)W, (long long)C, (long long)OC, (long long)KH,
+                     (long long)KW, t->sh, t->sw, t->dh, t->dw, t->pt, t->pl, t->pb, t->pr, group,
+                     t->bias, (int)t->act, e);
+        th_tensor_free(&out);
+    }
     for (int i = 0; i < 3; i++) th_tensor_free(&in[i]);
-    th_tensor_free(&out);
     free(x); free(w); free(b); free(xo); free(wo); free(yo); free(ref);
 }
 
@@ -256,6 +334,103 @@ static void test_random(void **state) {
     }
 }
 
+/* The shapes the direct kernel is tuned for: first layers with 1..4 input channels, channel
+   counts around the 16 / 64 blocks, pixel counts around its tiles, and images larger than one
+   band of the padded copy. */
+static void test_direct_shapes(void **state) {
+    (void)state;
+    th_seed(15);
+    const conv_case cases[] = {
+        mk(1, 28, 28, 1, 32, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, MDL_ACT_RELU),  /* MNIST */
+        mk(1, 30, 29, 3, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, true, MDL_ACT_RELU6), /* MobileNet */
+        mk(1, 33, 31, 3, 64, 7, 7, 2, 2, 1, 1, 3, 3, 3, 3, 1, true, MDL_ACT_RELU),  /* ResNet */
+        mk(1, 17, 19, 4, 17, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, false, MDL_ACT_NONE),
+        mk(1, 13, 11, 2, 65, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, MDL_ACT_CLIP),
+        mk(1, 7, 7, 33, 100, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, MDL_ACT_RELU),
+        mk(1, 7, 7, 20, 130, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, MDL_ACT_NONE),
+        mk(2, 14, 14, 24, 144, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, MDL_ACT_RELU6),
+        mk(1, 9, 9, 16, 48, 1, 1, 2, 2, 1, 1, 0, 0, 0, 0, 1, true, MDL_ACT_NONE), /* strided 1x1 */
+        mk(1, 5, 23, 5, 5, 1, 5, 1, 2, 1, 3, 0, 4, 0, 3, 1, true, MDL_ACT_NONE),  /* wide, dil */
+        mk(1, 1, 1, 7, 9, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, MDL_ACT_NONE),
+        /* several bands: the padded copy holds ~13 of the 42 padded rows */
+        mk(1, 40, 40, 64, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, MDL_ACT_RELU),
+        mk(2, 41, 23, 64, 24, 3, 3, 2, 1, 1, 1, 1, 0, 2, 1, 1, true, MDL_ACT_NONE),
+        mk(1, 20, 20, 200, 16, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 1, false, MDL_ACT_NONE),
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_case(&cases[i]);
+}
+
+/* The SIMD depthwise kernels against the portable one, on random geometry with channel counts
+   around the vector widths. */
+static void test_depthwise_variants(void **state) {
+    (void)state;
+#ifdef MDL_HAVE_X86_SIMD
+    th_seed(16);
+    const int level = mdl__cpu_level();
+    for (int it = 0; it < 404; it++) {
+        mdl__dw_args a;
+        memset(&a, 0, sizeof a);
+        a.N = th_rand_int(0, 2) ? 1 : 2;
+        a.C = th_rand_int(1, 50);
+        /* the last few: rows of ~150 KB, more than one band of the 3x3 kernel */
+        const bool big = it >= 400;
+        a.KH = it % 2 ? 3 : th_rand_int(1, 5);
+        a.KW = it % 2 ? 3 : th_rand_int(1, 5);
+        a.sh = th_rand_int(1, 2);
+        a.sw = th_rand_int(1, 2);
+        a.dh = it % 3 ? 1 : th_rand_int(1, 2);
+        a.dw = it % 3 ? 1 : th_rand_int(1, 2);
+        a.pt = th_rand_int(0, 2);
+        a.pl = th_rand_int(0, 2);
+        int64_t pb = th_rand_int(0, 2), pr = th_rand_int(0, 2);
+        a.H = th_rand_int(1, 12);
+        a.W = th_rand_int(1, 12);
+        if (big) {
+            a.KH = a.KW = 3;
+            a.dh = a.dw = 1;
+            a.H = 20;
+            a.W = 70;
+            a.C = 529 + it;
+        }
+        while (a.H + a.pt + pb < a.dh * (a.KH - 1) + 1) a.H++;
+        while (a.W + a.pl + pr < a.dw * (a.KW - 1) + 1) a.W++;
+        a.OH = (a.H + a.pt + pb - a.dh * (a.KH - 1) - 1) / a.sh + 1;
+        a.OW = (a.W + a.pl + pr - a.dw * (a.KW - 1) - 1) / a.sw + 1;
+        a.lo = it % 4 == 0 ? 0.0f : -__builtin_inff();
+        a.hi = it % 4 == 0 ? 6.0f : __builtin_inff();
+        int64_t nx = a.N * a.H * a.W * a.C, ny = a.N * a.OH * a.OW * a.C;
+        float *x = fmalloc(nx), *w = fmalloc(a.KH * a.KW * a.C), *b = fmalloc(a.C);
+        float *ref = fmalloc(ny), *got = fmalloc(ny);
+        th_fill_uniform(x, nx, -2, 2);
+        th_fill_uniform(w, a.KH * a.KW * a.C, -1, 1);
+        th_fill_uniform(b, a.C, -1, 1);
+        a.x = x;
+        a.w = w;
+        a.bias = it % 5 ? b : NULL;
+        a.y = ref;
+        mdl__dwconv_ref(&a);
+        for (int lv = MDL_CPU_AVX2; lv <= level; lv++) {
+            memset(got, 0xA5, sizeof(float) * (size_t)(ny > 0 ? ny : 1));
+            a.y = got;
+            if (lv == MDL_CPU_AVX2)
+                mdl__dwconv_avx2(&a);
+            else
+                mdl__dwconv_avx512(&a);
+            a.y = ref;
+            double e = th_max_rel_err(got, ref, ny);
+            if (!(e <= 1e-5))
+                fail_msg("level %d C%lld H%lld W%lld k%lldx%lld s%lldx%lld d%lldx%lld: error %g",
+                         lv, (long long)a.C, (long long)a.H, (long long)a.W, (long long)a.KH,
+                         (long long)a.KW, (long long)a.sh, (long long)a.sw, (long long)a.dh,
+                         (long long)a.dw, e);
+        }
+        free(x); free(w); free(b); free(ref); free(got);
+    }
+#else
+    skip();
+#endif
+}
+
 /* ---- rejection at prepare ---------------------------------------------------------------- */
 
 static void expect_reject(mdl_op op, const mdl_op_options *o, const int64_t *xd, int xrank,
@@ -346,13 +521,29 @@ static void test_conv_rejects(void **state) {
     th_tensor_free(&one);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    (void)argc;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv_pointwise),
         cmocka_unit_test(test_conv_spatial),
         cmocka_unit_test(test_depthwise),
         cmocka_unit_test(test_random),
+        cmocka_unit_test(test_direct_shapes),
+        cmocka_unit_test(test_depthwise_variants),
         cmocka_unit_test(test_conv_rejects),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+#ifdef MDL_HAVE_X86_SIMD
+    /* The same tests on the lower SIMD levels this CPU can also run (the level is chosen once
+       per process, so in a child process each). */
+    if (!getenv("MDL_CPU_LEVEL"))
+        for (int lv = mdl__cpu_level() - 1; lv >= 0; lv--) {
+            printf("---- again with MDL_CPU_LEVEL=%d\n", lv);
+            fflush(stdout);
+            if (th_system("MDL_CPU_LEVEL=%d '%s'", lv, argv[0]) != 0) failed++;
+        }
+#else
+    (void)argv;
+#endif
+    return failed;
 }

@@ -1,12 +1,23 @@
 /* MAX_POOL2D, AVG_POOL2D, GLOBAL_AVG_POOL, GLOBAL_MAX_POOL against naive loops written from the
    ONNX MaxPool / AveragePool / GlobalAveragePool / GlobalMaxPool definitions, directly in NHWC.
    A window enumerates all kernel cells of the padded input: padded cells never win a max, count
-   as zeros in an average with count_include_pad and are left out of it otherwise. */
+   as zeros in an average with count_include_pad and are left out of it otherwise.
+
+   The windowed pools have AVX2 / AVX-512 variants: test_pool_variants compares them with the
+   portable kernel directly (bit for bit, NaN inputs included), and main() runs the program again
+   under MDL_CPU_LEVEL=1 and 0 so that the operator tests cover every level. */
 #include "common/harness.h"
 
+#include "ops/x86/conv_x86.h"
+
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#ifdef MDL_HAVE_X86_SIMD
+#include "ops/x86/x86.h"
+#endif
 
 typedef struct pool_case {
     int64_t N, H, W, C;
@@ -140,6 +151,65 @@ static void test_pool_random(void **state) {
     }
 }
 
+/* Each SIMD variant equals the portable kernel exactly: same comparisons, same summation order
+   and scale.  Channel counts reach past the 64-channel pass of the AVX-512 kernel. */
+static void test_pool_variants(void **state) {
+    (void)state;
+#ifdef MDL_HAVE_X86_SIMD
+    th_seed(24);
+    const int level = mdl__cpu_level();
+    for (int it = 0; it < 300; it++) {
+        mdl__pool_args a;
+        memset(&a, 0, sizeof a);
+        a.N = th_rand_int(1, 2);
+        a.C = it % 3 ? th_rand_int(1, 150) : th_rand_int(1, 20);
+        a.KH = th_rand_int(1, 3);
+        a.KW = th_rand_int(1, 3);
+        a.sh = th_rand_int(1, 2);
+        a.sw = th_rand_int(1, 2);
+        a.pt = th_rand_int(0, a.KH);
+        a.pl = th_rand_int(0, a.KW);
+        int64_t pb = th_rand_int(0, a.KH), pr = th_rand_int(0, a.KW);
+        a.H = th_rand_int(1, 9);
+        a.W = th_rand_int(1, 9);
+        while (a.H + a.pt + pb < a.KH) a.H++;
+        while (a.W + a.pl + pr < a.KW) a.W++;
+        a.OH = (a.H + a.pt + pb - a.KH) / a.sh + 1;
+        a.OW = (a.W + a.pl + pr - a.KW) / a.sw + 1;
+        a.is_max = it % 2;
+        a.include_pad = it % 4 == 0;
+        int64_t nx = a.N * a.H * a.W * a.C, ny = a.N * a.OH * a.OW * a.C;
+        float *x = fmalloc(nx), *ref = fmalloc(ny), *got = fmalloc(ny);
+        th_fill_uniform(x, nx, -3, 1);
+        if (a.is_max)
+            for (int64_t i = 0; i < nx; i += 37) x[i] = NAN; /* a NaN input loses */
+        a.x = x;
+        a.y = ref;
+        mdl__pool_ref(&a);
+        for (int lv = MDL_CPU_AVX2; lv <= level; lv++) {
+            memset(got, 0xA5, sizeof(float) * (size_t)ny);
+            a.y = got;
+            if (lv == MDL_CPU_AVX2)
+                mdl__pool_avx2(&a);
+            else
+                mdl__pool_avx512(&a);
+            a.y = ref;
+            for (int64_t i = 0; i < ny; i++)
+                if (memcmp(&got[i], &ref[i], sizeof(float)) != 0)
+                    fail_msg("level %d %s C%lld H%lld W%lld k%lldx%lld s%lldx%lld: [%lld] %g != %g",
+                             lv, a.is_max ? "max" : "avg", (long long)a.C, (long long)a.H,
+                             (long long)a.W, (long long)a.KH, (long long)a.KW, (long long)a.sh,
+                             (long long)a.sw, (long long)i, got[i], ref[i]);
+        }
+        free(x);
+        free(ref);
+        free(got);
+    }
+#else
+    skip();
+#endif
+}
+
 static void check_global(int64_t N, int64_t H, int64_t W, int64_t C) {
     int64_t nx = N * H * W * C;
     float *x = fmalloc(nx), *ravg = fmalloc(N * C), *rmax = fmalloc(N * C);
@@ -234,12 +304,26 @@ static void test_pool_rejects(void **state) {
                   "empty dimension");
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    (void)argc;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pool_cases),
         cmocka_unit_test(test_pool_random),
+        cmocka_unit_test(test_pool_variants),
         cmocka_unit_test(test_global_pools),
         cmocka_unit_test(test_pool_rejects),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+#ifdef MDL_HAVE_X86_SIMD
+    /* the operator tests again on the lower SIMD levels (chosen once per process) */
+    if (!getenv("MDL_CPU_LEVEL"))
+        for (int lv = mdl__cpu_level() - 1; lv >= 0; lv--) {
+            printf("---- again with MDL_CPU_LEVEL=%d\n", lv);
+            fflush(stdout);
+            if (th_system("MDL_CPU_LEVEL=%d '%s'", lv, argv[0]) != 0) failed++;
+        }
+#else
+    (void)argv;
+#endif
+    return failed;
 }

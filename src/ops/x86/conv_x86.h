@@ -1,0 +1,76 @@
+/*
+ * Convolution and pooling kernels shared between src/ops/conv.c, src/ops/pool.c and their x86
+ * SIMD variants (internal).  The portable functions declared here are always built (they live in
+ * conv.c / pool.c) and are the oracle the SIMD variants are tested against; the *_avx2 /
+ * *_avx512 ones exist only with MDL_HAVE_X86_SIMD and may be called only when mdl__cpu_level()
+ * (x86.h) is at least their level.  Layouts are NHWC; every kernel is correct for any sizes >= 1
+ * (batch >= 0) and any channel count, incl. odd ones.
+ */
+#ifndef MDL_OPS_CONV_X86_H
+#define MDL_OPS_CONV_X86_H
+
+#include <stdint.h>
+
+/* ---- depthwise convolution, one output channel per input channel ----------------------------
+   y[n,oh,ow,c] = clamp(bias[c] + sum_{kh,kw} x[n, oh*sh - pt + kh*dh, ow*sw - pl + kw*dw, c]
+                        * w[kh,kw,c], lo, hi), taps outside the input skipped.
+   w is [KH,KW,C]; bias may be NULL. */
+typedef struct mdl__dw_args {
+    const float *x, *w, *bias;
+    float *y;
+    int64_t N, H, W, C, OH, OW, KH, KW, sh, sw, dh, dw, pt, pl;
+    float lo, hi;
+} mdl__dw_args;
+
+void mdl__dwconv_ref(const mdl__dw_args *a);
+void mdl__dwconv_avx2(const mdl__dw_args *a);
+void mdl__dwconv_avx512(const mdl__dw_args *a);
+
+/* ---- direct convolution over a padded input (implicit GEMM) ---------------------------------
+   OH rows of one image's output: y[oh,ow,oc] = clamp(bias[oc] + sum_k xp[(oh*sh*Wp + ow*sw) * C
+   + koff[k]] * W[oc,k], lo, hi) for k < K, where xp is the input (or the band of it these rows
+   read) already zero-padded to width Wp, so there are no bounds checks: every tap is inside xp,
+   and koff[k] is the offset of tap k = (kh,kw,ci) in floats, (kh*dh*Wp + kw*dw) * C + ci.  The
+   weights W [OC,K] come packed by mdl__conv_pack: the output channels cut into blocks of at most
+   nb vectors (the last block as narrow as the remaining channels allow), each block K rows of
+   its width, channels past OC zero. */
+typedef struct mdl__conv_direct_args {
+    const float *xp;     /* padded input rows */
+    int64_t Wp, C;       /* their width (pixels) and channels */
+    const int32_t *koff; /* K tap offsets */
+    int64_t K;
+    const float *wpack, *bias; /* bias may be NULL */
+    float *y;            /* OH output rows [OH,OW,OC] */
+    int64_t OH, OW, OC, sh, sw;
+    float lo, hi;
+} mdl__conv_direct_args;
+
+#define MDL_CONV_VL_AVX2 8 /* floats per vector */
+#define MDL_CONV_NB_AVX2 2 /* vectors per block */
+#define MDL_CONV_VL_AVX512 16
+#define MDL_CONV_NB_AVX512 4
+
+/* Packed weight floats for OC x K at vector length vl (channels rounded up to vectors). */
+int64_t mdl__conv_pack_floats(int64_t OC, int64_t K, int64_t vl);
+/* Packs W [OC, K] (row-major) into blocks of at most nb vectors of vl floats. */
+void mdl__conv_pack(int64_t OC, int64_t K, const float *W, int64_t vl, int64_t nb, float *wpack);
+
+void mdl__conv_direct_avx2(const mdl__conv_direct_args *a);
+void mdl__conv_direct_avx512(const mdl__conv_direct_args *a);
+
+/* ---- pooling over channel rows ---------------------------------------------------------------
+   Max / average pool of one image, windows clipped to the input (see pool.c for the conventions:
+   an empty window gives 0; the average divides by KH*KW with include_pad, else by the clipped
+   window's size). */
+typedef struct mdl__pool_args {
+    const float *x;
+    float *y;
+    int64_t N, H, W, C, OH, OW, KH, KW, sh, sw, pt, pl;
+    int is_max, include_pad;
+} mdl__pool_args;
+
+void mdl__pool_ref(const mdl__pool_args *a);
+void mdl__pool_avx2(const mdl__pool_args *a);
+void mdl__pool_avx512(const mdl__pool_args *a);
+
+#endif

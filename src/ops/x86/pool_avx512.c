@@ -1,0 +1,89 @@
+/* AVX-512 max / average pooling over NHWC windows (contract in conv_x86.h; pool_avx2.c is the
+ * same at half the width).  Memory-bound: each output pixel keeps up to 64 channels (4 zmm) in
+ * registers while its window's input rows stream past, so every input byte is read once per
+ * window that covers it and every output byte written once.  Results equal the portable kernel
+ * bit for bit: the same comparisons, and sums in the same tap order scaled by the same
+ * reciprocal. */
+#include "conv_x86.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+#define INLINE static inline __attribute__((always_inline))
+#define VL 16
+#define NV 4 /* vectors per pass */
+
+static inline __mmask16 tail_mask(int64_t n) {
+    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
+}
+
+/* Channels c0 .. c0 + 16 * nv (the last vector masked by ml) of one output pixel o whose window
+   covers input rows [h0,h1) x cols [w0,w1) of the image xn. */
+INLINE void window(const int nv, const int is_max, const float *xn, int64_t W, int64_t C,
+                   int64_t h0, int64_t h1, int64_t w0, int64_t w1, float scale, float *o,
+                   __mmask16 ml) {
+    __m512 acc[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < nv; v++)
+        acc[v] = is_max ? _mm512_set1_ps(-__builtin_inff()) : _mm512_setzero_ps();
+    for (int64_t ih = h0; ih < h1; ih++)
+        for (int64_t iw = w0; iw < w1; iw++) {
+            const float *p = xn + (ih * W + iw) * C;
+#pragma GCC unroll 4
+            for (int v = 0; v < nv; v++) {
+                __m512 x = _mm512_maskz_loadu_ps(v == nv - 1 ? ml : 0xFFFF, p + v * VL);
+                /* max(x, acc) = x > acc ? x : acc: a NaN input loses, as in pool.c */
+                acc[v] = is_max ? _mm512_max_ps(x, acc[v]) : _mm512_add_ps(acc[v], x);
+            }
+        }
+#pragma GCC unroll 4
+    for (int v = 0; v < nv; v++) {
+        __m512 r = is_max ? acc[v] : _mm512_mul_ps(acc[v], _mm512_set1_ps(scale));
+        _mm512_mask_storeu_ps(o + v * VL, v == nv - 1 ? ml : 0xFFFF, r);
+    }
+}
+
+INLINE void pool(const int is_max, const mdl__pool_args *a) {
+    const int64_t C = a->C, W = a->W;
+    for (int64_t n = 0; n < a->N; n++) {
+        const float *xn = a->x + n * a->H * W * C;
+        for (int64_t oh = 0; oh < a->OH; oh++) {
+            int64_t h0 = oh * a->sh - a->pt, h1 = h0 + a->KH;
+            if (h0 < 0) h0 = 0;
+            if (h1 > a->H) h1 = a->H;
+            for (int64_t ow = 0; ow < a->OW; ow++) {
+                int64_t w0 = ow * a->sw - a->pl, w1 = w0 + a->KW;
+                if (w0 < 0) w0 = 0;
+                if (w1 > W) w1 = W;
+                float *o = a->y + ((n * a->OH + oh) * a->OW + ow) * C;
+                if (h0 >= h1 || w0 >= w1) {
+                    memset(o, 0, (size_t)C * sizeof *o);
+                    continue;
+                }
+                int64_t count = a->include_pad ? a->KH * a->KW : (h1 - h0) * (w1 - w0);
+                float scale = 1.0f / (float)count;
+                int64_t c0 = 0;
+                for (; c0 + NV * VL <= C; c0 += NV * VL)
+                    window(NV, is_max, xn + c0, W, C, h0, h1, w0, w1, scale, o + c0, 0xFFFF);
+                int64_t left = C - c0;
+                if (left > 0) {
+                    __mmask16 ml = tail_mask(left - (left - 1) / VL * VL);
+                    const int64_t nv = (left + VL - 1) / VL;
+                    const float *x0 = xn + c0;
+                    float *o0 = o + c0;
+                    if (nv == 1) window(1, is_max, x0, W, C, h0, h1, w0, w1, scale, o0, ml);
+                    else if (nv == 2) window(2, is_max, x0, W, C, h0, h1, w0, w1, scale, o0, ml);
+                    else if (nv == 3) window(3, is_max, x0, W, C, h0, h1, w0, w1, scale, o0, ml);
+                    else window(4, is_max, x0, W, C, h0, h1, w0, w1, scale, o0, ml);
+                }
+            }
+        }
+    }
+}
+
+void mdl__pool_avx512(const mdl__pool_args *a) {
+    if (a->is_max)
+        pool(1, a);
+    else
+        pool(0, a);
+}
