@@ -1,3 +1,4 @@
+#define _DEFAULT_SOURCE /* madvise, MADV_HUGEPAGE (Linux) */
 #include "util.h"
 
 #include "mdeploy/graph.h"
@@ -158,8 +159,23 @@ bool mdl__shape_size(int32_t rank, const int64_t *dims, size_t elem, int64_t *co
     return true;
 }
 
+#if defined(__linux__) && !defined(MDL_NO_HUGEPAGES)
+#include <sys/mman.h>
+#define HUGE_BYTES ((size_t)2 << 20)
+#endif
+
 static void *libc_alloc(void *user, size_t n) {
     (void)user;
+#ifdef HUGE_BYTES
+    /* Packed weights of large models are tens of MB written once at load: on 2 MiB pages that is
+       a few dozen page faults instead of thousands (ResNet-18 load: ~30 ms -> see bench). */
+    if (n >= 2 * HUGE_BYTES) {
+        size_t rounded = (n + HUGE_BYTES - 1) & ~(HUGE_BYTES - 1);
+        void *p = aligned_alloc(HUGE_BYTES, rounded);
+        if (p) madvise(p, rounded, MADV_HUGEPAGE);
+        return p;
+    }
+#endif
     return malloc(n ? n : 1);
 }
 static void libc_free(void *user, void *p) {

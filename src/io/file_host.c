@@ -1,4 +1,5 @@
 /* File I/O for models (host builds only): map a model file, write a built model atomically. */
+#define _DEFAULT_SOURCE /* MAP_POPULATE */
 #include "graph/model.h"
 #include "graph/util.h"
 
@@ -10,6 +11,14 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* Fault the whole file in with one call: packing reads every weight at load anyway, and one
+   populate is cheaper than a page fault per 4 KiB. */
+#ifdef MAP_POPULATE
+#define MAP_PREFAULT MAP_POPULATE
+#else
+#define MAP_PREFAULT 0
+#endif
 
 static void unmap(void *p, size_t n) { munmap(p, n); }
 
@@ -31,7 +40,7 @@ mdl_status mdl_model_load_file(const char *path, const mdl_load_options *options
         return mdl__error(err, MDL_IO, "cannot read model '%s': not a regular file", path);
     }
     size_t size = (size_t)st_.st_size;
-    void *map = size ? mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
+    void *map = size ? mmap(NULL, size, PROT_READ, MAP_PRIVATE | MAP_PREFAULT, fd, 0) : MAP_FAILED;
     close(fd);
     if (map == MAP_FAILED)
         return size ? mdl__error(err, MDL_IO, "cannot map model '%s': %s", path, strerror(errno))
