@@ -98,15 +98,17 @@ $(filter $(B)/tests/tools/% $(B)/tests/convert/%,$(TESTS)): | $(TOOLS) $(EXAMPLE
 deps:
 	@bash tools/scripts/install-deps.sh
 
-# The whole test suite: CMocka tests (default build and BLAS=0), flatc conformance, ASan/UBSan
-# replay of the corrupt-model corpus + a short fuzz run, the Cortex-M4 compile, Python tests.
+# The whole test suite: CMocka tests (default build, BLAS=0, and BLAS=0 under ASan+UBSan), flatc
+# conformance, replay of the corrupt-model corpus + a short fuzz run, the Cortex-M4 compile,
+# make install, Python tests.
 check: deps
 	@$(MAKE) --no-print-directory all tests
 	@$(MAKE) --no-print-directory BLAS=0 tests
+	@$(MAKE) --no-print-directory BLAS=0 SAN=1 tests
 	@$(MAKE) --no-print-directory firmware
 	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory install-check
-	@bash tests/run.sh build/release build/release-noblas
+	@bash tests/run.sh build/release build/release-noblas build/release-noblas-san
 
 # make install into a scratch prefix, then build examples/minimal.c against it with pkg-config.
 install-check: all
