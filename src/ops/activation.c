@@ -11,11 +11,21 @@
    expf (max relative error 1e-7 on [-87, 0]), erf the rational approximation used by Eigen
    (4e-7), tanh Cephes' tanhf (2e-7).
 
-   In place: a block function reads all its input before it writes any output, so y may be x. */
+   In place: a block function reads all its input before it writes any output, so y may be x.
+
+   x86: Sigmoid, Tanh, Gelu, HardSwish, the shared mdl__sigmoid_f32v / mdl__tanh_f32v and
+   Softmax's exponentials have AVX2 / AVX-512 forms (x86/activation_*.c, the same formulas),
+   chosen per call by mdl__cpu_level(); the block functions here are their oracle. */
 #include "ops.h"
+
+#include "x86/activation_x86.h"
 
 #include <math.h>
 #include <string.h>
+
+#ifdef MDL_HAVE_X86_SIMD
+#include "x86/x86.h"
+#endif
 
 #define BLK 8
 
@@ -103,7 +113,8 @@ static inline void tanh_blk(const float *x, float *y, const act_par *par) {
         q = q * t - 5.37397155531e-2f;
         q = q * t + 1.33314422036e-1f;
         q = q * t - 3.33332819422e-1f;
-        small[k] = q * t * v[k] + v[k];
+        /* v (1 + q t) has v's sign; copysign keeps it for -0, where the sum would give +0. */
+        small[k] = copysignf(q * t * v[k] + v[k], v[k]);
     }
     for (int k = 0; k < BLK; k++) y[k] = fabsf(v[k]) < 0.625f ? small[k] : big[k];
 }
@@ -205,8 +216,10 @@ static inline void gelu_erf_blk(const float *x, float *y, const act_par *par) {
     for (int k = 0; k < BLK; k++) u[k] = v[k] * SQRT1_2;
     erf_blk(u, e);
     for (int k = 0; k < BLK; k++) t[k] = 0.5f * v[k] * (1.0f + e[k]);
-    float mn = v[0];
-    for (int k = 1; k < BLK; k++) mn = v[k] < mn ? v[k] : mn;
+    /* Starting from 0, not v[0]: a NaN v[0] would stick (every v < NaN is false) and hide the
+       block's tail elements. */
+    float mn = 0.0f;
+    for (int k = 0; k < BLK; k++) mn = v[k] < mn ? v[k] : mn;
     if (mn < GELU_TAIL)
         for (int k = 0; k < BLK; k++)
             if (v[k] < GELU_TAIL) t[k] = (float)(0.5 * v[k] * erfc(-(double)v[k] * SQRT1_2_D));
@@ -269,18 +282,66 @@ static mdl_status unary_prepare(mdl__kctx *c) {
 UNARY_RUN(relu, relu_blk, false)
 UNARY_RUN(clip, clip_blk, true)
 UNARY_RUN(leaky_relu, leaky_relu_blk, true)
-UNARY_RUN(sigmoid, sigmoid_blk, false)
-UNARY_RUN(tanh, tanh_blk, false)
 UNARY_RUN(hard_sigmoid, hard_sigmoid_blk, true)
-UNARY_RUN(hard_swish, hard_swish_blk, false)
+
+void mdl__act_f32v_ref(mdl__vfn f, const float *x, float *y, int64_t n) {
+    act_par par = {0, 0, 0, 0};
+    switch (f) {
+    case MDL__VF_SIGMOID: MAP_BLOCKS(sigmoid_blk, x, y, n, &par); break;
+    case MDL__VF_TANH: MAP_BLOCKS(tanh_blk, x, y, n, &par); break;
+    case MDL__VF_GELU_ERF: MAP_BLOCKS(gelu_erf_blk, x, y, n, &par); break;
+    case MDL__VF_GELU_TANH: MAP_BLOCKS(gelu_tanh_blk, x, y, n, &par); break;
+    case MDL__VF_HARD_SWISH: MAP_BLOCKS(hard_swish_blk, x, y, n, &par); break;
+    default: break;
+    }
+}
+
+typedef void (*vec_fn)(const float *x, float *y, int64_t n);
+
+/* The SIMD form of f for this CPU, NULL where the portable code runs. */
+static vec_fn vec_variant(mdl__vfn f) {
+#ifdef MDL_HAVE_X86_SIMD
+    static const vec_fn v512[MDL__VF_COUNT] = {
+        [MDL__VF_SIGMOID] = mdl__sigmoid_f32v_avx512,
+        [MDL__VF_TANH] = mdl__tanh_f32v_avx512,
+        [MDL__VF_GELU_ERF] = mdl__gelu_erf_f32v_avx512,
+        [MDL__VF_GELU_TANH] = mdl__gelu_tanh_f32v_avx512,
+        [MDL__VF_HARD_SWISH] = mdl__hard_swish_f32v_avx512,
+    };
+    static const vec_fn v2[MDL__VF_COUNT] = {
+        [MDL__VF_SIGMOID] = mdl__sigmoid_f32v_avx2,
+        [MDL__VF_TANH] = mdl__tanh_f32v_avx2,
+        [MDL__VF_GELU_ERF] = mdl__gelu_erf_f32v_avx2,
+        [MDL__VF_GELU_TANH] = mdl__gelu_tanh_f32v_avx2,
+        [MDL__VF_HARD_SWISH] = mdl__hard_swish_f32v_avx2,
+    };
+    int level = mdl__cpu_level();
+    if (level >= MDL_CPU_AVX512) return v512[f];
+    if (level >= MDL_CPU_AVX2) return v2[f];
+#endif
+    (void)f;
+    return NULL;
+}
+
+static void act_f32v(mdl__vfn f, const float *x, float *y, int64_t n) {
+    vec_fn v = vec_variant(f);
+    if (v) v(x, y, n);
+    else mdl__act_f32v_ref(f, x, y, n);
+}
+
+#define VEC_RUN(name, F)                                                                           \
+    static mdl_status name##_run(mdl__kctx *c) {                                                   \
+        act_f32v(F, c->in_data[0], c->out_data[0], c->in[0]->count);                               \
+        return MDL_OK;                                                                             \
+    }
+
+VEC_RUN(sigmoid, MDL__VF_SIGMOID)
+VEC_RUN(tanh, MDL__VF_TANH)
+VEC_RUN(hard_swish, MDL__VF_HARD_SWISH)
 
 static mdl_status gelu_run(mdl__kctx *c) {
-    const float *x = c->in_data[0];
-    float *y = c->out_data[0];
-    int64_t n = c->in[0]->count;
-    act_par par = {0, 0, 0, 0};
-    if (c->opt->act.approximate) MAP_BLOCKS(gelu_tanh_blk, x, y, n, &par);
-    else MAP_BLOCKS(gelu_erf_blk, x, y, n, &par);
+    act_f32v(c->opt->act.approximate ? MDL__VF_GELU_TANH : MDL__VF_GELU_ERF, c->in_data[0],
+             c->out_data[0], c->in[0]->count);
     return MDL_OK;
 }
 
@@ -340,8 +401,8 @@ static float max_contig(const float *x, int64_t n) {
 /* e[0..n) = exp(x - m), with m one value (mrow NULL) or one per element (mrow).  Writes e to out
    when out != NULL and adds it into the sums: *rsum for a row (mrow NULL; BLK float lanes
    flushed into the double every block), esum[i] per element otherwise. */
-static void exp_shift(const float *x, float m, const float *mrow, float *out, double *rsum,
-                      float *esum, int64_t n) {
+void mdl__exp_shift_ref(const float *x, float m, const float *mrow, float *out, double *rsum,
+                        float *esum, int64_t n) {
     for (int64_t i = 0; i < n; i += BLK) {
         int64_t r = n - i < BLK ? n - i : BLK;
         float d[BLK], e[BLK];
@@ -392,9 +453,23 @@ static void log_row(const float *x, float m, const float *mr, float l, const flo
     for (; i < n; i++) y[i] = mr ? (x[i] - mr[i]) - lr[i] : (x[i] - m) - l;
 }
 
+typedef void (*exp_shift_fn)(const float *x, float m, const float *mrow, float *out, double *rsum,
+                             float *esum, int64_t n);
+
+/* mdl__exp_shift_ref or its SIMD form for this CPU (contract in x86/activation_x86.h). */
+static exp_shift_fn exp_shift_variant(void) {
+#ifdef MDL_HAVE_X86_SIMD
+    int level = mdl__cpu_level();
+    if (level >= MDL_CPU_AVX512) return mdl__exp_shift_avx512;
+    if (level >= MDL_CPU_AVX2) return mdl__exp_shift_avx2;
+#endif
+    return mdl__exp_shift_ref;
+}
+
 /* One contiguous row.  Subtracting the row max makes every exponent <= 0: no overflow, and the
    largest term is exactly 1 so the sum is >= 1. */
-static void softmax_row(const float *x, float *y, int64_t n, bool log_out) {
+static void softmax_row(exp_shift_fn exp_shift, const float *x, float *y, int64_t n,
+                        bool log_out) {
     float m = max_contig(x, n);
     double sum = 0;
     /* LogSoftmax needs x again in the last pass (y may be x): do not store the exponentials. */
@@ -411,8 +486,8 @@ static void softmax_row(const float *x, float *y, int64_t n, bool log_out) {
 /* One [n, inner] slab with a strided axis: the same passes vectorized across the inner
    positions.  Scratch rows, inner long each: sm (double sums), fs (float partial sums, later the
    logs of the sums), mx (max). */
-static void softmax_slab(const float *x, float *y, int64_t n, int64_t inner, bool log_out,
-                         double *sm, float *fs, float *mx) {
+static void softmax_slab(exp_shift_fn exp_shift, const float *x, float *y, int64_t n,
+                         int64_t inner, bool log_out, double *sm, float *fs, float *mx) {
     memcpy(mx, x, (size_t)inner * sizeof(float));
     for (int64_t s = 0; s < inner; s++) {
         sm[s] = 0.0;
@@ -454,14 +529,16 @@ static mdl_status softmax_common(mdl__kctx *c, bool log_out) {
     const float *x = c->in_data[0];
     float *y = c->out_data[0];
     if (g.n == 0 || g.inner == 0) return MDL_OK;
+    exp_shift_fn exp_shift = exp_shift_variant();
     int64_t slab = g.n * g.inner;
     if (g.inner == 1) {
-        for (int64_t o = 0; o < g.outer; o++) softmax_row(x + o * slab, y + o * slab, g.n, log_out);
+        for (int64_t o = 0; o < g.outer; o++)
+            softmax_row(exp_shift, x + o * slab, y + o * slab, g.n, log_out);
     } else {
         double *sm = c->scratch; /* doubles first: the scratch is 16-byte aligned */
         float *fs = (float *)(sm + g.inner), *mx = fs + g.inner;
         for (int64_t o = 0; o < g.outer; o++)
-            softmax_slab(x + o * slab, y + o * slab, g.n, g.inner, log_out, sm, fs, mx);
+            softmax_slab(exp_shift, x + o * slab, y + o * slab, g.n, g.inner, log_out, sm, fs, mx);
     }
     return MDL_OK;
 }
@@ -473,12 +550,6 @@ const mdl__kernel mdl__softmax_f32 = {.prepare = softmax_prepare, .run = softmax
 const mdl__kernel mdl__log_softmax_f32 = {.prepare = softmax_prepare, .run = log_softmax_run};
 
 /* Shared with other kernels (LSTM/GRU gates): the same vector math as the Sigmoid/Tanh ops. */
-void mdl__sigmoid_f32v(const float *x, float *y, int64_t n) {
-    act_par par = {0, 0, 0, 0};
-    MAP_BLOCKS(sigmoid_blk, x, y, n, &par);
-}
+void mdl__sigmoid_f32v(const float *x, float *y, int64_t n) { act_f32v(MDL__VF_SIGMOID, x, y, n); }
 
-void mdl__tanh_f32v(const float *x, float *y, int64_t n) {
-    act_par par = {0, 0, 0, 0};
-    MAP_BLOCKS(tanh_blk, x, y, n, &par);
-}
+void mdl__tanh_f32v(const float *x, float *y, int64_t n) { act_f32v(MDL__VF_TANH, x, y, n); }

@@ -1,13 +1,22 @@
 /* Activations and Softmax/LogSoftmax against naive double-precision loops written from the ONNX
    operator definitions (Relu, Clip, LeakyRelu, Sigmoid, Tanh, HardSigmoid, HardSwish, Gelu,
-   Softmax-13, LogSoftmax-13). */
+   Softmax-13, LogSoftmax-13).  The x86 SIMD forms of the vector math (ops/x86/activation_*.c)
+   are also called directly and compared with the portable functions and with double
+   references, and main() runs the operator tests again on every lower SIMD level. */
 #include "common/harness.h"
 
 #include "ops/ops.h"
+#include "ops/x86/activation_x86.h"
 
+#include <float.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#ifdef MDL_HAVE_X86_SIMD
+#include "ops/x86/x86.h"
+#endif
 
 /* ---- references ------------------------------------------------------------------------ */
 
@@ -449,7 +458,305 @@ static void test_softmax_reject(void **state) {
     th_tensor_free(&in[1]);
 }
 
-int main(void) {
+
+/* ---- the vector math, every SIMD form ------------------------------------------------------- */
+
+typedef void (*vec_fn)(const float *x, float *y, int64_t n);
+typedef void (*exp_shift_fn)(const float *x, float m, const float *mrow, float *out, double *rsum,
+                             float *esum, int64_t n);
+
+typedef struct variant {
+    const char *name;
+    vec_fn fn[MDL__VF_COUNT];
+    exp_shift_fn exp_shift;
+} variant;
+
+/* The SIMD forms this build has and this CPU runs. */
+static int simd_variants(variant *v) {
+    int n = 0;
+#ifdef MDL_HAVE_X86_SIMD
+    if (mdl__cpu_level() >= MDL_CPU_AVX2)
+        v[n++] = (variant){"avx2",
+                           {mdl__sigmoid_f32v_avx2, mdl__tanh_f32v_avx2, mdl__gelu_erf_f32v_avx2,
+                            mdl__gelu_tanh_f32v_avx2, mdl__hard_swish_f32v_avx2},
+                           mdl__exp_shift_avx2};
+    if (mdl__cpu_level() >= MDL_CPU_AVX512)
+        v[n++] = (variant){"avx512",
+                           {mdl__sigmoid_f32v_avx512, mdl__tanh_f32v_avx512,
+                            mdl__gelu_erf_f32v_avx512, mdl__gelu_tanh_f32v_avx512,
+                            mdl__hard_swish_f32v_avx512},
+                           mdl__exp_shift_avx512};
+#endif
+    (void)v;
+    return n;
+}
+
+static const char *const vf_names[MDL__VF_COUNT] = {"sigmoid", "tanh", "gelu", "gelu-tanh",
+                                                    "hardswish"};
+
+static double ref_vf(mdl__vfn f, double x) {
+    mdl_op_options o = mdl_op_options_default(MDL_OP_GELU);
+    switch (f) {
+    case MDL__VF_SIGMOID: return ref_act(MDL_OP_SIGMOID, NULL, x);
+    case MDL__VF_TANH: return ref_act(MDL_OP_TANH, NULL, x);
+    case MDL__VF_GELU_ERF: return ref_act(MDL_OP_GELU, &o, x);
+    case MDL__VF_GELU_TANH: o.act.approximate = true; return ref_act(MDL_OP_GELU, &o, x);
+    case MDL__VF_HARD_SWISH: return ref_act(MDL_OP_HARD_SWISH, NULL, x);
+    default: fail_msg("no reference for %d", (int)f); return 0;
+    }
+}
+
+/* Absolute error allowed on top of 1e-5 relative: outputs below it are flushed or dominated by
+   the rounding of the argument (Gelu's deep tail, see test_activations_large_inputs); HardSwish
+   cancels in x / 6 + 1/2 next to x = -3 in any float evaluation. */
+static const double vf_abs_tol[MDL__VF_COUNT] = {1e-30, 1e-30, 1e-20, 1e-20, 1e-6};
+
+/* Inputs that hit the special cases: NaN, infinities, signed zeros, subnormals, saturation,
+   exp()'s underflow bound, the tanh and Gelu switch points, HardSwish's kinks. */
+/* clang-format off */
+static const float special_inputs[] = {
+    NAN, -NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 1e-40f, -1e-40f, FLT_MIN, -FLT_MIN, FLT_MAX,
+    -FLT_MAX, 1e30f, -1e30f, 1e13f, -1e13f, 100.0f, -100.0f, 20.0f, -20.0f, 88.0f, -88.0f,
+    87.3f, -87.3f, 87.4f, -87.4f, 43.6f, -43.6f, 17.0f, -17.0f, 0.625f, -0.625f, 0.62499994f,
+    -0.62499994f, -2.0f, -2.0000002f, -1.9999999f, 3.0f, -3.0f, -2.9999998f, 5.6568542f,
+    -5.6568542f, -9.0f, -13.0f, 5.6e-8f, -5.6e-8f};
+/* clang-format on */
+#define N_SPECIAL (sizeof special_inputs / sizeof special_inputs[0])
+
+/* got vs the portable result port and the double reference at x: NaN exactly where the portable
+   code gives NaN, otherwise within 1e-5 relative (plus the function's absolute floor) of both. */
+static void check_vf_elem(const char *var, mdl__vfn f, int64_t n, int64_t i, float x, float got,
+                          float port) {
+    const char *nm = vf_names[f];
+    if (isnan(port) || isnan(got)) {
+        if (isnan(port) != isnan(got))
+            fail_msg("%s %s n=%lld [%lld]: f(%g) = %g, portable %g", var, nm, (long long)n,
+                     (long long)i, (double)x, (double)got, (double)port);
+        return;
+    }
+    double ref = ref_vf(f, x), at = vf_abs_tol[f];
+    if (isinf(got) || isinf(port) || isinf(ref)) {
+        if (!(got == port && got == ref))
+            fail_msg("%s %s n=%lld [%lld]: f(%g) = %g, portable %g, reference %g", var, nm,
+                     (long long)n, (long long)i, (double)x, (double)got, (double)port, ref);
+        return;
+    }
+    if (!(fabs((double)got - port) <= 1e-5 * fabs((double)port) + at) ||
+        !(fabs((double)got - ref) <= 1e-5 * fabs(ref) + at))
+        fail_msg("%s %s n=%lld [%lld]: f(%.9g) = %.9g, portable %.9g, reference %.9g", var, nm,
+                 (long long)n, (long long)i, (double)x, (double)got, (double)port, ref);
+    /* Results the portable code saturates to (0, +-1, +-inf) come out bit-identical. */
+    if ((port == 0.0f || fabsf(port) == 1.0f || isinf(port)) && fabsf(x) >= 20.0f &&
+        memcmp(&got, &port, sizeof got) != 0)
+        fail_msg("%s %s: f(%g) = %g, portable %g (not identical)", var, nm, (double)x, (double)got,
+                 (double)port);
+}
+
+/* Random inputs of one of three kinds, with some special inputs mixed in. */
+static void fill_vf_inputs(float *x, int64_t n, int kind) {
+    for (int64_t i = 0; i < n; i++) {
+        if (kind == 0)
+            x[i] = th_uniform(-12, 12);
+        else if (kind == 1)
+            x[i] = th_uniform(-100, 100);
+        else
+            x[i] = (th_rand_int(0, 1) ? 1.0f : -1.0f) * powf(10.0f, th_uniform(-40, 38));
+        if (th_rand_int(0, 7) == 0) x[i] = special_inputs[th_rand_int(0, N_SPECIAL - 1)];
+    }
+}
+
+#define GUARD 16
+#define SENTINEL 12345.0f
+
+/* One variant and function on x[0..n): out of place into a guarded buffer (nothing past n
+   written), in place (bit-identical to out of place), compared element by element. */
+static void check_vf_run(const variant *v, mdl__vfn f, const float *x, int64_t n) {
+    float *port = malloc(sizeof(float) * (size_t)(n + 1));
+    float *y = malloc(sizeof(float) * (size_t)(n + GUARD));
+    float *buf = malloc(sizeof(float) * (size_t)(n + 1));
+    mdl__act_f32v_ref(f, x, port, n);
+    for (int64_t i = 0; i < n + GUARD; i++)
+        y[i] = SENTINEL;
+    v->fn[f](x, y, n);
+    for (int64_t i = n; i < n + GUARD; i++)
+        if (y[i] != SENTINEL)
+            fail_msg("%s %s n=%lld: wrote y[%lld]", v->name, vf_names[f], (long long)n,
+                     (long long)i);
+    for (int64_t i = 0; i < n; i++)
+        check_vf_elem(v->name, f, n, i, x[i], y[i], port[i]);
+    if (n) memcpy(buf, x, sizeof(float) * (size_t)n);
+    v->fn[f](buf, buf, n);
+    if (n && memcmp(buf, y, sizeof(float) * (size_t)n) != 0)
+        fail_msg("%s %s n=%lld: in place differs from out of place", v->name, vf_names[f],
+                 (long long)n);
+    free(port);
+    free(y);
+    free(buf);
+}
+
+static void test_vec_variants_lengths(void **state) {
+    (void)state;
+    variant vs[2];
+    int nv = simd_variants(vs);
+    if (!nv) skip();
+    th_seed(31);
+    /* Every tail length of both vector widths, at an unaligned address too. */
+    float *xb = malloc(sizeof(float) * 70);
+    for (int k = 0; k < nv; k++)
+        for (int f = 0; f < MDL__VF_COUNT; f++)
+            for (int64_t n = 0; n <= 67; n++)
+                for (int off = 0; off < 2; off++) {
+                    fill_vf_inputs(xb + off, n, (int)(n % 3));
+                    check_vf_run(&vs[k], (mdl__vfn)f, xb + off, n);
+                }
+    free(xb);
+}
+
+static void test_vec_variants_large(void **state) {
+    (void)state;
+    variant vs[2];
+    int nv = simd_variants(vs);
+    if (!nv) skip();
+    th_seed(32);
+    int64_t n = 20011;
+    float *x = malloc(sizeof(float) * (size_t)n);
+    for (int kind = 0; kind < 3; kind++) {
+        fill_vf_inputs(x, n, kind);
+        for (int k = 0; k < nv; k++)
+            for (int f = 0; f < MDL__VF_COUNT; f++)
+                check_vf_run(&vs[k], (mdl__vfn)f, x, n);
+    }
+    /* A dense sweep over the interesting range (saturation, switch points, tails). */
+    for (int64_t i = 0; i < n; i++)
+        x[i] = -100.0f + 200.0f * (float)i / (float)(n - 1);
+    for (int k = 0; k < nv; k++)
+        for (int f = 0; f < MDL__VF_COUNT; f++)
+            check_vf_run(&vs[k], (mdl__vfn)f, x, n);
+    for (int64_t i = 0; i < n; i++)
+        x[i] = -5.0f + 10.0f * (float)i / (float)(n - 1);
+    for (int k = 0; k < nv; k++)
+        for (int f = 0; f < MDL__VF_COUNT; f++)
+            check_vf_run(&vs[k], (mdl__vfn)f, x, n);
+    free(x);
+}
+
+/* The special values themselves, bit for bit where the result is exact. */
+static void test_vec_special_values(void **state) {
+    (void)state;
+    variant vs[3];
+    int nv = simd_variants(vs + 1);
+    /* The portable form too: these are properties of the functions, not of one variant. */
+    vs[0] = (variant){"portable", {NULL}, NULL};
+    const int64_t n = (int64_t)N_SPECIAL;
+    float y[N_SPECIAL], port[N_SPECIAL];
+    for (int k = 0; k <= nv; k++)
+        for (int f = 0; f < MDL__VF_COUNT; f++) {
+            mdl__act_f32v_ref((mdl__vfn)f, special_inputs, port, n);
+            if (k)
+                vs[k].fn[f](special_inputs, y, n);
+            else
+                memcpy(y, port, sizeof y);
+            for (int64_t i = 0; i < n; i++)
+                check_vf_elem(vs[k].name, (mdl__vfn)f, n, i, special_inputs[i], y[i], port[i]);
+        }
+    for (int k = 0; k <= nv; k++) {
+        const float in[] = {100.0f, -100.0f, 20.0f, -20.0f, -0.0f, 0.0f, INFINITY, -INFINITY, NAN};
+        float s[9], t[9];
+        if (k) {
+            vs[k].fn[MDL__VF_SIGMOID](in, s, 9);
+            vs[k].fn[MDL__VF_TANH](in, t, 9);
+        } else {
+            mdl__act_f32v_ref(MDL__VF_SIGMOID, in, s, 9);
+            mdl__act_f32v_ref(MDL__VF_TANH, in, t, 9);
+        }
+        const char *nm = vs[k].name;
+        if (!(s[0] == 1.0f && s[1] == 0.0f && !signbit(s[1]) && s[4] == 0.5f && s[5] == 0.5f &&
+              s[6] == 1.0f && s[7] == 0.0f && isnan(s[8])))
+            fail_msg("%s sigmoid: %g %g %g %g %g %g %g", nm, (double)s[0], (double)s[1],
+                     (double)s[4], (double)s[5], (double)s[6], (double)s[7], (double)s[8]);
+        if (!(t[2] == 1.0f && t[3] == -1.0f && t[4] == 0.0f && signbit(t[4]) && t[5] == 0.0f &&
+              !signbit(t[5]) && t[6] == 1.0f && t[7] == -1.0f && isnan(t[8])))
+            fail_msg("%s tanh: %g %g %g %g %g %g %g", nm, (double)t[2], (double)t[3], (double)t[4],
+                     (double)t[5], (double)t[6], (double)t[7], (double)t[8]);
+    }
+}
+
+/* Softmax's exponentials: both modes, with and without stored output, every tail length;
+   against the portable form and exp() in double of the same float difference. */
+static void test_exp_shift_variants(void **state) {
+    (void)state;
+    variant vs[2];
+    int nv = simd_variants(vs);
+    if (!nv) skip();
+    th_seed(33);
+    const int64_t lens[] = {1000, 4099};
+    for (int k = 0; k < nv; k++)
+        for (int64_t li = 0; li <= 67 + 2; li++) {
+            int64_t n = li <= 67 ? li : lens[li - 68];
+            float *x = malloc(sizeof(float) * (size_t)(n + 1));
+            float *mrow = malloc(sizeof(float) * (size_t)(n + 1));
+            float *out = malloc(sizeof(float) * (size_t)(n + GUARD));
+            float *pout = malloc(sizeof(float) * (size_t)(n + 1));
+            float *es = malloc(sizeof(float) * (size_t)(n + GUARD));
+            float *pes = malloc(sizeof(float) * (size_t)(n + 1));
+            float m = -INFINITY;
+            for (int64_t i = 0; i < n; i++) {
+                x[i] = th_rand_int(0, 15) ? th_uniform(-40, 3) : -INFINITY;
+                m = x[i] > m ? x[i] : m;
+                mrow[i] = x[i] == -INFINITY ? 0.0f : x[i] + th_uniform(0, 30);
+            }
+            if (n && m == -INFINITY) m = 0.0f;
+            if (n > 5 && li % 4 == 1) x[n / 2] = NAN; /* must reach the output and the sum */
+            for (int mode = 0; mode < 4; mode++) {
+                bool per_elem = mode & 1, store = mode & 2;
+                double rs = 0.5, prs = 0.5;
+                for (int64_t i = 0; i < n + GUARD; i++)
+                    out[i] = es[i] = SENTINEL;
+                for (int64_t i = 0; i < n; i++)
+                    es[i] = pes[i] = th_uniform(0, 5);
+                vs[k].exp_shift(x, m, per_elem ? mrow : NULL, store ? out : NULL, &rs,
+                                per_elem ? es : NULL, n);
+                mdl__exp_shift_ref(x, m, per_elem ? mrow : NULL, pout, &prs, per_elem ? pes : NULL,
+                                   n);
+                for (int64_t i = n; i < n + GUARD; i++)
+                    if (out[i] != SENTINEL || es[i] != SENTINEL)
+                        fail_msg("%s exp_shift n=%lld: wrote past the end", vs[k].name,
+                                 (long long)n);
+                double sum = 0.5;
+                for (int64_t i = 0; i < n; i++) {
+                    float d = x[i] - (per_elem ? mrow[i] : m);
+                    double r = exp((double)d);
+                    sum += r;
+                    if (store && !(isnan(d) ? isnan(out[i])
+                                            : fabs(out[i] - r) <= 1e-6 * r + 1e-37 &&
+                                                  fabs(out[i] - pout[i]) <= 1e-6 * r + 1e-37))
+                        fail_msg("%s exp_shift n=%lld [%lld]: exp(%g) = %g, portable %g",
+                                 vs[k].name, (long long)n, (long long)i, (double)d, (double)out[i],
+                                 (double)pout[i]);
+                    if (per_elem &&
+                        !(isnan(d) ? isnan(es[i]) : fabs(es[i] - pes[i]) <= 1e-6 * pes[i]))
+                        fail_msg("%s exp_shift n=%lld [%lld]: sum %g, portable %g", vs[k].name,
+                                 (long long)n, (long long)i, (double)es[i], (double)pes[i]);
+                }
+                if (per_elem) {
+                    assert_true(rs == 0.5); /* the row sum is untouched in this mode */
+                } else if (isnan(sum)
+                               ? !isnan(rs)
+                               : !(fabs(rs - sum) <= 1e-6 * sum && fabs(prs - sum) <= 1e-6 * sum)) {
+                    fail_msg("%s exp_shift n=%lld: sum %.9g, portable %.9g, reference %.9g",
+                             vs[k].name, (long long)n, rs, prs, sum);
+                }
+            }
+            free(x);
+            free(mrow);
+            free(out);
+            free(pout);
+            free(es);
+            free(pes);
+        }
+}
+
+int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_activations_random_shapes),
         cmocka_unit_test(test_activations_defaults_and_long),
@@ -461,6 +768,23 @@ int main(void) {
         cmocka_unit_test(test_softmax_large_inputs),
         cmocka_unit_test(test_softmax_inplace),
         cmocka_unit_test(test_softmax_reject),
+        cmocka_unit_test(test_vec_variants_lengths),
+        cmocka_unit_test(test_vec_variants_large),
+        cmocka_unit_test(test_vec_special_values),
+        cmocka_unit_test(test_exp_shift_variants),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+#ifdef MDL_HAVE_X86_SIMD
+    /* the operator tests again on the lower SIMD levels (chosen once per process) */
+    if (!getenv("MDL_CPU_LEVEL"))
+        for (int lv = mdl__cpu_level() - 1; lv >= 0; lv--) {
+            printf("---- again with MDL_CPU_LEVEL=%d\n", lv);
+            fflush(stdout);
+            if (th_system("MDL_CPU_LEVEL=%d '%s'", lv, argv[0]) != 0) failed++;
+        }
+#else
+    (void)argc;
+    (void)argv;
+#endif
+    return failed;
 }
