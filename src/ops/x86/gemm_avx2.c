@@ -5,6 +5,7 @@
  *  - a 6 x 16 microkernel over B panels (12 accumulators + 2 panel vectors + 1 broadcast), also
  *    for MatMul's row-major B and for unpacked A B^T with many rows (B packed on the fly).
  * Bias, clamp and the K-block accumulation are fused into the store.  Contracts in x86.h. */
+#include "gemm_blocking.h"
 #include "x86.h"
 
 #include <immintrin.h>
@@ -238,37 +239,12 @@ static const ukernel_fn ukernels[2][2][MR] = {
     {UK_ROW_TABLE(1, 1), UK_ROW_TABLE(2, 1)},
 };
 
-static int64_t k_block(int64_t K, int64_t kmax) {
-    int64_t nb = (K + kmax - 1) / kmax;
-    return (K + nb - 1) / nb;
-}
-
-/* How blocked() finds B (see there). */
-enum { B_PANELS, B_ROWS_KN, B_ROWS_NT };
-
-/* Packs B[n0:n1, k0:k0+kc] (B [N,K] row-major) as panels (x86.h) of kc rows into dst. */
-static void repack(const float *B, int64_t ldb, int64_t N, int64_t n0, int64_t n1, int64_t k0,
-                   int64_t kc, float *dst) {
-    for (int64_t j0 = n0; j0 < n1;) {
-        int64_t w = N - j0 <= NR / 2 ? NR / 2 : NR, nv = N - j0 < w ? N - j0 : w;
-        for (int64_t j = 0; j < w; j++) {
-            const float *src = B + (j0 + j) * ldb + k0;
-            if (j < nv)
-                for (int64_t k = 0; k < kc; k++) dst[k * w + j] = src[k];
-            else
-                for (int64_t k = 0; k < kc; k++) dst[k * w + j] = 0.0f;
-        }
-        dst += w * kc;
-        j0 += w;
-    }
-}
-
 /* Blocked loops shared by every GEMM here; B modes as in gemm_avx512.c. */
 static void blocked(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
                     int mode, int64_t ldb, const float *bias, float *C, int64_t ldc, float lo,
                     float hi) {
     _Alignas(32) float buf[REPACK_FLOATS];
-    int64_t kcb = k_block(K, mode == B_ROWS_NT ? REPACK_FLOATS / NR : KC);
+    int64_t kcb = mdl__k_block(K, mode == B_ROWS_NT ? REPACK_FLOATS / NR : KC);
     int64_t ncb = mode == B_ROWS_NT ? REPACK_FLOATS / kcb / NR * NR : NC;
     int64_t nmb = (M + MR - 1) / MR, mb = (M + nmb - 1) / nmb; /* balanced row blocks */
     for (int64_t n0 = 0; n0 < N; n0 += ncb) {
@@ -276,7 +252,7 @@ static void blocked(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda
         for (int64_t k0 = 0; k0 < K; k0 += kcb) {
             int64_t kc = K - k0 < kcb ? K - k0 : kcb;
             int first = k0 == 0, last = k0 + kc == K;
-            if (mode == B_ROWS_NT) repack(B, ldb, N, n0, n1, k0, kc, buf);
+            if (mode == B_ROWS_NT) mdl__repack_panels(B, ldb, N, n0, n1, k0, kc, NR, buf);
             for (int64_t m0 = 0; m0 < M; m0 += mb) {
                 int64_t mr = M - m0 < mb ? M - m0 : mb;
                 const float *a = A + m0 * lda + k0;

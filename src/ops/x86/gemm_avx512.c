@@ -12,6 +12,7 @@
  *    serves pre-packed B, row-major B[K,N] (MatMul) read in place, and unpacked A B^T with many
  *    rows, whose B is packed block by block on the fly.
  * Bias, clamp and the K-block accumulation are fused into the store. */
+#include "gemm_blocking.h"
 #include "x86.h"
 
 #include <immintrin.h>
@@ -249,32 +250,6 @@ static const ukernel_fn ukernels[2][2][MR] = {
     {UK_ROW_TABLE(1, 1), UK_ROW_TABLE(2, 1)},
 };
 
-/* Splits K into blocks of at most kmax of nearly equal size (no thin last block). */
-static int64_t k_block(int64_t K, int64_t kmax) {
-    int64_t nb = (K + kmax - 1) / kmax;
-    return (K + nb - 1) / nb;
-}
-
-/* How blocked() finds B (see there). */
-enum { B_PANELS, B_ROWS_KN, B_ROWS_NT };
-
-/* Packs B[n0:n1, k0:k0+kc] (B [N,K] row-major) as panels (x86.h) of kc rows into dst. */
-static void repack(const float *B, int64_t ldb, int64_t N, int64_t n0, int64_t n1, int64_t k0,
-                   int64_t kc, float *dst) {
-    for (int64_t j0 = n0; j0 < n1;) {
-        int64_t w = N - j0 <= NR / 2 ? NR / 2 : NR, nv = N - j0 < w ? N - j0 : w;
-        for (int64_t j = 0; j < w; j++) {
-            const float *src = B + (j0 + j) * ldb + k0;
-            if (j < nv)
-                for (int64_t k = 0; k < kc; k++) dst[k * w + j] = src[k];
-            else
-                for (int64_t k = 0; k < kc; k++) dst[k * w + j] = 0.0f;
-        }
-        dst += w * kc;
-        j0 += w;
-    }
-}
-
 /* The blocked loops of every GEMM here.  B is found three ways:
    B_PANELS:  packed panels; the column block at j0 (width w) starts at B + j0 * K (all panels
               before it are NR wide), row stride w;
@@ -286,7 +261,7 @@ static void blocked(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda
                     int mode, int64_t ldb, const float *bias, float *C, int64_t ldc, float lo,
                     float hi) {
     _Alignas(64) float buf[REPACK_FLOATS];
-    int64_t kcb = k_block(K, mode == B_ROWS_NT ? REPACK_FLOATS / NR : KC);
+    int64_t kcb = mdl__k_block(K, mode == B_ROWS_NT ? REPACK_FLOATS / NR : KC);
     int64_t ncb = mode == B_ROWS_NT ? REPACK_FLOATS / kcb / NR * NR : NC;
     /* Rows per block, balanced (49 rows: 7 x 7, not 6 x 8 + 1): a thin last block runs at the
        latency of its few FMA chains, not at the FMA throughput. */
@@ -296,7 +271,7 @@ static void blocked(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda
         for (int64_t k0 = 0; k0 < K; k0 += kcb) {
             int64_t kc = K - k0 < kcb ? K - k0 : kcb;
             int first = k0 == 0, last = k0 + kc == K;
-            if (mode == B_ROWS_NT) repack(B, ldb, N, n0, n1, k0, kc, buf);
+            if (mode == B_ROWS_NT) mdl__repack_panels(B, ldb, N, n0, n1, k0, kc, NR, buf);
             for (int64_t m0 = 0; m0 < M; m0 += mb) {
                 int64_t mr = M - m0 < mb ? M - m0 : mb;
                 const float *a = A + m0 * lda + k0;
