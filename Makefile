@@ -135,11 +135,20 @@ bench: deps
 # ---- fuzzing (clang libFuzzer + ASan/UBSan) -------------------------------------------------
 FUZZ_CC ?= clang
 FUZZ_B := build/fuzz
-FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Iinclude -Isrc \
-              -std=c11 -D_POSIX_C_SOURCE=200809L
-$(FUZZ_B)/fuzz_load: tests/fuzz/fuzz_load.c $(CORE_SRCS)
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_FLAGS := -g -O1 $(FUZZ_SAN) -Iinclude -Isrc -std=c11 -D_POSIX_C_SOURCE=200809L \
+              $(if $(X86_SRCS),-DMDL_HAVE_X86_SIMD)
+# The fuzzed library is the production one: core sources plus the x86 SIMD kernels (each with its
+# own flags, so they are compiled to objects first).
+FUZZ_OBJS := $(patsubst %.c,$(FUZZ_B)/%.o,$(CORE_SRCS) $(X86_SRCS))
+$(FUZZ_B)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -lm -lpthread
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+$(FUZZ_B)/src/ops/x86/%_avx2.o: FUZZ_FLAGS += -mavx2 -mfma
+$(FUZZ_B)/src/ops/x86/%_avx512.o: FUZZ_FLAGS += -mavx512f -mavx512vl -mavx512bw -mavx512dq -mfma
+$(FUZZ_B)/fuzz_load: tests/fuzz/fuzz_load.c $(FUZZ_OBJS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $^ -lm -lpthread
 
 fuzz: $(FUZZ_B)/fuzz_load
 	@mkdir -p $(FUZZ_B)/corpus $(FUZZ_B)/artifacts
