@@ -1,6 +1,9 @@
 #include "harness.h"
 
 #include "ops/ops.h"
+#ifdef MDL_HAVE_X86_SIMD
+#include "ops/x86/x86.h"
+#endif
 
 #include <math.h>
 #include <stdlib.h>
@@ -205,4 +208,54 @@ int th_system(const char *fmt, ...) {
     int rc = system(cmd);
     if (rc == -1 || !WIFEXITED(rc)) return -1;
     return WEXITSTATUS(rc);
+}
+
+int64_t th_count(int rank, const int64_t *dims) {
+    int64_t n = 1;
+    for (int i = 0; i < rank; i++) n *= dims[i];
+    return n;
+}
+
+void th_unravel(int64_t flat, int rank, const int64_t *dims, int64_t *idx) {
+    for (int d = rank - 1; d >= 0; d--) {
+        idx[d] = flat % dims[d];
+        flat /= dims[d];
+    }
+}
+
+int64_t th_ravel(const int64_t *idx, int rank, const int64_t *dims) {
+    int64_t f = 0;
+    for (int d = 0; d < rank; d++) f = f * dims[d] + idx[d];
+    return f;
+}
+
+void *th_rand_data(mdl_dtype dt, int64_t n) {
+    size_t es = mdl_dtype_size(dt);
+    unsigned char *p = malloc((size_t)n * es + 8);
+    for (int64_t i = 0; i < n; i++) {
+        switch (dt) {
+        case MDL_DTYPE_FLOAT32: ((float *)p)[i] = th_uniform(-100, 100); break;
+        case MDL_DTYPE_INT8: ((int8_t *)p)[i] = (int8_t)th_rand_int(-128, 127); break;
+        case MDL_DTYPE_UINT8: p[i] = (uint8_t)th_rand_int(0, 255); break;
+        case MDL_DTYPE_INT32: ((int32_t *)p)[i] = (int32_t)th_rand_u64(); break;
+        case MDL_DTYPE_INT64: ((int64_t *)p)[i] = (int64_t)th_rand_u64(); break;
+        default: break;
+        }
+    }
+    return p;
+}
+
+int th_rerun_lower_cpu_levels(const char *argv0) {
+    int failed = 0;
+#ifdef MDL_HAVE_X86_SIMD
+    if (!getenv("MDL_CPU_LEVEL"))
+        for (int lv = mdl__cpu_level() - 1; lv >= 0; lv--) {
+            printf("---- again with MDL_CPU_LEVEL=%d\n", lv);
+            fflush(stdout);
+            if (th_system("MDL_CPU_LEVEL=%d '%s'", lv, argv0) != 0) failed++;
+        }
+#else
+    (void)argv0;
+#endif
+    return failed;
 }

@@ -59,6 +59,22 @@ double th_max_rel_err(const float *got, const float *ref, int64_t n);
 
 #endif
 
+/* ---- index arithmetic and dtype-generic data (reference code in tests) -------------------- */
+
+/* Product of dims (1 for rank 0). */
+int64_t th_count(int rank, const int64_t *dims);
+/* Flat row-major index <-> multi-index. */
+void th_unravel(int64_t flat, int rank, const int64_t *dims, int64_t *idx);
+int64_t th_ravel(const int64_t *idx, int rank, const int64_t *dims);
+/* n random values of dtype (malloc'd, 8 spare bytes): floats in [-100, 100), integers over their
+   whole range, so misplaced elements show. */
+void *th_rand_data(mdl_dtype dtype, int64_t n);
+
+/* Runs this test program again (argv0) once per SIMD level below the CPU's, each in a child
+   process with MDL_CPU_LEVEL set (the level is chosen once per process); returns how many of
+   those runs failed.  Does nothing without x86 SIMD or when MDL_CPU_LEVEL is already set. */
+int th_rerun_lower_cpu_levels(const char *argv0);
+
 /* ---- files and commands (host tests) ------------------------------------------------------ */
 
 /* A fresh temporary directory for this test process (created once, path stable). */

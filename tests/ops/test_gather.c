@@ -11,41 +11,6 @@ static const mdl_dtype data_dtypes[] = {MDL_DTYPE_FLOAT32, MDL_DTYPE_INT8, MDL_D
                                         MDL_DTYPE_INT32, MDL_DTYPE_INT64};
 #define NDTYPES ((int)(sizeof data_dtypes / sizeof data_dtypes[0]))
 
-static int64_t count_of(int rank, const int64_t *dims) {
-    int64_t n = 1;
-    for (int i = 0; i < rank; i++) n *= dims[i];
-    return n;
-}
-
-static void unravel(int64_t flat, int rank, const int64_t *dims, int64_t *idx) {
-    for (int d = rank - 1; d >= 0; d--) {
-        idx[d] = flat % dims[d];
-        flat /= dims[d];
-    }
-}
-
-static int64_t ravel(const int64_t *idx, int rank, const int64_t *dims) {
-    int64_t f = 0;
-    for (int d = 0; d < rank; d++) f = f * dims[d] + idx[d];
-    return f;
-}
-
-static void *rand_data(mdl_dtype dt, int64_t n) {
-    size_t es = mdl_dtype_size(dt);
-    unsigned char *p = malloc((size_t)n * es + 8);
-    for (int64_t i = 0; i < n; i++) {
-        switch (dt) {
-        case MDL_DTYPE_FLOAT32: ((float *)p)[i] = th_uniform(-100, 100); break;
-        case MDL_DTYPE_INT8: ((int8_t *)p)[i] = (int8_t)th_rand_int(-128, 127); break;
-        case MDL_DTYPE_UINT8: p[i] = (uint8_t)th_rand_int(0, 255); break;
-        case MDL_DTYPE_INT32: ((int32_t *)p)[i] = (int32_t)th_rand_u64(); break;
-        case MDL_DTYPE_INT64: ((int64_t *)p)[i] = (int64_t)th_rand_u64(); break;
-        default: break;
-        }
-    }
-    return p;
-}
-
 /* Indices of dtype idt (int32/int64) from int64 values. */
 static void *make_indices(mdl_dtype idt, const int64_t *v, int64_t n) {
     void *p = malloc((size_t)n * 8 + 8);
@@ -67,18 +32,18 @@ static void check_gather(mdl_dtype dt, int r, const int64_t *xd, int axis_opt, m
     for (int d = 0; d < axis; d++) yd[d] = xd[d];
     for (int d = 0; d < q; d++) yd[axis + d] = id[d];
     for (int d = axis + 1; d < r; d++) yd[q + d - 1] = xd[d];
-    int64_t nx = count_of(r, xd), ny = count_of(yr, yd), ni = count_of(q, id);
-    void *x = rand_data(dt, nx), *ixd = make_indices(idt, ids, ni);
+    int64_t nx = th_count(r, xd), ny = th_count(yr, yd), ni = th_count(q, id);
+    void *x = th_rand_data(dt, nx), *ixd = make_indices(idt, ids, ni);
     char *ref = malloc((size_t)ny * es + 1);
     for (int64_t f = 0; f < ny; f++) {
-        unravel(f, yr, yd, oi);
+        th_unravel(f, yr, yd, oi);
         for (int d = 0; d < axis; d++) xi[d] = oi[d];
         for (int d = 0; d < q; d++) ji[d] = oi[axis + d];
-        int64_t k = ids[ravel(ji, q, id)];
+        int64_t k = ids[th_ravel(ji, q, id)];
         xi[axis] = k < 0 ? k + xd[axis] : k;
         assert_true(xi[axis] >= 0 && xi[axis] < xd[axis]);
         for (int d = axis + 1; d < r; d++) xi[d] = oi[q + d - 1];
-        memcpy(ref + f * (int64_t)es, (const char *)x + ravel(xi, r, xd) * (int64_t)es, es);
+        memcpy(ref + f * (int64_t)es, (const char *)x + th_ravel(xi, r, xd) * (int64_t)es, es);
     }
     th_tensor in[2] = {th_tensor_make(dt, r, xd, x), th_tensor_make(idt, q, id, ixd)};
     in[0].constant = true;        /* embedding tables are weights */
@@ -116,7 +81,7 @@ static void test_gather_random(void **state) {
         for (int d = 0; d < q; d++) id[d] = th_rand_int(it % 29 == 0 ? 0 : 1, 4);
         int axis = (int)th_rand_int(-r, r - 1);
         int a = axis < 0 ? axis + r : axis;
-        rand_ids(count_of(q, id), xd[a], ids);
+        rand_ids(th_count(q, id), xd[a], ids);
         check_gather(data_dtypes[it % NDTYPES], r, xd, axis,
                      it % 2 ? MDL_DTYPE_INT64 : MDL_DTYPE_INT32, q, id, ids);
     }

@@ -314,16 +314,6 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_pool_rejects),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
-#ifdef MDL_HAVE_X86_SIMD
-    /* the operator tests again on the lower SIMD levels (chosen once per process) */
-    if (!getenv("MDL_CPU_LEVEL"))
-        for (int lv = mdl__cpu_level() - 1; lv >= 0; lv--) {
-            printf("---- again with MDL_CPU_LEVEL=%d\n", lv);
-            fflush(stdout);
-            if (th_system("MDL_CPU_LEVEL=%d '%s'", lv, argv[0]) != 0) failed++;
-        }
-#else
-    (void)argv;
-#endif
+    failed += th_rerun_lower_cpu_levels(argv[0]);
     return failed;
 }

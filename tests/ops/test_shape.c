@@ -16,42 +16,6 @@ static const mdl_dtype all_dtypes[] = {MDL_DTYPE_FLOAT32, MDL_DTYPE_INT8, MDL_DT
 
 /* ---- helpers --------------------------------------------------------------------------- */
 
-static int64_t count_of(int rank, const int64_t *dims) {
-    int64_t n = 1;
-    for (int i = 0; i < rank; i++) n *= dims[i];
-    return n;
-}
-
-static void unravel(int64_t flat, int rank, const int64_t *dims, int64_t *idx) {
-    for (int d = rank - 1; d >= 0; d--) {
-        idx[d] = flat % dims[d];
-        flat /= dims[d];
-    }
-}
-
-static int64_t ravel(const int64_t *idx, int rank, const int64_t *dims) {
-    int64_t f = 0;
-    for (int d = 0; d < rank; d++) f = f * dims[d] + idx[d];
-    return f;
-}
-
-/* Random values of the dtype; every element distinct in practice so misplaced ones show. */
-static void *rand_data(mdl_dtype dt, int64_t n) {
-    size_t es = mdl_dtype_size(dt);
-    unsigned char *p = malloc((size_t)n * es + 8);
-    for (int64_t i = 0; i < n; i++) {
-        switch (dt) {
-        case MDL_DTYPE_FLOAT32: ((float *)p)[i] = th_uniform(-100, 100); break;
-        case MDL_DTYPE_INT8: ((int8_t *)p)[i] = (int8_t)th_rand_int(-128, 127); break;
-        case MDL_DTYPE_UINT8: p[i] = (uint8_t)th_rand_int(0, 255); break;
-        case MDL_DTYPE_INT32: ((int32_t *)p)[i] = (int32_t)th_rand_u64(); break;
-        case MDL_DTYPE_INT64: ((int64_t *)p)[i] = (int64_t)th_rand_u64(); break;
-        default: break;
-        }
-    }
-    return p;
-}
-
 static void assert_same_elems(const void *got, const void *ref, int64_t n, size_t es,
                               const char *what) {
     for (int64_t i = 0; i < n; i++)
@@ -89,8 +53,8 @@ static void rand_dims(int rank, int64_t lo, int64_t hi, int64_t *dims) {
 
 static void check_reshape(mdl_dtype dt, int xr, const int64_t *xd, int yr, const int64_t *yd,
                           bool shape_input) {
-    int64_t n = count_of(xr, xd);
-    void *x = rand_data(dt, n);
+    int64_t n = th_count(xr, xd);
+    void *x = th_rand_data(dt, n);
     int64_t sd[1] = {yr};
     th_tensor in[2] = {th_tensor_make(dt, xr, xd, x),
                        th_tensor_make(MDL_DTYPE_INT64, 1, sd, yd)};
@@ -175,18 +139,18 @@ static void ref_transpose(size_t es, int r, const int64_t *xd, const int32_t *pe
                           const void *x, void *y) {
     int64_t yd[MDL_MAX_RANK], oi[MDL_MAX_RANK], ii[MDL_MAX_RANK];
     for (int i = 0; i < r; i++) yd[i] = xd[perm[i]];
-    int64_t n = count_of(r, xd);
+    int64_t n = th_count(r, xd);
     for (int64_t f = 0; f < n; f++) {
-        unravel(f, r, yd, oi);
+        th_unravel(f, r, yd, oi);
         for (int i = 0; i < r; i++) ii[perm[i]] = oi[i];
-        memcpy((char *)y + f * (int64_t)es, (const char *)x + ravel(ii, r, xd) * (int64_t)es, es);
+        memcpy((char *)y + f * (int64_t)es, (const char *)x + th_ravel(ii, r, xd) * (int64_t)es, es);
     }
 }
 
 static void check_transpose(mdl_dtype dt, int r, const int64_t *xd, const int32_t *perm) {
     size_t es = mdl_dtype_size(dt);
-    int64_t n = count_of(r, xd), yd[MDL_MAX_RANK];
-    void *x = rand_data(dt, n), *ref = malloc((size_t)n * es + 1);
+    int64_t n = th_count(r, xd), yd[MDL_MAX_RANK];
+    void *x = th_rand_data(dt, n), *ref = malloc((size_t)n * es + 1);
     ref_transpose(es, r, xd, perm, x, ref);
     for (int i = 0; i < r; i++) yd[i] = xd[perm[i]];
     mdl_op_options o = mdl_op_options_default(MDL_OP_TRANSPOSE);
@@ -299,21 +263,21 @@ static void check_concat(mdl_dtype dt, int r, const int64_t *base, int axis_opt,
         memcpy(xd, base, sizeof(int64_t) * (size_t)r);
         xd[axis] = axis_sizes[i];
         yd[axis] += axis_sizes[i];
-        xs[i] = rand_data(dt, count_of(r, xd));
+        xs[i] = th_rand_data(dt, th_count(r, xd));
         in[i] = th_tensor_make(dt, r, xd, xs[i]);
     }
     /* Reference: output coordinate c along axis falls into the input whose running range
        [start, start + size) holds it. */
-    int64_t n = count_of(r, yd), oi[MDL_MAX_RANK];
+    int64_t n = th_count(r, yd), oi[MDL_MAX_RANK];
     char *ref = malloc((size_t)n * es + 1);
     for (int64_t f = 0; f < n; f++) {
-        unravel(f, r, yd, oi);
+        th_unravel(f, r, yd, oi);
         int64_t c = oi[axis];
         int i = 0;
         while (c >= axis_sizes[i]) c -= axis_sizes[i++];
         oi[axis] = c;
         memcpy(ref + f * (int64_t)es,
-               (const char *)xs[i] + ravel(oi, r, in[i].dims) * (int64_t)es, es);
+               (const char *)xs[i] + th_ravel(oi, r, in[i].dims) * (int64_t)es, es);
     }
     mdl_op_options o = mdl_op_options_default(MDL_OP_CONCAT);
     o.axis.axis = axis_opt;
@@ -410,16 +374,16 @@ static void test_concat_rejects(void **state) {
 static void check_slice(mdl_dtype dt, int r, const int64_t *xd, const int64_t *begin,
                         const int64_t *step, const int64_t *yd) {
     size_t es = mdl_dtype_size(dt);
-    int64_t nx = count_of(r, xd), ny = count_of(r, yd), oi[MDL_MAX_RANK], ii[MDL_MAX_RANK];
-    void *x = rand_data(dt, nx);
+    int64_t nx = th_count(r, xd), ny = th_count(r, yd), oi[MDL_MAX_RANK], ii[MDL_MAX_RANK];
+    void *x = th_rand_data(dt, nx);
     char *ref = malloc((size_t)ny * es + 1);
     for (int64_t f = 0; f < ny; f++) {
-        unravel(f, r, yd, oi);
+        th_unravel(f, r, yd, oi);
         for (int d = 0; d < r; d++) {
             ii[d] = begin[d] + oi[d] * step[d];
             assert_true(ii[d] >= 0 && ii[d] < xd[d]); /* the test's own slice must be valid */
         }
-        memcpy(ref + f * (int64_t)es, (const char *)x + ravel(ii, r, xd) * (int64_t)es, es);
+        memcpy(ref + f * (int64_t)es, (const char *)x + th_ravel(ii, r, xd) * (int64_t)es, es);
     }
     mdl_op_options o = mdl_op_options_default(MDL_OP_SLICE);
     for (int d = 0; d < r; d++) {
@@ -547,19 +511,19 @@ static void check_pad(mdl_dtype dt, int r, const int64_t *xd, const int64_t *pad
     size_t es = mdl_dtype_size(dt);
     int64_t yd[MDL_MAX_RANK], oi[MDL_MAX_RANK], ii[MDL_MAX_RANK];
     for (int d = 0; d < r; d++) yd[d] = pads[d] + xd[d] + pads[r + d];
-    int64_t nx = count_of(r, xd), ny = count_of(r, yd);
-    void *x = rand_data(dt, nx);
+    int64_t nx = th_count(r, xd), ny = th_count(r, yd);
+    void *x = th_rand_data(dt, nx);
     char *ref = malloc((size_t)ny * es + 1), vb[8];
     value_bytes(dt, value, vb);
     for (int64_t f = 0; f < ny; f++) {
-        unravel(f, r, yd, oi);
+        th_unravel(f, r, yd, oi);
         bool inside = true;
         for (int d = 0; d < r; d++) {
             ii[d] = oi[d] - pads[d];
             if (ii[d] < 0 || ii[d] >= xd[d]) inside = false;
         }
         memcpy(ref + f * (int64_t)es,
-               inside ? (const char *)x + ravel(ii, r, xd) * (int64_t)es : vb, es);
+               inside ? (const char *)x + th_ravel(ii, r, xd) * (int64_t)es : vb, es);
     }
     mdl_op_options o = mdl_op_options_default(MDL_OP_PAD);
     for (int d = 0; d < 2 * r; d++) o.pad.pads[d] = pads[d];
