@@ -259,3 +259,12 @@ int th_rerun_lower_cpu_levels(const char *argv0) {
 #endif
     return failed;
 }
+
+int th_run_stderr(const char **msg, const char *cmd) {
+    static char *text;
+    free(text);
+    int rc = th_system("%s 2>%s", cmd, th_tmp("stderr.txt"));
+    text = th_read_file(th_tmp("stderr.txt"), NULL);
+    *msg = text ? text : "";
+    return rc;
+}

@@ -85,6 +85,9 @@ const char *th_tmp(const char *name);
 void *th_read_file(const char *path, size_t *size);
 bool th_write_file(const char *path, const void *data, size_t size);
 /* Runs a shell command; returns its exit status (-1 if it could not run). */
+/* Runs a shell command with its stderr captured; returns the exit status and points *msg at the
+   captured text (valid until the next call). */
+int th_run_stderr(const char **msg, const char *cmd);
 int th_system(const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 1, 2)))

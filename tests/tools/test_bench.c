@@ -58,21 +58,11 @@ static int teardown(void **state) {
     return 0;
 }
 
-/* Runs cmd with stderr captured; returns the exit status, *msg the stderr text. */
-static int run(const char **msg, const char *cmd) {
-    static char *text;
-    free(text);
-    int rc = th_system("%s 2>%s", cmd, th_tmp("stderr.txt"));
-    text = th_read_file(th_tmp("stderr.txt"), NULL);
-    *msg = text ? text : "";
-    return rc;
-}
-
 static cJSON *run_json(const char *args) {
     char cmd[2048];
     const char *msg;
     snprintf(cmd, sizeof cmd, BIN "mdeploy-bench %s --json >%s", args, th_tmp("out.json"));
-    int rc = run(&msg, cmd);
+    int rc = th_run_stderr(&msg, cmd);
     if (rc) fail_msg("mdeploy-bench %s: exit %d: %s", args, rc, msg);
     char *text = th_read_file(th_tmp("out.json"), NULL);
     assert_non_null(text);
@@ -155,7 +145,7 @@ static void test_text_report(void **state) {
     char cmd[1024];
     const char *msg;
     snprintf(cmd, sizeof cmd, BIN "mdeploy-bench %s --iters 20 --profile >%s", th_tmp("mlp.mdl"), th_tmp("out.txt"));
-    assert_int_equal(run(&msg, cmd), 0);
+    assert_int_equal(th_run_stderr(&msg, cmd), 0);
     char *text = th_read_file(th_tmp("out.txt"), NULL);
     assert_non_null(text);
     assert_non_null(strstr(text, "latency ms"));
@@ -180,7 +170,7 @@ static void test_generated_ids_are_valid(void **state) {
     char cmd[1024];
     const char *msg;
     snprintf(cmd, sizeof cmd, BIN "mdeploy-bench %s -i %s --iters 5 >/dev/null", th_tmp("emb.mdl"), th_tmp("bad_ids.npy"));
-    assert_int_equal(run(&msg, cmd), 1);
+    assert_int_equal(th_run_stderr(&msg, cmd), 1);
     assert_non_null(strstr(msg, "run failed"));
     assert_non_null(strstr(msg, "lookup"));
 }
@@ -199,26 +189,26 @@ static void test_errors(void **state) {
     (void)state;
     char cmd[1024];
     const char *msg;
-    assert_int_equal(run(&msg, BIN "mdeploy-bench /nonexistent/model.mdl >/dev/null"), 1);
+    assert_int_equal(th_run_stderr(&msg, BIN "mdeploy-bench /nonexistent/model.mdl >/dev/null"), 1);
     assert_non_null(strstr(msg, "/nonexistent/model.mdl"));
-    assert_int_equal(run(&msg, BIN "mdeploy-bench >/dev/null"), 1);
+    assert_int_equal(th_run_stderr(&msg, BIN "mdeploy-bench >/dev/null"), 1);
     assert_non_null(strstr(msg, "usage"));
     snprintf(cmd, sizeof cmd, BIN "mdeploy-bench %s --frobnicate >/dev/null", th_tmp("mlp.mdl"));
-    assert_int_equal(run(&msg, cmd), 1);
+    assert_int_equal(th_run_stderr(&msg, cmd), 1);
     assert_non_null(strstr(msg, "--frobnicate"));
     snprintf(cmd, sizeof cmd, BIN "mdeploy-bench %s --iters many >/dev/null", th_tmp("mlp.mdl"));
-    assert_int_equal(run(&msg, cmd), 1);
+    assert_int_equal(th_run_stderr(&msg, cmd), 1);
     assert_non_null(strstr(msg, "many"));
     snprintf(cmd, sizeof cmd, BIN "mdeploy-bench %s --batch 4 >/dev/null", th_tmp("mlp.mdl"));
-    assert_int_equal(run(&msg, cmd), 1);
+    assert_int_equal(th_run_stderr(&msg, cmd), 1);
     assert_non_null(strstr(msg, "batch is 3, not 4"));
     snprintf(cmd, sizeof cmd, BIN "mdeploy-bench %s -i %s >/dev/null", th_tmp("mlp.mdl"), th_tmp("x_bad.npy"));
-    assert_int_equal(run(&msg, cmd), 1);
+    assert_int_equal(th_run_stderr(&msg, cmd), 1);
     assert_non_null(strstr(msg, "[3,8]"));
     assert_non_null(strstr(msg, "[8,3]"));
     snprintf(cmd, sizeof cmd, BIN "mdeploy-bench %s -i %s -i %s >/dev/null", th_tmp("mlp.mdl"), th_tmp("x.npy"),
              th_tmp("x.npy"));
-    assert_int_equal(run(&msg, cmd), 1);
+    assert_int_equal(th_run_stderr(&msg, cmd), 1);
     assert_non_null(strstr(msg, "takes 1 input"));
 }
 

@@ -38,16 +38,6 @@ static int teardown(void **state) {
     return 0;
 }
 
-/* Runs cmd with stderr captured; returns exit status, *msg the stderr text (static). */
-static int run(const char **msg, const char *cmd) {
-    static char *text;
-    free(text);
-    int rc = th_system("%s 2>%s", cmd, th_tmp("stderr.txt"));
-    text = th_read_file(th_tmp("stderr.txt"), NULL);
-    *msg = text ? text : "";
-    return rc;
-}
-
 static int lines(const char *s) {
     int n = 0;
     for (; *s; s++) n += *s == '\n';
@@ -60,7 +50,7 @@ static void test_run_writes_correct_outputs(void **state) {
     const char *msg;
     snprintf(cmd, sizeof cmd, BIN "mdeploy-run %s -i %s -o %s --json >%s", th_tmp("mlp.mdl"),
              th_tmp("x.npy"), th_tmp("y.npy"), th_tmp("run.json"));
-    assert_int_equal(run(&msg, cmd), 0);
+    assert_int_equal(th_run_stderr(&msg, cmd), 0);
     mdl_npy y;
     mdl_error err;
     assert_int_equal(mdl_npy_read(th_tmp("y.npy"), &y, &err), MDL_OK);
@@ -88,7 +78,7 @@ static void test_inspect(void **state) {
     char cmd[1024];
     const char *msg;
     snprintf(cmd, sizeof cmd, BIN "mdeploy-inspect %s --json >%s", th_tmp("mlp.mdl"), th_tmp("inspect.json"));
-    assert_int_equal(run(&msg, cmd), 0);
+    assert_int_equal(th_run_stderr(&msg, cmd), 0);
     char *text = th_read_file(th_tmp("inspect.json"), NULL);
     cJSON *j = cJSON_Parse(text);
     assert_non_null(j);
@@ -103,7 +93,7 @@ static void test_inspect(void **state) {
     cJSON_Delete(j);
     free(text);
     snprintf(cmd, sizeof cmd, BIN "mdeploy-inspect %s >%s", th_tmp("mlp.mdl"), th_tmp("inspect.txt"));
-    assert_int_equal(run(&msg, cmd), 0);
+    assert_int_equal(th_run_stderr(&msg, cmd), 0);
     text = th_read_file(th_tmp("inspect.txt"), NULL);
     assert_non_null(strstr(text, "residual"));
     assert_non_null(strstr(text, "h1 float32 [2,16]"));
@@ -114,7 +104,7 @@ static void expect_error(const char *args, const char *needle) {
     char cmd[2048];
     const char *msg;
     snprintf(cmd, sizeof cmd, BIN "%s >/dev/null", args);
-    int rc = run(&msg, cmd);
+    int rc = th_run_stderr(&msg, cmd);
     if (rc != 1 || lines(msg) != 1 || !strstr(msg, needle))
         fail_msg("`%s`: exit %d, stderr '%s' (want exit 1 and one line containing '%s')", args, rc, msg, needle);
 }

@@ -58,60 +58,15 @@ INLINE void tile(const int R, const int NB, const float *x, const int64_t *xo, c
         }
 }
 
-typedef void (*tile_fn)(const float *x, const int64_t *xo, const int32_t *koff, int64_t K,
-                        const float *wb, int64_t ws, const float *bias, float *y, int64_t ys,
-                        __m256i mlast, float lo, float hi);
-#define TILE(R, NB)                                                                                \
-    static void tile_##R##_##NB(const float *x, const int64_t *xo, const int32_t *koff, int64_t K, \
-                                const float *wb, int64_t ws, const float *bias, float *y,          \
-                                int64_t ys, __m256i mlast, float lo, float hi) {                   \
-        tile(R, NB, x, xo, koff, K, wb, ws, bias, y, ys, mlast, lo, hi);                           \
-    }
+#define MASK_T __m256i
+#include "conv_driver.h"
+
 TILE(12, 1) TILE(8, 1) TILE(4, 1) TILE(2, 1) TILE(1, 1)
 TILE(6, 2) TILE(4, 2) TILE(2, 2) TILE(1, 2)
 
-/* Per block width NB: the widest tile (rmax pixels), then narrower ones for a row's remainder. */
-static const struct {
-    int rmax;
-    tile_fn wide, r8, r4, r2, r1;
-} tiles[NBMAX] = {
+static const tile_set tiles[NBMAX] = {
     {12, tile_12_1, tile_8_1, tile_4_1, tile_2_1, tile_1_1},
     {6, tile_6_2, NULL, tile_4_2, tile_2_2, tile_1_2},
 };
 
-void mdl__conv_direct_avx2(const mdl__conv_direct_args *a) {
-    const int64_t OC = a->OC, OW = a->OW, M = a->OH * OW;
-    const int64_t pitch = a->sh * a->Wp * a->C, step = a->sw * a->C;
-    const float *wb = a->wpack;
-    for (int64_t oc0 = 0; oc0 < OC;) {
-        /* one packed block: nb vectors wide, K rows of nb * VL floats */
-        int64_t left = OC - oc0, nb = (left + VL - 1) / VL;
-        if (nb > NBMAX) nb = NBMAX;
-        const __m256i mlast = tail_mask(left - (nb - 1) * VL);
-        const float *bias = a->bias ? a->bias + oc0 : NULL;
-        const int rmax = tiles[nb - 1].rmax;
-        /* Tiles run over the output pixels in order, across row ends: only the input offsets
-           of a tile's pixels (xo) jump there, the outputs stay OC floats apart. */
-        int64_t oh = 0, ow = 0;
-        for (int64_t q = 0; q < M;) {
-            const int64_t n = M - q;
-            tile_fn f;
-            int r;
-            if (n >= rmax) f = tiles[nb - 1].wide, r = rmax;
-            else if (n >= 8 && tiles[nb - 1].r8) f = tiles[nb - 1].r8, r = 8;
-            else if (n >= 4) f = tiles[nb - 1].r4, r = 4;
-            else if (n >= 2) f = tiles[nb - 1].r2, r = 2;
-            else f = tiles[nb - 1].r1, r = 1;
-            int64_t xo[12];
-            for (int i = 0; i < r; i++) {
-                xo[i] = oh * pitch + ow * step;
-                if (++ow == OW) ow = 0, oh++;
-            }
-            f(a->xp, xo, a->koff, a->K, wb, nb * VL, bias, a->y + q * OC + oc0, OC, mlast, a->lo,
-              a->hi);
-            q += r;
-        }
-        wb += a->K * nb * VL;
-        oc0 += nb * VL;
-    }
-}
+void mdl__conv_direct_avx2(const mdl__conv_direct_args *a) { direct_loops(a, tiles); }

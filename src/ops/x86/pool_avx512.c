@@ -43,43 +43,8 @@ INLINE void window(const int nv, const int is_max, const float *xn, int64_t W, i
     }
 }
 
-INLINE void pool(const int is_max, const mdl__pool_args *a) {
-    const int64_t C = a->C, W = a->W;
-    for (int64_t n = 0; n < a->N; n++) {
-        const float *xn = a->x + n * a->H * W * C;
-        for (int64_t oh = 0; oh < a->OH; oh++) {
-            int64_t h0 = oh * a->sh - a->pt, h1 = h0 + a->KH;
-            if (h0 < 0) h0 = 0;
-            if (h1 > a->H) h1 = a->H;
-            for (int64_t ow = 0; ow < a->OW; ow++) {
-                int64_t w0 = ow * a->sw - a->pl, w1 = w0 + a->KW;
-                if (w0 < 0) w0 = 0;
-                if (w1 > W) w1 = W;
-                float *o = a->y + ((n * a->OH + oh) * a->OW + ow) * C;
-                if (h0 >= h1 || w0 >= w1) {
-                    memset(o, 0, (size_t)C * sizeof *o);
-                    continue;
-                }
-                int64_t count = a->include_pad ? a->KH * a->KW : (h1 - h0) * (w1 - w0);
-                float scale = 1.0f / (float)count;
-                int64_t c0 = 0;
-                for (; c0 + NV * VL <= C; c0 += NV * VL)
-                    window(NV, is_max, xn + c0, W, C, h0, h1, w0, w1, scale, o + c0, 0xFFFF);
-                int64_t left = C - c0;
-                if (left > 0) {
-                    __mmask16 ml = tail_mask(left - (left - 1) / VL * VL);
-                    const int64_t nv = (left + VL - 1) / VL;
-                    const float *x0 = xn + c0;
-                    float *o0 = o + c0;
-                    if (nv == 1) window(1, is_max, x0, W, C, h0, h1, w0, w1, scale, o0, ml);
-                    else if (nv == 2) window(2, is_max, x0, W, C, h0, h1, w0, w1, scale, o0, ml);
-                    else if (nv == 3) window(3, is_max, x0, W, C, h0, h1, w0, w1, scale, o0, ml);
-                    else window(4, is_max, x0, W, C, h0, h1, w0, w1, scale, o0, ml);
-                }
-            }
-        }
-    }
-}
+#define MASK_T __mmask16
+#include "pool_driver.h"
 
 void mdl__pool_avx512(const mdl__pool_args *a) {
     if (a->is_max)
