@@ -85,7 +85,7 @@ static mdl_status check_node(mdl__graph *g, int32_t i, bool infer, uint8_t *defi
     ctx.packed = NULL;
     mdl_status st = n->kernel->prepare(&ctx);
     if (st) return st;
-    n->scratch_bytes = mdl__align_up(ctx.scratch_bytes, MDL_ALIGN);
+    n->scratch_bytes = mdl__align_up(ctx.scratch_bytes, MDL__LINE_ALIGN);
     n->packed_bytes = n->kernel->pack ? ctx.packed_bytes : 0;
     for (int32_t k = 0; k < n->nout; k++) {
         if (n->out[k] < 0) continue;
@@ -225,7 +225,7 @@ static void lifetimes(const mdl__graph *g, int32_t *producer, int32_t *root, buf
 #undef TOUCH
     for (int32_t t = 0; t < nt; t++) {
         if (root[t] == t && bufs[t].last < -1) root[t] = -1; /* never used */
-        bufs[t].size = mdl__align_up(bufs[t].size, MDL_ALIGN);
+        bufs[t].size = mdl__align_up(bufs[t].size, MDL__LINE_ALIGN);
     }
     for (int32_t t = 0; t < nt; t++)
         if (root[t] >= 0 && root[root[t]] < 0) root[t] = -1;

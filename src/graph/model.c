@@ -57,13 +57,16 @@ mdl_status mdl_model_load_buffer(const void *data, size_t size, const mdl_load_o
     m->alloc = a;
     mdl_status st;
     if (copy) {
-        m->owned = mdl__alloc(a, size ? size : 1);
+        /* on a cache line, like a mapped file, so weights read in place keep their alignment */
+        size_t bytes;
+        m->owned = mdl__add_size(size, MDL__LINE_ALIGN, &bytes) ? mdl__alloc(a, bytes) : NULL;
         if (!m->owned) {
             st = mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory copying the %zu-byte model", size);
             goto fail;
         }
-        memcpy(m->owned, data, size);
-        data = m->owned;
+        void *copy_at = (void *)mdl__align_up((size_t)m->owned, MDL__LINE_ALIGN);
+        memcpy(copy_at, data, size);
+        data = copy_at;
     }
     m->buf = data;
     m->size = size;

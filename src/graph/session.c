@@ -21,12 +21,12 @@ struct mdl_session {
 };
 
 #define HEADER_BYTES(m)                                                                            \
-    (mdl__align_up(sizeof(mdl_session), MDL_ALIGN) +                                               \
-     mdl__align_up((size_t)(m)->g.ntensors * sizeof(void *), MDL_ALIGN))
+    (mdl__align_up(sizeof(mdl_session), MDL__LINE_ALIGN) +                                         \
+     mdl__align_up((size_t)(m)->g.ntensors * sizeof(void *), MDL__LINE_ALIGN))
 
 size_t mdl__session_bytes(const mdl_model *m) {
-    /* + MDL_ALIGN - 1: a caller's region may start anywhere */
-    return HEADER_BYTES(m) + m->plan.arena_bytes + MDL_ALIGN - 1;
+    /* + MDL__LINE_ALIGN - 1: a caller's region may start anywhere */
+    return HEADER_BYTES(m) + m->plan.arena_bytes + MDL__LINE_ALIGN - 1;
 }
 
 mdl_session_options mdl_session_options_default(void) {
@@ -39,7 +39,7 @@ static mdl_session *layout(const mdl_model *m, uint8_t *region) {
     mdl_session *s = (mdl_session *)region;
     memset(s, 0, sizeof *s);
     s->m = m;
-    s->data = (void **)(region + mdl__align_up(sizeof(mdl_session), MDL_ALIGN));
+    s->data = (void **)(region + mdl__align_up(sizeof(mdl_session), MDL__LINE_ALIGN));
     s->arena = region + HEADER_BYTES(m);
     const mdl__graph *g = &m->g;
     for (int32_t t = 0; t < g->ntensors; t++) {
@@ -65,7 +65,7 @@ mdl_status mdl_session_create(const mdl_model *m, const mdl_session_options *opt
     uint8_t *block = mdl__alloc(a, bytes);
     if (!block)
         return mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory creating a session (%zu bytes)", bytes);
-    uint8_t *region = (uint8_t *)mdl__align_up((size_t)block, MDL_ALIGN);
+    uint8_t *region = (uint8_t *)mdl__align_up((size_t)block, MDL__LINE_ALIGN);
     mdl_session *s = layout(m, region);
     s->alloc = a;
     s->block = block;
@@ -87,7 +87,7 @@ mdl_status mdl_session_create_in(const mdl_model *m, void *arena, size_t size, m
         return mdl__error(err, MDL_BUFFER_TOO_SMALL,
                           "session arena of %zu bytes is too small: this model needs %zu "
                           "(mdl_model_arena_size)", size, m->session_bytes);
-    *out = layout(m, (uint8_t *)mdl__align_up((size_t)arena, MDL_ALIGN));
+    *out = layout(m, (uint8_t *)mdl__align_up((size_t)arena, MDL__LINE_ALIGN));
     return MDL_OK;
 }
 

@@ -182,9 +182,37 @@ static void test_session_in_caller_arena(void **state) {
     th_assert_close(mdl_session_output_data(s, 0), ref, 6, 1e-5);
     const uint8_t *out = mdl_session_output_data(s, 0);
     assert_true(out >= region + 1 && out + 6 * 4 <= region + 1 + need);
+    /* even there, every tensor starts on a cache line (SIMD loads never straddle two) */
+    assert_int_equal((uintptr_t)mdl_session_input_data(s, 0) % 64, 0);
+    assert_int_equal((uintptr_t)out % 64, 0);
     mdl_session_free(s);
     free(region);
     mdl_model_free(m);
+    free(data);
+    tm_mlp_free(&p);
+}
+
+/* Written weight buffers start at 64-byte file offsets, so a mapped file (page aligned) gives
+   kernels that read weights in place whole cache lines: found by searching the file for each
+   weight's known bytes. */
+static void test_weights_on_cache_lines(void **state) {
+    (void)state;
+    tm_mlp p = mlp_shape(3);
+    void *data;
+    size_t size;
+    assert_int_equal(tm_build_mlp(&p, 11, &data, &size), MDL_OK);
+    const struct { const float *v; int64_t n; } w[] = {
+        {p.w1, p.hid * p.in}, {p.b1, p.hid}, {p.w2, p.hid * p.hid},
+        {p.b2, p.hid}, {p.w3, p.out * p.hid}, {p.b3, p.out}};
+    for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
+        const size_t bytes = (size_t)w[i].n * sizeof(float);
+        const uint8_t *hit = NULL;
+        for (size_t off = 0; off + bytes <= size && !hit; off++)
+            if (!memcmp((const uint8_t *)data + off, w[i].v, bytes)) hit = (const uint8_t *)data + off;
+        assert_non_null(hit);
+        if ((hit - (const uint8_t *)data) % 64)
+            fail_msg("weight %zu at file offset %td", i, hit - (const uint8_t *)data);
+    }
     free(data);
     tm_mlp_free(&p);
 }
@@ -379,6 +407,7 @@ int main(void) {
         cmocka_unit_test(test_plan_reuses_memory),
         cmocka_unit_test(test_run_allocates_nothing),
         cmocka_unit_test(test_session_in_caller_arena),
+        cmocka_unit_test(test_weights_on_cache_lines),
         cmocka_unit_test(test_heap_free_loading),
         cmocka_unit_test(test_shared_model_threads),
         cmocka_unit_test(test_load_file_maps_in_place),
