@@ -202,7 +202,8 @@ static double node_flops(const mdl_model *m, const mdl_node_info *ni) {
     double nout = (double)elem_count(&out), nw = (double)elem_count(&w);
     if (!strcmp(ni->op, "FullyConnected") && w.rank == 2) return 2.0 * nout * (double)w.dims[1];
     if (!strcmp(ni->op, "MatMul") && w.rank >= 2) return 2.0 * nout * (double)w.dims[w.rank - 2];
-    if (!strcmp(ni->op, "Conv2D") && w.rank == 4 && w.dims[0] > 0) return 2.0 * nout * nw / (double)w.dims[0];
+    /* HWIO [KH,KW,Cin/group,Cout]: each output takes KH*KW*Cin/group multiply-adds */
+    if (!strcmp(ni->op, "Conv2D") && w.rank == 4 && w.dims[3] > 0) return 2.0 * nout * nw / (double)w.dims[3];
     if (!strcmp(ni->op, "DepthwiseConv2D") && w.rank == 4) return 2.0 * nout * (double)(w.dims[1] * w.dims[2]);
     if ((!strcmp(ni->op, "LSTM") || !strcmp(ni->op, "GRU")) && ni->nin >= 3 && ni->inputs[2] >= 0) {
         mdl_tensor_info x, r;

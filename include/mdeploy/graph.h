@@ -19,8 +19,10 @@
  *
  * Layout conventions of the runtime (the converter translates ONNX's):
  *  - 4-D activations of convolution/pooling are NHWC (channels last).
- *  - CONV2D weight: [Cout, KH, KW, Cin/group];  DEPTHWISE_CONV2D weight: [1, KH, KW, Cout]
- *    (Cout = Cin * multiplier); bias [Cout] float32, optional.
+ *  - CONV2D weight: HWIO, [KH, KW, Cin/group, Cout] (group g's filters are output channels
+ *    g*Cout/group ..); DEPTHWISE_CONV2D weight: [1, KH, KW, Cout] (Cout = Cin * multiplier);
+ *    bias [Cout] float32, optional.  Output channels last lets the x86 kernels read conv
+ *    weights in place from a mapped model file (nothing is repacked at load).
  *  - FULLY_CONNECTED: X [..., K] (all leading dims are batch), W [N, K], bias [N] optional,
  *    Y [..., N] = X W^T + b.
  *  - MATMUL: NumPy matmul semantics with batch broadcasting, A [..., M, K] x B [..., K, N].

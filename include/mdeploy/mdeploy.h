@@ -49,8 +49,9 @@ extern "C" {
 #define MDL_VERSION_PATCH 0
 #define MDL_VERSION_STRING "0.1.0"
 
-/* Model file format version this runtime writes.  Files with another major are rejected. */
-#define MDL_FORMAT_MAJOR 1
+/* Model file format version this runtime writes.  Files with another major are rejected.
+   2.0: CONV2D weights are HWIO (1.x stored them [Cout,KH,KW,Cin/group]). */
+#define MDL_FORMAT_MAJOR 2
 #define MDL_FORMAT_MINOR 0
 
 #define MDL_MAX_RANK 8 /* most dimensions a tensor may have */

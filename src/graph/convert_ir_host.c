@@ -418,7 +418,7 @@ static cv_node *weighted_producer(cv_ctx *c, int32_t t, int64_t *cout) {
     if (fused_act(p)->kind != MDL_ACT_NONE || p->out[0] != t) return NULL;
     const cv_tensor *w = &c->ts[p->in[1]];
     if (!w->data || (p->nin > 2 && p->in[2] >= 0 && !c->ts[p->in[2]].data)) return NULL;
-    *cout = p->op == MDL_OP_DEPTHWISE_CONV2D ? w->dims[3] : w->dims[0];
+    *cout = p->op == MDL_OP_FULLY_CONNECTED ? w->dims[0] : w->dims[3];
     return p;
 }
 
@@ -431,11 +431,11 @@ static bool rescale_layer(cv_ctx *c, cv_node *p, const double *s, const double *
     float *wd = c->ts[nw].data;
     int64_t count = c->ts[nw].count;
     if (s) {
-        if (p->op == MDL_OP_DEPTHWISE_CONV2D) {
-            for (int64_t i = 0; i < count; i++) wd[i] = (float)(wd[i] * s[i % C]);
-        } else {
+        if (p->op == MDL_OP_FULLY_CONNECTED) { /* [out, in] */
             int64_t per = count / C;
             for (int64_t i = 0; i < count; i++) wd[i] = (float)(wd[i] * s[i / per]);
+        } else { /* conv weights: output channels last */
+            for (int64_t i = 0; i < count; i++) wd[i] = (float)(wd[i] * s[i % C]);
         }
     }
     const float *ob = p->nin > 2 && p->in[2] >= 0 ? c->ts[p->in[2]].data : NULL;

@@ -406,20 +406,18 @@ static mdl_status lower_conv(cv_ctx *c, node_t *n, int nin, const int32_t *in, c
     o.conv.pad[3] = (int32_t)g.pe[1];
     o.conv.group = dw ? 1 : (int32_t)group;
     int64_t KH = g.k[0], KW = g.k[1];
-    int64_t wd[4] = {dw ? 1 : Cout, KH, KW, dw ? Cout : Cg};
+    int64_t wd[4] = {dw ? 1 : KH, dw ? KH : KW, dw ? KW : Cg, Cout};
     int32_t wt = new_const(c, mdl__cv_fmt(c, "%s/weight", c->node_name), MDL_DTYPE_FLOAT32, 4, wd);
     if (wt < 0) return status_of(c);
     const float *W = const_f32(c, wv);
     float *D = c->ts[wt].data;
-    /* ONNX [Cout, Cg, KH, KW] -> [Cout, KH, KW, Cg] or depthwise [1, KH, KW, Cout] */
+    /* ONNX [Cout, Cg, KH, KW] -> HWIO [KH, KW, Cg, Cout], or depthwise [1, KH, KW, Cout] (the
+       same memory order with Cg = 1) */
     for (int64_t oc = 0; oc < Cout; oc++)
         for (int64_t ci = 0; ci < Cg; ci++)
             for (int64_t y = 0; y < KH; y++)
-                for (int64_t xx = 0; xx < KW; xx++) {
-                    float v = W[((oc * Cg + ci) * KH + y) * KW + xx];
-                    if (dw) D[(y * KW + xx) * Cout + oc] = v;
-                    else D[((oc * KH + y) * KW + xx) * Cg + ci] = v;
-                }
+                for (int64_t xx = 0; xx < KW; xx++)
+                    D[((y * KW + xx) * Cg + ci) * Cout + oc] = W[((oc * Cg + ci) * KH + y) * KW + xx];
     int32_t ins[3] = {spatial_input(c, xv), wt, -1};
     if (ins[0] < 0) return status_of(c);
     bool late_bias = false;

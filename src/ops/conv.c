@@ -1,20 +1,24 @@
 /* Convolutions, NHWC: CONV2D and DEPTHWISE_CONV2D.
  *
- * CONV2D: im2col in tiles + GEMM per group (bias and activation in the GEMM epilogue; a 1x1
- * conv without padding needs no im2col), with the weights packed once at load for the GEMM
- * (mdl__gemm_pack; the SIMD GEMM's panels).  On x86 with AVX2/AVX-512 and constant weights, an
- * ungrouped conv other than a stride-1 1x1 one instead runs a direct implicit-GEMM kernel
- * (x86/conv_*.c) over the input copied, zero-padded, into scratch a band at a time: no im2col
- * copy, which matters most for first layers with 1..4 input channels (see direct_ok).  CONV2D
- * with one input channel per group (a depthwise conv written as a grouped conv) takes the
- * depthwise path.
+ * CONV2D weights are HWIO, [KH,KW,Cin/group,Cout]: read as a [K, Cout] matrix (K = KH*KW*CG,
+ * rows ordered like an im2col row), with a group's output channels a column block of it.
+ *   - On x86 with AVX2/AVX-512, an ungrouped conv other than a stride-1 1x1 one runs a direct
+ *     implicit-GEMM kernel (x86/conv_*.c) that reads the weights in place, over the input
+ *     copied, zero-padded, into scratch a band at a time: no im2col copy (which matters most
+ *     for first layers with 1..4 input channels) and nothing packed or copied at load, so a
+ *     model's conv weights stay in the mapped file (see direct_ok).
+ *   - Otherwise im2col in tiles + GEMM per group (bias and activation in the GEMM epilogue; a
+ *     1x1 conv without padding needs no im2col), with constant weights packed once at load for
+ *     the SIMD GEMM (mdl__gemm_pack_kn).
+ *   - One input channel per group (a depthwise conv written as a grouped conv): the depthwise
+ *     loop, whose [KH,KW,Cout] weight layout HWIO already is.
  *
  * DEPTHWISE_CONV2D: direct, vectorized over channels (x86/dwconv_*.c for multiplier 1).
  *
  * The SIMD level is chosen per call from mdl__cpu_level() (x86/x86.h; cached, lowered by the
- * MDL_CPU_LEVEL environment variable), and the kernels' packed data records the level and layout
- * it was made for, so run never misreads it.  Scratch never depends on the CPU (ops.h): it is
- * the larger of what either path needs. */
+ * MDL_CPU_LEVEL environment variable), and packed data records the level it was made for, so
+ * run never misreads it.  Scratch never depends on the CPU (ops.h): it is the larger of what
+ * either path needs. */
 #include "ops.h"
 
 #include "graph/util.h"
@@ -76,7 +80,7 @@ static mdl_status conv_geometry(const mdl__kctx *c, bool depthwise, conv_geom *g
     if (w->rank != 4)
         return mdl__fail(c, MDL_SHAPE, "weight %s must be 4-D %s",
                          mdl__dims_str(s1, sizeof s1, w->rank, w->dims),
-                         depthwise ? "[1,KH,KW,Cout]" : "[Cout,KH,KW,Cin/group]");
+                         depthwise ? "[1,KH,KW,Cout]" : "[KH,KW,Cin/group,Cout]");
     for (int i = 1; i < 4; i++)
         if (x->dims[i] < 1 || w->dims[i] < 1 || w->dims[0] < 1)
             return mdl__fail(c, MDL_SHAPE, "input %s or weight %s has an empty dimension",
@@ -100,8 +104,8 @@ static mdl_status conv_geometry(const mdl__kctx *c, bool depthwise, conv_geom *g
     g->H = x->dims[1];
     g->W = x->dims[2];
     g->C = x->dims[3];
-    g->KH = w->dims[1];
-    g->KW = w->dims[2];
+    g->KH = w->dims[depthwise ? 1 : 0];
+    g->KW = w->dims[depthwise ? 2 : 1];
     g->sh = o->stride[0];
     g->sw = o->stride[1];
     g->dh = o->dilation[0];
@@ -125,7 +129,7 @@ static mdl_status conv_geometry(const mdl__kctx *c, bool depthwise, conv_geom *g
                              (long long)g->OC, (long long)g->C);
         g->G = g->C;
     } else {
-        g->OC = w->dims[0];
+        g->OC = w->dims[3];
         if (o->group < 1)
             return mdl__fail(c, MDL_INVALID_ARGUMENT, "group %d must be >= 1", (int)o->group);
         g->G = o->group;
@@ -135,11 +139,11 @@ static mdl_status conv_geometry(const mdl__kctx *c, bool depthwise, conv_geom *g
         if (g->OC % g->G)
             return mdl__fail(c, MDL_SHAPE, "output channels %lld not divisible by group %lld",
                              (long long)g->OC, (long long)g->G);
-        if (w->dims[3] != g->C / g->G)
+        if (w->dims[2] != g->C / g->G)
             return mdl__fail(c, MDL_SHAPE,
                              "weight %s has %lld input channels, input %s has %lld / group %lld "
                              "= %lld",
-                             mdl__dims_str(s1, sizeof s1, w->rank, w->dims), (long long)w->dims[3],
+                             mdl__dims_str(s1, sizeof s1, w->rank, w->dims), (long long)w->dims[2],
                              mdl__dims_str(s2, sizeof s2, x->rank, x->dims), (long long)g->C,
                              (long long)g->G, (long long)(g->C / g->G));
     }
@@ -299,17 +303,10 @@ static void depthwise(const conv_geom *g, const float *x, const float *w, const 
         depthwise_portable(g, x, w, bias, y, lo, hi);
 }
 
-/* Weight [Cout,KH,KW,1] of a grouped conv -> the depthwise layout [KH,KW,Cout]. */
-static void depthwise_weights(const conv_geom *g, const float *w, float *wt) {
-    const int64_t taps = g->KH * g->KW;
-    for (int64_t oc = 0; oc < g->OC; oc++)
-        for (int64_t t = 0; t < taps; t++) wt[t * g->OC + oc] = w[oc * taps + t];
-}
-
 /* ---- CONV2D: im2col + GEMM --------------------------------------------------------------- */
 
 /* Writes the receptive fields of output pixels [p0, p0 + m) for group gi as rows of A, each K
-   floats ordered (kh, kw, c) like a weight row; taps in the padding are zero. */
+   floats ordered (kh, kw, c) like the weight's rows; taps in the padding are zero. */
 static void im2col(const conv_geom *g, const float *x, int64_t p0, int64_t m, int64_t gi,
                    float *A) {
     const int64_t C = g->C, CG = g->CG, KW = g->KW, ohw = g->OH * g->OW;
@@ -359,76 +356,26 @@ static void im2col(const conv_geom *g, const float *x, int64_t p0, int64_t m, in
 }
 
 /* ---- packed weights -------------------------------------------------------------------------
-   A 64-byte header says which layout follows (and for which SIMD level), then:
-     PACK_GEMM:   per group, mdl__gemm_pack's data for that group's [OG, K] rows, each block
-                  `stride` bytes (64-byte multiple);
-     PACK_DIRECT: K int32 tap offsets (koff, conv_x86.h), then, at `stride`, the weights packed
-                  by mdl__conv_pack for the level's vector length.
-   A grouped depthwise conv packs nothing: its per-run weight transpose is a few KB, and on
-   firmware a packed copy would cost RAM for good. */
+   Only the GEMM paths pack, and only constant weights: a 64-byte header naming the level and the
+   stride, then per group mdl__gemm_pack_kn's panels of its [K, OG] column block, each `stride`
+   bytes (a 64-byte multiple).  The direct kernel and the depthwise loop read the weights as
+   they are. */
 #define PACK_MAGIC 0x4B504D43u /* "CMPK" */
 #define PACK_HEADER 64
-enum { PACK_GEMM = 1, PACK_DIRECT };
 typedef struct pack_header {
     uint32_t magic;
-    int32_t kind, level, reserved;
+    int32_t level;
     uint64_t stride;
 } pack_header;
 _Static_assert(sizeof(pack_header) <= PACK_HEADER, "pack header");
-
-/* The direct kernel's vector length and block width at a level (0: no direct kernel). */
-static int64_t direct_vl(int level, int64_t *nb) {
-#ifdef MDL_HAVE_X86_SIMD
-    if (level >= MDL_CPU_AVX512) {
-        *nb = MDL_CONV_NB_AVX512;
-        return MDL_CONV_VL_AVX512;
-    }
-    if (level >= MDL_CPU_AVX2) {
-        *nb = MDL_CONV_NB_AVX2;
-        return MDL_CONV_VL_AVX2;
-    }
-#endif
-    (void)level;
-    *nb = 0;
-    return 0;
-}
-
-int64_t mdl__conv_pack_floats(int64_t OC, int64_t K, int64_t vl) {
-    return (OC + vl - 1) / vl * vl * K;
-}
-
-void mdl__conv_pack(int64_t OC, int64_t K, const float *W, int64_t vl, int64_t nb, float *wpack) {
-    /* A transpose in 16-row steps of k: the 16 x w floats written stay in L1 while each weight
-       row is read 64 bytes at a time (this runs at load, over every weight of the model). */
-    for (int64_t oc0 = 0; oc0 < OC;) {
-        int64_t w = (OC - oc0 + vl - 1) / vl;
-        w = (w > nb ? nb : w) * vl;
-        const int64_t nv = OC - oc0 < w ? OC - oc0 : w;
-        if (nv < w) memset(wpack, 0, (size_t)(K * w) * sizeof *wpack);
-        for (int64_t k0 = 0; k0 < K; k0 += 16) {
-            const int64_t kn = K - k0 < 16 ? K - k0 : 16;
-            for (int64_t j = 0; j < nv; j++) {
-                const float *src = W + (oc0 + j) * K + k0;
-                float *dst = wpack + k0 * w + j;
-                for (int64_t kk = 0; kk < kn; kk++) dst[kk * w] = src[kk];
-            }
-        }
-        wpack += K * w;
-        oc0 += w;
-    }
-}
 
 /* The direct path copies the input, zero-padded, into scratch, a band of rows at a time (the
    input itself when there is no padding).  The band gets the scratch the im2col path reserves
    anyway, but at least the rows of one output row. */
 static bool padded(const conv_geom *g) { return g->pt || g->pl || g->pb || g->pr; }
 static int64_t path_scratch_floats(const conv_geom *g) {
-    switch (conv2d_path(g)) {
-    case CONV_PATH_DEPTHWISE: return g->KH * g->KW * g->OC; /* weights as [KH,KW,Cout] */
-    case CONV_PATH_IM2COL: return conv_tile_rows(g) * g->K;
-    case CONV_PATH_1X1: break;
-    }
-    return 0;
+    /* only im2col needs scratch: a 1x1 conv reads its input, a depthwise one its weights */
+    return conv2d_path(g) == CONV_PATH_IM2COL ? conv_tile_rows(g) * g->K : 0;
 }
 static int64_t band_floats(const conv_geom *g) {
     if (!padded(g)) return 0;
@@ -458,73 +405,50 @@ static bool direct_ok(const conv_geom *g) {
            span <= INT32_MAX;
 }
 
-/* Bytes of packed data for this node at the current level (0: none). */
-static size_t conv2d_packed_bytes(const mdl__kctx *c, const conv_geom *g, int *kind,
-                                  size_t *stride) {
-    *kind = 0;
+/* Whether this call runs the direct kernel (x86 with AVX2 or better). */
+static bool direct_now(const conv_geom *g) {
+#ifdef MDL_HAVE_X86_SIMD
+    return conv_level() >= MDL_CPU_AVX2 && direct_ok(g);
+#else
+    (void)g;
+    return false;
+#endif
+}
+
+/* Bytes of packed data for this node at the current level (0: none); *stride per group. */
+static size_t conv2d_packed_bytes(const mdl__kctx *c, const conv_geom *g, size_t *stride) {
     *stride = 0;
-    /* weights computed at run time, or a grouped depthwise conv */
-    if (!c->in[1]->data || conv2d_path(g) == CONV_PATH_DEPTHWISE) return 0;
-    int64_t nb, vl = direct_vl(conv_level(), &nb);
-    size_t bytes;
-    if (vl && direct_ok(g)) {
-        *kind = PACK_DIRECT;
-        *stride = mdl__align_up((size_t)g->K * sizeof(int32_t), 64);
-        bytes = *stride + (size_t)mdl__conv_pack_floats(g->OC, g->K, vl) * sizeof(float);
-    } else {
-        size_t per = mdl__gemm_pack_bytes(g->OG, g->K);
-        if (!per) return 0;
-        *kind = PACK_GEMM;
-        *stride = mdl__align_up(per, 64);
-        bytes = *stride * (size_t)g->G;
-    }
-    return PACK_HEADER + bytes;
+    if (!c->in[1]->data || conv2d_path(g) == CONV_PATH_DEPTHWISE || direct_now(g)) return 0;
+    size_t per = mdl__gemm_pack_bytes(g->OG, g->K);
+    if (!per) return 0;
+    *stride = mdl__align_up(per, 64);
+    return PACK_HEADER + *stride * (size_t)g->G;
 }
 
 static mdl_status conv2d_pack(mdl__kctx *c) {
     conv_geom g;
     if (conv_geometry(c, false, &g) != MDL_OK) return MDL_INTERNAL;
-    int kind;
     size_t stride;
-    if (!conv2d_packed_bytes(c, &g, &kind, &stride)) return MDL_OK;
+    if (!conv2d_packed_bytes(c, &g, &stride)) return MDL_OK;
     const float *w = c->in_data[1];
     unsigned char *p = c->packed;
-    pack_header h = {PACK_MAGIC, kind, conv_level(), 0, stride};
+    pack_header h = {PACK_MAGIC, conv_level(), stride};
     memset(p, 0, PACK_HEADER);
     memcpy(p, &h, sizeof h);
     p += PACK_HEADER;
-    switch (kind) {
-    case PACK_GEMM:
-        for (int64_t gi = 0; gi < g.G; gi++)
-            mdl__gemm_pack(g.OG, g.K, w + gi * g.OG * g.K, g.K, p + (size_t)gi * stride);
-        break;
-    case PACK_DIRECT: {
-        int32_t *koff = (int32_t *)p;
-        const int64_t Wp = g.W + g.pl + g.pr;
-        for (int64_t kh = 0, k = 0; kh < g.KH; kh++)
-            for (int64_t kw = 0; kw < g.KW; kw++)
-                for (int64_t ci = 0; ci < g.C; ci++)
-                    koff[k++] = (int32_t)((kh * g.dh * Wp + kw * g.dw) * g.C + ci);
-        int64_t nb, vl = direct_vl(h.level, &nb);
-        mdl__conv_pack(g.OC, g.K, w, vl, nb, (float *)(p + stride));
-        break;
-    }
-    }
+    for (int64_t gi = 0; gi < g.G; gi++)
+        mdl__gemm_pack_kn(g.OG, g.K, w + gi * g.OG, g.OC, p + (size_t)gi * stride);
     return MDL_OK;
 }
 
-/* The node's packed data if it is of `kind` and was made at the current level, else NULL. */
-static const unsigned char *packed_as(const mdl__kctx *c, int kind, size_t *stride) {
+/* Group gi's packed panels if the node's packed data was made at the current level, else NULL
+   (the GEMM then reads the weights as they are). */
+static const void *group_pack(const mdl__kctx *c, int64_t gi) {
     if (!c->packed) return NULL;
     pack_header h;
     memcpy(&h, c->packed, sizeof h);
-    if (h.magic != PACK_MAGIC || h.kind != kind || h.level != conv_level()) return NULL;
-    *stride = h.stride;
-    return (const unsigned char *)c->packed + PACK_HEADER;
-}
-
-static const void *group_pack(const unsigned char *gp, size_t stride, int64_t gi) {
-    return gp ? gp + (size_t)gi * stride : NULL;
+    if (h.magic != PACK_MAGIC || h.level != conv_level()) return NULL;
+    return (const unsigned char *)c->packed + PACK_HEADER + (size_t)gi * h.stride;
 }
 
 static mdl_status conv2d_prepare(mdl__kctx *c) {
@@ -532,29 +456,35 @@ static mdl_status conv2d_prepare(mdl__kctx *c) {
     mdl_status st = conv_geometry(c, false, &g);
     if (st != MDL_OK) return st;
     write_output_shape(c, &g);
-    /* The direct path's band is reserved on any CPU (scratch must not depend on it). */
+    /* The direct path's band and tap offsets are reserved on any CPU (scratch must not depend
+       on it). */
     int64_t floats = path_scratch_floats(&g);
-    if (direct_ok(&g) && band_floats(&g) > floats) floats = band_floats(&g);
+    if (direct_ok(&g) && band_floats(&g) + g.K > floats) floats = band_floats(&g) + g.K;
     /* size_t may be 32 bits on firmware */
     if ((uint64_t)floats > SIZE_MAX ||
         !mdl__mul_size((size_t)floats, sizeof(float), &c->scratch_bytes))
         return mdl__fail(c, MDL_SHAPE, "scratch of %lld floats does not fit in memory",
                          (long long)floats);
-    int kind;
     size_t stride;
-    c->packed_bytes = conv2d_packed_bytes(c, &g, &kind, &stride);
+    c->packed_bytes = conv2d_packed_bytes(c, &g, &stride);
     return MDL_OK;
 }
 
-/* The direct kernel, image by image and, with padding, band by band. */
-static void conv2d_direct(const mdl__kctx *c, const conv_geom *g, const unsigned char *p,
-                          size_t stride, const float *bias, float lo, float hi) {
+/* The direct kernel, image by image and, with padding, band by band.  Scratch holds the band
+   (band_floats) and then the K tap offsets. */
+static void conv2d_direct(const mdl__kctx *c, const conv_geom *g, const float *bias, float lo,
+                          float hi) {
     const float *x = c->in_data[0];
     float *y = c->out_data[0];
     const int64_t Wp = g->W + g->pl + g->pr, C = g->C, span = (g->KH - 1) * g->dh + 1;
-    mdl__conv_direct_args a = {.Wp = Wp, .C = C, .koff = (const int32_t *)p, .K = g->K,
-                               .wpack = (const float *)(p + stride), .bias = bias, .OW = g->OW,
-                               .OC = g->OC, .sh = g->sh, .sw = g->sw, .lo = lo, .hi = hi};
+    int32_t *koff = (int32_t *)((float *)c->scratch + band_floats(g));
+    for (int64_t kh = 0, k = 0; kh < g->KH; kh++)
+        for (int64_t kw = 0; kw < g->KW; kw++)
+            for (int64_t ci = 0; ci < C; ci++)
+                koff[k++] = (int32_t)((kh * g->dh * Wp + kw * g->dw) * C + ci);
+    mdl__conv_direct_args a = {.Wp = Wp, .C = C, .koff = koff, .K = g->K, .w = c->in_data[1],
+                               .bias = bias, .OW = g->OW, .OC = g->OC, .sh = g->sh, .sw = g->sw,
+                               .lo = lo, .hi = hi};
     /* output rows per band: its input rows (oh rows need (oh - 1) * sh + span) fill the band */
     int64_t band = g->OH;
     if (padded(g)) {
@@ -602,30 +532,24 @@ static mdl_status conv2d_run(mdl__kctx *c) {
     float *y = c->out_data[0], lo, hi;
     mdl__act_bounds(&c->opt->conv.act, &lo, &hi);
     const int64_t OC = g.OC, OG = g.OG, CG = g.CG, K = g.K;
-    size_t stride = 0;
-    const unsigned char *pk;
 
-    if ((pk = packed_as(c, PACK_DIRECT, &stride))) {
-        conv2d_direct(c, &g, pk, stride, bias, lo, hi);
+    if (direct_now(&g)) {
+        conv2d_direct(c, &g, bias, lo, hi);
         return MDL_OK;
     }
-    /* the GEMM paths: group gi's packed weights at gp + gi * stride, if packed */
-    const unsigned char *gp = packed_as(c, PACK_GEMM, &stride);
+    /* The GEMM paths: group gi's weights are the column block w + gi * OG of [K, OC]. */
     switch (conv2d_path(&g)) {
-    case CONV_PATH_DEPTHWISE: {
-        /* Weight [Cout,KH,KW,1] -> [KH,KW,Cout]: a few KB per run, far cheaper than the
-           per-group GEMMs with one input channel each that it replaces. */
-        depthwise_weights(&g, w, c->scratch);
-        depthwise(&g, x, c->scratch, bias, y, lo, hi);
+    case CONV_PATH_DEPTHWISE:
+        /* [KH,KW,1,Cout] is the depthwise loop's [KH,KW,Cout] */
+        depthwise(&g, x, w, bias, y, lo, hi);
         break;
-    }
     case CONV_PATH_1X1:
         if (g.sh == 1 && g.sw == 1) {
             /* All N*H*W pixels form one [M, Cin] matrix; a group is a column block of it. */
             for (int64_t gi = 0; gi < g.G; gi++)
-                mdl__gemm_nt_packed(g.N * g.H * g.W, OG, CG, x + gi * CG, g.C, w + gi * OG * K,
-                                    K, group_pack(gp, stride, gi), bias ? bias + gi * OG : NULL,
-                                    y + gi * OG, OC, lo, hi);
+                mdl__gemm_nn_packed(g.N * g.H * g.W, OG, CG, x + gi * CG, g.C, w + gi * OG, OC,
+                                    group_pack(c, gi), bias ? bias + gi * OG : NULL, y + gi * OG,
+                                    OC, lo, hi);
         } else {
             /* Strided 1x1: the pixels an output row reads are every sw-th input pixel of every
                sh-th row, i.e. a matrix with leading dimension sw * Cin. */
@@ -634,9 +558,9 @@ static mdl_status conv2d_run(mdl__kctx *c) {
                     const float *xr = x + ((n * g.H + oh * g.sh) * g.W) * g.C;
                     float *yr = y + ((n * g.OH + oh) * g.OW) * OC;
                     for (int64_t gi = 0; gi < g.G; gi++)
-                        mdl__gemm_nt_packed(g.OW, OG, CG, xr + gi * CG, g.sw * g.C,
-                                            w + gi * OG * K, K, group_pack(gp, stride, gi),
-                                            bias ? bias + gi * OG : NULL, yr + gi * OG, OC, lo, hi);
+                        mdl__gemm_nn_packed(g.OW, OG, CG, xr + gi * CG, g.sw * g.C, w + gi * OG,
+                                            OC, group_pack(c, gi), bias ? bias + gi * OG : NULL,
+                                            yr + gi * OG, OC, lo, hi);
                 }
         }
         break;
@@ -647,9 +571,9 @@ static mdl_status conv2d_run(mdl__kctx *c) {
             int64_t m = M - p0 < tm ? M - p0 : tm;
             for (int64_t gi = 0; gi < g.G; gi++) {
                 im2col(&g, x, p0, m, gi, A);
-                mdl__gemm_nt_packed(m, OG, K, A, K, w + gi * OG * K, K,
-                                    group_pack(gp, stride, gi), bias ? bias + gi * OG : NULL,
-                                    y + p0 * OC + gi * OG, OC, lo, hi);
+                mdl__gemm_nn_packed(m, OG, K, A, K, w + gi * OG, OC, group_pack(c, gi),
+                                    bias ? bias + gi * OG : NULL, y + p0 * OC + gi * OG, OC, lo,
+                                    hi);
             }
         }
         break;

@@ -39,7 +39,6 @@ static float dot(const float *a, const float *b, int64_t k) {
     return (s0 + s1) + (s2 + s3);
 }
 
-#ifdef MDL_WITH_BLAS
 static void epilogue(int64_t M, int64_t N, const float *bias, float *C, int64_t ldc, float lo,
                      float hi) {
     for (int64_t m = 0; m < M; m++) {
@@ -47,7 +46,6 @@ static void epilogue(int64_t M, int64_t N, const float *bias, float *C, int64_t 
         for (int64_t n = 0; n < N; n++) c[n] = mdl__clampf(c[n] + (bias ? bias[n] : 0.0f), lo, hi);
     }
 }
-#endif
 
 void mdl__gemm_nt_ref(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                       const float *B, int64_t ldb, const float *bias, float *C, int64_t ldc,
@@ -136,6 +134,19 @@ void mdl__gemm_nt_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_
     gemm_nt_portable(M, N, K, A, lda, B, ldb, bias, C, ldc, lo, hi);
 }
 
+void mdl__gemm_pack_kn(int64_t N, int64_t K, const float *B, int64_t ldb, void *packed) {
+    mdl__gemm_pack(N, K, B, ldb, packed);
+}
+
+void mdl__gemm_nn_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                         const float *B, int64_t ldb, const void *packed, const float *bias,
+                         float *C, int64_t ldc, float lo, float hi) {
+    (void)packed;
+    if (M <= 0 || N <= 0) return;
+    gemm_nn_portable(M, N, K, A, lda, B, ldb, C, ldc);
+    epilogue(M, N, bias, C, ldc, lo, hi);
+}
+
 #else /* MDL_HAVE_X86_SIMD */
 
 /* ---- x86: dispatch by CPU level ------------------------------------------------------------ */
@@ -197,8 +208,10 @@ size_t mdl__gemm_pack_bytes_level(int level, int64_t N, int64_t K) {
     return bytes;
 }
 
-void mdl__gemm_pack_level(int level, int64_t N, int64_t K, const float *B, int64_t ldb,
-                          void *packed) {
+/* Element (n, k) of B is at B[n * sn + k * sk]: [N,K] rows (sn = ldb, sk = 1) or [K,N] rows
+   (sn = 1, sk = ldb); both give the same panels. */
+static void pack_strided(int level, int64_t N, int64_t K, const float *B, int64_t sn, int64_t sk,
+                         void *packed) {
     if (!mdl__gemm_pack_bytes_level(level, N, K)) return;
     int64_t nr = panel_width(level);
     pack_header h = {PACK_MAGIC, level, (int32_t)nr, 0, N, K};
@@ -208,35 +221,63 @@ void mdl__gemm_pack_level(int level, int64_t N, int64_t K, const float *B, int64
     for (int64_t j0 = 0; j0 < N;) {
         int64_t w = N - j0 <= nr / 2 ? nr / 2 : nr, nv = N - j0 < w ? N - j0 : w;
         for (int64_t k = 0; k < K; k++, p += w) {
-            for (int64_t j = 0; j < nv; j++) p[j] = B[(j0 + j) * ldb + k];
+            for (int64_t j = 0; j < nv; j++) p[j] = B[(j0 + j) * sn + k * sk];
             for (int64_t j = nv; j < w; j++) p[j] = 0.0f;
         }
         j0 += w;
     }
 }
 
+void mdl__gemm_pack_level(int level, int64_t N, int64_t K, const float *B, int64_t ldb,
+                          void *packed) {
+    pack_strided(level, N, K, B, ldb, 1, packed);
+}
+
+void mdl__gemm_pack_kn_level(int level, int64_t N, int64_t K, const float *B, int64_t ldb,
+                             void *packed) {
+    pack_strided(level, N, K, B, 1, ldb, packed);
+}
+
+/* Runs the microkernel over `packed` if it was packed for this level, N and K (and returns
+   true); false leaves C alone. */
+static bool run_panels(int level, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                       const void *packed, const float *bias, float *C, int64_t ldc, float lo,
+                       float hi) {
+    if (!packed || level <= MDL_CPU_PORTABLE || K <= 0) return false;
+    pack_header h;
+    memcpy(&h, packed, sizeof h);
+    if (h.magic != PACK_MAGIC || h.level != level || h.n != N || h.k != K) return false;
+    const float *panels = (const float *)((const unsigned char *)packed + PACK_HEADER);
+    if (level == MDL_CPU_AVX2)
+        mdl__gemm_panels_avx2(M, N, K, A, lda, panels, bias, C, ldc, lo, hi);
+    else
+        mdl__gemm_panels_avx512(M, N, K, A, lda, panels, bias, C, ldc, lo, hi);
+    return true;
+}
+
 void mdl__gemm_nt_packed_level(int level, int64_t M, int64_t N, int64_t K, const float *A,
                                int64_t lda, const float *B, int64_t ldb, const void *packed,
                                const float *bias, float *C, int64_t ldc, float lo, float hi) {
     if (M <= 0 || N <= 0) return;
-    if (packed && level > MDL_CPU_PORTABLE && K > 0) {
-        pack_header h;
-        memcpy(&h, packed, sizeof h);
-        /* A B under a quarter panel wide wastes most of each panel vector, while long dot
-           products amortize their horizontal sums (63x8x784: 68 GFLOP/s in panels, 116 in dot
-           tiles); so such a B is read as rows when it is there. */
-        bool narrow = N <= panel_width(level) / 4 && K >= 128;
-        if (h.magic == PACK_MAGIC && h.level == level && h.n == N && h.k == K &&
-            ((M >= PACKED_MIN_M && !narrow) || !B)) {
-            const float *panels = (const float *)((const unsigned char *)packed + PACK_HEADER);
-            if (level == MDL_CPU_AVX2)
-                mdl__gemm_panels_avx2(M, N, K, A, lda, panels, bias, C, ldc, lo, hi);
-            else
-                mdl__gemm_panels_avx512(M, N, K, A, lda, panels, bias, C, ldc, lo, hi);
-            return;
-        }
-    }
+    /* Fewer rows than PACKED_MIN_M read B's rows as they are (a GEMV gains nothing from
+       panels).  So does a B under a quarter panel wide: it wastes most of each panel vector,
+       while long dot products amortize their horizontal sums (63x8x784: 68 GFLOP/s in panels,
+       116 in dot tiles). */
+    bool narrow = N <= panel_width(level) / 4 && K >= 128;
+    if (((M >= PACKED_MIN_M && !narrow) || !B) &&
+        run_panels(level, M, N, K, A, lda, packed, bias, C, ldc, lo, hi))
+        return;
     mdl__gemm_nt_level(level, M, N, K, A, lda, B, ldb, bias, C, ldc, lo, hi);
+}
+
+void mdl__gemm_nn_packed_level(int level, int64_t M, int64_t N, int64_t K, const float *A,
+                               int64_t lda, const float *B, int64_t ldb, const void *packed,
+                               const float *bias, float *C, int64_t ldc, float lo, float hi) {
+    if (M <= 0 || N <= 0) return;
+    /* B [K,N] has no contiguous rows for dot products: the panels serve every M. */
+    if (run_panels(level, M, N, K, A, lda, packed, bias, C, ldc, lo, hi)) return;
+    mdl__gemm_nn_level(level, M, N, K, A, lda, B, ldb, C, ldc);
+    epilogue(M, N, bias, C, ldc, lo, hi);
 }
 
 void mdl__gemm_nt(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
@@ -261,6 +302,17 @@ void mdl__gemm_nt_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_
                          const float *B, int64_t ldb, const void *packed, const float *bias,
                          float *C, int64_t ldc, float lo, float hi) {
     mdl__gemm_nt_packed_level(mdl__cpu_level(), M, N, K, A, lda, B, ldb, packed, bias, C, ldc, lo,
+                              hi);
+}
+
+void mdl__gemm_pack_kn(int64_t N, int64_t K, const float *B, int64_t ldb, void *packed) {
+    mdl__gemm_pack_kn_level(mdl__cpu_level(), N, K, B, ldb, packed);
+}
+
+void mdl__gemm_nn_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                         const float *B, int64_t ldb, const void *packed, const float *bias,
+                         float *C, int64_t ldc, float lo, float hi) {
+    mdl__gemm_nn_packed_level(mdl__cpu_level(), M, N, K, A, lda, B, ldb, packed, bias, C, ldc, lo,
                               hi);
 }
 

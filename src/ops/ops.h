@@ -162,6 +162,14 @@ void mdl__gemm_nt_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_
                          const float *B, int64_t ldb, const void *packed, const float *bias,
                          float *C, int64_t ldc, float lo, float hi);
 
+/* The same for C = A * B (+ bias[N]) then clamp, with B [K,N] (row k at B + k * ldb; Conv2D's
+   HWIO weights): mdl__gemm_pack_kn packs it into the same panels (mdl__gemm_pack_bytes bytes),
+   and without them (`packed` NULL or made for another CPU level) B is used as it is. */
+void mdl__gemm_pack_kn(int64_t N, int64_t K, const float *B, int64_t ldb, void *packed);
+void mdl__gemm_nn_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                         const float *B, int64_t ldb, const void *packed, const float *bias,
+                         float *C, int64_t ldc, float lo, float hi);
+
 /* Vectorized elementwise math shared by kernels (src/ops/activation.c): y[i] = f(x[i]); y may
    equal x. */
 void mdl__sigmoid_f32v(const float *x, float *y, int64_t n);

@@ -11,6 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define MDL_STR_(x) #x
+#define MDL_STR(x) MDL_STR_(x)
+
 #define SCHEMA "src/io/mdeploy.fbs"
 
 static cJSON *decode_with_flatc(const void *data, size_t size) {
@@ -138,7 +141,7 @@ static void make_json(char *json, size_t cap, const char *model_extra, const cha
              "                options_type: FullyConnectedOptions, options: {activation: {kind: RELU}}} ],\n"
              "  inputs: [0], outputs: [3],\n"
              "  buffers: [ {}, {data: %s}, {data: %s} ] }\n",
-             strstr(model_extra, "format_major") ? "" : "format_major: 1,", model_extra, x_shape,
+             strstr(model_extra, "format_major") ? "" : "format_major: " MDL_STR(MDL_FORMAT_MAJOR) ",", model_extra, x_shape,
              w_shape, fc_inputs, wb, bb);
 }
 
@@ -189,7 +192,8 @@ typedef struct hostile {
 static void test_flatc_hostile_models(void **state) {
     (void)state;
     const hostile cases[] = {
-        {"newer major", "format_major: 2,", "[3, 4]", "[0, 1, 2]", "[1, 4]", 12, MDL_VERSION, "format 2.0"},
+        {"newer major", "format_major: 3,", "[3, 4]", "[0, 1, 2]", "[1, 4]", 12, MDL_VERSION, "format 3.0"},
+        {"older major (1.x: other Conv2D weight layout)", "format_major: 1,", "[3, 4]", "[0, 1, 2]", "[1, 4]", 12, MDL_VERSION, "format 1.0 is not supported"},
         {"index out of range", "", "[3, 4]", "[0, 7, 2]", "[1, 4]", 12, MDL_CORRUPT_MODEL, "tensor 7"},
         {"negative index", "", "[3, 4]", "[0, -5, 2]", "[1, 4]", 12, MDL_CORRUPT_MODEL, "tensor -5"},
         {"use before definition", "", "[3, 4]", "[3, 1, 2]", "[1, 4]", 12, MDL_CORRUPT_MODEL, "before it is defined"},

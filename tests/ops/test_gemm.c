@@ -120,6 +120,17 @@ static void check_out(problem *p, const char *what) {
 
 static const float *bias_of(const problem *p, bool bias) { return bias ? p->bias : NULL; }
 
+/* B as a [K,N] matrix (Conv2D's HWIO layout), rows N + 2 floats apart: *ldt receives that. */
+static float *transposed_b(const problem *p, int64_t *ldt) {
+    *ldt = p->N + 2;
+    float *t = malloc(sizeof(float) * (size_t)(p->K * *ldt + 1));
+    for (int64_t k = 0; k < p->K; k++) {
+        for (int64_t n = 0; n < p->N; n++) t[k * *ldt + n] = p->B[n * p->ldb + k];
+        t[k * *ldt + p->N] = t[k * *ldt + p->N + 1] = NAN; /* must not be read */
+    }
+    return t;
+}
+
 /* Every shape of the grid; the epilogue (bias or not x 4 clamps) and padding rotate with the
    shape index so each combination meets every size class. */
 #define FOR_EACH_PROBLEM(body)                                                                     \
@@ -166,6 +177,19 @@ static void test_public(void **state) {
         mdl__gemm_nt_packed(p.M, p.N, p.K, p.A, p.lda, p.B, p.ldb, packed, bias_of(&p, bias),
                             p.got, p.ldc, p.lo, p.hi);
         check_out(&p, "mdl__gemm_nt_packed");
+        /* the same product from B [K,N], packed and as it is */
+        int64_t ldt;
+        float *bt = transposed_b(&p, &ldt);
+        if (packed) mdl__gemm_pack_kn(p.N, p.K, bt, ldt, packed);
+        clear_out(&p);
+        mdl__gemm_nn_packed(p.M, p.N, p.K, p.A, p.lda, bt, ldt, packed, bias_of(&p, bias), p.got,
+                            p.ldc, p.lo, p.hi);
+        check_out(&p, "mdl__gemm_nn_packed");
+        clear_out(&p);
+        mdl__gemm_nn_packed(p.M, p.N, p.K, p.A, p.lda, bt, ldt, NULL, bias_of(&p, bias), p.got,
+                            p.ldc, p.lo, p.hi);
+        check_out(&p, "mdl__gemm_nn_packed unpacked");
+        free(bt);
         free(packed);
     });
 }
@@ -287,6 +311,19 @@ static void run_variants(int level) {
         mdl__gemm_nt_level(level, p.M, p.N, p.K, p.A, p.lda, p.B, p.ldb, b, p.got, p.ldc, p.lo,
                            p.hi);
         check_out(&p, "mdl__gemm_nt_level");
+        /* B [K,N]: packed into the same panels, and read as it is without them */
+        int64_t ldt;
+        float *bt = transposed_b(&p, &ldt);
+        mdl__gemm_pack_kn_level(level, p.N, p.K, bt, ldt, packed);
+        clear_out(&p);
+        mdl__gemm_nn_packed_level(level, p.M, p.N, p.K, p.A, p.lda, bt, ldt, packed, b, p.got,
+                                  p.ldc, p.lo, p.hi);
+        check_out(&p, "mdl__gemm_nn_packed_level");
+        clear_out(&p);
+        mdl__gemm_nn_packed_level(level, p.M, p.N, p.K, p.A, p.lda, bt, ldt, NULL, b, p.got,
+                                  p.ldc, p.lo, p.hi);
+        check_out(&p, "mdl__gemm_nn_packed_level unpacked");
+        free(bt);
         free(packed);
     });
 }

@@ -1,8 +1,8 @@
 /* AVX2+FMA direct convolution over a padded NHWC image (contract in conv_x86.h): the implicit
  * GEMM of conv_avx512.c at half the width with 16 registers, tiles of R output pixels x NB
  * vectors of 8 output channels (6 x 2 or 12 x 1: 12 accumulators + weights + one broadcast).
- * Channel blocks (K x 16 packed floats) are the outer loop; bias and clamp fused into the
- * store. */
+ * Per chunk of weight rows, channel blocks (kc x 16 floats of the in-place HWIO weights) are
+ * the outer loop; bias and clamp fused into the store. */
 #include "conv_x86.h"
 
 #include <immintrin.h>
@@ -19,25 +19,29 @@ static inline __m256i tail_mask(int64_t n) {
 }
 
 /* R pixels (inputs at x + xo[r], outputs y, y + ys, ...) x NB vectors of the weight block wb (rows
-   ws floats apart).  mlast masks the valid channels of the last vector.  max(lo, v) / min(hi, v)
+   ws floats apart), starting from the bias, or from y when accum is set.  mlast masks the valid
+   channels of the last vector, in loads (w is read in place: no padding past OC) and stores.  max(lo, v) / min(hi, v)
    with the bound first keep a NaN v, like mdl__clampf. */
 INLINE void tile(const int R, const int NB, const float *x, const int64_t *xo, const int32_t *koff,
                  int64_t K, const float *wb, int64_t ws, const float *bias, float *y, int64_t ys,
-                 __m256i mlast, float lo, float hi) {
+                 __m256i mlast, float lo, float hi, int accum) {
     __m256 acc[12][NBMAX], b[NBMAX];
+    const __m256i all = tail_mask(VL);
 #pragma GCC unroll 4
     for (int j = 0; j < NB; j++)
-        b[j] = bias ? _mm256_maskload_ps(bias + j * VL, j == NB - 1 ? mlast : tail_mask(VL))
-                    : _mm256_setzero_ps();
+        b[j] = bias && !accum ? _mm256_maskload_ps(bias + j * VL, j == NB - 1 ? mlast : all)
+                              : _mm256_setzero_ps();
 #pragma GCC unroll 12
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
-        for (int j = 0; j < NB; j++) acc[r][j] = b[j];
+        for (int j = 0; j < NB; j++)
+            acc[r][j] = accum ? _mm256_maskload_ps(y + r * ys + j * VL, j == NB - 1 ? mlast : all)
+                              : b[j];
     for (int64_t k = 0; k < K; k++) {
         const float *p = x + koff[k], *w = wb + k * ws;
         __m256 wv[NBMAX];
 #pragma GCC unroll 4
-        for (int j = 0; j < NB; j++) wv[j] = _mm256_loadu_ps(w + j * VL);
+        for (int j = 0; j < NB; j++) wv[j] = j == NB - 1 ? _mm256_maskload_ps(w + j * VL, mlast) : _mm256_loadu_ps(w + j * VL);
 #pragma GCC unroll 12
         for (int r = 0; r < R; r++) {
             __m256 a = _mm256_set1_ps(p[xo[r]]);

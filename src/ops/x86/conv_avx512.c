@@ -6,10 +6,10 @@
  * output pixel r's window starts.  A tile is R consecutive output pixels (across row ends) x NB
  * vectors of 16 output channels, R * NB zmm accumulators (24 of 32): per k, NB weight loads and
  * R broadcasts feed R * NB FMAs, so the FMA units set the pace, and small K (first layers,
- * Cin 1..4) pays no im2col copy.  Blocks of output channels are the outer loop so that one
- * block of packed weights (K x 64 floats) stays in L1/L2 while all pixels pass.  Bias and clamp
- * are fused into the store.  Measured (one core, AVX-512): 3x3 convs of ResNet-18 at 165-170
- * GFLOP/s, its 7x7 first layer (Cin 3) at 166, MobileNetV2's first layer (Cin 3) at 120. */
+ * Cin 1..4) pays no im2col copy.  The weights are read in place from the model (HWIO); per
+ * chunk of weight rows (conv_driver.h), blocks of output channels are the outer loop so that
+ * one block (kc x 64 floats) stays in L1/L2 while all pixels pass.  Bias and clamp are fused
+ * into the store. */
 #include "conv_x86.h"
 
 #include <immintrin.h>
@@ -23,25 +23,30 @@ static inline __mmask16 tail_mask(int64_t n) {
 }
 
 /* R pixels (inputs at x + xo[r], outputs y, y + ys, ...) x NB vectors of the weight block wb (rows
-   ws floats apart).  mlast masks the valid channels of the last vector.  max(lo, v) / min(hi, v)
+   ws floats apart), starting from the bias, or from y when accum is set.  mlast masks the valid
+   channels of the last vector, in loads (w is read in place: no padding past OC) and stores.  max(lo, v) / min(hi, v)
    with the bound first keep a NaN v, like mdl__clampf. */
 INLINE void tile(const int R, const int NB, const float *x, const int64_t *xo, const int32_t *koff,
                  int64_t K, const float *wb, int64_t ws, const float *bias, float *y, int64_t ys,
-                 __mmask16 mlast, float lo, float hi) {
+                 __mmask16 mlast, float lo, float hi, int accum) {
     __m512 acc[12][NBMAX], b[NBMAX];
 #pragma GCC unroll 4
     for (int j = 0; j < NB; j++)
-        b[j] = bias ? _mm512_maskz_loadu_ps(j == NB - 1 ? mlast : 0xFFFF, bias + j * VL)
-                    : _mm512_setzero_ps();
+        b[j] = bias && !accum
+                   ? _mm512_maskz_loadu_ps(j == NB - 1 ? mlast : 0xFFFF, bias + j * VL)
+                   : _mm512_setzero_ps();
 #pragma GCC unroll 12
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
-        for (int j = 0; j < NB; j++) acc[r][j] = b[j];
+        for (int j = 0; j < NB; j++)
+            acc[r][j] = accum ? _mm512_maskz_loadu_ps(j == NB - 1 ? mlast : 0xFFFF,
+                                                      y + r * ys + j * VL)
+                              : b[j];
     for (int64_t k = 0; k < K; k++) {
         const float *p = x + koff[k], *w = wb + k * ws;
         __m512 wv[NBMAX];
 #pragma GCC unroll 4
-        for (int j = 0; j < NB; j++) wv[j] = _mm512_loadu_ps(w + j * VL);
+        for (int j = 0; j < NB; j++) wv[j] = _mm512_maskz_loadu_ps(j == NB - 1 ? mlast : 0xFFFF, w + j * VL);
 #pragma GCC unroll 12
         for (int r = 0; r < R; r++) {
             __m512 a = _mm512_set1_ps(p[xo[r]]);

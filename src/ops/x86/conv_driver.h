@@ -6,12 +6,12 @@
 
 typedef void (*tile_fn)(const float *x, const int64_t *xo, const int32_t *koff, int64_t K,
                         const float *wb, int64_t ws, const float *bias, float *y, int64_t ys,
-                        MASK_T mlast, float lo, float hi);
+                        MASK_T mlast, float lo, float hi, int accum);
 #define TILE(R, NB)                                                                                \
     static void tile_##R##_##NB(const float *x, const int64_t *xo, const int32_t *koff, int64_t K, \
                                 const float *wb, int64_t ws, const float *bias, float *y,          \
-                                int64_t ys, MASK_T mlast, float lo, float hi) {                    \
-        tile(R, NB, x, xo, koff, K, wb, ws, bias, y, ys, mlast, lo, hi);                           \
+                                int64_t ys, MASK_T mlast, float lo, float hi, int accum) {         \
+        tile(R, NB, x, xo, koff, K, wb, ws, bias, y, ys, mlast, lo, hi, accum);                    \
     }
 
 /* Per block width NB: the widest tile (rmax pixels), then narrower ones for a row's remainder. */
@@ -20,40 +20,48 @@ typedef struct tile_set {
     tile_fn wide, r8, r4, r2, r1;
 } tile_set;
 
+/* The weight rows are taken in chunks of about MDL_CONV_CHUNK_BYTES; the first chunk starts
+   the outputs from the bias, the later ones add to them, and only the last clamps. */
 static void direct_loops(const mdl__conv_direct_args *a, const tile_set *tiles) {
-    const int64_t OC = a->OC, OW = a->OW, M = a->OH * OW;
+    const int64_t OC = a->OC, OW = a->OW, M = a->OH * OW, K = a->K;
     const int64_t pitch = a->sh * a->Wp * a->C, step = a->sw * a->C;
-    const float *wb = a->wpack;
-    for (int64_t oc0 = 0; oc0 < OC;) {
-        /* one packed block: nb vectors wide, K rows of nb * VL floats */
-        int64_t left = OC - oc0, nb = (left + VL - 1) / VL;
-        if (nb > NBMAX) nb = NBMAX;
-        const MASK_T mlast = tail_mask(left - (nb - 1) * VL);
-        const float *bias = a->bias ? a->bias + oc0 : NULL;
-        const tile_set *t = &tiles[nb - 1];
-        /* Tiles run over the output pixels in order, across row ends: only the input offsets
-           of a tile's pixels (xo) jump there, the outputs stay OC floats apart. */
-        int64_t oh = 0, ow = 0;
-        for (int64_t q = 0; q < M;) {
-            const int64_t n = M - q;
-            tile_fn f;
-            int r;
-            if (n >= t->rmax) f = t->wide, r = t->rmax;
-            else if (n >= 8 && t->r8) f = t->r8, r = 8;
-            else if (n >= 4) f = t->r4, r = 4;
-            else if (n >= 2) f = t->r2, r = 2;
-            else f = t->r1, r = 1;
-            int64_t xo[12];
-            for (int i = 0; i < r; i++) {
-                xo[i] = oh * pitch + ow * step;
-                if (++ow == OW) ow = 0, oh++;
+    const int64_t chunks = (K * OC * (int64_t)sizeof(float) + MDL_CONV_CHUNK_BYTES - 1) /
+                           MDL_CONV_CHUNK_BYTES,
+                  kc = (K + chunks - 1) / chunks;
+    for (int64_t k0 = 0; k0 < K; k0 += kc) {
+        const int64_t kn = K - k0 < kc ? K - k0 : kc;
+        const int accum = k0 > 0, last = k0 + kn == K;
+        const float lo = last ? a->lo : -__builtin_inff(), hi = last ? a->hi : __builtin_inff();
+        for (int64_t oc0 = 0; oc0 < OC;) {
+            /* one block of output channels: nb vectors wide, the last one masked */
+            int64_t left = OC - oc0, nb = (left + VL - 1) / VL;
+            if (nb > NBMAX) nb = NBMAX;
+            const MASK_T mlast = tail_mask(left - (nb - 1) * VL);
+            const float *bias = a->bias ? a->bias + oc0 : NULL, *wb = a->w + k0 * OC + oc0;
+            const tile_set *t = &tiles[nb - 1];
+            /* Tiles run over the output pixels in order, across row ends: only the input
+               offsets of a tile's pixels (xo) jump there, the outputs stay OC floats apart. */
+            int64_t oh = 0, ow = 0;
+            for (int64_t q = 0; q < M;) {
+                const int64_t n = M - q;
+                tile_fn f;
+                int r;
+                if (n >= t->rmax) f = t->wide, r = t->rmax;
+                else if (n >= 8 && t->r8) f = t->r8, r = 8;
+                else if (n >= 4) f = t->r4, r = 4;
+                else if (n >= 2) f = t->r2, r = 2;
+                else f = t->r1, r = 1;
+                int64_t xo[12];
+                for (int i = 0; i < r; i++) {
+                    xo[i] = oh * pitch + ow * step;
+                    if (++ow == OW) ow = 0, oh++;
+                }
+                f(a->xp, xo, a->koff + k0, kn, wb, OC, bias, a->y + q * OC + oc0, OC, mlast, lo,
+                  hi, accum);
+                q += r;
             }
-            f(a->xp, xo, a->koff, a->K, wb, nb * VL, bias, a->y + q * OC + oc0, OC, mlast, a->lo,
-              a->hi);
-            q += r;
+            oc0 += nb * VL;
         }
-        wb += a->K * nb * VL;
-        oc0 += nb * VL;
     }
 }
 

@@ -68,6 +68,11 @@ void mdl__gemm_pack_level(int level, int64_t N, int64_t K, const float *B, int64
 void mdl__gemm_nt_packed_level(int level, int64_t M, int64_t N, int64_t K, const float *A,
                                int64_t lda, const float *B, int64_t ldb, const void *packed,
                                const float *bias, float *C, int64_t ldc, float lo, float hi);
+void mdl__gemm_pack_kn_level(int level, int64_t N, int64_t K, const float *B, int64_t ldb,
+                             void *packed);
+void mdl__gemm_nn_packed_level(int level, int64_t M, int64_t N, int64_t K, const float *A,
+                               int64_t lda, const float *B, int64_t ldb, const void *packed,
+                               const float *bias, float *C, int64_t ldc, float lo, float hi);
 void mdl__gemm_nn_level(int level, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                         const float *B, int64_t ldb, float *C, int64_t ldc);
 
