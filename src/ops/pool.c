@@ -136,8 +136,8 @@ static mdl_status pool_prepare(mdl__kctx *c) {
     return MDL_OK;
 }
 
-/* Visits every output pixel with its window clipped to the input: rows [h0,h1), cols [w0,w1).
-   The window always lies inside the padded input (floor-based output size), but with padding
+/* Visits every output pixel with its window clipped to the input (mdl__pool_window, shared
+   with the SIMD variants).  The window always lies inside the padded input (floor-based output size), but with padding
    of at least the kernel size it can miss the input entirely (h0 >= h1): such a pixel gets 0
    from both pools rather than -inf or a division by zero.  ONNX-valid models (pads smaller
    than the kernel) never produce one. */
@@ -145,34 +145,25 @@ void mdl__pool_ref(const mdl__pool_args *a) {
     const int64_t C = a->C;
     for (int64_t n = 0; n < a->N; n++) {
         const float *xn = a->x + n * a->H * a->W * C;
-        for (int64_t oh = 0; oh < a->OH; oh++) {
-            int64_t h0 = oh * a->sh - a->pt, h1 = h0 + a->KH;
-            if (h0 < 0) h0 = 0;
-            if (h1 > a->H) h1 = a->H;
+        for (int64_t oh = 0; oh < a->OH; oh++)
             for (int64_t ow = 0; ow < a->OW; ow++) {
-                int64_t w0 = ow * a->sw - a->pl, w1 = w0 + a->KW;
-                if (w0 < 0) w0 = 0;
-                if (w1 > a->W) w1 = a->W;
                 float *o = a->y + ((n * a->OH + oh) * a->OW + ow) * C;
-                if (h0 >= h1 || w0 >= w1) {
+                int64_t w[4];
+                float scale;
+                if (!mdl__pool_window(a, oh, ow, w, &scale)) {
                     memset(o, 0, (size_t)C * sizeof *o);
                     continue;
                 }
-                if (a->is_max) {
-                    row_fill(o, -__builtin_inff(), C);
-                    for (int64_t ih = h0; ih < h1; ih++)
-                        for (int64_t iw = w0; iw < w1; iw++)
-                            row_max(o, xn + (ih * a->W + iw) * C, C);
-                } else {
-                    memset(o, 0, (size_t)C * sizeof *o);
-                    for (int64_t ih = h0; ih < h1; ih++)
-                        for (int64_t iw = w0; iw < w1; iw++)
-                            row_add(o, xn + (ih * a->W + iw) * C, C);
-                    int64_t count = a->include_pad ? a->KH * a->KW : (h1 - h0) * (w1 - w0);
-                    row_scale(o, 1.0f / (float)count, C);
-                }
+                if (a->is_max) row_fill(o, -__builtin_inff(), C);
+                else memset(o, 0, (size_t)C * sizeof *o);
+                for (int64_t ih = w[0]; ih < w[1]; ih++)
+                    for (int64_t iw = w[2]; iw < w[3]; iw++) {
+                        const float *xr = xn + (ih * a->W + iw) * C;
+                        if (a->is_max) row_max(o, xr, C);
+                        else row_add(o, xr, C);
+                    }
+                if (!a->is_max) row_scale(o, scale, C);
             }
-        }
     }
 }
 

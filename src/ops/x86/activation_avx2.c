@@ -6,6 +6,8 @@
  * written). */
 #include "activation_x86.h"
 
+#include "simd.h"
+
 #include <immintrin.h>
 #include <math.h>
 
@@ -112,19 +114,13 @@ static inline __m256 hard_swish_v(__m256 v) {
     return _mm256_mul_ps(v, t);
 }
 
-/* Lane mask for the first r (0..8) lanes: a window into -1 x 8, 0 x 8. */
-static inline __m256i tail_mask(int64_t r) {
-    static const int32_t ones_then_zeros[16] = {-1, -1, -1, -1, -1, -1, -1, -1};
-    return _mm256_loadu_si256((const __m256i *)(ones_then_zeros + 8 - r));
-}
-
 #define MAP_F32V(NAME, FN)                                                                         \
     void NAME(const float *x, float *y, int64_t n) {                                               \
         int64_t i = 0;                                                                             \
         for (; i + 8 <= n; i += 8)                                                                 \
             _mm256_storeu_ps(y + i, FN(_mm256_loadu_ps(x + i)));                                   \
         if (i < n) {                                                                               \
-            __m256i k = tail_mask(n - i);                                                          \
+            __m256i k = mdl__mask8(n - i);                                                          \
             _mm256_maskstore_ps(y + i, k, FN(_mm256_maskload_ps(x + i, k)));                       \
         }                                                                                          \
     }
@@ -147,7 +143,7 @@ void mdl__exp_shift_avx2(const float *x, float m, const float *mrow, float *out,
                          float *esum, int64_t n) {
     if (mrow) {
         for (int64_t i = 0; i < n; i += 8) {
-            __m256i k = tail_mask(n - i >= 8 ? 8 : n - i);
+            __m256i k = mdl__mask8(n - i >= 8 ? 8 : n - i);
             __m256 e = exp_shift_v(x + i, _mm256_maskload_ps(mrow + i, k), out ? out + i : NULL, k);
             _mm256_maskstore_ps(esum + i, k, _mm256_add_ps(_mm256_maskload_ps(esum + i, k), e));
         }
@@ -156,7 +152,7 @@ void mdl__exp_shift_avx2(const float *x, float m, const float *mrow, float *out,
     __m256 mv = _mm256_set1_ps(m);
     __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
     for (int64_t i = 0; i < n; i += 8) {
-        __m256i k = tail_mask(n - i >= 8 ? 8 : n - i);
+        __m256i k = mdl__mask8(n - i >= 8 ? 8 : n - i);
         __m256 e = exp_shift_v(x + i, mv, out ? out + i : NULL, k);
         s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
         s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));

@@ -14,6 +14,8 @@
  * exactly 1, so results saturate to +-1 exactly as with a division. */
 #include "activation_x86.h"
 
+#include "simd.h"
+
 #include <immintrin.h>
 #include <math.h>
 
@@ -130,8 +132,6 @@ static inline __m512 hard_swish_v(__m512 v) {
     return _mm512_mul_ps(v, t);
 }
 
-static inline __mmask16 tail_mask(int64_t r) { return (__mmask16)((1u << r) - 1u); }
-
 /* Whole vectors, then one masked vector for the rest.  (Unrolling does not help: iterations
    are independent, and the out-of-order core already overlaps them.) */
 #define MAP_F32V(NAME, FN)                                                                         \
@@ -140,7 +140,7 @@ static inline __mmask16 tail_mask(int64_t r) { return (__mmask16)((1u << r) - 1u
         for (; i + 16 <= n; i += 16)                                                               \
             _mm512_storeu_ps(y + i, FN(_mm512_loadu_ps(x + i)));                                   \
         if (i < n) {                                                                               \
-            __mmask16 k = tail_mask(n - i);                                                        \
+            __mmask16 k = mdl__mask16(n - i);                                                        \
             _mm512_mask_storeu_ps(y + i, k, FN(_mm512_maskz_loadu_ps(k, x + i)));                  \
         }                                                                                          \
     }
@@ -162,7 +162,7 @@ void mdl__exp_shift_avx512(const float *x, float m, const float *mrow, float *ou
                            float *esum, int64_t n) {
     if (mrow) {
         for (int64_t i = 0; i < n; i += 16) {
-            __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : tail_mask(n - i);
+            __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : mdl__mask16(n - i);
             __m512 e =
                 exp_shift_v(x + i, _mm512_maskz_loadu_ps(k, mrow + i), out ? out + i : NULL, k);
             _mm512_mask_storeu_ps(esum + i, k,
@@ -174,7 +174,7 @@ void mdl__exp_shift_avx512(const float *x, float m, const float *mrow, float *ou
     __m512 mv = _mm512_set1_ps(m);
     __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
     for (int64_t i = 0; i < n; i += 16) {
-        __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : tail_mask(n - i);
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : mdl__mask16(n - i);
         __m512 e = exp_shift_v(x + i, mv, out ? out + i : NULL, k);
         s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
         s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));

@@ -5,18 +5,12 @@
  * the outer loop; bias and clamp fused into the store. */
 #include "conv_x86.h"
 
+#include "simd.h"
+
 #include <immintrin.h>
 
-#define INLINE static inline __attribute__((always_inline))
 #define VL MDL_CONV_VL_AVX2
 #define NBMAX MDL_CONV_NB_AVX2
-
-/* Lane masks for maskload/maskstore: the first n of 8 lanes (n clamped to 0..8). */
-static const int32_t mask_tab[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-static inline __m256i tail_mask(int64_t n) {
-    n = n < 0 ? 0 : n > 8 ? 8 : n;
-    return _mm256_loadu_si256((const __m256i *)(mask_tab + 8 - n));
-}
 
 /* R pixels (inputs at x + xo[r], outputs y, y + ys, ...) x NB vectors of the weight block wb (rows
    ws floats apart), starting from the bias, or from y when accum is set.  mlast masks the valid
@@ -26,7 +20,7 @@ INLINE void tile(const int R, const int NB, const float *x, const int64_t *xo, c
                  int64_t K, const float *wb, int64_t ws, const float *bias, float *y, int64_t ys,
                  __m256i mlast, float lo, float hi, int accum) {
     __m256 acc[12][NBMAX], b[NBMAX];
-    const __m256i all = tail_mask(VL);
+    const __m256i all = mdl__mask8(VL);
 #pragma GCC unroll 4
     for (int j = 0; j < NB; j++)
         b[j] = bias && !accum ? _mm256_maskload_ps(bias + j * VL, j == NB - 1 ? mlast : all)
@@ -63,6 +57,7 @@ INLINE void tile(const int R, const int NB, const float *x, const int64_t *xo, c
 }
 
 #define MASK_T __m256i
+#define TAIL_MASK mdl__mask8
 #include "conv_driver.h"
 
 TILE(12, 1) TILE(8, 1) TILE(4, 1) TILE(2, 1) TILE(1, 1)

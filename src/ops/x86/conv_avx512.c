@@ -12,15 +12,12 @@
  * into the store. */
 #include "conv_x86.h"
 
+#include "simd.h"
+
 #include <immintrin.h>
 
-#define INLINE static inline __attribute__((always_inline))
 #define VL MDL_CONV_VL_AVX512
 #define NBMAX MDL_CONV_NB_AVX512
-
-static inline __mmask16 tail_mask(int64_t n) {
-    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
-}
 
 /* R pixels (inputs at x + xo[r], outputs y, y + ys, ...) x NB vectors of the weight block wb (rows
    ws floats apart), starting from the bias, or from y when accum is set.  mlast masks the valid
@@ -68,6 +65,7 @@ INLINE void tile(const int R, const int NB, const float *x, const int64_t *xo, c
 }
 
 #define MASK_T __mmask16
+#define TAIL_MASK mdl__mask16
 #include "conv_driver.h"
 
 TILE(12, 1) TILE(8, 1) TILE(4, 1) TILE(2, 1) TILE(1, 1)

@@ -1,6 +1,6 @@
 /* The part of the direct convolution that is the same at every vector width: the tile table and
    the loops over output-channel blocks and pixels.  Included by conv_avx2.c and conv_avx512.c
-   after they define VL, NBMAX, MASK_T (their tail-mask type), tail_mask() and tile(). */
+   after they define VL, NBMAX, MASK_T (their tail-mask type), TAIL_MASK() and tile(). */
 #ifndef MDL_X86_CONV_DRIVER_H
 #define MDL_X86_CONV_DRIVER_H
 
@@ -36,7 +36,7 @@ static void direct_loops(const mdl__conv_direct_args *a, const tile_set *tiles) 
             /* one block of output channels: nb vectors wide, the last one masked */
             int64_t left = OC - oc0, nb = (left + VL - 1) / VL;
             if (nb > NBMAX) nb = NBMAX;
-            const MASK_T mlast = tail_mask(left - (nb - 1) * VL);
+            const MASK_T mlast = TAIL_MASK(left - (nb - 1) * VL);
             const float *bias = a->bias ? a->bias + oc0 : NULL, *wb = a->w + k0 * OC + oc0;
             const tile_set *t = &tiles[nb - 1];
             /* Tiles run over the output pixels in order, across row ends: only the input

@@ -9,6 +9,7 @@
 #ifndef MDL_OPS_CONV_X86_H
 #define MDL_OPS_CONV_X86_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* ---- depthwise convolution, one output channel per input channel ----------------------------
@@ -23,6 +24,20 @@ typedef struct mdl__dw_args {
 } mdl__dw_args;
 
 void mdl__dwconv_ref(const mdl__dw_args *a);
+
+/* First (*lo) and one-past-last (*hi) output index along one axis whose taps 0..k-1 all lie in
+   [0, in): i*s - p >= 0 and i*s - p + (k-1)*d <= in - 1, clipped to [0, out].  The SIMD
+   kernels run those outputs without bounds checks. */
+static inline void mdl__dw_interior(int64_t in, int64_t out, int64_t k, int64_t s, int64_t d,
+                                    int64_t p, int64_t *lo, int64_t *hi) {
+    int64_t l = (p + s - 1) / s, top = in - 1 + p - (k - 1) * d;
+    int64_t h = top < 0 ? 0 : top / s + 1;
+    if (l > out) l = out;
+    if (h > out) h = out;
+    if (h < l) h = l;
+    *lo = l;
+    *hi = h;
+}
 void mdl__dwconv_avx2(const mdl__dw_args *a);
 void mdl__dwconv_avx512(const mdl__dw_args *a);
 
@@ -70,6 +85,21 @@ typedef struct mdl__pool_args {
     int64_t N, H, W, C, OH, OW, KH, KW, sh, sw, pt, pl;
     int is_max, include_pad;
 } mdl__pool_args;
+
+/* The window of output pixel (oh, ow) clipped to the input, rows [w[0], w[1]) and columns
+   [w[2], w[3]), and the average's divisor; false when the window misses the input entirely
+   (possible only with padding of at least the kernel size): that output is 0. */
+static inline bool mdl__pool_window(const mdl__pool_args *a, int64_t oh, int64_t ow, int64_t w[4],
+                                    float *scale) {
+    int64_t h0 = oh * a->sh - a->pt, h1 = h0 + a->KH, w0 = ow * a->sw - a->pl, w1 = w0 + a->KW;
+    w[0] = h0 < 0 ? 0 : h0;
+    w[1] = h1 > a->H ? a->H : h1;
+    w[2] = w0 < 0 ? 0 : w0;
+    w[3] = w1 > a->W ? a->W : w1;
+    if (w[0] >= w[1] || w[2] >= w[3]) return false;
+    *scale = 1.0f / (float)(a->include_pad ? a->KH * a->KW : (w[1] - w[0]) * (w[3] - w[2]));
+    return true;
+}
 
 void mdl__pool_ref(const mdl__pool_args *a);
 void mdl__pool_avx2(const mdl__pool_args *a);

@@ -4,32 +4,15 @@
  * maskload/maskstore (one instance of the row loop each). */
 #include "conv_x86.h"
 
+#include "simd.h"
+
 #include <immintrin.h>
 #include <stdbool.h>
 
-#define INLINE static inline __attribute__((always_inline))
 #define VL 8
-
-static const int32_t mask_tab[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-static inline __m256i tail_mask(int64_t n) {
-    n = n < 0 ? 0 : n > 8 ? 8 : n;
-    return _mm256_loadu_si256((const __m256i *)(mask_tab + 8 - n));
-}
 
 INLINE __m256 ld(const float *p, __m256i m, const int FULL) {
     return FULL ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, m);
-}
-
-/* See dwconv_avx512.c. */
-static void interior(int64_t in, int64_t out, int64_t k, int64_t s, int64_t d, int64_t p,
-                     int64_t *lo, int64_t *hi) {
-    int64_t l = (p + s - 1) / s, top = in - 1 + p - (k - 1) * d;
-    int64_t h = top < 0 ? 0 : top / s + 1;
-    if (l > out) l = out;
-    if (h > out) h = out;
-    if (h < l) h = l;
-    *lo = l;
-    *hi = h;
 }
 
 /* One output row (input rows from xn, taps kh0 <= kh < kh1) for channels c0 .. c0 + VL. */
@@ -37,7 +20,7 @@ INLINE void row(const int FULL, const mdl__dw_args *a, const float *xn, float *y
                 int64_t kh0, int64_t kh1, bool fast, int64_t ow_lo, int64_t ow_hi, int64_t c0) {
     const int64_t C = a->C, W = a->W, KW = a->KW;
     const int64_t rs = a->dh * W * C, cs = a->dw * C;
-    const __m256i m = tail_mask(C - c0);
+    const __m256i m = mdl__mask8(C - c0);
     const __m256 vlo = _mm256_set1_ps(a->lo), vhi = _mm256_set1_ps(a->hi);
     const __m256 b = a->bias ? ld(a->bias + c0, m, FULL) : _mm256_setzero_ps();
     __m256 w[9];
@@ -76,7 +59,7 @@ INLINE void row(const int FULL, const mdl__dw_args *a, const float *xn, float *y
 void mdl__dwconv_avx2(const mdl__dw_args *a) {
     const int64_t C = a->C, H = a->H, KH = a->KH;
     int64_t ow_lo, ow_hi;
-    interior(a->W, a->OW, a->KW, a->sw, a->dw, a->pl, &ow_lo, &ow_hi);
+    mdl__dw_interior(a->W, a->OW, a->KW, a->sw, a->dw, a->pl, &ow_lo, &ow_hi);
     for (int64_t n = 0; n < a->N; n++) {
         const float *xn = a->x + n * H * a->W * C;
         for (int64_t oh = 0; oh < a->OH; oh++) {

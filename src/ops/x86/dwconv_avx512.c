@@ -12,29 +12,13 @@
  * in L2, memory-bound at 112x112 (the portable loop: 6-10). */
 #include "conv_x86.h"
 
+#include "simd.h"
+
 #include <immintrin.h>
 #include <stdbool.h>
 
-#define INLINE static inline __attribute__((always_inline))
 #define VL 16
 #define BAND (512 * 1024)
-
-static inline __mmask16 tail_mask(int64_t n) {
-    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
-}
-
-/* First and one-past-last output index whose taps 0..k-1 all lie in [0, in): i*s - p >= 0 and
-   i*s - p + (k-1)*d <= in - 1, clipped to [0, out]. */
-static void interior(int64_t in, int64_t out, int64_t k, int64_t s, int64_t d, int64_t p,
-                     int64_t *lo, int64_t *hi) {
-    int64_t l = (p + s - 1) / s, top = in - 1 + p - (k - 1) * d;
-    int64_t h = top < 0 ? 0 : top / s + 1;
-    if (l > out) l = out;
-    if (h > out) h = out;
-    if (h < l) h = l;
-    *lo = l;
-    *hi = h;
-}
 
 /* Four adjacent interior output pixels (stride S, no column dilation) of a 3x3 kernel, from p
    (the top-left tap of the first one), channels c0 .. c0 + 16: four independent FMA chains, and
@@ -125,7 +109,7 @@ INLINE void channels3(const int S, const mdl__dw_args *a, const float *xn, float
                       int64_t oh0, int64_t oh1, int64_t ow_lo, int64_t ow_hi) {
     const int64_t C = a->C, W = a->W, rs = a->dh * W * C;
     const __m512 vlo = _mm512_set1_ps(a->lo), vhi = _mm512_set1_ps(a->hi);
-    const __mmask16 m = tail_mask(C - c0);
+    const __mmask16 m = mdl__mask16(C - c0);
     const __m512 b = a->bias ? _mm512_maskz_loadu_ps(m, a->bias + c0) : _mm512_setzero_ps();
     __m512 w[9];
     for (int t = 0; t < 9; t++) w[t] = _mm512_maskz_loadu_ps(m, a->w + t * C + c0);
@@ -151,7 +135,7 @@ void mdl__dwconv_avx512(const mdl__dw_args *a) {
     const int64_t C = a->C, H = a->H, W = a->W, KH = a->KH, KW = a->KW;
     const __m512 vlo = _mm512_set1_ps(a->lo), vhi = _mm512_set1_ps(a->hi);
     int64_t ow_lo, ow_hi;
-    interior(W, a->OW, KW, a->sw, a->dw, a->pl, &ow_lo, &ow_hi);
+    mdl__dw_interior(W, a->OW, KW, a->sw, a->dw, a->pl, &ow_lo, &ow_hi);
     for (int64_t n = 0; n < a->N; n++) {
         const float *xn = a->x + n * H * W * C;
         float *yn = a->y + n * a->OH * a->OW * C;
@@ -187,7 +171,7 @@ void mdl__dwconv_avx512(const mdl__dw_args *a) {
                 while (kw0 < KW && iw0 + kw0 * a->dw < 0) kw0++;
                 while (kw1 > kw0 && iw0 + (kw1 - 1) * a->dw >= W) kw1--;
                 for (int64_t c0 = 0; c0 < C; c0 += VL) {
-                    const __mmask16 m = tail_mask(C - c0);
+                    const __mmask16 m = mdl__mask16(C - c0);
                     const __m512 b =
                         a->bias ? _mm512_maskz_loadu_ps(m, a->bias + c0) : _mm512_setzero_ps();
                     pixel(a, xn + c0, ih0, iw0, kh0, kh1, kw0, kw1, m, a->w + c0, b, vlo, vhi,

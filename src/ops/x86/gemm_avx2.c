@@ -8,9 +8,10 @@
 #include "gemm_blocking.h"
 #include "x86.h"
 
+#include "simd.h"
+
 #include <immintrin.h>
 
-#define INLINE static inline __attribute__((always_inline))
 
 #define MR 6  /* rows of C per microkernel call */
 #define NR 16 /* panel width (MDL_GEMM_NR_AVX2) */
@@ -28,13 +29,6 @@
 #define REPACK_FLOATS 8192
 
 _Static_assert(NR == MDL_GEMM_NR_AVX2, "panel width");
-
-/* Lane masks for maskload/maskstore: the first n of 8 lanes (n clamped to 0..8). */
-static const int32_t mask_tab[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-static inline __m256i tail_mask(int64_t n) {
-    n = n < 0 ? 0 : n > 8 ? 8 : n;
-    return _mm256_loadu_si256((const __m256i *)(mask_tab + 8 - n));
-}
 
 /* ---- unpacked: dot-product tiles ----------------------------------------------------------- */
 
@@ -89,13 +83,13 @@ INLINE void dot_tile(const int RA, const int RB, int64_t K, const float *a, int6
        load would split a cache line (see gemm_avx512.c; masked lanes never fault). */
     int64_t off = (int64_t)(((uintptr_t)b / sizeof(float)) % 8);
     if (off && ldb % 8 == 0) {
-        __m256i mk = _mm256_andnot_si256(tail_mask(off), tail_mask(off + K));
+        __m256i mk = _mm256_andnot_si256(mdl__mask8(off), mdl__mask8(off + K));
         dot_step(RA, RB, mk, 1, (const float *)((uintptr_t)a - (uintptr_t)off * sizeof(float)),
                  lda, (const float *)((uintptr_t)b - (uintptr_t)off * sizeof(float)), ldb, acc);
         k = 8 - off < K ? 8 - off : K;
     }
     for (; k + 8 <= K; k += 8) dot_step(RA, RB, mk_none(), 0, a + k, lda, b + k, ldb, acc);
-    if (k < K) dot_step(RA, RB, tail_mask(K - k), 1, a + k, lda, b + k, ldb, acc);
+    if (k < K) dot_step(RA, RB, mdl__mask8(K - k), 1, a + k, lda, b + k, ldb, acc);
 #pragma GCC unroll 2
     for (int i = 0; i < RA; i++) {
         float *ci = c + i * ldc;
@@ -166,7 +160,7 @@ INLINE void ukernel(const int R, const int NV, const int BMASK, int64_t kc, cons
                     int64_t lda, const float *b, int64_t bs, float *c, int64_t ldc, int64_t nvalid,
                     int first, int last, const float *bias, float lo, float hi) {
     __m256 acc[MR][2];
-    const __m256i m0 = tail_mask(nvalid), m1 = tail_mask(nvalid - 8);
+    const __m256i m0 = mdl__mask8(nvalid), m1 = mdl__mask8(nvalid - 8);
 #pragma GCC unroll 6
     for (int i = 0; i < R; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
     int64_t k = 0;

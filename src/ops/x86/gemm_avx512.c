@@ -15,9 +15,10 @@
 #include "gemm_blocking.h"
 #include "x86.h"
 
+#include "simd.h"
+
 #include <immintrin.h>
 
-#define INLINE static inline __attribute__((always_inline))
 
 #define MR 8   /* rows of C per microkernel call */
 #define NR 32  /* panel width (MDL_GEMM_NR_AVX512) */
@@ -35,11 +36,6 @@
 #define REPACK_FLOATS 8192
 
 _Static_assert(NR == MDL_GEMM_NR_AVX512, "panel width");
-
-/* The first n lanes (n may be <= 0 or >= 16). */
-static inline __mmask16 tail_mask(int64_t n) {
-    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
-}
 
 /* ---- unpacked: dot-product tiles ----------------------------------------------------------- */
 
@@ -99,13 +95,13 @@ INLINE void dot_tile(const int RA, const int RB, int64_t K, const float *a, int6
        later load of B aligned.  The A lanes shift the same way, so products still pair up. */
     int64_t off = (int64_t)(((uintptr_t)b / sizeof(float)) % 16);
     if (off && ldb % 16 == 0) {
-        __mmask16 mk = (__mmask16)(tail_mask(off + K) & ~tail_mask(off));
+        __mmask16 mk = (__mmask16)(mdl__mask16(off + K) & ~mdl__mask16(off));
         dot_step(RA, RB, mk, 1, (const float *)((uintptr_t)a - (uintptr_t)off * sizeof(float)),
                  lda, (const float *)((uintptr_t)b - (uintptr_t)off * sizeof(float)), ldb, acc);
         k = 16 - off < K ? 16 - off : K;
     }
     for (; k + 16 <= K; k += 16) dot_step(RA, RB, 0, 0, a + k, lda, b + k, ldb, acc);
-    if (k < K) dot_step(RA, RB, tail_mask(K - k), 1, a + k, lda, b + k, ldb, acc);
+    if (k < K) dot_step(RA, RB, mdl__mask16(K - k), 1, a + k, lda, b + k, ldb, acc);
 #pragma GCC unroll 3
     for (int i = 0; i < RA; i++) {
         float *ci = c + i * ldc;
@@ -285,7 +281,7 @@ static void blocked(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda
                     int64_t bs = mode == B_ROWS_KN ? ldb : w;
                     int bm = mode == B_ROWS_KN && nv < w;
                     ukernels[bm][w / 16 - 1][mr - 1](kc, a, lda, b, bs, c + j0, ldc,
-                                                      tail_mask(nv), tail_mask(nv - 16), first,
+                                                      mdl__mask16(nv), mdl__mask16(nv - 16), first,
                                                       last, bias ? bias + j0 : NULL, lo, hi);
                     j0 += w;
                 }

@@ -6,18 +6,13 @@
  * reciprocal. */
 #include "conv_x86.h"
 
+#include "simd.h"
+
 #include <immintrin.h>
 #include <string.h>
 
-#define INLINE static inline __attribute__((always_inline))
 #define VL 8
 #define NV 4 /* vectors per pass */
-
-static const int32_t mask_tab[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-static inline __m256i tail_mask(int64_t n) {
-    n = n < 0 ? 0 : n > 8 ? 8 : n;
-    return _mm256_loadu_si256((const __m256i *)(mask_tab + 8 - n));
-}
 
 /* Channels c0 .. c0 + 16 * nv (the last vector masked by ml) of one output pixel o whose window
    covers input rows [h0,h1) x cols [w0,w1) of the image xn. */
@@ -50,6 +45,7 @@ INLINE void window(const int nv, const int is_max, const float *xn, int64_t W, i
 }
 
 #define MASK_T __m256i
+#define TAIL_MASK mdl__mask8
 #include "pool_driver.h"
 
 void mdl__pool_avx2(const mdl__pool_args *a) {

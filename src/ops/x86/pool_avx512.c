@@ -6,16 +6,13 @@
  * reciprocal. */
 #include "conv_x86.h"
 
+#include "simd.h"
+
 #include <immintrin.h>
 #include <string.h>
 
-#define INLINE static inline __attribute__((always_inline))
 #define VL 16
 #define NV 4 /* vectors per pass */
-
-static inline __mmask16 tail_mask(int64_t n) {
-    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
-}
 
 /* Channels c0 .. c0 + 16 * nv (the last vector masked by ml) of one output pixel o whose window
    covers input rows [h0,h1) x cols [w0,w1) of the image xn. */
@@ -44,6 +41,7 @@ INLINE void window(const int nv, const int is_max, const float *xn, int64_t W, i
 }
 
 #define MASK_T __mmask16
+#define TAIL_MASK mdl__mask16
 #include "pool_driver.h"
 
 void mdl__pool_avx512(const mdl__pool_args *a) {

@@ -1,5 +1,5 @@
 /* The window loops of max/average pooling, the same at every vector width.  Included by
-   pool_avx2.c and pool_avx512.c after they define VL, NV, MASK_T, tail_mask() and window(). */
+   pool_avx2.c and pool_avx512.c after they define VL, NV, MASK_T, TAIL_MASK() and window(). */
 #ifndef MDL_X86_POOL_DRIVER_H
 #define MDL_X86_POOL_DRIVER_H
 
@@ -9,27 +9,22 @@ INLINE void pool(const int is_max, const mdl__pool_args *a) {
     const int64_t C = a->C, W = a->W;
     for (int64_t n = 0; n < a->N; n++) {
         const float *xn = a->x + n * a->H * W * C;
-        for (int64_t oh = 0; oh < a->OH; oh++) {
-            int64_t h0 = oh * a->sh - a->pt, h1 = h0 + a->KH;
-            if (h0 < 0) h0 = 0;
-            if (h1 > a->H) h1 = a->H;
+        for (int64_t oh = 0; oh < a->OH; oh++)
             for (int64_t ow = 0; ow < a->OW; ow++) {
-                int64_t w0 = ow * a->sw - a->pl, w1 = w0 + a->KW;
-                if (w0 < 0) w0 = 0;
-                if (w1 > W) w1 = W;
                 float *o = a->y + ((n * a->OH + oh) * a->OW + ow) * C;
-                if (h0 >= h1 || w0 >= w1) {
+                int64_t w[4];
+                float scale;
+                if (!mdl__pool_window(a, oh, ow, w, &scale)) {
                     memset(o, 0, (size_t)C * sizeof *o);
                     continue;
                 }
-                int64_t count = a->include_pad ? a->KH * a->KW : (h1 - h0) * (w1 - w0);
-                float scale = 1.0f / (float)count;
+                const int64_t h0 = w[0], h1 = w[1], w0 = w[2], w1 = w[3];
                 int64_t c0 = 0;
                 for (; c0 + NV * VL <= C; c0 += NV * VL)
-                    window(NV, is_max, xn + c0, W, C, h0, h1, w0, w1, scale, o + c0, tail_mask(VL));
+                    window(NV, is_max, xn + c0, W, C, h0, h1, w0, w1, scale, o + c0, TAIL_MASK(VL));
                 int64_t left = C - c0;
                 if (left > 0) {
-                    MASK_T ml = tail_mask(left - (left - 1) / VL * VL);
+                    MASK_T ml = TAIL_MASK(left - (left - 1) / VL * VL);
                     const int64_t nv = (left + VL - 1) / VL;
                     const float *x0 = xn + c0;
                     float *o0 = o + c0;
@@ -39,7 +34,6 @@ INLINE void pool(const int is_max, const mdl__pool_args *a) {
                     else window(4, is_max, x0, W, C, h0, h1, w0, w1, scale, o0, ml);
                 }
             }
-        }
     }
 }
 
