@@ -5,7 +5,6 @@
  * special values.  Tails use vmaskmovps loads and stores (masked lanes neither fault nor are
  * written). */
 #include "activation_x86.h"
-
 #include "simd.h"
 
 #include <immintrin.h>

@@ -13,7 +13,6 @@
  * 1 + e in [1, 2], tanh 1 + z in [1, 1.3], erf's q <= -0.014), and the step maps an exact 1 to
  * exactly 1, so results saturate to +-1 exactly as with a division. */
 #include "activation_x86.h"
-
 #include "simd.h"
 
 #include <immintrin.h>

@@ -4,7 +4,6 @@
  * Per chunk of weight rows, channel blocks (kc x 16 floats of the in-place HWIO weights) are
  * the outer loop; bias and clamp fused into the store. */
 #include "conv_x86.h"
-
 #include "simd.h"
 
 #include <immintrin.h>

@@ -11,7 +11,6 @@
  * one block (kc x 64 floats) stays in L1/L2 while all pixels pass.  Bias and clamp are fused
  * into the store. */
 #include "conv_x86.h"
-
 #include "simd.h"
 
 #include <immintrin.h>

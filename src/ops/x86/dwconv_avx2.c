@@ -3,7 +3,6 @@
  * loads, so full channel blocks use plain loads and only a last partial block goes through
  * maskload/maskstore (one instance of the row loop each). */
 #include "conv_x86.h"
-
 #include "simd.h"
 
 #include <immintrin.h>

@@ -11,7 +11,6 @@
  * the store.  Measured (one core): MobileNetV2's 3x3 layers 30-45 GFLOP/s where the input fits
  * in L2, memory-bound at 112x112 (the portable loop: 6-10). */
 #include "conv_x86.h"
-
 #include "simd.h"
 
 #include <immintrin.h>

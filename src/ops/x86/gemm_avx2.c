@@ -7,26 +7,12 @@
  * Bias, clamp and the K-block accumulation are fused into the store.  Contracts in x86.h. */
 #include "gemm_blocking.h"
 #include "x86.h"
-
 #include "simd.h"
 
 #include <immintrin.h>
 
-
 #define MR 6  /* rows of C per microkernel call */
 #define NR 16 /* panel width (MDL_GEMM_NR_AVX2) */
-/* K block: MR x KC of A (12 KiB) stays in L1 across the panels, KC x NC of B (512 KiB) in L2
-   across the M loop. */
-#define KC 512
-#define NC 256
-/* Unpacked A B^T with many rows packs B block by block into a stack buffer of REPACK_FLOATS
-   (32 KiB) and runs the microkernel; fewer rows use the dot tiles.  Packing costs about a cycle
-   per element of B; it paid off from 64 rows at K = 784 and from 16 rows at K = 16, where each
-   dot product is too short to amortize its horizontal sum.  A B under a quarter panel wide
-   stays with the dot tiles when K is long (see mdl__gemm_nt_packed_level in gemm.c). */
-#define REPACK(M, N, K)                                                                            \
-    (((M) >= 64 || ((M) >= 16 && (K) <= 64)) && !((N) <= NR / 4 && (K) >= 128))
-#define REPACK_FLOATS 8192
 
 _Static_assert(NR == MDL_GEMM_NR_AVX2, "panel width");
 
@@ -136,7 +122,6 @@ static void dot_rows2(int64_t N, int64_t K, const float *a, int64_t lda, const f
         dot_tile(2, 1, K, a, lda, B + n * ldb, ldb, bias ? bias + n : NULL, c + n, ldc, lo, hi);
 }
 
-
 /* ---- panels: the GEMM microkernel ---------------------------------------------------------- */
 
 /* acc[i][v] += A[i, k] * Bp[k, 8v .. 8v+7] for the rows i < R. */
@@ -209,15 +194,8 @@ INLINE void ukernel(const int R, const int NV, const int BMASK, int64_t kc, cons
     }
 }
 
-typedef void (*ukernel_fn)(int64_t kc, const float *a, int64_t lda, const float *b, int64_t bs,
-                           float *c, int64_t ldc, int64_t nvalid, int first, int last,
-                           const float *bias, float lo, float hi);
-#define UK(R, NV, BM)                                                                              \
-    static void uk_##R##_##NV##_##BM(int64_t kc, const float *a, int64_t lda, const float *b,      \
-                                     int64_t bs, float *c, int64_t ldc, int64_t nvalid, int first, \
-                                     int last, const float *bias, float lo, float hi) {            \
-        ukernel(R, NV, BM, kc, a, lda, b, bs, c, ldc, nvalid, first, last, bias, lo, hi);          \
-    }
+#include "gemm_driver.h"
+
 #define UK_ROWS(NV, BM)                                                                            \
     UK(1, NV, BM) UK(2, NV, BM) UK(3, NV, BM) UK(4, NV, BM) UK(5, NV, BM) UK(6, NV, BM)
 UK_ROWS(1, 0)
@@ -232,41 +210,6 @@ static const ukernel_fn ukernels[2][2][MR] = {
     {UK_ROW_TABLE(1, 0), UK_ROW_TABLE(2, 0)},
     {UK_ROW_TABLE(1, 1), UK_ROW_TABLE(2, 1)},
 };
-
-/* Blocked loops shared by every GEMM here; B modes as in gemm_avx512.c. */
-static void blocked(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
-                    int mode, int64_t ldb, const float *bias, float *C, int64_t ldc, float lo,
-                    float hi) {
-    _Alignas(32) float buf[REPACK_FLOATS];
-    int64_t kcb = mdl__k_block(K, mode == B_ROWS_NT ? REPACK_FLOATS / NR : KC);
-    int64_t ncb = mode == B_ROWS_NT ? REPACK_FLOATS / kcb / NR * NR : NC;
-    int64_t nmb = (M + MR - 1) / MR, mb = (M + nmb - 1) / nmb; /* balanced row blocks */
-    for (int64_t n0 = 0; n0 < N; n0 += ncb) {
-        int64_t n1 = N - n0 > ncb ? n0 + ncb : N;
-        for (int64_t k0 = 0; k0 < K; k0 += kcb) {
-            int64_t kc = K - k0 < kcb ? K - k0 : kcb;
-            int first = k0 == 0, last = k0 + kc == K;
-            if (mode == B_ROWS_NT) mdl__repack_panels(B, ldb, N, n0, n1, k0, kc, NR, buf);
-            for (int64_t m0 = 0; m0 < M; m0 += mb) {
-                int64_t mr = M - m0 < mb ? M - m0 : mb;
-                const float *a = A + m0 * lda + k0;
-                float *c = C + m0 * ldc;
-                for (int64_t j0 = n0; j0 < n1;) {
-                    int64_t left = N - j0, w = left <= NR / 2 ? NR / 2 : NR;
-                    int64_t nv = left < w ? left : w;
-                    const float *b = mode == B_PANELS    ? B + j0 * K + k0 * w
-                                     : mode == B_ROWS_KN ? B + k0 * ldb + j0
-                                                         : buf + (j0 - n0) * kc;
-                    int64_t bs = mode == B_ROWS_KN ? ldb : w;
-                    int bm = mode == B_ROWS_KN && nv < w;
-                    ukernels[bm][w / 8 - 1][mr - 1](kc, a, lda, b, bs, c + j0, ldc, nv, first,
-                                                     last, bias ? bias + j0 : NULL, lo, hi);
-                    j0 += w;
-                }
-            }
-        }
-    }
-}
 
 void mdl__gemm_nt_avx2(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                        const float *B, int64_t ldb, const float *bias, float *C, int64_t ldc,

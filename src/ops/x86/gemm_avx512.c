@@ -14,26 +14,12 @@
  * Bias, clamp and the K-block accumulation are fused into the store. */
 #include "gemm_blocking.h"
 #include "x86.h"
-
 #include "simd.h"
 
 #include <immintrin.h>
 
-
 #define MR 8   /* rows of C per microkernel call */
 #define NR 32  /* panel width (MDL_GEMM_NR_AVX512) */
-/* K block: MR rows x KC of A (16 KiB) stay in L1 while every panel of the N block passes;
-   KC x NC of the panels (512 KiB) stay in L2 across the M loop. */
-#define KC 512
-#define NC 256
-/* Unpacked A B^T with many rows packs B block by block into a stack buffer of REPACK_FLOATS
-   (32 KiB) and runs the microkernel; fewer rows use the dot tiles.  Packing costs about a cycle
-   per element of B; it paid off from 64 rows at K = 784 and from 16 rows at K = 16, where each
-   dot product is too short to amortize its horizontal sum.  A B under a quarter panel wide
-   stays with the dot tiles when K is long (see mdl__gemm_nt_packed_level in gemm.c). */
-#define REPACK(M, N, K)                                                                            \
-    (((M) >= 64 || ((M) >= 16 && (K) <= 64)) && !((N) <= NR / 4 && (K) >= 128))
-#define REPACK_FLOATS 8192
 
 _Static_assert(NR == MDL_GEMM_NR_AVX512, "panel width");
 
@@ -88,7 +74,8 @@ INLINE void dot_tile(const int RA, const int RB, int64_t K, const float *a, int6
 #pragma GCC unroll 8
         for (int j = 0; j < RB; j++) acc[i][j] = _mm512_setzero_ps();
     int64_t k = 0;
-    /* Weights are often only 16-byte aligned (model files), and a load that splits two cache
+    /* Weights may be only 16-byte aligned (a buffer loaded in place; files give 64), or rows
+       of an odd K start anywhere, and a load that splits two cache
        lines halves the bandwidth this loop lives on (measured: 784x64 took 3.4 us instead of
        1.5).  When all rows of B share one alignment, a first partial vector read from the
        aligned address below b (lanes before b masked off; masked lanes never fault) makes every
@@ -153,7 +140,6 @@ static void dot_rows3(int64_t N, int64_t K, const float *a, int64_t lda, const f
     dot_rows(3, N, K, a, lda, B, ldb, bias, c, ldc, lo, hi);
 }
 
-
 /* ---- panels: the GEMM microkernel ---------------------------------------------------------- */
 
 /* acc[i][v] += A[i, k] * Bp[k, 16v .. 16v+15] for the rows i < R. */
@@ -170,12 +156,14 @@ INLINE void uk_step(const int R, const int NV, const int BMASK, const float *bk,
     }
 }
 
-/* C[0:R, 0:16*NV] (+)= A[0:R, 0:kc] * Bp[0:kc, 0:16*NV], Bp's rows bs floats apart.  m0/m1 mask
-   the valid columns of each vector (stores; and B loads when BMASK, i.e. when B is not a
-   zero-padded panel).  first: C holds no partial sum yet; last: add bias and clamp. */
+/* C[0:R, 0:16*NV] (+)= A[0:R, 0:kc] * Bp[0:kc, 0:16*NV], Bp's rows bs floats apart.  nvalid
+   columns of C are real: m0/m1 mask them in each vector (stores; and B loads when BMASK, i.e.
+   when B is not a zero-padded panel).  first: C holds no partial sum yet; last: add bias and
+   clamp. */
 INLINE void ukernel(const int R, const int NV, const int BMASK, int64_t kc, const float *a,
-                    int64_t lda, const float *b, int64_t bs, float *c, int64_t ldc, __mmask16 m0,
-                    __mmask16 m1, int first, int last, const float *bias, float lo, float hi) {
+                    int64_t lda, const float *b, int64_t bs, float *c, int64_t ldc, int64_t nvalid,
+                    int first, int last, const float *bias, float lo, float hi) {
+    const __mmask16 m0 = mdl__mask16(nvalid), m1 = mdl__mask16(nvalid - 16);
     __m512 acc[MR][2];
 #pragma GCC unroll 8
     for (int i = 0; i < R; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
@@ -219,17 +207,8 @@ INLINE void ukernel(const int R, const int NV, const int BMASK, int64_t kc, cons
     }
 }
 
-/* One instance per (rows, vectors, masked B loads); `ukernels` picks it at run time. */
-typedef void (*ukernel_fn)(int64_t kc, const float *a, int64_t lda, const float *b, int64_t bs,
-                           float *c, int64_t ldc, __mmask16 m0, __mmask16 m1, int first,
-                           int last, const float *bias, float lo, float hi);
-#define UK(R, NV, BM)                                                                              \
-    static void uk_##R##_##NV##_##BM(int64_t kc, const float *a, int64_t lda, const float *b,      \
-                                     int64_t bs, float *c, int64_t ldc, __mmask16 m0,              \
-                                     __mmask16 m1, int first, int last, const float *bias,         \
-                                     float lo, float hi) {                                         \
-        ukernel(R, NV, BM, kc, a, lda, b, bs, c, ldc, m0, m1, first, last, bias, lo, hi);          \
-    }
+#include "gemm_driver.h"
+
 #define UK_ROWS(NV, BM)                                                                            \
     UK(1, NV, BM) UK(2, NV, BM) UK(3, NV, BM) UK(4, NV, BM) UK(5, NV, BM) UK(6, NV, BM)            \
     UK(7, NV, BM) UK(8, NV, BM)
@@ -245,50 +224,6 @@ static const ukernel_fn ukernels[2][2][MR] = {
     {UK_ROW_TABLE(1, 0), UK_ROW_TABLE(2, 0)},
     {UK_ROW_TABLE(1, 1), UK_ROW_TABLE(2, 1)},
 };
-
-/* The blocked loops of every GEMM here.  B is found three ways:
-   B_PANELS:  packed panels; the column block at j0 (width w) starts at B + j0 * K (all panels
-              before it are NR wide), row stride w;
-   B_ROWS_KN: row-major B[K,N] (MatMul): B + j0, row stride ldb, the last block read with masked
-              loads instead of relying on zero padding;
-   B_ROWS_NT: row-major B[N,K] (unpacked A B^T with many rows): each KC x NC block is packed into
-              a buffer on the stack first, then read as panels. */
-static void blocked(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
-                    int mode, int64_t ldb, const float *bias, float *C, int64_t ldc, float lo,
-                    float hi) {
-    _Alignas(64) float buf[REPACK_FLOATS];
-    int64_t kcb = mdl__k_block(K, mode == B_ROWS_NT ? REPACK_FLOATS / NR : KC);
-    int64_t ncb = mode == B_ROWS_NT ? REPACK_FLOATS / kcb / NR * NR : NC;
-    /* Rows per block, balanced (49 rows: 7 x 7, not 6 x 8 + 1): a thin last block runs at the
-       latency of its few FMA chains, not at the FMA throughput. */
-    int64_t nmb = (M + MR - 1) / MR, mb = (M + nmb - 1) / nmb;
-    for (int64_t n0 = 0; n0 < N; n0 += ncb) {
-        int64_t n1 = N - n0 > ncb ? n0 + ncb : N;
-        for (int64_t k0 = 0; k0 < K; k0 += kcb) {
-            int64_t kc = K - k0 < kcb ? K - k0 : kcb;
-            int first = k0 == 0, last = k0 + kc == K;
-            if (mode == B_ROWS_NT) mdl__repack_panels(B, ldb, N, n0, n1, k0, kc, NR, buf);
-            for (int64_t m0 = 0; m0 < M; m0 += mb) {
-                int64_t mr = M - m0 < mb ? M - m0 : mb;
-                const float *a = A + m0 * lda + k0;
-                float *c = C + m0 * ldc;
-                for (int64_t j0 = n0; j0 < n1;) {
-                    int64_t left = N - j0, w = left <= NR / 2 ? NR / 2 : NR;
-                    int64_t nv = left < w ? left : w; /* valid columns */
-                    const float *b = mode == B_PANELS    ? B + j0 * K + k0 * w
-                                     : mode == B_ROWS_KN ? B + k0 * ldb + j0
-                                                         : buf + (j0 - n0) * kc;
-                    int64_t bs = mode == B_ROWS_KN ? ldb : w;
-                    int bm = mode == B_ROWS_KN && nv < w;
-                    ukernels[bm][w / 16 - 1][mr - 1](kc, a, lda, b, bs, c + j0, ldc,
-                                                      mdl__mask16(nv), mdl__mask16(nv - 16), first,
-                                                      last, bias ? bias + j0 : NULL, lo, hi);
-                    j0 += w;
-                }
-            }
-        }
-    }
-}
 
 void mdl__gemm_nt_avx512(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                          const float *B, int64_t ldb, const float *bias, float *C, int64_t ldc,

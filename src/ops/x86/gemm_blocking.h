@@ -5,6 +5,20 @@
 
 #include <stdint.h>
 
+/* K block: MR rows x KC of A (12-16 KiB) stay in L1 while every panel of the N block passes;
+   KC x NC of the panels (512 KiB) stay in L2 across the M loop. */
+#define KC 512
+#define NC 256
+/* Unpacked A B^T with many rows packs B block by block into a stack buffer of REPACK_FLOATS
+   (32 KiB) and runs the microkernel; fewer rows use the dot tiles.  Packing costs about a cycle
+   per element of B; it paid off from 64 rows at K = 784 and from 16 rows at K = 16, where each
+   dot product is too short to amortize its horizontal sum.  A B under a quarter panel (NR, the
+   includer's panel width) wide stays with the dot tiles when K is long (see
+   mdl__gemm_nt_packed_level in gemm.c). */
+#define REPACK(M, N, K)                                                                            \
+    (((M) >= 64 || ((M) >= 16 && (K) <= 64)) && !((N) <= NR / 4 && (K) >= 128))
+#define REPACK_FLOATS 8192
+
 /* Splits K into blocks of at most kmax of nearly equal size (no thin last block). */
 static inline int64_t mdl__k_block(int64_t K, int64_t kmax) {
     int64_t nb = (K + kmax - 1) / kmax;

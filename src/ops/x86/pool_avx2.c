@@ -5,7 +5,6 @@
  * bit for bit: the same comparisons, and sums in the same tap order scaled by the same
  * reciprocal. */
 #include "conv_x86.h"
-
 #include "simd.h"
 
 #include <immintrin.h>
