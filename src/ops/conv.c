@@ -355,16 +355,20 @@ static void im2col(const conv_geom *g, const float *x, int64_t p0, int64_t m, in
     }
 }
 
-/* ---- packed weights -------------------------------------------------------------------------
-   Only the GEMM paths pack, and only constant weights: a 64-byte header naming the level and the
-   stride, then per group mdl__gemm_pack_kn's panels of its [K, OG] column block, each `stride`
-   bytes (a 64-byte multiple).  The direct kernel and the depthwise loop read the weights as
-   they are. */
+/* ---- packed data ---------------------------------------------------------------------------
+   Made once at load, behind a 64-byte header naming its kind and the SIMD level it was made for
+   (so run never misreads it):
+     PACK_DIRECT: the direct kernel's K int32 tap offsets (koff, conv_x86.h).  Its weights are
+                  read in place, so this is all it needs, whatever the weights are.
+     PACK_GEMM:   constant weights only: per group, mdl__gemm_pack_kn's panels of its [K, OG]
+                  column block, each `stride` bytes (a 64-byte multiple).
+   The depthwise loop reads its weights as they are. */
 #define PACK_MAGIC 0x4B504D43u /* "CMPK" */
 #define PACK_HEADER 64
+enum { PACK_GEMM = 1, PACK_DIRECT };
 typedef struct pack_header {
     uint32_t magic;
-    int32_t level;
+    int32_t kind, level, reserved;
     uint64_t stride;
 } pack_header;
 _Static_assert(sizeof(pack_header) <= PACK_HEADER, "pack header");
@@ -405,22 +409,22 @@ static bool direct_ok(const conv_geom *g) {
            span <= INT32_MAX;
 }
 
-/* Whether this call runs the direct kernel (x86 with AVX2 or better). */
-static bool direct_now(const conv_geom *g) {
-#ifdef MDL_HAVE_X86_SIMD
-    return conv_level() >= MDL_CPU_AVX2 && direct_ok(g);
-#else
-    (void)g;
-    return false;
-#endif
-}
-
-/* Bytes of packed data for this node at the current level (0: none); *stride per group. */
-static size_t conv2d_packed_bytes(const mdl__kctx *c, const conv_geom *g, size_t *stride) {
+/* Bytes of packed data for this node at the current level (0: none); its kind, and for
+   PACK_GEMM the stride per group. */
+static size_t conv2d_packed_bytes(const mdl__kctx *c, const conv_geom *g, int *kind,
+                                  size_t *stride) {
+    *kind = 0;
     *stride = 0;
-    if (!c->in[1]->data || conv2d_path(g) == CONV_PATH_DEPTHWISE || direct_now(g)) return 0;
+#ifdef MDL_HAVE_X86_SIMD
+    if (conv_level() >= MDL_CPU_AVX2 && direct_ok(g)) {
+        *kind = PACK_DIRECT;
+        return PACK_HEADER + (size_t)g->K * sizeof(int32_t);
+    }
+#endif
+    if (!c->in[1]->data || conv2d_path(g) == CONV_PATH_DEPTHWISE) return 0;
     size_t per = mdl__gemm_pack_bytes(g->OG, g->K);
     if (!per) return 0;
+    *kind = PACK_GEMM;
     *stride = mdl__align_up(per, 64);
     return PACK_HEADER + *stride * (size_t)g->G;
 }
@@ -428,27 +432,43 @@ static size_t conv2d_packed_bytes(const mdl__kctx *c, const conv_geom *g, size_t
 static mdl_status conv2d_pack(mdl__kctx *c) {
     conv_geom g;
     if (conv_geometry(c, false, &g) != MDL_OK) return MDL_INTERNAL;
+    int kind;
     size_t stride;
-    if (!conv2d_packed_bytes(c, &g, &stride)) return MDL_OK;
-    const float *w = c->in_data[1];
+    if (!conv2d_packed_bytes(c, &g, &kind, &stride)) return MDL_OK;
     unsigned char *p = c->packed;
-    pack_header h = {PACK_MAGIC, conv_level(), stride};
+    pack_header h = {PACK_MAGIC, kind, conv_level(), 0, stride};
     memset(p, 0, PACK_HEADER);
     memcpy(p, &h, sizeof h);
     p += PACK_HEADER;
-    for (int64_t gi = 0; gi < g.G; gi++)
-        mdl__gemm_pack_kn(g.OG, g.K, w + gi * g.OG, g.OC, p + (size_t)gi * stride);
+    if (kind == PACK_DIRECT) {
+        int32_t *koff = (int32_t *)p;
+        const int64_t Wp = g.W + g.pl + g.pr;
+        for (int64_t kh = 0, k = 0; kh < g.KH; kh++)
+            for (int64_t kw = 0; kw < g.KW; kw++)
+                for (int64_t ci = 0; ci < g.C; ci++)
+                    koff[k++] = (int32_t)((kh * g.dh * Wp + kw * g.dw) * g.C + ci);
+    } else {
+        for (int64_t gi = 0; gi < g.G; gi++)
+            mdl__gemm_pack_kn(g.OG, g.K, (const float *)c->in_data[1] + gi * g.OG, g.OC,
+                              p + (size_t)gi * stride);
+    }
     return MDL_OK;
 }
 
-/* Group gi's packed panels if the node's packed data was made at the current level, else NULL
-   (the GEMM then reads the weights as they are). */
-static const void *group_pack(const mdl__kctx *c, int64_t gi) {
+/* The node's packed data if it is of `kind` and was made at the current level, else NULL;
+ *stride from its header. */
+static const unsigned char *packed_as(const mdl__kctx *c, int kind, size_t *stride) {
     if (!c->packed) return NULL;
     pack_header h;
     memcpy(&h, c->packed, sizeof h);
-    if (h.magic != PACK_MAGIC || h.level != conv_level()) return NULL;
-    return (const unsigned char *)c->packed + PACK_HEADER + (size_t)gi * h.stride;
+    if (h.magic != PACK_MAGIC || h.kind != kind || h.level != conv_level()) return NULL;
+    *stride = h.stride;
+    return (const unsigned char *)c->packed + PACK_HEADER;
+}
+
+/* Group gi's panels, or NULL (the GEMM then reads the weights as they are). */
+static const void *group_pack(const unsigned char *gp, size_t stride, int64_t gi) {
+    return gp ? gp + (size_t)gi * stride : NULL;
 }
 
 static mdl_status conv2d_prepare(mdl__kctx *c) {
@@ -456,32 +476,27 @@ static mdl_status conv2d_prepare(mdl__kctx *c) {
     mdl_status st = conv_geometry(c, false, &g);
     if (st != MDL_OK) return st;
     write_output_shape(c, &g);
-    /* The direct path's band and tap offsets are reserved on any CPU (scratch must not depend
-       on it). */
+    /* The direct path's band is reserved on any CPU (scratch must not depend on it). */
     int64_t floats = path_scratch_floats(&g);
-    if (direct_ok(&g) && band_floats(&g) + g.K > floats) floats = band_floats(&g) + g.K;
+    if (direct_ok(&g) && band_floats(&g) > floats) floats = band_floats(&g);
     /* size_t may be 32 bits on firmware */
     if ((uint64_t)floats > SIZE_MAX ||
         !mdl__mul_size((size_t)floats, sizeof(float), &c->scratch_bytes))
         return mdl__fail(c, MDL_SHAPE, "scratch of %lld floats does not fit in memory",
                          (long long)floats);
+    int kind;
     size_t stride;
-    c->packed_bytes = conv2d_packed_bytes(c, &g, &stride);
+    c->packed_bytes = conv2d_packed_bytes(c, &g, &kind, &stride);
     return MDL_OK;
 }
 
-/* The direct kernel, image by image and, with padding, band by band.  Scratch holds the band
-   (band_floats) and then the K tap offsets. */
-static void conv2d_direct(const mdl__kctx *c, const conv_geom *g, const float *bias, float lo,
-                          float hi) {
+/* The direct kernel with the tap offsets packed at load, image by image and, with padding,
+   band by band. */
+static void conv2d_direct(const mdl__kctx *c, const conv_geom *g, const int32_t *koff,
+                          const float *bias, float lo, float hi) {
     const float *x = c->in_data[0];
     float *y = c->out_data[0];
     const int64_t Wp = g->W + g->pl + g->pr, C = g->C, span = (g->KH - 1) * g->dh + 1;
-    int32_t *koff = (int32_t *)((float *)c->scratch + band_floats(g));
-    for (int64_t kh = 0, k = 0; kh < g->KH; kh++)
-        for (int64_t kw = 0; kw < g->KW; kw++)
-            for (int64_t ci = 0; ci < C; ci++)
-                koff[k++] = (int32_t)((kh * g->dh * Wp + kw * g->dw) * C + ci);
     mdl__conv_direct_args a = {.Wp = Wp, .C = C, .koff = koff, .K = g->K, .w = c->in_data[1],
                                .bias = bias, .OW = g->OW, .OC = g->OC, .sh = g->sh, .sw = g->sw,
                                .lo = lo, .hi = hi};
@@ -533,11 +548,15 @@ static mdl_status conv2d_run(mdl__kctx *c) {
     mdl__act_bounds(&c->opt->conv.act, &lo, &hi);
     const int64_t OC = g.OC, OG = g.OG, CG = g.CG, K = g.K;
 
-    if (direct_now(&g)) {
-        conv2d_direct(c, &g, bias, lo, hi);
+    size_t stride = 0;
+    const unsigned char *pk;
+    if ((pk = packed_as(c, PACK_DIRECT, &stride))) {
+        conv2d_direct(c, &g, (const int32_t *)pk, bias, lo, hi);
         return MDL_OK;
     }
-    /* The GEMM paths: group gi's weights are the column block w + gi * OG of [K, OC]. */
+    /* The GEMM paths: group gi's weights are the column block w + gi * OG of [K, OC], its
+       panels at gp + gi * stride when packed. */
+    const unsigned char *gp = packed_as(c, PACK_GEMM, &stride);
     switch (conv2d_path(&g)) {
     case CONV_PATH_DEPTHWISE:
         /* [KH,KW,1,Cout] is the depthwise loop's [KH,KW,Cout] */
@@ -548,8 +567,8 @@ static mdl_status conv2d_run(mdl__kctx *c) {
             /* All N*H*W pixels form one [M, Cin] matrix; a group is a column block of it. */
             for (int64_t gi = 0; gi < g.G; gi++)
                 mdl__gemm_nn_packed(g.N * g.H * g.W, OG, CG, x + gi * CG, g.C, w + gi * OG, OC,
-                                    group_pack(c, gi), bias ? bias + gi * OG : NULL, y + gi * OG,
-                                    OC, lo, hi);
+                                    group_pack(gp, stride, gi), bias ? bias + gi * OG : NULL,
+                                    y + gi * OG, OC, lo, hi);
         } else {
             /* Strided 1x1: the pixels an output row reads are every sw-th input pixel of every
                sh-th row, i.e. a matrix with leading dimension sw * Cin. */
@@ -558,9 +577,9 @@ static mdl_status conv2d_run(mdl__kctx *c) {
                     const float *xr = x + ((n * g.H + oh * g.sh) * g.W) * g.C;
                     float *yr = y + ((n * g.OH + oh) * g.OW) * OC;
                     for (int64_t gi = 0; gi < g.G; gi++)
-                        mdl__gemm_nn_packed(g.OW, OG, CG, xr + gi * CG, g.sw * g.C, w + gi * OG,
-                                            OC, group_pack(c, gi), bias ? bias + gi * OG : NULL,
-                                            yr + gi * OG, OC, lo, hi);
+                        mdl__gemm_nn_packed(g.OW, OG, CG, xr + gi * CG, g.sw * g.C, w + gi * OG, OC,
+                                            group_pack(gp, stride, gi),
+                                            bias ? bias + gi * OG : NULL, yr + gi * OG, OC, lo, hi);
                 }
         }
         break;
@@ -571,7 +590,7 @@ static mdl_status conv2d_run(mdl__kctx *c) {
             int64_t m = M - p0 < tm ? M - p0 : tm;
             for (int64_t gi = 0; gi < g.G; gi++) {
                 im2col(&g, x, p0, m, gi, A);
-                mdl__gemm_nn_packed(m, OG, K, A, K, w + gi * OG, OC, group_pack(c, gi),
+                mdl__gemm_nn_packed(m, OG, K, A, K, w + gi * OG, OC, group_pack(gp, stride, gi),
                                     bias ? bias + gi * OG : NULL, y + p0 * OC + gi * OG, OC, lo,
                                     hi);
             }
