@@ -451,6 +451,14 @@ static bool rescale_layer(cv_ctx *c, cv_node *p, const double *s, const double *
     return true;
 }
 
+/* Node n (one input from p, one output) folded into its producer p: p now writes n's output. */
+static void absorb(cv_ctx *c, cv_node *p, cv_node *n) {
+    p->out[0] = n->out[0];
+    c->ts[n->out[0]].producer = (int32_t)(p - c->nodes);
+    n->dead = true;
+    c->fused++;
+}
+
 /* BatchNorm after Conv/DepthwiseConv/FC: W' = W * s, b' = (b - mean) * s + beta,
    s = gamma / sqrt(var + eps). */
 static bool fold_batch_norm(cv_ctx *c) {
@@ -476,10 +484,7 @@ static bool fold_batch_norm(cv_ctx *c) {
         ok = rescale_layer(c, p, s, add, C);
         free(s);
         if (!ok) continue;
-        p->out[0] = n->out[0];
-        c->ts[n->out[0]].producer = (int32_t)(p - c->nodes);
-        n->dead = true;
-        c->fused++;
+        absorb(c, p, n);
         changed = true;
     }
     return changed;
@@ -512,10 +517,7 @@ static bool fold_bias(cv_ctx *c) {
             ok = rescale_layer(c, p, NULL, add, C);
             free(add);
             if (!ok) continue;
-            p->out[0] = n->out[0];
-            c->ts[n->out[0]].producer = (int32_t)(p - c->nodes);
-            n->dead = true;
-            c->fused++;
+            absorb(c, p, n);
             changed = true;
             break;
         }
@@ -547,10 +549,7 @@ static bool fuse_activations(cv_ctx *c) {
             }
         }
         *a = f;
-        p->out[0] = n->out[0];
-        c->ts[n->out[0]].producer = x->producer;
-        n->dead = true;
-        c->fused++;
+        absorb(c, p, n);
         changed = true;
     }
     return changed;

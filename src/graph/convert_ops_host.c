@@ -374,6 +374,14 @@ static mdl_status read_spatial(cv_ctx *c, node_t *n, int32_t xv, const int64_t *
     return MDL_OK;
 }
 
+/* The runtime's pads (top, left, bottom, right) from the ONNX begin/end pads. */
+static void spatial_pads(const spatial_attrs *g, int32_t pad[4]) {
+    pad[0] = (int32_t)g->pb[0];
+    pad[1] = (int32_t)g->pb[1];
+    pad[2] = (int32_t)g->pe[0];
+    pad[3] = (int32_t)g->pe[1];
+}
+
 static mdl_status lower_conv(cv_ctx *c, node_t *n, int nin, const int32_t *in, const int32_t *out) {
     mdl_status st;
     int32_t xv = in[0], wv = in[1], bv = nin > 2 ? in[2] : -1;
@@ -400,10 +408,7 @@ static mdl_status lower_conv(cv_ctx *c, node_t *n, int nin, const int32_t *in, c
         o.conv.stride[i] = (int32_t)g.s[i];
         o.conv.dilation[i] = (int32_t)g.d[i];
     }
-    o.conv.pad[0] = (int32_t)g.pb[0];
-    o.conv.pad[1] = (int32_t)g.pb[1];
-    o.conv.pad[2] = (int32_t)g.pe[0];
-    o.conv.pad[3] = (int32_t)g.pe[1];
+    spatial_pads(&g, o.conv.pad);
     o.conv.group = dw ? 1 : (int32_t)group;
     int64_t KH = g.k[0], KW = g.k[1];
     int64_t wd[4] = {dw ? 1 : KH, dw ? KH : KW, dw ? KW : Cg, Cout};
@@ -469,10 +474,7 @@ static mdl_status lower_pool(cv_ctx *c, node_t *n, const int32_t *in, int nout, 
         o.pool.kernel[i] = (int32_t)g.k[i];
         o.pool.stride[i] = (int32_t)g.s[i];
     }
-    o.pool.pad[0] = (int32_t)g.pb[0];
-    o.pool.pad[1] = (int32_t)g.pb[1];
-    o.pool.pad[2] = (int32_t)g.pe[0];
-    o.pool.pad[3] = (int32_t)g.pe[1];
+    spatial_pads(&g, o.pool.pad);
     o.pool.count_include_pad = include;
     int32_t x = spatial_input(c, in[0]);
     if (x < 0) return status_of(c);
