@@ -72,7 +72,7 @@ $(B)/libmdeploy.a: $(LIB_OBJS)
 $(B)/libmdeploy.so: $(LIB_OBJS)
 	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(B)/bin/%: tools/%.c $(B)/libmdeploy.a
+$(B)/bin/%: tools/%.c tools/tool_util.h $(B)/libmdeploy.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libmdeploy.a -lcjson $(LDLIBS)
 

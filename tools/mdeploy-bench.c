@@ -4,6 +4,7 @@
                         [--threads N] [--batch N] [--profile] [--json] [--zeros] [--seed N] */
 #include "mdeploy/convert.h"
 #include "mdeploy/mdeploy.h"
+#include "tool_util.h"
 #include "mdeploy/npy.h"
 
 #include <cjson/cJSON.h>
@@ -50,14 +51,6 @@ static size_t peak_rss_bytes(void) {
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru)) return 0;
     return (size_t)ru.ru_maxrss * 1024u; /* Linux reports KiB */
-}
-
-static const char *shape_str(char *buf, size_t cap, int32_t rank, const int64_t *dims) {
-    size_t n = (size_t)snprintf(buf, cap, "[");
-    for (int32_t i = 0; i < rank && n < cap; i++)
-        n += (size_t)snprintf(buf + n, cap - n, i ? ",%lld" : "%lld", (long long)dims[i]);
-    if (n < cap) snprintf(buf + n, cap - n, "]");
-    return buf;
 }
 
 static const char *human_bytes(char *buf, size_t cap, double bytes) {
@@ -429,7 +422,7 @@ int main(int argc, char **argv) {
             snprintf(msg, sizeof msg,
                      "input '%s' of %s is %s: its batch is %lld, not %lld (shapes are fixed at conversion: "
                      "convert with --input-shape, or give the .onnx file)",
-                     ti.name, o.model, shape_str(a, sizeof a, ti.rank, ti.dims), (long long)ti.dims[0],
+                     ti.name, o.model, tool_shape_str(a, sizeof a, ti.rank, ti.dims), (long long)ti.dims[0],
                      (long long)o.batch);
             die(msg);
             goto done;
@@ -449,8 +442,8 @@ int main(int argc, char **argv) {
             bool same = x.rank == ti.rank && !memcmp(x.dims, ti.dims, sizeof(int64_t) * (size_t)ti.rank);
             if (!same || x.dtype != ti.dtype) {
                 snprintf(msg, sizeof msg, "input %d '%s' (%s) must be %s %s, got %s %s", i, ti.name, o.ins[i],
-                         mdl_dtype_name(ti.dtype), shape_str(a, sizeof a, ti.rank, ti.dims),
-                         mdl_dtype_name(x.dtype), shape_str(b, sizeof b, x.rank, x.dims));
+                         mdl_dtype_name(ti.dtype), tool_shape_str(a, sizeof a, ti.rank, ti.dims),
+                         mdl_dtype_name(x.dtype), tool_shape_str(b, sizeof b, x.rank, x.dims));
                 mdl_npy_free(&x);
                 die(msg);
                 goto done;
@@ -565,11 +558,7 @@ int main(int argc, char **argv) {
         for (int i = 0; i < nin; i++) {
             mdl_tensor_info ti;
             mdl_model_input_info(m, i, &ti);
-            cJSON *t = cJSON_CreateObject();
-            cJSON_AddStringToObject(t, "name", ti.name);
-            cJSON_AddStringToObject(t, "dtype", mdl_dtype_name(ti.dtype));
-            cJSON *sh = cJSON_AddArrayToObject(t, "shape");
-            for (int32_t d = 0; d < ti.rank; d++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)ti.dims[d]));
+            cJSON *t = tool_tensor_json(&ti);
             cJSON_AddStringToObject(t, "values", how[i]);
             cJSON_AddItemToArray(ji, t);
         }
@@ -577,11 +566,7 @@ int main(int argc, char **argv) {
         for (int i = 0; i < nout; i++) {
             mdl_tensor_info ti;
             mdl_model_output_info(m, i, &ti);
-            cJSON *t = cJSON_CreateObject();
-            cJSON_AddStringToObject(t, "name", ti.name);
-            cJSON_AddStringToObject(t, "dtype", mdl_dtype_name(ti.dtype));
-            cJSON *sh = cJSON_AddArrayToObject(t, "shape");
-            for (int32_t d = 0; d < ti.rank; d++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)ti.dims[d]));
+            cJSON *t = tool_tensor_json(&ti);
             cJSON_AddItemToArray(jo, t);
         }
         cJSON_AddNumberToObject(j, "batch", (double)batch);
@@ -640,7 +625,7 @@ int main(int argc, char **argv) {
         for (int i = 0; i < nin; i++) {
             mdl_tensor_info ti;
             mdl_model_input_info(m, i, &ti);
-            printf("input %-5d %s %s %s: %s\n", i, ti.name, mdl_dtype_name(ti.dtype), shape_str(a, sizeof a, ti.rank, ti.dims), how[i]);
+            printf("input %-5d %s %s %s: %s\n", i, ti.name, mdl_dtype_name(ti.dtype), tool_shape_str(a, sizeof a, ti.rank, ti.dims), how[i]);
         }
         printf("setup       batch %lld, BLAS threads %s, warm-up %d, %d timed runs\n", (long long)batch,
                blas_env ? blas_env : "(library default)", o.warmup, iters);
@@ -666,7 +651,7 @@ int main(int argc, char **argv) {
                 if (mdl_model_node_info(m, k, &ni)) continue;
                 a[0] = 0;
                 if (ni.nout > 0 && ni.outputs[0] >= 0 && !mdl_model_tensor_info(m, ni.outputs[0], &ot, NULL))
-                    shape_str(a, sizeof a, ot.rank, ot.dims);
+                    tool_shape_str(a, sizeof a, ot.rank, ot.dims);
                 if (stats[k].flops > 0 && stats[k].ms > 0) snprintf(b, sizeof b, "%.2f", stats[k].flops / (stats[k].ms * 1e6));
                 else snprintf(b, sizeof b, "-");
                 printf("%4d  %-32.32s %-16s %-18s %10.2f %6.1f%% %8s\n", k, ni.name, ni.op, a, stats[k].ms * 1e3,

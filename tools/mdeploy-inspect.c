@@ -1,26 +1,15 @@
 /* mdeploy-inspect: metadata, inputs/outputs, operators with tensor shapes, weight and arena bytes.
    usage: mdeploy-inspect MODEL.mdl [--json] */
 #include "mdeploy/mdeploy.h"
+#include "tool_util.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char *shape_str(char *buf, size_t cap, const mdl_tensor_info *ti) {
-    size_t n = (size_t)snprintf(buf, cap, "[");
-    for (int32_t i = 0; i < ti->rank && n < cap; i++)
-        n += (size_t)snprintf(buf + n, cap - n, i ? ",%lld" : "%lld", (long long)ti->dims[i]);
-    if (n < cap) snprintf(buf + n, cap - n, "]");
-    return buf;
-}
-
 static cJSON *info_json(const mdl_tensor_info *ti) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "name", ti->name);
-    cJSON_AddStringToObject(o, "dtype", mdl_dtype_name(ti->dtype));
-    cJSON *shape = cJSON_AddArrayToObject(o, "shape");
-    for (int32_t d = 0; d < ti->rank; d++) cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)ti->dims[d]));
+    cJSON *o = tool_tensor_json(ti);
     cJSON_AddNumberToObject(o, "bytes", (double)ti->bytes);
     if (ti->nquant) {
         cJSON *q = cJSON_AddObjectToObject(o, "quant");
@@ -47,7 +36,7 @@ static void print_tensor(const mdl_model *m, int t) {
     bool constant;
     char s[160];
     mdl_model_tensor_info(m, t, &ti, &constant);
-    printf("%s%s %s %s", constant ? "const " : "", ti.name, mdl_dtype_name(ti.dtype), shape_str(s, sizeof s, &ti));
+    printf("%s%s %s %s", constant ? "const " : "", ti.name, mdl_dtype_name(ti.dtype), tool_shape_str(s, sizeof s, ti.rank, ti.dims));
 }
 
 int main(int argc, char **argv) {
@@ -136,13 +125,13 @@ int main(int argc, char **argv) {
             mdl_tensor_info ti;
             char s[160];
             mdl_model_input_info(m, i, &ti);
-            printf("input  %d     %s %s %s\n", i, ti.name, mdl_dtype_name(ti.dtype), shape_str(s, sizeof s, &ti));
+            printf("input  %d     %s %s %s\n", i, ti.name, mdl_dtype_name(ti.dtype), tool_shape_str(s, sizeof s, ti.rank, ti.dims));
         }
         for (int i = 0; i < mdl_model_output_count(m); i++) {
             mdl_tensor_info ti;
             char s[160];
             mdl_model_output_info(m, i, &ti);
-            printf("output %d     %s %s %s\n", i, ti.name, mdl_dtype_name(ti.dtype), shape_str(s, sizeof s, &ti));
+            printf("output %d     %s %s %s\n", i, ti.name, mdl_dtype_name(ti.dtype), tool_shape_str(s, sizeof s, ti.rank, ti.dims));
         }
         printf("operators    %d\n", nn);
         for (int i = 0; i < nn; i++) {

@@ -1,6 +1,7 @@
 /* mdeploy-run: run a model on .npy inputs and write .npy outputs.
    usage: mdeploy-run MODEL.mdl -i IN.npy [-i IN2.npy ...] -o OUT.npy [-o OUT2.npy ...] [--json] */
 #include "mdeploy/mdeploy.h"
+#include "tool_util.h"
 #include "mdeploy/npy.h"
 
 #include <cjson/cJSON.h>
@@ -17,20 +18,8 @@ static void usage(FILE *f) {
                "  --json  print shapes, dtypes and the run time as JSON\n");
 }
 
-static const char *shape_str(char *buf, size_t cap, int32_t rank, const int64_t *dims) {
-    size_t n = (size_t)snprintf(buf, cap, "[");
-    for (int32_t i = 0; i < rank && n < cap; i++)
-        n += (size_t)snprintf(buf + n, cap - n, i ? ",%lld" : "%lld", (long long)dims[i]);
-    if (n < cap) snprintf(buf + n, cap - n, "]");
-    return buf;
-}
-
 static cJSON *tensor_json(const mdl_tensor_info *ti, const char *file) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "name", ti->name);
-    cJSON_AddStringToObject(o, "dtype", mdl_dtype_name(ti->dtype));
-    cJSON *shape = cJSON_AddArrayToObject(o, "shape");
-    for (int32_t d = 0; d < ti->rank; d++) cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)ti->dims[d]));
+    cJSON *o = tool_tensor_json(ti);
     if (file) cJSON_AddStringToObject(o, "file", file);
     return o;
 }
@@ -100,8 +89,8 @@ int main(int argc, char **argv) {
         bool same = x->rank == ti.rank && !memcmp(x->dims, ti.dims, sizeof(int64_t) * (size_t)ti.rank);
         if (x->dtype != ti.dtype || !same) {
             fprintf(stderr, "mdeploy-run: input %d '%s' (%s) must be %s %s, got %s %s\n", i, ti.name,
-                    ins[i], mdl_dtype_name(ti.dtype), shape_str(a, sizeof a, ti.rank, ti.dims),
-                    mdl_dtype_name(x->dtype), shape_str(b, sizeof b, x->rank, x->dims));
+                    ins[i], mdl_dtype_name(ti.dtype), tool_shape_str(a, sizeof a, ti.rank, ti.dims),
+                    mdl_dtype_name(x->dtype), tool_shape_str(b, sizeof b, x->rank, x->dims));
             goto done;
         }
         mdl_session_set_input(s, i, x->data, x->bytes, NULL);
@@ -148,7 +137,7 @@ int main(int argc, char **argv) {
             mdl_tensor_info ti;
             mdl_model_output_info(m, i, &ti);
             printf("output %d '%s': %s %s%s%s\n", i, ti.name, mdl_dtype_name(ti.dtype),
-                   shape_str(a, sizeof a, ti.rank, ti.dims), i < nout ? " -> " : "", i < nout ? outs[i] : "");
+                   tool_shape_str(a, sizeof a, ti.rank, ti.dims), i < nout ? " -> " : "", i < nout ? outs[i] : "");
         }
     }
     rc = 0;
