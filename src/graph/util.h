@@ -30,8 +30,8 @@ static inline bool mdl__add_size(size_t a, size_t b, size_t *out) {
 }
 static inline size_t mdl__align_up(size_t v, size_t a) { return (v + (a - 1)) & ~(a - 1); }
 
-/* Where the planner puts tensors and scratch and where sessions and copied models start: a cache
-   line, so that SIMD kernels' full-width loads and stores never straddle two (a 64-byte vector
+/* Where the planner puts tensors and scratch, where sessions and copied models start, and where
+   the writer puts weight buffers in a file: a cache line, so that SIMD kernels' full-width loads and stores never straddle two (a 64-byte vector
    at a 16-byte offset costs two L1 accesses).  Stored plans need only MDL_ALIGN. */
 #define MDL__LINE_ALIGN 64
 

@@ -43,10 +43,7 @@ DESC(d_quant, "Quantization", VEC(4), VEC(8), SC(4));
 DESC(d_tensor, "Tensor", STR, SC(1), VEC(8), SC(4), TAB(d_quant));
 DESC(d_operator, "Operator", SC(2), STR, VEC(4), VEC(4), SC(1),
      {FB_UNION, 4, 0, NULL, option_descs, MDL_OPTIONS_COUNT - 1});
-/* Alignment of weight buffers in files this writer produces (a multiple of MDL_ALIGN, the
-   alignment the reader requires). */
-#define WRITE_ALIGN 64
-_Static_assert(WRITE_ALIGN % MDL_ALIGN == 0, "write alignment");
+_Static_assert(MDL__LINE_ALIGN % MDL_ALIGN == 0, "weights are written more aligned than read");
 
 DESC(d_buffer, "Buffer", VECA(1, MDL_ALIGN));
 DESC(d_kv, "KeyValue", STR, STR);
@@ -460,7 +457,7 @@ mdl_status mdl__format_write(fb_builder *b, const mdl__graph *g, const mdl__plan
         return mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory writing the model");
     }
     fb_ref *tref = refs, *oref = refs + nt, *bref = refs + nt + nn, *kvref = bref + nt + 1;
-    /* Weight buffers first, each at a 64-byte file offset (WRITE_ALIGN; the reader needs only
+    /* Weight buffers first, each at a 64-byte file offset (MDL__LINE_ALIGN; the reader needs only
        MDL_ALIGN): a mapped file starts on a page, so kernels that read weights in place (the
        x86 direct conv) get whole cache lines per vector load.  Written back to front, they end up at the end of the file, after
        the small tables, which keeps the graph description together at the front. */
@@ -471,7 +468,7 @@ mdl_status mdl__format_write(fb_builder *b, const mdl__graph *g, const mdl__plan
     for (size_t t = 0; t < nt; t++) {
         buffer_of[t] = 0;
         if (!g->tensors[t].data) continue;
-        fb_ref v = fb_create_vector(b, g->tensors[t].data, g->tensors[t].bytes, 1, WRITE_ALIGN);
+        fb_ref v = fb_create_vector(b, g->tensors[t].data, g->tensors[t].bytes, 1, MDL__LINE_ALIGN);
         fb_start_table(b);
         fb_add_ref(b, 0, v);
         bref[nbuf] = fb_end_table(b);
