@@ -28,39 +28,70 @@ static tm_mlp mlp_shape(int64_t batch) {
     return p;
 }
 
+/* A model built for a test: its reference weights and its serialized bytes. */
+typedef struct built {
+    tm_mlp p;
+    void *data;
+    size_t size;
+} built;
+
+static built build(tm_mlp p, uint64_t seed) {
+    built b = {p, NULL, 0};
+    assert_int_equal(tm_build_mlp(&b.p, seed, &b.data, &b.size), MDL_OK);
+    return b;
+}
+
+static void built_free(built *b) {
+    free(b->data);
+    tm_mlp_free(&b->p);
+}
+
+static mdl_model *load(const built *b) {
+    mdl_model *m;
+    assert_int_equal(mdl_model_load_buffer(b->data, b->size, NULL, &m, NULL), MDL_OK);
+    return m;
+}
+
+/* One fresh random batch written straight into the input buffer, run, and compared with the
+   independent reference. */
+static void run_matches_reference(mdl_session *s, const tm_mlp *p) {
+    const int64_t nx = p->batch * p->in, ny = p->batch * p->out;
+    float *x = malloc(sizeof(float) * (size_t)nx), *ref = malloc(sizeof(float) * (size_t)ny);
+    assert_true(x && ref);
+    th_fill_uniform(x, nx, -1, 1);
+    memcpy(mdl_session_input_data(s, 0), x, sizeof(float) * (size_t)nx);
+    assert_int_equal(mdl_session_run(s), MDL_OK);
+    tm_mlp_reference(p, x, ref);
+    th_assert_close(mdl_session_output_data(s, 0), ref, ny, 1e-5);
+    free(x);
+    free(ref);
+}
+
 static void test_mlp_matches_reference(void **state) {
     (void)state;
     for (int64_t batch = 1; batch <= 5; batch += 4) {
-        tm_mlp p = mlp_shape(batch);
-        void *data;
-        size_t size;
-        assert_int_equal(tm_build_mlp(&p, 7, &data, &size), MDL_OK);
+        built b = build(mlp_shape(batch), 7);
         mdl_model *m;
         mdl_error err;
-        assert_int_equal(mdl_model_load_buffer(data, size, NULL, &m, &err), MDL_OK);
+        assert_int_equal(mdl_model_load_buffer(b.data, b.size, NULL, &m, &err), MDL_OK);
         mdl_session *s;
         assert_int_equal(mdl_session_create(m, NULL, &s, &err), MDL_OK);
         float x[5 * 8], ref[5 * 3];
         th_fill_uniform(x, batch * 8, -1, 1);
         assert_int_equal(mdl_session_set_input(s, 0, x, sizeof(float) * (size_t)(batch * 8), &err), MDL_OK);
         assert_int_equal(mdl_session_run(s), MDL_OK);
-        tm_mlp_reference(&p, x, ref);
+        tm_mlp_reference(&b.p, x, ref);
         th_assert_close(mdl_session_output_data(s, 0), ref, batch * 3, 1e-5);
         mdl_session_free(s);
         mdl_model_free(m);
-        free(data);
-        tm_mlp_free(&p);
+        built_free(&b);
     }
 }
 
 static void test_introspection(void **state) {
     (void)state;
-    tm_mlp p = mlp_shape(2);
-    void *data;
-    size_t size;
-    assert_int_equal(tm_build_mlp(&p, 1, &data, &size), MDL_OK);
-    mdl_model *m;
-    assert_int_equal(mdl_model_load_buffer(data, size, NULL, &m, NULL), MDL_OK);
+    built b = build(mlp_shape(2), 1);
+    mdl_model *m = load(&b);
     assert_string_equal(mdl_model_name(m), "test-mlp");
     assert_string_equal(mdl_model_version(m), "1.2.3");
     assert_string_equal(mdl_model_description(m), "residual MLP for tests");
@@ -91,20 +122,15 @@ static void test_introspection(void **state) {
     /* weights: W1 16x8 + b1 16 + W2 16x16 + b2 16 + W3 3x16 + b3 3, float32 */
     assert_int_equal(mdl_model_weight_bytes(m), 4 * (128 + 16 + 256 + 16 + 48 + 3));
     mdl_model_free(m);
-    free(data);
-    tm_mlp_free(&p);
+    built_free(&b);
 }
 
 /* The planner reuses memory: a chain h1..h4 of [2,16] tensors plus x and y needs less than the sum,
    and the arena is exactly large enough (the session's own bytes). */
 static void test_plan_reuses_memory(void **state) {
     (void)state;
-    tm_mlp p = mlp_shape(2);
-    void *data;
-    size_t size;
-    assert_int_equal(tm_build_mlp(&p, 1, &data, &size), MDL_OK);
-    mdl_model *m;
-    assert_int_equal(mdl_model_load_buffer(data, size, NULL, &m, NULL), MDL_OK);
+    built b = build(mlp_shape(2), 1);
+    mdl_model *m = load(&b);
     size_t sum = 0;
     for (int t = 0; t < mdl_model_tensor_count(m); t++) {
         mdl_tensor_info ti;
@@ -118,21 +144,17 @@ static void test_plan_reuses_memory(void **state) {
     /* h1 must stay alive until the residual add: at least three [2,16] buffers live at once */
     assert_true(act >= 3 * 2 * 16 * 4);
     mdl_model_free(m);
-    free(data);
-    tm_mlp_free(&p);
+    built_free(&b);
 }
 
 static void test_run_allocates_nothing(void **state) {
     (void)state;
-    tm_mlp p = mlp_shape(3);
-    void *data;
-    size_t size;
-    assert_int_equal(tm_build_mlp(&p, 3, &data, &size), MDL_OK);
+    built b = build(mlp_shape(3), 3);
     counter c = {0, 0, 0};
     mdl_allocator a = {count_alloc, count_free, &c};
     mdl_load_options lo = {&a, MDL_LOAD_COPY};
     mdl_model *m;
-    assert_int_equal(mdl_model_load_buffer(data, size, &lo, &m, NULL), MDL_OK);
+    assert_int_equal(mdl_model_load_buffer(b.data, b.size, &lo, &m, NULL), MDL_OK);
     mdl_session_options so = mdl_session_options_default();
     so.allocator = &a;
     mdl_session *s;
@@ -150,18 +172,13 @@ static void test_run_allocates_nothing(void **state) {
     mdl_session_free(s);
     mdl_model_free(m);
     assert_int_equal(c.allocs, c.frees); /* nothing leaked */
-    free(data);
-    tm_mlp_free(&p);
+    built_free(&b);
 }
 
 static void test_session_in_caller_arena(void **state) {
     (void)state;
-    tm_mlp p = mlp_shape(2);
-    void *data;
-    size_t size;
-    assert_int_equal(tm_build_mlp(&p, 5, &data, &size), MDL_OK);
-    mdl_model *m;
-    assert_int_equal(mdl_model_load_buffer(data, size, NULL, &m, NULL), MDL_OK);
+    built b = build(mlp_shape(2), 5);
+    mdl_model *m = load(&b);
     size_t need = mdl_model_arena_size(m);
     assert_true(need >= mdl_model_activation_bytes(m));
     uint8_t *region = malloc(need + 1);
@@ -174,12 +191,7 @@ static void test_session_in_caller_arena(void **state) {
     /* the exact size works at any alignment */
     assert_int_equal(mdl_session_create_in(m, region + 1, need, &s, &err), MDL_OK);
     assert_true((uint8_t *)s >= region + 1 && (uint8_t *)s < region + 1 + need);
-    float x[16], ref[6];
-    th_fill_uniform(x, 16, -1, 1);
-    memcpy(mdl_session_input_data(s, 0), x, sizeof x);
-    assert_int_equal(mdl_session_run(s), MDL_OK);
-    tm_mlp_reference(&p, x, ref);
-    th_assert_close(mdl_session_output_data(s, 0), ref, 6, 1e-5);
+    run_matches_reference(s, &b.p);
     const uint8_t *out = mdl_session_output_data(s, 0);
     assert_true(out >= region + 1 && out + 6 * 4 <= region + 1 + need);
     /* even there, every tensor starts on a cache line (SIMD loads never straddle two) */
@@ -188,8 +200,7 @@ static void test_session_in_caller_arena(void **state) {
     mdl_session_free(s);
     free(region);
     mdl_model_free(m);
-    free(data);
-    tm_mlp_free(&p);
+    built_free(&b);
 }
 
 /* Written weight buffers start at 64-byte file offsets, so a mapped file (page aligned) gives
@@ -197,71 +208,60 @@ static void test_session_in_caller_arena(void **state) {
    weight's known bytes. */
 static void test_weights_on_cache_lines(void **state) {
     (void)state;
-    tm_mlp p = mlp_shape(3);
-    void *data;
-    size_t size;
-    assert_int_equal(tm_build_mlp(&p, 11, &data, &size), MDL_OK);
+    built b = build(mlp_shape(3), 11);
+    const tm_mlp *p = &b.p;
+    const uint8_t *data = b.data;
     const struct { const float *v; int64_t n; } w[] = {
-        {p.w1, p.hid * p.in}, {p.b1, p.hid}, {p.w2, p.hid * p.hid},
-        {p.b2, p.hid}, {p.w3, p.out * p.hid}, {p.b3, p.out}};
+        {p->w1, p->hid * p->in}, {p->b1, p->hid}, {p->w2, p->hid * p->hid},
+        {p->b2, p->hid}, {p->w3, p->out * p->hid}, {p->b3, p->out}};
     for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
         const size_t bytes = (size_t)w[i].n * sizeof(float);
         const uint8_t *hit = NULL;
-        for (size_t off = 0; off + bytes <= size && !hit; off++)
-            if (!memcmp((const uint8_t *)data + off, w[i].v, bytes)) hit = (const uint8_t *)data + off;
+        for (size_t off = 0; off + bytes <= b.size && !hit; off++)
+            if (!memcmp(data + off, w[i].v, bytes)) hit = data + off;
         assert_non_null(hit);
-        if ((hit - (const uint8_t *)data) % 64)
-            fail_msg("weight %zu at file offset %td", i, hit - (const uint8_t *)data);
+        if ((hit - data) % 64) fail_msg("weight %zu at file offset %td", i, hit - data);
     }
-    free(data);
-    tm_mlp_free(&p);
+    built_free(&b);
 }
 
 /* Firmware style: the model used in place from an aligned buffer and every byte from a bump
    allocator over a static array. */
 static void test_heap_free_loading(void **state) {
     (void)state;
-    tm_mlp p = mlp_shape(1);
-    void *data;
-    size_t size;
-    assert_int_equal(tm_build_mlp(&p, 9, &data, &size), MDL_OK);
+    built b = build(mlp_shape(1), 9);
     static _Alignas(16) uint8_t heap[16384];
     mdl_bump bump;
     mdl_allocator a = mdl_bump_init(&bump, heap, sizeof heap);
     mdl_load_options lo = {&a, 0};
     mdl_model *m;
     mdl_error err;
-    assert_int_equal(mdl_model_load_buffer(data, size, &lo, &m, &err), MDL_OK);
+    assert_int_equal(mdl_model_load_buffer(b.data, b.size, &lo, &m, &err), MDL_OK);
     assert_true(bump.used > 0 && bump.used < sizeof heap);
     static _Alignas(16) uint8_t arena[4096];
     assert_true(mdl_model_arena_size(m) <= sizeof arena);
     mdl_session *s;
     assert_int_equal(mdl_session_create_in(m, arena, sizeof arena, &s, &err), MDL_OK);
-    float x[8], ref[3];
-    th_fill_uniform(x, 8, -1, 1);
-    memcpy(mdl_session_input_data(s, 0), x, sizeof x);
-    assert_int_equal(mdl_session_run(s), MDL_OK);
-    tm_mlp_reference(&p, x, ref);
-    th_assert_close(mdl_session_output_data(s, 0), ref, 3, 1e-5);
+    run_matches_reference(s, &b.p);
     /* in place means in place: the weights are read from the caller's buffer */
     mdl_tensor_info ti;
     bool c;
     mdl_model_tensor_info(m, 1, &ti, &c);
     assert_true(c);
     /* a misaligned buffer without MDL_LOAD_COPY is refused, with COPY it loads */
-    uint8_t *shifted = malloc(size + 1);
-    memcpy(shifted + 1, data, size);
+    uint8_t *shifted = malloc(b.size + 1);
+    memcpy(shifted + 1, b.data, b.size);
     mdl_model *m2;
-    assert_int_equal(mdl_model_load_buffer(shifted + 1, size, NULL, &m2, &err), MDL_INVALID_ARGUMENT);
+    assert_int_equal(mdl_model_load_buffer(shifted + 1, b.size, NULL, &m2, &err),
+                     MDL_INVALID_ARGUMENT);
     assert_non_null(strstr(err.msg, "aligned"));
     mdl_load_options copy = {NULL, MDL_LOAD_COPY};
-    assert_int_equal(mdl_model_load_buffer(shifted + 1, size, &copy, &m2, &err), MDL_OK);
+    assert_int_equal(mdl_model_load_buffer(shifted + 1, b.size, &copy, &m2, &err), MDL_OK);
     mdl_model_free(m2);
     free(shifted);
     mdl_session_free(s);
     mdl_model_free(m);
-    free(data);
-    tm_mlp_free(&p);
+    built_free(&b);
 }
 
 /* ---- threads ------------------------------------------------------------------------------ */
@@ -293,12 +293,8 @@ static void *worker(void *arg) {
 
 static void test_shared_model_threads(void **state) {
     (void)state;
-    tm_mlp p = mlp_shape(1);
-    void *data;
-    size_t size;
-    assert_int_equal(tm_build_mlp(&p, 11, &data, &size), MDL_OK);
-    mdl_model *m;
-    assert_int_equal(mdl_model_load_buffer(data, size, NULL, &m, NULL), MDL_OK);
+    built b = build(mlp_shape(1), 11);
+    mdl_model *m = load(&b);
     static float x[NINPUTS * 8], single[NINPUTS * 3], multi[NTHREADS][NINPUTS * 3];
     th_fill_uniform(x, NINPUTS * 8, -2, 2);
     job solo = {m, x, single, 0};
@@ -316,41 +312,31 @@ static void test_shared_model_threads(void **state) {
         assert_memory_equal(multi[t], single, sizeof single); /* bit-identical */
     }
     float ref[3];
-    tm_mlp_reference(&p, x, ref);
+    tm_mlp_reference(&b.p, x, ref);
     th_assert_close(single, ref, 3, 1e-5);
     mdl_model_free(m);
-    free(data);
-    tm_mlp_free(&p);
+    built_free(&b);
 }
 
 static void test_load_file_maps_in_place(void **state) {
     (void)state;
-    tm_mlp p = {1, 256, 512, 3, 0, 0, 0, 0, 0, 0}; /* ~1.6 MB of weights */
-    void *data;
-    size_t size;
-    assert_int_equal(tm_build_mlp(&p, 13, &data, &size), MDL_OK);
-    assert_true(th_write_file(th_tmp("m.mdl"), data, size));
+    built b = build((tm_mlp){1, 256, 512, 3, 0, 0, 0, 0, 0, 0}, 13); /* ~1.6 MB of weights */
+    assert_true(th_write_file(th_tmp("m.mdl"), b.data, b.size));
     counter c = {0, 0, 0};
     mdl_allocator a = {count_alloc, count_free, &c};
     mdl_load_options lo = {&a, 0};
     mdl_model *m;
     mdl_error err;
     assert_int_equal(mdl_model_load_file(th_tmp("m.mdl"), &lo, &m, &err), MDL_OK);
-    assert_true(size > 1000000);
+    assert_true(b.size > 1000000);
     assert_true(c.largest < 16384); /* only graph records: the file bytes are not copied */
     mdl_session *s;
     assert_int_equal(mdl_session_create(m, NULL, &s, &err), MDL_OK);
-    float x[256], ref[3];
-    th_fill_uniform(x, 256, -1, 1);
-    memcpy(mdl_session_input_data(s, 0), x, sizeof x);
-    assert_int_equal(mdl_session_run(s), MDL_OK);
-    tm_mlp_reference(&p, x, ref);
-    th_assert_close(mdl_session_output_data(s, 0), ref, 3, 1e-5);
+    run_matches_reference(s, &b.p);
     mdl_session_free(s);
     mdl_model_free(m);
     assert_int_equal(c.allocs, c.frees);
-    free(data);
-    tm_mlp_free(&p);
+    built_free(&b);
 }
 
 static void test_api_misuse(void **state) {

@@ -118,10 +118,14 @@ static void assert_msg_has(const mdl_error *err, const char *needle) {
     if (!strstr(err->msg, needle)) fail_msg("message \"%s\" lacks \"%s\"", err->msg, needle);
 }
 
-static void assert_pattern(const mdl_npy *a, mdl_dtype t, int rank, const int64_t *dims) {
+static void assert_shape(const mdl_npy *a, mdl_dtype t, int rank, const int64_t *dims) {
     assert_int_equal(a->dtype, t);
     assert_int_equal(a->rank, rank);
     for (int i = 0; i < rank; i++) assert_int_equal(a->dims[i], dims[i]);
+}
+
+static void assert_pattern(const mdl_npy *a, mdl_dtype t, int rank, const int64_t *dims) {
+    assert_shape(a, t, rank, dims);
     for (int i = rank; i < MDL_MAX_RANK; i++) assert_int_equal(a->dims[i], 0);
     int64_t n = count_of(rank, dims);
     size_t es = mdl_dtype_size(t);
@@ -136,6 +140,21 @@ static void assert_pattern(const mdl_npy *a, mdl_dtype t, int rank, const int64_
 }
 
 /* ---- NumPy writes, we read ---------------------------------------------------------------- */
+
+/* Reads g_dir/name into *a; any failure fails the test with the file named. */
+static void read_named(const char *name, mdl_npy *a) {
+    char path[256];
+    mdl_error err;
+    if (mdl_npy_read(path_in(path, sizeof path, name), a, &err) != MDL_OK)
+        fail_msg("%s: %s", name, err.msg);
+}
+
+static void expect_pattern_file(const char *name, mdl_dtype t, int rank, const int64_t *dims) {
+    mdl_npy a;
+    read_named(name, &a);
+    assert_pattern(&a, t, rank, dims);
+    mdl_npy_free(&a);
+}
 
 /* Writes NumPy's files once; every test that reads them calls this first, so each fails on its
    own when python3/numpy is missing. */
@@ -174,16 +193,11 @@ static void numpy_files(void) {
 static void test_read_numpy_files(void **state) {
     (void)state;
     numpy_files();
-    char path[256], name[64];
+    char name[64];
     for (int t = 0; t < NDTYPES; t++)
         for (int k = 0; k < NSHAPES; k++) {
             snprintf(name, sizeof name, "np_%s_%d.npy", k_code[t], k);
-            mdl_npy a;
-            mdl_error err;
-            mdl_status st = mdl_npy_read(path_in(path, sizeof path, name), &a, &err);
-            if (st != MDL_OK) fail_msg("%s: %s", name, err.msg);
-            assert_pattern(&a, (mdl_dtype)t, k_shapes[k].rank, k_shapes[k].dims);
-            mdl_npy_free(&a);
+            expect_pattern_file(name, (mdl_dtype)t, k_shapes[k].rank, k_shapes[k].dims);
         }
 }
 
@@ -197,11 +211,9 @@ static void test_read_numpy_versions_2_3(void **state) {
             size_t size;
             uint8_t *raw = slurp(path_in(path, sizeof path, name), &size);
             assert_int_equal(raw[6], v); /* NumPy really wrote that version */
+            expect_pattern_file(name, (mdl_dtype)t, 3, (int64_t[]){2, 3, 5});
             mdl_npy a;
             mdl_error err;
-            if (mdl_npy_read(path, &a, &err) != MDL_OK) fail_msg("%s: %s", name, err.msg);
-            assert_pattern(&a, (mdl_dtype)t, 3, (int64_t[]){2, 3, 5});
-            mdl_npy_free(&a);
             if (mdl_npy_read_buffer(raw, size, &a, &err) != MDL_OK)
                 fail_msg("%s: %s", name, err.msg);
             assert_pattern(&a, (mdl_dtype)t, 3, (int64_t[]){2, 3, 5});
@@ -213,13 +225,11 @@ static void test_read_numpy_versions_2_3(void **state) {
 static void test_read_numpy_specials(void **state) {
     (void)state;
     numpy_files();
-    char path[256], name[64];
+    char name[64];
     for (int t = 0; t < NDTYPES; t++) {
         snprintf(name, sizeof name, "np_%s_special.npy", k_code[t]);
         mdl_npy a;
-        mdl_error err;
-        if (mdl_npy_read(path_in(path, sizeof path, name), &a, &err) != MDL_OK)
-            fail_msg("%s: %s", name, err.msg);
+        read_named(name, &a);
         assert_int_equal(a.dtype, t);
         assert_int_equal(a.rank, 1);
         assert_int_equal(a.dims[0], k_special_n[t]);
@@ -244,12 +254,7 @@ static void test_read_numpy_specials(void **state) {
 static void test_read_ignores_trailing_array(void **state) {
     (void)state;
     numpy_files();
-    char path[256];
-    mdl_npy a;
-    mdl_error err;
-    assert_int_equal(mdl_npy_read(path_in(path, sizeof path, "np_two.npy"), &a, &err), MDL_OK);
-    assert_pattern(&a, MDL_DTYPE_INT64, 2, (int64_t[]){2, 3});
-    mdl_npy_free(&a);
+    expect_pattern_file("np_two.npy", MDL_DTYPE_INT64, 2, (int64_t[]){2, 3});
 }
 
 static void expect_file_reject(const char *name, mdl_status want, const char *needle) {
@@ -366,9 +371,7 @@ static void expect_ok(int major, const char *header, size_t data, mdl_dtype t, i
     mdl_npy a;
     mdl_error err;
     if (mdl_npy_read_buffer(buf, n, &a, &err) != MDL_OK) fail_msg("%s: %s", header, err.msg);
-    assert_int_equal(a.dtype, t);
-    assert_int_equal(a.rank, rank);
-    for (int i = 0; i < rank; i++) assert_int_equal(a.dims[i], dims[i]);
+    assert_shape(&a, t, rank, dims);
     assert_true(a.bytes <= data);
     assert_memory_equal(a.data, buf + n - data, a.bytes);
     mdl_npy_free(&a);
@@ -414,6 +417,14 @@ static void expect_reject_v(int major, int minor, const char *header, size_t dat
 }
 static void expect_reject(const char *header, size_t data, mdl_status want, const char *needle) {
     expect_reject_v(1, 0, header, data, want, needle);
+}
+
+/* For buffers altered by hand after raw_npy: rejected as invalid, needle in the message. */
+static void expect_buffer_invalid(const void *buf, size_t n, const char *needle) {
+    mdl_npy a;
+    mdl_error err;
+    assert_int_equal(mdl_npy_read_buffer(buf, n, &a, &err), MDL_INVALID_ARGUMENT);
+    assert_msg_has(&err, needle);
 }
 
 #define HDR(descr, fortran, shape)                                                                 \
@@ -473,31 +484,23 @@ static void test_malformed_headers(void **state) {
     expect_reject_v(1, 1, HDR("'<f4'", "False", "(3,)"), 12, UNS, "version 1.1");
     expect_reject_v(0, 0, HDR("'<f4'", "False", "(3,)"), 12, UNS, "version 0.0");
 
-    mdl_npy a;
-    mdl_error err;
     uint8_t buf[200];
     /* a NUL after the dict (Python refuses NULs in source text) */
     size_t n = raw_npy(buf, sizeof buf, 1, 0, HDR("'<f4'", "False", "(3,)") "@", 12);
     *(uint8_t *)memchr(buf, '@', n) = 0;
-    assert_int_equal(mdl_npy_read_buffer(buf, n, &a, &err), INV);
-    assert_msg_has(&err, "unexpected bytes after the header dict");
+    expect_buffer_invalid(buf, n, "unexpected bytes after the header dict");
     n = raw_npy(buf, sizeof buf, 1, 0, HDR("'<f4'", "False", "(3,)"), 12);
     buf[0] = 'P';
-    assert_int_equal(mdl_npy_read_buffer(buf, n, &a, &err), INV);
-    assert_msg_has(&err, "not a .npy file");
-    assert_int_equal(mdl_npy_read_buffer("PK\3\4", 4, &a, &err), INV);
-    assert_msg_has(&err, "not a .npy file");
-    assert_int_equal(mdl_npy_read_buffer("\x93NUM", 4, &a, &err), INV);
-    assert_msg_has(&err, "only 4 bytes, too short");
+    expect_buffer_invalid(buf, n, "not a .npy file");
+    expect_buffer_invalid("PK\3\4", 4, "not a .npy file");
+    expect_buffer_invalid("\x93NUM", 4, "only 4 bytes, too short");
     /* declared header length past the end, and past the limit */
     n = raw_npy(buf, sizeof buf, 1, 0, HDR("'<f4'", "False", "(3,)"), 0);
     buf[8] = 0xe8, buf[9] = 0x03; /* 1000 */
-    assert_int_equal(mdl_npy_read_buffer(buf, n, &a, &err), INV);
-    assert_msg_has(&err, "header is truncated: it needs 1000 bytes");
+    expect_buffer_invalid(buf, n, "header is truncated: it needs 1000 bytes");
     n = raw_npy(buf, sizeof buf, 2, 0, HDR("'<f4'", "False", "(3,)"), 0);
     buf[10] = 0x10; /* 0x10xxxxxx */
-    assert_int_equal(mdl_npy_read_buffer(buf, n, &a, &err), INV);
-    assert_msg_has(&err, "exceeds the 65536-byte limit");
+    expect_buffer_invalid(buf, n, "exceeds the 65536-byte limit");
 }
 
 /* Every header byte replaced by a few values: the reader must answer OK or an error with a
@@ -573,9 +576,7 @@ static void test_round_trip_every_dtype_and_rank(void **state) {
                 assert_int_equal(mdl_npy_read_buffer(raw, size, &b, &err), MDL_OK);
                 const mdl_npy *both[2] = {&a, &b};
                 for (int k = 0; k < 2; k++) {
-                    assert_int_equal(both[k]->dtype, t);
-                    assert_int_equal(both[k]->rank, rank);
-                    for (int i = 0; i < rank; i++) assert_int_equal(both[k]->dims[i], dims[i]);
+                    assert_shape(both[k], (mdl_dtype)t, rank, dims);
                     assert_int_equal(both[k]->bytes, bytes);
                     assert_non_null(both[k]->data);
                     if (bytes) assert_memory_equal(both[k]->data, data, bytes);
@@ -587,6 +588,16 @@ static void test_round_trip_every_dtype_and_rank(void **state) {
             }
 }
 
+/* Reads back the file at path: the header dict text right after the 10-byte preamble, and the
+   whole file's size.  Returns the bytes (free()). */
+static uint8_t *slurp_header(const char *path, const char *want, size_t want_size) {
+    size_t size;
+    uint8_t *raw = slurp(path, &size);
+    assert_memory_equal(raw + 10, want, strlen(want));
+    assert_int_equal(size, want_size);
+    return raw;
+}
+
 static void test_write_header_text(void **state) {
     (void)state;
     char path[256];
@@ -594,28 +605,18 @@ static void test_write_header_text(void **state) {
     assert_int_equal(mdl_npy_write(path_in(path, sizeof path, "hdr.npy"), MDL_DTYPE_FLOAT32, 2,
                                    (int64_t[]){2, 3}, x, NULL),
                      MDL_OK);
-    size_t size;
-    uint8_t *raw = slurp(path, &size);
     const char *want = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }";
-    assert_memory_equal(raw + 10, want, strlen(want));
+    uint8_t *raw = slurp_header(path, want, 128 + 24);
     for (size_t i = 10 + strlen(want); i < 127; i++) assert_int_equal(raw[i], ' ');
     assert_int_equal(raw[127], '\n');
-    assert_int_equal(size, 128 + 24);
     free(raw);
     int8_t s = -3;
     assert_int_equal(mdl_npy_write(path, MDL_DTYPE_INT8, 0, NULL, &s, NULL), MDL_OK);
-    raw = slurp(path, &size);
-    want = "{'descr': '|i1', 'fortran_order': False, 'shape': (), }";
-    assert_memory_equal(raw + 10, want, strlen(want));
-    assert_int_equal(size, 129);
+    raw = slurp_header(path, "{'descr': '|i1', 'fortran_order': False, 'shape': (), }", 129);
     assert_int_equal((int8_t)raw[128], -3);
     free(raw);
     assert_int_equal(mdl_npy_write(path, MDL_DTYPE_INT64, 1, (int64_t[]){0}, NULL, NULL), MDL_OK);
-    raw = slurp(path, &size);
-    want = "{'descr': '<i8', 'fortran_order': False, 'shape': (0,), }";
-    assert_memory_equal(raw + 10, want, strlen(want));
-    assert_int_equal(size, 128);
-    free(raw);
+    free(slurp_header(path, "{'descr': '<i8', 'fortran_order': False, 'shape': (0,), }", 128));
 }
 
 /* Appends "path;descr;d0,d1;v0,v1,...\n" to the manifest NumPy checks. */
@@ -639,41 +640,39 @@ static void manifest_add(FILE *m, const char *path, mdl_dtype t, int rank, const
     fputc('\n', m);
 }
 
+/* Writes g_dir/name and lists it in the manifest. */
+static void write_listed(FILE *m, const char *name, mdl_dtype t, int rank, const int64_t *dims,
+                         const void *data) {
+    char path[256];
+    mdl_error err;
+    if (mdl_npy_write(path_in(path, sizeof path, name), t, rank, dims, data, &err) != MDL_OK)
+        fail_msg("%s: %s", name, err.msg);
+    manifest_add(m, path, t, rank, dims, data);
+}
+
 static void test_numpy_reads_ours(void **state) {
     (void)state;
-    char path[256], mpath[256];
+    char mpath[256], name[64];
     FILE *m = fopen(path_in(mpath, sizeof mpath, "manifest.txt"), "w");
     assert_non_null(m);
     int files = 0;
     for (int t = 0; t < NDTYPES; t++) {
         for (int k = 0; k < NSHAPES; k++) {
-            char name[64];
             snprintf(name, sizeof name, "ours_%s_%d.npy", k_code[t], k);
             int64_t n = count_of(k_shapes[k].rank, k_shapes[k].dims);
             void *d = pattern_data((mdl_dtype)t, n);
-            mdl_error err;
-            if (mdl_npy_write(path_in(path, sizeof path, name), (mdl_dtype)t, k_shapes[k].rank,
-                              k_shapes[k].dims, d, &err) != MDL_OK)
-                fail_msg("%s", err.msg);
-            manifest_add(m, path, (mdl_dtype)t, k_shapes[k].rank, k_shapes[k].dims, d);
+            write_listed(m, name, (mdl_dtype)t, k_shapes[k].rank, k_shapes[k].dims, d);
             free(d);
             files++;
         }
-        char name[64];
         snprintf(name, sizeof name, "ours_%s_special.npy", k_code[t]);
-        assert_int_equal(mdl_npy_write(path_in(path, sizeof path, name), (mdl_dtype)t, 1,
-                                       &k_special_n[t], k_special[t], NULL),
-                         MDL_OK);
-        manifest_add(m, path, (mdl_dtype)t, 1, &k_special_n[t], k_special[t]);
+        write_listed(m, name, (mdl_dtype)t, 1, &k_special_n[t], k_special[t]);
         files++;
     }
     /* rank 8, the most we write */
     int64_t d8[8] = {1, 2, 1, 3, 1, 1, 2, 1};
     void *d = pattern_data(MDL_DTYPE_FLOAT32, 12);
-    assert_int_equal(mdl_npy_write(path_in(path, sizeof path, "ours_rank8.npy"), MDL_DTYPE_FLOAT32,
-                                   8, d8, d, NULL),
-                     MDL_OK);
-    manifest_add(m, path, MDL_DTYPE_FLOAT32, 8, d8, d);
+    write_listed(m, "ours_rank8.npy", MDL_DTYPE_FLOAT32, 8, d8, d);
     free(d);
     files++;
     fclose(m);

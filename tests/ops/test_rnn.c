@@ -204,26 +204,27 @@ static rnn_case random_case(mdl_op op, mdl_rnn_direction dir, unsigned flags) {
     return c;
 }
 
-static void test_lstm_random(void **state) {
-    (void)state;
-    th_seed(11);
+/* Random sizes in every direction with every mix of the optional inputs (flags: B, initial_h,
+   then initial_c for LSTM or linear_before_reset for GRU), cycling through 1..all outputs. */
+static void random_sweep(mdl_op op, uint64_t seed) {
+    const unsigned max_out = op == MDL_OP_LSTM ? 3 : 2;
+    th_seed(seed);
     for (int rep = 0; rep < 4; rep++)
         for (int dir = 0; dir < 3; dir++)
-            for (unsigned flags = 0; flags < 8; flags++) { /* B, initial_h, initial_c */
-                rnn_case c = random_case(MDL_OP_LSTM, (mdl_rnn_direction)dir, flags);
-                check_case(&c, 1 + (int)((flags + (unsigned)rep) % 3), 1e-5);
+            for (unsigned flags = 0; flags < 8; flags++) {
+                rnn_case c = random_case(op, (mdl_rnn_direction)dir, flags);
+                check_case(&c, 1 + (int)((flags + (unsigned)rep) % max_out), 1e-5);
             }
+}
+
+static void test_lstm_random(void **state) {
+    (void)state;
+    random_sweep(MDL_OP_LSTM, 11);
 }
 
 static void test_gru_random(void **state) {
     (void)state;
-    th_seed(12);
-    for (int rep = 0; rep < 4; rep++)
-        for (int dir = 0; dir < 3; dir++)
-            for (unsigned flags = 0; flags < 8; flags++) { /* B, initial_h, linear_before_reset */
-                rnn_case c = random_case(MDL_OP_GRU, (mdl_rnn_direction)dir, flags);
-                check_case(&c, 1 + (int)((flags + (unsigned)rep) % 2), 1e-5);
-            }
+    random_sweep(MDL_OP_GRU, 12);
 }
 
 static void test_size_one_and_extremes(void **state) {
@@ -241,6 +242,41 @@ static void test_size_one_and_extremes(void **state) {
             }
 }
 
+/* A kernel context over in[] for prepare, as the model loader builds one: absent inputs stay NULL
+   and only the inputs in const_mask (bit i = input i) carry data.  k points into the struct, so it
+   must stay where it was set up. */
+typedef struct direct_ctx {
+    mdl__kctx k;
+    mdl__tensor tin[7];
+    mdl_op_options opt;
+    mdl_error err;
+} direct_ctx;
+
+static void direct_init(direct_ctx *x, const rnn_case *c, const th_tensor *in, int nin, int nout,
+                        unsigned const_mask) {
+    memset(x, 0, sizeof *x);
+    x->opt = make_options(c);
+    x->k.op = c->op;
+    x->k.name = "test";
+    x->k.opt = &x->opt;
+    x->k.nin = nin;
+    x->k.nout = nout;
+    x->k.err = &x->err;
+    for (int i = 0; i < nin; i++) {
+        if (in[i].rank < 0) continue;
+        mdl__tensor *t = &x->tin[i];
+        t->dtype = in[i].dtype;
+        t->rank = in[i].rank;
+        memcpy(t->dims, in[i].dims, sizeof t->dims);
+        t->count = in[i].count;
+        t->data = (const_mask >> i) & 1 ? in[i].data : NULL;
+        x->k.in[i] = t;
+    }
+}
+
+/* W, R, B constant as make_inputs marks them. */
+#define CONST_WRB ((1u << 1) | (1u << 2) | (1u << 3))
+
 /* Calls the kernel directly, the way the model loader does: outputs may be absent in the middle
    (output index -1 in a graph; out_data[i] NULL where want[i] is false), only the inputs in
    const_mask (bit i = input i) are constants, and with pack the kernel's pack step fills
@@ -251,64 +287,43 @@ static void check_direct(const rnn_case *c, int nout, const bool *want, unsigned
     data_make(c, &dd);
     th_tensor in[7];
     int nin = make_inputs(c, &dd, in);
-    mdl_op_options o = make_options(c);
-    mdl__tensor tin[7];
-    mdl__kctx k;
-    memset(&k, 0, sizeof k);
-    k.op = c->op;
-    k.name = "test";
-    k.opt = &o;
-    k.nin = nin;
-    k.nout = nout;
-    mdl_error err = {0};
-    k.err = &err;
-    for (int i = 0; i < nin; i++) {
-        if (in[i].rank < 0) continue;
-        memset(&tin[i], 0, sizeof tin[i]);
-        tin[i].dtype = in[i].dtype;
-        tin[i].rank = in[i].rank;
-        memcpy(tin[i].dims, in[i].dims, sizeof tin[i].dims);
-        tin[i].count = in[i].count;
-        tin[i].data = (const_mask >> i) & 1 ? in[i].data : NULL;
-        k.in[i] = &tin[i];
-    }
+    direct_ctx x;
+    direct_init(&x, c, in, nin, nout, const_mask);
+    mdl__kctx *k = &x.k;
     const mdl__kernel *kern = mdl__kernel_find(c->op, MDL_DTYPE_FLOAT32);
     assert_non_null(kern);
-    mdl_status st = kern->prepare(&k);
-    if (st != MDL_OK) fail_msg("prepare: %s", err.msg);
+    mdl_status st = kern->prepare(k);
+    if (st != MDL_OK) fail_msg("prepare: %s", x.err.msg);
     void *packed = NULL;
-    if (pack && k.packed_bytes) {
+    if (pack && k->packed_bytes) {
         assert_non_null(kern->pack);
-        packed = aligned_alloc(64, (k.packed_bytes + 63) & ~(size_t)63);
-        memset(packed, 0x5A, k.packed_bytes);
-        k.packed = packed;
-        for (int i = 0; i < nin; i++) k.in_data[i] = k.in[i] ? k.in[i]->data : NULL;
-        assert_int_equal(kern->pack(&k), MDL_OK);
+        packed = aligned_alloc(64, (k->packed_bytes + 63) & ~(size_t)63);
+        memset(packed, 0x5A, k->packed_bytes);
+        k->packed = packed;
+        for (int i = 0; i < nin; i++) k->in_data[i] = k->in[i] ? k->in[i]->data : NULL;
+        assert_int_equal(kern->pack(k), MDL_OK);
     }
-    for (int i = 0; i < nin; i++) k.in_data[i] = in[i].data;
+    for (int i = 0; i < nin; i++) k->in_data[i] = in[i].data;
     float *outs[3] = {0};
     for (int i = 0; i < nout; i++) {
         if (!want[i]) continue;
-        outs[i] = alloc_f(mdl__shape_count(&k.out_shape[i]));
-        k.out_data[i] = outs[i];
+        outs[i] = alloc_f(mdl__shape_count(&k->out_shape[i]));
+        k->out_data[i] = outs[i];
     }
-    k.scratch = malloc(k.scratch_bytes + 16);
-    memset(k.scratch, 0x5A, k.scratch_bytes);
-    assert_int_equal(kern->run(&k), MDL_OK);
+    k->scratch = malloc(k->scratch_bytes + 16);
+    memset(k->scratch, 0x5A, k->scratch_bytes);
+    assert_int_equal(kern->run(k), MDL_OK);
     int64_t NH = c->N * c->H;
     double tol = c->S * c->H > 1000 ? 1e-4 : 1e-5;
     if (want[0]) th_assert_close(outs[0], dd.y, c->S * dd.D * NH, tol);
     if (nout > 1 && want[1]) th_assert_close(outs[1], dd.yh, dd.D * NH, tol);
     if (nout > 2 && want[2]) th_assert_close(outs[2], dd.yc, dd.D * NH, tol);
-    free(k.scratch);
+    free(k->scratch);
     free(packed);
     for (int i = 0; i < 3; i++) free(outs[i]);
     free_inputs(in, nin);
     data_free(&dd);
 }
-
-/* W, R, B constant as make_inputs marks them. */
-#define CONST_WRB ((1u << 1) | (1u << 2) | (1u << 3))
 
 static void check_partial(const rnn_case *c, int nout, const bool *want) {
     check_direct(c, nout, want, CONST_WRB, false);
@@ -484,33 +499,15 @@ static void test_scratch_size_is_stable(void **state) {
                 data_make(&c, &dd);
                 th_tensor in[7];
                 int nin = make_inputs(&c, &dd, in);
-                mdl_op_options opt = make_options(&c);
-                mdl__tensor tin[7];
-                mdl__kctx k;
-                memset(&k, 0, sizeof k);
-                k.op = o;
-                k.name = "test";
-                k.opt = &opt;
-                k.nin = nin;
-                k.nout = 2;
-                mdl_error err = {0};
-                k.err = &err;
-                for (int i = 0; i < nin; i++) {
-                    if (in[i].rank < 0) continue;
-                    memset(&tin[i], 0, sizeof tin[i]);
-                    tin[i].dtype = in[i].dtype;
-                    tin[i].rank = in[i].rank;
-                    memcpy(tin[i].dims, in[i].dims, sizeof tin[i].dims);
-                    tin[i].data = in[i].constant ? in[i].data : NULL;
-                    k.in[i] = &tin[i];
-                }
-                assert_int_equal(mdl__kernel_find(o, MDL_DTYPE_FLOAT32)->prepare(&k), MDL_OK);
+                direct_ctx x;
+                direct_init(&x, &c, in, nin, 2, CONST_WRB);
+                assert_int_equal(mdl__kernel_find(o, MDL_DTYPE_FLOAT32)->prepare(&x.k), MDL_OK);
                 const size_t G = op ? 3 : 4, H = 9, N = 3, S = 7;
 #define R4(n) (((n) + 3) / 4 * 4)
                 size_t r4 = R4(S * N * G * H) + R4(N * G * H) + R4(N * H) + (op ? 0 : R4(N * H)) +
                      (op && !lbr ? R4(N * H) : 0) + R4(G * H);
 #undef R4
-                assert_int_equal(k.scratch_bytes, r4 * sizeof(float));
+                assert_int_equal(x.k.scratch_bytes, r4 * sizeof(float));
                 free_inputs(in, nin);
                 data_free(&dd);
             }
