@@ -14,6 +14,8 @@
 #define MR 6  /* rows of C per microkernel call */
 #define NR 16 /* panel width (MDL_GEMM_NR_AVX2) */
 
+#include "gemm_driver.h"
+
 _Static_assert(NR == MDL_GEMM_NR_AVX2, "panel width");
 
 /* ---- unpacked: dot-product tiles ----------------------------------------------------------- */
@@ -79,24 +81,12 @@ INLINE void dot_tile(const int RA, const int RB, int64_t K, const float *a, int6
 #pragma GCC unroll 2
     for (int i = 0; i < RA; i++) {
         float *ci = c + i * ldc;
-        /* bound first in max/min: a NaN sum stays NaN, like mdl__clampf */
-        if (RB == 8) {
-            __m256 s = hsum8(acc[i]);
-            if (bias) s = _mm256_add_ps(s, _mm256_loadu_ps(bias));
-            s = _mm256_min_ps(_mm256_set1_ps(hi), _mm256_max_ps(_mm256_set1_ps(lo), s));
-            _mm256_storeu_ps(ci, s);
-        } else if (RB == 4) {
-            __m128 s = hsum4(acc[i]);
-            if (bias) s = _mm_add_ps(s, _mm_loadu_ps(bias));
-            s = _mm_min_ps(_mm_set1_ps(hi), _mm_max_ps(_mm_set1_ps(lo), s));
-            _mm_storeu_ps(ci, s);
-        } else {
+        if (RB == 8) store_sums8(hsum8(acc[i]), bias, ci, lo, hi);
+        else if (RB == 4) store_sums4(hsum4(acc[i]), bias, ci, lo, hi);
+        else
 #pragma GCC unroll 8
-            for (int j = 0; j < RB; j++) {
-                float s = hsum1(acc[i][j]) + (bias ? bias[j] : 0.0f);
-                ci[j] = s < lo ? lo : (s > hi ? hi : s);
-            }
-        }
+            for (int j = 0; j < RB; j++)
+                store_sum1(hsum1(acc[i][j]), bias ? bias + j : NULL, ci + j, lo, hi);
     }
 }
 
@@ -193,8 +183,6 @@ INLINE void ukernel(const int R, const int NV, const int BMASK, int64_t kc, cons
         }
     }
 }
-
-#include "gemm_driver.h"
 
 #define UK_ROWS(NV, BM)                                                                            \
     UK(1, NV, BM) UK(2, NV, BM) UK(3, NV, BM) UK(4, NV, BM) UK(5, NV, BM) UK(6, NV, BM)

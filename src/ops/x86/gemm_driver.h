@@ -1,9 +1,27 @@
-/* The part of the GEMM that is the same at every vector width: the microkernel instances and
-   the blocked loops.  Included by gemm_avx2.c and gemm_avx512.c after they define MR, NR and
-   ukernel(); they then instantiate UK for their row counts and define the `ukernels` table
-   declared here. */
+/* The part of the GEMM that is the same at every vector width: the dot tiles' stores, the
+   microkernel instances and the blocked loops.  Included by gemm_avx2.c and gemm_avx512.c once
+   they define MR and NR; they then define ukernel(), instantiate UK for their row counts and
+   define the `ukernels` table declared here. */
 #ifndef MDL_X86_GEMM_DRIVER_H
 #define MDL_X86_GEMM_DRIVER_H
+
+#include "simd.h"
+
+/* A dot tile's finished sums for 8, 4 or 1 columns: + bias (may be NULL), clamped to [lo, hi],
+   stored at c.  The bound goes first in max/min so that a NaN sum stays NaN, like
+   mdl__clampf. */
+INLINE void store_sums8(__m256 s, const float *bias, float *c, float lo, float hi) {
+    if (bias) s = _mm256_add_ps(s, _mm256_loadu_ps(bias));
+    _mm256_storeu_ps(c, _mm256_min_ps(_mm256_set1_ps(hi), _mm256_max_ps(_mm256_set1_ps(lo), s)));
+}
+INLINE void store_sums4(__m128 s, const float *bias, float *c, float lo, float hi) {
+    if (bias) s = _mm_add_ps(s, _mm_loadu_ps(bias));
+    _mm_storeu_ps(c, _mm_min_ps(_mm_set1_ps(hi), _mm_max_ps(_mm_set1_ps(lo), s)));
+}
+INLINE void store_sum1(float s, const float *bias, float *c, float lo, float hi) {
+    s += bias ? *bias : 0.0f;
+    *c = s < lo ? lo : (s > hi ? hi : s);
+}
 
 /* One instance per (rows, vectors, masked B loads); `ukernels` picks it at run time.  nvalid:
    the real columns of the block (stores past them are masked). */
