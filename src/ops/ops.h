@@ -22,6 +22,15 @@
  *            data-dependent checks (e.g. gather indices) may fail here.
  *
  * Layouts are documented in include/mdeploy/graph.h.
+ *
+ * Quantized (int8) kernels follow the TFLite scheme (src/quant/quant.h): they are registered
+ * under the dtype of their quantized input 0 (MDL_DTYPE_INT8), read every operand's scale and
+ * zero point from ctx->in[i] / ctx->out[i] (an int8 kernel requires declared outputs with
+ * quantization parameters and fails in prepare otherwise), validate them in prepare (weights
+ * symmetric, bias int32 with scale in_scale * w_scale, ...), and compute their fixed-point
+ * multipliers, folded bias and any SIMD weight layout once in pack.  They run only with that
+ * packed data (run fails with MDL_INTERNAL when ctx->packed is NULL, never computes garbage).
+ * Every SIMD variant gives results identical to the reference kernel.
  */
 #ifndef MDL_OPS_H
 #define MDL_OPS_H

@@ -44,6 +44,10 @@ extern const mdl__kernel mdl__reshape, mdl__transpose, mdl__concat, mdl__slice, 
 extern const mdl__kernel mdl__lstm_f32;
 extern const mdl__kernel mdl__gru_f32;
 /* END rnn declarations */
+/* BEGIN int8 dense-conv declarations */
+/* END int8 dense-conv declarations */
+/* BEGIN int8 elementwise declarations */
+/* END int8 elementwise declarations */
 
 static const mdl__kernel *const kernels[MDL_OP_COUNT][MDL_DTYPE_COUNT] = {
     [MDL_OP_FULLY_CONNECTED][MDL_DTYPE_FLOAT32] = &mdl__fc_f32,
@@ -88,6 +92,10 @@ static const mdl__kernel *const kernels[MDL_OP_COUNT][MDL_DTYPE_COUNT] = {
     [MDL_OP_LSTM][MDL_DTYPE_FLOAT32] = &mdl__lstm_f32,
     [MDL_OP_GRU][MDL_DTYPE_FLOAT32] = &mdl__gru_f32,
     /* END rnn entries */
+    /* BEGIN int8 dense-conv entries */
+    /* END int8 dense-conv entries */
+    /* BEGIN int8 elementwise entries */
+    /* END int8 elementwise entries */
 };
 
 const mdl__kernel *mdl__kernel_find(mdl_op op, mdl_dtype dtype) {

@@ -32,6 +32,20 @@ th_tensor th_tensor_absent(void) {
     return t;
 }
 
+void th_tensor_quant(th_tensor *t, int n, const float *scale, const int64_t *zero_point, int axis) {
+    t->nquant = n;
+    t->scale = scale;
+    t->zero_point = zero_point;
+    t->quant_axis = axis;
+}
+
+static void set_quant(mdl__tensor *t, const th_tensor *src) {
+    t->nquant = src->nquant;
+    t->quant_axis = src->quant_axis;
+    t->scale = src->scale;
+    t->zero_point = src->zero_point;
+}
+
 void th_tensor_free(th_tensor *t) {
     free(t->data);
     t->data = NULL;
@@ -60,17 +74,19 @@ mdl_status th_run_op(mdl_op op, const mdl_op_options *options, int nin, const th
         t->count = in[i].count;
         t->bytes = (size_t)t->count * mdl_dtype_size(t->dtype);
         t->data = in[i].constant ? in[i].data : NULL;
+        set_quant(t, &in[i]);
         ctx.in[i] = t;
         ctx.in_data[i] = in[i].data;
     }
     /* Outputs given with rank >= 0 are "declared" (RESHAPE needs that). */
     for (int i = 0; i < nout; i++) {
-        if (out[i].declared) {
+        if (out[i].declared || out[i].nquant > 0) {
             mdl__tensor *t = &tout[i];
             memset(t, 0, sizeof *t);
             t->dtype = out[i].dtype;
             t->rank = out[i].rank;
             memcpy(t->dims, out[i].dims, sizeof t->dims);
+            set_quant(t, &out[i]);
             ctx.out[i] = t;
         }
     }
@@ -87,7 +103,10 @@ mdl_status th_run_op(mdl_op op, const mdl_op_options *options, int nin, const th
     if (st != MDL_OK) return st;
     for (int i = 0; i < nout; i++) {
         mdl__shape *s = &ctx.out_shape[i];
+        th_tensor q = out[i];
         out[i] = th_tensor_make(s->dtype, s->rank, s->dims, NULL);
+        th_tensor_quant(&out[i], q.nquant, q.scale, q.zero_point, q.quant_axis);
+        out[i].declared = q.declared;
         mdl__tensor *t = &tout[i];
         memset(t, 0, sizeof *t);
         t->name = "out";
@@ -96,8 +115,21 @@ mdl_status th_run_op(mdl_op op, const mdl_op_options *options, int nin, const th
         memcpy(t->dims, s->dims, sizeof t->dims);
         t->count = out[i].count;
         t->bytes = (size_t)t->count * mdl_dtype_size(t->dtype);
+        set_quant(t, &out[i]);
         ctx.out[i] = t;
         ctx.out_data[i] = out[i].data;
+    }
+    void *packed = NULL;
+    if (k->pack && ctx.packed_bytes) {
+        /* as the loader does: once, from the constant inputs, 64-byte aligned */
+        packed = aligned_alloc(64, (ctx.packed_bytes + 63) & ~(size_t)63);
+        memset(packed, 0x5A, ctx.packed_bytes);
+        ctx.packed = packed;
+        st = k->pack(&ctx);
+        if (st != MDL_OK) {
+            free(packed);
+            return st;
+        }
     }
     void *scratch = NULL;
     if (ctx.scratch_bytes) {
@@ -107,6 +139,7 @@ mdl_status th_run_op(mdl_op op, const mdl_op_options *options, int nin, const th
     ctx.scratch = scratch;
     st = k->run(&ctx);
     free(scratch);
+    free(packed);
     return st;
 }
 

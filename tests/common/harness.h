@@ -27,15 +27,26 @@ typedef struct th_tensor {
     bool constant;
     bool declared; /* output only: its shape is given (RESHAPE needs a declared output) */
     int64_t count;
+    /* Quantization parameters (int8/uint8/int32 operands); nquant 0 = none.  The arrays belong
+       to the test and must outlive th_run_op.  An output with nquant > 0 keeps them: quantized
+       kernels read their output's parameters, so such an output is passed to prepare as declared
+       (its dtype/rank/dims must then be set too). */
+    int nquant, quant_axis;
+    const float *scale;
+    const int64_t *zero_point;
 } th_tensor;
+
+/* Sets t's quantization parameters (per tensor: n = 1). */
+void th_tensor_quant(th_tensor *t, int n, const float *scale, const int64_t *zero_point, int axis);
 
 /* Builds a tensor of dtype/rank/dims with data copied from src (or zeroed if src is NULL). */
 th_tensor th_tensor_make(mdl_dtype dtype, int rank, const int64_t *dims, const void *src);
 th_tensor th_tensor_absent(void);
 void th_tensor_free(th_tensor *t);
 
-/* Runs op on inputs through mdl__kernel_find(op, in[0].dtype): prepare (shape inference), then
-   run with freshly allocated outputs and scratch.  options NULL = defaults.  Returns the status of
+/* Runs op on inputs through mdl__kernel_find(op, in[0].dtype): prepare (shape inference), pack
+   (when the kernel asks for load-time data: as the loader does), then run with freshly allocated
+   outputs and scratch.  options NULL = defaults.  Returns the status of
    prepare or run; err gets the message. */
 mdl_status th_run_op(mdl_op op, const mdl_op_options *options, int nin, const th_tensor *in,
                      int nout, th_tensor *out, mdl_error *err);
