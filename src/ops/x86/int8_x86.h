@@ -1,0 +1,29 @@
+/*
+ * x86 variants of the int8 GEMM core (contract in src/ops/int8.h; only built with
+ * MDL_HAVE_X86_SIMD).  Both compute C = requant(bias + A W) for M >= 1 rows and any N >= 1,
+ * K >= 1, from the packed record p, bit-identical to the reference.
+ *
+ * Weight layouts (written by mdl__qgemm_pack, src/ops/gemm_int8.c), panels following each other,
+ * the first 64-byte aligned:
+ *   AVX2: panels of 8 columns; a panel is ceil(K/2) groups of 16 bytes, byte 2j + r of group q
+ *         being W(n0 + j, 2q + r) (int8; 0 past K or N).  vpmovsxbw turns a group into the 16
+ *         int16 that vpmaddwd pairs with a broadcast pair (A[m,2q], A[m,2q+1]).
+ *   VNNI: panels of 16 columns; a panel is ceil(K/4) groups of 64 bytes, byte 4j + r of group q
+ *         being W(n0 + j, 4q + r) + 128 as uint8 (0 past K or N, which adds nothing).
+ */
+#ifndef MDL_OPS_INT8_X86_H
+#define MDL_OPS_INT8_X86_H
+
+#include "ops/int8.h"
+
+#define MDL_QGEMM_NR_AVX2 8  /* columns per panel */
+#define MDL_QGEMM_NR_VNNI 16
+#define MDL_QGEMM_MR_AVX2 4  /* rows of A the AVX2 kernel widens to int16 at once */
+
+/* a16: scratch for MDL_QGEMM_MR_AVX2 rows of round_up(K, 2) int16 (mdl__qgemm_scratch_bytes). */
+void mdl__qgemm_avx2(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int64_t lda,
+                     int8_t *C, int64_t ldc, int16_t *a16);
+void mdl__qgemm_vnni(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int64_t lda,
+                     int8_t *C, int64_t ldc);
+
+#endif
