@@ -226,8 +226,8 @@ static mdl_status pack_common(mdl__kctx *c, bool depthwise) {
 
 /* ---- depthwise loops ------------------------------------------------------------------------
    Output channel oc reads input channel oc / mult; w is [KH,KW,OC]. */
-static void depthwise(const qconv_geom *g, const mdl__qgemm_packed *p, int32_t zx,
-                      const int8_t *x, const int8_t *w, int8_t *y, int32_t *acc) {
+static void depthwise(const qconv_geom *g, const mdl__qgemm_packed *p, int32_t zx, const int8_t *x,
+                      const int8_t *w, int8_t *y, int32_t *acc) {
     const int64_t C = g->C, OC = g->OC, mult = g->OC / g->C;
     for (int64_t n = 0; n < g->N; n++) {
         const int8_t *xn = x + n * g->H * g->W * C;
@@ -294,8 +294,7 @@ static void im2col(const qconv_geom *g, const int8_t *x, int8_t zx, int64_t p0, 
 }
 
 static mdl_status run_common(mdl__kctx *c, bool depthwise_op) {
-    if (!c->packed)
-        return mdl__fail(c, MDL_INTERNAL, "runs only with the data packed at load");
+    if (!c->packed) return mdl__fail(c, MDL_INTERNAL, "runs only with the data packed at load");
     qconv_geom g;
     mdl__qio io;
     qconv_check(c, depthwise_op, &g, &io);
@@ -321,7 +320,8 @@ static mdl_status run_common(mdl__kctx *c, bool depthwise_op) {
                 /* every sw-th pixel of every sh-th row: a matrix with leading dim sw * C */
                 for (int64_t n = 0; n < g.N; n++)
                     for (int64_t oh = 0; oh < g.OH; oh++)
-                        mdl__qgemm_run(gp, g.OW, x + ((n * g.H + oh * g.sh) * g.W) * g.C + gi * g.CG,
+                        mdl__qgemm_run(gp, g.OW,
+                                       x + ((n * g.H + oh * g.sh) * g.W) * g.C + gi * g.CG,
                                        g.sw * g.C, w + gi * OG, 1, OC,
                                        y + ((n * g.OH + oh) * g.OW) * OC + gi * OG, OC, scratch);
         }

@@ -77,8 +77,7 @@ static mdl_status fc_prepare(mdl__kctx *c) {
     c->out_shape[0].dims[x->rank - 1] = d.N;
     c->packed_bytes = mdl__qgemm_pack_bytes(mdl__qgemm_variant(), d.N, d.K);
     c->scratch_bytes = mdl__qgemm_scratch_bytes(d.K);
-    if (!c->packed_bytes)
-        return mdl__fail(c, MDL_SHAPE, "weight '%s' is too large", tname(w));
+    if (!c->packed_bytes) return mdl__fail(c, MDL_SHAPE, "weight '%s' is too large", tname(w));
     return MDL_OK;
 }
 
@@ -92,8 +91,7 @@ static mdl_status fc_pack(mdl__kctx *c) {
 }
 
 static mdl_status fc_run(mdl__kctx *c) {
-    if (!c->packed)
-        return mdl__fail(c, MDL_INTERNAL, "runs only with the data packed at load");
+    if (!c->packed) return mdl__fail(c, MDL_INTERNAL, "runs only with the data packed at load");
     const mdl__tensor *x = c->in[0], *w = c->in[1];
     int64_t K = w->dims[1], N = w->dims[0], M = x->count / K;
     mdl__qgemm_run(c->packed, M, c->in_data[0], K, c->in_data[1], K, 1, c->out_data[0], N,
@@ -119,8 +117,15 @@ static bool mm_geometry(const mdl__tensor *a, const mdl__tensor *b, mm_geom *g) 
     if (ar < 1 || br < 1) return false;
     memcpy(ad, a->dims, sizeof(int64_t) * (size_t)ar);
     memcpy(bd, b->dims, sizeof(int64_t) * (size_t)br);
-    if (ar == 1) { ad[1] = ad[0]; ad[0] = 1; ar = 2; }
-    if (br == 1) { bd[1] = 1; br = 2; }
+    if (ar == 1) {
+        ad[1] = ad[0];
+        ad[0] = 1;
+        ar = 2;
+    }
+    if (br == 1) {
+        bd[1] = 1;
+        br = 2;
+    }
     g->M = ad[ar - 2];
     g->K = ad[ar - 1];
     g->N = bd[br - 1];
@@ -187,20 +192,19 @@ static mdl_status mm_check(const mdl__kctx *c, mdl__qio *io, mm_geom *g) {
     if (!mm_core(b) && g->K > INT32_MAX / (255 * 255))
         return mdl__fail(c, MDL_UNSUPPORTED,
                          "depth %lld: the int32 accumulator allows at most %d products",
-                         (long long)g->K, INT32_MAX / (255 * 255));
+                         (long long)g->K, (int)(INT32_MAX / (255 * 255)));
     for (int32_t i = 0; i < b->nquant; i++) {
         mdl__qmul m;
         double real = io->sx * (double)b->scale[i] / io->sy;
         if (!mdl__qmul_from_real(real, &m))
             return mdl__fail(c, MDL_UNSUPPORTED,
-                             "requantization multiplier %g of column %d is not representable",
-                             real, (int)i);
+                             "requantization multiplier %g of column %d is not representable", real,
+                             (int)i);
     }
     return MDL_OK;
 }
 
-static void mm_desc(const mdl__kctx *c, const mdl__qio *io, const mm_geom *g,
-                    mdl__qgemm_desc *d) {
+static void mm_desc(const mdl__kctx *c, const mdl__qio *io, const mm_geom *g, mdl__qgemm_desc *d) {
     const mdl__tensor *b = c->in[1];
     memset(d, 0, sizeof *d);
     d->N = g->N;
@@ -227,7 +231,8 @@ static mdl_status matmul_prepare(mdl__kctx *c) {
     mdl__shape *o = &c->out_shape[0];
     o->dtype = MDL_DTYPE_INT8;
     o->rank = 0;
-    for (int32_t i = 0; i < g.brank; i++) o->dims[o->rank++] = g.bdims[i];
+    for (int32_t i = 0; i < g.brank; i++)
+        o->dims[o->rank++] = g.bdims[i];
     if (a->rank > 1) o->dims[o->rank++] = g.M;
     if (b->rank > 1) o->dims[o->rank++] = g.N;
     if (mm_core(b) && g.K >= 1 && g.N >= 1) {
@@ -270,14 +275,12 @@ static void mm_loops(const mm_geom *g, const mm_pack *h, const mdl__qmul *mul, i
             int32_t acc = 0;
             for (int64_t k = 0; k < g->K; k++)
                 acc += ((int32_t)A[m * g->K + k] - za) * ((int32_t)B[k * g->N + n] - h->zb);
-            C[m * g->N + n] =
-                (int8_t)mdl__requant(acc, mul[h->n > 1 ? n : 0], h->zy, h->lo, h->hi);
+            C[m * g->N + n] = (int8_t)mdl__requant(acc, mul[h->n > 1 ? n : 0], h->zy, h->lo, h->hi);
         }
 }
 
 static mdl_status matmul_run(mdl__kctx *c) {
-    if (!c->packed)
-        return mdl__fail(c, MDL_INTERNAL, "runs only with the data packed at load");
+    if (!c->packed) return mdl__fail(c, MDL_INTERNAL, "runs only with the data packed at load");
     const mdl__tensor *a = c->in[0], *b = c->in[1];
     mm_geom g;
     mm_geometry(a, b, &g);
@@ -294,7 +297,8 @@ static mdl_status matmul_run(mdl__kctx *c) {
     const mdl__qmul *mul = (const mdl__qmul *)((const unsigned char *)c->packed + sizeof h);
     const int32_t za = (int32_t)a->zero_point[0];
     int64_t nbatch = 1, idx[MDL_MAX_RANK] = {0};
-    for (int32_t i = 0; i < g.brank; i++) nbatch *= g.bdims[i];
+    for (int32_t i = 0; i < g.brank; i++)
+        nbatch *= g.bdims[i];
     for (int64_t n = 0; n < nbatch; n++) {
         int64_t ao = 0, bo = 0;
         for (int32_t i = 0; i < g.brank; i++) {

@@ -25,6 +25,10 @@ static double channel_multiplier(const mdl__qgemm_desc *d, int64_t n) {
 }
 
 mdl_status mdl__qgemm_check(const mdl__kctx *c, const char *wname, const mdl__qgemm_desc *d) {
+    /* the scratch (16 bytes per k) must be addressable, also where size_t has 32 bits */
+    if (d->K < 1 || d->N < 1 || (uint64_t)d->K > (SIZE_MAX - 64) / 16)
+        return mdl__fail(c, MDL_UNSUPPORTED, "weight '%s': depth %lld is out of range", wname,
+                         (long long)d->K);
     for (int64_t n = 0; n < d->N; n++) {
         mdl__qmul m;
         double real = channel_multiplier(d, n);
@@ -128,7 +132,8 @@ void mdl__qgemm_pack(int variant, const mdl__qgemm_desc *d, void *packed) {
         mult[n] = m.mult;
         shift[n] = m.shift;
         int64_t colsum = 0;
-        for (int64_t k = 0; k < K; k++) colsum += wat(d, n, k);
+        for (int64_t k = 0; k < K; k++)
+            colsum += wat(d, n, k);
         bias[n] = (int32_t)((d->bias ? d->bias[n] : 0) - (int64_t)d->za * colsum);
     }
     int8_t *p = (int8_t *)(base + panels);
@@ -150,9 +155,8 @@ void mdl__qgemm_pack(int variant, const mdl__qgemm_desc *d, void *packed) {
             for (int64_t q = 0; q < kq; q += 4, u += 4 * nr)
                 for (int64_t j = 0; j < nr; j++)
                     for (int64_t r = 0; r < 4; r++)
-                        u[4 * j + r] = n0 + j < N && q + r < K
-                                           ? (uint8_t)(wat(d, n0 + j, q + r) + 128)
-                                           : 0;
+                        u[4 * j + r] =
+                            n0 + j < N && q + r < K ? (uint8_t)(wat(d, n0 + j, q + r) + 128) : 0;
         break;
     }
 #endif
@@ -190,9 +194,11 @@ static void run_ref(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int6
             const int8_t *wn = w + n * sn;
             int32_t acc = 0;
             if (sk == 1)
-                for (int64_t k = 0; k < p->K; k++) acc += (int32_t)a[k] * wn[k];
+                for (int64_t k = 0; k < p->K; k++)
+                    acc += (int32_t)a[k] * wn[k];
             else
-                for (int64_t k = 0; k < p->K; k++) acc += (int32_t)a[k] * wn[k * sk];
+                for (int64_t k = 0; k < p->K; k++)
+                    acc += (int32_t)a[k] * wn[k * sk];
             mdl__qmul q = {p->mult[n], p->shift[n]};
             c[n] = (int8_t)mdl__requant(acc + p->bias[n], q, p->zy, p->lo, p->hi);
         }
@@ -244,8 +250,8 @@ mdl_status mdl__qcheck_io(const mdl__kctx *c, const mdl__tensor *x, const mdl_fu
     if ((st = mdl__quant_check(x, c->err)) != MDL_OK) return st;
     if (x->nquant != 1)
         return mdl__fail(c, MDL_UNSUPPORTED,
-                         "input '%s' needs one (per-tensor) scale and zero point, has %d",
-                         tname(x), (int)x->nquant);
+                         "input '%s' needs one (per-tensor) scale and zero point, has %d", tname(x),
+                         (int)x->nquant);
     if (!y || y->nquant != 1)
         return mdl__fail(c, MDL_UNSUPPORTED,
                          "the output must be declared with one (per-tensor) scale and zero point");
@@ -270,8 +276,7 @@ mdl_status mdl__qcheck_weight(const mdl__kctx *c, const mdl__tensor *w, int32_t 
     if (w->dtype != MDL_DTYPE_INT8)
         return mdl__fail(c, MDL_DTYPE, "weight '%s' is %s, expected int8", tname(w),
                          mdl_dtype_name(w->dtype));
-    if (!w->data)
-        return mdl__fail(c, MDL_UNSUPPORTED, "weight '%s' must be a constant", tname(w));
+    if (!w->data) return mdl__fail(c, MDL_UNSUPPORTED, "weight '%s' must be a constant", tname(w));
     if ((st = mdl__quant_check(w, c->err)) != MDL_OK) return st;
     if (w->nquant < 1)
         return mdl__fail(c, MDL_UNSUPPORTED, "weight '%s' has no quantization parameters",
@@ -295,13 +300,12 @@ mdl_status mdl__qcheck_bias(const mdl__kctx *c, const mdl__tensor *b, double sx,
     if (b->dtype != MDL_DTYPE_INT32)
         return mdl__fail(c, MDL_DTYPE, "bias '%s' is %s, expected int32", tname(b),
                          mdl_dtype_name(b->dtype));
-    if (!b->data)
-        return mdl__fail(c, MDL_UNSUPPORTED, "bias '%s' must be a constant", tname(b));
+    if (!b->data) return mdl__fail(c, MDL_UNSUPPORTED, "bias '%s' must be a constant", tname(b));
     if ((st = mdl__quant_check(b, c->err)) != MDL_OK) return st;
     /* Without parameters the bias has the implied scale sx * sw (ONNX QLinearConv). */
     if (b->nquant > 1 && b->nquant != b->count)
-        return mdl__fail(c, MDL_UNSUPPORTED, "bias '%s' has %d scales for %lld channels",
-                         tname(b), (int)b->nquant, (long long)b->count);
+        return mdl__fail(c, MDL_UNSUPPORTED, "bias '%s' has %d scales for %lld channels", tname(b),
+                         (int)b->nquant, (long long)b->count);
     int64_t n = !b->nquant ? 0 : b->nquant > 1 || w->nquant > 1 ? b->count : 1;
     for (int64_t i = 0; i < n; i++) {
         int32_t qb = b->nquant > 1 ? (int32_t)i : 0, qw = w->nquant > 1 ? (int32_t)i : 0;

@@ -44,7 +44,7 @@ int mdl__qgemm_variant(void);
 /* One weight matrix and its requantization, as pack needs it. */
 typedef struct mdl__qgemm_desc {
     int64_t N, K;
-    const int8_t *w;    /* W(n, k) = w[n * sn + k * sk] */
+    const int8_t *w; /* W(n, k) = w[n * sn + k * sk] */
     int64_t sn, sk;
     const int32_t *bias; /* [N] or NULL */
     int32_t za;          /* zero point of A */

@@ -63,7 +63,8 @@ INLINE void tile(const int R, const int NP, const mdl__qgemm_packed *p, int64_t 
 #pragma GCC unroll 4
     for (int i = 0; i < R; i++)
 #pragma GCC unroll 2
-        for (int j = 0; j < NP; j++) acc[i][j] = _mm256_setzero_si256();
+        for (int j = 0; j < NP; j++)
+            acc[i][j] = _mm256_setzero_si256();
     for (int64_t k = 0; k < kp; k += 2, pw += 16) {
         __m256i w0 = _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)pw)), w1 = w0;
         if (NP > 1) w1 = _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(pw + ps)));
@@ -98,8 +99,8 @@ INLINE void tile(const int R, const int NP, const mdl__qgemm_packed *p, int64_t 
             tile(r, 1, p, n0, nv, a16, kp, pw, ps, c, ldc);                                        \
         break;
 
-void mdl__qgemm_avx2(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int64_t lda,
-                     int8_t *C, int64_t ldc, int16_t *a16) {
+void mdl__qgemm_avx2(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int64_t lda, int8_t *C,
+                     int64_t ldc, int16_t *a16) {
     const int64_t N = p->N, K = p->K, kp = (K + 1) & ~(int64_t)1, ps = kp * NR;
     const int8_t *panels = p->panels;
     for (int64_t m0 = 0; m0 < M; m0 += MR) {
@@ -109,9 +110,10 @@ void mdl__qgemm_avx2(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int
             int16_t *d = a16 + i * kp;
             int64_t k = 0;
             for (; k + 16 <= K; k += 16)
-                _mm256_storeu_si256((__m256i *)(d + k),
-                                    _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a + k))));
-            for (; k < K; k++) d[k] = a[k];
+                _mm256_storeu_si256((__m256i *)(d + k), _mm256_cvtepi8_epi16(_mm_loadu_si128(
+                                                            (const __m128i *)(a + k))));
+            for (; k < K; k++)
+                d[k] = a[k];
             if (K < kp) d[K] = 0;
         }
         for (int64_t n0 = 0; n0 < N; n0 += 2 * NR) {

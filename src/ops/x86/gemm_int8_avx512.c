@@ -35,8 +35,8 @@ INLINE __m512i requant16(__m512i acc, __m512i mult, __m512i shift, __m512i zy, _
     __m512i po = _mm512_add_epi64(
         _mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(mult, 32)), nudge);
     /* bits 31..62 of each product: the low dword of pe >> 31, the high dword of po << 1 */
-    __m512i h = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 31),
-                                        _mm512_slli_epi64(po, 1));
+    __m512i h =
+        _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 31), _mm512_slli_epi64(po, 1));
     const __m512i mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, right), one);
     const __m512i rem = _mm512_and_si512(h, mask);
     const __m512i thr = _mm512_sub_epi32(_mm512_srli_epi32(mask, 1), _mm512_srai_epi32(h, 31));
@@ -57,7 +57,8 @@ static int32_t row_sum(const int8_t *a, int64_t K) {
     const __m512i ones = _mm512_set1_epi8(1);
     __m512i s = _mm512_setzero_si512();
     int64_t k = 0;
-    for (; k + 64 <= K; k += 64) s = _mm512_dpbusd_epi32(s, ones, _mm512_loadu_si512(a + k));
+    for (; k + 64 <= K; k += 64)
+        s = _mm512_dpbusd_epi32(s, ones, _mm512_loadu_si512(a + k));
     if (k < K) {
         __mmask64 m = K - k >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (K - k)) - 1);
         s = _mm512_dpbusd_epi32(s, ones, _mm512_maskz_loadu_epi8(m, a + k));
@@ -74,7 +75,8 @@ INLINE void tile(const int R, const int NP, const mdl__qgemm_packed *p, int64_t 
 #pragma GCC unroll 6
     for (int i = 0; i < R; i++)
 #pragma GCC unroll 2
-        for (int j = 0; j < NP; j++) acc[i][j] = _mm512_setzero_si512();
+        for (int j = 0; j < NP; j++)
+            acc[i][j] = _mm512_setzero_si512();
     const int64_t K = p->K, kfull = K & ~(int64_t)3;
     int64_t k = 0;
     for (; k < kfull; k += 4, pw += 64) {
@@ -110,7 +112,8 @@ INLINE void tile(const int R, const int NP, const mdl__qgemm_packed *p, int64_t 
         const __mmask16 sm = mdl__mask16(nv - j * NR);
 #pragma GCC unroll 6
         for (int i = 0; i < R; i++) {
-            __m512i v = _mm512_sub_epi32(acc[i][j], _mm512_set1_epi32((int32_t)((uint32_t)rs[i] * 128u)));
+            __m512i v =
+                _mm512_sub_epi32(acc[i][j], _mm512_set1_epi32((int32_t)((uint32_t)rs[i] * 128u)));
             v = requant16(_mm512_add_epi32(v, bias), mult, shift, zy, lo, hi);
             _mm512_mask_cvtepi32_storeu_epi8(c + i * ldc + j * NR, sm, v);
         }
@@ -126,8 +129,8 @@ INLINE void tile(const int R, const int NP, const mdl__qgemm_packed *p, int64_t 
         break;
 
 static void tile_any(int rows, int np, const mdl__qgemm_packed *p, int64_t n0, int64_t nv,
-                     const int8_t *a, int64_t lda, const uint8_t *pw, int64_t ps,
-                     const int32_t *rs, int8_t *c, int64_t ldc) {
+                     const int8_t *a, int64_t lda, const uint8_t *pw, int64_t ps, const int32_t *rs,
+                     int8_t *c, int64_t ldc) {
     switch (rows) {
         TILE_CASE(1)
         TILE_CASE(2)
@@ -138,14 +141,15 @@ static void tile_any(int rows, int np, const mdl__qgemm_packed *p, int64_t n0, i
     }
 }
 
-void mdl__qgemm_vnni(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int64_t lda,
-                     int8_t *C, int64_t ldc) {
+void mdl__qgemm_vnni(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int64_t lda, int8_t *C,
+                     int64_t ldc) {
     const int64_t N = p->N, K = p->K, ps = (K + 3) / 4 * 64; /* bytes per panel */
     const uint8_t *panels = p->panels;
     int32_t rs[RB];
     for (int64_t m0 = 0; m0 < M; m0 += RB) {
         const int64_t mb = M - m0 < RB ? M - m0 : RB;
-        for (int64_t i = 0; i < mb; i++) rs[i] = row_sum(A + (m0 + i) * lda, K);
+        for (int64_t i = 0; i < mb; i++)
+            rs[i] = row_sum(A + (m0 + i) * lda, K);
         for (int64_t n0 = 0; n0 < N; n0 += 2 * NR) {
             const int64_t nv = N - n0 < 2 * NR ? N - n0 : 2 * NR;
             const int np = nv > NR ? 2 : 1;

@@ -16,14 +16,14 @@
 
 #include "ops/int8.h"
 
-#define MDL_QGEMM_NR_AVX2 8  /* columns per panel */
+#define MDL_QGEMM_NR_AVX2 8 /* columns per panel */
 #define MDL_QGEMM_NR_VNNI 16
-#define MDL_QGEMM_MR_AVX2 4  /* rows of A the AVX2 kernel widens to int16 at once */
+#define MDL_QGEMM_MR_AVX2 4 /* rows of A the AVX2 kernel widens to int16 at once */
 
 /* a16: scratch for MDL_QGEMM_MR_AVX2 rows of round_up(K, 2) int16 (mdl__qgemm_scratch_bytes). */
-void mdl__qgemm_avx2(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int64_t lda,
-                     int8_t *C, int64_t ldc, int16_t *a16);
-void mdl__qgemm_vnni(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int64_t lda,
-                     int8_t *C, int64_t ldc);
+void mdl__qgemm_avx2(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int64_t lda, int8_t *C,
+                     int64_t ldc, int16_t *a16);
+void mdl__qgemm_vnni(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int64_t lda, int8_t *C,
+                     int64_t ldc);
 
 #endif
