@@ -76,7 +76,7 @@ static mdl_status fc_prepare(mdl__kctx *c) {
     mdl__shape_of(&c->out_shape[0], x);
     c->out_shape[0].dims[x->rank - 1] = d.N;
     c->packed_bytes = mdl__qgemm_pack_bytes(mdl__qgemm_variant(), d.N, d.K);
-    c->scratch_bytes = mdl__qgemm_scratch_bytes(d.K);
+    c->scratch_bytes = mdl__qgemm_scratch_bytes(d.N, d.K);
     if (!c->packed_bytes) return mdl__fail(c, MDL_SHAPE, "weight '%s' is too large", tname(w));
     return MDL_OK;
 }
@@ -240,7 +240,7 @@ static mdl_status matmul_prepare(mdl__kctx *c) {
         mm_desc(c, &io, &g, &d);
         if ((st = mdl__qgemm_check(c, tname(b), &d)) != MDL_OK) return st;
         c->packed_bytes = mdl__qgemm_pack_bytes(mdl__qgemm_variant(), g.N, g.K);
-        c->scratch_bytes = mdl__qgemm_scratch_bytes(g.K);
+        c->scratch_bytes = mdl__qgemm_scratch_bytes(g.N, g.K);
     } else {
         c->packed_bytes = sizeof(mm_pack) + sizeof(mdl__qmul) * (size_t)b->nquant;
     }

@@ -67,11 +67,11 @@ size_t mdl__qgemm_pack_bytes(int variant, int64_t N, int64_t K);
    passed mdl__qgemm_check. */
 void mdl__qgemm_pack(int variant, const mdl__qgemm_desc *d, void *packed);
 
-/* Scratch bytes mdl__qgemm_run needs for depth K: the same on every CPU. */
-size_t mdl__qgemm_scratch_bytes(int64_t K);
+/* Scratch bytes mdl__qgemm_run needs for N x K weights: the same on every CPU. */
+size_t mdl__qgemm_scratch_bytes(int64_t N, int64_t K);
 
 /* C = requant(A W) for M rows, with the data packed above.  w/sn/sk are the original weights
-   (the reference reads them).  scratch: mdl__qgemm_scratch_bytes(K) bytes, 16-byte aligned.
+   (the reference reads them).  scratch: mdl__qgemm_scratch_bytes(N, K) bytes, 16-byte aligned.
    Runs the packed variant if it is the current one, else the reference. */
 void mdl__qgemm_run(const void *packed, int64_t M, const int8_t *A, int64_t lda, const int8_t *w,
                     int64_t sn, int64_t sk, int8_t *C, int64_t ldc, void *scratch);

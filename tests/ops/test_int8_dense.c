@@ -249,7 +249,7 @@ static void check_core(const core_case *t) {
     mdl_error err = {0};
     c.err = &err;
     if (mdl__qgemm_check(&c, "w", &d) != MDL_OK) fail_msg("%s", err.msg);
-    size_t sbytes = mdl__qgemm_scratch_bytes(K);
+    size_t sbytes = mdl__qgemm_scratch_bytes(N, K);
     void *scratch = aligned_alloc(16, (sbytes + 15) & ~(size_t)15);
     int8_t *ref = malloc((size_t)(M * t->ldc)), *got = malloc((size_t)(M * t->ldc));
     for (int v = MDL_QGEMM_REF; v <= mdl__qgemm_variant(); v++) {

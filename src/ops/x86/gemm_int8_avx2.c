@@ -135,3 +135,47 @@ void mdl__qgemm_avx2(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int
         }
     }
 }
+
+/* ---- depthwise, channel multiplier 1 (see mdl__qdw_vnni): 8 channels per vector ------------ */
+
+/* n (1..8) bytes widened to int32 lanes (lanes past n zero) */
+static inline __m256i load8_i32(const int8_t *p, int64_t n) {
+    if (n >= 8) return _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p));
+    int8_t t[8] = {0};
+    memcpy(t, p, (size_t)n);
+    return _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)t));
+}
+
+void mdl__qdw_avx2(const mdl__qdw_args *a) {
+    const mdl__qgemm_packed *p = a->p;
+    const int64_t C = a->C;
+    const __m256i zx = _mm256_set1_epi32(a->zx), zy = _mm256_set1_epi32(p->zy),
+                  lo = _mm256_set1_epi32(p->lo), hi = _mm256_set1_epi32(p->hi);
+    for (int64_t n = 0; n < a->N; n++)
+        for (int64_t oh = 0; oh < a->OH; oh++)
+            for (int64_t ow = 0; ow < a->OW; ow++) {
+                const int8_t *xn = a->x + n * a->H * a->W * C;
+                int8_t *y = a->y + ((n * a->OH + oh) * a->OW + ow) * C;
+                const int64_t ih0 = oh * a->sh - a->pt, iw0 = ow * a->sw - a->pl;
+                for (int64_t c0 = 0; c0 < C; c0 += 8) {
+                    const int64_t nc = C - c0;
+                    __m256i acc = _mm256_loadu_si256((const __m256i *)(p->bias + c0));
+                    for (int64_t kh = 0; kh < a->KH; kh++) {
+                        const int64_t ih = ih0 + kh * a->dh;
+                        if (ih < 0 || ih >= a->H) continue;
+                        for (int64_t kw = 0; kw < a->KW; kw++) {
+                            const int64_t iw = iw0 + kw * a->dw;
+                            if (iw < 0 || iw >= a->W) continue;
+                            __m256i xv = load8_i32(xn + (ih * a->W + iw) * C + c0, nc);
+                            __m256i wv = load8_i32(a->w + (kh * a->KW + kw) * C + c0, nc);
+                            acc = _mm256_add_epi32(
+                                acc, _mm256_mullo_epi32(_mm256_sub_epi32(xv, zx), wv));
+                        }
+                    }
+                    __m256i v =
+                        requant8(acc, _mm256_loadu_si256((const __m256i *)(p->mult + c0)),
+                                 _mm256_loadu_si256((const __m256i *)(p->shift + c0)), zy, lo, hi);
+                    store8(y + c0, v, nc);
+                }
+            }
+}

@@ -166,3 +166,47 @@ void mdl__qgemm_vnni(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int
         }
     }
 }
+
+/* ---- depthwise, channel multiplier 1 --------------------------------------------------------
+   16 channels per vector: x and w widened to int32, (x - zx) * w exact in vpmulld, the sums in
+   one register over the taps, then the same epilogue as the GEMM. */
+void mdl__qdw_vnni(const mdl__qdw_args *a) {
+    const mdl__qgemm_packed *p = a->p;
+    const int64_t C = a->C;
+    const __m512i zx = _mm512_set1_epi32(a->zx), zy = _mm512_set1_epi32(p->zy),
+                  lo = _mm512_set1_epi32(p->lo), hi = _mm512_set1_epi32(p->hi);
+    for (int64_t n = 0; n < a->N; n++)
+        for (int64_t oh = 0; oh < a->OH; oh++)
+            for (int64_t ow = 0; ow < a->OW; ow++) {
+                const int8_t *xn = a->x + n * a->H * a->W * C;
+                int8_t *y = a->y + ((n * a->OH + oh) * a->OW + ow) * C;
+                const int64_t ih0 = oh * a->sh - a->pt, iw0 = ow * a->sw - a->pl;
+                for (int64_t c0 = 0; c0 < C; c0 += 16) {
+                    const __mmask16 m = mdl__mask16(C - c0);
+                    __m512i acc = _mm512_loadu_si512(p->bias + c0);
+                    for (int64_t kh = 0; kh < a->KH; kh++) {
+                        const int64_t ih = ih0 + kh * a->dh;
+                        if (ih < 0 || ih >= a->H) continue;
+                        for (int64_t kw = 0; kw < a->KW; kw++) {
+                            const int64_t iw = iw0 + kw * a->dw;
+                            if (iw < 0 || iw >= a->W) continue;
+                            const int8_t *xr = xn + (ih * a->W + iw) * C + c0;
+                            const int8_t *wr = a->w + (kh * a->KW + kw) * C + c0;
+                            __m512i xv, wv;
+                            if (C - c0 >= 16) {
+                                xv = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)xr));
+                                wv = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)wr));
+                            } else {
+                                xv = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, xr));
+                                wv = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, wr));
+                            }
+                            acc = _mm512_add_epi32(
+                                acc, _mm512_mullo_epi32(_mm512_sub_epi32(xv, zx), wv));
+                        }
+                    }
+                    __m512i v = requant16(acc, _mm512_loadu_si512(p->mult + c0),
+                                          _mm512_loadu_si512(p->shift + c0), zy, lo, hi);
+                    _mm512_mask_cvtepi32_storeu_epi8(y + c0, m, v);
+                }
+            }
+}

@@ -18,12 +18,25 @@
 
 #define MDL_QGEMM_NR_AVX2 8 /* columns per panel */
 #define MDL_QGEMM_NR_VNNI 16
-#define MDL_QGEMM_MR_AVX2 4 /* rows of A the AVX2 kernel widens to int16 at once */
+#define MDL_QGEMM_MR_AVX2 3 /* rows of A the AVX2 kernel widens to int16 at once */
 
 /* a16: scratch for MDL_QGEMM_MR_AVX2 rows of round_up(K, 2) int16 (mdl__qgemm_scratch_bytes). */
 void mdl__qgemm_avx2(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int64_t lda, int8_t *C,
                      int64_t ldc, int16_t *a16);
 void mdl__qgemm_vnni(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int64_t lda, int8_t *C,
                      int64_t ldc);
+
+/* Depthwise conv with channel multiplier 1 (conv_int8.c): y[n,oh,ow,c] = requant(bias[c] +
+   sum over the taps inside the input of (x[n,ih,iw,c] - zx) * w[kh,kw,c]); p holds the
+   per-channel multipliers and bias (padded to a multiple of 16 channels). */
+typedef struct mdl__qdw_args {
+    const int8_t *x, *w; /* x NHWC [N,H,W,C]; w [KH,KW,C] */
+    int8_t *y;           /* [N,OH,OW,C] */
+    const mdl__qgemm_packed *p;
+    int32_t zx;
+    int64_t N, H, W, C, OH, OW, KH, KW, sh, sw, dh, dw, pt, pl;
+} mdl__qdw_args;
+void mdl__qdw_avx2(const mdl__qdw_args *a);
+void mdl__qdw_vnni(const mdl__qdw_args *a); /* AVX-512; called only where VNNI is */
 
 #endif
