@@ -285,11 +285,41 @@ static void depthwise(const qconv_geom *g, const mdl__qgemm_packed *p, int32_t z
 
 /* ---- CONV2D: im2col + GEMM core ------------------------------------------------------------ */
 
+/* memcpy / memset for the short runs of im2col (a first layer's 3 channels x 3 taps): a call
+   per run costs more than the copy, so runs are moved in constant-size pieces, which compilers
+   inline as plain loads and stores. */
+static inline void copy_run(int8_t *d, const int8_t *s, int64_t n) {
+    if (n > 64) {
+        memcpy(d, s, (size_t)n);
+        return;
+    }
+    for (; n >= 8; n -= 8, d += 8, s += 8)
+        memcpy(d, s, 8);
+    if (n >= 4) memcpy(d, s, 4), n -= 4, d += 4, s += 4;
+    for (; n > 0; n--)
+        *d++ = *s++;
+}
+
+static inline void fill_run(int8_t *d, int8_t v, int64_t n) {
+    if (n > 64) {
+        memset(d, v, (size_t)n);
+        return;
+    }
+    const uint64_t v8 = 0x0101010101010101ull * (uint8_t)v;
+    for (; n >= 8; n -= 8, d += 8)
+        memcpy(d, &v8, 8);
+    for (; n > 0; n--)
+        *d++ = v;
+}
+
 /* Receptive fields of output pixels [p0, p0 + m) for group gi as rows of A (K bytes each,
    ordered (kh, kw, c) like the weight rows); taps in the padding are zx. */
 static void im2col(const qconv_geom *g, const int8_t *x, int8_t zx, int64_t p0, int64_t m,
                    int64_t gi, int8_t *A) {
     const int64_t C = g->C, CG = g->CG, KW = g->KW, ohw = g->OH * g->OW;
+    /* Without dilation or groups, the taps of one kernel row are adjacent input pixels: one
+       contiguous run of KW * C bytes, clipped at the borders. */
+    const bool runs = g->dw == 1 && g->G == 1;
     int64_t n = p0 / ohw, oh = p0 % ohw / g->OW, ow = p0 % g->OW;
     for (int64_t r = 0; r < m; r++) {
         int8_t *a = A + r * g->K;
@@ -299,16 +329,26 @@ static void im2col(const qconv_geom *g, const int8_t *x, int8_t zx, int64_t p0, 
             int8_t *ak = a + kh * KW * CG;
             int64_t ih = ih0 + kh * g->dh;
             if (ih < 0 || ih >= g->H) {
-                memset(ak, zx, (size_t)(KW * CG));
+                fill_run(ak, zx, KW * CG);
                 continue;
             }
             const int8_t *xr = xn + ih * g->W * C;
+            if (runs) {
+                int64_t lo = iw0 < 0 ? -iw0 : 0, hi = g->W - iw0;
+                if (lo > KW) lo = KW;
+                if (hi > KW) hi = KW;
+                if (hi < lo) hi = lo;
+                fill_run(ak, zx, lo * C);
+                copy_run(ak + lo * C, xr + (iw0 + lo) * C, (hi - lo) * C);
+                fill_run(ak + hi * C, zx, (KW - hi) * C);
+                continue;
+            }
             for (int64_t kw = 0; kw < KW; kw++) {
                 int64_t iw = iw0 + kw * g->dw;
                 if (iw < 0 || iw >= g->W)
-                    memset(ak + kw * CG, zx, (size_t)CG);
+                    fill_run(ak + kw * CG, zx, CG);
                 else
-                    memcpy(ak + kw * CG, xr + iw * C, (size_t)CG);
+                    copy_run(ak + kw * CG, xr + iw * C, CG);
             }
         }
         if (++ow == g->OW) {

@@ -308,6 +308,9 @@ mdl_status mdl__qcheck_io(const mdl__kctx *c, const mdl__tensor *x, const mdl_fu
     float lo = -__builtin_inff(), hi = __builtin_inff();
     if (act) mdl__act_bounds(act, &lo, &hi);
     mdl__quant_act_range(lo, hi, y->scale[0], io->zy, -128, 127, &io->lo, &io->hi);
+    /* A clip with min > max gives max (NumPy/ONNX Clip); an empty range would also make the
+       scalar and vector clamps disagree. */
+    if (io->lo > io->hi) io->lo = io->hi;
     return MDL_OK;
 }
 
