@@ -176,6 +176,9 @@ static void test_conv_shapes(void **state) {
         {true, 1, 9, 9, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU6, 1},
         {true, 2, 8, 7, 5, 15, 3, 5, 2, 1, 1, 2, 2, 0, 1, 3, 1, true, false, MDL_ACT_CLIP, 1},
         {false, 1, 1, 1, 300, 7, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_NONE, 1},
+        {true, 1, 6, 5, 100, 100, 3, 3, 1, 2, 2, 1, 2, 1, 0, 2, 1, true, true, MDL_ACT_NONE, 1},
+        {true, 2, 4, 4, 64, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, false, true, MDL_ACT_RELU, 1},
+        {true, 1, 3, 3, 49, 49, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2, 1, true, false, MDL_ACT_RELU6, 1},
     };
     agree ag = {0};
     for (size_t i = 0; i < COUNT(cases); i++)

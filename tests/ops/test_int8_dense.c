@@ -205,6 +205,37 @@ static void test_fc_batch_dims(void **state) {
     free(x), free(w);
 }
 
+/* A clip with min > max gives max everywhere (NumPy/ONNX Clip), in every variant. */
+static void test_fc_clip_inverted(void **state) {
+    (void)state;
+    th_seed(86);
+    int8_t *x = rand_i8(5 * 40, -128, 127), *w = rand_i8(37 * 40, -127, 127);
+    float sx = 0.05f, sw = 0.02f, sy = 0.1f;
+    int64_t zx = -3, zw = 0, zy = 10;
+    th_tensor in[2] = {th_tensor_make(MDL_DTYPE_INT8, 2, (int64_t[]){5, 40}, x),
+                       th_tensor_make(MDL_DTYPE_INT8, 2, (int64_t[]){37, 40}, w)};
+    th_tensor_quant(&in[0], 1, &sx, &zx, 0);
+    th_tensor_quant(&in[1], 1, &sw, &zw, 0);
+    in[1].constant = true;
+    th_tensor out = {.dtype = MDL_DTYPE_INT8, .rank = 2, .dims = {5, 37}};
+    th_tensor_quant(&out, 1, &sy, &zy, 0);
+    mdl_op_options o = mdl_op_options_default(MDL_OP_FULLY_CONNECTED);
+    o.fc.act.kind = MDL_ACT_CLIP;
+    o.fc.act.clip_min = 1.0f;
+    o.fc.act.clip_max = -1.0f;
+    assert_int_equal(th_run_op(MDL_OP_FULLY_CONNECTED, &o, 2, in, 1, &out, NULL), MDL_OK);
+    int want[5 * 37];
+    for (int i = 0; i < 5 * 37; i++)
+        want[i] = 0; /* zy + round(-1 / 0.1) */
+    agree ag = {0};
+    compare(&ag, out.data, want, 5 * 37, "inverted clip");
+    assert_int_equal(ag.exact, ag.n);
+    th_tensor_free(&in[0]);
+    th_tensor_free(&in[1]);
+    th_tensor_free(&out);
+    free(x), free(w);
+}
+
 /* ---- the GEMM core: every variant against the reference, bit for bit ----------------------- */
 
 typedef struct core_case {
@@ -651,10 +682,11 @@ static void test_matmul_rejects(void **state) {
 int main(int argc, char **argv) {
     (void)argc;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fc_oracle),        cmocka_unit_test(test_fc_batch_dims),
-        cmocka_unit_test(test_core_variants),    cmocka_unit_test(test_core_extremes),
-        cmocka_unit_test(test_matmul_oracle),    cmocka_unit_test(test_fc_rejects),
-        cmocka_unit_test(test_run_without_pack), cmocka_unit_test(test_matmul_rejects),
+        cmocka_unit_test(test_fc_oracle),      cmocka_unit_test(test_fc_clip_inverted),
+        cmocka_unit_test(test_fc_batch_dims),  cmocka_unit_test(test_core_variants),
+        cmocka_unit_test(test_core_extremes),  cmocka_unit_test(test_matmul_oracle),
+        cmocka_unit_test(test_fc_rejects),     cmocka_unit_test(test_run_without_pack),
+        cmocka_unit_test(test_matmul_rejects),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     const char *path = getenv(DIGEST_ENV);

@@ -168,45 +168,79 @@ void mdl__qgemm_vnni(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int
 }
 
 /* ---- depthwise, channel multiplier 1 --------------------------------------------------------
-   16 channels per vector: x and w widened to int32, (x - zx) * w exact in vpmulld, the sums in
-   one register over the taps, then the same epilogue as the GEMM. */
-void mdl__qdw_vnni(const mdl__qdw_args *a) {
+   16 channels per vector, up to 4 vectors per pass in registers: x and w widened to int32,
+   (x - zx) * w exact in vpmulld, summed over the taps inside the input, then the GEMM's
+   epilogue.  The taps' range is clipped once per pixel. */
+INLINE void dw_block(const int NB, const mdl__qdw_args *a, int64_t c0, const int8_t *xn,
+                     int64_t kh0, int64_t kh1, int64_t kw0, int64_t kw1, int64_t ih0, int64_t iw0,
+                     int8_t *y) {
     const mdl__qgemm_packed *p = a->p;
     const int64_t C = a->C;
-    const __m512i zx = _mm512_set1_epi32(a->zx), zy = _mm512_set1_epi32(p->zy),
-                  lo = _mm512_set1_epi32(p->lo), hi = _mm512_set1_epi32(p->hi);
+    const __m512i zx = _mm512_set1_epi32(a->zx);
+    const __mmask16 mt = mdl__mask16(C - c0 - (NB - 1) * 16); /* the last vector's lanes */
+    __m512i acc[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < NB; j++)
+        acc[j] = _mm512_loadu_si512(p->bias + c0 + j * 16);
+    for (int64_t kh = kh0; kh < kh1; kh++) {
+        const int8_t *xr = xn + ((ih0 + kh * a->dh) * a->W + iw0) * C + c0;
+        const int8_t *wr = a->w + kh * a->KW * C + c0;
+        for (int64_t kw = kw0; kw < kw1; kw++) {
+            const int8_t *xp = xr + kw * a->dw * C, *wp = wr + kw * C;
+#pragma GCC unroll 4
+            for (int j = 0; j < NB; j++) {
+                __m512i xv, wv;
+                if (j < NB - 1 || mt == 0xFFFF) {
+                    xv = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(xp + j * 16)));
+                    wv = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(wp + j * 16)));
+                } else {
+                    xv = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mt, xp + j * 16));
+                    wv = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mt, wp + j * 16));
+                }
+                acc[j] = _mm512_add_epi32(acc[j], _mm512_mullo_epi32(_mm512_sub_epi32(xv, zx), wv));
+            }
+        }
+    }
+    const __m512i zy = _mm512_set1_epi32(p->zy), lo = _mm512_set1_epi32(p->lo),
+                  hi = _mm512_set1_epi32(p->hi);
+#pragma GCC unroll 4
+    for (int j = 0; j < NB; j++) {
+        const int64_t c = c0 + j * 16;
+        __m512i v = requant16(acc[j], _mm512_loadu_si512(p->mult + c),
+                              _mm512_loadu_si512(p->shift + c), zy, lo, hi);
+        _mm512_mask_cvtepi32_storeu_epi8(y + c, j < NB - 1 ? (__mmask16)0xFFFF : mt, v);
+    }
+}
+
+/* First tap index k in [0, K) with 0 <= i0 + k * d < n, and one past the last. */
+static inline void tap_range(int64_t i0, int64_t d, int64_t K, int64_t n, int64_t *k0,
+                             int64_t *k1) {
+    int64_t lo = i0 >= 0 ? 0 : (-i0 + d - 1) / d;
+    int64_t hi = i0 >= n ? 0 : (n - 1 - i0) / d + 1;
+    *k0 = lo < K ? lo : K;
+    *k1 = hi < K ? hi : K;
+    if (*k1 < *k0) *k1 = *k0;
+}
+
+void mdl__qdw_vnni(const mdl__qdw_args *a) {
+    const int64_t C = a->C;
     for (int64_t n = 0; n < a->N; n++)
         for (int64_t oh = 0; oh < a->OH; oh++)
             for (int64_t ow = 0; ow < a->OW; ow++) {
                 const int8_t *xn = a->x + n * a->H * a->W * C;
                 int8_t *y = a->y + ((n * a->OH + oh) * a->OW + ow) * C;
                 const int64_t ih0 = oh * a->sh - a->pt, iw0 = ow * a->sw - a->pl;
-                for (int64_t c0 = 0; c0 < C; c0 += 16) {
-                    const __mmask16 m = mdl__mask16(C - c0);
-                    __m512i acc = _mm512_loadu_si512(p->bias + c0);
-                    for (int64_t kh = 0; kh < a->KH; kh++) {
-                        const int64_t ih = ih0 + kh * a->dh;
-                        if (ih < 0 || ih >= a->H) continue;
-                        for (int64_t kw = 0; kw < a->KW; kw++) {
-                            const int64_t iw = iw0 + kw * a->dw;
-                            if (iw < 0 || iw >= a->W) continue;
-                            const int8_t *xr = xn + (ih * a->W + iw) * C + c0;
-                            const int8_t *wr = a->w + (kh * a->KW + kw) * C + c0;
-                            __m512i xv, wv;
-                            if (C - c0 >= 16) {
-                                xv = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)xr));
-                                wv = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)wr));
-                            } else {
-                                xv = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, xr));
-                                wv = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, wr));
-                            }
-                            acc = _mm512_add_epi32(
-                                acc, _mm512_mullo_epi32(_mm512_sub_epi32(xv, zx), wv));
-                        }
-                    }
-                    __m512i v = requant16(acc, _mm512_loadu_si512(p->mult + c0),
-                                          _mm512_loadu_si512(p->shift + c0), zy, lo, hi);
-                    _mm512_mask_cvtepi32_storeu_epi8(y + c0, m, v);
-                }
+                int64_t kh0, kh1, kw0, kw1;
+                tap_range(ih0, a->dh, a->KH, a->H, &kh0, &kh1);
+                tap_range(iw0, a->dw, a->KW, a->W, &kw0, &kw1);
+                int64_t c0 = 0;
+                for (; C - c0 > 48; c0 += 64)
+                    dw_block(4, a, c0, xn, kh0, kh1, kw0, kw1, ih0, iw0, y);
+                if (C - c0 > 32)
+                    dw_block(3, a, c0, xn, kh0, kh1, kw0, kw1, ih0, iw0, y);
+                else if (C - c0 > 16)
+                    dw_block(2, a, c0, xn, kh0, kh1, kw0, kw1, ih0, iw0, y);
+                else if (C - c0 > 0)
+                    dw_block(1, a, c0, xn, kh0, kh1, kw0, kw1, ih0, iw0, y);
             }
 }
