@@ -230,21 +230,15 @@ static mdl_status pack_common(mdl__kctx *c, bool depthwise) {
 
 /* ---- depthwise loops ------------------------------------------------------------------------
    Output channel oc reads input channel oc / mult; w is [KH,KW,OC].  One pixel's OC sums at a
-   time (in scratch), the taps inside the input streaming contiguous rows of x and w; the loops
-   are unrolled by 4 with a separate tail, which gcc -O2 vectorizes. */
+   time (in scratch), the taps inside the input streaming contiguous rows of x and w. */
 
-/* acc[i] += (x[i] - zx) * w[i] */
+/* acc[i] += (x[i] - zx) * w[i], 16 at a time (the form gcc -O2 vectorizes, see gemm_int8.c) */
 static void row_mac(int32_t *restrict acc, const int8_t *restrict x, const int8_t *restrict w,
                     int32_t zx, int64_t n) {
     int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        acc[i] += ((int32_t)x[i] - zx) * w[i];
-        acc[i + 1] += ((int32_t)x[i + 1] - zx) * w[i + 1];
-        acc[i + 2] += ((int32_t)x[i + 2] - zx) * w[i + 2];
-        acc[i + 3] += ((int32_t)x[i + 3] - zx) * w[i + 3];
-    }
-    for (; i < n; i++)
-        acc[i] += ((int32_t)x[i] - zx) * w[i];
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 16; j++) acc[i + j] += ((int32_t)x[i + j] - zx) * w[i + j];
+    for (; i < n; i++) acc[i] += ((int32_t)x[i] - zx) * w[i];
 }
 
 static void depthwise(const qconv_geom *g, const mdl__qgemm_packed *p, int32_t zx, const int8_t *x,

@@ -25,6 +25,10 @@
  *                   128 * sum_k A[m,k] is subtracted per row at the end.
  * The packed data records the variant it was made for; run falls back to the reference when it
  * differs from the current one (e.g. another MDL_CPU_LEVEL), never misreading it.
+ *
+ * The kernels (src/ops/dense_int8.c, conv_int8.c) validate operands with the mdl__qcheck_*
+ * helpers below, describe each weight matrix with a mdl__qgemm_desc, and call check (prepare),
+ * pack (load) and run.
  */
 #ifndef MDL_OPS_INT8_H
 #define MDL_OPS_INT8_H
@@ -76,8 +80,8 @@ size_t mdl__qgemm_scratch_bytes(int64_t N, int64_t K);
 void mdl__qgemm_run(const void *packed, int64_t M, const int8_t *A, int64_t lda, const int8_t *w,
                     int64_t sn, int64_t sk, int8_t *C, int64_t ldc, void *scratch);
 
-/* The same at an explicit variant (<= mdl__qgemm_variant(); tests).  packed must have been made
-   for `variant` or MDL_QGEMM_REF ... (falls back to the reference otherwise). */
+/* The same at an explicit variant (<= mdl__qgemm_variant(); tests and benchmarks): runs that
+   variant if packed was made for it, else the reference (any record serves the reference). */
 void mdl__qgemm_run_variant(int variant, const void *packed, int64_t M, const int8_t *A,
                             int64_t lda, const int8_t *w, int64_t sn, int64_t sk, int8_t *C,
                             int64_t ldc, void *scratch);

@@ -5,8 +5,10 @@
  * sign-extended to int16 (vpmaddubsw would saturate its int16 pair sums).  MR rows of A are
  * widened to int16 in scratch once, so each k pair is one 32-bit broadcast; the weights are
  * widened as they are loaded (vpmovsxbw), 16 bytes = 8 columns x 2 k per vector.  A tile is
- * MR rows x 16 columns (two panels) in 8 accumulators.  The epilogue is mdl__requant written
- * lane-wise (requant8). */
+ * MR = 3 rows x 16 columns (two panels) in 6 accumulators: with 4 rows gcc 12 kept two of the 8
+ * accumulators on the stack, and the store-to-load chain through them halved the speed.  The
+ * epilogue is mdl__requant written lane-wise (requant8).  Also the depthwise loop (mdl__qdw_avx2).
+ */
 #include "int8_x86.h"
 #include "simd.h"
 
@@ -136,9 +138,10 @@ void mdl__qgemm_avx2(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int
     }
 }
 
-/* ---- depthwise, channel multiplier 1 (see mdl__qdw_vnni): 8 channels per vector ------------ */
+/* ---- depthwise, channel multiplier 1 (see mdl__qdw_vnni): 8 channels per vector, up to 4
+   vectors per pass ----------------------------------------------------------------------------- */
 
-/* n (1..8) bytes widened to int32 lanes (lanes past n zero) */
+/* n bytes (all 8 when n >= 8) widened to int32 lanes, lanes past n zero */
 static inline __m256i load8_i32(const int8_t *p, int64_t n) {
     if (n >= 8) return _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p));
     int8_t t[8] = {0};
@@ -146,36 +149,59 @@ static inline __m256i load8_i32(const int8_t *p, int64_t n) {
     return _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)t));
 }
 
-void mdl__qdw_avx2(const mdl__qdw_args *a) {
+INLINE void dw_block(const int NB, const mdl__qdw_args *a, int64_t c0, const int8_t *xn,
+                     int64_t kh0, int64_t kh1, int64_t kw0, int64_t kw1, int64_t ih0, int64_t iw0,
+                     int8_t *y) {
     const mdl__qgemm_packed *p = a->p;
+    const int64_t C = a->C, nt = C - c0 - (NB - 1) * 8; /* the last vector's lanes */
+    const __m256i zx = _mm256_set1_epi32(a->zx);
+    __m256i acc[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < NB; j++)
+        acc[j] = _mm256_loadu_si256((const __m256i *)(p->bias + c0 + j * 8));
+    for (int64_t kh = kh0; kh < kh1; kh++) {
+        const int8_t *xr = xn + ((ih0 + kh * a->dh) * a->W + iw0) * C + c0;
+        const int8_t *wr = a->w + kh * a->KW * C + c0;
+        for (int64_t kw = kw0; kw < kw1; kw++) {
+            const int8_t *xp = xr + kw * a->dw * C, *wp = wr + kw * C;
+#pragma GCC unroll 4
+            for (int j = 0; j < NB; j++) {
+                const int64_t n = j < NB - 1 ? 8 : nt;
+                __m256i xv = load8_i32(xp + j * 8, n), wv = load8_i32(wp + j * 8, n);
+                acc[j] = _mm256_add_epi32(acc[j], _mm256_mullo_epi32(_mm256_sub_epi32(xv, zx), wv));
+            }
+        }
+    }
+    const __m256i zy = _mm256_set1_epi32(p->zy), lo = _mm256_set1_epi32(p->lo),
+                  hi = _mm256_set1_epi32(p->hi);
+#pragma GCC unroll 4
+    for (int j = 0; j < NB; j++) {
+        const int64_t c = c0 + j * 8;
+        __m256i v = requant8(acc[j], _mm256_loadu_si256((const __m256i *)(p->mult + c)),
+                             _mm256_loadu_si256((const __m256i *)(p->shift + c)), zy, lo, hi);
+        store8(y + c, v, j < NB - 1 ? 8 : nt);
+    }
+}
+
+void mdl__qdw_avx2(const mdl__qdw_args *a) {
     const int64_t C = a->C;
-    const __m256i zx = _mm256_set1_epi32(a->zx), zy = _mm256_set1_epi32(p->zy),
-                  lo = _mm256_set1_epi32(p->lo), hi = _mm256_set1_epi32(p->hi);
     for (int64_t n = 0; n < a->N; n++)
         for (int64_t oh = 0; oh < a->OH; oh++)
             for (int64_t ow = 0; ow < a->OW; ow++) {
                 const int8_t *xn = a->x + n * a->H * a->W * C;
                 int8_t *y = a->y + ((n * a->OH + oh) * a->OW + ow) * C;
                 const int64_t ih0 = oh * a->sh - a->pt, iw0 = ow * a->sw - a->pl;
-                for (int64_t c0 = 0; c0 < C; c0 += 8) {
-                    const int64_t nc = C - c0;
-                    __m256i acc = _mm256_loadu_si256((const __m256i *)(p->bias + c0));
-                    for (int64_t kh = 0; kh < a->KH; kh++) {
-                        const int64_t ih = ih0 + kh * a->dh;
-                        if (ih < 0 || ih >= a->H) continue;
-                        for (int64_t kw = 0; kw < a->KW; kw++) {
-                            const int64_t iw = iw0 + kw * a->dw;
-                            if (iw < 0 || iw >= a->W) continue;
-                            __m256i xv = load8_i32(xn + (ih * a->W + iw) * C + c0, nc);
-                            __m256i wv = load8_i32(a->w + (kh * a->KW + kw) * C + c0, nc);
-                            acc = _mm256_add_epi32(
-                                acc, _mm256_mullo_epi32(_mm256_sub_epi32(xv, zx), wv));
-                        }
-                    }
-                    __m256i v =
-                        requant8(acc, _mm256_loadu_si256((const __m256i *)(p->mult + c0)),
-                                 _mm256_loadu_si256((const __m256i *)(p->shift + c0)), zy, lo, hi);
-                    store8(y + c0, v, nc);
-                }
+                int64_t kh0, kh1, kw0, kw1;
+                mdl__qdw_tap_range(ih0, a->dh, a->KH, a->H, &kh0, &kh1);
+                mdl__qdw_tap_range(iw0, a->dw, a->KW, a->W, &kw0, &kw1);
+                int64_t c0 = 0;
+                for (; C - c0 > 24; c0 += 32)
+                    dw_block(4, a, c0, xn, kh0, kh1, kw0, kw1, ih0, iw0, y);
+                if (C - c0 > 16)
+                    dw_block(3, a, c0, xn, kh0, kh1, kw0, kw1, ih0, iw0, y);
+                else if (C - c0 > 8)
+                    dw_block(2, a, c0, xn, kh0, kh1, kw0, kw1, ih0, iw0, y);
+                else if (C - c0 > 0)
+                    dw_block(1, a, c0, xn, kh0, kh1, kw0, kw1, ih0, iw0, y);
             }
 }

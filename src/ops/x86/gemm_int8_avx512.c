@@ -212,16 +212,6 @@ INLINE void dw_block(const int NB, const mdl__qdw_args *a, int64_t c0, const int
     }
 }
 
-/* First tap index k in [0, K) with 0 <= i0 + k * d < n, and one past the last. */
-static inline void tap_range(int64_t i0, int64_t d, int64_t K, int64_t n, int64_t *k0,
-                             int64_t *k1) {
-    int64_t lo = i0 >= 0 ? 0 : (-i0 + d - 1) / d;
-    int64_t hi = i0 >= n ? 0 : (n - 1 - i0) / d + 1;
-    *k0 = lo < K ? lo : K;
-    *k1 = hi < K ? hi : K;
-    if (*k1 < *k0) *k1 = *k0;
-}
-
 void mdl__qdw_vnni(const mdl__qdw_args *a) {
     const int64_t C = a->C;
     for (int64_t n = 0; n < a->N; n++)
@@ -231,8 +221,8 @@ void mdl__qdw_vnni(const mdl__qdw_args *a) {
                 int8_t *y = a->y + ((n * a->OH + oh) * a->OW + ow) * C;
                 const int64_t ih0 = oh * a->sh - a->pt, iw0 = ow * a->sw - a->pl;
                 int64_t kh0, kh1, kw0, kw1;
-                tap_range(ih0, a->dh, a->KH, a->H, &kh0, &kh1);
-                tap_range(iw0, a->dw, a->KW, a->W, &kw0, &kw1);
+                mdl__qdw_tap_range(ih0, a->dh, a->KH, a->H, &kh0, &kh1);
+                mdl__qdw_tap_range(iw0, a->dw, a->KW, a->W, &kw0, &kw1);
                 int64_t c0 = 0;
                 for (; C - c0 > 48; c0 += 64)
                     dw_block(4, a, c0, xn, kh0, kh1, kw0, kw1, ih0, iw0, y);

@@ -36,6 +36,16 @@ typedef struct mdl__qdw_args {
     int32_t zx;
     int64_t N, H, W, C, OH, OW, KH, KW, sh, sw, dh, dw, pt, pl;
 } mdl__qdw_args;
+/* First tap index k in [0, K) with 0 <= i0 + k * d < n, and one past the last. */
+static inline void mdl__qdw_tap_range(int64_t i0, int64_t d, int64_t K, int64_t n, int64_t *k0,
+                                      int64_t *k1) {
+    int64_t lo = i0 >= 0 ? 0 : (-i0 + d - 1) / d;
+    int64_t hi = i0 >= n ? 0 : (n - 1 - i0) / d + 1;
+    *k0 = lo < K ? lo : K;
+    *k1 = hi < K ? hi : K;
+    if (*k1 < *k0) *k1 = *k0;
+}
+
 void mdl__qdw_avx2(const mdl__qdw_args *a);
 void mdl__qdw_vnni(const mdl__qdw_args *a); /* AVX-512; called only where VNNI is */
 
