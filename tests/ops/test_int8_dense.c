@@ -302,6 +302,16 @@ static void check_core(const core_case *t) {
         for (int64_t m = 0; m < M; m++)
             for (int64_t n = N; n < t->ldc; n++)
                 assert_int_equal(out[m * t->ldc + n], 0x77);
+        /* run at another variant than packed for (another MDL_CPU_LEVEL): the reference
+           serves, same results */
+        if (v != MDL_QGEMM_REF)
+            for (int u = MDL_QGEMM_REF; u <= mdl__qgemm_variant(); u++) {
+                if (u == v) continue;
+                memset(got, 0x77, (size_t)(M * t->ldc));
+                mdl__qgemm_run_variant(u, packed, M, A, t->lda, w, d.sn, d.sk, got, t->ldc,
+                                       scratch);
+                assert_memory_equal(got, ref, (size_t)(M * t->ldc));
+            }
         free(packed);
     }
     free(A), free(w), free(bias), free(ws), free(scratch), free(ref), free(got);
