@@ -45,8 +45,10 @@ static int64_t out_extent(int64_t in, int64_t pad0, int64_t pad1, int64_t k, int
 }
 
 /* Validates the node (shapes, options, quantization) and fills its geometry and layer
-   quantization.  Called by prepare, pack and run (cheap; cannot fail after prepare). */
-static mdl_status qconv_check(const mdl__kctx *c, bool depthwise, qconv_geom *g, mdl__qio *io) {
+   quantization.  Called by prepare and pack, and by run with `weights` false (the per-channel
+   checks of weight and bias are prepare's; nothing fails after prepare accepted the node). */
+static mdl_status qconv_check(const mdl__kctx *c, bool depthwise, bool weights, qconv_geom *g,
+                              mdl__qio *io) {
     const mdl__tensor *x = c->nin > 0 ? c->in[0] : NULL, *w = c->nin > 1 ? c->in[1] : NULL;
     const mdl__tensor *b = c->nin > 2 ? c->in[2] : NULL;
     const mdl_conv_options *o = &c->opt->conv;
@@ -127,6 +129,7 @@ static mdl_status qconv_check(const mdl__kctx *c, bool depthwise, qconv_geom *g,
     if (!mdl__shape_size(4, od, 1, NULL, NULL) || g->K > MDL_MAX_ELEMENTS)
         return mdl__fail(c, MDL_SHAPE, "output %s is too large",
                          mdl__dims_str(s1, sizeof s1, 4, od));
+    if (!weights) return MDL_OK;
     if ((st = mdl__qcheck_weight(c, w, 3)) != MDL_OK) return st;
     if (b && (st = mdl__qcheck_bias(c, b, io->sx, w)) != MDL_OK) return st;
     return MDL_OK;
@@ -186,7 +189,7 @@ static int64_t tile_rows(const qconv_geom *g) {
 static mdl_status prepare_common(mdl__kctx *c, bool depthwise) {
     qconv_geom g;
     mdl__qio io;
-    mdl_status st = qconv_check(c, depthwise, &g, &io);
+    mdl_status st = qconv_check(c, depthwise, true, &g, &io);
     if (st != MDL_OK) return st;
     write_output_shape(c, &g);
     bool dw = depthwise || depthwise_path(&g);
@@ -216,7 +219,7 @@ static mdl_status prepare_common(mdl__kctx *c, bool depthwise) {
 static mdl_status pack_common(mdl__kctx *c, bool depthwise) {
     qconv_geom g;
     mdl__qio io;
-    if (qconv_check(c, depthwise, &g, &io) != MDL_OK) return MDL_INTERNAL;
+    if (qconv_check(c, depthwise, true, &g, &io) != MDL_OK) return MDL_INTERNAL;
     bool dw = depthwise || depthwise_path(&g);
     size_t stride = group_stride(&g, dw);
     for (int64_t gi = 0; gi < (dw ? 1 : g.G); gi++) {
@@ -237,8 +240,10 @@ static void row_mac(int32_t *restrict acc, const int8_t *restrict x, const int8_
                     int32_t zx, int64_t n) {
     int64_t i = 0;
     for (; i + 16 <= n; i += 16)
-        for (int j = 0; j < 16; j++) acc[i + j] += ((int32_t)x[i + j] - zx) * w[i + j];
-    for (; i < n; i++) acc[i] += ((int32_t)x[i] - zx) * w[i];
+        for (int j = 0; j < 16; j++)
+            acc[i + j] += ((int32_t)x[i + j] - zx) * w[i + j];
+    for (; i < n; i++)
+        acc[i] += ((int32_t)x[i] - zx) * w[i];
 }
 
 static void depthwise(const qconv_geom *g, const mdl__qgemm_packed *p, int32_t zx, const int8_t *x,
@@ -359,7 +364,7 @@ static mdl_status run_common(mdl__kctx *c, bool depthwise_op) {
     if (!c->packed) return mdl__fail(c, MDL_INTERNAL, "runs only with the data packed at load");
     qconv_geom g;
     mdl__qio io;
-    qconv_check(c, depthwise_op, &g, &io);
+    qconv_check(c, depthwise_op, false, &g, &io);
     const int8_t *x = c->in_data[0], *w = c->in_data[1];
     int8_t *y = c->out_data[0];
     const unsigned char *pk = c->packed;
