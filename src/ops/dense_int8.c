@@ -243,6 +243,9 @@ static mdl_status matmul_prepare(mdl__kctx *c) {
         c->scratch_bytes = mdl__qgemm_scratch_bytes(g.N, g.K);
     } else {
         c->packed_bytes = sizeof(mm_pack) + sizeof(mdl__qmul) * (size_t)b->nquant;
+        if ((uint64_t)g.N > SIZE_MAX / sizeof(int32_t))
+            return mdl__fail(c, MDL_SHAPE, "B '%s' is too large", tname(b));
+        c->scratch_bytes = (size_t)g.N * sizeof(int32_t); /* one row of sums */
     }
     if (!c->packed_bytes) return mdl__fail(c, MDL_SHAPE, "B '%s' is too large", tname(b));
     return MDL_OK;
@@ -267,16 +270,25 @@ static mdl_status matmul_pack(mdl__kctx *c) {
     return MDL_OK;
 }
 
-/* One [M,K] x [K,N] product of the loops: sum (a - za)(b - zb), |.| <= K * 255^2 (checked). */
+/* One [M,K] x [K,N] product of the loops, a row of C at a time in acc (N int32):
+   sum_k (a - za)(b - zb) = sum_k (a - za) b - zb sum_k (a - za), the first sum one streaming
+   pass over B's rows per row of A.  Every partial sum is below K * 255 * 128 and the result
+   below K * 255^2 (K checked in prepare). */
 static void mm_loops(const mm_geom *g, const mm_pack *h, const mdl__qmul *mul, int32_t za,
-                     const int8_t *A, const int8_t *B, int8_t *C) {
-    for (int64_t m = 0; m < g->M; m++)
-        for (int64_t n = 0; n < g->N; n++) {
-            int32_t acc = 0;
-            for (int64_t k = 0; k < g->K; k++)
-                acc += ((int32_t)A[m * g->K + k] - za) * ((int32_t)B[k * g->N + n] - h->zb);
-            C[m * g->N + n] = (int8_t)mdl__requant(acc, mul[h->n > 1 ? n : 0], h->zy, h->lo, h->hi);
+                     const int8_t *A, const int8_t *B, int8_t *C, int32_t *acc) {
+    for (int64_t m = 0; m < g->M; m++) {
+        const int8_t *a = A + m * g->K;
+        int32_t asum = 0;
+        memset(acc, 0, (size_t)g->N * sizeof *acc);
+        for (int64_t k = 0; k < g->K; k++) {
+            const int32_t av = (int32_t)a[k] - za;
+            asum += av;
+            if (av) mdl__qaxpy(acc, av, B + k * g->N, g->N);
         }
+        for (int64_t n = 0; n < g->N; n++)
+            C[m * g->N + n] = (int8_t)mdl__requant(acc[n] - h->zb * asum, mul[h->n > 1 ? n : 0],
+                                                   h->zy, h->lo, h->hi);
+    }
 }
 
 static mdl_status matmul_run(mdl__kctx *c) {
@@ -291,6 +303,7 @@ static mdl_status matmul_run(mdl__kctx *c) {
         mdl__qgemm_run(c->packed, a->count / g.K, A, g.K, B, 1, g.N, C, g.N, c->scratch);
         return MDL_OK;
     }
+    if (!g.M || !g.N) return MDL_OK; /* empty output */
     mm_pack h;
     memcpy(&h, c->packed, sizeof h);
     if (h.magic != MM_MAGIC) return mdl__fail(c, MDL_INTERNAL, "packed data of another kind");
@@ -305,7 +318,8 @@ static mdl_status matmul_run(mdl__kctx *c) {
             ao += idx[i] * g.astride[i];
             bo += idx[i] * g.bstride[i];
         }
-        mm_loops(&g, &h, mul, za, A + ao * g.M * g.K, B + bo * g.K * g.N, C + n * g.M * g.N);
+        mm_loops(&g, &h, mul, za, A + ao * g.M * g.K, B + bo * g.K * g.N, C + n * g.M * g.N,
+                 c->scratch);
         for (int32_t i = g.brank - 1; i >= 0; i--) {
             if (++idx[i] < g.bdims[i]) break;
             idx[i] = 0;

@@ -194,18 +194,22 @@ static int32_t dot_i8(const int8_t *restrict a, const int8_t *restrict w, int64_
     int32_t s[16] = {0}, t = 0;
     int64_t k = 0;
     for (; k + 16 <= K; k += 16)
-        for (int j = 0; j < 16; j++) s[j] += (int32_t)a[k + j] * w[k + j];
-    for (int j = 0; j < 16; j++) t += s[j];
-    for (; k < K; k++) t += (int32_t)a[k] * w[k];
+        for (int j = 0; j < 16; j++)
+            s[j] += (int32_t)a[k + j] * w[k + j];
+    for (int j = 0; j < 16; j++)
+        t += s[j];
+    for (; k < K; k++)
+        t += (int32_t)a[k] * w[k];
     return t;
 }
 
-/* acc[n] += a * w[n] */
-static void axpy_i8(int32_t *restrict acc, int32_t a, const int8_t *restrict w, int64_t N) {
+void mdl__qaxpy(int32_t *restrict acc, int32_t a, const int8_t *restrict w, int64_t N) {
     int64_t n = 0;
     for (; n + 16 <= N; n += 16)
-        for (int j = 0; j < 16; j++) acc[n + j] += a * w[n + j];
-    for (; n < N; n++) acc[n] += a * w[n];
+        for (int j = 0; j < 16; j++)
+            acc[n + j] += a * w[n + j];
+    for (; n < N; n++)
+        acc[n] += a * w[n];
 }
 
 static void run_ref(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int64_t lda,
@@ -219,7 +223,7 @@ static void run_ref(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int6
                time */
             memcpy(acc, p->bias, (size_t)N * sizeof *acc);
             for (int64_t k = 0; k < K; k++)
-                if (a[k]) axpy_i8(acc, a[k], w + k * sk, N);
+                if (a[k]) mdl__qaxpy(acc, a[k], w + k * sk, N);
         } else {
             for (int64_t n = 0; n < N; n++) {
                 const int8_t *wn = w + n * sn;

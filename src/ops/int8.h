@@ -86,6 +86,10 @@ void mdl__qgemm_run_variant(int variant, const void *packed, int64_t M, const in
                             int64_t lda, const int8_t *w, int64_t sn, int64_t sk, int8_t *C,
                             int64_t ldc, void *scratch);
 
+/* acc[n] += a * w[n] for n < N (the reference loops' inner step; the caller keeps the sums in
+   int32). */
+void mdl__qaxpy(int32_t *restrict acc, int32_t a, const int8_t *restrict w, int64_t N);
+
 /* ---- what the x86 files implement (x86/int8_x86.h has their layouts) ----------------------- */
 
 /* The packed record's view for the kernels. */
