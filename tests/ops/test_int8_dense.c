@@ -458,6 +458,9 @@ static void test_matmul_oracle(void **state) {
         {3, 3, {2, 5, 3}, {2, 3, 4}, true, true, false},
         {2, 2, {1, 1}, {1, 1}, false, false, false},
         {2, 2, {70, 300}, {300, 50}, true, false, false},
+        {2, 2, {0, 3}, {3, 2}, true, false, false},
+        {3, 2, {2, 0, 3}, {3, 2}, false, false, true},
+        {2, 2, {2, 3}, {3, 0}, false, false, true},
     };
     agree ag = {0};
     for (size_t i = 0; i < COUNT(cases); i++)
