@@ -45,6 +45,10 @@ extern const mdl__kernel mdl__lstm_f32;
 extern const mdl__kernel mdl__gru_f32;
 /* END rnn declarations */
 /* BEGIN int8 dense-conv declarations */
+extern const mdl__kernel mdl__fc_int8;
+extern const mdl__kernel mdl__matmul_int8;
+extern const mdl__kernel mdl__conv2d_int8;
+extern const mdl__kernel mdl__depthwise_conv2d_int8;
 /* END int8 dense-conv declarations */
 /* BEGIN int8 elementwise declarations */
 /* END int8 elementwise declarations */
@@ -93,6 +97,10 @@ static const mdl__kernel *const kernels[MDL_OP_COUNT][MDL_DTYPE_COUNT] = {
     [MDL_OP_GRU][MDL_DTYPE_FLOAT32] = &mdl__gru_f32,
     /* END rnn entries */
     /* BEGIN int8 dense-conv entries */
+    [MDL_OP_FULLY_CONNECTED][MDL_DTYPE_INT8] = &mdl__fc_int8,
+    [MDL_OP_MATMUL][MDL_DTYPE_INT8] = &mdl__matmul_int8,
+    [MDL_OP_CONV2D][MDL_DTYPE_INT8] = &mdl__conv2d_int8,
+    [MDL_OP_DEPTHWISE_CONV2D][MDL_DTYPE_INT8] = &mdl__depthwise_conv2d_int8,
     /* END int8 dense-conv entries */
     /* BEGIN int8 elementwise entries */
     /* END int8 elementwise entries */

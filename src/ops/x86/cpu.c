@@ -34,3 +34,14 @@ int mdl__cpu_level(void) {
     }
     return level;
 }
+
+bool mdl__cpu_has_vnni(void) {
+    static int cached = -1; /* as in mdl__cpu_level */
+    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = mdl__cpu_level() >= MDL_CPU_AVX512 && __builtin_cpu_supports("avx512vnni");
+        __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
+    }
+    return v == 1;
+}

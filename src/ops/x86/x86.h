@@ -8,6 +8,7 @@
 #ifndef MDL_OPS_X86_H
 #define MDL_OPS_X86_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,6 +21,10 @@
    (0, 1 or 2; it can only lower, to test or benchmark the other variants).  Read once, then
    cached; thread safe. */
 int mdl__cpu_level(void);
+
+/* AVX-512 VNNI (vpdpbusd, the int8 kernels): only when mdl__cpu_level() is MDL_CPU_AVX512, so
+   MDL_CPU_LEVEL=1 or 0 turns it off too.  Cached like the level. */
+bool mdl__cpu_has_vnni(void);
 
 /* ---- packed B panels ------------------------------------------------------------------------
    B [N,K] is cut into column panels: starting at column j0 = 0, NR, 2 NR, ... each panel is

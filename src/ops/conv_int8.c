@@ -1,0 +1,436 @@
+/* Quantized (int8, TFLite scheme) convolutions, NHWC: CONV2D and DEPTHWISE_CONV2D.
+ *
+ * y = requant(bias + sum over taps (x - zx) * w); padding is the real value 0, i.e. x = zx,
+ * which adds nothing.
+ *
+ * CONV2D (weights HWIO [KH,KW,Cin/group,Cout] = a [K, Cout] matrix, K = KH*KW*CG): per group a
+ * product on the int8 GEMM core (int8.h) with the group's column block of the weights, packed
+ * once at load.  A 1x1 conv without padding reads its input as the GEMM's A; anything else
+ * gathers receptive fields into scratch (im2col, padding filled with zx, so the zero-point term
+ * folded into the bias stays right) a tile of output pixels at a time.  A grouped conv with one
+ * input channel per group runs the depthwise loops.
+ *
+ * DEPTHWISE_CONV2D (weights [1,KH,KW,Cout], Cout = Cin * multiplier): direct loops over the
+ * taps that fall inside the input; multipliers and bias packed once per channel. */
+#include "int8.h"
+
+#include "graph/util.h"
+
+#include <string.h>
+
+#ifdef MDL_HAVE_X86_SIMD
+#include "x86/int8_x86.h"
+#endif
+
+/* im2col tile budget in bytes (part of the stored plan's scratch: the same on every build). */
+#define QCONV_TILE_BYTES ((int64_t)1 << 16)
+#define QCONV_MIN_ROWS 16
+
+typedef struct qconv_geom {
+    int64_t N, H, W, C;
+    int64_t OH, OW, OC;
+    int64_t KH, KW, K;
+    int64_t sh, sw, dh, dw, pt, pl, pb, pr;
+    int64_t G, CG, OG;
+} qconv_geom;
+
+static const char *tname(const mdl__tensor *t) { return t->name ? t->name : ""; }
+
+static int64_t out_extent(int64_t in, int64_t pad0, int64_t pad1, int64_t k, int64_t dil,
+                          int64_t stride) {
+    int64_t span;
+    if (__builtin_mul_overflow(dil, k - 1, &span) || span > MDL_MAX_ELEMENTS) return -1;
+    int64_t room = in + pad0 + pad1 - span - 1;
+    return room < 0 ? -1 : room / stride + 1;
+}
+
+/* Validates the node (shapes, options, quantization) and fills its geometry and layer
+   quantization.  Called by prepare and pack, and by run with `weights` false (the per-channel
+   checks of weight and bias are prepare's; nothing fails after prepare accepted the node). */
+static mdl_status qconv_check(const mdl__kctx *c, bool depthwise, bool weights, qconv_geom *g,
+                              mdl__qio *io) {
+    const mdl__tensor *x = c->nin > 0 ? c->in[0] : NULL, *w = c->nin > 1 ? c->in[1] : NULL;
+    const mdl__tensor *b = c->nin > 2 ? c->in[2] : NULL;
+    const mdl_conv_options *o = &c->opt->conv;
+    char s1[64], s2[64];
+    mdl_status st;
+    if (c->nin < 2 || c->nin > 3 || c->nout != 1 || !x || !w)
+        return mdl__fail(c, MDL_INVALID_ARGUMENT, "expects inputs X, W[, bias] and one output");
+    if ((st = mdl__qcheck_io(c, x, &o->act, io)) != MDL_OK) return st;
+    if (x->rank != 4)
+        return mdl__fail(c, MDL_SHAPE, "input %s must be 4-D NHWC",
+                         mdl__dims_str(s1, sizeof s1, x->rank, x->dims));
+    if (w->rank != 4)
+        return mdl__fail(c, MDL_SHAPE, "weight %s must be 4-D %s",
+                         mdl__dims_str(s1, sizeof s1, w->rank, w->dims),
+                         depthwise ? "[1,KH,KW,Cout]" : "[KH,KW,Cin/group,Cout]");
+    for (int i = 0; i < 4; i++)
+        if ((i && x->dims[i] < 1) || w->dims[i] < 1 || x->dims[0] < 0)
+            return mdl__fail(c, MDL_SHAPE, "input %s or weight %s has an empty dimension",
+                             mdl__dims_str(s1, sizeof s1, x->rank, x->dims),
+                             mdl__dims_str(s2, sizeof s2, w->rank, w->dims));
+    if (o->stride[0] < 1 || o->stride[1] < 1 || o->dilation[0] < 1 || o->dilation[1] < 1)
+        return mdl__fail(c, MDL_INVALID_ARGUMENT, "stride %dx%d and dilation %dx%d must be >= 1",
+                         (int)o->stride[0], (int)o->stride[1], (int)o->dilation[0],
+                         (int)o->dilation[1]);
+    for (int i = 0; i < 4; i++)
+        if (o->pad[i] < 0)
+            return mdl__fail(c, MDL_INVALID_ARGUMENT, "negative padding %d (top,left,bottom,right)",
+                             (int)o->pad[i]);
+    memset(g, 0, sizeof *g);
+    g->N = x->dims[0];
+    g->H = x->dims[1];
+    g->W = x->dims[2];
+    g->C = x->dims[3];
+    g->KH = w->dims[depthwise ? 1 : 0];
+    g->KW = w->dims[depthwise ? 2 : 1];
+    g->OC = w->dims[3];
+    g->sh = o->stride[0];
+    g->sw = o->stride[1];
+    g->dh = o->dilation[0];
+    g->dw = o->dilation[1];
+    g->pt = o->pad[0];
+    g->pl = o->pad[1];
+    g->pb = o->pad[2];
+    g->pr = o->pad[3];
+    if (depthwise) {
+        if (w->dims[0] != 1 || g->OC % g->C)
+            return mdl__fail(c, MDL_SHAPE,
+                             "depthwise weight %s must be [1,KH,KW,Cout] with Cout a multiple of "
+                             "the input's %lld channels",
+                             mdl__dims_str(s1, sizeof s1, w->rank, w->dims), (long long)g->C);
+        g->G = g->C;
+    } else {
+        if (o->group < 1)
+            return mdl__fail(c, MDL_INVALID_ARGUMENT, "group %d must be >= 1", (int)o->group);
+        g->G = o->group;
+        if (g->C % g->G || g->OC % g->G || w->dims[2] != g->C / g->G)
+            return mdl__fail(c, MDL_SHAPE,
+                             "weight %s does not fit input %s in %lld groups (input and output "
+                             "channels divisible by the group count, Cin/group weight inputs)",
+                             mdl__dims_str(s1, sizeof s1, w->rank, w->dims),
+                             mdl__dims_str(s2, sizeof s2, x->rank, x->dims), (long long)g->G);
+    }
+    g->CG = g->C / g->G;
+    g->OG = g->OC / g->G;
+    g->K = g->KH * g->KW * g->CG;
+    if (b && (b->rank != 1 || b->dims[0] != g->OC))
+        return mdl__fail(c, MDL_SHAPE, "bias %s does not match %lld output channels",
+                         mdl__dims_str(s1, sizeof s1, b->rank, b->dims), (long long)g->OC);
+    g->OH = out_extent(g->H, g->pt, g->pb, g->KH, g->dh, g->sh);
+    g->OW = out_extent(g->W, g->pl, g->pr, g->KW, g->dw, g->sw);
+    if (g->OH < 1 || g->OW < 1)
+        return mdl__fail(c, MDL_SHAPE,
+                         "kernel %lldx%lld (dilation %lldx%lld) larger than the padded input "
+                         "%lldx%lld",
+                         (long long)g->KH, (long long)g->KW, (long long)g->dh, (long long)g->dw,
+                         (long long)(g->H + g->pt + g->pb), (long long)(g->W + g->pl + g->pr));
+    int64_t od[4] = {g->N, g->OH, g->OW, g->OC};
+    if (!mdl__shape_size(4, od, 1, NULL, NULL) || g->K > MDL_MAX_ELEMENTS)
+        return mdl__fail(c, MDL_SHAPE, "output %s is too large",
+                         mdl__dims_str(s1, sizeof s1, 4, od));
+    if (!weights) return MDL_OK;
+    if ((st = mdl__qcheck_weight(c, w, 3)) != MDL_OK) return st;
+    if (b && (st = mdl__qcheck_bias(c, b, io->sx, w)) != MDL_OK) return st;
+    return MDL_OK;
+}
+
+static void write_output_shape(mdl__kctx *c, const qconv_geom *g) {
+    mdl__shape *s = &c->out_shape[0];
+    s->dtype = MDL_DTYPE_INT8;
+    s->rank = 4;
+    s->dims[0] = g->N;
+    s->dims[1] = g->OH;
+    s->dims[2] = g->OW;
+    s->dims[3] = g->OC;
+}
+
+static bool depthwise_path(const qconv_geom *g) { return g->G > 1 && g->CG == 1; }
+static bool direct_1x1(const qconv_geom *g) {
+    return g->KH == 1 && g->KW == 1 && !g->pt && !g->pl && !g->pb && !g->pr;
+}
+
+/* Group gi's weight matrix and requantization for the GEMM core (or, for the depthwise loops,
+   all channels with the taps as K and no zero-point folding: those loops skip the padding). */
+static void group_desc(const mdl__kctx *c, const qconv_geom *g, const mdl__qio *io, int64_t gi,
+                       bool depthwise, mdl__qgemm_desc *d) {
+    const mdl__tensor *w = c->in[1], *b = c->nin > 2 ? c->in[2] : NULL;
+    const int64_t n0 = depthwise ? 0 : gi * g->OG;
+    memset(d, 0, sizeof *d);
+    d->N = depthwise ? g->OC : g->OG;
+    d->K = depthwise ? g->KH * g->KW : g->K;
+    d->w = (const int8_t *)w->data + n0;
+    d->sn = 1;
+    d->sk = g->OC;
+    d->bias = b ? (const int32_t *)b->data + n0 : NULL;
+    d->za = depthwise ? 0 : io->zx;
+    d->a_scale = io->sx;
+    d->y_scale = io->sy;
+    d->w_scale = w->nquant > 1 ? w->scale + n0 : w->scale;
+    d->nw_scale = w->nquant;
+    d->zy = io->zy;
+    d->lo = io->lo;
+    d->hi = io->hi;
+}
+
+/* Packed data: one GEMM-core record per group, each `stride` bytes (one record of all channels
+   for the depthwise loops). */
+static size_t group_stride(const qconv_geom *g, bool depthwise) {
+    if (depthwise) return mdl__qgemm_pack_bytes(MDL_QGEMM_REF, g->OC, g->KH * g->KW);
+    return mdl__qgemm_pack_bytes(mdl__qgemm_variant(), g->OG, g->K);
+}
+
+static int64_t tile_rows(const qconv_geom *g) {
+    int64_t m = g->N * g->OH * g->OW, t = QCONV_TILE_BYTES / g->K;
+    if (t < QCONV_MIN_ROWS) t = QCONV_MIN_ROWS;
+    return t < m ? t : m;
+}
+
+static mdl_status prepare_common(mdl__kctx *c, bool depthwise) {
+    qconv_geom g;
+    mdl__qio io;
+    mdl_status st = qconv_check(c, depthwise, true, &g, &io);
+    if (st != MDL_OK) return st;
+    write_output_shape(c, &g);
+    bool dw = depthwise || depthwise_path(&g);
+    for (int64_t gi = 0; gi < (dw ? 1 : g.G); gi++) {
+        mdl__qgemm_desc d;
+        group_desc(c, &g, &io, gi, dw, &d);
+        if ((st = mdl__qgemm_check(c, tname(c->in[1]), &d)) != MDL_OK) return st;
+    }
+    size_t stride = group_stride(&g, dw);
+    if (!stride || !mdl__mul_size(stride, dw ? 1 : (size_t)g.G, &c->packed_bytes))
+        return mdl__fail(c, MDL_SHAPE, "weight '%s' is too large", tname(c->in[1]));
+    if (dw) {
+        /* one pixel's int32 accumulators */
+        c->scratch_bytes = (size_t)g.OC * sizeof(int32_t);
+        return MDL_OK;
+    }
+    /* im2col tile + the GEMM core's scratch, on every CPU */
+    uint64_t bytes = mdl__qgemm_scratch_bytes(g.OG, g.K);
+    if (!direct_1x1(&g)) bytes += mdl__align_up((uint64_t)(tile_rows(&g) * g.K), 64);
+    if (bytes > SIZE_MAX)
+        return mdl__fail(c, MDL_SHAPE, "scratch of %llu bytes does not fit in memory",
+                         (unsigned long long)bytes);
+    c->scratch_bytes = (size_t)bytes;
+    return MDL_OK;
+}
+
+static mdl_status pack_common(mdl__kctx *c, bool depthwise) {
+    qconv_geom g;
+    mdl__qio io;
+    if (qconv_check(c, depthwise, true, &g, &io) != MDL_OK) return MDL_INTERNAL;
+    bool dw = depthwise || depthwise_path(&g);
+    size_t stride = group_stride(&g, dw);
+    for (int64_t gi = 0; gi < (dw ? 1 : g.G); gi++) {
+        mdl__qgemm_desc d;
+        group_desc(c, &g, &io, gi, dw, &d);
+        mdl__qgemm_pack(dw ? MDL_QGEMM_REF : mdl__qgemm_variant(), &d,
+                        (unsigned char *)c->packed + (size_t)gi * stride);
+    }
+    return MDL_OK;
+}
+
+/* ---- depthwise loops ------------------------------------------------------------------------
+   Output channel oc reads input channel oc / mult; w is [KH,KW,OC].  One pixel's OC sums at a
+   time (in scratch), the taps inside the input streaming contiguous rows of x and w. */
+
+/* acc[i] += (x[i] - zx) * w[i], 16 at a time (the form gcc -O2 vectorizes, see gemm_int8.c) */
+static void row_mac(int32_t *restrict acc, const int8_t *restrict x, const int8_t *restrict w,
+                    int32_t zx, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 16; j++)
+            acc[i + j] += ((int32_t)x[i + j] - zx) * w[i + j];
+    for (; i < n; i++)
+        acc[i] += ((int32_t)x[i] - zx) * w[i];
+}
+
+static void depthwise(const qconv_geom *g, const mdl__qgemm_packed *p, int32_t zx, const int8_t *x,
+                      const int8_t *w, int8_t *y, int32_t *acc) {
+    const int64_t C = g->C, OC = g->OC, mult = g->OC / g->C;
+    for (int64_t n = 0; n < g->N; n++) {
+        const int8_t *xn = x + n * g->H * g->W * C;
+        for (int64_t oh = 0; oh < g->OH; oh++)
+            for (int64_t ow = 0; ow < g->OW; ow++) {
+                memcpy(acc, p->bias, (size_t)OC * sizeof *acc);
+                for (int64_t kh = 0; kh < g->KH; kh++) {
+                    int64_t ih = oh * g->sh - g->pt + kh * g->dh;
+                    if (ih < 0 || ih >= g->H) continue;
+                    for (int64_t kw = 0; kw < g->KW; kw++) {
+                        int64_t iw = ow * g->sw - g->pl + kw * g->dw;
+                        if (iw < 0 || iw >= g->W) continue;
+                        const int8_t *xr = xn + (ih * g->W + iw) * C;
+                        const int8_t *wr = w + (kh * g->KW + kw) * OC;
+                        if (mult == 1) {
+                            row_mac(acc, xr, wr, zx, C);
+                        } else {
+                            for (int64_t ci = 0; ci < C; ci++) {
+                                const int32_t xv = (int32_t)xr[ci] - zx;
+                                for (int64_t j = 0; j < mult; j++)
+                                    acc[ci * mult + j] += xv * wr[ci * mult + j];
+                            }
+                        }
+                    }
+                }
+                int8_t *o = y + ((n * g->OH + oh) * g->OW + ow) * OC;
+                for (int64_t oc = 0; oc < OC; oc++) {
+                    mdl__qmul q = {p->mult[oc], p->shift[oc]};
+                    o[oc] = (int8_t)mdl__requant(acc[oc], q, p->zy, p->lo, p->hi);
+                }
+            }
+    }
+}
+
+/* ---- CONV2D: im2col + GEMM core ------------------------------------------------------------ */
+
+/* memcpy / memset for the short runs of im2col (a first layer's 3 channels x 3 taps): a call
+   per run costs more than the copy, so runs are moved in constant-size pieces, which compilers
+   inline as plain loads and stores. */
+static inline void copy_run(int8_t *d, const int8_t *s, int64_t n) {
+    if (n > 64) {
+        memcpy(d, s, (size_t)n);
+        return;
+    }
+    for (; n >= 8; n -= 8, d += 8, s += 8)
+        memcpy(d, s, 8);
+    if (n >= 4) memcpy(d, s, 4), n -= 4, d += 4, s += 4;
+    for (; n > 0; n--)
+        *d++ = *s++;
+}
+
+static inline void fill_run(int8_t *d, int8_t v, int64_t n) {
+    if (n > 64) {
+        memset(d, v, (size_t)n);
+        return;
+    }
+    const uint64_t v8 = 0x0101010101010101ull * (uint8_t)v;
+    for (; n >= 8; n -= 8, d += 8)
+        memcpy(d, &v8, 8);
+    for (; n > 0; n--)
+        *d++ = v;
+}
+
+/* Receptive fields of output pixels [p0, p0 + m) for group gi as rows of A (K bytes each,
+   ordered (kh, kw, c) like the weight rows); taps in the padding are zx. */
+static void im2col(const qconv_geom *g, const int8_t *x, int8_t zx, int64_t p0, int64_t m,
+                   int64_t gi, int8_t *A) {
+    const int64_t C = g->C, CG = g->CG, KW = g->KW, ohw = g->OH * g->OW;
+    /* Without dilation or groups, the taps of one kernel row are adjacent input pixels: one
+       contiguous run of KW * C bytes, clipped at the borders. */
+    const bool runs = g->dw == 1 && g->G == 1;
+    int64_t n = p0 / ohw, oh = p0 % ohw / g->OW, ow = p0 % g->OW;
+    for (int64_t r = 0; r < m; r++) {
+        int8_t *a = A + r * g->K;
+        const int8_t *xn = x + n * g->H * g->W * C + gi * CG;
+        int64_t ih0 = oh * g->sh - g->pt, iw0 = ow * g->sw - g->pl;
+        for (int64_t kh = 0; kh < g->KH; kh++) {
+            int8_t *ak = a + kh * KW * CG;
+            int64_t ih = ih0 + kh * g->dh;
+            if (ih < 0 || ih >= g->H) {
+                fill_run(ak, zx, KW * CG);
+                continue;
+            }
+            const int8_t *xr = xn + ih * g->W * C;
+            if (runs) {
+                int64_t lo = iw0 < 0 ? -iw0 : 0, hi = g->W - iw0;
+                if (lo > KW) lo = KW;
+                if (hi > KW) hi = KW;
+                if (hi < lo) hi = lo;
+                fill_run(ak, zx, lo * C);
+                copy_run(ak + lo * C, xr + (iw0 + lo) * C, (hi - lo) * C);
+                fill_run(ak + hi * C, zx, (KW - hi) * C);
+                continue;
+            }
+            for (int64_t kw = 0; kw < KW; kw++) {
+                int64_t iw = iw0 + kw * g->dw;
+                if (iw < 0 || iw >= g->W)
+                    fill_run(ak + kw * CG, zx, CG);
+                else
+                    copy_run(ak + kw * CG, xr + iw * C, CG);
+            }
+        }
+        if (++ow == g->OW) {
+            ow = 0;
+            if (++oh == g->OH) {
+                oh = 0;
+                n++;
+            }
+        }
+    }
+}
+
+static mdl_status run_common(mdl__kctx *c, bool depthwise_op) {
+    if (!c->packed) return mdl__fail(c, MDL_INTERNAL, "runs only with the data packed at load");
+    qconv_geom g;
+    mdl__qio io;
+    qconv_check(c, depthwise_op, false, &g, &io);
+    const int8_t *x = c->in_data[0], *w = c->in_data[1];
+    int8_t *y = c->out_data[0];
+    const unsigned char *pk = c->packed;
+    if (depthwise_op || depthwise_path(&g)) {
+        mdl__qgemm_packed p;
+        if (!mdl__qgemm_view(pk, &p)) return mdl__fail(c, MDL_INTERNAL, "bad packed data");
+#ifdef MDL_HAVE_X86_SIMD
+        if (g.OC == g.C) {
+            mdl__qdw_args a = {x,    w,    y,    &p,   io.zx, g.N,  g.H,  g.W,  g.C, g.OH,
+                               g.OW, g.KH, g.KW, g.sh, g.sw,  g.dh, g.dw, g.pt, g.pl};
+            int v = mdl__qgemm_variant();
+            if (v == MDL_QGEMM_VNNI) {
+                mdl__qdw_vnni(&a);
+                return MDL_OK;
+            }
+            if (v == MDL_QGEMM_AVX2) {
+                mdl__qdw_avx2(&a);
+                return MDL_OK;
+            }
+        }
+#endif
+        depthwise(&g, &p, io.zx, x, w, y, c->scratch);
+        return MDL_OK;
+    }
+    const size_t stride = group_stride(&g, false);
+    const int64_t OC = g.OC, OG = g.OG;
+    unsigned char *scratch = c->scratch;
+    if (direct_1x1(&g)) {
+        for (int64_t gi = 0; gi < g.G; gi++) {
+            const void *gp = pk + (size_t)gi * stride;
+            if (g.sh == 1 && g.sw == 1)
+                mdl__qgemm_run(gp, g.N * g.H * g.W, x + gi * g.CG, g.C, w + gi * OG, 1, OC,
+                               y + gi * OG, OC, scratch);
+            else
+                /* every sw-th pixel of every sh-th row: a matrix with leading dim sw * C */
+                for (int64_t n = 0; n < g.N; n++)
+                    for (int64_t oh = 0; oh < g.OH; oh++)
+                        mdl__qgemm_run(gp, g.OW,
+                                       x + ((n * g.H + oh * g.sh) * g.W) * g.C + gi * g.CG,
+                                       g.sw * g.C, w + gi * OG, 1, OC,
+                                       y + ((n * g.OH + oh) * g.OW) * OC + gi * OG, OC, scratch);
+        }
+        return MDL_OK;
+    }
+    const int64_t M = g.N * g.OH * g.OW, tm = tile_rows(&g);
+    int8_t *A = (int8_t *)scratch;
+    void *gs = scratch + mdl__align_up((size_t)(tm * g.K), 64);
+    for (int64_t p0 = 0; p0 < M; p0 += tm) {
+        int64_t m = M - p0 < tm ? M - p0 : tm;
+        for (int64_t gi = 0; gi < g.G; gi++) {
+            im2col(&g, x, (int8_t)io.zx, p0, m, gi, A);
+            mdl__qgemm_run(pk + (size_t)gi * stride, m, A, g.K, w + gi * OG, 1, OC,
+                           y + p0 * OC + gi * OG, OC, gs);
+        }
+    }
+    return MDL_OK;
+}
+
+static mdl_status conv2d_prepare(mdl__kctx *c) { return prepare_common(c, false); }
+static mdl_status conv2d_pack(mdl__kctx *c) { return pack_common(c, false); }
+static mdl_status conv2d_run(mdl__kctx *c) { return run_common(c, false); }
+static mdl_status depthwise_prepare(mdl__kctx *c) { return prepare_common(c, true); }
+static mdl_status depthwise_pack(mdl__kctx *c) { return pack_common(c, true); }
+static mdl_status depthwise_run(mdl__kctx *c) { return run_common(c, true); }
+
+const mdl__kernel mdl__conv2d_int8 = {
+    .prepare = conv2d_prepare, .run = conv2d_run, .pack = conv2d_pack};
+const mdl__kernel mdl__depthwise_conv2d_int8 = {
+    .prepare = depthwise_prepare, .run = depthwise_run, .pack = depthwise_pack};

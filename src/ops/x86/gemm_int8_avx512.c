@@ -1,0 +1,236 @@
+/* AVX-512 VNNI int8 GEMM core (built with the AVX-512 flags plus -mavx512vnni; called only when
+ * mdl__cpu_has_vnni()).  Contract in ops/int8.h, layout in int8_x86.h.
+ *
+ * vpdpbusd multiplies unsigned bytes by signed bytes, four per int32 lane, without saturation.
+ * The weights are the unsigned side, stored as w + 128, and A the signed side, broadcast four
+ * k at a time; so each sum carries an extra 128 * sum_k A[m,k], subtracted per row before the
+ * epilogue (the row sum costs K/64 instructions per row, against the xor per broadcast that
+ * offsetting A instead would cost in the inner loop).  Sums wrap in int32, which is exact since
+ * the true result fits (int8.h).
+ *
+ * Blocking: RB rows of A at a time (their row sums on the stack); within them, for each pair of
+ * 16-column panels, MR x 32 tiles down the rows, so a panel pair (32 K bytes) stays in L1 while
+ * the rows stream from L2.  The epilogue is mdl__requant written lane-wise (see requant16). */
+#include "int8_x86.h"
+#include "simd.h"
+
+#include <string.h>
+
+#define MR 6   /* rows per tile: 12 accumulators + 2 panel vectors + 1 broadcast */
+#define RB 240 /* rows per block (a multiple of MR) */
+#define NR MDL_QGEMM_NR_VNNI
+
+/* mdl__requant on 16 lanes: x << left, the saturating rounding doubling high multiply as
+   (x * mult + 2^30) >> 31 (equal to it for mult >= 0, the only multipliers packed: see
+   mdl__srdhm's rounding, which this reproduces for both signs), then the rounding right shift
+   (mdl__rdivpot), zero point and clamp. */
+INLINE __m512i requant16(__m512i acc, __m512i mult, __m512i shift, __m512i zy, __m512i lo,
+                         __m512i hi) {
+    const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1);
+    const __m512i left = _mm512_max_epi32(shift, zero);
+    const __m512i right = _mm512_max_epi32(_mm512_sub_epi32(zero, shift), zero);
+    const __m512i x = _mm512_sllv_epi32(acc, left);
+    const __m512i nudge = _mm512_set1_epi64((int64_t)1 << 30);
+    __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(x, mult), nudge);
+    __m512i po = _mm512_add_epi64(
+        _mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(mult, 32)), nudge);
+    /* bits 31..62 of each product: the low dword of pe >> 31, the high dword of po << 1 */
+    __m512i h =
+        _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 31), _mm512_slli_epi64(po, 1));
+    const __m512i mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, right), one);
+    const __m512i rem = _mm512_and_si512(h, mask);
+    const __m512i thr = _mm512_sub_epi32(_mm512_srli_epi32(mask, 1), _mm512_srai_epi32(h, 31));
+    __m512i r = _mm512_srav_epi32(h, right);
+    r = _mm512_mask_add_epi32(r, _mm512_cmpgt_epi32_mask(rem, thr), r, one);
+    r = _mm512_add_epi32(r, zy);
+    return _mm512_min_epi32(_mm512_max_epi32(r, lo), hi);
+}
+
+static inline int32_t load4(const int8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* sum_k a[k] */
+static int32_t row_sum(const int8_t *a, int64_t K) {
+    const __m512i ones = _mm512_set1_epi8(1);
+    __m512i s = _mm512_setzero_si512();
+    int64_t k = 0;
+    for (; k + 64 <= K; k += 64)
+        s = _mm512_dpbusd_epi32(s, ones, _mm512_loadu_si512(a + k));
+    if (k < K) {
+        __mmask64 m = K - k >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (K - k)) - 1);
+        s = _mm512_dpbusd_epi32(s, ones, _mm512_maskz_loadu_epi8(m, a + k));
+    }
+    return _mm512_reduce_add_epi32(s);
+}
+
+/* C[0:R, 0:nv] for the NP panels at pw (panel stride ps bytes), channels n0.. (per-channel
+   constants at ch offset n0); rs: the rows' sums. */
+INLINE void tile(const int R, const int NP, const mdl__qgemm_packed *p, int64_t n0, int64_t nv,
+                 const int8_t *a, int64_t lda, const uint8_t *pw, int64_t ps, const int32_t *rs,
+                 int8_t *c, int64_t ldc) {
+    __m512i acc[MR][2];
+#pragma GCC unroll 6
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 2
+        for (int j = 0; j < NP; j++)
+            acc[i][j] = _mm512_setzero_si512();
+    const int64_t K = p->K, kfull = K & ~(int64_t)3;
+    int64_t k = 0;
+    for (; k < kfull; k += 4, pw += 64) {
+        __m512i w0 = _mm512_load_si512(pw), w1 = w0;
+        if (NP > 1) w1 = _mm512_load_si512(pw + ps);
+#pragma GCC unroll 6
+        for (int i = 0; i < R; i++) {
+            __m512i av = _mm512_set1_epi32(load4(a + i * lda + k));
+            acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], w0, av);
+            if (NP > 1) acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], w1, av);
+        }
+    }
+    if (k < K) { /* the last 1..3 k: the panel holds zeros past K, A must not be read past it */
+        __m512i w0 = _mm512_load_si512(pw), w1 = w0;
+        if (NP > 1) w1 = _mm512_load_si512(pw + ps);
+#pragma GCC unroll 6
+        for (int i = 0; i < R; i++) {
+            int32_t v = 0;
+            memcpy(&v, a + i * lda + k, (size_t)(K - k));
+            __m512i av = _mm512_set1_epi32(v);
+            acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], w0, av);
+            if (NP > 1) acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], w1, av);
+        }
+    }
+    const __m512i zy = _mm512_set1_epi32(p->zy), lo = _mm512_set1_epi32(p->lo),
+                  hi = _mm512_set1_epi32(p->hi);
+#pragma GCC unroll 2
+    for (int j = 0; j < NP; j++) {
+        const int64_t n = n0 + j * NR;
+        const __m512i mult = _mm512_loadu_si512(p->mult + n);
+        const __m512i shift = _mm512_loadu_si512(p->shift + n);
+        const __m512i bias = _mm512_loadu_si512(p->bias + n);
+        const __mmask16 sm = mdl__mask16(nv - j * NR);
+#pragma GCC unroll 6
+        for (int i = 0; i < R; i++) {
+            __m512i v =
+                _mm512_sub_epi32(acc[i][j], _mm512_set1_epi32((int32_t)((uint32_t)rs[i] * 128u)));
+            v = requant16(_mm512_add_epi32(v, bias), mult, shift, zy, lo, hi);
+            _mm512_mask_cvtepi32_storeu_epi8(c + i * ldc + j * NR, sm, v);
+        }
+    }
+}
+
+#define TILE_CASE(r)                                                                               \
+    case r:                                                                                        \
+        if (np == 2)                                                                               \
+            tile(r, 2, p, n0, nv, a, lda, pw, ps, rs, c, ldc);                                     \
+        else                                                                                       \
+            tile(r, 1, p, n0, nv, a, lda, pw, ps, rs, c, ldc);                                     \
+        break;
+
+static void tile_any(int rows, int np, const mdl__qgemm_packed *p, int64_t n0, int64_t nv,
+                     const int8_t *a, int64_t lda, const uint8_t *pw, int64_t ps, const int32_t *rs,
+                     int8_t *c, int64_t ldc) {
+    switch (rows) {
+        TILE_CASE(1)
+        TILE_CASE(2)
+        TILE_CASE(3)
+        TILE_CASE(4)
+        TILE_CASE(5)
+    default: tile(MR, 2, p, n0, nv, a, lda, pw, ps, rs, c, ldc); break;
+    }
+}
+
+void mdl__qgemm_vnni(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int64_t lda, int8_t *C,
+                     int64_t ldc) {
+    const int64_t N = p->N, K = p->K, ps = (K + 3) / 4 * 64; /* bytes per panel */
+    const uint8_t *panels = p->panels;
+    int32_t rs[RB];
+    for (int64_t m0 = 0; m0 < M; m0 += RB) {
+        const int64_t mb = M - m0 < RB ? M - m0 : RB;
+        for (int64_t i = 0; i < mb; i++)
+            rs[i] = row_sum(A + (m0 + i) * lda, K);
+        for (int64_t n0 = 0; n0 < N; n0 += 2 * NR) {
+            const int64_t nv = N - n0 < 2 * NR ? N - n0 : 2 * NR;
+            const int np = nv > NR ? 2 : 1;
+            const uint8_t *pw = panels + n0 / NR * ps;
+            for (int64_t i = 0; i < mb; i += MR) {
+                const int rows = (int)(mb - i < MR ? mb - i : MR);
+                if (rows == MR && np == 1)
+                    tile(MR, 1, p, n0, nv, A + (m0 + i) * lda, lda, pw, ps, rs + i,
+                         C + (m0 + i) * ldc + n0, ldc);
+                else
+                    tile_any(rows, np, p, n0, nv, A + (m0 + i) * lda, lda, pw, ps, rs + i,
+                             C + (m0 + i) * ldc + n0, ldc);
+            }
+        }
+    }
+}
+
+/* ---- depthwise, channel multiplier 1 --------------------------------------------------------
+   16 channels per vector, up to 4 vectors per pass in registers: x and w widened to int32,
+   (x - zx) * w exact in vpmulld, summed over the taps inside the input, then the GEMM's
+   epilogue.  The taps' range is clipped once per pixel. */
+INLINE void dw_block(const int NB, const mdl__qdw_args *a, int64_t c0, const int8_t *xn,
+                     int64_t kh0, int64_t kh1, int64_t kw0, int64_t kw1, int64_t ih0, int64_t iw0,
+                     int8_t *y) {
+    const mdl__qgemm_packed *p = a->p;
+    const int64_t C = a->C;
+    const __m512i zx = _mm512_set1_epi32(a->zx);
+    const __mmask16 mt = mdl__mask16(C - c0 - (NB - 1) * 16); /* the last vector's lanes */
+    __m512i acc[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < NB; j++)
+        acc[j] = _mm512_loadu_si512(p->bias + c0 + j * 16);
+    for (int64_t kh = kh0; kh < kh1; kh++) {
+        const int8_t *xr = xn + ((ih0 + kh * a->dh) * a->W + iw0) * C + c0;
+        const int8_t *wr = a->w + kh * a->KW * C + c0;
+        for (int64_t kw = kw0; kw < kw1; kw++) {
+            const int8_t *xp = xr + kw * a->dw * C, *wp = wr + kw * C;
+#pragma GCC unroll 4
+            for (int j = 0; j < NB; j++) {
+                __m512i xv, wv;
+                if (j < NB - 1 || mt == 0xFFFF) {
+                    xv = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(xp + j * 16)));
+                    wv = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(wp + j * 16)));
+                } else {
+                    xv = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mt, xp + j * 16));
+                    wv = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mt, wp + j * 16));
+                }
+                acc[j] = _mm512_add_epi32(acc[j], _mm512_mullo_epi32(_mm512_sub_epi32(xv, zx), wv));
+            }
+        }
+    }
+    const __m512i zy = _mm512_set1_epi32(p->zy), lo = _mm512_set1_epi32(p->lo),
+                  hi = _mm512_set1_epi32(p->hi);
+#pragma GCC unroll 4
+    for (int j = 0; j < NB; j++) {
+        const int64_t c = c0 + j * 16;
+        __m512i v = requant16(acc[j], _mm512_loadu_si512(p->mult + c),
+                              _mm512_loadu_si512(p->shift + c), zy, lo, hi);
+        _mm512_mask_cvtepi32_storeu_epi8(y + c, j < NB - 1 ? (__mmask16)0xFFFF : mt, v);
+    }
+}
+
+void mdl__qdw_vnni(const mdl__qdw_args *a) {
+    const int64_t C = a->C;
+    for (int64_t n = 0; n < a->N; n++)
+        for (int64_t oh = 0; oh < a->OH; oh++)
+            for (int64_t ow = 0; ow < a->OW; ow++) {
+                const int8_t *xn = a->x + n * a->H * a->W * C;
+                int8_t *y = a->y + ((n * a->OH + oh) * a->OW + ow) * C;
+                const int64_t ih0 = oh * a->sh - a->pt, iw0 = ow * a->sw - a->pl;
+                int64_t kh0, kh1, kw0, kw1;
+                mdl__qdw_tap_range(ih0, a->dh, a->KH, a->H, &kh0, &kh1);
+                mdl__qdw_tap_range(iw0, a->dw, a->KW, a->W, &kw0, &kw1);
+                int64_t c0 = 0;
+                for (; C - c0 > 48; c0 += 64)
+                    dw_block(4, a, c0, xn, kh0, kh1, kw0, kw1, ih0, iw0, y);
+                if (C - c0 > 32)
+                    dw_block(3, a, c0, xn, kh0, kh1, kw0, kw1, ih0, iw0, y);
+                else if (C - c0 > 16)
+                    dw_block(2, a, c0, xn, kh0, kh1, kw0, kw1, ih0, iw0, y);
+                else if (C - c0 > 0)
+                    dw_block(1, a, c0, xn, kh0, kh1, kw0, kw1, ih0, iw0, y);
+            }
+}

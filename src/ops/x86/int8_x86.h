@@ -1,0 +1,52 @@
+/*
+ * x86 variants of the int8 GEMM core (contract in src/ops/int8.h; only built with
+ * MDL_HAVE_X86_SIMD).  Both compute C = requant(bias + A W) for M >= 1 rows and any N >= 1,
+ * K >= 1, from the packed record p, bit-identical to the reference.
+ *
+ * Weight layouts (written by mdl__qgemm_pack, src/ops/gemm_int8.c), panels following each other,
+ * the first 64-byte aligned:
+ *   AVX2: panels of 8 columns; a panel is ceil(K/2) groups of 16 bytes, byte 2j + r of group q
+ *         being W(n0 + j, 2q + r) (int8; 0 past K or N).  vpmovsxbw turns a group into the 16
+ *         int16 that vpmaddwd pairs with a broadcast pair (A[m,2q], A[m,2q+1]).
+ *   VNNI: panels of 16 columns; a panel is ceil(K/4) groups of 64 bytes, byte 4j + r of group q
+ *         being W(n0 + j, 4q + r) + 128 as uint8 (0 past K or N, which adds nothing).
+ */
+#ifndef MDL_OPS_INT8_X86_H
+#define MDL_OPS_INT8_X86_H
+
+#include "ops/int8.h"
+
+#define MDL_QGEMM_NR_AVX2 8 /* columns per panel */
+#define MDL_QGEMM_NR_VNNI 16
+#define MDL_QGEMM_MR_AVX2 3 /* rows of A the AVX2 kernel widens to int16 at once */
+
+/* a16: scratch for MDL_QGEMM_MR_AVX2 rows of round_up(K, 2) int16 (mdl__qgemm_scratch_bytes). */
+void mdl__qgemm_avx2(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int64_t lda, int8_t *C,
+                     int64_t ldc, int16_t *a16);
+void mdl__qgemm_vnni(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int64_t lda, int8_t *C,
+                     int64_t ldc);
+
+/* Depthwise conv with channel multiplier 1 (conv_int8.c): y[n,oh,ow,c] = requant(bias[c] +
+   sum over the taps inside the input of (x[n,ih,iw,c] - zx) * w[kh,kw,c]); p holds the
+   per-channel multipliers and bias (padded to a multiple of 16 channels). */
+typedef struct mdl__qdw_args {
+    const int8_t *x, *w; /* x NHWC [N,H,W,C]; w [KH,KW,C] */
+    int8_t *y;           /* [N,OH,OW,C] */
+    const mdl__qgemm_packed *p;
+    int32_t zx;
+    int64_t N, H, W, C, OH, OW, KH, KW, sh, sw, dh, dw, pt, pl;
+} mdl__qdw_args;
+/* First tap index k in [0, K) with 0 <= i0 + k * d < n, and one past the last. */
+static inline void mdl__qdw_tap_range(int64_t i0, int64_t d, int64_t K, int64_t n, int64_t *k0,
+                                      int64_t *k1) {
+    int64_t lo = i0 >= 0 ? 0 : (-i0 + d - 1) / d;
+    int64_t hi = i0 >= n ? 0 : (n - 1 - i0) / d + 1;
+    *k0 = lo < K ? lo : K;
+    *k1 = hi < K ? hi : K;
+    if (*k1 < *k0) *k1 = *k0;
+}
+
+void mdl__qdw_avx2(const mdl__qdw_args *a);
+void mdl__qdw_vnni(const mdl__qdw_args *a); /* AVX-512; called only where VNNI is */
+
+#endif

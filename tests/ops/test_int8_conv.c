@@ -1,0 +1,413 @@
+/* Quantized Conv2D and DepthwiseConv2D (src/ops/conv_int8.c) against a naive oracle written from
+ * the definition (NHWC, HWIO weights, groups, strides, dilations, asymmetric padding that adds
+ * nothing, int64 sums of (x - zx) w, requantized in double: round(acc * sx sw / sy) + zy,
+ * clamped to the fused activation's range): at most one step apart, nearly all equal.  Random
+ * geometries incl. 1x1 (direct and strided), im2col over several tiles, grouped and depthwise
+ * convs, extreme zero points and scales, every activation; every rejected operand.
+ *
+ * main() reruns the program at each lower MDL_CPU_LEVEL; the first run writes a digest of every
+ * output it computed and the reruns must reproduce it bit for bit (AVX-512 VNNI, AVX2 and the
+ * reference give identical results). */
+#include "common/harness.h"
+
+#include "ops/ops.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define COUNT(a) (sizeof a / sizeof a[0])
+#define DIGEST_ENV "MDL_TEST_INT8_CONV_DIGEST"
+
+static uint64_t digest = 1469598103934665603ull; /* FNV-1a over every output */
+
+static void digest_add(const int8_t *p, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        digest = (digest ^ (uint8_t)p[i]) * 1099511628211ull;
+}
+
+static int64_t rand_zp(void) {
+    static const int64_t z[] = {-128, 127, 0};
+    int64_t r = th_rand_int(0, 5);
+    return r < 3 ? z[r] : th_rand_int(-128, 127);
+}
+
+typedef struct conv_case {
+    bool dw; /* DEPTHWISE_CONV2D (G = C, OC = C * mult) */
+    int64_t N, H, W, C, OC, KH, KW;
+    int sh, sw, dh, dw_, pt, pl, pb, pr, group;
+    bool per_channel, bias;
+    mdl_activation act;
+    double mult_scale;
+} conv_case;
+
+static int64_t extent(int64_t in, int p0, int p1, int64_t k, int d, int s) {
+    int64_t room = in + p0 + p1 - (int64_t)d * (k - 1) - 1;
+    return room < 0 ? 0 : room / s + 1;
+}
+
+typedef struct agree {
+    int64_t n, exact;
+    int maxdiff;
+} agree;
+
+static void run_case(const conv_case *t, agree *ag) {
+    const int64_t G = t->dw ? t->C : t->group, CG = t->C / G, OG = t->OC / G;
+    const int64_t OH = extent(t->H, t->pt, t->pb, t->KH, t->dh, t->sh);
+    const int64_t OW = extent(t->W, t->pl, t->pr, t->KW, t->dw_, t->sw);
+    assert_true(OH > 0 && OW > 0);
+    const int64_t nx = t->N * t->H * t->W * t->C, nw = t->KH * t->KW * CG * t->OC;
+    int8_t *x = malloc((size_t)nx), *w = malloc((size_t)nw);
+    for (int64_t i = 0; i < nx; i++)
+        x[i] = (int8_t)th_rand_int(-128, 127);
+    for (int64_t i = 0; i < nw; i++)
+        w[i] = (int8_t)th_rand_int(-127, 127);
+    int32_t *b = malloc(sizeof(int32_t) * (size_t)t->OC);
+    float sx = th_uniform(0.002f, 0.2f), *sw = malloc(sizeof(float) * (size_t)t->OC);
+    float *sb = malloc(sizeof(float) * (size_t)t->OC);
+    int64_t zx = rand_zp(), zy = rand_zp(), *zw = calloc((size_t)t->OC, sizeof(int64_t));
+    int64_t *zb = calloc((size_t)t->OC, sizeof(int64_t));
+    int nq = t->per_channel ? (int)t->OC : 1;
+    for (int i = 0; i < nq; i++)
+        sw[i] = th_uniform(0.001f, 0.03f) * (i % 5 == 2 ? 20.0f : 1.0f);
+    for (int64_t i = 0; i < t->OC; i++) {
+        b[i] = (int32_t)th_rand_int(-100000, 100000);
+        sb[i] = sx * sw[t->per_channel ? i : 0];
+    }
+    const int64_t K = t->KH * t->KW * CG;
+    float sy = (float)(sx * sw[0] * sqrt((double)K) * 5400.0 / 100.0 * t->mult_scale);
+
+    int64_t wd[4] = {t->KH, t->KW, CG, t->OC};
+    if (t->dw) wd[0] = 1, wd[1] = t->KH, wd[2] = t->KW, wd[3] = t->OC;
+    th_tensor in[3] = {th_tensor_make(MDL_DTYPE_INT8, 4, (int64_t[]){t->N, t->H, t->W, t->C}, x),
+                       th_tensor_make(MDL_DTYPE_INT8, 4, wd, w),
+                       t->bias ? th_tensor_make(MDL_DTYPE_INT32, 1, (int64_t[]){t->OC}, b)
+                               : th_tensor_absent()};
+    in[1].constant = in[2].constant = true;
+    th_tensor_quant(&in[0], 1, &sx, &zx, 0);
+    th_tensor_quant(&in[1], nq, sw, zw, 3);
+    if (t->bias) th_tensor_quant(&in[2], nq, sb, zb, 0);
+    th_tensor out = {.dtype = MDL_DTYPE_INT8, .rank = 4, .dims = {t->N, OH, OW, t->OC}};
+    th_tensor_quant(&out, 1, &sy, &zy, 0);
+    mdl_op op = t->dw ? MDL_OP_DEPTHWISE_CONV2D : MDL_OP_CONV2D;
+    mdl_op_options o = mdl_op_options_default(op);
+    o.conv.stride[0] = t->sh, o.conv.stride[1] = t->sw;
+    o.conv.dilation[0] = t->dh, o.conv.dilation[1] = t->dw_;
+    o.conv.pad[0] = t->pt, o.conv.pad[1] = t->pl, o.conv.pad[2] = t->pb, o.conv.pad[3] = t->pr;
+    o.conv.group = t->dw ? 1 : t->group;
+    o.conv.act.kind = t->act;
+    o.conv.act.clip_min = -0.43f * sy * 100;
+    o.conv.act.clip_max = 0.29f * sy * 100;
+    mdl_error err = {0};
+    mdl_status st = th_run_op(op, &o, 3, in, 1, &out, &err);
+    if (st != MDL_OK) fail_msg("%s", err.msg);
+    assert_int_equal(out.dtype, MDL_DTYPE_INT8);
+    assert_int_equal(out.dims[1], OH);
+    assert_int_equal(out.dims[2], OW);
+    assert_int_equal(out.dims[3], t->OC);
+
+    /* oracle: the activation's quantized range, then every output from its definition */
+    double l = -INFINITY, h = INFINITY;
+    if (t->act == MDL_ACT_RELU || t->act == MDL_ACT_RELU6) l = 0;
+    if (t->act == MDL_ACT_RELU6) h = 6;
+    if (t->act == MDL_ACT_CLIP) l = o.conv.act.clip_min, h = o.conv.act.clip_max;
+    int lo = -128, hi = 127;
+    if (l > -INFINITY) lo = (int)fmax(-128, fmin(127, (double)zy + nearbyint(l / sy)));
+    if (h < INFINITY) hi = (int)fmin(127, fmax(-128, (double)zy + nearbyint(h / sy)));
+    const int8_t *got = out.data;
+    for (int64_t n = 0; n < t->N; n++)
+        for (int64_t oh = 0; oh < OH; oh++)
+            for (int64_t ow = 0; ow < OW; ow++)
+                for (int64_t oc = 0; oc < t->OC; oc++) {
+                    const int64_t g = oc / OG;
+                    int64_t acc = t->bias ? b[oc] : 0;
+                    for (int64_t kh = 0; kh < t->KH; kh++)
+                        for (int64_t kw = 0; kw < t->KW; kw++)
+                            for (int64_t ci = 0; ci < CG; ci++) {
+                                int64_t ih = oh * t->sh - t->pt + kh * t->dh;
+                                int64_t iw = ow * t->sw - t->pl + kw * t->dw_;
+                                if (ih < 0 || ih >= t->H || iw < 0 || iw >= t->W) continue;
+                                int64_t xv = x[((n * t->H + ih) * t->W + iw) * t->C + g * CG + ci];
+                                int64_t wv = w[((kh * t->KW + kw) * CG + ci) * t->OC + oc];
+                                acc += (xv - zx) * wv;
+                            }
+                    double mult = (double)sx * sw[t->per_channel ? oc : 0] / sy;
+                    int want = (int)fmin(hi, fmax(lo, round((double)acc * mult) + (double)zy));
+                    int8_t v = got[((n * OH + oh) * OW + ow) * t->OC + oc];
+                    int d = abs(v - want);
+                    if (d > 1)
+                        fail_msg("%s at [%lld,%lld,%lld,%lld]: %d, oracle %d",
+                                 t->dw ? "dw" : "conv", (long long)n, (long long)oh, (long long)ow,
+                                 (long long)oc, v, want);
+                    ag->exact += d == 0;
+                    if (d > ag->maxdiff) ag->maxdiff = d;
+                    ag->n++;
+                }
+    digest_add(got, out.count);
+    for (int i = 0; i < 3; i++)
+        th_tensor_free(&in[i]);
+    th_tensor_free(&out);
+    free(x), free(w), free(b), free(sw), free(sb), free(zw), free(zb);
+}
+
+static void report(const agree *ag) {
+    print_message("    %lld elements, %.3f%% equal to the oracle, max difference %d\n",
+                  (long long)ag->n, 100.0 * (double)ag->exact / (double)(ag->n ? ag->n : 1),
+                  ag->maxdiff);
+    assert_true(ag->exact >= ag->n * 97 / 100);
+}
+
+static const double mults[] = {1.0, 1e-4, 1e2, 0.1, 4.0};
+
+/* Named shapes: 1x1 direct, strided 1x1, padded 1x1, im2col over several tiles, first layer. */
+static void test_conv_shapes(void **state) {
+    (void)state;
+    th_seed(91);
+    static const conv_case cases[] = {
+        {false, 1, 5, 7, 16, 33, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_NONE, 1},
+        {false, 2, 9, 8, 3, 17, 1, 1, 2, 3, 1, 1, 0, 0, 0, 0, 1, false, true, MDL_ACT_RELU, 1},
+        {false, 1, 4, 4, 5, 6, 1, 1, 1, 1, 1, 1, 1, 0, 2, 1, 1, true, false, MDL_ACT_RELU6, 1},
+        {false, 2, 14, 14, 32, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU, 1},
+        {false, 1, 23, 21, 3, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_CLIP, 1},
+        {false, 1, 7, 7, 64, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_NONE, 0.1},
+        {false, 1, 6, 6, 8, 12, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 4, true, true, MDL_ACT_NONE, 1},
+        {false, 1, 6, 6, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 8, true, true, MDL_ACT_RELU, 1},
+        {true, 1, 9, 9, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU6, 1},
+        {true, 2, 8, 7, 5, 15, 3, 5, 2, 1, 1, 2, 2, 0, 1, 3, 1, true, false, MDL_ACT_CLIP, 1},
+        {false, 1, 1, 1, 300, 7, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_NONE, 1},
+        {true, 1, 6, 5, 100, 100, 3, 3, 1, 2, 2, 1, 2, 1, 0, 2, 1, true, true, MDL_ACT_NONE, 1},
+        {true, 2, 4, 4, 64, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, false, true, MDL_ACT_RELU, 1},
+        {true, 1, 3, 3, 49, 49, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2, 1, true, false, MDL_ACT_RELU6, 1},
+    };
+    agree ag = {0};
+    for (size_t i = 0; i < COUNT(cases); i++)
+        run_case(&cases[i], &ag);
+    report(&ag);
+}
+
+static void test_conv_random(void **state) {
+    (void)state;
+    th_seed(92);
+    agree ag = {0};
+    for (int it = 0; it < 120; it++) {
+        conv_case t;
+        memset(&t, 0, sizeof t);
+        t.dw = it % 4 == 3;
+        static const int64_t cgs[] = {1, 2, 3, 5, 8, 17};
+        static const int64_t ogs[] = {1, 3, 4, 16, 17, 33};
+        t.group = t.dw ? 1 : (int)th_rand_int(1, 3);
+        int64_t CG = t.dw ? 1 : cgs[th_rand_int(0, 5)], OG = ogs[th_rand_int(0, 5)];
+        if (t.dw) {
+            t.C = th_rand_int(1, 19);
+            OG = th_rand_int(1, 3); /* channel multiplier */
+            t.OC = t.C * OG;
+        } else {
+            t.C = CG * t.group;
+            t.OC = OG * t.group;
+        }
+        t.N = th_rand_int(1, 2);
+        t.H = th_rand_int(1, 11);
+        t.W = th_rand_int(1, 11);
+        t.KH = th_rand_int(1, 3);
+        t.KW = th_rand_int(1, 3);
+        t.sh = (int)th_rand_int(1, 2), t.sw = (int)th_rand_int(1, 3);
+        t.dh = (int)th_rand_int(1, 2), t.dw_ = (int)th_rand_int(1, 2);
+        t.pt = (int)th_rand_int(0, 2), t.pl = (int)th_rand_int(0, 2);
+        t.pb = (int)th_rand_int(0, 2), t.pr = (int)th_rand_int(0, 1);
+        if (extent(t.H, t.pt, t.pb, t.KH, t.dh, t.sh) < 1 ||
+            extent(t.W, t.pl, t.pr, t.KW, t.dw_, t.sw) < 1) {
+            t.dh = t.dw_ = 1;
+            t.pt = t.pl = t.pb = t.pr = 2;
+        }
+        t.per_channel = it % 3 != 0;
+        t.bias = it % 5 != 1;
+        t.act = (mdl_activation)(it % MDL_ACT_COUNT);
+        t.mult_scale = mults[it % COUNT(mults)];
+        run_case(&t, &ag);
+    }
+    report(&ag);
+}
+
+/* ---- rejected operands --------------------------------------------------------------------- */
+
+typedef struct setup {
+    th_tensor in[3], out;
+    float sx, sw[4], sb[4], sy;
+    int64_t zx, zw[4], zb[4], zy;
+} setup;
+
+/* A valid 3x3 conv: X [1,5,5,2], W [3,3,2,4] per channel, bias [4]; DW: W [1,3,3,4]. */
+static void valid(setup *s, bool dw) {
+    memset(s, 0, sizeof *s);
+    s->sx = 0.1f, s->sy = 0.3f, s->zx = 4, s->zy = -2;
+    for (int i = 0; i < 4; i++) {
+        s->sw[i] = 0.02f * (float)(i + 1);
+        s->sb[i] = s->sx * s->sw[i];
+    }
+    s->in[0] = th_tensor_make(MDL_DTYPE_INT8, 4, (int64_t[]){1, 5, 5, 2}, NULL);
+    s->in[1] = th_tensor_make(MDL_DTYPE_INT8, 4,
+                              dw ? (int64_t[]){1, 3, 3, 4} : (int64_t[]){3, 3, 2, 4}, NULL);
+    s->in[2] = th_tensor_make(MDL_DTYPE_INT32, 1, (int64_t[]){4}, NULL);
+    s->in[1].constant = s->in[2].constant = true;
+    th_tensor_quant(&s->in[0], 1, &s->sx, &s->zx, 0);
+    th_tensor_quant(&s->in[1], 4, s->sw, s->zw, 3);
+    th_tensor_quant(&s->in[2], 4, s->sb, s->zb, 0);
+    s->out = (th_tensor){.dtype = MDL_DTYPE_INT8, .rank = 4, .dims = {1, 3, 3, 4}};
+    th_tensor_quant(&s->out, 1, &s->sy, &s->zy, 0);
+}
+
+static void expect(setup *s, bool dw, const mdl_op_options *o, mdl_status want, const char *msg) {
+    mdl_error err = {0};
+    mdl_op op = dw ? MDL_OP_DEPTHWISE_CONV2D : MDL_OP_CONV2D;
+    mdl_status st = th_run_op(op, o, 3, s->in, 1, &s->out, &err);
+    if (st != want) fail_msg("%s: expected status %d, got %d (%s)", msg, want, st, err.msg);
+    if (want != MDL_OK && !strstr(err.msg, msg))
+        fail_msg("message \"%s\" does not mention \"%s\"", err.msg, msg);
+    if (st == MDL_OK) th_tensor_free(&s->out);
+    for (int i = 0; i < 3; i++)
+        th_tensor_free(&s->in[i]);
+}
+
+static void test_conv_rejects(void **state) {
+    (void)state;
+    setup s;
+    for (int dw = 0; dw < 2; dw++) {
+        valid(&s, dw);
+        expect(&s, dw, NULL, MDL_OK, "");
+        valid(&s, dw);
+        s.zw[1] = -5;
+        expect(&s, dw, NULL, MDL_UNSUPPORTED,
+               "weight 'in' is not symmetric: zero point -5 on channel 1");
+        valid(&s, dw);
+        s.sb[3] *= 1.01f;
+        expect(&s, dw, NULL, MDL_UNSUPPORTED, "bias 'in' scale");
+        valid(&s, dw);
+        s.in[1].quant_axis = 0;
+        s.in[1].nquant = 1;
+        expect(&s, dw, NULL, MDL_UNSUPPORTED, "bias 'in' scale"); /* per-tensor w, per-channel b */
+        valid(&s, dw);
+        s.out.nquant = 0;
+        expect(&s, dw, NULL, MDL_UNSUPPORTED, "output must be declared");
+        valid(&s, dw);
+        s.in[1].constant = false;
+        expect(&s, dw, NULL, MDL_UNSUPPORTED, "must be a constant");
+        valid(&s, dw);
+        s.in[2].dtype = MDL_DTYPE_FLOAT32;
+        s.in[2].nquant = 0;
+        expect(&s, dw, NULL, MDL_DTYPE, "bias 'in' is float32");
+        valid(&s, dw);
+        s.in[0].dtype = MDL_DTYPE_UINT8;
+        expect(&s, dw, NULL, MDL_UNSUPPORTED, "no kernel");
+        valid(&s, dw);
+        s.sy = 1e-15f;
+        expect(&s, dw, NULL, MDL_UNSUPPORTED, "not representable");
+    }
+    /* per-channel on the wrong axis: 4 scales on axis 3 of [3,3,2,4] fine, on axis 0 a model
+       with 3 channels there */
+    valid(&s, false);
+    s.in[1].dims[0] = 4;
+    s.in[1].dims[1] = 1;
+    s.in[1].quant_axis = 0;
+    s.out.dims[1] = 2, s.out.dims[2] = 5;
+    mdl_op_options o = mdl_op_options_default(MDL_OP_CONV2D);
+    o.conv.pad[1] = o.conv.pad[3] = 0;
+    expect(&s, false, &o, MDL_UNSUPPORTED, "per channel on axis 0");
+    valid(&s, false);
+    o = mdl_op_options_default(MDL_OP_CONV2D);
+    o.conv.group = 2;
+    expect(&s, false, &o, MDL_SHAPE, "groups");
+    valid(&s, true);
+    s.in[1].dims[0] = 2;
+    expect(&s, true, NULL, MDL_SHAPE, "[1,KH,KW,Cout]");
+    valid(&s, false);
+    o = mdl_op_options_default(MDL_OP_CONV2D);
+    o.conv.dilation[0] = 0;
+    expect(&s, false, &o, MDL_INVALID_ARGUMENT, "dilation");
+    valid(&s, false);
+    o = mdl_op_options_default(MDL_OP_CONV2D);
+    o.conv.act.kind = MDL_ACT_COUNT;
+    expect(&s, false, &o, MDL_INVALID_ARGUMENT, "unknown fused activation");
+    valid(&s, false);
+    s.in[2].dims[0] = 3;
+    s.in[2].nquant = 0;
+    expect(&s, false, NULL, MDL_SHAPE, "bias [3]");
+}
+
+static void test_run_without_pack(void **state) {
+    (void)state;
+    int8_t x[4] = {1, 2, 3, 4}, w[4] = {1, 2, 3, 4}, y[4];
+    float s = 0.1f;
+    int64_t z = 0;
+    for (int dw = 0; dw < 2; dw++) {
+        mdl__tensor tx = {.name = "x",
+                          .dtype = MDL_DTYPE_INT8,
+                          .rank = 4,
+                          .dims = {1, 2, 2, 1},
+                          .count = 4,
+                          .nquant = 1,
+                          .scale = &s,
+                          .zero_point = &z};
+        mdl__tensor tw = {.name = "w",
+                          .dtype = MDL_DTYPE_INT8,
+                          .rank = 4,
+                          .dims = {1, 1, 1, 4},
+                          .count = 4,
+                          .data = w,
+                          .nquant = 1,
+                          .scale = &s,
+                          .zero_point = &z};
+        mdl__tensor ty = {.name = "y",
+                          .dtype = MDL_DTYPE_INT8,
+                          .rank = 4,
+                          .dims = {1, 2, 2, 4},
+                          .count = 16,
+                          .nquant = 1,
+                          .scale = &s,
+                          .zero_point = &z};
+        mdl_op op = dw ? MDL_OP_DEPTHWISE_CONV2D : MDL_OP_CONV2D;
+        mdl_op_options o = mdl_op_options_default(op);
+        mdl_error err = {0};
+        mdl__kctx c = {.op = op, .name = "c", .opt = &o, .nin = 2, .nout = 1, .err = &err};
+        c.in[0] = &tx, c.in[1] = &tw, c.out[0] = &ty;
+        c.in_data[0] = x, c.in_data[1] = w, c.out_data[0] = y;
+        const mdl__kernel *k = mdl__kernel_find(op, MDL_DTYPE_INT8);
+        assert_non_null(k);
+        assert_int_equal(k->prepare(&c), MDL_OK);
+        assert_true(c.packed_bytes > 0);
+        assert_int_equal(k->run(&c), MDL_INTERNAL);
+    }
+}
+
+int main(int argc, char **argv) {
+    (void)argc;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_conv_shapes),
+        cmocka_unit_test(test_conv_random),
+        cmocka_unit_test(test_conv_rejects),
+        cmocka_unit_test(test_run_without_pack),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    const char *path = getenv(DIGEST_ENV);
+    if (path) {
+        /* a rerun at a lower level: same outputs as the first run, bit for bit */
+        unsigned long long want = 0;
+        FILE *f = fopen(path, "r");
+        if (!f || fscanf(f, "%llx", &want) != 1 || want != digest) {
+            printf("outputs differ from the run at the CPU's own level (digest %llx, want %llx)\n",
+                   (unsigned long long)digest, want);
+            failed++;
+        }
+        if (f) fclose(f);
+    } else if (!getenv("MDL_CPU_LEVEL")) {
+        path = th_tmp("int8_conv_digest");
+        FILE *f = fopen(path, "w");
+        if (f) {
+            fprintf(f, "%llx\n", (unsigned long long)digest);
+            fclose(f);
+            setenv(DIGEST_ENV, path, 1);
+        }
+        failed += th_rerun_lower_cpu_levels(argv[0]);
+    }
+    return failed;
+}
