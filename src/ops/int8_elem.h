@@ -57,6 +57,34 @@ static inline int32_t mdl__q8_requant(int32_t acc, mdl__qmul m, int32_t zero_poi
     return mdl__requant(acc, m, zero_point, lo, hi);
 }
 
+/* A real multiplier applied to accumulators known to stay within +-max_abs, with the
+   accumulator shifted left by `pre` bits first so that mdl__qmul_apply's first rounding (the
+   high multiply) keeps fractional bits: then only its final rounding matters and the result is
+   the correctly rounded acc * real (ties away from zero) up to the multiplier's 31 bits.
+   Without it a small accumulator and a multiplier below 1/2 round twice (2^-1 steps each), e.g.
+   -763 * (1/3) gives -255 instead of -254. */
+typedef struct mdl__q8_scaler {
+    mdl__qmul m;
+    int32_t pre;
+} mdl__q8_scaler;
+
+static inline bool mdl__q8_scaler_make(double real, int64_t max_abs, mdl__q8_scaler *out) {
+    out->pre = 0;
+    if (!mdl__qmul_from_real(real, &out->m)) return false;
+    if (out->m.shift >= 0 || out->m.mult == 0) return true;
+    int32_t head = 0; /* largest pre with max_abs << pre < 2^31 */
+    while (head < 30 && (max_abs << (head + 1)) < ((int64_t)1 << 31)) head++;
+    int32_t pre = head < 31 + out->m.shift ? head : 31 + out->m.shift;
+    out->pre = pre;
+    out->m.shift -= pre;
+    return true;
+}
+
+static inline int32_t mdl__q8_scale(int32_t acc, mdl__q8_scaler s, int32_t zero_point,
+                                    int32_t lo, int32_t hi) {
+    return mdl__q8_requant((int32_t)((uint32_t)acc << s.pre), s.m, zero_point, lo, hi);
+}
+
 /* Checks that a fused activation is known and its clip range is not empty/NaN. */
 static inline mdl_status mdl__q8_check_act(const mdl__kctx *c, const mdl_fused_act *a) {
     if ((unsigned)a->kind >= MDL_ACT_COUNT)

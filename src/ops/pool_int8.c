@@ -9,7 +9,8 @@
    may have its own scale and zero point.  Per window, int32 sum of (q - zx), then
    y = zy + round(sum * sx / (sy * count)) with count the window size (KH*KW with
    count_include_pad, else the cells inside the input) and the multiplier in Q31 fixed point
-   (mdl__requant: rounding to nearest, ties away from zero, twice: TFLite's double rounding).
+   (mdl__q8_scale: the sum shifted into the high multiply's headroom first, so the result is
+   rounded once, to nearest with ties away from zero).
    The multipliers are computed in pack: one when every window has the same count, else one per
    possible count 1..KH*KW. */
 #include "int8_elem.h"
@@ -27,7 +28,7 @@
 typedef struct pool_pack {
     int32_t ncount; /* multipliers: 1 (mult[0] for every window) or KH*KW (mult[count - 1]) */
     int32_t zx, zy;
-    mdl__qmul mult[];
+    mdl__q8_scaler mult[];
 } pool_pack;
 
 static mdl_status check_io(mdl__kctx *c) {
@@ -125,7 +126,7 @@ static mdl_status pool_prepare(mdl__kctx *c) {
                          "padded kernel %lldx%lld without count_include_pad needs too many "
                          "multipliers",
                          (long long)g.KH, (long long)g.KW);
-    c->packed_bytes = sizeof(pool_pack) + (size_t)nc * sizeof(mdl__qmul);
+    c->packed_bytes = sizeof(pool_pack) + (size_t)nc * sizeof(mdl__q8_scaler);
     /* int32 sums of one output pixel's channels */
     if ((uint64_t)g.C > SIZE_MAX / sizeof(int32_t))
         return mdl__fail(c, MDL_SHAPE, "too many channels");
@@ -143,7 +144,7 @@ static mdl_status pack_counts(mdl__kctx *c, int32_t ncount, int64_t first_count)
     const double ratio = (double)x->scale[0] / (double)y->scale[0];
     for (int32_t i = 0; i < ncount; i++) {
         int64_t count = ncount == 1 ? first_count : i + 1;
-        if (!mdl__qmul_from_real(ratio / (double)count, &p->mult[i]))
+        if (!mdl__q8_scaler_make(ratio / (double)count, 255 * count, &p->mult[i]))
             return mdl__fail(c, MDL_UNSUPPORTED,
                              "input scale %g / output scale %g (ratio %g) is out of the "
                              "fixed-point range",
@@ -198,9 +199,9 @@ static mdl_status pool_run(mdl__kctx *c) {
                     }
                 /* sum(q - zx) = sum(q) - cells * zx */
                 const int32_t off = (int32_t)cells * p->zx;
-                const mdl__qmul m = p->ncount == 1 ? p->mult[0] : p->mult[cells - 1];
+                const mdl__q8_scaler m = p->ncount == 1 ? p->mult[0] : p->mult[cells - 1];
                 for (int64_t k = 0; k < C; k++)
-                    o[k] = (int8_t)mdl__q8_requant(acc[k] - off, m, p->zy, -128, 127);
+                    o[k] = (int8_t)mdl__q8_scale(acc[k] - off, m, p->zy, -128, 127);
             }
     }
     return MDL_OK;
@@ -221,7 +222,7 @@ static mdl_status global_prepare(mdl__kctx *c) {
     if (x->dims[1] * x->dims[2] > MAX_SUM_TERMS)
         return mdl__fail(c, MDL_UNSUPPORTED, "%lldx%lld pixels sum too many int8 values",
                          (long long)x->dims[1], (long long)x->dims[2]);
-    c->packed_bytes = sizeof(pool_pack) + sizeof(mdl__qmul);
+    c->packed_bytes = sizeof(pool_pack) + sizeof(mdl__q8_scaler);
     if ((uint64_t)x->dims[3] > SIZE_MAX / sizeof(int32_t))
         return mdl__fail(c, MDL_SHAPE, "too many channels");
     c->scratch_bytes = (size_t)x->dims[3] * sizeof(int32_t);
@@ -249,7 +250,7 @@ static mdl_status global_avg_run(mdl__kctx *c) {
             for (int64_t k = 0; k < C; k++) acc[k] += xr[k];
         }
         for (int64_t k = 0; k < C; k++)
-            y[n * C + k] = (int8_t)mdl__q8_requant(acc[k] - off, p->mult[0], p->zy, -128, 127);
+            y[n * C + k] = (int8_t)mdl__q8_scale(acc[k] - off, p->mult[0], p->zy, -128, 127);
     }
     return MDL_OK;
 }
