@@ -66,8 +66,7 @@ static double act_value(mdl_op op, const mdl_act_options *a, double v) {
     case MDL_OP_HARD_SWISH: return v * hard_sigmoid(v, 1.0 / 6.0, 0.5);
     case MDL_OP_GELU:
         if (a->approximate)
-            return 0.5 * v *
-                   (1.0 + tanh(0.79788456080286535588 * (v + 0.044715 * v * v * v)));
+            return 0.5 * v * (1.0 + tanh(0.79788456080286535588 * (v + 0.044715 * v * v * v)));
         return 0.5 * v * erfc(-v * 0.70710678118654752440);
     default: return 0;
     }
@@ -92,13 +91,14 @@ static mdl_status table_run(mdl__kctx *c) {
     const int8_t *x = c->in_data[0];
     int8_t *y = c->out_data[0];
     const int64_t n = c->in[0]->count;
-    for (int64_t i = 0; i < n; i++) y[i] = t[x[i] + 128];
+    for (int64_t i = 0; i < n; i++)
+        y[i] = t[x[i] + 128];
     return MDL_OK;
 }
 
 #define TABLE_KERNEL(name)                                                                         \
-    const mdl__kernel mdl__##name##_q8 = {.prepare = table_prepare, .run = table_run,              \
-                                          .pack = table_pack};
+    const mdl__kernel mdl__##name##_q8 = {                                                         \
+        .prepare = table_prepare, .run = table_run, .pack = table_pack};
 TABLE_KERNEL(relu)
 TABLE_KERNEL(clip)
 TABLE_KERNEL(leaky_relu)
@@ -135,7 +135,8 @@ static mdl_status softmax_pack(mdl__kctx *c) {
     p->sx = x->scale[0];
     p->sy = y->scale[0];
     p->zy = (int32_t)y->zero_point[0];
-    for (int32_t d = -255; d <= 0; d++) p->e[255 + d] = (float)exp((double)p->sx * d);
+    for (int32_t d = -255; d <= 0; d++)
+        p->e[255 + d] = (float)exp((double)p->sx * d);
     return MDL_OK;
 }
 
@@ -146,8 +147,10 @@ static mdl_status softmax_run(mdl__kctx *c) {
     int32_t axis = 0;
     mdl__axis(c->opt->axis.axis, x->rank, &axis);
     int64_t outer = 1, n = x->dims[axis], inner = 1;
-    for (int32_t d = 0; d < axis; d++) outer *= x->dims[d];
-    for (int32_t d = axis + 1; d < x->rank; d++) inner *= x->dims[d];
+    for (int32_t d = 0; d < axis; d++)
+        outer *= x->dims[d];
+    for (int32_t d = axis + 1; d < x->rank; d++)
+        inner *= x->dims[d];
     const bool logsm = c->op == MDL_OP_LOG_SOFTMAX;
     const int8_t *xd = c->in_data[0];
     int8_t *yd = c->out_data[0];
@@ -159,7 +162,8 @@ static mdl_status softmax_run(mdl__kctx *c) {
             for (int64_t k = 0; k < n; k++)
                 if (xr[k * inner] > qmax) qmax = xr[k * inner];
             float sum = 0.0f;
-            for (int64_t k = 0; k < n; k++) sum += p->e[255 + xr[k * inner] - qmax];
+            for (int64_t k = 0; k < n; k++)
+                sum += p->e[255 + xr[k * inner] - qmax];
             /* the largest element contributes 1: sum >= 1 */
             const float lsum = logsm ? logf(sum) : 0.0f;
             for (int64_t k = 0; k < n; k++) {

@@ -48,8 +48,8 @@ static mdl_status binary_prepare(mdl__kctx *c) {
     char s1[64], s2[64];
     if (c->nin != 2 || c->nout != 1)
         return mdl__fail(c, MDL_INVALID_ARGUMENT,
-                         "expects inputs A, B and one output, got %d inputs and %d outputs",
-                         c->nin, c->nout);
+                         "expects inputs A, B and one output, got %d inputs and %d outputs", c->nin,
+                         c->nout);
     mdl_status st;
     if ((st = mdl__q8_operand(c, c->in[0], "input A"))) return st;
     if ((st = mdl__q8_operand(c, c->in[1], "input B"))) return st;
@@ -105,13 +105,16 @@ static void row(mdl_op op, const bin_pack *p, const int8_t *a, int64_t sa, const
                 int64_t sb, int8_t *o, int64_t n) {
     switch (op) {
     case MDL_OP_ADD:
-        for (int64_t i = 0; i < n; i++) o[i] = add_one(p, a[i * sa], b[i * sb], false);
+        for (int64_t i = 0; i < n; i++)
+            o[i] = add_one(p, a[i * sa], b[i * sb], false);
         break;
     case MDL_OP_SUB:
-        for (int64_t i = 0; i < n; i++) o[i] = add_one(p, a[i * sa], b[i * sb], true);
+        for (int64_t i = 0; i < n; i++)
+            o[i] = add_one(p, a[i * sa], b[i * sb], true);
         break;
     default:
-        for (int64_t i = 0; i < n; i++) o[i] = mul_one(p, a[i * sa], b[i * sb]);
+        for (int64_t i = 0; i < n; i++)
+            o[i] = mul_one(p, a[i * sa], b[i * sb]);
         break;
     }
 }

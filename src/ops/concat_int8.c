@@ -66,8 +66,8 @@ static mdl_status concat_pack_fn(mdl__kctx *c) {
         int8_t *t = p->tables[ntab++];
         const int32_t zx = (int32_t)x->zero_point[0];
         for (int32_t q = -128; q <= 127; q++)
-            t[q + 128] = (int8_t)mdl__quantize_value((float)(q - zx) * x->scale[0], sy, zy, -128,
-                                                     127);
+            t[q + 128] =
+                (int8_t)mdl__quantize_value((float)(q - zx) * x->scale[0], sy, zy, -128, 127);
     }
     return MDL_OK;
 }
@@ -81,8 +81,10 @@ static mdl_status concat_run(mdl__kctx *c) {
     int32_t axis = 0;
     mdl__axis(c->opt->axis.axis, x0->rank, &axis);
     int64_t outer = 1, inner = 1;
-    for (int32_t d = 0; d < axis; d++) outer *= x0->dims[d];
-    for (int32_t d = axis + 1; d < x0->rank; d++) inner *= x0->dims[d];
+    for (int32_t d = 0; d < axis; d++)
+        outer *= x0->dims[d];
+    for (int32_t d = axis + 1; d < x0->rank; d++)
+        inner *= x0->dims[d];
     int8_t *dst = c->out_data[0];
     for (int64_t o = 0; o < outer; o++)
         for (int i = 0; i < c->nin; i++) {
@@ -93,7 +95,8 @@ static mdl_status concat_run(mdl__kctx *c) {
                 memcpy(dst, src, (size_t)chunk);
             } else {
                 const int8_t *t = p->tables[p->table_of[i]];
-                for (int64_t k = 0; k < chunk; k++) dst[k] = t[src[k] + 128];
+                for (int64_t k = 0; k < chunk; k++)
+                    dst[k] = t[src[k] + 128];
             }
             dst += chunk;
         }

@@ -12,17 +12,14 @@
 #include "ops.h"
 #include "quant/quant.h"
 
-static inline const char *mdl__q8_name(const mdl__tensor *t) {
-    return t && t->name ? t->name : "";
-}
+static inline const char *mdl__q8_name(const mdl__tensor *t) { return t && t->name ? t->name : ""; }
 
 /* An operand of an int8 kernel: present, int8, one scale and zero point, valid parameters.
    role names it in messages ("input", "input B", "output"). */
 static inline mdl_status mdl__q8_operand(const mdl__kctx *c, const mdl__tensor *t,
                                          const char *role) {
     if (!t)
-        return mdl__fail(c, MDL_INVALID_ARGUMENT,
-                         "%s must be present%s", role,
+        return mdl__fail(c, MDL_INVALID_ARGUMENT, "%s must be present%s", role,
                          role[0] == 'o' ? " and declared with quantization parameters" : "");
     if (t->dtype != MDL_DTYPE_INT8)
         return mdl__fail(c, MDL_DTYPE, "int8 kernel: %s '%s' is %s", role, mdl__q8_name(t),
@@ -73,15 +70,16 @@ static inline bool mdl__q8_scaler_make(double real, int64_t max_abs, mdl__q8_sca
     if (!mdl__qmul_from_real(real, &out->m)) return false;
     if (out->m.shift >= 0 || out->m.mult == 0) return true;
     int32_t head = 0; /* largest pre with max_abs << pre < 2^31 */
-    while (head < 30 && (max_abs << (head + 1)) < ((int64_t)1 << 31)) head++;
+    while (head < 30 && (max_abs << (head + 1)) < ((int64_t)1 << 31))
+        head++;
     int32_t pre = head < 31 + out->m.shift ? head : 31 + out->m.shift;
     out->pre = pre;
     out->m.shift -= pre;
     return true;
 }
 
-static inline int32_t mdl__q8_scale(int32_t acc, mdl__q8_scaler s, int32_t zero_point,
-                                    int32_t lo, int32_t hi) {
+static inline int32_t mdl__q8_scale(int32_t acc, mdl__q8_scaler s, int32_t zero_point, int32_t lo,
+                                    int32_t hi) {
     return mdl__q8_requant((int32_t)((uint32_t)acc << s.pre), s.m, zero_point, lo, hi);
 }
 

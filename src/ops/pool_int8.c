@@ -68,8 +68,8 @@ static mdl_status geometry(const mdl__kctx *c, mdl__pool_args *g) {
     const mdl_pool_options *o = &c->opt->pool;
     char s1[64];
     if (o->kernel[0] < 1 || o->kernel[1] < 1)
-        return mdl__fail(c, MDL_INVALID_ARGUMENT, "kernel %d x %d must be >= 1",
-                         (int)o->kernel[0], (int)o->kernel[1]);
+        return mdl__fail(c, MDL_INVALID_ARGUMENT, "kernel %d x %d must be >= 1", (int)o->kernel[0],
+                         (int)o->kernel[1]);
     if (o->stride[0] < 1 || o->stride[1] < 1)
         return mdl__fail(c, MDL_INVALID_ARGUMENT, "stride %d x %d must be >= 1", (int)o->stride[0],
                          (int)o->stride[1]);
@@ -186,16 +186,19 @@ static mdl_status pool_run(mdl__kctx *c) {
                     for (int64_t ih = w[0]; ih < w[1]; ih++)
                         for (int64_t iw = w[2]; iw < w[3]; iw++) {
                             const int8_t *xr = xn + (ih * g.W + iw) * C;
-                            for (int64_t k = 0; k < C; k++) o[k] = xr[k] > o[k] ? xr[k] : o[k];
+                            for (int64_t k = 0; k < C; k++)
+                                o[k] = xr[k] > o[k] ? xr[k] : o[k];
                         }
                     continue;
                 }
                 const int64_t cells = (w[1] - w[0]) * (w[3] - w[2]);
-                for (int64_t k = 0; k < C; k++) acc[k] = 0;
+                for (int64_t k = 0; k < C; k++)
+                    acc[k] = 0;
                 for (int64_t ih = w[0]; ih < w[1]; ih++)
                     for (int64_t iw = w[2]; iw < w[3]; iw++) {
                         const int8_t *xr = xn + (ih * g.W + iw) * C;
-                        for (int64_t k = 0; k < C; k++) acc[k] += xr[k];
+                        for (int64_t k = 0; k < C; k++)
+                            acc[k] += xr[k];
                     }
                 /* sum(q - zx) = sum(q) - cells * zx */
                 const int32_t off = (int32_t)cells * p->zx;
@@ -244,10 +247,12 @@ static mdl_status global_avg_run(mdl__kctx *c) {
     int32_t *acc = c->scratch;
     const int32_t off = (int32_t)HW * p->zx;
     for (int64_t n = 0; n < N; n++) {
-        for (int64_t k = 0; k < C; k++) acc[k] = 0;
+        for (int64_t k = 0; k < C; k++)
+            acc[k] = 0;
         for (int64_t i = 0; i < HW; i++) {
             const int8_t *xr = xd + (n * HW + i) * C;
-            for (int64_t k = 0; k < C; k++) acc[k] += xr[k];
+            for (int64_t k = 0; k < C; k++)
+                acc[k] += xr[k];
         }
         for (int64_t k = 0; k < C; k++)
             y[n * C + k] = (int8_t)mdl__q8_scale(acc[k] - off, p->mult[0], p->zy, -128, 127);
@@ -265,7 +270,8 @@ static mdl_status global_max_run(mdl__kctx *c) {
         memset(o, 0x80, (size_t)C);
         for (int64_t i = 0; i < HW; i++) {
             const int8_t *xr = xd + (n * HW + i) * C;
-            for (int64_t k = 0; k < C; k++) o[k] = xr[k] > o[k] ? xr[k] : o[k];
+            for (int64_t k = 0; k < C; k++)
+                o[k] = xr[k] > o[k] ? xr[k] : o[k];
         }
     }
     return MDL_OK;

@@ -18,15 +18,18 @@ static void axis_geometry(const mdl__tensor *q, const mdl__tensor *shape, int64_
     *n = 1;
     if (q->nquant <= 1) {
         *inner = 1;
-        for (int32_t d = 0; d < shape->rank; d++) *inner *= shape->dims[d];
+        for (int32_t d = 0; d < shape->rank; d++)
+            *inner *= shape->dims[d];
         return;
     }
     int32_t ax = 0;
     mdl__axis(q->quant_axis, shape->rank, &ax);
     *inner = 1;
-    for (int32_t d = 0; d < ax; d++) *outer *= shape->dims[d];
+    for (int32_t d = 0; d < ax; d++)
+        *outer *= shape->dims[d];
     *n = shape->dims[ax];
-    for (int32_t d = ax + 1; d < shape->rank; d++) *inner *= shape->dims[d];
+    for (int32_t d = ax + 1; d < shape->rank; d++)
+        *inner *= shape->dims[d];
 }
 
 static bool same_shape(const mdl__tensor *a, const mdl__tensor *b) {
@@ -48,8 +51,8 @@ static mdl_status quantize_prepare(mdl__kctx *c) {
         return mdl__fail(c, MDL_INVALID_ARGUMENT,
                          "output must be declared with quantization parameters");
     if (y->dtype != MDL_DTYPE_INT8 && y->dtype != MDL_DTYPE_UINT8)
-        return mdl__fail(c, MDL_DTYPE, "output '%s' is %s, expected int8 or uint8",
-                         mdl__q8_name(y), mdl_dtype_name(y->dtype));
+        return mdl__fail(c, MDL_DTYPE, "output '%s' is %s, expected int8 or uint8", mdl__q8_name(y),
+                         mdl_dtype_name(y->dtype));
     if (!same_shape(x, y))
         return mdl__fail(c, MDL_SHAPE, "output '%s' %s does not have the input's shape %s",
                          mdl__q8_name(y), mdl__dims_str(s1, sizeof s1, y->rank, y->dims),
@@ -127,12 +130,14 @@ static mdl_status dequantize_run(mdl__kctx *c) {
             switch (x->dtype) {
             case MDL_DTYPE_INT8: {
                 const int8_t *q = (const int8_t *)c->in_data[0] + base;
-                for (int64_t i = 0; i < inner; i++) yo[i] = (float)(q[i] - (int32_t)z) * s;
+                for (int64_t i = 0; i < inner; i++)
+                    yo[i] = (float)(q[i] - (int32_t)z) * s;
                 break;
             }
             case MDL_DTYPE_UINT8: {
                 const uint8_t *q = (const uint8_t *)c->in_data[0] + base;
-                for (int64_t i = 0; i < inner; i++) yo[i] = (float)(q[i] - (int32_t)z) * s;
+                for (int64_t i = 0; i < inner; i++)
+                    yo[i] = (float)(q[i] - (int32_t)z) * s;
                 break;
             }
             default: {

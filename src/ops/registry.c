@@ -92,8 +92,10 @@ static const mdl__kernel *const kernels[MDL_OP_COUNT][MDL_DTYPE_COUNT] = {
     MDL__SHAPE_ALL_DTYPES(MDL_OP_RESHAPE, mdl__reshape),
     MDL__SHAPE_ALL_DTYPES(MDL_OP_TRANSPOSE, mdl__transpose),
     /* int8: the requantizing concat (concat_int8.c, declared in the int8 elementwise block) */
-    [MDL_OP_CONCAT][MDL_DTYPE_FLOAT32] = &mdl__concat, [MDL_OP_CONCAT][MDL_DTYPE_INT8] = &mdl__concat_q8,
-    [MDL_OP_CONCAT][MDL_DTYPE_UINT8] = &mdl__concat, [MDL_OP_CONCAT][MDL_DTYPE_INT32] = &mdl__concat,
+    [MDL_OP_CONCAT][MDL_DTYPE_FLOAT32] = &mdl__concat,
+    [MDL_OP_CONCAT][MDL_DTYPE_INT8] = &mdl__concat_q8,
+    [MDL_OP_CONCAT][MDL_DTYPE_UINT8] = &mdl__concat,
+    [MDL_OP_CONCAT][MDL_DTYPE_INT32] = &mdl__concat,
     [MDL_OP_CONCAT][MDL_DTYPE_INT64] = &mdl__concat,
     MDL__SHAPE_ALL_DTYPES(MDL_OP_SLICE, mdl__slice),
     MDL__SHAPE_ALL_DTYPES(MDL_OP_PAD, mdl__pad),

@@ -45,7 +45,8 @@ static inline int64_t q8_rand_zp(void) {
 }
 
 static inline void q8_fill(int8_t *x, int64_t n) {
-    for (int64_t i = 0; i < n; i++) x[i] = (int8_t)th_rand_int(-128, 127);
+    for (int64_t i = 0; i < n; i++)
+        x[i] = (int8_t)th_rand_int(-128, 127);
 }
 
 /* Declared int8 output with per-tensor parameters (the arrays must outlive th_run_op). */
@@ -55,7 +56,8 @@ static inline th_tensor q8_declared(int rank, const int64_t *dims, const float *
     memset(&t, 0, sizeof t);
     t.dtype = MDL_DTYPE_INT8;
     t.rank = rank;
-    for (int i = 0; i < rank; i++) t.dims[i] = dims[i];
+    for (int i = 0; i < rank; i++)
+        t.dims[i] = dims[i];
     t.declared = true;
     th_tensor_quant(&t, 1, scale, zp, 0);
     return t;

@@ -21,25 +21,27 @@ static double ref_act(mdl_op op, const mdl_act_options *a, double v) {
     case MDL_OP_HARD_SWISH: return v * hsig(v, 1.0 / 6.0, 0.5);
     case MDL_OP_GELU:
         if (a->approximate)
-            return 0.5 * v * (1.0 + tanh(sqrt(2.0 / 3.14159265358979323846) * (v + 0.044715 * v * v * v)));
+            return 0.5 * v *
+                   (1.0 + tanh(sqrt(2.0 / 3.14159265358979323846) * (v + 0.044715 * v * v * v)));
         return 0.5 * v * (1.0 + erf(v / sqrt(2.0)));
     default: return NAN;
     }
 }
 
-static const mdl_op table_ops[] = {MDL_OP_RELU,   MDL_OP_CLIP,         MDL_OP_LEAKY_RELU,
-                                   MDL_OP_SIGMOID, MDL_OP_TANH,        MDL_OP_HARD_SIGMOID,
+static const mdl_op table_ops[] = {MDL_OP_RELU,       MDL_OP_CLIP, MDL_OP_LEAKY_RELU,
+                                   MDL_OP_SIGMOID,    MDL_OP_TANH, MDL_OP_HARD_SIGMOID,
                                    MDL_OP_HARD_SWISH, MDL_OP_GELU};
 #define NTABLE ((int)(sizeof table_ops / sizeof table_ops[0]))
 static q8_stats act_stats[NTABLE + 1]; /* + GELU tanh */
 static q8_stats sm_stats[2];
 
-static void check_act(int which, mdl_op op, const mdl_op_options *o, int rank,
-                      const int64_t *dims, float sx, int64_t zx, float sy, int64_t zy) {
+static void check_act(int which, mdl_op op, const mdl_op_options *o, int rank, const int64_t *dims,
+                      float sx, int64_t zx, float sy, int64_t zy) {
     int64_t n = th_count(rank, dims);
     int8_t *x = malloc((size_t)(n ? n : 1));
     q8_fill(x, n);
-    for (int64_t i = 0; i < n && i < 256; i++) x[i] = (int8_t)(i - 128); /* every code */
+    for (int64_t i = 0; i < n && i < 256; i++)
+        x[i] = (int8_t)(i - 128); /* every code */
     th_tensor in = q8_input(rank, dims, x, &sx, &zx);
     th_tensor out = q8_declared(rank, dims, &sy, &zy);
     mdl_error err = {0};
@@ -62,7 +64,8 @@ static void check_act(int which, mdl_op op, const mdl_op_options *o, int rank,
 static void rand_shape(int *rank, int64_t *dims) {
     static const int64_t sizes[] = {1, 3, 7, 17, 2, 5};
     *rank = (int)th_rand_int(1, 4);
-    for (int i = 0; i < *rank; i++) dims[i] = sizes[th_rand_int(0, 5)];
+    for (int i = 0; i < *rank; i++)
+        dims[i] = sizes[th_rand_int(0, 5)];
     if (th_rand_int(0, 3) == 0) { /* every code at least once */
         *rank = 1;
         dims[0] = 256 + th_rand_int(0, 30);
@@ -93,9 +96,9 @@ static void test_table_activations(void **state) {
         float sx = q8_rand_scale(-4, 0), sy;
         int64_t zx = q8_rand_zp(), zy = q8_rand_zp();
         switch (th_rand_int(0, 2)) {
-        case 0: sy = sx; break;                                  /* same parameters */
-        case 1: sy = sx * q8_rand_scale(-2, 2); break;           /* 1e-2 .. 1e2 ratio */
-        default: sy = q8_rand_scale(-3, -1); break;              /* absolute, e.g. 1/256 */
+        case 0: sy = sx; break;                        /* same parameters */
+        case 1: sy = sx * q8_rand_scale(-2, 2); break; /* 1e-2 .. 1e2 ratio */
+        default: sy = q8_rand_scale(-3, -1); break;    /* absolute, e.g. 1/256 */
         }
         check_act(k, op, &o, rank, dims, sx, zx, sy, zy);
     }
@@ -107,8 +110,8 @@ static void test_table_activations(void **state) {
     }
 }
 
-static void check_softmax(bool logsm, int rank, const int64_t *dims, int axis, float sx,
-                          int64_t zx, float sy, int64_t zy) {
+static void check_softmax(bool logsm, int rank, const int64_t *dims, int axis, float sx, int64_t zx,
+                          float sy, int64_t zy) {
     int64_t n = th_count(rank, dims);
     int8_t *x = malloc((size_t)(n ? n : 1));
     q8_fill(x, n);
@@ -121,8 +124,10 @@ static void check_softmax(bool logsm, int rank, const int64_t *dims, int axis, f
     mdl_status st = th_run_op(op, &o, 1, &in, 1, &out, &err);
     if (st != MDL_OK) fail_msg("status %d: %s", (int)st, err.msg);
     int64_t outer = 1, len = dims[axis], inner = 1;
-    for (int d = 0; d < axis; d++) outer *= dims[d];
-    for (int d = axis + 1; d < rank; d++) inner *= dims[d];
+    for (int d = 0; d < axis; d++)
+        outer *= dims[d];
+    for (int d = axis + 1; d < rank; d++)
+        inner *= dims[d];
     for (int64_t a = 0; a < outer; a++)
         for (int64_t i = 0; i < inner; i++) {
             double mx = -INFINITY, sum = 0;
@@ -154,7 +159,8 @@ static void test_softmax(void **state) {
         int64_t dims[MDL_MAX_RANK];
         static const int64_t sizes[] = {1, 2, 3, 7, 10, 17, 64};
         rank = (int)th_rand_int(1, 4);
-        for (int i = 0; i < rank; i++) dims[i] = sizes[th_rand_int(0, 6)];
+        for (int i = 0; i < rank; i++)
+            dims[i] = sizes[th_rand_int(0, 6)];
         int axis = (int)th_rand_int(0, rank - 1);
         bool logsm = it % 2;
         float sx = q8_rand_scale(-3, 0), sy;
@@ -183,21 +189,20 @@ static void test_activation_rejects(void **state) {
     th_tensor in = q8_input(2, dims, x, &s, &z);
     th_tensor out;
     memset(&out, 0, sizeof out);
-    q8_assert_status(th_run_op(MDL_OP_SIGMOID, NULL, 1, &in, 1, &out, &err),
-                     MDL_INVALID_ARGUMENT, err, "output");
+    q8_assert_status(th_run_op(MDL_OP_SIGMOID, NULL, 1, &in, 1, &out, &err), MDL_INVALID_ARGUMENT,
+                     err, "output");
     out = q8_declared(2, dims, &s2, &z);
     out.dtype = MDL_DTYPE_UINT8;
-    q8_assert_status(th_run_op(MDL_OP_TANH, NULL, 1, &in, 1, &out, &err), MDL_DTYPE, err,
-                     "output");
+    q8_assert_status(th_run_op(MDL_OP_TANH, NULL, 1, &in, 1, &out, &err), MDL_DTYPE, err, "output");
     mdl_op_options o = mdl_op_options_default(MDL_OP_CLIP);
     o.act.min = NAN;
     out = q8_declared(2, dims, &s2, &z);
-    q8_assert_status(th_run_op(MDL_OP_CLIP, &o, 1, &in, 1, &out, &err), MDL_INVALID_ARGUMENT,
-                     err, "NaN");
+    q8_assert_status(th_run_op(MDL_OP_CLIP, &o, 1, &in, 1, &out, &err), MDL_INVALID_ARGUMENT, err,
+                     "NaN");
     o = mdl_op_options_default(MDL_OP_LEAKY_RELU);
     o.act.alpha = INFINITY;
-    q8_assert_status(th_run_op(MDL_OP_LEAKY_RELU, &o, 1, &in, 1, &out, &err),
-                     MDL_INVALID_ARGUMENT, err, "alpha");
+    q8_assert_status(th_run_op(MDL_OP_LEAKY_RELU, &o, 1, &in, 1, &out, &err), MDL_INVALID_ARGUMENT,
+                     err, "alpha");
     o = mdl_op_options_default(MDL_OP_SOFTMAX);
     o.axis.axis = 2;
     q8_assert_status(th_run_op(MDL_OP_SOFTMAX, &o, 1, &in, 1, &out, &err), MDL_INVALID_ARGUMENT,

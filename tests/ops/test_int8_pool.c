@@ -60,7 +60,8 @@ static void check_pool(const pool_case *t, bool is_max, float sx, int64_t zx, fl
     mdl_status st = th_run_op(op, &o, 1, &in, 1, &out, &err);
     if (st != MDL_OK) fail_msg("status %d: %s", (int)st, err.msg);
     assert_int_equal(out.dtype, MDL_DTYPE_INT8);
-    for (int d = 0; d < 4; d++) assert_int_equal(out.dims[d], yd[d]);
+    for (int d = 0; d < 4; d++)
+        assert_int_equal(out.dims[d], yd[d]);
     const int8_t *y = out.data;
     for (int64_t n = 0; n < t->N; n++)
         for (int64_t oh = 0; oh < OH; oh++)
@@ -72,15 +73,15 @@ static void check_pool(const pool_case *t, bool is_max, float sx, int64_t zx, fl
                     if (is_max) {
                         if (got != want)
                             fail_msg("max pool (%lld,%lld,%lld,%lld): got %d, want %d",
-                                     (long long)n, (long long)oh, (long long)ow, (long long)c,
-                                     got, want);
+                                     (long long)n, (long long)oh, (long long)ow, (long long)c, got,
+                                     want);
                     } else {
                         q8_check(&avg_stats, got, want, r / sy,
                                  "avg N%lld H%lld W%lld C%lld k%dx%d s%dx%d p%d,%d,%d,%d incl%d "
                                  "sx %g zx %lld sy %g zy %lld at (%lld,%lld,%lld,%lld) real %.9g",
-                                 (long long)t->N, (long long)t->H, (long long)t->W,
-                                 (long long)t->C, t->kh, t->kw, t->sh, t->sw, t->pt, t->pl, t->pb,
-                                 t->pr, t->include_pad, (double)sx, (long long)zx, (double)sy,
+                                 (long long)t->N, (long long)t->H, (long long)t->W, (long long)t->C,
+                                 t->kh, t->kw, t->sh, t->sw, t->pt, t->pl, t->pb, t->pr,
+                                 t->include_pad, (double)sx, (long long)zx, (double)sy,
                                  (long long)zy, (long long)n, (long long)oh, (long long)ow,
                                  (long long)c, r / sy);
                     }
@@ -131,7 +132,8 @@ static void test_pool_cases(void **state) {
         {0, 4, 4, 3, 2, 2, 2, 2, 0, 0, 0, 0, false},
     };
     for (int rep = 0; rep < 4; rep++)
-        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_all(&cases[i]);
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+            check_all(&cases[i]);
 }
 
 static void test_pool_random(void **state) {
@@ -170,7 +172,8 @@ static void check_global(bool is_max, int64_t N, int64_t H, int64_t W, int64_t C
     mdl_op op = is_max ? MDL_OP_GLOBAL_MAX_POOL : MDL_OP_GLOBAL_AVG_POOL;
     mdl_status st = th_run_op(op, NULL, 1, &in, 1, &out, &err);
     if (st != MDL_OK) fail_msg("status %d: %s", (int)st, err.msg);
-    for (int d = 0; d < 4; d++) assert_int_equal(out.dims[d], yd[d]);
+    for (int d = 0; d < 4; d++)
+        assert_int_equal(out.dims[d], yd[d]);
     for (int64_t n = 0; n < N; n++)
         for (int64_t c = 0; c < C; c++) {
             double best = -INFINITY, sum = 0;
@@ -181,11 +184,12 @@ static void check_global(bool is_max, int64_t N, int64_t H, int64_t W, int64_t C
             }
             double r = is_max ? best : sum / (double)(H * W);
             int32_t want = q8_quantize8(r, sy, (int32_t)zy), got = ((int8_t *)out.data)[n * C + c];
-            if (is_max) assert_int_equal(got, want);
+            if (is_max)
+                assert_int_equal(got, want);
             else
-                q8_check(&gavg_stats, got, want, r / sy, "global avg %lldx%lldx%lldx%lld sx %g sy %g",
-                         (long long)N, (long long)H, (long long)W, (long long)C, (double)sx,
-                         (double)sy);
+                q8_check(&gavg_stats, got, want, r / sy,
+                         "global avg %lldx%lldx%lldx%lld sx %g sy %g", (long long)N, (long long)H,
+                         (long long)W, (long long)C, (double)sx, (double)sy);
         }
     th_tensor_free(&in);
     th_tensor_free(&out);
@@ -221,25 +225,25 @@ static void test_pool_rejects(void **state) {
     th_tensor in = q8_input(4, xd, x, &s, &z);
     /* max pools: output parameters must equal the input's */
     th_tensor out = q8_declared(4, yd, &s2, &z);
-    q8_assert_status(th_run_op(MDL_OP_MAX_POOL2D, &o, 1, &in, 1, &out, &err), MDL_UNSUPPORTED,
-                     err, "must have the quantization of input");
+    q8_assert_status(th_run_op(MDL_OP_MAX_POOL2D, &o, 1, &in, 1, &out, &err), MDL_UNSUPPORTED, err,
+                     "must have the quantization of input");
     out = q8_declared(4, yd, &s, &z2);
-    q8_assert_status(th_run_op(MDL_OP_MAX_POOL2D, &o, 1, &in, 1, &out, &err), MDL_UNSUPPORTED,
-                     err, "zero point");
+    q8_assert_status(th_run_op(MDL_OP_MAX_POOL2D, &o, 1, &in, 1, &out, &err), MDL_UNSUPPORTED, err,
+                     "zero point");
     out = q8_declared(4, gd, &s2, &z2);
     q8_assert_status(th_run_op(MDL_OP_GLOBAL_MAX_POOL, NULL, 1, &in, 1, &out, &err),
                      MDL_UNSUPPORTED, err, "quantization");
     /* missing output parameters */
     memset(&out, 0, sizeof out);
-    q8_assert_status(th_run_op(MDL_OP_AVG_POOL2D, &o, 1, &in, 1, &out, &err),
-                     MDL_INVALID_ARGUMENT, err, "declared with quantization parameters");
+    q8_assert_status(th_run_op(MDL_OP_AVG_POOL2D, &o, 1, &in, 1, &out, &err), MDL_INVALID_ARGUMENT,
+                     err, "declared with quantization parameters");
     /* per-axis output */
     float sc[2] = {0.1f, 0.2f};
     int64_t zc[2] = {0, 0};
     out = q8_declared(4, yd, &s, &z);
     th_tensor_quant(&out, 2, sc, zc, 3);
-    q8_assert_status(th_run_op(MDL_OP_AVG_POOL2D, &o, 1, &in, 1, &out, &err), MDL_UNSUPPORTED,
-                     err, "per-tensor");
+    q8_assert_status(th_run_op(MDL_OP_AVG_POOL2D, &o, 1, &in, 1, &out, &err), MDL_UNSUPPORTED, err,
+                     "per-tensor");
     /* uint8 output */
     out = q8_declared(4, yd, &s, &z);
     out.dtype = MDL_DTYPE_UINT8;
@@ -248,20 +252,21 @@ static void test_pool_rejects(void **state) {
     /* input without parameters */
     th_tensor_quant(&in, 0, NULL, NULL, 0);
     out = q8_declared(4, yd, &s, &z);
-    q8_assert_status(th_run_op(MDL_OP_MAX_POOL2D, &o, 1, &in, 1, &out, &err), MDL_UNSUPPORTED,
-                     err, "per-tensor");
+    q8_assert_status(th_run_op(MDL_OP_MAX_POOL2D, &o, 1, &in, 1, &out, &err), MDL_UNSUPPORTED, err,
+                     "per-tensor");
     /* a scale ratio beyond the fixed-point range (fails in pack) */
     float tiny = 1e-12f;
     th_tensor_quant(&in, 1, &s, &z, 0);
     out = q8_declared(4, gd, &tiny, &z);
     q8_assert_status(th_run_op(MDL_OP_GLOBAL_AVG_POOL, NULL, 1, &in, 1, &out, &err),
                      MDL_UNSUPPORTED, err, "fixed-point");
+    th_tensor_free(&out); /* allocated after prepare; pack failed */
     /* shape errors as in the float kernel */
     th_tensor_free(&in);
     in = q8_input(3, xd, x, &s, &z);
     out = q8_declared(4, gd, &s, &z);
-    q8_assert_status(th_run_op(MDL_OP_GLOBAL_AVG_POOL, NULL, 1, &in, 1, &out, &err), MDL_SHAPE,
-                     err, "4-D");
+    q8_assert_status(th_run_op(MDL_OP_GLOBAL_AVG_POOL, NULL, 1, &in, 1, &out, &err), MDL_SHAPE, err,
+                     "4-D");
     th_tensor_free(&in);
 }
 

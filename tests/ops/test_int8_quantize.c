@@ -13,17 +13,22 @@
 static void rand_shape(int *rank, int64_t *dims) {
     *rank = (int)th_rand_int(0, 4);
     static const int64_t sizes[] = {1, 3, 7, 17, 2, 5};
-    for (int i = 0; i < *rank; i++) dims[i] = sizes[th_rand_int(0, 5)];
+    for (int i = 0; i < *rank; i++)
+        dims[i] = sizes[th_rand_int(0, 5)];
 }
 
 /* Random floats around the representable range of (s, zp) plus special values. */
 static void fill_x(float *x, int64_t n, float s, bool ties) {
     for (int64_t i = 0; i < n; i++) {
         int64_t k = th_rand_int(0, 99);
-        if (k < 2) x[i] = k == 0 ? NAN : (th_rand_int(0, 1) ? INFINITY : -INFINITY);
-        else if (k < 4) x[i] = th_uniform(-1e30f, 1e30f);
-        else if (ties || k < 20) x[i] = ((float)th_rand_int(-400, 400) + 0.5f) * s; /* ties */
-        else x[i] = th_uniform(-300.0f, 300.0f) * s;
+        if (k < 2)
+            x[i] = k == 0 ? NAN : (th_rand_int(0, 1) ? INFINITY : -INFINITY);
+        else if (k < 4)
+            x[i] = th_uniform(-1e30f, 1e30f);
+        else if (ties || k < 20)
+            x[i] = ((float)th_rand_int(-400, 400) + 0.5f) * s; /* ties */
+        else
+            x[i] = th_uniform(-300.0f, 300.0f) * s;
     }
 }
 
@@ -33,9 +38,12 @@ static void axis_split(int rank, const int64_t *dims, int axis, int64_t *outer, 
     *outer = *inner = 1;
     *n = 1;
     for (int d = 0; d < rank; d++) {
-        if (d < axis) *outer *= dims[d];
-        else if (d == axis) *n = dims[d];
-        else *inner *= dims[d];
+        if (d < axis)
+            *outer *= dims[d];
+        else if (d == axis)
+            *n = dims[d];
+        else
+            *inner *= dims[d];
     }
 }
 
@@ -68,21 +76,23 @@ static void check_quantize(mdl_dtype dt, int rank, const int64_t *dims, int nq, 
     if (st) fail_msg("status %d: %s", (int)st, err.msg);
     assert_int_equal(out.dtype, dt);
     int64_t outer, n, inner;
-    if (nq > 1) axis_split(rank, dims, axis, &outer, &n, &inner);
-    else outer = 1, n = 1, inner = count;
+    if (nq > 1)
+        axis_split(rank, dims, axis, &outer, &n, &inner);
+    else
+        outer = 1, n = 1, inner = count;
     for (int64_t o = 0; o < outer; o++)
         for (int64_t k = 0; k < n; k++)
             for (int64_t i = 0; i < inner; i++) {
                 int64_t j = (o * n + k) * inner + i;
                 float s = scale[nq > 1 ? k : 0];
                 int32_t z = (int32_t)zp[nq > 1 ? k : 0];
-                int32_t got = dt == MDL_DTYPE_INT8 ? ((int8_t *)out.data)[j]
-                                                   : ((uint8_t *)out.data)[j];
+                int32_t got =
+                    dt == MDL_DTYPE_INT8 ? ((int8_t *)out.data)[j] : ((uint8_t *)out.data)[j];
                 float fq = x[j] / s; /* ONNX: float32 division */
                 int32_t want = isnan(x[j]) ? z : q8_quantize((double)fq, 1.0, z, qmin, qmax);
                 if (got != want)
-                    fail_msg("x %.9g scale %.9g zp %d: got %d, oracle %d", (double)x[j],
-                             (double)s, (int)z, (int)got, (int)want);
+                    fail_msg("x %.9g scale %.9g zp %d: got %d, oracle %d", (double)x[j], (double)s,
+                             (int)z, (int)got, (int)want);
                 int32_t wd = q8_quantize((double)x[j], (double)s, z, qmin, qmax);
                 if (wd != want) {
                     assert_true(abs(wd - want) <= 1);
@@ -106,7 +116,8 @@ static void test_quantize_random(void **state) {
         check_quantize(dt, rank, dims, 1, 0, it % 5 == 0);
         if (rank > 0) {
             int axis = (int)th_rand_int(0, rank - 1);
-            if (dims[axis] <= 32) check_quantize(dt, rank, dims, (int)dims[axis], axis, it % 7 == 0);
+            if (dims[axis] <= 32)
+                check_quantize(dt, rank, dims, (int)dims[axis], axis, it % 7 == 0);
         }
     }
     print_message("quantize: %lld element(s) where a double division would round differently\n",
@@ -133,8 +144,10 @@ static void check_dequantize(mdl_dtype dt, int rank, const int64_t *dims, int nq
     assert_int_equal(out.dtype, MDL_DTYPE_FLOAT32);
     assert_int_equal(out.rank, rank);
     int64_t outer, n, inner;
-    if (nq > 1) axis_split(rank, dims, axis, &outer, &n, &inner);
-    else outer = 1, n = 1, inner = count;
+    if (nq > 1)
+        axis_split(rank, dims, axis, &outer, &n, &inner);
+    else
+        outer = 1, n = 1, inner = count;
     for (int64_t o = 0; o < outer; o++)
         for (int64_t k = 0; k < n; k++)
             for (int64_t i = 0; i < inner; i++) {
@@ -192,7 +205,8 @@ static void test_round_trip(void **state) {
     th_tensor y;
     memset(&y, 0, sizeof y);
     assert_int_equal(th_run_op(MDL_OP_DEQUANTIZE, NULL, 1, &q, 1, &y, &err), MDL_OK);
-    for (int i = 0; i < 1000; i++) assert_true(fabsf(((float *)y.data)[i] - x[i]) <= 0.5f * s + 1e-6f);
+    for (int i = 0; i < 1000; i++)
+        assert_true(fabsf(((float *)y.data)[i] - x[i]) <= 0.5f * s + 1e-6f);
     th_tensor_free(&in);
     th_tensor_free(&q);
     th_tensor_free(&y);
@@ -209,8 +223,8 @@ static void test_rejects(void **state) {
     th_tensor out;
     /* no output parameters */
     memset(&out, 0, sizeof out);
-    q8_assert_status(th_run_op(MDL_OP_QUANTIZE, NULL, 1, &in, 1, &out, &err),
-                     MDL_INVALID_ARGUMENT, err, "quantization parameters");
+    q8_assert_status(th_run_op(MDL_OP_QUANTIZE, NULL, 1, &in, 1, &out, &err), MDL_INVALID_ARGUMENT,
+                     err, "quantization parameters");
     /* float output */
     out = q8_declared(2, dims, &s, &z);
     out.dtype = MDL_DTYPE_FLOAT32;

@@ -14,7 +14,8 @@ static th_tensor decl(mdl_dtype dt, int rank, const int64_t *dims, int nq, const
     memset(&t, 0, sizeof t);
     t.dtype = dt;
     t.rank = rank;
-    for (int i = 0; i < rank; i++) t.dims[i] = dims[i];
+    for (int i = 0; i < rank; i++)
+        t.dims[i] = dims[i];
     t.declared = true;
     th_tensor_quant(&t, nq, s, z, axis);
     return t;
@@ -285,20 +286,23 @@ static void check_concat(int nin, int rank, const int64_t *base, int axis, bool 
     mdl_error err;
     mdl_status st = run1(MDL_OP_CONCAT, &o, in, nin, &out, &err);
     if (st) fail_msg("status %d: %s", (int)st, err.msg);
-    for (int d = 0; d < rank; d++) assert_int_equal(out.dims[d], od[d]);
+    for (int d = 0; d < rank; d++)
+        assert_int_equal(out.dims[d], od[d]);
     int64_t n = th_count(rank, od), idx[MDL_MAX_RANK];
     for (int64_t j = 0; j < n; j++) {
         th_unravel(j, rank, od, idx);
         int i = 0;
-        while (idx[axis] >= in[i].dims[axis]) idx[axis] -= in[i++].dims[axis];
+        while (idx[axis] >= in[i].dims[axis])
+            idx[axis] -= in[i++].dims[axis];
         int32_t q = ((int8_t *)in[i].data)[th_ravel(idx, rank, in[i].dims)];
         double r = q8_real(q, sc[i], (int32_t)zp[i]);
         int32_t want = q8_quantize8(r, sc[8], (int32_t)zp[8]), got = ((int8_t *)out.data)[j];
         if (same) assert_int_equal(got, q);
-        q8_check(&cat_stats, got, want, r / sc[8], "concat input %d scale %g zp %lld -> %g %lld",
-                 i, (double)sc[i], (long long)zp[i], (double)sc[8], (long long)zp[8]);
+        q8_check(&cat_stats, got, want, r / sc[8], "concat input %d scale %g zp %lld -> %g %lld", i,
+                 (double)sc[i], (long long)zp[i], (double)sc[8], (long long)zp[8]);
     }
-    for (int i = 0; i < nin; i++) th_tensor_free(&in[i]);
+    for (int i = 0; i < nin; i++)
+        th_tensor_free(&in[i]);
     th_tensor_free(&out);
 }
 
@@ -309,8 +313,10 @@ static void test_concat_quant(void **state) {
         static const int64_t sizes[] = {1, 2, 3, 7};
         int rank = (int)th_rand_int(1, 4);
         int64_t base[MDL_MAX_RANK];
-        for (int d = 0; d < rank; d++) base[d] = sizes[th_rand_int(0, 3)];
-        check_concat((int)th_rand_int(1, 5), rank, base, (int)th_rand_int(0, rank - 1), it % 4 == 0);
+        for (int d = 0; d < rank; d++)
+            base[d] = sizes[th_rand_int(0, 3)];
+        check_concat((int)th_rand_int(1, 5), rank, base, (int)th_rand_int(0, rank - 1),
+                     it % 4 == 0);
     }
     q8_report(&cat_stats, "concat (requantizing)", 0.99);
 
