@@ -4,7 +4,7 @@
  * [A..., I..., B...].  The copy unit is the contiguous block of prod(B) elements after the axis:
  * for an embedding table [V, D] gathered on axis 0 that is one memcpy of a whole row per id.
  * Indices come from the user's data, so run checks every one before anything is read. */
-#include "ops.h"
+#include "int8_elem.h"
 
 #include <string.h>
 
@@ -22,6 +22,15 @@ static mdl_status check_indices(mdl__kctx *c, const void *ix, bool i64, int64_t 
                              (long long)id, (long long)N, (long long)N, (long long)k);
     }
     return MDL_OK;
+}
+
+/* Per-axis parameters survive on any axis but the gathered one, which the indices replace. */
+static bool gather_axis_ok(const mdl__kctx *c, const mdl__tensor *x, int32_t xa,
+                           const mdl__tensor *y, int32_t ya) {
+    int32_t axis = 0;
+    mdl__axis(c->opt->axis.axis, x->rank, &axis);
+    if (xa == axis) return false;
+    return ya == (xa < axis ? xa : xa - 1 + c->in[1]->rank);
 }
 
 static mdl_status gather_prepare(mdl__kctx *c) {
@@ -52,7 +61,7 @@ static mdl_status gather_prepare(mdl__kctx *c) {
     for (int32_t d = 0; d < axis; d++) o->dims[o->rank++] = x->dims[d];
     for (int32_t d = 0; d < ix->rank; d++) o->dims[o->rank++] = ix->dims[d];
     for (int32_t d = axis + 1; d < x->rank; d++) o->dims[o->rank++] = x->dims[d];
-    return MDL_OK;
+    return mdl__quant_same_check(c, x, c->out[0], gather_axis_ok);
 }
 
 #define GATHER_ELEMS(T)                                                                            \

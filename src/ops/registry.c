@@ -51,6 +51,14 @@ extern const mdl__kernel mdl__conv2d_int8;
 extern const mdl__kernel mdl__depthwise_conv2d_int8;
 /* END int8 dense-conv declarations */
 /* BEGIN int8 elementwise declarations */
+extern const mdl__kernel mdl__quantize_f32, mdl__dequantize_q;
+extern const mdl__kernel mdl__max_pool2d_q8, mdl__avg_pool2d_q8, mdl__global_avg_pool_q8,
+    mdl__global_max_pool_q8;
+extern const mdl__kernel mdl__add_q8, mdl__sub_q8, mdl__mul_q8;
+extern const mdl__kernel mdl__relu_q8, mdl__clip_q8, mdl__leaky_relu_q8, mdl__sigmoid_q8,
+    mdl__tanh_q8, mdl__hard_sigmoid_q8, mdl__hard_swish_q8, mdl__gelu_q8, mdl__softmax_q8,
+    mdl__log_softmax_q8;
+extern const mdl__kernel mdl__concat_q8;
 /* END int8 elementwise declarations */
 
 static const mdl__kernel *const kernels[MDL_OP_COUNT][MDL_DTYPE_COUNT] = {
@@ -87,7 +95,12 @@ static const mdl__kernel *const kernels[MDL_OP_COUNT][MDL_DTYPE_COUNT] = {
     /* BEGIN shape entries */
     MDL__SHAPE_ALL_DTYPES(MDL_OP_RESHAPE, mdl__reshape),
     MDL__SHAPE_ALL_DTYPES(MDL_OP_TRANSPOSE, mdl__transpose),
-    MDL__SHAPE_ALL_DTYPES(MDL_OP_CONCAT, mdl__concat),
+    /* int8: the requantizing concat (concat_int8.c, declared in the int8 elementwise block) */
+    [MDL_OP_CONCAT][MDL_DTYPE_FLOAT32] = &mdl__concat,
+    [MDL_OP_CONCAT][MDL_DTYPE_INT8] = &mdl__concat_q8,
+    [MDL_OP_CONCAT][MDL_DTYPE_UINT8] = &mdl__concat,
+    [MDL_OP_CONCAT][MDL_DTYPE_INT32] = &mdl__concat,
+    [MDL_OP_CONCAT][MDL_DTYPE_INT64] = &mdl__concat,
     MDL__SHAPE_ALL_DTYPES(MDL_OP_SLICE, mdl__slice),
     MDL__SHAPE_ALL_DTYPES(MDL_OP_PAD, mdl__pad),
     MDL__SHAPE_ALL_DTYPES(MDL_OP_GATHER, mdl__gather),
@@ -103,6 +116,27 @@ static const mdl__kernel *const kernels[MDL_OP_COUNT][MDL_DTYPE_COUNT] = {
     [MDL_OP_DEPTHWISE_CONV2D][MDL_DTYPE_INT8] = &mdl__depthwise_conv2d_int8,
     /* END int8 dense-conv entries */
     /* BEGIN int8 elementwise entries */
+    [MDL_OP_QUANTIZE][MDL_DTYPE_FLOAT32] = &mdl__quantize_f32,
+    [MDL_OP_DEQUANTIZE][MDL_DTYPE_INT8] = &mdl__dequantize_q,
+    [MDL_OP_DEQUANTIZE][MDL_DTYPE_UINT8] = &mdl__dequantize_q,
+    [MDL_OP_DEQUANTIZE][MDL_DTYPE_INT32] = &mdl__dequantize_q,
+    [MDL_OP_MAX_POOL2D][MDL_DTYPE_INT8] = &mdl__max_pool2d_q8,
+    [MDL_OP_AVG_POOL2D][MDL_DTYPE_INT8] = &mdl__avg_pool2d_q8,
+    [MDL_OP_GLOBAL_AVG_POOL][MDL_DTYPE_INT8] = &mdl__global_avg_pool_q8,
+    [MDL_OP_GLOBAL_MAX_POOL][MDL_DTYPE_INT8] = &mdl__global_max_pool_q8,
+    [MDL_OP_ADD][MDL_DTYPE_INT8] = &mdl__add_q8,
+    [MDL_OP_SUB][MDL_DTYPE_INT8] = &mdl__sub_q8,
+    [MDL_OP_MUL][MDL_DTYPE_INT8] = &mdl__mul_q8,
+    [MDL_OP_RELU][MDL_DTYPE_INT8] = &mdl__relu_q8,
+    [MDL_OP_CLIP][MDL_DTYPE_INT8] = &mdl__clip_q8,
+    [MDL_OP_LEAKY_RELU][MDL_DTYPE_INT8] = &mdl__leaky_relu_q8,
+    [MDL_OP_SIGMOID][MDL_DTYPE_INT8] = &mdl__sigmoid_q8,
+    [MDL_OP_TANH][MDL_DTYPE_INT8] = &mdl__tanh_q8,
+    [MDL_OP_HARD_SIGMOID][MDL_DTYPE_INT8] = &mdl__hard_sigmoid_q8,
+    [MDL_OP_HARD_SWISH][MDL_DTYPE_INT8] = &mdl__hard_swish_q8,
+    [MDL_OP_GELU][MDL_DTYPE_INT8] = &mdl__gelu_q8,
+    [MDL_OP_SOFTMAX][MDL_DTYPE_INT8] = &mdl__softmax_q8,
+    [MDL_OP_LOG_SOFTMAX][MDL_DTYPE_INT8] = &mdl__log_softmax_q8,
     /* END int8 elementwise entries */
 };
 

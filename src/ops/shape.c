@@ -4,7 +4,7 @@
  * dtype).  Each kernel first reduces its problem to the fewest dimensions that describe the same
  * memory walk (size-1 dims dropped, dims that stay adjacent merged) so that the innermost loop is
  * as long and as contiguous as possible: a "4-D" NHWC op usually becomes a 2-D or 3-D one. */
-#include "ops.h"
+#include "int8_elem.h"
 
 #include <string.h>
 
@@ -95,6 +95,75 @@ static mdl_status check_io(mdl__kctx *c, int min_in, int max_in, const char *wha
     return MDL_OK;
 }
 
+/* ---- quantized tensors ---------------------------------------------------------------- */
+
+/* Moving bytes keeps the values' meaning only if the output has the input's quantization
+   parameters.  Per-axis parameters must also stay on the same data: axis_ok says whether output
+   axis ya carries input axis xa through this op (NULL: per-axis input refused). */
+mdl_status mdl__quant_same_check(const mdl__kctx *c, const mdl__tensor *x, const mdl__tensor *y,
+                                 mdl__quant_axis_ok axis_ok) {
+    if (x->nquant == 0 && (!y || y->nquant == 0)) return MDL_OK;
+    const char *xn = mdl__q8_name(x), *yn = mdl__q8_name(y);
+    if (!y)
+        return mdl__fail(c, MDL_UNSUPPORTED,
+                         "output must be declared with the quantization parameters of input '%s'",
+                         xn);
+    mdl_status st;
+    if ((st = mdl__quant_check(x, c->err)) || (st = mdl__quant_check(y, c->err))) return st;
+    if (x->nquant != y->nquant)
+        return mdl__fail(c, MDL_UNSUPPORTED,
+                         "output '%s' has %d quantization scales, input '%s' has %d (a data move "
+                         "cannot requantize)",
+                         yn, (int)y->nquant, xn, (int)x->nquant);
+    for (int32_t i = 0; i < x->nquant; i++)
+        if (x->scale[i] != y->scale[i] || x->zero_point[i] != y->zero_point[i])
+            return mdl__fail(c, MDL_UNSUPPORTED,
+                             "output '%s' quantization [%d] (scale %g, zero point %lld) differs "
+                             "from input '%s' (scale %g, zero point %lld); a data move cannot "
+                             "requantize",
+                             yn, (int)i, (double)y->scale[i], (long long)y->zero_point[i], xn,
+                             (double)x->scale[i], (long long)x->zero_point[i]);
+    if (x->nquant > 1) {
+        int32_t xa = 0, ya = 0;
+        mdl__axis(x->quant_axis, x->rank, &xa); /* checked by mdl__quant_check */
+        mdl__axis(y->quant_axis, y->rank, &ya);
+        if (!axis_ok || !axis_ok(c, x, xa, y, ya))
+            return mdl__fail(c, MDL_UNSUPPORTED,
+                             "per-axis quantization of input '%s' (axis %d) does not carry over "
+                             "to output '%s' (axis %d) through this operator",
+                             xn, (int)xa, yn, (int)ya);
+    }
+    return MDL_OK;
+}
+
+/* Reshape keeps a quantization axis whose size and preceding elements are unchanged. */
+static bool reshape_axis_ok(const mdl__kctx *c, const mdl__tensor *x, int32_t xa,
+                            const mdl__tensor *y, int32_t ya) {
+    int64_t px = 1, py = 1;
+    for (int32_t d = 0; d < xa; d++) px *= x->dims[d];
+    for (int32_t d = 0; d < ya; d++) py *= y->dims[d];
+    return px == py && x->dims[xa] == y->dims[ya];
+}
+
+static bool transpose_axis_ok(const mdl__kctx *c, const mdl__tensor *x, int32_t xa,
+                              const mdl__tensor *y, int32_t ya) {
+    return c->opt->transpose.perm[ya] == xa;
+}
+
+/* A slice keeps per-axis parameters only if it takes that axis whole. */
+static bool slice_axis_ok(const mdl__kctx *c, const mdl__tensor *x, int32_t xa,
+                          const mdl__tensor *y, int32_t ya) {
+    return xa == ya && c->opt->slice.begin[xa] == 0 && c->opt->slice.step[xa] == 1 &&
+           y->dims[xa] == x->dims[xa];
+}
+
+static bool concat_axis_ok(const mdl__kctx *c, const mdl__tensor *x, int32_t xa,
+                           const mdl__tensor *y, int32_t ya) {
+    int32_t axis = 0;
+    mdl__axis(c->opt->axis.axis, x->rank, &axis);
+    return xa == ya && xa != axis;
+}
+
 /* ---- Reshape --------------------------------------------------------------------------- */
 
 static mdl_status reshape_prepare(mdl__kctx *c) {
@@ -116,6 +185,7 @@ static mdl_status reshape_prepare(mdl__kctx *c) {
         return mdl__fail(c, MDL_SHAPE, "cannot reshape %s (%lld elements) to %s (%lld elements)",
                          mdl__dims_str(s1, sizeof s1, x->rank, x->dims), (long long)x->count,
                          mdl__dims_str(s2, sizeof s2, y->rank, y->dims), (long long)n);
+    if ((st = mdl__quant_same_check(c, x, y, reshape_axis_ok))) return st;
     mdl__shape_of(&c->out_shape[0], y);
     return MDL_OK;
 }
@@ -151,7 +221,7 @@ static mdl_status transpose_prepare(mdl__kctx *c) {
     o->dtype = x->dtype;
     o->rank = x->rank;
     for (int32_t i = 0; i < x->rank; i++) o->dims[i] = x->dims[perm[i]];
-    return MDL_OK;
+    return mdl__quant_same_check(c, x, c->out[0], transpose_axis_ok);
 }
 
 /* Reduced transpose: output dims od[k] (row-major) and the input stride ist[k] of each output
@@ -287,7 +357,7 @@ const mdl__kernel mdl__transpose = {.prepare = transpose_prepare, .run = transpo
 
 /* ---- Concat ---------------------------------------------------------------------------- */
 
-static mdl_status concat_prepare(mdl__kctx *c) {
+mdl_status mdl__concat_shape(mdl__kctx *c) {
     mdl_status st = check_io(c, 1, MDL_MAX_NODE_IO, "one or more inputs");
     if (st) return st;
     const mdl__tensor *x0 = c->in[0];
@@ -319,6 +389,13 @@ static mdl_status concat_prepare(mdl__kctx *c) {
         o->dims[axis] += x->dims[axis];
     }
     return MDL_OK;
+}
+
+static mdl_status concat_prepare(mdl__kctx *c) {
+    mdl_status st = mdl__concat_shape(c);
+    for (int i = 0; i < c->nin && !st; i++)
+        st = mdl__quant_same_check(c, c->in[i], c->out[0], concat_axis_ok);
+    return st;
 }
 
 static mdl_status concat_run(mdl__kctx *c) {
@@ -377,6 +454,7 @@ static mdl_status slice_prepare(mdl__kctx *c) {
                              (int)d, (long long)n, (long long)b, (long long)s,
                              (long long)x->dims[d]);
     }
+    if ((st = mdl__quant_same_check(c, x, y, slice_axis_ok))) return st;
     mdl__shape_of(&c->out_shape[0], y);
     return MDL_OK;
 }
@@ -460,12 +538,26 @@ static mdl_status pad_prepare(mdl__kctx *c) {
             return mdl__fail(c, MDL_SHAPE, "pads (%lld, %lld) on dim %d are too large",
                              (long long)b, (long long)e, (int)d);
     }
-    return MDL_OK;
+    /* per axis refused: the pad value would quantize differently per channel */
+    return mdl__quant_same_check(c, x, c->out[0], NULL);
 }
 
 /* The pad value as the tensor's element bytes.  Integer tensors get the value rounded to
-   nearest and saturated to the type's range (NaN gives 0) rather than C's undefined cast. */
-static void pad_value_bytes(mdl_dtype dt, float v, unsigned char *pat) {
+   nearest and saturated to the type's range (NaN gives 0) rather than C's undefined cast.  On a
+   quantized tensor (per tensor: pad_prepare) the value is real: it is quantized with the
+   tensor's parameters (ONNX QuantizeLinear), so 0.0 pads with the zero point. */
+static void pad_value_bytes(const mdl__tensor *x, float v, unsigned char *pat) {
+    const mdl_dtype dt = x->dtype;
+    int32_t qmin, qmax;
+    if (x->nquant == 1 && mdl__qrange(dt, &qmin, &qmax)) {
+        int32_t q = mdl__quantize_value(v, x->scale[0], (int32_t)x->zero_point[0], qmin, qmax);
+        if (dt == MDL_DTYPE_INT32) {
+            memcpy(pat, &q, 4);
+        } else {
+            pat[0] = (unsigned char)(dt == MDL_DTYPE_INT8 ? (uint8_t)(int8_t)q : (uint8_t)q);
+        }
+        return;
+    }
     double d = v != v ? 0.0 : (double)v;
     double r = d < 0 ? d - 0.5 : d + 0.5;
     switch (dt) {
@@ -501,7 +593,7 @@ static mdl_status pad_run(mdl__kctx *c) {
     const int64_t *pads = c->opt->pad.pads;
     size_t es = mdl_dtype_size(x->dtype);
     unsigned char pat[8];
-    pad_value_bytes(x->dtype, c->opt->pad.value, pat);
+    pad_value_bytes(x, c->opt->pad.value, pat);
     char *dst = c->out_data[0];
     const char *src = c->in_data[0];
     /* Reduce: a dim without padding merges into the dim before it (its pads scale by its size),
