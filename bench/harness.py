@@ -37,6 +37,7 @@ ROOT = os.path.dirname(HERE)
 CACHE = os.path.join(HERE, "cache")
 sys.path.insert(0, HERE)
 
+import int8  # noqa: E402
 import ort_capi  # noqa: E402
 
 # ---- the models ------------------------------------------------------------------------------
@@ -609,6 +610,8 @@ def markdown(res):
                  f"| {'yes' if pm['peak_delta'] < po['peak_delta'] else '**no**'} "
                  f"| {r['native']['arena_bytes'] / 1024:.1f} | {r['native']['weight_bytes'] / 1024:.1f} |"
                  if po else f"| {r['label']} | {pm['total_ms']:.3f} | – | | {mib(pm['peak_delta'])} | – | | | |")
+    if res.get("int8"):
+        L.append(int8.markdown(res["int8"], fmt_ms))
     ov = res["overhead"]
     L.append("\n## Fixed costs and overheads\n")
     if "tiny" in ov:
@@ -710,6 +713,7 @@ def main():
     ap.add_argument("--models", default="", help="comma-separated subset of: " + ", ".join(m[0] for m in MODELS))
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--python-timing", action="store_true", help="time both runtimes from Python (the fallback)")
+    ap.add_argument("--no-int8", action="store_true", help="skip the int8 rows (bench/int8.py)")
     a = ap.parse_args()
     budget = a.budget or (1.0 if a.quick else 6.0)
     build = os.path.abspath(a.build)
@@ -779,6 +783,22 @@ def main():
               f"peak {mib(row['probe_mdeploy']['peak_delta'])} MiB"
               + (f" vs ORT {mib(row['probe_ort']['peak_delta'])} MiB" if "probe_ort" in row else ""), flush=True)
         res["models"].append(row)
+
+    res["int8"] = []
+    for spec in ([] if a.no_int8 else specs):
+        if not os.path.exists(spec["onnx"]):
+            continue
+        print(f"bench: {spec['name']} int8 ...", flush=True)
+        try:
+            row = int8.bench_int8(spec, build, mdl, api, tl, budget, a.quick, sys.modules[__name__])
+        except Exception as e:  # one model's failure must not hide the others' numbers
+            msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            print(f"bench: {spec['name']} int8: {msg}")
+            row = dict(name=spec["name"], label=spec["label"], error=msg)
+        else:
+            print(f"  int8 {fmt_ms(row['mdeploy_int8']['median'])} ms, float {fmt_ms(row['mdeploy_float']['median'])} ms, "
+                  f"ORT int8 {fmt_ms(row['ort_int8']['median'])} ms; file {row['size_ratio']:.2f}x smaller", flush=True)
+        res["int8"].append(row)
 
     envs = [r["probe_ort"] for r in res["models"] if "env_rss" in r.get("probe_ort", {})]
     if envs:

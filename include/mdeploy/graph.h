@@ -36,7 +36,31 @@
  *  - RESHAPE: output shape is the declared shape of its output tensor; no data is copied (the
  *    memory planner makes the output share its input's memory).
  *  - SLICE: output shape is declared too; begin/step give the elements taken.
- *  - PAD: for integer tensors the value is rounded to nearest and clamped to the type's range.
+ *  - PAD: for integer tensors the value is rounded to nearest and clamped to the type's range;
+ *    on a quantized tensor it is a real value, quantized with the tensor's parameters (0.0 pads
+ *    with the zero point).
+ *
+ * Quantized (int8) operators follow TFLite's scheme, real = scale * (q - zero_point), and are
+ * chosen by the dtype of input 0 (MDL_DTYPE_INT8).  Every quantized tensor carries its parameters
+ * (mdl_builder_set_quant); outputs of int8 operators must be declared with theirs.
+ *  - Activations: int8, per tensor, any zero point.  uint8 only at QUANTIZE/DEQUANTIZE (the
+ *    converter turns uint8 activations into int8 with zero point - 128, which is exact).
+ *  - Weights of FULLY_CONNECTED / CONV2D / DEPTHWISE_CONV2D / constant MATMUL operands: int8,
+ *    symmetric (zero point 0), per tensor or per output channel (FULLY_CONNECTED axis 0 of
+ *    [N, K]; CONV2D and DEPTHWISE_CONV2D axis 3; MATMUL's B the last axis).
+ *  - Bias: int32, zero point 0, scale = input scale * weight scale (per channel).
+ *  - Accumulation in int32; the result is requantized with a fixed-point multiplier
+ *    (input scale * weight scale / output scale) and shift, rounding as TFLite does; a fused
+ *    activation becomes a clamp in the quantized domain.
+ *  - MAX_POOL2D / GLOBAL_MAX_POOL and the data-movement operators (RESHAPE, TRANSPOSE, SLICE,
+ *    PAD, GATHER) need the output's parameters equal to the input's; AVG pooling, ADD, SUB, MUL
+ *    and CONCAT requantize to the output's parameters; SIGMOID, TANH, HARD_SWISH and the other
+ *    activations use a 256-entry table made at load from the float function.
+ *  - QUANTIZE: float32 -> int8/uint8 as ONNX QuantizeLinear (round half to even, saturate), per
+ *    tensor or per axis of the output's parameters.  DEQUANTIZE: int8/uint8/int32 -> float32.
+ *  - A DEQUANTIZE whose input is a constant is run once when the model is loaded: weight-only
+ *    quantized models keep int8 weights in the file and compute in float with the widened
+ *    weights (4 bytes per weight of model memory).
  */
 #ifndef MDEPLOY_GRAPH_H
 #define MDEPLOY_GRAPH_H

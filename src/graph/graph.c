@@ -1,6 +1,7 @@
 /* Graph validation and the memory planner (see graph.h). */
 #include "graph.h"
 
+#include "quant/quant.h"
 #include "util.h"
 
 #include <stdlib.h>
@@ -127,6 +128,7 @@ mdl_status mdl__graph_check(mdl__graph *g, bool infer, const mdl_allocator *allo
     mdl_status st = MDL_OK;
     for (int32_t t = 0; t < g->ntensors; t++) {
         mdl__tensor *x = &g->tensors[t];
+        if ((st = mdl__quant_check(x, err))) goto done;
         if (x->data) {
             defined[t] = 1;
             if (!mdl__shape_size(x->rank, x->dims, mdl_dtype_size(x->dtype), &x->count, &x->bytes)) {

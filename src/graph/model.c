@@ -1,6 +1,7 @@
 /* Model loading (verify, read, check every node, verify or compute the plan) and introspection. */
 #include "model.h"
 
+#include "quant/quant.h"
 #include "util.h"
 
 #include <string.h>
@@ -39,6 +40,78 @@ static mdl_status pack_nodes(mdl_model *m, mdl_error *err) {
     return MDL_OK;
 }
 
+/* A DEQUANTIZE node on a constant (weight-only quantized models: int8 weights in the file, float
+   compute) is run once here and its output becomes a float constant that the consumers pack and
+   read like any float weight; the node is dropped from the executed graph.  The file stays small;
+   the widened weights cost 4 bytes per element of model-owned memory.  Indices are checked here
+   because this runs before the graph check. */
+static bool dequant_foldable(const mdl__graph *g, const mdl__node *n) {
+    if (n->op != MDL_OP_DEQUANTIZE || n->nin < 1 || n->nout != 1) return false;
+    int32_t x = n->in[0], y = n->out[0];
+    if (x < 0 || x >= g->ntensors || y < 0 || y >= g->ntensors || x == y) return false;
+    if (!g->tensors[x].data || g->tensors[y].data) return false;
+    for (int32_t k = 0; k < g->ninputs; k++)
+        if (g->inputs[k] == y) return false;
+    for (int32_t k = 0; k < g->noutputs; k++) /* graph outputs live in the session's arena */
+        if (g->outputs[k] == y) return false;
+    return true;
+}
+
+static mdl_status fold_dequantize(mdl_model *m, mdl_error *err) {
+    mdl__graph *g = &m->g;
+    size_t total = 0;
+    int32_t nfold = 0;
+    for (int32_t i = 0; i < g->nnodes; i++) {
+        const mdl__node *n = &g->nodes[i];
+        if (!dequant_foldable(g, n)) continue;
+        mdl__tensor *y = &g->tensors[n->out[0]];
+        if (y->rank < 0 ||
+            !mdl__shape_size(y->rank, y->dims, mdl_dtype_size(y->dtype), &y->count, &y->bytes) ||
+            !mdl__add_size(total, mdl__align_up(y->bytes, MDL__LINE_ALIGN), &total))
+            return mdl__error(err, MDL_SHAPE, "Dequantize '%s': output '%s' has no valid shape",
+                              n->name ? n->name : "", y->name ? y->name : "");
+        nfold++;
+    }
+    if (!nfold) return MDL_OK;
+    if (!mdl__add_size(total, MDL__LINE_ALIGN, &total) || !(m->folded_raw = mdl__alloc(m->alloc, total)))
+        return mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory for %zu bytes of dequantized weights",
+                          total);
+    uint8_t *p = (uint8_t *)mdl__align_up((size_t)m->folded_raw, MDL__LINE_ALIGN);
+    int32_t kept = 0;
+    for (int32_t i = 0; i < g->nnodes; i++) {
+        mdl__node *n = &g->nodes[i];
+        if (!dequant_foldable(g, n)) {
+            g->nodes[kept++] = *n;
+            continue;
+        }
+        mdl__tensor *y = &g->tensors[n->out[0]];
+        mdl_status st = mdl__quant_check(&g->tensors[n->in[0]], err);
+        if (st) return st;
+        n->kernel = mdl__kernel_find(n->op, g->tensors[n->in[0]].dtype);
+        if (!n->kernel)
+            return mdl__error(err, MDL_UNSUPPORTED, "Dequantize '%s': no kernel for %s input",
+                              n->name ? n->name : "", mdl_dtype_name(g->tensors[n->in[0]].dtype));
+        mdl__kctx ctx;
+        memset(&ctx, 0, sizeof ctx);
+        ctx.err = err;
+        mdl__graph_kctx(g, i, NULL, &ctx);
+        if ((st = n->kernel->prepare(&ctx))) return st;
+        if (ctx.scratch_bytes || ctx.packed_bytes)
+            return mdl__error(err, MDL_INTERNAL, "Dequantize '%s': folding needs no scratch",
+                              n->name ? n->name : "");
+        ctx.out_data[0] = p;
+        if ((st = n->kernel->run(&ctx))) return st;
+        y->data = p;
+        p += mdl__align_up(y->bytes, MDL__LINE_ALIGN);
+    }
+    g->nnodes = kept;
+    /* a stored plan numbers scratch by node and gave the folded outputs arena space: plan anew */
+    m->plan.tensor_offsets = NULL;
+    m->plan.scratch_offsets = NULL;
+    m->plan.arena_bytes = 0;
+    return MDL_OK;
+}
+
 mdl_status mdl_model_load_buffer(const void *data, size_t size, const mdl_load_options *options,
                                  mdl_model **out, mdl_error *err) {
     if (!out) return mdl__error(err, MDL_INVALID_ARGUMENT, "mdl_model_load_buffer: out is NULL");
@@ -71,6 +144,7 @@ mdl_status mdl_model_load_buffer(const void *data, size_t size, const mdl_load_o
     m->buf = data;
     m->size = size;
     if ((st = mdl__format_read(m, err))) goto fail;
+    if ((st = fold_dequantize(m, err))) goto fail;
     if ((st = mdl__graph_check(&m->g, false, a, err))) goto fail;
     if (m->plan.tensor_offsets) {
         if ((st = mdl__plan_verify(&m->g, &m->plan, a, err))) goto fail;
@@ -92,6 +166,7 @@ void mdl_model_free(mdl_model *m) {
     const mdl_allocator *a = m->alloc;
     if (m->plan_computed) mdl__plan_free(&m->plan, a);
     mdl__free(a, m->packed_raw);
+    mdl__free(a, m->folded_raw);
     mdl__free(a, m->block);
     if (m->release) m->release(m->owned, m->owned_size);
     else mdl__free(a, m->owned);

@@ -22,6 +22,7 @@ struct mdl_model {
     bool plan_computed; /* plan arrays allocated by the planner (no plan in the file) */
     void *packed_raw;   /* allocation holding every node's packed data */
     size_t packed_bytes;
+    void *folded_raw; /* weights widened at load from DEQUANTIZE(constant) nodes */
     size_t weight_bytes;
     size_t session_bytes;
 };

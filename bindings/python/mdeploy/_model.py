@@ -160,6 +160,35 @@ class NodeTiming:
     ns: int
 
 
+def _qparams(t: TensorInfo) -> Tuple[np.ndarray, np.ndarray]:
+    """Scale and zero point of t shaped to broadcast against t's data."""
+    q = t.quantization
+    assert q is not None
+    scale = np.asarray(q.scale, dtype=np.float32)
+    zp = np.asarray(q.zero_point, dtype=np.int64)
+    if len(q.scale) > 1:
+        shape = [1] * len(t.shape)
+        shape[q.axis % len(t.shape)] = len(q.scale)
+        scale, zp = scale.reshape(shape), zp.reshape(shape)
+    return scale, zp
+
+
+def _quantize(x: np.ndarray, t: TensorInfo) -> np.ndarray:
+    """ONNX QuantizeLinear: saturate(round_half_even(x / scale) + zero_point)."""
+    scale, zp = _qparams(t)
+    info = np.iinfo(t.dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        q = np.rint(np.asarray(x, dtype=np.float32) / scale)
+        q = np.nan_to_num(q, nan=0.0) + zp
+    return np.clip(q, info.min, info.max).astype(t.dtype)
+
+
+def _dequantize(q: np.ndarray, t: TensorInfo) -> np.ndarray:
+    """scale * (q - zero_point) as float32."""
+    scale, zp = _qparams(t)
+    return ((q.astype(np.int64) - zp).astype(np.float32) * scale).astype(np.float32)
+
+
 def _tensor_info(ti: _lib.mdl_tensor_info, constant: bool = False) -> TensorInfo:
     shape = tuple(int(ti.dims[d]) for d in range(ti.rank))
     quant = None
@@ -457,7 +486,7 @@ class Model:
         """A new :class:`Session` of this model (same as ``Session(model, profile=...)``)."""
         return Session(self, profile=profile)
 
-    def run(self, inputs: Inputs, *, as_dict: bool = False) -> Outputs:
+    def run(self, inputs: Inputs, *, as_dict: bool = False, raw: bool = False) -> Outputs:
         """Run the model once and return its outputs as new arrays.
 
         ``inputs``: one array (single-input models), a list/tuple in the model's input order, or
@@ -466,12 +495,17 @@ class Model:
         when that is a same-kind cast.  Returns a list in output order, or a dict from output
         name to array when ``as_dict`` is true.
 
+        Quantized inputs and outputs (int8/uint8 with :attr:`TensorInfo.quantization`) take and
+        return float32 real values: inputs are quantized as ONNX QuantizeLinear does (round half
+        to even, saturate), outputs dequantized (``scale * (q - zero_point)``).  Integer arrays of
+        the stored dtype are taken as they are; ``raw=True`` returns the stored integers.
+
         Thread-safe: concurrent callers each use their own pooled session, and the GIL is
         released while the C code runs, so threads score in parallel.
         """
         s = self._acquire()
         try:
-            return s._run(inputs, as_dict, True)
+            return s._run(inputs, as_dict, True, raw)
         finally:
             self._release(s)
 
@@ -597,9 +631,11 @@ class Session:
         """A read-only array over output ``key``'s memory in the arena; the next run overwrites it."""
         return self._live().out_views[self._index(key, self.outputs, "output")]
 
-    def run(self, inputs: Optional[Inputs] = None, *, as_dict: bool = False, copy: bool = True) -> Outputs:
-        """Run once.  ``inputs`` as for :meth:`Model.run`; ``None`` runs on what was written
-        into :meth:`input_buffer`.
+    def run(
+        self, inputs: Optional[Inputs] = None, *, as_dict: bool = False, copy: bool = True, raw: bool = False
+    ) -> Outputs:
+        """Run once.  ``inputs`` and ``raw`` as for :meth:`Model.run`; ``None`` runs on what was
+        written into :meth:`input_buffer`.
 
         With ``copy=True`` (the default) the outputs are new arrays the caller owns.  With
         ``copy=False`` they are read-only views of the session's arena: no allocation at all,
@@ -612,11 +648,11 @@ class Session:
                 Status.INVALID_ARGUMENT,
             )
         try:
-            return self._run(inputs, as_dict, copy)
+            return self._run(inputs, as_dict, copy, raw)
         finally:
             self._busy.release()
 
-    def _run(self, inputs: Optional[Inputs], as_dict: bool, copy: bool) -> Outputs:
+    def _run(self, inputs: Optional[Inputs], as_dict: bool, copy: bool, raw: bool = False) -> Outputs:
         state = self._live()
         if inputs is not None:
             self._bind(inputs, state.in_views)
@@ -626,6 +662,8 @@ class Session:
             msg = decode(lib.mdl_session_message(h)) or decode(lib.mdl_status_str(st))
             raise Error(msg, st)
         outs = [v.copy() for v in state.out_views] if copy else list(state.out_views)
+        if not raw:
+            outs = [_dequantize(a, t) if t.quantization is not None else a for a, t in zip(outs, self._outputs)]
         if as_dict:
             return {t.name: a for t, a in zip(self._outputs, outs)}
         return outs
@@ -677,6 +715,13 @@ class Session:
 
     @staticmethod
     def _write(view: np.ndarray, t: TensorInfo, x: Any) -> None:
+        if t.quantization is not None and t.dtype.kind in "iu":
+            a = np.asarray(x)
+            if a.dtype.kind == "f":  # real values for a quantized input: quantize at the edge
+                if a.shape != t.shape:
+                    raise Error(f"input '{t.name}' must have shape {t.shape}, got {a.shape}", Status.SHAPE)
+                np.copyto(view, _quantize(a, t), casting="unsafe")
+                return
         if isinstance(x, (np.ndarray, np.generic)):
             a = np.asarray(x)
             # A byte-swapped array of the right type is accepted: copyto swaps as it copies.

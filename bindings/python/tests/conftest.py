@@ -42,6 +42,8 @@ _c.mdl_builder_tensor.argtypes = [_vp, ctypes.c_char_p, ctypes.c_int, ctypes.c_i
 _c.mdl_builder_tensor.restype = ctypes.c_int
 _c.mdl_builder_node.argtypes = [_vp, ctypes.c_int, ctypes.c_char_p, ctypes.c_int, _vp, ctypes.c_int, _vp, _vp]
 _c.mdl_builder_node.restype = ctypes.c_int
+_c.mdl_builder_set_quant.argtypes = [_vp, ctypes.c_int, ctypes.c_int, _vp, _vp, ctypes.c_int]
+_c.mdl_builder_set_quant.restype = ctypes.c_int
 _c.mdl_builder_add_input.argtypes = [_vp, ctypes.c_int]
 _c.mdl_builder_add_output.argtypes = [_vp, ctypes.c_int]
 _c.mdl_builder_set_metadata.argtypes = [_vp, ctypes.c_char_p, ctypes.c_char_p]
@@ -76,6 +78,12 @@ class Builder:
         t = _c.mdl_builder_tensor(self.h, name.encode(), DT[dtype], rank, dims, ptr)
         assert t >= 0, name
         return t
+
+    def quant(self, t: int, scale: Sequence[float], zero_point: Sequence[int], axis: int = 0) -> None:
+        s = np.ascontiguousarray(scale, dtype=np.float32)
+        z = np.ascontiguousarray(zero_point, dtype=np.int64)
+        self._keep += [s, z]
+        assert _c.mdl_builder_set_quant(self.h, t, len(s), s.ctypes.data, z.ctypes.data, axis) == 0
 
     def node(self, op: str, name: str, inputs: Sequence[int], outputs: Sequence[int]) -> None:
         ins = (ctypes.c_int * len(inputs))(*inputs)
