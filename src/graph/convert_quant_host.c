@@ -186,6 +186,20 @@ static int32_t dequantize(cv_ctx *c, int32_t x, const qparams *q, int32_t out) {
         }
     } else if (mdl__cv_set_quant(c, t, q->n, q->scale, q->zp, pa)) {
         return -1;
+    } else if (q->n == 1) {
+        /* the same parameters hold for what data moves copied t from (quantize_dynamic's
+           Gather of a uint8 embedding table, then Transpose, then DequantizeLinear) */
+        for (int32_t u = t, guard = 0; guard < 64; guard++) {
+            int32_t p = c->ts[u].producer;
+            if (p < 0) break;
+            const cv_node *pn = &c->nodes[p];
+            if (pn->op != MDL_OP_GATHER && pn->op != MDL_OP_TRANSPOSE && pn->op != MDL_OP_RESHAPE &&
+                pn->op != MDL_OP_SLICE)
+                break;
+            u = pn->in[0];
+            if (c->ts[u].nquant || c->ts[u].dtype != c->ts[t].dtype) break;
+            if (mdl__cv_set_quant(c, u, 1, q->scale, q->zp, 0)) return -1;
+        }
     }
     cv_tensor src = c->ts[t];
     int32_t y = mdl__cv_tensor(c, mdl__cv_fmt(c, "%s/dequantized", src.name), MDL_DTYPE_FLOAT32, src.rank,

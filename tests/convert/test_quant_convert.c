@@ -133,6 +133,10 @@ static void test_fixture(void **state) {
         assert_int_equal(mdl_model_tensor_info(m, i, &ti, &constant), MDL_OK);
         if (!constant) continue;
         if (ti.dtype == MDL_DTYPE_FLOAT32) {
+            /* the loader runs DEQUANTIZE of a constant once: its float result is a constant of
+               the loaded model, not of the file (the converter names it ".../dequantized") */
+            size_t nl = strlen(ti.name), sl = strlen("/dequantized");
+            if (nl > sl && !strcmp(ti.name + nl - sl, "/dequantized")) continue;
             if (ti.bytes > 256 * sizeof(float))
                 fail_msg("%s: constant '%s' (%zu bytes) is stored as float", name, ti.name, ti.bytes);
             float_const += ti.bytes;
