@@ -112,23 +112,30 @@ static mdl_status try_node(cv_ctx *c, int32_t i, const int32_t *consumer, bool *
             in[k] = -2 - t; /* made an integer constant below, once the rewrite is decided */
             continue;
         }
+        if (x->dtype != MDL_DTYPE_FLOAT32) {
+            in[k] = t; /* indices and other integer operands stay */
+            continue;
+        }
         int32_t p = x->producer;
         if (p < 0 || c->nodes[p].op != MDL_OP_DEQUANTIZE || c->nodes[p].dead) return MDL_OK;
         in[k] = c->nodes[p].in[0];
         if (c->ts[in[k]].dtype != MDL_DTYPE_INT8 || c->ts[in[k]].nquant != 1) return MDL_OK;
         if (data_in < 0) data_in = in[k];
     }
+    /* a constant int8 data operand (an embedding table) counts as the quantized input */
+    for (int32_t k = 0; k < n->nin && data_in < 0; k++)
+        if (in[k] <= -2 && c->ts[-2 - in[k]].qdtype == MDL_DTYPE_INT8 && !weighted(n->op)) data_in = k;
     if (data_in < 0) return MDL_OK;
+    for (int32_t k = 0; k < n->nin; k++)
+        if (in[k] <= -2 && (in[k] = int_const(c, -2 - in[k])) < 0) return c->err->status ? c->err->status : oom(c);
+    n = &c->nodes[i];
+    q = &c->nodes[consumer[n->out[0]]];
     if (moves_data(n->op)) {
         /* exact only with unchanged parameters */
         for (int32_t k = 0; k < n->nin; k++)
             if (in[k] >= 0 && c->ts[in[k]].dtype == MDL_DTYPE_INT8 && !same_quant(&c->ts[in[k]], &c->ts[q->out[0]]))
                 return MDL_OK;
     }
-    for (int32_t k = 0; k < n->nin; k++)
-        if (in[k] <= -2 && (in[k] = int_const(c, -2 - in[k])) < 0) return c->err->status ? c->err->status : oom(c);
-    n = &c->nodes[i];
-    q = &c->nodes[consumer[n->out[0]]];
     if (!int8_accepts(c, n, in, q->out[0])) return MDL_OK;
     memcpy(n->in, in, sizeof(int32_t) * (size_t)n->nin);
     n->out[0] = q->out[0];
