@@ -246,12 +246,9 @@ static void test_fixture(void **state) {
     if (!ok) fail_msg("%s: outputs differ from ONNX Runtime beyond the bound", name);
 }
 
-/* Refusals: a message, no output file. */
-static void test_refusals(void **state) {
+/* Every manifest entry is one this test runs (a new fixture needs a line above). */
+static void test_manifest_complete(void **state) {
     (void)state;
-    /* a run-time quantization value used outside the quantize_dynamic pattern is refused:
-       exercised by converting a model whose DynamicQuantizeLinear output feeds a Relu would need
-       another fixture; the asymmetric-weight refusal likewise.  Here: the manifest is complete. */
     const cJSON *fx;
     int n = 0;
     cJSON_ArrayForEach(fx, cJSON_GetObjectItem(manifest, "fixtures")) {
@@ -264,13 +261,38 @@ static void test_refusals(void **state) {
     assert_int_equal(n, (int)NFIXTURES);
 }
 
+/* Patterns that cannot be computed faithfully are refused with a message naming the problem
+   (asymmetric int8 weights, a dynamic-quantization value used outside the quantize_dynamic
+   pattern, blocked quantization), and no output file is left behind. */
+static void test_refusals(void **state) {
+    (void)state;
+    const cJSON *r;
+    int n = 0;
+    cJSON_ArrayForEach(r, cJSON_GetObjectItem(manifest, "refusals")) {
+        const char *onnx = str_item(r, "onnx"), *want = str_item(r, "message");
+        char path[512];
+        snprintf(path, sizeof path, "%s", th_tmp("refused.mdl"));
+        unlink(path);
+        mdl_error err;
+        mdl_status st = mdl_convert_onnx(onnx, path, NULL, NULL, &err);
+        if (st == MDL_UNSUPPORTED && strstr(err.msg, "no kernel")) skip();
+        printf("refused %-44s %s: %s\n", onnx, mdl_status_str(st), err.msg);
+        if (st != MDL_UNSUPPORTED) fail_msg("%s: %s, expected UNSUPPORTED", onnx, mdl_status_str(st));
+        if (!strstr(err.msg, want)) fail_msg("%s: message '%s' does not mention '%s'", onnx, err.msg, want);
+        assert_true(access(path, F_OK) != 0);
+        n++;
+    }
+    assert_int_equal(n, 3);
+}
+
 int main(void) {
-    struct CMUnitTest tests[NFIXTURES + 1];
+    struct CMUnitTest tests[NFIXTURES + 2];
     for (size_t i = 0; i < NFIXTURES; i++) {
         struct CMUnitTest t = cmocka_unit_test_prestate(test_fixture, (void *)fixture_names[i]);
         t.name = fixture_names[i];
         tests[i] = t;
     }
-    tests[NFIXTURES] = (struct CMUnitTest)cmocka_unit_test(test_refusals);
+    tests[NFIXTURES] = (struct CMUnitTest)cmocka_unit_test(test_manifest_complete);
+    tests[NFIXTURES + 1] = (struct CMUnitTest)cmocka_unit_test(test_refusals);
     return cmocka_run_group_tests(tests, load_manifest, free_manifest);
 }

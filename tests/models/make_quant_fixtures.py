@@ -140,6 +140,49 @@ def output_scales(model):
     return res
 
 
+def refusals():
+    """Small models the converter must refuse with a message (no guessing)."""
+    from onnx import TensorProto, helper, numpy_helper
+    out = []
+    # asymmetric int8 weights: the digits QDQ model with a non-zero zero point on its first conv
+    m = onnx.load(os.path.join(OUT, "digits_qdq_s8.onnx"))
+    for t in m.graph.initializer:
+        if t.name.endswith("weight_zero_point") and "features.0" in t.name:
+            z = numpy_helper.to_array(t).copy()
+            z[:] = 3
+            t.CopyFrom(numpy_helper.from_array(z, t.name))
+            break
+    else:
+        sys.exit("digits_qdq_s8: no weight zero point found")
+    p = os.path.join(OUT, "refuse_asym_weight.onnx")
+    onnx.save(m, p)
+    out.append({"onnx": rel(p), "message": "not symmetric"})
+    # a DynamicQuantizeLinear output read by something else than MatMulInteger/ConvInteger
+    g = helper.make_graph(
+        [helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]),
+         helper.make_node("Cast", ["xq"], ["y"], to=TensorProto.FLOAT)],
+        "dyn_misuse", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.checker.check_model(m)
+    p = os.path.join(OUT, "refuse_dyn_misuse.onnx")
+    onnx.save(m, p)
+    out.append({"onnx": rel(p), "message": "run-time quantization value"})
+    # blocked quantization (opset 21 block_size)
+    w = numpy_helper.from_array(np.arange(16, dtype=np.int8).reshape(4, 4), "w")
+    sc = numpy_helper.from_array(np.full((4, 2), 0.1, dtype=np.float32), "ws")
+    g = helper.make_graph(
+        [helper.make_node("DequantizeLinear", ["w", "ws"], ["wf"], axis=1, block_size=2),
+         helper.make_node("MatMul", ["x", "wf"], ["y"])],
+        "blocked", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [w, sc])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
+    p = os.path.join(OUT, "refuse_blocked.onnx")
+    onnx.save(m, p)
+    out.append({"onnx": rel(p), "message": "block_size"})
+    return out
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     seed_list, (x_te, y_te) = seeds()
@@ -193,6 +236,7 @@ def main():
                       f"{' '.join(entry['ops'])}"
                       + (f"  acc ort {entry['ort_accuracy']:.4f} float {entry['float_accuracy']:.4f}"
                          if name == "digits" else ""))
+    manifest["refusals"] = refusals()
     with open(os.path.join(OUT, "quant_manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
         f.write("\n")
