@@ -492,6 +492,63 @@ static mdl_status lower_integer(cv_ctx *c, node_t *n, int nin, const int32_t *in
     return st;
 }
 
+/* The Mul by the weight scale folded into the weights of the layer that produced acc (its
+   weights were dequantized with scale 1): their quantization scale becomes w_scale, so the
+   layer writes the scaled result and no Mul runs.  False when the layer or the scale does not
+   allow it (then a Mul is emitted). */
+static bool fold_weight_scale(cv_ctx *c, int32_t acc, int32_t sv, int32_t out) {
+    int32_t at = val(c, acc)->t;
+    int32_t p = c->ts[at].producer;
+    if (out < 0 || p < 0 || !mdl__cv_is_const(c, sv) || tens(c, sv)->dtype != MDL_DTYPE_FLOAT32) return false;
+    cv_node *n = &c->nodes[p];
+    if (n->dead || n->out[0] != at || (n->nin > 2 && n->in[2] >= 0)) return false;
+    int32_t qaxis;
+    if (n->op == MDL_OP_FULLY_CONNECTED) {
+        if (n->opt.fc.act.kind != MDL_ACT_NONE) return false;
+        qaxis = 0;
+    } else if (n->op == MDL_OP_CONV2D || n->op == MDL_OP_DEPTHWISE_CONV2D) {
+        if (n->opt.conv.act.kind != MDL_ACT_NONE) return false;
+        qaxis = 3;
+    } else {
+        return false;
+    }
+    cv_tensor *w = &c->ts[n->in[1]];
+    const cv_tensor *st = tens(c, sv);
+    int64_t C = w->dims[qaxis];
+    if (!w->qdata || w->nquant != 1 || w->scale[0] != 1.0f || (st->count != 1 && st->count != C)) return false;
+    /* the scale must broadcast as one value per output channel: [C] or [1, ..., C] */
+    for (int32_t d = 0; d + 1 < st->rank; d++)
+        if (st->dims[d] != 1) return false;
+    int32_t nq = (int32_t)st->count;
+    float *sc = mdl__cv_alloc(c, sizeof(float) * (size_t)nq);
+    int64_t *zp = mdl__cv_alloc(c, sizeof(int64_t) * (size_t)nq);
+    float *f = mdl__cv_alloc(c, w->bytes);
+    if (!sc || !zp || !f) return false;
+    for (int32_t k = 0; k < nq; k++) {
+        sc[k] = ((const float *)st->data)[k];
+        zp[k] = w->zero_point[0];
+        if (!(sc[k] > 0.0f) || !isfinite(sc[k])) return false;
+    }
+    for (int64_t i = 0; i < w->count; i++) {
+        int64_t k = nq > 1 ? axis_index(w->rank, w->dims, qaxis, i) : 0;
+        f[i] = (float)(get_int(w->qdtype, w->qdata, i) - zp[k]) * sc[k];
+    }
+    w->data = f;
+    w->nquant = nq;
+    w->scale = sc;
+    w->zero_point = zp;
+    w->quant_axis = nq > 1 ? qaxis : 0;
+    /* every value of the accumulator is now scaled: none may be scaled again */
+    for (int32_t v = 0; v < c->nvals; v++)
+        if (c->vals[v].t == at && c->vals[v].dyn == CV_DYN_ACC) c->vals[v].dyn = CV_DYN_NONE;
+    const char *name = c->vals[out].name;
+    c->vals[out] = c->vals[acc];
+    c->vals[out].name = name;
+    c->vals[out].dyn = CV_DYN_NONE;
+    c->fused++;
+    return true;
+}
+
 /* Mul of the pieces of the dynamic pattern. */
 static mdl_status lower_dyn_mul(cv_ctx *c, node_t *n, const int32_t *in, const int32_t *out) {
     int8_t a = val(c, in[0])->dyn, b = val(c, in[1])->dyn;
@@ -505,6 +562,7 @@ static mdl_status lower_dyn_mul(cv_ctx *c, node_t *n, const int32_t *in, const i
     }
     if ((a == CV_DYN_ACC && b == CV_DYN_SCALE_W) || (a == CV_DYN_SCALE_W && b == CV_DYN_ACC)) {
         int32_t acc = a == CV_DYN_ACC ? in[0] : in[1], s = a == CV_DYN_ACC ? in[1] : in[0];
+        if (fold_weight_scale(c, acc, val(c, s)->dyn_ref, out[0])) return MDL_OK;
         int32_t f[2] = {acc, val(c, s)->dyn_ref};
         return lower_float(c, n, "Mul", 2, f, out[0], NULL);
     }
