@@ -495,7 +495,8 @@ static cv_node *weighted_producer(cv_ctx *c, int32_t t, int64_t *cout) {
    old ones may be shared with other nodes). */
 static bool rescale_layer(cv_ctx *c, cv_node *p, const double *s, const double *add, int64_t C) {
     const cv_tensor w = c->ts[p->in[1]]; /* a copy: adding tensors may move c->ts */
-    int32_t nw = mdl__cv_tensor(c, w.name, w.dtype, w.rank, w.dims, w.data);
+    /* only a bias to add: the weights stay (and keep their integers when dequantized) */
+    int32_t nw = s ? mdl__cv_tensor(c, w.name, w.dtype, w.rank, w.dims, w.data) : p->in[1];
     if (nw < 0) return false;
     float *wd = c->ts[nw].data;
     int64_t count = c->ts[nw].count;
