@@ -81,7 +81,6 @@ typedef struct mdl_convert_report {
     size_t arena_bytes;     /* activation arena of the written model */
     size_t file_bytes;
     int64_t opset;
-    int32_t int8_ops;       /* operators of a quantized model that run in int8 */
 } mdl_convert_report;
 
 /* Converts onnx_path into out_path.  options and report may be NULL.

@@ -487,7 +487,7 @@ static mdl_status convert(cv_ctx *c, const Onnx__ModelProto *m, const char *out_
     if ((st = bind_outputs(c, g))) return st;
     c->op_type = NULL;
     mdl__cv_optimize(c);
-    if ((st = mdl__qdq_pass(c, &rep->int8_ops))) return st;
+    if ((st = mdl__qdq_pass(c, NULL))) return st;
 
     mdl_builder *b;
     if ((st = mdl_builder_create(NULL, &b, c->err))) return st;

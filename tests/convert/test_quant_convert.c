@@ -148,6 +148,19 @@ static void test_fixture(void **state) {
         fail_msg("%s: %zu bytes of float constants next to %zu bytes of integer ones", name, float_const,
                  int_const);
 
+    /* operators computing in int8 (input 0 int8, other than QUANTIZE/DEQUANTIZE) */
+    int int8_ops = 0;
+    for (int i = 0; i < mdl_model_node_count(m); i++) {
+        mdl_node_info ni;
+        mdl_tensor_info ti;
+        assert_int_equal(mdl_model_node_info(m, i, &ni), MDL_OK);
+        if (ni.nin < 1 || ni.inputs[0] < 0 || !strcmp(ni.op, "Quantize") || !strcmp(ni.op, "Dequantize"))
+            continue;
+        assert_int_equal(mdl_model_tensor_info(m, ni.inputs[0], &ti, NULL), MDL_OK);
+        int8_ops += ti.dtype == MDL_DTYPE_INT8;
+    }
+    if (!dynamic && int8_ops == 0) fail_msg("%s: no operator runs in int8", name);
+
     mdl_session *s;
     st = mdl_session_create(m, NULL, &s, &err);
     if (st != MDL_OK) fail_msg("%s: session: %s", name, err.msg);
@@ -234,7 +247,7 @@ static void test_fixture(void **state) {
     double ratio = (double)fsize / (double)(qsize ? qsize : 1);
     printf("quant %-24s int8 ops %2d, nodes %d -> %d, file %zu B (float %zu B, %.2fx smaller; "
            "constants int %zu B float %zu B);%s\n",
-           name, rep.int8_ops, rep.onnx_nodes, rep.nodes_out, qsize, fsize, ratio, int_const,
+           name, int8_ops, rep.onnx_nodes, rep.nodes_out, qsize, fsize, ratio, int_const,
            float_const, report);
     fflush(stdout);
     /* weight-heavy seeds: the file is mostly int8 weights */
