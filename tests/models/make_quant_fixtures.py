@@ -140,6 +140,56 @@ def output_scales(model):
     return res
 
 
+def qop_misc(manifest):
+    """The QOperator ops ORT's quantizer did not write for the seeds, in one small hand-built
+    model: QLinearAveragePool, QLinearLeakyRelu, QLinearMul, QLinearConcat (com.microsoft, uint8)
+    and QLinearMatMul (ai.onnx, int8 per-tensor weights)."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(11)
+    f32 = lambda n, v: numpy_helper.from_array(np.array(v, dtype=np.float32), n)  # noqa: E731
+    u8 = lambda n, v: numpy_helper.from_array(np.array(v, dtype=np.uint8), n)  # noqa: E731
+    i8 = lambda n, v: numpy_helper.from_array(np.array(v, dtype=np.int8), n)  # noqa: E731
+    inits = [f32("xs", 0.02), u8("xz", 128), f32("ps", 0.015), u8("pz", 120), f32("ls", 0.012),
+             u8("lz", 30), f32("ms", 0.0009), u8("mz", 10), f32("cs", 0.011), u8("cz", 25),
+             f32("as", 0.03), i8("az", 0), i8("B", rng.integers(-127, 128, (72, 5))), f32("bs", 0.004),
+             i8("bz", 0), f32("ys", 0.05), i8("yz", -3)]
+    ms = "com.microsoft"
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+        helper.make_node("QLinearAveragePool", ["xq", "xs", "xz", "ps", "pz"], ["p"], domain=ms,
+                         kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("QLinearLeakyRelu", ["p", "ps", "pz", "ls", "lz"], ["l"], domain=ms, alpha=0.1),
+        helper.make_node("QLinearMul", ["l", "ls", "lz", "p", "ps", "pz", "ms", "mz"], ["m"], domain=ms),
+        helper.make_node("QLinearConcat", ["cs", "cz", "m", "ms", "mz", "l", "ls", "lz"], ["c"], domain=ms, axis=1),
+        helper.make_node("DequantizeLinear", ["c", "cs", "cz"], ["y"]),
+        helper.make_node("Flatten", ["y"], ["yf"], axis=1),
+        helper.make_node("QuantizeLinear", ["yf", "as", "az"], ["a"]),
+        helper.make_node("QLinearMatMul", ["a", "as", "az", "B", "bs", "bz", "ys", "yz"], ["z"]),
+        helper.make_node("DequantizeLinear", ["z", "ys", "yz"], ["out"]),
+    ]
+    g = helper.make_graph(nodes, "qop_misc", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 6])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 3, 3]),
+                           helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 5])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(ms, 1)])
+    onnx.checker.check_model(m)
+    p = os.path.join(OUT, "qop_misc.onnx")
+    onnx.save(m, p)
+    x = rng.standard_normal((1, 4, 6, 6), dtype=np.float32)
+    np.save(os.path.join(OUT, "qop_misc.in0.npy"), x)
+    outs = run(p, {"x": x})
+    entry = {"name": "qop_misc", "onnx": rel(p), "variant": "qop", "seed": None, "input_shapes": [],
+             "inputs": [{"name": "x", "file": rel(os.path.join(OUT, "qop_misc.in0.npy"))}], "outputs": [],
+             "ops": sorted({(n.domain + "." if n.domain else "") + n.op_type for n in nodes}),
+             "onnx_bytes": os.path.getsize(p), "float_onnx_bytes": None}
+    for k, (name, sc) in enumerate((("y", 0.011), ("out", 0.05))):
+        q = os.path.join(OUT, f"qop_misc.out{k}.npy")
+        np.save(q, outs[k].astype(np.float32))
+        entry["outputs"].append({"name": name, "file": rel(q), "scale": sc, "zero_point": None,
+                                 "max_abs_vs_float": None})
+    manifest["fixtures"].append(entry)
+    print(f"{'qop_misc':24s} {entry['onnx_bytes']:8d} B  {' '.join(entry['ops'])}")
+
+
 def refusals():
     """Small models the converter must refuse with a message (no guessing)."""
     from onnx import TensorProto, helper, numpy_helper
@@ -236,6 +286,7 @@ def main():
                       f"{' '.join(entry['ops'])}"
                       + (f"  acc ort {entry['ort_accuracy']:.4f} float {entry['float_accuracy']:.4f}"
                          if name == "digits" else ""))
+    qop_misc(manifest)
     manifest["refusals"] = refusals()
     with open(os.path.join(OUT, "quant_manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
