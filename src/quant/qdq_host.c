@@ -32,7 +32,7 @@ static bool same_quant(const cv_tensor *a, const cv_tensor *b) {
 static bool moves_data(mdl_op op) {
     switch (op) {
     case MDL_OP_RESHAPE: case MDL_OP_TRANSPOSE: case MDL_OP_SLICE: case MDL_OP_GATHER:
-    case MDL_OP_CONCAT: case MDL_OP_PAD: case MDL_OP_MAX_POOL2D: case MDL_OP_GLOBAL_MAX_POOL:
+    case MDL_OP_PAD: case MDL_OP_MAX_POOL2D: case MDL_OP_GLOBAL_MAX_POOL:
         return true;
     default: return false;
     }
