@@ -557,7 +557,7 @@ static mdl_status lower_dyn_mul(cv_ctx *c, node_t *n, const int32_t *in, const i
     if (kind == CV_DYN_SCALE && !okind && mdl__cv_is_const(c, other)) {
         /* x_scale * w_scale: remembered, applied when the accumulator is scaled */
         set_dyn(c, out[0], c->vals[other].t, CV_DYN_SCALE_W, other);
-        c->vals[out[0]].dyn_ref = other;
+        if (out[0] >= 0) c->vals[out[0]].dyn_ref = other;
         return MDL_OK;
     }
     if ((a == CV_DYN_ACC && b == CV_DYN_SCALE_W) || (a == CV_DYN_SCALE_W && b == CV_DYN_ACC)) {
