@@ -423,6 +423,10 @@ static mdl_status bind_outputs(cv_ctx *c, const Onnx__GraphProto *g) {
         int32_t v = mdl__cv_value_find(c, name);
         if (v < 0 || !c->vals[v].defined)
             return mdl__error(c->err, MDL_CORRUPT_MODEL, "graph output '%s' is never computed", name);
+        if (c->vals[v].dyn)
+            return mdl__error(c->err, MDL_UNSUPPORTED,
+                              "graph output '%s' is a run-time quantization value of dynamic quantization "
+                              "(computed in float here)", name);
         c->node_name = name;
         c->node_mark = c->nnodes;
         int32_t t = mdl__cv_native(c, v);
