@@ -15,6 +15,28 @@
  * layouts), plans memory and writes the file atomically (temporary name + rename: on failure no
  * output file is left behind).  Unsupported operators fail with a message naming the op type, the
  * node and the opset.
+ *
+ * Pre-quantized models (onnxruntime.quantization's output) are accepted:
+ *  - QuantizeLinear / DequantizeLinear, per tensor and per axis, int8 and uint8 (int32 for
+ *    biases), opsets 10-21 (attribute axis, output_dtype int8/uint8; blocked quantization is
+ *    refused).  A DequantizeLinear of a constant is not folded to float: the weights stay
+ *    integers in the file.
+ *  - QDQ format: DequantizeLinear -> op -> QuantizeLinear groups become one int8 operator when the
+ *    runtime has an int8 kernel for the op that accepts the operands (weights int8 symmetric per
+ *    channel; a non-zero weight zero point is refused with a message); other ops stay float
+ *    between DEQUANTIZE and QUANTIZE nodes.  uint8 activations become int8 (zero point - 128,
+ *    exact).  QDQ at the graph edges stays as QUANTIZE/DEQUANTIZE, so models keep float inputs
+ *    and outputs.
+ *  - QOperator format: QLinearConv, QLinearMatMul, com.microsoft QGemm, QLinearAdd, QLinearMul,
+ *    QLinearSigmoid, QLinearLeakyRelu, QLinearSoftmax, QLinearGlobalAveragePool,
+ *    QLinearAveragePool, QLinearConcat (channels_last=1 refused), and MaxPool/Flatten/Reshape/
+ *    Transpose/Squeeze/Unsqueeze/Slice/Gather/Identity on quantized tensors: lowered to the same
+ *    form.
+ *  - quantize_dynamic: DynamicQuantizeLinear -> MatMulInteger / ConvInteger -> Cast -> Mul by
+ *    x_scale * w_scale, and com.microsoft DynamicQuantizeLSTM, are computed in float on the
+ *    int8 weights (stored int8 behind a DEQUANTIZE that the loader widens): activations are not
+ *    quantized at run time, so results differ from ORT's by that rounding.  Any other use of
+ *    DynamicQuantizeLinear's outputs, and MatMulInteger/ConvInteger on other inputs, are refused.
  */
 #ifndef MDEPLOY_CONVERT_H
 #define MDEPLOY_CONVERT_H

@@ -34,6 +34,18 @@ typedef struct cv_tensor {
     int32_t producer; /* node index, -1 for constants and graph inputs */
     int32_t uses;     /* live consumers (+1 for a graph output); computed by the passes */
     bool graph_input, graph_output;
+    /* Quantization parameters (nquant 0: none; 1: per tensor; else per index of quant_axis),
+       written to the file with mdl_builder_set_quant.  For an 8-bit activation they describe the
+       tensor itself.  For a float constant made by DequantizeLinear from integer data, qdata
+       holds those integers (dtype qdtype, same layout as data) and the parameters describe them:
+       data = scale * (qdata - zero_point) exactly as the runtime's DEQUANTIZE computes it.  Such a
+       constant keeps its integers through layout changes (the axis follows the permutation); the
+       qdq pass (src/quant/qdq_host.h) stores it as integers. */
+    int32_t nquant, quant_axis;
+    float *scale;
+    int64_t *zero_point;
+    mdl_dtype qdtype;
+    void *qdata;
 } cv_tensor;
 
 typedef struct cv_node {
@@ -61,7 +73,15 @@ typedef struct cv_value {
     int32_t native_t; /* cached native-layout copy of a permuted value, -1 */
     int32_t alt_t;    /* cached copy in layout alt_perm (e.g. an input in NHWC), -1 */
     int8_t alt_perm[MDL_MAX_RANK];
+    /* Dynamic quantization (DynamicQuantizeLinear -> MatMulInteger/ConvInteger -> Cast -> Mul)
+       is computed in float: these values stand for run-time quantities that only those nodes
+       may read (convert_quant_host.c).  dyn_ref: the float value quantized (CV_DYN_Q/SCALE/ZP)
+       or the weight scale constant (CV_DYN_SCALE_W). */
+    int8_t dyn;
+    int32_t dyn_ref;
 } cv_value;
+
+enum { CV_DYN_NONE, CV_DYN_Q, CV_DYN_SCALE, CV_DYN_ZP, CV_DYN_SCALE_W, CV_DYN_ACC };
 
 typedef struct cv_ctx {
     mdl_error *err;
@@ -123,6 +143,16 @@ const void *mdl__cv_data(const cv_ctx *c, int32_t v); /* constant data of a valu
 mdl_status mdl__cv_emit(cv_ctx *c, mdl_op op, const char *suffix, int nin, const int32_t *in,
                         int nout, int32_t *out, const mdl_op_options *opt, int32_t decl_rank,
                         const int64_t *decl_dims);
+/* Appends node op without running a kernel (QUANTIZE/DEQUANTIZE, whose output tensors the
+   caller makes; never folded). */
+mdl_status mdl__cv_emit_raw(cv_ctx *c, mdl_op op, const char *suffix, int nin, const int32_t *in,
+                            int32_t out);
+/* Quantization parameters of tensor t (arrays copied). */
+mdl_status mdl__cv_set_quant(cv_ctx *c, int32_t t, int32_t n, const float *scale,
+                             const int64_t *zero_point, int32_t axis);
+/* Copies src's quantization (and integer shadow layout-free fields) onto dst with the axis
+   mapped to new_axis; a per-tensor quantization keeps its single entry. */
+mdl_status mdl__cv_copy_quant(cv_ctx *c, int32_t dst, int32_t src, int32_t new_axis);
 /* Convenience: one output. */
 int32_t mdl__cv_emit1(cv_ctx *c, mdl_op op, const char *suffix, int nin, const int32_t *in,
                       const mdl_op_options *opt);
@@ -146,6 +176,12 @@ mdl_status mdl__cv_lower(cv_ctx *c, const Onnx__NodeProto *n, int nin, const int
    when the op is not one it folds. */
 mdl_status mdl__cv_fold(cv_ctx *c, const Onnx__NodeProto *n, int nin, const int32_t *in, int nout,
                         const int32_t *out, bool *done);
+/* Quantization operators (QuantizeLinear, DequantizeLinear, QLinear*, com.microsoft Q*, integer
+   and dynamic quantization ops: convert_quant_host.c) and the float lowering of an op reading
+   8-bit activations.  *done = false when node n is none of these. */
+mdl_status mdl__cv_lower_quant(cv_ctx *c, const Onnx__NodeProto *n, int nin, const int32_t *in,
+                               int nout, const int32_t *out, bool *done);
+bool mdl__cv_quant_op(const char *domain, const char *op_type);
 /* Operators the converter knows (lowered or folded). */
 bool mdl__cv_known_op(const char *op_type);
 bool mdl__cv_lowerable(const char *op_type);
@@ -171,6 +207,10 @@ bool mdl__cv_const_scalar(const cv_ctx *c, int32_t v, double *out);
 /* ---- passes and output (convert_ir_host.c) -------------------------------------------------- */
 
 void mdl__cv_optimize(cv_ctx *c);
+/* Recomputes producers, use counts and graph-output flags over the live nodes. */
+void mdl__cv_analyze(cv_ctx *c);
+/* Marks nodes whose outputs nothing needs dead. */
+void mdl__cv_dead_code(cv_ctx *c);
 /* Adds the live graph to a builder. */
 mdl_status mdl__cv_build(cv_ctx *c, mdl_builder *b, int32_t *nodes_out);
 

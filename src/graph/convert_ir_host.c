@@ -215,6 +215,12 @@ static void kernel_tensor(const cv_tensor *t, mdl__tensor *k) {
     k->count = t->count;
     k->bytes = t->bytes;
     k->data = t->data;
+    if (t->dtype != MDL_DTYPE_FLOAT32 && t->nquant) {
+        k->nquant = t->nquant;
+        k->quant_axis = t->quant_axis;
+        k->scale = t->scale;
+        k->zero_point = t->zero_point;
+    }
 }
 
 mdl_status mdl__cv_emit(cv_ctx *c, mdl_op op, const char *suffix, int nin, const int32_t *in,
@@ -305,6 +311,48 @@ mdl_status mdl__cv_emit(cv_ctx *c, mdl_op op, const char *suffix, int nin, const
     return MDL_OK;
 }
 
+mdl_status mdl__cv_emit_raw(cv_ctx *c, mdl_op op, const char *suffix, int nin, const int32_t *in,
+                            int32_t out) {
+    if (nin < 1 || nin > MDL_MAX_NODE_IO || out < 0)
+        return mdl__cv_fail(c, MDL_INTERNAL, "bad %s node", mdl_op_name(op));
+    const char *base = c->node_name ? c->node_name : mdl_op_name(op);
+    char *name = suffix && *suffix ? mdl__cv_fmt(c, "%s/%s", base, suffix) : mdl__cv_strdup(c, base);
+    if (!name) return oom(c);
+    if (!grow((void **)&c->nodes, &c->cap_nodes, c->nnodes + 1, sizeof *c->nodes)) return oom(c);
+    cv_node *n = &c->nodes[c->nnodes];
+    memset(n, 0, sizeof *n);
+    n->op = op;
+    n->name = name;
+    n->nin = nin;
+    n->nout = 1;
+    memcpy(n->in, in, sizeof(int32_t) * (size_t)nin);
+    n->out[0] = out;
+    n->opt = mdl_op_options_default(op);
+    c->ts[out].producer = c->nnodes++;
+    return MDL_OK;
+}
+
+mdl_status mdl__cv_set_quant(cv_ctx *c, int32_t t, int32_t n, const float *scale,
+                             const int64_t *zero_point, int32_t axis) {
+    float *s = mdl__cv_alloc(c, sizeof(float) * (size_t)n);
+    int64_t *z = mdl__cv_alloc(c, sizeof(int64_t) * (size_t)n);
+    if (!s || !z) return oom(c);
+    memcpy(s, scale, sizeof(float) * (size_t)n);
+    if (zero_point) memcpy(z, zero_point, sizeof(int64_t) * (size_t)n);
+    cv_tensor *x = &c->ts[t];
+    x->nquant = n;
+    x->scale = s;
+    x->zero_point = z;
+    x->quant_axis = n > 1 ? axis : 0;
+    return MDL_OK;
+}
+
+mdl_status mdl__cv_copy_quant(cv_ctx *c, int32_t dst, int32_t src, int32_t new_axis) {
+    const cv_tensor *s = &c->ts[src];
+    if (!s->nquant) return MDL_OK;
+    return mdl__cv_set_quant(c, dst, s->nquant, s->scale, s->zero_point, new_axis);
+}
+
 int32_t mdl__cv_emit1(cv_ctx *c, mdl_op op, const char *suffix, int nin, const int32_t *in,
                       const mdl_op_options *opt) {
     int32_t out;
@@ -314,6 +362,26 @@ int32_t mdl__cv_emit1(cv_ctx *c, mdl_op op, const char *suffix, int nin, const i
 int32_t mdl__cv_reshape(cv_ctx *c, int32_t t, int32_t rank, const int64_t *dims) {
     const cv_tensor *x = &c->ts[t];
     if (x->rank == rank && memcmp(x->dims, dims, sizeof(int64_t) * (size_t)rank) == 0) return t;
+    if (x->data && x->qdata) {
+        /* a dequantized constant: same elements, new shape; a per-channel axis must survive as
+           the one dim of its size (bias [C] <-> [1, C, 1, 1]) */
+        int32_t axis = 0;
+        if (x->nquant > 1) {
+            axis = -1;
+            for (int32_t i = 0; i < rank; i++)
+                if (dims[i] == x->nquant && dims[i] == x->count) axis = i;
+        }
+        if (axis >= 0) {
+            cv_tensor src = *x;
+            int32_t r = mdl__cv_tensor(c, src.name, src.dtype, rank, dims, NULL);
+            if (r < 0) return -1;
+            c->ts[r].data = src.data;
+            c->ts[r].qdata = src.qdata;
+            c->ts[r].qdtype = src.qdtype;
+            if (mdl__cv_copy_quant(c, r, t, axis)) return -1;
+            return r;
+        }
+    }
     int32_t out;
     return mdl__cv_emit(c, MDL_OP_RESHAPE, "reshape", 1, &t, 1, &out, NULL, rank, dims) ? -1 : out;
 }
@@ -373,7 +441,7 @@ int32_t mdl__cv_phys(cv_ctx *c, int32_t v, const int8_t *want) {
 /* ---- passes ------------------------------------------------------------------------------ */
 
 /* Recomputes producers and use counts over the live nodes. */
-static void analyze(cv_ctx *c) {
+void mdl__cv_analyze(cv_ctx *c) {
     for (int32_t t = 0; t < c->nts; t++) {
         c->ts[t].uses = 0;
         c->ts[t].producer = -1;
@@ -417,6 +485,7 @@ static cv_node *weighted_producer(cv_ctx *c, int32_t t, int64_t *cout) {
         return NULL;
     if (fused_act(p)->kind != MDL_ACT_NONE || p->out[0] != t) return NULL;
     const cv_tensor *w = &c->ts[p->in[1]];
+    if (w->dtype != MDL_DTYPE_FLOAT32 || c->ts[p->in[0]].dtype != MDL_DTYPE_FLOAT32) return NULL;
     if (!w->data || (p->nin > 2 && p->in[2] >= 0 && !c->ts[p->in[2]].data)) return NULL;
     *cout = p->op == MDL_OP_FULLY_CONNECTED ? w->dims[0] : w->dims[3];
     return p;
@@ -426,7 +495,8 @@ static cv_node *weighted_producer(cv_ctx *c, int32_t t, int64_t *cout) {
    old ones may be shared with other nodes). */
 static bool rescale_layer(cv_ctx *c, cv_node *p, const double *s, const double *add, int64_t C) {
     const cv_tensor w = c->ts[p->in[1]]; /* a copy: adding tensors may move c->ts */
-    int32_t nw = mdl__cv_tensor(c, w.name, w.dtype, w.rank, w.dims, w.data);
+    /* only a bias to add: the weights stay (and keep their integers when dequantized) */
+    int32_t nw = s ? mdl__cv_tensor(c, w.name, w.dtype, w.rank, w.dims, w.data) : p->in[1];
     if (nw < 0) return false;
     float *wd = c->ts[nw].data;
     int64_t count = c->ts[nw].count;
@@ -590,7 +660,7 @@ static void simplify_moves(cv_ctx *c) {
     free(rep);
 }
 
-static void dead_code(cv_ctx *c) {
+void mdl__cv_dead_code(cv_ctx *c) {
     bool *need = calloc((size_t)(c->nts ? c->nts : 1), 1);
     if (!need) return;
     for (int32_t k = 0; k < c->noutputs; k++) need[c->outputs[k]] = true;
@@ -611,21 +681,21 @@ static void dead_code(cv_ctx *c) {
 }
 
 void mdl__cv_optimize(cv_ctx *c) {
-    dead_code(c); /* first, so that use counts see only what the outputs need */
+    mdl__cv_dead_code(c); /* first, so that use counts see only what the outputs need */
     for (int round = 0; round < 4; round++) {
         bool changed = false;
-        analyze(c);
+        mdl__cv_analyze(c);
         changed |= fold_bias(c);
-        analyze(c);
+        mdl__cv_analyze(c);
         changed |= fold_batch_norm(c);
-        analyze(c);
+        mdl__cv_analyze(c);
         changed |= fuse_activations(c);
         if (!changed) break;
     }
-    analyze(c);
+    mdl__cv_analyze(c);
     simplify_moves(c);
-    dead_code(c);
-    analyze(c);
+    mdl__cv_dead_code(c);
+    mdl__cv_analyze(c);
 }
 
 /* ---- builder output ---------------------------------------------------------------------- */
@@ -645,13 +715,22 @@ static bool name_add(name_set *s, const char *name) {
     }
 }
 
+/* Quantization parameters of an integer tensor (a float constant's integer shadow is not what the
+   file holds: the qdq pass has replaced those that stay by integer tensors). */
+static void set_quant(mdl_builder *b, int bt, const cv_tensor *x) {
+    if (bt < 0 || !x->nquant || x->dtype == MDL_DTYPE_FLOAT32) return;
+    mdl_builder_set_quant(b, bt, x->nquant, x->scale, x->zero_point, x->quant_axis);
+}
+
 /* Builder index of tensor t, adding it on first use under a unique name. */
 static int get_tensor(cv_ctx *c, mdl_builder *b, int32_t *map, name_set *names, int32_t t) {
     if (map[t] >= 0) return map[t];
     const cv_tensor *x = &c->ts[t];
     const char *name = x->name;
     for (int k = 1; !name_add(names, name); k++) name = mdl__cv_fmt(c, "%s_%d", x->name, k);
-    return map[t] = mdl_builder_tensor(b, name, x->dtype, x->rank, x->dims, x->data);
+    map[t] = mdl_builder_tensor(b, name, x->dtype, x->rank, x->dims, x->data);
+    set_quant(b, map[t], x);
+    return map[t];
 }
 
 mdl_status mdl__cv_build(cv_ctx *c, mdl_builder *b, int32_t *nodes_out) {
@@ -671,12 +750,15 @@ mdl_status mdl__cv_build(cv_ctx *c, mdl_builder *b, int32_t *nodes_out) {
     for (int32_t k = 0; k < c->ninputs; k++) {
         int32_t t = c->inputs[k];
         map[t] = mdl_builder_tensor(b, c->ts[t].name, c->ts[t].dtype, c->ts[t].rank, c->ts[t].dims, NULL);
+        set_quant(b, map[t], &c->ts[t]);
         mdl_builder_add_input(b, map[t]);
     }
     for (int32_t k = 0; k < c->noutputs; k++) {
         int32_t t = c->outputs[k];
-        if (map[t] < 0)
+        if (map[t] < 0) {
             map[t] = mdl_builder_tensor(b, c->ts[t].name, c->ts[t].dtype, c->ts[t].rank, c->ts[t].dims, NULL);
+            set_quant(b, map[t], &c->ts[t]);
+        }
     }
     int32_t count = 0;
     for (int32_t i = 0; i < c->nnodes; i++) {

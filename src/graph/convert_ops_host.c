@@ -41,6 +41,26 @@ static int32_t new_const(cv_ctx *c, const char *name, mdl_dtype dt, int32_t rank
     return t;
 }
 
+/* Gives constant dst (a re-laid-out copy of dequantized constant src) the integers of src in the
+   same layout: element i of dst is element src_index[i] of src; the quantization axis becomes
+   new_axis (-1: the layout change moved a per-channel axis where it cannot follow, dst stays a
+   plain float constant). */
+static mdl_status relayout_quant(cv_ctx *c, int32_t dst, int32_t src, const int64_t *src_index,
+                                 int32_t new_axis) {
+    const cv_tensor *s = &c->ts[src];
+    if (!s->qdata || (s->nquant > 1 && new_axis < 0)) return MDL_OK;
+    size_t es = mdl_dtype_size(s->qdtype);
+    int64_t n = c->ts[dst].count;
+    uint8_t *q = mdl__cv_alloc(c, (size_t)n * es);
+    if (!q) return mdl__error(c->err, MDL_OUT_OF_MEMORY, "out of memory converting the model");
+    s = &c->ts[src];
+    for (int64_t i = 0; i < n; i++)
+        memcpy(q + (size_t)i * es, (const uint8_t *)s->qdata + (size_t)src_index[i] * es, es);
+    c->ts[dst].qdata = q;
+    c->ts[dst].qdtype = s->qdtype;
+    return mdl__cv_copy_quant(c, dst, src, new_axis);
+}
+
 static int32_t scalar_const(cv_ctx *c, const char *name, float v) {
     int32_t t = new_const(c, name, MDL_DTYPE_FLOAT32, 0, NULL);
     if (t >= 0) *(float *)c->ts[t].data = v;
@@ -196,8 +216,8 @@ static int32_t fc_input(cv_ctx *c, int32_t a, int64_t K, int64_t *colmap) {
 
 /* Emits FULLY_CONNECTED: x [..., K] by constant B (transB ? [N, K] : [K, N]) * alpha, with an
    optional per-output bias (beta * C). */
-static int32_t emit_fc(cv_ctx *c, int32_t a, int32_t bv, bool transB, float alpha, const float *bias,
-                       int64_t nbias, float beta) {
+static int32_t emit_fc(cv_ctx *c, int32_t a, int32_t bv, bool transB, float alpha, int32_t biasv,
+                       const float *bias, int64_t nbias, float beta) {
     const cv_value *b = val(c, bv);
     int64_t K = transB ? b->dims[1] : b->dims[0], N = transB ? b->dims[0] : b->dims[1];
     int64_t *colmap = mdl__cv_alloc(c, (size_t)K * sizeof(int64_t));
@@ -209,17 +229,32 @@ static int32_t emit_fc(cv_ctx *c, int32_t a, int32_t bv, bool transB, float alph
     int32_t w = new_const(c, mdl__cv_fmt(c, "%s/weight", c->node_name), MDL_DTYPE_FLOAT32, 2, wd);
     if (w < 0) return -1;
     float *W = c->ts[w].data;
+    int32_t bt = val(c, bv)->t;
+    bool quant = alpha == 1.0f && c->ts[bt].qdata;
+    int64_t *src = quant ? mdl__cv_alloc(c, (size_t)(N * K) * sizeof(int64_t)) : NULL;
+    if (quant && !src) return mdl__error(c->err, MDL_OUT_OF_MEMORY, "out of memory"), -1;
     for (int64_t j = 0; j < N; j++)
         for (int64_t k = 0; k < K; k++) {
-            int64_t kn = colmap[k];
-            W[j * K + k] = alpha * (transB ? bd[j * K + kn] : bd[kn * N + j]);
+            int64_t kn = colmap[k], si = transB ? j * K + kn : kn * N + j;
+            W[j * K + k] = alpha * bd[si];
+            if (src) src[j * K + k] = si;
         }
+    /* W [N, K]: the output channel axis is 0 (it was 1 of a [K, N] B) */
+    int32_t qaxis = c->ts[bt].quant_axis == (transB ? 0 : 1) ? 0 : -1;
+    if (quant && relayout_quant(c, w, bt, src, qaxis)) return -1;
     int32_t ins[3] = {x, w, -1};
     if (bias) {
         ins[2] = new_const(c, mdl__cv_fmt(c, "%s/bias", c->node_name), MDL_DTYPE_FLOAT32, 1, &N);
         if (ins[2] < 0) return -1;
         float *B = c->ts[ins[2]].data;
         for (int64_t j = 0; j < N; j++) B[j] = beta * bias[nbias == 1 ? 0 : j];
+        int32_t cbt = biasv >= 0 ? val(c, biasv)->t : -1;
+        if (cbt >= 0 && beta == 1.0f && nbias == N && c->ts[cbt].qdata) {
+            int64_t *bi = mdl__cv_alloc(c, (size_t)N * sizeof(int64_t));
+            if (!bi) return mdl__error(c->err, MDL_OUT_OF_MEMORY, "out of memory"), -1;
+            for (int64_t j = 0; j < N; j++) bi[j] = j;
+            if (relayout_quant(c, ins[2], cbt, bi, 0)) return -1;
+        }
     }
     return mdl__cv_emit1(c, MDL_OP_FULLY_CONNECTED, "", bias ? 3 : 2, ins, NULL);
 }
@@ -250,7 +285,7 @@ static mdl_status lower_gemm(cv_ctx *c, node_t *n, int nin, const int32_t *in, c
                 c_done = true;
             }
         }
-        y = emit_fc(c, a, b, tb, alpha, bias, nb, beta);
+        y = emit_fc(c, a, b, tb, alpha, bias ? cc : -1, bias, nb, beta);
     } else {
         int32_t at = mdl__cv_native(c, a), bt = mdl__cv_native(c, b);
         static const int8_t swap[MDL_MAX_RANK] = {1, 0};
@@ -282,7 +317,7 @@ static mdl_status lower_matmul(cv_ctx *c, const int32_t *in, const int32_t *out)
             return mdl__cv_fail(c, MDL_SHAPE, "A has %lld columns, B has %lld rows",
                                 (long long)val(c, a)->dims[val(c, a)->rank - 1],
                                 (long long)val(c, b)->dims[0]);
-        return bind(c, out[0], emit_fc(c, a, b, false, 1.0f, NULL, 0, 1.0f), NULL);
+        return bind(c, out[0], emit_fc(c, a, b, false, 1.0f, -1, NULL, 0, 1.0f), NULL);
     }
     int32_t at = mdl__cv_native(c, a), bt = mdl__cv_native(c, b);
     if (at < 0 || bt < 0) return status_of(c);
@@ -418,11 +453,19 @@ static mdl_status lower_conv(cv_ctx *c, node_t *n, int nin, const int32_t *in, c
     float *D = c->ts[wt].data;
     /* ONNX [Cout, Cg, KH, KW] -> HWIO [KH, KW, Cg, Cout], or depthwise [1, KH, KW, Cout] (the
        same memory order with Cg = 1) */
+    int32_t wsrc = val(c, wv)->t;
+    int64_t *src = c->ts[wsrc].qdata ? mdl__cv_alloc(c, (size_t)c->ts[wt].count * sizeof(int64_t)) : NULL;
+    if (c->ts[wsrc].qdata && !src) return mdl__error(c->err, MDL_OUT_OF_MEMORY, "out of memory");
     for (int64_t oc = 0; oc < Cout; oc++)
         for (int64_t ci = 0; ci < Cg; ci++)
             for (int64_t y = 0; y < KH; y++)
-                for (int64_t xx = 0; xx < KW; xx++)
-                    D[((y * KW + xx) * Cg + ci) * Cout + oc] = W[((oc * Cg + ci) * KH + y) * KW + xx];
+                for (int64_t xx = 0; xx < KW; xx++) {
+                    int64_t di = ((y * KW + xx) * Cg + ci) * Cout + oc, si = ((oc * Cg + ci) * KH + y) * KW + xx;
+                    D[di] = W[si];
+                    if (src) src[di] = si;
+                }
+    /* the output channel axis 0 of the ONNX weight is the last one of HWIO / [1, KH, KW, C] */
+    if (src && (st = relayout_quant(c, wt, wsrc, src, c->ts[wsrc].quant_axis == 0 ? 3 : -1))) return st;
     int32_t ins[3] = {spatial_input(c, xv), wt, -1};
     if (ins[0] < 0) return status_of(c);
     bool late_bias = false;

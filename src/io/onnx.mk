@@ -3,7 +3,7 @@
 # installed `onnx` Python package ships into $(B)/gen/ at build time.
 
 ONNX_GEN := $(B)/gen
-ONNX_SRCS := $(filter src/io/onnx%_host.c src/graph/convert%_host.c,$(HOST_SRCS))
+ONNX_SRCS := $(filter src/io/onnx%_host.c src/graph/convert%_host.c src/quant/%_host.c,$(HOST_SRCS))
 ONNX_OBJS := $(ONNX_SRCS:%.c=$(B)/%.o)
 
 # The package is located when the rule runs (not at every make invocation: importing onnx costs

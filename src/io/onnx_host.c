@@ -5,6 +5,7 @@
  * lowered one by one in topological order (graph/convert_*_host.c): constant subgraphs fold as
  * they are met, so shapes are always known.  Then the passes run and the builder writes the file. */
 #include "graph/convert_host.h"
+#include "quant/qdq_host.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -345,11 +346,12 @@ static mdl_status lower_nodes(cv_ctx *c, const Onnx__GraphProto *g) {
             c->op_type = op;
             c->node_name = n->name && *n->name ? n->name : mdl__cv_fmt(c, "%s_%zu", op, i);
             c->node_mark = c->nnodes;
-            if (n->domain && *n->domain && strcmp(n->domain, "ai.onnx")) {
+            bool qop = mdl__cv_quant_op(n->domain, op);
+            if (n->domain && *n->domain && strcmp(n->domain, "ai.onnx") && !qop) {
                 st = mdl__cv_fail(c, MDL_UNSUPPORTED, "unsupported operator (domain '%s')", n->domain);
                 break;
             }
-            if (!mdl__cv_known_op(op)) {
+            if (!qop && !mdl__cv_known_op(op)) {
                 st = mdl__cv_fail(c, MDL_UNSUPPORTED, "unsupported operator");
                 break;
             }
@@ -371,7 +373,10 @@ static mdl_status lower_nodes(cv_ctx *c, const Onnx__GraphProto *g) {
             }
             if (st) break;
             bool folded_here = false;
-            if ((st = mdl__cv_fold(c, n, nin, in, nout, out, &folded_here))) break;
+            /* quantization ops, and anything reading an 8-bit quantized or run-time
+               quantization value, first */
+            if ((st = mdl__cv_lower_quant(c, n, nin, in, nout, out, &folded_here))) break;
+            if (!folded_here && (st = mdl__cv_fold(c, n, nin, in, nout, out, &folded_here))) break;
             if (!folded_here && (st = mdl__cv_lower(c, n, nin, in, nout, out))) break;
             bool all_const = true;
             for (int k = 0; k < nout && !st; k++) {
@@ -418,6 +423,10 @@ static mdl_status bind_outputs(cv_ctx *c, const Onnx__GraphProto *g) {
         int32_t v = mdl__cv_value_find(c, name);
         if (v < 0 || !c->vals[v].defined)
             return mdl__error(c->err, MDL_CORRUPT_MODEL, "graph output '%s' is never computed", name);
+        if (c->vals[v].dyn)
+            return mdl__error(c->err, MDL_UNSUPPORTED,
+                              "graph output '%s' is a run-time quantization value of dynamic quantization "
+                              "(computed in float here)", name);
         c->node_name = name;
         c->node_mark = c->nnodes;
         int32_t t = mdl__cv_native(c, v);
@@ -482,6 +491,7 @@ static mdl_status convert(cv_ctx *c, const Onnx__ModelProto *m, const char *out_
     if ((st = bind_outputs(c, g))) return st;
     c->op_type = NULL;
     mdl__cv_optimize(c);
+    if ((st = mdl__qdq_pass(c, NULL))) return st;
 
     mdl_builder *b;
     if ((st = mdl_builder_create(NULL, &b, c->err))) return st;
