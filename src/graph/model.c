@@ -49,7 +49,14 @@ static bool dequant_foldable(const mdl__graph *g, const mdl__node *n) {
     if (n->op != MDL_OP_DEQUANTIZE || n->nin < 1 || n->nout != 1) return false;
     int32_t x = n->in[0], y = n->out[0];
     if (x < 0 || x >= g->ntensors || y < 0 || y >= g->ntensors || x == y) return false;
-    if (!g->tensors[x].data || g->tensors[y].data) return false;
+    const mdl__tensor *tx = &g->tensors[x], *ty = &g->tensors[y];
+    if (!tx->data || ty->data) return false;
+    /* the output must have the constant's shape: its size is then bounded by the file's (a
+       hostile file cannot make the loader allocate more than 4 bytes per stored byte); anything
+       else is left to the Dequantize kernel's prepare to refuse */
+    if (tx->rank != ty->rank || tx->rank < 0 || tx->rank > MDL_MAX_RANK ||
+        memcmp(tx->dims, ty->dims, sizeof(int64_t) * (size_t)tx->rank))
+        return false;
     for (int32_t k = 0; k < g->ninputs; k++)
         if (g->inputs[k] == y) return false;
     for (int32_t k = 0; k < g->noutputs; k++) /* graph outputs live in the session's arena */
