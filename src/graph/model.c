@@ -46,7 +46,8 @@ static mdl_status pack_nodes(mdl_model *m, mdl_error *err) {
    the widened weights cost 4 bytes per element of model-owned memory.  Indices are checked here
    because this runs before the graph check. */
 static bool dequant_foldable(const mdl__graph *g, const mdl__node *n) {
-    if (n->op != MDL_OP_DEQUANTIZE || n->nin < 1 || n->nout != 1) return false;
+    /* exactly one input and one output, both checked below: this runs before the graph check */
+    if (n->op != MDL_OP_DEQUANTIZE || n->nin != 1 || n->nout != 1) return false;
     int32_t x = n->in[0], y = n->out[0];
     if (x < 0 || x >= g->ntensors || y < 0 || y >= g->ntensors || x == y) return false;
     const mdl__tensor *tx = &g->tensors[x], *ty = &g->tensors[y];

@@ -36,13 +36,7 @@
 #define CONV_TILE_FLOATS ((int64_t)1 << 15)
 #define CONV_MIN_ROWS 64
 
-typedef struct conv_geom {
-    int64_t N, H, W, C;    /* input */
-    int64_t OH, OW, OC;    /* output */
-    int64_t KH, KW, K;     /* kernel; K = KH * KW * CG, the GEMM depth */
-    int64_t sh, sw, dh, dw, pt, pl, pb, pr;
-    int64_t G, CG, OG;     /* groups; input and output channels per group */
-} conv_geom;
+typedef mdl__conv_geom conv_geom;
 
 typedef enum conv_path {
     CONV_PATH_1X1,       /* the input already is the GEMM's A operand */
@@ -60,20 +54,12 @@ static int64_t out_extent(int64_t in, int64_t pad0, int64_t pad1, int64_t k, int
     return room < 0 ? -1 : room / stride + 1;
 }
 
-/* Validates a CONV2D / DEPTHWISE_CONV2D node and fills its geometry.  Called by prepare and
-   again by run (cheap; cannot fail there since prepare accepted the node). */
-static mdl_status conv_geometry(const mdl__kctx *c, bool depthwise, conv_geom *g) {
-    const mdl__tensor *x = c->nin > 0 ? c->in[0] : NULL, *w = c->nin > 1 ? c->in[1] : NULL;
+mdl_status mdl__conv_geometry(const mdl__kctx *c, bool depthwise, size_t out_elem,
+                              mdl__conv_geom *g) {
+    const mdl__tensor *x = c->in[0], *w = c->in[1];
     const mdl__tensor *b = c->nin > 2 ? c->in[2] : NULL;
     const mdl_conv_options *o = &c->opt->conv;
     char s1[64], s2[64];
-    if (c->nin < 2 || c->nin > 3 || c->nout != 1 || !x || !w)
-        return mdl__fail(c, MDL_INVALID_ARGUMENT, "expects inputs X, W[, bias] and one output");
-    if (x->dtype != MDL_DTYPE_FLOAT32 || w->dtype != MDL_DTYPE_FLOAT32 ||
-        (b && b->dtype != MDL_DTYPE_FLOAT32))
-        return mdl__fail(c, MDL_DTYPE, "float32 kernel got %s input, %s weight%s%s",
-                         mdl_dtype_name(x->dtype), mdl_dtype_name(w->dtype),
-                         b ? ", bias " : "", b ? mdl_dtype_name(b->dtype) : "");
     if (x->rank != 4)
         return mdl__fail(c, MDL_SHAPE, "input %s must be 4-D NHWC",
                          mdl__dims_str(s1, sizeof s1, x->rank, x->dims));
@@ -81,24 +67,21 @@ static mdl_status conv_geometry(const mdl__kctx *c, bool depthwise, conv_geom *g
         return mdl__fail(c, MDL_SHAPE, "weight %s must be 4-D %s",
                          mdl__dims_str(s1, sizeof s1, w->rank, w->dims),
                          depthwise ? "[1,KH,KW,Cout]" : "[KH,KW,Cin/group,Cout]");
-    for (int i = 1; i < 4; i++)
-        if (x->dims[i] < 1 || w->dims[i] < 1 || w->dims[0] < 1)
+    for (int i = 0; i < 4; i++)
+        if ((i && x->dims[i] < 1) || w->dims[i] < 1 || x->dims[0] < 0)
             return mdl__fail(c, MDL_SHAPE, "input %s or weight %s has an empty dimension",
                              mdl__dims_str(s1, sizeof s1, x->rank, x->dims),
                              mdl__dims_str(s2, sizeof s2, w->rank, w->dims));
-    if (o->stride[0] < 1 || o->stride[1] < 1)
-        return mdl__fail(c, MDL_INVALID_ARGUMENT, "stride %d x %d must be >= 1", (int)o->stride[0],
-                         (int)o->stride[1]);
-    if (o->dilation[0] < 1 || o->dilation[1] < 1)
-        return mdl__fail(c, MDL_INVALID_ARGUMENT, "dilation %d x %d must be >= 1",
-                         (int)o->dilation[0], (int)o->dilation[1]);
+    if (o->stride[0] < 1 || o->stride[1] < 1 || o->dilation[0] < 1 || o->dilation[1] < 1)
+        return mdl__fail(c, MDL_INVALID_ARGUMENT, "stride %dx%d and dilation %dx%d must be >= 1",
+                         (int)o->stride[0], (int)o->stride[1], (int)o->dilation[0],
+                         (int)o->dilation[1]);
     for (int i = 0; i < 4; i++)
         if (o->pad[i] < 0)
             return mdl__fail(c, MDL_INVALID_ARGUMENT, "negative padding %d (top,left,bottom,right)",
                              (int)o->pad[i]);
     if ((unsigned)o->act.kind >= MDL_ACT_COUNT)
         return mdl__fail(c, MDL_INVALID_ARGUMENT, "unknown fused activation %d", (int)o->act.kind);
-
     memset(g, 0, sizeof *g);
     g->N = x->dims[0];
     g->H = x->dims[1];
@@ -106,6 +89,7 @@ static mdl_status conv_geometry(const mdl__kctx *c, bool depthwise, conv_geom *g
     g->C = x->dims[3];
     g->KH = w->dims[depthwise ? 1 : 0];
     g->KW = w->dims[depthwise ? 2 : 1];
+    g->OC = w->dims[3];
     g->sh = o->stride[0];
     g->sw = o->stride[1];
     g->dh = o->dilation[0];
@@ -114,35 +98,30 @@ static mdl_status conv_geometry(const mdl__kctx *c, bool depthwise, conv_geom *g
     g->pl = o->pad[1];
     g->pb = o->pad[2];
     g->pr = o->pad[3];
-    if (g->N < 0)
-        return mdl__fail(c, MDL_SHAPE, "input %s has a negative batch",
-                         mdl__dims_str(s1, sizeof s1, x->rank, x->dims));
     if (depthwise) {
-        g->OC = w->dims[3];
         if (w->dims[0] != 1)
-            return mdl__fail(c, MDL_SHAPE, "depthwise weight %s must have leading dim 1",
+            return mdl__fail(c, MDL_SHAPE, "depthwise weight %s must have leading dim 1: [1,KH,KW,Cout]",
                              mdl__dims_str(s1, sizeof s1, w->rank, w->dims));
         if (g->OC % g->C)
             return mdl__fail(c, MDL_SHAPE,
                              "depthwise weight has %lld output channels, not a multiple of the "
-                             "input's %lld channels",
+                             "input's %lld channels ([1,KH,KW,Cout])",
                              (long long)g->OC, (long long)g->C);
         g->G = g->C;
     } else {
-        g->OC = w->dims[3];
         if (o->group < 1)
             return mdl__fail(c, MDL_INVALID_ARGUMENT, "group %d must be >= 1", (int)o->group);
         g->G = o->group;
         if (g->C % g->G)
-            return mdl__fail(c, MDL_SHAPE, "input channels %lld not divisible by group %lld",
-                             (long long)g->C, (long long)g->G);
+            return mdl__fail(c, MDL_SHAPE, "input channels %lld not divisible by group %lld (groups "
+                             "must divide the channels)", (long long)g->C, (long long)g->G);
         if (g->OC % g->G)
-            return mdl__fail(c, MDL_SHAPE, "output channels %lld not divisible by group %lld",
-                             (long long)g->OC, (long long)g->G);
+            return mdl__fail(c, MDL_SHAPE, "output channels %lld not divisible by group %lld "
+                             "(groups must divide the channels)", (long long)g->OC, (long long)g->G);
         if (w->dims[2] != g->C / g->G)
             return mdl__fail(c, MDL_SHAPE,
                              "weight %s has %lld input channels, input %s has %lld / group %lld "
-                             "= %lld",
+                             "= %lld (Cin/groups per filter)",
                              mdl__dims_str(s1, sizeof s1, w->rank, w->dims), (long long)w->dims[2],
                              mdl__dims_str(s2, sizeof s2, x->rank, x->dims), (long long)g->C,
                              (long long)g->G, (long long)(g->C / g->G));
@@ -162,10 +141,25 @@ static mdl_status conv_geometry(const mdl__kctx *c, bool depthwise, conv_geom *g
                          (long long)g->KH, (long long)g->KW, (long long)g->dh, (long long)g->dw,
                          (long long)(g->H + g->pt + g->pb), (long long)(g->W + g->pl + g->pr));
     int64_t od[4] = {g->N, g->OH, g->OW, g->OC};
-    if (!mdl__shape_size(4, od, sizeof(float), NULL, NULL))
+    if (!mdl__shape_size(4, od, out_elem, NULL, NULL) || g->K > MDL_MAX_ELEMENTS)
         return mdl__fail(c, MDL_SHAPE, "output %s is too large",
                          mdl__dims_str(s1, sizeof s1, 4, od));
     return MDL_OK;
+}
+
+/* Validates a float CONV2D / DEPTHWISE_CONV2D node and fills its geometry.  Called by prepare
+   and again by run (cheap; cannot fail there since prepare accepted the node). */
+static mdl_status conv_geometry(const mdl__kctx *c, bool depthwise, conv_geom *g) {
+    const mdl__tensor *x = c->nin > 0 ? c->in[0] : NULL, *w = c->nin > 1 ? c->in[1] : NULL;
+    const mdl__tensor *b = c->nin > 2 ? c->in[2] : NULL;
+    if (c->nin < 2 || c->nin > 3 || c->nout != 1 || !x || !w)
+        return mdl__fail(c, MDL_INVALID_ARGUMENT, "expects inputs X, W[, bias] and one output");
+    if (x->dtype != MDL_DTYPE_FLOAT32 || w->dtype != MDL_DTYPE_FLOAT32 ||
+        (b && b->dtype != MDL_DTYPE_FLOAT32))
+        return mdl__fail(c, MDL_DTYPE, "float32 kernel got %s input, %s weight%s%s",
+                         mdl_dtype_name(x->dtype), mdl_dtype_name(w->dtype),
+                         b ? ", bias " : "", b ? mdl_dtype_name(b->dtype) : "");
+    return mdl__conv_geometry(c, depthwise, sizeof(float), g);
 }
 
 static conv_path conv2d_path(const conv_geom *g) {

@@ -26,23 +26,9 @@
 #define QCONV_TILE_BYTES ((int64_t)1 << 16)
 #define QCONV_MIN_ROWS 16
 
-typedef struct qconv_geom {
-    int64_t N, H, W, C;
-    int64_t OH, OW, OC;
-    int64_t KH, KW, K;
-    int64_t sh, sw, dh, dw, pt, pl, pb, pr;
-    int64_t G, CG, OG;
-} qconv_geom;
+typedef mdl__conv_geom qconv_geom;
 
 static const char *tname(const mdl__tensor *t) { return t->name ? t->name : ""; }
-
-static int64_t out_extent(int64_t in, int64_t pad0, int64_t pad1, int64_t k, int64_t dil,
-                          int64_t stride) {
-    int64_t span;
-    if (__builtin_mul_overflow(dil, k - 1, &span) || span > MDL_MAX_ELEMENTS) return -1;
-    int64_t room = in + pad0 + pad1 - span - 1;
-    return room < 0 ? -1 : room / stride + 1;
-}
 
 /* Validates the node (shapes, options, quantization) and fills its geometry and layer
    quantization.  Called by prepare and pack, and by run with `weights` false (the per-channel
@@ -52,83 +38,11 @@ static mdl_status qconv_check(const mdl__kctx *c, bool depthwise, bool weights, 
     const mdl__tensor *x = c->nin > 0 ? c->in[0] : NULL, *w = c->nin > 1 ? c->in[1] : NULL;
     const mdl__tensor *b = c->nin > 2 ? c->in[2] : NULL;
     const mdl_conv_options *o = &c->opt->conv;
-    char s1[64], s2[64];
     mdl_status st;
     if (c->nin < 2 || c->nin > 3 || c->nout != 1 || !x || !w)
         return mdl__fail(c, MDL_INVALID_ARGUMENT, "expects inputs X, W[, bias] and one output");
     if ((st = mdl__qcheck_io(c, x, &o->act, io)) != MDL_OK) return st;
-    if (x->rank != 4)
-        return mdl__fail(c, MDL_SHAPE, "input %s must be 4-D NHWC",
-                         mdl__dims_str(s1, sizeof s1, x->rank, x->dims));
-    if (w->rank != 4)
-        return mdl__fail(c, MDL_SHAPE, "weight %s must be 4-D %s",
-                         mdl__dims_str(s1, sizeof s1, w->rank, w->dims),
-                         depthwise ? "[1,KH,KW,Cout]" : "[KH,KW,Cin/group,Cout]");
-    for (int i = 0; i < 4; i++)
-        if ((i && x->dims[i] < 1) || w->dims[i] < 1 || x->dims[0] < 0)
-            return mdl__fail(c, MDL_SHAPE, "input %s or weight %s has an empty dimension",
-                             mdl__dims_str(s1, sizeof s1, x->rank, x->dims),
-                             mdl__dims_str(s2, sizeof s2, w->rank, w->dims));
-    if (o->stride[0] < 1 || o->stride[1] < 1 || o->dilation[0] < 1 || o->dilation[1] < 1)
-        return mdl__fail(c, MDL_INVALID_ARGUMENT, "stride %dx%d and dilation %dx%d must be >= 1",
-                         (int)o->stride[0], (int)o->stride[1], (int)o->dilation[0],
-                         (int)o->dilation[1]);
-    for (int i = 0; i < 4; i++)
-        if (o->pad[i] < 0)
-            return mdl__fail(c, MDL_INVALID_ARGUMENT, "negative padding %d (top,left,bottom,right)",
-                             (int)o->pad[i]);
-    memset(g, 0, sizeof *g);
-    g->N = x->dims[0];
-    g->H = x->dims[1];
-    g->W = x->dims[2];
-    g->C = x->dims[3];
-    g->KH = w->dims[depthwise ? 1 : 0];
-    g->KW = w->dims[depthwise ? 2 : 1];
-    g->OC = w->dims[3];
-    g->sh = o->stride[0];
-    g->sw = o->stride[1];
-    g->dh = o->dilation[0];
-    g->dw = o->dilation[1];
-    g->pt = o->pad[0];
-    g->pl = o->pad[1];
-    g->pb = o->pad[2];
-    g->pr = o->pad[3];
-    if (depthwise) {
-        if (w->dims[0] != 1 || g->OC % g->C)
-            return mdl__fail(c, MDL_SHAPE,
-                             "depthwise weight %s must be [1,KH,KW,Cout] with Cout a multiple of "
-                             "the input's %lld channels",
-                             mdl__dims_str(s1, sizeof s1, w->rank, w->dims), (long long)g->C);
-        g->G = g->C;
-    } else {
-        if (o->group < 1)
-            return mdl__fail(c, MDL_INVALID_ARGUMENT, "group %d must be >= 1", (int)o->group);
-        g->G = o->group;
-        if (g->C % g->G || g->OC % g->G || w->dims[2] != g->C / g->G)
-            return mdl__fail(c, MDL_SHAPE,
-                             "weight %s does not fit input %s in %lld groups (input and output "
-                             "channels divisible by the group count, Cin/group weight inputs)",
-                             mdl__dims_str(s1, sizeof s1, w->rank, w->dims),
-                             mdl__dims_str(s2, sizeof s2, x->rank, x->dims), (long long)g->G);
-    }
-    g->CG = g->C / g->G;
-    g->OG = g->OC / g->G;
-    g->K = g->KH * g->KW * g->CG;
-    if (b && (b->rank != 1 || b->dims[0] != g->OC))
-        return mdl__fail(c, MDL_SHAPE, "bias %s does not match %lld output channels",
-                         mdl__dims_str(s1, sizeof s1, b->rank, b->dims), (long long)g->OC);
-    g->OH = out_extent(g->H, g->pt, g->pb, g->KH, g->dh, g->sh);
-    g->OW = out_extent(g->W, g->pl, g->pr, g->KW, g->dw, g->sw);
-    if (g->OH < 1 || g->OW < 1)
-        return mdl__fail(c, MDL_SHAPE,
-                         "kernel %lldx%lld (dilation %lldx%lld) larger than the padded input "
-                         "%lldx%lld",
-                         (long long)g->KH, (long long)g->KW, (long long)g->dh, (long long)g->dw,
-                         (long long)(g->H + g->pt + g->pb), (long long)(g->W + g->pl + g->pr));
-    int64_t od[4] = {g->N, g->OH, g->OW, g->OC};
-    if (!mdl__shape_size(4, od, 1, NULL, NULL) || g->K > MDL_MAX_ELEMENTS)
-        return mdl__fail(c, MDL_SHAPE, "output %s is too large",
-                         mdl__dims_str(s1, sizeof s1, 4, od));
+    if ((st = mdl__conv_geometry(c, depthwise, 1, g)) != MDL_OK) return st;
     if (!weights) return MDL_OK;
     if ((st = mdl__qcheck_weight(c, w, 3)) != MDL_OK) return st;
     if (b && (st = mdl__qcheck_bias(c, b, io->sx, w)) != MDL_OK) return st;

@@ -144,6 +144,22 @@ static inline float mdl__clampf(float v, float lo, float hi) {
    reductions): MDL_OK, or the failure recorded through mdl__fail. */
 mdl_status mdl__check_unary_f32(const mdl__kctx *ctx);
 
+/* Geometry of a CONV2D / DEPTHWISE_CONV2D node (src/ops/conv.c), shared by the float and int8
+   kernels. */
+typedef struct mdl__conv_geom {
+    int64_t N, H, W, C;    /* input */
+    int64_t OH, OW, OC;    /* output */
+    int64_t KH, KW, K;     /* kernel; K = KH * KW * CG, the GEMM depth */
+    int64_t sh, sw, dh, dw, pt, pl, pb, pr;
+    int64_t G, CG, OG;     /* groups; input and output channels per group */
+} mdl__conv_geom;
+
+/* Validates a convolution's shapes and options (X NHWC, W HWIO or [1,KH,KW,Cout], optional bias
+   [Cout], strides, dilations, pads, groups, fused activation kind) and fills g; out_elem is the
+   output's element size (overflow check).  Operand count and dtypes are the caller's to check. */
+mdl_status mdl__conv_geometry(const mdl__kctx *c, bool depthwise, size_t out_elem,
+                              mdl__conv_geom *g);
+
 /* Formats a shape as "[1,28,28,3]" into buf (for messages). */
 const char *mdl__dims_str(char *buf, size_t size, int32_t rank, const int64_t *dims);
 
