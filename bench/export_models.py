@@ -16,6 +16,7 @@ standard-normal input.
 usage: python3 bench/export_models.py [--cache DIR] [--force] [NAME ...]
 """
 import argparse
+import inspect
 import json
 import os
 import sys
@@ -84,9 +85,12 @@ def export(name, cache, force):
     model.eval()
     x = torch.from_numpy(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
     tmp = onnx_path + ".tmp"
+    kw = {}
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        kw["dynamo"] = False  # torch >= 2.5 defaults to the dynamo exporter; Debian's 1.13 has only this one
     with torch.no_grad():
-        torch.onnx.export(model, (x,), tmp, opset_version=OPSET, dynamo=False, input_names=["input"],
-                          output_names=["output"], do_constant_folding=True)
+        torch.onnx.export(model, (x,), tmp, opset_version=OPSET, input_names=["input"],
+                          output_names=["output"], do_constant_folding=True, **kw)
     os.replace(tmp, onnx_path)
     np.save(in_path, x.numpy())
     with open(stamp_path, "w") as f:
