@@ -1,6 +1,7 @@
 /* The quantization pass of the converter (see qdq_host.h). */
 #include "quant/qdq_host.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,6 +53,47 @@ static int32_t int_const(cv_ctx *c, int32_t t) {
     return r;
 }
 
+/* Are the integers of dequantized bias b those of the int32 bias the int8 kernel wants: zero
+   point 0 and scale sx * sw[channel] (the kernel's own tolerance)? */
+static bool bias_fits(const cv_tensor *b, const cv_tensor *x, const cv_tensor *w) {
+    if (!b->qdata || b->qdtype != MDL_DTYPE_INT32 || x->nquant != 1 || w->nquant < 1) return false;
+    if (b->nquant != 1 && b->nquant != b->count) return false;
+    if (w->nquant != 1 && w->nquant != b->count) return false;
+    for (int64_t i = 0; i < b->count; i++) {
+        int64_t ib = b->nquant > 1 ? i : 0;
+        if (b->zero_point[ib]) return false;
+        double want = (double)x->scale[0] * (double)w->scale[w->nquant > 1 ? i : 0];
+        double rel = ((double)b->scale[ib] - want) / want;
+        if (rel > 1e-4 || rel < -1e-4) return false;
+    }
+    return true;
+}
+
+/* A float bias b of a weighted op whose input x and weight w are quantized, as int32 with the
+   implied scale sx * sw[channel] (round half to even, the rounding onnxruntime's quantizer uses
+   for the biases it quantizes itself).  -1 if a value does not fit int32 (the op then stays
+   float) or if memory runs out (c->err set). */
+static int32_t int_bias(cv_ctx *c, int32_t b, int32_t x, int32_t w) {
+    const cv_tensor *bt = &c->ts[b], *xt = &c->ts[x], *wt = &c->ts[w];
+    if (xt->nquant != 1 || wt->nquant < 1 || (wt->nquant > 1 && wt->nquant != bt->count)) return -1;
+    int32_t *q = mdl__cv_alloc(c, sizeof(int32_t) * (size_t)(bt->count ? bt->count : 1));
+    if (!q) {
+        oom(c);
+        return -1;
+    }
+    const float *f = bt->data;
+    for (int64_t i = 0; i < bt->count; i++) {
+        double s = (double)xt->scale[0] * (double)wt->scale[wt->nquant > 1 ? i : 0];
+        double v = nearbyint((double)f[i] / s);
+        if (!(v >= -2147483647.0 && v <= 2147483647.0)) return -1; /* also NaN */
+        q[i] = (int32_t)v;
+    }
+    int32_t r = mdl__cv_tensor(c, mdl__cv_fmt(c, "%s/int32", bt->name), MDL_DTYPE_INT32, bt->rank, bt->dims, NULL);
+    if (r < 0) return -1;
+    c->ts[r].data = q;
+    return r;
+}
+
 /* Does the int8 kernel of n's op accept these operands?  (prepare only; messages discarded) */
 static bool int8_accepts(cv_ctx *c, const cv_node *n, const int32_t *in, int32_t out) {
     const mdl__kernel *k = mdl__kernel_find(n->op, MDL_DTYPE_INT8);
@@ -91,13 +133,20 @@ static mdl_status try_node(cv_ctx *c, int32_t i, const int32_t *consumer, bool *
     cv_node *q = &c->nodes[consumer[n->out[0]]];
     if (q->op != MDL_OP_QUANTIZE || q->dead || c->ts[q->out[0]].dtype != MDL_DTYPE_INT8) return MDL_OK;
     int32_t in[MDL_MAX_NODE_IO];
-    int32_t data_in = -1;
+    int32_t data_in = -1, float_bias = -1;
     for (int32_t k = 0; k < n->nin; k++) {
         int32_t t = n->in[k];
         in[k] = -1;
         if (t < 0) continue;
         const cv_tensor *x = &c->ts[t];
         if (x->data) {
+            if (weighted(n->op) && k == 2 && x->dtype == MDL_DTYPE_FLOAT32 && in[0] >= 0 && in[1] <= -2 &&
+                !bias_fits(x, &c->ts[in[0]], &c->ts[-2 - in[1]])) {
+                /* a float bias, or one dequantized with other parameters (exporters share equal
+                   initializers between layers): quantized below from its real values */
+                float_bias = t;
+                continue;
+            }
             if (!x->qdata) return MDL_OK; /* a float constant: the op stays float */
             if (weighted(n->op) && k == 1) {
                 if (x->qdtype != MDL_DTYPE_INT8) return MDL_OK;
@@ -126,6 +175,8 @@ static mdl_status try_node(cv_ctx *c, int32_t i, const int32_t *consumer, bool *
     for (int32_t k = 0; k < n->nin && data_in < 0; k++)
         if (in[k] <= -2 && c->ts[-2 - in[k]].qdtype == MDL_DTYPE_INT8 && !weighted(n->op)) data_in = k;
     if (data_in < 0) return MDL_OK;
+    if (float_bias >= 0 && (n->nin < 2 || in[1] > -2 || (in[2] = int_bias(c, float_bias, data_in, -2 - in[1])) == -1))
+        return c->err->status ? c->err->status : MDL_OK;
     for (int32_t k = 0; k < n->nin; k++)
         if (in[k] <= -2 && (in[k] = int_const(c, -2 - in[k])) < 0) return c->err->status ? c->err->status : oom(c);
     n = &c->nodes[i];
