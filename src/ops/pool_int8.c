@@ -20,6 +20,23 @@
 
 #include <string.h>
 
+#ifdef MDL_HAVE_X86_SIMD
+#include "x86/int8_x86.h"
+#include "x86/x86.h"
+#endif
+
+/* o[k] = max(o[k], x[k]) */
+static void max_row(int8_t *o, const int8_t *x, int64_t n) {
+#ifdef MDL_HAVE_X86_SIMD
+    if (mdl__cpu_level() >= MDL_CPU_AVX2) {
+        mdl__max_q8_avx2(o, x, n);
+        return;
+    }
+#endif
+    for (int64_t k = 0; k < n; k++)
+        o[k] = x[k] > o[k] ? x[k] : o[k];
+}
+
 /* Sums of up to this many (q - zx) terms fit an int32 (2^31 / 255). */
 #define MAX_SUM_TERMS 8388607
 /* Bound on the per-count multiplier table of a padded average pool without count_include_pad. */
@@ -184,11 +201,8 @@ static mdl_status pool_run(mdl__kctx *c) {
                 if (g.is_max) {
                     memset(o, 0x80, (size_t)C); /* -128 */
                     for (int64_t ih = w[0]; ih < w[1]; ih++)
-                        for (int64_t iw = w[2]; iw < w[3]; iw++) {
-                            const int8_t *xr = xn + (ih * g.W + iw) * C;
-                            for (int64_t k = 0; k < C; k++)
-                                o[k] = xr[k] > o[k] ? xr[k] : o[k];
-                        }
+                        for (int64_t iw = w[2]; iw < w[3]; iw++)
+                            max_row(o, xn + (ih * g.W + iw) * C, C);
                     continue;
                 }
                 const int64_t cells = (w[1] - w[0]) * (w[3] - w[2]);
@@ -268,11 +282,8 @@ static mdl_status global_max_run(mdl__kctx *c) {
     for (int64_t n = 0; n < N; n++) {
         int8_t *o = y + n * C;
         memset(o, 0x80, (size_t)C);
-        for (int64_t i = 0; i < HW; i++) {
-            const int8_t *xr = xd + (n * HW + i) * C;
-            for (int64_t k = 0; k < C; k++)
-                o[k] = xr[k] > o[k] ? xr[k] : o[k];
-        }
+        for (int64_t i = 0; i < HW; i++)
+            max_row(o, xd + (n * HW + i) * C, C);
     }
     return MDL_OK;
 }

@@ -74,13 +74,12 @@ static inline int32_t mdl__requant(int32_t acc, mdl__qmul m, int32_t zero_point,
 /* Round half to even (ONNX QuantizeLinear's rounding), independent of the FPU's rounding mode.
    |x| must be below 2^31. */
 static inline int32_t mdl__round_half_even(float x) {
-    float fl = (float)(int32_t)x; /* trunc */
-    if (fl > x) fl -= 1.0f;      /* floor */
-    float diff = x - fl;
-    int32_t f = (int32_t)fl;
-    if (diff > 0.5f) return f + 1;
-    if (diff < 0.5f) return f;
-    return (f & 1) ? f + 1 : f;
+    /* branch-free: quantizing a tensor calls this per element, and the three-way tie test of a
+       branchy version mispredicts about every other value */
+    const int32_t t = (int32_t)x;           /* trunc */
+    const int32_t f = t - ((float)t > x);   /* floor */
+    const float diff = x - (float)f;        /* exact: in [0, 1) */
+    return f + (diff > 0.5f) + ((diff == 0.5f) & (f & 1));
 }
 
 /* ONNX QuantizeLinear for one value: saturate(round_half_even(x / scale) + zero_point) into

@@ -86,6 +86,14 @@ void *th_rand_data(mdl_dtype dtype, int64_t n);
    those runs failed.  Does nothing without x86 SIMD or when MDL_CPU_LEVEL is already set. */
 int th_rerun_lower_cpu_levels(const char *argv0);
 
+/* FNV-1a over the bytes of every output th_run_op computed successfully in this process. */
+extern uint64_t th_digest;
+/* Called last in main(): in the first run, writes th_digest and reruns this program at every
+   lower SIMD level (th_rerun_lower_cpu_levels); in a rerun, compares its own digest with the
+   first run's.  So the kernels' outputs must be bit-identical at every level, on top of whatever
+   the tests themselves check.  Returns the number of failures (0 on a machine without SIMD). */
+int th_same_outputs_at_lower_levels(const char *argv0);
+
 /* ---- files and commands (host tests) ------------------------------------------------------ */
 
 /* A fresh temporary directory for this test process (created once, path stable). */

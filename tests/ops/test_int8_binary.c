@@ -242,12 +242,14 @@ static void test_binary_rejects(void **state) {
     th_tensor_free(&in[1]);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    (void)argc;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_binary_random),
         cmocka_unit_test(test_binary_patterns),
         cmocka_unit_test(test_binary_extreme),
         cmocka_unit_test(test_binary_rejects),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    return failed + th_same_outputs_at_lower_levels(argv[0]);
 }

@@ -18,14 +18,6 @@
 #include <string.h>
 
 #define COUNT(a) (sizeof a / sizeof a[0])
-#define DIGEST_ENV "MDL_TEST_INT8_CONV_DIGEST"
-
-static uint64_t digest = 1469598103934665603ull; /* FNV-1a over every output */
-
-static void digest_add(const int8_t *p, int64_t n) {
-    for (int64_t i = 0; i < n; i++)
-        digest = (digest ^ (uint8_t)p[i]) * 1099511628211ull;
-}
 
 static int64_t rand_zp(void) {
     static const int64_t z[] = {-128, 127, 0};
@@ -144,7 +136,6 @@ static void run_case(const conv_case *t, agree *ag) {
                     if (d > ag->maxdiff) ag->maxdiff = d;
                     ag->n++;
                 }
-    digest_add(got, out.count);
     for (int i = 0; i < 3; i++)
         th_tensor_free(&in[i]);
     th_tensor_free(&out);
@@ -388,26 +379,6 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_run_without_pack),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
-    const char *path = getenv(DIGEST_ENV);
-    if (path) {
-        /* a rerun at a lower level: same outputs as the first run, bit for bit */
-        unsigned long long want = 0;
-        FILE *f = fopen(path, "r");
-        if (!f || fscanf(f, "%llx", &want) != 1 || want != digest) {
-            printf("outputs differ from the run at the CPU's own level (digest %llx, want %llx)\n",
-                   (unsigned long long)digest, want);
-            failed++;
-        }
-        if (f) fclose(f);
-    } else if (!getenv("MDL_CPU_LEVEL")) {
-        path = th_tmp("int8_conv_digest");
-        FILE *f = fopen(path, "w");
-        if (f) {
-            fprintf(f, "%llx\n", (unsigned long long)digest);
-            fclose(f);
-            setenv(DIGEST_ENV, path, 1);
-        }
-        failed += th_rerun_lower_cpu_levels(argv[0]);
-    }
+    failed += th_same_outputs_at_lower_levels(argv[0]);
     return failed;
 }

@@ -19,10 +19,7 @@
 #include <string.h>
 
 #define COUNT(a) (sizeof a / sizeof a[0])
-#define DIGEST_ENV "MDL_TEST_INT8_DENSE_DIGEST"
 
-/* FNV-1a over every operator output: the reruns at lower CPU levels must reproduce it. */
-static uint64_t digest = 1469598103934665603ull;
 
 /* ---- the oracle -------------------------------------------------------------------------- */
 
@@ -52,7 +49,7 @@ typedef struct agree {
 
 static void compare(agree *a, const int8_t *got, const int *want, int64_t n, const char *what) {
     for (int64_t i = 0; i < n; i++)
-        digest = (digest ^ (uint8_t)got[i]) * 1099511628211ull;
+        th_digest = (th_digest ^ (uint8_t)got[i]) * 1099511628211ull;
     for (int64_t i = 0; i < n; i++) {
         int d = abs((int)got[i] - want[i]);
         if (d > 1)
@@ -702,25 +699,6 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_matmul_rejects),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
-    const char *path = getenv(DIGEST_ENV);
-    if (path) {
-        unsigned long long want = 0;
-        FILE *f = fopen(path, "r");
-        if (!f || fscanf(f, "%llx", &want) != 1 || want != digest) {
-            printf("outputs differ from the run at the CPU's own level (digest %llx, want %llx)\n",
-                   (unsigned long long)digest, want);
-            failed++;
-        }
-        if (f) fclose(f);
-    } else if (!getenv("MDL_CPU_LEVEL")) {
-        path = th_tmp("int8_dense_digest");
-        FILE *f = fopen(path, "w");
-        if (f) {
-            fprintf(f, "%llx\n", (unsigned long long)digest);
-            fclose(f);
-            setenv(DIGEST_ENV, path, 1);
-        }
-        failed += th_rerun_lower_cpu_levels(argv[0]);
-    }
+    failed += th_same_outputs_at_lower_levels(argv[0]);
     return failed;
 }

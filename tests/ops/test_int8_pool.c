@@ -270,12 +270,14 @@ static void test_pool_rejects(void **state) {
     th_tensor_free(&in);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    (void)argc;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pool_cases),
         cmocka_unit_test(test_pool_random),
         cmocka_unit_test(test_global_pools),
         cmocka_unit_test(test_pool_rejects),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    return failed + th_same_outputs_at_lower_levels(argv[0]);
 }

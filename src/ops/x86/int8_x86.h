@@ -49,4 +49,23 @@ static inline void mdl__qdw_tap_range(int64_t i0, int64_t d, int64_t K, int64_t 
 void mdl__qdw_avx2(const mdl__qdw_args *a);
 void mdl__qdw_vnni(const mdl__qdw_args *a); /* AVX-512; called only where VNNI is */
 
+/* ---- elementwise (q8_elem_avx2.c; identical to the portable loops) ------------------------- */
+
+/* QUANTIZE of n floats with one scale and zero point into int8 (qmin -128) or uint8 (qmin 0). */
+void mdl__quantize_avx2(const float *x, int64_t n, float scale, int32_t zero_point, int32_t qmin,
+                        int32_t qmax, void *out);
+
+/* int8 ADD / SUB of two rows of n elements (no broadcasting): binary_int8.c's add_one per lane.
+   left_shift: the inputs' common left shift (20); lim: the bound mdl__q8_requant clamps the sum
+   to for mo (INT32_MAX when mo.shift <= 0). */
+typedef struct mdl__q8_add_args {
+    int32_t za, zb, zy, lo, hi, left_shift, lim;
+    mdl__qmul ma, mb, mo;
+} mdl__q8_add_args;
+void mdl__add_q8_avx2(const int8_t *a, const int8_t *b, int8_t *o, int64_t n,
+                      const mdl__q8_add_args *p, bool sub);
+
+/* o[i] = max(o[i], x[i]) for n bytes. */
+void mdl__max_q8_avx2(int8_t *o, const int8_t *x, int64_t n);
+
 #endif
