@@ -100,6 +100,11 @@ typedef struct mdl__qgemm_packed {
     int32_t zy, lo, hi;
 } mdl__qgemm_packed;
 
+/* Scratch of the AVX-512 VNNI depthwise kernel for C channels, KH <= 4 (mdl__qdw_vnni4): a row
+   of interleaved input quads, the interleaved weights and the corrected bias.  Part of the plan
+   on every CPU, so that a stored plan does not depend on the machine.  0 on overflow. */
+size_t mdl__qdw4_scratch_bytes(int64_t C, int64_t OW, int64_t KW, int64_t sw, int64_t dw);
+
 /* The packed record's constants and panels, or false if packed is not one. */
 bool mdl__qgemm_view(const void *packed, mdl__qgemm_packed *v);
 

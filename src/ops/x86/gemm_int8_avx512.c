@@ -234,3 +234,83 @@ void mdl__qdw_vnni(const mdl__qdw_args *a) {
                     dw_block(1, a, c0, xn, kh0, kh1, kw0, kw1, ih0, iw0, y);
             }
 }
+
+/* ---- depthwise by vpdpbusd (KH <= 4, channel multiplier 1) ----------------------------------
+   For each output row, the KH input rows it reads are interleaved once into a row of quads:
+   byte 4j + k of the 64 bytes at (column, channel block) is input row k's value of channel j,
+   plus 128 (u8), padding rows/columns holding zx (which adds nothing after the correction
+   below), rows k >= KH zero-weighted.  An output pixel is then KW vpdpbusd per 16 channels
+   against the weights interleaved the same way:
+       acc = sum_taps (xs + 128) w = sum_taps (xs - zx) w + (128 + zx) sum_taps w,
+   so the bias is lowered by (128 + zx) sum_taps w once per run (int32 arithmetic wraps; the true
+   result fits, see mdl__qgemm_check).  Scratch: mdl__qdw4_scratch_bytes. */
+void mdl__qdw_vnni4(const mdl__qdw_args *a, void *scratch) {
+    const int64_t C = a->C, CB = (C + 15) / 16, KW = a->KW, KH = a->KH;
+    const int64_t Wp = (a->OW - 1) * a->sw + (KW - 1) * a->dw + 1;
+    const mdl__qgemm_packed *p = a->p;
+    uint8_t *xr = scratch;
+    int8_t *wq = (int8_t *)(xr + Wp * CB * 64);
+    int32_t *b2 = (int32_t *)(wq + KW * CB * 64);
+    for (int64_t kw = 0; kw < KW; kw++)
+        for (int64_t c = 0; c < CB * 16; c++)
+            for (int64_t k = 0; k < 4; k++)
+                wq[((kw * CB + c / 16) * 16 + c % 16) * 4 + k] =
+                    k < KH && c < C ? a->w[(k * KW + kw) * C + c] : 0;
+    for (int64_t c = 0; c < CB * 16; c++) {
+        int64_t s = 0;
+        for (int64_t t = 0; t < KH * KW && c < C; t++)
+            s += a->w[t * C + c];
+        b2[c] = (int32_t)(uint32_t)((int64_t)p->bias[c] - (int64_t)(128 + a->zx) * s);
+    }
+    const __mmask16 tail = mdl__mask16(C - (CB - 1) * 16);
+    const __m128i zxv = _mm_set1_epi8((char)a->zx), flip = _mm_set1_epi8((char)0x80);
+    const __m512i zy = _mm512_set1_epi32(p->zy), lo = _mm512_set1_epi32(p->lo),
+                  hi = _mm512_set1_epi32(p->hi);
+    for (int64_t n = 0; n < a->N; n++)
+        for (int64_t oh = 0; oh < a->OH; oh++) {
+            const int64_t ih0 = oh * a->sh - a->pt;
+            const int8_t *rows[4];
+            for (int64_t k = 0; k < 4; k++) {
+                const int64_t ih = ih0 + k * a->dh;
+                rows[k] = k < KH && ih >= 0 && ih < a->H ? a->x + (n * a->H + ih) * a->W * C : NULL;
+            }
+            for (int64_t j = 0; j < Wp; j++) {
+                const int64_t iw = j - a->pl;
+                const bool col = iw >= 0 && iw < a->W;
+                for (int64_t cb = 0; cb < CB; cb++) {
+                    __m128i r[4];
+                    for (int k = 0; k < 4; k++) {
+                        if (!col || !rows[k])
+                            r[k] = zxv;
+                        else if (cb < CB - 1)
+                            r[k] = _mm_loadu_si128((const __m128i *)(rows[k] + iw * C + cb * 16));
+                        else
+                            r[k] = _mm_maskz_loadu_epi8((__mmask16)tail, rows[k] + iw * C + cb * 16);
+                    }
+                    const __m128i ab0 = _mm_unpacklo_epi8(r[0], r[1]), ab1 = _mm_unpackhi_epi8(r[0], r[1]);
+                    const __m128i cd0 = _mm_unpacklo_epi8(r[2], r[3]), cd1 = _mm_unpackhi_epi8(r[2], r[3]);
+                    __m128i *o = (__m128i *)(xr + (j * CB + cb) * 64);
+                    _mm_storeu_si128(o + 0, _mm_xor_si128(_mm_unpacklo_epi16(ab0, cd0), flip));
+                    _mm_storeu_si128(o + 1, _mm_xor_si128(_mm_unpackhi_epi16(ab0, cd0), flip));
+                    _mm_storeu_si128(o + 2, _mm_xor_si128(_mm_unpacklo_epi16(ab1, cd1), flip));
+                    _mm_storeu_si128(o + 3, _mm_xor_si128(_mm_unpackhi_epi16(ab1, cd1), flip));
+                }
+            }
+            int8_t *yr = a->y + (n * a->OH + oh) * a->OW * C;
+            for (int64_t cb = 0; cb < CB; cb++) {
+                const __m512i b = _mm512_loadu_si512(b2 + cb * 16);
+                const __m512i mult = _mm512_loadu_si512(p->mult + cb * 16);
+                const __m512i shift = _mm512_loadu_si512(p->shift + cb * 16);
+                const __mmask16 m = cb < CB - 1 ? (__mmask16)0xFFFF : tail;
+                for (int64_t ow = 0; ow < a->OW; ow++) {
+                    __m512i acc = b;
+                    const uint8_t *xp = xr + (ow * a->sw * CB + cb) * 64;
+                    for (int64_t kw = 0; kw < KW; kw++)
+                        acc = _mm512_dpbusd_epi32(acc, _mm512_loadu_si512(xp + kw * a->dw * CB * 64),
+                                                  _mm512_loadu_si512(wq + (kw * CB + cb) * 64));
+                    _mm512_mask_cvtepi32_storeu_epi8(yr + ow * C + cb * 16, m,
+                                                     requant16(acc, mult, shift, zy, lo, hi));
+                }
+            }
+        }
+}

@@ -48,6 +48,9 @@ static inline void mdl__qdw_tap_range(int64_t i0, int64_t d, int64_t K, int64_t 
 
 void mdl__qdw_avx2(const mdl__qdw_args *a);
 void mdl__qdw_vnni(const mdl__qdw_args *a); /* AVX-512; called only where VNNI is */
+/* The same for KH <= 4 by vpdpbusd over the kernel rows interleaved per output row
+   (gemm_int8_avx512.c); scratch: mdl__qdw4_scratch_bytes(C, OW, KW, sw, dw) bytes. */
+void mdl__qdw_vnni4(const mdl__qdw_args *a, void *scratch);
 
 /* ---- elementwise (q8_elem_avx2.c; identical to the portable loops) ------------------------- */
 
