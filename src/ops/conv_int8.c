@@ -252,6 +252,8 @@ static void im2col(const qconv_geom *g, const int8_t *x, int8_t zx, int64_t p0, 
        contiguous run of KW * C bytes, clipped at the borders. */
     const bool runs = g->dw == 1 && g->G == 1;
     int64_t n = p0 / ohw, oh = p0 % ohw / g->OW, ow = p0 % g->OW;
+    const int8_t *x_end = x + g->N * g->H * g->W * C;
+    const int8_t *A_end = A + m * g->K;
     for (int64_t r = 0; r < m; r++) {
         int8_t *a = A + r * g->K;
         const int8_t *xn = x + n * g->H * g->W * C + gi * CG;
@@ -269,8 +271,17 @@ static void im2col(const qconv_geom *g, const int8_t *x, int8_t zx, int64_t p0, 
                 if (lo > KW) lo = KW;
                 if (hi > KW) hi = KW;
                 if (hi < lo) hi = lo;
+                const int64_t len = (hi - lo) * C;
+                const int8_t *src = xr + (iw0 + lo) * C;
+                if (len <= 16 && lo == 0 && src + 16 <= x_end && ak + 16 <= A_end) {
+                    /* a first layer's few channels: one 16-byte move; the bytes past len are
+                       rewritten by the next run or row before anything reads them */
+                    memcpy(ak, src, 16);
+                    fill_run(ak + len, zx, (KW - hi) * C);
+                    continue;
+                }
                 fill_run(ak, zx, lo * C);
-                copy_run(ak + lo * C, xr + (iw0 + lo) * C, (hi - lo) * C);
+                copy_run(ak + lo * C, src, len);
                 fill_run(ak + hi * C, zx, (KW - hi) * C);
                 continue;
             }
