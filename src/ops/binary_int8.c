@@ -109,12 +109,13 @@ static inline int8_t mul_one(const bin_pack *p, int32_t qa, int32_t qb) {
 static void row(mdl_op op, const bin_pack *p, const int8_t *a, int64_t sa, const int8_t *b,
                 int64_t sb, int8_t *o, int64_t n) {
 #ifdef MDL_HAVE_X86_SIMD
-    if (op != MDL_OP_MUL && sa == 1 && sb == 1 && mdl__cpu_level() >= MDL_CPU_AVX2) {
+    if (sa == 1 && sb == 1 && mdl__cpu_level() >= MDL_CPU_AVX2) {
         const mdl__q8_add_args args = {
             p->za, p->zb, p->zy, p->lo, p->hi, ADD_LEFT_SHIFT,
             p->mo.shift > 0 ? (int32_t)(((int64_t)1 << (31 - p->mo.shift)) - 1) : INT32_MAX,
             p->ma, p->mb, p->mo};
-        mdl__add_q8_avx2(a, b, o, n, &args, op == MDL_OP_SUB);
+        if (op == MDL_OP_MUL) mdl__mul_q8_avx2(a, b, o, n, &args);
+        else mdl__add_q8_avx2(a, b, o, n, &args, op == MDL_OP_SUB);
         return;
     }
 #endif

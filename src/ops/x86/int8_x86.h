@@ -68,6 +68,10 @@ typedef struct mdl__q8_add_args {
 void mdl__add_q8_avx2(const int8_t *a, const int8_t *b, int8_t *o, int64_t n,
                       const mdl__q8_add_args *p, bool sub);
 
+/* int8 MUL of two rows (binary_int8.c's mul_one per lane; ma, mb, left_shift unused). */
+void mdl__mul_q8_avx2(const int8_t *a, const int8_t *b, int8_t *o, int64_t n,
+                      const mdl__q8_add_args *p);
+
 /* o[i] = max(o[i], x[i]) for n bytes. */
 void mdl__max_q8_avx2(int8_t *o, const int8_t *x, int64_t n);
 

@@ -7,6 +7,7 @@
  *             an explicit rounding mode (vroundps: independent of MXCSR, like
  *             mdl__round_half_even);
  *   add/sub   mdl__qmul_apply as requant8 with zero point 0 and no clamp, then mdl__q8_requant;
+ *   mul       (qa - za) (qb - zb) exact in int32, then mdl__q8_requant;
  *   max       vpmaxsb. */
 #include "int8_avx2.h"
 #include "int8_x86.h"
@@ -91,6 +92,36 @@ void mdl__add_q8_avx2(const int8_t *a, const int8_t *b, int8_t *o, int64_t n,
         memcpy(tb, b + i, (size_t)(n - i));
         __m256i v = pack32(add8(ta, tb, p, sub), add8(ta + 8, tb + 8, p, sub),
                            add8(ta + 16, tb + 16, p, sub), add8(ta + 24, tb + 24, p, sub), false);
+        _mm256_storeu_si256((__m256i *)to, v);
+        memcpy(o + i, to, (size_t)(n - i));
+    }
+}
+
+INLINE __m256i mul8(const int8_t *a, const int8_t *b, const mdl__q8_add_args *p) {
+    const __m256i xa = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)a));
+    const __m256i xb = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)b));
+    __m256i acc = _mm256_mullo_epi32(_mm256_sub_epi32(xa, _mm256_set1_epi32(p->za)),
+                                     _mm256_sub_epi32(xb, _mm256_set1_epi32(p->zb)));
+    const __m256i lim = _mm256_set1_epi32(p->lim);
+    acc = _mm256_min_epi32(_mm256_max_epi32(acc, _mm256_sub_epi32(_mm256_setzero_si256(), lim)), lim);
+    return requant8(acc, _mm256_set1_epi32(p->mo.mult), _mm256_set1_epi32(p->mo.shift),
+                    _mm256_set1_epi32(p->zy), _mm256_set1_epi32(p->lo), _mm256_set1_epi32(p->hi));
+}
+
+void mdl__mul_q8_avx2(const int8_t *a, const int8_t *b, int8_t *o, int64_t n,
+                      const mdl__q8_add_args *p) {
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256i v = pack32(mul8(a + i, b + i, p), mul8(a + i + 8, b + i + 8, p),
+                           mul8(a + i + 16, b + i + 16, p), mul8(a + i + 24, b + i + 24, p), false);
+        _mm256_storeu_si256((__m256i *)(o + i), v);
+    }
+    if (i < n) {
+        int8_t ta[32] = {0}, tb[32] = {0}, to[32];
+        memcpy(ta, a + i, (size_t)(n - i));
+        memcpy(tb, b + i, (size_t)(n - i));
+        __m256i v = pack32(mul8(ta, tb, p), mul8(ta + 8, tb + 8, p), mul8(ta + 16, tb + 16, p),
+                           mul8(ta + 24, tb + 24, p), false);
         _mm256_storeu_si256((__m256i *)to, v);
         memcpy(o + i, to, (size_t)(n - i));
     }
