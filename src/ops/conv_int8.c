@@ -303,6 +303,51 @@ static void im2col(const qconv_geom *g, const int8_t *x, int8_t zx, int64_t p0, 
     }
 }
 
+/* CONV2D without groups or horizontal dilation where the GEMM core can read receptive fields in
+   place (mdl__qgemm_run_segs: one segment of KW * C bytes per kernel row): per output row, the
+   pixels whose taps all fall inside the input run straight from x (rows sw * C bytes apart); the
+   ones at the borders go through im2col.  False, with nothing written, where the core cannot
+   (then the caller runs everything through im2col, with the same result). */
+static bool run_in_place(const qconv_geom *g, const unsigned char *pk, const int8_t *x, int8_t zx,
+                         const int8_t *w, int8_t *y, int8_t *A, void *gs) {
+    const int64_t C = g->C, OC = g->OC, seglen = g->KW * C;
+    if (seglen % 4) return false;
+    int64_t seg[16];
+    for (int64_t kh = 0; kh < g->KH; kh++)
+        seg[kh] = kh * g->dh * g->W * C;
+    /* output columns whose taps are all inside: iw0 = ow * sw - pl >= 0, iw0 + KW - 1 < W */
+    int64_t ow_lo = (g->pl + g->sw - 1) / g->sw, ow_hi = ow_lo;
+    if (g->W - g->KW + g->pl >= 0) ow_hi = (g->W - g->KW + g->pl) / g->sw + 1;
+    if (ow_hi > g->OW) ow_hi = g->OW;
+    if (ow_lo > ow_hi) ow_lo = ow_hi;
+    bool first = true;
+    for (int64_t n = 0; n < g->N; n++)
+        for (int64_t oh = 0; oh < g->OH; oh++) {
+            const int64_t ih0 = oh * g->sh - g->pt, p0 = (n * g->OH + oh) * g->OW;
+            const bool rows_in = ih0 >= 0 && ih0 + (g->KH - 1) * g->dh < g->H;
+            int64_t a = rows_in ? ow_lo : g->OW, b = rows_in ? ow_hi : g->OW;
+            if (a < b) {
+                const int8_t *x0 = x + ((n * g->H + ih0) * g->W + (a * g->sw - g->pl)) * C;
+                if (!mdl__qgemm_run_segs(pk, b - a, x0, g->sw * C, seg, (int)g->KH, y + (p0 + a) * OC, OC)) {
+                    if (first) return false; /* the core reads rows another way: all via im2col */
+                }
+                first = false;
+            } else {
+                a = b = g->OW;
+            }
+            /* the border pixels [0, a) and [b, OW) */
+            if (a > 0) {
+                im2col(g, x, zx, p0, a, 0, A);
+                mdl__qgemm_run(pk, a, A, g->K, w, 1, OC, y + p0 * OC, OC, gs);
+            }
+            if (b < g->OW) {
+                im2col(g, x, zx, p0 + b, g->OW - b, 0, A);
+                mdl__qgemm_run(pk, g->OW - b, A, g->K, w, 1, OC, y + (p0 + b) * OC, OC, gs);
+            }
+        }
+    return true;
+}
+
 static mdl_status run_common(mdl__kctx *c, bool depthwise_op) {
     if (!c->packed) return mdl__fail(c, MDL_INTERNAL, "runs only with the data packed at load");
     qconv_geom g;
@@ -359,6 +404,8 @@ static mdl_status run_common(mdl__kctx *c, bool depthwise_op) {
     const int64_t M = g.N * g.OH * g.OW, tm = tile_rows(&g);
     int8_t *A = (int8_t *)scratch;
     void *gs = scratch + mdl__align_up((size_t)(tm * g.K), 64);
+    if (g.G == 1 && g.dw == 1 && g.KH <= 16 && run_in_place(&g, pk, x, (int8_t)io.zx, w, y, A, gs))
+        return MDL_OK;
     for (int64_t p0 = 0; p0 < M; p0 += tm) {
         int64_t m = M - p0 < tm ? M - p0 : tm;
         for (int64_t gi = 0; gi < g.G; gi++) {

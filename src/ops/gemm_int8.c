@@ -268,6 +268,21 @@ void mdl__qgemm_run(const void *packed, int64_t M, const int8_t *A, int64_t lda,
     mdl__qgemm_run_variant(mdl__qgemm_variant(), packed, M, A, lda, w, sn, sk, C, ldc, scratch);
 }
 
+bool mdl__qgemm_run_segs(const void *packed, int64_t M, const int8_t *A, int64_t lda,
+                         const int64_t *seg, int nseg, int8_t *C, int64_t ldc) {
+    pack_header h;
+    mdl__qgemm_packed v;
+    if (!view(packed, &h, &v) || M <= 0 || nseg < 1 || v.K % nseg || (v.K / nseg) % 4) return false;
+#ifdef MDL_HAVE_X86_SIMD
+    if (h.variant == MDL_QGEMM_VNNI && mdl__qgemm_variant() == MDL_QGEMM_VNNI) {
+        mdl__qgemm_vnni_segs(&v, M, A, lda, seg, nseg, C, ldc);
+        return true;
+    }
+#endif
+    (void)A, (void)lda, (void)seg, (void)C, (void)ldc;
+    return false;
+}
+
 bool mdl__qgemm_view(const void *packed, mdl__qgemm_packed *v) {
     pack_header h;
     return view(packed, &h, v);

@@ -66,37 +66,59 @@ static int32_t row_sum(const int8_t *a, int64_t K) {
     return _mm512_reduce_add_epi32(s);
 }
 
+/* The A addressing: row i, k in segment q of nseg (each seglen bytes) at
+   a + i * lda + seg[q] + (k - q * seglen).  One segment of K bytes at 0 for a plain matrix. */
+typedef struct arows {
+    const int64_t *seg;
+    int nseg;
+    int64_t seglen;
+} arows;
+
+static int32_t row_sum_segs(const int8_t *a, const arows *ar) {
+    int32_t s = 0;
+    for (int q = 0; q < ar->nseg; q++)
+        s += row_sum(a + ar->seg[q], ar->seglen);
+    return s;
+}
+
 /* C[0:R, 0:nv] for the NP panels at pw (panel stride ps bytes), channels n0.. (per-channel
    constants at ch offset n0); rs: the rows' sums. */
 INLINE void tile(const int R, const int NP, const mdl__qgemm_packed *p, int64_t n0, int64_t nv,
-                 const int8_t *a, int64_t lda, const uint8_t *pw, int64_t ps, const int32_t *rs,
-                 int8_t *c, int64_t ldc) {
+                 const int8_t *a, int64_t lda, const arows *ar, const uint8_t *pw, int64_t ps,
+                 const int32_t *rs, int8_t *c, int64_t ldc) {
     __m512i acc[MR][2];
 #pragma GCC unroll 6
     for (int i = 0; i < R; i++)
 #pragma GCC unroll 2
         for (int j = 0; j < NP; j++)
             acc[i][j] = _mm512_setzero_si512();
-    const int64_t K = p->K, kfull = K & ~(int64_t)3;
+    const int64_t K = p->K, kfull = ar->seglen & ~(int64_t)3;
     int64_t k = 0;
-    for (; k < kfull; k += 4, pw += 64) {
-        __m512i w0 = _mm512_load_si512(pw), w1 = w0;
-        if (NP > 1) w1 = _mm512_load_si512(pw + ps);
+    for (int q = 0; q < ar->nseg; q++) {
+        const int8_t *as = a + ar->seg[q];
+        for (k = 0; k < kfull; k += 4, pw += 64) {
+            __m512i w0 = _mm512_load_si512(pw), w1 = w0;
+            if (NP > 1) w1 = _mm512_load_si512(pw + ps);
 #pragma GCC unroll 6
-        for (int i = 0; i < R; i++) {
-            __m512i av = _mm512_set1_epi32(load4(a + i * lda + k));
-            acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], w0, av);
-            if (NP > 1) acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], w1, av);
+            for (int i = 0; i < R; i++) {
+                __m512i av = _mm512_set1_epi32(load4(as + i * lda + k));
+                acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], w0, av);
+                if (NP > 1) acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], w1, av);
+            }
         }
     }
-    if (k < K) { /* the last 1..3 k: the panel holds zeros past K, A must not be read past it */
+    if (k < ar->seglen) { /* the last 1..3 k (one segment only): the panel holds zeros past K,
+                             A must not be read past it */
         __m512i w0 = _mm512_load_si512(pw), w1 = w0;
         if (NP > 1) w1 = _mm512_load_si512(pw + ps);
 #pragma GCC unroll 6
         for (int i = 0; i < R; i++) {
-            int32_t v = 0;
-            memcpy(&v, a + i * lda + k, (size_t)(K - k));
-            __m512i av = _mm512_set1_epi32(v);
+            /* byte by byte: a memcpy of a run-time size is a libc call per row */
+            const int8_t *t = a + ar->seg[0] + i * lda + k;
+            uint32_t v = (uint8_t)t[0];
+            if (K - k > 1) v |= (uint32_t)(uint8_t)t[1] << 8;
+            if (K - k > 2) v |= (uint32_t)(uint8_t)t[2] << 16;
+            __m512i av = _mm512_set1_epi32((int32_t)v);
             acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], w0, av);
             if (NP > 1) acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], w1, av);
         }
@@ -123,33 +145,33 @@ INLINE void tile(const int R, const int NP, const mdl__qgemm_packed *p, int64_t 
 #define TILE_CASE(r)                                                                               \
     case r:                                                                                        \
         if (np == 2)                                                                               \
-            tile(r, 2, p, n0, nv, a, lda, pw, ps, rs, c, ldc);                                     \
+            tile(r, 2, p, n0, nv, a, lda, ar, pw, ps, rs, c, ldc);                                 \
         else                                                                                       \
-            tile(r, 1, p, n0, nv, a, lda, pw, ps, rs, c, ldc);                                     \
+            tile(r, 1, p, n0, nv, a, lda, ar, pw, ps, rs, c, ldc);                                 \
         break;
 
 static void tile_any(int rows, int np, const mdl__qgemm_packed *p, int64_t n0, int64_t nv,
-                     const int8_t *a, int64_t lda, const uint8_t *pw, int64_t ps, const int32_t *rs,
-                     int8_t *c, int64_t ldc) {
+                     const int8_t *a, int64_t lda, const arows *ar, const uint8_t *pw, int64_t ps,
+                     const int32_t *rs, int8_t *c, int64_t ldc) {
     switch (rows) {
         TILE_CASE(1)
         TILE_CASE(2)
         TILE_CASE(3)
         TILE_CASE(4)
         TILE_CASE(5)
-    default: tile(MR, 2, p, n0, nv, a, lda, pw, ps, rs, c, ldc); break;
+    default: tile(MR, 2, p, n0, nv, a, lda, ar, pw, ps, rs, c, ldc); break;
     }
 }
 
-void mdl__qgemm_vnni(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int64_t lda, int8_t *C,
-                     int64_t ldc) {
+static void gemm_rows(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int64_t lda,
+                      const arows *ar, int8_t *C, int64_t ldc) {
     const int64_t N = p->N, K = p->K, ps = (K + 3) / 4 * 64; /* bytes per panel */
     const uint8_t *panels = p->panels;
     int32_t rs[RB];
     for (int64_t m0 = 0; m0 < M; m0 += RB) {
         const int64_t mb = M - m0 < RB ? M - m0 : RB;
         for (int64_t i = 0; i < mb; i++)
-            rs[i] = row_sum(A + (m0 + i) * lda, K);
+            rs[i] = row_sum_segs(A + (m0 + i) * lda, ar);
         for (int64_t n0 = 0; n0 < N; n0 += 2 * NR) {
             const int64_t nv = N - n0 < 2 * NR ? N - n0 : 2 * NR;
             const int np = nv > NR ? 2 : 1;
@@ -157,14 +179,27 @@ void mdl__qgemm_vnni(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int
             for (int64_t i = 0; i < mb; i += MR) {
                 const int rows = (int)(mb - i < MR ? mb - i : MR);
                 if (rows == MR && np == 1)
-                    tile(MR, 1, p, n0, nv, A + (m0 + i) * lda, lda, pw, ps, rs + i,
+                    tile(MR, 1, p, n0, nv, A + (m0 + i) * lda, lda, ar, pw, ps, rs + i,
                          C + (m0 + i) * ldc + n0, ldc);
                 else
-                    tile_any(rows, np, p, n0, nv, A + (m0 + i) * lda, lda, pw, ps, rs + i,
+                    tile_any(rows, np, p, n0, nv, A + (m0 + i) * lda, lda, ar, pw, ps, rs + i,
                              C + (m0 + i) * ldc + n0, ldc);
             }
         }
     }
+}
+
+void mdl__qgemm_vnni(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int64_t lda, int8_t *C,
+                     int64_t ldc) {
+    const int64_t zero = 0;
+    const arows ar = {&zero, 1, p->K};
+    gemm_rows(p, M, A, lda, &ar, C, ldc);
+}
+
+void mdl__qgemm_vnni_segs(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int64_t lda,
+                          const int64_t *seg, int nseg, int8_t *C, int64_t ldc) {
+    const arows ar = {seg, nseg, p->K / nseg};
+    gemm_rows(p, M, A, lda, &ar, C, ldc);
 }
 
 /* ---- depthwise, channel multiplier 1 --------------------------------------------------------

@@ -25,6 +25,11 @@ void mdl__qgemm_avx2(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int
                      int64_t ldc, int16_t *a16);
 void mdl__qgemm_vnni(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int64_t lda, int8_t *C,
                      int64_t ldc);
+/* The same with row m of A the concatenation of nseg segments of K / nseg bytes (a multiple of
+   4), segment q at A + m * lda + seg[q]: a convolution reads its receptive fields straight from
+   the input (one segment per kernel row), without im2col. */
+void mdl__qgemm_vnni_segs(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int64_t lda,
+                          const int64_t *seg, int nseg, int8_t *C, int64_t ldc);
 
 /* Depthwise conv with channel multiplier 1 (conv_int8.c): y[n,oh,ow,c] = requant(bias[c] +
    sum over the taps inside the input of (x[n,ih,iw,c] - zx) * w[kh,kw,c]); p holds the
