@@ -199,6 +199,12 @@ static mdl_status pool_run(mdl__kctx *c) {
                     continue;
                 }
                 if (g.is_max) {
+#ifdef MDL_HAVE_X86_SIMD
+                    if (mdl__cpu_level() >= MDL_CPU_AVX2) {
+                        mdl__max_window_q8_avx2(xn, g.W, C, w[0], w[1], w[2], w[3], o);
+                        continue;
+                    }
+#endif
                     memset(o, 0x80, (size_t)C); /* -128 */
                     for (int64_t ih = w[0]; ih < w[1]; ih++)
                         for (int64_t iw = w[2]; iw < w[3]; iw++)

@@ -77,6 +77,10 @@ void mdl__add_q8_avx2(const int8_t *a, const int8_t *b, int8_t *o, int64_t n,
 void mdl__mul_q8_avx2(const int8_t *a, const int8_t *b, int8_t *o, int64_t n,
                       const mdl__q8_add_args *p);
 
+/* o[c] = max over the window [h0, h1) x [w0, w1) of the NHWC image xn (W columns, C channels). */
+void mdl__max_window_q8_avx2(const int8_t *xn, int64_t W, int64_t C, int64_t h0, int64_t h1,
+                             int64_t w0, int64_t w1, int8_t *o);
+
 /* o[i] = max(o[i], x[i]) for n bytes. */
 void mdl__max_q8_avx2(int8_t *o, const int8_t *x, int64_t n);
 

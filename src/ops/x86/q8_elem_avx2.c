@@ -136,3 +136,24 @@ void mdl__max_q8_avx2(int8_t *o, const int8_t *x, int64_t n) {
     for (; i < n; i++)
         o[i] = x[i] > o[i] ? x[i] : o[i];
 }
+
+void mdl__max_window_q8_avx2(const int8_t *xn, int64_t W, int64_t C, int64_t h0, int64_t h1,
+                             int64_t w0, int64_t w1, int8_t *o) {
+    int64_t c = 0;
+    for (; c + 32 <= C; c += 32) {
+        __m256i m = _mm256_set1_epi8((char)-128);
+        for (int64_t ih = h0; ih < h1; ih++)
+            for (int64_t iw = w0; iw < w1; iw++)
+                m = _mm256_max_epi8(m, _mm256_loadu_si256((const __m256i *)(xn + (ih * W + iw) * C + c)));
+        _mm256_storeu_si256((__m256i *)(o + c), m);
+    }
+    for (; c < C; c++) {
+        int8_t m = -128;
+        for (int64_t ih = h0; ih < h1; ih++)
+            for (int64_t iw = w0; iw < w1; iw++) {
+                const int8_t v = xn[(ih * W + iw) * C + c];
+                m = v > m ? v : m;
+            }
+        o[c] = m;
+    }
+}
