@@ -303,49 +303,68 @@ static void im2col(const qconv_geom *g, const int8_t *x, int8_t zx, int64_t p0, 
     }
 }
 
-/* CONV2D without groups or horizontal dilation where the GEMM core can read receptive fields in
-   place (mdl__qgemm_run_segs: one segment of KW * C bytes per kernel row): per output row, the
-   pixels whose taps all fall inside the input run straight from x (rows sw * C bytes apart); the
-   ones at the borders go through im2col.  False, with nothing written, where the core cannot
-   (then the caller runs everything through im2col, with the same result). */
-static bool run_in_place(const qconv_geom *g, const unsigned char *pk, const int8_t *x, int8_t zx,
-                         const int8_t *w, int8_t *y, int8_t *A, void *gs) {
+/* Rows of A for the output pixels [a, b) of output row (n, oh) whose taps are all inside the
+   input: KH runs of KW * C bytes each, copied without any border logic (a run of at most 16
+   bytes as one 16-byte move where both buffers have the room: the bytes past the run are
+   rewritten by the next run or row before anything reads them). */
+static void im2col_inside(const qconv_geom *g, const int8_t *x, int64_t n, int64_t oh, int64_t a,
+                          int64_t b, int8_t *A, const int8_t *A_end) {
+    const int64_t C = g->C, run = g->KW * C;
+    const int8_t *x_end = x + g->N * g->H * g->W * C;
+    const int8_t *x0 = x + ((n * g->H + oh * g->sh - g->pt) * g->W + (a * g->sw - g->pl)) * C;
+    for (int64_t ow = a; ow < b; ow++, A += g->K, x0 += g->sw * C)
+        for (int64_t kh = 0; kh < g->KH; kh++) {
+            const int8_t *src = x0 + kh * g->dh * g->W * C;
+            int8_t *dst = A + kh * run;
+            if (run <= 16 && src + 16 <= x_end && dst + 16 <= A_end) memcpy(dst, src, 16);
+            else memcpy(dst, src, (size_t)run);
+        }
+}
+
+/* CONV2D without groups or horizontal dilation: per output row, the pixels whose taps are all
+   inside the input are read in place by the GEMM core where it can (mdl__qgemm_run_segs: one
+   segment of KW * C bytes per kernel row), else gathered by im2col_inside; the pixels at the
+   borders go through im2col.  Same result as im2col for all. */
+static void run_rows(const qconv_geom *g, const unsigned char *pk, const int8_t *x, int8_t zx,
+                     const int8_t *w, int8_t *y, int8_t *A, int64_t tm, void *gs) {
     const int64_t C = g->C, OC = g->OC, seglen = g->KW * C;
-    if (seglen % 4) return false;
     int64_t seg[16];
     for (int64_t kh = 0; kh < g->KH; kh++)
         seg[kh] = kh * g->dh * g->W * C;
+    bool segs = seglen % 4 == 0;
     /* output columns whose taps are all inside: iw0 = ow * sw - pl >= 0, iw0 + KW - 1 < W */
     int64_t ow_lo = (g->pl + g->sw - 1) / g->sw, ow_hi = ow_lo;
     if (g->W - g->KW + g->pl >= 0) ow_hi = (g->W - g->KW + g->pl) / g->sw + 1;
     if (ow_hi > g->OW) ow_hi = g->OW;
     if (ow_lo > ow_hi) ow_lo = ow_hi;
-    bool first = true;
     for (int64_t n = 0; n < g->N; n++)
         for (int64_t oh = 0; oh < g->OH; oh++) {
             const int64_t ih0 = oh * g->sh - g->pt, p0 = (n * g->OH + oh) * g->OW;
             const bool rows_in = ih0 >= 0 && ih0 + (g->KH - 1) * g->dh < g->H;
-            int64_t a = rows_in ? ow_lo : g->OW, b = rows_in ? ow_hi : g->OW;
-            if (a < b) {
+            const int64_t a = rows_in ? ow_lo : g->OW, b = rows_in ? ow_hi : g->OW;
+            if (a < b && segs) {
                 const int8_t *x0 = x + ((n * g->H + ih0) * g->W + (a * g->sw - g->pl)) * C;
-                if (!mdl__qgemm_run_segs(pk, b - a, x0, g->sw * C, seg, (int)g->KH, y + (p0 + a) * OC, OC)) {
-                    if (first) return false; /* the core reads rows another way: all via im2col */
+                segs = mdl__qgemm_run_segs(pk, b - a, x0, g->sw * C, seg, (int)g->KH,
+                                           y + (p0 + a) * OC, OC);
+            }
+            if (a < b && !segs)
+                for (int64_t r0 = a; r0 < b; r0 += tm) {
+                    const int64_t m = b - r0 < tm ? b - r0 : tm;
+                    im2col_inside(g, x, n, oh, r0, r0 + m, A, A + tm * g->K);
+                    mdl__qgemm_run(pk, m, A, g->K, w, 1, OC, y + (p0 + r0) * OC, OC, gs);
                 }
-                first = false;
-            } else {
-                a = b = g->OW;
-            }
             /* the border pixels [0, a) and [b, OW) */
-            if (a > 0) {
-                im2col(g, x, zx, p0, a, 0, A);
-                mdl__qgemm_run(pk, a, A, g->K, w, 1, OC, y + p0 * OC, OC, gs);
+            for (int64_t r0 = 0; r0 < a; r0 += tm) {
+                const int64_t m = a - r0 < tm ? a - r0 : tm;
+                im2col(g, x, zx, p0 + r0, m, 0, A);
+                mdl__qgemm_run(pk, m, A, g->K, w, 1, OC, y + (p0 + r0) * OC, OC, gs);
             }
-            if (b < g->OW) {
-                im2col(g, x, zx, p0 + b, g->OW - b, 0, A);
-                mdl__qgemm_run(pk, g->OW - b, A, g->K, w, 1, OC, y + (p0 + b) * OC, OC, gs);
+            for (int64_t r0 = b; r0 < g->OW; r0 += tm) {
+                const int64_t m = g->OW - r0 < tm ? g->OW - r0 : tm;
+                im2col(g, x, zx, p0 + r0, m, 0, A);
+                mdl__qgemm_run(pk, m, A, g->K, w, 1, OC, y + (p0 + r0) * OC, OC, gs);
             }
         }
-    return true;
 }
 
 static mdl_status run_common(mdl__kctx *c, bool depthwise_op) {
@@ -404,8 +423,10 @@ static mdl_status run_common(mdl__kctx *c, bool depthwise_op) {
     const int64_t M = g.N * g.OH * g.OW, tm = tile_rows(&g);
     int8_t *A = (int8_t *)scratch;
     void *gs = scratch + mdl__align_up((size_t)(tm * g.K), 64);
-    if (g.G == 1 && g.dw == 1 && g.KH <= 16 && run_in_place(&g, pk, x, (int8_t)io.zx, w, y, A, gs))
+    if (g.G == 1 && g.dw == 1 && g.KH <= 16 && g.OW >= QCONV_MIN_ROWS) {
+        run_rows(&g, pk, x, (int8_t)io.zx, w, y, A, tm, gs);
         return MDL_OK;
+    }
     for (int64_t p0 = 0; p0 < M; p0 += tm) {
         int64_t m = M - p0 < tm ? M - p0 : tm;
         for (int64_t gi = 0; gi < g.G; gi++) {

@@ -170,6 +170,14 @@ static void test_conv_shapes(void **state) {
         {true, 1, 6, 5, 100, 100, 3, 3, 1, 2, 2, 1, 2, 1, 0, 2, 1, true, true, MDL_ACT_NONE, 1},
         {true, 2, 4, 4, 64, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, false, true, MDL_ACT_RELU, 1},
         {true, 1, 3, 3, 49, 49, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2, 1, true, false, MDL_ACT_RELU6, 1},
+        /* output rows of 16+ pixels: taps inside read in place (KW * C a multiple of 4) or
+           gathered without border logic (3 channels), the borders through im2col */
+        {false, 1, 20, 37, 3, 32, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_RELU, 1},
+        {false, 2, 12, 40, 3, 5, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_NONE, 1},
+        {false, 2, 10, 33, 4, 17, 3, 3, 1, 1, 2, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_NONE, 1},
+        {false, 1, 9, 45, 8, 40, 3, 3, 2, 2, 1, 1, 1, 1, 0, 1, 1, false, true, MDL_ACT_RELU6, 1},
+        {false, 1, 6, 40, 8, 16, 1, 3, 1, 1, 1, 1, 0, 1, 0, 1, 1, true, false, MDL_ACT_CLIP, 1},
+        {false, 1, 5, 18, 64, 33, 2, 2, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, true, MDL_ACT_NONE, 0.1},
     };
     agree ag = {0};
     for (size_t i = 0; i < COUNT(cases); i++)
@@ -199,7 +207,7 @@ static void test_conv_random(void **state) {
         }
         t.N = th_rand_int(1, 2);
         t.H = th_rand_int(1, 11);
-        t.W = th_rand_int(1, 11);
+        t.W = it % 4 == 1 ? th_rand_int(16, 40) : th_rand_int(1, 11); /* rows of 16+ too */
         t.KH = th_rand_int(1, 3);
         t.KW = th_rand_int(1, 3);
         t.sh = (int)th_rand_int(1, 2), t.sw = (int)th_rand_int(1, 3);
