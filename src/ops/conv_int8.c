@@ -327,11 +327,11 @@ static void im2col_inside(const qconv_geom *g, const int8_t *x, int64_t n, int64
    borders go through im2col.  Same result as im2col for all. */
 static void run_rows(const qconv_geom *g, const unsigned char *pk, const int8_t *x, int8_t zx,
                      const int8_t *w, int8_t *y, int8_t *A, int64_t tm, void *gs) {
-    const int64_t C = g->C, OC = g->OC, seglen = g->KW * C;
+    const int64_t C = g->C, OC = g->OC;
     int64_t seg[16];
     for (int64_t kh = 0; kh < g->KH; kh++)
         seg[kh] = kh * g->dh * g->W * C;
-    bool segs = seglen % 4 == 0;
+    bool segs = true; /* until the core says it cannot read this layout */
     /* output columns whose taps are all inside: iw0 = ow * sw - pl >= 0, iw0 + KW - 1 < W */
     int64_t ow_lo = (g->pl + g->sw - 1) / g->sw, ow_hi = ow_lo;
     if (g->W - g->KW + g->pl >= 0) ow_hi = (g->W - g->KW + g->pl) / g->sw + 1;
@@ -345,7 +345,7 @@ static void run_rows(const qconv_geom *g, const unsigned char *pk, const int8_t 
             if (a < b && segs) {
                 const int8_t *x0 = x + ((n * g->H + ih0) * g->W + (a * g->sw - g->pl)) * C;
                 segs = mdl__qgemm_run_segs(pk, b - a, x0, g->sw * C, seg, (int)g->KH,
-                                           y + (p0 + a) * OC, OC);
+                                           y + (p0 + a) * OC, OC, gs);
             }
             if (a < b && !segs)
                 for (int64_t r0 = a; r0 < b; r0 += tm) {

@@ -269,17 +269,22 @@ void mdl__qgemm_run(const void *packed, int64_t M, const int8_t *A, int64_t lda,
 }
 
 bool mdl__qgemm_run_segs(const void *packed, int64_t M, const int8_t *A, int64_t lda,
-                         const int64_t *seg, int nseg, int8_t *C, int64_t ldc) {
+                         const int64_t *seg, int nseg, int8_t *C, int64_t ldc, void *scratch) {
     pack_header h;
     mdl__qgemm_packed v;
-    if (!view(packed, &h, &v) || M <= 0 || nseg < 1 || v.K % nseg || (v.K / nseg) % 4) return false;
+    if (!view(packed, &h, &v) || M <= 0 || nseg < 1 || v.K % nseg) return false;
 #ifdef MDL_HAVE_X86_SIMD
-    if (h.variant == MDL_QGEMM_VNNI && mdl__qgemm_variant() == MDL_QGEMM_VNNI) {
+    const int cur = mdl__qgemm_variant();
+    if (h.variant == MDL_QGEMM_VNNI && cur == MDL_QGEMM_VNNI && (v.K / nseg) % 4 == 0) {
         mdl__qgemm_vnni_segs(&v, M, A, lda, seg, nseg, C, ldc);
         return true;
     }
+    if (h.variant == MDL_QGEMM_AVX2 && cur == MDL_QGEMM_AVX2) {
+        mdl__qgemm_avx2_segs(&v, M, A, lda, seg, nseg, C, ldc, scratch);
+        return true;
+    }
 #endif
-    (void)A, (void)lda, (void)seg, (void)C, (void)ldc;
+    (void)A, (void)lda, (void)seg, (void)C, (void)ldc, (void)scratch;
     return false;
 }
 

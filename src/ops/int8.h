@@ -102,11 +102,12 @@ typedef struct mdl__qgemm_packed {
 
 /* C = requant(A W) with row m of A the concatenation of nseg segments of K / nseg bytes, segment
    q at A + m * lda + seg[q]: a convolution's receptive fields read in place, one segment per
-   kernel row.  Only where the variant reads A by rows of 4-byte groups (VNNI, K / nseg a multiple
-   of 4); false (nothing done) otherwise: the caller gathers the rows (im2col) and calls
-   mdl__qgemm_run, with the same result. */
+   kernel row.  Only where the variant can read A that way (AVX2: any segment length; VNNI: K /
+   nseg a multiple of 4, its 4-byte groups must not straddle segments); false (nothing done)
+   otherwise: the caller gathers the rows (im2col) and calls mdl__qgemm_run, with the same
+   result.  scratch: mdl__qgemm_scratch_bytes(N, K) bytes, as for mdl__qgemm_run. */
 bool mdl__qgemm_run_segs(const void *packed, int64_t M, const int8_t *A, int64_t lda,
-                         const int64_t *seg, int nseg, int8_t *C, int64_t ldc);
+                         const int64_t *seg, int nseg, int8_t *C, int64_t ldc, void *scratch);
 
 /* Scratch of the AVX-512 VNNI depthwise kernel for C channels, KH <= 4 (mdl__qdw_vnni4): a row
    of interleaved input quads, the interleaved weights and the corrected bias.  Part of the plan

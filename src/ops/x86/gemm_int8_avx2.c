@@ -80,21 +80,30 @@ INLINE void tile(const int R, const int NP, const mdl__qgemm_packed *p, int64_t 
             tile(r, 1, p, n0, nv, a16, kp, pw, ps, c, ldc);                                        \
         break;
 
-void mdl__qgemm_avx2(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int64_t lda, int8_t *C,
-                     int64_t ldc, int16_t *a16) {
+/* n bytes of a widened to int16 at d */
+static inline void widen(int16_t *d, const int8_t *a, int64_t n) {
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16)
+        _mm256_storeu_si256((__m256i *)(d + k),
+                            _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a + k))));
+    for (; k < n; k++)
+        d[k] = a[k];
+}
+
+/* Row m of A: nseg segments of K / nseg bytes, segment q at A + m * lda + seg[q] (one segment at
+   0 for a plain matrix).  The rows are widened segment by segment, so any segment length works. */
+static void gemm_rows(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int64_t lda,
+                      const int64_t *seg, int nseg, int8_t *C, int64_t ldc, int16_t *a16) {
     const int64_t N = p->N, K = p->K, kp = (K + 1) & ~(int64_t)1, ps = kp * NR;
+    const int64_t seglen = K / nseg;
     const int8_t *panels = p->panels;
     for (int64_t m0 = 0; m0 < M; m0 += MR) {
         const int rows = (int)(M - m0 < MR ? M - m0 : MR);
         for (int i = 0; i < rows; i++) {
             const int8_t *a = A + (m0 + i) * lda;
             int16_t *d = a16 + i * kp;
-            int64_t k = 0;
-            for (; k + 16 <= K; k += 16)
-                _mm256_storeu_si256((__m256i *)(d + k), _mm256_cvtepi8_epi16(_mm_loadu_si128(
-                                                            (const __m128i *)(a + k))));
-            for (; k < K; k++)
-                d[k] = a[k];
+            for (int q = 0; q < nseg; q++)
+                widen(d + q * seglen, a + seg[q], seglen);
             if (K < kp) d[K] = 0;
         }
         for (int64_t n0 = 0; n0 < N; n0 += 2 * NR) {
@@ -115,6 +124,17 @@ void mdl__qgemm_avx2(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int
             }
         }
     }
+}
+
+void mdl__qgemm_avx2(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int64_t lda, int8_t *C,
+                     int64_t ldc, int16_t *a16) {
+    const int64_t zero = 0;
+    gemm_rows(p, M, A, lda, &zero, 1, C, ldc, a16);
+}
+
+void mdl__qgemm_avx2_segs(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int64_t lda,
+                          const int64_t *seg, int nseg, int8_t *C, int64_t ldc, int16_t *a16) {
+    gemm_rows(p, M, A, lda, seg, nseg, C, ldc, a16);
 }
 
 /* ---- depthwise, channel multiplier 1 (see mdl__qdw_vnni): 8 channels per vector, up to 4

@@ -25,6 +25,10 @@ void mdl__qgemm_avx2(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int
                      int64_t ldc, int16_t *a16);
 void mdl__qgemm_vnni(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int64_t lda, int8_t *C,
                      int64_t ldc);
+/* mdl__qgemm_avx2 with row m of A the concatenation of nseg segments of K / nseg bytes (any
+   length), segment q at A + m * lda + seg[q]. */
+void mdl__qgemm_avx2_segs(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int64_t lda,
+                          const int64_t *seg, int nseg, int8_t *C, int64_t ldc, int16_t *a16);
 /* The same with row m of A the concatenation of nseg segments of K / nseg bytes (a multiple of
    4), segment q at A + m * lda + seg[q]: a convolution reads its receptive fields straight from
    the input (one segment per kernel row), without im2col. */
