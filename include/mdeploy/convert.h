@@ -189,6 +189,10 @@ typedef struct mdl_quant_report {
     char *json; /* the whole report as JSON text (what mdeploy-convert --report writes) */
 } mdl_quant_report;
 
+/* The quantization report as JSON text (owned by r; valid until mdl_convert_report_free), or
+   NULL when the conversion did not quantize.  For bindings that do not mirror the structs. */
+MDL_API const char *mdl_convert_report_json(const mdl_convert_report *r);
+
 /* Releases r->quant (and sets it to NULL).  NULL, or a report without one, is a no-op. */
 MDL_API void mdl_convert_report_free(mdl_convert_report *r);
 

@@ -15,6 +15,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+const char *mdl_convert_report_json(const mdl_convert_report *r) {
+    return r && r->quant ? r->quant->json : NULL;
+}
+
 void mdl_convert_report_free(mdl_convert_report *r) {
     if (!r) return;
     mdl__quant_report_free(r->quant);

@@ -563,6 +563,10 @@ static mdl_status quant_hybrid(ptq *P, const cv_node *n) {
         int32_t axis = 0;
         for (int32_t d = 1; d < c->ts[t].rank - 1; d++)
             if (c->ts[t].dims[d] > c->ts[t].dims[axis]) axis = d;
+        /* a scale and a zero point cost 12 bytes per row in the file: per row only when rows are
+           long enough for that to stay under ~10% (a 16-wide embedding table would grow by 75%) */
+        int64_t inner = c->ts[t].count / c->ts[t].dims[axis];
+        if (inner < 128) axis = -1;
         mdl_status st = quant_const(P, t, P->o->per_tensor ? -1 : axis, true);
         if (st) return st;
     }
