@@ -506,13 +506,67 @@ static void test_report_json(void **state) {
     mdl_convert_report_free(NULL);
 }
 
+static const char *cli_path(void) {
+    static char path[512];
+    char self[400];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    assert_true(n > 0);
+    self[n] = 0;
+    *strrchr(self, '/') = 0;
+    snprintf(path, sizeof path, "%s/../../bin/mdeploy-convert", self);
+    return path;
+}
+
+/* The CLI prints the report and writes it with --report; no progress bar when stderr is not a
+   terminal; bad data: exit 1, one line naming the file and input, no output file. */
+static void test_cli(void **state) {
+    (void)state;
+    const char *out = th_tmp("ptq_cli.mdl"), *rep = th_tmp("ptq_cli.json"), *so = th_tmp("ptq_cli.out"),
+               *se = th_tmp("ptq_cli.err");
+    int rc = th_system("'%s' %s -o '%s' --quantize int8 --calibration %s --calibration-method entropy "
+                       "--eval %s %s --max-accuracy-drop 2 --report '%s' > '%s' 2> '%s'",
+                       cli_path(), DIGITS, out, DIGITS_CALIB, DIGITS_X, DIGITS_Y, rep, so, se);
+    assert_int_equal(rc, 0);
+    size_t n;
+    char *text = th_read_file(se, &n);
+    assert_int_equal(n, 0); /* quiet off a terminal */
+    free(text);
+    text = th_read_file(so, &n);
+    assert_non_null(strstr(text, "entropy calibration on 200 rows"));
+    assert_non_null(strstr(text, "SQNR"));
+    assert_non_null(strstr(text, "/net/features/features.3/Conv"));
+    assert_non_null(strstr(text, "budget:"));
+    free(text);
+    text = th_read_file(rep, &n);
+    cJSON *j = cJSON_Parse(text);
+    free(text);
+    assert_non_null(j);
+    assert_string_equal(cJSON_GetObjectItem(j, "method")->valuestring, "entropy");
+    double acc = cJSON_GetObjectItem(j, "int8_accuracy")->valuedouble;
+    assert_true(fabs(acc - accuracy(out, DIGITS_X, DIGITS_Y)) < 1e-3);
+    cJSON_Delete(j);
+    remove(out);
+    rc = th_system("'%s' %s -o '%s' --quantize int8 --calibration tests/models/ptq/bad/nan.npy > '%s' 2> '%s'",
+                   cli_path(), DIGITS, out, so, se);
+    assert_int_equal(rc, 1);
+    assert_false(exists(out));
+    text = th_read_file(se, &n);
+    assert_non_null(strstr(text, "nan.npy"));
+    assert_non_null(strstr(text, "'image'"));
+    assert_ptr_equal(strchr(text, '\n'), text + n - 1);
+    free(text);
+    /* quantization options without --quantize */
+    rc = th_system("'%s' %s -o '%s' --calibration %s 2> /dev/null", cli_path(), DIGITS, out, DIGITS_CALIB);
+    assert_int_equal(rc, 1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_digits_accuracy), cmocka_unit_test(test_methods),
         cmocka_unit_test(test_directory),       cmocka_unit_test(test_per_tensor_and_float_ops),
         cmocka_unit_test(test_text_lstm),       cmocka_unit_test(test_recommender),
         cmocka_unit_test(test_outlier_budget),  cmocka_unit_test(test_bad_data),
-        cmocka_unit_test(test_report_json),
+        cmocka_unit_test(test_report_json),     cmocka_unit_test(test_cli),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
