@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #define DIGITS "examples/digits/digits_cnn.onnx"
-#define DIGITS_CALIB "tests/models/ptq/digits_calib.images.npy"
+#define DIGITS_CALIB "examples/digits/calibration.npy"
 #define DIGITS_X "tests/models/quant/digits_test.images.npy"
 #define DIGITS_Y "tests/models/quant/digits_test.labels.npy"
 #define OUTLIER "tests/models/ptq/outlier.onnx"

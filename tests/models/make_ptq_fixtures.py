@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Fixtures of the post-training quantizer tests (issue #11): tests/models/ptq/.
 
-- digits_calib.images.npy: the first 200 images of the digits *training* split of
+- examples/digits/calibration.npy: the first 200 images of the digits *training* split of
   examples/digits/make_digits.py (the images ORT's quantize_static was calibrated on in
-  tests/models/quant/); the held-back images and labels are tests/models/quant/digits_test.*.
+  tests/models/quant/; make demo calibrates on them too); the held-back images and labels are
+  tests/models/quant/digits_test.*.
 - text_lstm_calib.npy, recommender_calib.npz: seeded random token / id batches.
 - outlier.onnx: a made-up 4-layer MLP classifier (16-32-64-32-10, ReLU) whose second layer has one
   unit scaled by 2000 that the next layer reads with a tiny weight: the float model hardly sees
@@ -79,7 +80,7 @@ def outlier_model(rng):
 def main():
     os.makedirs(OUT, exist_ok=True)
     rng = np.random.default_rng(11)
-    np.save(os.path.join(OUT, "digits_calib.images.npy"), digits_train()[:200])
+    np.save(os.path.join(ROOT, "examples", "digits", "calibration.npy"), digits_train()[:200])
     np.save(os.path.join(OUT, "text_lstm_calib.npy"), rng.integers(0, 10000, (32, 100), dtype=np.int64))
     np.savez(os.path.join(OUT, "recommender_calib.npz"), user=rng.integers(0, 1000, 4096, dtype=np.int64),
              item=rng.integers(0, 2000, 4096, dtype=np.int64))

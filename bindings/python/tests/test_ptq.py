@@ -28,9 +28,9 @@ def _accuracy(path, x, y):
 
 
 def test_arrays_iterables_and_paths_agree(tmp_path):
-    x = np.load(PTQ / "digits_calib.images.npy")
+    x = np.load(REPO / "examples" / "digits" / "calibration.npy")
     ref = tmp_path / "path.mdl"
-    r = mdeploy.convert(DIGITS, ref, quantize="int8", calibration=PTQ / "digits_calib.images.npy")
+    r = mdeploy.convert(DIGITS, ref, quantize="int8", calibration=REPO / "examples" / "digits" / "calibration.npy")
     assert r.quant["calibration_rows"] == 200 and r.quant["method"] == "minmax"
     for name, calib in [
         ("array", x),
@@ -47,7 +47,7 @@ def test_arrays_iterables_and_paths_agree(tmp_path):
 def test_report_dict_and_budget(tmp_path):
     xe, ye = np.load(QUANT / "digits_test.images.npy"), np.load(QUANT / "digits_test.labels.npy")
     out = tmp_path / "q.mdl"
-    r = mdeploy.convert(DIGITS, out, quantize="int8", calibration=np.load(PTQ / "digits_calib.images.npy"),
+    r = mdeploy.convert(DIGITS, out, quantize="int8", calibration=np.load(REPO / "examples" / "digits" / "calibration.npy"),
                         eval=(xe, ye), max_accuracy_drop=0.5)
     q = r.quant
     acc = _accuracy(out, xe, ye)
@@ -71,7 +71,7 @@ def test_outlier_mixed_precision(tmp_path):
 
 
 def test_bad_data_raises_and_leaves_no_file(tmp_path):
-    x = np.load(PTQ / "digits_calib.images.npy").copy()
+    x = np.load(REPO / "examples" / "digits" / "calibration.npy").copy()
     x[5, 0, 3, 3] = np.nan
     out = tmp_path / "bad.mdl"
     with pytest.raises(mdeploy.Error) as ei:
@@ -101,7 +101,7 @@ np.save(sys.argv[3], np.concatenate([m.run(x[i:i+1])[0] for i in range(len(x))])
 def test_simd_and_reference_kernels_identical(tmp_path):
     """The quantized digits model gives bit-identical outputs at every CPU level."""
     out = tmp_path / "q.mdl"
-    mdeploy.convert(DIGITS, out, quantize="int8", calibration=PTQ / "digits_calib.images.npy")
+    mdeploy.convert(DIGITS, out, quantize="int8", calibration=REPO / "examples" / "digits" / "calibration.npy")
     results = []
     for level in ("0", "1", "2"):
         env = dict(os.environ, MDL_CPU_LEVEL=level)
