@@ -110,3 +110,19 @@ def test_simd_and_reference_kernels_identical(tmp_path):
                        env=env, check=True)
         results.append(np.load(dst))
     assert np.array_equal(results[0], results[1]) and np.array_equal(results[0], results[2])
+
+
+def test_module_cli(tmp_path, capsys):
+    from mdeploy.__main__ import main
+
+    out, rep = tmp_path / "q.mdl", tmp_path / "r.json"
+    rc = main(["convert", str(DIGITS), "-o", str(out), "--quantize", "int8", "--calibration",
+               str(REPO / "examples" / "digits" / "calibration.npy"), "--calibration-method", "percentile",
+               "--eval", str(QUANT / "digits_test.images.npy"), str(QUANT / "digits_test.labels.npy"),
+               "--report", str(rep)])
+    assert rc == 0
+    import json
+
+    q = json.loads(rep.read_text())
+    assert q["method"] == "percentile" and q["eval_rows"] == 360
+    assert "int8" in capsys.readouterr().out
