@@ -202,6 +202,8 @@ def convert(
     if quantize is None:
         if any(a is not None for a in quant_args) or per_tensor:
             raise Error("quantization options need quantize='int8'", Status.INVALID_ARGUMENT)
+    elif not isinstance(quantize, str):
+        raise TypeError(f"quantize must be a str ('int8') or None, got {type(quantize).__name__}")
     elif quantize != "int8":
         raise Error(f"quantize={quantize!r}: only 'int8' is supported", Status.INVALID_ARGUMENT)
     with tempfile.TemporaryDirectory(prefix="mdeploy-convert-") as tmp:
