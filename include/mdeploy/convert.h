@@ -77,7 +77,9 @@ typedef struct mdl_input_shape {
  *
  * Data (calibration, eval_inputs): an .npy (one-input models), an .npz from np.savez with one
  * array per input name, or a directory of such files read in name order; each array is N rows
- * of the input's shape without its batch dimension (any N: rows are fed in the model's batch).
+ * of the input's shape without its batch dimension (any N: rows are fed in the model's batch,
+ * the last batch padded by repeating its last row; the first dimension is taken as the batch, so
+ * a sequence-first recurrent model takes whole sequences).
  * Float inputs take float32, integer inputs any integer dtype.  A wrong shape, dtype or name, a
  * NaN or infinite value, an empty directory or a compressed .npz: INVALID_ARGUMENT / SHAPE /
  * DTYPE / UNSUPPORTED naming the file and the input; no output file is written.
