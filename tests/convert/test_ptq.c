@@ -159,8 +159,17 @@ static void test_digits_accuracy(void **state) {
     }
     assert_int_equal(n8, 3);
     assert_true(file_size(qpath) * 2 < file_size(fpath));
+    double acc1 = r.quant->int8_accuracy;
     mdl_convert_report_free(&r);
     assert_null(r.quant);
+    /* converted at batch 32: rows are batched (the last batch padded), same result */
+    mdl_error err;
+    assert_int_equal(mdl_parse_input_shape("image=32x1x8x8", &o.input_shapes[0], &err), MDL_OK);
+    o.ninput_shapes = 1;
+    convert_ok(DIGITS, th_tmp("ptq_digits_b32.mdl"), &o, &r);
+    assert_true(r.quant->int8_accuracy == acc1);
+    assert_int_equal(r.quant->eval_rows, 360);
+    mdl_convert_report_free(&r);
 }
 
 /* Each method gives a working model, and each one actually chooses different ranges. */
