@@ -45,6 +45,7 @@ typedef struct bar {
     struct timespec t0;
     const char *stage;
     int last_len;
+    double last_print;
 } bar;
 
 static double now_s(void) {
@@ -68,7 +69,9 @@ static void on_progress(void *user, const char *stage, int64_t done, int64_t tot
         b->t0.tv_sec = (time_t)t;
         b->t0.tv_nsec = (long)((t - (double)(time_t)t) * 1e9);
     }
-    double el = now_s() - ((double)b->t0.tv_sec + 1e-9 * (double)b->t0.tv_nsec);
+    double t = now_s(), el = t - ((double)b->t0.tv_sec + 1e-9 * (double)b->t0.tv_nsec);
+    if (done > 0 && done < total && t - b->last_print < 0.1) return; /* ~10 updates a second */
+    b->last_print = t;
     double eta = done > 0 ? el / (double)done * (double)(total - done) : 0;
     int width = 30, fill = (int)(width * done / total);
     char line[160];

@@ -67,12 +67,13 @@ typedef struct ptq {
     /* final measurement */
     double *sig, *noise; /* per observer */
     size_t float_bytes;
+    bool quiet; /* trials report their own progress, not each evaluation's */
 } ptq;
 
 static mdl_status oom(ptq *P) { return mdl__error(P->err, MDL_OUT_OF_MEMORY, "out of memory quantizing the model"); }
 
 static void progress(ptq *P, const char *stage, int64_t done, int64_t total) {
-    if (P->o->progress) P->o->progress(P->o->progress_user, stage, done, total);
+    if (P->o->progress && !P->quiet) P->o->progress(P->o->progress_user, stage, done, total);
 }
 
 /* ---- snapshot ------------------------------------------------------------------------------- */
@@ -1213,17 +1214,15 @@ mdl_status mdl__ptq_run(cv_ctx *c, const mdl_quantize_options *o, mdl_quant_repo
             impact[i] = NAN;
             if (!P.snap.nodes[i].dead && P.kind[i] == K_INT8 && !P.user_float[i]) order[ncand++] = i;
         }
-        for (int32_t a = 0; a < ncand && !st; a++) {
+        for (int32_t a = 0; a <= ncand && !st; a++) {
             progress(&P, "sensitivity", a, ncand);
+            if (a == ncand) break;
             for (int32_t i = 0; i < P.n0; i++) trial[i] = P.kind[i] == K_INT8;
             trial[order[a]] = false;
             metrics mt;
-            const mdl_quantize_options *saved = P.o;
-            mdl_quantize_options quiet = *o;
-            quiet.progress = NULL;
-            P.o = &quiet;
+            P.quiet = true;
             if (!(st = apply(&P, trial))) st = evaluate(&P, NULL, NULL, &mt, NULL, "sensitivity");
-            P.o = saved;
+            P.quiet = false;
             impact[order[a]] = budget_value(&P, &mt);
             tie[order[a]] = mt.mean_err;
         }
@@ -1242,14 +1241,13 @@ mdl_status mdl__ptq_run(cv_ctx *c, const mdl_quantize_options *o, mdl_quant_repo
         for (int32_t a = 0; a < ncand && !st && !(bval <= budget_limit(&P)); a++) {
             progress(&P, "budget", a, ncand);
             kf[order[a]] = true;
-            mdl_quantize_options quiet = *o;
-            quiet.progress = NULL;
-            P.o = &quiet;
+            P.quiet = true;
             if (!(st = apply(&P, kf))) st = evaluate(&P, NULL, NULL, &m, &bytes, "budget");
-            P.o = o;
+            P.quiet = false;
             bval = budget_value(&P, &m);
         }
         if (st) goto done;
+        progress(&P, "budget", ncand, ncand);
     }
     /* the final graph, measured with per-layer SQNR */
     if ((st = apply(&P, kf)) || (st = evaluate(&P, &fcal, fidx, &m, &bytes, "evaluate"))) goto done;
