@@ -163,7 +163,9 @@ typedef struct mdl_quant_layer {
     const char *precision; /* "int8", "float", "hybrid" (int8 weights widened at load, float
                               compute), or "int8-move" (data movement on int8, exact) */
     const char *reason;    /* why float/hybrid: "no int8 kernel", "--float-ops", "accuracy budget",
-                              "int8 kernel refused the operands", ...; "" for int8 */
+                              "output-error budget", "int8 kernel refused the operands", ...;
+                              "" for int8 */
+    bool kept_for_budget;  /* kept float by the budget search */
     double sqnr_db;  /* output activation, quantized model vs float, on the eval rows: 10 log10
                         (sum f^2 / sum (q - f)^2); NAN when not measured, INFINITY when exact */
     double impact;   /* budget runs: the budget metric with only this layer int8; NAN otherwise */
@@ -185,7 +187,7 @@ typedef struct mdl_quant_report {
     const char *budget;    /* "accuracy-drop", "output-error" or "" */
     double budget_limit, budget_value; /* the limit and the final measured value */
     bool budget_met;
-    int32_t nkept_float;   /* layers kept float for the budget (in layers[], reason "accuracy budget") */
+    int32_t nkept_float;   /* layers kept float for the budget (layers[].kept_for_budget) */
     int32_t nlayers;
     mdl_quant_layer *layers;
     char *json; /* the whole report as JSON text (what mdeploy-convert --report writes) */

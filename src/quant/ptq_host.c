@@ -937,7 +937,7 @@ static char *report_json(const mdl_quant_report *r) {
         sb_printf(&s, ", \"met\": %s, \"kept_float\": [", r->budget_met ? "true" : "false");
         int first = 1;
         for (int32_t i = 0; i < r->nlayers; i++)
-            if (!strcmp(r->layers[i].reason, "accuracy budget")) {
+            if (r->layers[i].kept_for_budget) {
                 sb_printf(&s, first ? "" : ", ");
                 sb_str(&s, r->layers[i].name);
                 first = 0;
@@ -1036,14 +1036,15 @@ static mdl_status make_report(ptq *P, const metrics *m, const bool *kf, const do
             continue;
         }
         r->float_ops += kind != K_MOVE;
-        l->precision = kind == K_HYBRID && !P->user_float[i] ? "hybrid" : "float";
+        l->precision = kind == K_HYBRID && !P->user_float[i] && !kf[i] ? "hybrid" : "float";
         if (P->user_float[i]) l->reason = "--float-ops";
-        else if (kf[i]) l->reason = "accuracy budget";
+        else if (kf[i]) l->reason = P->o->max_accuracy_drop > 0 ? "accuracy budget" : "output-error budget";
         else if (kind == K_HYBRID) l->reason = "no int8 kernel: int8 weights widened at load";
         else if (kind == K_FLOAT) l->reason = "no int8 kernel";
         else if (kind == K_MOVE) l->reason = "between float ops";
         else l->reason = "int8 kernel refused the operands";
-        if (kf[i]) r->nkept_float++;
+        l->kept_for_budget = kf[i] && !P->user_float[i];
+        r->nkept_float += l->kept_for_budget;
     }
     r->json = report_json(r);
     if (!r->json) {
@@ -1212,12 +1213,13 @@ mdl_status mdl__ptq_run(cv_ctx *c, const mdl_quantize_options *o, mdl_quant_repo
         }
         for (int32_t i = 0; i < P.n0; i++) {
             impact[i] = NAN;
-            if (!P.snap.nodes[i].dead && P.kind[i] == K_INT8 && !P.user_float[i]) order[ncand++] = i;
+            if (!P.snap.nodes[i].dead && (P.kind[i] == K_INT8 || P.kind[i] == K_HYBRID) && !P.user_float[i])
+                order[ncand++] = i;
         }
         for (int32_t a = 0; a <= ncand && !st; a++) {
             progress(&P, "sensitivity", a, ncand);
             if (a == ncand) break;
-            for (int32_t i = 0; i < P.n0; i++) trial[i] = P.kind[i] == K_INT8;
+            for (int32_t i = 0; i < P.n0; i++) trial[i] = P.kind[i] == K_INT8 || P.kind[i] == K_HYBRID;
             trial[order[a]] = false;
             metrics mt;
             P.quiet = true;

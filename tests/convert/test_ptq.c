@@ -397,6 +397,8 @@ static void test_outlier_budget(void **state) {
     /* the layers reading or writing the outlier activation are the ones kept */
     assert_string_equal(layer(r.quant, "fc1")->reason, "accuracy budget");
     assert_string_equal(layer(r.quant, "fc2")->reason, "accuracy budget");
+    assert_true(layer(r.quant, "fc1")->kept_for_budget && layer(r.quant, "fc2")->kept_for_budget);
+    assert_false(layer(r.quant, "fc0")->kept_for_budget);
     assert_true(layer(r.quant, "fc1")->impact > 10);
     assert_false(isnan(layer(r.quant, "fc0")->impact));
     assert_true(r.quant->int8_ops >= 1);
@@ -411,6 +413,8 @@ static void test_outlier_budget(void **state) {
     o.quant.max_output_error = 0.5;
     convert_ok(OUTLIER, p, &o, &r);
     assert_true(r.quant->budget_met);
+    assert_string_equal(r.quant->budget, "output-error");
+    assert_string_equal(layer(r.quant, "fc1")->reason, "output-error budget");
     mdl_convert_report_free(&r);
     run_rows(fp, OUTLIER_X, &yf, &rows, &per);
     run_rows(p, OUTLIER_X, &yq, &rows, &per);
