@@ -1,9 +1,12 @@
 /* mdeploy-convert: ONNX model -> .mdl file (the CLI over mdl_convert_onnx). */
 #include "mdeploy/convert.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -14,6 +17,20 @@ static void usage(FILE *f) {
             "  --name N                   model name (default: the ONNX graph name)\n"
             "  --model-version V          model version (default: the ONNX model_version)\n"
             "  --description D            description (default: the ONNX doc_string)\n"
+            "post-training quantization:\n"
+            "  --quantize int8            int8 weights and activations (calibrated)\n"
+            "  --calibration DATA         .npy (one input), .npz (arrays by input name) or a\n"
+            "                             directory of them; N rows of each input, any N\n"
+            "  --calibration-method M     minmax (default), percentile or entropy (KL)\n"
+            "  --percentile P             percentile method's clip point (default 99.99)\n"
+            "  --max-calibration-rows N   use at most N calibration rows\n"
+            "  --per-tensor               one weight scale per tensor (default: per channel)\n"
+            "  --float-ops NAME,...       keep these nodes in float\n"
+            "  --eval X.npy [Y.npy]       measure on these rows (Y: integer labels)\n"
+            "  --max-accuracy-drop P      keep the most sensitive layers float until top-1 drops\n"
+            "                             at most P points (needs --eval X Y)\n"
+            "  --max-output-error E       same, until max |int8 - float| <= E\n"
+            "  --report FILE.json         write the quantization report\n"
             "  -q, --quiet                no summary\n"
             "  -h, --help                 this help\n");
 }
@@ -24,18 +41,100 @@ static void human(char *buf, size_t size, size_t bytes) {
     else snprintf(buf, size, "%zu B", bytes);
 }
 
+typedef struct bar {
+    struct timespec t0;
+    const char *stage;
+    int last_len;
+    double last_print;
+} bar;
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* A progress bar with counts and ETA, on a terminal only. */
+static void on_progress(void *user, const char *stage, int64_t done, int64_t total) {
+    bar *b = user;
+    static const char *const shown[] = {"calibrate", "evaluate", "sensitivity", "budget"};
+    bool show = false;
+    for (int k = 0; k < 4; k++) show = show || !strcmp(stage, shown[k]);
+    if (!show || total <= 0) return;
+    if (!b->stage || strcmp(b->stage, stage) || done == 0) {
+        b->stage = stage;
+        b->t0.tv_sec = 0;
+        b->t0.tv_nsec = (long)0;
+        double t = now_s();
+        b->t0.tv_sec = (time_t)t;
+        b->t0.tv_nsec = (long)((t - (double)(time_t)t) * 1e9);
+    }
+    double t = now_s(), el = t - ((double)b->t0.tv_sec + 1e-9 * (double)b->t0.tv_nsec);
+    if (done > 0 && done < total && t - b->last_print < 0.1) return; /* ~10 updates a second */
+    b->last_print = t;
+    double eta = done > 0 ? el / (double)done * (double)(total - done) : 0;
+    int width = 30, fill = (int)(width * done / total);
+    char line[160];
+    int n = snprintf(line, sizeof line, "\r%-11s [%.*s%*s] %lld/%lld  %.1fs  ETA %.1fs", stage, fill,
+                     "##############################", width - fill, "", (long long)done, (long long)total, el, eta);
+    fprintf(stderr, "%s%*s", line, b->last_len > n ? b->last_len - n : 0, "");
+    b->last_len = n;
+    if (done == total) {
+        fputc('\n', stderr);
+        b->last_len = 0;
+    }
+    fflush(stderr);
+}
+
+static void print_quant(const mdl_quant_report *q) {
+    char a[32], b[32];
+    human(a, sizeof a, q->float_file_bytes);
+    human(b, sizeof b, q->int8_file_bytes);
+    printf("  quantize: int8, %s calibration on %lld rows, %s weights\n", q->method,
+           (long long)q->calibration_rows, q->per_tensor ? "per-tensor" : "per-channel");
+    printf("  layers:   %d int8, %d float/hybrid\n", (int)q->int8_ops, (int)q->float_ops);
+    printf("  size:     float %s -> int8 %s (%.2fx smaller)\n", a, b,
+           q->int8_file_bytes ? (double)q->float_file_bytes / (double)q->int8_file_bytes : 0.0);
+    printf("  measured on %lld %s rows:\n", (long long)q->eval_rows, q->eval_is_calibration ? "calibration" : "eval");
+    if (!isnan(q->float_accuracy))
+        printf("    top-1 accuracy  float %.2f%%  int8 %.2f%%  (drop %.2f points)\n", q->float_accuracy,
+               q->int8_accuracy, q->float_accuracy - q->int8_accuracy);
+    if (!isnan(q->top1_agreement)) printf("    top-1 agreement with float %.2f%%\n", q->top1_agreement);
+    printf("    output error    max %.4g  mean %.4g\n", q->max_abs_error, q->mean_abs_error);
+    if (q->budget[0])
+        printf("  budget:   %s <= %g: %s (%.4g), %d layer(s) kept float for it\n", q->budget, q->budget_limit,
+               q->budget_met ? "met" : "NOT met", q->budget_value, (int)q->nkept_float);
+    printf("  %-44s %-15s %-9s %9s %9s  %s\n", "layer", "op", "precision", "SQNR dB", "impact", "why float");
+    for (int32_t i = 0; i < q->nlayers; i++) {
+        const mdl_quant_layer *l = &q->layers[i];
+        char sq[16], im[16];
+        if (isnan(l->sqnr_db)) snprintf(sq, sizeof sq, "-");
+        else if (isinf(l->sqnr_db)) snprintf(sq, sizeof sq, "exact");
+        else snprintf(sq, sizeof sq, "%.1f", l->sqnr_db);
+        if (isnan(l->impact)) snprintf(im, sizeof im, "-");
+        else snprintf(im, sizeof im, "%.4g", l->impact);
+        printf("  %-44s %-15s %-9s %9s %9s  %s\n", l->name, l->op, l->precision, sq, im, l->reason);
+    }
+}
+
 int main(int argc, char **argv) {
-    const char *in = NULL, *out = NULL;
+    const char *in = NULL, *out = NULL, *report_path = NULL;
     bool quiet = false;
     mdl_convert_options o = mdl_convert_options_default();
     mdl_error err;
+    bar pb;
+    memset(&pb, 0, sizeof pb);
+    enum { N_OPTS = 16 };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         /* options that take a value: "--opt VALUE" or "--opt=VALUE" */
         const char *val = NULL;
-        const char *names[] = {"-o", "--output", "--input-shape", "--name", "--model-version", "--description"};
+        const char *names[N_OPTS] = {"-o", "--output", "--input-shape", "--name", "--model-version", "--description",
+                                     "--quantize", "--calibration", "--calibration-method", "--percentile",
+                                     "--float-ops", "--eval", "--max-accuracy-drop", "--max-output-error",
+                                     "--report", "--max-calibration-rows"};
         int which = -1;
-        for (int k = 0; k < 6; k++) {
+        for (int k = 0; k < N_OPTS; k++) {
             size_t n = strlen(names[k]);
             if (!strcmp(a, names[k])) {
                 if (i + 1 >= argc) {
@@ -50,6 +149,7 @@ int main(int argc, char **argv) {
             }
             if (which >= 0) break;
         }
+        char *end = NULL;
         switch (which) {
         case 0:
         case 1: out = val; continue;
@@ -67,6 +167,54 @@ int main(int argc, char **argv) {
         case 3: o.name = val; continue;
         case 4: o.model_version = val; continue;
         case 5: o.description = val; continue;
+        case 6:
+            if (strcmp(val, "int8")) {
+                fprintf(stderr, "mdeploy-convert: --quantize '%s': only int8 is supported\n", val);
+                return 1;
+            }
+            o.quant.mode = MDL_QUANTIZE_INT8;
+            continue;
+        case 7: o.quant.calibration = val; continue;
+        case 8:
+            if (!strcmp(val, "minmax")) o.quant.method = MDL_CALIBRATION_MINMAX;
+            else if (!strcmp(val, "percentile")) o.quant.method = MDL_CALIBRATION_PERCENTILE;
+            else if (!strcmp(val, "entropy")) o.quant.method = MDL_CALIBRATION_ENTROPY;
+            else {
+                fprintf(stderr, "mdeploy-convert: --calibration-method '%s': expected minmax, percentile or entropy\n", val);
+                return 1;
+            }
+            continue;
+        case 9:
+        case 12:
+        case 13: {
+            double v = strtod(val, &end);
+            if (!*val || *end || !(v > 0)) {
+                fprintf(stderr, "mdeploy-convert: %s '%s': expected a positive number\n", names[which], val);
+                return 1;
+            }
+            if (which == 9) o.quant.percentile = v;
+            else if (which == 12) o.quant.max_accuracy_drop = v;
+            else o.quant.max_output_error = v;
+            continue;
+        }
+        case 10: o.quant.float_ops = val; continue;
+        case 11:
+            o.quant.eval_inputs = val;
+            /* an optional second file: the labels */
+            if (i + 1 < argc && argv[i + 1][0] != '-' && strlen(argv[i + 1]) > 4 &&
+                !strcmp(argv[i + 1] + strlen(argv[i + 1]) - 4, ".npy"))
+                o.quant.eval_labels = argv[++i];
+            continue;
+        case 14: report_path = val; continue;
+        case 15: {
+            long long v = strtoll(val, &end, 10);
+            if (!*val || *end || v <= 0) {
+                fprintf(stderr, "mdeploy-convert: --max-calibration-rows '%s': expected a positive integer\n", val);
+                return 1;
+            }
+            o.quant.max_calibration_rows = v;
+            continue;
+        }
         default: break;
         }
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -75,6 +223,8 @@ int main(int argc, char **argv) {
         }
         if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             quiet = true;
+        } else if (!strcmp(a, "--per-tensor")) {
+            o.quant.per_tensor = true;
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "mdeploy-convert: unknown option '%s' (see --help)\n", a);
             return 1;
@@ -89,10 +239,29 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 1;
     }
+    if (o.quant.mode == MDL_QUANTIZE_NONE &&
+        (o.quant.calibration || o.quant.eval_inputs || o.quant.float_ops || report_path || o.quant.per_tensor ||
+         o.quant.max_accuracy_drop > 0 || o.quant.max_output_error > 0)) {
+        fprintf(stderr, "mdeploy-convert: quantization options need --quantize int8\n");
+        return 1;
+    }
+    if (!quiet && isatty(STDERR_FILENO)) {
+        o.quant.progress = on_progress;
+        o.quant.progress_user = &pb;
+    }
     mdl_convert_report r;
     if (mdl_convert_onnx(in, out, &o, &r, &err) != MDL_OK) {
+        if (pb.last_len) fputc('\n', stderr);
         fprintf(stderr, "mdeploy-convert: %s\n", err.msg);
         return 1;
+    }
+    if (report_path && r.quant) {
+        FILE *f = fopen(report_path, "w");
+        if (!f || fputs(r.quant->json, f) < 0 || fclose(f)) {
+            fprintf(stderr, "mdeploy-convert: cannot write the report '%s'\n", report_path);
+            mdl_convert_report_free(&r);
+            return 1;
+        }
     }
     if (!quiet) {
         char w[32], a[32], f[32];
@@ -103,6 +272,8 @@ int main(int argc, char **argv) {
         printf("  ops:     %d ONNX nodes -> %d operators (%d folded, %d fused, %d removed)\n",
                (int)r.onnx_nodes, (int)r.nodes_out, (int)r.folded, (int)r.fused, (int)r.removed);
         printf("  weights: %s   arena: %s   file: %s\n", w, a, f);
+        if (r.quant) print_quant(r.quant);
     }
+    mdl_convert_report_free(&r);
     return 0;
 }

@@ -56,6 +56,75 @@ typedef struct mdl_input_shape {
     int64_t dims[MDL_MAX_RANK];
 } mdl_input_shape;
 
+/* ---- post-training quantization --------------------------------------------------------------
+ *
+ *     mdl_convert_options o = mdl_convert_options_default();
+ *     o.quant.mode = MDL_QUANTIZE_INT8;
+ *     o.quant.calibration = "calib.npz";          // .npy, .npz or a directory of them
+ *     o.quant.eval_inputs = "x.npy"; o.quant.eval_labels = "y.npy";
+ *     o.quant.max_accuracy_drop = 0.5;            // percentage points of top-1
+ *     mdl_convert_report r;
+ *     if (mdl_convert_onnx("m.onnx", "m.mdl", &o, &r, &err) == MDL_OK) { ... r.quant ... }
+ *     mdl_convert_report_free(&r);
+ *
+ * The float model (after the converter's graph passes) runs in-process through the runtime on the
+ * calibration rows; an observer per activation picks its real range (method below).  Then, in the
+ * TFLite scheme: weights int8 symmetric per output channel (per tensor with per_tensor), biases
+ * int32 with scale input_scale * weight_scale, activations int8 asymmetric per tensor.  Every op
+ * with an int8 kernel becomes int8; ops without one stay float between DEQUANTIZE and QUANTIZE
+ * nodes.  Embedding tables (Gather on a constant), LSTM and GRU weights are stored int8 per row
+ * and widened at load (hybrid: the compute stays float), so the file still shrinks about 4x.
+ *
+ * Data (calibration, eval_inputs): an .npy (one-input models), an .npz from np.savez with one
+ * array per input name, or a directory of such files read in name order; each array is N rows
+ * of the input's shape without its batch dimension (any N: rows are fed in the model's batch,
+ * the last batch padded by repeating its last row; the first dimension is taken as the batch, so
+ * a sequence-first recurrent model takes whole sequences).
+ * Float inputs take float32, integer inputs any integer dtype.  A wrong shape, dtype or name, a
+ * NaN or infinite value, an empty directory or a compressed .npz: INVALID_ARGUMENT / SHAPE /
+ * DTYPE / UNSUPPORTED naming the file and the input; no output file is written.
+ *
+ * Quality is measured on eval_inputs (or the calibration rows): the int8 model and the float
+ * model run side by side.  With a budget (max_accuracy_drop needs eval_labels; max_output_error
+ * is the largest |int8 - float| over every output element), each quantized layer's impact is
+ * measured alone (only that layer int8) and layers are kept in float, most harmful first, until
+ * the budget holds; the report says which.
+ */
+typedef enum mdl_quantize_mode {
+    MDL_QUANTIZE_NONE = 0, /* float model (default) */
+    MDL_QUANTIZE_INT8,
+    MDL_QUANTIZE_COUNT
+} mdl_quantize_mode;
+
+typedef enum mdl_calibration_method {
+    MDL_CALIBRATION_MINMAX = 0, /* observed min and max */
+    MDL_CALIBRATION_PERCENTILE, /* clip |x| at a percentile (default 99.99) */
+    MDL_CALIBRATION_ENTROPY,    /* KL-divergence search over a 2048-bin histogram (TensorRT) */
+    MDL_CALIBRATION_COUNT
+} mdl_calibration_method;
+
+/* Progress of a long stage ("calibrate", "evaluate", "sensitivity", "budget"): done of total
+   steps.  Called from the converting thread. */
+typedef void (*mdl_convert_progress_fn)(void *user, const char *stage, int64_t done, int64_t total);
+
+/* All-zero is the default (no quantization); mdl_convert_options_default() gives it. */
+typedef struct mdl_quantize_options {
+    mdl_quantize_mode mode;
+    const char *calibration;       /* data path (required for INT8); not retained */
+    mdl_calibration_method method; /* default MINMAX */
+    double percentile;             /* PERCENTILE: in (0, 100]; 0 = 99.99 */
+    bool per_tensor;               /* per-tensor weight scales instead of per output channel */
+    const char *float_ops;         /* comma-separated node names kept float (as mdeploy-inspect
+                                      and the report name them); NULL: none */
+    const char *eval_inputs;       /* data path for the report and budget; NULL: calibration */
+    const char *eval_labels;       /* integer .npy, one class id per eval row; NULL: none */
+    double max_accuracy_drop;      /* top-1 percentage points (needs eval_labels); 0: none */
+    double max_output_error;       /* max |int8 - float| over outputs; 0: none */
+    int64_t max_calibration_rows;  /* 0: all */
+    mdl_convert_progress_fn progress; /* NULL: silent */
+    void *progress_user;
+} mdl_quantize_options;
+
 typedef struct mdl_convert_options {
     /* Dynamic dimensions not fixed here default to 1. */
     int32_t ninput_shapes;
@@ -63,6 +132,7 @@ typedef struct mdl_convert_options {
     const char *name;          /* NULL: the ONNX graph name */
     const char *model_version; /* NULL: the ONNX model_version, if any */
     const char *description;   /* NULL: the ONNX doc_string */
+    mdl_quantize_options quant; /* mode NONE: a float model */
 } mdl_convert_options;
 
 MDL_API mdl_convert_options mdl_convert_options_default(void);
@@ -81,11 +151,60 @@ typedef struct mdl_convert_report {
     size_t arena_bytes;     /* activation arena of the written model */
     size_t file_bytes;
     int64_t opset;
+    /* With quant.mode != NONE: what quantization did, owned by the report (release with
+       mdl_convert_report_free); NULL otherwise. */
+    struct mdl_quant_report *quant;
 } mdl_convert_report;
 
-/* Converts onnx_path into out_path.  options and report may be NULL.
+/* One operator of the float model (after the graph passes), as quantization left it. */
+typedef struct mdl_quant_layer {
+    const char *name; /* node name */
+    const char *op;   /* operator, e.g. "Conv2D" */
+    const char *precision; /* "int8", "float", "hybrid" (int8 weights widened at load, float
+                              compute), or "int8-move" (data movement on int8, exact) */
+    const char *reason;    /* why float/hybrid: "no int8 kernel", "--float-ops", "accuracy budget",
+                              "output-error budget", "int8 kernel refused the operands", ...;
+                              "" for int8 */
+    bool kept_for_budget;  /* kept float by the budget search */
+    double sqnr_db;  /* output activation, quantized model vs float, on the eval rows: 10 log10
+                        (sum f^2 / sum (q - f)^2); NAN when not measured, INFINITY when exact */
+    double impact;   /* budget runs: the budget metric with only this layer int8; NAN otherwise */
+} mdl_quant_layer;
+
+typedef struct mdl_quant_report {
+    const char *method;       /* "minmax", "percentile", "entropy" */
+    bool per_tensor;
+    int64_t calibration_rows, eval_rows;
+    bool eval_is_calibration; /* no eval_inputs: measured on the calibration rows */
+    /* outputs, int8 vs float over the eval rows (output 0 for top-1) */
+    double top1_agreement;  /* percent of rows whose argmax agrees; NAN for one-value rows */
+    double max_abs_error;   /* over every output element */
+    double mean_abs_error;
+    double float_accuracy, int8_accuracy; /* top-1 percent vs eval_labels; NAN without labels */
+    size_t float_file_bytes, int8_file_bytes;
+    int32_t int8_ops, float_ops; /* compute operators int8 / float or hybrid */
+    /* budget */
+    const char *budget;    /* "accuracy-drop", "output-error" or "" */
+    double budget_limit, budget_value; /* the limit and the final measured value */
+    bool budget_met;
+    int32_t nkept_float;   /* layers kept float for the budget (layers[].kept_for_budget) */
+    int32_t nlayers;
+    mdl_quant_layer *layers;
+    char *json; /* the whole report as JSON text (what mdeploy-convert --report writes) */
+} mdl_quant_report;
+
+/* The quantization report as JSON text (owned by r; valid until mdl_convert_report_free), or
+   NULL when the conversion did not quantize.  For bindings that do not mirror the structs. */
+MDL_API const char *mdl_convert_report_json(const mdl_convert_report *r);
+
+/* Releases r->quant (and sets it to NULL).  NULL, or a report without one, is a no-op. */
+MDL_API void mdl_convert_report_free(mdl_convert_report *r);
+
+/* Converts onnx_path into out_path.  options and report may be NULL.  With quantization the
+   report's quant part is allocated: release it with mdl_convert_report_free.
    Errors: IO, CORRUPT_MODEL (unparsable ONNX), UNSUPPORTED (operator/attribute/dtype), SHAPE,
-   OUT_OF_MEMORY. */
+   OUT_OF_MEMORY; with quantization also INVALID_ARGUMENT / DTYPE for bad data or options.  Not
+   thread-safe against itself only through the progress callback (no global state). */
 MDL_API mdl_status mdl_convert_onnx(const char *onnx_path, const char *out_path,
                             const mdl_convert_options *options, mdl_convert_report *report,
                             mdl_error *err);

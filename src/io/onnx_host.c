@@ -6,6 +6,7 @@
  * they are met, so shapes are always known.  Then the passes run and the builder writes the file. */
 #include "graph/convert_host.h"
 #include "quant/qdq_host.h"
+#include "quant/ptq_host.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -13,6 +14,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+const char *mdl_convert_report_json(const mdl_convert_report *r) {
+    return r && r->quant ? r->quant->json : NULL;
+}
+
+void mdl_convert_report_free(mdl_convert_report *r) {
+    if (!r) return;
+    mdl__quant_report_free(r->quant);
+    r->quant = NULL;
+}
 
 mdl_convert_options mdl_convert_options_default(void) {
     mdl_convert_options o;
@@ -491,7 +502,11 @@ static mdl_status convert(cv_ctx *c, const Onnx__ModelProto *m, const char *out_
     if ((st = bind_outputs(c, g))) return st;
     c->op_type = NULL;
     mdl__cv_optimize(c);
-    if ((st = mdl__qdq_pass(c, NULL))) return st;
+    if (o->quant.mode != MDL_QUANTIZE_NONE) {
+        if ((st = mdl__ptq_run(c, &o->quant, &rep->quant))) return st;
+    } else if ((st = mdl__qdq_pass(c, NULL))) {
+        return st;
+    }
 
     mdl_builder *b;
     if ((st = mdl_builder_create(NULL, &b, c->err))) return st;
@@ -571,6 +586,7 @@ mdl_status mdl_convert_onnx(const char *onnx_path, const char *out_path,
     c.model_dir = dir ? dir : ".";
     st = convert(&c, m, out_path, o, &rep);
     mdl__cv_free(&c);
+    if (st || !report) mdl_convert_report_free(&rep);
     onnx__model_proto__free_unpacked(m, NULL);
     free(buf);
     if (st) {

@@ -135,6 +135,17 @@ def _human(n: int) -> str:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
+    quant: dict = {}
+    if args.quantize:
+        ev = None
+        if args.eval:
+            if len(args.eval) > 2:
+                raise SystemExit("--eval takes X.npy [Y.npy]")
+            ev = (args.eval[0], args.eval[1]) if len(args.eval) == 2 else args.eval[0]
+        quant = dict(quantize=args.quantize, calibration=args.calibration,
+                     calibration_method=args.calibration_method, percentile=args.percentile,
+                     per_tensor=args.per_tensor, float_ops=args.float_ops, eval=ev,
+                     max_accuracy_drop=args.max_accuracy_drop, max_output_error=args.max_output_error)
     r = convert(
         args.onnx,
         args.output,
@@ -142,7 +153,11 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         name=args.name,
         model_version=args.model_version,
         description=args.description,
+        **quant,
     )
+    if args.report and r.quant is not None:
+        with open(args.report, "w") as f:
+            json.dump(r.quant, f, indent=1)
     if not args.quiet:
         print(f"{args.onnx} -> {args.output} (opset {r.opset})")
         print(
@@ -150,6 +165,18 @@ def _cmd_convert(args: argparse.Namespace) -> int:
             f"({r.folded} folded, {r.fused} fused, {r.removed} removed)"
         )
         print(f"  weights: {_human(r.weight_bytes)}   arena: {_human(r.arena_bytes)}   file: {_human(r.file_bytes)}")
+        q = r.quant
+        if q is not None:
+            print(f"  quantize: int8, {q['method']} calibration on {q['calibration_rows']} rows; "
+                  f"{q['int8_ops']} int8 ops, {q['float_ops']} float/hybrid; "
+                  f"{_human(q['float_bytes'])} -> {_human(q['int8_bytes'])}")
+            if q["int8_accuracy"] is not None:
+                print(f"  top-1:    float {q['float_accuracy']:.2f}%  int8 {q['int8_accuracy']:.2f}%")
+            print(f"  output:   max |int8 - float| {q['max_abs_error']:.4g}")
+            if q["budget"]:
+                b = q["budget"]
+                print(f"  budget:   {b['kind']} <= {b['limit']}: {'met' if b['met'] else 'NOT met'}; "
+                      f"kept float: {', '.join(b['kept_float']) or 'none'}")
     return 0
 
 
@@ -177,6 +204,16 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--name")
     c.add_argument("--model-version")
     c.add_argument("--description")
+    c.add_argument("--quantize", choices=["int8"], help="post-training quantization")
+    c.add_argument("--calibration", metavar="DATA", help=".npy, .npz or a directory of them")
+    c.add_argument("--calibration-method", default="minmax", choices=["minmax", "percentile", "entropy"])
+    c.add_argument("--percentile", type=float)
+    c.add_argument("--per-tensor", action="store_true")
+    c.add_argument("--float-ops", metavar="NAME,...")
+    c.add_argument("--eval", nargs="+", metavar="X.npy [Y.npy]")
+    c.add_argument("--max-accuracy-drop", type=float)
+    c.add_argument("--max-output-error", type=float)
+    c.add_argument("--report", metavar="FILE.json")
     c.add_argument("-q", "--quiet", action="store_true", help="no summary")
     c.set_defaults(fn=_cmd_convert)
     return p

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import ctypes
+import json
 import os
-from dataclasses import dataclass
-from typing import Any, Iterable, List, Mapping, Optional, Sequence, Union
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _lib
 from ._lib import lib
@@ -31,6 +33,9 @@ class ConvertReport:
     arena_bytes: int  #: activation arena of the written model
     file_bytes: int
     opset: int
+    #: with ``quantize``: the quantization report (the JSON of ``mdeploy-convert --report``) as a
+    #: dict: per-layer SQNR and precision, accuracy/agreement/errors, sizes, the budget outcome.
+    quant: Optional[Dict[str, Any]] = field(default=None)
 
 
 def _require(name: str) -> Any:
@@ -91,6 +96,52 @@ def _fill_shapes(opts: _lib.mdl_convert_options, shapes: InputShapes, keep: List
     opts.ninput_shapes = len(entries)
 
 
+#: Calibration/eval data: a path (.npy/.npz/directory), an array (one-input models), a dict
+#: ``{input name: array}``, or an iterable of arrays/dicts (batches of any size).
+Data = Union[str, "os.PathLike[str]", Any, Mapping[str, Any], Iterable[Any]]
+
+_METHODS = {"minmax": 0, "percentile": 1, "entropy": 2}
+
+
+def _np() -> Any:
+    import numpy  # only needed for in-memory data
+
+    return numpy
+
+
+def _save_arrays(np: Any, base: str, item: Any) -> str:
+    """One batch to base.npy (an array) or base.npz (a dict by input name)."""
+    if isinstance(item, Mapping):
+        arrays = {}
+        for k, v in item.items():
+            a = np.asarray(v)
+            if a.dtype == np.float64:
+                a = a.astype(np.float32)
+            arrays[str(k)] = a
+        np.savez(base + ".npz", **arrays)
+        return base + ".npz"
+    a = np.asarray(item)
+    if a.dtype == np.float64:
+        a = a.astype(np.float32)
+    np.save(base + ".npy", a)
+    return base + ".npy"
+
+
+def _data_path(data: Data, tmp: str, name: str) -> str:
+    """A path the C library reads for data given as a path, array, dict or iterable of those."""
+    if isinstance(data, (str, bytes, os.PathLike)):
+        return os.fsdecode(data)
+    np = _np()
+    if isinstance(data, (Mapping, np.ndarray)):
+        return _save_arrays(np, os.path.join(tmp, name), data)
+    d = os.path.join(tmp, name)
+    os.mkdir(d)
+    n = 0
+    for n, item in enumerate(data, 1):
+        _save_arrays(np, os.path.join(d, f"{n:08d}"), item)
+    return d  # an empty directory: the library names the error
+
+
 def convert(
     onnx_path: Union[str, "os.PathLike[str]"],
     out_path: Union[str, "os.PathLike[str]"],
@@ -99,6 +150,16 @@ def convert(
     name: Optional[str] = None,
     model_version: Optional[str] = None,
     description: Optional[str] = None,
+    quantize: Optional[str] = None,
+    calibration: Optional[Data] = None,
+    calibration_method: str = "minmax",
+    percentile: Optional[float] = None,
+    per_tensor: bool = False,
+    float_ops: Optional[Union[str, Sequence[str]]] = None,
+    eval: Optional[Union[Data, Tuple[Data, Any]]] = None,
+    max_accuracy_drop: Optional[float] = None,
+    max_output_error: Optional[float] = None,
+    max_calibration_rows: Optional[int] = None,
 ) -> ConvertReport:
     """Convert an ONNX model into a ``.mdl`` file; the options are those of ``mdeploy-convert``.
 
@@ -108,9 +169,21 @@ def convert(
     written into the model (``--name``, ``--model-version``, ``--description``); by default the
     ONNX graph name, model_version and doc_string.
 
+    Post-training quantization (``quantize="int8"``, see ``include/mdeploy/convert.h``):
+    ``calibration`` is a path (.npy, .npz, directory), an array (one-input models), a dict
+    ``{input: array}`` or an iterable of arrays/dicts -- rows of the input shape without its batch
+    dimension, any number per batch (float64 arrays are saved as float32).  ``eval``: data as
+    above, or ``(x, labels)``; measured on the calibration rows by default.
+    ``calibration_method``: "minmax", "percentile" (``percentile``, default 99.99) or "entropy".
+    ``per_tensor``: one weight scale per tensor.  ``float_ops``: node names kept float.
+    ``max_accuracy_drop`` (top-1 points, needs labels) or ``max_output_error``: keep the most
+    sensitive layers float until the budget holds.  The report's ``quant`` is the quantization
+    report as a dict (per-layer SQNR, accuracy, sizes, which layers stayed float and why).
+
     The file is written atomically: on failure no output file is left behind.  Raises
     :class:`Error` (status ``IO``, ``CORRUPT_MODEL``, ``UNSUPPORTED`` naming the operator, node
-    and opset, ``SHAPE`` ...).  The GIL is released while converting.
+    and opset, ``SHAPE``, ``INVALID_ARGUMENT`` for bad calibration data ...).  The GIL is
+    released while converting.
     """
     fn = _require("mdl_convert_onnx")
     default = getattr(lib, "mdl_convert_options_default", None)
@@ -118,22 +191,78 @@ def convert(
     keep: List[bytes] = []  # keeps the C strings alive for the duration of the call
     if input_shapes is not None:
         _fill_shapes(opts, input_shapes, keep)
-    for field, value in (("name", name), ("model_version", model_version), ("description", description)):
+    for fname, value in (("name", name), ("model_version", model_version), ("description", description)):
         if value is not None:
             if not isinstance(value, str):
-                raise TypeError(f"{field} must be a str, got {type(value).__name__}")
+                raise TypeError(f"{fname} must be a str, got {type(value).__name__}")
             encoded = value.encode()
             keep.append(encoded)
-            setattr(opts, field, encoded)
-    report = _lib.mdl_convert_report()
-    err = _lib.mdl_error()
-    st = fn(
-        os.fsencode(onnx_path),
-        os.fsencode(out_path),
-        ctypes.byref(opts),
-        ctypes.byref(report),
-        ctypes.byref(err),
-    )
+            setattr(opts, fname, encoded)
+    quant_args = (calibration, eval, float_ops, percentile, max_accuracy_drop, max_output_error, max_calibration_rows)
+    if quantize is None:
+        if any(a is not None for a in quant_args) or per_tensor:
+            raise Error("quantization options need quantize='int8'", Status.INVALID_ARGUMENT)
+    elif not isinstance(quantize, str):
+        raise TypeError(f"quantize must be a str ('int8') or None, got {type(quantize).__name__}")
+    elif quantize != "int8":
+        raise Error(f"quantize={quantize!r}: only 'int8' is supported", Status.INVALID_ARGUMENT)
+    with tempfile.TemporaryDirectory(prefix="mdeploy-convert-") as tmp:
+        if quantize is not None:
+            q = opts.quant
+            q.mode = 1
+            if calibration is None:
+                raise Error("quantize='int8' needs calibration data", Status.INVALID_ARGUMENT)
+            if calibration_method not in _METHODS:
+                raise Error(
+                    f"calibration_method={calibration_method!r}: expected one of {', '.join(_METHODS)}",
+                    Status.INVALID_ARGUMENT,
+                )
+            q.method = _METHODS[calibration_method]
+
+            def cstr(text: str) -> bytes:
+                b = os.fsencode(text)
+                keep.append(b)
+                return b
+
+            q.calibration = cstr(_data_path(calibration, tmp, "calibration"))
+            if eval is not None:
+                x, y = (eval if isinstance(eval, tuple) else (eval, None))
+                q.eval_inputs = cstr(_data_path(x, tmp, "eval"))
+                if y is not None:
+                    if isinstance(y, (str, bytes, os.PathLike)):
+                        q.eval_labels = cstr(os.fsdecode(y))
+                    else:
+                        np = _np()
+                        p = os.path.join(tmp, "labels.npy")
+                        np.save(p, np.asarray(y).astype(np.int64))
+                        q.eval_labels = cstr(p)
+            if float_ops is not None:
+                names = float_ops if isinstance(float_ops, str) else ",".join(float_ops)
+                q.float_ops = cstr(names)
+            q.per_tensor = bool(per_tensor)
+            if percentile is not None:
+                q.percentile = float(percentile)
+            if max_accuracy_drop is not None:
+                q.max_accuracy_drop = float(max_accuracy_drop)
+            if max_output_error is not None:
+                q.max_output_error = float(max_output_error)
+            if max_calibration_rows is not None:
+                q.max_calibration_rows = int(max_calibration_rows)
+        report = _lib.mdl_convert_report()
+        err = _lib.mdl_error()
+        st = fn(
+            os.fsencode(onnx_path),
+            os.fsencode(out_path),
+            ctypes.byref(opts),
+            ctypes.byref(report),
+            ctypes.byref(err),
+        )
     if st != Status.OK:
         raise _raise(err, st)
-    return ConvertReport(**{f[0]: int(getattr(report, f[0])) for f in _lib.mdl_convert_report._fields_})
+    quant = None
+    if report.quant:
+        text = _require("mdl_convert_report_json")(ctypes.byref(report))
+        quant = json.loads(text.decode()) if text else None
+        _require("mdl_convert_report_free")(ctypes.byref(report))
+    fields = {f[0]: int(getattr(report, f[0])) for f in _lib.mdl_convert_report._fields_ if f[0] != "quant"}
+    return ConvertReport(**fields, quant=quant)

@@ -122,6 +122,24 @@ class mdl_input_shape(ctypes.Structure):
     ]
 
 
+class mdl_quantize_options(ctypes.Structure):
+    _fields_ = [
+        ("mode", ctypes.c_int),
+        ("calibration", ctypes.c_char_p),
+        ("method", ctypes.c_int),
+        ("percentile", ctypes.c_double),
+        ("per_tensor", ctypes.c_bool),
+        ("float_ops", ctypes.c_char_p),
+        ("eval_inputs", ctypes.c_char_p),
+        ("eval_labels", ctypes.c_char_p),
+        ("max_accuracy_drop", ctypes.c_double),
+        ("max_output_error", ctypes.c_double),
+        ("max_calibration_rows", ctypes.c_int64),
+        ("progress", ctypes.c_void_p),
+        ("progress_user", ctypes.c_void_p),
+    ]
+
+
 class mdl_convert_options(ctypes.Structure):
     _fields_ = [
         ("ninput_shapes", ctypes.c_int32),
@@ -129,6 +147,7 @@ class mdl_convert_options(ctypes.Structure):
         ("name", ctypes.c_char_p),
         ("model_version", ctypes.c_char_p),
         ("description", ctypes.c_char_p),
+        ("quant", mdl_quantize_options),
     ]
 
 
@@ -143,6 +162,7 @@ class mdl_convert_report(ctypes.Structure):
         ("arena_bytes", ctypes.c_size_t),
         ("file_bytes", ctypes.c_size_t),
         ("opset", ctypes.c_int64),
+        ("quant", ctypes.c_void_p),  # mdl_quant_report *: read through mdl_convert_report_json
     ]
 
 
@@ -210,6 +230,8 @@ _OPTIONAL_PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
         _status,
         [_str, _str, _P(mdl_convert_options), _P(mdl_convert_report), _err],
     ),
+    "mdl_convert_report_json": (_c.c_char_p, [_P(mdl_convert_report)]),
+    "mdl_convert_report_free": (None, [_P(mdl_convert_report)]),
 }
 
 
