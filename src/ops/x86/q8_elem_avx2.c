@@ -147,6 +147,13 @@ void mdl__max_window_q8_avx2(const int8_t *xn, int64_t W, int64_t C, int64_t h0,
                 m = _mm256_max_epi8(m, _mm256_loadu_si256((const __m256i *)(xn + (ih * W + iw) * C + c)));
         _mm256_storeu_si256((__m256i *)(o + c), m);
     }
+    for (; c + 16 <= C; c += 16) {
+        __m128i m = _mm_set1_epi8((char)-128);
+        for (int64_t ih = h0; ih < h1; ih++)
+            for (int64_t iw = w0; iw < w1; iw++)
+                m = _mm_max_epi8(m, _mm_loadu_si128((const __m128i *)(xn + (ih * W + iw) * C + c)));
+        _mm_storeu_si128((__m128i *)(o + c), m);
+    }
     for (; c < C; c++) {
         int8_t m = -128;
         for (int64_t ih = h0; ih < h1; ih++)
