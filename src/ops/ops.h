@@ -57,7 +57,14 @@ typedef struct mdl__tensor {
     int32_t nquant, quant_axis;
     const float *scale;
     const int64_t *zero_point;
+    /* Dynamic dims (graph.h, mdl__graph.syms): NULL when every dim is fixed, else rank codes:
+       MDL__DIM_FIXED, a symbol index, or MDL__DIM_COMPUTED.  Kernels read dims only: a graph
+       is always checked at concrete values before a kernel sees it. */
+    const int32_t *sym;
 } mdl__tensor;
+
+#define MDL__DIM_FIXED (-1)
+#define MDL__DIM_COMPUTED (-2)
 
 /* Shape + dtype a kernel's prepare infers for an output. */
 typedef struct mdl__shape {
