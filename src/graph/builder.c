@@ -148,6 +148,8 @@ int mdl_builder_node(mdl_builder *b, mdl_op op, const char *name, int nin, const
     return b->g.nnodes++;
 }
 
+mdl__graph *mdl__builder_graph(mdl_builder *b) { return &b->g; }
+
 int mdl_builder_symbol(mdl_builder *b, const char *name, int64_t max, int64_t initial) {
     if (b->g.nsyms >= MDL__MAX_SYMBOLS) return fail(b, MDL_INVALID_ARGUMENT, "too many symbols");
     if (max < 0 || initial < 0 || (max && initial > max))

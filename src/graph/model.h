@@ -48,6 +48,9 @@ mdl_status mdl__format_write(fb_builder *b, const mdl__graph *g, const mdl__plan
                              const mdl__meta *meta, const uint8_t **data, size_t *size,
                              mdl_error *err);
 
+/* The graph a builder holds (converter: compares two lowerings). */
+mdl__graph *mdl__builder_graph(mdl_builder *b);
+
 /* A tensor's concrete shape as mdl_tensor_info (session getters). */
 void mdl__session_tensor_info(const mdl__tensor *t, mdl_tensor_info *info);
 
