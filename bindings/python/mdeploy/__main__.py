@@ -139,6 +139,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         args.onnx,
         args.output,
         input_shapes=args.input_shape or None,
+        max_shapes=args.max_shape or None,
         name=args.name,
         model_version=args.model_version,
         description=args.description,
@@ -150,6 +151,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
             f"({r.folded} folded, {r.fused} fused, {r.removed} removed)"
         )
         print(f"  weights: {_human(r.weight_bytes)}   arena: {_human(r.arena_bytes)}   file: {_human(r.file_bytes)}")
+        if r.nsymbols:
+            print(f"  dynamic: {r.dynamic} (kept symbolic; sessions choose them, --input-shape fixes them)")
     return 0
 
 
@@ -174,6 +177,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("onnx")
     c.add_argument("-o", "--output", required=True, metavar="OUT.mdl")
     c.add_argument("--input-shape", action="append", metavar="NAME=1x3x224x224", help="fix a dynamic input shape (repeatable)")
+    c.add_argument("--max-shape", action="append", metavar="NAME=64x512", help="upper bounds of an input's dynamic dims (repeatable)")
     c.add_argument("--name")
     c.add_argument("--model-version")
     c.add_argument("--description")
