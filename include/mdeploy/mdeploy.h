@@ -14,6 +14,10 @@
  *     mdl_session_free(s);
  *     mdl_model_free(m);
  *
+ * Dynamic shapes: a model converted with dynamic dims (e.g. the batch) has symbols
+ * (mdl_model_symbol); each session fixes their sizes (mdl_session_options.input_shapes,
+ * mdl_session_resize) and reports its shapes through mdl_session_input_info/output_info.
+ *
  * Threads: an mdl_model is immutable after load and may be shared by any number of threads.
  * An mdl_session belongs to one thread at a time.  No function here touches global mutable state.
  *
