@@ -100,7 +100,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         n = len(m.outputs)
         raise SystemExit(f"mdeploy run: the model has {n} output{'s' if n != 1 else ''}, {len(outs)} given with -o")
     arrays = [np.load(p, allow_pickle=False) for p in ins]
-    s = m.session()
+    # a model with dynamic dims runs at the arrays' shapes (set before the timed run)
+    s = m.session(shapes=[a.shape for a in arrays]) if m.dynamic else m.session()
     t0 = time.perf_counter()
     ys = s.run(arrays, copy=False)
     ms = (time.perf_counter() - t0) * 1e3
@@ -110,17 +111,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         o = {
             "model": args.model,
-            "inputs": [dict(name=t.name, dtype=str(t.dtype), shape=list(t.shape), file=f) for t, f in zip(m.inputs, ins)],
+            "inputs": [dict(name=t.name, dtype=str(t.dtype), shape=list(t.shape), file=f) for t, f in zip(s.inputs, ins)],
             "outputs": [
                 dict(name=t.name, dtype=str(t.dtype), shape=list(t.shape), **({"file": outs[i]} if i < len(outs) else {}))
-                for i, t in enumerate(m.outputs)
+                for i, t in enumerate(s.outputs)
             ],
             "run_ms": ms,
         }
         print(json.dumps(o, indent=2))
     else:
         print(f"ran {args.model} in {ms:.3f} ms")
-        for i, t in enumerate(m.outputs):
+        for i, t in enumerate(s.outputs):
             dest = f" -> {outs[i]}" if i < len(outs) else ""
             print(f"output {i} '{t.name}': {t.dtype} {_shape(t.shape)}{dest}")
     return 0

@@ -127,3 +127,23 @@ def test_resize_keeps_old_views_valid(converted):
     np.testing.assert_array_equal(old, kept)  # still readable: it keeps the old buffers alive
     (y,) = s.run(np.ones((64, 20), np.float32))
     np.testing.assert_allclose(y[:4], kept, rtol=1e-6)
+
+
+def test_cli_runs_at_the_arrays_shapes(converted, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    ids = tmp_path / "ids.npy"
+    np.save(ids, np.ones((3, 11), np.int64))
+    r = subprocess.run(
+        [sys.executable, "-m", "mdeploy", "run", str(converted["dyn_text"]), "-i", str(ids)],
+        capture_output=True, text=True, env=os.environ,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "float32 [3,3]" in r.stdout
+    r = subprocess.run(
+        [sys.executable, "-m", "mdeploy", "inspect", str(converted["dyn_text"])],
+        capture_output=True, text=True, env=os.environ,
+    )
+    assert "ids int64 [batch,seq]" in r.stdout
