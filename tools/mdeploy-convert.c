@@ -117,7 +117,7 @@ int main(int argc, char **argv) {
         printf("%s -> %s (opset %lld)\n", in, out, (long long)r.opset);
         printf("  ops:     %d ONNX nodes -> %d operators (%d folded, %d fused, %d removed)\n",
                (int)r.onnx_nodes, (int)r.nodes_out, (int)r.folded, (int)r.fused, (int)r.removed);
-        printf("  weights: %s   arena: %s%s   file: %s\n", w, a, r.nsymbols ? " (all dynamic dims 1)" : "", f);
+        printf("  weights: %s   arena: %s%s   file: %s\n", w, a, r.nsymbols ? " (at the initial sizes)" : "", f);
         if (r.nsymbols)
             printf("  dynamic: %s (kept symbolic; sessions choose them, --input-shape fixes them)\n",
                    r.dynamic);

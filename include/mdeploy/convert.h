@@ -101,8 +101,10 @@ typedef struct mdl_convert_report {
    subgraph (ConstantOfShape/Expand/Range of a dynamic size), an index or option derived from a
    dynamic size, a reshape with more than one dynamic target dim that is not a symbol - makes
    the conversion fail with a message naming the node or constant and the dims (fix them with
-   --input-shape); it never produces a model that is right at one size only.  A model must
-   also be valid with every symbol at 1 (the shapes a session takes when none is given). */
+   --input-shape); it never produces a model that is right at one size only.  A session created
+   without shapes gives every symbol 1, or, when the model is not valid there (e.g. a convolution
+   without padding over a dynamic length), the sizes the converter checked it at (the report's
+   `dynamic` text then says so). */
 
 /* Converts onnx_path into out_path.  options and report may be NULL.
    Errors: IO, CORRUPT_MODEL (unparsable ONNX), UNSUPPORTED (operator/attribute/dtype), SHAPE,

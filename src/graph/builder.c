@@ -150,6 +150,11 @@ int mdl_builder_node(mdl_builder *b, mdl_op op, const char *name, int nin, const
 
 mdl__graph *mdl__builder_graph(mdl_builder *b) { return &b->g; }
 
+void mdl__builder_set_initial(mdl_builder *b, int32_t s, int64_t initial) {
+    if (s >= 0 && s < b->g.nsyms && initial >= 0 && (!b->syms[s].max || initial <= b->syms[s].max))
+        b->syms[s].initial = initial;
+}
+
 int mdl_builder_symbol(mdl_builder *b, const char *name, int64_t max, int64_t initial) {
     if (b->g.nsyms >= MDL__MAX_SYMBOLS) return fail(b, MDL_INVALID_ARGUMENT, "too many symbols");
     if (max < 0 || initial < 0 || (max && initial > max))

@@ -50,6 +50,8 @@ mdl_status mdl__format_write(fb_builder *b, const mdl__graph *g, const mdl__plan
 
 /* The graph a builder holds (converter: compares two lowerings). */
 mdl__graph *mdl__builder_graph(mdl_builder *b);
+/* Changes symbol s's initial value (ignored when out of range or above its bound). */
+void mdl__builder_set_initial(mdl_builder *b, int32_t s, int64_t initial);
 
 /* A tensor's concrete shape as mdl_tensor_info (session getters). */
 void mdl__session_tensor_info(const mdl__tensor *t, mdl_tensor_info *info);

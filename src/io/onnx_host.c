@@ -5,6 +5,7 @@
  * lowered one by one in topological order (graph/convert_*_host.c): constant subgraphs fold as
  * they are met, so shapes are always known.  Then the passes run and the builder writes the file. */
 #include "graph/convert_host.h"
+#include "graph/model.h"
 #include "quant/qdq_host.h"
 
 #include <errno.h>
@@ -617,6 +618,23 @@ static mdl_status convert(cv_ctx *c, const Onnx__ModelProto *m, const char *out_
              m->producer_version ? m->producer_version : "", (long long)c->opset);
     mdl_builder_set_metadata(b, "source", src);
     st = mdl_builder_write_file(b, out_path, c->err);
+    if (st && st != MDL_IO && st != MDL_OUT_OF_MEMORY && c->nsyms) {
+        /* Not valid with every dynamic dim at 1 (e.g. a convolution without padding over a
+           dynamic length): sessions start at the sizes the converter checked the graph at. */
+        mdl_error first = *c->err;
+        size_t len = strlen(rep->dynamic);
+        snprintf(rep->dynamic + len, sizeof rep->dynamic - len, "; not valid at 1, sessions start at");
+        for (int32_t y = 0; y < c->nsyms; y++) {
+            int64_t v = mdl__cv_probe_size(0, y);
+            if (c->sym_max[y] && v > c->sym_max[y]) v = c->sym_max[y];
+            mdl__builder_set_initial(b, y, v);
+            len = strlen(rep->dynamic);
+            snprintf(rep->dynamic + len, sizeof rep->dynamic - len, "%s %s=%lld", y ? "," : "",
+                     c->sym_names[y], (long long)v);
+        }
+        if (mdl_builder_write_file(b, out_path, c->err) == MDL_OK) st = MDL_OK;
+        else *c->err = first; /* the first failure explains it best */
+    }
     mdl_builder_free(b);
     if (st) return st;
     rep->folded = c->folded;

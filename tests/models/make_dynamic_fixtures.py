@@ -27,6 +27,7 @@ CASES = {
     "dyn_mlp": [{"x": (1, 20)}, {"x": (7, 20)}, {"x": (64, 20)}],
     "dyn_cnn": [{"image": (1, 1, 14, 14)}, {"image": (7, 1, 14, 14)}, {"image": (64, 1, 14, 14)}],
     "dyn_text": [{"ids": (1, 5)}, {"ids": (7, 20)}, {"ids": (64, 33)}, {"ids": (3, 1)}, {"ids": (2, 64)}],
+    "dyn_nopad": [{"x": (2, 3, 5, 9)}, {"x": (1, 3, 3, 3)}, {"x": (7, 3, 30, 4)}],
 }
 VOCAB = 500
 
@@ -112,11 +113,33 @@ def refused():
     onnx.save(m, os.path.join(OUT, "dyn_refused.onnx"))
 
 
+def nopad():
+    """Conv 3x3 without padding over dynamic H and W -> global average pool -> Gemm: not valid
+    with every dynamic dim at 1, so sessions must start at other sizes."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(5)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])
+    w = numpy_helper.from_array(rng.standard_normal((6, 3, 3, 3)).astype(np.float32), "W")
+    fw = numpy_helper.from_array(rng.standard_normal((4, 6)).astype(np.float32), "FW")
+    g = helper.make_graph([helper.make_node("Conv", ["x", "W"], ["c"]),
+                           helper.make_node("GlobalAveragePool", ["c"], ["g"]),
+                           helper.make_node("Flatten", ["g"], ["f"]),
+                           helper.make_node("Gemm", ["f", "FW"], ["y"], transB=1)], "nopad", [x], [y], [w, fw])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)])
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    onnx.save(m, os.path.join(OUT, "dyn_nopad.onnx"))
+
+
 def reference():
     import onnx
     import onnxruntime as ort
 
     refused()
+    nopad()
 
     rng = np.random.default_rng(1212)
     manifest = {"onnxruntime": ort.__version__, "tolerance": "1e-4 * max(1, max|ref|)", "models": []}
