@@ -15,6 +15,10 @@
  *            reads ctx->packed; sessions share it.  packed_bytes may depend on the CPU (it is not
  *            part of the stored memory plan); scratch_bytes must NOT (a plan written on one
  *            machine must fit on another).  Builder/converter runs never call pack.
+ *            Dynamic shapes: a session of a model with dynamic dims runs prepare again at its
+ *            sizes and reuses the model's packed data when packed_bytes is the same and every
+ *            input differs at most in its outermost dim (graph/resize.c), else packs its own:
+ *            packed data may depend on weights and inner geometry, never on dims[0].
  *
  *   run:     computes.  Shapes come from ctx->in[] / ctx->out[] (ctx->out_shape is not filled
  *            at run time).  Reads inputs through ctx->in_data[], writes ctx->out_data[], may use
