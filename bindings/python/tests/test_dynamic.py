@@ -147,3 +147,21 @@ def test_cli_runs_at_the_arrays_shapes(converted, tmp_path):
         capture_output=True, text=True, env=os.environ,
     )
     assert "ids int64 [batch,seq]" in r.stdout
+
+
+def test_threads_with_different_shapes(converted):
+    """Model.run from several threads at once, each with its own batch and length: every result
+    equals the single-threaded one (sessions per shape are never shared by two callers)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    m = mdeploy.Model(converted["dyn_text"])
+    rng = np.random.default_rng(3)
+    jobs = [rng.integers(0, 500, size=(b, s), dtype=np.int64) for b, s in
+            [(1, 3), (5, 9), (16, 40), (2, 2), (5, 9), (33, 7), (1, 3), (8, 64)] * 4]
+    want = [m.run(x)[0] for x in jobs]
+    with ThreadPoolExecutor(4) as ex:
+        got = list(ex.map(lambda x: m.run(x)[0], jobs))
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+    assert sum(len(v) for v in m._pool.values()) <= mdeploy.Model._POOL_MAX
+    assert len(m._pool) <= mdeploy.Model._SHAPES_MAX
