@@ -24,9 +24,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 memset(mdl_session_input_data(s, i), 0, ti.bytes);
             }
             mdl_session_run(s);
-            /* dynamic dims: resize (every symbolic input dim to 3, or its bound) and run again */
+            /* dynamic dims: resize (every symbolic input dim to 2, or its bound) and run again;
+               only small models, so that no size grows past the fuzzer's malloc limit */
             int nin = mdl_model_input_count(m);
-            if (mdl_model_symbol_count(m) && nin <= 16) {
+            if (mdl_model_symbol_count(m) && nin <= 16 && mdl_model_arena_size(m) < ((size_t)1 << 20)) {
                 mdl_shape shapes[16];
                 for (int i = 0; i < nin; i++) {
                     mdl_tensor_info ti;
@@ -34,7 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                     shapes[i].rank = ti.rank;
                     for (int d = 0; d < ti.rank; d++)
                         shapes[i].dims[d] = ti.dims[d] >= 0 ? ti.dims[d]
-                                            : ti.dim_max && ti.dim_max[d] && ti.dim_max[d] < 3 ? ti.dim_max[d] : 3;
+                                            : ti.dim_max && ti.dim_max[d] && ti.dim_max[d] < 2 ? ti.dim_max[d] : 2;
                 }
                 if (mdl_session_resize(s, nin, shapes, &err) == MDL_OK) {
                     for (int i = 0; i < nin; i++) {
