@@ -2,6 +2,7 @@
 #include "model.h"
 
 #include "quant/quant.h"
+#include "resize.h"
 #include "util.h"
 
 #include <string.h>
@@ -185,6 +186,7 @@ mdl_status mdl_model_load_buffer(const void *data, size_t size, const mdl_load_o
     }
     if ((st = pack_nodes(m, err))) goto fail;
     if ((st = dyn_info(m, err))) goto fail;
+    mdl__model_pack_instance(m);
     m->session_bytes = mdl__session_bytes(m);
     *out = m;
     return MDL_OK;
@@ -196,6 +198,7 @@ fail:
 void mdl_model_free(mdl_model *m) {
     if (!m) return;
     const mdl_allocator *a = m->alloc;
+    mdl__inst_free(m->pack_inst, a);
     if (m->plan_computed) mdl__plan_free(&m->plan, a);
     mdl__free(a, m->packed_raw);
     mdl__free(a, m->folded_raw);

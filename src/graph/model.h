@@ -30,6 +30,7 @@ struct mdl_model {
     void *dyn_raw;
     int64_t *info_dims, *info_max;
     const char **info_names;
+    struct mdl__inst *pack_inst; /* the instance at sizes >= 2 whose packed data sessions share */
 };
 
 /* Verifies m->buf/m->size as a FlatBuffer, then reads it into m (metadata, tensors, nodes,

@@ -64,21 +64,30 @@ void mdl__inst_free(mdl__inst *inst, const mdl_allocator *a) {
     mdl__free(a, inst);
 }
 
-/* True when node i of the instance can read the model's packed data: the kernel wants the same
-   bytes and every input has the model's shape except maybe its outermost dim (packing depends
-   on weights and on the inner geometry, e.g. a convolution's image width, never on the batch). */
-static bool reuse_packed(const mdl_model *m, const mdl__graph *g, int32_t i) {
-    const mdl__node *mn = &m->g.nodes[i], *n = &g->nodes[i];
-    if (mn->packed_bytes != n->packed_bytes) return false;
+/* True when node i of instance g can read the packed data of node i of model instance mg: the
+   kernel wants the same bytes and every input has mg's shape except maybe its outermost dim
+   (packing depends on weights and on the inner geometry, e.g. a convolution's image width, never
+   on the batch: src/ops/ops.h). */
+static bool same_packing(const mdl__graph *mg, const mdl__graph *g, int32_t i) {
+    const mdl__node *mn = &mg->nodes[i], *n = &g->nodes[i];
+    if (mn->packed_bytes != n->packed_bytes || !mn->packed) return false;
     for (int32_t k = 0; k < n->nin; k++) {
         int32_t t = n->in[k];
         if (t < 0) continue;
-        const mdl__tensor *x = &g->tensors[t], *mx = &m->g.tensors[t];
+        const mdl__tensor *x = &g->tensors[t], *mx = &mg->tensors[t];
         if (x->rank != mx->rank) return false;
         for (int32_t d = 1; d < x->rank; d++)
             if (x->dims[d] != mx->dims[d]) return false;
     }
     return true;
+}
+
+/* Model-owned packed data node i of g can use (the model's instance at the initial sizes, or the
+   one the model packed at sizes >= 2, where e.g. fully connected layers pack for GEMM), or NULL. */
+static void *shared_packed(const mdl_model *m, const mdl__graph *g, int32_t i) {
+    if (same_packing(&m->g, g, i)) return m->g.nodes[i].packed;
+    if (m->pack_inst && same_packing(&m->pack_inst->g, g, i)) return m->pack_inst->g.nodes[i].packed;
+    return NULL;
 }
 
 static mdl_status pack_own(const mdl_model *m, mdl__inst *inst, const mdl_allocator *a,
@@ -87,11 +96,11 @@ static mdl_status pack_own(const mdl_model *m, mdl__inst *inst, const mdl_alloca
     size_t total = 0;
     for (int32_t i = 0; i < g->nnodes; i++) {
         mdl__node *n = &g->nodes[i];
-        if (!n->packed_bytes) n->packed = NULL; /* kernels then read the weights as they are */
-        if (!n->packed_bytes || reuse_packed(m, g, i)) continue;
+        /* no packed bytes: kernels read the weights as they are; NULL below marks "pack here" */
+        n->packed = n->packed_bytes ? shared_packed(m, g, i) : NULL;
+        if (!n->packed_bytes || n->packed) continue;
         if (!mdl__add_size(total, mdl__align_up(n->packed_bytes, 64), &total))
             return mdl__error(err, MDL_OUT_OF_MEMORY, "packed weights overflow");
-        n->packed = NULL; /* marks "pack here" below */
     }
     if (!total) return MDL_OK;
     inst->packed_raw = mdl__alloc(a, total + 63);
@@ -111,6 +120,22 @@ static mdl_status pack_own(const mdl_model *m, mdl__inst *inst, const mdl_alloca
         if (st) return st;
     }
     return MDL_OK;
+}
+
+void mdl__model_pack_instance(mdl_model *m) {
+    const mdl__graph *g = &m->g;
+    if (!g->nsyms) return;
+    int64_t v[MDL__MAX_SYMBOLS];
+    bool other = false;
+    for (int32_t y = 0; y < g->nsyms; y++) {
+        v[y] = g->syms[y].initial < 2 ? 2 : g->syms[y].initial;
+        if (g->syms[y].max && v[y] > g->syms[y].max) v[y] = g->syms[y].max;
+        other = other || v[y] != g->symval[y];
+    }
+    mdl__inst *inst;
+    mdl_error ignored;
+    /* an optimization only: a model not valid at these sizes simply has no pack instance */
+    if (other && mdl__inst_create(m, v, m->alloc, &inst, &ignored) == MDL_OK) m->pack_inst = inst;
 }
 
 mdl_status mdl__inst_create(const mdl_model *m, const int64_t *symval, const mdl_allocator *a,

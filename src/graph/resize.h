@@ -26,4 +26,9 @@ mdl_status mdl__inst_create(const mdl_model *m, const int64_t *symval, const mdl
                             mdl__inst **out, mdl_error *err);
 void mdl__inst_free(mdl__inst *inst, const mdl_allocator *a);
 
+/* Loader, models with dynamic dims: packs once more at every symbol >= 2 (m->pack_inst), so that
+   sessions at other sizes share weights packed for more than one row instead of each packing
+   its own.  Failure leaves m->pack_inst NULL (sessions then pack their own). */
+void mdl__model_pack_instance(mdl_model *m);
+
 #endif

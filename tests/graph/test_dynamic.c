@@ -252,6 +252,64 @@ static void test_corrupt_dynamic_files(void **state) {
     free(data);
 }
 
+/* A resized session shares the weights the model packed once for more than one row (the
+   model's pack instance) instead of packing its own copy: a resize allocates much less than the
+   weights. */
+static size_t nbytes_alloc;
+static void *b_alloc(void *u, size_t n) { nbytes_alloc += n; return malloc(n); }
+
+static void test_resize_shares_packed_weights(void **state) {
+    enum { K = 256, N = 256 };
+    float *w = malloc(sizeof(float) * K * N);
+    th_seed(3);
+    th_fill_uniform(w, K * N, -1, 1);
+    mdl_builder *b;
+    assert_int_equal(mdl_builder_create(NULL, &b, NULL), MDL_OK);
+    int batch = mdl_builder_symbol(b, "batch", 0, 1);
+    int x = mdl_builder_tensor(b, "x", MDL_DTYPE_FLOAT32, 2, (int64_t[]){4, K}, NULL);
+    int wt = mdl_builder_tensor(b, "w", MDL_DTYPE_FLOAT32, 2, (int64_t[]){N, K}, w);
+    int y = mdl_builder_tensor(b, "y", MDL_DTYPE_FLOAT32, -1, NULL, NULL);
+    mdl_builder_set_dims(b, x, (int32_t[]){batch, MDL_DIM_FIXED});
+    mdl_builder_node(b, MDL_OP_FULLY_CONNECTED, "fc", 3, (int[]){x, wt, -1}, 1, &y, NULL);
+    mdl_builder_add_input(b, x);
+    mdl_builder_add_output(b, y);
+    void *data;
+    size_t size;
+    assert_int_equal(mdl_builder_finish(b, &data, &size, NULL), MDL_OK);
+    mdl_builder_free(b);
+    mdl_model *m = load(data, size);
+    mdl_allocator a = {b_alloc, c_free, NULL};
+    mdl_session_options o = mdl_session_options_default();
+    o.allocator = &a;
+    mdl_session *s;
+    assert_int_equal(mdl_session_create(m, &o, &s, NULL), MDL_OK);
+    for (int64_t bt = 2; bt <= 32; bt *= 4) {
+        mdl_shape sh = {2, {bt, K}};
+        nbytes_alloc = 0;
+        assert_int_equal(mdl_session_resize(s, 1, &sh, NULL), MDL_OK);
+        /* the arena (at most 64 KiB here) and records, no copy of the 256 KiB of weights */
+        assert_true(nbytes_alloc < sizeof(float) * K * N);
+        /* and computes right */
+        float *in = mdl_session_input_data(s, 0);
+        th_fill_uniform(in, bt * K, -1, 1);
+        float *xin = malloc(sizeof(float) * (size_t)(bt * K));
+        memcpy(xin, in, sizeof(float) * (size_t)(bt * K));
+        assert_int_equal(mdl_session_run(s), MDL_OK);
+        const float *out = mdl_session_output_data(s, 0);
+        for (int64_t r = 0; r < bt; r++)
+            for (int j = 0; j < N; j += 17) {
+                double acc = 0;
+                for (int k = 0; k < K; k++) acc += (double)xin[r * K + k] * w[j * K + k];
+                assert_float_equal(out[r * N + j], acc, 1e-3);
+            }
+        free(xin);
+    }
+    mdl_session_free(s);
+    mdl_model_free(m);
+    free(data);
+    free(w);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resize_runs_every_batch),
@@ -259,6 +317,7 @@ int main(void) {
         cmocka_unit_test(test_caller_arena_at_initial_shapes),
         cmocka_unit_test(test_run_after_resize_allocates_nothing),
         cmocka_unit_test(test_corrupt_dynamic_files),
+        cmocka_unit_test(test_resize_shares_packed_weights),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
