@@ -143,7 +143,8 @@ class MdlError(ctypes.Structure):
 class MdlTensorInfo(ctypes.Structure):
     _fields_ = [("name", ctypes.c_char_p), ("dtype", ctypes.c_int), ("rank", ctypes.c_int32),
                 ("dims", ctypes.POINTER(ctypes.c_int64)), ("bytes", ctypes.c_size_t), ("nquant", ctypes.c_int32),
-                ("quant_axis", ctypes.c_int32), ("scale", ctypes.c_void_p), ("zero_point", ctypes.c_void_p)]
+                ("quant_axis", ctypes.c_int32), ("scale", ctypes.c_void_p), ("zero_point", ctypes.c_void_p),
+                ("dim_names", ctypes.c_void_p), ("dim_max", ctypes.c_void_p)]  # as in mdeploy.h
 
 
 class Mdl:
@@ -159,6 +160,8 @@ class Mdl:
             ("mdl_model_input_count", I, [P]), ("mdl_model_output_count", I, [P]),
             ("mdl_model_input_info", I, [P, I, ctypes.POINTER(MdlTensorInfo)]),
             ("mdl_model_output_info", I, [P, I, ctypes.POINTER(MdlTensorInfo)]),
+            ("mdl_session_input_info", I, [P, I, ctypes.POINTER(MdlTensorInfo)]),
+            ("mdl_session_output_info", I, [P, I, ctypes.POINTER(MdlTensorInfo)]),
             ("mdl_model_arena_size", ctypes.c_size_t, [P]), ("mdl_model_weight_bytes", ctypes.c_size_t, [P]),
             ("mdl_session_free", None, [P]), ("mdl_model_free", None, [P]), ("mdl_version", ctypes.c_char_p, []),
         ]:
@@ -176,20 +179,21 @@ class Mdl:
             raise RuntimeError(err.msg.decode(errors="replace"))
         return m, s
 
-    def infos(self, m, output=False):
+    def infos(self, m, s, output=False):
+        # the session's shapes: concrete also where the model has dynamic dims
         n = (self.lib.mdl_model_output_count if output else self.lib.mdl_model_input_count)(m)
-        get = self.lib.mdl_model_output_info if output else self.lib.mdl_model_input_info
+        get = self.lib.mdl_session_output_info if output else self.lib.mdl_session_input_info
         out = []
         for i in range(n):
             ti = MdlTensorInfo()
-            get(m, i, ctypes.byref(ti))
+            get(s, i, ctypes.byref(ti))
             out.append(dict(name=ti.name.decode(), dtype=np.dtype(MDL_DTYPES[ti.dtype]),
                             shape=tuple(ti.dims[d] for d in range(ti.rank)), bytes=ti.bytes))
         return out
 
     def outputs(self, m, s):
         res = []
-        for i, info in enumerate(self.infos(m, output=True)):
+        for i, info in enumerate(self.infos(m, s, output=True)):
             p = self.lib.mdl_session_output_data(s, i)
             buf = (ctypes.c_char * info["bytes"]).from_address(p)
             res.append(np.frombuffer(bytes(buf), dtype=info["dtype"]).reshape(info["shape"]))
@@ -208,7 +212,7 @@ class MdlRunner:
     def __init__(self, mdl, path, inputs):
         self.mdl, self.path = mdl, path
         self.m, self.s = mdl.open(path)
-        infos = mdl.infos(self.m)
+        infos = mdl.infos(self.m, self.s)
         if len(infos) != len(inputs):
             raise RuntimeError(f"mdeploy model has {len(infos)} inputs, {len(inputs)} given")
         self.src = []

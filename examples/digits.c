@@ -30,8 +30,8 @@ int main(int argc, char **argv) {
         goto done;
     }
     mdl_tensor_info in, out;
-    mdl_model_input_info(m, 0, &in);
-    mdl_model_output_info(m, 0, &out);
+    mdl_session_input_info(s, 0, &in); /* a dynamic batch is 1 in a new session: one image */
+    mdl_session_output_info(s, 0, &out);
     int64_t n = images.rank > 0 ? images.dims[0] : 0;
     if (images.dtype != MDL_DTYPE_FLOAT32 || n == 0 || images.bytes != (size_t)n * in.bytes ||
         labels.dtype != MDL_DTYPE_INT64 || labels.rank != 1 || labels.dims[0] != n) {

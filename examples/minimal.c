@@ -25,7 +25,7 @@ int main(int argc, char **argv) {
     }
     for (int i = 0; i < mdl_model_input_count(model); i++) {
         mdl_tensor_info in;
-        mdl_model_input_info(model, i, &in);
+        mdl_session_input_info(session, i, &in); /* concrete shapes, also of dynamic dims */
         size_t n = in.bytes / mdl_dtype_size(in.dtype);
         void *x = mdl_session_input_data(session, i);
         for (size_t k = 0; k < n; k++) {
@@ -39,7 +39,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "run failed: %s\n", mdl_session_message(session));
     } else {
         mdl_tensor_info out;
-        mdl_model_output_info(model, 0, &out);
+        mdl_session_output_info(session, 0, &out);
         const float *y = mdl_session_output_data(session, 0);
         printf("%s:", out.name);
         for (size_t k = 0; k < out.bytes / sizeof(float) && k < 10; k++) printf(" %.5f", y[k]);

@@ -327,6 +327,11 @@ static const char *convert_onnx(const char *onnx, int64_t batch, char *dir, size
             die(err.msg);
             return NULL;
         }
+        if (mdl_model_symbol_count(m)) { /* dynamic dims: the session takes the batch */
+            mdl_model_free(m);
+            *ms = (double)(now_ns() - t0) / 1e6;
+            return path;
+        }
         static char names[MDL_CONVERT_MAX_SHAPES][256];
         int n = mdl_model_input_count(m);
         for (int i = 0; i < n && i < MDL_CONVERT_MAX_SHAPES; i++) {
@@ -394,7 +399,21 @@ int main(int argc, char **argv) {
         goto done;
     }
     uint64_t t1 = now_ns();
-    if (mdl_session_create(m, NULL, &s, &err)) {
+    /* dynamic dims: the batch (dim 0) at --batch, every other dynamic dim at 1 */
+    mdl_shape dyn_shapes[MAX_IO];
+    mdl_session_options dyn_opts = mdl_session_options_default();
+    if (mdl_model_symbol_count(m) && mdl_model_input_count(m) <= MAX_IO) {
+        for (int i = 0; i < mdl_model_input_count(m); i++) {
+            mdl_tensor_info ti;
+            mdl_model_input_info(m, i, &ti);
+            dyn_shapes[i].rank = ti.rank;
+            for (int d = 0; d < ti.rank; d++)
+                dyn_shapes[i].dims[d] = ti.dims[d] >= 0 ? ti.dims[d] : d == 0 && o.batch > 0 ? o.batch : 1;
+        }
+        dyn_opts.ninput_shapes = mdl_model_input_count(m);
+        dyn_opts.input_shapes = dyn_shapes;
+    }
+    if (mdl_session_create(m, &dyn_opts, &s, &err)) {
         die(err.msg);
         goto done;
     }
@@ -416,7 +435,7 @@ int main(int argc, char **argv) {
     int64_t batch = 1;
     for (int i = 0; i < nin; i++) {
         mdl_tensor_info ti;
-        mdl_model_input_info(m, i, &ti);
+        mdl_session_input_info(s, i, &ti);
         if (i == 0 && ti.rank >= 1) batch = ti.dims[0];
         if (o.batch > 0 && ti.rank >= 1 && ti.dims[0] != o.batch) {
             snprintf(msg, sizeof msg,
@@ -497,7 +516,7 @@ int main(int argc, char **argv) {
        profiling cost; per-node medians over the runs */
     double total_flops = 0, prof_total_ms = 0;
     if (o.profile) {
-        mdl_session_options so = mdl_session_options_default();
+        mdl_session_options so = dyn_opts;
         so.profile = true;
         if (mdl_session_create(m, &so, &ps, &err)) {
             die(err.msg);
@@ -557,7 +576,7 @@ int main(int argc, char **argv) {
         cJSON *ji = cJSON_AddArrayToObject(j, "inputs");
         for (int i = 0; i < nin; i++) {
             mdl_tensor_info ti;
-            mdl_model_input_info(m, i, &ti);
+            mdl_session_input_info(s, i, &ti);
             cJSON *t = tool_tensor_json(&ti);
             cJSON_AddStringToObject(t, "values", how[i]);
             cJSON_AddItemToArray(ji, t);
@@ -565,7 +584,7 @@ int main(int argc, char **argv) {
         cJSON *jo = cJSON_AddArrayToObject(j, "outputs");
         for (int i = 0; i < nout; i++) {
             mdl_tensor_info ti;
-            mdl_model_output_info(m, i, &ti);
+            mdl_session_output_info(s, i, &ti);
             cJSON *t = tool_tensor_json(&ti);
             cJSON_AddItemToArray(jo, t);
         }
@@ -624,7 +643,7 @@ int main(int argc, char **argv) {
         printf("model       %s%s%s%s  (%d nodes)\n", o.model, *name ? " '" : "", name, *name ? "'" : "", nnodes);
         for (int i = 0; i < nin; i++) {
             mdl_tensor_info ti;
-            mdl_model_input_info(m, i, &ti);
+            mdl_session_input_info(s, i, &ti);
             printf("input %-5d %s %s %s: %s\n", i, ti.name, mdl_dtype_name(ti.dtype), tool_shape_str(a, sizeof a, ti.rank, ti.dims), how[i]);
         }
         printf("setup       batch %lld, BLAS threads %s, warm-up %d, %d timed runs\n", (long long)batch,

@@ -13,7 +13,10 @@ static void usage(FILE *f) {
             "usage: mdeploy-convert MODEL.onnx -o MODEL.mdl [options]\n"
             "  -o, --output FILE          the .mdl file to write (required)\n"
             "  --input-shape NAME=DIMS    fix an input's dynamic dims, e.g. x=1x3x224x224\n"
-            "                             (repeatable; dynamic dims not given default to 1)\n"
+            "                             (repeatable; dynamic dims not given stay dynamic:\n"
+            "                             each session chooses them)\n"
+            "  --max-shape NAME=DIMS      upper bounds of an input's dynamic dims, e.g. ids=64x512\n"
+            "                             (repeatable; sessions may not exceed them)\n"
             "  --name N                   model name (default: the ONNX graph name)\n"
             "  --model-version V          model version (default: the ONNX model_version)\n"
             "  --description D            description (default: the ONNX doc_string)\n"
@@ -124,7 +127,7 @@ int main(int argc, char **argv) {
     mdl_error err;
     bar pb;
     memset(&pb, 0, sizeof pb);
-    enum { N_OPTS = 16 };
+    enum { N_OPTS = 17 };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         /* options that take a value: "--opt VALUE" or "--opt=VALUE" */
@@ -132,7 +135,7 @@ int main(int argc, char **argv) {
         const char *names[N_OPTS] = {"-o", "--output", "--input-shape", "--name", "--model-version", "--description",
                                      "--quantize", "--calibration", "--calibration-method", "--percentile",
                                      "--float-ops", "--eval", "--max-accuracy-drop", "--max-output-error",
-                                     "--report", "--max-calibration-rows"};
+                                     "--report", "--max-calibration-rows", "--max-shape"};
         int which = -1;
         for (int k = 0; k < N_OPTS; k++) {
             size_t n = strlen(names[k]);
@@ -215,6 +218,17 @@ int main(int argc, char **argv) {
             o.quant.max_calibration_rows = v;
             continue;
         }
+        case 16:
+            if (o.nmax_shapes == MDL_CONVERT_MAX_SHAPES) {
+                fprintf(stderr, "mdeploy-convert: at most %d --max-shape options\n", MDL_CONVERT_MAX_SHAPES);
+                return 1;
+            }
+            if (mdl_parse_input_shape(val, &o.max_shapes[o.nmax_shapes], &err) != MDL_OK) {
+                fprintf(stderr, "mdeploy-convert: --max-shape %s\n", err.msg);
+                return 1;
+            }
+            o.nmax_shapes++;
+            continue;
         default: break;
         }
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -271,7 +285,10 @@ int main(int argc, char **argv) {
         printf("%s -> %s (opset %lld)\n", in, out, (long long)r.opset);
         printf("  ops:     %d ONNX nodes -> %d operators (%d folded, %d fused, %d removed)\n",
                (int)r.onnx_nodes, (int)r.nodes_out, (int)r.folded, (int)r.fused, (int)r.removed);
-        printf("  weights: %s   arena: %s   file: %s\n", w, a, f);
+        printf("  weights: %s   arena: %s%s   file: %s\n", w, a, r.nsymbols ? " (at the initial sizes)" : "", f);
+        if (r.nsymbols)
+            printf("  dynamic: %s (kept symbolic; sessions choose them, --input-shape fixes them)\n",
+                   r.dynamic);
         if (r.quant) print_quant(r.quant);
     }
     mdl_convert_report_free(&r);

@@ -36,7 +36,7 @@ static void print_tensor(const mdl_model *m, int t) {
     bool constant;
     char s[160];
     mdl_model_tensor_info(m, t, &ti, &constant);
-    printf("%s%s %s %s", constant ? "const " : "", ti.name, mdl_dtype_name(ti.dtype), tool_shape_str(s, sizeof s, ti.rank, ti.dims));
+    printf("%s%s %s %s", constant ? "const " : "", ti.name, mdl_dtype_name(ti.dtype), tool_info_shape_str(s, sizeof s, &ti));
 }
 
 int main(int argc, char **argv) {
@@ -125,13 +125,13 @@ int main(int argc, char **argv) {
             mdl_tensor_info ti;
             char s[160];
             mdl_model_input_info(m, i, &ti);
-            printf("input  %d     %s %s %s\n", i, ti.name, mdl_dtype_name(ti.dtype), tool_shape_str(s, sizeof s, ti.rank, ti.dims));
+            printf("input  %d     %s %s %s\n", i, ti.name, mdl_dtype_name(ti.dtype), tool_info_shape_str(s, sizeof s, &ti));
         }
         for (int i = 0; i < mdl_model_output_count(m); i++) {
             mdl_tensor_info ti;
             char s[160];
             mdl_model_output_info(m, i, &ti);
-            printf("output %d     %s %s %s\n", i, ti.name, mdl_dtype_name(ti.dtype), tool_shape_str(s, sizeof s, ti.rank, ti.dims));
+            printf("output %d     %s %s %s\n", i, ti.name, mdl_dtype_name(ti.dtype), tool_info_shape_str(s, sizeof s, &ti));
         }
         printf("operators    %d\n", nn);
         for (int i = 0; i < nn; i++) {
@@ -158,6 +158,18 @@ int main(int argc, char **argv) {
         printf("weights      %zu bytes\n", mdl_model_weight_bytes(m));
         printf("arena        %zu bytes (activations), %zu bytes for a session\n",
                mdl_model_activation_bytes(m), mdl_model_arena_size(m));
+        if (mdl_model_symbol_count(m)) {
+            printf("dynamic     ");
+            for (int y = 0; y < mdl_model_symbol_count(m); y++) {
+                const char *sn;
+                int64_t mx;
+                mdl_model_symbol(m, y, &sn, &mx, NULL);
+                printf(" %s", sn);
+                if (mx) printf("<=%lld", (long long)mx);
+                printf(y + 1 < mdl_model_symbol_count(m) ? "," : "");
+            }
+            printf("  (the arena above: every dynamic dim at its initial value)\n");
+        }
     }
     mdl_model_free(m);
     return 0;

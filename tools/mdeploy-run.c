@@ -74,17 +74,29 @@ int main(int argc, char **argv) {
         fprintf(stderr, "mdeploy-run: the model has %d output%s, %d given with -o\n", mo, mo == 1 ? "" : "s", nout);
         goto done;
     }
-    if (mdl_session_create(m, NULL, &s, &err)) {
+    /* a model with dynamic dims runs at the arrays' shapes (the session checks them) */
+    mdl_shape shapes[MAX_IO];
+    bool dynamic = mdl_model_symbol_count(m) > 0;
+    for (int i = 0; i < nin; i++) {
+        if (mdl_npy_read(ins[i], &arrays[i], &err)) {
+            fprintf(stderr, "mdeploy-run: %s\n", err.msg);
+            goto done;
+        }
+        shapes[i].rank = arrays[i].rank;
+        memcpy(shapes[i].dims, arrays[i].dims, sizeof shapes[i].dims);
+    }
+    mdl_session_options so = mdl_session_options_default();
+    if (dynamic) {
+        so.ninput_shapes = nin;
+        so.input_shapes = shapes;
+    }
+    if (mdl_session_create(m, &so, &s, &err)) {
         fprintf(stderr, "mdeploy-run: %s\n", err.msg);
         goto done;
     }
     for (int i = 0; i < nin; i++) {
         mdl_tensor_info ti;
-        mdl_model_input_info(m, i, &ti);
-        if (mdl_npy_read(ins[i], &arrays[i], &err)) {
-            fprintf(stderr, "mdeploy-run: %s\n", err.msg);
-            goto done;
-        }
+        mdl_session_input_info(s, i, &ti);
         const mdl_npy *x = &arrays[i];
         bool same = x->rank == ti.rank && !memcmp(x->dims, ti.dims, sizeof(int64_t) * (size_t)ti.rank);
         if (x->dtype != ti.dtype || !same) {
@@ -106,7 +118,7 @@ int main(int argc, char **argv) {
     double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
     for (int i = 0; i < nout; i++) {
         mdl_tensor_info ti;
-        mdl_model_output_info(m, i, &ti);
+        mdl_session_output_info(s, i, &ti);
         if (mdl_npy_write(outs[i], ti.dtype, ti.rank, ti.dims, mdl_session_output_data(s, i), &err)) {
             fprintf(stderr, "mdeploy-run: %s\n", err.msg);
             goto done;
@@ -118,12 +130,12 @@ int main(int argc, char **argv) {
         cJSON *ji = cJSON_AddArrayToObject(o, "inputs"), *jo = cJSON_AddArrayToObject(o, "outputs");
         for (int i = 0; i < mi; i++) {
             mdl_tensor_info ti;
-            mdl_model_input_info(m, i, &ti);
+            mdl_session_input_info(s, i, &ti);
             cJSON_AddItemToArray(ji, tensor_json(&ti, ins[i]));
         }
         for (int i = 0; i < mo; i++) {
             mdl_tensor_info ti;
-            mdl_model_output_info(m, i, &ti);
+            mdl_session_output_info(s, i, &ti);
             cJSON_AddItemToArray(jo, tensor_json(&ti, i < nout ? outs[i] : NULL));
         }
         cJSON_AddNumberToObject(o, "run_ms", ms);
@@ -135,7 +147,7 @@ int main(int argc, char **argv) {
         printf("ran %s in %.3f ms\n", model_path, ms);
         for (int i = 0; i < mo; i++) {
             mdl_tensor_info ti;
-            mdl_model_output_info(m, i, &ti);
+            mdl_session_output_info(s, i, &ti);
             printf("output %d '%s': %s %s%s%s\n", i, ti.name, mdl_dtype_name(ti.dtype),
                    tool_shape_str(a, sizeof a, ti.rank, ti.dims), i < nout ? " -> " : "", i < nout ? outs[i] : "");
         }

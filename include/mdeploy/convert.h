@@ -8,8 +8,8 @@
  *     mdl_convert_report r;
  *     if (mdl_convert_onnx("model.onnx", "model.mdl", &o, &r, &err) != MDL_OK) puts(err.msg);
  *
- * What it does: reads the ONNX graph (opsets 11..17 at least), folds constants and shape
- * subgraphs, folds BatchNorm into the preceding Conv/Gemm, fuses bias and activations into their
+ * What it does: reads the ONNX graph (opsets 11..17 at least), keeps dynamic input dims symbolic
+ * (see mdl_convert_options.input_shapes), folds constants and shape subgraphs, folds BatchNorm into the preceding Conv/Gemm, fuses bias and activations into their
  * producers, drops Identity/Dropout and dead nodes, converts convolutional parts to the runtime's
  * NHWC layout (weights transposed at conversion; the model keeps the ONNX model's input and output
  * layouts), plans memory and writes the file atomically (temporary name + rename: on failure no
@@ -126,9 +126,16 @@ typedef struct mdl_quantize_options {
 } mdl_quantize_options;
 
 typedef struct mdl_convert_options {
-    /* Dynamic dimensions not fixed here default to 1. */
+    /* Fixed shapes for inputs ("--input-shape"): every dim given here is fixed in the model.
+       Dynamic dims not fixed here (an ONNX dim_param, or no dim_value) stay dynamic: symbolic
+       in the model, named by the dim_param (unnamed ones "INPUT.D"), fixed by each session
+       (mdl_session_resize).  Inputs sharing a dim_param share the symbol. */
     int32_t ninput_shapes;
     mdl_input_shape input_shapes[MDL_CONVERT_MAX_SHAPES];
+    /* Upper bounds of dynamic dims ("--max-shape ids=64x512", parsed by mdl_parse_input_shape):
+       a session may not exceed them.  Entries for fixed dims must equal the fixed size. */
+    int32_t nmax_shapes;
+    mdl_input_shape max_shapes[MDL_CONVERT_MAX_SHAPES];
     const char *name;          /* NULL: the ONNX graph name */
     const char *model_version; /* NULL: the ONNX model_version, if any */
     const char *description;   /* NULL: the ONNX doc_string */
@@ -154,6 +161,10 @@ typedef struct mdl_convert_report {
     /* With quant.mode != NONE: what quantization did, owned by the report (release with
        mdl_convert_report_free); NULL otherwise. */
     struct mdl_quant_report *quant;
+    /* Dynamic dims kept symbolic: how many symbols, and a description for the user such as
+       "x[0]=batch<=64, ids[1]=seq" ("" when every dim is fixed). */
+    int32_t nsymbols;
+    char dynamic[256];
 } mdl_convert_report;
 
 /* One operator of the float model (after the graph passes), as quantization left it. */
@@ -199,6 +210,18 @@ MDL_API const char *mdl_convert_report_json(const mdl_convert_report *r);
 
 /* Releases r->quant (and sets it to NULL).  NULL, or a report without one, is a no-op. */
 MDL_API void mdl_convert_report_free(mdl_convert_report *r);
+
+/* Dynamic dims: the graph is lowered twice, at two different sizes of every symbolic dim, and
+   the results compared: dims that follow a symbol are stored as that symbol, others that vary
+   are computed at session creation by their operator.  Whatever the converter had to compute
+   from a dynamic size and cannot be recomputed at run time - a constant made from a Shape
+   subgraph (ConstantOfShape/Expand/Range of a dynamic size), an index or option derived from a
+   dynamic size, a reshape with more than one dynamic target dim that is not a symbol - makes
+   the conversion fail with a message naming the node or constant and the dims (fix them with
+   --input-shape); it never produces a model that is right at one size only.  A session created
+   without shapes gives every symbol 1, or, when the model is not valid there (e.g. a convolution
+   without padding over a dynamic length), the sizes the converter checked it at (the report's
+   `dynamic` text then says so). */
 
 /* Converts onnx_path into out_path.  options and report may be NULL.  With quantization the
    report's quant part is allocated: release it with mdl_convert_report_free.

@@ -266,6 +266,19 @@ MDL_API mdl_status mdl_builder_set_quant(mdl_builder *b, int t, int n, const flo
 MDL_API int mdl_builder_node(mdl_builder *b, mdl_op op, const char *name, int nin, const int *inputs,
                      int nout, const int *outputs, const mdl_op_options *options);
 
+/* Dynamic dims.  mdl_builder_symbol declares a symbolic dimension (e.g. "batch", max 0: no
+   bound; a session created without shapes gives it `initial`, >= 0) and returns its index or -1.
+   mdl_builder_set_dims marks the dims of tensor t: codes[d] is MDL_DIM_FIXED, a symbol index, or
+   MDL_DIM_COMPUTED (the size follows from the producing operator at session creation; a
+   RESHAPE or SLICE output may have one such dim).  Graph inputs have fixed or named dims,
+   constants only fixed ones.  The dims given to mdl_builder_tensor are the example sizes the
+   graph is checked at by finish; tensors left to inference (rank -1) get computed dims in a
+   graph with symbols.  The written model is loaded once more at the initial values. */
+#define MDL_DIM_FIXED (-1)
+#define MDL_DIM_COMPUTED (-2)
+MDL_API int mdl_builder_symbol(mdl_builder *b, const char *name, int64_t max, int64_t initial);
+MDL_API mdl_status mdl_builder_set_dims(mdl_builder *b, int t, const int32_t *codes);
+
 MDL_API mdl_status mdl_builder_add_input(mdl_builder *b, int t);
 MDL_API mdl_status mdl_builder_add_output(mdl_builder *b, int t);
 

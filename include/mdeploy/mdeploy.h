@@ -14,6 +14,10 @@
  *     mdl_session_free(s);
  *     mdl_model_free(m);
  *
+ * Dynamic shapes: a model converted with dynamic dims (e.g. the batch) has symbols
+ * (mdl_model_symbol); each session fixes their sizes (mdl_session_options.input_shapes,
+ * mdl_session_resize) and reports its shapes through mdl_session_input_info/output_info.
+ *
  * Threads: an mdl_model is immutable after load and may be shared by any number of threads.
  * An mdl_session belongs to one thread at a time.  No function here touches global mutable state.
  *
@@ -50,9 +54,10 @@ extern "C" {
 #define MDL_VERSION_STRING "0.1.0"
 
 /* Model file format version this runtime writes.  Files with another major are rejected.
-   2.0: CONV2D weights are HWIO (1.x stored them [Cout,KH,KW,Cin/group]). */
+   2.0: CONV2D weights are HWIO (1.x stored them [Cout,KH,KW,Cin/group]).
+   2.1: dynamic (symbolic) dimensions; files without them read as 2.0 files did. */
 #define MDL_FORMAT_MAJOR 2
-#define MDL_FORMAT_MINOR 0
+#define MDL_FORMAT_MINOR 1
 
 #define MDL_MAX_RANK 8 /* most dimensions a tensor may have */
 #define MDL_ALIGN 16   /* alignment of weight buffers in a model file and of arena slots */
@@ -159,7 +164,8 @@ MDL_API mdl_status mdl_model_load_file(const char *path, const mdl_load_options 
 MDL_API void mdl_model_free(mdl_model *m);
 
 /* Exact bytes mdl_session_create_in needs for this model (session record, tensor table,
-   activation arena and kernel scratch, alignment slack included). */
+   activation arena and kernel scratch, alignment slack included).  Models with dynamic dims:
+   for the symbols' initial values (see mdl_model_symbol). */
 MDL_API size_t mdl_model_arena_size(const mdl_model *m);
 
 /* Bytes of the activation arena alone (the memory plan's size). */
@@ -194,6 +200,14 @@ typedef struct mdl_tensor_info {
     int32_t quant_axis;
     const float *scale;
     const int64_t *zero_point;
+    /* Dynamic dimensions.  From the mdl_model_*_info getters, a dim whose size a session
+       chooses is -1 in dims, and bytes is then 0; dim_names[d] is its symbol's name (e.g. the
+       ONNX dim_param "batch"; "" for a dim computed from others, e.g. batch*seq after a
+       reshape) and dim_max[d] its upper bound (0: none).  For fixed dims dim_names[d] is NULL
+       and dim_max[d] 0.  Both are NULL when no dim is dynamic.  The mdl_session_*_info getters
+       report the session's current, concrete shapes (and leave both NULL). */
+    const char *const *dim_names;
+    const int64_t *dim_max;
 } mdl_tensor_info;
 
 MDL_API int mdl_model_input_count(const mdl_model *m);
@@ -201,6 +215,16 @@ MDL_API int mdl_model_output_count(const mdl_model *m);
 /* Fill *info for input/output i; INVALID_ARGUMENT when i is out of range. */
 MDL_API mdl_status mdl_model_input_info(const mdl_model *m, int i, mdl_tensor_info *info);
 MDL_API mdl_status mdl_model_output_info(const mdl_model *m, int i, mdl_tensor_info *info);
+/* Symbolic dimensions: a model converted from ONNX with dynamic axes keeps them (named by the
+   ONNX dim_param, optionally bounded: mdeploy-convert --max-shape).  mdl_model_symbol_count is 0
+   for a fixed-shape model.  mdl_model_symbol fills the i-th symbol's name, bound (0: none) and
+   initial value (what a session created without shapes uses; also the shapes that
+   mdl_model_arena_size and mdl_model_activation_bytes describe); each out-pointer may be NULL.
+   Returns false when i is out of range. */
+MDL_API int mdl_model_symbol_count(const mdl_model *m);
+MDL_API bool mdl_model_symbol(const mdl_model *m, int i, const char **name, int64_t *max,
+                              int64_t *initial);
+
 /* Index of the input/output called name, or -1. */
 MDL_API int mdl_model_input_index(const mdl_model *m, const char *name);
 MDL_API int mdl_model_output_index(const mdl_model *m, const char *name);
@@ -227,20 +251,36 @@ MDL_API mdl_status mdl_model_tensor_info(const mdl_model *m, int i, mdl_tensor_i
 
 typedef struct mdl_session mdl_session;
 
+/* A concrete shape for one graph input (dynamic shapes: mdl_session_options.input_shapes,
+   mdl_session_resize). */
+typedef struct mdl_shape {
+    int32_t rank;
+    int64_t dims[MDL_MAX_RANK];
+} mdl_shape;
+
 typedef struct mdl_session_options {
     const mdl_allocator *allocator; /* NULL: malloc/free.  Must outlive the session. */
     bool profile;                   /* time every node (see mdl_session_profile) */
+    /* Models with dynamic dims: the shape of each input, input_shapes[i] for input i
+       (ninput_shapes <= the input count; inputs beyond it, and a NULL array, take the symbols'
+       initial values).  Ignored (must match, if given) for fixed-shape models. */
+    int32_t ninput_shapes;
+    const mdl_shape *input_shapes;
 } mdl_session_options;
 
 MDL_API mdl_session_options mdl_session_options_default(void);
 
 /* Creates a session (activation arena and kernel scratch) for a model.  options may be NULL.
-   The model must outlive the session.  Errors: INVALID_ARGUMENT, OUT_OF_MEMORY. */
+   The model must outlive the session.  With options->input_shapes the session is created at
+   those shapes (as by mdl_session_resize).
+   Errors: INVALID_ARGUMENT, OUT_OF_MEMORY, and those of mdl_session_resize. */
 MDL_API mdl_status mdl_session_create(const mdl_model *m, const mdl_session_options *options,
                               mdl_session **out, mdl_error *err);
 
 /* Same, inside a caller-provided region of at least mdl_model_arena_size(m) bytes (any
    alignment).  Nothing is allocated; mdl_session_free releases nothing but marks it unusable.
+   A model with dynamic dims gets a session at the symbols' initial values (which
+   mdl_model_arena_size describes exactly); such a session cannot be resized.
    Errors: INVALID_ARGUMENT, BUFFER_TOO_SMALL. */
 MDL_API mdl_status mdl_session_create_in(const mdl_model *m, void *arena, size_t size, mdl_session **out,
                                  mdl_error *err);
@@ -248,10 +288,35 @@ MDL_API mdl_status mdl_session_create_in(const mdl_model *m, void *arena, size_t
 /* NULL is a no-op. */
 MDL_API void mdl_session_free(mdl_session *s);
 
+/*
+ * Changes the concrete input shapes of a session of a model with dynamic dims: shapes[i] is the
+ * new shape of input i (n <= the input count; inputs from n on keep their shapes).  Every dim
+ * that is fixed in the model must keep its size; a symbol that several inputs share (e.g.
+ * "batch") must get one value.  Shape inference runs again (every kernel's prepare), the arena
+ * is planned again, weights are re-packed where their layout depends on the shapes, and the
+ * session's memory is reallocated (this call allocates; mdl_session_run still never does).
+ * Input and output contents are not preserved; buffer pointers (mdl_session_input_data ...) and
+ * the sizes from mdl_session_input_info change.  Resizing to the current shapes does nothing.
+ * On failure the session is unchanged and still usable at its old shapes.
+ * Not thread-safe with other calls on the same session.
+ * Errors: INVALID_ARGUMENT (n out of range), SHAPE (a rank change, a fixed dim changed, a dim
+ * above its bound or negative, inconsistent values of one symbol, or shapes an operator
+ * rejects: the message names the input, dim and symbol or the node), UNSUPPORTED (a session in
+ * a caller's arena: create a new one there), OUT_OF_MEMORY.
+ */
+MDL_API mdl_status mdl_session_resize(mdl_session *s, int n, const mdl_shape *shapes,
+                                      mdl_error *err);
+
+/* The session's current input/output shapes (concrete; bytes is the buffer size).  Pointers
+   in *info stay valid until the next resize or free.  INVALID_ARGUMENT when i is out of range. */
+MDL_API mdl_status mdl_session_input_info(const mdl_session *s, int i, mdl_tensor_info *info);
+MDL_API mdl_status mdl_session_output_info(const mdl_session *s, int i, mdl_tensor_info *info);
+
 MDL_API const mdl_model *mdl_session_model(const mdl_session *s);
 
 /* Input/output buffers inside the session arena: write inputs before mdl_session_run, read
-   outputs after.  Sizes are mdl_tensor_info.bytes.  Valid until the session is freed; input
+   outputs after.  Sizes are mdl_tensor_info.bytes (mdl_session_input_info: the session's
+   shapes).  Valid until the session is freed; input
    contents are not preserved across runs (the arena is reused).  NULL when i is out of range. */
 MDL_API void *mdl_session_input_data(mdl_session *s, int i);
 MDL_API const void *mdl_session_output_data(const mdl_session *s, int i);

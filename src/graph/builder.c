@@ -15,6 +15,9 @@ struct mdl_builder {
     const char **kv;
     int32_t nkv, cap_kv;
     mdl_error error; /* first failure of an add call, reported by finish */
+    mdl__symbol syms[MDL__MAX_SYMBOLS];
+    uint8_t *inferred; /* per tensor: added with rank -1 (cap_inferred entries) */
+    int32_t cap_inferred;
 };
 
 /* Remembers the first failure (finish reports it); add calls return -1 / the status. */
@@ -80,6 +83,7 @@ void mdl_builder_free(mdl_builder *b) {
     mdl__free(a, b->g.inputs);
     mdl__free(a, b->g.outputs);
     mdl__free(a, (void *)b->kv);
+    mdl__free(a, b->inferred);
     mdl__free(a, b);
 }
 
@@ -90,6 +94,9 @@ int mdl_builder_tensor(mdl_builder *b, const char *name, mdl_dtype dtype, int ra
         return fail(b, MDL_INVALID_ARGUMENT, "bad rank or dims");
     if (!grow(b, (void **)&b->g.tensors, &b->cap_tensors, b->g.ntensors + 1, sizeof(mdl__tensor)))
         return fail(b, MDL_OUT_OF_MEMORY, "out of memory");
+    if (!grow(b, (void **)&b->inferred, &b->cap_inferred, b->g.ntensors + 1, 1))
+        return fail(b, MDL_OUT_OF_MEMORY, "out of memory");
+    b->inferred[b->g.ntensors] = rank < 0;
     mdl__tensor *t = &b->g.tensors[b->g.ntensors];
     memset(t, 0, sizeof *t);
     t->name = own_str(b, name);
@@ -141,6 +148,46 @@ int mdl_builder_node(mdl_builder *b, mdl_op op, const char *name, int nin, const
     return b->g.nnodes++;
 }
 
+mdl__graph *mdl__builder_graph(mdl_builder *b) { return &b->g; }
+
+void mdl__builder_set_initial(mdl_builder *b, int32_t s, int64_t initial) {
+    if (s >= 0 && s < b->g.nsyms && initial >= 0 && (!b->syms[s].max || initial <= b->syms[s].max))
+        b->syms[s].initial = initial;
+}
+
+int mdl_builder_symbol(mdl_builder *b, const char *name, int64_t max, int64_t initial) {
+    if (b->g.nsyms >= MDL__MAX_SYMBOLS) return fail(b, MDL_INVALID_ARGUMENT, "too many symbols");
+    if (max < 0 || initial < 0 || (max && initial > max))
+        return fail(b, MDL_INVALID_ARGUMENT, "symbol bound or initial value out of range");
+    mdl__symbol *y = &b->syms[b->g.nsyms];
+    y->name = own_str(b, name);
+    if (!y->name) return fail(b, MDL_OUT_OF_MEMORY, "out of memory");
+    y->max = max;
+    y->initial = initial;
+    b->g.syms = b->syms;
+    return b->g.nsyms++;
+}
+
+mdl_status mdl_builder_set_dims(mdl_builder *b, int t, const int32_t *codes) {
+    if (t < 0 || t >= b->g.ntensors || !codes || b->g.tensors[t].rank < 0)
+        return fail_st(b, MDL_INVALID_ARGUMENT, "set_dims: bad tensor");
+    mdl__tensor *x = &b->g.tensors[t];
+    bool dynamic = false;
+    for (int32_t d = 0; d < x->rank; d++) {
+        if (codes[d] < MDL_DIM_COMPUTED || codes[d] >= b->g.nsyms)
+            return fail_st(b, MDL_INVALID_ARGUMENT, "set_dims: unknown symbol");
+        dynamic = dynamic || codes[d] != MDL_DIM_FIXED;
+    }
+    if (!dynamic) {
+        x->sym = NULL;
+        return MDL_OK;
+    }
+    int32_t *c = own(b, codes, sizeof(int32_t) * (size_t)x->rank);
+    if (!c) return fail_st(b, MDL_OUT_OF_MEMORY, "out of memory");
+    x->sym = c;
+    return MDL_OK;
+}
+
 static mdl_status add_io(mdl_builder *b, int32_t **list, int32_t *n, int32_t *cap, int t) {
     if (t < 0 || t >= b->g.ntensors) return fail_st(b, MDL_INVALID_ARGUMENT, "no such tensor");
     if (!grow(b, (void **)list, cap, *n + 1, sizeof(int32_t)))
@@ -184,8 +231,20 @@ mdl_status mdl_builder_finish(mdl_builder *b, void **data, size_t *size, mdl_err
         if (err) *err = b->error;
         return b->error.status;
     }
+    _Static_assert(MDL_DIM_FIXED == MDL__DIM_FIXED && MDL_DIM_COMPUTED == MDL__DIM_COMPUTED,
+                   "public and internal dim codes agree");
+    b->g.symval = NULL; /* checked at the example sizes */
     mdl_status st = mdl__graph_check(&b->g, true, b->alloc, err);
     if (st) return st;
+    if (b->g.nsyms) /* what inference gave may depend on the symbols: computed at load */
+        for (int32_t t = 0; t < b->g.ntensors; t++) {
+            mdl__tensor *x = &b->g.tensors[t];
+            if (!b->inferred[t] || x->sym || x->rank <= 0) continue;
+            int32_t *c = own(b, NULL, sizeof(int32_t) * (size_t)x->rank);
+            if (!c) return mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory");
+            for (int32_t d = 0; d < x->rank; d++) c[d] = MDL__DIM_COMPUTED;
+            x->sym = c;
+        }
     mdl__plan plan;
     if ((st = mdl__plan_compute(&b->g, b->alloc, &plan, err))) return st;
     mdl__meta meta = {b->name, b->version, b->producer ? b->producer : "mdeploy " MDL_VERSION_STRING,

@@ -104,7 +104,24 @@ typedef struct cv_ctx {
     int32_t ninputs, noutputs;
     int32_t *inputs, *outputs; /* tensor ids */
     int32_t folded, fused, removed;
+    /* Dynamic input dims (symbols) met so far and the size each takes in this lowering: the
+       converter lowers the graph once per probe and compares (convert_dyn_host.c). */
+    int probe;
+    int32_t nsyms;
+    const char *sym_names[MDL_CONVERT_MAX_SHAPES];
+    int64_t sym_max[MDL_CONVERT_MAX_SHAPES];
+    char sym_where[256]; /* "x[0]=batch, ids[1]=seq" for the report */
 } cv_ctx;
+
+/* Size of symbol s in lowering `probe` (0 or 1): distinct primes, none a size of the other
+   probe, so that a dim equal to the symbol's size in both lowerings is that symbol. */
+int64_t mdl__cv_probe_size(int probe, int32_t s);
+
+/* Compares the graphs that the two lowerings built (b0 at probe 0, b1 at probe 1): they must be
+   the same but for the sizes of activations.  Then declares c's symbols in b0 and marks each
+   activation dim of b0 as fixed, a symbol, or computed.  Fails naming what depends on a
+   dynamic size in a way the runtime cannot recompute. */
+mdl_status mdl__cv_symbolize(const cv_ctx *c, mdl_builder *b0, mdl_builder *b1, mdl_error *err);
 
 /* ---- memory and errors (convert_ir_host.c) ----------------------------------------------- */
 

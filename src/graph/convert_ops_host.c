@@ -988,6 +988,16 @@ static mdl_status lower_rnn(cv_ctx *c, node_t *n, int nin, const int32_t *in, in
         ts[k] = mdl__cv_native(c, in[k]);
         if (ts[k] < 0) return status_of(c);
     }
+    /* An all-zero initial state is what an absent one means.  Dropping it matters for dynamic
+       batches: exporters build it from the input's shape (Shape -> ... -> Expand/ConstantOfShape),
+       which folds to a constant sized by the batch. */
+    for (int k = 5; k < 7 && k < nin; k++) {
+        if (ts[k] < 0 || !c->ts[ts[k]].data) continue;
+        const uint8_t *z = c->ts[ts[k]].data;
+        size_t nb = c->ts[ts[k]].bytes, j = 0;
+        while (j < nb && !z[j]) j++;
+        if (j == nb) ts[k] = -1;
+    }
     int32_t used = nin;
     while (used > 3 && ts[used - 1] < 0) used--;
     int no = nout < 1 ? 1 : (nout > (lstm ? 3 : 2) ? (lstm ? 3 : 2) : nout);

@@ -35,6 +35,86 @@ void mdl__graph_kctx(const mdl__graph *g, int32_t i, void *const *data, mdl__kct
     }
 }
 
+/* Sets the dims of dynamic output k of node n from the symbols' current values; computed dims
+   stay -1 for prepare to infer, except a RESHAPE's (the element count leaves one) and a SLICE's
+   (to the end of the input). */
+static mdl_status resolve_dims(mdl__graph *g, const mdl__node *n, int32_t k, mdl_error *err) {
+    mdl__tensor *t = &g->tensors[n->out[k]];
+    const char *op = mdl_op_name(n->op), *nm = n->name ? n->name : "";
+    int32_t unknown = -1, nunknown = 0;
+    int64_t known = 1;
+    for (int32_t d = 0; d < t->rank; d++) {
+        int32_t code = t->sym[d];
+        if (code >= 0) t->dims[d] = g->symval[code];
+        else if (code == MDL__DIM_COMPUTED) {
+            t->dims[d] = -1;
+            unknown = d;
+            nunknown++;
+            continue;
+        }
+        if (t->dims[d] < 0 || __builtin_mul_overflow(known, t->dims[d], &known))
+            return mdl__error(err, MDL_SHAPE, "%s '%s': output '%s' dim %d is invalid", op, nm,
+                              tname(g, n->out[k]), (int)d);
+    }
+    if (!nunknown || (n->op != MDL_OP_RESHAPE && n->op != MDL_OP_SLICE)) return MDL_OK;
+    const mdl__tensor *x = n->in[0] >= 0 ? &g->tensors[n->in[0]] : NULL;
+    if (nunknown > 1 || !x || x->rank < 0)
+        return mdl__error(err, MDL_SHAPE, "%s '%s': output '%s' has %d computed dims (at most one "
+                          "can be derived)", op, nm, tname(g, n->out[k]), (int)nunknown);
+    int64_t v;
+    if (n->op == MDL_OP_RESHAPE) {
+        if (known == 0 || x->count % known)
+            return mdl__error(err, MDL_SHAPE, "%s '%s': %lld elements cannot be reshaped to '%s' "
+                              "(the other dims hold %lld)", op, nm, (long long)x->count,
+                              tname(g, n->out[k]), (long long)known);
+        v = x->count / known;
+    } else {
+        if (unknown >= x->rank || n->opt.slice.step[unknown] == 0)
+            return mdl__error(err, MDL_SHAPE, "%s '%s': bad computed dim %d", op, nm, (int)unknown);
+        int64_t b = n->opt.slice.begin[unknown], st = n->opt.slice.step[unknown],
+                size = x->dims[unknown];
+        if (b < 0 || b >= size) v = 0;
+        else if (st > 0) v = (size - b + st - 1) / st;
+        else v = b / -st + 1;
+    }
+    t->dims[unknown] = v;
+    return MDL_OK;
+}
+
+mdl_status mdl__graph_check_syms(const mdl__graph *g, mdl_error *err) {
+    if (g->nsyms < 0 || g->nsyms > MDL__MAX_SYMBOLS)
+        return mdl__error(err, MDL_CORRUPT_MODEL, "%d symbolic dims (at most %d)", (int)g->nsyms,
+                          MDL__MAX_SYMBOLS);
+    for (int32_t s = 0; s < g->nsyms; s++) {
+        const mdl__symbol *y = &g->syms[s];
+        if (y->max < 0 || y->initial < 0 || y->initial > MDL_MAX_ELEMENTS ||
+            (y->max && y->initial > y->max))
+            return mdl__error(err, MDL_CORRUPT_MODEL, "symbolic dim %d '%s': initial value %lld "
+                              "and bound %lld are invalid", (int)s, y->name ? y->name : "",
+                              (long long)y->initial, (long long)y->max);
+    }
+    for (int32_t t = 0; t < g->ntensors; t++) {
+        const mdl__tensor *x = &g->tensors[t];
+        if (!x->sym) continue;
+        if (!g->nsyms || x->data || x->rank < 0)
+            return mdl__error(err, MDL_CORRUPT_MODEL, "tensor %d '%s' has dynamic dims but %s",
+                              (int)t, tname(g, t), x->data ? "holds constant data" : "the model has no symbols");
+        for (int32_t d = 0; d < x->rank; d++)
+            if (x->sym[d] < MDL__DIM_COMPUTED || x->sym[d] >= g->nsyms)
+                return mdl__error(err, MDL_CORRUPT_MODEL, "tensor %d '%s': dim %d refers to symbol "
+                                  "%d of %d", (int)t, tname(g, t), (int)d, (int)x->sym[d], (int)g->nsyms);
+    }
+    for (int32_t k = 0; k < g->ninputs; k++) {
+        int32_t t = g->inputs[k];
+        if (t < 0 || t >= g->ntensors || !g->tensors[t].sym) continue; /* range: graph check */
+        for (int32_t d = 0; d < g->tensors[t].rank; d++)
+            if (g->tensors[t].sym[d] == MDL__DIM_COMPUTED)
+                return mdl__error(err, MDL_CORRUPT_MODEL, "graph input '%s': dim %d is computed "
+                                  "(inputs have fixed or named dims)", tname(g, t), (int)d);
+    }
+    return MDL_OK;
+}
+
 static mdl_status check_node(mdl__graph *g, int32_t i, bool infer, uint8_t *defined,
                              mdl_error *err) {
     mdl__node *n = &g->nodes[i];
@@ -78,6 +158,22 @@ static mdl_status check_node(mdl__graph *g, int32_t i, bool infer, uint8_t *defi
                               op, nm, (int)t, tname(g, t));
         defined[t] = 1; /* also rejects a node naming the same output twice */
     }
+    /* Outputs with dynamic dims: declared where the symbols' values (and, for RESHAPE and
+       SLICE, the input) determine them, inferred by prepare otherwise. */
+    int32_t dyn_rank[MDL_MAX_NODE_IO];
+    for (int32_t k = 0; k < n->nout; k++) {
+        dyn_rank[k] = -1;
+        if (n->out[k] < 0 || !g->tensors[n->out[k]].sym || !g->symval) continue;
+        mdl_status st = resolve_dims(g, n, k, err);
+        if (st) return st;
+        mdl__tensor *t = &g->tensors[n->out[k]];
+        for (int32_t d = 0; d < t->rank; d++)
+            if (t->dims[d] < 0) { /* left to prepare */
+                dyn_rank[k] = t->rank;
+                t->rank = -1;
+                break;
+            }
+    }
     mdl__kctx ctx;
     memset(&ctx, 0, sizeof ctx);
     ctx.err = err;
@@ -85,6 +181,8 @@ static mdl_status check_node(mdl__graph *g, int32_t i, bool infer, uint8_t *defi
     ctx.scratch_bytes = ctx.packed_bytes = 0;
     ctx.packed = NULL;
     mdl_status st = n->kernel->prepare(&ctx);
+    for (int32_t k = 0; k < n->nout; k++)
+        if (dyn_rank[k] >= 0) g->tensors[n->out[k]].rank = dyn_rank[k];
     if (st) return st;
     n->scratch_bytes = mdl__align_up(ctx.scratch_bytes, MDL__LINE_ALIGN);
     n->packed_bytes = n->kernel->pack ? ctx.packed_bytes : 0;
@@ -93,6 +191,11 @@ static mdl_status check_node(mdl__graph *g, int32_t i, bool infer, uint8_t *defi
         mdl__tensor *t = &g->tensors[n->out[k]];
         const mdl__shape *s = &ctx.out_shape[k];
         char a[96], b[96];
+        if (dyn_rank[k] >= 0 && s->rank == t->rank) {
+            /* computed dims take the inferred sizes; the others are compared below */
+            for (int32_t d = 0; d < t->rank; d++)
+                if (t->dims[d] < 0) t->dims[d] = s->dims[d];
+        }
         if (t->rank < 0 && infer) {
             t->dtype = s->dtype;
             t->rank = s->rank;
@@ -125,7 +228,16 @@ mdl_status mdl__graph_check(mdl__graph *g, bool infer, const mdl_allocator *allo
         if (!defined) return mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory checking the graph");
     }
     memset(defined, 0, (size_t)g->ntensors);
-    mdl_status st = MDL_OK;
+    mdl_status st = mdl__graph_check_syms(g, err);
+    if (st) goto done;
+    if (g->symval) /* graph inputs take the symbols' values; outputs follow in check_node */
+        for (int32_t k = 0; k < g->ninputs; k++) {
+            int32_t t = g->inputs[k];
+            if (t < 0 || t >= g->ntensors || !g->tensors[t].sym) continue;
+            mdl__tensor *x = &g->tensors[t];
+            for (int32_t d = 0; d < x->rank; d++)
+                if (x->sym[d] >= 0) x->dims[d] = g->symval[x->sym[d]];
+        }
     for (int32_t t = 0; t < g->ntensors; t++) {
         mdl__tensor *x = &g->tensors[t];
         if ((st = mdl__quant_check(x, err))) goto done;

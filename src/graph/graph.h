@@ -22,11 +22,27 @@ typedef struct mdl__node {
     void *packed;
 } mdl__node;
 
+/* A symbolic dimension (a dynamic graph-input dim such as the batch). */
+typedef struct mdl__symbol {
+    const char *name;
+    int64_t max;     /* upper bound, 0: none */
+    int64_t initial; /* value of the model's default instance */
+} mdl__symbol;
+
+#define MDL__MAX_SYMBOLS 64
+
 typedef struct mdl__graph {
     int32_t ntensors, nnodes, ninputs, noutputs;
     mdl__tensor *tensors;
     mdl__node *nodes;
     int32_t *inputs, *outputs;
+    /* Dynamic shapes: tensors whose `sym` codes name symbols take the values symval[] (nsyms
+       entries) when the graph is checked; MDL__DIM_COMPUTED dims take what the producing
+       operator's prepare infers (a RESHAPE's single computed dim: what the element count
+       leaves).  nsyms == 0: a fixed-shape graph. */
+    int32_t nsyms;
+    const mdl__symbol *syms;
+    const int64_t *symval;
 } mdl__graph;
 
 /* Activation arena layout: one offset per tensor (SIZE_MAX: holds no arena memory - constants and
@@ -47,6 +63,10 @@ typedef struct mdl__plan {
  * node's kernel and scratch_bytes and each tensor's count/bytes.
  */
 mdl_status mdl__graph_check(mdl__graph *g, bool infer, const mdl_allocator *alloc, mdl_error *err);
+
+/* Checks the dynamic-shape tables of a graph (symbols, every tensor's codes: in range, none on
+   constants, graph inputs only fixed or named dims).  A no-op for fixed graphs. */
+mdl_status mdl__graph_check_syms(const mdl__graph *g, mdl_error *err);
 
 /* Fills a kernel context for node i (tensor metadata only; data pointers from data[] if given). */
 void mdl__graph_kctx(const mdl__graph *g, int32_t i, void *const *data, mdl__kctx *ctx);

@@ -2,6 +2,7 @@
 #include "model.h"
 
 #include "quant/quant.h"
+#include "resize.h"
 #include "util.h"
 
 #include <string.h>
@@ -51,7 +52,7 @@ static bool dequant_foldable(const mdl__graph *g, const mdl__node *n) {
     int32_t x = n->in[0], y = n->out[0];
     if (x < 0 || x >= g->ntensors || y < 0 || y >= g->ntensors || x == y) return false;
     const mdl__tensor *tx = &g->tensors[x], *ty = &g->tensors[y];
-    if (!tx->data || ty->data) return false;
+    if (!tx->data || ty->data || ty->sym) return false;
     /* the output must have the constant's shape: its size is then bounded by the file's (a
        hostile file cannot make the loader allocate more than 4 bytes per stored byte); anything
        else is left to the Dequantize kernel's prepare to refuse */
@@ -120,6 +121,29 @@ static mdl_status fold_dequantize(mdl_model *m, mdl_error *err) {
     return MDL_OK;
 }
 
+/* The getters' view of dynamic dims (see mdl_tensor_info). */
+static mdl_status dyn_info(mdl_model *m, mdl_error *err) {
+    const mdl__graph *g = &m->g;
+    if (!g->nsyms) return MDL_OK;
+    size_t per = (size_t)MDL_MAX_RANK * (2 * sizeof(int64_t) + sizeof(char *));
+    m->dyn_raw = mdl__alloc(m->alloc, (size_t)g->ntensors * per);
+    if (!m->dyn_raw) return mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory loading the model");
+    m->info_dims = m->dyn_raw;
+    m->info_max = m->info_dims + (size_t)g->ntensors * MDL_MAX_RANK;
+    m->info_names = (const char **)(m->info_max + (size_t)g->ntensors * MDL_MAX_RANK);
+    for (int32_t t = 0; t < g->ntensors; t++) {
+        const mdl__tensor *x = &g->tensors[t];
+        for (int32_t d = 0; d < MDL_MAX_RANK; d++) {
+            size_t at = (size_t)t * MDL_MAX_RANK + (size_t)d;
+            int32_t code = x->sym && d < x->rank ? x->sym[d] : MDL__DIM_FIXED;
+            m->info_dims[at] = code == MDL__DIM_FIXED ? (d < x->rank ? x->dims[d] : 0) : -1;
+            m->info_max[at] = code >= 0 ? g->syms[code].max : 0;
+            m->info_names[at] = code >= 0 ? g->syms[code].name : code == MDL__DIM_COMPUTED ? "" : NULL;
+        }
+    }
+    return MDL_OK;
+}
+
 mdl_status mdl_model_load_buffer(const void *data, size_t size, const mdl_load_options *options,
                                  mdl_model **out, mdl_error *err) {
     if (!out) return mdl__error(err, MDL_INVALID_ARGUMENT, "mdl_model_load_buffer: out is NULL");
@@ -161,6 +185,8 @@ mdl_status mdl_model_load_buffer(const void *data, size_t size, const mdl_load_o
         m->plan_computed = true;
     }
     if ((st = pack_nodes(m, err))) goto fail;
+    if ((st = dyn_info(m, err))) goto fail;
+    mdl__model_pack_instance(m);
     m->session_bytes = mdl__session_bytes(m);
     *out = m;
     return MDL_OK;
@@ -172,9 +198,11 @@ fail:
 void mdl_model_free(mdl_model *m) {
     if (!m) return;
     const mdl_allocator *a = m->alloc;
+    mdl__inst_free(m->pack_inst, a);
     if (m->plan_computed) mdl__plan_free(&m->plan, a);
     mdl__free(a, m->packed_raw);
     mdl__free(a, m->folded_raw);
+    mdl__free(a, m->dyn_raw);
     mdl__free(a, m->block);
     if (m->release) m->release(m->owned, m->owned_size);
     else mdl__free(a, m->owned);
@@ -211,6 +239,7 @@ int mdl_model_node_count(const mdl_model *m) { return m->g.nnodes; }
 int mdl_model_tensor_count(const mdl_model *m) { return m->g.ntensors; }
 
 static void fill_info(const mdl__tensor *t, mdl_tensor_info *info) {
+    memset(info, 0, sizeof *info);
     info->name = t->name ? t->name : "";
     info->dtype = t->dtype;
     info->rank = t->rank;
@@ -222,21 +251,45 @@ static void fill_info(const mdl__tensor *t, mdl_tensor_info *info) {
     info->zero_point = t->zero_point;
 }
 
+/* Tensor t as the model getters show it: dynamic dims as -1 with their names and bounds. */
+static void model_info(const mdl_model *m, int32_t t, mdl_tensor_info *info) {
+    const mdl__tensor *x = &m->g.tensors[t];
+    fill_info(x, info);
+    if (!x->sym || !m->info_dims) return;
+    size_t at = (size_t)t * MDL_MAX_RANK;
+    info->dims = m->info_dims + at;
+    info->dim_names = m->info_names + at;
+    info->dim_max = m->info_max + at;
+    info->bytes = 0;
+}
+
+void mdl__session_tensor_info(const mdl__tensor *t, mdl_tensor_info *info) { fill_info(t, info); }
+
 mdl_status mdl_model_input_info(const mdl_model *m, int i, mdl_tensor_info *info) {
     if (i < 0 || i >= m->g.ninputs || !info) return MDL_INVALID_ARGUMENT;
-    fill_info(&m->g.tensors[m->g.inputs[i]], info);
+    model_info(m, m->g.inputs[i], info);
     return MDL_OK;
 }
 
 mdl_status mdl_model_output_info(const mdl_model *m, int i, mdl_tensor_info *info) {
     if (i < 0 || i >= m->g.noutputs || !info) return MDL_INVALID_ARGUMENT;
-    fill_info(&m->g.tensors[m->g.outputs[i]], info);
+    model_info(m, m->g.outputs[i], info);
     return MDL_OK;
+}
+
+int mdl_model_symbol_count(const mdl_model *m) { return m->g.nsyms; }
+
+bool mdl_model_symbol(const mdl_model *m, int i, const char **name, int64_t *max, int64_t *initial) {
+    if (i < 0 || i >= m->g.nsyms) return false;
+    if (name) *name = m->g.syms[i].name;
+    if (max) *max = m->g.syms[i].max;
+    if (initial) *initial = m->g.syms[i].initial;
+    return true;
 }
 
 mdl_status mdl_model_tensor_info(const mdl_model *m, int i, mdl_tensor_info *info, bool *constant) {
     if (i < 0 || i >= m->g.ntensors || !info) return MDL_INVALID_ARGUMENT;
-    fill_info(&m->g.tensors[i], info);
+    model_info(m, i, info);
     if (constant) *constant = m->g.tensors[i].data != NULL;
     return MDL_OK;
 }

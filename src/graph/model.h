@@ -25,6 +25,12 @@ struct mdl_model {
     void *folded_raw; /* weights widened at load from DEQUANTIZE(constant) nodes */
     size_t weight_bytes;
     size_t session_bytes;
+    /* Models with dynamic dims: per tensor, MDL_MAX_RANK entries each, the dims as the getters
+       report them (-1 where dynamic), the symbol names and bounds (mdl_tensor_info). */
+    void *dyn_raw;
+    int64_t *info_dims, *info_max;
+    const char **info_names;
+    struct mdl__inst *pack_inst; /* the instance at sizes >= 2 whose packed data sessions share */
 };
 
 /* Verifies m->buf/m->size as a FlatBuffer, then reads it into m (metadata, tensors, nodes,
@@ -42,6 +48,14 @@ typedef struct mdl__meta {
 mdl_status mdl__format_write(fb_builder *b, const mdl__graph *g, const mdl__plan *plan,
                              const mdl__meta *meta, const uint8_t **data, size_t *size,
                              mdl_error *err);
+
+/* The graph a builder holds (converter: compares two lowerings). */
+mdl__graph *mdl__builder_graph(mdl_builder *b);
+/* Changes symbol s's initial value (ignored when out of range or above its bound). */
+void mdl__builder_set_initial(mdl_builder *b, int32_t s, int64_t initial);
+
+/* A tensor's concrete shape as mdl_tensor_info (session getters). */
+void mdl__session_tensor_info(const mdl__tensor *t, mdl_tensor_info *info);
 
 /* Bytes mdl_session_create_in needs for m (session.c). */
 size_t mdl__session_bytes(const mdl_model *m);

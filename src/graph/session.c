@@ -1,6 +1,7 @@
 /* Sessions: an activation arena laid out by the model's memory plan, and the executor. */
 #include "model.h"
 
+#include "resize.h"
 #include "util.h"
 
 #include <string.h>
@@ -18,6 +19,13 @@ struct mdl_session {
     uint64_t *node_ns; /* per node, when profiling */
     bool valid;
     mdl_error err; /* last run's failure */
+    /* The graph instance run: the model's (its fixed shapes, or a dynamic model's initial
+       values), or after mdl_session_resize to other shapes the session's own `inst`, whose data
+       table and arena live in dyn_block. */
+    const mdl__graph *g;
+    const mdl__plan *plan;
+    mdl__inst *inst;
+    void *dyn_block;
 };
 
 #define HEADER_BYTES(m)                                                                            \
@@ -30,8 +38,19 @@ size_t mdl__session_bytes(const mdl_model *m) {
 }
 
 mdl_session_options mdl_session_options_default(void) {
-    mdl_session_options o = {NULL, false};
+    mdl_session_options o = {NULL, false, 0, NULL};
     return o;
+}
+
+/* Points the data table at weights and at the plan's arena slots of graph instance g. */
+static void bind_data(mdl_session *s, const mdl__graph *g, const mdl__plan *plan) {
+    s->g = g;
+    s->plan = plan;
+    for (int32_t t = 0; t < g->ntensors; t++) {
+        size_t off = plan->tensor_offsets[t];
+        if (g->tensors[t].data) s->data[t] = (void *)g->tensors[t].data;
+        else s->data[t] = off == MDL_NO_OFFSET ? NULL : s->arena + off;
+    }
 }
 
 /* Lays the session out in `region` (aligned, at least session_bytes - slack). */
@@ -41,12 +60,7 @@ static mdl_session *layout(const mdl_model *m, uint8_t *region) {
     s->m = m;
     s->data = (void **)(region + mdl__align_up(sizeof(mdl_session), MDL__LINE_ALIGN));
     s->arena = region + HEADER_BYTES(m);
-    const mdl__graph *g = &m->g;
-    for (int32_t t = 0; t < g->ntensors; t++) {
-        size_t off = m->plan.tensor_offsets[t];
-        if (g->tensors[t].data) s->data[t] = (void *)g->tensors[t].data;
-        else s->data[t] = off == MDL_NO_OFFSET ? NULL : s->arena + off;
-    }
+    bind_data(s, &m->g, &m->plan);
     s->valid = true;
     return s;
 }
@@ -73,6 +87,13 @@ mdl_status mdl_session_create(const mdl_model *m, const mdl_session_options *opt
         s->node_ns = (uint64_t *)(block + prof_at);
         memset(s->node_ns, 0, prof);
     }
+    if (o.ninput_shapes) {
+        mdl_status st = mdl_session_resize(s, o.ninput_shapes, o.input_shapes, err);
+        if (st) {
+            mdl_session_free(s);
+            return st;
+        }
+    }
     *out = s;
     return MDL_OK;
 }
@@ -94,42 +115,104 @@ mdl_status mdl_session_create_in(const mdl_model *m, void *arena, size_t size, m
 void mdl_session_free(mdl_session *s) {
     if (!s) return;
     s->valid = false;
-    if (s->alloc) mdl__free(s->alloc, s->block);
+    if (!s->alloc) return;
+    mdl__inst_free(s->inst, s->alloc);
+    mdl__free(s->alloc, s->dyn_block);
+    mdl__free(s->alloc, s->block);
+}
+
+mdl_status mdl_session_resize(mdl_session *s, int n, const mdl_shape *shapes, mdl_error *err) {
+    if (!s || !s->valid) return mdl__error(err, MDL_INVALID_ARGUMENT, "mdl_session_resize: no session");
+    const mdl_model *m = s->m;
+    int64_t cur[MDL__MAX_SYMBOLS], want[MDL__MAX_SYMBOLS];
+    const int64_t *now = s->inst ? s->inst->symval : m->g.symval;
+    for (int32_t y = 0; y < m->g.nsyms; y++) cur[y] = now[y];
+    mdl_status st = mdl__symvals_from_shapes(m, cur, n, shapes, want, err);
+    if (st) return st;
+    if (!m->g.nsyms || !memcmp(cur, want, sizeof(int64_t) * (size_t)m->g.nsyms)) return MDL_OK;
+    if (!s->alloc)
+        return mdl__error(err, MDL_UNSUPPORTED, "a session in a caller's arena cannot be resized "
+                          "(create one at the new shapes)");
+    bool initial = !memcmp(m->g.symval, want, sizeof(int64_t) * (size_t)m->g.nsyms);
+    mdl__inst *inst = NULL;
+    void *block = NULL;
+    if (!initial) {
+        /* everything new is built aside: on failure the session keeps its shapes */
+        if ((st = mdl__inst_create(m, want, s->alloc, &inst, err))) return st;
+        size_t bytes = mdl__align_up((size_t)m->g.ntensors * sizeof(void *), MDL__LINE_ALIGN) +
+                       inst->arena_bytes + MDL__LINE_ALIGN;
+        if (!(block = mdl__alloc(s->alloc, bytes))) {
+            mdl__inst_free(inst, s->alloc);
+            return mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory resizing a session (%zu bytes)",
+                              bytes);
+        }
+    }
+    mdl__inst_free(s->inst, s->alloc);
+    mdl__free(s->alloc, s->dyn_block);
+    s->inst = inst;
+    s->dyn_block = block;
+    uint8_t *region = (uint8_t *)s + mdl__align_up(sizeof(mdl_session), MDL__LINE_ALIGN);
+    if (initial) { /* back to the layout of mdl_session_create */
+        s->data = (void **)region;
+        s->arena = (uint8_t *)s + HEADER_BYTES(m);
+        bind_data(s, &m->g, &m->plan);
+    } else {
+        uint8_t *b = (uint8_t *)mdl__align_up((size_t)block, MDL__LINE_ALIGN);
+        s->data = (void **)b;
+        s->arena = b + mdl__align_up((size_t)m->g.ntensors * sizeof(void *), MDL__LINE_ALIGN);
+        bind_data(s, &inst->g, &inst->plan);
+    }
+    return MDL_OK;
+}
+
+static mdl_status io_info(const mdl_session *s, const int32_t *list, int32_t n, int i,
+                          mdl_tensor_info *info) {
+    if (!s || !info || i < 0 || i >= n) return MDL_INVALID_ARGUMENT;
+    mdl__session_tensor_info(&s->g->tensors[list[i]], info);
+    return MDL_OK;
+}
+
+mdl_status mdl_session_input_info(const mdl_session *s, int i, mdl_tensor_info *info) {
+    return io_info(s, s ? s->g->inputs : NULL, s ? s->g->ninputs : 0, i, info);
+}
+
+mdl_status mdl_session_output_info(const mdl_session *s, int i, mdl_tensor_info *info) {
+    return io_info(s, s ? s->g->outputs : NULL, s ? s->g->noutputs : 0, i, info);
 }
 
 const mdl_model *mdl_session_model(const mdl_session *s) { return s->m; }
 
 void *mdl_session_input_data(mdl_session *s, int i) {
-    if (!s || i < 0 || i >= s->m->g.ninputs) return NULL;
-    return s->data[s->m->g.inputs[i]];
+    if (!s || i < 0 || i >= s->g->ninputs) return NULL;
+    return s->data[s->g->inputs[i]];
 }
 
 const void *mdl_session_output_data(const mdl_session *s, int i) {
-    if (!s || i < 0 || i >= s->m->g.noutputs) return NULL;
-    return s->data[s->m->g.outputs[i]];
+    if (!s || i < 0 || i >= s->g->noutputs) return NULL;
+    return s->data[s->g->outputs[i]];
 }
 
 mdl_status mdl_session_set_input(mdl_session *s, int i, const void *data, size_t bytes,
                                  mdl_error *err) {
-    if (!s || !data || i < 0 || i >= s->m->g.ninputs)
+    if (!s || !data || i < 0 || i >= s->g->ninputs)
         return mdl__error(err, MDL_INVALID_ARGUMENT, "set_input: no input %d", i);
-    const mdl__tensor *t = &s->m->g.tensors[s->m->g.inputs[i]];
+    const mdl__tensor *t = &s->g->tensors[s->g->inputs[i]];
     if (bytes != t->bytes)
         return mdl__error(err, MDL_BUFFER_TOO_SMALL, "input %d '%s' takes %zu bytes, got %zu", i,
                           t->name, t->bytes, bytes);
-    if (bytes) memcpy(s->data[s->m->g.inputs[i]], data, bytes);
+    if (bytes) memcpy(s->data[s->g->inputs[i]], data, bytes);
     return MDL_OK;
 }
 
 mdl_status mdl_session_get_output(const mdl_session *s, int i, void *data, size_t bytes,
                                   mdl_error *err) {
-    if (!s || !data || i < 0 || i >= s->m->g.noutputs)
+    if (!s || !data || i < 0 || i >= s->g->noutputs)
         return mdl__error(err, MDL_INVALID_ARGUMENT, "get_output: no output %d", i);
-    const mdl__tensor *t = &s->m->g.tensors[s->m->g.outputs[i]];
+    const mdl__tensor *t = &s->g->tensors[s->g->outputs[i]];
     if (bytes < t->bytes)
         return mdl__error(err, MDL_BUFFER_TOO_SMALL, "output %d '%s' has %zu bytes, buffer holds %zu",
                           i, t->name, t->bytes, bytes);
-    if (t->bytes) memcpy(data, s->data[s->m->g.outputs[i]], t->bytes);
+    if (t->bytes) memcpy(data, s->data[s->g->outputs[i]], t->bytes);
     return MDL_OK;
 }
 
@@ -147,13 +230,12 @@ mdl_status mdl_session_run(mdl_session *s) {
     if (!s || !s->valid) return MDL_INVALID_ARGUMENT;
     s->err.status = MDL_OK;
     s->err.msg[0] = '\0';
-    const mdl_model *m = s->m;
-    const mdl__graph *g = &m->g;
+    const mdl__graph *g = s->g;
     mdl__kctx ctx;
     ctx.err = &s->err;
     for (int32_t i = 0; i < g->nnodes; i++) {
         mdl__graph_kctx(g, i, s->data, &ctx);
-        ctx.scratch = s->arena + m->plan.scratch_offsets[i];
+        ctx.scratch = s->arena + s->plan->scratch_offsets[i];
         uint64_t t0 = s->node_ns ? now_ns() : 0;
         mdl_status st = g->nodes[i].kernel->run(&ctx);
         if (s->node_ns) s->node_ns[i] = now_ns() - t0;

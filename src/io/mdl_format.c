@@ -40,7 +40,7 @@ _Static_assert(sizeof option_descs / sizeof option_descs[0] == MDL_OPTIONS_COUNT
                "one union member per options kind");
 
 DESC(d_quant, "Quantization", VEC(4), VEC(8), SC(4));
-DESC(d_tensor, "Tensor", STR, SC(1), VEC(8), SC(4), TAB(d_quant));
+DESC(d_tensor, "Tensor", STR, SC(1), VEC(8), SC(4), TAB(d_quant), VEC(4));
 DESC(d_operator, "Operator", SC(2), STR, VEC(4), VEC(4), SC(1),
      {FB_UNION, 4, 0, NULL, option_descs, MDL_OPTIONS_COUNT - 1});
 _Static_assert(MDL__LINE_ALIGN % MDL_ALIGN == 0, "weights are written more aligned than read");
@@ -48,12 +48,14 @@ _Static_assert(MDL__LINE_ALIGN % MDL_ALIGN == 0, "weights are written more align
 DESC(d_buffer, "Buffer", VECA(1, MDL_ALIGN));
 DESC(d_kv, "KeyValue", STR, STR);
 DESC(d_plan, "MemoryPlan", SC(8), VEC(8), VEC(8));
+DESC(d_symbol, "Symbol", STR, SC(8), SC(8));
 DESC(d_model, "Model", SC(2), SC(2), STR, STR, STR, STR, TABV(d_kv), TABV(d_tensor),
-     TABV(d_operator), VEC(4), VEC(4), TABV(d_buffer), TAB(d_plan));
+     TABV(d_operator), VEC(4), VEC(4), TABV(d_buffer), TAB(d_plan), TABV(d_symbol));
 
 enum { M_MAJOR, M_MINOR, M_NAME, M_VERSION, M_PRODUCER, M_DESCRIPTION, M_METADATA, M_TENSORS,
-       M_OPERATORS, M_INPUTS, M_OUTPUTS, M_BUFFERS, M_PLAN };
-enum { T_NAME, T_DTYPE, T_SHAPE, T_BUFFER, T_QUANT };
+       M_OPERATORS, M_INPUTS, M_OUTPUTS, M_BUFFERS, M_PLAN, M_SYMBOLS };
+enum { T_NAME, T_DTYPE, T_SHAPE, T_BUFFER, T_QUANT, T_DIM_SYMBOLS };
+enum { S_NAME, S_MAX, S_INITIAL };
 enum { Q_SCALE, Q_ZERO_POINT, Q_AXIS };
 enum { O_OP, O_NAME, O_INPUTS, O_OUTPUTS, O_OPTIONS_TYPE, O_OPTIONS };
 
@@ -188,7 +190,8 @@ static void read_indices(fb_vec v, int32_t *out) {
     for (uint32_t i = 0; i < v.len; i++) out[i] = fb_vec_i32(v, i);
 }
 
-static mdl_status read_tensor(mdl_model *m, fb_table t, int32_t i, fb_vec buffers, mdl_error *err) {
+static mdl_status read_tensor(mdl_model *m, carver *c, fb_table t, int32_t i, fb_vec buffers,
+                              mdl_error *err) {
     mdl__tensor *x = &m->g.tensors[i];
     x->name = fb_get_str(t, T_NAME, "");
     uint8_t dt = (uint8_t)fb_get_u(t, T_DTYPE, 1, 0);
@@ -201,6 +204,25 @@ static mdl_status read_tensor(mdl_model *m, fb_table t, int32_t i, fb_vec buffer
                           (unsigned)shape.len, MDL_MAX_RANK);
     x->rank = (int32_t)shape.len;
     for (uint32_t d = 0; d < shape.len; d++) x->dims[d] = fb_vec_i64(shape, d);
+    fb_vec syms = fb_get_vec(t, T_DIM_SYMBOLS);
+    if (syms.len) {
+        if (syms.len != shape.len)
+            return mdl__error(err, MDL_CORRUPT_MODEL, "tensor %d '%s': %u dim symbols for rank %u",
+                              (int)i, x->name, (unsigned)syms.len, (unsigned)shape.len);
+        int32_t *codes = carve(c, syms.len * sizeof(int32_t));
+        bool dynamic = false;
+        for (uint32_t d = 0; d < syms.len; d++) {
+            codes[d] = fb_vec_i32(syms, d);
+            if (codes[d] == MDL__DIM_FIXED) continue;
+            /* range-checked with the symbols by mdl__graph_check_syms */
+            if (x->dims[d] != -1)
+                return mdl__error(err, MDL_CORRUPT_MODEL, "tensor %d '%s': dynamic dim %u holds %lld "
+                                  "(must be -1)", (int)i, x->name, (unsigned)d, (long long)x->dims[d]);
+            x->dims[d] = 0; /* until the graph check gives it a value */
+            dynamic = true;
+        }
+        if (dynamic) x->sym = codes;
+    }
     if (!mdl__shape_size(x->rank, x->dims, mdl_dtype_size(x->dtype), &x->count, &x->bytes)) {
         char s[128];
         return mdl__error(err, MDL_SHAPE, "tensor %d '%s': shape %s is negative or too large", (int)i,
@@ -257,6 +279,10 @@ mdl_status mdl__format_read(mdl_model *m, mdl_error *err) {
     fb_vec ops = fb_get_vec(root, M_OPERATORS), ins = fb_get_vec(root, M_INPUTS);
     fb_vec outs = fb_get_vec(root, M_OUTPUTS), buffers = fb_get_vec(root, M_BUFFERS);
     fb_table plan = fb_get_table(root, M_PLAN);
+    fb_vec symbols = fb_get_vec(root, M_SYMBOLS);
+    if (symbols.len > MDL__MAX_SYMBOLS)
+        return mdl__error(err, MDL_CORRUPT_MODEL, "model has %u symbolic dims (at most %d)",
+                          (unsigned)symbols.len, MDL__MAX_SYMBOLS);
 
     /* Everything below is sized from verified vector lengths (each bounded by the file size). */
     /* Each carve() rounds up to 16 bytes, so the sum counts pieces rounded the same way. */
@@ -270,6 +296,9 @@ mdl_status mdl__format_read(mdl_model *m, mdl_error *err) {
                  PIECE(fb_get_vec(op, O_OUTPUTS).len * sizeof(int32_t));
     }
     if (plan.pos) bytes += PIECE(tensors.len * sizeof(size_t)) + PIECE(ops.len * sizeof(size_t));
+    for (uint32_t i = 0; i < tensors.len; i++)
+        bytes += PIECE(fb_get_vec(fb_vec_table(tensors, i), T_DIM_SYMBOLS).len * sizeof(int32_t));
+    bytes += PIECE(symbols.len * sizeof(mdl__symbol)) + PIECE(symbols.len * sizeof(int64_t));
 #undef PIECE
     m->block = mdl__alloc(m->alloc, bytes);
     if (!m->block) return mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory reading the model (%zu bytes)", bytes);
@@ -293,8 +322,22 @@ mdl_status mdl__format_read(mdl_model *m, mdl_error *err) {
     g->outputs = carve(&c, outs.len * sizeof(int32_t));
     read_indices(ins, g->inputs);
     read_indices(outs, g->outputs);
+    if (symbols.len) {
+        mdl__symbol *sy = carve(&c, symbols.len * sizeof(mdl__symbol));
+        int64_t *val = carve(&c, symbols.len * sizeof(int64_t));
+        for (uint32_t i = 0; i < symbols.len; i++) {
+            fb_table y = fb_vec_table(symbols, i);
+            sy[i].name = fb_get_str(y, S_NAME, "");
+            sy[i].max = (int64_t)fb_get_u(y, S_MAX, 8, 0);
+            sy[i].initial = (int64_t)fb_get_u(y, S_INITIAL, 8, 1);
+            val[i] = sy[i].initial; /* checked by mdl__graph_check_syms */
+        }
+        g->nsyms = (int32_t)symbols.len;
+        g->syms = sy;
+        g->symval = val;
+    }
     for (uint32_t i = 0; i < tensors.len; i++)
-        if ((st = read_tensor(m, fb_vec_table(tensors, i), (int32_t)i, buffers, err))) return st;
+        if ((st = read_tensor(m, &c, fb_vec_table(tensors, i), (int32_t)i, buffers, err))) return st;
     for (uint32_t i = 0; i < ops.len; i++) {
         fb_table op = fb_vec_table(ops, i);
         mdl__node *n = &g->nodes[i];
@@ -477,7 +520,11 @@ mdl_status mdl__format_write(fb_builder *b, const mdl__graph *g, const mdl__plan
     for (size_t t = 0; t < nt; t++) {
         const mdl__tensor *x = &g->tensors[t];
         fb_ref name = fb_create_string(b, x->name ? x->name : "");
-        fb_ref shape = fb_create_vector(b, x->dims, (size_t)x->rank, 8, 8);
+        int64_t dims[MDL_MAX_RANK];
+        for (int32_t d = 0; d < x->rank; d++)
+            dims[d] = x->sym && x->sym[d] != MDL__DIM_FIXED ? -1 : x->dims[d];
+        fb_ref shape = fb_create_vector(b, dims, (size_t)x->rank, 8, 8);
+        fb_ref syms = x->sym ? fb_create_vector(b, x->sym, (size_t)x->rank, 4, 4) : 0;
         fb_ref quant = 0;
         if (x->nquant > 0) {
             fb_ref sc = fb_create_vector(b, x->scale, (size_t)x->nquant, 4, 4);
@@ -494,6 +541,7 @@ mdl_status mdl__format_write(fb_builder *b, const mdl__graph *g, const mdl__plan
         fb_add_ref(b, T_SHAPE, shape);
         if (buffer_of[t]) fb_add_u32(b, T_BUFFER, buffer_of[t]);
         fb_add_ref(b, T_QUANT, quant);
+        if (syms) fb_add_ref(b, T_DIM_SYMBOLS, syms);
         tref[t] = fb_end_table(b);
     }
     for (size_t i = 0; i < nn; i++) {
@@ -524,13 +572,30 @@ mdl_status mdl__format_write(fb_builder *b, const mdl__graph *g, const mdl__plan
     for (size_t t = 0; t < nt; t++)
         offs[t] = plan->tensor_offsets[t] == MDL_NO_OFFSET ? 0 : plan->tensor_offsets[t];
     for (size_t i = 0; i < nn; i++) offs[nt + i] = plan->scratch_offsets[i];
-    fb_ref v_to = fb_create_vector(b, offs, nt, 8, 8);
-    fb_ref v_so = fb_create_vector(b, offs + nt, nn, 8, 8);
-    fb_start_table(b);
-    fb_add_u64(b, 0, plan->arena_bytes);
-    fb_add_ref(b, 1, v_to);
-    fb_add_ref(b, 2, v_so);
-    fb_ref r_plan = fb_end_table(b);
+    fb_ref r_plan = 0;
+    if (!g->nsyms) {
+        fb_ref v_to = fb_create_vector(b, offs, nt, 8, 8);
+        fb_ref v_so = fb_create_vector(b, offs + nt, nn, 8, 8);
+        fb_start_table(b);
+        fb_add_u64(b, 0, plan->arena_bytes);
+        fb_add_ref(b, 1, v_to);
+        fb_add_ref(b, 2, v_so);
+        r_plan = fb_end_table(b);
+    }
+    /* a plan fits one set of shapes: models with dynamic dims are planned by their sessions */
+    fb_ref r_syms = 0;
+    if (g->nsyms) {
+        fb_ref yref[MDL__MAX_SYMBOLS];
+        for (int32_t i = 0; i < g->nsyms && i < MDL__MAX_SYMBOLS; i++) {
+            fb_ref nm = fb_create_string(b, g->syms[i].name ? g->syms[i].name : "");
+            fb_start_table(b);
+            fb_add_ref(b, S_NAME, nm);
+            if (g->syms[i].max) fb_add_u64(b, S_MAX, (uint64_t)g->syms[i].max);
+            if (g->syms[i].initial != 1) fb_add_u64(b, S_INITIAL, (uint64_t)g->syms[i].initial);
+            yref[i] = fb_end_table(b);
+        }
+        r_syms = fb_create_ref_vector(b, yref, (size_t)g->nsyms);
+    }
     fb_ref r_buffers = fb_create_ref_vector(b, bref, nbuf);
     fb_ref r_tensors = fb_create_ref_vector(b, tref, nt);
     fb_ref r_ops = fb_create_ref_vector(b, oref, nn);
@@ -555,6 +620,7 @@ mdl_status mdl__format_write(fb_builder *b, const mdl__graph *g, const mdl__plan
     fb_add_ref(b, M_OUTPUTS, r_out);
     fb_add_ref(b, M_BUFFERS, r_buffers);
     fb_add_ref(b, M_PLAN, r_plan);
+    if (r_syms) fb_add_ref(b, M_SYMBOLS, r_syms);
     fb_ref root = fb_end_table(b);
     mdl__free(a, refs);
     mdl__free(a, offs);

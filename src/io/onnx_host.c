@@ -5,6 +5,7 @@
  * lowered one by one in topological order (graph/convert_*_host.c): constant subgraphs fold as
  * they are met, so shapes are always known.  Then the passes run and the builder writes the file. */
 #include "graph/convert_host.h"
+#include "graph/model.h"
 #include "quant/qdq_host.h"
 #include "quant/ptq_host.h"
 
@@ -263,8 +264,31 @@ mdl_status mdl__cv_tensor_proto(cv_ctx *c, const Onnx__TensorProto *tp, const ch
 
 /* ---- inputs ---------------------------------------------------------------------------------- */
 
+/* The symbol for a dynamic dim (found by name or added) with its bound; -1 on error (set). */
+static int32_t input_symbol(cv_ctx *c, const char *input, int32_t d, const char *param, int64_t max) {
+    const char *name = param && *param ? param : mdl__cv_fmt(c, "%s.%d", input, (int)d);
+    if (!name) return -1;
+    int32_t s = 0;
+    while (s < c->nsyms && strcmp(c->sym_names[s], name)) s++;
+    if (s == c->nsyms) {
+        if (c->nsyms == MDL_CONVERT_MAX_SHAPES) {
+            mdl__error(c->err, MDL_UNSUPPORTED, "more than %d dynamic dims: fix some with --input-shape",
+                       MDL_CONVERT_MAX_SHAPES);
+            return -1;
+        }
+        c->sym_names[s] = name;
+        c->sym_max[s] = 0;
+        c->nsyms++;
+    }
+    if (max && (!c->sym_max[s] || max < c->sym_max[s])) c->sym_max[s] = max;
+    size_t len = strlen(c->sym_where);
+    snprintf(c->sym_where + len, sizeof c->sym_where - len, "%s%s[%d]=%s", len ? ", " : "", input,
+             (int)d, name);
+    return s;
+}
+
 static mdl_status add_input(cv_ctx *c, const Onnx__ValueInfoProto *vi, const mdl_convert_options *o,
-                            bool *used) {
+                            bool *used, bool *max_used) {
     const char *name = vi->name ? vi->name : "";
     const Onnx__TypeProto *tp = vi->type;
     if (!tp || tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !tp->tensor_type)
@@ -287,6 +311,12 @@ static mdl_status add_input(cv_ctx *c, const Onnx__ValueInfoProto *vi, const mdl
             given = &o->input_shapes[k];
             used[k] = true;
         }
+    const mdl_input_shape *bound = NULL;
+    for (int32_t k = 0; k < o->nmax_shapes && k < MDL_CONVERT_MAX_SHAPES; k++)
+        if (o->max_shapes[k].name && shape_name_is(o->max_shapes[k].name, name)) {
+            bound = &o->max_shapes[k];
+            max_used[k] = true;
+        }
     int64_t dims[MDL_MAX_RANK];
     int32_t rank;
     if (tt->shape) {
@@ -303,8 +333,23 @@ static mdl_status add_input(cv_ctx *c, const Onnx__ValueInfoProto *vi, const mdl
             if (fixed && given && given->dims[i] != d->dim_value)
                 return mdl__error(c->err, MDL_SHAPE, "--input-shape %s: dim %d is %lld, the model fixes it to %lld",
                                   name, (int)i, (long long)given->dims[i], (long long)d->dim_value);
-            /* dynamic dims: the given value, else 1 */
-            dims[i] = fixed ? d->dim_value : given ? given->dims[i] : 1;
+            if (bound && bound->rank != rank)
+                return mdl__error(c->err, MDL_SHAPE, "--max-shape %s: rank %d, the model's input has rank %d",
+                                  name, (int)bound->rank, (int)rank);
+            if (fixed || given) {
+                dims[i] = fixed ? d->dim_value : given->dims[i];
+                if (bound && bound->dims[i] < dims[i])
+                    return mdl__error(c->err, MDL_SHAPE, "--max-shape %s: dim %d is fixed to %lld, above "
+                                      "the bound %lld", name, (int)i, (long long)dims[i],
+                                      (long long)bound->dims[i]);
+                continue;
+            }
+            /* a dynamic dim stays symbolic: lowered at the probe's size (convert_dyn_host.c) */
+            const char *param = d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM
+                                    ? d->dim_param : NULL;
+            int32_t sy = input_symbol(c, name, i, param, bound ? bound->dims[i] : 0);
+            if (sy < 0) return c->err->status ? c->err->status : MDL_OUT_OF_MEMORY;
+            dims[i] = mdl__cv_probe_size(c->probe, sy);
         }
     } else {
         if (!given)
@@ -460,16 +505,18 @@ static mdl_status bind_outputs(cv_ctx *c, const Onnx__GraphProto *g) {
     return MDL_OK;
 }
 
-static mdl_status convert(cv_ctx *c, const Onnx__ModelProto *m, const char *out_path,
-                          const mdl_convert_options *o, mdl_convert_report *rep) {
+/* Imports and lowers the graph at c->probe's sizes of the dynamic dims, runs the passes and adds
+   the result to a new builder *out. */
+static mdl_status lower_graph(cv_ctx *c, const Onnx__ModelProto *m, const mdl_convert_options *o,
+                              mdl_convert_report *rep, mdl__ptq_plan **plan, const mdl__ptq_plan *replay,
+                              mdl_builder **out, int32_t *nodes_out) {
     mdl_status st;
+    *out = NULL;
     const Onnx__GraphProto *g = m->graph;
     c->opset = model_opset(m);
     if (c->opset < 0) return mdl__error(c->err, MDL_CORRUPT_MODEL, "the model imports no ONNX operator set");
     if (c->opset < 7)
         return mdl__error(c->err, MDL_UNSUPPORTED, "opset %lld is too old (7 or newer needed)", (long long)c->opset);
-    rep->opset = c->opset;
-    rep->onnx_nodes = (int32_t)g->n_node;
     if (g->n_sparse_initializer)
         return mdl__error(c->err, MDL_UNSUPPORTED, "sparse initializers are not supported");
     for (size_t i = 0; i < g->n_initializer; i++) {
@@ -485,17 +532,21 @@ static mdl_status convert(cv_ctx *c, const Onnx__ModelProto *m, const char *out_
     c->inputs = calloc(g->n_input + 1, sizeof(int32_t));
     c->outputs = calloc(g->n_output + 1, sizeof(int32_t));
     if (!c->inputs || !c->outputs) return mdl__error(c->err, MDL_OUT_OF_MEMORY, "out of memory");
-    bool used[MDL_CONVERT_MAX_SHAPES] = {false};
+    bool used[MDL_CONVERT_MAX_SHAPES] = {false}, max_used[MDL_CONVERT_MAX_SHAPES] = {false};
     for (size_t i = 0; i < g->n_input; i++) {
         const char *name = g->input[i]->name ? g->input[i]->name : "";
         int32_t v = mdl__cv_value_find(c, name);
         if (v >= 0 && c->vals[v].defined) continue; /* an initializer listed as input (IR < 4) */
-        if ((st = add_input(c, g->input[i], o, used))) return st;
+        if ((st = add_input(c, g->input[i], o, used, max_used))) return st;
     }
     for (int32_t k = 0; k < o->ninput_shapes && k < MDL_CONVERT_MAX_SHAPES; k++)
         if (!used[k] && o->input_shapes[k].name)
             return mdl__error(c->err, MDL_INVALID_ARGUMENT, "--input-shape: the model has no input '%.*s'",
                               (int)shape_name_len(o->input_shapes[k].name), o->input_shapes[k].name);
+    for (int32_t k = 0; k < o->nmax_shapes && k < MDL_CONVERT_MAX_SHAPES; k++)
+        if (!max_used[k] && o->max_shapes[k].name)
+            return mdl__error(c->err, MDL_INVALID_ARGUMENT, "--max-shape: the model has no input '%.*s'",
+                              (int)shape_name_len(o->max_shapes[k].name), o->max_shapes[k].name);
     if (!c->ninputs) return mdl__error(c->err, MDL_UNSUPPORTED, "the model has no run-time inputs");
     if (!g->n_output) return mdl__error(c->err, MDL_CORRUPT_MODEL, "the model has no outputs");
     if ((st = lower_nodes(c, g))) return st;
@@ -503,13 +554,77 @@ static mdl_status convert(cv_ctx *c, const Onnx__ModelProto *m, const char *out_
     c->op_type = NULL;
     mdl__cv_optimize(c);
     if (o->quant.mode != MDL_QUANTIZE_NONE) {
-        if ((st = mdl__ptq_run(c, &o->quant, &rep->quant))) return st;
+        /* the second lowering of a dynamic model replays the first one's decisions */
+        if ((st = mdl__ptq_run(c, &o->quant, replay ? NULL : &rep->quant, plan, replay))) return st;
     } else if ((st = mdl__qdq_pass(c, NULL))) {
         return st;
     }
 
     mdl_builder *b;
     if ((st = mdl_builder_create(NULL, &b, c->err))) return st;
+    if ((st = mdl__cv_build(c, b, nodes_out))) {
+        mdl_builder_free(b);
+        return st;
+    }
+    *out = b;
+    return MDL_OK;
+}
+
+static mdl_status convert(cv_ctx *c, const Onnx__ModelProto *m, const char *out_path,
+                          const mdl_convert_options *o, mdl_convert_report *rep) {
+    const Onnx__GraphProto *g = m->graph;
+    rep->onnx_nodes = (int32_t)g->n_node;
+    mdl_builder *b;
+    mdl__ptq_plan *plan = NULL;
+    mdl_status st = lower_graph(c, m, o, rep, &plan, NULL, &b, &rep->nodes_out);
+    if (st || !c->nsyms) {
+        mdl__ptq_plan_free(plan);
+        plan = NULL;
+    }
+    if (st) return st;
+    rep->opset = c->opset;
+    if (c->nsyms) {
+        /* once more at other sizes of the dynamic dims, to tell which sizes follow them */
+        cv_ctx c1;
+        memset(&c1, 0, sizeof c1);
+        c1.err = c->err;
+        c1.model_dir = c->model_dir;
+        c1.probe = 1;
+        mdl_builder *b1;
+        int32_t n1;
+        st = lower_graph(&c1, m, o, rep, NULL, plan, &b1, &n1);
+        if (!st) {
+            st = mdl__cv_symbolize(c, b, b1, c->err);
+            mdl_builder_free(b1);
+        }
+        mdl__cv_free(&c1);
+        mdl__ptq_plan_free(plan);
+        if (st) {
+            mdl_builder_free(b);
+            return st;
+        }
+        rep->nsymbols = c->nsyms;
+        char *w = rep->dynamic;
+        size_t left = sizeof rep->dynamic;
+        /* "x[0]=batch<=64": the dims and the bounds */
+        const char *p = c->sym_where;
+        while (*p && left > 1) {
+            const char *end = strstr(p, ", ");
+            size_t n = end ? (size_t)(end - p) : strlen(p);
+            const char *eq = memchr(p, '=', n);
+            int32_t s = -1;
+            for (int32_t k = 0; eq && k < c->nsyms; k++)
+                if (strlen(c->sym_names[k]) == n - (size_t)(eq + 1 - p) && !memcmp(eq + 1, c->sym_names[k], n - (size_t)(eq + 1 - p)))
+                    s = k;
+            int wr = s >= 0 && c->sym_max[s]
+                         ? snprintf(w, left, "%s%.*s<=%lld", w == rep->dynamic ? "" : ", ", (int)n, p, (long long)c->sym_max[s])
+                         : snprintf(w, left, "%s%.*s", w == rep->dynamic ? "" : ", ", (int)n, p);
+            if (wr < 0 || (size_t)wr >= left) break;
+            w += wr;
+            left -= (size_t)wr;
+            p = end ? end + 2 : p + n;
+        }
+    }
     char ver[32];
     const char *name = o->name ? o->name : g->name ? g->name : "";
     const char *version = o->model_version;
@@ -525,8 +640,24 @@ static mdl_status convert(cv_ctx *c, const Onnx__ModelProto *m, const char *out_
     snprintf(src, sizeof src, "%s %s (ONNX opset %lld)", m->producer_name ? m->producer_name : "",
              m->producer_version ? m->producer_version : "", (long long)c->opset);
     mdl_builder_set_metadata(b, "source", src);
-    st = mdl__cv_build(c, b, &rep->nodes_out);
-    if (!st) st = mdl_builder_write_file(b, out_path, c->err);
+    st = mdl_builder_write_file(b, out_path, c->err);
+    if (st && st != MDL_IO && st != MDL_OUT_OF_MEMORY && c->nsyms) {
+        /* Not valid with every dynamic dim at 1 (e.g. a convolution without padding over a
+           dynamic length): sessions start at the sizes the converter checked the graph at. */
+        mdl_error first = *c->err;
+        size_t len = strlen(rep->dynamic);
+        snprintf(rep->dynamic + len, sizeof rep->dynamic - len, "; not valid at 1, sessions start at");
+        for (int32_t y = 0; y < c->nsyms; y++) {
+            int64_t v = mdl__cv_probe_size(0, y);
+            if (c->sym_max[y] && v > c->sym_max[y]) v = c->sym_max[y];
+            mdl__builder_set_initial(b, y, v);
+            len = strlen(rep->dynamic);
+            snprintf(rep->dynamic + len, sizeof rep->dynamic - len, "%s %s=%lld", y ? "," : "",
+                     c->sym_names[y], (long long)v);
+        }
+        if (mdl_builder_write_file(b, out_path, c->err) == MDL_OK) st = MDL_OK;
+        else *c->err = first; /* the first failure explains it best */
+    }
     mdl_builder_free(b);
     if (st) return st;
     rep->folded = c->folded;

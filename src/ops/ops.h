@@ -15,6 +15,10 @@
  *            reads ctx->packed; sessions share it.  packed_bytes may depend on the CPU (it is not
  *            part of the stored memory plan); scratch_bytes must NOT (a plan written on one
  *            machine must fit on another).  Builder/converter runs never call pack.
+ *            Dynamic shapes: a session of a model with dynamic dims runs prepare again at its
+ *            sizes and reuses the model's packed data when packed_bytes is the same and every
+ *            input differs at most in its outermost dim (graph/resize.c), else packs its own:
+ *            packed data may depend on weights and inner geometry, never on dims[0].
  *
  *   run:     computes.  Shapes come from ctx->in[] / ctx->out[] (ctx->out_shape is not filled
  *            at run time).  Reads inputs through ctx->in_data[], writes ctx->out_data[], may use
@@ -57,7 +61,14 @@ typedef struct mdl__tensor {
     int32_t nquant, quant_axis;
     const float *scale;
     const int64_t *zero_point;
+    /* Dynamic dims (graph.h, mdl__graph.syms): NULL when every dim is fixed, else rank codes:
+       MDL__DIM_FIXED, a symbol index, or MDL__DIM_COMPUTED.  Kernels read dims only: a graph
+       is always checked at concrete values before a kernel sees it. */
+    const int32_t *sym;
 } mdl__tensor;
+
+#define MDL__DIM_FIXED (-1)
+#define MDL__DIM_COMPUTED (-2)
 
 /* Shape + dtype a kernel's prepare infers for an output. */
 typedef struct mdl__shape {

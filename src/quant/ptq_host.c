@@ -309,7 +309,9 @@ static void act_params(double lo, double hi, float *scale, int64_t *zp) {
     *zp = z < -128 ? -128 : z > 127 ? 127 : (int64_t)z;
 }
 
-static mdl_status calibrate(ptq *P) {
+/* The activations to observe (every input and output of an int8 or data-movement op, every
+   float activation an op writes) and their per-observer arrays. */
+static mdl_status observers(ptq *P) {
     cv_ctx *c = P->c;
     for (int32_t i = 0; i < c->nnodes; i++) {
         const cv_node *n = &c->nodes[i];
@@ -322,10 +324,17 @@ static mdl_status calibrate(ptq *P) {
     P->qt = malloc(sizeof(int32_t) * (size_t)(P->nobs ? P->nobs : 1));
     P->sig = calloc((size_t)P->nobs + 1, sizeof(double));
     P->noise = calloc((size_t)P->nobs + 1, sizeof(double));
+    return P->obs && P->qt && P->sig && P->noise ? MDL_OK : oom(P);
+}
+
+static mdl_status calibrate(ptq *P) {
+    cv_ctx *c = P->c;
+    mdl_status st0 = observers(P);
+    if (st0) return st0;
     int32_t *extra = malloc(sizeof(int32_t) * (size_t)(P->nobs + 1)), nextra = 0;
     int32_t *idx = malloc(sizeof(int32_t) * (size_t)(P->nobs + 1));
     int32_t *oidx = malloc(sizeof(int32_t) * (size_t)(P->nobs + 1));
-    if (!P->obs || !P->qt || !P->sig || !P->noise || !extra || !idx || !oidx) {
+    if (!extra || !idx || !oidx) {
         free(extra);
         free(idx);
         free(oidx);
@@ -1102,7 +1111,77 @@ static mdl_status check_options(const mdl_quantize_options *o, mdl_error *err) {
     return MDL_OK;
 }
 
-mdl_status mdl__ptq_run(cv_ctx *c, const mdl_quantize_options *o, mdl_quant_report **report) {
+/* ---- the decisions, for the same graph at other sizes --------------------------------------- */
+
+void mdl__ptq_plan_free(mdl__ptq_plan *pl) {
+    if (!pl) return;
+    for (int32_t i = 0; i < pl->nact; i++) free(pl->act[i]);
+    for (int32_t i = 0; i < pl->nfloat; i++) free(pl->float_nodes[i]);
+    free(pl->act);
+    free(pl->scale);
+    free(pl->zp);
+    free(pl->float_nodes);
+    free(pl);
+}
+
+static mdl_status plan_make(ptq *P, const bool *kf, mdl__ptq_plan **out) {
+    mdl__ptq_plan *pl = calloc(1, sizeof *pl);
+    size_t nt = (size_t)P->nts0 + 1, nn = (size_t)P->n0 + 1;
+    if (pl) {
+        pl->act = calloc(nt, sizeof(char *));
+        pl->scale = calloc(nt, sizeof(float));
+        pl->zp = calloc(nt, sizeof(int64_t));
+        pl->float_nodes = calloc(nn, sizeof(char *));
+    }
+    if (!pl || !pl->act || !pl->scale || !pl->zp || !pl->float_nodes) {
+        mdl__ptq_plan_free(pl);
+        return oom(P);
+    }
+    for (int32_t t = 0; t < P->nts0; t++) {
+        if (!P->has[t]) continue;
+        if (!(pl->act[pl->nact] = strdup(P->snap.ts[t].name))) goto oom;
+        pl->scale[pl->nact] = P->scale[t];
+        pl->zp[pl->nact++] = P->zp[t];
+    }
+    for (int32_t i = 0; i < P->n0; i++) {
+        if (!kf[i]) continue;
+        if (!(pl->float_nodes[pl->nfloat] = strdup(P->snap.nodes[i].name))) goto oom;
+        pl->nfloat++;
+    }
+    *out = pl;
+    return MDL_OK;
+oom:
+    mdl__ptq_plan_free(pl);
+    return oom(P);
+}
+
+/* The rewrite with the parameters and float layers of plan (by tensor and node name): no data,
+   no measurement.  Fails if the graph has an activation the plan does not know. */
+static mdl_status plan_replay(ptq *P, const mdl__ptq_plan *pl, bool *kf) {
+    cv_ctx *c = P->c;
+    mdl_status st = observers(P);
+    if (st) return st;
+    for (int32_t j = 0; j < P->nobs; j++) {
+        int32_t t = P->obs_t[j], a = 0;
+        while (a < pl->nact && strcmp(pl->act[a], c->ts[t].name)) a++;
+        if (a == pl->nact)
+            return mdl__error(P->err, MDL_UNSUPPORTED,
+                              "quantization: activation '%s' exists only at some sizes of the dynamic dims "
+                              "(fix them with --input-shape)",
+                              c->ts[t].name);
+        P->scale[t] = pl->scale[a];
+        P->zp[t] = pl->zp[a];
+        P->has[t] = true;
+    }
+    for (int32_t i = 0; i < c->nnodes; i++)
+        for (int32_t f = 0; f < pl->nfloat && !kf[i]; f++)
+            kf[i] = !c->nodes[i].dead && !strcmp(pl->float_nodes[f], c->nodes[i].name);
+    if ((st = snap_take(P))) return st;
+    return apply(P, kf);
+}
+
+mdl_status mdl__ptq_run(cv_ctx *c, const mdl_quantize_options *o, mdl_quant_report **report,
+                        mdl__ptq_plan **plan, const mdl__ptq_plan *replay) {
     mdl_status st = check_options(o, c->err);
     if (st) return st;
     ptq P;
@@ -1152,6 +1231,10 @@ mdl_status mdl__ptq_run(cv_ctx *c, const mdl_quantize_options *o, mdl_quant_repo
         P.batch = b;
     }
     if ((st = classify(&P))) goto done;
+    if (replay) {
+        st = plan_replay(&P, replay, kf);
+        goto done;
+    }
     if ((st = mdl__data_load(o->calibration, "--calibration", c->ninputs, P.inputs, o->max_calibration_rows,
                              &P.calib, c->err)))
         goto done;
@@ -1255,6 +1338,7 @@ mdl_status mdl__ptq_run(cv_ctx *c, const mdl_quantize_options *o, mdl_quant_repo
     if ((st = apply(&P, kf)) || (st = evaluate(&P, &fcal, fidx, &m, &bytes, "evaluate"))) goto done;
     bval = budget_value(&P, &m);
     st = make_report(&P, &m, kf, impact, &bval, bytes, report);
+    if (!st && plan) st = plan_make(&P, kf, plan);
 done:
     runner_close(&fcal);
     free(fidx);

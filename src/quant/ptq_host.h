@@ -25,9 +25,25 @@
 
 #include "graph/convert_host.h"
 
+/* What quantization decided, by name: every activation's parameters and the nodes kept float.
+   A model with dynamic dims is lowered at two sizes (convert_dyn_host.c); the second lowering
+   replays the first one's decisions instead of calibrating again, so both give the same graph. */
+typedef struct mdl__ptq_plan {
+    int32_t nact;
+    char **act; /* tensor names */
+    float *scale;
+    int64_t *zp;
+    int32_t nfloat;
+    char **float_nodes;
+} mdl__ptq_plan;
+
+void mdl__ptq_plan_free(mdl__ptq_plan *plan);
+
 /* Quantizes c in place as o asks; *report receives a new report (free with
-   mdl_convert_report_free's helper mdl__quant_report_free). */
-mdl_status mdl__ptq_run(cv_ctx *c, const mdl_quantize_options *o, struct mdl_quant_report **report);
+   mdl_convert_report_free's helper mdl__quant_report_free); plan (may be NULL) receives the
+   decisions.  With replay, applies those decisions instead (no data read, no report). */
+mdl_status mdl__ptq_run(cv_ctx *c, const mdl_quantize_options *o, struct mdl_quant_report **report,
+                        mdl__ptq_plan **plan, const mdl__ptq_plan *replay);
 
 void mdl__quant_report_free(struct mdl_quant_report *r);
 

@@ -629,12 +629,33 @@ static void test_dynamic_dims(void **state) {
     const char *dir = th_tmp("dynamic");
     char out[600];
     snprintf(out, sizeof out, "%s/default.mdl", dir);
-    /* without --input-shape every dynamic dim is 1 */
+    /* without --input-shape the dynamic dims stay dynamic, named by their dim_param, and the
+       report says so; a session picks the sizes */
     mdl_error err;
-    assert_int_equal(mdl_convert_onnx(path_in(dir, "model.onnx"), out, NULL, NULL, &err), MDL_OK);
+    mdl_convert_report rep;
+    assert_int_equal(mdl_convert_onnx(path_in(dir, "model.onnx"), out, NULL, &rep, &err), MDL_OK);
+    assert_int_equal(rep.nsymbols, 3);
+    assert_string_equal(rep.dynamic, "x[0]=N, x[2]=H, x[3]=W");
     assert_int_equal(mdl_model_load_file(out, NULL, &m, &err), MDL_OK);
     assert_int_equal(mdl_model_input_info(m, 0, &info), MDL_OK);
-    assert_int_equal(info.dims[0] * info.dims[1] * info.dims[2] * info.dims[3], 3);
+    assert_int_equal(info.dims[0], -1);
+    assert_int_equal(info.dims[1], 3);
+    assert_int_equal(info.dims[2], -1);
+    assert_string_equal(info.dim_names[0], "N");
+    assert_string_equal(info.dim_names[3], "W");
+    assert_null(info.dim_names[1]);
+    assert_int_equal(mdl_model_output_info(m, 0, &info), MDL_OK);
+    assert_int_equal(info.dims[0], -1);
+    assert_int_equal(info.dims[1], 4);
+    mdl_session *s;
+    mdl_shape sh = {4, {2, 3, 9, 11}};
+    assert_int_equal(mdl_session_create(m, NULL, &s, &err), MDL_OK);
+    assert_int_equal(mdl_session_resize(s, 1, &sh, &err), MDL_OK);
+    memset(mdl_session_input_data(s, 0), 0, 2 * 3 * 9 * 11 * sizeof(float));
+    assert_int_equal(mdl_session_run(s), MDL_OK);
+    assert_int_equal(mdl_session_output_info(s, 0, &info), MDL_OK);
+    assert_int_equal(info.dims[0], 2);
+    mdl_session_free(s);
     mdl_model_free(m);
     /* a fixed dim cannot change, the rank must match, the name must exist */
     const char *bad[] = {"x=2x4x5x7", "x=2x3x5", "nope=1x3x5x7"};

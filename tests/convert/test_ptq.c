@@ -60,8 +60,9 @@ static void run_rows(const char *mdl, const char *xpath, float **y, int64_t *row
     assert_int_equal(mdl_session_create(m, NULL, &s, &err), MDL_OK);
     assert_int_equal(mdl_npy_read(xpath, &x, &err), MDL_OK);
     mdl_tensor_info ii, oi;
-    mdl_model_input_info(m, 0, &ii);
-    mdl_model_output_info(m, 0, &oi);
+    /* the session's shapes: a dynamic batch starts at 1 */
+    assert_int_equal(mdl_session_input_info(s, 0, &ii), MDL_OK);
+    assert_int_equal(mdl_session_output_info(s, 0, &oi), MDL_OK);
     assert_int_equal(ii.dims[0], 1);
     *rows = x.dims[0];
     *per_row = (int64_t)(oi.bytes / sizeof(float));
@@ -197,7 +198,10 @@ static void test_methods(void **state) {
         assert_true(isnan(r.quant->int8_accuracy)); /* no labels */
         double aq = accuracy(p, DIGITS_X, DIGITS_Y);
         printf("    %-10s int8 %.2f%% (float %.2f%%)\n", names[k], aq, af);
-        assert_true(aq >= af - 1.0);
+        /* entropy keeps the least range and, on 200 calibration images, loses most (its
+           histogram's range grows batch by batch, so the batch size the converter calibrates
+           at - the first trial size of a dynamic batch - moves it by an image or two) */
+        assert_true(aq >= af - (k == 2 ? 1.5 : 1.0));
         mdl_convert_report_free(&r);
         bytes[k] = th_read_file(p, &sizes[k]);
     }

@@ -274,6 +274,110 @@ static void test_wrong_identifier(void **state) {
     tm_mlp_free(&p);
 }
 
+
+/* Dynamic dims (format 2.1): flatc encodes a model with a symbolic batch that we load, resize and
+   run; hostile symbol tables are rejected; our builder's symbols decode with flatc. */
+static void dyn_json(char *json, size_t cap, const char *model_extra, const char *x_shape, const char *w_extra) {
+    char base[8192];
+    make_json(base, sizeof base, model_extra, "[3, 4]", "[0, 1, 2]", x_shape, 12);
+    const char *from = "shape: [1, 3]}", *wfrom = "shape: [3, 4], buffer: 1";
+    char *at = strstr(base, from);
+    assert_non_null(at);
+    char tmp[8192];
+    snprintf(tmp, sizeof tmp, "%.*s%s%s", (int)(at - base), base, "shape: [-1, 3], dim_symbols: [0, -1]}", at + strlen(from));
+    at = strstr(tmp, wfrom);
+    assert_non_null(at);
+    snprintf(json, cap, "%.*s%s%s%s", (int)(at - tmp), tmp, wfrom, w_extra, at + strlen(wfrom));
+}
+
+static void test_flatc_dynamic_dims(void **state) {
+    (void)state;
+    char json[8192];
+    const char *syms = "symbols: [{name: \"batch\", max: 8}],";
+    dyn_json(json, sizeof json, syms, "[-1, 4], dim_symbols: [0, -1]", "");
+    mdl_model *m;
+    mdl_error err;
+    void *data;
+    if (load_json(json, &m, &err, &data)) fail_msg("%s", err.msg);
+    assert_int_equal(mdl_model_symbol_count(m), 1);
+    mdl_tensor_info ti;
+    assert_int_equal(mdl_model_input_info(m, 0, &ti), MDL_OK);
+    assert_int_equal(ti.dims[0], -1);
+    assert_string_equal(ti.dim_names[0], "batch");
+    assert_int_equal(ti.dim_max[0], 8);
+    mdl_session *s;
+    assert_int_equal(mdl_session_create(m, NULL, &s, &err), MDL_OK);
+    mdl_shape sh = {2, {5, 4}};
+    assert_int_equal(mdl_session_resize(s, 1, &sh, &err), MDL_OK);
+    float x[5 * 4], ref[5 * 3];
+    for (int i = 0; i < 20; i++) x[i] = (float)(i % 7) - 3.0f;
+    for (int r = 0; r < 5; r++)
+        for (int n = 0; n < 3; n++) {
+            double acc = Bv[n];
+            for (int k = 0; k < 4; k++) acc += (double)W[n * 4 + k] * x[r * 4 + k];
+            ref[r * 3 + n] = acc > 0 ? (float)acc : 0.0f;
+        }
+    assert_int_equal(mdl_session_set_input(s, 0, x, sizeof x, &err), MDL_OK);
+    assert_int_equal(mdl_session_run(s), MDL_OK);
+    th_assert_close(mdl_session_output_data(s, 0), ref, 15, 1e-6);
+    mdl_session_free(s);
+    mdl_model_free(m);
+    free(data);
+
+    const struct {
+        const char *what, *extra, *x_shape, *w_extra, *msg;
+    } bad[] = {
+        {"symbol out of range", syms, "[-1, 4], dim_symbols: [5, -1]", "", "refers to symbol 5"},
+        {"no symbols", "", "[-1, 4], dim_symbols: [0, -1]", "", "no symbols"},
+        {"size in a dynamic dim", syms, "[4, 4], dim_symbols: [0, -1]", "", "must be -1"},
+        {"codes for another rank", syms, "[-1, 4], dim_symbols: [0]", "", "dim symbols for rank"},
+        {"computed graph input", syms, "[-1, 4], dim_symbols: [-2, -1]", "", "computed"},
+        {"dynamic constant", syms, "[-1, 4], dim_symbols: [0, -1]", ", dim_symbols: [-1, 0]", "must be -1"},
+        {"initial above bound", "symbols: [{name: \"batch\", max: 8, initial: 9}],", "[-1, 4], dim_symbols: [0, -1]", "", "initial value"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        dyn_json(json, sizeof json, bad[i].extra, bad[i].x_shape, bad[i].w_extra);
+        err.msg[0] = 0;
+        mdl_status st = load_json(json, &m, &err, &data);
+        if (st != MDL_CORRUPT_MODEL || !strstr(err.msg, bad[i].msg))
+            fail_msg("%s: got %s '%s', want corrupt model containing '%s'", bad[i].what, mdl_status_str(st),
+                     err.msg, bad[i].msg);
+        free(data);
+    }
+
+    /* what our builder writes for dynamic dims, as flatc reads it */
+    mdl_builder *b;
+    assert_int_equal(mdl_builder_create(NULL, &b, NULL), MDL_OK);
+    int batch = mdl_builder_symbol(b, "batch", 16, 1);
+    int xt = mdl_builder_tensor(b, "x", MDL_DTYPE_FLOAT32, 2, (int64_t[]){2, 4}, NULL);
+    int wt = mdl_builder_tensor(b, "w", MDL_DTYPE_FLOAT32, 2, (int64_t[]){3, 4}, W);
+    int yt = mdl_builder_tensor(b, "y", MDL_DTYPE_FLOAT32, -1, NULL, NULL);
+    mdl_builder_set_dims(b, xt, (int32_t[]){batch, MDL_DIM_FIXED});
+    mdl_builder_node(b, MDL_OP_FULLY_CONNECTED, "fc", 3, (int[]){xt, wt, -1}, 1, &yt, NULL);
+    mdl_builder_add_input(b, xt);
+    mdl_builder_add_output(b, yt);
+    void *bytes;
+    size_t size;
+    if (mdl_builder_finish(b, &bytes, &size, &err)) fail_msg("%s", err.msg);
+    mdl_builder_free(b);
+    cJSON *j = decode_with_flatc(bytes, size);
+    assert_int_equal(cJSON_GetObjectItem(j, "format_minor")->valueint, MDL_FORMAT_MINOR);
+    cJSON *sy = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "symbols"), 0);
+    assert_string_equal(cJSON_GetObjectItem(sy, "name")->valuestring, "batch");
+    assert_int_equal(cJSON_GetObjectItem(sy, "max")->valueint, 16);
+    assert_int_equal(cJSON_GetObjectItem(sy, "initial")->valueint, 1);
+    cJSON *tensors = cJSON_GetObjectItem(j, "tensors");
+    cJSON *jx = by_name(tensors, "x"), *jy = by_name(tensors, "y");
+    assert_int_equal(cJSON_GetArrayItem(cJSON_GetObjectItem(jx, "shape"), 0)->valueint, -1);
+    assert_int_equal(cJSON_GetArrayItem(cJSON_GetObjectItem(jx, "dim_symbols"), 0)->valueint, 0);
+    assert_int_equal(cJSON_GetArrayItem(cJSON_GetObjectItem(jx, "dim_symbols"), 1)->valueint, -1);
+    /* an inferred tensor of a dynamic graph: computed dims */
+    assert_int_equal(cJSON_GetArrayItem(cJSON_GetObjectItem(jy, "dim_symbols"), 0)->valueint, -2);
+    assert_null(cJSON_GetObjectItem(j, "plan")); /* sessions plan their shapes */
+    cJSON_Delete(j);
+    free(bytes);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_builder_output_decodes_with_flatc),
@@ -281,6 +385,7 @@ int main(void) {
         cmocka_unit_test(test_flatc_hostile_models),
         cmocka_unit_test(test_unknown_enums),
         cmocka_unit_test(test_wrong_identifier),
+        cmocka_unit_test(test_flatc_dynamic_dims),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -100,7 +100,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         n = len(m.outputs)
         raise SystemExit(f"mdeploy run: the model has {n} output{'s' if n != 1 else ''}, {len(outs)} given with -o")
     arrays = [np.load(p, allow_pickle=False) for p in ins]
-    s = m.session()
+    # a model with dynamic dims runs at the arrays' shapes (set before the timed run)
+    s = m.session(shapes=[a.shape for a in arrays]) if m.dynamic else m.session()
     t0 = time.perf_counter()
     ys = s.run(arrays, copy=False)
     ms = (time.perf_counter() - t0) * 1e3
@@ -110,17 +111,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         o = {
             "model": args.model,
-            "inputs": [dict(name=t.name, dtype=str(t.dtype), shape=list(t.shape), file=f) for t, f in zip(m.inputs, ins)],
+            "inputs": [dict(name=t.name, dtype=str(t.dtype), shape=list(t.shape), file=f) for t, f in zip(s.inputs, ins)],
             "outputs": [
                 dict(name=t.name, dtype=str(t.dtype), shape=list(t.shape), **({"file": outs[i]} if i < len(outs) else {}))
-                for i, t in enumerate(m.outputs)
+                for i, t in enumerate(s.outputs)
             ],
             "run_ms": ms,
         }
         print(json.dumps(o, indent=2))
     else:
         print(f"ran {args.model} in {ms:.3f} ms")
-        for i, t in enumerate(m.outputs):
+        for i, t in enumerate(s.outputs):
             dest = f" -> {outs[i]}" if i < len(outs) else ""
             print(f"output {i} '{t.name}': {t.dtype} {_shape(t.shape)}{dest}")
     return 0
@@ -150,6 +151,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         args.onnx,
         args.output,
         input_shapes=args.input_shape or None,
+        max_shapes=args.max_shape or None,
         name=args.name,
         model_version=args.model_version,
         description=args.description,
@@ -165,6 +167,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
             f"({r.folded} folded, {r.fused} fused, {r.removed} removed)"
         )
         print(f"  weights: {_human(r.weight_bytes)}   arena: {_human(r.arena_bytes)}   file: {_human(r.file_bytes)}")
+        if r.nsymbols:
+            print(f"  dynamic: {r.dynamic} (kept symbolic; sessions choose them, --input-shape fixes them)")
         q = r.quant
         if q is not None:
             print(f"  quantize: int8, {q['method']} calibration on {q['calibration_rows']} rows; "
@@ -201,6 +205,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("onnx")
     c.add_argument("-o", "--output", required=True, metavar="OUT.mdl")
     c.add_argument("--input-shape", action="append", metavar="NAME=1x3x224x224", help="fix a dynamic input shape (repeatable)")
+    c.add_argument("--max-shape", action="append", metavar="NAME=64x512", help="upper bounds of an input's dynamic dims (repeatable)")
     c.add_argument("--name")
     c.add_argument("--model-version")
     c.add_argument("--description")

@@ -36,6 +36,8 @@ class ConvertReport:
     #: with ``quantize``: the quantization report (the JSON of ``mdeploy-convert --report``) as a
     #: dict: per-layer SQNR and precision, accuracy/agreement/errors, sizes, the budget outcome.
     quant: Optional[Dict[str, Any]] = field(default=None)
+    nsymbols: int = 0  #: dynamic dims kept symbolic
+    dynamic: str = ""  #: which, e.g. ``"x[0]=batch<=64, ids[1]=seq"``
 
 
 def _require(name: str) -> Any:
@@ -49,7 +51,9 @@ def _require(name: str) -> Any:
     return fn
 
 
-def _fill_shapes(opts: _lib.mdl_convert_options, shapes: InputShapes, keep: List[bytes]) -> None:
+def _fill_shapes(
+    opts: _lib.mdl_convert_options, shapes: InputShapes, keep: List[bytes], field: str = "input_shapes"
+) -> None:
     entries: List[Any] = []
     if isinstance(shapes, Mapping):
         entries = list(shapes.items())
@@ -63,7 +67,7 @@ def _fill_shapes(opts: _lib.mdl_convert_options, shapes: InputShapes, keep: List
             Status.INVALID_ARGUMENT,
         )
     for k, entry in enumerate(entries):
-        dst = opts.input_shapes[k]
+        dst = getattr(opts, field)[k]
         if isinstance(entry, str):
             # The CLI's own parser, so "NAME=1x3x224x224" means exactly what it means there.
             text = entry.encode()
@@ -75,11 +79,11 @@ def _fill_shapes(opts: _lib.mdl_convert_options, shapes: InputShapes, keep: List
             continue
         name, dims = entry
         if not isinstance(name, str):
-            raise TypeError(f"input_shapes keys must be input names (str), got {name!r}")
+            raise TypeError(f"{field} keys must be input names (str), got {name!r}")
         try:
             dims = [int(d) for d in dims]
         except TypeError:
-            raise TypeError(f"input_shapes[{name!r}] must be a sequence of ints, got {dims!r}") from None
+            raise TypeError(f"{field}[{name!r}] must be a sequence of ints, got {dims!r}") from None
         if len(dims) > _lib.MAX_RANK:
             raise Error(
                 f"input shape of '{name}' has rank {len(dims)}; at most {_lib.MAX_RANK} dimensions",
@@ -93,7 +97,7 @@ def _fill_shapes(opts: _lib.mdl_convert_options, shapes: InputShapes, keep: List
         dst.rank = len(dims)
         for d, v in enumerate(dims):
             dst.dims[d] = v
-    opts.ninput_shapes = len(entries)
+    setattr(opts, "n" + field, len(entries))
 
 
 #: Calibration/eval data: a path (.npy/.npz/directory), an array (one-input models), a dict
@@ -147,6 +151,7 @@ def convert(
     out_path: Union[str, "os.PathLike[str]"],
     *,
     input_shapes: Optional[InputShapes] = None,
+    max_shapes: Optional[InputShapes] = None,
     name: Optional[str] = None,
     model_version: Optional[str] = None,
     description: Optional[str] = None,
@@ -164,8 +169,10 @@ def convert(
     """Convert an ONNX model into a ``.mdl`` file; the options are those of ``mdeploy-convert``.
 
     ``input_shapes``: fixed shapes for inputs with dynamic dimensions (``--input-shape``), as a
-    dict ``{"x": (64, 784)}`` or CLI text ``"x=64x784"`` (a string or a list of them); dynamic
-    dimensions not fixed here become 1.  ``name``, ``model_version``, ``description``: metadata
+    dict ``{"x": (64, 784)}`` or CLI text ``"x=64x784"`` (a string or a list of them).  Dynamic
+    dimensions not fixed here stay dynamic (named by the ONNX ``dim_param``): :meth:`Model.run`
+    then takes any size, and :attr:`ConvertReport.dynamic` lists them.  ``max_shapes``: upper
+    bounds of dynamic dims (``--max-shape``), same forms.  ``name``, ``model_version``, ``description``: metadata
     written into the model (``--name``, ``--model-version``, ``--description``); by default the
     ONNX graph name, model_version and doc_string.
 
@@ -191,6 +198,8 @@ def convert(
     keep: List[bytes] = []  # keeps the C strings alive for the duration of the call
     if input_shapes is not None:
         _fill_shapes(opts, input_shapes, keep)
+    if max_shapes is not None:
+        _fill_shapes(opts, max_shapes, keep, "max_shapes")
     for fname, value in (("name", name), ("model_version", model_version), ("description", description)):
         if value is not None:
             if not isinstance(value, str):
@@ -264,5 +273,6 @@ def convert(
         text = _require("mdl_convert_report_json")(ctypes.byref(report))
         quant = json.loads(text.decode()) if text else None
         _require("mdl_convert_report_free")(ctypes.byref(report))
-    fields = {f[0]: int(getattr(report, f[0])) for f in _lib.mdl_convert_report._fields_ if f[0] != "quant"}
-    return ConvertReport(**fields, quant=quant)
+    fields = {f[0]: int(getattr(report, f[0])) for f in _lib.mdl_convert_report._fields_
+              if f[0] not in ("quant", "dynamic")}
+    return ConvertReport(**fields, quant=quant, dynamic=_lib.decode(report.dynamic))

@@ -84,8 +84,17 @@ class mdl_load_options(ctypes.Structure):
     _fields_ = [("allocator", ctypes.POINTER(mdl_allocator)), ("flags", ctypes.c_uint32)]
 
 
+class mdl_shape(ctypes.Structure):
+    _fields_ = [("rank", ctypes.c_int32), ("dims", ctypes.c_int64 * MAX_RANK)]
+
+
 class mdl_session_options(ctypes.Structure):
-    _fields_ = [("allocator", ctypes.POINTER(mdl_allocator)), ("profile", ctypes.c_bool)]
+    _fields_ = [
+        ("allocator", ctypes.POINTER(mdl_allocator)),
+        ("profile", ctypes.c_bool),
+        ("ninput_shapes", ctypes.c_int32),
+        ("input_shapes", ctypes.POINTER(mdl_shape)),
+    ]
 
 
 class mdl_tensor_info(ctypes.Structure):
@@ -99,6 +108,8 @@ class mdl_tensor_info(ctypes.Structure):
         ("quant_axis", ctypes.c_int32),
         ("scale", ctypes.POINTER(ctypes.c_float)),
         ("zero_point", ctypes.POINTER(ctypes.c_int64)),
+        ("dim_names", ctypes.POINTER(ctypes.c_char_p)),
+        ("dim_max", ctypes.POINTER(ctypes.c_int64)),
     ]
 
 
@@ -144,6 +155,8 @@ class mdl_convert_options(ctypes.Structure):
     _fields_ = [
         ("ninput_shapes", ctypes.c_int32),
         ("input_shapes", mdl_input_shape * CONVERT_MAX_SHAPES),
+        ("nmax_shapes", ctypes.c_int32),
+        ("max_shapes", mdl_input_shape * CONVERT_MAX_SHAPES),
         ("name", ctypes.c_char_p),
         ("model_version", ctypes.c_char_p),
         ("description", ctypes.c_char_p),
@@ -163,6 +176,8 @@ class mdl_convert_report(ctypes.Structure):
         ("file_bytes", ctypes.c_size_t),
         ("opset", ctypes.c_int64),
         ("quant", ctypes.c_void_p),  # mdl_quant_report *: read through mdl_convert_report_json
+        ("nsymbols", ctypes.c_int32),
+        ("dynamic", ctypes.c_char * 256),
     ]
 
 
@@ -209,7 +224,12 @@ _PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     "mdl_model_node_info": (_status, [_vp, _int, _P(mdl_node_info)]),
     "mdl_model_node_attrs": (_c.c_size_t, [_vp, _int, _c.c_char_p, _c.c_size_t]),
     "mdl_model_tensor_info": (_status, [_vp, _int, _P(mdl_tensor_info), _P(_c.c_bool)]),
+    "mdl_model_symbol_count": (_int, [_vp]),
+    "mdl_model_symbol": (_c.c_bool, [_vp, _int, _P(_str), _P(_c.c_int64), _P(_c.c_int64)]),
     "mdl_session_options_default": (mdl_session_options, []),
+    "mdl_session_input_info": (_status, [_vp, _int, _P(mdl_tensor_info)]),
+    "mdl_session_output_info": (_status, [_vp, _int, _P(mdl_tensor_info)]),
+    "mdl_session_resize": (_status, [_vp, _int, _P(mdl_shape), _err]),
     "mdl_session_create": (_status, [_vp, _P(mdl_session_options), _P(_vp), _err]),
     "mdl_session_free": (None, [_vp]),
     "mdl_session_input_data": (_vp, [_vp, _int]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import enum
 import os
@@ -115,20 +116,38 @@ class Quantization:
     axis: int
 
 
+#: A dimension: its size, or for a dynamic dim of a :class:`Model` the name of its symbol
+#: (``"batch"``, the ONNX ``dim_param``), or ``None`` for a dynamic dim computed from others.
+Dim = Union[int, str, None]
+
+
 @dataclass(frozen=True)
 class TensorInfo:
-    """Name, element type, shape and size of a model input, output or internal tensor."""
+    """Name, element type, shape and size of a model input, output or internal tensor.
+
+    In :attr:`Model.inputs` / :attr:`Model.outputs` a dynamic dimension appears as its symbol's
+    name (``("batch", 784)``, as ONNX Runtime shows it), ``nbytes`` is then 0 and ``max_shape``
+    gives the bounds (``None``: unbounded or fixed).  A :class:`Session`'s infos are concrete.
+    """
 
     name: str
     dtype: np.dtype
-    shape: Tuple[int, ...]
+    shape: Tuple[Dim, ...]
     nbytes: int
     quantization: Optional[Quantization] = None
     constant: bool = False  #: holds weights (only meaningful in :attr:`Model.tensors`)
+    max_shape: Optional[Tuple[Optional[int], ...]] = None  #: bounds of dynamic dims
 
     @property
-    def size(self) -> int:
-        """Number of elements."""
+    def dynamic(self) -> bool:
+        """True when some dimension is chosen by each session (a symbol)."""
+        return any(not isinstance(d, int) for d in self.shape)
+
+    @property
+    def size(self) -> Optional[int]:
+        """Number of elements (``None`` when the shape is dynamic)."""
+        if self.dynamic:
+            return None
         return int(np.prod(self.shape, dtype=np.int64))
 
     @property
@@ -190,7 +209,15 @@ def _dequantize(q: np.ndarray, t: TensorInfo) -> np.ndarray:
 
 
 def _tensor_info(ti: _lib.mdl_tensor_info, constant: bool = False) -> TensorInfo:
-    shape = tuple(int(ti.dims[d]) for d in range(ti.rank))
+    shape: Tuple[Dim, ...] = tuple(int(ti.dims[d]) for d in range(ti.rank))
+    max_shape = None
+    if ti.dim_names:
+        names = [ti.dim_names[d] for d in range(ti.rank)]
+        shape = tuple(
+            (decode(names[d]) or None) if names[d] is not None and shape[d] == -1 else shape[d]
+            for d in range(ti.rank)
+        )
+        max_shape = tuple((int(ti.dim_max[d]) or None) if names[d] is not None else None for d in range(ti.rank))
     quant = None
     if ti.nquant > 0:
         quant = Quantization(
@@ -205,6 +232,7 @@ def _tensor_info(ti: _lib.mdl_tensor_info, constant: bool = False) -> TensorInfo
         nbytes=int(ti.bytes),
         quantization=quant,
         constant=constant,
+        max_shape=max_shape,
     )
 
 
@@ -277,11 +305,17 @@ class Model:
     :meth:`run` is the simple way to score: it is thread-safe (each concurrent caller gets its own
     pooled :class:`Session`, so nothing is re-allocated after warm-up) and always returns fresh
     arrays.  Use :meth:`session` for zero-copy or profiled runs.
+
+    Models with dynamic dimensions (:attr:`TensorInfo.dynamic` inputs, e.g. a batch or sequence
+    length left dynamic by the converter) take any size the model allows: :meth:`run` keeps
+    sessions per input shape (the most recently used ``_SHAPES_MAX`` shapes).
     """
 
     # How many idle sessions run() keeps for reuse; a burst of more concurrent callers creates
     # extra ones that are freed afterwards.
     _POOL_MAX = 16
+    # Dynamic models: how many different input shapes keep idle sessions.
+    _SHAPES_MAX = 8
 
     def __init__(self, source: Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, np.ndarray]) -> None:
         err = _lib.mdl_error()
@@ -315,7 +349,9 @@ class Model:
         self._inputs = tuple(self._io_info(lib.mdl_model_input_info, h, i) for i in range(lib.mdl_model_input_count(h)))
         self._outputs = tuple(self._io_info(lib.mdl_model_output_info, h, i) for i in range(lib.mdl_model_output_count(h)))
         self._input_index = {t.name: i for i, t in enumerate(self._inputs)}
-        self._pool: List[Session] = []
+        self._dynamic = lib.mdl_model_symbol_count(h) > 0
+        # idle sessions by input shapes (None: a fixed-shape model's), least recently used first
+        self._pool: "collections.OrderedDict[Any, List[Session]]" = collections.OrderedDict()
         self._pool_lock = threading.Lock()
 
     @staticmethod
@@ -346,8 +382,9 @@ class Model:
         Sessions created from it stay valid: the C model is freed once the last of them is gone.
         """
         with self._pool_lock:
-            for s in self._pool:
-                s.close()
+            for idle in self._pool.values():
+                for s in idle:
+                    s.close()
             self._pool.clear()
         self._h = None
 
@@ -374,6 +411,22 @@ class Model:
     def outputs(self) -> Tuple[TensorInfo, ...]:
         """The graph outputs, in order."""
         return self._outputs
+
+    @property
+    def dynamic(self) -> bool:
+        """True when some input dimension is dynamic (each session chooses it)."""
+        return self._dynamic
+
+    @property
+    def symbols(self) -> Dict[str, Optional[int]]:
+        """The dynamic dimensions: symbol name -> upper bound (``None``: unbounded)."""
+        live = self._live()  # held until return: see _live
+        out: Dict[str, Optional[int]] = {}
+        name, mx = ctypes.c_char_p(), ctypes.c_int64()
+        for i in range(lib.mdl_model_symbol_count(live.ptr)):
+            if lib.mdl_model_symbol(live.ptr, i, ctypes.byref(name), ctypes.byref(mx), None):
+                out[decode(name.value)] = int(mx.value) or None
+        return out
 
     @property
     def input_names(self) -> List[str]:
@@ -482,9 +535,9 @@ class Model:
 
     # -- running -----------------------------------------------------------------------------
 
-    def session(self, *, profile: bool = False) -> "Session":
-        """A new :class:`Session` of this model (same as ``Session(model, profile=...)``)."""
-        return Session(self, profile=profile)
+    def session(self, *, profile: bool = False, shapes: Optional["Shapes"] = None) -> "Session":
+        """A new :class:`Session` of this model (same as ``Session(model, profile=..., shapes=...)``)."""
+        return Session(self, profile=profile, shapes=shapes)
 
     def run(self, inputs: Inputs, *, as_dict: bool = False, raw: bool = False) -> Outputs:
         """Run the model once and return its outputs as new arrays.
@@ -502,38 +555,94 @@ class Model:
 
         Thread-safe: concurrent callers each use their own pooled session, and the GIL is
         released while the C code runs, so threads score in parallel.
+
+        Dynamic dimensions take the sizes of the arrays given (any batch or sequence length the
+        model allows); an impossible shape raises :class:`Error` (status ``SHAPE``) naming the
+        input, the dimension and its symbol.
         """
-        s = self._acquire()
+        key = _shapes_of(inputs, self._inputs) if self._dynamic else None
+        s = self._acquire(key)
         try:
             return s._run(inputs, as_dict, True, raw)
         finally:
             self._release(s)
 
-    def _acquire(self) -> "Session":
+    def _acquire(self, key: Any) -> "Session":
         with self._pool_lock:
-            if self._pool:
-                return self._pool.pop()
-        return Session(self, _pooled=True)
+            idle = self._pool.get(key)
+            if idle:
+                self._pool.move_to_end(key)
+                return idle.pop()
+        return Session(self, _pooled=True, shapes=list(key) if key is not None else None)
 
     def _release(self, s: "Session") -> None:
+        key = s._shape_key() if self._dynamic and s._state is not None else None
+        evicted: List[Session] = []
+        keep = False
         with self._pool_lock:
-            if self._h is not None and len(self._pool) < self._POOL_MAX:
-                self._pool.append(s)
-                return
-        s.close()
+            if self._h is not None and sum(len(v) for v in self._pool.values()) < self._POOL_MAX:
+                self._pool.setdefault(key, []).append(s)
+                self._pool.move_to_end(key)
+                while len(self._pool) > self._SHAPES_MAX:
+                    evicted.extend(self._pool.popitem(last=False)[1])
+                keep = True
+        for e in evicted:
+            e.close()
+        if not keep:
+            s.close()
+
+
+#: Input shapes for a session of a model with dynamic dims: one shape per input in order, or a
+#: dict from input name to shape (inputs left out keep their current shape).
+Shapes = Union[Sequence[Sequence[int]], Mapping[str, Sequence[int]]]
+
+
+def _shapes_of(inputs: Any, infos: Tuple[TensorInfo, ...]) -> Optional[Tuple[Tuple[int, ...], ...]]:
+    """The shapes of the arrays in ``inputs`` (as Model.run takes them), or None when they do not
+    match the input list (the binding step then reports it)."""
+    if inputs is None:
+        return None
+    try:
+        if isinstance(inputs, Mapping):
+            xs = [inputs[t.name] for t in infos]
+        elif isinstance(inputs, (list, tuple)):
+            if len(inputs) != len(infos):
+                return None
+            xs = list(inputs)
+        else:
+            if len(infos) != 1:
+                return None
+            xs = [inputs]
+        return tuple(tuple(int(d) for d in np.shape(x)) for x in xs)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _session_infos(fn: Any, p: int, n: int) -> Tuple[TensorInfo, ...]:
+    out = []
+    ti = _lib.mdl_tensor_info()
+    for i in range(n):
+        st = fn(p, i, ctypes.byref(ti))
+        if st != Status.OK:
+            raise Error(f"cannot describe tensor {i}", st)
+        out.append(_tensor_info(ti))
+    return tuple(out)
 
 
 class _SessionState:
-    """The C session and the arrays viewing its input and output buffers (whose addresses are
-    fixed for the session's life, so the views are built once)."""
+    """The C session, its current input/output shapes and the arrays viewing its buffers (whose
+    addresses are fixed for the C session's life, so the views are built once).  A resize makes a
+    new state around a new C session: views of the old one keep it alive, never dangle."""
 
-    __slots__ = ("handle", "in_views", "out_views")
+    __slots__ = ("handle", "inputs", "outputs", "in_views", "out_views")
 
-    def __init__(self, handle: _Handle, model: Model) -> None:
+    def __init__(self, handle: _Handle, nin: int, nout: int) -> None:
         p = handle.ptr
         self.handle = handle
-        self.in_views = [_view(lib.mdl_session_input_data(p, i), t, False, handle) for i, t in enumerate(model._inputs)]
-        self.out_views = [_view(lib.mdl_session_output_data(p, i), t, True, handle) for i, t in enumerate(model._outputs)]
+        self.inputs = _session_infos(lib.mdl_session_input_info, p, nin)
+        self.outputs = _session_infos(lib.mdl_session_output_info, p, nout)
+        self.in_views = [_view(lib.mdl_session_input_data(p, i), t, False, handle) for i, t in enumerate(self.inputs)]
+        self.out_views = [_view(lib.mdl_session_output_data(p, i), t, True, handle) for i, t in enumerate(self.outputs)]
 
 
 class Session:
@@ -545,30 +654,94 @@ class Session:
     any threads, may share one :class:`Model`.  The GIL is released during the C run.
 
     ``profile=True`` times every node; read the times with :meth:`profile`.
+
+    Models with dynamic dimensions: ``shapes`` (or :meth:`resize`) sets the input shapes (by
+    default every dynamic dim is 1); :meth:`run` given arrays of other shapes resizes the session
+    to them.  A resize makes new buffers: arrays from :meth:`input_buffer`, :meth:`output_buffer`
+    and ``copy=False`` runs taken before stay valid but refer to the old buffers.
     """
 
-    def __init__(self, model: Model, *, profile: bool = False, _pooled: bool = False) -> None:
+    def __init__(
+        self, model: Model, *, profile: bool = False, shapes: Optional[Shapes] = None, _pooled: bool = False
+    ) -> None:
         if not isinstance(model, Model):
             raise TypeError(f"Session() needs an mdeploy.Model, not {type(model).__name__}")
         mh = model._h
         if mh is None:
             raise Error("the model has been closed", Status.INVALID_ARGUMENT)
-        opts = lib.mdl_session_options_default()
-        opts.profile = bool(profile)
-        out = ctypes.c_void_p()
-        err = _lib.mdl_error()
-        st = lib.mdl_session_create(mh.ptr, ctypes.byref(opts), ctypes.byref(out), ctypes.byref(err))
-        if st != Status.OK or not out.value:
-            raise _raise(err, st or Status.INTERNAL)
         # A pooled session lives inside its model (Model.run): a strong reference back would make
         # a cycle that only the garbage collector breaks, delaying the release of C memory.
         self._model_ref: Callable[[], Optional[Model]] = weakref.ref(model) if _pooled else (lambda: model)
-        self._inputs = model._inputs
-        self._outputs = model._outputs
+        self._model_inputs = model._inputs
+        self._model_outputs = model._outputs
+        self._mh = mh  # the C model: resizes create C sessions of it
+        self._dynamic = model._dynamic
         self._input_index = model._input_index
         self._profile = bool(profile)
         self._busy = threading.Lock()
-        self._state: Optional[_SessionState] = _SessionState(_Handle(out.value, lib.mdl_session_free, keep=mh), model)
+        self._state: Optional[_SessionState] = None
+        self._state = self._create(shapes)
+
+    def _create(self, shapes: Optional[Shapes]) -> _SessionState:
+        opts = lib.mdl_session_options_default()
+        opts.profile = self._profile
+        if shapes is not None:
+            arr = self._shape_array(shapes)
+            opts.ninput_shapes = len(arr)
+            opts.input_shapes = arr
+        out = ctypes.c_void_p()
+        err = _lib.mdl_error()
+        st = lib.mdl_session_create(self._mh.ptr, ctypes.byref(opts), ctypes.byref(out), ctypes.byref(err))
+        if st != Status.OK or not out.value:
+            raise _raise(err, st or Status.INTERNAL)
+        handle = _Handle(out.value, lib.mdl_session_free, keep=self._mh)
+        return _SessionState(handle, len(self._model_inputs), len(self._model_outputs))
+
+    def _shape_array(self, shapes: Shapes) -> "ctypes.Array[_lib.mdl_shape]":
+        infos = self._model_inputs
+        cur = self._state.inputs if self._state is not None else infos
+        per: List[Sequence[Any]] = [t.shape for t in cur]
+        if isinstance(shapes, Mapping):
+            for k, v in shapes.items():
+                if k not in self._input_index:
+                    raise Error(
+                        f"unknown input name {k!r}; the model's inputs are {', '.join(repr(t.name) for t in infos)}",
+                        Status.INVALID_ARGUMENT,
+                    )
+                per[self._input_index[k]] = v
+        else:
+            shapes = list(shapes)
+            if len(shapes) > len(infos):
+                raise Error(f"{len(shapes)} shapes for a model with {len(infos)} inputs", Status.INVALID_ARGUMENT)
+            for i, v in enumerate(shapes):
+                per[i] = v
+        arr = (_lib.mdl_shape * len(infos))()
+        for i, (t, v) in enumerate(zip(infos, per)):
+            try:
+                dims = [int(d) for d in v]  # a symbol name left in place fails here
+            except (TypeError, ValueError):
+                raise Error(
+                    f"input '{t.name}' needs a concrete shape for its dynamic dims "
+                    f"{tuple(t.shape)}, got {tuple(v)}",
+                    Status.SHAPE,
+                ) from None
+            if len(dims) > _lib.MAX_RANK:
+                raise Error(f"input '{t.name}' has rank {len(t.shape)}, got a shape of rank {len(dims)}", Status.SHAPE)
+            arr[i].rank = len(dims)
+            for d, x in enumerate(dims):
+                arr[i].dims[d] = x
+        return arr
+
+    def resize(self, shapes: Shapes) -> None:
+        """Set the input shapes of a model with dynamic dimensions: one shape per input in
+        order, or ``{name: shape}``.  Raises :class:`Error` (status ``SHAPE``, naming the input,
+        dimension and symbol) for a shape the model does not allow (a fixed dim changed, a bound
+        exceeded, a rank change); the session then keeps its shapes."""
+        self._live()
+        self._state = self._create(shapes)
+
+    def _shape_key(self) -> Tuple[Tuple[int, ...], ...]:
+        return tuple(tuple(int(d) for d in t.shape) for t in self._live().inputs)  # type: ignore[arg-type]
 
     @property
     def model(self) -> Model:
@@ -579,11 +752,13 @@ class Session:
 
     @property
     def inputs(self) -> Tuple[TensorInfo, ...]:
-        return self._inputs
+        """The inputs at this session's (concrete) shapes."""
+        return self._live().inputs
 
     @property
     def outputs(self) -> Tuple[TensorInfo, ...]:
-        return self._outputs
+        """The outputs at this session's (concrete) shapes."""
+        return self._live().outputs
 
     def close(self) -> None:
         """Release the session now.  Arrays returned with ``copy=False`` or by
@@ -654,8 +829,13 @@ class Session:
 
     def _run(self, inputs: Optional[Inputs], as_dict: bool, copy: bool, raw: bool = False) -> Outputs:
         state = self._live()
+        if inputs is not None and self._dynamic:
+            shapes = _shapes_of(inputs, state.inputs)
+            if shapes is not None and shapes != self._shape_key():
+                self.resize(list(shapes))
+                state = self._live()
         if inputs is not None:
-            self._bind(inputs, state.in_views)
+            self._bind(inputs, state.in_views, state.inputs)
         h = state.handle.ptr
         st = lib.mdl_session_run(h)  # CDLL: the GIL is released for the whole call
         if st != Status.OK:
@@ -663,13 +843,12 @@ class Session:
             raise Error(msg, st)
         outs = [v.copy() for v in state.out_views] if copy else list(state.out_views)
         if not raw:
-            outs = [_dequantize(a, t) if t.quantization is not None else a for a, t in zip(outs, self._outputs)]
+            outs = [_dequantize(a, t) if t.quantization is not None else a for a, t in zip(outs, state.outputs)]
         if as_dict:
-            return {t.name: a for t, a in zip(self._outputs, outs)}
+            return {t.name: a for t, a in zip(state.outputs, outs)}
         return outs
 
-    def _bind(self, inputs: Inputs, views: List[np.ndarray]) -> None:
-        infos = self._inputs
+    def _bind(self, inputs: Inputs, views: List[np.ndarray], infos: Tuple[TensorInfo, ...]) -> None:
         n = len(infos)
         if isinstance(inputs, Mapping):
             index = self._input_index

@@ -52,11 +52,14 @@ def test_convert_options_and_report(tmp_path):
         out2 = tmp_path / "mlp64b.mdl"
         mdeploy.convert(onnx, out2, input_shapes=shapes)
         assert mdeploy.Model(out2).inputs[0].shape == (64, 784)
-    # Dynamic dims default to 1; ONNX metadata is the default name.
+    # Dynamic dims not fixed stay dynamic (named by the ONNX dim_param, reported); ONNX metadata
+    # is the default name.
     out3 = tmp_path / "mlp1.mdl"
-    mdeploy.convert(str(onnx), str(out3))
+    r3 = mdeploy.convert(str(onnx), str(out3))
+    assert (r3.nsymbols, r3.dynamic) == (1, "x[0]=batch")
     m3 = mdeploy.Model(out3)
-    assert m3.inputs[0].shape == (1, 784) and m3.name
+    assert m3.inputs[0].shape == ("batch", 784) and m3.name
+    assert m3.inputs[0].dynamic and m3.dynamic and m3.symbols == {"batch": None}
 
 
 def test_convert_then_score_batch(tmp_path):
