@@ -126,3 +126,20 @@ def test_module_cli(tmp_path, capsys):
     q = json.loads(rep.read_text())
     assert q["method"] == "percentile" and q["eval_rows"] == 360
     assert "int8" in capsys.readouterr().out
+
+
+def test_dynamic_batch_int8_model(tmp_path):
+    """The digits export has a dynamic batch: the int8 model keeps it, and a batch of all
+    held-back images gives exactly the rows one image at a time gives (int8 rows are computed
+    independently), with the same accuracy as the labels measure row by row."""
+    out = tmp_path / "d8.mdl"
+    mdeploy.convert(DIGITS, out, quantize="int8", calibration=REPO / "examples" / "digits" / "calibration.npy")
+    m = mdeploy.Model(out)
+    assert isinstance(m.inputs[0].shape[0], str)  # symbolic, e.g. 'N'
+    x = np.load(REPO / "examples" / "digits" / "images.npy")
+    y = np.load(REPO / "examples" / "digits" / "labels.npy")
+    whole = m.run(x)[0]
+    rows = np.concatenate([m.run(x[i : i + 1])[0] for i in range(len(x))])
+    assert whole.shape == rows.shape
+    np.testing.assert_array_equal(whole, rows)
+    assert 100.0 * np.mean(np.argmax(whole, 1) == y) == _accuracy(out, x, y)
