@@ -133,9 +133,15 @@ enum {
     MDL_LOAD_COPY = 1u << 0,
 };
 
+/* Operator registration (include/mdeploy/resolver.h). */
+typedef struct mdl_op_resolver mdl_op_resolver;
+
 typedef struct mdl_load_options {
     const mdl_allocator *allocator; /* NULL: malloc/free.  Must outlive the model. */
     uint32_t flags;                 /* MDL_LOAD_* */
+    /* Kernels the model may use; NULL: every kernel of the library (host).  Firmware passes the
+       few its model needs so that only those are linked.  Must outlive the model. */
+    const mdl_op_resolver *resolver;
 } mdl_load_options;
 
 MDL_API mdl_load_options mdl_load_options_default(void);
@@ -161,6 +167,17 @@ MDL_API void mdl_model_free(mdl_model *m);
 /* Exact bytes mdl_session_create_in needs for this model (session record, tensor table,
    activation arena and kernel scratch, alignment slack included). */
 MDL_API size_t mdl_model_arena_size(const mdl_model *m);
+
+/* mdl_model_arena_size as a constant expression, for a static arena on firmware: a model with
+   `ntensors` tensors and `activation_bytes` of activation arena (mdl_model_tensor_count,
+   mdl_model_activation_bytes; tools/mdeploy-embed writes both) needs exactly
+   MDL_SESSION_ARENA_BYTES(ntensors, activation_bytes) bytes on the target that compiles it:
+   the session record (MDL_SESSION_RECORD_BYTES), one pointer per tensor and 63 bytes of slack
+   for any start address, each part rounded to 64 bytes. */
+#define MDL_SESSION_RECORD_BYTES 384
+#define MDL_SESSION_ARENA_BYTES(ntensors, activation_bytes)                                        \
+    ((size_t)MDL_SESSION_RECORD_BYTES +                                                            \
+     (((size_t)(ntensors) * sizeof(void *) + 63) & ~(size_t)63) + (size_t)(activation_bytes) + 63)
 
 /* Bytes of the activation arena alone (the memory plan's size). */
 MDL_API size_t mdl_model_activation_bytes(const mdl_model *m);

@@ -27,6 +27,7 @@ typedef struct mdl__graph {
     mdl__tensor *tensors;
     mdl__node *nodes;
     int32_t *inputs, *outputs;
+    const mdl_op_resolver *resolver; /* kernels to use; NULL: the full table */
 } mdl__graph;
 
 /* Activation arena layout: one offset per tensor (SIZE_MAX: holds no arena memory - constants and

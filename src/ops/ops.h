@@ -96,6 +96,15 @@ typedef struct mdl__kernel {
 /* Kernel for op with input-0 dtype, or NULL. */
 const mdl__kernel *mdl__kernel_find(mdl_op op, mdl_dtype dtype);
 
+/* The loader's lookup (src/ops/resolver.c): the kernel registered in r, or with r NULL the full
+   table's (none in builds with MDL_NO_DEFAULT_KERNELS).  NULL when there is none. */
+const mdl__kernel *mdl__kernel_resolve(const mdl_op_resolver *r, mdl_op op, mdl_dtype dtype);
+/* The MDL_UNSUPPORTED failure for a node (named nm) whose kernel mdl__kernel_resolve did not
+   find: "Conv2D 'c1': no kernel for int8 input", naming the registration it needs when it is
+   missing from the resolver. */
+mdl_status mdl__kernel_missing(const mdl_op_resolver *r, mdl_op op, mdl_dtype dtype,
+                               const char *nm, mdl_error *err);
+
 /* Records "<op> '<node>': <message>" in ctx->err and returns status. */
 mdl_status mdl__fail(const mdl__kctx *ctx, mdl_status status, const char *fmt, ...)
 #if defined(__GNUC__)
