@@ -164,6 +164,19 @@ bool mdl__shape_size(int32_t rank, const int64_t *dims, size_t elem, int64_t *co
 #define HUGE_BYTES ((size_t)2 << 20)
 #endif
 
+#ifdef MDL_NO_MALLOC
+/* Firmware: no heap in the image.  Without a caller's allocator, loading fails with
+   MDL_OUT_OF_MEMORY (use mdl_bump_init over a static buffer). */
+static void *libc_alloc(void *user, size_t n) {
+    (void)user;
+    (void)n;
+    return NULL;
+}
+static void libc_free(void *user, void *p) {
+    (void)user;
+    (void)p;
+}
+#else
 static void *libc_alloc(void *user, size_t n) {
     (void)user;
 #ifdef HUGE_BYTES
@@ -182,6 +195,7 @@ static void libc_free(void *user, void *p) {
     (void)user;
     free(p);
 }
+#endif
 
 const mdl_allocator *mdl__allocator_or_default(const mdl_allocator *a) {
     static const mdl_allocator libc = {libc_alloc, libc_free, NULL};
