@@ -78,7 +78,7 @@ $(FW_GEN)/%.c $(FW_GEN)/%.h: $(FW_GEN)/%.mdl $(B)/bin/mdeploy-embed
 # the same program on the host, against the full library: the reference output
 $(FW_DIR)/host/%: examples/firmware/main.c $(FW_GEN)/%.c $(FW_GEN)/%.h $(B)/libmdeploy.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -I$(FW_GEN) -DFW_HOST -DFW_NAME=$* -DFW_HEADER='"$*.h"' $(CFLAGS) \
+	@$(CC) $(CPPFLAGS) -I$(FW_GEN) -DFW_HOST -DFW_NAME=$* -DFW_HEADER='"$*.h"' $(CFLAGS) \
 	    $(LDFLAGS) -o $@ examples/firmware/main.c $(FW_GEN)/$*.c $(B)/libmdeploy.a $(LDLIBS)
 $(FW_DIR)/host/%.out: $(FW_DIR)/host/%
 	@$< > $@
@@ -87,7 +87,7 @@ $(FW_DIR)/host/%.out: $(FW_DIR)/host/%
 define FW_TARGET_RULES
 $(FW_DIR)/$(1)/core/%.o: %.c
 	@mkdir -p $$(dir $$@)
-	@$(FW_CC_$(1)) $(FW_ARCH_$(1)) $(FW_COMMON) $(FW_CORE_DEFS) -c $$< -o $$@
+	@$(FW_CC_$(1)) $(FW_ARCH_$(1)) $(FW_COMMON) $(FW_CORE_DEFS) -MMD -MP -c $$< -o $$@
 $(FW_DIR)/$(1)/libmdeploy-core.a: $(CORE_SRCS:%.c=$(FW_DIR)/$(1)/core/%.o)
 	@rm -f $$@
 	@$(subst -gcc,-ar,$(FW_CC_$(1))) rcs $$@ $$^
@@ -103,6 +103,7 @@ $(FW_DIR)/$(1)/%.log: $(FW_DIR)/$(1)/%.elf
 	@mv $$@.tmp $$@
 endef
 $(foreach t,$(FW_TARGETS),$(eval $(call FW_TARGET_RULES,$(t))))
+-include $(wildcard $(FW_DIR)/*/core/src/*/*.d)
 
 firmware-core: $(foreach t,$(FW_SEL),$(FW_DIR)/$(t)/libmdeploy-core.a)
 

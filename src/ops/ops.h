@@ -111,6 +111,18 @@ mdl_status mdl__fail(const mdl__kctx *ctx, mdl_status status, const char *fmt, .
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+#ifdef MDL_NO_ERROR_STRINGS
+/* Firmware: only the status is recorded and the message's arguments are not evaluated (see
+   mdl__error in src/graph/util.h). */
+int mdl__msg_unevaluated(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+mdl_status mdl__fail_status(const mdl__kctx *ctx, mdl_status status);
+#define mdl__fail(ctx, status, ...)                                                                \
+    ((void)sizeof(mdl__msg_unevaluated(__VA_ARGS__)), mdl__fail_status((ctx), (status)))
+#endif
 
 /* ---- helpers for kernels --------------------------------------------------------------- */
 
