@@ -5,7 +5,7 @@
 #   make firmware-report                              bench/results/firmware.md (all targets)
 #
 # The core is the runtime without host files, BLAS or SIMD, built with -Os, no error strings
-# (MDL_NO_ERROR_STRINGS), no default allocator (MDL_NO_MALLOC) and no default kernel table
+# (MDL_NO_ERROR_STRINGS; but see cortex-m4-msg below), no default allocator (MDL_NO_MALLOC) and no default kernel table
 # (MDL_NO_DEFAULT_KERNELS): an image links only the kernels its model registers.  Models are
 # converted and embedded on the host (mdeploy-convert, mdeploy-embed from $(B)).
 
@@ -16,7 +16,7 @@ $(foreach t,$(FW_SEL),$(if $(filter $(t),$(FW_TARGETS)),,$(error TARGET=$(t): us
 
 FW_COMMON := -Os -std=c11 -g -ffunction-sections -fdata-sections -Wall -Wextra -Werror \
              -Wno-unused-parameter -Iinclude -Isrc --specs=picolibc.specs
-FW_CORE_DEFS := -DMDL_NO_ERROR_STRINGS -DMDL_NO_MALLOC -DMDL_NO_DEFAULT_KERNELS
+FW_CORE_DEFS := -DMDL_NO_MALLOC -DMDL_NO_DEFAULT_KERNELS -DMDL_MAX_NODE_IO=16
 # Flash and RAM of each QEMU board (4 MiB each; the largest image, the text classifier, needs
 # ~240 KiB of flash and ~600 KiB of RAM).  The stack grows down from the top of RAM into the space static data leaves (painted).
 FW_LDFLAGS = --oslib=semihost --crt0=semihost -DPICOLIBC_INTEGER_PRINTF_SCANF \
@@ -38,6 +38,15 @@ FW_ARCH_rv32 := -march=rv32imac -mabi=ilp32
 FW_MEM_rv32 := -Wl,--defsym=__flash=0x80000000 -Wl,--defsym=__flash_size=0x400000 \
                -Wl,--defsym=__ram=0x80400000 -Wl,--defsym=__ram_size=0x400000
 FW_QEMU_rv32 := qemu-system-riscv32 -M virt -bios none
+
+# cortex-m4-msg: the Cortex-M4 core and digits_s8 image with error strings on, to show that the
+# messages (e.g. which registration a model lacks) reach a firmware user too.
+FW_CC_cortex-m4-msg := $(FW_CC_cortex-m4)
+FW_ARCH_cortex-m4-msg := $(FW_ARCH_cortex-m4)
+FW_MEM_cortex-m4-msg := $(FW_MEM_cortex-m4)
+FW_QEMU_cortex-m4-msg := $(FW_QEMU_cortex-m4)
+FW_DEFS_cortex-m4-msg :=
+$(foreach t,$(FW_TARGETS),$(eval FW_DEFS_$(t) := -DMDL_NO_ERROR_STRINGS))
 
 FW_QEMU_OPTS := -nographic -monitor none -serial none -semihosting-config enable=on,target=native
 
@@ -87,12 +96,12 @@ $(FW_DIR)/host/%.out: $(FW_DIR)/host/%
 define FW_TARGET_RULES
 $(FW_DIR)/$(1)/core/%.o: %.c
 	@mkdir -p $$(dir $$@)
-	@$(FW_CC_$(1)) $(FW_ARCH_$(1)) $(FW_COMMON) $(FW_CORE_DEFS) -MMD -MP -c $$< -o $$@
+	@$(FW_CC_$(1)) $(FW_ARCH_$(1)) $(FW_COMMON) $(FW_DEFS_$(1)) $(FW_CORE_DEFS) -MMD -MP -c $$< -o $$@
 $(FW_DIR)/$(1)/libmdeploy-core.a: $(CORE_SRCS:%.c=$(FW_DIR)/$(1)/core/%.o)
 	@rm -f $$@
 	@$(subst -gcc,-ar,$(FW_CC_$(1))) rcs $$@ $$^
 $(FW_DIR)/$(1)/%.elf: examples/firmware/main.c $(FW_GEN)/%.c $(FW_GEN)/%.h $(FW_DIR)/$(1)/libmdeploy-core.a
-	@$(FW_CC_$(1)) $(FW_ARCH_$(1)) $(FW_COMMON) -DMDL_NO_ERROR_STRINGS -I$(FW_GEN) -DFW_NAME=$$* -DFW_HEADER='"$$*.h"' \
+	@$(FW_CC_$(1)) $(FW_ARCH_$(1)) $(FW_COMMON) $(FW_DEFS_$(1)) -I$(FW_GEN) -DFW_NAME=$$* -DFW_HEADER='"$$*.h"' \
 	    $(FW_LDFLAGS) $(FW_MEM_$(1)) -Wl,-Map=$(FW_DIR)/$(1)/$$*.map -o $$@ \
 	    examples/firmware/main.c $(FW_GEN)/$$*.c $(FW_DIR)/$(1)/libmdeploy-core.a -lm
 	@if $(subst -gcc,-nm,$(FW_CC_$(1))) $$@ | grep -qwE 'malloc|free|calloc|realloc'; then \
@@ -102,19 +111,21 @@ $(FW_DIR)/$(1)/%.log: $(FW_DIR)/$(1)/%.elf
 	    { echo "firmware: $(1) $$* failed under QEMU (exit $$$$?):"; tail -n 20 $$@.tmp; exit 1; }
 	@mv $$@.tmp $$@
 endef
-$(foreach t,$(FW_TARGETS),$(eval $(call FW_TARGET_RULES,$(t))))
+$(foreach t,$(FW_TARGETS) cortex-m4-msg,$(eval $(call FW_TARGET_RULES,$(t))))
 -include $(wildcard $(FW_DIR)/*/core/src/*/*.d)
 
 firmware-core: $(foreach t,$(FW_SEL),$(FW_DIR)/$(t)/libmdeploy-core.a)
 
-firmware: $(foreach t,$(FW_SEL),$(foreach m,$(FW_MODELS),$(FW_DIR)/$(t)/$(m).elf))
+FW_MSG := $(if $(filter cortex-m4,$(FW_SEL)),$(FW_DIR)/cortex-m4-msg/digits_s8)
+firmware: $(foreach t,$(FW_SEL),$(foreach m,$(FW_MODELS),$(FW_DIR)/$(t)/$(m).elf)) $(FW_MSG:%=%.elf)
 	@echo "== firmware: $(FW_SEL) x $(FW_MODELS): no malloc/free in any image"
 
 # Every image under QEMU (each run bounded by 60 s), its outputs compared with the host's.
 firmware-check: firmware $(foreach m,$(FW_MODELS),$(FW_DIR)/host/$(m).out) \
-                $(foreach t,$(FW_SEL),$(foreach m,$(FW_MODELS),$(FW_DIR)/$(t)/$(m).log))
+                $(foreach t,$(FW_SEL),$(foreach m,$(FW_MODELS),$(FW_DIR)/$(t)/$(m).log)) $(FW_MSG:%=%.log)
 	@$(PYTHON) tests/firmware/compare.py $(foreach t,$(FW_SEL),$(foreach m,$(FW_MODELS),\
-	    $(FW_DIR)/$(t)/$(m).log:$(FW_DIR)/host/$(m).out:$(FW_TOL_$(m))))
+	    $(FW_DIR)/$(t)/$(m).log:$(FW_DIR)/host/$(m).out:$(FW_TOL_$(m)))) \
+	    $(FW_MSG:%=%.log:$(FW_DIR)/host/digits_s8.out:0)
 
 firmware-report:
 	@$(MAKE) --no-print-directory firmware-check TARGET=

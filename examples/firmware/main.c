@@ -96,6 +96,7 @@ static void check_failures(void) {
     check("unregistered-kernels", st == MDL_UNSUPPORTED && !m, st);
 #ifndef MDL_NO_ERROR_STRINGS
     printf("  message: %s\n", err.msg);
+    check("unregistered-kernels-message", strstr(err.msg, "register MDL_OP_RESOLVER_ADD(r, ") != NULL, st);
 #endif
 
     /* 2. no resolver at all: the firmware core has no default table */
@@ -123,6 +124,7 @@ static void check_failures(void) {
         check("small-arena", st == MDL_BUFFER_TOO_SMALL && !s, st);
 #ifndef MDL_NO_ERROR_STRINGS
         printf("  message: %s\n", err.msg);
+        check("small-arena-message", strstr(err.msg, "too small") != NULL, st);
 #endif
         mdl_model_free(m);
     } else check("small-arena (load)", false, st);

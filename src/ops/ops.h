@@ -43,7 +43,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MDL_MAX_NODE_IO 64 /* most inputs or outputs one node may have */
+/* Most inputs or outputs one node may have.  Kernel contexts hold arrays of this size on the
+   stack (about 90 bytes per slot on a 32-bit target): firmware may lower it (examples/firmware
+   uses 16); a model with a larger node is then refused at load (MDL_CORRUPT_MODEL). */
+#ifndef MDL_MAX_NODE_IO
+#define MDL_MAX_NODE_IO 64
+#endif
 
 /* Tensor metadata shared by the runtime model and the builder. */
 typedef struct mdl__tensor {
