@@ -106,6 +106,8 @@ $(FW_DIR)/$(1)/%.elf: examples/firmware/main.c $(FW_GEN)/%.c $(FW_GEN)/%.h $(FW_
 	    examples/firmware/main.c $(FW_GEN)/$$*.c $(FW_DIR)/$(1)/libmdeploy-core.a -lm
 	@if $(subst -gcc,-nm,$(FW_CC_$(1))) $$@ | grep -qwE 'malloc|free|calloc|realloc'; then \
 	    echo "firmware: $$@ links a heap allocator:"; $(subst -gcc,-nm,$(FW_CC_$(1))) $$@ | grep -wE 'malloc|free|calloc|realloc'; rm -f $$@; exit 1; fi
+	@$(PYTHON) tests/firmware/check_kernels.py $(subst -gcc,-nm,$(FW_CC_$(1))) $$@ $(FW_GEN)/$$*.h \
+	    include/mdeploy/resolver.h || { rm -f $$@; exit 1; }
 $(FW_DIR)/$(1)/%.log: $(FW_DIR)/$(1)/%.elf
 	@timeout 60 $(FW_QEMU_$(1)) $(FW_QEMU_OPTS) -kernel $$< > $$@.tmp 2>&1 || \
 	    { echo "firmware: $(1) $$* failed under QEMU (exit $$$$?):"; tail -n 20 $$@.tmp; exit 1; }
@@ -118,7 +120,7 @@ firmware-core: $(foreach t,$(FW_SEL),$(FW_DIR)/$(t)/libmdeploy-core.a)
 
 FW_MSG := $(if $(filter cortex-m4,$(FW_SEL)),$(FW_DIR)/cortex-m4-msg/digits_s8)
 firmware: $(foreach t,$(FW_SEL),$(foreach m,$(FW_MODELS),$(FW_DIR)/$(t)/$(m).elf)) $(FW_MSG:%=%.elf)
-	@echo "== firmware: $(FW_SEL) x $(FW_MODELS): no malloc/free in any image"
+	@echo "== firmware: $(FW_SEL) x $(FW_MODELS): no malloc/free, only the registered kernels in each image"
 
 # Every image under QEMU (each run bounded by 60 s), its outputs compared with the host's.
 firmware-check: firmware $(foreach m,$(FW_MODELS),$(FW_DIR)/host/$(m).out) \

@@ -25,6 +25,16 @@
  * be used in place from a caller's buffer (e.g. flash) and a session can live entirely inside a
  * caller-provided arena (mdl_session_create_in), so firmware needs no heap.  mdl_session_run
  * never allocates.
+ *
+ * Firmware builds (examples/firmware) compile the core with:
+ *   MDL_NO_ERROR_STRINGS    statuses only; mdl_error.msg stays "" (message arguments are not
+ *                           even evaluated)
+ *   MDL_NO_MALLOC           no libc default allocator: pass one (mdl_bump_init), or loading
+ *                           fails with MDL_OUT_OF_MEMORY; no malloc/free in the image
+ *   MDL_NO_DEFAULT_KERNELS  no full kernel table: load with mdl_load_options.resolver
+ *                           (include/mdeploy/resolver.h), so only registered kernels are linked
+ *   MDL_MAX_NODE_IO=N       most inputs/outputs per node (default 64; kernel contexts on the stack
+ *                           are proportional to it)
  */
 #ifndef MDEPLOY_MDEPLOY_H
 #define MDEPLOY_MDEPLOY_H
