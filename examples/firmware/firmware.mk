@@ -75,7 +75,9 @@ FW_DIR := build/fw
 FW_GEN := $(FW_DIR)/models
 
 .PHONY: firmware firmware-check firmware-report firmware-core
-.SECONDARY:
+# generated models and images are kept (not deleted as intermediates of the logs)
+.SECONDARY: $(foreach m,$(FW_MODELS),$(FW_GEN)/$(m).mdl $(FW_GEN)/$(m).c $(FW_GEN)/$(m).h \
+    $(FW_DIR)/host/$(m) $(foreach t,$(FW_TARGETS) cortex-m4-msg,$(FW_DIR)/$(t)/$(m).elf))
 
 # ---- models: converted and embedded on the host ---------------------------------------------
 $(FW_GEN)/%.mdl: $(B)/bin/mdeploy-convert
