@@ -12,7 +12,9 @@
 FW_TARGETS := cortex-m4 cortex-m7 rv32
 TARGET ?=
 FW_SEL := $(if $(TARGET),$(TARGET),$(FW_TARGETS))
+ifneq ($(filter firmware%,$(MAKECMDGOALS)),)
 $(foreach t,$(FW_SEL),$(if $(filter $(t),$(FW_TARGETS)),,$(error TARGET=$(t): use one of $(FW_TARGETS))))
+endif
 
 FW_COMMON := -Os -std=c11 -g -ffunction-sections -fdata-sections -Wall -Wextra -Werror \
              -Wno-unused-parameter -Iinclude -Isrc --specs=picolibc.specs
