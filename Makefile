@@ -1,5 +1,5 @@
 # mdeploy — plain Makefile.  Options: BLAS=0|1 (default 1)  SAN=1 (ASan+UBSan)  DEBUG=1
-# Targets: all check demo install fuzz bench firmware clean   (see README.md)
+# Targets: all check demo install fuzz bench firmware firmware-check firmware-report clean   (see README.md)
 
 BLAS ?= 1
 SIMD ?= 1
@@ -49,7 +49,7 @@ TEST_SRCS := $(sort $(wildcard tests/*/test_*.c))
 TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRCS))
 EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
 
-.PHONY: all lib tools tests examples check demo install install-check fuzz fuzz-smoke firmware bench clean deps
+.PHONY: all lib tools tests examples check demo install install-check fuzz fuzz-smoke bench clean deps
 .DEFAULT_GOAL := all
 
 all: lib tools examples
@@ -101,13 +101,14 @@ deps:
 	@bash tools/scripts/install-deps.sh
 
 # The whole test suite: CMocka tests (default build, BLAS=0, and BLAS=0 under ASan+UBSan), flatc
-# conformance, replay of the corrupt-model corpus + a short fuzz run, the Cortex-M4 compile,
+# conformance, replay of the corrupt-model corpus + a short fuzz run, the firmware images run
+# under QEMU (Cortex-M4, Cortex-M7, RV32) and compared with the host,
 # make install, Python tests.
 check: deps
 	@$(MAKE) --no-print-directory all tests
 	@$(MAKE) --no-print-directory BLAS=0 tests
 	@$(MAKE) --no-print-directory BLAS=0 SAN=1 tests
-	@$(MAKE) --no-print-directory firmware
+	@$(MAKE) --no-print-directory firmware-check
 	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory install-check
 	@bash tests/run.sh build/release build/release-noblas build/release-noblas-san
@@ -166,22 +167,8 @@ fuzz-smoke: $(FUZZ_B)/fuzz_load
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20 >$(FUZZ_B)/smoke.log 2>&1 || { tail -n 40 $(FUZZ_B)/smoke.log; exit 1; }
 	@grep -E "stat::number_of_executed_units" $(FUZZ_B)/smoke.log
 
-# ---- firmware: the core compiled for Cortex-M4 (no BLAS, no stdio, no host files) ---------
-ARM_CC ?= arm-none-eabi-gcc
-ARM_FLAGS := -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -Os -std=c11 \
-             -ffunction-sections -fdata-sections -Wall -Wextra -Werror -Wno-unused-parameter \
-             -DMDL_NO_ERROR_STRINGS -Iinclude -Isrc --specs=picolibc.specs
-FW_B := build/cortex-m4
-FW_OBJS := $(CORE_SRCS:%.c=$(FW_B)/%.o)
-$(FW_B)/%.o: %.c
-	@mkdir -p $(dir $@)
-	$(ARM_CC) $(ARM_FLAGS) -c $< -o $@
-$(FW_B)/libmdeploy-core.a: $(FW_OBJS)
-	@rm -f $@
-	arm-none-eabi-ar rcs $@ $^
-firmware: $(FW_B)/libmdeploy-core.a
-	@echo "== Cortex-M4 core (arm-none-eabi-gcc -Os, no BLAS, no stdio):"
-	@arm-none-eabi-size -t $(FW_B)/libmdeploy-core.a | tail -n 1
+# ---- firmware: bare-metal images for Cortex-M4, Cortex-M7 and RV32 under QEMU -------------
+include examples/firmware/firmware.mk
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/include/mdeploy $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin

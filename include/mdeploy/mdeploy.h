@@ -29,6 +29,16 @@
  * be used in place from a caller's buffer (e.g. flash) and a session can live entirely inside a
  * caller-provided arena (mdl_session_create_in), so firmware needs no heap.  mdl_session_run
  * never allocates.
+ *
+ * Firmware builds (examples/firmware) compile the core with:
+ *   MDL_NO_ERROR_STRINGS    statuses only; mdl_error.msg stays "" (message arguments are not
+ *                           even evaluated)
+ *   MDL_NO_MALLOC           no libc default allocator: pass one (mdl_bump_init), or loading
+ *                           fails with MDL_OUT_OF_MEMORY; no malloc/free in the image
+ *   MDL_NO_DEFAULT_KERNELS  no full kernel table: load with mdl_load_options.resolver
+ *                           (include/mdeploy/resolver.h), so only registered kernels are linked
+ *   MDL_MAX_NODE_IO=N       most inputs/outputs per node (default 64; kernel contexts on the stack
+ *                           are proportional to it)
  */
 #ifndef MDEPLOY_MDEPLOY_H
 #define MDEPLOY_MDEPLOY_H
@@ -138,9 +148,15 @@ enum {
     MDL_LOAD_COPY = 1u << 0,
 };
 
+/* Operator registration (include/mdeploy/resolver.h). */
+typedef struct mdl_op_resolver mdl_op_resolver;
+
 typedef struct mdl_load_options {
     const mdl_allocator *allocator; /* NULL: malloc/free.  Must outlive the model. */
     uint32_t flags;                 /* MDL_LOAD_* */
+    /* Kernels the model may use; NULL: every kernel of the library (host).  Firmware passes the
+       few its model needs so that only those are linked.  Must outlive the model. */
+    const mdl_op_resolver *resolver;
 } mdl_load_options;
 
 MDL_API mdl_load_options mdl_load_options_default(void);
@@ -167,6 +183,17 @@ MDL_API void mdl_model_free(mdl_model *m);
    activation arena and kernel scratch, alignment slack included).  Models with dynamic dims:
    for the symbols' initial values (see mdl_model_symbol). */
 MDL_API size_t mdl_model_arena_size(const mdl_model *m);
+
+/* mdl_model_arena_size as a constant expression, for a static arena on firmware: a model with
+   `ntensors` tensors and `activation_bytes` of activation arena (mdl_model_tensor_count,
+   mdl_model_activation_bytes; tools/mdeploy-embed writes both) needs exactly
+   MDL_SESSION_ARENA_BYTES(ntensors, activation_bytes) bytes on the target that compiles it:
+   the session record (MDL_SESSION_RECORD_BYTES), one pointer per tensor and 63 bytes of slack
+   for any start address, each part rounded to 64 bytes. */
+#define MDL_SESSION_RECORD_BYTES 384
+#define MDL_SESSION_ARENA_BYTES(ntensors, activation_bytes)                                        \
+    ((size_t)MDL_SESSION_RECORD_BYTES +                                                            \
+     (((size_t)(ntensors) * sizeof(void *) + 63) & ~(size_t)63) + (size_t)(activation_bytes) + 63)
 
 /* Bytes of the activation arena alone (the memory plan's size). */
 MDL_API size_t mdl_model_activation_bytes(const mdl_model *m);

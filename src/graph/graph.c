@@ -141,10 +141,8 @@ static mdl_status check_node(mdl__graph *g, int32_t i, bool infer, uint8_t *defi
     if (n->in[0] < 0)
         return mdl__error(err, MDL_CORRUPT_MODEL, "%s '%s': first input is missing", op, nm);
     mdl_dtype key = g->tensors[n->in[0]].dtype;
-    n->kernel = mdl__kernel_find(n->op, key);
-    if (!n->kernel)
-        return mdl__error(err, MDL_UNSUPPORTED, "%s '%s': no kernel for %s input", op, nm,
-                          mdl_dtype_name(key));
+    n->kernel = mdl__kernel_resolve(g->resolver, n->op, key);
+    if (!n->kernel) return mdl__kernel_missing(g->resolver, n->op, key, nm, err);
     for (int32_t k = 0; k < n->nout; k++) {
         int32_t t = n->out[k];
         if (t == -1 && k > 0) continue; /* optional output left unused (e.g. LSTM Y_c) */

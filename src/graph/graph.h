@@ -43,6 +43,7 @@ typedef struct mdl__graph {
     int32_t nsyms;
     const mdl__symbol *syms;
     const int64_t *symval;
+    const mdl_op_resolver *resolver; /* kernels to use; NULL: the full table */
 } mdl__graph;
 
 /* Activation arena layout: one offset per tensor (SIZE_MAX: holds no arena memory - constants and

@@ -8,7 +8,7 @@
 #include <string.h>
 
 mdl_load_options mdl_load_options_default(void) {
-    mdl_load_options o = {NULL, 0};
+    mdl_load_options o = {NULL, 0, NULL};
     return o;
 }
 
@@ -96,10 +96,10 @@ static mdl_status fold_dequantize(mdl_model *m, mdl_error *err) {
         mdl__tensor *y = &g->tensors[n->out[0]];
         mdl_status st = mdl__quant_check(&g->tensors[n->in[0]], err);
         if (st) return st;
-        n->kernel = mdl__kernel_find(n->op, g->tensors[n->in[0]].dtype);
+        n->kernel = mdl__kernel_resolve(g->resolver, n->op, g->tensors[n->in[0]].dtype);
         if (!n->kernel)
-            return mdl__error(err, MDL_UNSUPPORTED, "Dequantize '%s': no kernel for %s input",
-                              n->name ? n->name : "", mdl_dtype_name(g->tensors[n->in[0]].dtype));
+            return mdl__kernel_missing(g->resolver, n->op, g->tensors[n->in[0]].dtype,
+                                       n->name ? n->name : "", err);
         mdl__kctx ctx;
         memset(&ctx, 0, sizeof ctx);
         ctx.err = err;
@@ -176,6 +176,7 @@ mdl_status mdl_model_load_buffer(const void *data, size_t size, const mdl_load_o
     m->buf = data;
     m->size = size;
     if ((st = mdl__format_read(m, err))) goto fail;
+    m->g.resolver = o.resolver;
     if ((st = fold_dequantize(m, err))) goto fail;
     if ((st = mdl__graph_check(&m->g, false, a, err))) goto fail;
     if (m->plan.tensor_offsets) {

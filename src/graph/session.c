@@ -28,12 +28,18 @@ struct mdl_session {
     void *dyn_block;
 };
 
+/* The record has a fixed public size so that firmware can size a static arena at compile time
+   (MDL_SESSION_ARENA_BYTES in mdeploy.h); raise MDL_SESSION_RECORD_BYTES if this fails. */
+_Static_assert(sizeof(mdl_session) <= MDL_SESSION_RECORD_BYTES &&
+                   MDL_SESSION_RECORD_BYTES % MDL__LINE_ALIGN == 0 && MDL__LINE_ALIGN == 64,
+               "mdl_session outgrew MDL_SESSION_RECORD_BYTES");
 #define HEADER_BYTES(m)                                                                            \
-    (mdl__align_up(sizeof(mdl_session), MDL__LINE_ALIGN) +                                         \
+    ((size_t)MDL_SESSION_RECORD_BYTES +                                                            \
      mdl__align_up((size_t)(m)->g.ntensors * sizeof(void *), MDL__LINE_ALIGN))
 
 size_t mdl__session_bytes(const mdl_model *m) {
-    /* + MDL__LINE_ALIGN - 1: a caller's region may start anywhere */
+    /* + MDL__LINE_ALIGN - 1: a caller's region may start anywhere.  Equals
+       MDL_SESSION_ARENA_BYTES(ntensors, arena_bytes). */
     return HEADER_BYTES(m) + m->plan.arena_bytes + MDL__LINE_ALIGN - 1;
 }
 

@@ -102,6 +102,19 @@ mdl_status mdl__verror(mdl_error *err, mdl_status status, const char *fmt, va_li
     return status;
 }
 
+#ifdef MDL_NO_ERROR_STRINGS
+mdl_status mdl__error_status(mdl_error *err, mdl_status status) {
+    if (err) {
+        err->status = status;
+        err->msg[0] = '\0';
+    }
+    return status;
+}
+
+mdl_status mdl__fail_status(const mdl__kctx *ctx, mdl_status status) {
+    return mdl__error_status(ctx->err, status);
+}
+#else
 mdl_status mdl__error(mdl_error *err, mdl_status status, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -112,12 +125,6 @@ mdl_status mdl__error(mdl_error *err, mdl_status status, const char *fmt, ...) {
 
 mdl_status mdl__fail(const mdl__kctx *ctx, mdl_status status, const char *fmt, ...) {
     if (!ctx->err) return status;
-#ifdef MDL_NO_ERROR_STRINGS
-    (void)fmt;
-    ctx->err->status = status;
-    ctx->err->msg[0] = '\0';
-    return status;
-#else
     char what[192];
     va_list ap;
     va_start(ap, fmt);
@@ -125,8 +132,8 @@ mdl_status mdl__fail(const mdl__kctx *ctx, mdl_status status, const char *fmt, .
     va_end(ap);
     return mdl__error(ctx->err, status, "%s '%s': %s", mdl_op_name(ctx->op),
                       ctx->name ? ctx->name : "", what);
-#endif
 }
+#endif
 
 const char *mdl__dims_str(char *buf, size_t size, int32_t rank, const int64_t *dims) {
     size_t n = 0;
@@ -164,6 +171,19 @@ bool mdl__shape_size(int32_t rank, const int64_t *dims, size_t elem, int64_t *co
 #define HUGE_BYTES ((size_t)2 << 20)
 #endif
 
+#ifdef MDL_NO_MALLOC
+/* Firmware: no heap in the image.  Without a caller's allocator, loading fails with
+   MDL_OUT_OF_MEMORY (use mdl_bump_init over a static buffer). */
+static void *libc_alloc(void *user, size_t n) {
+    (void)user;
+    (void)n;
+    return NULL;
+}
+static void libc_free(void *user, void *p) {
+    (void)user;
+    (void)p;
+}
+#else
 static void *libc_alloc(void *user, size_t n) {
     (void)user;
 #ifdef HUGE_BYTES
@@ -182,6 +202,7 @@ static void libc_free(void *user, void *p) {
     (void)user;
     free(p);
 }
+#endif
 
 const mdl_allocator *mdl__allocator_or_default(const mdl_allocator *a) {
     static const mdl_allocator libc = {libc_alloc, libc_free, NULL};

@@ -17,6 +17,20 @@ mdl_status mdl__error(mdl_error *err, mdl_status status, const char *fmt, ...)
     ;
 mdl_status mdl__verror(mdl_error *err, mdl_status status, const char *fmt, va_list ap);
 
+#ifdef MDL_NO_ERROR_STRINGS
+/* Without messages, a failure site keeps only its status: the format and its arguments stay in
+   an unevaluated sizeof (still type-checked, their variables still "used") and generate no code,
+   which takes the message-building argument code out of a firmware image. */
+int mdl__msg_unevaluated(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+mdl_status mdl__error_status(mdl_error *err, mdl_status status);
+#define mdl__error(err, status, ...)                                                               \
+    ((void)sizeof(mdl__msg_unevaluated(__VA_ARGS__)), mdl__error_status((err), (status)))
+#endif
+
 /* Programmer-error checks inside the library (never for bad input).  Compiled out with NDEBUG. */
 #include <assert.h>
 #define MDL_ASSERT(x) assert(x)

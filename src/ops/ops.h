@@ -47,7 +47,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MDL_MAX_NODE_IO 64 /* most inputs or outputs one node may have */
+/* Most inputs or outputs one node may have.  Kernel contexts hold arrays of this size on the
+   stack (about 90 bytes per slot on a 32-bit target): firmware may lower it (examples/firmware
+   uses 16); a model with a larger node is then refused at load (MDL_CORRUPT_MODEL). */
+#ifndef MDL_MAX_NODE_IO
+#define MDL_MAX_NODE_IO 64
+#endif
 
 /* Tensor metadata shared by the runtime model and the builder. */
 typedef struct mdl__tensor {
@@ -107,12 +112,33 @@ typedef struct mdl__kernel {
 /* Kernel for op with input-0 dtype, or NULL. */
 const mdl__kernel *mdl__kernel_find(mdl_op op, mdl_dtype dtype);
 
+/* The loader's lookup (src/ops/resolver.c): the kernel registered in r, or with r NULL the full
+   table's (none in builds with MDL_NO_DEFAULT_KERNELS).  NULL when there is none. */
+const mdl__kernel *mdl__kernel_resolve(const mdl_op_resolver *r, mdl_op op, mdl_dtype dtype);
+/* The MDL_UNSUPPORTED failure for a node (named nm) whose kernel mdl__kernel_resolve did not
+   find: "Conv2D 'c1': no kernel for int8 input", naming the registration it needs when it is
+   missing from the resolver. */
+mdl_status mdl__kernel_missing(const mdl_op_resolver *r, mdl_op op, mdl_dtype dtype,
+                               const char *nm, mdl_error *err);
+
 /* Records "<op> '<node>': <message>" in ctx->err and returns status. */
 mdl_status mdl__fail(const mdl__kctx *ctx, mdl_status status, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+#ifdef MDL_NO_ERROR_STRINGS
+/* Firmware: only the status is recorded and the message's arguments are not evaluated (see
+   mdl__error in src/graph/util.h). */
+int mdl__msg_unevaluated(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+mdl_status mdl__fail_status(const mdl__kctx *ctx, mdl_status status);
+#define mdl__fail(ctx, status, ...)                                                                \
+    ((void)sizeof(mdl__msg_unevaluated(__VA_ARGS__)), mdl__fail_status((ctx), (status)))
+#endif
 
 /* ---- helpers for kernels --------------------------------------------------------------- */
 

@@ -5,6 +5,8 @@ set -eu
 debs=(build-essential pkg-config libopenblas-dev libcjson-dev libcmocka-dev libprotobuf-c-dev
       protobuf-c-compiler flatbuffers-compiler gcc-arm-none-eabi picolibc-arm-none-eabi
       qemu-system-arm clang libclang-rt-14-dev python3 python3-pip)
+# firmware images under QEMU (make firmware-check): RV32 toolchain, picolibc and emulator
+debs+=(gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc)
 missing=()
 for p in "${debs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

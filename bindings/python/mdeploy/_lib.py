@@ -81,7 +81,11 @@ class mdl_allocator(ctypes.Structure):
 
 
 class mdl_load_options(ctypes.Structure):
-    _fields_ = [("allocator", ctypes.POINTER(mdl_allocator)), ("flags", ctypes.c_uint32)]
+    _fields_ = [
+        ("allocator", ctypes.POINTER(mdl_allocator)),
+        ("flags", ctypes.c_uint32),
+        ("resolver", ctypes.c_void_p),  # NULL: every kernel
+    ]
 
 
 class mdl_shape(ctypes.Structure):
