@@ -175,6 +175,16 @@ int main(int argc, char **argv) {
         fprintf(stderr, "mdeploy-embed: %s\n", heap ? err.msg : "out of memory");
         return 1;
     }
+    if (mdl_model_symbol_count(m) > 0) {
+        const char *sym = "";
+        int64_t max = 0, init = 0;
+        mdl_model_symbol(m, 0, &sym, &max, &init);
+        fprintf(stderr,
+                "mdeploy-embed: %s has dynamic dims (e.g. '%s'): a firmware image needs fixed shapes "
+                "(its arena is sized at compile time); convert with --input-shape\n",
+                path, sym);
+        return 1;
+    }
 
     char hpath[4096], cpath[4096];
     snprintf(hpath, sizeof hpath, "%s/%s.h", dir, name);

@@ -59,6 +59,9 @@ FW_ONNX_digits_f32 := examples/digits/digits_cnn.onnx
 FW_IN_digits_f32 := examples/digits/images.npy
 FW_TOL_digits_f32 := 1e-5
 FW_ONNX_digits_s8 := tests/models/quant/digits_qdq_s8.onnx
+# the digits export has a dynamic batch: firmware needs fixed shapes (one image per run)
+FW_SHAPE_digits_f32 := --input-shape image=1x1x8x8
+FW_SHAPE_digits_s8 := --input-shape image=1x1x8x8
 FW_IN_digits_s8 := examples/digits/images.npy
 FW_TOL_digits_s8 := 0
 # the text classifier as ONNX Runtime quantizes it (quantize_dynamic): int8 embedding and LSTM
@@ -82,9 +85,9 @@ FW_GEN := $(FW_DIR)/models
     $(FW_DIR)/host/$(m) $(foreach t,$(FW_TARGETS) cortex-m4-msg,$(FW_DIR)/$(t)/$(m).elf))
 
 # ---- models: converted and embedded on the host ---------------------------------------------
-$(FW_GEN)/%.mdl: $(B)/bin/mdeploy-convert
+$(FW_GEN)/%.mdl: $(B)/bin/mdeploy-convert examples/firmware/firmware.mk
 	@mkdir -p $(dir $@)
-	@$(B)/bin/mdeploy-convert $(FW_ONNX_$*) -o $@ >/dev/null
+	@$(B)/bin/mdeploy-convert $(FW_ONNX_$*) $(FW_SHAPE_$*) -o $@ >/dev/null
 $(FW_GEN)/%.c $(FW_GEN)/%.h: $(FW_GEN)/%.mdl $(B)/bin/mdeploy-embed
 	@$(B)/bin/mdeploy-embed $< -n $* -o $(FW_GEN) $(foreach f,$(FW_IN_$*),-i $(f)) >/dev/null
 
