@@ -211,19 +211,6 @@ static const float *output_floats(runner *r, int32_t idx, float *buf, int64_t *c
 
 /* ---- classification ------------------------------------------------------------------------- */
 
-static bool moves(mdl_op op) {
-    switch (op) {
-    case MDL_OP_RESHAPE: case MDL_OP_TRANSPOSE: case MDL_OP_SLICE: case MDL_OP_GATHER:
-    case MDL_OP_PAD: case MDL_OP_MAX_POOL2D: case MDL_OP_GLOBAL_MAX_POOL:
-        return true;
-    default: return false;
-    }
-}
-
-static bool weighted(mdl_op op) {
-    return op == MDL_OP_FULLY_CONNECTED || op == MDL_OP_CONV2D || op == MDL_OP_DEPTHWISE_CONV2D;
-}
-
 static bool is_act(const cv_tensor *t) { return !t->data && t->dtype == MDL_DTYPE_FLOAT32; }
 
 static bool name_listed(const char *list, const char *name) {
@@ -280,7 +267,7 @@ static mdl_status classify(ptq *P) {
             P->kind[i] = K_HYBRID;
         else if (!float_in || !float_out || n->nout != 1)
             P->kind[i] = K_FLOAT;
-        else if (moves(n->op))
+        else if (mdl__q8_moves_data(n->op))
             P->kind[i] = K_MOVE;
         else if (mdl__kernel_find(n->op, MDL_DTYPE_INT8))
             P->kind[i] = K_INT8;
@@ -543,10 +530,10 @@ static mdl_status quant_node_consts(ptq *P, cv_node *n) {
     for (int32_t k = 0; k < n->nin; k++) {
         int32_t t = n->in[k];
         if (t < 0 || !c->ts[t].data || c->ts[t].dtype != MDL_DTYPE_FLOAT32) continue;
-        if (weighted(n->op) && k == 1) {
+        if (mdl__q8_weighted(n->op) && k == 1) {
             int32_t axis = n->op == MDL_OP_FULLY_CONNECTED ? 0 : 3;
             if ((st = quant_const(P, t, per_tensor ? -1 : axis, true))) return st;
-        } else if (weighted(n->op) && k == 2) {
+        } else if (mdl__q8_weighted(n->op) && k == 2) {
             int32_t x = n->in[0], w = n->in[1];
             if (x < 0 || !P->has[x] || w < 0 || !c->ts[w].qdata) continue;
             cv_tensor wt = c->ts[w];

@@ -30,7 +30,7 @@ static bool same_quant(const cv_tensor *a, const cv_tensor *b) {
     return true;
 }
 
-static bool moves_data(mdl_op op) {
+bool mdl__q8_moves_data(mdl_op op) {
     switch (op) {
     case MDL_OP_RESHAPE: case MDL_OP_TRANSPOSE: case MDL_OP_SLICE: case MDL_OP_GATHER:
     case MDL_OP_PAD: case MDL_OP_MAX_POOL2D: case MDL_OP_GLOBAL_MAX_POOL:
@@ -39,7 +39,7 @@ static bool moves_data(mdl_op op) {
     }
 }
 
-static bool weighted(mdl_op op) {
+bool mdl__q8_weighted(mdl_op op) {
     return op == MDL_OP_FULLY_CONNECTED || op == MDL_OP_CONV2D || op == MDL_OP_DEPTHWISE_CONV2D;
 }
 
@@ -140,7 +140,7 @@ static mdl_status try_node(cv_ctx *c, int32_t i, const int32_t *consumer, bool *
         if (t < 0) continue;
         const cv_tensor *x = &c->ts[t];
         if (x->data) {
-            if (weighted(n->op) && k == 2 && x->dtype == MDL_DTYPE_FLOAT32 && in[0] >= 0 && in[1] <= -2 &&
+            if (mdl__q8_weighted(n->op) && k == 2 && x->dtype == MDL_DTYPE_FLOAT32 && in[0] >= 0 && in[1] <= -2 &&
                 !bias_fits(x, &c->ts[in[0]], &c->ts[-2 - in[1]])) {
                 /* a float bias, or one dequantized with other parameters (exporters share equal
                    initializers between layers): quantized below from its real values */
@@ -148,7 +148,7 @@ static mdl_status try_node(cv_ctx *c, int32_t i, const int32_t *consumer, bool *
                 continue;
             }
             if (!x->qdata) return MDL_OK; /* a float constant: the op stays float */
-            if (weighted(n->op) && k == 1) {
+            if (mdl__q8_weighted(n->op) && k == 1) {
                 if (x->qdtype != MDL_DTYPE_INT8) return MDL_OK;
                 for (int32_t j = 0; j < x->nquant; j++)
                     if (x->zero_point[j])
@@ -173,7 +173,7 @@ static mdl_status try_node(cv_ctx *c, int32_t i, const int32_t *consumer, bool *
     }
     /* a constant int8 data operand (an embedding table) counts as the quantized input */
     for (int32_t k = 0; k < n->nin && data_in < 0; k++)
-        if (in[k] <= -2 && c->ts[-2 - in[k]].qdtype == MDL_DTYPE_INT8 && !weighted(n->op)) data_in = k;
+        if (in[k] <= -2 && c->ts[-2 - in[k]].qdtype == MDL_DTYPE_INT8 && !mdl__q8_weighted(n->op)) data_in = k;
     if (data_in < 0) return MDL_OK;
     if (float_bias >= 0 && (n->nin < 2 || in[1] > -2 || (in[2] = int_bias(c, float_bias, data_in, -2 - in[1])) == -1))
         return c->err->status ? c->err->status : MDL_OK;
@@ -181,7 +181,7 @@ static mdl_status try_node(cv_ctx *c, int32_t i, const int32_t *consumer, bool *
         if (in[k] <= -2 && (in[k] = int_const(c, -2 - in[k])) < 0) return c->err->status ? c->err->status : oom(c);
     n = &c->nodes[i];
     q = &c->nodes[consumer[n->out[0]]];
-    if (moves_data(n->op)) {
+    if (mdl__q8_moves_data(n->op)) {
         /* exact only with unchanged parameters */
         for (int32_t k = 0; k < n->nin; k++)
             if (in[k] >= 0 && c->ts[in[k]].dtype == MDL_DTYPE_INT8 && !same_quant(&c->ts[in[k]], &c->ts[q->out[0]]))

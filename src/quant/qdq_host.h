@@ -23,6 +23,11 @@
 
 #include "graph/convert_host.h"
 
+/* Ops that only move int8 values (exact with unchanged parameters), and ops whose input 1 is a
+   weight (int8 symmetric) and input 2 an int32 bias.  Shared with post-training quantization. */
+bool mdl__q8_moves_data(mdl_op op);
+bool mdl__q8_weighted(mdl_op op);
+
 /* Number of ops made int8 in *int8_ops (may be NULL). */
 mdl_status mdl__qdq_pass(cv_ctx *c, int32_t *int8_ops);
 
