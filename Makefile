@@ -18,6 +18,9 @@ OPT := $(if $(filter 1,$(DEBUG)),-O0,-O2)
 CPPFLAGS += -Iinclude -Isrc
 CFLAGS += -std=c11 -D_POSIX_C_SOURCE=200809L -g $(OPT) $(WARN) -fPIC -fvisibility=hidden
 LDLIBS += -lm -lpthread
+# Host builds run sessions with worker threads (src/graph/threads_host.c); the firmware and fuzz
+# builds compile the core without it.
+CPPFLAGS += -DMDL_WITH_THREADS
 ifeq ($(BLAS),1)
   CPPFLAGS += -DMDL_WITH_BLAS
   LDLIBS += -lopenblas

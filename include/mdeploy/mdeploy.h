@@ -15,7 +15,8 @@
  *     mdl_model_free(m);
  *
  * Threads: an mdl_model is immutable after load and may be shared by any number of threads.
- * An mdl_session belongs to one thread at a time.  No function here touches global mutable state.
+ * An mdl_session belongs to one thread at a time (with mdl_session_options.threads > 1 a run
+ * also uses the session's own worker threads).  No function here touches global mutable state.
  *
  * Errors: every function that can fail returns an mdl_status (MDL_OK == 0).  When the caller
  * passes a non-NULL mdl_error, it receives the status and a message naming the cause (the node,
@@ -227,20 +228,35 @@ MDL_API mdl_status mdl_model_tensor_info(const mdl_model *m, int i, mdl_tensor_i
 
 typedef struct mdl_session mdl_session;
 
+#define MDL_MAX_THREADS 64 /* most threads one session may use */
+
 typedef struct mdl_session_options {
     const mdl_allocator *allocator; /* NULL: malloc/free.  Must outlive the session. */
     bool profile;                   /* time every node (see mdl_session_profile) */
+    /* Threads one run may use (intra-op parallelism), 1 to MDL_MAX_THREADS; default 1: run
+       computes on the calling thread only.  With N > 1 the session starts N - 1 worker threads
+       of its own (host builds; a build without threads, e.g. firmware, runs on one), and the
+       larger convolutions, depthwise convolutions, FullyConnected/GEMM products and recurrent
+       (LSTM/GRU) batch rows are split between them and the caller.  Results are bit-identical
+       to one thread.  The workers spin for a few microseconds after each piece of work, then
+       sleep; mdl_session_run still allocates nothing (workers and their scratch are made here,
+       and freed by mdl_session_free).  Sessions do not share workers: two sessions of 2
+       threads each use 4.  With OpenBLAS (used only on CPUs without AVX2), keep
+       OPENBLAS_NUM_THREADS=1 or the two pools compete for the cores. */
+    int32_t threads;
 } mdl_session_options;
 
 MDL_API mdl_session_options mdl_session_options_default(void);
 
-/* Creates a session (activation arena and kernel scratch) for a model.  options may be NULL.
-   The model must outlive the session.  Errors: INVALID_ARGUMENT, OUT_OF_MEMORY. */
+/* Creates a session (activation arena and kernel scratch, and with options->threads > 1 its
+   worker threads) for a model.  options may be NULL.  The model must outlive the session.
+   Errors: INVALID_ARGUMENT (e.g. threads out of range), OUT_OF_MEMORY (also: a thread could not
+   be started). */
 MDL_API mdl_status mdl_session_create(const mdl_model *m, const mdl_session_options *options,
                               mdl_session **out, mdl_error *err);
 
 /* Same, inside a caller-provided region of at least mdl_model_arena_size(m) bytes (any
-   alignment).  Nothing is allocated; mdl_session_free releases nothing but marks it unusable.
+   alignment), on one thread.  Nothing is allocated; mdl_session_free releases nothing but marks it unusable.
    Errors: INVALID_ARGUMENT, BUFFER_TOO_SMALL. */
 MDL_API mdl_status mdl_session_create_in(const mdl_model *m, void *arena, size_t size, mdl_session **out,
                                  mdl_error *err);
@@ -268,6 +284,9 @@ MDL_API mdl_status mdl_session_run(mdl_session *s);
 
 /* Message of the last failed run; "" after a successful one.  Owned by the session. */
 MDL_API const char *mdl_session_message(const mdl_session *s);
+
+/* Threads the session runs on (1, or options.threads where the build has threads). */
+MDL_API int mdl_session_threads(const mdl_session *s);
 
 /* With options.profile: nanoseconds spent in node i during the last run; 0 otherwise. */
 MDL_API uint64_t mdl_session_node_ns(const mdl_session *s, int i);
