@@ -277,13 +277,20 @@ class Model:
     :meth:`run` is the simple way to score: it is thread-safe (each concurrent caller gets its own
     pooled :class:`Session`, so nothing is re-allocated after warm-up) and always returns fresh
     arrays.  Use :meth:`session` for zero-copy or profiled runs.
+
+    ``threads=N`` (default 1) lets each run use N threads (``mdl_session_options.threads``): the
+    sessions of :meth:`run` and :meth:`session` each get N - 1 worker threads of their own; the
+    results are bit-identical to one thread.
     """
 
     # How many idle sessions run() keeps for reuse; a burst of more concurrent callers creates
     # extra ones that are freed afterwards.
     _POOL_MAX = 16
 
-    def __init__(self, source: Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, np.ndarray]) -> None:
+    def __init__(
+        self, source: Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, np.ndarray], *, threads: int = 1
+    ) -> None:
+        self._threads = _check_threads(threads)
         err = _lib.mdl_error()
         out = ctypes.c_void_p()
         opts = lib.mdl_load_options_default()
@@ -482,9 +489,15 @@ class Model:
 
     # -- running -----------------------------------------------------------------------------
 
-    def session(self, *, profile: bool = False) -> "Session":
-        """A new :class:`Session` of this model (same as ``Session(model, profile=...)``)."""
-        return Session(self, profile=profile)
+    @property
+    def threads(self) -> int:
+        """Threads per run of :meth:`run` and the default of :meth:`session` (``Model(threads=)``)."""
+        return self._threads
+
+    def session(self, *, profile: bool = False, threads: Optional[int] = None) -> "Session":
+        """A new :class:`Session` of this model (same as ``Session(model, profile=..., threads=...)``;
+        ``threads`` defaults to the model's)."""
+        return Session(self, profile=profile, threads=self._threads if threads is None else threads)
 
     def run(self, inputs: Inputs, *, as_dict: bool = False, raw: bool = False) -> Outputs:
         """Run the model once and return its outputs as new arrays.
@@ -513,7 +526,7 @@ class Model:
         with self._pool_lock:
             if self._pool:
                 return self._pool.pop()
-        return Session(self, _pooled=True)
+        return Session(self, threads=self._threads, _pooled=True)
 
     def _release(self, s: "Session") -> None:
         with self._pool_lock:
@@ -521,6 +534,14 @@ class Model:
                 self._pool.append(s)
                 return
         s.close()
+
+
+def _check_threads(threads: Any) -> int:
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
+        raise TypeError(f"threads must be an int, not {type(threads).__name__}")
+    if not 1 <= int(threads) <= _lib.MAX_THREADS:
+        raise Error(f"threads is {int(threads)}, must be 1 to {_lib.MAX_THREADS}", Status.INVALID_ARGUMENT)
+    return int(threads)
 
 
 class _SessionState:
@@ -544,10 +565,12 @@ class Session:
     thread calling :meth:`run` concurrently gets an :class:`Error`); any number of sessions, in
     any threads, may share one :class:`Model`.  The GIL is released during the C run.
 
-    ``profile=True`` times every node; read the times with :meth:`profile`.
+    ``profile=True`` times every node; read the times with :meth:`profile`.  ``threads=N``
+    (default 1) splits each run over N threads (the session's own N - 1 workers and the caller),
+    with results bit-identical to one thread.
     """
 
-    def __init__(self, model: Model, *, profile: bool = False, _pooled: bool = False) -> None:
+    def __init__(self, model: Model, *, profile: bool = False, threads: int = 1, _pooled: bool = False) -> None:
         if not isinstance(model, Model):
             raise TypeError(f"Session() needs an mdeploy.Model, not {type(model).__name__}")
         mh = model._h
@@ -555,6 +578,7 @@ class Session:
             raise Error("the model has been closed", Status.INVALID_ARGUMENT)
         opts = lib.mdl_session_options_default()
         opts.profile = bool(profile)
+        opts.threads = _check_threads(threads)
         out = ctypes.c_void_p()
         err = _lib.mdl_error()
         st = lib.mdl_session_create(mh.ptr, ctypes.byref(opts), ctypes.byref(out), ctypes.byref(err))
@@ -750,6 +774,14 @@ class Session:
         # Copies element by element whatever the strides, so non-contiguous inputs need no
         # temporary, and the caller's array is never written to or aliased.
         np.copyto(view, a, casting="equiv")
+
+    @property
+    def threads(self) -> int:
+        """Threads each run of this session uses."""
+        st = self._state
+        if st is None:
+            raise Error("the session has been closed", Status.INVALID_ARGUMENT)
+        return int(lib.mdl_session_threads(st.handle.ptr))
 
     def profile(self) -> List[NodeTiming]:
         """Per-node times of the last run, in execution order (needs ``profile=True``)."""
