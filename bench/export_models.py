@@ -16,6 +16,7 @@ standard-normal input.
 usage: python3 bench/export_models.py [--cache DIR] [--force] [NAME ...]
 """
 import argparse
+import inspect
 import json
 import os
 import sys
@@ -85,8 +86,11 @@ def export(name, cache, force):
     x = torch.from_numpy(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
     tmp = onnx_path + ".tmp"
     with torch.no_grad():
-        torch.onnx.export(model, (x,), tmp, opset_version=OPSET, dynamo=False, input_names=["input"],
-                          output_names=["output"], do_constant_folding=True)
+        kw = {}
+        if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+            kw["dynamo"] = False  # torch >= 2.5: the TorchScript exporter (older ones have no other)
+        torch.onnx.export(model, (x,), tmp, opset_version=OPSET, input_names=["input"],
+                          output_names=["output"], do_constant_folding=True, **kw)
     os.replace(tmp, onnx_path)
     np.save(in_path, x.numpy())
     with open(stamp_path, "w") as f:

@@ -20,8 +20,18 @@ pip_install() {
 # numpy, onnx and onnxruntime come with `make deps`; torch/torchvision export the larger models,
 # matplotlib draws the chart.  An installed torch is pinned (by its public version) so that
 # resolving torchvision never replaces it.
+# The export needs torch (+ torchvision for two models) and onnx, in any Python: when $PY has no
+# torch but the system one does (Debian's python3-torch), that one exports and $PY only times.
+EXPORT_PY=$PY
+want=(numpy onnx onnxruntime torch torchvision matplotlib)
+if ! "$PY" -c "import torch" 2>/dev/null && /usr/bin/python3 -c "import torch, onnx" 2>/dev/null; then
+    EXPORT_PY=/usr/bin/python3
+    want=(numpy onnx onnxruntime matplotlib)
+    /usr/bin/python3 -c "import torchvision" 2>/dev/null ||
+        echo "bench: /usr/bin/python3 has no torchvision (apt-get install python3-torchvision): mobilenet_v2 and resnet18 will be missing" >&2
+fi
 missing=()
-for m in numpy onnx onnxruntime torch torchvision matplotlib; do
+for m in "${want[@]}"; do
     "$PY" -c "import $m" 2>/dev/null || missing+=("$m")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -36,7 +46,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # The exported models are cached; without torch the benchmark still runs on the fixtures.
-"$PY" bench/export_models.py || echo "bench: model export failed: those rows will show the error" >&2
+"$EXPORT_PY" bench/export_models.py || echo "bench: model export failed: those rows will show the error" >&2
 
 # One thread each: OpenBLAS for mdeploy here, intra_op_num_threads=1 for ORT in the harness.
 # (OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, where the machine sets them, are left as they are.)
