@@ -1,5 +1,5 @@
 # mdeploy — plain Makefile.  Options: BLAS=0|1 (default 1)  SAN=1 (ASan+UBSan)  DEBUG=1
-# Targets: all check demo install fuzz bench firmware clean   (see README.md)
+# Targets: all check check-spark demo install fuzz bench firmware clean   (see README.md)
 
 BLAS ?= 1
 SIMD ?= 1
@@ -52,7 +52,7 @@ TEST_SRCS := $(sort $(wildcard tests/*/test_*.c))
 TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRCS))
 EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
 
-.PHONY: all lib tools tests examples check demo install install-check fuzz fuzz-smoke firmware bench clean deps
+.PHONY: all lib tools tests examples check check-spark demo install install-check fuzz fuzz-smoke firmware bench clean deps
 .DEFAULT_GOAL := all
 
 all: lib tools examples
@@ -114,6 +114,16 @@ check: deps
 	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory install-check
 	@bash tests/run.sh build/release build/release-noblas build/release-noblas-san
+	@if command -v java >/dev/null 2>&1 && $(PYTHON) -c "import pyspark, pandas, pyarrow" 2>/dev/null; then \
+	    $(MAKE) --no-print-directory check-spark; \
+	else echo "== check-spark skipped: no Java or no pyspark/pandas/pyarrow (make deps installs them)"; fi
+
+# Batch scoring with PySpark (examples/spark/score.py): Spark local mode on 100k rows and
+# multiprocessing, both bit-identical to one process; prints rows/s.  Needs Java and pyspark.
+check-spark: all
+	@echo "== check-spark: examples/spark (Spark local mode, 100k rows)"
+	@MDEPLOY_LIB=$(CURDIR)/$(B)/libmdeploy.so PYTHONPATH=$(CURDIR)/bindings/python timeout 900 \
+	    $(PYTHON) -m pytest -q -s -p no:cacheprovider -W ignore::FutureWarning examples/spark
 
 # make install into a scratch prefix, then build examples/minimal.c against it with pkg-config.
 install-check: all
