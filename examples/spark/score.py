@@ -176,7 +176,9 @@ def score_processes(model_path: str, src: str, dst: Optional[str] = None, worker
 
     df = read_table(src)
     workers = workers or os.cpu_count() or 1
-    B = scorer(model_path, **kw).batch
+    # the batch, from a one-thread scorer: a forked child must not inherit a session whose worker
+    # threads exist only in the parent
+    B = scorer(model_path, **dict(kw, threads=1)).batch
     per = max(B, -(-len(df) // (workers * 4)) // B * B)  # a few chunks per worker, whole batches
     chunks = [df.iloc[i:i + per] for i in range(0, len(df), per)]
     ctx = mp.get_context("spawn" if sys.platform == "darwin" else "fork")
