@@ -242,7 +242,9 @@ typedef struct mdl_session_options {
        sleep; mdl_session_run still allocates nothing (workers and their scratch are made here,
        and freed by mdl_session_free).  Sessions do not share workers: two sessions of 2
        threads each use 4.  With OpenBLAS (used only on CPUs without AVX2), keep
-       OPENBLAS_NUM_THREADS=1 or the two pools compete for the cores. */
+       OPENBLAS_NUM_THREADS=1 or the two pools compete for the cores.  After fork(), a child
+       must not use a session with threads created before the fork (its workers were not
+       copied); it may create its own. */
     int32_t threads;
 } mdl_session_options;
 

@@ -306,7 +306,7 @@ static void depthwise_rows(const conv_geom *g, const float *x, const float *w, c
 
 /* Below this many multiply-adds a convolution runs on one thread. */
 #define CONV_PAR_MIN_MACS ((int64_t)1 << 17)
-#define CONV_TASKS_PER_WORKER 3
+#define CONV_TASKS_PER_WORKER 6
 
 /* Output rows per task: at most `band` (the serial band; 0: no limit), and small enough to give
    every worker a few tasks when the work is worth splitting. */
@@ -681,6 +681,7 @@ static mdl_status conv2d_run(mdl__kctx *c) {
         break;
     case CONV_PATH_IM2COL: {
         const int64_t M = g.N * g.OH * g.OW;
+        if (M == 0) break; /* an empty batch */
         gemm_conv_job j = {c, &g, gp, stride, bias, lo, hi, conv_tile_rows(&g)};
         mdl__par_for(M * K * OC >= CONV_PAR_MIN_MACS ? c->par : NULL, (M + j.tm - 1) / j.tm,
                      im2col_task, &j);
