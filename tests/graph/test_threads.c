@@ -1,4 +1,4 @@
-/* Intra-op threads: every split kernel and whole models give bit-identical results with 1, 2 and
+/* Intra-op threads: every split kernel (conv, depthwise, pooling, FC/GEMM, LSTM/GRU) and whole models give bit-identical results with 1, 2 and
    3 threads; sessions with threads allocate nothing in run; bad thread counts are refused.  The
    kernel checks run at every CPU level this machine has (the test starts itself again with
    MDL_CPU_LEVEL=0 and 1). */
@@ -219,6 +219,30 @@ static void test_conv_split_is_exact(void **state) {
     }
 }
 
+static void test_pool_split_is_exact(void **state) {
+    (void)state;
+    th_seed(6);
+    /* N, H, W, C, kernel, stride, pad, max, include_pad */
+    const int64_t cases[][9] = {{1, 148, 148, 32, 2, 2, 0, 1, 0}, {2, 57, 55, 24, 3, 2, 1, 1, 0},
+                                {1, 60, 61, 16, 3, 1, 1, 0, 0}, {3, 40, 40, 8, 5, 3, 2, 0, 1},
+                                {1, 31, 33, 64, 3, 2, 1, 0, 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const int64_t *k = cases[i];
+        mdl_op op = k[7] ? MDL_OP_MAX_POOL2D : MDL_OP_AVG_POOL2D;
+        mdl_op_options o = mdl_op_options_default(op);
+        o.pool.kernel[0] = o.pool.kernel[1] = (int32_t)k[4];
+        o.pool.stride[0] = o.pool.stride[1] = (int32_t)k[5];
+        for (int p = 0; p < 4; p++) o.pool.pad[p] = (int32_t)k[6];
+        o.pool.count_include_pad = k[8];
+        int64_t xd[4] = {k[0], k[1], k[2], k[3]};
+        th_tensor in[1] = {rnd_tensor(4, xd, false)};
+        char what[64];
+        snprintf(what, sizeof what, "pool case %zu", i);
+        check_op(op, &o, 1, in, 1, what);
+        th_tensor_free(&in[0]);
+    }
+}
+
 static void test_fc_split_is_exact(void **state) {
     (void)state;
     th_seed(4);
@@ -405,6 +429,7 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm_split_is_exact),
         cmocka_unit_test(test_conv_split_is_exact),
+        cmocka_unit_test(test_pool_split_is_exact),
         cmocka_unit_test(test_fc_split_is_exact),
         cmocka_unit_test(test_rnn_split_is_exact),
         cmocka_unit_test(test_models_match_one_thread),
