@@ -310,11 +310,12 @@ static void depthwise_rows(const conv_geom *g, const float *x, const float *w, c
 
 /* Output rows per task: at most `band` (the serial band; 0: no limit), and small enough to give
    every worker a few tasks when the work is worth splitting. */
-static int64_t task_rows(const mdl__kctx *c, const conv_geom *g, int64_t band, int64_t macs) {
+static int64_t task_rows(const mdl__kctx *c, const conv_geom *g, int64_t band, int64_t macs,
+                         bool few) {
     int64_t rows = band > 0 && band < g->OH ? band : g->OH;
     int nw = mdl__par_workers(c->par);
     if (nw < 2 || macs < CONV_PAR_MIN_MACS) return rows;
-    int64_t want = (int64_t)nw * CONV_TASKS_PER_WORKER;
+    int64_t want = (int64_t)nw * (few ? 1 : CONV_TASKS_PER_WORKER);
     int64_t r = (g->N * g->OH + want - 1) / want;
     if (r < 1) r = 1;
     return r < rows ? r : rows;
@@ -342,7 +343,7 @@ static void dw_task(void *arg, int64_t t, int worker) {
 static void depthwise(const mdl__kctx *c, const conv_geom *g, const float *x, const float *w,
                       const float *bias, float *y, float lo, float hi) {
     int64_t macs = g->N * g->OH * g->OW * g->OC * g->KH * g->KW;
-    int64_t rows = task_rows(c, g, 0, macs);
+    int64_t rows = task_rows(c, g, 0, macs, false);
     if (rows >= g->OH && g->N <= 1) {
         depthwise_rows(g, x, w, bias, y, lo, hi, 0, g->OH);
         return;
@@ -595,7 +596,10 @@ static void conv2d_direct(const mdl__kctx *c, const conv_geom *g, const int32_t 
         band = (band_floats(g) / (Wp * C) - span) / g->sh + 1;
         if (band > g->OH) band = g->OH;
     }
-    j.rows = task_rows(c, g, band, g->N * g->OH * g->OW * g->K * g->OC);
+    /* Each task streams all the weights: where they outweigh the pixels' input (late layers,
+       e.g. 7x7x512 in ResNet-18: 9 MiB of weights), one task per worker, not several. */
+    j.rows = task_rows(c, g, band, g->N * g->OH * g->OW * g->K * g->OC,
+                       g->K * g->OC > g->N * g->OH * g->OW * g->K);
     j.per_image = (g->OH + j.rows - 1) / j.rows;
     mdl__par_for(c->par, g->N * j.per_image, direct_task, &j);
 }
