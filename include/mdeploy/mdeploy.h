@@ -236,8 +236,8 @@ typedef struct mdl_session_options {
     /* Threads one run may use (intra-op parallelism), 1 to MDL_MAX_THREADS; default 1: run
        computes on the calling thread only.  With N > 1 the session starts N - 1 worker threads
        of its own (host builds; a build without threads, e.g. firmware, runs on one), and the
-       larger convolutions, depthwise convolutions, FullyConnected/GEMM products and recurrent
-       (LSTM/GRU) batch rows are split between them and the caller.  Results are bit-identical
+       larger convolutions, depthwise convolutions, max/average pooling, FullyConnected/GEMM
+       products and recurrent (LSTM/GRU) batch rows are split between them and the caller.  Results are bit-identical
        to one thread.  The workers spin for a few microseconds after each piece of work, then
        sleep; mdl_session_run still allocates nothing (workers and their scratch are made here,
        and freed by mdl_session_free).  Sessions do not share workers: two sessions of 2
