@@ -1,16 +1,17 @@
-# mdeploy — plain Makefile.  Options: BLAS=0|1 (default 1)  SAN=1 (ASan+UBSan)  DEBUG=1
-# Targets: all check demo install fuzz bench firmware firmware-check firmware-report clean   (see README.md)
+# mdeploy — plain Makefile.  Options: BLAS=0|1 (default 1)  SAN=1 (ASan+UBSan)  TSAN=1  DEBUG=1
+# Targets: all check check-spark demo install fuzz bench firmware firmware-check firmware-report clean   (see README.md)
 
 BLAS ?= 1
 SIMD ?= 1
 SAN ?= 0
+TSAN ?= 0
 DEBUG ?= 0
 PREFIX ?= /usr/local
 FUZZ_SECONDS ?= 60
 CC ?= cc
 PYTHON ?= python3
 
-CONFIG := $(if $(filter 1,$(DEBUG)),debug,release)$(if $(filter 0,$(BLAS)),-noblas)$(if $(filter 0,$(SIMD)),-nosimd)$(if $(filter 1,$(SAN)),-san)
+CONFIG := $(if $(filter 1,$(DEBUG)),debug,release)$(if $(filter 0,$(BLAS)),-noblas)$(if $(filter 0,$(SIMD)),-nosimd)$(if $(filter 1,$(SAN)),-san)$(if $(filter 1,$(TSAN)),-tsan)
 B := build/$(CONFIG)
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
@@ -18,6 +19,9 @@ OPT := $(if $(filter 1,$(DEBUG)),-O0,-O2)
 CPPFLAGS += -Iinclude -Isrc
 CFLAGS += -std=c11 -D_POSIX_C_SOURCE=200809L -g $(OPT) $(WARN) -fPIC -fvisibility=hidden
 LDLIBS += -lm -lpthread
+# Host builds run sessions with worker threads (src/graph/threads_host.c); the firmware and fuzz
+# builds compile the core without it.
+CPPFLAGS += -DMDL_WITH_THREADS
 ifeq ($(BLAS),1)
   CPPFLAGS += -DMDL_WITH_BLAS
   LDLIBS += -lopenblas
@@ -25,6 +29,13 @@ endif
 ifeq ($(SAN),1)
   CFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
   LDFLAGS += -fsanitize=address,undefined
+endif
+# ThreadSanitizer (clang), for the session worker pool: make TSAN=1 tests, then e.g.
+# build/release-tsan/tests/graph/test_threads
+ifeq ($(TSAN),1)
+  CC := clang
+  CFLAGS += -fsanitize=thread -fno-omit-frame-pointer -Wno-unused-function
+  LDFLAGS += -fsanitize=thread
 endif
 
 # Sources.  *_host.c files use stdio/files/threads and stay out of firmware builds; *_blas.c only
@@ -49,7 +60,7 @@ TEST_SRCS := $(sort $(wildcard tests/*/test_*.c))
 TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRCS))
 EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
 
-.PHONY: all lib tools tests examples check demo install install-check fuzz fuzz-smoke bench clean deps
+.PHONY: all lib tools tests examples check check-spark check-tsan demo install install-check fuzz fuzz-smoke firmware bench clean deps
 .DEFAULT_GOAL := all
 
 all: lib tools examples
@@ -102,16 +113,37 @@ deps:
 
 # The whole test suite: CMocka tests (default build, BLAS=0, and BLAS=0 under ASan+UBSan), flatc
 # conformance, replay of the corrupt-model corpus + a short fuzz run, the firmware images run
-# under QEMU (Cortex-M4, Cortex-M7, RV32) and compared with the host,
-# make install, Python tests.
+# under QEMU (Cortex-M4, Cortex-M7, RV32) and compared with the host, the worker pool under
+# ThreadSanitizer, make install, Python tests, and the Spark batch-scoring test when Java and
+# pyspark are installed (check-spark).
 check: deps
 	@$(MAKE) --no-print-directory all tests
 	@$(MAKE) --no-print-directory BLAS=0 tests
 	@$(MAKE) --no-print-directory BLAS=0 SAN=1 tests
 	@$(MAKE) --no-print-directory firmware-check
 	@$(MAKE) --no-print-directory fuzz-smoke
+	@$(MAKE) --no-print-directory check-tsan
 	@$(MAKE) --no-print-directory install-check
 	@bash tests/run.sh build/release build/release-noblas build/release-noblas-san
+	@if command -v java >/dev/null 2>&1 && $(PYTHON) -c "import pyspark, pandas, pyarrow" 2>/dev/null; then \
+	    $(MAKE) --no-print-directory check-spark; \
+	else echo "== check-spark skipped: no Java or no pyspark/pandas/pyarrow (make deps installs them)"; fi
+
+# The session worker pool under ThreadSanitizer (clang): the threads test at every CPU level.
+# OpenBLAS keeps to the calling thread: its own pool is not instrumented (false reports).
+check-tsan:
+	@$(MAKE) --no-print-directory TSAN=1 build/release-tsan/tests/graph/test_threads >/dev/null
+	@echo "== ThreadSanitizer: tests/graph/test_threads"
+	@OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1 build/release-tsan/tests/graph/test_threads \
+	    >build/release-tsan/test_threads.log 2>&1 || { tail -n 60 build/release-tsan/test_threads.log; exit 1; }
+	@echo "no data races"
+
+# Batch scoring with PySpark (examples/spark/score.py): Spark local mode on 100k rows and
+# multiprocessing, both bit-identical to one process; prints rows/s.  Needs Java and pyspark.
+check-spark: all
+	@echo "== check-spark: examples/spark (Spark local mode, 100k rows)"
+	@MDEPLOY_LIB=$(CURDIR)/$(B)/libmdeploy.so PYTHONPATH=$(CURDIR)/bindings/python timeout 900 \
+	    $(PYTHON) -m pytest -q -s -p no:cacheprovider -W ignore::FutureWarning examples/spark
 
 # make install into a scratch prefix, then build examples/minimal.c against it with pkg-config.
 install-check: all

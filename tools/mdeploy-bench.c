@@ -1,7 +1,7 @@
 /* mdeploy-bench: load time, session creation time, latency distribution, throughput, memory and
    (with --profile) a per-operator time table for one model.  Uses the public API only.
    usage: mdeploy-bench MODEL.mdl|MODEL.onnx [-i IN.npy ...] [--warmup N] [--iters N] [--time S]
-                        [--threads N] [--batch N] [--profile] [--json] [--zeros] [--seed N] */
+                        [--threads N] [--blas-threads N] [--batch N] [--profile] [--json] [--zeros] [--seed N] */
 #include "mdeploy/convert.h"
 #include "mdeploy/mdeploy.h"
 #include "tool_util.h"
@@ -28,7 +28,9 @@ static void usage(FILE *f) {
             "  --warmup N      untimed runs first (default 10)\n"
             "  --iters N       timed runs (default 0: as many as fit in --time seconds, 10..100000)\n"
             "  --time S        time budget for --iters 0 (default 1.0)\n"
-            "  --threads N     BLAS threads (OPENBLAS_NUM_THREADS; default 1; 0 = leave as is)\n"
+            "  --threads N     threads per run (mdl_session_options.threads, 1..64; default 1)\n"
+            "  --blas-threads N  OpenBLAS threads (OPENBLAS_NUM_THREADS; default 1; 0 = leave as\n"
+            "                  is; OpenBLAS runs only on CPUs without AVX2)\n"
             "  --batch N       first dimension of every input: a .onnx model is converted at that\n"
             "                  batch; a .mdl model must already have it (its shapes are fixed)\n"
             "  --profile       also time every node: per-operator table with GFLOP/s\n"
@@ -214,7 +216,7 @@ typedef struct options {
     const char *model;
     const char *ins[MAX_IO];
     int nin;
-    int warmup, iters, threads;
+    int warmup, iters, threads, blas_threads;
     double seconds;
     int64_t batch;
     bool profile, json, zeros;
@@ -231,7 +233,7 @@ static bool parse_int(const char *s, long long lo, long long hi, long long *out)
 
 /* Returns 0 on success, 1 on a bad command line (message printed), 2 for --help. */
 static int parse_args(int argc, char **argv, options *o) {
-    *o = (options){.warmup = 10, .iters = 0, .threads = 1, .seconds = 1.0, .seed = 1};
+    *o = (options){.warmup = 10, .iters = 0, .threads = 1, .blas_threads = 1, .seconds = 1.0, .seed = 1};
     char msg[512];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -243,7 +245,8 @@ static int parse_args(int argc, char **argv, options *o) {
         else if (!strcmp(a, "--json")) o->json = true;
         else if (!strcmp(a, "--zeros")) o->zeros = true;
         else if (!strcmp(a, "-i") || !strcmp(a, "--warmup") || !strcmp(a, "--iters") || !strcmp(a, "--time") ||
-                 !strcmp(a, "--threads") || !strcmp(a, "--batch") || !strcmp(a, "--seed")) {
+                 !strcmp(a, "--threads") || !strcmp(a, "--blas-threads") || !strcmp(a, "--batch") ||
+                 !strcmp(a, "--seed")) {
             if (i + 1 >= argc) {
                 snprintf(msg, sizeof msg, "%s needs a value (see --help)", a);
                 return die(msg);
@@ -262,7 +265,9 @@ static int parse_args(int argc, char **argv, options *o) {
             } else if (!strcmp(a, "--iters")) {
                 if ((ok = parse_int(val, 0, 10000000, &v))) o->iters = (int)v;
             } else if (!strcmp(a, "--threads")) {
-                if ((ok = parse_int(val, 0, 1024, &v))) o->threads = (int)v;
+                if ((ok = parse_int(val, 1, MDL_MAX_THREADS, &v))) o->threads = (int)v;
+            } else if (!strcmp(a, "--blas-threads")) {
+                if ((ok = parse_int(val, 0, 1024, &v))) o->blas_threads = (int)v;
             } else if (!strcmp(a, "--batch")) {
                 if ((ok = parse_int(val, 1, 1 << 30, &v))) o->batch = v;
             } else if ((ok = parse_int(val, 0, 0x7fffffffffffffffLL, &v))) {
@@ -370,7 +375,7 @@ int main(int argc, char **argv) {
     options o;
     int prc = parse_args(argc, argv, &o);
     if (prc) return prc == 2 ? 0 : 1;
-    pin_blas_threads(o.threads, argv);
+    pin_blas_threads(o.blas_threads, argv);
     rng_state = o.seed * 0x9E3779B97F4A7C15ull + 1;
 
     size_t rss_start = peak_rss_bytes();
@@ -413,6 +418,7 @@ int main(int argc, char **argv) {
         dyn_opts.ninput_shapes = mdl_model_input_count(m);
         dyn_opts.input_shapes = dyn_shapes;
     }
+    dyn_opts.threads = o.threads;
     if (mdl_session_create(m, &dyn_opts, &s, &err)) {
         die(err.msg);
         goto done;
@@ -518,6 +524,7 @@ int main(int argc, char **argv) {
     if (o.profile) {
         mdl_session_options so = dyn_opts;
         so.profile = true;
+        so.threads = o.threads;
         if (mdl_session_create(m, &so, &ps, &err)) {
             die(err.msg);
             goto done;
@@ -590,6 +597,7 @@ int main(int argc, char **argv) {
         }
         cJSON_AddNumberToObject(j, "batch", (double)batch);
         cJSON_AddNumberToObject(j, "threads", o.threads);
+        cJSON_AddNumberToObject(j, "blas_threads", o.blas_threads);
         cJSON_AddStringToObject(j, "openblas_num_threads", blas_env ? blas_env : "");
         cJSON_AddNumberToObject(j, "warmup", o.warmup);
         cJSON_AddNumberToObject(j, "iters", iters);
@@ -646,8 +654,8 @@ int main(int argc, char **argv) {
             mdl_session_input_info(s, i, &ti);
             printf("input %-5d %s %s %s: %s\n", i, ti.name, mdl_dtype_name(ti.dtype), tool_shape_str(a, sizeof a, ti.rank, ti.dims), how[i]);
         }
-        printf("setup       batch %lld, BLAS threads %s, warm-up %d, %d timed runs\n", (long long)batch,
-               blas_env ? blas_env : "(library default)", o.warmup, iters);
+        printf("setup       batch %lld, threads %d, BLAS threads %s, warm-up %d, %d timed runs\n",
+               (long long)batch, o.threads, blas_env ? blas_env : "(library default)", o.warmup, iters);
         if (convert_ms >= 0) printf("convert     %.3f ms (from ONNX, not part of load)\n", convert_ms);
         printf("load        %.3f ms   session %.3f ms   total %.3f ms\n", load_ms, session_ms, load_ms + session_ms);
         printf("latency ms  min %.4f  median %.4f  mean %.4f  p90 %.4f  p99 %.4f  max %.4f\n", lat.min, lat.median,

@@ -1,5 +1,6 @@
 /* mdeploy-run: run a model on .npy inputs and write .npy outputs.
-   usage: mdeploy-run MODEL.mdl -i IN.npy [-i IN2.npy ...] -o OUT.npy [-o OUT2.npy ...] [--json] */
+   usage: mdeploy-run MODEL.mdl -i IN.npy [-i IN2.npy ...] -o OUT.npy [-o OUT2.npy ...] [--threads N]
+                      [--json] */
 #include "mdeploy/mdeploy.h"
 #include "tool_util.h"
 #include "mdeploy/npy.h"
@@ -13,9 +14,11 @@
 #define MAX_IO 64
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: mdeploy-run MODEL.mdl -i IN.npy [-i IN2.npy ...] [-o OUT.npy ...] [--json]\n"
+    fprintf(f, "usage: mdeploy-run MODEL.mdl -i IN.npy [-i IN2.npy ...] [-o OUT.npy ...] [--threads N]\n"
+               "                   [--json]\n"
                "  Inputs and outputs are given in the model's order (see mdeploy-inspect).\n"
-               "  --json  print shapes, dtypes and the run time as JSON\n");
+               "  --threads N  threads for the run (1..64, default 1; same results as 1)\n"
+               "  --json       print shapes, dtypes and the run time as JSON\n");
 }
 
 static cJSON *tensor_json(const mdl_tensor_info *ti, const char *file) {
@@ -35,11 +38,19 @@ int main(int argc, char **argv) {
     const char *model_path = NULL, *ins[MAX_IO], *outs[MAX_IO];
     int nin = 0, nout = 0;
     bool json = false;
+    int threads = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage(stdout);
             return 0;
         } else if (!strcmp(argv[i], "--json")) json = true;
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+            char *end;
+            long v = strtol(argv[++i], &end, 10);
+            if (!*argv[i] || *end || v < 1 || v > MDL_MAX_THREADS)
+                return die("bad value '%s' for %s (1..64)", argv[i], "--threads");
+            threads = (int)v;
+        }
         else if ((!strcmp(argv[i], "-i") || !strcmp(argv[i], "-o")) && i + 1 < argc) {
             bool in = argv[i][1] == 'i';
             if ((in ? nin : nout) >= MAX_IO) return die("too many %s files%s", in ? "input" : "output", "");
@@ -90,6 +101,7 @@ int main(int argc, char **argv) {
         so.ninput_shapes = nin;
         so.input_shapes = shapes;
     }
+    so.threads = threads;
     if (mdl_session_create(m, &so, &s, &err)) {
         fprintf(stderr, "mdeploy-run: %s\n", err.msg);
         goto done;

@@ -19,7 +19,8 @@
  * mdl_session_resize) and reports its shapes through mdl_session_input_info/output_info.
  *
  * Threads: an mdl_model is immutable after load and may be shared by any number of threads.
- * An mdl_session belongs to one thread at a time.  No function here touches global mutable state.
+ * An mdl_session belongs to one thread at a time (with mdl_session_options.threads > 1 a run
+ * also uses the session's own worker threads).  No function here touches global mutable state.
  *
  * Errors: every function that can fail returns an mdl_status (MDL_OK == 0).  When the caller
  * passes a non-NULL mdl_error, it receives the status and a message naming the cause (the node,
@@ -190,7 +191,7 @@ MDL_API size_t mdl_model_arena_size(const mdl_model *m);
    MDL_SESSION_ARENA_BYTES(ntensors, activation_bytes) bytes on the target that compiles it:
    the session record (MDL_SESSION_RECORD_BYTES), one pointer per tensor and 63 bytes of slack
    for any start address, each part rounded to 64 bytes. */
-#define MDL_SESSION_RECORD_BYTES 384
+#define MDL_SESSION_RECORD_BYTES 512
 #define MDL_SESSION_ARENA_BYTES(ntensors, activation_bytes)                                        \
     ((size_t)MDL_SESSION_RECORD_BYTES +                                                            \
      (((size_t)(ntensors) * sizeof(void *) + 63) & ~(size_t)63) + (size_t)(activation_bytes) + 63)
@@ -284,6 +285,7 @@ typedef struct mdl_shape {
     int32_t rank;
     int64_t dims[MDL_MAX_RANK];
 } mdl_shape;
+#define MDL_MAX_THREADS 64 /* most threads one session may use */
 
 typedef struct mdl_session_options {
     const mdl_allocator *allocator; /* NULL: malloc/free.  Must outlive the session. */
@@ -293,19 +295,33 @@ typedef struct mdl_session_options {
        initial values).  Ignored (must match, if given) for fixed-shape models. */
     int32_t ninput_shapes;
     const mdl_shape *input_shapes;
+    /* Threads one run may use (intra-op parallelism), 1 to MDL_MAX_THREADS; default 1: run
+       computes on the calling thread only.  With N > 1 the session starts N - 1 worker threads
+       of its own (host builds; a build without threads, e.g. firmware, runs on one), and the
+       larger convolutions, depthwise convolutions, max/average pooling, FullyConnected/GEMM
+       products and recurrent (LSTM/GRU) batch rows are split between them and the caller.  Results are bit-identical
+       to one thread.  The workers spin for a few microseconds after each piece of work, then
+       sleep; mdl_session_run still allocates nothing (workers and their scratch are made here,
+       and freed by mdl_session_free).  Sessions do not share workers: two sessions of 2
+       threads each use 4.  With OpenBLAS (used only on CPUs without AVX2), keep
+       OPENBLAS_NUM_THREADS=1 or the two pools compete for the cores.  After fork(), a child
+       must not use a session with threads created before the fork (its workers were not
+       copied); it may create its own. */
+    int32_t threads;
 } mdl_session_options;
 
 MDL_API mdl_session_options mdl_session_options_default(void);
 
-/* Creates a session (activation arena and kernel scratch) for a model.  options may be NULL.
-   The model must outlive the session.  With options->input_shapes the session is created at
-   those shapes (as by mdl_session_resize).
-   Errors: INVALID_ARGUMENT, OUT_OF_MEMORY, and those of mdl_session_resize. */
+/* Creates a session (activation arena and kernel scratch, and with options->threads > 1 its
+   worker threads) for a model.  options may be NULL.  The model must outlive the session.  With
+   options->input_shapes the session is created at those shapes (as by mdl_session_resize).
+   Errors: INVALID_ARGUMENT (e.g. threads out of range), OUT_OF_MEMORY (also: a thread could not
+   be started), and those of mdl_session_resize. */
 MDL_API mdl_status mdl_session_create(const mdl_model *m, const mdl_session_options *options,
                               mdl_session **out, mdl_error *err);
 
 /* Same, inside a caller-provided region of at least mdl_model_arena_size(m) bytes (any
-   alignment).  Nothing is allocated; mdl_session_free releases nothing but marks it unusable.
+   alignment), on one thread.  Nothing is allocated; mdl_session_free releases nothing but marks it unusable.
    A model with dynamic dims gets a session at the symbols' initial values (which
    mdl_model_arena_size describes exactly); such a session cannot be resized.
    Errors: INVALID_ARGUMENT, BUFFER_TOO_SMALL. */
@@ -360,6 +376,9 @@ MDL_API mdl_status mdl_session_run(mdl_session *s);
 
 /* Message of the last failed run; "" after a successful one.  Owned by the session. */
 MDL_API const char *mdl_session_message(const mdl_session *s);
+
+/* Threads the session runs on (1, or options.threads where the build has threads). */
+MDL_API int mdl_session_threads(const mdl_session *s);
 
 /* With options.profile: nanoseconds spent in node i during the last run; 0 otherwise. */
 MDL_API uint64_t mdl_session_node_ns(const mdl_session *s, int i);

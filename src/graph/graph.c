@@ -23,6 +23,7 @@ void mdl__graph_kctx(const mdl__graph *g, int32_t i, void *const *data, mdl__kct
     ctx->scratch_bytes = n->scratch_bytes;
     ctx->packed_bytes = n->packed_bytes;
     ctx->packed = n->packed;
+    ctx->par = NULL;
     for (int32_t k = 0; k < n->nin; k++) {
         int32_t t = n->in[k];
         ctx->in[k] = t >= 0 ? &g->tensors[t] : NULL;

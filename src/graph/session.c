@@ -5,6 +5,9 @@
 #include "util.h"
 
 #include <string.h>
+#ifdef MDL_WITH_THREADS
+#include "threads.h" /* host builds: the worker pool (threads_host.c) */
+#endif
 #if defined(__unix__) || defined(__APPLE__)
 #include <time.h>
 #define MDL_HAVE_CLOCK 1
@@ -26,6 +29,8 @@ struct mdl_session {
     const mdl__plan *plan;
     mdl__inst *inst;
     void *dyn_block;
+    void *pool;    /* the workers (mdl__pool) when created with threads > 1, else NULL */
+    mdl__par par;
 };
 
 /* The record has a fixed public size so that firmware can size a static arena at compile time
@@ -44,7 +49,7 @@ size_t mdl__session_bytes(const mdl_model *m) {
 }
 
 mdl_session_options mdl_session_options_default(void) {
-    mdl_session_options o = {NULL, false, 0, NULL};
+    mdl_session_options o = {NULL, false, 0, NULL, 1};
     return o;
 }
 
@@ -77,11 +82,36 @@ mdl_status mdl_session_create(const mdl_model *m, const mdl_session_options *opt
     *out = NULL;
     if (!m) return mdl__error(err, MDL_INVALID_ARGUMENT, "mdl_session_create: model is NULL");
     mdl_session_options o = options ? *options : mdl_session_options_default();
+    if (o.threads < 1 || o.threads > MDL_MAX_THREADS)
+        return mdl__error(err, MDL_INVALID_ARGUMENT,
+                          "mdl_session_create: threads is %d, must be 1 to %d", (int)o.threads,
+                          MDL_MAX_THREADS);
     const mdl_allocator *a = mdl__allocator_or_default(o.allocator);
     size_t prof = o.profile ? (size_t)m->g.nnodes * sizeof(uint64_t) : 0;
     /* timings go after the (slack-padded) session bytes, 8-aligned */
     size_t prof_at = mdl__align_up(m->session_bytes, 8);
     size_t bytes = prof_at + prof;
+#ifdef MDL_WITH_THREADS
+    /* Workers 1..threads-1 get their own scratch for the kernels that need one per worker
+       (the largest such node's), after the timings, line-aligned. */
+    int workers = o.threads;
+    size_t wbytes = 0, wat = 0, wlist = 0;
+    if (workers > 1) {
+        for (int32_t i = 0; i < m->g.nnodes; i++)
+            if ((m->g.nodes[i].kernel->flags & MDL__KERNEL_WORKER_SCRATCH) &&
+                m->g.nodes[i].scratch_bytes > wbytes)
+                wbytes = m->g.nodes[i].scratch_bytes;
+        wbytes = mdl__align_up(wbytes, MDL__LINE_ALIGN);
+        wlist = mdl__align_up(bytes, sizeof(void *));
+        wat = mdl__align_up(wlist + (size_t)(workers - 1) * sizeof(void *), MDL__LINE_ALIGN) +
+              MDL__LINE_ALIGN; /* + slack: the block itself may be only 16-aligned */
+        size_t all;
+        if (!mdl__mul_size(wbytes, (size_t)(workers - 1), &all) ||
+            !mdl__add_size(wat, all, &bytes))
+            return mdl__error(err, MDL_OUT_OF_MEMORY, "session scratch for %d threads is too large",
+                              workers);
+    }
+#endif
     uint8_t *block = mdl__alloc(a, bytes);
     if (!block)
         return mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory creating a session (%zu bytes)", bytes);
@@ -93,6 +123,22 @@ mdl_status mdl_session_create(const mdl_model *m, const mdl_session_options *opt
         s->node_ns = (uint64_t *)(block + prof_at);
         memset(s->node_ns, 0, prof);
     }
+#ifdef MDL_WITH_THREADS
+    if (workers > 1) {
+        void **list = (void **)(block + wlist);
+        uint8_t *w0 = (uint8_t *)mdl__align_up((size_t)(block + wat), MDL__LINE_ALIGN);
+        for (int i = 0; i < workers - 1; i++) list[i] = w0 + (size_t)i * wbytes;
+        mdl__pool *pool;
+        mdl_status st = mdl__pool_create(a, workers, &pool, err);
+        if (st != MDL_OK) {
+            mdl__free(a, block);
+            return st;
+        }
+        s->pool = pool;
+        s->par = (mdl__par){.nworkers = workers, .run = mdl__pool_run, .pool = pool,
+                            .worker_scratch = list, .worker_scratch_bytes = wbytes};
+    }
+#endif
     if (o.ninput_shapes) {
         mdl_status st = mdl_session_resize(s, o.ninput_shapes, o.input_shapes, err);
         if (st) {
@@ -121,6 +167,9 @@ mdl_status mdl_session_create_in(const mdl_model *m, void *arena, size_t size, m
 void mdl_session_free(mdl_session *s) {
     if (!s) return;
     s->valid = false;
+#ifdef MDL_WITH_THREADS
+    mdl__pool_free(s->pool);
+#endif
     if (!s->alloc) return;
     mdl__inst_free(s->inst, s->alloc);
     mdl__free(s->alloc, s->dyn_block);
@@ -242,6 +291,12 @@ mdl_status mdl_session_run(mdl_session *s) {
     for (int32_t i = 0; i < g->nnodes; i++) {
         mdl__graph_kctx(g, i, s->data, &ctx);
         ctx.scratch = s->arena + s->plan->scratch_offsets[i];
+        /* the workers' scratch was sized for the shapes at creation: a node whose per-worker
+           scratch grew with a resize runs on the calling thread (same results) */
+        ctx.par = s->pool && (!(g->nodes[i].kernel->flags & MDL__KERNEL_WORKER_SCRATCH) ||
+                              g->nodes[i].scratch_bytes <= s->par.worker_scratch_bytes)
+                      ? &s->par
+                      : NULL;
         uint64_t t0 = s->node_ns ? now_ns() : 0;
         mdl_status st = g->nodes[i].kernel->run(&ctx);
         if (s->node_ns) s->node_ns[i] = now_ns() - t0;
@@ -255,6 +310,10 @@ mdl_status mdl_session_run(mdl_session *s) {
 }
 
 const char *mdl_session_message(const mdl_session *s) { return s ? s->err.msg : ""; }
+
+int mdl_session_threads(const mdl_session *s) {
+    return s && s->pool ? s->par.nworkers : 1;
+}
 
 uint64_t mdl_session_node_ns(const mdl_session *s, int i) {
     if (!s || !s->node_ns || i < 0 || i >= s->m->g.nnodes) return 0;

@@ -235,11 +235,12 @@ static int conv_level(void) {
    Each output pixel's OC accumulators stay in L1 while the taps stream contiguous rows of the
    input and weight, so the inner loops vectorize over channels. */
 static void depthwise_portable(const conv_geom *g, const float *x, const float *w,
-                               const float *bias, float *y, float lo, float hi) {
+                               const float *bias, float *y, float lo, float hi, int64_t oh0,
+                               int64_t oh1) {
     const int64_t C = g->C, OC = g->OC, mult = g->OG;
     for (int64_t n = 0; n < g->N; n++) {
         const float *xn = x + n * g->H * g->W * C;
-        for (int64_t oh = 0; oh < g->OH; oh++) {
+        for (int64_t oh = oh0; oh < oh1; oh++) {
             for (int64_t ow = 0; ow < g->OW; ow++) {
                 float *o = y + ((n * g->OH + oh) * g->OW + ow) * OC;
                 if (bias)
@@ -271,14 +272,14 @@ void mdl__dwconv_ref(const mdl__dw_args *a) {
     conv_geom g = {.N = a->N, .H = a->H, .W = a->W, .C = a->C, .OH = a->OH, .OW = a->OW,
                    .OC = a->C, .KH = a->KH, .KW = a->KW, .sh = a->sh, .sw = a->sw, .dh = a->dh,
                    .dw = a->dw, .pt = a->pt, .pl = a->pl, .G = a->C, .CG = 1, .OG = 1};
-    depthwise_portable(&g, a->x, a->w, a->bias, a->y, a->lo, a->hi);
+    depthwise_portable(&g, a->x, a->w, a->bias, a->y, a->lo, a->hi, a->oh0, mdl__dw_row_end(a));
 }
 
-/* w is [KH,KW,OC]. */
-static void depthwise(const conv_geom *g, const float *x, const float *w, const float *bias,
-                      float *y, float lo, float hi) {
+/* w is [KH,KW,OC].  Output rows [oh0, oh1) of every image. */
+static void depthwise_rows(const conv_geom *g, const float *x, const float *w, const float *bias,
+                           float *y, float lo, float hi, int64_t oh0, int64_t oh1) {
     mdl__dw_args a = {x, w, bias, y, g->N, g->H, g->W, g->C, g->OH, g->OW, g->KH, g->KW,
-                      g->sh, g->sw, g->dh, g->dw, g->pt, g->pl, lo, hi};
+                      g->sh, g->sw, g->dh, g->dw, g->pt, g->pl, lo, hi, oh0, oh1};
     int level = g->OG == 1 ? conv_level() : 0;
 #ifdef MDL_HAVE_X86_SIMD
     if (level >= MDL_CPU_AVX512) {
@@ -294,7 +295,61 @@ static void depthwise(const conv_geom *g, const float *x, const float *w, const 
     if (g->OG == 1)
         mdl__dwconv_ref(&a);
     else
-        depthwise_portable(g, x, w, bias, y, lo, hi);
+        depthwise_portable(g, x, w, bias, y, lo, hi, oh0, oh1);
+}
+
+/* ---- parallel split -------------------------------------------------------------------------
+   Convolutions split their output pixels: (image, band of output rows) tasks.  Every kernel here
+   computes a pixel the same way wherever its band starts (the direct kernel's tiles run over
+   consecutive pixels but keep one accumulator chain per pixel; the depthwise loops pick their
+   fast path by column only; im2col tiles are the serial ones), so results match one thread. */
+
+/* Below this many multiply-adds a convolution runs on one thread. */
+#define CONV_PAR_MIN_MACS ((int64_t)1 << 17)
+#define CONV_TASKS_PER_WORKER 6
+
+/* Output rows per task: at most `band` (the serial band; 0: no limit), and small enough to give
+   every worker a few tasks when the work is worth splitting. */
+static int64_t task_rows(const mdl__kctx *c, const conv_geom *g, int64_t band, int64_t macs,
+                         bool few) {
+    int64_t rows = band > 0 && band < g->OH ? band : g->OH;
+    int nw = mdl__par_workers(c->par);
+    if (nw < 2 || macs < CONV_PAR_MIN_MACS) return rows;
+    int64_t want = (int64_t)nw * (few ? 1 : CONV_TASKS_PER_WORKER);
+    int64_t r = (g->N * g->OH + want - 1) / want;
+    if (r < 1) r = 1;
+    return r < rows ? r : rows;
+}
+
+typedef struct dw_job {
+    const conv_geom *g;
+    const float *x, *w, *bias;
+    float *y;
+    float lo, hi;
+    int64_t rows, per_image; /* rows per task, tasks per image */
+} dw_job;
+
+static void dw_task(void *arg, int64_t t, int worker) {
+    (void)worker;
+    const dw_job *j = arg;
+    conv_geom one = *j->g;
+    int64_t n = t / j->per_image, oh0 = t % j->per_image * j->rows;
+    int64_t oh1 = oh0 + j->rows < one.OH ? oh0 + j->rows : one.OH;
+    one.N = 1;
+    depthwise_rows(&one, j->x + n * one.H * one.W * one.C, j->w, j->bias,
+                   j->y + n * one.OH * one.OW * one.OC, j->lo, j->hi, oh0, oh1);
+}
+
+static void depthwise(const mdl__kctx *c, const conv_geom *g, const float *x, const float *w,
+                      const float *bias, float *y, float lo, float hi) {
+    int64_t macs = g->N * g->OH * g->OW * g->OC * g->KH * g->KW;
+    int64_t rows = task_rows(c, g, 0, macs, false);
+    if (rows >= g->OH && g->N <= 1) {
+        depthwise_rows(g, x, w, bias, y, lo, hi, 0, g->OH);
+        return;
+    }
+    dw_job j = {g, x, w, bias, y, lo, hi, rows, (g->OH + rows - 1) / rows};
+    mdl__par_for(c->par, g->N * j.per_image, dw_task, &j);
 }
 
 /* ---- CONV2D: im2col + GEMM --------------------------------------------------------------- */
@@ -485,51 +540,108 @@ static mdl_status conv2d_prepare(mdl__kctx *c) {
 }
 
 /* The direct kernel with the tap offsets packed at load, image by image and, with padding,
-   band by band. */
+   band by band (each task pads its band into its worker's scratch). */
+typedef struct direct_job {
+    const mdl__kctx *c;
+    const conv_geom *g;
+    mdl__conv_direct_args a;
+    int64_t rows, per_image; /* output rows per task, tasks per image */
+} direct_job;
+
+static void direct_task(void *arg, int64_t t, int worker) {
+    const direct_job *j = arg;
+    const conv_geom *g = j->g;
+    const int64_t Wp = g->W + g->pl + g->pr, C = g->C, span = (g->KH - 1) * g->dh + 1;
+    const int64_t n = t / j->per_image, oh0 = t % j->per_image * j->rows;
+    const float *xn = (const float *)j->c->in_data[0] + n * g->H * g->W * C;
+    mdl__conv_direct_args a = j->a;
+    a.OH = g->OH - oh0 < j->rows ? g->OH - oh0 : j->rows;
+    a.y = (float *)j->c->out_data[0] + ((n * g->OH + oh0) * g->OW) * g->OC;
+    if (padded(g)) {
+        /* rows ih0 .. ih0 + rows - 1 of the zero-padded image */
+        float *band = mdl__par_scratch(j->c, worker), *xp = band;
+        const int64_t ih0 = oh0 * g->sh - g->pt, rows = (a.OH - 1) * g->sh + span;
+        for (int64_t r = 0; r < rows; r++, xp += Wp * C) {
+            int64_t ih = ih0 + r;
+            if (ih < 0 || ih >= g->H) {
+                memset(xp, 0, (size_t)(Wp * C) * sizeof(float));
+                continue;
+            }
+            memset(xp, 0, (size_t)(g->pl * C) * sizeof(float));
+            memcpy(xp + g->pl * C, xn + ih * g->W * C, (size_t)(g->W * C) * sizeof(float));
+            memset(xp + (g->pl + g->W) * C, 0, (size_t)(g->pr * C) * sizeof(float));
+        }
+        a.xp = band;
+    } else {
+        a.xp = xn + oh0 * g->sh * g->W * C;
+    }
+#ifdef MDL_HAVE_X86_SIMD
+    if (conv_level() >= MDL_CPU_AVX512)
+        mdl__conv_direct_avx512(&a);
+    else
+        mdl__conv_direct_avx2(&a);
+#endif
+}
+
 static void conv2d_direct(const mdl__kctx *c, const conv_geom *g, const int32_t *koff,
                           const float *bias, float lo, float hi) {
-    const float *x = c->in_data[0];
-    float *y = c->out_data[0];
     const int64_t Wp = g->W + g->pl + g->pr, C = g->C, span = (g->KH - 1) * g->dh + 1;
-    mdl__conv_direct_args a = {.Wp = Wp, .C = C, .koff = koff, .K = g->K, .w = c->in_data[1],
-                               .bias = bias, .OW = g->OW, .OC = g->OC, .sh = g->sh, .sw = g->sw,
-                               .lo = lo, .hi = hi};
+    direct_job j = {.c = c, .g = g,
+                    .a = {.Wp = Wp, .C = C, .koff = koff, .K = g->K, .w = c->in_data[1],
+                          .bias = bias, .OW = g->OW, .OC = g->OC, .sh = g->sh, .sw = g->sw,
+                          .lo = lo, .hi = hi}};
     /* output rows per band: its input rows (oh rows need (oh - 1) * sh + span) fill the band */
     int64_t band = g->OH;
     if (padded(g)) {
         band = (band_floats(g) / (Wp * C) - span) / g->sh + 1;
         if (band > g->OH) band = g->OH;
     }
-    for (int64_t n = 0; n < g->N; n++) {
-        const float *xn = x + n * g->H * g->W * C;
-        for (int64_t oh0 = 0; oh0 < g->OH; oh0 += band) {
-            a.OH = g->OH - oh0 < band ? g->OH - oh0 : band;
-            a.y = y + ((n * g->OH + oh0) * g->OW) * g->OC;
-            if (padded(g)) {
-                /* rows ih0 .. ih0 + rows - 1 of the zero-padded image */
-                float *xp = c->scratch;
-                const int64_t ih0 = oh0 * g->sh - g->pt, rows = (a.OH - 1) * g->sh + span;
-                for (int64_t r = 0; r < rows; r++, xp += Wp * C) {
-                    int64_t ih = ih0 + r;
-                    if (ih < 0 || ih >= g->H) {
-                        memset(xp, 0, (size_t)(Wp * C) * sizeof(float));
-                        continue;
-                    }
-                    memset(xp, 0, (size_t)(g->pl * C) * sizeof(float));
-                    memcpy(xp + g->pl * C, xn + ih * g->W * C, (size_t)(g->W * C) * sizeof(float));
-                    memset(xp + (g->pl + g->W) * C, 0, (size_t)(g->pr * C) * sizeof(float));
-                }
-                a.xp = c->scratch;
-            } else {
-                a.xp = xn + oh0 * g->sh * g->W * C;
-            }
-#ifdef MDL_HAVE_X86_SIMD
-            if (conv_level() >= MDL_CPU_AVX512)
-                mdl__conv_direct_avx512(&a);
-            else
-                mdl__conv_direct_avx2(&a);
-#endif
-        }
+    /* Each task streams all the weights: where they outweigh the pixels' input (late layers,
+       e.g. 7x7x512 in ResNet-18: 9 MiB of weights), one task per worker, not several. */
+    j.rows = task_rows(c, g, band, g->N * g->OH * g->OW * g->K * g->OC,
+                       g->K * g->OC > g->N * g->OH * g->OW * g->K);
+    j.per_image = (g->OH + j.rows - 1) / j.rows;
+    mdl__par_for(c->par, g->N * j.per_image, direct_task, &j);
+}
+
+/* Strided 1x1 rows and im2col tiles, one task each (im2col in the worker's scratch); the
+   GEMM inside a task runs on its worker alone. */
+typedef struct gemm_conv_job {
+    const mdl__kctx *c;
+    const conv_geom *g;
+    const unsigned char *gp;
+    size_t stride;
+    const float *bias;
+    float lo, hi;
+    int64_t tm; /* im2col: rows per tile */
+} gemm_conv_job;
+
+static void strided_1x1_task(void *arg, int64_t t, int worker) {
+    (void)worker;
+    const gemm_conv_job *j = arg;
+    const conv_geom *g = j->g;
+    const float *x = j->c->in_data[0], *w = j->c->in_data[1];
+    const int64_t n = t / g->OH, oh = t % g->OH, OC = g->OC, OG = g->OG, CG = g->CG;
+    const float *xr = x + ((n * g->H + oh * g->sh) * g->W) * g->C;
+    float *yr = (float *)j->c->out_data[0] + ((n * g->OH + oh) * g->OW) * OC;
+    for (int64_t gi = 0; gi < g->G; gi++)
+        mdl__gemm_nn_packed(g->OW, OG, CG, xr + gi * CG, g->sw * g->C, w + gi * OG, OC,
+                            group_pack(j->gp, j->stride, gi), j->bias ? j->bias + gi * OG : NULL,
+                            yr + gi * OG, OC, j->lo, j->hi);
+}
+
+static void im2col_task(void *arg, int64_t t, int worker) {
+    const gemm_conv_job *j = arg;
+    const conv_geom *g = j->g;
+    const float *x = j->c->in_data[0], *w = j->c->in_data[1];
+    float *y = j->c->out_data[0], *A = mdl__par_scratch(j->c, worker);
+    const int64_t M = g->N * g->OH * g->OW, p0 = t * j->tm, m = M - p0 < j->tm ? M - p0 : j->tm;
+    const int64_t OC = g->OC, OG = g->OG, K = g->K;
+    for (int64_t gi = 0; gi < g->G; gi++) {
+        im2col(g, x, p0, m, gi, A);
+        mdl__gemm_nn_packed(m, OG, K, A, K, w + gi * OG, OC, group_pack(j->gp, j->stride, gi),
+                            j->bias ? j->bias + gi * OG : NULL, y + p0 * OC + gi * OG, OC, j->lo,
+                            j->hi);
     }
 }
 
@@ -554,49 +666,37 @@ static mdl_status conv2d_run(mdl__kctx *c) {
     switch (conv2d_path(&g)) {
     case CONV_PATH_DEPTHWISE:
         /* [KH,KW,1,Cout] is the depthwise loop's [KH,KW,Cout] */
-        depthwise(&g, x, w, bias, y, lo, hi);
+        depthwise(c, &g, x, w, bias, y, lo, hi);
         break;
     case CONV_PATH_1X1:
         if (g.sh == 1 && g.sw == 1) {
             /* All N*H*W pixels form one [M, Cin] matrix; a group is a column block of it. */
             for (int64_t gi = 0; gi < g.G; gi++)
-                mdl__gemm_nn_packed(g.N * g.H * g.W, OG, CG, x + gi * CG, g.C, w + gi * OG, OC,
-                                    group_pack(gp, stride, gi), bias ? bias + gi * OG : NULL,
-                                    y + gi * OG, OC, lo, hi);
+                mdl__gemm_nn_packed_par(c->par, g.N * g.H * g.W, OG, CG, x + gi * CG, g.C,
+                                        w + gi * OG, OC, group_pack(gp, stride, gi),
+                                        bias ? bias + gi * OG : NULL, y + gi * OG, OC, lo, hi);
         } else {
             /* Strided 1x1: the pixels an output row reads are every sw-th input pixel of every
-               sh-th row, i.e. a matrix with leading dimension sw * Cin. */
-            for (int64_t n = 0; n < g.N; n++)
-                for (int64_t oh = 0; oh < g.OH; oh++) {
-                    const float *xr = x + ((n * g.H + oh * g.sh) * g.W) * g.C;
-                    float *yr = y + ((n * g.OH + oh) * g.OW) * OC;
-                    for (int64_t gi = 0; gi < g.G; gi++)
-                        mdl__gemm_nn_packed(g.OW, OG, CG, xr + gi * CG, g.sw * g.C, w + gi * OG, OC,
-                                            group_pack(gp, stride, gi),
-                                            bias ? bias + gi * OG : NULL, yr + gi * OG, OC, lo, hi);
-                }
+               sh-th row, i.e. a matrix with leading dimension sw * Cin; one task per row. */
+            gemm_conv_job j = {c, &g, gp, stride, bias, lo, hi, 0};
+            mdl__par_for(g.N * g.OH * g.OW * K * OC >= CONV_PAR_MIN_MACS ? c->par : NULL,
+                         g.N * g.OH, strided_1x1_task, &j);
         }
         break;
     case CONV_PATH_IM2COL: {
-        const int64_t M = g.N * g.OH * g.OW, tm = conv_tile_rows(&g);
-        float *A = c->scratch;
-        for (int64_t p0 = 0; p0 < M; p0 += tm) {
-            int64_t m = M - p0 < tm ? M - p0 : tm;
-            for (int64_t gi = 0; gi < g.G; gi++) {
-                im2col(&g, x, p0, m, gi, A);
-                mdl__gemm_nn_packed(m, OG, K, A, K, w + gi * OG, OC, group_pack(gp, stride, gi),
-                                    bias ? bias + gi * OG : NULL, y + p0 * OC + gi * OG, OC, lo,
-                                    hi);
-            }
-        }
+        const int64_t M = g.N * g.OH * g.OW;
+        if (M == 0) break; /* an empty batch */
+        gemm_conv_job j = {c, &g, gp, stride, bias, lo, hi, conv_tile_rows(&g)};
+        mdl__par_for(M * K * OC >= CONV_PAR_MIN_MACS ? c->par : NULL, (M + j.tm - 1) / j.tm,
+                     im2col_task, &j);
         break;
     }
     }
     return MDL_OK;
 }
 
-const mdl__kernel mdl__conv2d_f32 = {
-    .prepare = conv2d_prepare, .run = conv2d_run, .pack = conv2d_pack};
+const mdl__kernel mdl__conv2d_f32 = {.prepare = conv2d_prepare, .run = conv2d_run,
+                                     .pack = conv2d_pack, .flags = MDL__KERNEL_WORKER_SCRATCH};
 
 /* ---- DEPTHWISE_CONV2D ------------------------------------------------------------------ */
 
@@ -615,7 +715,7 @@ static mdl_status depthwise_run(mdl__kctx *c) {
     mdl__act_bounds(&c->opt->conv.act, &lo, &hi);
     /* The weight [1,KH,KW,Cout] already is the [KH,KW,Cout] layout the direct loop wants. */
     const float *bias = c->nin > 2 && c->in[2] ? c->in_data[2] : NULL;
-    depthwise(&g, c->in_data[0], c->in_data[1], bias, c->out_data[0], lo, hi);
+    depthwise(c, &g, c->in_data[0], c->in_data[1], bias, c->out_data[0], lo, hi);
     return MDL_OK;
 }
 

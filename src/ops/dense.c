@@ -50,7 +50,7 @@ static mdl_status fc_run(mdl__kctx *c) {
     float lo, hi;
     mdl__act_bounds(&c->opt->fc.act, &lo, &hi);
     /* packed is NULL when nothing was packed (or in builder runs): B is then read directly. */
-    mdl__gemm_nt_packed(M, N, K, c->in_data[0], K, c->in_data[1], K, c->packed,
+    mdl__gemm_nt_packed_par(c->par, M, N, K, c->in_data[0], K, c->in_data[1], K, c->packed,
                         c->nin > 2 ? (const float *)c->in_data[2] : NULL, c->out_data[0], N, lo,
                         hi);
     return MDL_OK;

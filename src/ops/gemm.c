@@ -240,14 +240,19 @@ void mdl__gemm_pack_kn_level(int level, int64_t N, int64_t K, const float *B, in
 
 /* Runs the microkernel over `packed` if it was packed for this level, N and K (and returns
    true); false leaves C alone. */
+static const float *panels_for(int level, int64_t N, int64_t K, const void *packed) {
+    if (!packed || level <= MDL_CPU_PORTABLE || K <= 0) return NULL;
+    pack_header h;
+    memcpy(&h, packed, sizeof h);
+    if (h.magic != PACK_MAGIC || h.level != level || h.n != N || h.k != K) return NULL;
+    return (const float *)((const unsigned char *)packed + PACK_HEADER);
+}
+
 static bool run_panels(int level, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                        const void *packed, const float *bias, float *C, int64_t ldc, float lo,
                        float hi) {
-    if (!packed || level <= MDL_CPU_PORTABLE || K <= 0) return false;
-    pack_header h;
-    memcpy(&h, packed, sizeof h);
-    if (h.magic != PACK_MAGIC || h.level != level || h.n != N || h.k != K) return false;
-    const float *panels = (const float *)((const unsigned char *)packed + PACK_HEADER);
+    const float *panels = panels_for(level, N, K, packed);
+    if (!panels) return false;
     if (level == MDL_CPU_AVX2)
         mdl__gemm_panels_avx2(M, N, K, A, lda, panels, bias, C, ldc, lo, hi);
     else
@@ -317,3 +322,300 @@ void mdl__gemm_nn_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_
 }
 
 #endif
+
+/* ---- parallel split ----------------------------------------------------------------------------
+   A product is cut into row or column blocks whose elements are computed exactly as the whole
+   call computes them: the path (panels, dot tiles, repacked blocks, BLAS, loops) is chosen once
+   from the whole product, and the blocks follow its granules (x86.h: row blocks of the
+   microkernel, whole panels).  OpenBLAS, where it is used (no AVX2), is not split: its sums
+   depend on how the rows are cut (measured: 7 one-row calls differ from one 7-row call), so it
+   gets the whole product, on the worker that reaches it, and OPENBLAS_NUM_THREADS decides its
+   own threads (keep it at 1 beside session threads, or the two pools oversubscribe the cores);
+   im2col tiles still run on all workers, one whole tile per call as without threads. */
+
+enum { JOB_NONE, JOB_REF_NT, JOB_BLAS_NT, JOB_PORTABLE_NN, JOB_X86 };
+
+typedef struct gemm_job {
+    int path, level, kind;
+    bool blas, epi; /* JOB_PORTABLE_NN: through BLAS; NN: bias and clamp after the product */
+    int64_t M, N, K;
+    const float *A, *B, *bias;
+    int64_t lda, ldb, ldc;
+    float *C;
+    float lo, hi;
+    int64_t mg, ng;                     /* granules */
+    int64_t mstep, nstep, ncols;        /* the split: block sizes, column blocks per row block */
+} gemm_job;
+
+static void job_base(gemm_job *j, int level, int64_t M, int64_t N, int64_t K, const float *A,
+                     int64_t lda, const float *B, int64_t ldb, const float *bias, float *C,
+                     int64_t ldc, float lo, float hi) {
+    memset(j, 0, sizeof *j);
+    j->level = level;
+    j->M = M, j->N = N, j->K = K, j->A = A, j->lda = lda, j->B = B, j->ldb = ldb;
+    j->bias = bias, j->C = C, j->ldc = ldc, j->lo = lo, j->hi = hi;
+    j->mg = j->ng = 1;
+    j->path = M <= 0 || N <= 0 ? JOB_NONE : JOB_REF_NT;
+}
+
+#ifdef MDL_HAVE_X86_SIMD
+static void job_x86(gemm_job *j, int kind, const float *B) {
+    mdl__gemm_part p = {kind, j->M, j->N, j->K, j->A, B, j->bias, j->lda, j->ldb, j->ldc, j->C,
+                        j->lo, j->hi};
+    j->path = JOB_X86;
+    j->kind = kind;
+    j->B = B;
+    if (j->level == MDL_CPU_AVX2) mdl__gemm_part_grain_avx2(&p, &j->mg, &j->ng);
+    else mdl__gemm_part_grain_avx512(&p, &j->mg, &j->ng);
+}
+#endif
+
+static void job_nt(gemm_job *j, int level, int64_t M, int64_t N, int64_t K, const float *A,
+                   int64_t lda, const float *B, int64_t ldb, const void *packed, const float *bias,
+                   float *C, int64_t ldc, float lo, float hi) {
+    job_base(j, level, M, N, K, A, lda, B, ldb, bias, C, ldc, lo, hi);
+    if (j->path == JOB_NONE) return;
+#ifdef MDL_HAVE_X86_SIMD
+    if (level > MDL_CPU_PORTABLE && K > 0) {
+        /* the choices of mdl__gemm_nt_packed_level */
+        bool narrow = N <= panel_width(level) / 4 && K >= 128;
+        const float *panels = panels_for(level, N, K, packed);
+        if (panels && ((M >= PACKED_MIN_M && !narrow) || !B)) job_x86(j, MDL_GEMM_PART_PANELS, panels);
+        else job_x86(j, MDL_GEMM_PART_NT, B);
+        return;
+    }
+#else
+    (void)packed;
+#endif
+#ifdef MDL_WITH_BLAS
+    if (M >= 2 && M * N * K >= MDL_BLAS_MIN_MACS) {
+        j->path = JOB_BLAS_NT;
+        j->mg = M; /* OpenBLAS's sums depend on how the rows are cut: it gets the whole product */
+        j->ng = N;
+    }
+#endif
+}
+
+static void job_nn(gemm_job *j, int level, int64_t M, int64_t N, int64_t K, const float *A,
+                   int64_t lda, const float *B, int64_t ldb, const void *packed, const float *bias,
+                   float *C, int64_t ldc, float lo, float hi) {
+    job_base(j, level, M, N, K, A, lda, B, ldb, bias, C, ldc, lo, hi);
+    if (j->path == JOB_NONE) return;
+    j->epi = true;
+#ifdef MDL_HAVE_X86_SIMD
+    if (level > MDL_CPU_PORTABLE && K > 0) {
+        const float *panels = panels_for(level, N, K, packed);
+        if (panels) {
+            j->epi = false;
+            job_x86(j, MDL_GEMM_PART_PANELS, panels);
+        } else {
+            job_x86(j, MDL_GEMM_PART_NN, B);
+        }
+        return;
+    }
+#else
+    (void)packed;
+#endif
+    j->path = JOB_PORTABLE_NN;
+#ifdef MDL_WITH_BLAS
+    j->blas = M >= 2 && M * N * K >= MDL_BLAS_MIN_MACS;
+    if (j->blas) j->mg = M; /* as in job_nt */
+#endif
+    j->ng = N;
+}
+
+/* Rows [m0, m1) x columns [n0, n1) of the job (on its granules). */
+static void job_part(const gemm_job *j, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    if (m1 <= m0 || n1 <= n0) return;
+    const float *bias = j->bias ? j->bias + n0 : NULL;
+    switch (j->path) {
+    case JOB_NONE: return;
+    case JOB_REF_NT:
+        mdl__gemm_nt_ref(m1 - m0, n1 - n0, j->K, j->A + m0 * j->lda, j->lda, j->B + n0 * j->ldb,
+                         j->ldb, bias, j->C + m0 * j->ldc + n0, j->ldc, j->lo, j->hi);
+        return;
+#ifdef MDL_WITH_BLAS
+    case JOB_BLAS_NT:
+        mdl__gemm_nt_blas(m1 - m0, j->N, j->K, j->A + m0 * j->lda, j->lda, j->B, j->ldb,
+                          j->C + m0 * j->ldc, j->ldc);
+        break;
+#endif
+    case JOB_PORTABLE_NN: {
+        const int64_t M = m1 - m0;
+        const float *A = j->A + m0 * j->lda;
+        float *C = j->C + m0 * j->ldc;
+#ifdef MDL_WITH_BLAS
+        if (j->blas) {
+            mdl__gemm_nn_blas(M, j->N, j->K, A, j->lda, j->B, j->ldb, C, j->ldc);
+            break;
+        }
+#endif
+        for (int64_t m = 0; m < M; m++) {
+            float *c = C + m * j->ldc;
+            memset(c, 0, (size_t)j->N * sizeof *c);
+            for (int64_t k = 0; k < j->K; k++) {
+                float a = A[m * j->lda + k];
+                const float *b = j->B + k * j->ldb;
+                for (int64_t n = 0; n < j->N; n++) c[n] += a * b[n];
+            }
+        }
+        break;
+    }
+#ifdef MDL_HAVE_X86_SIMD
+    case JOB_X86: {
+        mdl__gemm_part p = {j->kind, j->M, j->N, j->K, j->A, j->B, j->bias, j->lda, j->ldb, j->ldc,
+                            j->C, j->lo, j->hi};
+        if (j->level == MDL_CPU_AVX2) mdl__gemm_part_avx2(&p, m0, m1, n0, n1);
+        else mdl__gemm_part_avx512(&p, m0, m1, n0, n1);
+        if (!j->epi) return;
+        break;
+    }
+#endif
+    default: return;
+    }
+    /* BLAS and NN products: bias and clamp over the block */
+    if (j->path == JOB_BLAS_NT || j->epi)
+        epilogue(m1 - m0, n1 - n0, bias, j->C + m0 * j->ldc + n0, j->ldc, j->lo, j->hi);
+}
+
+/* Below this many multiply-adds a product runs on one thread: waking a worker and sharing the
+   operands costs more than it saves. */
+#define PAR_MIN_MACS ((int64_t)1 << 16)
+/* Blocks per worker: more than one lets a worker that got the core late catch up on the
+   others' share (the machine is shared), few enough that re-reading the other operand per block
+   stays cheap. */
+#define PAR_BLOCKS_PER_WORKER 4
+
+static void job_task(void *arg, int64_t t, int worker) {
+    (void)worker;
+    const gemm_job *j = arg;
+    int64_t m0 = t / j->ncols * j->mstep, n0 = t % j->ncols * j->nstep;
+    int64_t m1 = m0 + j->mstep < j->M ? m0 + j->mstep : j->M;
+    int64_t n1 = n0 + j->nstep < j->N ? n0 + j->nstep : j->N;
+    job_part(j, m0, m1, n0, n1);
+}
+
+/* Splits the job over p's workers (or runs it whole). */
+static void job_run(gemm_job *j, const mdl__par *p) {
+    if (j->path == JOB_NONE) return;
+    int nw = mdl__par_workers(p);
+    int64_t macs = j->M * j->N * (j->K > 0 ? j->K : 1);
+    int64_t mblocks = (j->M + j->mg - 1) / j->mg, nblocks = j->ng >= j->N ? 1 : (j->N + j->ng - 1) / j->ng;
+    int64_t want = (int64_t)nw * PAR_BLOCKS_PER_WORKER;
+    if (want > macs / (PAR_MIN_MACS / 2)) want = macs / (PAR_MIN_MACS / 2);
+    j->mstep = j->M, j->nstep = j->N, j->ncols = 1;
+    if (nw < 2 || macs < PAR_MIN_MACS || want < 2 || (mblocks < 2 && nblocks < 2)) {
+        job_part(j, 0, j->M, 0, j->N);
+        return;
+    }
+    /* Split the dimension whose blocks re-read the smaller operand: column blocks each read all
+       of A (M x K), row blocks all of B (N x K). */
+    int64_t parts;
+    if (nblocks >= 2 && (mblocks < 2 || j->M < j->N)) {
+        parts = nblocks < want ? nblocks : want;
+        j->nstep = (nblocks + parts - 1) / parts * j->ng;
+        j->ncols = (j->N + j->nstep - 1) / j->nstep;
+        parts = j->ncols;
+    } else {
+        parts = mblocks < want ? mblocks : want;
+        j->mstep = (mblocks + parts - 1) / parts * j->mg;
+        parts = (j->M + j->mstep - 1) / j->mstep;
+    }
+    mdl__par_for(p, parts, job_task, j);
+}
+
+static int gemm_level(void) {
+#ifdef MDL_HAVE_X86_SIMD
+    return mdl__cpu_level();
+#else
+    return 0;
+#endif
+}
+
+#ifdef MDL_HAVE_X86_SIMD
+#define GEMM_PAR_LEVEL_API
+#else
+#define GEMM_PAR_LEVEL_API static
+#endif
+
+GEMM_PAR_LEVEL_API void mdl__gemm_nt_packed_par_level(int level, const mdl__par *p, int64_t M,
+                                                      int64_t N, int64_t K, const float *A,
+                                                      int64_t lda, const float *B, int64_t ldb,
+                                                      const void *packed, const float *bias,
+                                                      float *C, int64_t ldc, float lo, float hi) {
+    if (mdl__par_workers(p) < 2) { /* exactly the serial call */
+#ifdef MDL_HAVE_X86_SIMD
+        mdl__gemm_nt_packed_level(level, M, N, K, A, lda, B, ldb, packed, bias, C, ldc, lo, hi);
+#else
+        mdl__gemm_nt_packed(M, N, K, A, lda, B, ldb, packed, bias, C, ldc, lo, hi);
+#endif
+        return;
+    }
+    gemm_job j;
+    job_nt(&j, level, M, N, K, A, lda, B, ldb, packed, bias, C, ldc, lo, hi);
+    job_run(&j, p);
+}
+
+GEMM_PAR_LEVEL_API void mdl__gemm_nn_packed_par_level(int level, const mdl__par *p, int64_t M,
+                                                      int64_t N, int64_t K, const float *A,
+                                                      int64_t lda, const float *B, int64_t ldb,
+                                                      const void *packed, const float *bias,
+                                                      float *C, int64_t ldc, float lo, float hi) {
+    if (mdl__par_workers(p) < 2) {
+#ifdef MDL_HAVE_X86_SIMD
+        mdl__gemm_nn_packed_level(level, M, N, K, A, lda, B, ldb, packed, bias, C, ldc, lo, hi);
+#else
+        mdl__gemm_nn_packed(M, N, K, A, lda, B, ldb, packed, bias, C, ldc, lo, hi);
+#endif
+        return;
+    }
+    gemm_job j;
+    job_nn(&j, level, M, N, K, A, lda, B, ldb, packed, bias, C, ldc, lo, hi);
+    job_run(&j, p);
+}
+
+GEMM_PAR_LEVEL_API int64_t mdl__gemm_nt_packed_granule_level(int level, int64_t M, int64_t N,
+                                                             int64_t K, const float *B,
+                                                             const void *packed) {
+    gemm_job j;
+    job_nt(&j, level, M, N, K, NULL, K, B, K, packed, NULL, NULL, N, 0, 0);
+    return j.mg;
+}
+
+GEMM_PAR_LEVEL_API void mdl__gemm_nt_packed_rows_level(int level, int64_t M, int64_t m0,
+                                                       int64_t m1, int64_t N, int64_t K,
+                                                       const float *A, int64_t lda,
+                                                       const float *B, int64_t ldb,
+                                                       const void *packed, const float *bias,
+                                                       float *C, int64_t ldc, float lo, float hi) {
+    gemm_job j;
+    job_nt(&j, level, M, N, K, A, lda, B, ldb, packed, bias, C, ldc, lo, hi);
+    job_part(&j, m0, m1, 0, N);
+}
+
+void mdl__gemm_nt_packed_par(const mdl__par *p, int64_t M, int64_t N, int64_t K, const float *A,
+                             int64_t lda, const float *B, int64_t ldb, const void *packed,
+                             const float *bias, float *C, int64_t ldc, float lo, float hi) {
+    mdl__gemm_nt_packed_par_level(gemm_level(), p, M, N, K, A, lda, B, ldb, packed, bias, C, ldc,
+                                  lo, hi);
+}
+
+void mdl__gemm_nn_packed_par(const mdl__par *p, int64_t M, int64_t N, int64_t K, const float *A,
+                             int64_t lda, const float *B, int64_t ldb, const void *packed,
+                             const float *bias, float *C, int64_t ldc, float lo, float hi) {
+    mdl__gemm_nn_packed_par_level(gemm_level(), p, M, N, K, A, lda, B, ldb, packed, bias, C, ldc,
+                                  lo, hi);
+}
+
+int64_t mdl__gemm_nt_packed_granule(int64_t M, int64_t N, int64_t K, const float *B,
+                                    const void *packed) {
+    return mdl__gemm_nt_packed_granule_level(gemm_level(), M, N, K, B, packed);
+}
+
+void mdl__gemm_nt_packed_rows(int64_t M, int64_t m0, int64_t m1, int64_t N, int64_t K,
+                              const float *A, int64_t lda, const float *B, int64_t ldb,
+                              const void *packed, const float *bias, float *C, int64_t ldc,
+                              float lo, float hi) {
+    mdl__gemm_nt_packed_rows_level(gemm_level(), M, m0, m1, N, K, A, lda, B, ldb, packed, bias, C,
+                                   ldc, lo, hi);
+}

@@ -82,6 +82,40 @@ typedef struct mdl__shape {
     int64_t dims[MDL_MAX_RANK];
 } mdl__shape;
 
+/* ---- intra-op parallelism ---------------------------------------------------------------
+   A kernel may split its run into tasks through mdl__par_for.  The runtime core knows no threads:
+   a session created with threads > 1 on a host build fills ctx->par with a pool
+   (src/graph/threads_host.c); everywhere else (firmware, builder runs, one thread) ctx->par is
+   NULL and mdl__par_for runs the tasks in order on the caller.  Task i runs exactly once, on any
+   worker; `worker` (0 = the calling thread, < nworkers) names per-worker resources such as
+   mdl__par_scratch.  Kernels partition so that every output element is computed by the same
+   arithmetic whatever the split (results are bit-identical to one thread). */
+typedef void (*mdl__par_fn)(void *arg, int64_t task, int worker);
+
+typedef struct mdl__par {
+    int nworkers; /* >= 2 when a pool is attached */
+    void (*run)(void *pool, int64_t ntasks, mdl__par_fn fn, void *arg);
+    void *pool;
+    /* Scratch of worker w >= 1 (worker 0 uses ctx->scratch): worker_scratch_bytes each, enough
+       for the largest node whose kernel has MDL__KERNEL_WORKER_SCRATCH. */
+    void *const *worker_scratch;
+    size_t worker_scratch_bytes;
+} mdl__par;
+
+/* Workers available to a kernel (1 without a pool). */
+static inline int mdl__par_workers(const mdl__par *p) { return p ? p->nworkers : 1; }
+
+/* Runs fn(arg, i, worker) for every i in [0, ntasks): in parallel when p has a pool and there
+   are at least two tasks, otherwise in order on the caller (worker 0).  Returns when all are
+   done.  Must not be nested (a task must not call it with the same p). */
+static inline void mdl__par_for(const mdl__par *p, int64_t ntasks, mdl__par_fn fn, void *arg) {
+    if (p && p->run && p->nworkers > 1 && ntasks > 1) {
+        p->run(p->pool, ntasks, fn, arg);
+        return;
+    }
+    for (int64_t i = 0; i < ntasks; i++) fn(arg, i, 0);
+}
+
 typedef struct mdl__kctx {
     mdl_op op;
     const char *name; /* node name for messages */
@@ -100,14 +134,26 @@ typedef struct mdl__kctx {
     const void *in_data[MDL_MAX_NODE_IO];
     void *out_data[MDL_MAX_NODE_IO]; /* NULL: optional output the graph does not use */
     void *scratch;
+    const mdl__par *par; /* NULL: run serially (see mdl__par_for) */
     mdl_error *err;
 } mdl__kctx;
+
+/* The scratch of `worker` in a parallel run (scratch_bytes long): ctx->scratch for worker 0,
+   its own region for the others.  Only for kernels flagged MDL__KERNEL_WORKER_SCRATCH. */
+static inline void *mdl__par_scratch(const mdl__kctx *c, int worker) {
+    return worker && c->par ? c->par->worker_scratch[worker - 1] : c->scratch;
+}
 
 typedef struct mdl__kernel {
     mdl_status (*prepare)(mdl__kctx *ctx);
     mdl_status (*run)(mdl__kctx *ctx);
     mdl_status (*pack)(mdl__kctx *ctx); /* optional (NULL) */
+    unsigned flags;                     /* MDL__KERNEL_* */
 } mdl__kernel;
+
+/* The kernel's parallel run gives each worker its own scratch_bytes (mdl__par_scratch); a
+   session with threads reserves them at creation. */
+#define MDL__KERNEL_WORKER_SCRATCH 1u
 
 /* Kernel for op with input-0 dtype, or NULL. */
 const mdl__kernel *mdl__kernel_find(mdl_op op, mdl_dtype dtype);
@@ -236,6 +282,27 @@ void mdl__gemm_nn_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_
    equal x. */
 void mdl__sigmoid_f32v(const float *x, float *y, int64_t n);
 void mdl__tanh_f32v(const float *x, float *y, int64_t n);
+
+/* Parallel forms of mdl__gemm_nt_packed / mdl__gemm_nn_packed: the product split into row or
+   column blocks over p's workers (serial when p is NULL or the product is small), each element
+   computed exactly as the serial call computes it.  Must not be called from inside a task. */
+void mdl__gemm_nt_packed_par(const mdl__par *p, int64_t M, int64_t N, int64_t K, const float *A,
+                             int64_t lda, const float *B, int64_t ldb, const void *packed,
+                             const float *bias, float *C, int64_t ldc, float lo, float hi);
+void mdl__gemm_nn_packed_par(const mdl__par *p, int64_t M, int64_t N, int64_t K, const float *A,
+                             int64_t lda, const float *B, int64_t ldb, const void *packed,
+                             const float *bias, float *C, int64_t ldc, float lo, float hi);
+
+/* Row blocks of mdl__gemm_nt_packed, for kernels that split their own row loops (recurrent
+   steps): rows [m0, m1) of the M-row product, computed with exactly the arithmetic the whole
+   call gives them, provided m0 and m1 are multiples of mdl__gemm_nt_packed_granule(...) or M.
+   A and C point at row 0 of the whole product. */
+int64_t mdl__gemm_nt_packed_granule(int64_t M, int64_t N, int64_t K, const float *B,
+                                    const void *packed);
+void mdl__gemm_nt_packed_rows(int64_t M, int64_t m0, int64_t m1, int64_t N, int64_t K,
+                              const float *A, int64_t lda, const float *B, int64_t ldb,
+                              const void *packed, const float *bias, float *C, int64_t ldc,
+                              float lo, float hi);
 
 /* C[M,N] = A[M,K] * B[K,N] (no bias), row-major. */
 void mdl__gemm_nn(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,

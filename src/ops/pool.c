@@ -167,24 +167,62 @@ void mdl__pool_ref(const mdl__pool_args *a) {
     }
 }
 
-static mdl_status pool_run(mdl__kctx *c) {
-    pool_geom g;
-    pool_geometry(c, &g);
-    mdl__pool_args a = {c->in_data[0], c->out_data[0], g.N, g.H, g.W, g.C, g.OH, g.OW, g.KH,
-                        g.KW, g.sh, g.sw, g.pt, g.pl, c->op == MDL_OP_MAX_POOL2D,
-                        c->opt->pool.count_include_pad};
+static void pool_rows(const mdl__pool_args *a) {
 #ifdef MDL_HAVE_X86_SIMD
     int level = mdl__cpu_level();
     if (level >= MDL_CPU_AVX512) {
-        mdl__pool_avx512(&a);
-        return MDL_OK;
+        mdl__pool_avx512(a);
+        return;
     }
     if (level >= MDL_CPU_AVX2) {
-        mdl__pool_avx2(&a);
-        return MDL_OK;
+        mdl__pool_avx2(a);
+        return;
     }
 #endif
-    mdl__pool_ref(&a);
+    mdl__pool_ref(a);
+}
+
+/* With workers: (image, band of output rows) tasks.  A band is the same pooling of one image
+   whose first output row is oh0: its windows start oh0 * sh rows lower, i.e. top padding
+   pt - oh0 * sh (negative past the padding; windows are clipped to the image either way), so
+   every output is computed as in the whole call. */
+typedef struct pool_job {
+    mdl__pool_args a;
+    int64_t rows, per_image;
+} pool_job;
+
+static void pool_task(void *arg, int64_t t, int worker) {
+    (void)worker;
+    const pool_job *j = arg;
+    mdl__pool_args a = j->a;
+    int64_t n = t / j->per_image, oh0 = t % j->per_image * j->rows;
+    a.x += n * a.H * a.W * a.C;
+    a.y += (n * a.OH + oh0) * a.OW * a.C;
+    a.N = 1;
+    a.OH = a.OH - oh0 < j->rows ? a.OH - oh0 : j->rows;
+    a.pt -= oh0 * a.sh;
+    pool_rows(&a);
+}
+
+#define POOL_PAR_MIN ((int64_t)1 << 16) /* window reads below which one thread does it */
+
+static mdl_status pool_run(mdl__kctx *c) {
+    pool_geom g;
+    pool_geometry(c, &g);
+    pool_job j = {{c->in_data[0], c->out_data[0], g.N, g.H, g.W, g.C, g.OH, g.OW, g.KH, g.KW,
+                   g.sh, g.sw, g.pt, g.pl, c->op == MDL_OP_MAX_POOL2D,
+                   c->opt->pool.count_include_pad},
+                  0, 0};
+    int nw = mdl__par_workers(c->par);
+    if (nw < 2 || g.N * g.OH * g.OW * g.C * g.KH * g.KW < POOL_PAR_MIN || g.N * g.OH < 2) {
+        pool_rows(&j.a);
+        return MDL_OK;
+    }
+    int64_t want = (int64_t)nw * 4;
+    j.rows = (g.N * g.OH + want - 1) / want;
+    if (j.rows > g.OH) j.rows = g.OH;
+    j.per_image = (g.OH + j.rows - 1) / j.rows;
+    mdl__par_for(c->par, g.N * j.per_image, pool_task, &j);
     return MDL_OK;
 }
 

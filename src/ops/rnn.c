@@ -236,22 +236,115 @@ static void gru_lbr_pre(int64_t n, float *restrict lin, const float *restrict xh
         for (int64_t j = 0; j < n; j++) lin[j] = xh[j] + r[j] * lin[j];
 }
 
-/* out[N, cols] (row stride ldo) = h[N, K] R^T + xt, where xt's rows are xs apart.  With one batch
-   row xt is the GEMM's bias, so the product comes out finished; otherwise it is added after. */
-static void step_gemm(int64_t N, int64_t cols, int64_t K, const float *h, const float *R,
-                      const void *packed, const float *xt, int64_t xs, float *out, int64_t ldo) {
+/* Rows [b0, b1) of out[N, cols] (row stride ldo) = h[N, K] R^T + xt, where xt's rows are xs
+   apart.  With one batch row xt is the GEMM's bias, so the product comes out finished;
+   otherwise it is added after.  The rows are computed exactly as the whole product computes
+   them (mdl__gemm_nt_packed_rows), so a split over workers changes no result. */
+static void step_gemm(int64_t N, int64_t b0, int64_t b1, int64_t cols, int64_t K, const float *h,
+                      const float *R, const void *packed, const float *xt, int64_t xs, float *out,
+                      int64_t ldo) {
     const float lo = -__builtin_inff(), hi = __builtin_inff();
     if (N == 1) {
-        mdl__gemm_nt_packed(1, cols, K, h, K, R, K, packed, xt, out, ldo, lo, hi);
+        mdl__gemm_nt_packed_rows(1, 0, 1, cols, K, h, K, R, K, packed, xt, out, ldo, lo, hi);
         return;
     }
-    mdl__gemm_nt_packed(N, cols, K, h, K, R, K, packed, NULL, out, ldo, lo, hi);
-    for (int64_t b = 0; b < N; b++) add_into(cols, out + b * ldo, xt + b * xs);
+    mdl__gemm_nt_packed_rows(N, b0, b1, cols, K, h, K, R, K, packed, NULL, out, ldo, lo, hi);
+    for (int64_t b = b0; b < b1; b++) add_into(cols, out + b * ldo, xt + b * xs);
+}
+
+/* One timestep for batch rows [b0, b1): every row's recurrence is independent of the others'. */
+typedef struct step_job {
+    const rnn_geom *g;
+    const float *Rd;
+    const void *const *pr;
+    const float *xt, *rbh;
+    float *rp, *h, *cs, *rh;
+    int64_t rows; /* per task */
+} step_job;
+
+static void step_rows(const step_job *j, int64_t b0, int64_t b1) {
+    const rnn_geom *g = j->g;
+    const int64_t N = g->N, H = g->H, GH = g->G * g->H, xs = GH;
+    const float *xt = j->xt, *Rd = j->Rd;
+    float *rp = j->rp, *h = j->h, *cs = j->cs, *rh = j->rh;
+    if (g->lstm) {
+        step_gemm(N, b0, b1, GH, H, h, Rd, j->pr[0], xt, xs, rp, GH);
+        for (int64_t b = b0; b < b1; b++) {
+            float *gb = rp + b * GH, *hb = h + b * H, *cb = cs + b * H;
+            float *gi = gb, *go = gb + H, *gf = gb + 2 * H, *gc = gb + 3 * H;
+            mdl__sigmoid_f32v(gb, gb, 3 * H); /* i, o, f */
+            mdl__tanh_f32v(gc, gc, H);
+            lstm_c(H, cb, gi, gf, gc);
+            mdl__tanh_f32v(cb, gc, H); /* g is spent: its slot takes tanh(c) */
+            mul_to(H, hb, go, gc);
+        }
+    } else if (g->lbr) {
+        /* h~ = tanh(xh + r . (R_h h + Rb_h)): one packed GEMM for all three gates; xh stays
+           out of it because r scales the rest. */
+        mdl__gemm_nt_packed_rows(N, b0, b1, GH, H, h, H, Rd, H, j->pr[0], NULL, rp, GH,
+                                 -__builtin_inff(), __builtin_inff());
+        for (int64_t b = b0; b < b1; b++) {
+            const float *xb = xt + b * xs;
+            float *gb = rp + b * GH, *hb = h + b * H;
+            add_into(2 * H, gb, xb);
+            mdl__sigmoid_f32v(gb, gb, 2 * H); /* z, r */
+            gru_lbr_pre(H, gb + 2 * H, xb + 2 * H, gb + H, j->rbh);
+            mdl__tanh_f32v(gb + 2 * H, gb + 2 * H, H);
+            gru_h(H, hb, gb, gb + 2 * H);
+        }
+    } else {
+        /* h~ = tanh(xh + (r . h) R_h^T): z and r first, then the candidate's GEMM. */
+        step_gemm(N, b0, b1, 2 * H, H, h, Rd, j->pr[0], xt, xs, rp, GH);
+        for (int64_t b = b0; b < b1; b++) {
+            float *gb = rp + b * GH;
+            mdl__sigmoid_f32v(gb, gb, 2 * H);
+            mul_to(H, rh + b * H, gb + H, h + b * H);
+        }
+        step_gemm(N, b0, b1, H, H, rh, Rd + 2 * H * H, j->pr[1], xt + 2 * H, xs, rp + 2 * H, GH);
+        for (int64_t b = b0; b < b1; b++) {
+            float *gb = rp + b * GH;
+            mdl__tanh_f32v(gb + 2 * H, gb + 2 * H, H);
+            gru_h(H, h + b * H, gb, gb + 2 * H);
+        }
+    }
+}
+
+static void step_task(void *arg, int64_t t, int worker) {
+    (void)worker;
+    const step_job *j = arg;
+    int64_t b0 = t * j->rows, b1 = b0 + j->rows < j->g->N ? b0 + j->rows : j->g->N;
+    step_rows(j, b0, b1);
+}
+
+static int64_t gcd64(int64_t a, int64_t b) {
+    while (b) {
+        int64_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+/* Batch rows per task of a step: a multiple of the row granule of every GEMM in the step, and
+   the whole batch (one task) when the step is too small to split. */
+static int64_t step_task_rows(const mdl__kctx *c, const rnn_geom *g, const float *Rd,
+                              const void *const *pr) {
+    const int64_t N = g->N, H = g->H, GH = g->G * g->H;
+    int nw = mdl__par_workers(c->par);
+    if (nw < 2 || N < 2 || N * GH * H < ((int64_t)1 << 16)) return N;
+    int64_t gr = mdl__gemm_nt_packed_granule(N, g->lstm || g->lbr ? GH : 2 * H, H, Rd, pr[0]);
+    if (!g->lstm && !g->lbr) {
+        int64_t g2 = mdl__gemm_nt_packed_granule(N, H, H, Rd + 2 * H * H, pr[1]);
+        gr = gr / gcd64(gr, g2) * g2;
+    }
+    int64_t blocks = (N + gr - 1) / gr, parts = blocks < nw ? blocks : nw;
+    return (blocks + parts - 1) / parts * gr;
 }
 
 /* Runs one direction over the whole sequence.  X [S, N, I]; Wd [G*H, I] and Rd [G*H, H] with
    their packed forms pw and pr[] (NULL: not packed); Bd [2*G*H] or NULL; h0/c0 [N, H] or NULL;
-   Y (rows D*N*H apart between steps), yh, yc may be NULL. */
+   Y (rows D*N*H apart between steps), yh, yc may be NULL.  With workers, the input projection
+   is split like any GEMM and each step over batch rows. */
 static void run_direction(const mdl__kctx *c, const rnn_geom *g, bool reverse, const float *X,
                           const float *Wd, const void *pw, const float *Rd, const void *const *pr,
                           const float *Bd, const float *h0, const float *c0, float *Y, float *yh,
@@ -270,8 +363,8 @@ static void run_direction(const mdl__kctx *c, const rnn_geom *g, bool reverse, c
         int64_t folded = g->lbr ? 2 * H : GH;
         for (int64_t j = 0; j < GH; j++) bias[j] = wb[j] + (j < folded ? rb[j] : 0.0f);
     }
-    mdl__gemm_nt_packed(S * N, GH, I, X, I, Wd, I, pw, bias, xp, GH, -__builtin_inff(),
-                        __builtin_inff());
+    mdl__gemm_nt_packed_par(c->par, S * N, GH, I, X, I, Wd, I, pw, bias, xp, GH,
+                            -__builtin_inff(), __builtin_inff());
     const float *rbh = Bd && g->lbr ? Bd + GH + 2 * H : NULL;
 
     if (h0) memcpy(h, h0, nh);
@@ -281,49 +374,14 @@ static void run_direction(const mdl__kctx *c, const rnn_geom *g, bool reverse, c
         else memset(cs, 0, nh);
     }
 
+    step_job j = {.g = g, .Rd = Rd, .pr = pr, .rbh = rbh, .rp = rp, .h = h, .cs = cs, .rh = rh,
+                  .rows = step_task_rows(c, g, Rd, pr)};
+    const int64_t tasks = (N + j.rows - 1) / j.rows;
     for (int64_t step = 0; step < S; step++) {
         int64_t t = reverse ? S - 1 - step : step;
-        const float *xt = xp + t * N * xs;
-        if (g->lstm) {
-            step_gemm(N, GH, H, h, Rd, pr[0], xt, xs, rp, GH);
-            for (int64_t b = 0; b < N; b++) {
-                float *gb = rp + b * GH, *hb = h + b * H, *cb = cs + b * H;
-                float *gi = gb, *go = gb + H, *gf = gb + 2 * H, *gc = gb + 3 * H;
-                mdl__sigmoid_f32v(gb, gb, 3 * H); /* i, o, f */
-                mdl__tanh_f32v(gc, gc, H);
-                lstm_c(H, cb, gi, gf, gc);
-                mdl__tanh_f32v(cb, gc, H); /* g is spent: its slot takes tanh(c) */
-                mul_to(H, hb, go, gc);
-            }
-        } else if (g->lbr) {
-            /* h~ = tanh(xh + r . (R_h h + Rb_h)): one packed GEMM for all three gates; xh stays
-               out of it because r scales the rest. */
-            mdl__gemm_nt_packed(N, GH, H, h, H, Rd, H, pr[0], NULL, rp, GH, -__builtin_inff(),
-                                __builtin_inff());
-            for (int64_t b = 0; b < N; b++) {
-                const float *xb = xt + b * xs;
-                float *gb = rp + b * GH, *hb = h + b * H;
-                add_into(2 * H, gb, xb);
-                mdl__sigmoid_f32v(gb, gb, 2 * H); /* z, r */
-                gru_lbr_pre(H, gb + 2 * H, xb + 2 * H, gb + H, rbh);
-                mdl__tanh_f32v(gb + 2 * H, gb + 2 * H, H);
-                gru_h(H, hb, gb, gb + 2 * H);
-            }
-        } else {
-            /* h~ = tanh(xh + (r . h) R_h^T): z and r first, then the candidate's GEMM. */
-            step_gemm(N, 2 * H, H, h, Rd, pr[0], xt, xs, rp, GH);
-            for (int64_t b = 0; b < N; b++) {
-                float *gb = rp + b * GH;
-                mdl__sigmoid_f32v(gb, gb, 2 * H);
-                mul_to(H, rh + b * H, gb + H, h + b * H);
-            }
-            step_gemm(N, H, H, rh, Rd + 2 * H * H, pr[1], xt + 2 * H, xs, rp + 2 * H, GH);
-            for (int64_t b = 0; b < N; b++) {
-                float *gb = rp + b * GH;
-                mdl__tanh_f32v(gb + 2 * H, gb + 2 * H, H);
-                gru_h(H, h + b * H, gb, gb + 2 * H);
-            }
-        }
+        j.xt = xp + t * N * xs;
+        if (tasks > 1) mdl__par_for(c->par, tasks, step_task, &j);
+        else step_rows(&j, 0, N);
         if (Y) memcpy(Y + t * g->D * N * H, h, nh);
     }
     if (yh) memcpy(yh, h, nh);

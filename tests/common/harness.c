@@ -3,6 +3,8 @@
 #include "ops/ops.h"
 #ifdef MDL_HAVE_X86_SIMD
 #include "ops/x86/x86.h"
+#include "graph/threads.h"
+#include "graph/util.h"
 #endif
 
 #include <math.h>
@@ -49,6 +51,20 @@ static void set_quant(mdl__tensor *t, const th_tensor *src) {
 void th_tensor_free(th_tensor *t) {
     free(t->data);
     t->data = NULL;
+}
+
+static mdl__pool *th_pool;
+static int th_workers = 1;
+
+void th_set_threads(int n) {
+    mdl__pool_free(th_pool);
+    th_pool = NULL;
+    th_workers = 1;
+    if (n > 1) {
+        mdl_error err;
+        assert_int_equal(mdl__pool_create(mdl__allocator_or_default(NULL), n, &th_pool, &err), MDL_OK);
+        th_workers = n;
+    }
 }
 
 mdl_status th_run_op(mdl_op op, const mdl_op_options *options, int nin, const th_tensor *in,
@@ -137,7 +153,20 @@ mdl_status th_run_op(mdl_op op, const mdl_op_options *options, int nin, const th
         memset(scratch, 0xA5, ctx.scratch_bytes); /* garbage: kernels must not assume zeroes */
     }
     ctx.scratch = scratch;
+    /* th_set_threads: the kernel gets the pool and each other worker its own (garbage) scratch */
+    void *wscratch[MDL_MAX_THREADS] = {0};
+    mdl__par par = {0};
+    if (th_pool) {
+        for (int w = 0; w < th_workers - 1; w++) {
+            wscratch[w] = aligned_alloc(64, (ctx.scratch_bytes + 64) & ~(size_t)63);
+            memset(wscratch[w], 0xA5, ctx.scratch_bytes);
+        }
+        par = (mdl__par){.nworkers = th_workers, .run = mdl__pool_run, .pool = th_pool,
+                         .worker_scratch = wscratch, .worker_scratch_bytes = ctx.scratch_bytes};
+        ctx.par = &par;
+    }
     st = k->run(&ctx);
+    for (int w = 0; w < th_workers - 1; w++) free(wscratch[w]);
     free(scratch);
     free(packed);
     if (st == MDL_OK)

@@ -51,6 +51,10 @@ void th_tensor_free(th_tensor *t);
 mdl_status th_run_op(mdl_op op, const mdl_op_options *options, int nin, const th_tensor *in,
                      int nout, th_tensor *out, mdl_error *err);
 
+/* From now on th_run_op runs kernels with a pool of n workers (the caller included) and a scratch
+   per worker, as a session with threads = n does; 1 (the default) runs them serially. */
+void th_set_threads(int n);
+
 /* Deterministic pseudo-random numbers (xorshift), seeded per test. */
 void th_seed(uint64_t seed);
 uint64_t th_rand_u64(void);

@@ -4,7 +4,8 @@
 set -eu
 debs=(build-essential pkg-config libopenblas-dev libcjson-dev libcmocka-dev libprotobuf-c-dev
       protobuf-c-compiler flatbuffers-compiler gcc-arm-none-eabi picolibc-arm-none-eabi
-      qemu-system-arm clang libclang-rt-14-dev python3 python3-pip)
+      qemu-system-arm clang libclang-rt-14-dev python3 python3-pip
+      default-jre-headless)  # Java: the Spark batch-scoring test (make check-spark)
 # firmware images under QEMU (make firmware-check): RV32 toolchain, picolibc and emulator
 debs+=(gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc)
 missing=()
@@ -14,11 +15,12 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
     echo "install-deps: installing ${missing[*]}"
     sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    $sudo apt-get -o DPkg::Lock::Timeout=300 update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq "${missing[@]}" >/dev/null
 fi
 py=()
-for m in numpy onnx onnxruntime pytest; do
+# pyspark, pandas, pyarrow: examples/spark (make check-spark)
+for m in numpy onnx onnxruntime pytest pyspark pandas pyarrow; do
     python3 -c "import $m" 2>/dev/null || py+=("$m")
 done
 if [ ${#py[@]} -gt 0 ]; then

@@ -23,6 +23,7 @@ MAX_RANK = 8
 ERROR_MSG_SIZE = 256
 CONVERT_MAX_SHAPES = 16
 LOAD_COPY = 1 << 0
+MAX_THREADS = 64  # MDL_MAX_THREADS
 
 _LIBNAME = "libmdeploy.so"
 _PKG_DIR = Path(__file__).resolve().parent
@@ -98,6 +99,7 @@ class mdl_session_options(ctypes.Structure):
         ("profile", ctypes.c_bool),
         ("ninput_shapes", ctypes.c_int32),
         ("input_shapes", ctypes.POINTER(mdl_shape)),
+        ("threads", ctypes.c_int32),
     ]
 
 
@@ -243,6 +245,7 @@ _PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     "mdl_session_run": (_status, [_vp]),
     "mdl_session_message": (_str, [_vp]),
     "mdl_session_node_ns": (_c.c_uint64, [_vp, _int]),
+    "mdl_session_threads": (_int, [_vp]),
 }
 
 # The converter is a host-only part of the library (needs protobuf-c); a library built without

@@ -309,6 +309,10 @@ class Model:
     Models with dynamic dimensions (:attr:`TensorInfo.dynamic` inputs, e.g. a batch or sequence
     length left dynamic by the converter) take any size the model allows: :meth:`run` keeps
     sessions per input shape (the most recently used ``_SHAPES_MAX`` shapes).
+
+    ``threads=N`` (default 1) lets each run use N threads (``mdl_session_options.threads``): the
+    sessions of :meth:`run` and :meth:`session` each get N - 1 worker threads of their own; the
+    results are bit-identical to one thread.
     """
 
     # How many idle sessions run() keeps for reuse; a burst of more concurrent callers creates
@@ -317,7 +321,10 @@ class Model:
     # Dynamic models: how many different input shapes keep idle sessions.
     _SHAPES_MAX = 8
 
-    def __init__(self, source: Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, np.ndarray]) -> None:
+    def __init__(
+        self, source: Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, np.ndarray], *, threads: int = 1
+    ) -> None:
+        self._threads = _check_threads(threads)
         err = _lib.mdl_error()
         out = ctypes.c_void_p()
         opts = lib.mdl_load_options_default()
@@ -535,9 +542,17 @@ class Model:
 
     # -- running -----------------------------------------------------------------------------
 
-    def session(self, *, profile: bool = False, shapes: Optional["Shapes"] = None) -> "Session":
-        """A new :class:`Session` of this model (same as ``Session(model, profile=..., shapes=...)``)."""
-        return Session(self, profile=profile, shapes=shapes)
+    @property
+    def threads(self) -> int:
+        """Threads per run of :meth:`run` and the default of :meth:`session` (``Model(threads=)``)."""
+        return self._threads
+
+    def session(self, *, profile: bool = False, shapes: Optional["Shapes"] = None,
+                threads: Optional[int] = None) -> "Session":
+        """A new :class:`Session` of this model (same as ``Session(model, profile=..., shapes=...,
+        threads=...)``; ``threads`` defaults to the model's)."""
+        return Session(self, profile=profile, shapes=shapes,
+                       threads=self._threads if threads is None else threads)
 
     def run(self, inputs: Inputs, *, as_dict: bool = False, raw: bool = False) -> Outputs:
         """Run the model once and return its outputs as new arrays.
@@ -573,7 +588,7 @@ class Model:
             if idle:
                 self._pool.move_to_end(key)
                 return idle.pop()
-        return Session(self, _pooled=True, shapes=list(key) if key is not None else None)
+        return Session(self, threads=self._threads, _pooled=True, shapes=list(key) if key is not None else None)
 
     def _release(self, s: "Session") -> None:
         key = s._shape_key() if self._dynamic and s._state is not None else None
@@ -629,6 +644,14 @@ def _session_infos(fn: Any, p: int, n: int) -> Tuple[TensorInfo, ...]:
     return tuple(out)
 
 
+def _check_threads(threads: Any) -> int:
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
+        raise TypeError(f"threads must be an int, not {type(threads).__name__}")
+    if not 1 <= int(threads) <= _lib.MAX_THREADS:
+        raise Error(f"threads is {int(threads)}, must be 1 to {_lib.MAX_THREADS}", Status.INVALID_ARGUMENT)
+    return int(threads)
+
+
 class _SessionState:
     """The C session, its current input/output shapes and the arrays viewing its buffers (whose
     addresses are fixed for the C session's life, so the views are built once).  A resize makes a
@@ -653,7 +676,9 @@ class Session:
     thread calling :meth:`run` concurrently gets an :class:`Error`); any number of sessions, in
     any threads, may share one :class:`Model`.  The GIL is released during the C run.
 
-    ``profile=True`` times every node; read the times with :meth:`profile`.
+    ``profile=True`` times every node; read the times with :meth:`profile`.  ``threads=N``
+    (default 1) splits each run over N threads (the session's own N - 1 workers and the caller),
+    with results bit-identical to one thread.
 
     Models with dynamic dimensions: ``shapes`` (or :meth:`resize`) sets the input shapes (by
     default every dynamic dim is 1); :meth:`run` given arrays of other shapes resizes the session
@@ -662,7 +687,8 @@ class Session:
     """
 
     def __init__(
-        self, model: Model, *, profile: bool = False, shapes: Optional[Shapes] = None, _pooled: bool = False
+        self, model: Model, *, profile: bool = False, shapes: Optional[Shapes] = None, threads: int = 1,
+        _pooled: bool = False
     ) -> None:
         if not isinstance(model, Model):
             raise TypeError(f"Session() needs an mdeploy.Model, not {type(model).__name__}")
@@ -678,6 +704,7 @@ class Session:
         self._dynamic = model._dynamic
         self._input_index = model._input_index
         self._profile = bool(profile)
+        self._threads = _check_threads(threads)
         self._busy = threading.Lock()
         self._state: Optional[_SessionState] = None
         self._state = self._create(shapes)
@@ -685,6 +712,7 @@ class Session:
     def _create(self, shapes: Optional[Shapes]) -> _SessionState:
         opts = lib.mdl_session_options_default()
         opts.profile = self._profile
+        opts.threads = self._threads
         if shapes is not None:
             arr = self._shape_array(shapes)
             opts.ninput_shapes = len(arr)
@@ -929,6 +957,14 @@ class Session:
         # Copies element by element whatever the strides, so non-contiguous inputs need no
         # temporary, and the caller's array is never written to or aliased.
         np.copyto(view, a, casting="equiv")
+
+    @property
+    def threads(self) -> int:
+        """Threads each run of this session uses."""
+        st = self._state
+        if st is None:
+            raise Error("the session has been closed", Status.INVALID_ARGUMENT)
+        return int(lib.mdl_session_threads(st.handle.ptr))
 
     def profile(self) -> List[NodeTiming]:
         """Per-node times of the last run, in execution order (needs ``profile=True``)."""

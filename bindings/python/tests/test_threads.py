@@ -176,3 +176,40 @@ def test_close_while_threads_run(mlp_bytes):
     for t in threads:
         t.join()
     assert not problems, problems[:5]
+
+
+# ---- intra-op threads: one run split over a session's own workers ------------------------------
+
+
+@pytest.mark.parametrize("name", ["mlp_b64", "mnist_cnn", "text_lstm", "bilstm", "recommender", "digits"])
+def test_intra_op_threads_bit_identical(converted, name):
+    f = {x["name"]: x for x in manifest_fixtures()}[name]
+    path = converted(name)
+    one = mdeploy.Model(path)
+    ins, _ = fixture_io(f)
+    for n in (2, 3):
+        many = mdeploy.Model(path, threads=n)
+        assert many.threads == n
+        with many.session() as s:
+            assert s.threads == n
+            for a, b in zip(one.run(ins), s.run(ins)):
+                np.testing.assert_array_equal(a, b)  # bit-identical, not just close
+        for a, b in zip(one.run(ins), many.run(ins)):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_intra_op_threads_large_batch_bit_identical():
+    m1 = mdeploy.Model(build_slow(3, batch=64, width=256))
+    m2 = mdeploy.Model(build_slow(3, batch=64, width=256), threads=2)
+    x = np.random.default_rng(3).standard_normal(m1.inputs[0].shape).astype(np.float32)
+    np.testing.assert_array_equal(m1.run(x)[0], m2.run(x)[0])
+    assert mdeploy.Session(m1, threads=2).threads == 2
+
+
+@pytest.mark.parametrize("bad", [0, -1, 65])
+def test_intra_op_threads_out_of_range(mlp_path, bad):
+    with pytest.raises(mdeploy.Error) as e:
+        mdeploy.Model(mlp_path, threads=bad)
+    assert e.value.status == mdeploy.Status.INVALID_ARGUMENT
+    with pytest.raises(TypeError):
+        mdeploy.Model(mlp_path, threads=2.0)

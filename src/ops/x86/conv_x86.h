@@ -21,7 +21,12 @@ typedef struct mdl__dw_args {
     float *y;
     int64_t N, H, W, C, OH, OW, KH, KW, sh, sw, dh, dw, pt, pl;
     float lo, hi;
+    /* Output rows [oh0, oh1) of every image (a parallel split; each pixel's arithmetic does not
+       depend on it); oh1 == 0 means all rows. */
+    int64_t oh0, oh1;
 } mdl__dw_args;
+
+static inline int64_t mdl__dw_row_end(const mdl__dw_args *a) { return a->oh1 ? a->oh1 : a->OH; }
 
 void mdl__dwconv_ref(const mdl__dw_args *a);
 

@@ -61,7 +61,7 @@ void mdl__dwconv_avx2(const mdl__dw_args *a) {
     mdl__dw_interior(a->W, a->OW, a->KW, a->sw, a->dw, a->pl, &ow_lo, &ow_hi);
     for (int64_t n = 0; n < a->N; n++) {
         const float *xn = a->x + n * H * a->W * C;
-        for (int64_t oh = 0; oh < a->OH; oh++) {
+        for (int64_t oh = a->oh0; oh < mdl__dw_row_end(a); oh++) {
             const int64_t ih0 = oh * a->sh - a->pt;
             int64_t kh0 = 0, kh1 = KH;
             while (kh0 < KH && ih0 + kh0 * a->dh < 0) kh0++;

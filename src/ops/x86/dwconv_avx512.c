@@ -145,8 +145,9 @@ void mdl__dwconv_avx512(const mdl__dw_args *a) {
                channel block passes over it. */
             int64_t band = BAND / (a->sh * W * C * (int64_t)sizeof(float));
             if (band < 1) band = 1;
-            for (int64_t oh0 = 0; oh0 < a->OH; oh0 += band) {
-                const int64_t oh1 = a->OH - oh0 < band ? a->OH : oh0 + band;
+            const int64_t oh_end = mdl__dw_row_end(a);
+            for (int64_t oh0 = a->oh0; oh0 < oh_end; oh0 += band) {
+                const int64_t oh1 = oh_end - oh0 < band ? oh_end : oh0 + band;
                 for (int64_t c0 = 0; c0 < C; c0 += VL) {
                     if (S == 1)
                         channels3(1, a, xn, yn, c0, oh0, oh1, ow_lo, ow_hi);
@@ -158,7 +159,7 @@ void mdl__dwconv_avx512(const mdl__dw_args *a) {
             }
             continue;
         }
-        for (int64_t oh = 0; oh < a->OH; oh++) {
+        for (int64_t oh = a->oh0; oh < mdl__dw_row_end(a); oh++) {
             const int64_t ih0 = oh * a->sh - a->pt;
             int64_t kh0 = 0, kh1 = KH; /* taps inside the input: kh0 <= kh < kh1 */
             while (kh0 < KH && ih0 + kh0 * a->dh < 0) kh0++;

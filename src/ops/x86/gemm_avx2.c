@@ -222,3 +222,56 @@ void mdl__gemm_nn_avx2(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
                        const float *B, int64_t ldb, float *C, int64_t ldc) {
     blocked(M, N, K, A, lda, B, B_ROWS_KN, ldb, NULL, C, ldc, -__builtin_inff(), __builtin_inff());
 }
+
+/* ---- parts for a parallel split (x86.h) ----------------------------------------------------
+   The dot tiles' sums depend on the tile width, which here depends on the rows (pairs of rows
+   take 4-column tiles, a single row 8-column ones): rows split at even rows, as the whole call
+   pairs them; columns at multiples of 8, where both tilings restart alike.  The blocked loops
+   split at row blocks and panels (blocked_part). */
+static void dot_part(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                     int64_t ldb, const float *bias, float *C, int64_t ldc, float lo, float hi,
+                     int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    (void)M;
+    (void)N;
+    /* columns from n0 (a multiple of 8): the same 8/4/1-column tiles as from 0 */
+    B += n0 * ldb;
+    C += n0;
+    bias = bias ? bias + n0 : NULL;
+    N = n1 - n0;
+    int64_t m = m0;
+    for (; m + 2 <= m1; m += 2)
+        dot_rows2(N, K, A + m * lda, lda, B, ldb, bias, C + m * ldc, ldc, lo, hi);
+    if (m < m1) dot_rows1(N, K, A + m * lda, lda, B, ldb, bias, C + m * ldc, ldc, lo, hi);
+}
+
+void mdl__gemm_part_grain_avx2(const mdl__gemm_part *p, int64_t *mg, int64_t *ng) {
+    if (p->kind == MDL_GEMM_PART_NT && !REPACK(p->M, p->N, p->K)) {
+        *mg = 2;
+        *ng = 8; /* the column tiles: 8, then 4, then 1 */
+        return;
+    }
+    *mg = row_block(p->M);
+    *ng = NR;
+}
+
+void mdl__gemm_part_avx2(const mdl__gemm_part *p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    switch (p->kind) {
+    case MDL_GEMM_PART_NT:
+        if (!REPACK(p->M, p->N, p->K)) {
+            dot_part(p->M, p->N, p->K, p->A, p->lda, p->B, p->ldb, p->bias, p->C, p->ldc, p->lo,
+                     p->hi, m0, m1, n0, n1);
+            return;
+        }
+        blocked_part(p->M, p->N, p->K, p->A, p->lda, p->B, B_ROWS_NT, p->ldb, p->bias, p->C,
+                     p->ldc, p->lo, p->hi, m0, m1, n0, n1);
+        return;
+    case MDL_GEMM_PART_PANELS:
+        blocked_part(p->M, p->N, p->K, p->A, p->lda, p->B, B_PANELS, 0, p->bias, p->C, p->ldc,
+                     p->lo, p->hi, m0, m1, n0, n1);
+        return;
+    default:
+        blocked_part(p->M, p->N, p->K, p->A, p->lda, p->B, B_ROWS_KN, p->ldb, NULL, p->C, p->ldc,
+                     -__builtin_inff(), __builtin_inff(), m0, m1, n0, n1);
+        return;
+    }
+}

@@ -44,22 +44,33 @@ static const ukernel_fn ukernels[2][2][MR];
               block read with masked loads instead of relying on zero padding;
    B_ROWS_NT: row-major B[N,K] (unpacked A B^T with many rows): each KC x NC block is packed into
               a buffer on the stack first, then read as panels. */
-static void blocked(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
-                    int mode, int64_t ldb, const float *bias, float *C, int64_t ldc, float lo,
-                    float hi) {
+/* Rows per block, balanced (49 rows: 7 x 7, not 6 x 8 + 1): a thin last block runs at the
+   latency of its few FMA chains, not at the FMA throughput.  A block's row count picks its
+   microkernel, and so the order of a row's additions (ukernel): a parallel split of the rows
+   keeps the blocks of the whole product (blocked_part). */
+static inline int64_t row_block(int64_t M) {
+    int64_t nmb = (M + MR - 1) / MR;
+    return nmb ? (M + nmb - 1) / nmb : 1;
+}
+
+/* Rows [mlo, mhi) x columns [nlo, nhi) of the whole product: mlo, mhi multiples of
+   row_block(M) (or M), nlo, nhi multiples of NR (or N), so each element is computed by the
+   same microkernel call shape, over the same K blocks, as in the whole product. */
+static void blocked_part(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                         const float *B, int mode, int64_t ldb, const float *bias, float *C,
+                         int64_t ldc, float lo, float hi, int64_t mlo, int64_t mhi, int64_t nlo,
+                         int64_t nhi) {
     _Alignas(64) float buf[REPACK_FLOATS];
     int64_t kcb = mdl__k_block(K, mode == B_ROWS_NT ? REPACK_FLOATS / NR : KC);
     int64_t ncb = mode == B_ROWS_NT ? REPACK_FLOATS / kcb / NR * NR : NC;
-    /* Rows per block, balanced (49 rows: 7 x 7, not 6 x 8 + 1): a thin last block runs at the
-       latency of its few FMA chains, not at the FMA throughput. */
-    int64_t nmb = (M + MR - 1) / MR, mb = (M + nmb - 1) / nmb;
-    for (int64_t n0 = 0; n0 < N; n0 += ncb) {
-        int64_t n1 = N - n0 > ncb ? n0 + ncb : N;
+    int64_t mb = row_block(M);
+    for (int64_t n0 = nlo; n0 < nhi; n0 += ncb) {
+        int64_t n1 = nhi - n0 > ncb ? n0 + ncb : nhi;
         for (int64_t k0 = 0; k0 < K; k0 += kcb) {
             int64_t kc = K - k0 < kcb ? K - k0 : kcb;
             int first = k0 == 0, last = k0 + kc == K;
             if (mode == B_ROWS_NT) mdl__repack_panels(B, ldb, N, n0, n1, k0, kc, NR, buf);
-            for (int64_t m0 = 0; m0 < M; m0 += mb) {
+            for (int64_t m0 = mlo; m0 < mhi; m0 += mb) {
                 int64_t mr = M - m0 < mb ? M - m0 : mb;
                 const float *a = A + m0 * lda + k0;
                 float *c = C + m0 * ldc;
@@ -80,6 +91,12 @@ static void blocked(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda
             }
         }
     }
+}
+
+static void blocked(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                    int mode, int64_t ldb, const float *bias, float *C, int64_t ldc, float lo,
+                    float hi) {
+    blocked_part(M, N, K, A, lda, B, mode, ldb, bias, C, ldc, lo, hi, 0, M, 0, N);
 }
 
 #endif

@@ -60,6 +60,27 @@ void mdl__gemm_nn_avx2(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
 void mdl__gemm_nn_avx512(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                          const float *B, int64_t ldb, float *C, int64_t ldc);
 
+/* ---- parts of one product, for a parallel split (src/ops/gemm.c) ----------------------------
+   kind NT: mdl__gemm_nt_*; PANELS: mdl__gemm_panels_* (B is the panels); NN: mdl__gemm_nn_*
+   (bias NULL, no clamp).  mdl__gemm_part_grain_* gives the row and column granules: rows
+   [m0, m1) x columns [n0, n1) with m0, m1 multiples of *mg (or M) and n0, n1 multiples of *ng
+   (or N) are computed by mdl__gemm_part_* with exactly the arithmetic the whole call gives
+   them.  *ng == N: the columns cannot be split. */
+enum { MDL_GEMM_PART_NT, MDL_GEMM_PART_PANELS, MDL_GEMM_PART_NN };
+typedef struct mdl__gemm_part {
+    int kind;
+    int64_t M, N, K;
+    const float *A, *B, *bias;
+    int64_t lda, ldb, ldc;
+    float *C;
+    float lo, hi;
+} mdl__gemm_part;
+void mdl__gemm_part_grain_avx2(const mdl__gemm_part *p, int64_t *mg, int64_t *ng);
+void mdl__gemm_part_grain_avx512(const mdl__gemm_part *p, int64_t *mg, int64_t *ng);
+void mdl__gemm_part_avx2(const mdl__gemm_part *p, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+void mdl__gemm_part_avx512(const mdl__gemm_part *p, int64_t m0, int64_t m1, int64_t n0,
+                           int64_t n1);
+
 /* Level-explicit forms of the ops.h primitives (defined in src/ops/gemm.c), so that tests and
    benchmarks can run every variant on one machine: level must be <= mdl__cpu_level().
    mdl__gemm_nt_packed_level uses `packed` only if it was packed for the same level, N and K;
@@ -80,5 +101,22 @@ void mdl__gemm_nn_packed_level(int level, int64_t M, int64_t N, int64_t K, const
                                const float *bias, float *C, int64_t ldc, float lo, float hi);
 void mdl__gemm_nn_level(int level, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                         const float *B, int64_t ldb, float *C, int64_t ldc);
+
+/* Level-explicit forms of the parallel primitives (ops.h), for tests. */
+struct mdl__par;
+void mdl__gemm_nt_packed_par_level(int level, const struct mdl__par *p, int64_t M, int64_t N,
+                                   int64_t K, const float *A, int64_t lda, const float *B,
+                                   int64_t ldb, const void *packed, const float *bias, float *C,
+                                   int64_t ldc, float lo, float hi);
+void mdl__gemm_nn_packed_par_level(int level, const struct mdl__par *p, int64_t M, int64_t N,
+                                   int64_t K, const float *A, int64_t lda, const float *B,
+                                   int64_t ldb, const void *packed, const float *bias, float *C,
+                                   int64_t ldc, float lo, float hi);
+int64_t mdl__gemm_nt_packed_granule_level(int level, int64_t M, int64_t N, int64_t K,
+                                          const float *B, const void *packed);
+void mdl__gemm_nt_packed_rows_level(int level, int64_t M, int64_t m0, int64_t m1, int64_t N,
+                                    int64_t K, const float *A, int64_t lda, const float *B,
+                                    int64_t ldb, const void *packed, const float *bias, float *C,
+                                    int64_t ldc, float lo, float hi);
 
 #endif
