@@ -151,7 +151,9 @@ class MdlTensorInfo(ctypes.Structure):
 
 class MdlSessionOptions(ctypes.Structure):
     # include/mdeploy/mdeploy.h: mdl_session_options
-    _fields_ = [("allocator", ctypes.c_void_p), ("profile", ctypes.c_bool), ("threads", ctypes.c_int32)]
+    _fields_ = [("allocator", ctypes.c_void_p), ("profile", ctypes.c_bool),
+                ("ninput_shapes", ctypes.c_int32), ("input_shapes", ctypes.c_void_p),
+                ("threads", ctypes.c_int32)]
 
 
 class Mdl:
