@@ -9,9 +9,9 @@
  *  - tensors and nodes: the runtime graph being built (runtime ops, physical shapes).  A node
  *    whose inputs are all constant is executed at once by the runtime kernel (constant folding)
  *    instead of being added.
- * The ONNX importer (src/io/onnx_host.c) walks the ONNX nodes in order and lowers each one
- * (convert_ops_host.c / convert_fold_host.c), then the passes and the builder emission run
- * (convert_ir_host.c).
+ * Nothing here knows ONNX: the importer (src/io/onnx_import_host.h) fills the IR, the passes
+ * (convert_ir_host.c), the quantizers (src/quant) and the builder emission read and rewrite it,
+ * in the order src/graph/convert_pipeline_host.c runs them.
  */
 #ifndef MDL_CONVERT_HOST_H
 #define MDL_CONVERT_HOST_H
@@ -19,7 +19,6 @@
 #include "graph/graph.h"
 #include "graph/util.h"
 #include "mdeploy/convert.h"
-#include "onnx.pb-c.h"
 
 #define CV_MAX_OUT 3
 
@@ -75,7 +74,7 @@ typedef struct cv_value {
     int8_t alt_perm[MDL_MAX_RANK];
     /* Dynamic quantization (DynamicQuantizeLinear -> MatMulInteger/ConvInteger -> Cast -> Mul)
        is computed in float: these values stand for run-time quantities that only those nodes
-       may read (convert_quant_host.c).  dyn_ref: the float value quantized (CV_DYN_Q/SCALE/ZP)
+       may read (src/io/onnx_lower_quant_host.c).  dyn_ref: the float value quantized (CV_DYN_Q/SCALE/ZP)
        or the weight scale constant (CV_DYN_SCALE_W). */
     int8_t dyn;
     int32_t dyn_ref;
@@ -183,43 +182,6 @@ int32_t mdl__cv_phys(cv_ctx *c, int32_t v, const int8_t *want);
 static inline int32_t mdl__cv_native(cv_ctx *c, int32_t v) { return mdl__cv_phys(c, v, NULL); }
 bool mdl__cv_perm_is_identity(const int8_t *perm, int32_t rank);
 void mdl__cv_perm_identity(int8_t *perm, int32_t rank);
-
-/* ---- lowering (convert_ops_host.c, convert_fold_host.c) ------------------------------------ */
-
-/* Lowers one ONNX node.  in/out: value indices (-1 for an absent optional input/output). */
-mdl_status mdl__cv_lower(cv_ctx *c, const Onnx__NodeProto *n, int nin, const int32_t *in,
-                         int nout, const int32_t *out);
-/* Folds a node of the shape-arithmetic family when all its inputs are constant.  *done = false
-   when the op is not one it folds. */
-mdl_status mdl__cv_fold(cv_ctx *c, const Onnx__NodeProto *n, int nin, const int32_t *in, int nout,
-                        const int32_t *out, bool *done);
-/* Quantization operators (QuantizeLinear, DequantizeLinear, QLinear*, com.microsoft Q*, integer
-   and dynamic quantization ops: convert_quant_host.c) and the float lowering of an op reading
-   8-bit activations.  *done = false when node n is none of these. */
-mdl_status mdl__cv_lower_quant(cv_ctx *c, const Onnx__NodeProto *n, int nin, const int32_t *in,
-                               int nout, const int32_t *out, bool *done);
-bool mdl__cv_quant_op(const char *domain, const char *op_type);
-/* Operators the converter knows (lowered or folded). */
-bool mdl__cv_known_op(const char *op_type);
-bool mdl__cv_lowerable(const char *op_type);
-
-/* Attribute helpers. */
-const Onnx__AttributeProto *mdl__cv_attr(const Onnx__NodeProto *n, const char *name);
-int64_t mdl__cv_attr_int(const Onnx__NodeProto *n, const char *name, int64_t dflt);
-float mdl__cv_attr_float(const Onnx__NodeProto *n, const char *name, float dflt);
-/* ints of a list attribute; *count = -1 when absent. */
-const int64_t *mdl__cv_attr_ints(const Onnx__NodeProto *n, const char *name, int32_t *count);
-/* String attribute into buf ("" when absent). */
-const char *mdl__cv_attr_str(const Onnx__NodeProto *n, const char *name, char *buf, size_t size);
-
-/* Reads an ONNX TensorProto into a new constant tensor (io/onnx_host.c).  *is_bool for BOOL. */
-mdl_status mdl__cv_tensor_proto(cv_ctx *c, const Onnx__TensorProto *tp, const char *name,
-                                int32_t *out, bool *is_bool);
-
-/* Constant value v as int64s (int32/int64/uint8 data); false if not constant or too many. */
-bool mdl__cv_const_ints(const cv_ctx *c, int32_t v, int64_t *vals, int32_t max, int32_t *count);
-/* Constant value v as one float (any numeric dtype, one element). */
-bool mdl__cv_const_scalar(const cv_ctx *c, int32_t v, double *out);
 
 /* ---- passes and output (convert_ir_host.c) -------------------------------------------------- */
 

@@ -3,6 +3,9 @@
 # installed `onnx` Python package ships into $(B)/gen/ at build time.
 
 ONNX_GEN := $(B)/gen
+# The importer's files (onnx_host.c, onnx_lower_*_host.c) include onnx.pb-c.h; the converter's
+# other host files get the include path too, so a lowering file of an operator family may live
+# beside the IR (they include io/onnx_lower_host.h).
 ONNX_SRCS := $(filter src/io/onnx%_host.c src/graph/convert%_host.c src/quant/%_host.c,$(HOST_SRCS))
 ONNX_OBJS := $(ONNX_SRCS:%.c=$(B)/%.o)
 

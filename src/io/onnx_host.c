@@ -1,13 +1,11 @@
-/* The ONNX importer and the converter entry points (include/mdeploy/convert.h).
- *
- * The model is parsed with protobuf-c (code generated at build time from the onnx package's
- * onnx.proto), its initializers become constants, its inputs get fixed shapes, and its nodes are
- * lowered one by one in topological order (graph/convert_*_host.c): constant subgraphs fold as
- * they are met, so shapes are always known.  Then the passes run and the builder writes the file. */
-#include "graph/convert_host.h"
-#include "graph/model.h"
-#include "quant/qdq_host.h"
-#include "quant/ptq_host.h"
+/* The ONNX importer (onnx_import_host.h): the model is parsed with protobuf-c (code generated at
+ * build time from the onnx package's onnx.proto), its initializers become constants, its inputs
+ * get their shapes, and its nodes are lowered one by one in topological order
+ * (onnx_lower_*_host.c): constant subgraphs fold as they are met, so shapes are always known.
+ * Also mdl_parse_input_shape (include/mdeploy/convert.h), whose NAME=DIMS text the input
+ * matching here reads. */
+#include "io/onnx_import_host.h"
+#include "io/onnx_lower_host.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -15,22 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-const char *mdl_convert_report_json(const mdl_convert_report *r) {
-    return r && r->quant ? r->quant->json : NULL;
-}
-
-void mdl_convert_report_free(mdl_convert_report *r) {
-    if (!r) return;
-    mdl__quant_report_free(r->quant);
-    r->quant = NULL;
-}
-
-mdl_convert_options mdl_convert_options_default(void) {
-    mdl_convert_options o;
-    memset(&o, 0, sizeof o);
-    return o;
-}
 
 mdl_status mdl_parse_input_shape(const char *text, mdl_input_shape *shape, mdl_error *err) {
     if (!text || !shape) return mdl__error(err, MDL_INVALID_ARGUMENT, "mdl_parse_input_shape: NULL argument");
@@ -505,14 +487,72 @@ static mdl_status bind_outputs(cv_ctx *c, const Onnx__GraphProto *g) {
     return MDL_OK;
 }
 
-/* Imports and lowers the graph at c->probe's sizes of the dynamic dims, runs the passes and adds
-   the result to a new builder *out. */
-static mdl_status lower_graph(cv_ctx *c, const Onnx__ModelProto *m, const mdl_convert_options *o,
-                              mdl_convert_report *rep, mdl__ptq_plan **plan, const mdl__ptq_plan *replay,
-                              mdl_builder **out, int32_t *nodes_out) {
-    mdl_status st;
+/* ---- the stage ------------------------------------------------------------------------------- */
+
+struct mdl__onnx_model {
+    uint8_t *buf;
+    Onnx__ModelProto *m;
+    char *dir; /* the model's directory (external data) */
+};
+
+/* protobuf-c allocations through plain malloc (its default) are fine; errors come back as NULL. */
+mdl_status mdl__onnx_open(const char *path, mdl__onnx_model **out, mdl_error *err) {
     *out = NULL;
+    mdl__onnx_model *om = calloc(1, sizeof *om);
+    char *dir = malloc(strlen(path) + 2);
+    if (!om || !dir) {
+        free(om);
+        free(dir);
+        return mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory");
+    }
+    strcpy(dir, path);
+    char *slash = strrchr(dir, '/');
+    if (!slash) strcpy(dir, ".");
+    else if (slash == dir) strcpy(dir, "/");
+    else *slash = 0;
+    om->dir = dir;
+    size_t size = 0;
+    mdl_status st = read_file(path, &om->buf, &size, err);
+    if (st) {
+        mdl__onnx_close(om);
+        return st;
+    }
+    om->m = onnx__model_proto__unpack(NULL, size, om->buf);
+    if (!om->m || !om->m->graph) {
+        mdl__onnx_close(om);
+        return mdl__error(err, MDL_CORRUPT_MODEL, "'%s' is not an ONNX model (protobuf parse failed or no graph)",
+                          path);
+    }
+    *out = om;
+    return MDL_OK;
+}
+
+void mdl__onnx_close(mdl__onnx_model *om) {
+    if (!om) return;
+    if (om->m) onnx__model_proto__free_unpacked(om->m, NULL);
+    free(om->buf);
+    free(om->dir);
+    free(om);
+}
+
+void mdl__onnx_info_get(const mdl__onnx_model *om, mdl__onnx_info *info) {
+    const Onnx__ModelProto *m = om->m;
+    memset(info, 0, sizeof *info);
+    info->graph_name = m->graph->name;
+    info->doc_string = m->doc_string;
+    info->graph_doc_string = m->graph->doc_string;
+    info->producer_name = m->producer_name;
+    info->producer_version = m->producer_version;
+    info->has_model_version = m->has_model_version;
+    info->model_version = m->model_version;
+    info->nodes = (int32_t)m->graph->n_node;
+}
+
+mdl_status mdl__onnx_import(const mdl__onnx_model *om, cv_ctx *c, const mdl_convert_options *o) {
+    mdl_status st;
+    const Onnx__ModelProto *m = om->m;
     const Onnx__GraphProto *g = m->graph;
+    c->model_dir = om->dir;
     c->opset = model_opset(m);
     if (c->opset < 0) return mdl__error(c->err, MDL_CORRUPT_MODEL, "the model imports no ONNX operator set");
     if (c->opset < 7)
@@ -552,178 +592,5 @@ static mdl_status lower_graph(cv_ctx *c, const Onnx__ModelProto *m, const mdl_co
     if ((st = lower_nodes(c, g))) return st;
     if ((st = bind_outputs(c, g))) return st;
     c->op_type = NULL;
-    mdl__cv_optimize(c);
-    if (o->quant.mode != MDL_QUANTIZE_NONE) {
-        /* the second lowering of a dynamic model replays the first one's decisions */
-        if ((st = mdl__ptq_run(c, &o->quant, replay ? NULL : &rep->quant, plan, replay))) return st;
-    } else if ((st = mdl__qdq_pass(c, NULL))) {
-        return st;
-    }
-
-    mdl_builder *b;
-    if ((st = mdl_builder_create(NULL, &b, c->err))) return st;
-    if ((st = mdl__cv_build(c, b, nodes_out))) {
-        mdl_builder_free(b);
-        return st;
-    }
-    *out = b;
-    return MDL_OK;
-}
-
-static mdl_status convert(cv_ctx *c, const Onnx__ModelProto *m, const char *out_path,
-                          const mdl_convert_options *o, mdl_convert_report *rep) {
-    const Onnx__GraphProto *g = m->graph;
-    rep->onnx_nodes = (int32_t)g->n_node;
-    mdl_builder *b;
-    mdl__ptq_plan *plan = NULL;
-    mdl_status st = lower_graph(c, m, o, rep, &plan, NULL, &b, &rep->nodes_out);
-    if (st || !c->nsyms) {
-        mdl__ptq_plan_free(plan);
-        plan = NULL;
-    }
-    if (st) return st;
-    rep->opset = c->opset;
-    if (c->nsyms) {
-        /* once more at other sizes of the dynamic dims, to tell which sizes follow them */
-        cv_ctx c1;
-        memset(&c1, 0, sizeof c1);
-        c1.err = c->err;
-        c1.model_dir = c->model_dir;
-        c1.probe = 1;
-        mdl_builder *b1;
-        int32_t n1;
-        st = lower_graph(&c1, m, o, rep, NULL, plan, &b1, &n1);
-        if (!st) {
-            st = mdl__cv_symbolize(c, b, b1, c->err);
-            mdl_builder_free(b1);
-        }
-        mdl__cv_free(&c1);
-        mdl__ptq_plan_free(plan);
-        if (st) {
-            mdl_builder_free(b);
-            return st;
-        }
-        rep->nsymbols = c->nsyms;
-        char *w = rep->dynamic;
-        size_t left = sizeof rep->dynamic;
-        /* "x[0]=batch<=64": the dims and the bounds */
-        const char *p = c->sym_where;
-        while (*p && left > 1) {
-            const char *end = strstr(p, ", ");
-            size_t n = end ? (size_t)(end - p) : strlen(p);
-            const char *eq = memchr(p, '=', n);
-            int32_t s = -1;
-            for (int32_t k = 0; eq && k < c->nsyms; k++)
-                if (strlen(c->sym_names[k]) == n - (size_t)(eq + 1 - p) && !memcmp(eq + 1, c->sym_names[k], n - (size_t)(eq + 1 - p)))
-                    s = k;
-            int wr = s >= 0 && c->sym_max[s]
-                         ? snprintf(w, left, "%s%.*s<=%lld", w == rep->dynamic ? "" : ", ", (int)n, p, (long long)c->sym_max[s])
-                         : snprintf(w, left, "%s%.*s", w == rep->dynamic ? "" : ", ", (int)n, p);
-            if (wr < 0 || (size_t)wr >= left) break;
-            w += wr;
-            left -= (size_t)wr;
-            p = end ? end + 2 : p + n;
-        }
-    }
-    char ver[32];
-    const char *name = o->name ? o->name : g->name ? g->name : "";
-    const char *version = o->model_version;
-    if (!version && m->has_model_version) {
-        snprintf(ver, sizeof ver, "%lld", (long long)m->model_version);
-        version = ver;
-    }
-    const char *desc = o->description ? o->description : m->doc_string ? m->doc_string : g->doc_string;
-    mdl_builder_set_metadata(b, "name", name);
-    if (version) mdl_builder_set_metadata(b, "version", version);
-    if (desc) mdl_builder_set_metadata(b, "description", desc);
-    char src[512];
-    snprintf(src, sizeof src, "%s %s (ONNX opset %lld)", m->producer_name ? m->producer_name : "",
-             m->producer_version ? m->producer_version : "", (long long)c->opset);
-    mdl_builder_set_metadata(b, "source", src);
-    st = mdl_builder_write_file(b, out_path, c->err);
-    if (st && st != MDL_IO && st != MDL_OUT_OF_MEMORY && c->nsyms) {
-        /* Not valid with every dynamic dim at 1 (e.g. a convolution without padding over a
-           dynamic length): sessions start at the sizes the converter checked the graph at. */
-        mdl_error first = *c->err;
-        size_t len = strlen(rep->dynamic);
-        snprintf(rep->dynamic + len, sizeof rep->dynamic - len, "; not valid at 1, sessions start at");
-        for (int32_t y = 0; y < c->nsyms; y++) {
-            int64_t v = mdl__cv_probe_size(0, y);
-            if (c->sym_max[y] && v > c->sym_max[y]) v = c->sym_max[y];
-            mdl__builder_set_initial(b, y, v);
-            len = strlen(rep->dynamic);
-            snprintf(rep->dynamic + len, sizeof rep->dynamic - len, "%s %s=%lld", y ? "," : "",
-                     c->sym_names[y], (long long)v);
-        }
-        if (mdl_builder_write_file(b, out_path, c->err) == MDL_OK) st = MDL_OK;
-        else *c->err = first; /* the first failure explains it best */
-    }
-    mdl_builder_free(b);
-    if (st) return st;
-    rep->folded = c->folded;
-    rep->fused = c->fused;
-    rep->removed = c->removed;
-    /* the numbers of the file as written (and proof that it loads) */
-    mdl_model *mm;
-    if ((st = mdl_model_load_file(out_path, NULL, &mm, c->err))) {
-        remove(out_path);
-        return st;
-    }
-    rep->weight_bytes = mdl_model_weight_bytes(mm);
-    rep->arena_bytes = mdl_model_activation_bytes(mm);
-    mdl_model_free(mm);
-    struct stat sb;
-    if (stat(out_path, &sb) == 0) rep->file_bytes = (size_t)sb.st_size;
-    return MDL_OK;
-}
-
-/* protobuf-c allocations through plain malloc (its default) are fine; errors come back as NULL. */
-mdl_status mdl_convert_onnx(const char *onnx_path, const char *out_path,
-                            const mdl_convert_options *options, mdl_convert_report *report,
-                            mdl_error *err) {
-    mdl_error local;
-    if (!err) err = &local;
-    err->status = MDL_OK;
-    err->msg[0] = 0;
-    if (!onnx_path || !out_path)
-        return mdl__error(err, MDL_INVALID_ARGUMENT, "mdl_convert_onnx: NULL path");
-    mdl_convert_options defaults = mdl_convert_options_default();
-    const mdl_convert_options *o = options ? options : &defaults;
-    if (o->ninput_shapes < 0 || o->ninput_shapes > MDL_CONVERT_MAX_SHAPES)
-        return mdl__error(err, MDL_INVALID_ARGUMENT, "ninput_shapes %d out of range", (int)o->ninput_shapes);
-    mdl_convert_report rep;
-    memset(&rep, 0, sizeof rep);
-    uint8_t *buf = NULL;
-    size_t size = 0;
-    mdl_status st = read_file(onnx_path, &buf, &size, err);
-    if (st) return st;
-    Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, size, buf);
-    if (!m || !m->graph) {
-        if (m) onnx__model_proto__free_unpacked(m, NULL);
-        free(buf);
-        return mdl__error(err, MDL_CORRUPT_MODEL, "'%s' is not an ONNX model (protobuf parse failed or no graph)",
-                          onnx_path);
-    }
-    cv_ctx c;
-    memset(&c, 0, sizeof c);
-    c.err = err;
-    char *dir = mdl__cv_fmt(&c, "%s", onnx_path);
-    if (dir) {
-        char *slash = strrchr(dir, '/');
-        if (!slash) dir = ".";
-        else if (slash == dir) dir = "/";
-        else *slash = 0;
-    }
-    c.model_dir = dir ? dir : ".";
-    st = convert(&c, m, out_path, o, &rep);
-    mdl__cv_free(&c);
-    if (st || !report) mdl_convert_report_free(&rep);
-    onnx__model_proto__free_unpacked(m, NULL);
-    free(buf);
-    if (st) {
-        if (!err->msg[0]) mdl__error(err, st, "conversion failed: %s", mdl_status_str(st));
-        return st;
-    }
-    if (report) *report = rep;
     return MDL_OK;
 }

@@ -1,6 +1,6 @@
 /*
  * The converter's quantization pass (host only): turns the float-with-quantization form the ONNX
- * importer produces (graph/convert_quant_host.c) into int8 operators.
+ * importer produces (io/onnx_lower_quant_host.c) into int8 operators.
  *
  *  - uint8 activations (QUANTIZE outputs) become int8 with zero point - 128 (exact).
  *  - DEQUANTIZE(x) -> op -> QUANTIZE(y) becomes one int8 op reading int8 x and writing y when the

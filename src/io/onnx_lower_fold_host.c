@@ -1,7 +1,7 @@
 /* Constant folding of the ONNX operators that only exist to compute shapes and constants
    (Shape, Gather/Concat of shapes, arithmetic on int64, ConstantOfShape, Range, Where, Cast ...),
    evaluated directly on the constant data, plus the attribute and constant helpers. */
-#include "graph/convert_host.h"
+#include "io/onnx_lower_host.h"
 
 #include <math.h>
 #include <string.h>

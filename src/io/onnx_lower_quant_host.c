@@ -1,5 +1,5 @@
 /* Import of pre-quantized ONNX models (onnxruntime.quantization's QDQ, QOperator and dynamic
-   formats; see convert_host.h).
+   formats; see onnx_lower_host.h).
  *
  * Everything is brought to one form, which the qdq pass (src/quant/qdq_host.h) then turns into
  * int8 operators where the runtime has them:
@@ -14,7 +14,7 @@
  *    DynamicQuantizeLSTM) is computed in float on the dequantized int8 weights: the activations
  *    are not quantized at run time (ORT's results differ by that rounding).
  */
-#include "graph/convert_host.h"
+#include "io/onnx_lower_host.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
-/* Lowering of ONNX operators to runtime nodes (see convert_host.h).  Each lower_* reads its ONNX
+/* Lowering of ONNX operators to runtime nodes (see onnx_lower_host.h).  Each lower_* reads its ONNX
    node, picks the layout its inputs are used in, emits runtime nodes (folded at once when their
    inputs are constant) and binds the ONNX outputs. */
-#include "graph/convert_host.h"
+#include "io/onnx_lower_host.h"
 
 #include <math.h>
 #include <stdio.h>

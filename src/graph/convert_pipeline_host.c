@@ -1,0 +1,218 @@
+/* The converter pipeline: mdl_convert_onnx (include/mdeploy/convert.h) runs the stages in turn,
+ * each of which reads what the one before produced and never calls back:
+ *
+ *   model.onnx
+ *     -> import        src/io/onnx_host.c + onnx_lower_*_host.c (onnx_import_host.h): protobuf ->
+ *                      the IR (graph/convert_host.h), constant subgraphs folded as they are met
+ *     -> IR passes     src/graph/convert_ir_host.c: BatchNorm/bias/activation fusion, layout
+ *                      moves, dead code
+ *     -> quantize      src/quant: post-training int8 (ptq_host.h: calibrates by running the float
+ *                      IR through the runtime) or the int8 form of a QDQ model (qdq_host.h)
+ *     -> build         mdl__cv_build: the live IR into an mdl_builder
+ *     -> [dynamic dims: all of the above once more at other sizes of the dims, and the two
+ *         builders compared (src/graph/convert_dyn_host.c) to tell which sizes follow them]
+ *     -> write         metadata, mdl_builder_write_file (memory plan, FlatBuffers), then the
+ *                      file is loaded back for the report's numbers
+ *   model.mdl
+ *
+ * The IR is one cv_ctx per pass through the stages; the importer's parsed model is read-only
+ * and shared by both passes of a dynamic model.
+ */
+#include "graph/convert_host.h"
+#include "graph/model.h"
+#include "io/onnx_import_host.h"
+#include "quant/ptq_host.h"
+#include "quant/qdq_host.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+const char *mdl_convert_report_json(const mdl_convert_report *r) {
+    return r && r->quant ? r->quant->json : NULL;
+}
+
+void mdl_convert_report_free(mdl_convert_report *r) {
+    if (!r) return;
+    mdl__quant_report_free(r->quant);
+    r->quant = NULL;
+}
+
+mdl_convert_options mdl_convert_options_default(void) {
+    mdl_convert_options o;
+    memset(&o, 0, sizeof o);
+    return o;
+}
+
+/* One pass through the stages at c->probe's sizes of the dynamic dims: import, IR passes,
+   quantization, build into a new builder *out.  plan/replay: the PTQ decisions of the first pass,
+   replayed by the second pass of a dynamic model. */
+static mdl_status run_stages(cv_ctx *c, const mdl__onnx_model *m, const mdl_convert_options *o,
+                             mdl_convert_report *rep, mdl__ptq_plan **plan, const mdl__ptq_plan *replay,
+                             mdl_builder **out, int32_t *nodes_out) {
+    mdl_status st;
+    *out = NULL;
+    /* 1. import: ONNX -> IR */
+    if ((st = mdl__onnx_import(m, c, o))) return st;
+    /* 2. IR passes */
+    mdl__cv_optimize(c);
+    /* 3. quantization: post-training, or the int8 form of a pre-quantized (QDQ) model */
+    if (o->quant.mode != MDL_QUANTIZE_NONE) {
+        /* the second lowering of a dynamic model replays the first one's decisions */
+        if ((st = mdl__ptq_run(c, &o->quant, replay ? NULL : &rep->quant, plan, replay))) return st;
+    } else if ((st = mdl__qdq_pass(c, NULL))) {
+        return st;
+    }
+    /* 4. build: the live graph into a builder (planned and written by the caller) */
+    mdl_builder *b;
+    if ((st = mdl_builder_create(NULL, &b, c->err))) return st;
+    if ((st = mdl__cv_build(c, b, nodes_out))) {
+        mdl_builder_free(b);
+        return st;
+    }
+    *out = b;
+    return MDL_OK;
+}
+
+static mdl_status convert(cv_ctx *c, const mdl__onnx_model *m, const char *out_path,
+                          const mdl_convert_options *o, mdl_convert_report *rep) {
+    mdl__onnx_info info;
+    mdl__onnx_info_get(m, &info);
+    rep->onnx_nodes = info.nodes;
+    mdl_builder *b;
+    mdl__ptq_plan *plan = NULL;
+    mdl_status st = run_stages(c, m, o, rep, &plan, NULL, &b, &rep->nodes_out);
+    if (st || !c->nsyms) {
+        mdl__ptq_plan_free(plan);
+        plan = NULL;
+    }
+    if (st) return st;
+    rep->opset = c->opset;
+    if (c->nsyms) {
+        /* once more at other sizes of the dynamic dims, to tell which sizes follow them */
+        cv_ctx c1;
+        memset(&c1, 0, sizeof c1);
+        c1.err = c->err;
+        c1.probe = 1;
+        mdl_builder *b1;
+        int32_t n1;
+        st = run_stages(&c1, m, o, rep, NULL, plan, &b1, &n1);
+        if (!st) {
+            st = mdl__cv_symbolize(c, b, b1, c->err);
+            mdl_builder_free(b1);
+        }
+        mdl__cv_free(&c1);
+        mdl__ptq_plan_free(plan);
+        if (st) {
+            mdl_builder_free(b);
+            return st;
+        }
+        rep->nsymbols = c->nsyms;
+        char *w = rep->dynamic;
+        size_t left = sizeof rep->dynamic;
+        /* "x[0]=batch<=64": the dims and the bounds */
+        const char *p = c->sym_where;
+        while (*p && left > 1) {
+            const char *end = strstr(p, ", ");
+            size_t n = end ? (size_t)(end - p) : strlen(p);
+            const char *eq = memchr(p, '=', n);
+            int32_t s = -1;
+            for (int32_t k = 0; eq && k < c->nsyms; k++)
+                if (strlen(c->sym_names[k]) == n - (size_t)(eq + 1 - p) && !memcmp(eq + 1, c->sym_names[k], n - (size_t)(eq + 1 - p)))
+                    s = k;
+            int wr = s >= 0 && c->sym_max[s]
+                         ? snprintf(w, left, "%s%.*s<=%lld", w == rep->dynamic ? "" : ", ", (int)n, p, (long long)c->sym_max[s])
+                         : snprintf(w, left, "%s%.*s", w == rep->dynamic ? "" : ", ", (int)n, p);
+            if (wr < 0 || (size_t)wr >= left) break;
+            w += wr;
+            left -= (size_t)wr;
+            p = end ? end + 2 : p + n;
+        }
+    }
+    /* write (the builder plans the memory) */
+    char ver[32];
+    const char *name = o->name ? o->name : info.graph_name ? info.graph_name : "";
+    const char *version = o->model_version;
+    if (!version && info.has_model_version) {
+        snprintf(ver, sizeof ver, "%lld", (long long)info.model_version);
+        version = ver;
+    }
+    const char *desc = o->description ? o->description : info.doc_string ? info.doc_string : info.graph_doc_string;
+    mdl_builder_set_metadata(b, "name", name);
+    if (version) mdl_builder_set_metadata(b, "version", version);
+    if (desc) mdl_builder_set_metadata(b, "description", desc);
+    char src[512];
+    snprintf(src, sizeof src, "%s %s (ONNX opset %lld)", info.producer_name ? info.producer_name : "",
+             info.producer_version ? info.producer_version : "", (long long)c->opset);
+    mdl_builder_set_metadata(b, "source", src);
+    st = mdl_builder_write_file(b, out_path, c->err);
+    if (st && st != MDL_IO && st != MDL_OUT_OF_MEMORY && c->nsyms) {
+        /* Not valid with every dynamic dim at 1 (e.g. a convolution without padding over a
+           dynamic length): sessions start at the sizes the converter checked the graph at. */
+        mdl_error first = *c->err;
+        size_t len = strlen(rep->dynamic);
+        snprintf(rep->dynamic + len, sizeof rep->dynamic - len, "; not valid at 1, sessions start at");
+        for (int32_t y = 0; y < c->nsyms; y++) {
+            int64_t v = mdl__cv_probe_size(0, y);
+            if (c->sym_max[y] && v > c->sym_max[y]) v = c->sym_max[y];
+            mdl__builder_set_initial(b, y, v);
+            len = strlen(rep->dynamic);
+            snprintf(rep->dynamic + len, sizeof rep->dynamic - len, "%s %s=%lld", y ? "," : "",
+                     c->sym_names[y], (long long)v);
+        }
+        if (mdl_builder_write_file(b, out_path, c->err) == MDL_OK) st = MDL_OK;
+        else *c->err = first; /* the first failure explains it best */
+    }
+    mdl_builder_free(b);
+    if (st) return st;
+    rep->folded = c->folded;
+    rep->fused = c->fused;
+    rep->removed = c->removed;
+    /* the numbers of the file as written (and proof that it loads) */
+    mdl_model *mm;
+    if ((st = mdl_model_load_file(out_path, NULL, &mm, c->err))) {
+        remove(out_path);
+        return st;
+    }
+    rep->weight_bytes = mdl_model_weight_bytes(mm);
+    rep->arena_bytes = mdl_model_activation_bytes(mm);
+    mdl_model_free(mm);
+    struct stat sb;
+    if (stat(out_path, &sb) == 0) rep->file_bytes = (size_t)sb.st_size;
+    return MDL_OK;
+}
+
+/* The converter's entry point (include/mdeploy/convert.h). */
+mdl_status mdl_convert_onnx(const char *onnx_path, const char *out_path,
+                            const mdl_convert_options *options, mdl_convert_report *report,
+                            mdl_error *err) {
+    mdl_error local;
+    if (!err) err = &local;
+    err->status = MDL_OK;
+    err->msg[0] = 0;
+    if (!onnx_path || !out_path)
+        return mdl__error(err, MDL_INVALID_ARGUMENT, "mdl_convert_onnx: NULL path");
+    mdl_convert_options defaults = mdl_convert_options_default();
+    const mdl_convert_options *o = options ? options : &defaults;
+    if (o->ninput_shapes < 0 || o->ninput_shapes > MDL_CONVERT_MAX_SHAPES)
+        return mdl__error(err, MDL_INVALID_ARGUMENT, "ninput_shapes %d out of range", (int)o->ninput_shapes);
+    mdl_convert_report rep;
+    memset(&rep, 0, sizeof rep);
+    mdl__onnx_model *m;
+    mdl_status st = mdl__onnx_open(onnx_path, &m, err);
+    if (st) return st;
+    cv_ctx c;
+    memset(&c, 0, sizeof c);
+    c.err = err;
+    st = convert(&c, m, out_path, o, &rep);
+    mdl__cv_free(&c);
+    if (st || !report) mdl_convert_report_free(&rep);
+    mdl__onnx_close(m);
+    if (st) {
+        if (!err->msg[0]) mdl__error(err, st, "conversion failed: %s", mdl_status_str(st));
+        return st;
+    }
+    if (report) *report = rep;
+    return MDL_OK;
+}

@@ -1,0 +1,56 @@
+/*
+ * The ONNX importer's lowering (host only): ONNX nodes -> the converter's IR (graph/convert_host.h).
+ *
+ * Only the importer's files include this header (src/io/onnx_*_host.c, and the lowering files
+ * of operator families beside them): it is the one place where protobuf-c's ONNX types meet the
+ * IR.  onnx_host.c parses the model, reads initializers and inputs, and walks the nodes in
+ * topological order; each node goes to, in turn,
+ *   mdl__cv_lower_quant  quantization operators and ops reading 8-bit values (onnx_lower_quant_host.c)
+ *   mdl__cv_fold         shape arithmetic and elementwise ops on constants (onnx_lower_fold_host.c)
+ *   mdl__cv_lower        everything else, through the dispatch table (onnx_lower_ops_host.c)
+ * which emit IR nodes with mdl__cv_emit (folded at once when their inputs are constant).  Nothing
+ * here runs the passes, quantizes or writes: the pipeline (graph/convert_pipeline_host.c) does,
+ * after the import returns.
+ */
+#ifndef MDL_ONNX_LOWER_HOST_H
+#define MDL_ONNX_LOWER_HOST_H
+
+#include "graph/convert_host.h"
+#include "onnx.pb-c.h"
+
+/* Lowers one ONNX node.  in/out: value indices (-1 for an absent optional input/output). */
+mdl_status mdl__cv_lower(cv_ctx *c, const Onnx__NodeProto *n, int nin, const int32_t *in,
+                         int nout, const int32_t *out);
+/* Folds a node of the shape-arithmetic family when all its inputs are constant.  *done = false
+   when the op is not one it folds. */
+mdl_status mdl__cv_fold(cv_ctx *c, const Onnx__NodeProto *n, int nin, const int32_t *in, int nout,
+                        const int32_t *out, bool *done);
+/* Quantization operators (QuantizeLinear, DequantizeLinear, QLinear*, com.microsoft Q*, integer
+   and dynamic quantization ops: onnx_lower_quant_host.c) and the float lowering of an op reading
+   8-bit activations.  *done = false when node n is none of these. */
+mdl_status mdl__cv_lower_quant(cv_ctx *c, const Onnx__NodeProto *n, int nin, const int32_t *in,
+                               int nout, const int32_t *out, bool *done);
+bool mdl__cv_quant_op(const char *domain, const char *op_type);
+/* Operators the converter knows (lowered or folded). */
+bool mdl__cv_known_op(const char *op_type);
+bool mdl__cv_lowerable(const char *op_type);
+
+/* Attribute helpers. */
+const Onnx__AttributeProto *mdl__cv_attr(const Onnx__NodeProto *n, const char *name);
+int64_t mdl__cv_attr_int(const Onnx__NodeProto *n, const char *name, int64_t dflt);
+float mdl__cv_attr_float(const Onnx__NodeProto *n, const char *name, float dflt);
+/* ints of a list attribute; *count = -1 when absent. */
+const int64_t *mdl__cv_attr_ints(const Onnx__NodeProto *n, const char *name, int32_t *count);
+/* String attribute into buf ("" when absent). */
+const char *mdl__cv_attr_str(const Onnx__NodeProto *n, const char *name, char *buf, size_t size);
+
+/* Reads an ONNX TensorProto into a new constant tensor (onnx_host.c).  *is_bool for BOOL. */
+mdl_status mdl__cv_tensor_proto(cv_ctx *c, const Onnx__TensorProto *tp, const char *name,
+                                int32_t *out, bool *is_bool);
+
+/* Constant value v as int64s (int32/int64/uint8 data); false if not constant or too many. */
+bool mdl__cv_const_ints(const cv_ctx *c, int32_t v, int64_t *vals, int32_t max, int32_t *count);
+/* Constant value v as one float (any numeric dtype, one element). */
+bool mdl__cv_const_scalar(const cv_ctx *c, int32_t v, double *out);
+
+#endif
