@@ -312,6 +312,10 @@ static mdl_status add_input(cv_ctx *c, const Onnx__ValueInfoProto *vi, const mdl
         for (int32_t i = 0; i < rank; i++) {
             const Onnx__TensorShapeProto__Dimension *d = tt->shape->dim[i];
             bool fixed = d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE && d->dim_value > 0;
+            if (d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE && d->dim_value == 0 && !given)
+                return mdl__error(c->err, MDL_UNSUPPORTED,
+                                  "graph input '%s' has dim %d of size 0 (an empty tensor): not supported (if the "
+                                  "exporter meant a dynamic dim, give its size with --input-shape)", name, (int)i);
             if (fixed && given && given->dims[i] != d->dim_value)
                 return mdl__error(c->err, MDL_SHAPE, "--input-shape %s: dim %d is %lld, the model fixes it to %lld",
                                   name, (int)i, (long long)given->dims[i], (long long)d->dim_value);

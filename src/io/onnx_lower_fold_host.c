@@ -181,8 +181,9 @@ static int64_t wrap_i(uint64_t v) {
     return r;
 }
 
-/* Integer arithmetic exactly (shapes may hold INT64_MAX sentinels), wrapping on overflow. */
-static int64_t int_op(ew_op op, int64_t a, int64_t b) {
+/* Integer arithmetic exactly (shapes may hold INT64_MAX sentinels), wrapping on overflow.
+   fmod: Mod's attribute (1: the sign of the dividend, as C's %; 0: the sign of the divisor). */
+static int64_t int_op(ew_op op, int64_t a, int64_t b, bool fmod) {
     switch (op) {
     case EW_ADD: return wrap_i((uint64_t)a + (uint64_t)b);
     case EW_SUB: return wrap_i((uint64_t)a - (uint64_t)b);
@@ -191,7 +192,7 @@ static int64_t int_op(ew_op op, int64_t a, int64_t b) {
     case EW_MOD: {
         if (b == 0 || (a == INT64_MIN && b == -1)) return 0;
         int64_t m = a % b;
-        return m != 0 && ((m < 0) != (b < 0)) ? m + b : m; /* fmod=0: sign of the divisor */
+        return !fmod && m != 0 && ((m < 0) != (b < 0)) ? m + b : m;
     }
     case EW_MIN: return a < b ? a : b;
     case EW_MAX: return a > b ? a : b;
@@ -295,11 +296,16 @@ static mdl_status fold_ew(cv_ctx *c, const Onnx__NodeProto *n, ew_op op, int nin
     bool ints = nuse >= 1 && op != EW_WHERE && op != EW_CAST && op != EW_EXPAND;
     for (int k = 0; k < nuse; k++) ints = ints && is_int(t[k]->dtype);
     bool int_exact = ints && (op <= EW_MAX || op == EW_MOD || op == EW_NEG || op == EW_ABS) && op != EW_POW;
+    bool fmod = op == EW_MOD && mdl__cv_attr_int(n, "fmod", 0) != 0;
+    if (op == EW_MOD && !ints && !fmod)
+        return mdl__cv_fail(c, MDL_UNSUPPORTED, "fmod=0 on floating-point inputs (ONNX requires fmod=1 for them)");
     for (int64_t i = 0; i < count; i++) {
         if (int_exact) {
             int64_t a = get_i(t[0]->dtype, t[0]->data, off[0]);
             int64_t b = nuse > 1 ? get_i(t[1]->dtype, t[1]->data, off[1]) : 0;
-            int64_t v = int_op(op, a, b);
+            if ((op == EW_DIV || op == EW_MOD) && b == 0)
+                return mdl__cv_fail(c, MDL_UNSUPPORTED, "integer division by zero (undefined in ONNX)");
+            int64_t v = int_op(op, a, b, fmod);
             if (dt == MDL_DTYPE_INT64) ((int64_t *)o)[i] = v;
             else put_d(dt, o, i, (double)v);
         } else if (dt == MDL_DTYPE_INT64 && (op == EW_CAST || op == EW_EXPAND || op == EW_WHERE) &&
@@ -323,6 +329,24 @@ static mdl_status fold_ew(cv_ctx *c, const Onnx__NodeProto *n, ew_op op, int nin
             for (int k = 0; k < nuse; k++) off[k] -= st[k][d] * od[d];
             idx[d] = 0;
         }
+    }
+    return MDL_OK;
+}
+
+/* Max and Min take any number of inputs (multidirectional broadcasting): folded pairwise. */
+static mdl_status fold_variadic(cv_ctx *c, const Onnx__NodeProto *n, ew_op op, int nin,
+                                const int32_t *in, int32_t outv) {
+    if (nin == 1) {
+        cv_tensor t = c->ts[c->vals[in[0]].t]; /* a copy: binding adds a tensor */
+        return bind_const(c, outv, t.dtype, t.rank, t.dims, t.data, c->vals[in[0]].is_bool, NULL);
+    }
+    int32_t acc = in[0];
+    for (int k = 1; k < nin; k++) {
+        int32_t dst = k == nin - 1 ? outv : mdl__cv_value(c, mdl__cv_fmt(c, "%s/%d", c->node_name, k));
+        if (dst < 0) return status_of(c);
+        mdl_status st = fold_ew(c, n, op, 2, (int32_t[]){acc, in[k]}, dst);
+        if (st) return st;
+        acc = dst;
     }
     return MDL_OK;
 }
@@ -440,8 +464,10 @@ mdl_status mdl__cv_fold(cv_ctx *c, const Onnx__NodeProto *n, int nin, const int3
         *done = false;
         return MDL_OK;
     }
-    bool all_const = nin >= ew_ops[e].nin;
-    for (int k = 0; k < ew_ops[e].nin && all_const; k++) all_const = mdl__cv_is_const(c, in[k]);
+    bool variadic = ew_ops[e].op == EW_MIN || ew_ops[e].op == EW_MAX;
+    int need = variadic ? nin : ew_ops[e].nin;
+    bool all_const = nin >= need;
+    for (int k = 0; k < need && all_const; k++) all_const = in[k] >= 0 && mdl__cv_is_const(c, in[k]);
     if (!all_const) {
         if (ew_ops[e].lowerable) {
             *done = false;
@@ -451,5 +477,6 @@ mdl_status mdl__cv_fold(cv_ctx *c, const Onnx__NodeProto *n, int nin, const int3
                             "supported only on constants (this one depends on run-time data)");
     }
     if (o0 < 0) return MDL_OK;
+    if (variadic) return fold_variadic(c, n, ew_ops[e].op, nin, in, o0);
     return fold_ew(c, n, ew_ops[e].op, ew_ops[e].nin, in, o0);
 }

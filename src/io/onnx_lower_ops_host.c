@@ -1021,9 +1021,34 @@ static mdl_status alias(cv_ctx *c, int32_t from, int32_t to) {
     return MDL_OK;
 }
 
-static mdl_status lower_identity(cv_ctx *c, node_t *n, const int32_t *in, int nout, const int32_t *out) {
+/* Dropout is the identity at inference.  In training mode (opset 12+: input 2; before opset 7:
+   is_test=0) it drops elements at random unless the ratio is 0: refused. */
+static mdl_status dropout_check(cv_ctx *c, node_t *n, int nin, const int32_t *in) {
+    double training = 0, ratio = 0.5;
+    if (c->opset >= 12) {
+        if (nin > 2 && in[2] >= 0 && !mdl__cv_const_scalar(c, in[2], &training))
+            return mdl__cv_fail(c, MDL_UNSUPPORTED, "training_mode must be a constant (it is computed at run time)");
+        if (training != 0 && nin > 1 && in[1] >= 0 && !mdl__cv_const_scalar(c, in[1], &ratio))
+            return mdl__cv_fail(c, MDL_UNSUPPORTED, "ratio must be a constant in training mode");
+    } else if (c->opset < 7) {
+        training = mdl__cv_attr_int(n, "is_test", 0) == 0;
+        ratio = mdl__cv_attr_float(n, "ratio", 0.5f);
+    }
+    if (training != 0 && ratio != 0)
+        return mdl__cv_fail(c, MDL_UNSUPPORTED,
+                            "training_mode=1 with ratio %g drops elements at random (not an inference computation)",
+                            ratio);
+    return MDL_OK;
+}
+
+static mdl_status lower_identity(cv_ctx *c, node_t *n, int nin, const int32_t *in, int nout,
+                                 const int32_t *out) {
     if (!strcmp(n->op_type, "Dropout") && nout > 1 && out[1] >= 0)
         return mdl__cv_fail(c, MDL_UNSUPPORTED, "the mask output is not supported");
+    if (!strcmp(n->op_type, "Dropout")) {
+        mdl_status st = dropout_check(c, n, nin, in);
+        if (st) return st;
+    }
     c->removed++;
     return alias(c, in[0], out[0]);
 }
@@ -1171,7 +1196,7 @@ mdl_status mdl__cv_lower(cv_ctx *c, const Onnx__NodeProto *n, int nin, const int
     case L_GATHER: return lower_gather(c, n, in, out);
     case L_LSTM: return lower_rnn(c, n, nin, in, nout, out, true);
     case L_GRU: return lower_rnn(c, n, nin, in, nout, out, false);
-    case L_IDENTITY: return lower_identity(c, n, in, nout, out);
+    case L_IDENTITY: return lower_identity(c, n, nin, in, nout, out);
     case L_CAST: return lower_cast(c, n, in, out);
     case L_EXPAND: return lower_expand(c, in, out);
     }
