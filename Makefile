@@ -60,7 +60,7 @@ TEST_SRCS := $(sort $(wildcard tests/*/test_*.c))
 TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRCS))
 EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
 
-.PHONY: all lib tools tests examples check check-spark check-tsan demo install install-check fuzz fuzz-smoke firmware bench clean deps
+.PHONY: all lib tools tests examples check check-spark check-tsan check-onnx-node demo install install-check fuzz fuzz-smoke firmware bench clean deps
 .DEFAULT_GOAL := all
 
 all: lib tools examples
@@ -124,6 +124,7 @@ check: deps
 	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory check-tsan
 	@$(MAKE) --no-print-directory install-check
+	@$(MAKE) --no-print-directory check-onnx-node
 	@bash tests/run.sh build/release build/release-noblas build/release-noblas-san
 	@if command -v java >/dev/null 2>&1 && $(PYTHON) -c "import pyspark, pandas, pyarrow" 2>/dev/null; then \
 	    $(MAKE) --no-print-directory check-spark; \
@@ -137,6 +138,13 @@ check-tsan:
 	@OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1 build/release-tsan/tests/graph/test_threads \
 	    >build/release-tsan/test_threads.log 2>&1 || { tail -n 60 build/release-tsan/test_threads.log; exit 1; }
 	@echo "no data races"
+
+# ONNX's backend node tests (fetched once from the onnx 1.17.0 wheel into build/onnx-node-tests),
+# each converted and run as it is and with its inputs made constants: fails on a wrong answer, a
+# crash, or a refusal not in tests/convert/onnx_node_allow.txt.  Per-operator counts: --per-op.
+check-onnx-node: all
+	@echo "== ONNX backend node tests (tests/convert/onnx_node_suite.py)"
+	@timeout 900 $(PYTHON) tests/convert/onnx_node_suite.py --lib $(B)/libmdeploy.so --cache build/onnx-node-tests
 
 # Batch scoring with PySpark (examples/spark/score.py): Spark local mode on 100k rows and
 # multiprocessing, both bit-identical to one process; prints rows/s.  Needs Java and pyspark.
