@@ -203,6 +203,8 @@ bool mdl__cv_quant_op(const char *domain, const char *op_type);
 bool mdl__cv_elem_op(const char *op_type);
 mdl_status mdl__cv_lower_elem(cv_ctx *c, const Onnx__NodeProto *n, int nin, const int32_t *in,
                               int nout, const int32_t *out);
+/* What to do about an operator the converter does not know (" (...)"), or "". */
+const char *mdl__cv_unsupported_hint(const char *op_type);
 /* Binds ONNX output value v to tensor t in layout perm (NULL = native) and names t after v when
    the current ONNX node made it; passes on the failure of the step that produced t (t < 0). */
 mdl_status mdl__cv_bind_result(cv_ctx *c, int32_t v, int32_t t, const int8_t *perm);

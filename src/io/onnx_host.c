@@ -408,14 +408,14 @@ static mdl_status lower_nodes(cv_ctx *c, const Onnx__GraphProto *g) {
                 break;
             }
             if (!qop && !mdl__cv_known_op(op)) {
-                st = mdl__cv_fail(c, MDL_UNSUPPORTED, "unsupported operator");
+                st = mdl__cv_fail(c, MDL_UNSUPPORTED, "unsupported operator%s", mdl__cv_unsupported_hint(op));
                 break;
             }
-            if (n->n_input > MDL_MAX_NODE_IO || n->n_output > 8) {
+            if (n->n_input > MDL_MAX_NODE_IO || n->n_output > MDL_MAX_NODE_IO) {
                 st = mdl__cv_fail(c, MDL_UNSUPPORTED, "too many inputs or outputs");
                 break;
             }
-            int32_t in[MDL_MAX_NODE_IO], out[8];
+            int32_t in[MDL_MAX_NODE_IO], out[MDL_MAX_NODE_IO];
             int nin = (int)n->n_input, nout = (int)n->n_output;
             for (int k = 0; k < nin; k++)
                 in[k] = n->input[k] && *n->input[k] ? mdl__cv_value_find(c, n->input[k]) : -1;
