@@ -36,6 +36,20 @@
  *  - RESHAPE: output shape is the declared shape of its output tensor; no data is copied (the
  *    memory planner makes the output share its input's memory).
  *  - SLICE: output shape is declared too; begin/step give the elements taken.
+ *  - Element-wise math (EXP, SQRT, LOG, NEG, RECIPROCAL, ABS: one input; POW: two) on float32
+ *    with IEEE results (sqrt(-1) = NaN, log(0) = -inf, 1/0 = inf); NEG and ABS also on int32
+ *    and int64 (two's complement wrap: -INT_MIN = INT_MIN).  POW broadcasts like ADD.
+ *  - ADD, SUB, MUL, DIV on int32 / int64 (both operands the same type, NumPy broadcasting):
+ *    wrap on overflow; DIV truncates toward zero as ONNX specifies, and a zero divisor (or
+ *    INT_MIN / -1) fails the run with MDL_OUT_OF_RANGE naming the element (ONNX leaves it
+ *    undefined; nothing is made up).
+ *  - EQUAL, LESS, GREATER, LESS_OR_EQUAL, GREATER_OR_EQUAL: float32, int32, int64 or bool
+ *    operands of one type, broadcast, give bool.  NOT (one input), AND, OR, XOR: bool.
+ *  - WHERE: cond (bool), X, Y (same type, any dtype) broadcast together (ONNX Where).
+ *  - CAST: to options.cast.to, between float32, int8, uint8, int32, int64 and bool, as ONNX
+ *    Cast: float -> integer truncates toward zero, and a value outside the target's range (or
+ *    NaN) fails the run with MDL_OUT_OF_RANGE (ONNX leaves it undefined); integer -> narrower
+ *    integer keeps the low bits (two's complement); -> bool is x != 0; bool -> 0/1.
  *  - PAD: for integer tensors the value is rounded to nearest and clamped to the type's range;
  *    on a quantized tensor it is a real value, quantized with the tensor's parameters (0.0 pads
  *    with the zero point).
@@ -108,7 +122,25 @@ extern "C" {
     X(GRU, "GRU", RNN)                                                                             \
     X(BATCH_NORM, "BatchNorm", BATCH_NORM)                                                         \
     X(QUANTIZE, "Quantize", NONE)                                                                  \
-    X(DEQUANTIZE, "Dequantize", NONE)
+    X(DEQUANTIZE, "Dequantize", NONE)                                                              \
+    X(EXP, "Exp", NONE)                                                                            \
+    X(SQRT, "Sqrt", NONE)                                                                          \
+    X(LOG, "Log", NONE)                                                                            \
+    X(NEG, "Neg", NONE)                                                                            \
+    X(RECIPROCAL, "Reciprocal", NONE)                                                              \
+    X(ABS, "Abs", NONE)                                                                            \
+    X(POW, "Pow", NONE)                                                                            \
+    X(EQUAL, "Equal", NONE)                                                                        \
+    X(LESS, "Less", NONE)                                                                          \
+    X(GREATER, "Greater", NONE)                                                                    \
+    X(LESS_OR_EQUAL, "LessOrEqual", NONE)                                                          \
+    X(GREATER_OR_EQUAL, "GreaterOrEqual", NONE)                                                    \
+    X(NOT, "Not", NONE)                                                                            \
+    X(AND, "And", NONE)                                                                            \
+    X(OR, "Or", NONE)                                                                              \
+    X(XOR, "Xor", NONE)                                                                            \
+    X(WHERE, "Where", NONE)                                                                        \
+    X(CAST, "Cast", CAST)
 
 typedef enum mdl_op {
 #define MDL__OP_ENUM(name, text, kind) MDL_OP_##name,
@@ -207,9 +239,14 @@ typedef struct mdl_batch_norm_options {
     float epsilon;
 } mdl_batch_norm_options;
 
+/* CAST: the output's element type (see CAST above for the conversion rules). */
+typedef struct mdl_cast_options {
+    mdl_dtype to;
+} mdl_cast_options;
+
 #define MDL_OPTIONS_KIND_MAP(X)                                                                    \
     X(NONE) X(FC) X(CONV) X(POOL) X(ACT) X(AXIS) X(BINARY) X(TRANSPOSE) X(SLICE) X(PAD)            \
-        X(REDUCE) X(RNN) X(BATCH_NORM)
+        X(REDUCE) X(RNN) X(BATCH_NORM) X(CAST)
 
 typedef enum mdl_options_kind {
 #define MDL__KIND_ENUM(name) MDL_OPTIONS_##name,
@@ -234,6 +271,7 @@ typedef union mdl_op_options {
     mdl_reduce_options reduce;
     mdl_rnn_options rnn;
     mdl_batch_norm_options batch_norm;
+    mdl_cast_options cast;
 } mdl_op_options;
 
 /* Defaults: strides/dilations/group 1, no padding, no fused activation, axis -1 (GATHER 0),

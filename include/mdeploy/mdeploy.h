@@ -114,7 +114,8 @@ typedef struct mdl_error {
     X(INT8, "int8", 1)                                                                             \
     X(UINT8, "uint8", 1)                                                                           \
     X(INT32, "int32", 4)                                                                           \
-    X(INT64, "int64", 8)
+    X(INT64, "int64", 8)                                                                           \
+    X(BOOL, "bool", 1) /* one byte, 0 or 1 (ONNX bool; comparisons, Not/And/Or/Xor, Where) */
 
 typedef enum mdl_dtype {
 #define MDL__DTYPE_ENUM(name, text, size) MDL_DTYPE_##name,

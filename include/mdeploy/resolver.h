@@ -122,7 +122,63 @@ extern "C" {
     X(GATHER, INT8, gather)                                                                         \
     X(GATHER, UINT8, gather)                                                                        \
     X(GATHER, INT32, gather)                                                                        \
-    X(GATHER, INT64, gather)                                                                       
+    X(GATHER, INT64, gather)                                                                    \
+    X(EXP, FLOAT32, exp_f32)                                                                    \
+    X(SQRT, FLOAT32, sqrt_f32)                                                                  \
+    X(LOG, FLOAT32, log_f32)                                                                    \
+    X(NEG, FLOAT32, neg_f32)                                                                    \
+    X(RECIPROCAL, FLOAT32, reciprocal_f32)                                                      \
+    X(ABS, FLOAT32, abs_f32)                                                                    \
+    X(NEG, INT32, neg_int)                                                                      \
+    X(NEG, INT64, neg_int)                                                                      \
+    X(ABS, INT32, abs_int)                                                                      \
+    X(ABS, INT64, abs_int)                                                                      \
+    X(POW, FLOAT32, pow_f32)                                                                    \
+    X(ADD, INT32, add_int)                                                                      \
+    X(ADD, INT64, add_int)                                                                      \
+    X(SUB, INT32, sub_int)                                                                      \
+    X(SUB, INT64, sub_int)                                                                      \
+    X(MUL, INT32, mul_int)                                                                      \
+    X(MUL, INT64, mul_int)                                                                      \
+    X(DIV, INT32, div_int)                                                                      \
+    X(DIV, INT64, div_int)                                                                      \
+    X(EQUAL, FLOAT32, equal)                                                                    \
+    X(EQUAL, INT32, equal)                                                                      \
+    X(EQUAL, INT64, equal)                                                                      \
+    X(EQUAL, BOOL, equal)                                                                       \
+    X(LESS, FLOAT32, less)                                                                      \
+    X(LESS, INT32, less)                                                                        \
+    X(LESS, INT64, less)                                                                        \
+    X(LESS, BOOL, less)                                                                         \
+    X(GREATER, FLOAT32, greater)                                                                \
+    X(GREATER, INT32, greater)                                                                  \
+    X(GREATER, INT64, greater)                                                                  \
+    X(GREATER, BOOL, greater)                                                                   \
+    X(LESS_OR_EQUAL, FLOAT32, less_or_equal)                                                    \
+    X(LESS_OR_EQUAL, INT32, less_or_equal)                                                      \
+    X(LESS_OR_EQUAL, INT64, less_or_equal)                                                      \
+    X(LESS_OR_EQUAL, BOOL, less_or_equal)                                                       \
+    X(GREATER_OR_EQUAL, FLOAT32, greater_or_equal)                                              \
+    X(GREATER_OR_EQUAL, INT32, greater_or_equal)                                                \
+    X(GREATER_OR_EQUAL, INT64, greater_or_equal)                                                \
+    X(GREATER_OR_EQUAL, BOOL, greater_or_equal)                                                 \
+    X(NOT, BOOL, not)                                                                           \
+    X(AND, BOOL, logic)                                                                         \
+    X(OR, BOOL, logic)                                                                          \
+    X(XOR, BOOL, logic)                                                                         \
+    X(WHERE, BOOL, where)                                                                       \
+    X(CAST, FLOAT32, cast)                                                                      \
+    X(CAST, INT8, cast)                                                                         \
+    X(CAST, UINT8, cast)                                                                        \
+    X(CAST, INT32, cast)                                                                        \
+    X(CAST, INT64, cast)                                                                        \
+    X(CAST, BOOL, cast)                                                                         \
+    X(RESHAPE, BOOL, reshape)                                                                   \
+    X(TRANSPOSE, BOOL, transpose)                                                               \
+    X(SLICE, BOOL, slice)                                                                       \
+    X(PAD, BOOL, pad)                                                                           \
+    X(GATHER, BOOL, gather)                                                                     \
+    X(CONCAT, BOOL, concat)
 
 typedef struct mdl_op_resolver_entry {
     int16_t op, dtype;  /* mdl_op, mdl_dtype */

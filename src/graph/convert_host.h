@@ -60,7 +60,6 @@ typedef struct cv_node {
 typedef struct cv_value {
     const char *name;
     bool defined;
-    bool is_bool; /* ONNX bool, stored as uint8 */
     int32_t rank;
     int64_t dims[MDL_MAX_RANK]; /* ONNX shape */
     int32_t t;                  /* backing tensor */
@@ -186,6 +185,18 @@ void mdl__cv_perm_identity(int8_t *perm, int32_t rank);
 /* ---- passes and output (convert_ir_host.c) -------------------------------------------------- */
 
 void mdl__cv_optimize(cv_ctx *c);
+/* Helpers of the layer folds (convert_ir_host.c; need current use counts, mdl__cv_analyze):
+   the weighted layer (CONV2D, DEPTHWISE_CONV2D, FULLY_CONNECTED with constant weights, no fused
+   activation) producing t for one consumer, or NULL (*cout: its output channels); its weights
+   scaled by s[oc] (s NULL: unchanged) and bias * s + add (add NULL: 0), as new constants; and
+   node n (one input from p) folded into p, which then writes n's output. */
+cv_node *mdl__cv_weighted_producer(cv_ctx *c, int32_t t, int64_t *cout);
+bool mdl__cv_rescale_layer(cv_ctx *c, cv_node *p, const double *s, const double *add, int64_t C);
+void mdl__cv_absorb(cv_ctx *c, cv_node *p, cv_node *n);
+/* Pattern fusions of convert_fuse_host.c (one round; true when something changed): per-channel
+   Mul after a weighted layer into its weights, the Keras negative-id wrap in front of a Gather
+   into the Gather. */
+bool mdl__cv_fuse(cv_ctx *c);
 /* Recomputes producers, use counts and graph-output flags over the live nodes. */
 void mdl__cv_analyze(cv_ctx *c);
 /* Marks nodes whose outputs nothing needs dead. */

@@ -680,10 +680,20 @@ void mdl__cv_dead_code(cv_ctx *c) {
     free(need);
 }
 
+cv_node *mdl__cv_weighted_producer(cv_ctx *c, int32_t t, int64_t *cout) {
+    return weighted_producer(c, t, cout);
+}
+
+bool mdl__cv_rescale_layer(cv_ctx *c, cv_node *p, const double *s, const double *add, int64_t C) {
+    return rescale_layer(c, p, s, add, C);
+}
+
+void mdl__cv_absorb(cv_ctx *c, cv_node *p, cv_node *n) { absorb(c, p, n); }
+
 void mdl__cv_optimize(cv_ctx *c) {
     mdl__cv_dead_code(c); /* first, so that use counts see only what the outputs need */
     for (int round = 0; round < 4; round++) {
-        bool changed = false;
+        bool changed = mdl__cv_fuse(c);
         mdl__cv_analyze(c);
         changed |= fold_bias(c);
         mdl__cv_analyze(c);

@@ -31,11 +31,12 @@ DESC(d_pad, "PadOptions", VEC(8), SC(4));
 DESC(d_reduce, "ReduceOptions", VEC(4), SC(1));
 DESC(d_rnn, "RnnOptions", SC(4), SC(1), SC(1));
 DESC(d_bn, "BatchNormOptions", SC(4));
+DESC(d_cast, "CastOptions", SC(1));
 
 /* Union member i + 1 == mdl_options_kind i + 1 (MDL_OPTIONS_NONE is union type 0). */
 static const fb_table_desc *const option_descs[] = {&d_fc, &d_conv, &d_pool, &d_actopt, &d_axis,
                                                     &d_binary, &d_transpose, &d_slice, &d_pad,
-                                                    &d_reduce, &d_rnn, &d_bn};
+                                                    &d_reduce, &d_rnn, &d_bn, &d_cast};
 _Static_assert(sizeof option_descs / sizeof option_descs[0] == MDL_OPTIONS_COUNT - 1,
                "one union member per options kind");
 
@@ -169,6 +170,13 @@ static mdl_status read_options(fb_table op, mdl__node *n, const mdl__graph *g, m
         break;
     }
     case MDL_OPTIONS_BATCH_NORM: o->batch_norm.epsilon = fb_get_f32(t, 0, 1e-5f); break;
+    case MDL_OPTIONS_CAST: {
+        uint8_t to = (uint8_t)fb_get_u(t, 0, 1, 0);
+        if (to >= MDL_DTYPE_COUNT)
+            st = mdl__error(err, MDL_CORRUPT_MODEL, "%s '%s': unknown target dtype %u", on, nm, to);
+        o->cast.to = (mdl_dtype)to;
+        break;
+    }
     default: break;
     }
     return st;
@@ -480,6 +488,10 @@ static fb_ref write_options(fb_builder *b, const mdl__node *n, int rank) {
     case MDL_OPTIONS_BATCH_NORM:
         fb_start_table(b);
         fb_add_f32(b, 0, o->batch_norm.epsilon);
+        break;
+    case MDL_OPTIONS_CAST:
+        fb_start_table(b);
+        fb_add_u8(b, 0, (uint8_t)o->cast.to);
         break;
     default: return 0;
     }

@@ -26,7 +26,7 @@ static const struct {
     mdl_dtype dtype;
 } k_descr[] = {
     {"<f4", MDL_DTYPE_FLOAT32}, {"|i1", MDL_DTYPE_INT8},  {"|u1", MDL_DTYPE_UINT8},
-    {"<i4", MDL_DTYPE_INT32},   {"<i8", MDL_DTYPE_INT64},
+    {"<i4", MDL_DTYPE_INT32},   {"<i8", MDL_DTYPE_INT64}, {"|b1", MDL_DTYPE_BOOL},
 };
 _Static_assert(sizeof k_descr / sizeof k_descr[0] == MDL_DTYPE_COUNT,
                "every mdl_dtype needs a .npy descr");

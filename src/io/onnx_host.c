@@ -145,12 +145,11 @@ static float half_to_float(uint16_t h) {
 }
 
 mdl_status mdl__cv_tensor_proto(cv_ctx *c, const Onnx__TensorProto *tp, const char *name,
-                                int32_t *out, bool *is_bool) {
+                                int32_t *out) {
     if (!name || !*name) name = tp->name ? tp->name : "";
     int32_t type = tp->has_data_type ? tp->data_type : 0;
     mdl_dtype dt;
     size_t src_es; /* bytes per element in raw_data */
-    *is_bool = false;
     switch (type) {
     case 1: dt = MDL_DTYPE_FLOAT32; src_es = 4; break;
     case 2: dt = MDL_DTYPE_UINT8; src_es = 1; break;
@@ -159,7 +158,7 @@ mdl_status mdl__cv_tensor_proto(cv_ctx *c, const Onnx__TensorProto *tp, const ch
     case 5: dt = MDL_DTYPE_INT32; src_es = 2; break;  /* int16 */
     case 6: dt = MDL_DTYPE_INT32; src_es = 4; break;
     case 7: dt = MDL_DTYPE_INT64; src_es = 8; break;
-    case 9: dt = MDL_DTYPE_UINT8; src_es = 1; *is_bool = true; break;
+    case 9: dt = MDL_DTYPE_BOOL; src_es = 1; break;
     case 10: dt = MDL_DTYPE_FLOAT32; src_es = 2; break; /* float16 */
     case 11: dt = MDL_DTYPE_FLOAT32; src_es = 8; break; /* double */
     case 12: dt = MDL_DTYPE_INT64; src_es = 4; break;   /* uint32 */
@@ -283,9 +282,10 @@ static mdl_status add_input(cv_ctx *c, const Onnx__ValueInfoProto *vi, const mdl
     case 3: dt = MDL_DTYPE_INT8; break;
     case 6: dt = MDL_DTYPE_INT32; break;
     case 7: dt = MDL_DTYPE_INT64; break;
+    case 9: dt = MDL_DTYPE_BOOL; break;
     default:
         return mdl__error(c->err, MDL_UNSUPPORTED, "graph input '%s' has ONNX element type %d (supported: float, "
-                          "int8, uint8, int32, int64)", name, tt->has_elem_type ? (int)tt->elem_type : 0);
+                          "int8, uint8, int32, int64, bool)", name, tt->has_elem_type ? (int)tt->elem_type : 0);
     }
     const mdl_input_shape *given = NULL;
     for (int32_t k = 0; k < o->ninput_shapes && k < MDL_CONVERT_MAX_SHAPES; k++)
@@ -394,14 +394,14 @@ static mdl_status lower_nodes(cv_ctx *c, const Onnx__GraphProto *g) {
                 break;
             }
             if (!qop && !mdl__cv_known_op(op)) {
-                st = mdl__cv_fail(c, MDL_UNSUPPORTED, "unsupported operator");
+                st = mdl__cv_fail(c, MDL_UNSUPPORTED, "unsupported operator%s", mdl__cv_unsupported_hint(op));
                 break;
             }
-            if (n->n_input > MDL_MAX_NODE_IO || n->n_output > 8) {
+            if (n->n_input > MDL_MAX_NODE_IO || n->n_output > MDL_MAX_NODE_IO) {
                 st = mdl__cv_fail(c, MDL_UNSUPPORTED, "too many inputs or outputs");
                 break;
             }
-            int32_t in[MDL_MAX_NODE_IO], out[8];
+            int32_t in[MDL_MAX_NODE_IO], out[MDL_MAX_NODE_IO];
             int nin = (int)n->n_input, nout = (int)n->n_output;
             for (int k = 0; k < nin; k++)
                 in[k] = n->input[k] && *n->input[k] ? mdl__cv_value_find(c, n->input[k]) : -1;
@@ -567,11 +567,9 @@ mdl_status mdl__onnx_import(const mdl__onnx_model *om, cv_ctx *c, const mdl_conv
         const Onnx__TensorProto *tp = g->initializer[i];
         const char *name = tp->name ? tp->name : "";
         int32_t v = mdl__cv_value(c, name), t;
-        bool is_bool;
         if (v < 0) return c->err->status;
-        if ((st = mdl__cv_tensor_proto(c, tp, name, &t, &is_bool))) return st;
+        if ((st = mdl__cv_tensor_proto(c, tp, name, &t))) return st;
         mdl__cv_bind(c, v, t, NULL);
-        c->vals[v].is_bool = is_bool;
     }
     c->inputs = calloc(g->n_input + 1, sizeof(int32_t));
     c->outputs = calloc(g->n_output + 1, sizeof(int32_t));

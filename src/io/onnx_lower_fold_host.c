@@ -52,6 +52,7 @@ static double get_d(mdl_dtype dt, const void *p, int64_t i) {
     case MDL_DTYPE_UINT8: return ((const uint8_t *)p)[i];
     case MDL_DTYPE_INT32: return ((const int32_t *)p)[i];
     case MDL_DTYPE_INT64: return (double)((const int64_t *)p)[i];
+    case MDL_DTYPE_BOOL: return ((const uint8_t *)p)[i] != 0;
     default: return 0;
     }
 }
@@ -67,6 +68,10 @@ static int64_t get_i(mdl_dtype dt, const void *p, int64_t i) {
 static void put_d(mdl_dtype dt, void *p, int64_t i, double v) {
     if (dt == MDL_DTYPE_FLOAT32) {
         ((float *)p)[i] = (float)v;
+        return;
+    }
+    if (dt == MDL_DTYPE_BOOL) {
+        ((uint8_t *)p)[i] = v != 0; /* NaN too */
         return;
     }
     if (v != v) v = 0;
@@ -105,17 +110,14 @@ static mdl_status status_of(cv_ctx *c) { return c->err->status ? c->err->status 
 
 /* New constant bound to value v. */
 static mdl_status bind_const(cv_ctx *c, int32_t v, mdl_dtype dt, int32_t rank, const int64_t *dims,
-                             const void *data, bool is_bool, void **out_data) {
+                             const void *data, void **out_data) {
     int32_t t = mdl__cv_tensor(c, v >= 0 ? c->vals[v].name : "const", dt, rank, dims, NULL);
     if (t < 0) return status_of(c);
     c->ts[t].data = mdl__cv_alloc(c, c->ts[t].bytes);
     if (!c->ts[t].data) return mdl__error(c->err, MDL_OUT_OF_MEMORY, "out of memory");
     if (data) memcpy(c->ts[t].data, data, c->ts[t].bytes);
     if (out_data) *out_data = c->ts[t].data;
-    if (v >= 0) {
-        mdl__cv_bind(c, v, t, NULL);
-        c->vals[v].is_bool = is_bool;
-    }
+    if (v >= 0) mdl__cv_bind(c, v, t, NULL);
     return MDL_OK;
 }
 
@@ -158,16 +160,15 @@ bool mdl__cv_known_op(const char *op_type) {
     return false;
 }
 
-/* ONNX element type -> storage dtype (bool as uint8). */
-static bool onnx_dtype(int64_t t, mdl_dtype *dt, bool *is_bool) {
-    *is_bool = false;
+/* ONNX element type -> storage dtype. */
+static bool onnx_dtype(int64_t t, mdl_dtype *dt) {
     switch (t) {
     case 1: *dt = MDL_DTYPE_FLOAT32; return true;
     case 2: *dt = MDL_DTYPE_UINT8; return true;
     case 3: *dt = MDL_DTYPE_INT8; return true;
     case 6: *dt = MDL_DTYPE_INT32; return true;
     case 7: *dt = MDL_DTYPE_INT64; return true;
-    case 9: *dt = MDL_DTYPE_UINT8; *is_bool = true; return true;
+    case 9: *dt = MDL_DTYPE_BOOL; return true;
     case 11: *dt = MDL_DTYPE_FLOAT32; return true; /* double: computed in float32 */
     default: return false;
     }
@@ -276,20 +277,17 @@ static mdl_status fold_ew(cv_ctx *c, const Onnx__NodeProto *n, ew_op op, int nin
         }
     }
     mdl_dtype dt = t[0]->dtype;
-    bool is_bool = c->vals[in[0]].is_bool;
     if (op >= EW_EQ && op <= EW_NOT) {
-        dt = MDL_DTYPE_UINT8;
-        is_bool = true;
+        dt = MDL_DTYPE_BOOL;
     } else if (op == EW_WHERE) {
         dt = t[1]->dtype;
-        is_bool = c->vals[in[1]].is_bool;
     } else if (op == EW_CAST) {
-        if (!onnx_dtype(mdl__cv_attr_int(n, "to", 0), &dt, &is_bool))
+        if (!onnx_dtype(mdl__cv_attr_int(n, "to", 0), &dt))
             return mdl__cv_fail(c, MDL_UNSUPPORTED, "cast to ONNX type %lld",
                                 (long long)mdl__cv_attr_int(n, "to", 0));
     }
     void *o;
-    mdl_status s = bind_const(c, outv, dt, r, od, NULL, is_bool, &o);
+    mdl_status s = bind_const(c, outv, dt, r, od, NULL, &o);
     if (s) return s;
     int64_t count = 1, idx[MDL_MAX_RANK] = {0}, off[3] = {0, 0, 0};
     for (int32_t d = 0; d < r; d++) count *= od[d];
@@ -320,7 +318,6 @@ static mdl_status fold_ew(cv_ctx *c, const Onnx__NodeProto *n, ew_op op, int nin
             double w = nuse > 2 ? get_d(t[2]->dtype, t[2]->data, off[2]) : 0;
             double v = dbl_op(op, a, b, w);
             if (op == EW_DIV && is_int(dt)) v = trunc(v);
-            if (is_bool && op == EW_CAST) v = v != 0;
             put_d(dt, o, i, v);
         }
         for (int32_t d = r - 1; d >= 0; d--) {
@@ -338,7 +335,7 @@ static mdl_status fold_variadic(cv_ctx *c, const Onnx__NodeProto *n, ew_op op, i
                                 const int32_t *in, int32_t outv) {
     if (nin == 1) {
         cv_tensor t = c->ts[c->vals[in[0]].t]; /* a copy: binding adds a tensor */
-        return bind_const(c, outv, t.dtype, t.rank, t.dims, t.data, c->vals[in[0]].is_bool, NULL);
+        return bind_const(c, outv, t.dtype, t.rank, t.dims, t.data, NULL);
     }
     int32_t acc = in[0];
     for (int k = 1; k < nin; k++) {
@@ -356,7 +353,7 @@ static mdl_status fold_shape(cv_ctx *c, const Onnx__NodeProto *n, int32_t inv, i
     if (size) {
         int64_t cnt = 1;
         for (int32_t i = 0; i < x->rank; i++) cnt *= x->dims[i];
-        return bind_const(c, outv, MDL_DTYPE_INT64, 0, NULL, &cnt, false, NULL);
+        return bind_const(c, outv, MDL_DTYPE_INT64, 0, NULL, &cnt, NULL);
     }
     int64_t r = x->rank, s = mdl__cv_attr_int(n, "start", 0), e = mdl__cv_attr_int(n, "end", r);
     if (s < 0) s += r;
@@ -366,31 +363,29 @@ static mdl_status fold_shape(cv_ctx *c, const Onnx__NodeProto *n, int32_t inv, i
     int64_t len = e > s ? e - s : 0;
     int64_t dims[MDL_MAX_RANK];
     for (int64_t i = 0; i < len; i++) dims[i] = x->dims[s + i];
-    return bind_const(c, outv, MDL_DTYPE_INT64, 1, &len, dims, false, NULL);
+    return bind_const(c, outv, MDL_DTYPE_INT64, 1, &len, dims, NULL);
 }
 
 static mdl_status fold_constant(cv_ctx *c, const Onnx__NodeProto *n, int32_t outv) {
     const Onnx__AttributeProto *a;
     if ((a = mdl__cv_attr(n, "value")) && a->t) {
         int32_t t;
-        bool is_bool;
-        mdl_status st = mdl__cv_tensor_proto(c, a->t, c->vals[outv].name, &t, &is_bool);
+        mdl_status st = mdl__cv_tensor_proto(c, a->t, c->vals[outv].name, &t);
         if (st) return st;
         mdl__cv_bind(c, outv, t, NULL);
-        c->vals[outv].is_bool = is_bool;
         return MDL_OK;
     }
     if ((a = mdl__cv_attr(n, "value_float")) && a->has_f)
-        return bind_const(c, outv, MDL_DTYPE_FLOAT32, 0, NULL, &a->f, false, NULL);
+        return bind_const(c, outv, MDL_DTYPE_FLOAT32, 0, NULL, &a->f, NULL);
     if ((a = mdl__cv_attr(n, "value_int")) && a->has_i)
-        return bind_const(c, outv, MDL_DTYPE_INT64, 0, NULL, &a->i, false, NULL);
+        return bind_const(c, outv, MDL_DTYPE_INT64, 0, NULL, &a->i, NULL);
     if ((a = mdl__cv_attr(n, "value_floats"))) {
         int64_t len = (int64_t)a->n_floats;
-        return bind_const(c, outv, MDL_DTYPE_FLOAT32, 1, &len, a->floats, false, NULL);
+        return bind_const(c, outv, MDL_DTYPE_FLOAT32, 1, &len, a->floats, NULL);
     }
     if ((a = mdl__cv_attr(n, "value_ints"))) {
         int64_t len = (int64_t)a->n_ints;
-        return bind_const(c, outv, MDL_DTYPE_INT64, 1, &len, a->ints, false, NULL);
+        return bind_const(c, outv, MDL_DTYPE_INT64, 1, &len, a->ints, NULL);
     }
     return mdl__cv_fail(c, MDL_UNSUPPORTED, "only tensor, float and int values are supported");
 }
@@ -401,19 +396,18 @@ static mdl_status fold_constant_of_shape(cv_ctx *c, const Onnx__NodeProto *n, in
     if (!mdl__cv_const_ints(c, inv, dims, MDL_MAX_RANK, &r))
         return mdl__cv_fail(c, MDL_UNSUPPORTED, "the shape must be a constant of rank <= %d", MDL_MAX_RANK);
     mdl_dtype dt = MDL_DTYPE_FLOAT32;
-    bool is_bool = false;
     const void *pat = NULL;
     int32_t vt = -1;
     const Onnx__AttributeProto *a = mdl__cv_attr(n, "value");
     if (a && a->t) {
-        mdl_status st = mdl__cv_tensor_proto(c, a->t, "value", &vt, &is_bool);
+        mdl_status st = mdl__cv_tensor_proto(c, a->t, "value", &vt);
         if (st) return st;
         if (c->ts[vt].count != 1) return mdl__cv_fail(c, MDL_CORRUPT_MODEL, "value must have one element");
         dt = c->ts[vt].dtype;
         pat = c->ts[vt].data;
     }
     void *o;
-    mdl_status st = bind_const(c, outv, dt, r, dims, NULL, is_bool, &o);
+    mdl_status st = bind_const(c, outv, dt, r, dims, NULL, &o);
     if (st) return st;
     size_t es = mdl_dtype_size(dt);
     if (pat)
@@ -433,7 +427,7 @@ static mdl_status fold_range(cv_ctx *c, const int32_t *in, int32_t outv) {
     int64_t len = (int64_t)cnt;
     mdl_dtype dt = c->ts[c->vals[in[0]].t].dtype;
     void *o;
-    mdl_status st = bind_const(c, outv, dt, 1, &len, NULL, false, &o);
+    mdl_status st = bind_const(c, outv, dt, 1, &len, NULL, &o);
     if (st) return st;
     for (int64_t i = 0; i < len; i++) put_d(dt, o, i, s + (double)i * d);
     return MDL_OK;
@@ -469,7 +463,7 @@ mdl_status mdl__cv_fold(cv_ctx *c, const Onnx__NodeProto *n, int nin, const int3
     bool all_const = nin >= need;
     for (int k = 0; k < need && all_const; k++) all_const = in[k] >= 0 && mdl__cv_is_const(c, in[k]);
     if (!all_const) {
-        if (ew_ops[e].lowerable) {
+        if (ew_ops[e].lowerable || mdl__cv_lowerable(op)) {
             *done = false;
             return MDL_OK;
         }

@@ -31,6 +31,16 @@ mdl_status mdl__cv_fold(cv_ctx *c, const Onnx__NodeProto *n, int nin, const int3
 mdl_status mdl__cv_lower_quant(cv_ctx *c, const Onnx__NodeProto *n, int nin, const int32_t *in,
                                int nout, const int32_t *out, bool *done);
 bool mdl__cv_quant_op(const char *domain, const char *op_type);
+/* Element-wise math, comparison, logic, Where and Cast at run time (onnx_lower_elem_host.c):
+   whether op_type is one of them, and its lowering (inputs not all constant). */
+bool mdl__cv_elem_op(const char *op_type);
+mdl_status mdl__cv_lower_elem(cv_ctx *c, const Onnx__NodeProto *n, int nin, const int32_t *in,
+                              int nout, const int32_t *out);
+/* What to do about an operator the converter does not know (" (...)"), or "". */
+const char *mdl__cv_unsupported_hint(const char *op_type);
+/* Binds ONNX output value v to tensor t in layout perm (NULL = native) and names t after v when
+   the current ONNX node made it; passes on the failure of the step that produced t (t < 0). */
+mdl_status mdl__cv_bind_result(cv_ctx *c, int32_t v, int32_t t, const int8_t *perm);
 /* Operators the converter knows (lowered or folded). */
 bool mdl__cv_known_op(const char *op_type);
 bool mdl__cv_lowerable(const char *op_type);
@@ -44,9 +54,9 @@ const int64_t *mdl__cv_attr_ints(const Onnx__NodeProto *n, const char *name, int
 /* String attribute into buf ("" when absent). */
 const char *mdl__cv_attr_str(const Onnx__NodeProto *n, const char *name, char *buf, size_t size);
 
-/* Reads an ONNX TensorProto into a new constant tensor (onnx_host.c).  *is_bool for BOOL. */
+/* Reads an ONNX TensorProto into a new constant tensor (onnx_host.c). */
 mdl_status mdl__cv_tensor_proto(cv_ctx *c, const Onnx__TensorProto *tp, const char *name,
-                                int32_t *out, bool *is_bool);
+                                int32_t *out);
 
 /* Constant value v as int64s (int32/int64/uint8 data); false if not constant or too many. */
 bool mdl__cv_const_ints(const cv_ctx *c, int32_t v, int64_t *vals, int32_t max, int32_t *count);

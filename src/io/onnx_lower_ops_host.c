@@ -938,9 +938,7 @@ static mdl_status lower_gather(cv_ctx *c, node_t *n, const int32_t *in, const in
     if (d < 0 || ix < 0) return status_of(c);
     mdl_op_options o = mdl_op_options_default(MDL_OP_GATHER);
     o.axis.axis = (int32_t)mdl__cv_attr_int(n, "axis", 0);
-    mdl_status st = bind(c, out[0], mdl__cv_emit1(c, MDL_OP_GATHER, "", 2, (int32_t[]){d, ix}, &o), NULL);
-    if (!st && out[0] >= 0) c->vals[out[0]].is_bool = val(c, in[0])->is_bool;
-    return st;
+    return bind(c, out[0], mdl__cv_emit1(c, MDL_OP_GATHER, "", 2, (int32_t[]){d, ix}, &o), NULL);
 }
 
 /* ---- recurrent ----------------------------------------------------------------------------- */
@@ -1053,20 +1051,6 @@ static mdl_status lower_identity(cv_ctx *c, node_t *n, int nin, const int32_t *i
     return alias(c, in[0], out[0]);
 }
 
-static mdl_status lower_cast(cv_ctx *c, node_t *n, const int32_t *in, const int32_t *out) {
-    int64_t to = mdl__cv_attr_int(n, "to", 0);
-    mdl_dtype dt = c->ts[val(c, in[0])->t].dtype;
-    bool same = (to == 1 && dt == MDL_DTYPE_FLOAT32) || (to == 7 && dt == MDL_DTYPE_INT64) ||
-                (to == 6 && dt == MDL_DTYPE_INT32) || (to == 3 && dt == MDL_DTYPE_INT8) ||
-                (to == 2 && dt == MDL_DTYPE_UINT8 && !val(c, in[0])->is_bool) ||
-                (to == 9 && val(c, in[0])->is_bool);
-    if (!same)
-        return mdl__cv_fail(c, MDL_UNSUPPORTED, "cast of a run-time %s tensor to ONNX type %lld",
-                            mdl_dtype_name(dt), (long long)to);
-    c->removed++;
-    return alias(c, in[0], out[0]);
-}
-
 static mdl_status lower_expand(cv_ctx *c, const int32_t *in, const int32_t *out) {
     int64_t s[MDL_MAX_RANK];
     int32_t ns;
@@ -1096,7 +1080,7 @@ static mdl_status lower_expand(cv_ctx *c, const int32_t *in, const int32_t *out)
 typedef enum lower_kind {
     L_UNARY, L_BINARY, L_GEMM, L_MATMUL, L_CONV, L_POOL, L_GPOOL, L_BN, L_SOFTMAX, L_REDUCE,
     L_RESHAPE, L_FLATTEN, L_SQUEEZE, L_UNSQUEEZE, L_TRANSPOSE, L_CONCAT, L_SLICE, L_PAD, L_GATHER,
-    L_LSTM, L_GRU, L_IDENTITY, L_CAST, L_EXPAND
+    L_LSTM, L_GRU, L_IDENTITY, L_EXPAND
 } lower_kind;
 
 static const struct {
@@ -1143,7 +1127,6 @@ static const struct {
     {"GRU", L_GRU, MDL_OP_GRU, 0},
     {"Identity", L_IDENTITY, MDL_OP_RESHAPE, 0},
     {"Dropout", L_IDENTITY, MDL_OP_RESHAPE, 0},
-    {"Cast", L_CAST, MDL_OP_RESHAPE, 0},
     {"Expand", L_EXPAND, MDL_OP_ADD, 0},
 };
 
@@ -1153,10 +1136,17 @@ static int find_lowering(const char *op) {
     return -1;
 }
 
-bool mdl__cv_lowerable(const char *op_type) { return find_lowering(op_type) >= 0; }
+bool mdl__cv_lowerable(const char *op_type) {
+    return find_lowering(op_type) >= 0 || mdl__cv_elem_op(op_type);
+}
+
+mdl_status mdl__cv_bind_result(cv_ctx *c, int32_t v, int32_t t, const int8_t *perm) {
+    return bind(c, v, t, perm);
+}
 
 mdl_status mdl__cv_lower(cv_ctx *c, const Onnx__NodeProto *n, int nin, const int32_t *in,
                          int nout, const int32_t *out) {
+    if (mdl__cv_elem_op(n->op_type)) return mdl__cv_lower_elem(c, n, nin, in, nout, out);
     int i = find_lowering(n->op_type);
     if (i < 0) return mdl__cv_fail(c, MDL_UNSUPPORTED, "unsupported operator");
     /* required inputs */
@@ -1197,7 +1187,6 @@ mdl_status mdl__cv_lower(cv_ctx *c, const Onnx__NodeProto *n, int nin, const int
     case L_LSTM: return lower_rnn(c, n, nin, in, nout, out, true);
     case L_GRU: return lower_rnn(c, n, nin, in, nout, out, false);
     case L_IDENTITY: return lower_identity(c, n, nin, in, nout, out);
-    case L_CAST: return lower_cast(c, n, in, out);
     case L_EXPAND: return lower_expand(c, in, out);
     }
     return mdl__cv_fail(c, MDL_INTERNAL, "no lowering");

@@ -7,9 +7,15 @@
      - two dims:  a row repeated over leading dims (bias [C] against [N,H,W,C]) or a column
                   (one value per row);
    and anything else runs an odometer over the outer dims around one contiguous inner loop.
-   Division follows IEEE (x/0 = +-inf or NaN), with no check. */
+   Division follows IEEE (x/0 = +-inf or NaN), with no check.
+
+   The same file has the int32/int64 forms of the four (wrapping two's complement arithmetic;
+   integer division truncates toward zero and fails the run on a zero divisor or INT_MIN / -1,
+   which ONNX leaves undefined), float32 Pow, and mdl__broadcast_rows, the plan as a row
+   iterator for the other element-wise kernels (comparisons, logic). */
 #include "ops.h"
 
+#include <math.h>
 #include <string.h>
 
 /* See activation.c: fixed blocks through a local buffer let gcc -O2 vectorize and make the
@@ -32,7 +38,7 @@ typedef struct bc_plan {
 /* Output shape of broadcasting a against b; false if incompatible. */
 static bool broadcast_shape(const mdl__tensor *a, const mdl__tensor *b, mdl__shape *o) {
     int32_t r = a->rank > b->rank ? a->rank : b->rank;
-    o->dtype = MDL_DTYPE_FLOAT32;
+    o->dtype = a->dtype;
     o->rank = r;
     for (int32_t d = 0; d < r; d++) {
         int32_t ia = d - (r - a->rank), ib = d - (r - b->rank);
@@ -235,6 +241,135 @@ static mdl_status binary_run(mdl__kctx *c) {
     }
     return MDL_OK;
 }
+
+bool mdl__broadcast_shape(const mdl__tensor *a, const mdl__tensor *b, mdl__shape *o) {
+    return broadcast_shape(a, b, o);
+}
+
+void mdl__broadcast_rows(const mdl__tensor *a, const mdl__tensor *b, mdl__bc_row_fn fn, void *arg) {
+    mdl__shape os;
+    if (!broadcast_shape(a, b, &os) || mdl__shape_count(&os) == 0) return;
+    bc_plan p;
+    make_plan(a, b, &os, &p);
+    if (p.nd == 0) {
+        fn(arg, BOTH_FULL, 0, 0, 0, 1);
+        return;
+    }
+    int last = p.nd - 1;
+    int64_t inner = p.n[last], idx[MDL_MAX_RANK] = {0}, ao = 0, bo = 0, rows = 1;
+    for (int i = 0; i < last; i++) rows *= p.n[i];
+    for (int64_t r = 0; r < rows; r++) {
+        fn(arg, p.cls[last], ao, bo, r * inner, inner);
+        for (int i = last - 1; i >= 0; i--) {
+            ao += p.as[i];
+            bo += p.bs[i];
+            if (++idx[i] < p.n[i]) break;
+            ao -= p.as[i] * p.n[i];
+            bo -= p.bs[i] * p.n[i];
+            idx[i] = 0;
+        }
+    }
+}
+
+/* ---- int32 / int64 Add, Sub, Mul, Div and float32 Pow ----------------------------------- */
+
+static mdl_status typed_prepare(mdl__kctx *c, bool ints) {
+    const mdl__tensor *a = c->nin > 0 ? c->in[0] : NULL, *b = c->nin > 1 ? c->in[1] : NULL;
+    char s1[64], s2[64];
+    if (c->nin != 2 || c->nout != 1 || !a || !b)
+        return mdl__fail(c, MDL_INVALID_ARGUMENT,
+                         "expects inputs A, B and one output, got %d inputs and %d outputs",
+                         c->nin, c->nout);
+    bool ok = ints ? (a->dtype == MDL_DTYPE_INT32 || a->dtype == MDL_DTYPE_INT64)
+                   : a->dtype == MDL_DTYPE_FLOAT32;
+    if (!ok || b->dtype != a->dtype)
+        return mdl__fail(c, MDL_DTYPE, "%s kernel got %s and %s inputs",
+                         ints ? "integer" : "float32", mdl_dtype_name(a->dtype),
+                         mdl_dtype_name(b->dtype));
+    if (mdl_op_options_kind(c->op) == MDL_OPTIONS_BINARY && c->opt->binary.act.kind != MDL_ACT_NONE)
+        return mdl__fail(c, MDL_UNSUPPORTED, "a fused activation on %s data",
+                         mdl_dtype_name(a->dtype));
+    if (!broadcast_shape(a, b, &c->out_shape[0]))
+        return mdl__fail(c, MDL_SHAPE, "shapes %s and %s do not broadcast",
+                         mdl__dims_str(s1, sizeof s1, a->rank, a->dims),
+                         mdl__dims_str(s2, sizeof s2, b->rank, b->dims));
+    return MDL_OK;
+}
+
+static mdl_status int_prepare(mdl__kctx *c) { return typed_prepare(c, true); }
+static mdl_status pow_prepare(mdl__kctx *c) { return typed_prepare(c, false); }
+
+typedef struct int_args {
+    mdl_op op;
+    const void *a, *b;
+    void *o;
+    int64_t bad; /* first output element with an undefined division, -1 */
+} int_args;
+
+/* Wrapping arithmetic through the unsigned type (signed overflow is undefined in C). */
+#define INT_ROW(T, UT, MIN)                                                                        \
+    do {                                                                                           \
+        const T *a_ = (const T *)g->a + ao, *b_ = (const T *)g->b + bo;                            \
+        T *o_ = (T *)g->o + oo;                                                                    \
+        int64_t sa_ = kind & MDL__BC_A ? 1 : 0, sb_ = kind & MDL__BC_B ? 1 : 0;                   \
+        for (int64_t i_ = 0; i_ < n; i_++) {                                                       \
+            T x_ = a_[i_ * sa_], y_ = b_[i_ * sb_];                                                \
+            switch (g->op) {                                                                       \
+            case MDL_OP_ADD: o_[i_] = (T)((UT)x_ + (UT)y_); break;                                 \
+            case MDL_OP_SUB: o_[i_] = (T)((UT)x_ - (UT)y_); break;                                 \
+            case MDL_OP_MUL: o_[i_] = (T)((UT)x_ * (UT)y_); break;                                 \
+            default:                                                                               \
+                if (y_ == 0 || (x_ == MIN && y_ == -1)) {                                          \
+                    if (g->bad < 0) g->bad = oo + i_;                                              \
+                    o_[i_] = 0;                                                                    \
+                } else {                                                                           \
+                    o_[i_] = x_ / y_; /* C division truncates toward zero, as ONNX's */           \
+                }                                                                                  \
+                break;                                                                             \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
+static void int32_row(void *arg, int kind, int64_t ao, int64_t bo, int64_t oo, int64_t n) {
+    int_args *g = arg;
+    INT_ROW(int32_t, uint32_t, INT32_MIN);
+}
+
+static void int64_row(void *arg, int kind, int64_t ao, int64_t bo, int64_t oo, int64_t n) {
+    int_args *g = arg;
+    INT_ROW(int64_t, uint64_t, INT64_MIN);
+}
+
+static mdl_status int_run(mdl__kctx *c) {
+    int_args g = {c->op, c->in_data[0], c->in_data[1], c->out_data[0], -1};
+    mdl__broadcast_rows(c->in[0], c->in[1],
+                        c->in[0]->dtype == MDL_DTYPE_INT64 ? int64_row : int32_row, &g);
+    if (g.bad >= 0)
+        return mdl__fail(c, MDL_OUT_OF_RANGE,
+                         "integer division by zero (or of the minimum by -1) at output element %lld",
+                         (long long)g.bad);
+    return MDL_OK;
+}
+
+static void pow_row(void *arg, int kind, int64_t ao, int64_t bo, int64_t oo, int64_t n) {
+    const int_args *g = arg;
+    const float *a = (const float *)g->a + ao, *b = (const float *)g->b + bo;
+    float *o = (float *)g->o + oo;
+    int64_t sa = kind & MDL__BC_A ? 1 : 0, sb = kind & MDL__BC_B ? 1 : 0;
+    for (int64_t i = 0; i < n; i++) o[i] = powf(a[i * sa], b[i * sb]);
+}
+
+static mdl_status pow_run(mdl__kctx *c) {
+    int_args g = {c->op, c->in_data[0], c->in_data[1], c->out_data[0], -1};
+    mdl__broadcast_rows(c->in[0], c->in[1], pow_row, &g);
+    return MDL_OK;
+}
+
+const mdl__kernel mdl__add_int = {.prepare = int_prepare, .run = int_run};
+const mdl__kernel mdl__sub_int = {.prepare = int_prepare, .run = int_run};
+const mdl__kernel mdl__mul_int = {.prepare = int_prepare, .run = int_run};
+const mdl__kernel mdl__div_int = {.prepare = int_prepare, .run = int_run};
+const mdl__kernel mdl__pow_f32 = {.prepare = pow_prepare, .run = pow_run};
 
 const mdl__kernel mdl__add_f32 = {.prepare = binary_prepare, .run = binary_run};
 const mdl__kernel mdl__sub_f32 = {.prepare = binary_prepare, .run = binary_run};

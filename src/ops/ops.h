@@ -243,6 +243,21 @@ typedef struct mdl__conv_geom {
 mdl_status mdl__conv_geometry(const mdl__kctx *c, bool depthwise, size_t out_elem,
                               mdl__conv_geom *g);
 
+/* ---- broadcasting (src/ops/binary.c), shared by the element-wise kernels ----------------- */
+
+/* NumPy broadcast of a against b into o (o->dtype = a->dtype); false if they do not broadcast. */
+bool mdl__broadcast_shape(const mdl__tensor *a, const mdl__tensor *b, mdl__shape *o);
+
+/* Row kinds of mdl__broadcast_rows: which operands advance along the row. */
+enum { MDL__BC_A = 1, MDL__BC_B = 2, MDL__BC_BOTH = 3 };
+
+/* Calls fn(arg, kind, ao, bo, oo, n) for runs of n output elements starting at element oo of
+   the broadcast output of a and b, whose operands start at elements ao and bo: with kind
+   MDL__BC_BOTH both advance with the output, with MDL__BC_A only a does (b's element is
+   repeated), with MDL__BC_B only b does.  Rows cover the output once, in order. */
+typedef void (*mdl__bc_row_fn)(void *arg, int kind, int64_t ao, int64_t bo, int64_t oo, int64_t n);
+void mdl__broadcast_rows(const mdl__tensor *a, const mdl__tensor *b, mdl__bc_row_fn fn, void *arg);
+
 /* Formats a shape as "[1,28,28,3]" into buf (for messages). */
 const char *mdl__dims_str(char *buf, size_t size, int32_t rank, const int64_t *dims);
 

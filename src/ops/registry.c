@@ -38,7 +38,7 @@ extern const mdl__kernel mdl__reshape, mdl__transpose, mdl__concat, mdl__slice, 
 /* Shape ops only move bytes: one kernel serves every dtype. */
 #define MDL__SHAPE_ALL_DTYPES(op, k)                                                               \
     [op][MDL_DTYPE_FLOAT32] = &k, [op][MDL_DTYPE_INT8] = &k, [op][MDL_DTYPE_UINT8] = &k,           \
-    [op][MDL_DTYPE_INT32] = &k, [op][MDL_DTYPE_INT64] = &k
+    [op][MDL_DTYPE_INT32] = &k, [op][MDL_DTYPE_INT64] = &k, [op][MDL_DTYPE_BOOL] = &k
 /* END shape declarations */
 /* BEGIN rnn declarations */
 extern const mdl__kernel mdl__lstm_f32;
@@ -60,6 +60,13 @@ extern const mdl__kernel mdl__relu_q8, mdl__clip_q8, mdl__leaky_relu_q8, mdl__si
     mdl__log_softmax_q8;
 extern const mdl__kernel mdl__concat_q8;
 /* END int8 elementwise declarations */
+
+/* BEGIN elementwise-math declarations (elementwise.c, binary.c, compare.c, cast.c) */
+extern const mdl__kernel mdl__abs_f32, mdl__abs_int, mdl__add_int, mdl__cast, mdl__div_int,
+    mdl__equal, mdl__exp_f32, mdl__greater, mdl__greater_or_equal, mdl__less, mdl__less_or_equal,
+    mdl__log_f32, mdl__logic, mdl__mul_int, mdl__neg_f32, mdl__neg_int, mdl__not, mdl__pow_f32,
+    mdl__reciprocal_f32, mdl__sqrt_f32, mdl__sub_int, mdl__where;
+/* END elementwise-math declarations */
 
 static const mdl__kernel *const kernels[MDL_OP_COUNT][MDL_DTYPE_COUNT] = {
     [MDL_OP_FULLY_CONNECTED][MDL_DTYPE_FLOAT32] = &mdl__fc_f32,
@@ -101,6 +108,7 @@ static const mdl__kernel *const kernels[MDL_OP_COUNT][MDL_DTYPE_COUNT] = {
     [MDL_OP_CONCAT][MDL_DTYPE_UINT8] = &mdl__concat,
     [MDL_OP_CONCAT][MDL_DTYPE_INT32] = &mdl__concat,
     [MDL_OP_CONCAT][MDL_DTYPE_INT64] = &mdl__concat,
+    [MDL_OP_CONCAT][MDL_DTYPE_BOOL] = &mdl__concat,
     MDL__SHAPE_ALL_DTYPES(MDL_OP_SLICE, mdl__slice),
     MDL__SHAPE_ALL_DTYPES(MDL_OP_PAD, mdl__pad),
     MDL__SHAPE_ALL_DTYPES(MDL_OP_GATHER, mdl__gather),
@@ -138,6 +146,58 @@ static const mdl__kernel *const kernels[MDL_OP_COUNT][MDL_DTYPE_COUNT] = {
     [MDL_OP_SOFTMAX][MDL_DTYPE_INT8] = &mdl__softmax_q8,
     [MDL_OP_LOG_SOFTMAX][MDL_DTYPE_INT8] = &mdl__log_softmax_q8,
     /* END int8 elementwise entries */
+    /* BEGIN elementwise-math entries */
+    [MDL_OP_EXP][MDL_DTYPE_FLOAT32] = &mdl__exp_f32,
+    [MDL_OP_SQRT][MDL_DTYPE_FLOAT32] = &mdl__sqrt_f32,
+    [MDL_OP_LOG][MDL_DTYPE_FLOAT32] = &mdl__log_f32,
+    [MDL_OP_NEG][MDL_DTYPE_FLOAT32] = &mdl__neg_f32,
+    [MDL_OP_RECIPROCAL][MDL_DTYPE_FLOAT32] = &mdl__reciprocal_f32,
+    [MDL_OP_ABS][MDL_DTYPE_FLOAT32] = &mdl__abs_f32,
+    [MDL_OP_NEG][MDL_DTYPE_INT32] = &mdl__neg_int,
+    [MDL_OP_NEG][MDL_DTYPE_INT64] = &mdl__neg_int,
+    [MDL_OP_ABS][MDL_DTYPE_INT32] = &mdl__abs_int,
+    [MDL_OP_ABS][MDL_DTYPE_INT64] = &mdl__abs_int,
+    [MDL_OP_POW][MDL_DTYPE_FLOAT32] = &mdl__pow_f32,
+    [MDL_OP_ADD][MDL_DTYPE_INT32] = &mdl__add_int,
+    [MDL_OP_ADD][MDL_DTYPE_INT64] = &mdl__add_int,
+    [MDL_OP_SUB][MDL_DTYPE_INT32] = &mdl__sub_int,
+    [MDL_OP_SUB][MDL_DTYPE_INT64] = &mdl__sub_int,
+    [MDL_OP_MUL][MDL_DTYPE_INT32] = &mdl__mul_int,
+    [MDL_OP_MUL][MDL_DTYPE_INT64] = &mdl__mul_int,
+    [MDL_OP_DIV][MDL_DTYPE_INT32] = &mdl__div_int,
+    [MDL_OP_DIV][MDL_DTYPE_INT64] = &mdl__div_int,
+    [MDL_OP_EQUAL][MDL_DTYPE_FLOAT32] = &mdl__equal,
+    [MDL_OP_EQUAL][MDL_DTYPE_INT32] = &mdl__equal,
+    [MDL_OP_EQUAL][MDL_DTYPE_INT64] = &mdl__equal,
+    [MDL_OP_EQUAL][MDL_DTYPE_BOOL] = &mdl__equal,
+    [MDL_OP_LESS][MDL_DTYPE_FLOAT32] = &mdl__less,
+    [MDL_OP_LESS][MDL_DTYPE_INT32] = &mdl__less,
+    [MDL_OP_LESS][MDL_DTYPE_INT64] = &mdl__less,
+    [MDL_OP_LESS][MDL_DTYPE_BOOL] = &mdl__less,
+    [MDL_OP_GREATER][MDL_DTYPE_FLOAT32] = &mdl__greater,
+    [MDL_OP_GREATER][MDL_DTYPE_INT32] = &mdl__greater,
+    [MDL_OP_GREATER][MDL_DTYPE_INT64] = &mdl__greater,
+    [MDL_OP_GREATER][MDL_DTYPE_BOOL] = &mdl__greater,
+    [MDL_OP_LESS_OR_EQUAL][MDL_DTYPE_FLOAT32] = &mdl__less_or_equal,
+    [MDL_OP_LESS_OR_EQUAL][MDL_DTYPE_INT32] = &mdl__less_or_equal,
+    [MDL_OP_LESS_OR_EQUAL][MDL_DTYPE_INT64] = &mdl__less_or_equal,
+    [MDL_OP_LESS_OR_EQUAL][MDL_DTYPE_BOOL] = &mdl__less_or_equal,
+    [MDL_OP_GREATER_OR_EQUAL][MDL_DTYPE_FLOAT32] = &mdl__greater_or_equal,
+    [MDL_OP_GREATER_OR_EQUAL][MDL_DTYPE_INT32] = &mdl__greater_or_equal,
+    [MDL_OP_GREATER_OR_EQUAL][MDL_DTYPE_INT64] = &mdl__greater_or_equal,
+    [MDL_OP_GREATER_OR_EQUAL][MDL_DTYPE_BOOL] = &mdl__greater_or_equal,
+    [MDL_OP_NOT][MDL_DTYPE_BOOL] = &mdl__not,
+    [MDL_OP_AND][MDL_DTYPE_BOOL] = &mdl__logic,
+    [MDL_OP_OR][MDL_DTYPE_BOOL] = &mdl__logic,
+    [MDL_OP_XOR][MDL_DTYPE_BOOL] = &mdl__logic,
+    [MDL_OP_WHERE][MDL_DTYPE_BOOL] = &mdl__where,
+    [MDL_OP_CAST][MDL_DTYPE_FLOAT32] = &mdl__cast,
+    [MDL_OP_CAST][MDL_DTYPE_INT8] = &mdl__cast,
+    [MDL_OP_CAST][MDL_DTYPE_UINT8] = &mdl__cast,
+    [MDL_OP_CAST][MDL_DTYPE_INT32] = &mdl__cast,
+    [MDL_OP_CAST][MDL_DTYPE_INT64] = &mdl__cast,
+    [MDL_OP_CAST][MDL_DTYPE_BOOL] = &mdl__cast,
+    /* END elementwise-math entries */
 };
 
 const mdl__kernel *mdl__kernel_find(mdl_op op, mdl_dtype dtype) {

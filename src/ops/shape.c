@@ -584,6 +584,7 @@ static void pad_value_bytes(const mdl__tensor *x, float v, unsigned char *pat) {
         memcpy(pat, &q, 8);
         break;
     }
+    case MDL_DTYPE_BOOL: pat[0] = d != 0.0; break;
     default: memset(pat, 0, 8); break;
     }
 }

@@ -309,6 +309,7 @@ void *th_rand_data(mdl_dtype dt, int64_t n) {
         case MDL_DTYPE_UINT8: p[i] = (uint8_t)th_rand_int(0, 255); break;
         case MDL_DTYPE_INT32: ((int32_t *)p)[i] = (int32_t)th_rand_u64(); break;
         case MDL_DTYPE_INT64: ((int64_t *)p)[i] = (int64_t)th_rand_u64(); break;
+        case MDL_DTYPE_BOOL: p[i] = (uint8_t)th_rand_int(0, 1); break;
         default: break;
         }
     }

@@ -775,6 +775,192 @@ static void test_opsets(void **state) {
     }
 }
 
+/* ---- run-time element-wise operators (src/ops/elementwise.c, compare.c, cast.c, binary.c) ---- */
+
+/* Every element-wise operator on run-time inputs, with broadcasting, against ONNX Runtime:
+   float outputs within TOL, integer and bool outputs bit-exact. */
+static void test_elementwise_runtime(void **state) {
+    (void)state;
+    mdl_model *m = check_case("elementwise",
+        "x = R(2, 3, 4, lo=-3, hi=3); y = R(3, 1, lo=-2, hi=2); p = R(2, 3, 4, lo=0.1, hi=4)\n"
+        "x[0, 0, :2] = y[0, 0]  # some equal elements for Equal/LessOrEqual\n"
+        "i = rng.integers(-50, 50, (2, 3, 4)).astype(np.int32); j = rng.integers(1, 9, (4,)).astype(np.int32)\n"
+        "j[1] = -j[1]\n"
+        "k = rng.integers(-2**40, 2**40, (3, 4)).astype(np.int64); q = rng.integers(-7, 8, (4,)).astype(np.int64)\n"
+        "q[q == 0] = 3\n"
+        "b = rng.integers(0, 2, (2, 3, 4)).astype(bool); c = rng.integers(0, 2, (4,)).astype(bool)\n"
+        "ops = [('Exp', ['x']), ('Sqrt', ['p']), ('Log', ['p']), ('Neg', ['x']), ('Reciprocal', ['p']),\n"
+        "       ('Abs', ['x']), ('Neg', ['i']), ('Abs', ['k']), ('Pow', ['p', 'y']), ('Pow', ['x', 'two']),\n"
+        "       ('Equal', ['x', 'y']), ('Less', ['x', 'y']), ('Greater', ['i', 'j']), ('LessOrEqual', ['x', 'y']),\n"
+        "       ('GreaterOrEqual', ['k', 'q']), ('Equal', ['b', 'c']), ('Not', ['b']), ('And', ['b', 'c']),\n"
+        "       ('Or', ['b', 'c']), ('Xor', ['b', 'c']), ('Where', ['b', 'x', 'y']), ('Where', ['c', 'i', 'j']),\n"
+        "       ('Add', ['i', 'j']), ('Sub', ['j', 'i']), ('Mul', ['i', 'j']), ('Div', ['i', 'j']),\n"
+        "       ('Add', ['k', 'q']), ('Sub', ['k', 'q']), ('Mul', ['k', 'q']), ('Div', ['k', 'q'])]\n"
+        "nodes = [N(op, ins, ['o%d' % n]) for n, (op, ins) in enumerate(ops)]\n"
+        "casts = [('x', TP.INT32), ('x', TP.INT8), ('x', TP.INT64), ('x', TP.BOOL), ('i', TP.FLOAT),\n"
+        "         ('i', TP.UINT8), ('i', TP.INT8), ('i', TP.BOOL), ('k', TP.INT32), ('k', TP.FLOAT),\n"
+        "         ('b', TP.FLOAT), ('b', TP.INT64), ('i', TP.INT64)]\n"
+        "nodes += [N('Cast', [a], ['c%d' % n], to=t) for n, (a, t) in enumerate(casts)]\n"
+        "outs = ['o%d' % n for n in range(len(ops))] + ['c%d' % n for n in range(len(casts))]\n"
+        "ins = [V('x', [2,3,4]), V('y', [3,1]), V('p', [2,3,4]), V('i', [2,3,4], TP.INT32),\n"
+        "       V('j', [4], TP.INT32), V('k', [3,4], TP.INT64), V('q', [4], TP.INT64),\n"
+        "       V('b', [2,3,4], TP.BOOL), V('c', [4], TP.BOOL)]\n"
+        "inits = [I('two', np.float32(2.0))]\n"
+        "inf = onnx.shape_inference.infer_shapes(h.make_model(h.make_graph(nodes, 'g', ins, [], inits),\n"
+        "                                        opset_imports=[h.make_opsetid('', 15)]))\n"
+        "typed = {v.name: v for v in inf.graph.value_info}\n"
+        "save(nodes, ins, [typed[o] for o in outs], inits,\n"
+        "     {'x': x, 'y': y, 'p': p, 'i': i, 'j': j, 'k': k, 'q': q, 'b': b, 'c': c}, opset=15)\n",
+        NULL, NULL);
+    assert_int_equal(count_op(m, "Cast"), 13);
+    assert_int_equal(count_op(m, "Where"), 2);
+    mdl_model_free(m);
+}
+
+/* Converts dir/model.onnx, runs it on the stored inputs and returns the run's status (the
+   message in msg). */
+static mdl_status run_status(const char *dir, char *msg, size_t size) {
+    mdl_error err;
+    char out[600];
+    snprintf(out, sizeof out, "%s/model.mdl", dir);
+    if (mdl_convert_onnx(path_in(dir, "model.onnx"), out, NULL, NULL, &err) != MDL_OK)
+        fail_msg("conversion failed: %s", err.msg);
+    mdl_model *m;
+    mdl_session *s;
+    assert_int_equal(mdl_model_load_file(out, NULL, &m, &err), MDL_OK);
+    assert_int_equal(mdl_session_create(m, NULL, &s, &err), MDL_OK);
+    for (int i = 0; i < mdl_model_input_count(m); i++) {
+        char name[32];
+        snprintf(name, sizeof name, "in%d.npy", i);
+        mdl_npy x;
+        if (mdl_npy_read(path_in(dir, name), &x, &err) != MDL_OK) fail_msg("%s", err.msg);
+        assert_int_equal(mdl_session_set_input(s, i, x.data, x.bytes, &err), MDL_OK);
+        mdl_npy_free(&x);
+    }
+    mdl_status st = mdl_session_run(s);
+    snprintf(msg, size, "%s", mdl_session_message(s));
+    mdl_session_free(s);
+    mdl_model_free(m);
+    return st;
+}
+
+/* What ONNX leaves undefined fails the run with a message instead of crashing or making up a
+   value: integer division by zero, a float cast to an integer type that cannot hold it. */
+static void test_elementwise_undefined(void **state) {
+    (void)state;
+    char msg[MDL_ERROR_MSG_SIZE];
+    const char *dir = case_dir("int_div_zero");
+    generate(dir, "i = np.array([7, -7, 3], np.int32); j = np.array([2, 0, 1], np.int32)\n"
+                  "np.save(os.path.join(D, 'in0.npy'), i); np.save(os.path.join(D, 'in1.npy'), j)\n"
+                  "save([N('Div', ['i', 'j'], ['y'], name='idiv')], [V('i', [3], TP.INT32), V('j', [3], TP.INT32)],\n"
+                  "     [V('y', [3], TP.INT32)])\n");
+    assert_int_equal(run_status(dir, msg, sizeof msg), MDL_OUT_OF_RANGE);
+    assert_non_null(strstr(msg, "idiv"));
+    assert_non_null(strstr(msg, "division by zero"));
+    assert_non_null(strstr(msg, "element 1"));
+    dir = case_dir("cast_range");
+    generate(dir, "x = np.array([1.5, -2.7, 3e9], np.float32)\n"
+                  "np.save(os.path.join(D, 'in0.npy'), x)\n"
+                  "save([N('Cast', ['x'], ['y'], name='tocast', to=TP.INT32)], [V('x', [3])], [V('y', [3], TP.INT32)])\n");
+    assert_int_equal(run_status(dir, msg, sizeof msg), MDL_OUT_OF_RANGE);
+    assert_non_null(strstr(msg, "tocast"));
+    assert_non_null(strstr(msg, "element 2"));
+    /* in range: truncation toward zero, as ORT */
+    run_simple("cast_trunc", "x = np.array([1.5, -2.7, 2147483520.0, -0.9], np.float32)\n"
+                             "save([N('Cast', ['x'], ['y'], to=TP.INT32)], [V('x', [4])], [V('y', [4], TP.INT32)], [], {'x': x})\n");
+}
+
+/* The Keras 3 embedding lookup as tf2onnx writes it: ids < 0 wrapped to ids + n by
+   Less/Not/Cast/Mul/Add before the Gather.  With n the table's row count the wrap is dropped
+   (the runtime Gather wraps negative ids itself) and the result still matches ORT on negative
+   ids; ids outside [-n, n) are an error of the run.  With another n it stays. */
+static const char WRAP_MODEL[] =
+    "def wrap_model(n, ids):\n"
+    "    nodes = [N('Cast', ['ids'], ['f'], to=TP.FLOAT), N('Less', ['f', 'zero'], ['l']), N('Not', ['l'], ['nl']),\n"
+    "             N('Cast', ['nl'], ['cn'], to=TP.INT32), N('Mul', ['ids', 'cn'], ['keep']),\n"
+    "             N('Add', ['ids', 'n'], ['plus']), N('Cast', ['l'], ['cl'], to=TP.INT32),\n"
+    "             N('Mul', ['cl', 'plus'], ['wrapped']), N('Add', ['wrapped', 'keep'], ['s']),\n"
+    "             N('Gather', ['E', 's'], ['e'], axis=0), N('ReduceSum', ['e', 'ax'], ['y'], keepdims=0)]\n"
+    "    save(nodes, [V('ids', [2, 5], TP.INT32)], [V('y', None)],\n"
+    "         [I('E', R(10, 4)), I('zero', np.float32(0)), I('n', np.int32(n)), I('ax', np.array([1], np.int64))],\n"
+    "         {'ids': ids}, opset=15)\n";
+
+static void test_keras_id_wrap(void **state) {
+    (void)state;
+    char body[4096], msg[MDL_ERROR_MSG_SIZE];
+    snprintf(body, sizeof body, "%s%s", WRAP_MODEL,
+             "wrap_model(10, np.array([[0, -1, 9, -10, 3], [-5, 5, 2, -3, 1]], np.int32))\n");
+    mdl_model *m = check_case("keras_wrap", body, NULL, NULL);
+    assert_int_equal(count_op(m, "Gather"), 1);
+    assert_int_equal(count_op(m, "Less") + count_op(m, "Not") + count_op(m, "Cast") +
+                         count_op(m, "Mul") + count_op(m, "Add"), 0);
+    assert_int_equal(mdl_model_node_count(m), 2); /* Gather, ReduceSum */
+    mdl_model_free(m);
+    /* out of range: an error, never a read outside the table */
+    for (int k = 0; k < 2; k++) {
+        const char *dir = case_dir("keras_wrap_range");
+        snprintf(body, sizeof body, "%s%s", WRAP_MODEL,
+                 k ? "wrap_model(10, np.zeros((2, 5), np.int32))\nnp.save(os.path.join(D, 'in0.npy'), np.array([[0, 1, 2, 3, 10], [0] * 5], np.int32))\n"
+                   : "wrap_model(10, np.zeros((2, 5), np.int32))\nnp.save(os.path.join(D, 'in0.npy'), np.array([[0] * 5, [0, -11, 0, 0, 0]], np.int32))\n");
+        generate(dir, body);
+        assert_int_equal(run_status(dir, msg, sizeof msg), MDL_OUT_OF_RANGE);
+        assert_non_null(strstr(msg, k ? "index 10" : "index -11"));
+    }
+    /* n = 7 is not the table's size: the wrap is not what Gather does, it stays (and ids in
+       [-7, 0) map to rows 0..6 as ORT computes) */
+    snprintf(body, sizeof body, "%s%s", WRAP_MODEL,
+             "wrap_model(7, np.array([[0, -1, 9, -7, 3], [-5, 5, 2, -3, 1]], np.int32))\n");
+    m = check_case("keras_wrap_other_n", body, NULL, NULL);
+    assert_int_equal(count_op(m, "Less"), 1);
+    assert_int_equal(count_op(m, "Not"), 1);
+    mdl_model_free(m);
+}
+
+/* Keras 3's BatchNorm after a depthwise conv, exported as Mul + Add of per-channel constants:
+   both go into the conv (and the ReLU6 into its epilogue).  A Mul by a full-size constant is
+   not per channel and stays. */
+static void test_mul_add_into_conv(void **state) {
+    (void)state;
+    mdl_convert_report rep;
+    mdl_model *m = check_case("dw_mul_add",
+        "x = R(1, 6, 7, 7)\n"
+        "nodes = [N('Conv', ['x', 'W'], ['c'], group=6, pads=[1,1,1,1]), N('Mul', ['c', 's'], ['m']),\n"
+        "         N('Add', ['m', 'b'], ['a']), N('Clip', ['a', 'lo', 'hi'], ['y'])]\n"
+        "save(nodes, [V('x', [1,6,7,7])], [V('y', None)],\n"
+        "     [I('W', R(6,1,3,3)), I('s', R(6,1,1, lo=0.5, hi=2)), I('b', R(6,1,1)),\n"
+        "      I('lo', np.float32(0)), I('hi', np.float32(6))], {'x': x})\n",
+        NULL, &rep);
+    assert_int_equal(count_op(m, "Mul"), 0);
+    assert_int_equal(count_op(m, "Add"), 0);
+    assert_int_equal(count_op(m, "Clip"), 0);
+    assert_int_equal(count_op(m, "DepthwiseConv2D"), 1);
+    assert_int_equal(rep.nodes_out, 3); /* transpose in, depthwise conv, transpose out */
+    mdl_model_free(m);
+    m = check_case("conv_mul_full",
+        "x = R(1, 3, 5, 5)\n"
+        "nodes = [N('Conv', ['x', 'W'], ['c']), N('Mul', ['c', 's'], ['y'])]\n"
+        "save(nodes, [V('x', [1,3,5,5])], [V('y', None)], [I('W', R(4,3,1,1)), I('s', R(1,4,5,5))], {'x': x})\n",
+        NULL, NULL);
+    assert_int_equal(count_op(m, "Mul"), 1);
+    mdl_model_free(m);
+}
+
+static void test_loop_refused_with_hint(void **state) {
+    (void)state;
+    const char *dir = case_dir("loop");
+    generate(dir, "body = h.make_graph([N('Identity', ['c'], ['c2'])], 'b',\n"
+                  "    [V('i', [], TP.INT64), V('cond', [], TP.BOOL), V('c', [2])], [V('cond2', [], TP.BOOL), V('c2', [2])])\n"
+                  "body.node.insert(0, N('Identity', ['cond'], ['cond2']))\n"
+                  "save([N('Loop', ['M', '', 'x'], ['y'], name='rnn_loop', body=body)], [V('x', [2])], [V('y', [2])],\n"
+                  "     [I('M', np.int64(3))])\n");
+    mdl_error err;
+    char out[600];
+    snprintf(out, sizeof out, "%s/model.mdl", dir);
+    assert_int_equal(mdl_convert_onnx(path_in(dir, "model.onnx"), out, NULL, NULL, &err), MDL_UNSUPPORTED);
+    assert_non_null(strstr(err.msg, "rnn_loop"));
+    assert_non_null(strstr(err.msg, "unroll=True"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cnn_passes),
@@ -801,6 +987,11 @@ int main(void) {
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_parse_input_shape),
         cmocka_unit_test(test_opsets),
+        cmocka_unit_test(test_elementwise_runtime),
+        cmocka_unit_test(test_elementwise_undefined),
+        cmocka_unit_test(test_keras_id_wrap),
+        cmocka_unit_test(test_mul_add_into_conv),
+        cmocka_unit_test(test_loop_refused_with_hint),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     th_system("rm -rf '%s'", th_tmpdir());

@@ -19,8 +19,8 @@
 static char g_dir[64]; /* per-run temporary directory */
 
 #define NDTYPES MDL_DTYPE_COUNT
-static const char *const k_code[NDTYPES] = {"f4", "i1", "u1", "i4", "i8"};
-static const char *const k_descr[NDTYPES] = {"<f4", "|i1", "|u1", "<i4", "<i8"};
+static const char *const k_code[NDTYPES] = {"f4", "i1", "u1", "i4", "i8", "b1"};
+static const char *const k_descr[NDTYPES] = {"<f4", "|i1", "|u1", "<i4", "<i8", "|b1"};
 
 /* Shapes the NumPy oracle files use: scalar, odd sizes, a 1 inside, zero-size arrays. */
 static const struct {
@@ -57,6 +57,7 @@ static void pattern(mdl_dtype t, int64_t i, void *out) {
     case MDL_DTYPE_UINT8: *(uint8_t *)out = (uint8_t)((i * 37 + 11) % 256); break;
     case MDL_DTYPE_INT32: *(int32_t *)out = (int32_t)(i * 123457 - 1000000); break;
     case MDL_DTYPE_INT64: *(int64_t *)out = i * 1099511627779LL - (INT64_C(1) << 62); break;
+    case MDL_DTYPE_BOOL: *(uint8_t *)out = (uint8_t)(i % 3 == 1); break;
     default: fail_msg("bad dtype");
     }
 }
@@ -65,7 +66,8 @@ static void pattern(mdl_dtype t, int64_t i, void *out) {
     "      \"i1\": lambda n: (np.mod(np.arange(n) * 37, 256) - 128).astype(\"|i1\"),\n"            \
     "      \"u1\": lambda n: np.mod(np.arange(n) * 37 + 11, 256).astype(\"|u1\"),\n"               \
     "      \"i4\": lambda n: (np.arange(n) * 123457 - 1000000).astype(\"<i4\"),\n"                 \
-    "      \"i8\": lambda n: np.arange(n, dtype=np.int64) * 1099511627779 - 2**62}\n"
+    "      \"i8\": lambda n: np.arange(n, dtype=np.int64) * 1099511627779 - 2**62,\n"           \
+    "      \"b1\": lambda n: np.mod(np.arange(n), 3) == 1}\n"
 
 /* Extreme values per dtype (1-d arrays), also spelled out in the NumPy script below. */
 static const float k_f4_special[] = {0.0f, -0.0f,  INFINITY,      -INFINITY,
@@ -74,16 +76,18 @@ static const int8_t k_i1_special[] = {-128, 127, 0, -1};
 static const uint8_t k_u1_special[] = {0, 255, 128};
 static const int32_t k_i4_special[] = {INT32_MIN, INT32_MAX, 0, -1};
 static const int64_t k_i8_special[] = {INT64_MIN, INT64_MAX, 0, -1};
+static const uint8_t k_b1_special[] = {1, 0};
 static const void *const k_special[NDTYPES] = {k_f4_special, k_i1_special, k_u1_special,
-                                               k_i4_special, k_i8_special};
-static const int64_t k_special_n[NDTYPES] = {8, 4, 3, 4, 4};
+                                               k_i4_special, k_i8_special, k_b1_special};
+static const int64_t k_special_n[NDTYPES] = {8, 4, 3, 4, 4, 2};
 #define PY_SPECIALS                                                                                \
     "sp = {\"f4\": np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, 3.4028235e38, -1.5], "     \
     "\"<f4\"),\n"                                                                                  \
     "      \"i1\": np.array([-128, 127, 0, -1], \"|i1\"),\n"                                       \
     "      \"u1\": np.array([0, 255, 128], \"|u1\"),\n"                                            \
     "      \"i4\": np.array([-2**31, 2**31 - 1, 0, -1], \"<i4\"),\n"                               \
-    "      \"i8\": np.array([-2**63, 2**63 - 1, 0, -1], \"<i8\")}\n"
+    "      \"i8\": np.array([-2**63, 2**63 - 1, 0, -1], \"<i8\"),\n"                               \
+    "      \"b1\": np.array([True, False])}\n"
 
 /* Runs python3 -c code with argv[1] = g_dir (and an optional second argument); fails the test
    when python3 or numpy is missing or the script fails. */
@@ -175,7 +179,6 @@ static void numpy_files(void) {
              "            np.lib.format.write_array(fh, f(30).reshape(2, 3, 5), version=(v, 0))\n"
              "np.save(d + \"/np_fortran.npy\", np.asfortranarray(np.ones((3, 4), \"<f4\")))\n"
              "np.save(d + \"/np_big.npy\", np.arange(4, dtype=\">i4\"))\n"
-             "np.save(d + \"/np_bool.npy\", np.array([True, False]))\n"
              "np.save(d + \"/np_f8.npy\", np.arange(3.0))\n"
              "np.save(d + \"/np_i2.npy\", np.arange(3, dtype=np.int16))\n"
              "np.save(d + \"/np_rank9.npy\", np.zeros((1,) * 9, \"<f4\"))\n"
@@ -183,7 +186,7 @@ static void numpy_files(void) {
              "np.save(d + \"/np_object.npy\", np.array([1, \"x\"], dtype=object))\n"
              "np.save(d + \"/np_trunc.npy\", np.ones((4, 3), \"<f4\"))\n"
              "with open(d + \"/np_two.npy\", \"wb\") as fh:\n"
-             "    np.save(fh, f(6).reshape(2, 3)); np.save(fh, np.zeros(9, \"<f4\"))\n",
+             "    np.save(fh, mk[\"i8\"](6).reshape(2, 3)); np.save(fh, np.zeros(9, \"<f4\"))\n",
              k_shapes[0].py, k_shapes[1].py, k_shapes[2].py, k_shapes[3].py, k_shapes[4].py,
              k_shapes[5].py, k_shapes[6].py);
     python(py, NULL);
@@ -279,7 +282,6 @@ static void test_read_rejects_numpy_unsupported(void **state) {
     numpy_files();
     expect_file_reject("np_fortran.npy", MDL_UNSUPPORTED, "Fortran");
     expect_file_reject("np_big.npy", MDL_UNSUPPORTED, "big-endian dtype '>i4'");
-    expect_file_reject("np_bool.npy", MDL_UNSUPPORTED, "bool");
     expect_file_reject("np_f8.npy", MDL_UNSUPPORTED, "dtype '<f8' is not supported");
     expect_file_reject("np_i2.npy", MDL_UNSUPPORTED, "dtype '<i2' is not supported");
     expect_file_reject("np_rank9.npy", MDL_UNSUPPORTED, "rank 9 exceeds the maximum rank 8");
@@ -437,7 +439,7 @@ static void test_malformed_headers(void **state) {
     expect_reject(HDR("'<f4'", "True", "(3, 4)"), 48, UNS, "Fortran (column-major) order");
     expect_reject(HDR("'<f8'", "False", "(3,)"), 24, UNS, "dtype '<f8' is not supported");
     expect_reject(HDR("'>f4'", "False", "(3,)"), 12, UNS, "big-endian");
-    expect_reject(HDR("'|b1'", "False", "(3,)"), 3, UNS, "bool");
+    expect_reject(HDR("'<b1'", "False", "(3,)"), 3, UNS, "dtype '<b1' is not supported");
     expect_reject(HDR("'<i1'", "False", "(3,)"), 3, UNS, "dtype '<i1' is not supported");
     expect_reject(HDR("'<U5'", "False", "(3,)"), 60, UNS, "'<U5'");
     expect_reject(HDR("'float32'", "False", "(3,)"), 12, UNS, "'float32'");
@@ -634,6 +636,7 @@ static void manifest_add(FILE *m, const char *path, mdl_dtype t, int rank, const
         case MDL_DTYPE_UINT8: fprintf(m, "%u", ((const uint8_t *)data)[i]); break;
         case MDL_DTYPE_INT32: fprintf(m, "%ld", (long)((const int32_t *)data)[i]); break;
         case MDL_DTYPE_INT64: fprintf(m, "%lld", (long long)((const int64_t *)data)[i]); break;
+        case MDL_DTYPE_BOOL: fprintf(m, "%u", ((const uint8_t *)data)[i]); break;
         default: fail_msg("bad dtype");
         }
     }

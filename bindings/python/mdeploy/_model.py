@@ -94,7 +94,7 @@ def _raise(err: _lib.mdl_error, status: int) -> "Error":
 
 # Index = mdl_dtype value.  Native byte order: the library uses host order, as NumPy does.
 _DTYPES: Tuple[np.dtype, ...] = tuple(
-    np.dtype(t) for t in ("float32", "int8", "uint8", "int32", "int64")
+    np.dtype(t) for t in ("float32", "int8", "uint8", "int32", "int64", "bool")
 )
 
 
