@@ -122,7 +122,10 @@ extern "C" {
     X(GATHER, INT8, gather)                                                                         \
     X(GATHER, UINT8, gather)                                                                        \
     X(GATHER, INT32, gather)                                                                        \
-    X(GATHER, INT64, gather)                                                                       
+    X(GATHER, INT64, gather)                                                                        \
+    X(ERF, FLOAT32, erf_f32)                                                                        \
+    X(LAYER_NORM, FLOAT32, layer_norm_f32)                                                          \
+    X(RESIZE, FLOAT32, resize_f32)
 
 typedef struct mdl_op_resolver_entry {
     int16_t op, dtype;  /* mdl_op, mdl_dtype */

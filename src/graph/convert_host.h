@@ -199,6 +199,14 @@ mdl_status mdl__cv_fold(cv_ctx *c, const Onnx__NodeProto *n, int nin, const int3
 mdl_status mdl__cv_lower_quant(cv_ctx *c, const Onnx__NodeProto *n, int nin, const int32_t *in,
                                int nout, const int32_t *out, bool *done);
 bool mdl__cv_quant_op(const char *domain, const char *op_type);
+/* Erf, LayerNormalization, Resize (convert_nn_host.c); *done = false for other ops. */
+bool mdl__cv_nn_op(const char *op_type);
+mdl_status mdl__cv_lower_nn(cv_ctx *c, const Onnx__NodeProto *n, int nin, const int32_t *in,
+                            int nout, const int32_t *out, bool *done);
+/* Rewrites exported decompositions into single ONNX nodes before lowering (Erf-form GELU ->
+   Gelu, decomposed LayerNorm -> LayerNormalization; convert_fuse_nn_host.c): *g becomes a
+   shallow copy owned by c when anything was fused. */
+mdl_status mdl__cv_fuse_nn(cv_ctx *c, const Onnx__GraphProto **g);
 /* Operators the converter knows (lowered or folded). */
 bool mdl__cv_known_op(const char *op_type);
 bool mdl__cv_lowerable(const char *op_type);

@@ -19,44 +19,61 @@
 #define MANIFEST "tests/models/manifest.json"
 #define TOL 1e-4
 
+/* Manifests: the main one, and PyTorch exports (tests/models/make_torch_fixtures.py, whose
+   entries also carry "torch_outputs", compared the same way).  A fixture name "DIR/NAME" is NAME
+   in manifest DIR/ (tests/models/DIR/manifest.json). */
+static const char *const manifest_paths[] = {MANIFEST, "tests/models/torch/manifest.json"};
+static const char *const manifest_dirs[] = {"", "torch/"};
+#define NMANIFESTS 2
+
 /* The fixtures this test expects.  Listed here, not only taken from the manifest, so that a
    manifest that lost an entry fails instead of silently testing less. */
 static const char *const fixture_names[] = {
     "mlp", "mlp_b64", "mnist_cnn", "text_lstm", "recommender",
     "bilstm", "gru", "mobilenet_block", "digits",
+    "torch/gelu_mlp", "torch/layernorm13", "torch/layernorm17", "torch/resize_nearest",
+    "torch/resize_linear", "torch/resize_linear_ac", "torch/bert",
 };
 #define NFIXTURES (sizeof fixture_names / sizeof fixture_names[0])
 
 /* Parsed once by the group setup; read-only afterwards. */
-static cJSON *manifest;
+static cJSON *manifests[NMANIFESTS];
 
 static int load_manifest(void **state) {
     (void)state;
-    size_t size;
-    char *text = th_read_file(MANIFEST, &size);
-    if (!text) {
-        fprintf(stderr, "cannot read %s (run the test from the repo root)\n", MANIFEST);
-        return -1;
-    }
-    manifest = cJSON_Parse(text);
-    free(text);
-    if (!cJSON_IsObject(manifest) || !cJSON_IsArray(cJSON_GetObjectItem(manifest, "fixtures"))) {
-        fprintf(stderr, "%s: not a fixture manifest\n", MANIFEST);
-        return -1;
+    for (int m = 0; m < NMANIFESTS; m++) {
+        size_t size;
+        char *text = th_read_file(manifest_paths[m], &size);
+        if (!text) {
+            fprintf(stderr, "cannot read %s (run the test from the repo root)\n", manifest_paths[m]);
+            return -1;
+        }
+        manifests[m] = cJSON_Parse(text);
+        free(text);
+        if (!cJSON_IsObject(manifests[m]) ||
+            !cJSON_IsArray(cJSON_GetObjectItem(manifests[m], "fixtures"))) {
+            fprintf(stderr, "%s: not a fixture manifest\n", manifest_paths[m]);
+            return -1;
+        }
     }
     return 0;
 }
 
 static int free_manifest(void **state) {
     (void)state;
-    cJSON_Delete(manifest);
-    manifest = NULL;
+    for (int m = 0; m < NMANIFESTS; m++) {
+        cJSON_Delete(manifests[m]);
+        manifests[m] = NULL;
+    }
     return 0;
 }
 
 static const cJSON *find_fixture(const char *name) {
+    int m = NMANIFESTS - 1;
+    while (m > 0 && strncmp(name, manifest_dirs[m], strlen(manifest_dirs[m]))) m--;
+    name += strlen(manifest_dirs[m]);
     const cJSON *fx;
-    cJSON_ArrayForEach(fx, cJSON_GetObjectItem(manifest, "fixtures")) {
+    cJSON_ArrayForEach(fx, cJSON_GetObjectItem(manifests[m], "fixtures")) {
         const char *n = cJSON_GetStringValue(cJSON_GetObjectItem(fx, "name"));
         if (n && strcmp(n, name) == 0) return fx;
     }
@@ -99,7 +116,7 @@ static void read_npy(const char *path, mdl_npy *a) {
 static void test_fixture(void **state) {
     const char *name = *state;
     const cJSON *fx = find_fixture(name);
-    if (!fx) fail_msg("fixture '%s' is not in %s: rerun tests/models/make_fixtures.py", name, MANIFEST);
+    if (!fx) fail_msg("fixture '%s' is not in its manifest: rerun tests/models/make_fixtures.py", name);
     const char *onnx = str_item(fx, "onnx");
     const cJSON *inputs = cJSON_GetObjectItem(fx, "inputs");
     const cJSON *outputs = cJSON_GetObjectItem(fx, "outputs");
@@ -116,6 +133,7 @@ static void test_fixture(void **state) {
 
     char mdl[64];
     snprintf(mdl, sizeof mdl, "%s.mdl", name);
+    for (char *p = mdl; *p; p++) *p = *p == '/' ? '_' : *p; /* torch/x -> torch_x */
     const char *out_path = th_tmp(mdl);
     char out_copy[512];
     snprintf(out_copy, sizeof out_copy, "%s", out_path); /* th_tmp's buffers rotate */
@@ -164,11 +182,14 @@ static void test_fixture(void **state) {
     st = mdl_session_run(s);
     if (st != MDL_OK) fail_msg("%s: run: %s: %s", name, mdl_status_str(st), mdl_session_message(s));
 
-    /* Compare every output before failing so the printed line has the whole picture. */
+    /* Compare every output before failing so the printed line has the whole picture; against
+       ORT's outputs, then (PyTorch fixtures) against torch's. */
     double worst_ratio = 0;
-    char report[512] = "";
+    char report[1024] = "";
     size_t rlen = 0;
-    cJSON_ArrayForEach(io, outputs) {
+    const cJSON *refsets[2] = {outputs, cJSON_GetObjectItem(fx, "torch_outputs")};
+    for (int rs = 0; rs < 2; rs++)
+    cJSON_ArrayForEach(io, refsets[rs]) {
         const char *oname = str_item(io, "name");
         int idx = mdl_model_output_index(m, oname);
         if (idx < 0) fail_msg("%s: the converted model has no output '%s'", name, oname);
@@ -196,8 +217,8 @@ static void test_fixture(void **state) {
         if (!(ratio <= worst_ratio)) worst_ratio = ratio;
         if (rlen < sizeof report)
             rlen += (size_t)snprintf(report + rlen, sizeof report - rlen,
-                                     "  %s: max abs err %.3g (max |ref| %.3g, bound %.3g)", oname,
-                                     err_max, ref_max, bound);
+                                     "  %s%s: max abs err %.3g (max |ref| %.3g, bound %.3g)",
+                                     rs ? "vs torch " : "", oname, err_max, ref_max, bound);
     }
     printf("conformance %-16s nodes %d -> %d%s\n", name, rep.onnx_nodes, rep.nodes_out, report);
     fflush(stdout);
@@ -213,13 +234,15 @@ static void test_manifest_complete(void **state) {
     (void)state;
     const cJSON *fx;
     int n = 0;
-    cJSON_ArrayForEach(fx, cJSON_GetObjectItem(manifest, "fixtures")) {
-        const char *name = str_item(fx, "name");
-        bool known = false;
-        for (size_t i = 0; i < NFIXTURES; i++) known |= strcmp(fixture_names[i], name) == 0;
-        if (!known) fail_msg("%s lists '%s', which test_conformance.c does not run", MANIFEST, name);
-        n++;
-    }
+    for (int m = 0; m < NMANIFESTS; m++)
+        cJSON_ArrayForEach(fx, cJSON_GetObjectItem(manifests[m], "fixtures")) {
+            char name[128];
+            snprintf(name, sizeof name, "%s%s", manifest_dirs[m], str_item(fx, "name"));
+            bool known = false;
+            for (size_t i = 0; i < NFIXTURES; i++) known |= strcmp(fixture_names[i], name) == 0;
+            if (!known) fail_msg("%s lists '%s', which test_conformance.c does not run", manifest_paths[m], name);
+            n++;
+        }
     assert_int_equal(n, (int)NFIXTURES);
 }
 
