@@ -103,7 +103,6 @@ static int32_t ln_param(cv_ctx *c, int32_t v, const char *what, int32_t nd, cons
 
 static mdl_status lower_layer_norm(cv_ctx *c, node_t *n, int nin, const int32_t *in, int nout,
                                    const int32_t *out) {
-    if (nin < 2 || in[1] < 0) return mdl__cv_fail(c, MDL_CORRUPT_MODEL, "input Scale is missing");
     for (int k = 1; k < nout && k < 3; k++)
         if (out[k] >= 0)
             return mdl__cv_fail(c, MDL_UNSUPPORTED, "the %s output is not supported",
@@ -127,13 +126,15 @@ static mdl_status lower_layer_norm(cv_ctx *c, node_t *n, int nin, const int32_t 
     for (int32_t d = a; d < r; d++) inner *= xdims[d];
     mdl_op_options o = mdl_op_options_default(MDL_OP_LAYER_NORM);
     o.batch_norm.epsilon = mdl__cv_attr_float(n, "epsilon", 1e-5f);
+    /* Scale may be absent only in a node made by the LayerNorm fusion (no affine part) */
     int32_t ins[3] = {mdl__cv_native(c, in[0]), -1, -1};
     if (ins[0] < 0) return status_of(c);
     int64_t fd[MDL_MAX_RANK];
     memcpy(fd, xdims, sizeof fd);
     fd[a] = inner;
     if (nd > 1 && (ins[0] = mdl__cv_reshape(c, ins[0], a + 1, fd)) < 0) return status_of(c);
-    if ((ins[1] = ln_param(c, in[1], "scale", nd, xdims + a, inner)) < 0) return status_of(c);
+    if (nin > 1 && in[1] >= 0 && (ins[1] = ln_param(c, in[1], "scale", nd, xdims + a, inner)) < 0)
+        return status_of(c);
     int nuse = 2;
     if (nin > 2 && in[2] >= 0) {
         if ((ins[2] = ln_param(c, in[2], "bias", nd, xdims + a, inner)) < 0) return status_of(c);

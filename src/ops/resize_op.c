@@ -2,9 +2,11 @@
    round_prefer_floor / round_prefer_ceil / floor / ceil) and bilinear, coordinate transforms
    half_pixel, asymmetric, align_corners and pytorch_half_pixel (see mdl_resize_options).
 
-   Source coordinates are computed in float exactly as ONNX Runtime's CPU kernel does (so that
-   nearest picks the same pixel on ties); linear interpolation clamps the source coordinate to
-   [0, in - 1] (ONNX's edge padding of the neighbours gives the same values).  The per-row and
+   Source coordinates are computed in double from ONNX's real-number definition, with the scale
+   out / in (exactly, not its float rounding) when the output size was given: nearest then picks
+   the pixel ONNX (and ONNX Runtime) picks on exact ties such as x / (4/7) = 3.5.  Linear
+   interpolation clamps the source coordinate to [0, in - 1] (ONNX's edge padding of the
+   neighbours gives the same values).  The per-row and
    per-column source indices and weights are made once per run in scratch; the inner loop runs
    over the C contiguous channels. */
 #include "ops.h"
@@ -47,37 +49,35 @@ static mdl_status rz_prepare(mdl__kctx *c) {
     return MDL_OK;
 }
 
-static float src_coord(mdl_resize_coord m, int64_t xo, float scale, int64_t in, int64_t out) {
+static double src_coord(mdl_resize_coord m, int64_t xo, double scale, int64_t in, int64_t out) {
     switch (m) {
-    case MDL_RESIZE_ASYMMETRIC: return (float)xo / scale;
-    case MDL_RESIZE_ALIGN_CORNERS:
-        return out == 1 ? 0.0f : (float)xo * (float)(in - 1) / (float)(out - 1);
-    case MDL_RESIZE_PYTORCH_HALF_PIXEL:
-        if (out <= 1) return 0.0f;
-        return ((float)xo + 0.5f) / scale - 0.5f;
+    case MDL_RESIZE_ASYMMETRIC: return (double)xo / scale;
+    case MDL_RESIZE_ALIGN_CORNERS: return out == 1 ? 0.0 : (double)xo * (double)(in - 1) / (double)(out - 1);
+    case MDL_RESIZE_PYTORCH_HALF_PIXEL: return out > 1 ? ((double)xo + 0.5) / scale - 0.5 : 0.0;
     case MDL_RESIZE_HALF_PIXEL:
-    default: return ((float)xo + 0.5f) / scale - 0.5f;
+    default: return ((double)xo + 0.5) / scale - 0.5;
     }
 }
 
 static void make_taps(const mdl_resize_options *o, int d, int64_t in, int64_t out, rz_tap *t) {
+    double scale = o->out[d] > 0 ? (double)o->out[d] / (double)in : (double)o->scale[d];
     for (int64_t k = 0; k < out; k++) {
-        float x = src_coord(o->coord, k, o->scale[d], in, out);
+        double x = src_coord(o->coord, k, scale, in, out);
         if (o->mode == MDL_RESIZE_NEAREST) {
-            float f = floorf(x), r;
+            double f = floor(x), r;
             switch (o->nearest) {
             case MDL_RESIZE_FLOOR: r = f; break;
-            case MDL_RESIZE_CEIL: r = ceilf(x); break;
-            case MDL_RESIZE_ROUND_PREFER_CEIL: r = x == f + 0.5f ? f + 1.0f : roundf(x); break;
-            default: r = x == f + 0.5f ? f : roundf(x); break;
+            case MDL_RESIZE_CEIL: r = ceil(x); break;
+            case MDL_RESIZE_ROUND_PREFER_CEIL: r = x - f >= 0.5 ? f + 1.0 : f; break;
+            default: r = x - f > 0.5 ? f + 1.0 : f; break;
             }
-            int64_t i = r < 0.0f ? 0 : (r > (float)(in - 1) ? in - 1 : (int64_t)r);
+            int64_t i = r < 0.0 ? 0 : (r > (double)(in - 1) ? in - 1 : (int64_t)r);
             t[k] = (rz_tap){(int32_t)i, (int32_t)i, 0.0f};
         } else {
-            if (!(x > 0.0f)) x = 0.0f; /* NaN cannot occur: scale > 0 and finite */
-            if (x > (float)(in - 1)) x = (float)(in - 1);
+            if (!(x > 0.0)) x = 0.0; /* NaN cannot occur: scale > 0 and finite */
+            if (x > (double)(in - 1)) x = (double)(in - 1);
             int64_t i0 = (int64_t)x, i1 = i0 + 1 < in ? i0 + 1 : in - 1;
-            t[k] = (rz_tap){(int32_t)i0, (int32_t)i1, x - (float)i0};
+            t[k] = (rz_tap){(int32_t)i0, (int32_t)i1, (float)(x - (double)i0)};
         }
     }
 }

@@ -138,15 +138,13 @@ static void test_layer_norm_reject(void **state) {
 
 /* ---- Resize --------------------------------------------------------------------------------- */
 
-/* The source coordinate, in float arithmetic as ONNX Runtime computes it (in double, a
-   coordinate a rounding away from a half would pick the other pixel for nearest). */
-static double coord(mdl_resize_coord m, int64_t xo, float scale, int64_t in, int64_t out) {
-    float x = (float)xo;
+/* The source coordinate (ONNX's formulas); scale is out / in when the size was given. */
+static double coord(mdl_resize_coord m, int64_t xo, double scale, int64_t in, int64_t out) {
     switch (m) {
-    case MDL_RESIZE_ASYMMETRIC: return x / scale;
-    case MDL_RESIZE_ALIGN_CORNERS: return out == 1 ? 0 : x * (float)(in - 1) / (float)(out - 1);
-    case MDL_RESIZE_PYTORCH_HALF_PIXEL: return out > 1 ? (x + 0.5f) / scale - 0.5f : 0;
-    default: return (x + 0.5f) / scale - 0.5f;
+    case MDL_RESIZE_ASYMMETRIC: return xo / scale;
+    case MDL_RESIZE_ALIGN_CORNERS: return out == 1 ? 0 : xo * (double)(in - 1) / (double)(out - 1);
+    case MDL_RESIZE_PYTORCH_HALF_PIXEL: return out > 1 ? (xo + 0.5) / scale - 0.5 : 0;
+    default: return (xo + 0.5) / scale - 0.5;
     }
 }
 
@@ -173,8 +171,9 @@ static void check_resize(const int64_t *dims, const mdl_resize_options *ro) {
         for (int64_t oy = 0; oy < OH; oy++)
             for (int64_t ox = 0; ox < OW; ox++)
                 for (int64_t c = 0; c < C; c++) {
-                    double yy = coord(ro->coord, oy, ro->scale[0], H, OH);
-                    double xx = coord(ro->coord, ox, ro->scale[1], W, OW);
+                    double sy = ro->out[0] ? (double)OH / H : ro->scale[0];
+                    double sx = ro->out[1] ? (double)OW / W : ro->scale[1];
+                    double yy = coord(ro->coord, oy, sy, H, OH), xx = coord(ro->coord, ox, sx, W, OW);
 #define AT(i, j) (double)x[((b * H + clampi(i, H)) * W + clampi(j, W)) * C + c]
                     double v;
                     if (ro->mode == MDL_RESIZE_NEAREST) {
