@@ -1,4 +1,4 @@
-/* Lowering of the transformer-era ONNX operators: Erf, LayerNormalization, Resize (see
+/* Lowering of the transformer-era ONNX operators: Erf, LayerNormalization, Resize, Tile (see
    convert_host.h).  Hooked into mdl__cv_lower for operators its table does not have. */
 #include "graph/convert_host.h"
 
@@ -233,11 +233,86 @@ static mdl_status lower_resize(cv_ctx *c, node_t *n, int nin, const int32_t *in,
     return bind_out(c, out[0], mdl__cv_emit1(c, MDL_OP_RESIZE, "", 1, &t, &o), NHWC);
 }
 
+/* ---- Tile ------------------------------------------------------------------------------------ */
+
+/* Tile with constant repeats.  A constant input is tiled here (any dtype); a run-time float32
+   one becomes x reshaped with a size-1 axis before every repeated dim, plus a constant of -0.0
+   of the tiled shape (broadcast; x + -0.0 == x exactly, signed zeros and NaNs included), reshaped
+   to the result. */
+static mdl_status lower_tile(cv_ctx *c, const int32_t *in, const int32_t *out) {
+    const cv_value *x = &c->vals[in[0]];
+    int32_t r = x->rank, nrep;
+    int64_t rep[MDL_MAX_RANK], od[MDL_MAX_RANK];
+    if (!mdl__cv_const_ints(c, in[1], rep, MDL_MAX_RANK, &nrep) || nrep != r)
+        return mdl__cv_fail(c, MDL_UNSUPPORTED, "repeats must be an integer constant with one value per dim (%d)", (int)r);
+    int32_t extra = 0;
+    for (int32_t d = 0; d < r; d++) {
+        if (rep[d] < 1)
+            return mdl__cv_fail(c, MDL_UNSUPPORTED, "repeats[%d] = %lld (only >= 1 is supported)", (int)d, (long long)rep[d]);
+        od[d] = x->dims[d] * rep[d];
+        extra += rep[d] > 1;
+    }
+    int32_t t = mdl__cv_native(c, in[0]);
+    if (t < 0) return status_of(c);
+    mdl_dtype dt = c->ts[t].dtype;
+    if (mdl__cv_is_const(c, in[0])) {
+        int64_t n = 1;
+        for (int32_t d = 0; d < r; d++) n *= od[d];
+        size_t es = mdl_dtype_size(dt);
+        uint8_t *buf = mdl__cv_alloc(c, (size_t)(n ? n : 1) * es);
+        if (!buf) return mdl__error(c->err, MDL_OUT_OF_MEMORY, "out of memory converting the model");
+        const uint8_t *src = c->ts[t].data;
+        for (int64_t i = 0; i < n; i++) {
+            int64_t rem = i, si = 0, stride = 1;
+            for (int32_t d = r - 1; d >= 0; d--) {
+                si += (rem % od[d]) % x->dims[d] * stride;
+                rem /= od[d];
+                stride *= x->dims[d];
+            }
+            memcpy(buf + (size_t)i * es, src + (size_t)si * es, es);
+        }
+        int32_t y = mdl__cv_tensor(c, c->vals[out[0]].name, dt, r, od, buf);
+        if (y < 0) return status_of(c);
+        c->vals[out[0]].is_bool = x->is_bool;
+        mdl__cv_bind(c, out[0], y, NULL);
+        return MDL_OK;
+    }
+    if (dt != MDL_DTYPE_FLOAT32)
+        return mdl__cv_fail(c, MDL_UNSUPPORTED, "run-time input '%s' is %s (float32 only)", x->name, mdl_dtype_name(dt));
+    if (r + extra > MDL_MAX_RANK)
+        return mdl__cv_fail(c, MDL_UNSUPPORTED, "rank %d with %d repeated dims needs more than %d dims",
+                            (int)r, (int)extra, MDL_MAX_RANK);
+    int64_t xd[MDL_MAX_RANK], zd[MDL_MAX_RANK], nz = 1;
+    int32_t k = 0;
+    for (int32_t d = 0; d < r; d++) {
+        if (rep[d] > 1) {
+            xd[k] = 1;
+            zd[k++] = rep[d];
+            nz *= rep[d];
+        }
+        xd[k] = x->dims[d];
+        zd[k++] = x->dims[d];
+        nz *= x->dims[d];
+    }
+    if (!extra) {
+        c->removed++;
+        return bind_out(c, out[0], t, NULL);
+    }
+    float *z = mdl__cv_alloc(c, (size_t)(nz ? nz : 1) * sizeof(float));
+    if (!z) return mdl__error(c->err, MDL_OUT_OF_MEMORY, "out of memory converting the model");
+    for (int64_t i = 0; i < nz; i++) z[i] = -0.0f;
+    int32_t zt = mdl__cv_tensor(c, mdl__cv_fmt(c, "%s/negzeros", c->node_name), MDL_DTYPE_FLOAT32, k, zd, z);
+    int32_t xr = zt < 0 ? -1 : mdl__cv_reshape(c, t, k, xd);
+    int32_t y = xr < 0 ? -1 : mdl__cv_emit1(c, MDL_OP_ADD, "", 2, (int32_t[]){xr, zt}, NULL);
+    if (y >= 0) y = mdl__cv_reshape(c, y, r, od);
+    return bind_out(c, out[0], y, NULL);
+}
+
 /* ---- dispatch -------------------------------------------------------------------------------- */
 
 bool mdl__cv_nn_op(const char *op_type) {
     return !strcmp(op_type, "Erf") || !strcmp(op_type, "LayerNormalization") ||
-           !strcmp(op_type, "Resize") || !strcmp(op_type, "Upsample");
+           !strcmp(op_type, "Resize") || !strcmp(op_type, "Upsample") || !strcmp(op_type, "Tile");
 }
 
 mdl_status mdl__cv_lower_nn(cv_ctx *c, const Onnx__NodeProto *n, int nin, const int32_t *in,
@@ -247,6 +322,10 @@ mdl_status mdl__cv_lower_nn(cv_ctx *c, const Onnx__NodeProto *n, int nin, const 
     if (nin < 1 || in[0] < 0) return mdl__cv_fail(c, MDL_CORRUPT_MODEL, "input 0 is missing");
     if (nout < 1) return mdl__cv_fail(c, MDL_CORRUPT_MODEL, "no outputs");
     if (!strcmp(n->op_type, "Erf")) return lower_erf(c, in, out);
+    if (!strcmp(n->op_type, "Tile")) {
+        if (nin < 2 || in[1] < 0) return mdl__cv_fail(c, MDL_CORRUPT_MODEL, "input repeats is missing");
+        return lower_tile(c, in, out);
+    }
     if (!strcmp(n->op_type, "LayerNormalization")) return lower_layer_norm(c, n, nin, in, nout, out);
     if (!strcmp(n->op_type, "Upsample")) /* opset 7-9: X, scales (attribute before 9) */
         return mdl__cv_fail(c, MDL_UNSUPPORTED, "Upsample (opset < 10) is not supported; export at opset 11 or newer");

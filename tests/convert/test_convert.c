@@ -745,6 +745,23 @@ static void test_resize_variants(void **state) {
         "      I('sz', np.array([2, 2, 7, 5], np.int64))], {'x': x}, opset=11)\n");
 }
 
+/* Tile of a run-time tensor (holding a -0.0 and a NaN), of a constant int64 tensor (folded), and
+   repeats of 1 (an alias). */
+static void test_tile(void **state) {
+    (void)state;
+    mdl_model *m = check_case("nn_tile",
+        "x = R(2, 3, 4); x[0, 0, 0] = -0.0; x[1, 2, 3] = np.nan\n"
+        "nodes = [N('Tile', ['x', 'r1'], ['y1']), N('Tile', ['x', 'r2'], ['y2']), N('Tile', ['x', 'r3'], ['y3']),\n"
+        "         N('Tile', ['ci', 'r4'], ['t4']), N('Cast', ['t4'], ['c4'], to=1), N('Add', ['x', 'c4'], ['y4'])]\n"
+        "inits = [I('r1', np.array([2, 1, 3], np.int64)), I('r2', np.array([1, 1, 1], np.int64)),\n"
+        "         I('r3', np.array([1, 4, 1], np.int64)), I('ci', np.arange(3, dtype=np.int64).reshape(1, 3, 1)),\n"
+        "         I('r4', np.array([2, 1, 4], np.int64))]\n"
+        "save(nodes, [V('x', [2,3,4])], [V('y%d' % i, None) for i in (1,2,3,4)], inits, {'x': x})\n",
+        NULL, NULL);
+    assert_int_equal(count_op(m, "Add"), 3); /* y1, y3 and the constant y4 added to x */
+    mdl_model_free(m);
+}
+
 /* What Resize cannot do exactly is refused with the reason. */
 static void test_resize_refused(void **state) {
     (void)state;
@@ -1002,6 +1019,7 @@ int main(void) {
         cmocka_unit_test(test_resize_variants),
         cmocka_unit_test(test_resize_refused),
         cmocka_unit_test(test_matmul_runtime),
+        cmocka_unit_test(test_tile),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     th_system("rm -rf '%s'", th_tmpdir());
