@@ -9,6 +9,7 @@
 #include "ops.h"
 
 #include <math.h>
+#include <string.h>
 
 #define BLK 8
 
@@ -165,20 +166,22 @@ static mdl_status ln_run(mdl__kctx *c) {
         float mean = row_sum(xr, C, 0.0f) / (float)C;
         float var = row_sq(xr, C, mean) / (float)C;
         float inv = 1.0f / sqrtf(var + eps);
+        /* through a local block: y may alias nothing here, but gcc cannot know that */
         int64_t i = 0;
-        if (scale && bias) {
-            for (; i + BLK <= C; i += BLK)
-                for (int k = 0; k < BLK; k++)
-                    yr[i + k] = (xr[i + k] - mean) * inv * scale[i + k] + bias[i + k];
-            for (; i < C; i++) yr[i] = (xr[i] - mean) * inv * scale[i] + bias[i];
-        } else {
-            for (; i + BLK <= C; i += BLK)
-                for (int k = 0; k < BLK; k++) yr[i + k] = (xr[i + k] - mean) * inv;
-            for (; i < C; i++) yr[i] = (xr[i] - mean) * inv;
+        for (; i + BLK <= C; i += BLK) {
+            float t[BLK];
+            for (int k = 0; k < BLK; k++) t[k] = (xr[i + k] - mean) * inv;
             if (scale)
-                for (i = 0; i < C; i++) yr[i] *= scale[i];
+                for (int k = 0; k < BLK; k++) t[k] *= scale[i + k];
             if (bias)
-                for (i = 0; i < C; i++) yr[i] += bias[i];
+                for (int k = 0; k < BLK; k++) t[k] += bias[i + k];
+            memcpy(yr + i, t, sizeof t);
+        }
+        for (; i < C; i++) {
+            float t = (xr[i] - mean) * inv;
+            if (scale) t *= scale[i];
+            if (bias) t += bias[i];
+            yr[i] = t;
         }
     }
     return MDL_OK;
