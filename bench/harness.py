@@ -57,6 +57,7 @@ MODELS = [
     ("image_classifier", "image classifier 150x150x3, batch 1", "export", CONV_TARGET),
     ("mobilenet_v2", "MobileNetV2 224x224, batch 1", "export", CONV_TARGET),
     ("resnet18", "ResNet-18 224x224, batch 1", "export", CONV_TARGET),
+    ("bert", "BERT-style encoder (2 layers, hidden 64, 4 heads, seq 128), batch 1", "fixture", "report"),
 ]
 
 MDL_DTYPES = [np.float32, np.int8, np.uint8, np.int32, np.int64]  # mdl_dtype order
@@ -65,6 +66,10 @@ MDL_DTYPES = [np.float32, np.int8, np.uint8, np.int32, np.int64]  # mdl_dtype or
 def model_specs(names):
     manifest = json.load(open(os.path.join(ROOT, "tests", "models", "manifest.json")))
     fixtures = {f["name"]: f for f in manifest["fixtures"]}
+    # PyTorch exports (tests/models/make_torch_fixtures.py): the BERT-style encoder
+    torch_manifest = os.path.join(ROOT, "tests", "models", "torch", "manifest.json")
+    if os.path.exists(torch_manifest):
+        fixtures.update({f["name"]: f for f in json.load(open(torch_manifest))["fixtures"]})
     specs = []
     for name, label, source, target in MODELS:
         if names and name not in names:

@@ -33,6 +33,10 @@
  *  - GATHER: data, indices (int32/int64); output = NumPy take(data, indices, axis).  Indices
  *    are checked at run time; negative ones count from the end as in ONNX.
  *  - BATCH_NORM: X [..., C] channels last, inputs scale, bias, mean, var each [C].
+ *  - LAYER_NORM: X [..., C], optional scale and bias [C] (-1 when absent); each row of C values
+ *    is normalized: y = (x - mean) / sqrt(var + epsilon) * scale + bias (options: batch_norm).
+ *    ONNX LayerNormalization over several trailing axes is a reshape to one axis around it.
+ *  - ERF: float32, element-wise.
  *  - RESHAPE: output shape is the declared shape of its output tensor; no data is copied (the
  *    memory planner makes the output share its input's memory).
  *  - SLICE: output shape is declared too; begin/step give the elements taken.
@@ -140,7 +144,10 @@ extern "C" {
     X(OR, "Or", NONE)                                                                              \
     X(XOR, "Xor", NONE)                                                                            \
     X(WHERE, "Where", NONE)                                                                        \
-    X(CAST, "Cast", CAST)
+    X(CAST, "Cast", CAST)                                                                          \
+    X(ERF, "Erf", NONE)                                                                            \
+    X(LAYER_NORM, "LayerNorm", BATCH_NORM)                                                         \
+    X(RESIZE, "Resize", RESIZE)
 
 typedef enum mdl_op {
 #define MDL__OP_ENUM(name, text, kind) MDL_OP_##name,
@@ -244,9 +251,35 @@ typedef struct mdl_cast_options {
     mdl_dtype to;
 } mdl_cast_options;
 
+/* RESIZE (ONNX Resize, 2-D spatial, on NHWC X [N, H, W, C]): out[d] (d = 0: H, 1: W) is the
+   output size, 0 = floor(in * scale[d]); scale[d] > 0 is the factor the coordinate transform uses
+   (ONNX: the given scale, or out / in when sizes were given). */
+typedef enum mdl_resize_mode { MDL_RESIZE_NEAREST = 0, MDL_RESIZE_LINEAR, MDL_RESIZE_MODE_COUNT } mdl_resize_mode;
+typedef enum mdl_resize_coord {
+    MDL_RESIZE_HALF_PIXEL = 0, /* x_in = (x_out + 0.5) / scale - 0.5 */
+    MDL_RESIZE_ASYMMETRIC,     /* x_in = x_out / scale */
+    MDL_RESIZE_ALIGN_CORNERS,  /* x_in = x_out (in - 1) / (out - 1), 0 when out == 1 */
+    MDL_RESIZE_PYTORCH_HALF_PIXEL, /* half_pixel, but 0 when out == 1 */
+    MDL_RESIZE_COORD_COUNT
+} mdl_resize_coord;
+typedef enum mdl_resize_nearest {
+    MDL_RESIZE_ROUND_PREFER_FLOOR = 0, /* round half down */
+    MDL_RESIZE_ROUND_PREFER_CEIL,      /* round half up */
+    MDL_RESIZE_FLOOR,
+    MDL_RESIZE_CEIL,
+    MDL_RESIZE_NEAREST_COUNT
+} mdl_resize_nearest;
+typedef struct mdl_resize_options {
+    int32_t out[2];
+    float scale[2];
+    mdl_resize_mode mode;
+    mdl_resize_coord coord;
+    mdl_resize_nearest nearest; /* NEAREST only */
+} mdl_resize_options;
+
 #define MDL_OPTIONS_KIND_MAP(X)                                                                    \
     X(NONE) X(FC) X(CONV) X(POOL) X(ACT) X(AXIS) X(BINARY) X(TRANSPOSE) X(SLICE) X(PAD)            \
-        X(REDUCE) X(RNN) X(BATCH_NORM) X(CAST)
+        X(REDUCE) X(RNN) X(BATCH_NORM) X(CAST) X(RESIZE)
 
 typedef enum mdl_options_kind {
 #define MDL__KIND_ENUM(name) MDL_OPTIONS_##name,
@@ -272,6 +305,7 @@ typedef union mdl_op_options {
     mdl_rnn_options rnn;
     mdl_batch_norm_options batch_norm;
     mdl_cast_options cast;
+    mdl_resize_options resize;
 } mdl_op_options;
 
 /* Defaults: strides/dilations/group 1, no padding, no fused activation, axis -1 (GATHER 0),

@@ -178,7 +178,10 @@ extern "C" {
     X(SLICE, BOOL, slice)                                                                       \
     X(PAD, BOOL, pad)                                                                           \
     X(GATHER, BOOL, gather)                                                                     \
-    X(CONCAT, BOOL, concat)
+    X(CONCAT, BOOL, concat)                                                                     \
+    X(ERF, FLOAT32, erf_f32)                                                                        \
+    X(LAYER_NORM, FLOAT32, layer_norm_f32)                                                          \
+    X(RESIZE, FLOAT32, resize_f32)
 
 typedef struct mdl_op_resolver_entry {
     int16_t op, dtype;  /* mdl_op, mdl_dtype */

@@ -75,6 +75,7 @@ static bool same_options(const mdl__graph *g, const mdl__node *a, const mdl__nod
                x->rnn.linear_before_reset == y->rnn.linear_before_reset;
     case MDL_OPTIONS_BATCH_NORM: return x->batch_norm.epsilon == y->batch_norm.epsilon;
     case MDL_OPTIONS_CAST: return x->cast.to == y->cast.to;
+    case MDL_OPTIONS_RESIZE: return !memcmp(&x->resize, &y->resize, sizeof x->resize);
     default: return true;
     }
 }

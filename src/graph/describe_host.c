@@ -82,6 +82,15 @@ size_t mdl_model_node_attrs(const mdl_model *m, int i, char *buf, size_t size) {
         break;
     }
     case MDL_OPTIONS_BATCH_NORM: ADD(" epsilon=%g", (double)o->batch_norm.epsilon); break;
+    case MDL_OPTIONS_RESIZE: {
+        static const char *const coords[] = {"half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel"};
+        static const char *const nearest[] = {"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"};
+        ADD(" %s %s", o->resize.mode == MDL_RESIZE_LINEAR ? "linear" : "nearest", coords[o->resize.coord]);
+        if (o->resize.mode == MDL_RESIZE_NEAREST) ADD(" %s", nearest[o->resize.nearest]);
+        ADD(" scale=%gx%g", (double)o->resize.scale[0], (double)o->resize.scale[1]);
+        if (o->resize.out[0] || o->resize.out[1]) ADD(" out=%dx%d", o->resize.out[0], o->resize.out[1]);
+        break;
+    }
     default: break;
     }
     /* drop the leading space */

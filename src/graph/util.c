@@ -81,6 +81,7 @@ mdl_op_options mdl_op_options_default(mdl_op op) {
         break;
     case MDL_OPTIONS_REDUCE: o.reduce.keepdims = true; break;
     case MDL_OPTIONS_BATCH_NORM: o.batch_norm.epsilon = 1e-5f; break;
+    case MDL_OPTIONS_RESIZE: o.resize.scale[0] = o.resize.scale[1] = 1.0f; break;
     default: break;
     }
     return o;

@@ -32,11 +32,12 @@ DESC(d_reduce, "ReduceOptions", VEC(4), SC(1));
 DESC(d_rnn, "RnnOptions", SC(4), SC(1), SC(1));
 DESC(d_bn, "BatchNormOptions", SC(4));
 DESC(d_cast, "CastOptions", SC(1));
+DESC(d_resize, "ResizeOptions", SC(4), SC(4), SC(4), SC(4), SC(1), SC(1), SC(1));
 
 /* Union member i + 1 == mdl_options_kind i + 1 (MDL_OPTIONS_NONE is union type 0). */
 static const fb_table_desc *const option_descs[] = {&d_fc, &d_conv, &d_pool, &d_actopt, &d_axis,
                                                     &d_binary, &d_transpose, &d_slice, &d_pad,
-                                                    &d_reduce, &d_rnn, &d_bn, &d_cast};
+                                                    &d_reduce, &d_rnn, &d_bn, &d_cast, &d_resize};
 _Static_assert(sizeof option_descs / sizeof option_descs[0] == MDL_OPTIONS_COUNT - 1,
                "one union member per options kind");
 
@@ -175,6 +176,22 @@ static mdl_status read_options(fb_table op, mdl__node *n, const mdl__graph *g, m
         if (to >= MDL_DTYPE_COUNT)
             st = mdl__error(err, MDL_CORRUPT_MODEL, "%s '%s': unknown target dtype %u", on, nm, to);
         o->cast.to = (mdl_dtype)to;
+        break;
+    }
+    case MDL_OPTIONS_RESIZE: {
+        uint8_t mode = (uint8_t)fb_get_u(t, 4, 1, 0), coord = (uint8_t)fb_get_u(t, 5, 1, 0);
+        uint8_t nearest = (uint8_t)fb_get_u(t, 6, 1, 0);
+        o->resize.out[0] = fb_get_i32(t, 0, 0);
+        o->resize.out[1] = fb_get_i32(t, 1, 0);
+        o->resize.scale[0] = fb_get_f32(t, 2, 1.0f);
+        o->resize.scale[1] = fb_get_f32(t, 3, 1.0f);
+        if (mode >= MDL_RESIZE_MODE_COUNT || coord >= MDL_RESIZE_COORD_COUNT ||
+            nearest >= MDL_RESIZE_NEAREST_COUNT)
+            st = mdl__error(err, MDL_CORRUPT_MODEL, "%s '%s': unknown resize mode %u/%u/%u", on, nm,
+                            mode, coord, nearest);
+        o->resize.mode = (mdl_resize_mode)mode;
+        o->resize.coord = (mdl_resize_coord)coord;
+        o->resize.nearest = (mdl_resize_nearest)nearest;
         break;
     }
     default: break;
@@ -492,6 +509,16 @@ static fb_ref write_options(fb_builder *b, const mdl__node *n, int rank) {
     case MDL_OPTIONS_CAST:
         fb_start_table(b);
         fb_add_u8(b, 0, (uint8_t)o->cast.to);
+        break;
+    case MDL_OPTIONS_RESIZE:
+        fb_start_table(b);
+        fb_add_i32(b, 0, o->resize.out[0]);
+        fb_add_i32(b, 1, o->resize.out[1]);
+        fb_add_f32(b, 2, o->resize.scale[0]);
+        fb_add_f32(b, 3, o->resize.scale[1]);
+        fb_add_u8(b, 4, (uint8_t)o->resize.mode);
+        fb_add_u8(b, 5, (uint8_t)o->resize.coord);
+        fb_add_u8(b, 6, (uint8_t)o->resize.nearest);
         break;
     default: return 0;
     }

@@ -591,6 +591,7 @@ mdl_status mdl__onnx_import(const mdl__onnx_model *om, cv_ctx *c, const mdl_conv
                               (int)shape_name_len(o->max_shapes[k].name), o->max_shapes[k].name);
     if (!c->ninputs) return mdl__error(c->err, MDL_UNSUPPORTED, "the model has no run-time inputs");
     if (!g->n_output) return mdl__error(c->err, MDL_CORRUPT_MODEL, "the model has no outputs");
+    if ((st = mdl__cv_fuse_nn(c, &g))) return st; /* GELU, LayerNorm decompositions */
     if ((st = lower_nodes(c, g))) return st;
     if ((st = bind_outputs(c, g))) return st;
     c->op_type = NULL;

@@ -36,6 +36,14 @@ bool mdl__cv_quant_op(const char *domain, const char *op_type);
 bool mdl__cv_elem_op(const char *op_type);
 mdl_status mdl__cv_lower_elem(cv_ctx *c, const Onnx__NodeProto *n, int nin, const int32_t *in,
                               int nout, const int32_t *out);
+/* Erf, LayerNormalization, Resize (onnx_lower_nn_host.c); *done = false for other ops. */
+bool mdl__cv_nn_op(const char *op_type);
+mdl_status mdl__cv_lower_nn(cv_ctx *c, const Onnx__NodeProto *n, int nin, const int32_t *in,
+                            int nout, const int32_t *out, bool *done);
+/* Rewrites exported decompositions into single ONNX nodes before lowering (Erf-form GELU ->
+   Gelu, decomposed LayerNorm -> LayerNormalization; onnx_fuse_nn_host.c): *g becomes a
+   shallow copy owned by c when anything was fused. */
+mdl_status mdl__cv_fuse_nn(cv_ctx *c, const Onnx__GraphProto **g);
 /* What to do about an operator the converter does not know (" (...)"), or "". */
 const char *mdl__cv_unsupported_hint(const char *op_type);
 /* Binds ONNX output value v to tensor t in layout perm (NULL = native) and names t after v when

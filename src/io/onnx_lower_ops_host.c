@@ -1137,7 +1137,7 @@ static int find_lowering(const char *op) {
 }
 
 bool mdl__cv_lowerable(const char *op_type) {
-    return find_lowering(op_type) >= 0 || mdl__cv_elem_op(op_type);
+    return find_lowering(op_type) >= 0 || mdl__cv_elem_op(op_type) || mdl__cv_nn_op(op_type);
 }
 
 mdl_status mdl__cv_bind_result(cv_ctx *c, int32_t v, int32_t t, const int8_t *perm) {
@@ -1148,6 +1148,9 @@ mdl_status mdl__cv_lower(cv_ctx *c, const Onnx__NodeProto *n, int nin, const int
                          int nout, const int32_t *out) {
     if (mdl__cv_elem_op(n->op_type)) return mdl__cv_lower_elem(c, n, nin, in, nout, out);
     int i = find_lowering(n->op_type);
+    bool nn_done = false;
+    mdl_status nn_st = i < 0 ? mdl__cv_lower_nn(c, n, nin, in, nout, out, &nn_done) : MDL_OK;
+    if (nn_done) return nn_st;
     if (i < 0) return mdl__cv_fail(c, MDL_UNSUPPORTED, "unsupported operator");
     /* required inputs */
     int need = 1;

@@ -60,6 +60,9 @@ extern const mdl__kernel mdl__relu_q8, mdl__clip_q8, mdl__leaky_relu_q8, mdl__si
     mdl__log_softmax_q8;
 extern const mdl__kernel mdl__concat_q8;
 /* END int8 elementwise declarations */
+/* BEGIN nn declarations */
+extern const mdl__kernel mdl__erf_f32, mdl__layer_norm_f32, mdl__resize_f32;
+/* END nn declarations */
 
 /* BEGIN elementwise-math declarations (elementwise.c, binary.c, compare.c, cast.c) */
 extern const mdl__kernel mdl__abs_f32, mdl__abs_int, mdl__add_int, mdl__cast, mdl__div_int,
@@ -198,6 +201,11 @@ static const mdl__kernel *const kernels[MDL_OP_COUNT][MDL_DTYPE_COUNT] = {
     [MDL_OP_CAST][MDL_DTYPE_INT64] = &mdl__cast,
     [MDL_OP_CAST][MDL_DTYPE_BOOL] = &mdl__cast,
     /* END elementwise-math entries */
+    /* BEGIN nn entries */
+    [MDL_OP_ERF][MDL_DTYPE_FLOAT32] = &mdl__erf_f32,
+    [MDL_OP_LAYER_NORM][MDL_DTYPE_FLOAT32] = &mdl__layer_norm_f32,
+    [MDL_OP_RESIZE][MDL_DTYPE_FLOAT32] = &mdl__resize_f32,
+    /* END nn entries */
 };
 
 const mdl__kernel *mdl__kernel_find(mdl_op op, mdl_dtype dtype) {

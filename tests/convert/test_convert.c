@@ -590,6 +590,218 @@ static void test_unsupported_op(void **state) {
     assert_int_equal(th_system("ls '%s' | grep -q tmp", dir), 1);
 }
 
+/* ---- transformer-era operators (onnx_lower_nn_host.c, onnx_fuse_nn_host.c) ------------------- */
+
+/* The exported decompositions of GELU (three associations of x * 0.5 * (1 + erf(x / sqrt 2)),
+   Div or Mul by 1/sqrt 2) and of LayerNorm (opset 13 attribute axes with Pow, with Mul(d, d) and
+   no affine part, over two trailing axes; opset 18 axes input) each become one node. */
+static void test_nn_fusions(void **state) {
+    (void)state;
+    const char *gelu =
+        "x = R(3, 8, lo=-4, hi=4)\n"
+        "s2 = I('s2', np.float32(np.sqrt(2))); r2 = I('r2', np.float32(1/np.sqrt(2)))\n"
+        "one = I('one', np.float32(1)); half = I('half', np.float32(0.5))\n"
+        "nodes = [N('Div', ['x','s2'], ['a1']), N('Erf', ['a1'], ['e1']), N('Add', ['e1','one'], ['p1']),\n"
+        "         N('Mul', ['x','p1'], ['m1']), N('Mul', ['m1','half'], ['y1']),\n"
+        "         N('Mul', ['x','r2'], ['a2']), N('Erf', ['a2'], ['e2']), N('Add', ['one','e2'], ['p2']),\n"
+        "         N('Mul', ['x','half'], ['h2']), N('Mul', ['h2','p2'], ['y2']),\n"
+        "         N('Div', ['x','s2'], ['a3']), N('Erf', ['a3'], ['e3']), N('Add', ['e3','one'], ['p3']),\n"
+        "         N('Mul', ['p3','half'], ['m3']), N('Mul', ['x','m3'], ['y3'])]\n"
+        "save(nodes, [V('x', [3,8])], [V('y%d' % i, None) for i in (1,2,3)], [s2, r2, one, half], {'x': x})\n";
+    mdl_convert_report rep;
+    mdl_model *m = check_case("nn_gelu", gelu, NULL, &rep);
+    assert_int_equal(count_op(m, "Gelu"), 3);
+    assert_int_equal(mdl_model_node_count(m), 3);
+    assert_int_equal(rep.onnx_nodes, 15);
+    mdl_model_free(m);
+
+    const char *ln =
+        "x = R(2, 5, 16, lo=-3, hi=5)\n"
+        "def ln(p, x, axes, sq='pow', affine=True, opset=13):\n"
+        "    ax = {'axes': axes} if opset < 18 else {}\n"
+        "    ins = (lambda t: [t] if opset < 18 else [t, p + 'ax'])\n"
+        "    n = [N('ReduceMean', ins(x), [p+'m'], **ax), N('Sub', [x, p+'m'], [p+'d']),\n"
+        "         N('Pow', [p+'d', 'two'], [p+'q']) if sq == 'pow' else N('Mul', [p+'d', p+'d'], [p+'q']),\n"
+        "         N('ReduceMean', ins(p+'q'), [p+'v'], **ax), N('Add', [p+'v', 'eps'], [p+'ve']),\n"
+        "         N('Sqrt', [p+'ve'], [p+'sd']), N('Div', [p+'d', p+'sd'], [p+'n' if affine else p+'y'])]\n"
+        "    if affine: n += [N('Mul', [p+'n', p+'g'], [p+'gn']), N('Add', [p+'gn', p+'b'], [p+'y'])]\n"
+        "    return n\n"
+        "inits = [I('two', np.float32(2)), I('eps', np.float32(1e-5)), I('ag', R(16)), I('ab', R(16)),\n"
+        "         I('cg', R(5, 16)), I('cb', R(16))]\n"
+        "nodes = ln('a', 'x', [-1]) + ln('b', 'x', [-1], sq='mul', affine=False) + ln('c', 'x', [-2, -1])\n"
+        "save(nodes, [V('x', [2,5,16])], [V(p + 'y', None) for p in 'abc'], inits, {'x': x})\n";
+    m = check_case("nn_ln", ln, NULL, &rep);
+    assert_int_equal(count_op(m, "LayerNorm"), 3);
+    assert_int_equal(rep.onnx_nodes, 25);
+    mdl_model_free(m);
+    m = check_case("nn_ln18",
+        "x = R(2, 5, 16, lo=-3, hi=5)\n"
+        "ax = I('ax', np.array([-1], np.int64)); two = I('two', np.float32(2)); eps = I('eps', np.float32(1e-6))\n"
+        "nodes = [N('ReduceMean', ['x','ax'], ['m']), N('Sub', ['x','m'], ['d']), N('Pow', ['d','two'], ['q']),\n"
+        "         N('ReduceMean', ['q','ax'], ['v']), N('Add', ['eps','v'], ['ve']), N('Sqrt', ['ve'], ['sd']),\n"
+        "         N('Div', ['d','sd'], ['n']), N('Mul', ['g','n'], ['gn']), N('Add', ['gn','b'], ['y'])]\n"
+        "save(nodes, [V('x', [2,5,16])], [V('y', None)], [ax, two, eps, I('g', R(16)), I('b', R(16))], {'x': x}, opset=18)\n",
+        NULL, &rep);
+    assert_int_equal(count_op(m, "LayerNorm"), 1);
+    assert_int_equal(mdl_model_node_count(m), 1);
+    mdl_model_free(m);
+}
+
+/* A pattern whose intermediate value is used elsewhere is not fused: the GELU's erf output is
+   also a graph output (so Erf runs on its own kernel); the LayerNorm's mean is too (its pieces
+   need run-time Pow/Sqrt: either they are supported and the model matches ORT, or it is refused
+   naming one of them, never fused into a wrong answer). */
+static void test_nn_not_fused(void **state) {
+    (void)state;
+    mdl_model *m = check_case("nn_gelu_out",
+        "x = R(3, 8, lo=-4, hi=4)\n"
+        "nodes = [N('Div', ['x','s2'], ['a1']), N('Erf', ['a1'], ['e1']), N('Add', ['e1','one'], ['p1']),\n"
+        "         N('Mul', ['x','p1'], ['m1']), N('Mul', ['m1','half'], ['y1'])]\n"
+        "save(nodes, [V('x', [3,8])], [V('y1', None), V('e1', None)],\n"
+        "     [I('s2', np.float32(np.sqrt(2))), I('one', np.float32(1)), I('half', np.float32(0.5))], {'x': x})\n",
+        NULL, NULL);
+    assert_int_equal(count_op(m, "Gelu"), 0);
+    assert_int_equal(count_op(m, "Erf"), 1);
+    mdl_model_free(m);
+    const char *dir = case_dir("nn_ln_out");
+    generate(dir,
+        "x = R(2, 16, lo=-3, hi=5)\n"
+        "nodes = [N('ReduceMean', ['x'], ['m'], axes=[-1]), N('Sub', ['x','m'], ['d']), N('Pow', ['d','two'], ['q']),\n"
+        "         N('ReduceMean', ['q'], ['v'], axes=[-1]), N('Add', ['v','eps'], ['ve']), N('Sqrt', ['ve'], ['sd']),\n"
+        "         N('Div', ['d','sd'], ['y'])]\n"
+        "save(nodes, [V('x', [2,16])], [V('y', None), V('m', None)],\n"
+        "     [I('two', np.float32(2)), I('eps', np.float32(1e-5))], {'x': x})\n");
+    mdl_error err;
+    char out[600];
+    snprintf(out, sizeof out, "%s/model.mdl", dir);
+    mdl_status st = mdl_convert_onnx(path_in(dir, "model.onnx"), out, NULL, NULL, &err);
+    if (st == MDL_OK) {
+        mdl_model *m2;
+        if (mdl_model_load_file(out, NULL, &m2, &err) != MDL_OK) fail_msg("%s", err.msg);
+        assert_int_equal(count_op(m2, "LayerNorm"), 0);
+        run_and_compare(dir, m2, TOL);
+        mdl_model_free(m2);
+    } else {
+        assert_int_equal(st, MDL_UNSUPPORTED);
+        if (!strstr(err.msg, "Pow") && !strstr(err.msg, "Sqrt")) fail_msg("unexpected refusal: %s", err.msg);
+    }
+}
+
+/* ONNX LayerNormalization (opset 17): trailing axes, broadcast scale, no bias. */
+static void test_layer_norm_op(void **state) {
+    (void)state;
+    mdl_model *m = check_case("nn_ln17",
+        "x = R(2, 3, 4, 6, lo=-2, hi=3)\n"
+        "nodes = [N('LayerNormalization', ['x','g1','b1'], ['y1']),\n"
+        "         N('LayerNormalization', ['x','g2'], ['y2'], axis=-2, epsilon=1e-3),\n"
+        "         N('LayerNormalization', ['x','g3','b3'], ['y3'], axis=1)]\n"
+        "save(nodes, [V('x', [2,3,4,6])], [V('y%d' % i, None) for i in (1,2,3)],\n"
+        "     [I('g1', R(6)), I('b1', R(6)), I('g2', R(1, 6)), I('g3', R(3, 1, 6)), I('b3', R(4, 6))], {'x': x}, opset=17)\n",
+        NULL, NULL);
+    assert_int_equal(count_op(m, "LayerNorm"), 3);
+    mdl_model_free(m);
+    const char *dir = case_dir("nn_ln_mean");
+    generate(dir, "save([N('LayerNormalization', ['x','g'], ['y', 'mean'], name='ln_with_mean')],\n"
+                  "     [V('x', [2,6])], [V('y', None), V('mean', None)], [I('g', R(6))], None, opset=17)\n");
+    char out[600];
+    snprintf(out, sizeof out, "%s/model.mdl", dir);
+    mdl_error err;
+    assert_int_equal(mdl_convert_onnx(path_in(dir, "model.onnx"), out, NULL, NULL, &err), MDL_UNSUPPORTED);
+    assert_non_null(strstr(err.msg, "ln_with_mean"));
+    assert_non_null(strstr(err.msg, "Mean"));
+}
+
+/* Resize: nearest and linear with every supported coordinate mode, scales and sizes, opset 11
+   and 13, after a Conv (an NHWC region: no transpose around the resize). */
+static void test_resize_variants(void **state) {
+    (void)state;
+    mdl_model *m = check_case("nn_resize",
+        "x = R(1, 3, 5, 7)\n"
+        "nodes = [N('Conv', ['x','W'], ['c'], pads=[1,1,1,1])]\n"
+        "outs = []\n"
+        "k = 0\n"
+        "for mode in ['nearest', 'linear']:\n"
+        "    for ct in ['half_pixel', 'asymmetric', 'align_corners', 'pytorch_half_pixel']:\n"
+        "        for nm in (['round_prefer_floor', 'round_prefer_ceil', 'floor', 'ceil'] if mode == 'nearest' else ['floor']):\n"
+        "            k += 1\n"
+        "            sc = 'sc%d' % (k % 3)\n"
+        "            ins = ['c', '', sc] if k % 2 else ['c', '', '', 'sz%d' % (k % 2)]\n"
+        "            nodes.append(N('Resize', ins, ['r%d' % k], mode=mode, coordinate_transformation_mode=ct, nearest_mode=nm))\n"
+        "            nodes.append(N('Conv', ['r%d' % k, 'W2'], ['y%d' % k]))\n"
+        "            outs.append('y%d' % k)\n"
+        "inits = [I('W', R(4, 3, 3, 3)), I('W2', R(2, 4, 1, 1)), I('sc0', np.array([1, 1, 2, 2], np.float32)),\n"
+        "         I('sc1', np.array([1, 1, 0.5, 1.5], np.float32)), I('sc2', np.array([1, 1, 3, 0.75], np.float32)),\n"
+        "         I('sz0', np.array([1, 4, 9, 4], np.int64))]\n"
+        "save(nodes, [V('x', [1,3,5,7])], [V(o, None) for o in outs], inits, {'x': x})\n",
+        NULL, NULL);
+    assert_int_equal(count_op(m, "Resize"), 20);
+    assert_int_equal(count_op(m, "Transpose"), 21); /* the input, and each output back to NCHW */
+    mdl_model_free(m);
+    run_simple("nn_resize11",
+        "x = R(2, 2, 4, 3)\n"
+        "save([N('Resize', ['x', 'roi', 'sc'], ['y'], mode='linear'), N('Resize', ['x', 'roi', 'roi', 'sz'], ['z'])],\n"
+        "     [V('x', [2,2,4,3])], [V('y', None), V('z', None)],\n"
+        "     [I('roi', np.zeros(0, np.float32)), I('sc', np.array([1, 1, 1.5, 2], np.float32)),\n"
+        "      I('sz', np.array([2, 2, 7, 5], np.int64))], {'x': x}, opset=11)\n");
+}
+
+/* Tile of a run-time tensor (holding a -0.0 and a NaN), of a constant int64 tensor (folded), and
+   repeats of 1 (an alias). */
+static void test_tile(void **state) {
+    (void)state;
+    mdl_model *m = check_case("nn_tile",
+        "x = R(2, 3, 4); x[0, 0, 0] = -0.0; x[1, 2, 3] = np.nan\n"
+        "nodes = [N('Tile', ['x', 'r1'], ['y1']), N('Tile', ['x', 'r2'], ['y2']), N('Tile', ['x', 'r3'], ['y3']),\n"
+        "         N('Tile', ['ci', 'r4'], ['t4']), N('Cast', ['t4'], ['c4'], to=1), N('Add', ['x', 'c4'], ['y4'])]\n"
+        "inits = [I('r1', np.array([2, 1, 3], np.int64)), I('r2', np.array([1, 1, 1], np.int64)),\n"
+        "         I('r3', np.array([1, 4, 1], np.int64)), I('ci', np.arange(3, dtype=np.int64).reshape(1, 3, 1)),\n"
+        "         I('r4', np.array([2, 1, 4], np.int64))]\n"
+        "save(nodes, [V('x', [2,3,4])], [V('y%d' % i, None) for i in (1,2,3,4)], inits, {'x': x})\n",
+        NULL, NULL);
+    assert_int_equal(count_op(m, "Add"), 3); /* y1, y3 and the constant y4 added to x */
+    mdl_model_free(m);
+}
+
+/* What Resize cannot do exactly is refused with the reason. */
+static void test_resize_refused(void **state) {
+    (void)state;
+    static const struct { const char *node, *want; } cases[] = {
+        {"N('Resize', ['x', '', 'sc'], ['y'], mode='cubic', name='rz')", "cubic"},
+        {"N('Resize', ['x', 'roi', 'sc'], ['y'], coordinate_transformation_mode='tf_crop_and_resize', name='rz')", "tf_crop_and_resize"},
+        {"N('Resize', ['x', '', 'sc2'], ['y'], name='rz')", "N and C"},
+        {"N('Resize', ['x', '', 'scd'], ['y'], name='rz')", "constant"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *dir = case_dir("nn_resize_refused");
+        char body[1024];
+        snprintf(body, sizeof body,
+                 "save([N('Relu', ['s'], ['scd']), %s], [V('x', [1,2,3,4]), V('s', [4])], [V('y', None)],\n"
+                 "     [I('sc', np.array([1, 1, 2, 2], np.float32)), I('sc2', np.array([1, 2, 2, 2], np.float32)),\n"
+                 "      I('roi', np.array([0, 0, 0, 0, 1, 1, 1, 1], np.float32))], None)\n",
+                 cases[i].node);
+        generate(dir, body);
+        char out[600];
+        snprintf(out, sizeof out, "%s/model.mdl", dir);
+        mdl_error err;
+        assert_int_equal(mdl_convert_onnx(path_in(dir, "model.onnx"), out, NULL, NULL, &err), MDL_UNSUPPORTED);
+        if (!strstr(err.msg, cases[i].want) || !strstr(err.msg, "rz"))
+            fail_msg("case %zu: message '%s' does not name '%s'", i, err.msg, cases[i].want);
+    }
+}
+
+/* MatMul of two run-time operands with broadcast batch dims (attention's Q K^T and P V). */
+static void test_matmul_runtime(void **state) {
+    (void)state;
+    mdl_model *m = check_case("nn_matmul",
+        "a = R(2, 3, 4, 5); b = R(3, 5, 6); c = R(4, 5); d = R(2, 1, 5, 2)\n"
+        "save([N('MatMul', ['a','b'], ['y1']), N('MatMul', ['c','b'], ['y2']), N('MatMul', ['a','d'], ['y3'])],\n"
+        "     [V('a', [2,3,4,5]), V('b', [3,5,6]), V('c', [4,5]), V('d', [2,1,5,2])], [V('y%d' % i, None) for i in (1,2,3)],\n"
+        "     [], {'a': a, 'b': b, 'c': c, 'd': d})\n",
+        NULL, NULL);
+    assert_int_equal(count_op(m, "MatMul"), 3);
+    mdl_model_free(m);
+}
+
 static void test_external_data(void **state) {
     (void)state;
     mdl_model *m = check_case("external",
@@ -992,6 +1204,13 @@ int main(void) {
         cmocka_unit_test(test_keras_id_wrap),
         cmocka_unit_test(test_mul_add_into_conv),
         cmocka_unit_test(test_loop_refused_with_hint),
+        cmocka_unit_test(test_nn_fusions),
+        cmocka_unit_test(test_nn_not_fused),
+        cmocka_unit_test(test_layer_norm_op),
+        cmocka_unit_test(test_resize_variants),
+        cmocka_unit_test(test_resize_refused),
+        cmocka_unit_test(test_matmul_runtime),
+        cmocka_unit_test(test_tile),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     th_system("rm -rf '%s'", th_tmpdir());
