@@ -82,6 +82,7 @@ size_t mdl_model_node_attrs(const mdl_model *m, int i, char *buf, size_t size) {
         break;
     }
     case MDL_OPTIONS_BATCH_NORM: ADD(" epsilon=%g", (double)o->batch_norm.epsilon); break;
+    case MDL_OPTIONS_CAST: ADD(" to=%s", mdl_dtype_name(o->cast.to)); break;
     default: break;
     }
     /* drop the leading space */
