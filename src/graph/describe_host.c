@@ -91,6 +91,7 @@ size_t mdl_model_node_attrs(const mdl_model *m, int i, char *buf, size_t size) {
         if (o->resize.out[0] || o->resize.out[1]) ADD(" out=%dx%d", o->resize.out[0], o->resize.out[1]);
         break;
     }
+    case MDL_OPTIONS_CAST: ADD(" to=%s", mdl_dtype_name(o->cast.to)); break;
     default: break;
     }
     /* drop the leading space */

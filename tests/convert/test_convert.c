@@ -1026,6 +1026,14 @@ static void test_elementwise_runtime(void **state) {
         NULL, NULL);
     assert_int_equal(count_op(m, "Cast"), 13);
     assert_int_equal(count_op(m, "Where"), 2);
+    /* the target type is the Cast's attribute (mdeploy-inspect shows it) */
+    int casts_to_int8 = 0;
+    for (int i = 0; i < mdl_model_node_count(m); i++) {
+        char attrs[128];
+        mdl_model_node_attrs(m, i, attrs, sizeof attrs);
+        casts_to_int8 += strcmp(attrs, "to=int8") == 0;
+    }
+    assert_int_equal(casts_to_int8, 2);
     mdl_model_free(m);
 }
 
