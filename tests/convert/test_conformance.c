@@ -32,7 +32,8 @@ static const char *const fixture_names[] = {
     "mlp", "mlp_b64", "mnist_cnn", "text_lstm", "recommender",
     "bilstm", "gru", "mobilenet_block", "digits",
     "torch/gelu_mlp", "torch/layernorm13", "torch/layernorm17", "torch/resize_nearest",
-    "torch/resize_linear", "torch/resize_linear_ac", "torch/bert",
+    "torch/resize_linear", "torch/resize_linear_ac", "torch/bert", "torch/bert_dyn",
+    "torch/bert_dyn_3x1",
 };
 #define NFIXTURES (sizeof fixture_names / sizeof fixture_names[0])
 
