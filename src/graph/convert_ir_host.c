@@ -281,6 +281,13 @@ mdl_status mdl__cv_emit(cv_ctx *c, mdl_op op, const char *suffix, int nin, const
         kernel_tensor(&c->ts[out[j]], &tout[j]);
         kc.out[j] = &tout[j];
     }
+    /* A SLICE of a constant to the size of a dynamic dim (position ids[:, :seq]) stays a node:
+       folded, it would be a constant the runtime cannot resize (convert_dyn_host.c). */
+    for (int32_t d = 0; all_const && op == MDL_OP_SLICE && d < c->ts[out[0]].rank; d++)
+        for (int32_t s = 0; s < c->nsyms; s++)
+            if (c->ts[out[0]].dims[d] == mdl__cv_probe_size(0, s) ||
+                c->ts[out[0]].dims[d] == mdl__cv_probe_size(1, s))
+                all_const = false;
     if (all_const && !c->nofold) {
         /* Constant folding: run the kernel now; the outputs become constants. */
         void *scratch = kc.scratch_bytes ? mdl__cv_alloc(c, kc.scratch_bytes) : NULL;

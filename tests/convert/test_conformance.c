@@ -54,6 +54,8 @@ static const char *const fixture_names[] = {
     "torch/resize_linear",
     "torch/resize_linear_ac",
     "torch/bert",
+    "torch/bert_dyn",
+    "torch/bert_dyn_3x1",
 };
 #define NFIXTURES (sizeof fixture_names / sizeof fixture_names[0])
 

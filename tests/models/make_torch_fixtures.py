@@ -106,11 +106,14 @@ def models():
 
     rng = np.random.default_rng(1313)
     f32 = lambda *s: rng.standard_normal(s).astype(np.float32)
-    ids = rng.integers(0, VOCAB, size=(1, SEQ), dtype=np.int64)
-    mask = np.ones((1, SEQ), np.float32)
-    mask[0, 100:] = 0  # padding at the end
-    types = np.zeros((1, SEQ), np.int64)
-    types[0, 60:] = 1
+
+    def bert_inputs(b, s, pad):
+        ids = rng.integers(0, VOCAB, size=(b, s), dtype=np.int64)
+        mask = np.ones((b, s), np.float32)
+        mask[:, s - pad:] = 0  # padding at the end
+        types = np.zeros((b, s), np.int64)
+        types[:, s // 2:] = 1
+        return [("ids", ids), ("mask", mask), ("types", types)]
     # name: (module, inputs (name, array), output names, opset)
     return {
         "gelu_mlp": (GeluMLP(), [("x", f32(4, 16))], ["y"], 13),
@@ -121,8 +124,13 @@ def models():
                           [("x", f32(1, 3, 7, 6))], ["y"], 13),
         "resize_linear_ac": (Interp(scale_factor=1.5, mode="bilinear", align_corners=True),
                              [("x", f32(2, 3, 6, 5))], ["y"], 13),
-        "bert": (Bert(), [("ids", ids), ("mask", mask), ("types", types)], ["hidden", "pooled"], 13),
+        "bert": (Bert(), bert_inputs(1, SEQ, 28), ["hidden", "pooled"], 13),
     }
+
+
+# The BERT encoder is exported once with dynamic batch and sequence dims; each case runs it at
+# one size (the first, "bert", converted with these shapes fixed: the bench row).
+BERT_CASES = {"bert": (1, SEQ, 28, True), "bert_dyn": (2, 37, 5, False), "bert_dyn_3x1": (3, 1, 0, False)}
 
 
 def export():
@@ -130,7 +138,8 @@ def export():
 
     torch.manual_seed(1313)
     os.makedirs(OUT, exist_ok=True)
-    for name, (model, inputs, outs, opset) in models().items():
+    ms = models()
+    for name, (model, inputs, outs, opset) in ms.items():
         model.eval()
         with torch.no_grad():
             for pname, p in model.named_parameters():
@@ -139,12 +148,29 @@ def export():
             args = tuple(torch.from_numpy(a) for _, a in inputs)
             ys = model(*args)
             ys = ys if isinstance(ys, tuple) else (ys,)
+        axes = None
+        if name == "bert":
+            axes = {n: {0: "batch", 1: "seq"} for n, _ in inputs}
+            axes.update(hidden={0: "batch", 1: "seq"}, pooled={0: "batch"})
         torch.onnx.export(model, args, os.path.join(OUT, name + ".onnx"), opset_version=opset,
-                          input_names=[n for n, _ in inputs], output_names=outs)
-        for k, (_, a) in enumerate(inputs):
-            np.save(os.path.join(OUT, f"{name}.in{k}.npy"), a)
-        for k, y in enumerate(ys):
-            np.save(os.path.join(OUT, f"{name}.torch{k}.npy"), y.numpy())
+                          input_names=[n for n, _ in inputs], output_names=outs, dynamic_axes=axes)
+        cases = {name: inputs}
+        if name == "bert":
+            rng = np.random.default_rng(77)
+            for case, (b, sq, pad, _) in BERT_CASES.items():
+                if case != "bert":
+                    cases[case] = [("ids", rng.integers(0, VOCAB, size=(b, sq), dtype=np.int64)),
+                                   ("mask", np.concatenate([np.ones((b, sq - pad), np.float32),
+                                                            np.zeros((b, pad), np.float32)], 1)),
+                                   ("types", (np.arange(sq) >= sq // 2).astype(np.int64)[None].repeat(b, 0))]
+        for case, ins in cases.items():
+            with torch.no_grad():
+                ys = model(*(torch.from_numpy(a) for _, a in ins))
+                ys = ys if isinstance(ys, tuple) else (ys,)
+            for k, (_, a) in enumerate(ins):
+                np.save(os.path.join(OUT, f"{case}.in{k}.npy"), a)
+            for k, y in enumerate(ys):
+                np.save(os.path.join(OUT, f"{case}.torch{k}.npy"), y.numpy())
         print("exported", name, "opset", opset, "torch", torch.__version__)
     with open(os.path.join(OUT, "torch_version.txt"), "w") as f:
         f.write(torch.__version__ + "\n")
@@ -155,16 +181,20 @@ def reference():
     import onnxruntime as ort
 
     fixtures = []
-    for name, opset in [("gelu_mlp", 13), ("layernorm13", 13), ("layernorm17", 17),
-                        ("resize_nearest", 13), ("resize_linear", 13), ("resize_linear_ac", 13),
-                        ("bert", 13)]:
-        path = os.path.join(OUT, name + ".onnx")
+    cases = [(n, n) for n in ("gelu_mlp", "layernorm13", "layernorm17", "resize_nearest",
+                              "resize_linear", "resize_linear_ac")] + [(c, "bert") for c in BERT_CASES]
+    for name, model_name in cases:
+        path = os.path.join(OUT, model_name + ".onnx")
         m = onnx.load(path)
         init = {t.name for t in m.graph.initializer}
         in_names = [i.name for i in m.graph.input if i.name not in init]
         feeds = {n: np.load(os.path.join(OUT, f"{name}.in{k}.npy")) for k, n in enumerate(in_names)}
         sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-        entry = {"name": name, "onnx": REL + name + ".onnx", "input_shapes": [],
+        opset = m.opset_import[0].version
+        shapes = []
+        if name in BERT_CASES and BERT_CASES[name][3]:  # converted with the sizes fixed
+            shapes = [f"{n}={'x'.join(str(d) for d in feeds[n].shape)}" for n in in_names]
+        entry = {"name": name, "onnx": REL + model_name + ".onnx", "input_shapes": shapes,
                  "inputs": [{"name": n, "file": f"{REL}{name}.in{k}.npy"} for k, n in enumerate(in_names)],
                  "outputs": [], "torch_outputs": [], "opset": opset,
                  "ops": sorted({n.op_type for n in m.graph.node}), "onnx_nodes": len(m.graph.node)}
@@ -179,7 +209,8 @@ def reference():
             np.save(os.path.join(OUT, f"{name}.out{k}.npy"), y)
             entry["outputs"].append({"name": o.name, "file": f"{REL}{name}.out{k}.npy"})
             entry["torch_outputs"].append({"name": o.name, "file": f"{REL}{name}.torch{k}.npy"})
-        entry["note"] = f"max |torch - ORT| = {worst:.3g}"
+        entry["note"] = f"max |torch - ORT| = {worst:.3g}" + (
+            "; converted with dynamic batch and seq" if name in BERT_CASES and not shapes else "")
         fixtures.append(entry)
         print(f"{name}: {entry['onnx_nodes']} ONNX nodes {entry['ops']}; max |torch - ORT| {worst:.3g}")
     tv = open(os.path.join(OUT, "torch_version.txt")).read().strip()
