@@ -158,6 +158,11 @@ bool mdl__cv_known_op(const char *op_type) {
     return false;
 }
 
+bool mdl__cv_runtime_op(const char *op_type) {
+    int e = find_ew(op_type);
+    return mdl__cv_lowerable(op_type) && (e < 0 || ew_ops[e].lowerable);
+}
+
 /* ONNX element type -> storage dtype (bool as uint8). */
 static bool onnx_dtype(int64_t t, mdl_dtype *dt, bool *is_bool) {
     *is_bool = false;
@@ -285,8 +290,8 @@ static mdl_status fold_ew(cv_ctx *c, const Onnx__NodeProto *n, ew_op op, int nin
         is_bool = c->vals[in[1]].is_bool;
     } else if (op == EW_CAST) {
         if (!onnx_dtype(mdl__cv_attr_int(n, "to", 0), &dt, &is_bool))
-            return mdl__cv_fail(c, MDL_UNSUPPORTED, "cast to ONNX type %lld",
-                                (long long)mdl__cv_attr_int(n, "to", 0));
+            return mdl__cv_fail(c, MDL_UNSUPPORTED, "cast to %s",
+                                mdl__onnx_type_name(mdl__cv_attr_int(n, "to", 0)));
     }
     void *o;
     mdl_status s = bind_const(c, outv, dt, r, od, NULL, is_bool, &o);

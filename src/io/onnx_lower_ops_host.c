@@ -1061,8 +1061,8 @@ static mdl_status lower_cast(cv_ctx *c, node_t *n, const int32_t *in, const int3
                 (to == 2 && dt == MDL_DTYPE_UINT8 && !val(c, in[0])->is_bool) ||
                 (to == 9 && val(c, in[0])->is_bool);
     if (!same)
-        return mdl__cv_fail(c, MDL_UNSUPPORTED, "cast of a run-time %s tensor to ONNX type %lld",
-                            mdl_dtype_name(dt), (long long)to);
+        return mdl__cv_fail(c, MDL_UNSUPPORTED, "cast of a run-time %s tensor to %s",
+                            val(c, in[0])->is_bool ? "bool" : mdl_dtype_name(dt), mdl__onnx_type_name(to));
     c->removed++;
     return alias(c, in[0], out[0]);
 }
