@@ -155,6 +155,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         name=args.name,
         model_version=args.model_version,
         description=args.description,
+        metadata=_metadata_args(args.metadata),
         **quant,
     )
     if args.report and r.quant is not None:
@@ -184,6 +185,19 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metadata_args(items: Optional[List[str]]) -> Optional[Dict[str, str]]:
+    """``--metadata KEY=VALUE`` options as a dict (split at the first '=')."""
+    if not items:
+        return None
+    out: Dict[str, str] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ValueError(f"--metadata '{item}': expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m mdeploy", description="mdeploy command-line tools (Python front end)")
     p.add_argument("--version", action="version", version=f"mdeploy {__version__}")
@@ -209,6 +223,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--name")
     c.add_argument("--model-version")
     c.add_argument("--description")
+    c.add_argument("--metadata", action="append", metavar="KEY=VALUE", help="extra metadata (repeatable)")
     c.add_argument("--quantize", choices=["int8"], help="post-training quantization")
     c.add_argument("--calibration", metavar="DATA", help=".npy, .npz or a directory of them")
     c.add_argument("--calibration-method", default="minmax", choices=["minmax", "percentile", "entropy"])

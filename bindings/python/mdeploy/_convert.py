@@ -165,6 +165,7 @@ def convert(
     max_accuracy_drop: Optional[float] = None,
     max_output_error: Optional[float] = None,
     max_calibration_rows: Optional[int] = None,
+    metadata: Optional[Mapping[str, str]] = None,
 ) -> ConvertReport:
     """Convert an ONNX model into a ``.mdl`` file; the options are those of ``mdeploy-convert``.
 
@@ -174,7 +175,9 @@ def convert(
     then takes any size, and :attr:`ConvertReport.dynamic` lists them.  ``max_shapes``: upper
     bounds of dynamic dims (``--max-shape``), same forms.  ``name``, ``model_version``, ``description``: metadata
     written into the model (``--name``, ``--model-version``, ``--description``); by default the
-    ONNX graph name, model_version and doc_string.
+    ONNX graph name, model_version and doc_string.  ``metadata``: extra key/value pairs
+    (``--metadata KEY=VALUE``), written after the ONNX model's ``metadata_props`` (which are
+    carried over) and replacing a key they share; read back with :attr:`Model.metadata`.
 
     Post-training quantization (``quantize="int8"``, see ``include/mdeploy/convert.h``):
     ``calibration`` is a path (.npy, .npz, directory), an array (one-input models), a dict
@@ -195,7 +198,7 @@ def convert(
     fn = _require("mdl_convert_onnx")
     default = getattr(lib, "mdl_convert_options_default", None)
     opts = default() if default is not None else _lib.mdl_convert_options()
-    keep: List[bytes] = []  # keeps the C strings alive for the duration of the call
+    keep: List[Any] = []  # keeps the C strings alive for the duration of the call
     if input_shapes is not None:
         _fill_shapes(opts, input_shapes, keep)
     if max_shapes is not None:
@@ -207,6 +210,19 @@ def convert(
             encoded = value.encode()
             keep.append(encoded)
             setattr(opts, fname, encoded)
+    if metadata is not None:
+        if not isinstance(metadata, Mapping):
+            raise TypeError(f"metadata must be a dict of str to str, got {type(metadata).__name__}")
+        items = list(metadata.items())
+        for k, v in items:
+            if not isinstance(k, str) or not isinstance(v, str) or not k:
+                raise TypeError(f"metadata entries must be non-empty str keys to str values, got {k!r}: {v!r}")
+        ks = (ctypes.c_char_p * max(1, len(items)))(*[k.encode() for k, _ in items])
+        vs = (ctypes.c_char_p * max(1, len(items)))(*[v.encode() for _, v in items])
+        keep.extend([ks, vs])
+        opts.nmetadata = len(items)
+        opts.metadata_keys = ctypes.cast(ks, ctypes.POINTER(ctypes.c_char_p))
+        opts.metadata_values = ctypes.cast(vs, ctypes.POINTER(ctypes.c_char_p))
     quant_args = (calibration, eval, float_ops, percentile, max_accuracy_drop, max_output_error, max_calibration_rows)
     if quantize is None:
         if any(a is not None for a in quant_args) or per_tensor:

@@ -167,6 +167,9 @@ class mdl_convert_options(ctypes.Structure):
         ("model_version", ctypes.c_char_p),
         ("description", ctypes.c_char_p),
         ("quant", mdl_quantize_options),
+        ("nmetadata", ctypes.c_int32),
+        ("metadata_keys", ctypes.POINTER(ctypes.c_char_p)),
+        ("metadata_values", ctypes.POINTER(ctypes.c_char_p)),
     ]
 
 
