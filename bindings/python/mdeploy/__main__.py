@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from . import Error, Model, TensorInfo, __version__, convert
+from . import Error, Model, TensorInfo, __version__, convert, inspect_onnx
 
 
 def _shape(shape: Any) -> str:
@@ -32,7 +32,38 @@ def _info_json(t: TensorInfo) -> Dict[str, Any]:
     return o
 
 
+def _onnx_shape(shape: Any) -> str:
+    if shape is None:
+        return "(no shape)"
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def _inspect_onnx(args: argparse.Namespace) -> int:
+    o = inspect_onnx(args.model)
+    if args.json:
+        print(json.dumps(o, indent=2))
+        return 0
+    print(f"model        {args.model} (ONNX)")
+    print(f"graph        {o['graph']}")
+    print(f"producer     {o['producer']} {o['producer_version']}")
+    print(f"opset        {o['opset']} (IR version {o['ir_version']})")
+    for k, v in o["metadata"].items():
+        print(f"meta         {k} = {v}")
+    for kind, key in (("input ", "inputs"), ("output", "outputs")):
+        for i, v in enumerate(o[key]):
+            print(f"{kind} {i}     {v['name']} {v['type']} {_onnx_shape(v['shape'])}")
+    print(f"nodes        {o['nodes']} ({o['initializers']} initializers)")
+    print(f"operators    {len(o['operators'])} types, {o['unsupported']} unsupported")
+    for op in o["operators"]:
+        name = (op["domain"] + ":" if op["domain"] else "") + op["op_type"]
+        first = f"'{op['first_node']}'" if op["first_node"] else f"#{op['first_index']}"
+        print(f"  {name:<28s} {op['count']:5d}  {op['support']:<12s} first {first}")
+    return 0
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
+    if str(args.model).lower().endswith(".onnx"):
+        return _inspect_onnx(args)
     m = Model(args.model)
     tensors = m.tensors
     if args.json:
