@@ -20,6 +20,8 @@ static void usage(FILE *f) {
             "  --name N                   model name (default: the ONNX graph name)\n"
             "  --model-version V          model version (default: the ONNX model_version)\n"
             "  --description D            description (default: the ONNX doc_string)\n"
+            "  --metadata KEY=VALUE       extra metadata (repeatable; the ONNX metadata_props\n"
+            "                             are carried over, a key given here replaces one)\n"
             "post-training quantization:\n"
             "  --quantize int8            int8 weights and activations (calibrated)\n"
             "  --calibration DATA         .npy (one input), .npz (arrays by input name) or a\n"
@@ -127,7 +129,11 @@ int main(int argc, char **argv) {
     mdl_error err;
     bar pb;
     memset(&pb, 0, sizeof pb);
-    enum { N_OPTS = 17 };
+    enum { N_OPTS = 18 };
+    /* --metadata KEY=VALUE pairs: the argument split in place at its first '=' */
+    const char *meta_keys[argc + 1], *meta_values[argc + 1];
+    o.metadata_keys = meta_keys;
+    o.metadata_values = meta_values;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         /* options that take a value: "--opt VALUE" or "--opt=VALUE" */
@@ -135,7 +141,7 @@ int main(int argc, char **argv) {
         const char *names[N_OPTS] = {"-o", "--output", "--input-shape", "--name", "--model-version", "--description",
                                      "--quantize", "--calibration", "--calibration-method", "--percentile",
                                      "--float-ops", "--eval", "--max-accuracy-drop", "--max-output-error",
-                                     "--report", "--max-calibration-rows", "--max-shape"};
+                                     "--report", "--max-calibration-rows", "--max-shape", "--metadata"};
         int which = -1;
         for (int k = 0; k < N_OPTS; k++) {
             size_t n = strlen(names[k]);
@@ -229,6 +235,17 @@ int main(int argc, char **argv) {
             }
             o.nmax_shapes++;
             continue;
+        case 17: {
+            char *eq = strchr(val, '=');
+            if (!eq || eq == val) {
+                fprintf(stderr, "mdeploy-convert: --metadata '%s': expected KEY=VALUE\n", val);
+                return 1;
+            }
+            *eq = 0; /* val points into argv */
+            meta_keys[o.nmetadata] = val;
+            meta_values[o.nmetadata++] = eq + 1;
+            continue;
+        }
         default: break;
         }
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {

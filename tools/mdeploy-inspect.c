@@ -1,5 +1,8 @@
 /* mdeploy-inspect: metadata, inputs/outputs, operators with tensor shapes, weight and arena bytes.
-   usage: mdeploy-inspect MODEL.mdl [--json] */
+   An ONNX model (MODEL.onnx): its inputs/outputs and operators, each marked with what the
+   converter does with it (mdl_onnx_summarize).
+   usage: mdeploy-inspect MODEL.mdl|MODEL.onnx [--json] */
+#include "mdeploy/convert.h"
 #include "mdeploy/mdeploy.h"
 #include "tool_util.h"
 
@@ -7,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static cJSON *info_json(const mdl_tensor_info *ti) {
     cJSON *o = tool_tensor_json(ti);
@@ -39,23 +43,129 @@ static void print_tensor(const mdl_model *m, int t) {
     printf("%s%s %s %s", constant ? "const " : "", ti.name, mdl_dtype_name(ti.dtype), tool_info_shape_str(s, sizeof s, &ti));
 }
 
+static const char *const support_names[] = {"supported", "folded only", "UNSUPPORTED"};
+
+/* "1x3x'batch'x224": fixed sizes, dim_params quoted, ? for an unnamed dynamic dim. */
+static const char *onnx_shape_str(char *buf, size_t cap, const mdl_onnx_value *v) {
+    if (v->rank < 0) return snprintf(buf, cap, "(no shape)"), buf;
+    size_t len = 0;
+    buf[0] = 0;
+    len += (size_t)snprintf(buf, cap, "[");
+    for (int32_t i = 0; i < v->rank && len < cap; i++) {
+        const char *sep = i ? ", " : "";
+        if (i >= MDL_MAX_RANK) len += (size_t)snprintf(buf + len, cap - len, "%s...", sep);
+        else if (v->dim_params[i]) len += (size_t)snprintf(buf + len, cap - len, "%s%s", sep, v->dim_params[i]);
+        else if (v->dims[i] < 0) len += (size_t)snprintf(buf + len, cap - len, "%s?", sep);
+        else len += (size_t)snprintf(buf + len, cap - len, "%s%lld", sep, (long long)v->dims[i]);
+        if (i >= MDL_MAX_RANK) break;
+    }
+    if (len < cap) snprintf(buf + len, cap - len, "]");
+    return buf;
+}
+
+static cJSON *onnx_value_json(const mdl_onnx_value *v) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", v->name);
+    cJSON_AddStringToObject(o, "type", v->elem_type);
+    if (v->rank >= 0) {
+        cJSON *a = cJSON_AddArrayToObject(o, "shape");
+        for (int32_t i = 0; i < v->rank && i < MDL_MAX_RANK; i++)
+            cJSON_AddItemToArray(a, v->dim_params[i] ? cJSON_CreateString(v->dim_params[i])
+                                    : v->dims[i] < 0 ? cJSON_CreateNull() : cJSON_CreateNumber((double)v->dims[i]));
+    } else {
+        cJSON_AddNullToObject(o, "shape");
+    }
+    return o;
+}
+
+static int inspect_onnx(const char *path, bool json) {
+    mdl_onnx_summary *s;
+    mdl_error err;
+    if (mdl_onnx_summarize(path, &s, &err)) {
+        fprintf(stderr, "mdeploy-inspect: %s\n", err.msg);
+        return 1;
+    }
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "graph", s->graph_name);
+        cJSON_AddStringToObject(o, "producer", s->producer_name);
+        cJSON_AddStringToObject(o, "producer_version", s->producer_version);
+        cJSON_AddNumberToObject(o, "ir_version", (double)s->ir_version);
+        cJSON_AddNumberToObject(o, "opset", (double)s->opset);
+        cJSON_AddNumberToObject(o, "nodes", s->nnodes);
+        cJSON_AddNumberToObject(o, "initializers", s->ninitializers);
+        cJSON *meta = cJSON_AddObjectToObject(o, "metadata");
+        for (int32_t i = 0; i < s->nmetadata; i++) cJSON_AddStringToObject(meta, s->metadata_keys[i], s->metadata_values[i]);
+        cJSON *ins = cJSON_AddArrayToObject(o, "inputs"), *outs = cJSON_AddArrayToObject(o, "outputs");
+        for (int32_t i = 0; i < s->ninputs; i++) cJSON_AddItemToArray(ins, onnx_value_json(&s->inputs[i]));
+        for (int32_t i = 0; i < s->noutputs; i++) cJSON_AddItemToArray(outs, onnx_value_json(&s->outputs[i]));
+        cJSON *ops = cJSON_AddArrayToObject(o, "operators");
+        for (int32_t k = 0; k < s->nops; k++) {
+            cJSON *op = cJSON_CreateObject();
+            cJSON_AddStringToObject(op, "op_type", s->ops[k].op_type);
+            cJSON_AddStringToObject(op, "domain", s->ops[k].domain);
+            cJSON_AddNumberToObject(op, "count", s->ops[k].count);
+            cJSON_AddStringToObject(op, "first_node", s->ops[k].first_node);
+            cJSON_AddNumberToObject(op, "first_index", s->ops[k].first_index);
+            cJSON_AddStringToObject(op, "support", support_names[s->ops[k].support]);
+            cJSON_AddItemToArray(ops, op);
+        }
+        cJSON_AddNumberToObject(o, "unsupported", s->nunsupported);
+        char *text = cJSON_Print(o);
+        puts(text);
+        free(text);
+        cJSON_Delete(o);
+    } else {
+        char buf[256];
+        printf("model        %s (ONNX)\n", path);
+        printf("graph        %s\n", s->graph_name);
+        printf("producer     %s %s\n", s->producer_name, s->producer_version);
+        printf("opset        %lld (IR version %lld)\n", (long long)s->opset, (long long)s->ir_version);
+        for (int32_t i = 0; i < s->nmetadata; i++) printf("meta         %s = %s\n", s->metadata_keys[i], s->metadata_values[i]);
+        for (int32_t i = 0; i < s->ninputs; i++)
+            printf("input  %d     %s %s %s\n", (int)i, s->inputs[i].name, s->inputs[i].elem_type,
+                   onnx_shape_str(buf, sizeof buf, &s->inputs[i]));
+        for (int32_t i = 0; i < s->noutputs; i++)
+            printf("output %d     %s %s %s\n", (int)i, s->outputs[i].name, s->outputs[i].elem_type,
+                   onnx_shape_str(buf, sizeof buf, &s->outputs[i]));
+        printf("nodes        %d (%d initializers)\n", (int)s->nnodes, (int)s->ninitializers);
+        printf("operators    %d types, %d unsupported\n", (int)s->nops, (int)s->nunsupported);
+        for (int32_t k = 0; k < s->nops; k++) {
+            const mdl_onnx_op *op = &s->ops[k];
+            char name[160];
+            snprintf(name, sizeof name, "%s%s%s", op->domain, *op->domain ? ":" : "", op->op_type);
+            printf("  %-28s %5d  %-12s first ", name, (int)op->count, support_names[op->support]);
+            if (*op->first_node) printf("'%s'\n", op->first_node);
+            else printf("#%d\n", (int)op->first_index);
+        }
+    }
+    mdl_onnx_summary_free(s);
+    return 0;
+}
+
+static bool is_onnx_path(const char *p) {
+    size_t n = strlen(p);
+    return n >= 5 && !strcasecmp(p + n - 5, ".onnx");
+}
+
 int main(int argc, char **argv) {
     const char *path = NULL;
     bool json = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) json = true;
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            puts("usage: mdeploy-inspect MODEL.mdl [--json]");
+            puts("usage: mdeploy-inspect MODEL.mdl|MODEL.onnx [--json]");
             return 0;
         } else if (argv[i][0] == '-' || path) {
-            fprintf(stderr, "mdeploy-inspect: unexpected argument '%s' (usage: mdeploy-inspect MODEL.mdl [--json])\n", argv[i]);
+            fprintf(stderr, "mdeploy-inspect: unexpected argument '%s' (usage: mdeploy-inspect MODEL.mdl|MODEL.onnx [--json])\n", argv[i]);
             return 1;
         } else path = argv[i];
     }
     if (!path) {
-        fprintf(stderr, "usage: mdeploy-inspect MODEL.mdl [--json]\n");
+        fprintf(stderr, "usage: mdeploy-inspect MODEL.mdl|MODEL.onnx [--json]\n");
         return 1;
     }
+    if (is_onnx_path(path)) return inspect_onnx(path, json);
     mdl_model *m;
     mdl_error err;
     if (mdl_model_load_file(path, NULL, &m, &err)) {

@@ -13,8 +13,9 @@
  * producers, drops Identity/Dropout and dead nodes, converts convolutional parts to the runtime's
  * NHWC layout (weights transposed at conversion; the model keeps the ONNX model's input and output
  * layouts), plans memory and writes the file atomically (temporary name + rename: on failure no
- * output file is left behind).  Unsupported operators fail with a message naming the op type, the
- * node and the opset.
+ * output file is left behind).  Unsupported operators fail with one message listing them all
+ * (type, domain when not the default, node count, first node); mdl_onnx_summarize below marks
+ * each operator of a model supported or not without converting it.
  *
  * Pre-quantized models (onnxruntime.quantization's output) are accepted:
  *  - QuantizeLinear / DequantizeLinear, per tensor and per axis, int8 and uint8 (int32 for
@@ -140,6 +141,13 @@ typedef struct mdl_convert_options {
     const char *model_version; /* NULL: the ONNX model_version, if any */
     const char *description;   /* NULL: the ONNX doc_string */
     mdl_quantize_options quant; /* mode NONE: a float model */
+    /* Extra metadata ("--metadata KEY=VALUE"), nmetadata pairs.  The file's metadata is: the
+       ONNX model's metadata_props, then name / version / description / "source" (the producer
+       and opset), then these, a later value of a key replacing an earlier one ("name",
+       "version", "description", "producer" set the dedicated fields, see mdl_builder_set_metadata). */
+    int32_t nmetadata;
+    const char *const *metadata_keys;
+    const char *const *metadata_values;
 } mdl_convert_options;
 
 MDL_API mdl_convert_options mdl_convert_options_default(void);
@@ -231,6 +239,57 @@ MDL_API void mdl_convert_report_free(mdl_convert_report *r);
 MDL_API mdl_status mdl_convert_onnx(const char *onnx_path, const char *out_path,
                             const mdl_convert_options *options, mdl_convert_report *report,
                             mdl_error *err);
+
+/* ---- inspecting an ONNX model ------------------------------------------------------------
+ *
+ * What a model needs before converting it (mdeploy-inspect MODEL.onnx): its inputs and outputs
+ * and its operators, each marked with what the converter can do with it. */
+
+/* A graph input or output. */
+typedef struct mdl_onnx_value {
+    const char *name;
+    const char *elem_type; /* "float", "int64", "bool", "float16" ...; for a value that is not a
+                              tensor: "sequence", "map", "optional" or "sparse_tensor" */
+    int32_t rank;          /* -1: no shape given */
+    int64_t dims[MDL_MAX_RANK]; /* -1 where not fixed (first MDL_MAX_RANK dims) */
+    const char *dim_params[MDL_MAX_RANK]; /* symbolic dim names, NULL where none */
+} mdl_onnx_value;
+
+typedef enum mdl_onnx_support {
+    MDL_ONNX_SUPPORTED,     /* lowered to runtime operators (attributes, dtypes and operands
+                               may still be refused: the conversion says which) */
+    MDL_ONNX_FOLDED,        /* computed at conversion (from constants and the static shapes),
+                               refused where it needs run-time data */
+    MDL_ONNX_UNSUPPORTED
+} mdl_onnx_support;
+
+/* One operator type used by the graph (in order of first use). */
+typedef struct mdl_onnx_op {
+    const char *domain;     /* "" for the default ONNX domain */
+    const char *op_type;
+    int32_t count;          /* nodes of this type */
+    const char *first_node; /* name of the first one ("" when unnamed) */
+    int32_t first_index;    /* its index in the graph's node list */
+    mdl_onnx_support support;
+} mdl_onnx_op;
+
+typedef struct mdl_onnx_summary {
+    int64_t ir_version, opset; /* opset: of the default domain, -1 when not imported */
+    const char *producer_name, *producer_version, *graph_name;
+    int32_t nnodes, ninitializers;
+    int32_t ninputs, noutputs; /* inputs: without the initializers listed as inputs */
+    mdl_onnx_value *inputs, *outputs;
+    int32_t nops, nunsupported; /* nunsupported: op types marked MDL_ONNX_UNSUPPORTED */
+    mdl_onnx_op *ops;
+    int32_t nmetadata; /* the model's metadata_props */
+    const char **metadata_keys, **metadata_values;
+    void *internal_;
+} mdl_onnx_summary;
+
+/* Reads onnx_path and describes it into *out (strings owned by it; release with
+   mdl_onnx_summary_free).  Errors: IO, CORRUPT_MODEL, OUT_OF_MEMORY. */
+MDL_API mdl_status mdl_onnx_summarize(const char *onnx_path, mdl_onnx_summary **out, mdl_error *err);
+MDL_API void mdl_onnx_summary_free(mdl_onnx_summary *s); /* NULL is a no-op */
 
 #ifdef __cplusplus
 }

@@ -355,7 +355,7 @@ MDL_API mdl_status mdl_builder_add_input(mdl_builder *b, int t);
 MDL_API mdl_status mdl_builder_add_output(mdl_builder *b, int t);
 
 /* Metadata: "name", "version", "producer", "description" fill the dedicated fields; any other key
-   goes to the free key/value list. */
+   goes to the free key/value list.  Setting a key again replaces its value. */
 MDL_API mdl_status mdl_builder_set_metadata(mdl_builder *b, const char *key, const char *value);
 
 /* Validates the graph exactly as the loader will (shapes inferred by each kernel's prepare must

@@ -213,6 +213,11 @@ mdl_status mdl_builder_set_metadata(mdl_builder *b, const char *key, const char 
     else if (strcmp(key, "producer") == 0) b->producer = v;
     else if (strcmp(key, "description") == 0) b->description = v;
     else {
+        for (int32_t i = 0; i < b->nkv; i++)
+            if (!strcmp(b->kv[2 * i], key)) { /* a key set again: the later value */
+                b->kv[2 * i + 1] = v;
+                return MDL_OK;
+            }
         const char *k = own_str(b, key);
         if (!k || !grow(b, (void **)&b->kv, &b->cap_kv, 2 * b->nkv + 2, sizeof(char *)))
             return fail_st(b, MDL_OUT_OF_MEMORY, "out of memory");

@@ -139,6 +139,8 @@ static mdl_status convert(cv_ctx *c, const mdl__onnx_model *m, const char *out_p
         version = ver;
     }
     const char *desc = o->description ? o->description : info.doc_string ? info.doc_string : info.graph_doc_string;
+    const char *mk, *mv;
+    for (int32_t i = 0; mdl__onnx_metadata_at(m, i, &mk, &mv); i++) mdl_builder_set_metadata(b, mk, mv);
     mdl_builder_set_metadata(b, "name", name);
     if (version) mdl_builder_set_metadata(b, "version", version);
     if (desc) mdl_builder_set_metadata(b, "description", desc);
@@ -146,6 +148,7 @@ static mdl_status convert(cv_ctx *c, const mdl__onnx_model *m, const char *out_p
     snprintf(src, sizeof src, "%s %s (ONNX opset %lld)", info.producer_name ? info.producer_name : "",
              info.producer_version ? info.producer_version : "", (long long)c->opset);
     mdl_builder_set_metadata(b, "source", src);
+    for (int32_t i = 0; i < o->nmetadata; i++) mdl_builder_set_metadata(b, o->metadata_keys[i], o->metadata_values[i]);
     st = mdl_builder_write_file(b, out_path, c->err);
     if (st && st != MDL_IO && st != MDL_OUT_OF_MEMORY && c->nsyms) {
         /* Not valid with every dynamic dim at 1 (e.g. a convolution without padding over a
@@ -197,6 +200,11 @@ mdl_status mdl_convert_onnx(const char *onnx_path, const char *out_path,
     const mdl_convert_options *o = options ? options : &defaults;
     if (o->ninput_shapes < 0 || o->ninput_shapes > MDL_CONVERT_MAX_SHAPES)
         return mdl__error(err, MDL_INVALID_ARGUMENT, "ninput_shapes %d out of range", (int)o->ninput_shapes);
+    if (o->nmetadata < 0 || (o->nmetadata && (!o->metadata_keys || !o->metadata_values)))
+        return mdl__error(err, MDL_INVALID_ARGUMENT, "nmetadata %d without keys and values", (int)o->nmetadata);
+    for (int32_t i = 0; i < o->nmetadata; i++)
+        if (!o->metadata_keys[i] || !*o->metadata_keys[i] || !o->metadata_values[i])
+            return mdl__error(err, MDL_INVALID_ARGUMENT, "metadata entry %d: empty key or NULL value", (int)i);
     mdl_convert_report rep;
     memset(&rep, 0, sizeof rep);
     mdl__onnx_model *m;

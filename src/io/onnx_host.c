@@ -122,6 +122,14 @@ static mdl_status read_external(cv_ctx *c, const Onnx__TensorProto *tp, const ch
     return MDL_OK;
 }
 
+const char *mdl__onnx_type_name(int64_t t) {
+    static const char *const names[] = {
+        "undefined", "float", "uint8", "int8", "uint16", "int16", "int32", "int64", "string", "bool",
+        "float16", "double", "uint32", "uint64", "complex64", "complex128", "bfloat16",
+        "float8e4m3fn", "float8e4m3fnuz", "float8e5m2", "float8e5m2fnuz", "uint4", "int4", "float4e2m1"};
+    return t >= 0 && t < (int64_t)(sizeof names / sizeof names[0]) ? names[t] : "unknown";
+}
+
 static float half_to_float(uint16_t h) {
     uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 0x1F, m = h & 0x3FF, bits;
     if (e == 0) {
@@ -165,7 +173,8 @@ mdl_status mdl__cv_tensor_proto(cv_ctx *c, const Onnx__TensorProto *tp, const ch
     case 13: dt = MDL_DTYPE_INT64; src_es = 8; break;   /* uint64 */
     case 16: dt = MDL_DTYPE_FLOAT32; src_es = 2; break; /* bfloat16 */
     default:
-        return mdl__error(c->err, MDL_UNSUPPORTED, "tensor '%s': ONNX data type %d is not supported", name, (int)type);
+        return mdl__error(c->err, MDL_UNSUPPORTED, "tensor '%s': ONNX data type %s is not supported", name,
+                          mdl__onnx_type_name(type));
     }
     if (tp->n_dims > MDL_MAX_RANK)
         return mdl__error(c->err, MDL_UNSUPPORTED, "tensor '%s': rank %zu exceeds %d", name, tp->n_dims, MDL_MAX_RANK);
@@ -284,8 +293,8 @@ static mdl_status add_input(cv_ctx *c, const Onnx__ValueInfoProto *vi, const mdl
     case 7: dt = MDL_DTYPE_INT64; break;
     case 9: dt = MDL_DTYPE_BOOL; break;
     default:
-        return mdl__error(c->err, MDL_UNSUPPORTED, "graph input '%s' has ONNX element type %d (supported: float, "
-                          "int8, uint8, int32, int64, bool)", name, tt->has_elem_type ? (int)tt->elem_type : 0);
+        return mdl__error(c->err, MDL_UNSUPPORTED, "graph input '%s' has element type %s (supported: float, "
+                          "int8, uint8, int32, int64, bool)", name, mdl__onnx_type_name(tt->has_elem_type ? tt->elem_type : 0));
     }
     const mdl_input_shape *given = NULL;
     for (int32_t k = 0; k < o->ninput_shapes && k < MDL_CONVERT_MAX_SHAPES; k++)
@@ -354,7 +363,7 @@ static mdl_status add_input(cv_ctx *c, const Onnx__ValueInfoProto *vi, const mdl
 
 /* ---- the conversion ------------------------------------------------------------------------ */
 
-static int64_t model_opset(const Onnx__ModelProto *m) {
+int64_t mdl__onnx_opset(const Onnx__ModelProto *m) {
     for (size_t i = 0; i < m->n_opset_import; i++) {
         const Onnx__OperatorSetIdProto *o = m->opset_import[i];
         if (!o->domain || !*o->domain || !strcmp(o->domain, "ai.onnx")) return o->has_version ? o->version : 1;
@@ -539,6 +548,8 @@ void mdl__onnx_close(mdl__onnx_model *om) {
     free(om);
 }
 
+const Onnx__ModelProto *mdl__onnx_proto(const mdl__onnx_model *om) { return om->m; }
+
 void mdl__onnx_info_get(const mdl__onnx_model *om, mdl__onnx_info *info) {
     const Onnx__ModelProto *m = om->m;
     memset(info, 0, sizeof *info);
@@ -552,17 +563,27 @@ void mdl__onnx_info_get(const mdl__onnx_model *om, mdl__onnx_info *info) {
     info->nodes = (int32_t)m->graph->n_node;
 }
 
+bool mdl__onnx_metadata_at(const mdl__onnx_model *om, int32_t i, const char **key, const char **value) {
+    if (i < 0 || (size_t)i >= om->m->n_metadata_props) return false;
+    const Onnx__StringStringEntryProto *e = om->m->metadata_props[i];
+    *key = e->key ? e->key : "";
+    *value = e->value ? e->value : "";
+    return true;
+}
+
 mdl_status mdl__onnx_import(const mdl__onnx_model *om, cv_ctx *c, const mdl_convert_options *o) {
     mdl_status st;
     const Onnx__ModelProto *m = om->m;
     const Onnx__GraphProto *g = m->graph;
     c->model_dir = om->dir;
-    c->opset = model_opset(m);
+    c->opset = mdl__onnx_opset(m);
     if (c->opset < 0) return mdl__error(c->err, MDL_CORRUPT_MODEL, "the model imports no ONNX operator set");
     if (c->opset < 7)
         return mdl__error(c->err, MDL_UNSUPPORTED, "opset %lld is too old (7 or newer needed)", (long long)c->opset);
     if (g->n_sparse_initializer)
         return mdl__error(c->err, MDL_UNSUPPORTED, "sparse initializers are not supported");
+    /* every unsupported operator at once, before any one node's own refusal */
+    if ((st = mdl__onnx_check_ops(g, c->opset, c->err))) return st;
     for (size_t i = 0; i < g->n_initializer; i++) {
         const Onnx__TensorProto *tp = g->initializer[i];
         const char *name = tp->name ? tp->name : "";

@@ -30,6 +30,8 @@ typedef struct mdl__onnx_info {
 mdl_status mdl__onnx_open(const char *path, mdl__onnx_model **out, mdl_error *err);
 void mdl__onnx_close(mdl__onnx_model *m);
 void mdl__onnx_info_get(const mdl__onnx_model *m, mdl__onnx_info *info);
+/* Entry i of the model's metadata_props; false past the end. */
+bool mdl__onnx_metadata_at(const mdl__onnx_model *m, int32_t i, const char **key, const char **value);
 
 /* Lowers model m into c (zeroed but for err and probe) with the input shapes of o.  Sets
    c->opset, c->model_dir, inputs, outputs and the dynamic symbols met. */

@@ -143,9 +143,8 @@ static mdl_status lower_split(cv_ctx *c, node_t *n, int nin, const int32_t *in, 
 
 const char *mdl__cv_unsupported_hint(const char *op_type) {
     if (op_type && !strcmp(op_type, "Loop"))
-        return " (an ONNX Loop: tf2onnx exports a Keras 3 GRU/LSTM/SimpleRNN layer as a Loop "
-               "when it runs as a loop; build the layer with unroll=True (fixed sequence length) "
-               "so that each step is exported as plain operators)";
+        return "; tf2onnx exports a Keras 3 RNN layer as a Loop: build the layer with unroll=True "
+               "(fixed sequence length)";
     return "";
 }
 

@@ -160,6 +160,12 @@ bool mdl__cv_known_op(const char *op_type) {
     return false;
 }
 
+/* Whether the runtime executes op_type on run-time data (not only folds it). */
+bool mdl__cv_runtime_op(const char *op_type) {
+    int e = find_ew(op_type);
+    return mdl__cv_lowerable(op_type) || (e >= 0 && ew_ops[e].lowerable);
+}
+
 /* ONNX element type -> storage dtype. */
 static bool onnx_dtype(int64_t t, mdl_dtype *dt) {
     switch (t) {
@@ -283,8 +289,8 @@ static mdl_status fold_ew(cv_ctx *c, const Onnx__NodeProto *n, ew_op op, int nin
         dt = t[1]->dtype;
     } else if (op == EW_CAST) {
         if (!onnx_dtype(mdl__cv_attr_int(n, "to", 0), &dt))
-            return mdl__cv_fail(c, MDL_UNSUPPORTED, "cast to ONNX type %lld",
-                                (long long)mdl__cv_attr_int(n, "to", 0));
+            return mdl__cv_fail(c, MDL_UNSUPPORTED, "cast to %s",
+                                mdl__onnx_type_name(mdl__cv_attr_int(n, "to", 0)));
     }
     void *o;
     mdl_status s = bind_const(c, outv, dt, r, od, NULL, &o);

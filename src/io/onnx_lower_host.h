@@ -16,7 +16,24 @@
 #define MDL_ONNX_LOWER_HOST_H
 
 #include "graph/convert_host.h"
+#include "io/onnx_import_host.h"
 #include "onnx.pb-c.h"
+
+/* ---- the parsed model (onnx_host.c) and its operator table (onnx_inspect_host.c) ---------- */
+
+const Onnx__ModelProto *mdl__onnx_proto(const mdl__onnx_model *m);
+/* The default domain's opset; -1 when the model does not import it. */
+int64_t mdl__onnx_opset(const Onnx__ModelProto *m);
+/* What the converter does with an operator (domain "" or "ai.onnx": the default). */
+mdl_onnx_support mdl__onnx_op_support(const char *domain, const char *op_type);
+/* The operator types of g in order of first use (malloc'd; strings point into g). */
+mdl_status mdl__onnx_collect_ops(const Onnx__GraphProto *g, mdl_onnx_op **ops, int32_t *nops, mdl_error *err);
+/* UNSUPPORTED naming every unsupported operator type of g (count, domain, first node) and the
+   model's opset. */
+mdl_status mdl__onnx_check_ops(const Onnx__GraphProto *g, int64_t opset, mdl_error *err);
+
+/* ---- lowering --------------------------------------------------------------------------------- */
+
 
 /* Lowers one ONNX node.  in/out: value indices (-1 for an absent optional input/output). */
 mdl_status mdl__cv_lower(cv_ctx *c, const Onnx__NodeProto *n, int nin, const int32_t *in,
@@ -52,6 +69,8 @@ mdl_status mdl__cv_bind_result(cv_ctx *c, int32_t v, int32_t t, const int8_t *pe
 /* Operators the converter knows (lowered or folded). */
 bool mdl__cv_known_op(const char *op_type);
 bool mdl__cv_lowerable(const char *op_type);
+/* Known operators that also run on run-time data (the others fold only constants). */
+bool mdl__cv_runtime_op(const char *op_type);
 
 /* Attribute helpers. */
 const Onnx__AttributeProto *mdl__cv_attr(const Onnx__NodeProto *n, const char *name);
@@ -61,6 +80,10 @@ float mdl__cv_attr_float(const Onnx__NodeProto *n, const char *name, float dflt)
 const int64_t *mdl__cv_attr_ints(const Onnx__NodeProto *n, const char *name, int32_t *count);
 /* String attribute into buf ("" when absent). */
 const char *mdl__cv_attr_str(const Onnx__NodeProto *n, const char *name, char *buf, size_t size);
+
+/* The name of an ONNX element type (TensorProto.DataType): "float", "bool", "float16",
+   "double" ...; "unknown" out of range. */
+const char *mdl__onnx_type_name(int64_t type);
 
 /* Reads an ONNX TensorProto into a new constant tensor (onnx_host.c). */
 mdl_status mdl__cv_tensor_proto(cv_ctx *c, const Onnx__TensorProto *tp, const char *name,

@@ -677,7 +677,7 @@ mdl_status mdl__cv_lower_quant(cv_ctx *c, const Onnx__NodeProto *n, int nin, con
         int64_t odt = dq ? 0 : mdl__cv_attr_int(n, "output_dtype", 0);
         if (odt == 3) dflt = MDL_DTYPE_INT8;
         else if (odt && odt != 2)
-            return mdl__cv_fail(c, MDL_UNSUPPORTED, "output_dtype %lld (int8 and uint8 supported)", (long long)odt);
+            return mdl__cv_fail(c, MDL_UNSUPPORTED, "output_dtype %s (int8 and uint8 supported)", mdl__onnx_type_name(odt));
         qparams q;
         /* opset < 13: per tensor only, but the axis attribute is read the same way */
         mdl_status st = read_qparams(c, n, in[1], nin > 2 ? in[2] : -1, x->rank, x->dims, dflt, "x", &q,

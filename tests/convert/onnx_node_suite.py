@@ -100,7 +100,7 @@ def reason_class(msg: str) -> str:
     rules = [
         (r"unsupported operator", "operator"),
         (r"domain '|imports no ONNX operator set", "domain"),
-        (r"element type|data type|dtype|kernel for \w+ data|ONNX type|bool|float16|double", "dtype"),
+        (r"element type|data type|dtype|kernel for \w+ data|ONNX type|cast to|bool|float16|double", "dtype"),
         (r"not a tensor", "non-tensor"),
         (r"must be a constant|must be constants|supported only on constants|computed at run time|run-time|constant", "runtime-operand"),
         (r"rank|shape|dims?\b|size 0|empty|broadcast", "shape"),
@@ -248,14 +248,14 @@ def run_case(case_dir: str, variant: str, tmp: str):
 
 def worker() -> None:
     """Reads "case_dir variant" lines, prints one JSON result line per case."""
-    tmp = tempfile.mkdtemp(prefix="mdl-node-")
-    for line in sys.stdin:
-        case_dir, variant = line.rstrip("\n").rsplit(" ", 1)
-        try:
-            st, msg = run_case(case_dir, variant, tmp)
-        except Exception as e:  # a bug of the suite or the bindings: counted as a crash
-            st, msg = "CRASH", f"{type(e).__name__}: {e}"
-        print(json.dumps({"status": st, "msg": msg}), flush=True)
+    with tempfile.TemporaryDirectory(prefix="mdl-node-") as tmp:
+        for line in sys.stdin:
+            case_dir, variant = line.rstrip("\n").rsplit(" ", 1)
+            try:
+                st, msg = run_case(case_dir, variant, tmp)
+            except Exception as e:  # a bug of the suite or the bindings: counted as a crash
+                st, msg = "CRASH", f"{type(e).__name__}: {e}"
+            print(json.dumps({"status": st, "msg": msg}), flush=True)
 
 
 # ---- driver -----------------------------------------------------------------------------------
@@ -290,10 +290,17 @@ class Slot:
         d = json.loads(line)
         return d["status"], d["msg"]
 
-    def stop(self):
+    def stop(self, kill=True):
         if self.p:
-            self.p.kill()
-            self.p.wait()
+            if not kill:  # end of input: the worker removes its directory and exits
+                self.p.stdin.close()
+                try:
+                    self.p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
+            if self.p.poll() is None:
+                self.p.kill()
+                self.p.wait()
         self.p = None
 
 
@@ -342,7 +349,7 @@ def main() -> int:
                     break
                 c, v = todo.popleft()
             results[(c, v)] = slot.run(os.path.join(node, c), v, a.case_timeout)
-        slot.stop()
+        slot.stop(kill=False)
 
     threads = [threading.Thread(target=loop) for _ in range(max(1, a.jobs))]
     for t in threads:

@@ -559,6 +559,15 @@ static const char *cli_path(void) {
     return path;
 }
 
+/* The directory part of path (a static copy). */
+static const char *dirname_of(const char *path) {
+    static char d[512];
+    snprintf(d, sizeof d, "%s", path);
+    char *s = strrchr(d, '/');
+    if (s) *s = 0;
+    return d;
+}
+
 static void test_unsupported_op(void **state) {
     (void)state;
     const char *dir = case_dir("unsupported");
@@ -802,6 +811,35 @@ static void test_matmul_runtime(void **state) {
     mdl_model_free(m);
 }
 
+/* Every unsupported operator at once: type, node count, first node, the domain when not the
+   default one; element types by name. */
+static void test_unsupported_all_at_once(void **state) {
+    (void)state;
+    const char *dir = case_dir("unsupported_all");
+    generate(dir, "x = R(2, 3)\n"
+                  "nodes = [N('Softsign', ['x'], ['a'], name='s1'), N('Det', ['a'], ['d'], name='det'),\n"
+                  "         N('Softsign', ['a'], ['b'], name='s2'), N('Relu', ['b'], ['r']),\n"
+                  "         N('Frobnicate', ['r'], ['y'], name='frob', domain='com.example')]\n"
+                  "m = h.make_model(h.make_graph(nodes, 'g', [V('x', [2,3])], [V('y', None)]),\n"
+                  "                 opset_imports=[h.make_opsetid('', 15), h.make_opsetid('com.example', 1)])\n"
+                  "onnx.save(m, os.path.join(D, 'model.onnx'))\n");
+    char out[600];
+    snprintf(out, sizeof out, "%s/model.mdl", dir);
+    mdl_error err;
+    assert_int_equal(mdl_convert_onnx(path_in(dir, "model.onnx"), out, NULL, NULL, &err), MDL_UNSUPPORTED);
+    assert_non_null(strstr(err.msg, "3 unsupported operators (opset 15)"));
+    assert_non_null(strstr(err.msg, "Softsign (2 nodes, first 's1')"));
+    assert_non_null(strstr(err.msg, "Det (1 node, first 'det')"));
+    assert_non_null(strstr(err.msg, "Frobnicate (domain com.example, 1 node, first 'frob')"));
+    assert_false(file_exists(out));
+
+    const char *dir2 = case_dir("elem_type_name");
+    generate(dir2, "save([N('Relu', ['x'], ['y'])], [h.make_tensor_value_info('x', TP.DOUBLE, [2])],\n"
+                   "     [V('y', None)], [], None)\n");
+    assert_int_equal(mdl_convert_onnx(path_in(dir2, "model.onnx"), out, NULL, NULL, &err), MDL_UNSUPPORTED);
+    assert_non_null(strstr(err.msg, "graph input 'x' has element type double"));
+}
+
 static void test_external_data(void **state) {
     (void)state;
     mdl_model *m = check_case("external",
@@ -896,6 +934,116 @@ static void test_dynamic_dims(void **state) {
     assert_string_equal(mdl_model_version(m), "7");
     assert_string_equal(mdl_model_description(m), "a test model");
     mdl_model_free(m);
+}
+
+/* The ONNX metadata_props are carried into the file; --metadata / options add to them and replace
+   a key they share. */
+static void test_metadata(void **state) {
+    (void)state;
+    const char *dir = case_dir("metadata");
+    generate(dir, "save([N('Relu', ['x'], ['y'])], [V('x', [2,3])], [V('y', None)], [], None)\n"
+                  "m = onnx.load(os.path.join(D, 'model.onnx'))\n"
+                  "h.set_model_props(m, {'author': 'me', 'license': 'MIT'})\n"
+                  "onnx.save(m, os.path.join(D, 'model.onnx'))\n");
+    char out[600];
+    snprintf(out, sizeof out, "%s/api.mdl", dir);
+    mdl_convert_options o = mdl_convert_options_default();
+    const char *keys[] = {"license", "team", "version"}, *values[] = {"Apache-2.0", "vision", "3.1"};
+    o.nmetadata = 3;
+    o.metadata_keys = keys;
+    o.metadata_values = values;
+    mdl_error err;
+    mdl_model *m;
+    assert_int_equal(mdl_convert_onnx(path_in(dir, "model.onnx"), out, &o, NULL, &err), MDL_OK);
+    assert_int_equal(mdl_model_load_file(out, NULL, &m, &err), MDL_OK);
+    assert_string_equal(mdl_model_metadata(m, "author"), "me");
+    assert_string_equal(mdl_model_metadata(m, "license"), "Apache-2.0");
+    assert_string_equal(mdl_model_metadata(m, "team"), "vision");
+    assert_string_equal(mdl_model_version(m), "3.1");
+    int nlicense = 0;
+    const char *k, *v;
+    for (int i = 0; mdl_model_metadata_at(m, i, &k, &v); i++) nlicense += !strcmp(k, "license");
+    assert_int_equal(nlicense, 1);
+    mdl_model_free(m);
+    /* the CLI */
+    snprintf(out, sizeof out, "%s/cli.mdl", dir);
+    assert_int_equal(th_system("'%s' '%s/model.onnx' -o '%s' --metadata team=audio --metadata 'note=a=b' -q",
+                               cli_path(), dir, out), 0);
+    assert_int_equal(mdl_model_load_file(out, NULL, &m, &err), MDL_OK);
+    assert_string_equal(mdl_model_metadata(m, "author"), "me");
+    assert_string_equal(mdl_model_metadata(m, "license"), "MIT");
+    assert_string_equal(mdl_model_metadata(m, "team"), "audio");
+    assert_string_equal(mdl_model_metadata(m, "note"), "a=b");
+    mdl_model_free(m);
+    assert_int_not_equal(th_system("'%s' '%s/model.onnx' -o '%s' --metadata novalue 2>/dev/null", cli_path(), dir, out), 0);
+}
+
+/* mdl_onnx_summarize and mdeploy-inspect MODEL.onnx: inputs/outputs with types and shapes
+   (dim_params kept), operators marked supported / folded only / unsupported. */
+static void test_onnx_summary(void **state) {
+    (void)state;
+    const char *dir = case_dir("summary");
+    generate(dir, "nodes = [N('Relu', ['x'], ['r'], name='relu1'), N('Shape', ['r'], ['s']),\n"
+                  "         N('Softsign', ['r'], ['a']), N('Relu', ['a'], ['y'], name='relu2'),\n"
+                  "         N('Frob', ['a'], ['z'], name='frob', domain='com.example')]\n"
+                  "g = h.make_graph(nodes, 'net', [V('x', ['batch', 3]), V('ids', [2, None], TP.INT64)],\n"
+                  "                 [V('y', ['batch', 3]), V('z', None, TP.BOOL), V('s', [2], TP.INT64)])\n"
+                  "m = h.make_model(g, opset_imports=[h.make_opsetid('', 17), h.make_opsetid('com.example', 1)],\n"
+                  "                 producer_name='gen')\n"
+                  "h.set_model_props(m, {'author': 'me'})\n"
+                  "onnx.save(m, os.path.join(D, 'model.onnx'))\n");
+    mdl_onnx_summary *s;
+    mdl_error err;
+    assert_int_equal(mdl_onnx_summarize(path_in(dir, "model.onnx"), &s, &err), MDL_OK);
+    assert_int_equal(s->opset, 17);
+    assert_string_equal(s->producer_name, "gen");
+    assert_string_equal(s->graph_name, "net");
+    assert_int_equal(s->ninputs, 2);
+    assert_string_equal(s->inputs[0].name, "x");
+    assert_string_equal(s->inputs[0].elem_type, "float");
+    assert_int_equal(s->inputs[0].rank, 2);
+    assert_string_equal(s->inputs[0].dim_params[0], "batch");
+    assert_int_equal(s->inputs[0].dims[0], -1);
+    assert_int_equal(s->inputs[0].dims[1], 3);
+    assert_string_equal(s->inputs[1].elem_type, "int64");
+    assert_int_equal(s->inputs[1].dims[1], -1);
+    assert_null(s->inputs[1].dim_params[1]);
+    assert_int_equal(s->noutputs, 3);
+    assert_string_equal(s->outputs[1].elem_type, "bool");
+    assert_int_equal(s->outputs[1].rank, -1);
+    assert_int_equal(s->nops, 4);
+    assert_string_equal(s->ops[0].op_type, "Relu");
+    assert_int_equal(s->ops[0].count, 2);
+    assert_string_equal(s->ops[0].first_node, "relu1");
+    assert_int_equal(s->ops[0].support, MDL_ONNX_SUPPORTED);
+    assert_string_equal(s->ops[1].op_type, "Shape");
+    assert_int_equal(s->ops[1].support, MDL_ONNX_FOLDED);
+    assert_string_equal(s->ops[2].op_type, "Softsign");
+    assert_int_equal(s->ops[2].support, MDL_ONNX_UNSUPPORTED);
+    assert_string_equal(s->ops[3].domain, "com.example");
+    assert_int_equal(s->ops[3].support, MDL_ONNX_UNSUPPORTED);
+    assert_int_equal(s->nunsupported, 2);
+    assert_int_equal(s->nmetadata, 1);
+    assert_string_equal(s->metadata_keys[0], "author");
+    assert_string_equal(s->metadata_values[0], "me");
+    mdl_onnx_summary_free(s);
+    assert_int_equal(mdl_onnx_summarize(path_in(dir, "missing.onnx"), &s, &err), MDL_IO);
+
+    /* the tool */
+    char txt[700];
+    snprintf(txt, sizeof txt, "%s/inspect.txt", dir);
+    assert_int_equal(th_system("'%s/mdeploy-inspect' '%s/model.onnx' > '%s'", dirname_of(cli_path()), dir, txt), 0);
+    char *text = th_read_file(txt, NULL);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "input  0     x float [batch, 3]"));
+    assert_non_null(strstr(text, "input  1     ids int64 [2, ?]"));
+    assert_non_null(strstr(text, "output 1     z bool (no shape)"));
+    assert_non_null(strstr(text, "meta         author = me"));
+    assert_non_null(strstr(text, "operators    4 types, 2 unsupported"));
+    assert_non_null(strstr(text, "Softsign                         1  UNSUPPORTED"));
+    assert_non_null(strstr(text, "com.example:Frob                 1  UNSUPPORTED  first 'frob'"));
+    assert_non_null(strstr(text, "Shape                            1  folded only  first 'shape_s'"));
+    free(text);
 }
 
 static void test_bad_files(void **state) {
@@ -1202,6 +1350,9 @@ int main(void) {
         cmocka_unit_test(test_removed_and_folded),
         cmocka_unit_test(test_typed_initializers),
         cmocka_unit_test(test_unsupported_op),
+        cmocka_unit_test(test_unsupported_all_at_once),
+        cmocka_unit_test(test_metadata),
+        cmocka_unit_test(test_onnx_summary),
         cmocka_unit_test(test_external_data),
         cmocka_unit_test(test_dynamic_dims),
         cmocka_unit_test(test_bad_files),

@@ -37,7 +37,7 @@ from ._model import (
     Status,
     TensorInfo,
 )
-from ._convert import ConvertReport, InputShapes, convert
+from ._convert import ConvertReport, InputShapes, convert, inspect_onnx
 
 __version__ = "0.1.0"
 

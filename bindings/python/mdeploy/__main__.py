@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from . import Error, Model, TensorInfo, __version__, convert
+from . import Error, Model, TensorInfo, __version__, convert, inspect_onnx
 
 
 def _shape(shape: Any) -> str:
@@ -32,7 +32,38 @@ def _info_json(t: TensorInfo) -> Dict[str, Any]:
     return o
 
 
+def _onnx_shape(shape: Any) -> str:
+    if shape is None:
+        return "(no shape)"
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def _inspect_onnx(args: argparse.Namespace) -> int:
+    o = inspect_onnx(args.model)
+    if args.json:
+        print(json.dumps(o, indent=2))
+        return 0
+    print(f"model        {args.model} (ONNX)")
+    print(f"graph        {o['graph']}")
+    print(f"producer     {o['producer']} {o['producer_version']}")
+    print(f"opset        {o['opset']} (IR version {o['ir_version']})")
+    for k, v in o["metadata"].items():
+        print(f"meta         {k} = {v}")
+    for kind, key in (("input ", "inputs"), ("output", "outputs")):
+        for i, v in enumerate(o[key]):
+            print(f"{kind} {i}     {v['name']} {v['type']} {_onnx_shape(v['shape'])}")
+    print(f"nodes        {o['nodes']} ({o['initializers']} initializers)")
+    print(f"operators    {len(o['operators'])} types, {o['unsupported']} unsupported")
+    for op in o["operators"]:
+        name = (op["domain"] + ":" if op["domain"] else "") + op["op_type"]
+        first = f"'{op['first_node']}'" if op["first_node"] else f"#{op['first_index']}"
+        print(f"  {name:<28s} {op['count']:5d}  {op['support']:<12s} first {first}")
+    return 0
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
+    if str(args.model).lower().endswith(".onnx"):
+        return _inspect_onnx(args)
     m = Model(args.model)
     tensors = m.tensors
     if args.json:
@@ -155,6 +186,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         name=args.name,
         model_version=args.model_version,
         description=args.description,
+        metadata=_metadata_args(args.metadata),
         **quant,
     )
     if args.report and r.quant is not None:
@@ -184,6 +216,19 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metadata_args(items: Optional[List[str]]) -> Optional[Dict[str, str]]:
+    """``--metadata KEY=VALUE`` options as a dict (split at the first '=')."""
+    if not items:
+        return None
+    out: Dict[str, str] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ValueError(f"--metadata '{item}': expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m mdeploy", description="mdeploy command-line tools (Python front end)")
     p.add_argument("--version", action="version", version=f"mdeploy {__version__}")
@@ -209,6 +254,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--name")
     c.add_argument("--model-version")
     c.add_argument("--description")
+    c.add_argument("--metadata", action="append", metavar="KEY=VALUE", help="extra metadata (repeatable)")
     c.add_argument("--quantize", choices=["int8"], help="post-training quantization")
     c.add_argument("--calibration", metavar="DATA", help=".npy, .npz or a directory of them")
     c.add_argument("--calibration-method", default="minmax", choices=["minmax", "percentile", "entropy"])

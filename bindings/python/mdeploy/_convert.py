@@ -14,7 +14,7 @@ from . import _lib
 from ._lib import lib
 from ._model import Error, Status, _raise
 
-__all__ = ["convert", "ConvertReport", "InputShapes"]
+__all__ = ["convert", "ConvertReport", "InputShapes", "inspect_onnx"]
 
 #: ``{"x": (1, 3, 224, 224)}``, or CLI-style text ``"x=1x3x224x224"`` (one string or several).
 InputShapes = Union[Mapping[str, Sequence[int]], str, Iterable[str]]
@@ -165,6 +165,7 @@ def convert(
     max_accuracy_drop: Optional[float] = None,
     max_output_error: Optional[float] = None,
     max_calibration_rows: Optional[int] = None,
+    metadata: Optional[Mapping[str, str]] = None,
 ) -> ConvertReport:
     """Convert an ONNX model into a ``.mdl`` file; the options are those of ``mdeploy-convert``.
 
@@ -174,7 +175,9 @@ def convert(
     then takes any size, and :attr:`ConvertReport.dynamic` lists them.  ``max_shapes``: upper
     bounds of dynamic dims (``--max-shape``), same forms.  ``name``, ``model_version``, ``description``: metadata
     written into the model (``--name``, ``--model-version``, ``--description``); by default the
-    ONNX graph name, model_version and doc_string.
+    ONNX graph name, model_version and doc_string.  ``metadata``: extra key/value pairs
+    (``--metadata KEY=VALUE``), written after the ONNX model's ``metadata_props`` (which are
+    carried over) and replacing a key they share; read back with :attr:`Model.metadata`.
 
     Post-training quantization (``quantize="int8"``, see ``include/mdeploy/convert.h``):
     ``calibration`` is a path (.npy, .npz, directory), an array (one-input models), a dict
@@ -195,7 +198,7 @@ def convert(
     fn = _require("mdl_convert_onnx")
     default = getattr(lib, "mdl_convert_options_default", None)
     opts = default() if default is not None else _lib.mdl_convert_options()
-    keep: List[bytes] = []  # keeps the C strings alive for the duration of the call
+    keep: List[Any] = []  # keeps the C strings alive for the duration of the call
     if input_shapes is not None:
         _fill_shapes(opts, input_shapes, keep)
     if max_shapes is not None:
@@ -207,6 +210,19 @@ def convert(
             encoded = value.encode()
             keep.append(encoded)
             setattr(opts, fname, encoded)
+    if metadata is not None:
+        if not isinstance(metadata, Mapping):
+            raise TypeError(f"metadata must be a dict of str to str, got {type(metadata).__name__}")
+        items = list(metadata.items())
+        for k, v in items:
+            if not isinstance(k, str) or not isinstance(v, str) or not k:
+                raise TypeError(f"metadata entries must be non-empty str keys to str values, got {k!r}: {v!r}")
+        ks = (ctypes.c_char_p * max(1, len(items)))(*[k.encode() for k, _ in items])
+        vs = (ctypes.c_char_p * max(1, len(items)))(*[v.encode() for _, v in items])
+        keep.extend([ks, vs])
+        opts.nmetadata = len(items)
+        opts.metadata_keys = ctypes.cast(ks, ctypes.POINTER(ctypes.c_char_p))
+        opts.metadata_values = ctypes.cast(vs, ctypes.POINTER(ctypes.c_char_p))
     quant_args = (calibration, eval, float_ops, percentile, max_accuracy_drop, max_output_error, max_calibration_rows)
     if quantize is None:
         if any(a is not None for a in quant_args) or per_tensor:
@@ -276,3 +292,54 @@ def convert(
     fields = {f[0]: int(getattr(report, f[0])) for f in _lib.mdl_convert_report._fields_
               if f[0] not in ("quant", "dynamic")}
     return ConvertReport(**fields, quant=quant, dynamic=_lib.decode(report.dynamic))
+
+
+_SUPPORT = ("supported", "folded only", "UNSUPPORTED")
+
+
+def _onnx_value(v: Any) -> Dict[str, Any]:
+    shape: Optional[List[Any]] = None
+    if v.rank >= 0:
+        shape = []
+        for i in range(min(v.rank, _lib.MAX_RANK)):
+            p = v.dim_params[i]
+            shape.append(_lib.decode(p) if p else (None if v.dims[i] < 0 else int(v.dims[i])))
+    return {"name": _lib.decode(v.name), "type": _lib.decode(v.elem_type), "shape": shape}
+
+
+def inspect_onnx(onnx_path: Union[str, "os.PathLike[str]"]) -> Dict[str, Any]:
+    """What an ONNX model needs, without converting it (``mdl_onnx_summarize``; the JSON of
+    ``mdeploy-inspect MODEL.onnx --json``): graph, producer, opset, metadata, inputs and outputs
+    (``shape`` entries are sizes, ``dim_param`` names, or None where dynamic and unnamed), and the
+    operator types in order of first use, each with ``count``, ``first_node``, ``domain`` and
+    ``support``: "supported", "folded only" (computed at conversion from constants and static
+    shapes) or "UNSUPPORTED"."""
+    fn = _require("mdl_onnx_summarize")
+    ptr = ctypes.POINTER(_lib.mdl_onnx_summary)()
+    err = _lib.mdl_error()
+    st = fn(os.fsencode(onnx_path), ctypes.byref(ptr), ctypes.byref(err))
+    if st != Status.OK:
+        raise _raise(err, st)
+    try:
+        s = ptr.contents
+        d = _lib.decode
+        return {
+            "graph": d(s.graph_name),
+            "producer": d(s.producer_name),
+            "producer_version": d(s.producer_version),
+            "ir_version": int(s.ir_version),
+            "opset": int(s.opset),
+            "nodes": int(s.nnodes),
+            "initializers": int(s.ninitializers),
+            "metadata": {d(s.metadata_keys[i]): d(s.metadata_values[i]) for i in range(s.nmetadata)},
+            "inputs": [_onnx_value(s.inputs[i]) for i in range(s.ninputs)],
+            "outputs": [_onnx_value(s.outputs[i]) for i in range(s.noutputs)],
+            "operators": [
+                {"op_type": d(o.op_type), "domain": d(o.domain), "count": int(o.count),
+                 "first_node": d(o.first_node), "first_index": int(o.first_index), "support": _SUPPORT[o.support]}
+                for o in (s.ops[k] for k in range(s.nops))
+            ],
+            "unsupported": int(s.nunsupported),
+        }
+    finally:
+        lib.mdl_onnx_summary_free(ptr)

@@ -167,6 +167,9 @@ class mdl_convert_options(ctypes.Structure):
         ("model_version", ctypes.c_char_p),
         ("description", ctypes.c_char_p),
         ("quant", mdl_quantize_options),
+        ("nmetadata", ctypes.c_int32),
+        ("metadata_keys", ctypes.POINTER(ctypes.c_char_p)),
+        ("metadata_values", ctypes.POINTER(ctypes.c_char_p)),
     ]
 
 
@@ -190,6 +193,50 @@ class mdl_convert_report(ctypes.Structure):
 # ---- prototypes ------------------------------------------------------------------------------
 
 _c = ctypes
+class mdl_onnx_value(ctypes.Structure):
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("elem_type", ctypes.c_char_p),
+        ("rank", ctypes.c_int32),
+        ("dims", ctypes.c_int64 * MAX_RANK),
+        ("dim_params", ctypes.c_char_p * MAX_RANK),
+    ]
+
+
+class mdl_onnx_op(ctypes.Structure):
+    _fields_ = [
+        ("domain", ctypes.c_char_p),
+        ("op_type", ctypes.c_char_p),
+        ("count", ctypes.c_int32),
+        ("first_node", ctypes.c_char_p),
+        ("first_index", ctypes.c_int32),
+        ("support", ctypes.c_int),
+    ]
+
+
+class mdl_onnx_summary(ctypes.Structure):
+    _fields_ = [
+        ("ir_version", ctypes.c_int64),
+        ("opset", ctypes.c_int64),
+        ("producer_name", ctypes.c_char_p),
+        ("producer_version", ctypes.c_char_p),
+        ("graph_name", ctypes.c_char_p),
+        ("nnodes", ctypes.c_int32),
+        ("ninitializers", ctypes.c_int32),
+        ("ninputs", ctypes.c_int32),
+        ("noutputs", ctypes.c_int32),
+        ("inputs", ctypes.POINTER(mdl_onnx_value)),
+        ("outputs", ctypes.POINTER(mdl_onnx_value)),
+        ("nops", ctypes.c_int32),
+        ("nunsupported", ctypes.c_int32),
+        ("ops", ctypes.POINTER(mdl_onnx_op)),
+        ("nmetadata", ctypes.c_int32),
+        ("metadata_keys", ctypes.POINTER(ctypes.c_char_p)),
+        ("metadata_values", ctypes.POINTER(ctypes.c_char_p)),
+        ("internal_", ctypes.c_void_p),
+    ]
+
+
 _P = ctypes.POINTER
 _vp = ctypes.c_void_p
 _int = ctypes.c_int
@@ -259,6 +306,8 @@ _OPTIONAL_PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     ),
     "mdl_convert_report_json": (_c.c_char_p, [_P(mdl_convert_report)]),
     "mdl_convert_report_free": (None, [_P(mdl_convert_report)]),
+    "mdl_onnx_summarize": (_status, [_str, _P(_P(mdl_onnx_summary)), _err]),
+    "mdl_onnx_summary_free": (None, [_P(mdl_onnx_summary)]),
 }
 
 

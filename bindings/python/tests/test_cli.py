@@ -84,3 +84,38 @@ def test_convert(tmp_path, capsys):
     assert o["version"] == "4.2" and o["inputs"][0]["shape"] == [8, 784]
     assert main(["convert", str(tmp_path / "missing.onnx"), "-o", str(out), "-q"]) == 1
     assert "missing.onnx" in capsys.readouterr().err
+
+
+def test_inspect_onnx_same_as_c_tool(tmp_path, capsys):
+    """mdeploy.inspect_onnx / python -m mdeploy inspect MODEL.onnx: the C tool's output."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    V = helper.make_tensor_value_info
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu1"), helper.make_node("Shape", ["r"], ["s"]),
+             helper.make_node("Softsign", ["r"], ["y"], name="ss")]
+    g = helper.make_graph(nodes, "net", [V("x", TensorProto.FLOAT, ["batch", 3])],
+                          [V("y", TensorProto.FLOAT, None), V("s", TensorProto.INT64, [2])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], producer_name="gen")
+    helper.set_model_props(m, {"author": "me"})
+    path = tmp_path / "m.onnx"
+    onnx.save(m, str(path))
+    from mdeploy import inspect_onnx
+
+    o = inspect_onnx(path)
+    assert o["inputs"] == [{"name": "x", "type": "float", "shape": ["batch", 3]}]
+    assert o["outputs"][0]["shape"] is None and o["metadata"] == {"author": "me"}
+    assert [(op["op_type"], op["support"]) for op in o["operators"]] == [
+        ("Relu", "supported"), ("Shape", "folded only"), ("Softsign", "UNSUPPORTED")]
+    assert o["operators"][1]["first_node"] == "" and o["operators"][1]["first_index"] == 1
+    tool = _c_tool("mdeploy-inspect")
+    if not tool.is_file():
+        pytest.skip(f"{tool} not built")
+    for extra in ([], ["--json"]):
+        c = subprocess.run([str(tool), str(path), *extra], capture_output=True, text=True, check=True).stdout
+        assert main(["inspect", str(path), *extra]) == 0
+        py = capsys.readouterr().out
+        if extra:
+            assert json.loads(py) == json.loads(c)
+        else:
+            assert py == c

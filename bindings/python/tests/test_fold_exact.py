@@ -107,3 +107,24 @@ def test_zero_sized_input_dim(tmp_path):
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 0, 4])
     m = _model([helper.make_node("Relu", ["x"], ["y"])], {}, ["y"], inputs=[x])
     _refused(tmp_path, m, "'x'", "0")
+
+
+def test_metadata(tmp_path):
+    """ONNX metadata_props are carried over; metadata= adds keys and replaces a shared one."""
+    m = _model([helper.make_node("Relu", ["x"], ["y"])], {}, ["y"],
+               inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])])
+    helper.set_model_props(m, {"author": "me", "license": "MIT"})
+    src, dst = tmp_path / "m.onnx", tmp_path / "m.mdl"
+    onnx.save(m, str(src))
+    mdeploy.convert(src, dst, metadata={"license": "Apache-2.0", "team": "vision"})
+    with mdeploy.Model(dst) as mm:
+        md = mm.metadata
+    assert md["author"] == "me" and md["license"] == "Apache-2.0" and md["team"] == "vision"
+    from mdeploy.__main__ import main
+
+    dst2 = tmp_path / "cli.mdl"
+    assert main(["convert", str(src), "-o", str(dst2), "--metadata", "team=audio", "-q"]) == 0
+    with mdeploy.Model(dst2) as mm:
+        assert mm.metadata["team"] == "audio" and mm.metadata["license"] == "MIT"
+    with pytest.raises(TypeError):
+        mdeploy.convert(src, dst, metadata={"k": 1})
