@@ -18,7 +18,7 @@ endif
 
 FW_COMMON := -Os -std=c11 -g -ffunction-sections -fdata-sections -Wall -Wextra -Werror \
              -Wno-unused-parameter -Iinclude -Isrc --specs=picolibc.specs
-FW_CORE_DEFS := -DMDL_NO_MALLOC -DMDL_NO_DEFAULT_KERNELS -DMDL_MAX_NODE_IO=16
+FW_CORE_DEFS := -DMDL_NO_MALLOC -DMDL_NO_DEFAULT_KERNELS -DMDL_MAX_NODE_IO=16 -DMDL_NO_DYNAMIC -DMDL_SMALL_CODE
 # Flash and RAM of each QEMU board (4 MiB each; the largest image, the text classifier, needs
 # ~240 KiB of flash and ~600 KiB of RAM).  The stack grows down from the top of RAM into the space static data leaves (painted).
 FW_LDFLAGS = --oslib=semihost --crt0=semihost -DPICOLIBC_INTEGER_PRINTF_SCANF \

@@ -83,6 +83,7 @@ static mdl_status resolve_dims(mdl__graph *g, const mdl__node *n, int32_t k, mdl
 }
 
 mdl_status mdl__graph_check_syms(const mdl__graph *g, mdl_error *err) {
+    if (!MDL__DYNAMIC) return MDL_OK; /* the loader refused symbols, the builder made none */
     if (g->nsyms < 0 || g->nsyms > MDL__MAX_SYMBOLS)
         return mdl__error(err, MDL_CORRUPT_MODEL, "%d symbolic dims (at most %d)", (int)g->nsyms,
                           MDL__MAX_SYMBOLS);
@@ -162,7 +163,7 @@ static mdl_status check_node(mdl__graph *g, int32_t i, bool infer, uint8_t *defi
     int32_t dyn_rank[MDL_MAX_NODE_IO];
     for (int32_t k = 0; k < n->nout; k++) {
         dyn_rank[k] = -1;
-        if (n->out[k] < 0 || !g->tensors[n->out[k]].sym || !g->symval) continue;
+        if (!MDL__DYNAMIC || n->out[k] < 0 || !g->tensors[n->out[k]].sym || !g->symval) continue;
         mdl_status st = resolve_dims(g, n, k, err);
         if (st) return st;
         mdl__tensor *t = &g->tensors[n->out[k]];
@@ -180,7 +181,7 @@ static mdl_status check_node(mdl__graph *g, int32_t i, bool infer, uint8_t *defi
     ctx.scratch_bytes = ctx.packed_bytes = 0;
     ctx.packed = NULL;
     mdl_status st = n->kernel->prepare(&ctx);
-    for (int32_t k = 0; k < n->nout; k++)
+    for (int32_t k = 0; MDL__DYNAMIC && k < n->nout; k++)
         if (dyn_rank[k] >= 0) g->tensors[n->out[k]].rank = dyn_rank[k];
     if (st) return st;
     n->scratch_bytes = mdl__align_up(ctx.scratch_bytes, MDL__LINE_ALIGN);
@@ -190,7 +191,7 @@ static mdl_status check_node(mdl__graph *g, int32_t i, bool infer, uint8_t *defi
         mdl__tensor *t = &g->tensors[n->out[k]];
         const mdl__shape *s = &ctx.out_shape[k];
         char a[96], b[96];
-        if (dyn_rank[k] >= 0 && s->rank == t->rank) {
+        if (MDL__DYNAMIC && dyn_rank[k] >= 0 && s->rank == t->rank) {
             /* computed dims take the inferred sizes; the others are compared below */
             for (int32_t d = 0; d < t->rank; d++)
                 if (t->dims[d] < 0) t->dims[d] = s->dims[d];
@@ -229,7 +230,7 @@ mdl_status mdl__graph_check(mdl__graph *g, bool infer, const mdl_allocator *allo
     memset(defined, 0, (size_t)g->ntensors);
     mdl_status st = mdl__graph_check_syms(g, err);
     if (st) goto done;
-    if (g->symval) /* graph inputs take the symbols' values; outputs follow in check_node */
+    if (MDL__DYNAMIC && g->symval) /* graph inputs take the symbols' values; outputs follow in check_node */
         for (int32_t k = 0; k < g->ninputs; k++) {
             int32_t t = g->inputs[k];
             if (t < 0 || t >= g->ntensors || !g->tensors[t].sym) continue;

@@ -52,7 +52,7 @@ static bool dequant_foldable(const mdl__graph *g, const mdl__node *n) {
     int32_t x = n->in[0], y = n->out[0];
     if (x < 0 || x >= g->ntensors || y < 0 || y >= g->ntensors || x == y) return false;
     const mdl__tensor *tx = &g->tensors[x], *ty = &g->tensors[y];
-    if (!tx->data || ty->data || ty->sym) return false;
+    if (!tx->data || ty->data || (MDL__DYNAMIC && ty->sym)) return false;
     /* the output must have the constant's shape: its size is then bounded by the file's (a
        hostile file cannot make the loader allocate more than 4 bytes per stored byte); anything
        else is left to the Dequantize kernel's prepare to refuse */
@@ -124,7 +124,7 @@ static mdl_status fold_dequantize(mdl_model *m, mdl_error *err) {
 /* The getters' view of dynamic dims (see mdl_tensor_info). */
 static mdl_status dyn_info(mdl_model *m, mdl_error *err) {
     const mdl__graph *g = &m->g;
-    if (!g->nsyms) return MDL_OK;
+    if (!MDL__DYNAMIC || !g->nsyms) return MDL_OK;
     size_t per = (size_t)MDL_MAX_RANK * (2 * sizeof(int64_t) + sizeof(char *));
     m->dyn_raw = mdl__alloc(m->alloc, (size_t)g->ntensors * per);
     if (!m->dyn_raw) return mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory loading the model");
@@ -187,7 +187,7 @@ mdl_status mdl_model_load_buffer(const void *data, size_t size, const mdl_load_o
     }
     if ((st = pack_nodes(m, err))) goto fail;
     if ((st = dyn_info(m, err))) goto fail;
-    mdl__model_pack_instance(m);
+    if (MDL__DYNAMIC) mdl__model_pack_instance(m);
     m->session_bytes = mdl__session_bytes(m);
     *out = m;
     return MDL_OK;
@@ -199,7 +199,7 @@ fail:
 void mdl_model_free(mdl_model *m) {
     if (!m) return;
     const mdl_allocator *a = m->alloc;
-    mdl__inst_free(m->pack_inst, a);
+    if (MDL__DYNAMIC) mdl__inst_free(m->pack_inst, a);
     if (m->plan_computed) mdl__plan_free(&m->plan, a);
     mdl__free(a, m->packed_raw);
     mdl__free(a, m->folded_raw);
@@ -256,7 +256,7 @@ static void fill_info(const mdl__tensor *t, mdl_tensor_info *info) {
 static void model_info(const mdl_model *m, int32_t t, mdl_tensor_info *info) {
     const mdl__tensor *x = &m->g.tensors[t];
     fill_info(x, info);
-    if (!x->sym || !m->info_dims) return;
+    if (!MDL__DYNAMIC || !x->sym || !m->info_dims) return;
     size_t at = (size_t)t * MDL_MAX_RANK;
     info->dims = m->info_dims + at;
     info->dim_names = m->info_names + at;

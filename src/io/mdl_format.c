@@ -205,7 +205,12 @@ static mdl_status read_tensor(mdl_model *m, carver *c, fb_table t, int32_t i, fb
     x->rank = (int32_t)shape.len;
     for (uint32_t d = 0; d < shape.len; d++) x->dims[d] = fb_vec_i64(shape, d);
     fb_vec syms = fb_get_vec(t, T_DIM_SYMBOLS);
-    if (syms.len) {
+    if (!MDL__DYNAMIC) {
+        for (uint32_t d = 0; d < syms.len; d++)
+            if (fb_vec_i32(syms, d) != MDL__DIM_FIXED)
+                return mdl__error(err, MDL_UNSUPPORTED, "tensor %d '%s' has dynamic dims, which a runtime "
+                                  "built with MDL_NO_DYNAMIC does not read", (int)i, x->name);
+    } else if (syms.len) {
         if (syms.len != shape.len)
             return mdl__error(err, MDL_CORRUPT_MODEL, "tensor %d '%s': %u dim symbols for rank %u",
                               (int)i, x->name, (unsigned)syms.len, (unsigned)shape.len);
@@ -280,6 +285,12 @@ mdl_status mdl__format_read(mdl_model *m, mdl_error *err) {
     fb_vec outs = fb_get_vec(root, M_OUTPUTS), buffers = fb_get_vec(root, M_BUFFERS);
     fb_table plan = fb_get_table(root, M_PLAN);
     fb_vec symbols = fb_get_vec(root, M_SYMBOLS);
+    if (!MDL__DYNAMIC && symbols.len)
+        return mdl__error(err, MDL_UNSUPPORTED,
+                          "model has %u dynamic dims (symbols, e.g. '%s') and this runtime is built "
+                          "with MDL_NO_DYNAMIC (fixed shapes only): convert it with fixed input "
+                          "shapes (mdeploy-convert --input-shape)",
+                          (unsigned)symbols.len, fb_get_str(fb_vec_table(symbols, 0), S_NAME, ""));
     if (symbols.len > MDL__MAX_SYMBOLS)
         return mdl__error(err, MDL_CORRUPT_MODEL, "model has %u symbolic dims (at most %d)",
                           (unsigned)symbols.len, MDL__MAX_SYMBOLS);
@@ -322,7 +333,7 @@ mdl_status mdl__format_read(mdl_model *m, mdl_error *err) {
     g->outputs = carve(&c, outs.len * sizeof(int32_t));
     read_indices(ins, g->inputs);
     read_indices(outs, g->outputs);
-    if (symbols.len) {
+    if (MDL__DYNAMIC && symbols.len) {
         mdl__symbol *sy = carve(&c, symbols.len * sizeof(mdl__symbol));
         int64_t *val = carve(&c, symbols.len * sizeof(int64_t));
         for (uint32_t i = 0; i < symbols.len; i++) {

@@ -250,7 +250,7 @@ static void im2col(const qconv_geom *g, const int8_t *x, int8_t zx, int64_t p0, 
     const int64_t C = g->C, CG = g->CG, KW = g->KW, ohw = g->OH * g->OW;
     /* Without dilation or groups, the taps of one kernel row are adjacent input pixels: one
        contiguous run of KW * C bytes, clipped at the borders. */
-    const bool runs = g->dw == 1 && g->G == 1;
+    const bool runs = MDL__FAST_PATHS && g->dw == 1 && g->G == 1;
     int64_t n = p0 / ohw, oh = p0 % ohw / g->OW, ow = p0 % g->OW;
     const int8_t *x_end = x + g->N * g->H * g->W * C;
     const int8_t *A_end = A + m * g->K;
@@ -423,7 +423,7 @@ static mdl_status run_common(mdl__kctx *c, bool depthwise_op) {
     const int64_t M = g.N * g.OH * g.OW, tm = tile_rows(&g);
     int8_t *A = (int8_t *)scratch;
     void *gs = scratch + mdl__align_up((size_t)(tm * g.K), 64);
-    if (g.G == 1 && g.dw == 1 && g.KH <= 16 && g.OW >= QCONV_MIN_ROWS) {
+    if (MDL__FAST_PATHS && g.G == 1 && g.dw == 1 && g.KH <= 16 && g.OW >= QCONV_MIN_ROWS) {
         run_rows(&g, pk, x, (int8_t)io.zx, w, y, A, tm, gs);
         return MDL_OK;
     }

@@ -54,6 +54,15 @@
 #define MDL_MAX_NODE_IO 64
 #endif
 
+/* Builds with MDL_SMALL_CODE (firmware, see mdeploy.h) leave out the kernels' loops that only
+   make a common case faster: code under `if (MDL__FAST_PATHS && ...)` is dropped, and the
+   general loop that runs instead computes the same bits. */
+#ifdef MDL_SMALL_CODE
+#define MDL__FAST_PATHS 0
+#else
+#define MDL__FAST_PATHS 1
+#endif
+
 /* Tensor metadata shared by the runtime model and the builder. */
 typedef struct mdl__tensor {
     const char *name;
