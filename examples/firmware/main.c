@@ -134,6 +134,20 @@ static void check_failures(void) {
     a = mdl_bump_init(&bump, load_heap, sizeof load_heap);
     st = mdl_model_load_buffer(junk, sizeof junk, &o, &m, &err);
     check("corrupt-model", st != MDL_OK && !m, st);
+
+#ifdef FW_DYN_MODEL
+    /* 6. a model with dynamic dims (a symbolic batch; -DFW_DYN_MODEL images only): a core built
+       with MDL_NO_DYNAMIC has no code for them and refuses it at load */
+    extern const uint8_t fw_dyn_model[];
+    extern const size_t fw_dyn_model_bytes;
+    a = mdl_bump_init(&bump, load_heap, sizeof load_heap);
+    st = mdl_model_load_buffer(fw_dyn_model, fw_dyn_model_bytes, &o, &m, &err);
+    check("dynamic-model", st == MDL_UNSUPPORTED && !m, st);
+#ifndef MDL_NO_ERROR_STRINGS
+    printf("  message: %s\n", err.msg);
+    check("dynamic-model-message", strstr(err.msg, "MDL_NO_DYNAMIC") != NULL, st);
+#endif
+#endif
 }
 
 int main(void) {
