@@ -128,22 +128,35 @@ mdl_status mdl__conv_geometry(const mdl__kctx *c, bool depthwise, size_t out_ele
     }
     g->CG = g->C / g->G;
     g->OG = g->OC / g->G;
-    g->K = g->KH * g->KW * g->CG;
+    const int64_t K = (int64_t)g->KH * g->KW * g->CG;
+    g->K = (ptrdiff_t)K; /* <= the weight's size (checked below) */
     if (b && (b->rank != 1 || b->dims[0] != g->OC))
         return mdl__fail(c, MDL_SHAPE, "bias %s does not match %lld output channels",
                          mdl__dims_str(s1, sizeof s1, b->rank, b->dims), (long long)g->OC);
-    g->OH = out_extent(g->H, g->pt, g->pb, g->KH, g->dh, g->sh);
-    g->OW = out_extent(g->W, g->pl, g->pr, g->KW, g->dw, g->sw);
-    if (g->OH < 1 || g->OW < 1)
+    int64_t oh = out_extent(g->H, g->pt, g->pb, g->KH, g->dh, g->sh);
+    int64_t ow = out_extent(g->W, g->pl, g->pr, g->KW, g->dw, g->sw);
+    if (oh < 1 || ow < 1)
         return mdl__fail(c, MDL_SHAPE,
                          "kernel %lldx%lld (dilation %lldx%lld) larger than the padded input "
                          "%lldx%lld",
                          (long long)g->KH, (long long)g->KW, (long long)g->dh, (long long)g->dw,
-                         (long long)(g->H + g->pt + g->pb), (long long)(g->W + g->pl + g->pr));
-    int64_t od[4] = {g->N, g->OH, g->OW, g->OC};
-    if (!mdl__shape_size(4, od, out_elem, NULL, NULL) || g->K > MDL_MAX_ELEMENTS)
+                         (long long)g->H + g->pt + g->pb, (long long)g->W + g->pl + g->pr);
+    int64_t od[4] = {g->N, oh, ow, g->OC};
+    if (!mdl__shape_size(4, od, out_elem, NULL, NULL) || K > MDL_MAX_ELEMENTS || K > PTRDIFF_MAX)
         return mdl__fail(c, MDL_SHAPE, "output %s is too large",
                          mdl__dims_str(s1, sizeof s1, 4, od));
+#if PTRDIFF_MAX < INT64_MAX
+    /* 32-bit build: the kernels' products stay below the multiply-adds (N*OH*OW*OC*K) or the
+       padded input (N*(H+pt+pb)*(W+pl+pr)*C), so both must fit ptrdiff_t */
+    int64_t macs, padded;
+    if (__builtin_mul_overflow(g->N * oh * ow, g->OC * K, &macs) || macs > PTRDIFF_MAX ||
+        __builtin_mul_overflow((g->N ? g->N : 1) * ((int64_t)g->H + g->pt + g->pb),
+                               ((int64_t)g->W + g->pl + g->pr) * g->C, &padded) ||
+        padded > PTRDIFF_MAX)
+        return mdl__fail(c, MDL_UNSUPPORTED, "convolution too large for this 32-bit build");
+#endif
+    g->OH = (ptrdiff_t)oh;
+    g->OW = (ptrdiff_t)ow;
     return MDL_OK;
 }
 
