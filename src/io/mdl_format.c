@@ -3,6 +3,7 @@
 #include "graph/model.h"
 #include "graph/util.h"
 
+#include <stddef.h>
 #include <string.h>
 
 /* ---- descriptors (field order = field ids in mdeploy.fbs) ------------------------------- */
@@ -86,6 +87,43 @@ static int read_i64s(fb_table t, int id, int64_t *out, int max) {
     return (int)v.len;
 }
 
+/* The scalar option fields of each kind, by descriptor (field id, where in mdl_op_options, type,
+   the value when absent); the vector fields are read by read_options itself. */
+enum { OF_I32, OF_F32, OF_BOOL, OF_DIR, OF_ACT };
+typedef struct opt_field {
+    uint8_t kind, id, type;
+    uint16_t at; /* offsetof(mdl_op_options, ...) */
+    union {
+        int32_t i;
+        float f;
+    } dflt;
+} opt_field;
+#define OF(kind, id, type, member, d) {MDL_OPTIONS_##kind, id, type, offsetof(mdl_op_options, member), {d}}
+#define OFF(kind, id, member, d) {MDL_OPTIONS_##kind, id, OF_F32, offsetof(mdl_op_options, member), {.f = d}}
+static const opt_field opt_fields[] = {
+    OF(FC, 0, OF_ACT, fc.act, 0), OF(BINARY, 0, OF_ACT, binary.act, 0),
+    OF(CONV, 0, OF_I32, conv.stride[0], 1), OF(CONV, 1, OF_I32, conv.stride[1], 1),
+    OF(CONV, 2, OF_I32, conv.dilation[0], 1), OF(CONV, 3, OF_I32, conv.dilation[1], 1),
+    OF(CONV, 4, OF_I32, conv.pad[0], 0), OF(CONV, 5, OF_I32, conv.pad[1], 0),
+    OF(CONV, 6, OF_I32, conv.pad[2], 0), OF(CONV, 7, OF_I32, conv.pad[3], 0),
+    OF(CONV, 8, OF_I32, conv.group, 1), OF(CONV, 9, OF_ACT, conv.act, 0),
+    OF(POOL, 0, OF_I32, pool.kernel[0], 1), OF(POOL, 1, OF_I32, pool.kernel[1], 1),
+    OF(POOL, 2, OF_I32, pool.stride[0], 1), OF(POOL, 3, OF_I32, pool.stride[1], 1),
+    OF(POOL, 4, OF_I32, pool.pad[0], 0), OF(POOL, 5, OF_I32, pool.pad[1], 0),
+    OF(POOL, 6, OF_I32, pool.pad[2], 0), OF(POOL, 7, OF_I32, pool.pad[3], 0),
+    OF(POOL, 8, OF_BOOL, pool.count_include_pad, 0),
+    OFF(ACT, 0, act.alpha, 0.01f), OFF(ACT, 1, act.beta, 0.5f), OFF(ACT, 2, act.min, -__builtin_inff()),
+    OFF(ACT, 3, act.max, __builtin_inff()), OF(ACT, 4, OF_BOOL, act.approximate, 0),
+    OF(AXIS, 0, OF_I32, axis.axis, -1),
+    OF(REDUCE, 1, OF_BOOL, reduce.keepdims, 1),
+    OF(RNN, 0, OF_I32, rnn.hidden_size, 0), OF(RNN, 1, OF_DIR, rnn.direction, 0),
+    OF(RNN, 2, OF_BOOL, rnn.linear_before_reset, 0),
+    OFF(PAD, 1, pad.value, 0.0f),
+    OFF(BATCH_NORM, 0, batch_norm.epsilon, 1e-5f),
+};
+#undef OF
+#undef OFF
+
 /* Parses a node's options; also checks vector option lengths against the input rank. */
 static mdl_status read_options(fb_table op, mdl__node *n, const mdl__graph *g, mdl_error *err) {
     mdl_options_kind kind = mdl_op_options_kind(n->op);
@@ -100,34 +138,30 @@ static mdl_status read_options(fb_table op, mdl__node *n, const mdl__graph *g, m
     mdl_op_options *o = &n->opt;
     int rank = n->in[0] >= 0 ? g->tensors[n->in[0]].rank : 0, got;
     mdl_status st = MDL_OK;
-    switch (kind) {
-    case MDL_OPTIONS_FC: st = read_act(fb_get_table(t, 0), &o->fc.act, nm, err); break;
-    case MDL_OPTIONS_BINARY: st = read_act(fb_get_table(t, 0), &o->binary.act, nm, err); break;
-    case MDL_OPTIONS_CONV:
-        o->conv.stride[0] = fb_get_i32(t, 0, 1);
-        o->conv.stride[1] = fb_get_i32(t, 1, 1);
-        o->conv.dilation[0] = fb_get_i32(t, 2, 1);
-        o->conv.dilation[1] = fb_get_i32(t, 3, 1);
-        for (int i = 0; i < 4; i++) o->conv.pad[i] = fb_get_i32(t, 4 + i, 0);
-        o->conv.group = fb_get_i32(t, 8, 1);
-        st = read_act(fb_get_table(t, 9), &o->conv.act, nm, err);
-        break;
-    case MDL_OPTIONS_POOL:
-        for (int i = 0; i < 2; i++) {
-            o->pool.kernel[i] = fb_get_i32(t, i, 1);
-            o->pool.stride[i] = fb_get_i32(t, 2 + i, 1);
+    for (size_t i = 0; i < sizeof opt_fields / sizeof opt_fields[0] && !st; i++) {
+        const opt_field *f = &opt_fields[i];
+        if (f->kind != kind) continue;
+        void *at = (unsigned char *)o + f->at;
+        int32_t v;
+        switch (f->type) {
+        case OF_I32: v = fb_get_i32(t, f->id, f->dflt.i); memcpy(at, &v, sizeof v); break;
+        case OF_F32: {
+            float x = fb_get_f32(t, f->id, f->dflt.f);
+            memcpy(at, &x, sizeof x);
+            break;
         }
-        for (int i = 0; i < 4; i++) o->pool.pad[i] = fb_get_i32(t, 4 + i, 0);
-        o->pool.count_include_pad = fb_get_u(t, 8, 1, 0) != 0;
-        break;
-    case MDL_OPTIONS_ACT:
-        o->act.alpha = fb_get_f32(t, 0, 0.01f);
-        o->act.beta = fb_get_f32(t, 1, 0.5f);
-        o->act.min = fb_get_f32(t, 2, -__builtin_inff());
-        o->act.max = fb_get_f32(t, 3, __builtin_inff());
-        o->act.approximate = fb_get_u(t, 4, 1, 0) != 0;
-        break;
-    case MDL_OPTIONS_AXIS: o->axis.axis = fb_get_i32(t, 0, -1); break;
+        case OF_BOOL: *(bool *)at = fb_get_u(t, f->id, 1, (uint64_t)f->dflt.i) != 0; break;
+        case OF_DIR: /* the one enum field (its size is the ABI's) */
+            v = (int32_t)fb_get_u(t, f->id, 1, 0);
+            if (v >= MDL_RNN_DIRECTION_COUNT)
+                st = mdl__error(err, MDL_CORRUPT_MODEL, "%s '%s': unknown direction %u", on, nm, (unsigned)v);
+            o->rnn.direction = (mdl_rnn_direction)v;
+            break;
+        default: st = read_act(fb_get_table(t, f->id), at, nm, err); break;
+        }
+    }
+    if (st) return st;
+    switch (kind) {
     case MDL_OPTIONS_TRANSPOSE:
         got = read_i32s(t, 0, o->transpose.perm, MDL_MAX_RANK);
         if (got != rank)
@@ -144,7 +178,6 @@ static mdl_status read_options(fb_table op, mdl__node *n, const mdl__graph *g, m
         if (got != 2 * rank)
             st = mdl__error(err, MDL_CORRUPT_MODEL, "%s '%s': %d pads for rank %d (need %d)", on, nm,
                             got, rank, 2 * rank);
-        o->pad.value = fb_get_f32(t, 1, 0.0f);
         break;
     case MDL_OPTIONS_REDUCE: {
         int32_t axes[MDL_MAX_RANK];
@@ -156,19 +189,8 @@ static mdl_status read_options(fb_table op, mdl__node *n, const mdl__graph *g, m
             else o->reduce.axes_mask |= 1u << a;
         }
         if (got < 0) st = mdl__error(err, MDL_CORRUPT_MODEL, "%s '%s': reduction axes out of range for rank %d", on, nm, rank);
-        o->reduce.keepdims = fb_get_u(t, 1, 1, 1) != 0;
         break;
     }
-    case MDL_OPTIONS_RNN: {
-        o->rnn.hidden_size = fb_get_i32(t, 0, 0);
-        uint8_t dir = (uint8_t)fb_get_u(t, 1, 1, 0);
-        if (dir >= MDL_RNN_DIRECTION_COUNT)
-            st = mdl__error(err, MDL_CORRUPT_MODEL, "%s '%s': unknown direction %u", on, nm, dir);
-        o->rnn.direction = (mdl_rnn_direction)dir;
-        o->rnn.linear_before_reset = fb_get_u(t, 2, 1, 0) != 0;
-        break;
-    }
-    case MDL_OPTIONS_BATCH_NORM: o->batch_norm.epsilon = fb_get_f32(t, 0, 1e-5f); break;
     default: break;
     }
     return st;
