@@ -6,7 +6,8 @@
 #
 # The core is the runtime without host files, BLAS or SIMD, built with -Os, no error strings
 # (MDL_NO_ERROR_STRINGS; but see cortex-m4-msg below), no default allocator (MDL_NO_MALLOC) and no default kernel table
-# (MDL_NO_DEFAULT_KERNELS): an image links only the kernels its model registers.  Models are
+# (MDL_NO_DEFAULT_KERNELS): an image links only the kernels its model registers, fixed shapes
+# only (MDL_NO_DYNAMIC) and no speed-only kernel paths (MDL_SMALL_CODE).  Models are
 # converted and embedded on the host (mdeploy-convert, mdeploy-embed from $(B)).
 
 FW_TARGETS := cortex-m4 cortex-m7 rv32
