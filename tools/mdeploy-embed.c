@@ -11,7 +11,10 @@
                              (measured here on the host, with the portable kernels' packing; the
                              host's 64-bit records make it an upper bound for 32-bit targets)
      NAME_OPS(X)             X(OPERATOR, DTYPE) for every kernel the model needs
-     NAME_register(r)        registers exactly those in an mdl_op_resolver
+     NAME_LOAD_PLANNER       1 when the loader must widen weights or plan the arena itself
+                             (mdl_model_needs_load_planner), else 0
+     NAME_register(r)        registers exactly those in an mdl_op_resolver (and the load planner
+                             where NAME_LOAD_PLANNER)
      NAME_inputK[]           with -i: the K-th input's bytes: as many runs' worth ("rows" of the
                              model's first dimension) as the .npy holds, at most MAX_ROWS; the
                              bytes used are also written to DIR/NAME.inK.npy for a host run
@@ -209,10 +212,15 @@ int main(int argc, char **argv) {
     fprintf(h, "/* The kernels this model needs: X(OPERATOR, DTYPE). */\n#define %s_OPS(X)", name);
     for (int k = 0; k < NKERNELS; k++)
         if (used[k]) fprintf(h, " \\\n    X(%s, %s)", all_kernels[k].op, all_kernels[k].dtype);
-    fprintf(h, "\n#define %s_OP_COUNT %d\n\n", name, nused);
+    fprintf(h, "\n#define %s_OP_COUNT %d\n", name, nused);
+    bool planner = mdl_model_needs_load_planner(m);
+    fprintf(h, "/* 1: the loader widens weights or plans the arena (mdl_op_resolver_add_load_planner) */\n");
+    fprintf(h, "#define %s_LOAD_PLANNER %d\n\n", name, planner ? 1 : 0);
     fprintf(h, "extern const uint8_t %s_model[%zu];\n\n", name, size);
-    fprintf(h, "/* Registers the model's kernels in r (capacity >= %s_OP_COUNT). */\n", name);
+    fprintf(h, "/* Registers the model's kernels in r (capacity >= %s_OP_COUNT)%s. */\n", name,
+            planner ? " and the load planner" : "");
     fprintf(h, "static inline mdl_status %s_register(mdl_op_resolver *r) {\n    mdl_status st = MDL_OK;\n", name);
+    if (planner) fprintf(h, "    if (st == MDL_OK) st = mdl_op_resolver_add_load_planner(r);\n");
     for (int k = 0; k < NKERNELS; k++)
         if (used[k])
             fprintf(h, "    if (st == MDL_OK) st = MDL_OP_RESOLVER_ADD(r, %s, %s);\n", all_kernels[k].op,

@@ -6,7 +6,8 @@
 #
 # The core is the runtime without host files, BLAS or SIMD, built with -Os, no error strings
 # (MDL_NO_ERROR_STRINGS; but see cortex-m4-msg below), no default allocator (MDL_NO_MALLOC) and no default kernel table
-# (MDL_NO_DEFAULT_KERNELS): an image links only the kernels its model registers.  Models are
+# (MDL_NO_DEFAULT_KERNELS): an image links only the kernels its model registers, fixed shapes
+# only (MDL_NO_DYNAMIC) and no speed-only kernel paths (MDL_SMALL_CODE).  Models are
 # converted and embedded on the host (mdeploy-convert, mdeploy-embed from $(B)).
 
 FW_TARGETS := cortex-m4 cortex-m7 rv32
@@ -18,7 +19,7 @@ endif
 
 FW_COMMON := -Os -std=c11 -g -ffunction-sections -fdata-sections -Wall -Wextra -Werror \
              -Wno-unused-parameter -Iinclude -Isrc --specs=picolibc.specs
-FW_CORE_DEFS := -DMDL_NO_MALLOC -DMDL_NO_DEFAULT_KERNELS -DMDL_MAX_NODE_IO=16
+FW_CORE_DEFS := -DMDL_NO_MALLOC -DMDL_NO_DEFAULT_KERNELS -DMDL_MAX_NODE_IO=16 -DMDL_NO_DYNAMIC -DMDL_SMALL_CODE
 # Flash and RAM of each QEMU board (4 MiB each; the largest image, the text classifier, needs
 # ~240 KiB of flash and ~600 KiB of RAM).  The stack grows down from the top of RAM into the space static data leaves (painted).
 FW_LDFLAGS = --oslib=semihost --crt0=semihost -DPICOLIBC_INTEGER_PRINTF_SCANF \
@@ -48,6 +49,10 @@ FW_ARCH_cortex-m4-msg := $(FW_ARCH_cortex-m4)
 FW_MEM_cortex-m4-msg := $(FW_MEM_cortex-m4)
 FW_QEMU_cortex-m4-msg := $(FW_QEMU_cortex-m4)
 FW_DEFS_cortex-m4-msg :=
+# ... and a model with dynamic dims (a symbolic batch), which its MDL_NO_DYNAMIC core must refuse
+# at load with MDL_UNSUPPORTED and a message saying so (check "dynamic-model" in main.c)
+FW_EXTRA_cortex-m4-msg = $(FW_GEN)/fw_dyn_model.c
+FW_APP_cortex-m4-msg := -DFW_DYN_MODEL
 $(foreach t,$(FW_TARGETS),$(eval FW_DEFS_$(t) := -DMDL_NO_ERROR_STRINGS))
 
 FW_QEMU_OPTS := -nographic -monitor none -serial none -semihosting-config enable=on,target=native
@@ -85,6 +90,10 @@ FW_GEN := $(FW_DIR)/models
     $(FW_DIR)/host/$(m) $(foreach t,$(FW_TARGETS) cortex-m4-msg,$(FW_DIR)/$(t)/$(m).elf))
 
 # ---- models: converted and embedded on the host ---------------------------------------------
+$(FW_GEN)/fw_dyn_model.c: $(B)/bin/mdeploy-convert tests/firmware/embed_raw.py examples/firmware/firmware.mk
+	@mkdir -p $(dir $@)
+	@$(B)/bin/mdeploy-convert tests/models/dynamic/dyn_nopad.onnx -o $(FW_GEN)/fw_dyn_model.mdl >/dev/null
+	@$(PYTHON) tests/firmware/embed_raw.py $(FW_GEN)/fw_dyn_model.mdl fw_dyn_model $@
 $(FW_GEN)/%.mdl: $(B)/bin/mdeploy-convert examples/firmware/firmware.mk
 	@mkdir -p $(dir $@)
 	@$(B)/bin/mdeploy-convert $(FW_ONNX_$*) $(FW_SHAPE_$*) -o $@ >/dev/null
@@ -107,10 +116,10 @@ $(FW_DIR)/$(1)/core/%.o: %.c
 $(FW_DIR)/$(1)/libmdeploy-core.a: $(CORE_SRCS:%.c=$(FW_DIR)/$(1)/core/%.o)
 	@rm -f $$@
 	@$(subst -gcc,-ar,$(FW_CC_$(1))) rcs $$@ $$^
-$(FW_DIR)/$(1)/%.elf: examples/firmware/main.c $(FW_GEN)/%.c $(FW_GEN)/%.h $(FW_DIR)/$(1)/libmdeploy-core.a
-	@$(FW_CC_$(1)) $(FW_ARCH_$(1)) $(FW_COMMON) $(FW_DEFS_$(1)) -I$(FW_GEN) -DFW_NAME=$$* -DFW_HEADER='"$$*.h"' \
+$(FW_DIR)/$(1)/%.elf: examples/firmware/main.c $(FW_GEN)/%.c $(FW_GEN)/%.h $(FW_EXTRA_$(1)) $(FW_DIR)/$(1)/libmdeploy-core.a
+	@$(FW_CC_$(1)) $(FW_ARCH_$(1)) $(FW_COMMON) $(FW_DEFS_$(1)) $(FW_APP_$(1)) -I$(FW_GEN) -DFW_NAME=$$* -DFW_HEADER='"$$*.h"' \
 	    $(FW_LDFLAGS) $(FW_MEM_$(1)) -Wl,-Map=$(FW_DIR)/$(1)/$$*.map -o $$@ \
-	    examples/firmware/main.c $(FW_GEN)/$$*.c $(FW_DIR)/$(1)/libmdeploy-core.a -lm
+	    examples/firmware/main.c $(FW_GEN)/$$*.c $(FW_EXTRA_$(1)) $(FW_DIR)/$(1)/libmdeploy-core.a -lm
 	@if $(subst -gcc,-nm,$(FW_CC_$(1))) $$@ | grep -qwE 'malloc|free|calloc|realloc'; then \
 	    echo "firmware: $$@ links a heap allocator:"; $(subst -gcc,-nm,$(FW_CC_$(1))) $$@ | grep -wE 'malloc|free|calloc|realloc'; rm -f $$@; exit 1; fi
 	@$(PYTHON) tests/firmware/check_kernels.py $(subst -gcc,-nm,$(FW_CC_$(1))) $$@ $(FW_GEN)/$$*.h \

@@ -134,6 +134,32 @@ static void check_failures(void) {
     a = mdl_bump_init(&bump, load_heap, sizeof load_heap);
     st = mdl_model_load_buffer(junk, sizeof junk, &o, &m, &err);
     check("corrupt-model", st != MDL_OK && !m, st);
+
+#if FW(_LOAD_PLANNER) && !defined(FW_HOST)
+    /* 6. the model needs the load planner (weights widened at load) and only its kernels are
+       registered: the firmware core links the planner only through its registration */
+    mdl_op_resolver_init(&r, kernel_entries, FW(_OP_COUNT));
+#define FW_ADD(op, dtype) MDL_OP_RESOLVER_ADD(&r, op, dtype);
+    FW(_OPS)(FW_ADD)
+#undef FW_ADD
+    a = mdl_bump_init(&bump, load_heap, sizeof load_heap);
+    st = mdl_model_load_buffer(FW(_model), sizeof FW(_model), &o, &m, &err);
+    check("no-load-planner", st == MDL_UNSUPPORTED && !m, st);
+#endif
+
+#ifdef FW_DYN_MODEL
+    /* 7. a model with dynamic dims (a symbolic batch; -DFW_DYN_MODEL images only): a core built
+       with MDL_NO_DYNAMIC has no code for them and refuses it at load */
+    extern const uint8_t fw_dyn_model[];
+    extern const size_t fw_dyn_model_bytes;
+    a = mdl_bump_init(&bump, load_heap, sizeof load_heap);
+    st = mdl_model_load_buffer(fw_dyn_model, fw_dyn_model_bytes, &o, &m, &err);
+    check("dynamic-model", st == MDL_UNSUPPORTED && !m, st);
+#ifndef MDL_NO_ERROR_STRINGS
+    printf("  message: %s\n", err.msg);
+    check("dynamic-model-message", strstr(err.msg, "MDL_NO_DYNAMIC") != NULL, st);
+#endif
+#endif
 }
 
 int main(void) {

@@ -38,8 +38,15 @@
  *                           fails with MDL_OUT_OF_MEMORY; no malloc/free in the image
  *   MDL_NO_DEFAULT_KERNELS  no full kernel table: load with mdl_load_options.resolver
  *                           (include/mdeploy/resolver.h), so only registered kernels are linked
+ *                           (and the load planner only where registered: resolver.h)
  *   MDL_MAX_NODE_IO=N       most inputs/outputs per node (default 64; kernel contexts on the stack
  *                           are proportional to it)
+ *   MDL_NO_DYNAMIC          fixed shapes only: the code for dynamic dims (symbols, resizing,
+ *                           shapes computed at load) is left out, and loading a model that has
+ *                           dynamic dims fails with MDL_UNSUPPORTED (convert it with
+ *                           --input-shape); mdl_builder_symbol fails the same way
+ *   MDL_SMALL_CODE          code size over speed: kernels leave out the loops that only make a
+ *                           common case faster (the general loop gives the same bits)
  */
 #ifndef MDEPLOY_MDEPLOY_H
 #define MDEPLOY_MDEPLOY_H

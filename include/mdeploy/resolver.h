@@ -192,6 +192,7 @@ typedef struct mdl_op_resolver_entry {
 struct mdl_op_resolver {
     mdl_op_resolver_entry *entries;
     int32_t count, capacity;
+    const void *load_planner; /* internal: set by mdl_op_resolver_add_load_planner */
 };
 
 /* Empties r and makes it use entries[0..capacity). */
@@ -219,6 +220,19 @@ MDL_API mdl_status mdl_op_resolver_add_all(mdl_op_resolver *r);
 
 /* Whether r has a kernel for (op, dtype of input 0). */
 MDL_API bool mdl_op_resolver_has(const mdl_op_resolver *r, mdl_op op, mdl_dtype dtype);
+
+/* The loader's own graph work, registered like a kernel in cores built with
+   MDL_NO_DEFAULT_KERNELS (firmware; other builds always have it and ignore this): widening the
+   int8 weights that a DEQUANTIZE node reads to float (weight-only quantized models, e.g.
+   onnxruntime's quantize_dynamic: the file keeps int8, the loader makes float copies) and
+   computing the memory plan where the file's cannot be used (after widening, or a file without
+   one).  A model that needs it, loaded without it, fails with MDL_UNSUPPORTED (the message
+   names this function).  About 1 KB of code on a Cortex-M4; mdeploy-embed registers it in
+   NAME_register() when mdl_model_needs_load_planner says so.  Errors: INVALID_ARGUMENT. */
+MDL_API mdl_status mdl_op_resolver_add_load_planner(mdl_op_resolver *r);
+
+/* Whether loading m took the load planner (above): its plan was computed at load. */
+MDL_API bool mdl_model_needs_load_planner(const mdl_model *m);
 
 #ifdef __cplusplus
 }

@@ -156,6 +156,7 @@ void mdl__builder_set_initial(mdl_builder *b, int32_t s, int64_t initial) {
 }
 
 int mdl_builder_symbol(mdl_builder *b, const char *name, int64_t max, int64_t initial) {
+    if (!MDL__DYNAMIC) return fail(b, MDL_UNSUPPORTED, "dynamic dims: this build has MDL_NO_DYNAMIC");
     if (b->g.nsyms >= MDL__MAX_SYMBOLS) return fail(b, MDL_INVALID_ARGUMENT, "too many symbols");
     if (max < 0 || initial < 0 || (max && initial > max))
         return fail(b, MDL_INVALID_ARGUMENT, "symbol bound or initial value out of range");
@@ -182,6 +183,7 @@ mdl_status mdl_builder_set_dims(mdl_builder *b, int t, const int32_t *codes) {
         x->sym = NULL;
         return MDL_OK;
     }
+    if (!MDL__DYNAMIC) return fail_st(b, MDL_UNSUPPORTED, "dynamic dims: this build has MDL_NO_DYNAMIC");
     int32_t *c = own(b, codes, sizeof(int32_t) * (size_t)x->rank);
     if (!c) return fail_st(b, MDL_OUT_OF_MEMORY, "out of memory");
     x->sym = c;

@@ -83,6 +83,7 @@ static mdl_status resolve_dims(mdl__graph *g, const mdl__node *n, int32_t k, mdl
 }
 
 mdl_status mdl__graph_check_syms(const mdl__graph *g, mdl_error *err) {
+    if (!MDL__DYNAMIC) return MDL_OK; /* the loader refused symbols, the builder made none */
     if (g->nsyms < 0 || g->nsyms > MDL__MAX_SYMBOLS)
         return mdl__error(err, MDL_CORRUPT_MODEL, "%d symbolic dims (at most %d)", (int)g->nsyms,
                           MDL__MAX_SYMBOLS);
@@ -162,7 +163,7 @@ static mdl_status check_node(mdl__graph *g, int32_t i, bool infer, uint8_t *defi
     int32_t dyn_rank[MDL_MAX_NODE_IO];
     for (int32_t k = 0; k < n->nout; k++) {
         dyn_rank[k] = -1;
-        if (n->out[k] < 0 || !g->tensors[n->out[k]].sym || !g->symval) continue;
+        if (!MDL__DYNAMIC || n->out[k] < 0 || !g->tensors[n->out[k]].sym || !g->symval) continue;
         mdl_status st = resolve_dims(g, n, k, err);
         if (st) return st;
         mdl__tensor *t = &g->tensors[n->out[k]];
@@ -180,7 +181,7 @@ static mdl_status check_node(mdl__graph *g, int32_t i, bool infer, uint8_t *defi
     ctx.scratch_bytes = ctx.packed_bytes = 0;
     ctx.packed = NULL;
     mdl_status st = n->kernel->prepare(&ctx);
-    for (int32_t k = 0; k < n->nout; k++)
+    for (int32_t k = 0; MDL__DYNAMIC && k < n->nout; k++)
         if (dyn_rank[k] >= 0) g->tensors[n->out[k]].rank = dyn_rank[k];
     if (st) return st;
     n->scratch_bytes = mdl__align_up(ctx.scratch_bytes, MDL__LINE_ALIGN);
@@ -190,7 +191,7 @@ static mdl_status check_node(mdl__graph *g, int32_t i, bool infer, uint8_t *defi
         mdl__tensor *t = &g->tensors[n->out[k]];
         const mdl__shape *s = &ctx.out_shape[k];
         char a[96], b[96];
-        if (dyn_rank[k] >= 0 && s->rank == t->rank) {
+        if (MDL__DYNAMIC && dyn_rank[k] >= 0 && s->rank == t->rank) {
             /* computed dims take the inferred sizes; the others are compared below */
             for (int32_t d = 0; d < t->rank; d++)
                 if (t->dims[d] < 0) t->dims[d] = s->dims[d];
@@ -229,7 +230,7 @@ mdl_status mdl__graph_check(mdl__graph *g, bool infer, const mdl_allocator *allo
     memset(defined, 0, (size_t)g->ntensors);
     mdl_status st = mdl__graph_check_syms(g, err);
     if (st) goto done;
-    if (g->symval) /* graph inputs take the symbols' values; outputs follow in check_node */
+    if (MDL__DYNAMIC && g->symval) /* graph inputs take the symbols' values; outputs follow in check_node */
         for (int32_t k = 0; k < g->ninputs; k++) {
             int32_t t = g->inputs[k];
             if (t < 0 || t >= g->ntensors || !g->tensors[t].sym) continue;
@@ -297,6 +298,16 @@ typedef struct buf_info {
     int32_t id;          /* tensor index, or ntensors + node index for scratch */
 } buf_info;
 
+/* A use of tensor t at node `when` (-1: graph input, nnodes: graph output): widens the lifetime
+   and size of the buffer it lives in (its alias root's). */
+static void touch(const mdl__graph *g, const int32_t *root, buf_info *bufs, int32_t t, int32_t when) {
+    int32_t r = root[t];
+    if (r < 0) return;
+    if (when < bufs[r].first) bufs[r].first = when;
+    if (when > bufs[r].last) bufs[r].last = when;
+    if (g->tensors[t].bytes > bufs[r].size) bufs[r].size = g->tensors[t].bytes;
+}
+
 /* Lifetimes of every buffer (tensor roots and node scratch).  bufs has ntensors + nnodes slots;
    root[] receives each tensor's alias root (or -1 for no memory). */
 static void lifetimes(const mdl__graph *g, int32_t *producer, int32_t *root, buf_info *bufs) {
@@ -313,29 +324,19 @@ static void lifetimes(const mdl__graph *g, int32_t *producer, int32_t *root, buf
             if (g->nodes[i].out[k] >= 0) producer[g->nodes[i].out[k]] = i;
     for (int32_t t = 0; t < nt; t++) root[t] = is_const(g, t) ? -1 : mdl__alias_root(g, producer, t);
     /* a tensor is live from its definition to its last use; aliases extend their root */
-#define TOUCH(t, when)                                                                             \
-    do {                                                                                           \
-        int32_t r_ = root[t];                                                                      \
-        if (r_ >= 0) {                                                                             \
-            if ((when) < bufs[r_].first) bufs[r_].first = (when);                                  \
-            if ((when) > bufs[r_].last) bufs[r_].last = (when);                                    \
-            if (g->tensors[t].bytes > bufs[r_].size) bufs[r_].size = g->tensors[t].bytes;          \
-        }                                                                                          \
-    } while (0)
-    for (int32_t k = 0; k < g->ninputs; k++) TOUCH(g->inputs[k], -1);
+    for (int32_t k = 0; k < g->ninputs; k++) touch(g, root, bufs, g->inputs[k], -1);
     for (int32_t i = 0; i < g->nnodes; i++) {
         const mdl__node *n = &g->nodes[i];
         for (int32_t k = 0; k < n->nin; k++)
-            if (n->in[k] >= 0) TOUCH(n->in[k], i);
+            if (n->in[k] >= 0) touch(g, root, bufs, n->in[k], i);
         for (int32_t k = 0; k < n->nout; k++)
-            if (n->out[k] >= 0) TOUCH(n->out[k], i);
+            if (n->out[k] >= 0) touch(g, root, bufs, n->out[k], i);
         buf_info *s = &bufs[nt + i];
         s->size = n->scratch_bytes;
         s->first = s->last = i;
         s->id = nt + i;
     }
-    for (int32_t k = 0; k < g->noutputs; k++) TOUCH(g->outputs[k], g->nnodes);
-#undef TOUCH
+    for (int32_t k = 0; k < g->noutputs; k++) touch(g, root, bufs, g->outputs[k], g->nnodes);
     for (int32_t t = 0; t < nt; t++) {
         if (root[t] == t && bufs[t].last < -1) root[t] = -1; /* never used */
         bufs[t].size = mdl__align_up(bufs[t].size, MDL__LINE_ALIGN);

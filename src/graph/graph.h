@@ -31,6 +31,15 @@ typedef struct mdl__symbol {
 
 #define MDL__MAX_SYMBOLS 64
 
+/* 0 in builds with MDL_NO_DYNAMIC (fixed shapes only, see mdeploy.h): the loader refuses a
+   model with symbols, so every tensor's sym is NULL and nsyms 0, and code under
+   `if (MDL__DYNAMIC && ...)` is dropped by the compiler. */
+#ifdef MDL_NO_DYNAMIC
+#define MDL__DYNAMIC 0
+#else
+#define MDL__DYNAMIC 1
+#endif
+
 typedef struct mdl__graph {
     int32_t ntensors, nnodes, ninputs, noutputs;
     mdl__tensor *tensors;

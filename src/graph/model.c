@@ -1,6 +1,8 @@
 /* Model loading (verify, read, check every node, verify or compute the plan) and introspection. */
 #include "model.h"
 
+#include "mdeploy/resolver.h"
+
 #include "quant/quant.h"
 #include "resize.h"
 #include "util.h"
@@ -52,7 +54,7 @@ static bool dequant_foldable(const mdl__graph *g, const mdl__node *n) {
     int32_t x = n->in[0], y = n->out[0];
     if (x < 0 || x >= g->ntensors || y < 0 || y >= g->ntensors || x == y) return false;
     const mdl__tensor *tx = &g->tensors[x], *ty = &g->tensors[y];
-    if (!tx->data || ty->data || ty->sym) return false;
+    if (!tx->data || ty->data || (MDL__DYNAMIC && ty->sym)) return false;
     /* the output must have the constant's shape: its size is then bounded by the file's (a
        hostile file cannot make the loader allocate more than 4 bytes per stored byte); anything
        else is left to the Dequantize kernel's prepare to refuse */
@@ -121,10 +123,27 @@ static mdl_status fold_dequantize(mdl_model *m, mdl_error *err) {
     return MDL_OK;
 }
 
+const mdl__load_planner_ops mdl__load_planner = {fold_dequantize, mdl__plan_compute};
+
+/* The load planner this load may use: firmware (MDL_NO_DEFAULT_KERNELS) links it only when the
+   application registers it (mdl_op_resolver_add_load_planner), other builds always have it. */
+static const mdl__load_planner_ops *load_planner(const mdl_op_resolver *r) {
+#ifdef MDL_NO_DEFAULT_KERNELS
+    return r ? (const mdl__load_planner_ops *)r->load_planner : NULL;
+#else
+    (void)r;
+    return &mdl__load_planner;
+#endif
+}
+
+#define NEEDS_PLANNER                                                                              \
+    " at load needs the load planner: register it with mdl_op_resolver_add_load_planner(r) "      \
+    "(mdeploy-embed's NAME_register does)"
+
 /* The getters' view of dynamic dims (see mdl_tensor_info). */
 static mdl_status dyn_info(mdl_model *m, mdl_error *err) {
     const mdl__graph *g = &m->g;
-    if (!g->nsyms) return MDL_OK;
+    if (!MDL__DYNAMIC || !g->nsyms) return MDL_OK;
     size_t per = (size_t)MDL_MAX_RANK * (2 * sizeof(int64_t) + sizeof(char *));
     m->dyn_raw = mdl__alloc(m->alloc, (size_t)g->ntensors * per);
     if (!m->dyn_raw) return mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory loading the model");
@@ -177,17 +196,30 @@ mdl_status mdl_model_load_buffer(const void *data, size_t size, const mdl_load_o
     m->size = size;
     if ((st = mdl__format_read(m, err))) goto fail;
     m->g.resolver = o.resolver;
-    if ((st = fold_dequantize(m, err))) goto fail;
+    const mdl__load_planner_ops *lp = load_planner(o.resolver);
+    if (lp) {
+        if ((st = lp->fold(m, err))) goto fail;
+    } else {
+        for (int32_t i = 0; i < m->g.nnodes; i++)
+            if (dequant_foldable(&m->g, &m->g.nodes[i])) {
+                st = mdl__error(err, MDL_UNSUPPORTED, "Dequantize '%s': widening its int8 weights" NEEDS_PLANNER,
+                                m->g.nodes[i].name ? m->g.nodes[i].name : "");
+                goto fail;
+            }
+    }
     if ((st = mdl__graph_check(&m->g, false, a, err))) goto fail;
     if (m->plan.tensor_offsets) {
         if ((st = mdl__plan_verify(&m->g, &m->plan, a, err))) goto fail;
+    } else if (!lp) {
+        st = mdl__error(err, MDL_UNSUPPORTED, "the model has no memory plan: computing one" NEEDS_PLANNER);
+        goto fail;
     } else {
-        if ((st = mdl__plan_compute(&m->g, a, &m->plan, err))) goto fail;
+        if ((st = lp->plan(&m->g, a, &m->plan, err))) goto fail;
         m->plan_computed = true;
     }
     if ((st = pack_nodes(m, err))) goto fail;
     if ((st = dyn_info(m, err))) goto fail;
-    mdl__model_pack_instance(m);
+    if (MDL__DYNAMIC) mdl__model_pack_instance(m);
     m->session_bytes = mdl__session_bytes(m);
     *out = m;
     return MDL_OK;
@@ -199,7 +231,7 @@ fail:
 void mdl_model_free(mdl_model *m) {
     if (!m) return;
     const mdl_allocator *a = m->alloc;
-    mdl__inst_free(m->pack_inst, a);
+    if (MDL__DYNAMIC) mdl__inst_free(m->pack_inst, a);
     if (m->plan_computed) mdl__plan_free(&m->plan, a);
     mdl__free(a, m->packed_raw);
     mdl__free(a, m->folded_raw);
@@ -211,6 +243,7 @@ void mdl_model_free(mdl_model *m) {
 }
 
 size_t mdl_model_arena_size(const mdl_model *m) { return m->session_bytes; }
+bool mdl_model_needs_load_planner(const mdl_model *m) { return m && m->plan_computed; }
 size_t mdl_model_activation_bytes(const mdl_model *m) { return m->plan.arena_bytes; }
 size_t mdl_model_weight_bytes(const mdl_model *m) { return m->weight_bytes; }
 const char *mdl_model_name(const mdl_model *m) { return m->name; }
@@ -256,7 +289,7 @@ static void fill_info(const mdl__tensor *t, mdl_tensor_info *info) {
 static void model_info(const mdl_model *m, int32_t t, mdl_tensor_info *info) {
     const mdl__tensor *x = &m->g.tensors[t];
     fill_info(x, info);
-    if (!x->sym || !m->info_dims) return;
+    if (!MDL__DYNAMIC || !x->sym || !m->info_dims) return;
     size_t at = (size_t)t * MDL_MAX_RANK;
     info->dims = m->info_dims + at;
     info->dim_names = m->info_names + at;

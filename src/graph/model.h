@@ -57,6 +57,15 @@ void mdl__builder_set_initial(mdl_builder *b, int32_t s, int64_t initial);
 /* A tensor's concrete shape as mdl_tensor_info (session getters). */
 void mdl__session_tensor_info(const mdl__tensor *t, mdl_tensor_info *info);
 
+/* The loader's graph work that firmware links only through mdl_op_resolver_add_load_planner:
+   widening DEQUANTIZE(constant) nodes into float weights, and planning the arena. */
+typedef struct mdl__load_planner_ops {
+    mdl_status (*fold)(mdl_model *m, mdl_error *err);
+    mdl_status (*plan)(const mdl__graph *g, const mdl_allocator *alloc, mdl__plan *plan,
+                       mdl_error *err);
+} mdl__load_planner_ops;
+extern const mdl__load_planner_ops mdl__load_planner;
+
 /* Bytes mdl_session_create_in needs for m (session.c). */
 size_t mdl__session_bytes(const mdl_model *m);
 

@@ -171,8 +171,10 @@ void mdl_session_free(mdl_session *s) {
     mdl__pool_free(s->pool);
 #endif
     if (!s->alloc) return;
-    mdl__inst_free(s->inst, s->alloc);
-    mdl__free(s->alloc, s->dyn_block);
+    if (MDL__DYNAMIC) {
+        mdl__inst_free(s->inst, s->alloc);
+        mdl__free(s->alloc, s->dyn_block);
+    }
     mdl__free(s->alloc, s->block);
 }
 
@@ -184,7 +186,8 @@ mdl_status mdl_session_resize(mdl_session *s, int n, const mdl_shape *shapes, md
     for (int32_t y = 0; y < m->g.nsyms; y++) cur[y] = now[y];
     mdl_status st = mdl__symvals_from_shapes(m, cur, n, shapes, want, err);
     if (st) return st;
-    if (!m->g.nsyms || !memcmp(cur, want, sizeof(int64_t) * (size_t)m->g.nsyms)) return MDL_OK;
+    if (!MDL__DYNAMIC || !m->g.nsyms || !memcmp(cur, want, sizeof(int64_t) * (size_t)m->g.nsyms))
+        return MDL_OK;
     if (!s->alloc)
         return mdl__error(err, MDL_UNSUPPORTED, "a session in a caller's arena cannot be resized "
                           "(create one at the new shapes)");

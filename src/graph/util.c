@@ -158,10 +158,13 @@ bool mdl__shape_size(int32_t rank, const int64_t *dims, size_t elem, int64_t *co
     int64_t n = 1;
     for (int32_t i = 0; i < rank; i++) {
         if (dims[i] < 0 || dims[i] > MDL_MAX_ELEMENTS) return false;
+#if PTRDIFF_MAX < INT64_MAX
+        if (dims[i] > PTRDIFF_MAX) return false; /* 32-bit: kernels index with ptrdiff_t */
+#endif
         if (__builtin_mul_overflow(n, dims[i], &n) || n > MDL_MAX_ELEMENTS) return false;
     }
     size_t b;
-    if (!mdl__mul_size((size_t)n, elem, &b)) return false;
+    if (!mdl__mul_size((size_t)n, elem, &b) || b > (size_t)PTRDIFF_MAX) return false;
     if (count) *count = n;
     if (bytes) *bytes = b;
     return true;

@@ -50,7 +50,8 @@ static inline size_t mdl__align_up(size_t v, size_t a) { return (v + (a - 1)) & 
 #define MDL__LINE_ALIGN 64
 
 /* Product of dims into *count and *bytes (count * elem); false on negative dims or overflow past
-   MDL_MAX_ELEMENTS / SIZE_MAX. */
+   MDL_MAX_ELEMENTS / PTRDIFF_MAX (bytes; also each dim), so that kernels may index any tensor
+   with ptrdiff_t (32-bit on 32-bit cores). */
 #define MDL_MAX_ELEMENTS ((int64_t)1 << 40)
 bool mdl__shape_size(int32_t rank, const int64_t *dims, size_t elem, int64_t *count,
                      size_t *bytes);

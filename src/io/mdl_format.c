@@ -3,6 +3,7 @@
 #include "graph/model.h"
 #include "graph/util.h"
 
+#include <stddef.h>
 #include <string.h>
 
 /* ---- descriptors (field order = field ids in mdeploy.fbs) ------------------------------- */
@@ -88,6 +89,53 @@ static int read_i64s(fb_table t, int id, int64_t *out, int max) {
     return (int)v.len;
 }
 
+/* The scalar option fields of each kind, by descriptor (field id, where in mdl_op_options, type,
+   the value when absent); the vector fields are read by read_options itself. */
+enum { OF_I32, OF_F32, OF_BOOL, OF_ENUM, OF_ACT };
+typedef struct opt_field {
+    uint8_t kind, id, type;
+    uint8_t size, limit; /* OF_ENUM: the member's size (enums may be short) and its value count */
+    uint16_t at;         /* offsetof(mdl_op_options, ...) */
+    union {
+        int32_t i;
+        float f;
+    } dflt;
+} opt_field;
+#define OF(kind, id, type, member, d) {MDL_OPTIONS_##kind, id, type, 0, 0, offsetof(mdl_op_options, member), {d}}
+#define OFF(kind, id, member, d) {MDL_OPTIONS_##kind, id, OF_F32, 0, 0, offsetof(mdl_op_options, member), {.f = d}}
+#define OFE(kind, id, member, count)                                                                   \
+    {MDL_OPTIONS_##kind, id, OF_ENUM, sizeof(((mdl_op_options *)0)->member), count,                   \
+     offsetof(mdl_op_options, member), {0}}
+static const opt_field opt_fields[] = {
+    OF(FC, 0, OF_ACT, fc.act, 0), OF(BINARY, 0, OF_ACT, binary.act, 0),
+    OF(CONV, 0, OF_I32, conv.stride[0], 1), OF(CONV, 1, OF_I32, conv.stride[1], 1),
+    OF(CONV, 2, OF_I32, conv.dilation[0], 1), OF(CONV, 3, OF_I32, conv.dilation[1], 1),
+    OF(CONV, 4, OF_I32, conv.pad[0], 0), OF(CONV, 5, OF_I32, conv.pad[1], 0),
+    OF(CONV, 6, OF_I32, conv.pad[2], 0), OF(CONV, 7, OF_I32, conv.pad[3], 0),
+    OF(CONV, 8, OF_I32, conv.group, 1), OF(CONV, 9, OF_ACT, conv.act, 0),
+    OF(POOL, 0, OF_I32, pool.kernel[0], 1), OF(POOL, 1, OF_I32, pool.kernel[1], 1),
+    OF(POOL, 2, OF_I32, pool.stride[0], 1), OF(POOL, 3, OF_I32, pool.stride[1], 1),
+    OF(POOL, 4, OF_I32, pool.pad[0], 0), OF(POOL, 5, OF_I32, pool.pad[1], 0),
+    OF(POOL, 6, OF_I32, pool.pad[2], 0), OF(POOL, 7, OF_I32, pool.pad[3], 0),
+    OF(POOL, 8, OF_BOOL, pool.count_include_pad, 0),
+    OFF(ACT, 0, act.alpha, 0.01f), OFF(ACT, 1, act.beta, 0.5f), OFF(ACT, 2, act.min, -__builtin_inff()),
+    OFF(ACT, 3, act.max, __builtin_inff()), OF(ACT, 4, OF_BOOL, act.approximate, 0),
+    OF(AXIS, 0, OF_I32, axis.axis, -1),
+    OF(REDUCE, 1, OF_BOOL, reduce.keepdims, 1),
+    OF(RNN, 0, OF_I32, rnn.hidden_size, 0), OFE(RNN, 1, rnn.direction, MDL_RNN_DIRECTION_COUNT),
+    OF(RNN, 2, OF_BOOL, rnn.linear_before_reset, 0),
+    OFF(PAD, 1, pad.value, 0.0f),
+    OFF(BATCH_NORM, 0, batch_norm.epsilon, 1e-5f),
+    OFE(CAST, 0, cast.to, MDL_DTYPE_COUNT),
+    OF(RESIZE, 0, OF_I32, resize.out[0], 0), OF(RESIZE, 1, OF_I32, resize.out[1], 0),
+    OFF(RESIZE, 2, resize.scale[0], 1.0f), OFF(RESIZE, 3, resize.scale[1], 1.0f),
+    OFE(RESIZE, 4, resize.mode, MDL_RESIZE_MODE_COUNT), OFE(RESIZE, 5, resize.coord, MDL_RESIZE_COORD_COUNT),
+    OFE(RESIZE, 6, resize.nearest, MDL_RESIZE_NEAREST_COUNT),
+};
+#undef OF
+#undef OFF
+#undef OFE
+
 /* Parses a node's options; also checks vector option lengths against the input rank. */
 static mdl_status read_options(fb_table op, mdl__node *n, const mdl__graph *g, mdl_error *err) {
     mdl_options_kind kind = mdl_op_options_kind(n->op);
@@ -102,34 +150,34 @@ static mdl_status read_options(fb_table op, mdl__node *n, const mdl__graph *g, m
     mdl_op_options *o = &n->opt;
     int rank = n->in[0] >= 0 ? g->tensors[n->in[0]].rank : 0, got;
     mdl_status st = MDL_OK;
-    switch (kind) {
-    case MDL_OPTIONS_FC: st = read_act(fb_get_table(t, 0), &o->fc.act, nm, err); break;
-    case MDL_OPTIONS_BINARY: st = read_act(fb_get_table(t, 0), &o->binary.act, nm, err); break;
-    case MDL_OPTIONS_CONV:
-        o->conv.stride[0] = fb_get_i32(t, 0, 1);
-        o->conv.stride[1] = fb_get_i32(t, 1, 1);
-        o->conv.dilation[0] = fb_get_i32(t, 2, 1);
-        o->conv.dilation[1] = fb_get_i32(t, 3, 1);
-        for (int i = 0; i < 4; i++) o->conv.pad[i] = fb_get_i32(t, 4 + i, 0);
-        o->conv.group = fb_get_i32(t, 8, 1);
-        st = read_act(fb_get_table(t, 9), &o->conv.act, nm, err);
-        break;
-    case MDL_OPTIONS_POOL:
-        for (int i = 0; i < 2; i++) {
-            o->pool.kernel[i] = fb_get_i32(t, i, 1);
-            o->pool.stride[i] = fb_get_i32(t, 2 + i, 1);
+    for (size_t i = 0; i < sizeof opt_fields / sizeof opt_fields[0] && !st; i++) {
+        const opt_field *f = &opt_fields[i];
+        if (f->kind != kind) continue;
+        void *at = (unsigned char *)o + f->at;
+        int32_t v;
+        switch (f->type) {
+        case OF_I32: v = fb_get_i32(t, f->id, f->dflt.i); memcpy(at, &v, sizeof v); break;
+        case OF_F32: {
+            float x = fb_get_f32(t, f->id, f->dflt.f);
+            memcpy(at, &x, sizeof x);
+            break;
         }
-        for (int i = 0; i < 4; i++) o->pool.pad[i] = fb_get_i32(t, 4 + i, 0);
-        o->pool.count_include_pad = fb_get_u(t, 8, 1, 0) != 0;
-        break;
-    case MDL_OPTIONS_ACT:
-        o->act.alpha = fb_get_f32(t, 0, 0.01f);
-        o->act.beta = fb_get_f32(t, 1, 0.5f);
-        o->act.min = fb_get_f32(t, 2, -__builtin_inff());
-        o->act.max = fb_get_f32(t, 3, __builtin_inff());
-        o->act.approximate = fb_get_u(t, 4, 1, 0) != 0;
-        break;
-    case MDL_OPTIONS_AXIS: o->axis.axis = fb_get_i32(t, 0, -1); break;
+        case OF_BOOL: *(bool *)at = fb_get_u(t, f->id, 1, (uint64_t)f->dflt.i) != 0; break;
+        case OF_ENUM: { /* stored as a byte; written at the enum's own size */
+            uint8_t e = (uint8_t)fb_get_u(t, f->id, 1, 0);
+            if (e >= f->limit)
+                st = mdl__error(err, MDL_CORRUPT_MODEL, "%s '%s': option %u has unknown value %u", on, nm,
+                                (unsigned)f->id, (unsigned)e);
+            uint16_t e2 = e;
+            uint32_t e4 = e;
+            memcpy(at, f->size == 1 ? (void *)&e : f->size == 2 ? (void *)&e2 : (void *)&e4, f->size);
+            break;
+        }
+        default: st = read_act(fb_get_table(t, f->id), at, nm, err); break;
+        }
+    }
+    if (st) return st;
+    switch (kind) {
     case MDL_OPTIONS_TRANSPOSE:
         got = read_i32s(t, 0, o->transpose.perm, MDL_MAX_RANK);
         if (got != rank)
@@ -146,7 +194,6 @@ static mdl_status read_options(fb_table op, mdl__node *n, const mdl__graph *g, m
         if (got != 2 * rank)
             st = mdl__error(err, MDL_CORRUPT_MODEL, "%s '%s': %d pads for rank %d (need %d)", on, nm,
                             got, rank, 2 * rank);
-        o->pad.value = fb_get_f32(t, 1, 0.0f);
         break;
     case MDL_OPTIONS_REDUCE: {
         int32_t axes[MDL_MAX_RANK];
@@ -158,40 +205,6 @@ static mdl_status read_options(fb_table op, mdl__node *n, const mdl__graph *g, m
             else o->reduce.axes_mask |= 1u << a;
         }
         if (got < 0) st = mdl__error(err, MDL_CORRUPT_MODEL, "%s '%s': reduction axes out of range for rank %d", on, nm, rank);
-        o->reduce.keepdims = fb_get_u(t, 1, 1, 1) != 0;
-        break;
-    }
-    case MDL_OPTIONS_RNN: {
-        o->rnn.hidden_size = fb_get_i32(t, 0, 0);
-        uint8_t dir = (uint8_t)fb_get_u(t, 1, 1, 0);
-        if (dir >= MDL_RNN_DIRECTION_COUNT)
-            st = mdl__error(err, MDL_CORRUPT_MODEL, "%s '%s': unknown direction %u", on, nm, dir);
-        o->rnn.direction = (mdl_rnn_direction)dir;
-        o->rnn.linear_before_reset = fb_get_u(t, 2, 1, 0) != 0;
-        break;
-    }
-    case MDL_OPTIONS_BATCH_NORM: o->batch_norm.epsilon = fb_get_f32(t, 0, 1e-5f); break;
-    case MDL_OPTIONS_CAST: {
-        uint8_t to = (uint8_t)fb_get_u(t, 0, 1, 0);
-        if (to >= MDL_DTYPE_COUNT)
-            st = mdl__error(err, MDL_CORRUPT_MODEL, "%s '%s': unknown target dtype %u", on, nm, to);
-        o->cast.to = (mdl_dtype)to;
-        break;
-    }
-    case MDL_OPTIONS_RESIZE: {
-        uint8_t mode = (uint8_t)fb_get_u(t, 4, 1, 0), coord = (uint8_t)fb_get_u(t, 5, 1, 0);
-        uint8_t nearest = (uint8_t)fb_get_u(t, 6, 1, 0);
-        o->resize.out[0] = fb_get_i32(t, 0, 0);
-        o->resize.out[1] = fb_get_i32(t, 1, 0);
-        o->resize.scale[0] = fb_get_f32(t, 2, 1.0f);
-        o->resize.scale[1] = fb_get_f32(t, 3, 1.0f);
-        if (mode >= MDL_RESIZE_MODE_COUNT || coord >= MDL_RESIZE_COORD_COUNT ||
-            nearest >= MDL_RESIZE_NEAREST_COUNT)
-            st = mdl__error(err, MDL_CORRUPT_MODEL, "%s '%s': unknown resize mode %u/%u/%u", on, nm,
-                            mode, coord, nearest);
-        o->resize.mode = (mdl_resize_mode)mode;
-        o->resize.coord = (mdl_resize_coord)coord;
-        o->resize.nearest = (mdl_resize_nearest)nearest;
         break;
     }
     default: break;
@@ -230,7 +243,12 @@ static mdl_status read_tensor(mdl_model *m, carver *c, fb_table t, int32_t i, fb
     x->rank = (int32_t)shape.len;
     for (uint32_t d = 0; d < shape.len; d++) x->dims[d] = fb_vec_i64(shape, d);
     fb_vec syms = fb_get_vec(t, T_DIM_SYMBOLS);
-    if (syms.len) {
+    if (!MDL__DYNAMIC) {
+        for (uint32_t d = 0; d < syms.len; d++)
+            if (fb_vec_i32(syms, d) != MDL__DIM_FIXED)
+                return mdl__error(err, MDL_UNSUPPORTED, "tensor %d '%s' has dynamic dims, which a runtime "
+                                  "built with MDL_NO_DYNAMIC does not read", (int)i, x->name);
+    } else if (syms.len) {
         if (syms.len != shape.len)
             return mdl__error(err, MDL_CORRUPT_MODEL, "tensor %d '%s': %u dim symbols for rank %u",
                               (int)i, x->name, (unsigned)syms.len, (unsigned)shape.len);
@@ -305,6 +323,12 @@ mdl_status mdl__format_read(mdl_model *m, mdl_error *err) {
     fb_vec outs = fb_get_vec(root, M_OUTPUTS), buffers = fb_get_vec(root, M_BUFFERS);
     fb_table plan = fb_get_table(root, M_PLAN);
     fb_vec symbols = fb_get_vec(root, M_SYMBOLS);
+    if (!MDL__DYNAMIC && symbols.len)
+        return mdl__error(err, MDL_UNSUPPORTED,
+                          "model has %u dynamic dims (symbols, e.g. '%s') and this runtime is built "
+                          "with MDL_NO_DYNAMIC (fixed shapes only): convert it with fixed input "
+                          "shapes (mdeploy-convert --input-shape)",
+                          (unsigned)symbols.len, fb_get_str(fb_vec_table(symbols, 0), S_NAME, ""));
     if (symbols.len > MDL__MAX_SYMBOLS)
         return mdl__error(err, MDL_CORRUPT_MODEL, "model has %u symbolic dims (at most %d)",
                           (unsigned)symbols.len, MDL__MAX_SYMBOLS);
@@ -347,7 +371,7 @@ mdl_status mdl__format_read(mdl_model *m, mdl_error *err) {
     g->outputs = carve(&c, outs.len * sizeof(int32_t));
     read_indices(ins, g->inputs);
     read_indices(outs, g->outputs);
-    if (symbols.len) {
+    if (MDL__DYNAMIC && symbols.len) {
         mdl__symbol *sy = carve(&c, symbols.len * sizeof(mdl__symbol));
         int64_t *val = carve(&c, symbols.len * sizeof(int64_t));
         for (uint32_t i = 0; i < symbols.len; i++) {

@@ -146,7 +146,8 @@ static mdl_status softmax_run(mdl__kctx *c) {
     const mdl__tensor *x = c->in[0];
     int32_t axis = 0;
     mdl__axis(c->opt->axis.axis, x->rank, &axis);
-    int64_t outer = 1, n = x->dims[axis], inner = 1;
+    /* indices within the tensor: ptrdiff_t (mdl__shape_size), the native word on 32-bit cores */
+    ptrdiff_t outer = 1, n = (ptrdiff_t)x->dims[axis], inner = 1;
     for (int32_t d = 0; d < axis; d++)
         outer *= x->dims[d];
     for (int32_t d = axis + 1; d < x->rank; d++)
@@ -154,19 +155,19 @@ static mdl_status softmax_run(mdl__kctx *c) {
     const bool logsm = c->op == MDL_OP_LOG_SOFTMAX;
     const int8_t *xd = c->in_data[0];
     int8_t *yd = c->out_data[0];
-    for (int64_t o = 0; o < outer; o++)
-        for (int64_t i = 0; i < inner; i++) {
+    for (ptrdiff_t o = 0; o < outer; o++)
+        for (ptrdiff_t i = 0; i < inner; i++) {
             const int8_t *xr = xd + o * n * inner + i;
             int8_t *yr = yd + o * n * inner + i;
             int32_t qmax = -128;
-            for (int64_t k = 0; k < n; k++)
+            for (ptrdiff_t k = 0; k < n; k++)
                 if (xr[k * inner] > qmax) qmax = xr[k * inner];
             float sum = 0.0f;
-            for (int64_t k = 0; k < n; k++)
+            for (ptrdiff_t k = 0; k < n; k++)
                 sum += p->e[255 + xr[k * inner] - qmax];
             /* the largest element contributes 1: sum >= 1 */
             const float lsum = logsm ? logf(sum) : 0.0f;
-            for (int64_t k = 0; k < n; k++) {
+            for (ptrdiff_t k = 0; k < n; k++) {
                 const int32_t d = xr[k * inner] - qmax;
                 const float v = logsm ? p->sx * (float)d - lsum : p->e[255 + d] / sum;
                 yr[k * inner] = (int8_t)mdl__quantize_value(v, p->sy, p->zy, -128, 127);

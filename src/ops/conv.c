@@ -45,14 +45,19 @@ typedef enum conv_path {
 } conv_path;
 
 /* Output extent along one axis: floor((in + pads - dil*(k-1) - 1) / stride) + 1, or -1 when the
-   dilated kernel does not fit in the padded input (or the arithmetic would overflow). */
-static int64_t out_extent(int64_t in, int64_t pad0, int64_t pad1, int64_t k, int64_t dil,
-                          int64_t stride) {
-    int64_t span;
-    if (__builtin_mul_overflow(dil, k - 1, &span) || span > MDL_MAX_ELEMENTS) return -1;
-    int64_t room = in + pad0 + pad1 - span - 1;
+   dilated kernel does not fit in the padded input (or the arithmetic would overflow).  *padded:
+   in + pads.  In ptrdiff_t (see mdl__conv_geom): on a 32-bit core the padded extent must fit it. */
+static ptrdiff_t out_extent(ptrdiff_t in, ptrdiff_t pad0, ptrdiff_t pad1, ptrdiff_t k, ptrdiff_t dil,
+                            ptrdiff_t stride, ptrdiff_t *padded) {
+    ptrdiff_t span;
+    if (__builtin_mul_overflow(dil, k - 1, &span) || __builtin_add_overflow(in, pad0, padded) ||
+        __builtin_add_overflow(*padded, pad1, padded))
+        return -1;
+    ptrdiff_t room = *padded - span - 1; /* no overflow: *padded, span >= 0 */
     return room < 0 ? -1 : room / stride + 1;
 }
+
+static bool above_max_elements(int64_t n) { return n > MDL_MAX_ELEMENTS; }
 
 mdl_status mdl__conv_geometry(const mdl__kctx *c, bool depthwise, size_t out_elem,
                               mdl__conv_geom *g) {
@@ -128,22 +133,32 @@ mdl_status mdl__conv_geometry(const mdl__kctx *c, bool depthwise, size_t out_ele
     }
     g->CG = g->C / g->G;
     g->OG = g->OC / g->G;
-    g->K = g->KH * g->KW * g->CG;
+    bool too_large = __builtin_mul_overflow(g->KH * g->KW, g->CG, &g->K) || above_max_elements(g->K);
     if (b && (b->rank != 1 || b->dims[0] != g->OC))
         return mdl__fail(c, MDL_SHAPE, "bias %s does not match %lld output channels",
                          mdl__dims_str(s1, sizeof s1, b->rank, b->dims), (long long)g->OC);
-    g->OH = out_extent(g->H, g->pt, g->pb, g->KH, g->dh, g->sh);
-    g->OW = out_extent(g->W, g->pl, g->pr, g->KW, g->dw, g->sw);
+    ptrdiff_t hp = 0, wp = 0;
+    g->OH = out_extent(g->H, g->pt, g->pb, g->KH, g->dh, g->sh, &hp);
+    g->OW = out_extent(g->W, g->pl, g->pr, g->KW, g->dw, g->sw, &wp);
     if (g->OH < 1 || g->OW < 1)
         return mdl__fail(c, MDL_SHAPE,
                          "kernel %lldx%lld (dilation %lldx%lld) larger than the padded input "
                          "%lldx%lld",
                          (long long)g->KH, (long long)g->KW, (long long)g->dh, (long long)g->dw,
-                         (long long)(g->H + g->pt + g->pb), (long long)(g->W + g->pl + g->pr));
+                         (long long)g->H + g->pt + g->pb, (long long)g->W + g->pl + g->pr);
     int64_t od[4] = {g->N, g->OH, g->OW, g->OC};
-    if (!mdl__shape_size(4, od, out_elem, NULL, NULL) || g->K > MDL_MAX_ELEMENTS)
+    if (!mdl__shape_size(4, od, out_elem, NULL, NULL) || too_large)
         return mdl__fail(c, MDL_SHAPE, "output %s is too large",
                          mdl__dims_str(s1, sizeof s1, 4, od));
+    /* The kernels' products stay below the multiply-adds (N*OH*OW*OC*K) or the padded input
+       (N*(H+pt+pb)*(W+pl+pr)*C): both must fit ptrdiff_t (a limit only on 32-bit cores; the
+       output count fits it, mdl__shape_size). */
+    ptrdiff_t macs, padded;
+    if (__builtin_mul_overflow(g->N * g->OH * g->OW * g->OC, g->K, &macs) ||
+        __builtin_mul_overflow(g->N ? g->N : 1, hp, &padded) ||
+        __builtin_mul_overflow(padded, wp, &padded) || __builtin_mul_overflow(padded, g->C, &padded))
+        return mdl__fail(c, MDL_UNSUPPORTED, "convolution too large for ptrdiff_t (%d bits)",
+                         (int)(8 * sizeof(ptrdiff_t)));
     return MDL_OK;
 }
 

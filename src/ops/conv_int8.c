@@ -245,33 +245,33 @@ static inline void fill_run(int8_t *d, int8_t v, int64_t n) {
 
 /* Receptive fields of output pixels [p0, p0 + m) for group gi as rows of A (K bytes each,
    ordered (kh, kw, c) like the weight rows); taps in the padding are zx. */
-static void im2col(const qconv_geom *g, const int8_t *x, int8_t zx, int64_t p0, int64_t m,
-                   int64_t gi, int8_t *A) {
-    const int64_t C = g->C, CG = g->CG, KW = g->KW, ohw = g->OH * g->OW;
+static void im2col(const qconv_geom *g, const int8_t *x, int8_t zx, ptrdiff_t p0, ptrdiff_t m,
+                   ptrdiff_t gi, int8_t *A) {
+    const ptrdiff_t C = g->C, CG = g->CG, KW = g->KW, ohw = g->OH * g->OW;
     /* Without dilation or groups, the taps of one kernel row are adjacent input pixels: one
        contiguous run of KW * C bytes, clipped at the borders. */
-    const bool runs = g->dw == 1 && g->G == 1;
-    int64_t n = p0 / ohw, oh = p0 % ohw / g->OW, ow = p0 % g->OW;
+    const bool runs = MDL__FAST_PATHS && g->dw == 1 && g->G == 1;
+    ptrdiff_t n = p0 / ohw, oh = p0 % ohw / g->OW, ow = p0 % g->OW;
     const int8_t *x_end = x + g->N * g->H * g->W * C;
     const int8_t *A_end = A + m * g->K;
-    for (int64_t r = 0; r < m; r++) {
+    for (ptrdiff_t r = 0; r < m; r++) {
         int8_t *a = A + r * g->K;
         const int8_t *xn = x + n * g->H * g->W * C + gi * CG;
-        int64_t ih0 = oh * g->sh - g->pt, iw0 = ow * g->sw - g->pl;
-        for (int64_t kh = 0; kh < g->KH; kh++) {
+        ptrdiff_t ih0 = oh * g->sh - g->pt, iw0 = ow * g->sw - g->pl;
+        for (ptrdiff_t kh = 0; kh < g->KH; kh++) {
             int8_t *ak = a + kh * KW * CG;
-            int64_t ih = ih0 + kh * g->dh;
+            ptrdiff_t ih = ih0 + kh * g->dh;
             if (ih < 0 || ih >= g->H) {
                 fill_run(ak, zx, KW * CG);
                 continue;
             }
             const int8_t *xr = xn + ih * g->W * C;
             if (runs) {
-                int64_t lo = iw0 < 0 ? -iw0 : 0, hi = g->W - iw0;
+                ptrdiff_t lo = iw0 < 0 ? -iw0 : 0, hi = g->W - iw0;
                 if (lo > KW) lo = KW;
                 if (hi > KW) hi = KW;
                 if (hi < lo) hi = lo;
-                const int64_t len = (hi - lo) * C;
+                const ptrdiff_t len = (hi - lo) * C;
                 const int8_t *src = xr + (iw0 + lo) * C;
                 if (len <= 16 && lo == 0 && src + 16 <= x_end && ak + 16 <= A_end) {
                     /* a first layer's few channels: one 16-byte move; the bytes past len are
@@ -285,8 +285,8 @@ static void im2col(const qconv_geom *g, const int8_t *x, int8_t zx, int64_t p0, 
                 fill_run(ak + hi * C, zx, (KW - hi) * C);
                 continue;
             }
-            for (int64_t kw = 0; kw < KW; kw++) {
-                int64_t iw = iw0 + kw * g->dw;
+            for (ptrdiff_t kw = 0; kw < KW; kw++) {
+                ptrdiff_t iw = iw0 + kw * g->dw;
                 if (iw < 0 || iw >= g->W)
                     fill_run(ak + kw * CG, zx, CG);
                 else
@@ -423,7 +423,7 @@ static mdl_status run_common(mdl__kctx *c, bool depthwise_op) {
     const int64_t M = g.N * g.OH * g.OW, tm = tile_rows(&g);
     int8_t *A = (int8_t *)scratch;
     void *gs = scratch + mdl__align_up((size_t)(tm * g.K), 64);
-    if (g.G == 1 && g.dw == 1 && g.KH <= 16 && g.OW >= QCONV_MIN_ROWS) {
+    if (MDL__FAST_PATHS && g.G == 1 && g.dw == 1 && g.KH <= 16 && g.OW >= QCONV_MIN_ROWS) {
         run_rows(&g, pk, x, (int8_t)io.zx, w, y, A, tm, gs);
         return MDL_OK;
     }

@@ -93,7 +93,8 @@ static mdl_status fc_pack(mdl__kctx *c) {
 static mdl_status fc_run(mdl__kctx *c) {
     if (!c->packed) return mdl__fail(c, MDL_INTERNAL, "runs only with the data packed at load");
     const mdl__tensor *x = c->in[0], *w = c->in[1];
-    int64_t K = w->dims[1], N = w->dims[0], M = x->count / K;
+    /* within the tensors: ptrdiff_t (mdl__shape_size), the native word on 32-bit cores */
+    ptrdiff_t K = (ptrdiff_t)w->dims[1], N = (ptrdiff_t)w->dims[0], M = (ptrdiff_t)x->count / K;
     mdl__qgemm_run(c->packed, M, c->in_data[0], K, c->in_data[1], K, 1, c->out_data[0], N,
                    c->scratch);
     return MDL_OK;

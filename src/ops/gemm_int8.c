@@ -30,7 +30,9 @@ mdl_status mdl__qgemm_check(const mdl__kctx *c, const char *wname, const mdl__qg
         (uint64_t)d->N > (SIZE_MAX - 64) / 8)
         return mdl__fail(c, MDL_UNSUPPORTED, "weight '%s': %lld x %lld is out of range", wname,
                          (long long)d->N, (long long)d->K);
-    for (int64_t n = 0; n < d->N; n++) {
+    /* indices within the weight tensor: ptrdiff_t, the native word on 32-bit cores */
+    const ptrdiff_t N = (ptrdiff_t)d->N, K = (ptrdiff_t)d->K, sn = (ptrdiff_t)d->sn, sk = (ptrdiff_t)d->sk;
+    for (ptrdiff_t n = 0; n < N; n++) {
         mdl__qmul m;
         double real = channel_multiplier(d, n);
         if (!mdl__qmul_from_real(real, &m)) {
@@ -44,8 +46,8 @@ mdl_status mdl__qgemm_check(const mdl__kctx *c, const char *wname, const mdl__qg
            a * w (|a| <= 128), and the true bias + sum (a - za) w (|a - za| <= 255). */
         int64_t bound = d->bias ? d->bias[n] : 0;
         if (bound < 0) bound = -bound;
-        for (int64_t k = 0; k < d->K && bound <= INT32_MAX; k++) {
-            int64_t v = d->w[n * d->sn + k * d->sk];
+        for (ptrdiff_t k = 0; k < K && bound <= INT32_MAX; k++) {
+            int32_t v = d->w[n * sn + k * sk];
             bound += 256 * (v < 0 ? -v : v);
         }
         if (bound > INT32_MAX) {
@@ -116,8 +118,8 @@ size_t mdl__qgemm_scratch_bytes(int64_t N, int64_t K) {
     return (size_t)((a16 > acc ? a16 : acc) + 64);
 }
 
-static inline int8_t wat(const mdl__qgemm_desc *d, int64_t n, int64_t k) {
-    return d->w[n * d->sn + k * d->sk];
+static inline int8_t wat(const mdl__qgemm_desc *d, ptrdiff_t n, ptrdiff_t k) {
+    return d->w[n * (ptrdiff_t)d->sn + k * (ptrdiff_t)d->sk];
 }
 
 void mdl__qgemm_pack(int variant, const mdl__qgemm_desc *d, void *packed) {
@@ -129,13 +131,13 @@ void mdl__qgemm_pack(int variant, const mdl__qgemm_desc *d, void *packed) {
     pack_header h = {PACK_MAGIC, variant, N, K, d->zy, d->lo, d->hi, 0, panels};
     memcpy(base, &h, sizeof h);
     int32_t *mult = (int32_t *)(base + PACK_HEADER), *shift = mult + npad, *bias = shift + npad;
-    for (int64_t n = 0; n < N; n++) {
+    for (ptrdiff_t n = 0; n < (ptrdiff_t)N; n++) {
         mdl__qmul m;
         mdl__qmul_from_real(channel_multiplier(d, n), &m);
         mult[n] = m.mult;
         shift[n] = m.shift;
         int64_t colsum = 0;
-        for (int64_t k = 0; k < K; k++)
+        for (ptrdiff_t k = 0; k < (ptrdiff_t)K; k++)
             colsum += wat(d, n, k);
         bias[n] = (int32_t)((d->bias ? d->bias[n] : 0) - (int64_t)d->za * colsum);
     }
@@ -190,9 +192,9 @@ static bool view(const void *packed, pack_header *h, mdl__qgemm_packed *v) {
    with mdl__requant.  The loops run 16 elements at a time with a separate tail: gcc -O2 (very
    cheap vectorizer cost model) vectorizes that form and not a 4-wide one (2.4 -> ~8 GMAC/s on
    x86 without AVX2); on a Cortex-M they are plain loops. */
-static int32_t dot_i8(const int8_t *restrict a, const int8_t *restrict w, int64_t K) {
+static int32_t dot_i8(const int8_t *restrict a, const int8_t *restrict w, ptrdiff_t K) {
     int32_t s[16] = {0}, t = 0;
-    int64_t k = 0;
+    ptrdiff_t k = 0;
     for (; k + 16 <= K; k += 16)
         for (int j = 0; j < 16; j++)
             s[j] += (int32_t)a[k + j] * w[k + j];
@@ -203,8 +205,9 @@ static int32_t dot_i8(const int8_t *restrict a, const int8_t *restrict w, int64_
     return t;
 }
 
-void mdl__qaxpy(int32_t *restrict acc, int32_t a, const int8_t *restrict w, int64_t N) {
-    int64_t n = 0;
+void mdl__qaxpy(int32_t *restrict acc, int32_t a, const int8_t *restrict w, int64_t N64) {
+    const ptrdiff_t N = (ptrdiff_t)N64; /* a row in memory: the native word on 32-bit cores */
+    ptrdiff_t n = 0;
     for (; n + 16 <= N; n += 16)
         for (int j = 0; j < 16; j++)
             acc[n + j] += a * w[n + j];
@@ -212,31 +215,32 @@ void mdl__qaxpy(int32_t *restrict acc, int32_t a, const int8_t *restrict w, int6
         acc[n] += a * w[n];
 }
 
-static void run_ref(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int64_t lda,
-                    const int8_t *w, int64_t sn, int64_t sk, int8_t *C, int64_t ldc, int32_t *acc) {
-    const int64_t N = p->N, K = p->K;
-    for (int64_t m = 0; m < M; m++) {
+/* Sizes and strides of matrices in memory: ptrdiff_t, the native word on 32-bit cores. */
+static void run_ref(const mdl__qgemm_packed *p, ptrdiff_t M, const int8_t *A, ptrdiff_t lda,
+                    const int8_t *w, ptrdiff_t sn, ptrdiff_t sk, int8_t *C, ptrdiff_t ldc, int32_t *acc) {
+    const ptrdiff_t N = (ptrdiff_t)p->N, K = (ptrdiff_t)p->K;
+    for (ptrdiff_t m = 0; m < M; m++) {
         const int8_t *a = A + m * lda;
         int8_t *c = C + m * ldc;
         if (sn == 1 && sk != 1) {
             /* [K,N] weights (conv, MatMul): row k of W is contiguous, so one row of sums at a
                time */
             memcpy(acc, p->bias, (size_t)N * sizeof *acc);
-            for (int64_t k = 0; k < K; k++)
+            for (ptrdiff_t k = 0; k < K; k++)
                 if (a[k]) mdl__qaxpy(acc, a[k], w + k * sk, N);
         } else {
-            for (int64_t n = 0; n < N; n++) {
+            for (ptrdiff_t n = 0; n < N; n++) {
                 const int8_t *wn = w + n * sn;
                 int32_t s = 0;
                 if (sk == 1)
                     s = dot_i8(a, wn, K);
                 else
-                    for (int64_t k = 0; k < K; k++)
+                    for (ptrdiff_t k = 0; k < K; k++)
                         s += (int32_t)a[k] * wn[k * sk];
                 acc[n] = s + p->bias[n];
             }
         }
-        for (int64_t n = 0; n < N; n++) {
+        for (ptrdiff_t n = 0; n < N; n++) {
             mdl__qmul q = {p->mult[n], p->shift[n]};
             c[n] = (int8_t)mdl__requant(acc[n], q, p->zy, p->lo, p->hi);
         }

@@ -54,6 +54,15 @@
 #define MDL_MAX_NODE_IO 64
 #endif
 
+/* Builds with MDL_SMALL_CODE (firmware, see mdeploy.h) leave out the kernels' loops that only
+   make a common case faster: code under `if (MDL__FAST_PATHS && ...)` is dropped, and the
+   general loop that runs instead computes the same bits. */
+#ifdef MDL_SMALL_CODE
+#define MDL__FAST_PATHS 0
+#else
+#define MDL__FAST_PATHS 1
+#endif
+
 /* Tensor metadata shared by the runtime model and the builder. */
 typedef struct mdl__tensor {
     const char *name;
@@ -229,12 +238,16 @@ mdl_status mdl__check_unary_f32(const mdl__kctx *ctx);
 
 /* Geometry of a CONV2D / DEPTHWISE_CONV2D node (src/ops/conv.c), shared by the float and int8
    kernels. */
+/* ptrdiff_t: int64_t on 64-bit hosts, the native word on 32-bit cores (where 64-bit index
+   arithmetic doubles the code).  mdl__conv_geometry guarantees that every index and product the
+   kernels form from these fits: tensor dims and sizes fit ptrdiff_t (mdl__shape_size), and on a
+   32-bit build it also bounds the padded input and the multiply-adds. */
 typedef struct mdl__conv_geom {
-    int64_t N, H, W, C;    /* input */
-    int64_t OH, OW, OC;    /* output */
-    int64_t KH, KW, K;     /* kernel; K = KH * KW * CG, the GEMM depth */
-    int64_t sh, sw, dh, dw, pt, pl, pb, pr;
-    int64_t G, CG, OG;     /* groups; input and output channels per group */
+    ptrdiff_t N, H, W, C;    /* input */
+    ptrdiff_t OH, OW, OC;    /* output */
+    ptrdiff_t KH, KW, K;     /* kernel; K = KH * KW * CG, the GEMM depth */
+    ptrdiff_t sh, sw, dh, dw, pt, pl, pb, pr;
+    ptrdiff_t G, CG, OG;     /* groups; input and output channels per group */
 } mdl__conv_geom;
 
 /* Validates a convolution's shapes and options (X NHWC, W HWIO or [1,KH,KW,Cout], optional bias

@@ -177,16 +177,18 @@ static mdl_status avg_pool_pack(mdl__kctx *c) {
     return pack_counts(c, count_table_size(&g, &c->opt->pool), g.KH * g.KW);
 }
 
-static mdl_status pool_run(mdl__kctx *c) {
+/* is_max is a constant in each caller (max_pool_run, avg_pool_run), so an image with only max
+   pools links no averaging code. */
+static inline __attribute__((always_inline)) mdl_status pool_run(mdl__kctx *c, const bool is_max) {
     mdl__pool_args g;
     geometry(c, &g);
     const int8_t *xd = c->in_data[0];
     int8_t *yd = c->out_data[0];
     const pool_pack *p = c->packed;
-    if (!g.is_max && !p) return mdl__fail(c, MDL_INTERNAL, "run without packed multipliers");
+    if (!is_max && !p) return mdl__fail(c, MDL_INTERNAL, "run without packed multipliers");
     const int64_t C = g.C;
     int32_t *acc = c->scratch;
-    const int8_t empty = (int8_t)(g.is_max ? c->out[0]->zero_point[0] : p->zy);
+    const int8_t empty = (int8_t)(is_max ? c->out[0]->zero_point[0] : p->zy);
     for (int64_t n = 0; n < g.N; n++) {
         const int8_t *xn = xd + n * g.H * g.W * C;
         for (int64_t oh = 0; oh < g.OH; oh++)
@@ -198,7 +200,7 @@ static mdl_status pool_run(mdl__kctx *c) {
                     memset(o, (unsigned char)empty, (size_t)C);
                     continue;
                 }
-                if (g.is_max) {
+                if (is_max) {
 #ifdef MDL_HAVE_X86_SIMD
                     if (mdl__cpu_level() >= MDL_CPU_AVX2) {
                         mdl__max_window_q8_avx2(xn, g.W, C, w[0], w[1], w[2], w[3], o);
@@ -230,9 +232,12 @@ static mdl_status pool_run(mdl__kctx *c) {
     return MDL_OK;
 }
 
-const mdl__kernel mdl__max_pool2d_q8 = {.prepare = pool_prepare, .run = pool_run};
+static mdl_status max_pool_run(mdl__kctx *c) { return pool_run(c, true); }
+static mdl_status avg_pool_run(mdl__kctx *c) { return pool_run(c, false); }
+
+const mdl__kernel mdl__max_pool2d_q8 = {.prepare = pool_prepare, .run = max_pool_run};
 const mdl__kernel mdl__avg_pool2d_q8 = {
-    .prepare = pool_prepare, .run = pool_run, .pack = avg_pool_pack};
+    .prepare = pool_prepare, .run = avg_pool_run, .pack = avg_pool_pack};
 
 /* ---- global pools ---------------------------------------------------------------------- */
 

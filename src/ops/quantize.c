@@ -19,7 +19,7 @@
 /* saturate(round_half_even(x / s) + z): mdl__quantize_value with the saturation as a clamp before
    the rounding (the same result: rounding is monotonic and the bounds are integers), branch-free
    for a whole row; the oracle of mdl__quantize_avx2. */
-static void quantize_row(const float *x, int64_t n, float s, int32_t z, int32_t qmin, int32_t qmax,
+static void quantize_row(const float *x, ptrdiff_t n, float s, int32_t z, int32_t qmin, int32_t qmax,
                          void *out) {
 #ifdef MDL_HAVE_X86_SIMD
     if (mdl__cpu_level() >= MDL_CPU_AVX2) {
@@ -30,7 +30,7 @@ static void quantize_row(const float *x, int64_t n, float s, int32_t z, int32_t 
     const float lo = (float)(qmin - z), hi = (float)(qmax - z);
     int8_t *o8 = out;
     uint8_t *u8 = out;
-    for (int64_t i = 0; i < n; i++) {
+    for (ptrdiff_t i = 0; i < n; i++) {
         float r = x[i] / s;
         r = r == r ? r : 0.0f; /* NaN -> the zero point */
         r = r < lo ? lo : (r > hi ? hi : r);
@@ -40,25 +40,26 @@ static void quantize_row(const float *x, int64_t n, float s, int32_t z, int32_t 
     }
 }
 
-/* The tensor seen as [outer, n, inner] around its quantization axis (n = 1 per tensor). */
-static void axis_geometry(const mdl__tensor *q, const mdl__tensor *shape, int64_t *outer,
-                          int64_t *n, int64_t *inner) {
+/* The tensor seen as [outer, n, inner] around its quantization axis (n = 1 per tensor).
+   ptrdiff_t: indices within a tensor fit it (mdl__shape_size); the native word on 32-bit cores. */
+static void axis_geometry(const mdl__tensor *q, const mdl__tensor *shape, ptrdiff_t *outer,
+                          ptrdiff_t *n, ptrdiff_t *inner) {
     *outer = 1;
     *n = 1;
     if (q->nquant <= 1) {
         *inner = 1;
         for (int32_t d = 0; d < shape->rank; d++)
-            *inner *= shape->dims[d];
+            *inner *= (ptrdiff_t)shape->dims[d];
         return;
     }
     int32_t ax = 0;
     mdl__axis(q->quant_axis, shape->rank, &ax);
     *inner = 1;
     for (int32_t d = 0; d < ax; d++)
-        *outer *= shape->dims[d];
-    *n = shape->dims[ax];
+        *outer *= (ptrdiff_t)shape->dims[d];
+    *n = (ptrdiff_t)shape->dims[ax];
     for (int32_t d = ax + 1; d < shape->rank; d++)
-        *inner *= shape->dims[d];
+        *inner *= (ptrdiff_t)shape->dims[d];
 }
 
 static bool same_shape(const mdl__tensor *a, const mdl__tensor *b) {
@@ -96,14 +97,14 @@ static mdl_status quantize_prepare(mdl__kctx *c) {
 static mdl_status quantize_run(mdl__kctx *c) {
     const mdl__tensor *x = c->in[0], *y = c->out[0];
     const float *xd = c->in_data[0];
-    int64_t outer, n, inner;
+    ptrdiff_t outer, n, inner;
     axis_geometry(y, x, &outer, &n, &inner);
     int32_t qmin, qmax;
     mdl__qrange(y->dtype, &qmin, &qmax);
     uint8_t *out = c->out_data[0];
-    for (int64_t o = 0; o < outer; o++)
-        for (int64_t k = 0; k < n; k++) {
-            const int64_t base = (o * n + k) * inner;
+    for (ptrdiff_t o = 0; o < outer; o++)
+        for (ptrdiff_t k = 0; k < n; k++) {
+            const ptrdiff_t base = (o * n + k) * inner;
             quantize_row(xd + base, inner, y->scale[k], (int32_t)y->zero_point[k], qmin, qmax, out + base);
         }
     return MDL_OK;
@@ -139,30 +140,30 @@ static mdl_status dequantize_prepare(mdl__kctx *c) {
 static mdl_status dequantize_run(mdl__kctx *c) {
     const mdl__tensor *x = c->in[0];
     float *yd = c->out_data[0];
-    int64_t outer, n, inner;
+    ptrdiff_t outer, n, inner;
     axis_geometry(x, x, &outer, &n, &inner);
-    for (int64_t o = 0; o < outer; o++)
-        for (int64_t k = 0; k < n; k++) {
+    for (ptrdiff_t o = 0; o < outer; o++)
+        for (ptrdiff_t k = 0; k < n; k++) {
             const float s = x->scale[k];
             const int64_t z = x->zero_point[k];
-            const int64_t base = (o * n + k) * inner;
+            const ptrdiff_t base = (o * n + k) * inner;
             float *yo = yd + base;
             switch (x->dtype) {
             case MDL_DTYPE_INT8: {
                 const int8_t *q = (const int8_t *)c->in_data[0] + base;
-                for (int64_t i = 0; i < inner; i++)
+                for (ptrdiff_t i = 0; i < inner; i++)
                     yo[i] = (float)(q[i] - (int32_t)z) * s;
                 break;
             }
             case MDL_DTYPE_UINT8: {
                 const uint8_t *q = (const uint8_t *)c->in_data[0] + base;
-                for (int64_t i = 0; i < inner; i++)
+                for (ptrdiff_t i = 0; i < inner; i++)
                     yo[i] = (float)(q[i] - (int32_t)z) * s;
                 break;
             }
             default: {
                 const int32_t *q = (const int32_t *)c->in_data[0] + base;
-                for (int64_t i = 0; i < inner; i++)
+                for (ptrdiff_t i = 0; i < inner; i++)
                     yo[i] = (float)((double)(q[i] - z) * (double)s);
                 break;
             }

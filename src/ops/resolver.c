@@ -5,6 +5,7 @@
    MDL_NO_DEFAULT_KERNELS (firmware) compiles out. */
 #include "mdeploy/resolver.h"
 
+#include "graph/model.h"
 #include "graph/util.h"
 #include "ops.h"
 
@@ -17,6 +18,13 @@ void mdl_op_resolver_init(mdl_op_resolver *r, mdl_op_resolver_entry *entries, in
     r->entries = entries;
     r->count = 0;
     r->capacity = entries && capacity > 0 ? capacity : 0;
+    r->load_planner = NULL;
+}
+
+mdl_status mdl_op_resolver_add_load_planner(mdl_op_resolver *r) {
+    if (!r) return MDL_INVALID_ARGUMENT;
+    r->load_planner = &mdl__load_planner;
+    return MDL_OK;
 }
 
 static const mdl__kernel *lookup(const mdl_op_resolver *r, mdl_op op, mdl_dtype dtype) {

@@ -139,9 +139,9 @@ mdl_status mdl__quant_same_check(const mdl__kctx *c, const mdl__tensor *x, const
 /* Reshape keeps a quantization axis whose size and preceding elements are unchanged. */
 static bool reshape_axis_ok(const mdl__kctx *c, const mdl__tensor *x, int32_t xa,
                             const mdl__tensor *y, int32_t ya) {
-    int64_t px = 1, py = 1;
-    for (int32_t d = 0; d < xa; d++) px *= x->dims[d];
-    for (int32_t d = 0; d < ya; d++) py *= y->dims[d];
+    ptrdiff_t px = 1, py = 1; /* <= the tensors' counts (mdl__shape_size) */
+    for (int32_t d = 0; d < xa; d++) px *= (ptrdiff_t)x->dims[d];
+    for (int32_t d = 0; d < ya; d++) py *= (ptrdiff_t)y->dims[d];
     return px == py && x->dims[xa] == y->dims[ya];
 }
 
@@ -175,13 +175,13 @@ static mdl_status reshape_prepare(mdl__kctx *c) {
     if (!y)
         return mdl__fail(c, MDL_SHAPE, "output shape must be declared (cannot be inferred)");
     if (!same_dtype_out(c, y, x->dtype)) return MDL_DTYPE;
-    int64_t n = 1;
+    ptrdiff_t n = 1; /* the native word on 32-bit cores, where a count must fit it anyway */
     for (int32_t i = 0; i < y->rank; i++) {
         if (y->dims[i] < 0 || __builtin_mul_overflow(n, y->dims[i], &n))
             return mdl__fail(c, MDL_SHAPE, "bad declared output shape %s",
                              mdl__dims_str(s1, sizeof s1, y->rank, y->dims));
     }
-    if (n != x->count)
+    if ((int64_t)n != x->count)
         return mdl__fail(c, MDL_SHAPE, "cannot reshape %s (%lld elements) to %s (%lld elements)",
                          mdl__dims_str(s1, sizeof s1, x->rank, x->dims), (long long)x->count,
                          mdl__dims_str(s2, sizeof s2, y->rank, y->dims), (long long)n);

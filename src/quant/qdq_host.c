@@ -313,6 +313,63 @@ static mdl_status dequantize_constants(cv_ctx *c) {
     return st;
 }
 
+/* int8 TRANSPOSE (batch dim kept) -> RESHAPE to [N, K] -> FULLY_CONNECTED: a Flatten of NHWC
+   data in NCHW order before a dense layer, left int8 by sink_and_cancel.  The weight columns are
+   permuted to the transpose input's element order and the TRANSPOSE is dropped, as the float
+   lowering does for its lazy flatten (emit_fc): the same products, summed in another order in
+   int32, so the result is unchanged, and firmware links no transpose kernel. */
+static mdl_status fold_flatten_transpose(cv_ctx *c) {
+    mdl__cv_analyze(c);
+    for (int32_t i = 0; i < c->nnodes; i++) {
+        cv_node *f = &c->nodes[i];
+        if (f->dead || f->op != MDL_OP_FULLY_CONNECTED || f->nin < 2 || f->in[0] < 0 || f->in[1] < 0) continue;
+        const cv_tensor *x = &c->ts[f->in[0]], *w = &c->ts[f->in[1]];
+        if (x->dtype != MDL_DTYPE_INT8 || x->rank != 2 || x->uses != 1 || x->graph_output || x->producer < 0 ||
+            w->dtype != MDL_DTYPE_INT8 || !w->data || w->rank != 2 || w->dims[1] != x->dims[1])
+            continue;
+        cv_node *rs = &c->nodes[x->producer];
+        if (rs->dead || rs->op != MDL_OP_RESHAPE || rs->nin != 1 || rs->in[0] < 0) continue;
+        const cv_tensor *u = &c->ts[rs->in[0]];
+        if (u->uses != 1 || u->graph_output || u->producer < 0) continue;
+        cv_node *tr = &c->nodes[u->producer];
+        if (tr->dead || tr->op != MDL_OP_TRANSPOSE || tr->nin != 1 || tr->in[0] < 0) continue;
+        const cv_tensor *s = &c->ts[tr->in[0]];
+        const int32_t *perm = tr->opt.transpose.perm;
+        int32_t r = s->rank;
+        int64_t K = 1;
+        for (int32_t d = 1; d < r; d++) K *= s->dims[d];
+        if (s->dtype != MDL_DTYPE_INT8 || r < 2 || perm[0] != 0 || s->dims[0] != x->dims[0] || K != x->dims[1] ||
+            K < 1 || w->dims[0] < 1)
+            continue;
+        int64_t N = w->dims[0];
+        int8_t *W = mdl__cv_alloc(c, (size_t)(N * K));
+        int32_t nw = W ? mdl__cv_tensor(c, mdl__cv_fmt(c, "%s/flat", w->name), MDL_DTYPE_INT8, 2, w->dims, NULL) : -1;
+        if (nw < 0 || mdl__cv_copy_quant(c, nw, f->in[1], c->ts[f->in[1]].quant_axis))
+            return c->err->status ? c->err->status : oom(c);
+        f = &c->nodes[i];
+        rs = &c->nodes[c->ts[f->in[0]].producer];
+        tr = &c->nodes[c->ts[rs->in[0]].producer];
+        s = &c->ts[tr->in[0]];
+        const int8_t *W0 = c->ts[f->in[1]].data;
+        /* walk the transpose input in row-major order (idx); its element lands at o[k] =
+           idx[perm[k]] of the transposed tensor, whose flattened column the old weights used */
+        int64_t idx[MDL_MAX_RANK] = {0};
+        for (int64_t kp = 0; kp < K; kp++) {
+            int64_t col = 0;
+            for (int32_t k = 1; k < r; k++) col = col * s->dims[perm[k]] + idx[perm[k]];
+            for (int64_t j = 0; j < N; j++) W[j * K + kp] = W0[j * K + col];
+            for (int32_t d = r - 1; d >= 1 && ++idx[d] == s->dims[d]; d--) idx[d] = 0;
+        }
+        c->ts[nw].data = W;
+        rs->in[0] = tr->in[0];
+        f->in[1] = nw;
+        tr->dead = true;
+        c->removed++;
+        mdl__cv_analyze(c);
+    }
+    return MDL_OK;
+}
+
 mdl_status mdl__qdq_pass(cv_ctx *c, int32_t *int8_ops) {
     int32_t made_count = 0;
     mdl__cv_analyze(c);
@@ -361,6 +418,7 @@ mdl_status mdl__qdq_pass(cv_ctx *c, int32_t *int8_ops) {
     if (st) return st;
     mdl__cv_dead_code(c);
     if ((st = dequantize_constants(c))) return st;
+    if ((st = fold_flatten_transpose(c))) return st;
     mdl__cv_dead_code(c);
     mdl__cv_analyze(c);
     if (int8_ops) *int8_ops = made_count;

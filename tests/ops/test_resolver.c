@@ -1,8 +1,11 @@
 /* Operator registration (include/mdeploy/resolver.h): the public kernel list equals the full
    table, a load finds kernels only in the resolver it is given and names what is missing, the
-   resolver's capacity is enforced, and MDL_SESSION_ARENA_BYTES is mdl_model_arena_size. */
+   resolver's capacity is enforced, MDL_SESSION_ARENA_BYTES is mdl_model_arena_size, and
+   mdl_model_needs_load_planner tells the models whose weights are widened at load (the firmware
+   check shows a firmware core refusing them without mdl_op_resolver_add_load_planner). */
 #include "common/harness.h"
 #include "common/models.h"
+#include "mdeploy/convert.h"
 #include "mdeploy/resolver.h"
 #include "ops/ops.h"
 
@@ -132,8 +135,48 @@ static void test_load_with_resolver(void **state) {
     tm_mlp_free(&p);
 }
 
+/* The load planner: registered like a kernel (a host core always has it); a model converted with
+   weight-only quantization (int8 weights behind DEQUANTIZE) needs it, one with a stored plan and
+   nothing to widen does not. */
+static void test_load_planner(void **state) {
+    (void)state;
+    mdl_op_resolver_entry e[1];
+    mdl_op_resolver r;
+    mdl_op_resolver_init(&r, e, 1);
+    assert_null(r.load_planner);
+    assert_int_equal(mdl_op_resolver_add_load_planner(NULL), MDL_INVALID_ARGUMENT);
+    assert_int_equal(mdl_op_resolver_add_load_planner(&r), MDL_OK);
+    assert_non_null(r.load_planner);
+    assert_int_equal(r.count, 0); /* not a kernel entry */
+    mdl_op_resolver_init(&r, e, 1);
+    assert_null(r.load_planner);
+    assert_false(mdl_model_needs_load_planner(NULL));
+
+    tm_mlp p = {2, 8, 16, 3, 0, 0, 0, 0, 0, 0};
+    void *data;
+    size_t size;
+    assert_int_equal(tm_build_mlp(&p, 5, &data, &size), MDL_OK);
+    mdl_model *m;
+    mdl_error err;
+    assert_int_equal(mdl_model_load_buffer(data, size, NULL, &m, &err), MDL_OK);
+    assert_false(mdl_model_needs_load_planner(m));
+    mdl_model_free(m);
+    free(data);
+    tm_mlp_free(&p);
+
+    char path[512];
+    snprintf(path, sizeof path, "%s", th_tmp("weight_only.mdl"));
+    if (mdl_convert_onnx("tests/models/quant/text_lstm_dyn.onnx", path, NULL, NULL, &err) != MDL_OK)
+        fail_msg("converting text_lstm_dyn: %s", err.msg);
+    assert_int_equal(mdl_model_load_file(path, NULL, &m, &err), MDL_OK);
+    assert_true(mdl_model_needs_load_planner(m));
+    mdl_model_free(m);
+    remove(path);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_load_planner),
         cmocka_unit_test(test_map_equals_full_table),
         cmocka_unit_test(test_capacity_and_arguments),
         cmocka_unit_test(test_load_with_resolver),
