@@ -14,6 +14,7 @@
 #include "int8_x86.h"
 #include "simd.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 #define MR 6   /* rows per tile: 12 accumulators + 2 panel vectors + 1 broadcast */
@@ -44,6 +45,65 @@ INLINE __m512i requant16(__m512i acc, __m512i mult, __m512i shift, __m512i zy, _
     r = _mm512_mask_add_epi32(r, _mm512_cmpgt_epi32_mask(rem, thr), r, one);
     r = _mm512_add_epi32(r, zy);
     return _mm512_min_epi32(_mm512_max_epi32(r, lo), hi);
+}
+
+/* requant16 in fewer operations, for channels with a right shift e = -shift in [1, 23] (or a
+   zero multiplier: any e gives 0): the usual case, checked per vector of channels (rq16_setup).
+   The two roundings fold into one shift of the 64-bit product P = acc * mult:
+     srdhm = floor((P + 2^30) / 2^31) (for mult >= 0, see requant16), and
+     rdivpot(h, e) = floor((h + 2^(e-1) - [h < 0]) / 2^e) (ties away from zero), where
+     h < 0 <=> P < -2^30; nested floors of divisions by 2^a and 2^b are one floor by 2^(a+b), so
+     T + zy = floor((P + 2^30 + 2^(30+e) - [P < -2^30] 2^31 + zy 2^(31+e)) / 2^(31+e))
+   exactly (|P| < 2^62 and the constant below 2^62 for e <= 23: no 64-bit overflow).  The odd
+   lanes shift by 32 fewer bits and keep the high dword.  4 of its 13 operations (the multiplies
+   and shifts) need port 0, which vpdpbusd also needs, against 8 of requant16's 18. */
+typedef struct rq16 {
+    __m512i mult, mo;   /* multipliers: even lanes as loaded, odd lanes moved down */
+    __m512i be, bo;     /* the constant above, per even / odd lane (64-bit) */
+    __m512i se, so;     /* shift counts: 31 + e (even), e - 1 (odd) */
+    __m512i lo, hi;
+    bool ok; /* false: these channels take requant16 */
+} rq16;
+
+/* The constants for 16 channels; false if one of them needs requant16 (a left shift, no
+   shift, or e > 23). */
+INLINE bool rq16_setup(__m512i mult, __m512i shift, int32_t zy, __m512i lo, __m512i hi, rq16 *q) {
+    const __m512i one = _mm512_set1_epi32(1);
+    const __m512i e = _mm512_sub_epi32(_mm512_setzero_si512(), shift);
+    const __mmask16 bad = _mm512_mask_cmpgt_epu32_mask(_mm512_test_epi32_mask(mult, mult),
+                                                       _mm512_sub_epi32(e, one),
+                                                       _mm512_set1_epi32(22));
+    q->ok = !bad;
+    if (bad) return false;
+    const __m512i e1 = _mm512_max_epi32(e, one); /* zero multipliers: any e in range */
+    const __m512i ee = _mm512_and_si512(e1, _mm512_set1_epi64(0xFFFFFFFF));
+    const __m512i eo = _mm512_srli_epi64(e1, 32);
+    const __m512i c30 = _mm512_set1_epi64((int64_t)1 << 30), z = _mm512_set1_epi64(zy);
+    const __m512i one64 = _mm512_set1_epi64(1), k30 = _mm512_set1_epi64(30);
+    q->mult = mult;
+    q->mo = _mm512_srli_epi64(mult, 32);
+    q->se = _mm512_add_epi64(ee, _mm512_set1_epi64(31));
+    q->so = _mm512_sub_epi64(eo, one64);
+    q->be = _mm512_add_epi64(_mm512_add_epi64(c30, _mm512_sllv_epi64(one64, _mm512_add_epi64(ee, k30))),
+                             _mm512_sllv_epi64(z, q->se));
+    q->bo = _mm512_add_epi64(_mm512_add_epi64(c30, _mm512_sllv_epi64(one64, _mm512_add_epi64(eo, k30))),
+                             _mm512_sllv_epi64(z, _mm512_add_epi64(eo, _mm512_set1_epi64(31))));
+    q->lo = lo;
+    q->hi = hi;
+    return true;
+}
+
+INLINE __m512i requant16x(__m512i acc, const rq16 *q) {
+    const __m512i lim = _mm512_set1_epi64(-((int64_t)1 << 30)), c31 = _mm512_set1_epi64((int64_t)1 << 31);
+    __m512i pe = _mm512_mul_epi32(acc, q->mult);
+    __m512i po = _mm512_mul_epi32(_mm512_shuffle_epi32(acc, _MM_PERM_DDBB), q->mo);
+    const __mmask8 ne = _mm512_cmplt_epi64_mask(pe, lim), no = _mm512_cmplt_epi64_mask(po, lim);
+    pe = _mm512_add_epi64(pe, q->be);
+    po = _mm512_add_epi64(po, q->bo);
+    pe = _mm512_srav_epi64(_mm512_mask_sub_epi64(pe, ne, pe, c31), q->se);
+    po = _mm512_srav_epi64(_mm512_mask_sub_epi64(po, no, po, c31), q->so);
+    const __m512i r = _mm512_mask_blend_epi32(0xAAAA, pe, po);
+    return _mm512_min_epi32(_mm512_max_epi32(r, q->lo), q->hi);
 }
 
 static inline int32_t load4(const int8_t *p) {
@@ -85,7 +145,7 @@ static int32_t row_sum_segs(const int8_t *a, const arows *ar) {
    constants at ch offset n0); rs: the rows' sums. */
 INLINE void tile(const int R, const int NP, const mdl__qgemm_packed *p, int64_t n0, int64_t nv,
                  const int8_t *a, int64_t lda, const arows *ar, const uint8_t *pw, int64_t ps,
-                 const int32_t *rs, int8_t *c, int64_t ldc) {
+                 const int32_t *rs, int8_t *c, int64_t ldc, const rq16 *qs) {
     __m512i acc[MR][2];
 #pragma GCC unroll 6
     for (int i = 0; i < R; i++)
@@ -132,12 +192,22 @@ INLINE void tile(const int R, const int NP, const mdl__qgemm_packed *p, int64_t 
         const __m512i shift = _mm512_loadu_si512(p->shift + n);
         const __m512i bias = _mm512_loadu_si512(p->bias + n);
         const __mmask16 sm = mdl__mask16(nv - j * NR);
+        if (qs[j].ok) {
 #pragma GCC unroll 6
-        for (int i = 0; i < R; i++) {
-            __m512i v =
-                _mm512_sub_epi32(acc[i][j], _mm512_set1_epi32((int32_t)((uint32_t)rs[i] * 128u)));
-            v = requant16(_mm512_add_epi32(v, bias), mult, shift, zy, lo, hi);
-            _mm512_mask_cvtepi32_storeu_epi8(c + i * ldc + j * NR, sm, v);
+            for (int i = 0; i < R; i++) {
+                __m512i v = _mm512_sub_epi32(acc[i][j],
+                                             _mm512_set1_epi32((int32_t)((uint32_t)rs[i] * 128u)));
+                v = requant16x(_mm512_add_epi32(v, bias), &qs[j]);
+                _mm512_mask_cvtepi32_storeu_epi8(c + i * ldc + j * NR, sm, v);
+            }
+        } else {
+#pragma GCC unroll 6
+            for (int i = 0; i < R; i++) {
+                __m512i v = _mm512_sub_epi32(acc[i][j],
+                                             _mm512_set1_epi32((int32_t)((uint32_t)rs[i] * 128u)));
+                v = requant16(_mm512_add_epi32(v, bias), mult, shift, zy, lo, hi);
+                _mm512_mask_cvtepi32_storeu_epi8(c + i * ldc + j * NR, sm, v);
+            }
         }
     }
 }
@@ -145,21 +215,21 @@ INLINE void tile(const int R, const int NP, const mdl__qgemm_packed *p, int64_t 
 #define TILE_CASE(r)                                                                               \
     case r:                                                                                        \
         if (np == 2)                                                                               \
-            tile(r, 2, p, n0, nv, a, lda, ar, pw, ps, rs, c, ldc);                                 \
+            tile(r, 2, p, n0, nv, a, lda, ar, pw, ps, rs, c, ldc, qs);                               \
         else                                                                                       \
-            tile(r, 1, p, n0, nv, a, lda, ar, pw, ps, rs, c, ldc);                                 \
+            tile(r, 1, p, n0, nv, a, lda, ar, pw, ps, rs, c, ldc, qs);                               \
         break;
 
 static void tile_any(int rows, int np, const mdl__qgemm_packed *p, int64_t n0, int64_t nv,
                      const int8_t *a, int64_t lda, const arows *ar, const uint8_t *pw, int64_t ps,
-                     const int32_t *rs, int8_t *c, int64_t ldc) {
+                     const int32_t *rs, int8_t *c, int64_t ldc, const rq16 *qs) {
     switch (rows) {
         TILE_CASE(1)
         TILE_CASE(2)
         TILE_CASE(3)
         TILE_CASE(4)
         TILE_CASE(5)
-    default: tile(MR, 2, p, n0, nv, a, lda, ar, pw, ps, rs, c, ldc); break;
+    default: tile(MR, 2, p, n0, nv, a, lda, ar, pw, ps, rs, c, ldc, qs); break;
     }
 }
 
@@ -176,14 +246,20 @@ static void gemm_rows(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, in
             const int64_t nv = N - n0 < 2 * NR ? N - n0 : 2 * NR;
             const int np = nv > NR ? 2 : 1;
             const uint8_t *pw = panels + n0 / NR * ps;
+            rq16 qs[2]; /* the epilogue's constants, once per panel and row block */
+            for (int j = 0; j < np; j++)
+                rq16_setup(_mm512_loadu_si512(p->mult + n0 + j * NR),
+                           _mm512_loadu_si512(p->shift + n0 + j * NR), p->zy,
+                           _mm512_set1_epi32(p->lo), _mm512_set1_epi32(p->hi), &qs[j]);
+            if (np == 1) qs[1] = qs[0];
             for (int64_t i = 0; i < mb; i += MR) {
                 const int rows = (int)(mb - i < MR ? mb - i : MR);
                 if (rows == MR && np == 1)
                     tile(MR, 1, p, n0, nv, A + (m0 + i) * lda, lda, ar, pw, ps, rs + i,
-                         C + (m0 + i) * ldc + n0, ldc);
+                         C + (m0 + i) * ldc + n0, ldc, qs);
                 else
                     tile_any(rows, np, p, n0, nv, A + (m0 + i) * lda, lda, ar, pw, ps, rs + i,
-                             C + (m0 + i) * ldc + n0, ldc);
+                             C + (m0 + i) * ldc + n0, ldc, qs);
             }
         }
     }
@@ -337,14 +413,16 @@ void mdl__qdw_vnni4(const mdl__qdw_args *a, void *scratch) {
                 const __m512i mult = _mm512_loadu_si512(p->mult + cb * 16);
                 const __m512i shift = _mm512_loadu_si512(p->shift + cb * 16);
                 const __mmask16 m = cb < CB - 1 ? (__mmask16)0xFFFF : tail;
+                rq16 q;
+                const bool x = rq16_setup(mult, shift, p->zy, lo, hi, &q);
                 for (int64_t ow = 0; ow < a->OW; ow++) {
                     __m512i acc = b;
                     const uint8_t *xp = xr + (ow * a->sw * CB + cb) * 64;
                     for (int64_t kw = 0; kw < KW; kw++)
                         acc = _mm512_dpbusd_epi32(acc, _mm512_loadu_si512(xp + kw * a->dw * CB * 64),
                                                   _mm512_loadu_si512(wq + (kw * CB + cb) * 64));
-                    _mm512_mask_cvtepi32_storeu_epi8(yr + ow * C + cb * 16, m,
-                                                     requant16(acc, mult, shift, zy, lo, hi));
+                    acc = x ? requant16x(acc, &q) : requant16(acc, mult, shift, zy, lo, hi);
+                    _mm512_mask_cvtepi32_storeu_epi8(yr + ow * C + cb * 16, m, acc);
                 }
             }
         }
