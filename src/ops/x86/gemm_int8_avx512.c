@@ -362,17 +362,19 @@ void mdl__qdw_vnni4(const mdl__qdw_args *a, void *scratch) {
     uint8_t *xr = scratch;
     int8_t *wq = (int8_t *)(xr + Wp * CB * 64);
     int32_t *b2 = (int32_t *)(wq + KW * CB * 64);
+    /* wq: byte 4c + k of (kw, channel block) is w[k, kw, c] (c, k past C, KH zero); the
+       channel quad (16 bytes x 4 rows) is one 4x16 byte transpose, as for the input below */
+    memset(wq, 0, (size_t)(KW * CB * 64));
     for (int64_t kw = 0; kw < KW; kw++)
-        for (int64_t c = 0; c < CB * 16; c++)
-            for (int64_t k = 0; k < 4; k++)
-                wq[((kw * CB + c / 16) * 16 + c % 16) * 4 + k] =
-                    k < KH && c < C ? a->w[(k * KW + kw) * C + c] : 0;
-    for (int64_t c = 0; c < CB * 16; c++) {
-        int64_t s = 0;
-        for (int64_t t = 0; t < KH * KW && c < C; t++)
-            s += a->w[t * C + c];
-        b2[c] = (int32_t)(uint32_t)((int64_t)p->bias[c] - (int64_t)(128 + a->zx) * s);
-    }
+        for (int64_t k = 0; k < KH; k++)
+            for (int64_t c = 0; c < C; c++)
+                wq[(kw * CB * 16 + c) * 4 + k] = a->w[(k * KW + kw) * C + c];
+    memcpy(b2, p->bias, (size_t)C * sizeof *b2);
+    for (int64_t t = 0; t < KH * KW; t++)
+        for (int64_t c = 0; c < C; c++)
+            b2[c] = (int32_t)((uint32_t)b2[c] - (uint32_t)(128 + a->zx) * (uint32_t)(int32_t)a->w[t * C + c]);
+    for (int64_t c = C; c < CB * 16; c++)
+        b2[c] = 0;
     const __mmask16 tail = mdl__mask16(C - (CB - 1) * 16);
     const __m128i zxv = _mm_set1_epi8((char)a->zx), flip = _mm_set1_epi8((char)0x80);
     const __m512i zy = _mm512_set1_epi32(p->zy), lo = _mm512_set1_epi32(p->lo),
@@ -385,10 +387,37 @@ void mdl__qdw_vnni4(const mdl__qdw_args *a, void *scratch) {
                 const int64_t ih = ih0 + k * a->dh;
                 rows[k] = k < KH && ih >= 0 && ih < a->H ? a->x + (n * a->H + ih) * a->W * C : NULL;
             }
+            /* columns [j0, j1) are inside the input; with every row inside too, blocks without
+               a tail need no checks (a row k >= KH has zero weights: any bytes do, row 0's) */
+            const int64_t j0 = a->pl < Wp ? a->pl : Wp, j1 = a->pl + a->W < Wp ? a->pl + a->W : Wp;
+            const bool all_rows = rows[0] && rows[1 < KH ? 1 : 0] && rows[2 < KH ? 2 : 0] &&
+                                  rows[3 < KH ? 3 : 0];
+            const int64_t cfull = C / 16; /* blocks without a tail */
+            if (all_rows && j0 < j1 && cfull > 0) {
+                const int8_t *r0 = rows[0], *r1 = rows[1 < KH ? 1 : 0], *r2 = rows[2 < KH ? 2 : 0],
+                             *r3 = rows[3 < KH ? 3 : 0];
+                for (int64_t j = j0; j < j1; j++) {
+                    const int64_t off = (j - a->pl) * C;
+                    __m128i *o = (__m128i *)(xr + j * CB * 64);
+                    for (int64_t cb = 0; cb < cfull; cb++, o += 4) {
+                        const __m128i x0 = _mm_loadu_si128((const __m128i *)(r0 + off + cb * 16));
+                        const __m128i x1 = _mm_loadu_si128((const __m128i *)(r1 + off + cb * 16));
+                        const __m128i x2 = _mm_loadu_si128((const __m128i *)(r2 + off + cb * 16));
+                        const __m128i x3 = _mm_loadu_si128((const __m128i *)(r3 + off + cb * 16));
+                        const __m128i ab0 = _mm_unpacklo_epi8(x0, x1), ab1 = _mm_unpackhi_epi8(x0, x1);
+                        const __m128i cd0 = _mm_unpacklo_epi8(x2, x3), cd1 = _mm_unpackhi_epi8(x2, x3);
+                        _mm_storeu_si128(o + 0, _mm_xor_si128(_mm_unpacklo_epi16(ab0, cd0), flip));
+                        _mm_storeu_si128(o + 1, _mm_xor_si128(_mm_unpackhi_epi16(ab0, cd0), flip));
+                        _mm_storeu_si128(o + 2, _mm_xor_si128(_mm_unpacklo_epi16(ab1, cd1), flip));
+                        _mm_storeu_si128(o + 3, _mm_xor_si128(_mm_unpackhi_epi16(ab1, cd1), flip));
+                    }
+                }
+            }
+            const bool fast_done = all_rows && j0 < j1 && cfull > 0;
             for (int64_t j = 0; j < Wp; j++) {
                 const int64_t iw = j - a->pl;
                 const bool col = iw >= 0 && iw < a->W;
-                for (int64_t cb = 0; cb < CB; cb++) {
+                for (int64_t cb = fast_done && col ? cfull : 0; cb < CB; cb++) {
                     __m128i r[4];
                     for (int k = 0; k < 4; k++) {
                         if (!col || !rows[k])
@@ -415,12 +444,22 @@ void mdl__qdw_vnni4(const mdl__qdw_args *a, void *scratch) {
                 const __mmask16 m = cb < CB - 1 ? (__mmask16)0xFFFF : tail;
                 rq16 q;
                 const bool x = rq16_setup(mult, shift, p->zy, lo, hi, &q);
+                const __m512i w0 = _mm512_loadu_si512(wq + cb * 64);
+                const __m512i w1 = KW > 1 ? _mm512_loadu_si512(wq + (CB + cb) * 64) : w0;
+                const __m512i w2 = KW > 2 ? _mm512_loadu_si512(wq + (2 * CB + cb) * 64) : w0;
+                const int64_t step = a->dw * CB * 64;
                 for (int64_t ow = 0; ow < a->OW; ow++) {
                     __m512i acc = b;
                     const uint8_t *xp = xr + (ow * a->sw * CB + cb) * 64;
-                    for (int64_t kw = 0; kw < KW; kw++)
-                        acc = _mm512_dpbusd_epi32(acc, _mm512_loadu_si512(xp + kw * a->dw * CB * 64),
-                                                  _mm512_loadu_si512(wq + (kw * CB + cb) * 64));
+                    if (KW == 3) { /* the usual 3x3: weights in registers, no loop */
+                        acc = _mm512_dpbusd_epi32(acc, _mm512_loadu_si512(xp), w0);
+                        acc = _mm512_dpbusd_epi32(acc, _mm512_loadu_si512(xp + step), w1);
+                        acc = _mm512_dpbusd_epi32(acc, _mm512_loadu_si512(xp + 2 * step), w2);
+                    } else {
+                        for (int64_t kw = 0; kw < KW; kw++)
+                            acc = _mm512_dpbusd_epi32(acc, _mm512_loadu_si512(xp + kw * step),
+                                                      _mm512_loadu_si512(wq + (kw * CB + cb) * 64));
+                    }
                     acc = x ? requant16x(acc, &q) : requant16(acc, mult, shift, zy, lo, hi);
                     _mm512_mask_cvtepi32_storeu_epi8(yr + ow * C + cb * 16, m, acc);
                 }
