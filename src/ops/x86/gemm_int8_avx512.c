@@ -10,7 +10,8 @@
  *
  * Blocking: RB rows of A at a time (their row sums on the stack); within them, for each pair of
  * 16-column panels, MR x 32 tiles down the rows, so a panel pair (32 K bytes) stays in L1 while
- * the rows stream from L2.  The epilogue is mdl__requant written lane-wise (see requant16). */
+ * the rows stream from L2.  The epilogue is mdl__requant written lane-wise: requant16x where the
+ * channels' shifts allow (its constants set up once per panel and row block), else requant16. */
 #include "int8_x86.h"
 #include "simd.h"
 
