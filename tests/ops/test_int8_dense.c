@@ -357,6 +357,11 @@ static void test_core_extremes(void **state) {
         {13, 48, 2, 2, 48, false, 0, 0, INT32_MAX - 256 * 2 * 127, true, 23},
         {29, 35, 9, 9, 37, true, 0, 0, 1 << 16, true, 23},
         {11, 64, 3, 3, 64, false, -7, -1, INT32_MAX - 256 * 3 * 127, false, 0},
+        /* AMX tiles (where the CPU has them): 16-row blocks and a tail, 64-k blocks and a tail
+           of 4..60 k, extreme sums */
+        {37, 50, 132, 140, 53, true, -7, -2, INT32_MAX - 256 * 132 * 127, false, 0},
+        {64, 33, 260, 260, 33, false, -9, -4, 1 << 20, false, 0},
+        {17, 20, 68, 68, 20, true, 0, 0, 1 << 16, true, 23},
     };
     for (size_t i = 0; i < COUNT(cases); i++)
         check_core(&cases[i]);
