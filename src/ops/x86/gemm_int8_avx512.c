@@ -93,7 +93,7 @@ INLINE void tile(const int R, const int NP, const mdl__qgemm_packed *p, int64_t 
                 __m512i v = _mm512_sub_epi32(acc[i][j],
                                              _mm512_set1_epi32((int32_t)((uint32_t)rs[i] * 128u)));
                 v = requant16x(_mm512_add_epi32(v, bias), &qs[j]);
-                _mm512_mask_cvtepi32_storeu_epi8(c + i * ldc + j * NR, sm, v);
+                _mm512_mask_cvtsepi32_storeu_epi8(c + i * ldc + j * NR, sm, v);
             }
         } else {
 #pragma GCC unroll 6
@@ -101,7 +101,7 @@ INLINE void tile(const int R, const int NP, const mdl__qgemm_packed *p, int64_t 
                 __m512i v = _mm512_sub_epi32(acc[i][j],
                                              _mm512_set1_epi32((int32_t)((uint32_t)rs[i] * 128u)));
                 v = requant16(_mm512_add_epi32(v, bias), mult, shift, zy, lo, hi);
-                _mm512_mask_cvtepi32_storeu_epi8(c + i * ldc + j * NR, sm, v);
+                _mm512_mask_cvtsepi32_storeu_epi8(c + i * ldc + j * NR, sm, v);
             }
         }
     }
@@ -356,7 +356,7 @@ void mdl__qdw_vnni4(const mdl__qdw_args *a, void *scratch) {
                                                       _mm512_loadu_si512(wq + (kw * CB + cb) * 64));
                     }
                     acc = x ? requant16x(acc, &q) : requant16(acc, mult, shift, zy, lo, hi);
-                    _mm512_mask_cvtepi32_storeu_epi8(yr + ow * C + cb * 16, m, acc);
+                    _mm512_mask_cvtsepi32_storeu_epi8(yr + ow * C + cb * 16, m, acc);
                 }
             }
         }

@@ -35,7 +35,7 @@ INLINE __m512i requant16(__m512i acc, __m512i mult, __m512i shift, __m512i zy, _
     return _mm512_min_epi32(_mm512_max_epi32(r, lo), hi);
 }
 
-/* requant16 in fewer operations, for channels with a right shift e = -shift in [1, 23] (or a
+/* requant16 in fewer operations (its result to be stored with saturation: vpmovsdb), for channels with a right shift e = -shift in [1, 23] (or a
    zero multiplier: any e gives 0): the usual case, checked per vector of channels (rq16_setup).
    The two roundings fold into one shift of the 64-bit product P = acc * mult:
      srdhm = floor((P + 2^30) / 2^31) (for mult >= 0, see requant16), and
@@ -50,7 +50,8 @@ typedef struct rq16 {
     __m512i be, bo;     /* the constant above, per even / odd lane (64-bit) */
     __m512i se, so;     /* shift counts: 31 + e (even), e - 1 (odd) */
     __m512i lo, hi;
-    bool ok; /* false: these channels take requant16 */
+    bool ok;    /* false: these channels take requant16 */
+    bool clamp; /* false: [lo, hi] is all of int8, which the callers' saturating store gives */
 } rq16;
 
 /* The constants for 16 channels; false if one of them needs requant16 (a left shift, no
@@ -78,6 +79,8 @@ INLINE bool rq16_setup(__m512i mult, __m512i shift, int32_t zy, __m512i lo, __m5
                              _mm512_sllv_epi64(z, _mm512_add_epi64(eo, _mm512_set1_epi64(31))));
     q->lo = lo;
     q->hi = hi;
+    q->clamp = (_mm512_cmpneq_epi32_mask(lo, _mm512_set1_epi32(-128)) |
+                _mm512_cmpneq_epi32_mask(hi, _mm512_set1_epi32(127))) != 0;
     return true;
 }
 
@@ -91,7 +94,7 @@ INLINE __m512i requant16x(__m512i acc, const rq16 *q) {
     pe = _mm512_srav_epi64(_mm512_mask_sub_epi64(pe, ne, pe, c31), q->se);
     po = _mm512_srav_epi64(_mm512_mask_sub_epi64(po, no, po, c31), q->so);
     const __m512i r = _mm512_mask_blend_epi32(0xAAAA, pe, po);
-    return _mm512_min_epi32(_mm512_max_epi32(r, q->lo), q->hi);
+    return q->clamp ? _mm512_min_epi32(_mm512_max_epi32(r, q->lo), q->hi) : r;
 }
 
 static inline int32_t load4(const int8_t *p) {
