@@ -185,6 +185,8 @@ static void test_conv_shapes(void **state) {
         {true, 1, 8, 6, 17, 17, 4, 1, 1, 1, 2, 1, 2, 0, 1, 0, 1, false, true, MDL_ACT_RELU, 1},
         {true, 1, 6, 9, 16, 16, 3, 5, 1, 1, 1, 1, 0, 2, 0, 2, 1, true, true, MDL_ACT_NONE, 1e-4},
         {true, 1, 5, 5, 33, 33, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_CLIP, 4.0},
+        {true, 1, 6, 9, 136, 136, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU6, 1},
+        {true, 1, 5, 4, 64, 64, 4, 2, 1, 1, 1, 1, 1, 0, 2, 1, 1, true, false, MDL_ACT_NONE, 0.1},
     };
     agree ag = {0};
     for (size_t i = 0; i < COUNT(cases); i++)

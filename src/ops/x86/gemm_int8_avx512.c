@@ -291,10 +291,33 @@ void mdl__qdw_vnni4(const mdl__qdw_args *a, void *scratch) {
             if (all_rows && j0 < j1 && cfull > 0) {
                 const int8_t *r0 = rows[0], *r1 = rows[1 < KH ? 1 : 0], *r2 = rows[2 < KH ? 2 : 0],
                              *r3 = rows[3 < KH ? 3 : 0];
+                const __m512i flip4 = _mm512_set1_epi8((char)0x80);
                 for (int64_t j = j0; j < j1; j++) {
                     const int64_t off = (j - a->pl) * C;
-                    __m128i *o = (__m128i *)(xr + j * CB * 64);
-                    for (int64_t cb = 0; cb < cfull; cb++, o += 4) {
+                    int64_t cb = 0;
+                    /* 64 channels at a time: the same unpacks within 128-bit lanes, then a 4x4
+                       transpose of the lanes gives the four blocks' layout */
+                    for (; cb + 4 <= cfull; cb += 4) {
+                        const __m512i x0 = _mm512_xor_si512(_mm512_loadu_si512(r0 + off + cb * 16), flip4);
+                        const __m512i x1 = _mm512_xor_si512(_mm512_loadu_si512(r1 + off + cb * 16), flip4);
+                        const __m512i x2 = _mm512_xor_si512(_mm512_loadu_si512(r2 + off + cb * 16), flip4);
+                        const __m512i x3 = _mm512_xor_si512(_mm512_loadu_si512(r3 + off + cb * 16), flip4);
+                        const __m512i ab0 = _mm512_unpacklo_epi8(x0, x1), ab1 = _mm512_unpackhi_epi8(x0, x1);
+                        const __m512i cd0 = _mm512_unpacklo_epi8(x2, x3), cd1 = _mm512_unpackhi_epi8(x2, x3);
+                        const __m512i q0 = _mm512_unpacklo_epi16(ab0, cd0), q1 = _mm512_unpackhi_epi16(ab0, cd0);
+                        const __m512i q2 = _mm512_unpacklo_epi16(ab1, cd1), q3 = _mm512_unpackhi_epi16(ab1, cd1);
+                        const __m512i u0 = _mm512_shuffle_i64x2(q0, q1, _MM_SHUFFLE(1, 0, 1, 0));
+                        const __m512i u1 = _mm512_shuffle_i64x2(q2, q3, _MM_SHUFFLE(1, 0, 1, 0));
+                        const __m512i u2 = _mm512_shuffle_i64x2(q0, q1, _MM_SHUFFLE(3, 2, 3, 2));
+                        const __m512i u3 = _mm512_shuffle_i64x2(q2, q3, _MM_SHUFFLE(3, 2, 3, 2));
+                        uint8_t *o4 = xr + (j * CB + cb) * 64;
+                        _mm512_storeu_si512(o4, _mm512_shuffle_i64x2(u0, u1, _MM_SHUFFLE(2, 0, 2, 0)));
+                        _mm512_storeu_si512(o4 + 64, _mm512_shuffle_i64x2(u0, u1, _MM_SHUFFLE(3, 1, 3, 1)));
+                        _mm512_storeu_si512(o4 + 128, _mm512_shuffle_i64x2(u2, u3, _MM_SHUFFLE(2, 0, 2, 0)));
+                        _mm512_storeu_si512(o4 + 192, _mm512_shuffle_i64x2(u2, u3, _MM_SHUFFLE(3, 1, 3, 1)));
+                    }
+                    __m128i *o = (__m128i *)(xr + (j * CB + cb) * 64);
+                    for (; cb < cfull; cb++, o += 4) {
                         const __m128i x0 = _mm_loadu_si128((const __m128i *)(r0 + off + cb * 16));
                         const __m128i x1 = _mm_loadu_si128((const __m128i *)(r1 + off + cb * 16));
                         const __m128i x2 = _mm_loadu_si128((const __m128i *)(r2 + off + cb * 16));
