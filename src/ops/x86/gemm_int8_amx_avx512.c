@@ -100,7 +100,9 @@ bool mdl__qgemm_amx(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int6
                     __m512i v = _mm512_sub_epi32(_mm512_load_si512(buf[j] + i * 16),
                                                  _mm512_set1_epi32((int32_t)((uint32_t)rs[i] * 128u)));
                     v = _mm512_add_epi32(v, bias);
-                    v = x ? requant16x(v, &qs[j]) : requant16(v, mult, shift, zy, lo, hi);
+                    v = x && !qs[j].clamp ? requant16x(v, &qs[j], false)
+                        : x                   ? requant16x(v, &qs[j], true)
+                                              : requant16(v, mult, shift, zy, lo, hi);
                     _mm512_mask_cvtsepi32_storeu_epi8(C + (m0 + i) * ldc + n, sm, v);
                 }
             }

@@ -87,12 +87,20 @@ INLINE void tile(const int R, const int NP, const mdl__qgemm_packed *p, int64_t 
         const __m512i shift = _mm512_loadu_si512(p->shift + n);
         const __m512i bias = _mm512_loadu_si512(p->bias + n);
         const __mmask16 sm = mdl__mask16(nv - j * NR);
-        if (qs[j].ok) {
+        if (qs[j].ok && !qs[j].clamp) {
 #pragma GCC unroll 6
             for (int i = 0; i < R; i++) {
                 __m512i v = _mm512_sub_epi32(acc[i][j],
                                              _mm512_set1_epi32((int32_t)((uint32_t)rs[i] * 128u)));
-                v = requant16x(_mm512_add_epi32(v, bias), &qs[j]);
+                v = requant16x(_mm512_add_epi32(v, bias), &qs[j], false);
+                _mm512_mask_cvtsepi32_storeu_epi8(c + i * ldc + j * NR, sm, v);
+            }
+        } else if (qs[j].ok) {
+#pragma GCC unroll 6
+            for (int i = 0; i < R; i++) {
+                __m512i v = _mm512_sub_epi32(acc[i][j],
+                                             _mm512_set1_epi32((int32_t)((uint32_t)rs[i] * 128u)));
+                v = requant16x(_mm512_add_epi32(v, bias), &qs[j], true);
                 _mm512_mask_cvtsepi32_storeu_epi8(c + i * ldc + j * NR, sm, v);
             }
         } else {
@@ -378,7 +386,9 @@ void mdl__qdw_vnni4(const mdl__qdw_args *a, void *scratch) {
                             acc = _mm512_dpbusd_epi32(acc, _mm512_loadu_si512(xp + kw * step),
                                                       _mm512_loadu_si512(wq + (kw * CB + cb) * 64));
                     }
-                    acc = x ? requant16x(acc, &q) : requant16(acc, mult, shift, zy, lo, hi);
+                    acc = x && !q.clamp ? requant16x(acc, &q, false)
+                          : x               ? requant16x(acc, &q, true)
+                                            : requant16(acc, mult, shift, zy, lo, hi);
                     _mm512_mask_cvtsepi32_storeu_epi8(yr + ow * C + cb * 16, m, acc);
                 }
             }

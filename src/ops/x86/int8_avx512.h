@@ -84,7 +84,8 @@ INLINE bool rq16_setup(__m512i mult, __m512i shift, int32_t zy, __m512i lo, __m5
     return true;
 }
 
-INLINE __m512i requant16x(__m512i acc, const rq16 *q) {
+/* clamp: q->clamp, a constant where the callers branch on it outside their loops */
+INLINE __m512i requant16x(__m512i acc, const rq16 *q, const bool clamp) {
     const __m512i lim = _mm512_set1_epi64(-((int64_t)1 << 30)), c31 = _mm512_set1_epi64((int64_t)1 << 31);
     __m512i pe = _mm512_mul_epi32(acc, q->mult);
     __m512i po = _mm512_mul_epi32(_mm512_shuffle_epi32(acc, _MM_PERM_DDBB), q->mo);
@@ -94,7 +95,7 @@ INLINE __m512i requant16x(__m512i acc, const rq16 *q) {
     pe = _mm512_srav_epi64(_mm512_mask_sub_epi64(pe, ne, pe, c31), q->se);
     po = _mm512_srav_epi64(_mm512_mask_sub_epi64(po, no, po, c31), q->so);
     const __m512i r = _mm512_mask_blend_epi32(0xAAAA, pe, po);
-    return q->clamp ? _mm512_min_epi32(_mm512_max_epi32(r, q->lo), q->hi) : r;
+    return clamp ? _mm512_min_epi32(_mm512_max_epi32(r, q->lo), q->hi) : r;
 }
 
 static inline int32_t load4(const int8_t *p) {
