@@ -183,14 +183,14 @@ void mdl__qgemm_vnni_segs(const mdl__qgemm_packed *p, int64_t M, const int8_t *A
 
 /* ---- depthwise, channel multiplier 1 --------------------------------------------------------
    16 channels per vector, up to 4 vectors per pass in registers: x and w widened to int32,
-   (x - zx) * w exact in vpmulld, summed over the taps inside the input, then the GEMM's
+   (x - zx) * w exact by vpdpwssd (below), summed over the taps inside the input, then the GEMM's
    epilogue.  The taps' range is clipped once per pixel. */
 INLINE void dw_block(const int NB, const mdl__qdw_args *a, int64_t c0, const int8_t *xn,
                      int64_t kh0, int64_t kh1, int64_t kw0, int64_t kw1, int64_t ih0, int64_t iw0,
                      int8_t *y) {
     const mdl__qgemm_packed *p = a->p;
     const int64_t C = a->C;
-    const __m512i zx = _mm512_set1_epi32(a->zx);
+    const __m512i zx = _mm512_set1_epi32(a->zx), lo16 = _mm512_set1_epi32(0xFFFF);
     const __mmask16 mt = mdl__mask16(C - c0 - (NB - 1) * 16); /* the last vector's lanes */
     __m512i acc[4];
 #pragma GCC unroll 4
@@ -211,7 +211,11 @@ INLINE void dw_block(const int NB, const mdl__qdw_args *a, int64_t c0, const int
                     xv = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mt, xp + j * 16));
                     wv = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mt, wp + j * 16));
                 }
-                acc[j] = _mm512_add_epi32(acc[j], _mm512_mullo_epi32(_mm512_sub_epi32(xv, zx), wv));
+                /* (x - zx) w by vpdpwssd: x - zx in [-255, 255] is its low 16 bits, w's high 16
+                   bits are cleared, so the pair's second product is 0 (one port-0 operation
+                   where vpmulld + vpaddd took two) */
+                acc[j] = _mm512_dpwssd_epi32(acc[j], _mm512_sub_epi32(xv, zx),
+                                             _mm512_and_si512(wv, lo16));
             }
         }
     }
