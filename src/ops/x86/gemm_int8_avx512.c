@@ -41,12 +41,18 @@ static int32_t row_sum_segs(const int8_t *a, const arows *ar) {
 INLINE void tile(const int R, const int NP, const mdl__qgemm_packed *p, int64_t n0, int64_t nv,
                  const int8_t *a, int64_t lda, const arows *ar, const uint8_t *pw, int64_t ps,
                  const int32_t *rs, int8_t *c, int64_t ldc, const rq16 *qs) {
-    __m512i acc[MR][2];
+    /* the sums start at bias - 128 sum_k A[i,k] (see above): one broadcast per row */
+    __m512i acc[MR][2], b[2];
+#pragma GCC unroll 2
+    for (int j = 0; j < NP; j++)
+        b[j] = _mm512_loadu_si512(p->bias + n0 + j * NR);
 #pragma GCC unroll 6
-    for (int i = 0; i < R; i++)
+    for (int i = 0; i < R; i++) {
+        const __m512i r = _mm512_set1_epi32((int32_t)((uint32_t)rs[i] * 128u));
 #pragma GCC unroll 2
         for (int j = 0; j < NP; j++)
-            acc[i][j] = _mm512_setzero_si512();
+            acc[i][j] = _mm512_sub_epi32(b[j], r);
+    }
     const int64_t K = p->K, kfull = ar->seglen & ~(int64_t)3;
     int64_t k = 0;
     for (int q = 0; q < ar->nseg; q++) {
@@ -85,30 +91,26 @@ INLINE void tile(const int R, const int NP, const mdl__qgemm_packed *p, int64_t 
         const int64_t n = n0 + j * NR;
         const __m512i mult = _mm512_loadu_si512(p->mult + n);
         const __m512i shift = _mm512_loadu_si512(p->shift + n);
-        const __m512i bias = _mm512_loadu_si512(p->bias + n);
         const __mmask16 sm = mdl__mask16(nv - j * NR);
         if (qs[j].ok && !qs[j].clamp) {
 #pragma GCC unroll 6
             for (int i = 0; i < R; i++) {
-                __m512i v = _mm512_sub_epi32(acc[i][j],
-                                             _mm512_set1_epi32((int32_t)((uint32_t)rs[i] * 128u)));
-                v = requant16x(_mm512_add_epi32(v, bias), &qs[j], false);
+                __m512i v = acc[i][j];
+                v = requant16x(v, &qs[j], false);
                 _mm512_mask_cvtsepi32_storeu_epi8(c + i * ldc + j * NR, sm, v);
             }
         } else if (qs[j].ok) {
 #pragma GCC unroll 6
             for (int i = 0; i < R; i++) {
-                __m512i v = _mm512_sub_epi32(acc[i][j],
-                                             _mm512_set1_epi32((int32_t)((uint32_t)rs[i] * 128u)));
-                v = requant16x(_mm512_add_epi32(v, bias), &qs[j], true);
+                __m512i v = acc[i][j];
+                v = requant16x(v, &qs[j], true);
                 _mm512_mask_cvtsepi32_storeu_epi8(c + i * ldc + j * NR, sm, v);
             }
         } else {
 #pragma GCC unroll 6
             for (int i = 0; i < R; i++) {
-                __m512i v = _mm512_sub_epi32(acc[i][j],
-                                             _mm512_set1_epi32((int32_t)((uint32_t)rs[i] * 128u)));
-                v = requant16(_mm512_add_epi32(v, bias), mult, shift, zy, lo, hi);
+                __m512i v = acc[i][j];
+                v = requant16(v, mult, shift, zy, lo, hi);
                 _mm512_mask_cvtsepi32_storeu_epi8(c + i * ldc + j * NR, sm, v);
             }
         }
