@@ -189,7 +189,7 @@ void mdl__qgemm_vnni_segs(const mdl__qgemm_packed *p, int64_t M, const int8_t *A
    epilogue.  The taps' range is clipped once per pixel. */
 INLINE void dw_block(const int NB, const mdl__qdw_args *a, int64_t c0, const int8_t *xn,
                      int64_t kh0, int64_t kh1, int64_t kw0, int64_t kw1, int64_t ih0, int64_t iw0,
-                     int8_t *y) {
+                     int8_t *y, const rq16 *q) {
     const mdl__qgemm_packed *p = a->p;
     const int64_t C = a->C;
     const __m512i zx = _mm512_set1_epi32(a->zx), lo16 = _mm512_set1_epi32(0xFFFF);
@@ -226,33 +226,55 @@ INLINE void dw_block(const int NB, const mdl__qdw_args *a, int64_t c0, const int
 #pragma GCC unroll 4
     for (int j = 0; j < NB; j++) {
         const int64_t c = c0 + j * 16;
-        __m512i v = requant16(acc[j], _mm512_loadu_si512(p->mult + c),
-                              _mm512_loadu_si512(p->shift + c), zy, lo, hi);
-        _mm512_mask_cvtepi32_storeu_epi8(y + c, j < NB - 1 ? (__mmask16)0xFFFF : mt, v);
+        __m512i v;
+        if (q[j].ok && !q[j].clamp)
+            v = requant16x(acc[j], &q[j], false);
+        else if (q[j].ok)
+            v = requant16x(acc[j], &q[j], true);
+        else
+            v = requant16(acc[j], _mm512_loadu_si512(p->mult + c), _mm512_loadu_si512(p->shift + c),
+                          zy, lo, hi);
+        _mm512_mask_cvtsepi32_storeu_epi8(y + c, j < NB - 1 ? (__mmask16)0xFFFF : mt, v);
+    }
+}
+
+/* Output row (n, oh), channels [c0, c0 + 16 NB): the epilogue's constants once, then the pixels. */
+INLINE void dw_row(const int NB, const mdl__qdw_args *a, int64_t c0, int64_t n, int64_t oh) {
+    const mdl__qgemm_packed *p = a->p;
+    const int64_t C = a->C;
+    rq16 q[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < NB; j++)
+        rq16_setup(_mm512_loadu_si512(p->mult + c0 + j * 16),
+                   _mm512_loadu_si512(p->shift + c0 + j * 16), p->zy, _mm512_set1_epi32(p->lo),
+                   _mm512_set1_epi32(p->hi), &q[j]);
+    const int8_t *xn = a->x + n * a->H * a->W * C;
+    const int64_t ih0 = oh * a->sh - a->pt;
+    int64_t kh0, kh1;
+    mdl__qdw_tap_range(ih0, a->dh, a->KH, a->H, &kh0, &kh1);
+    for (int64_t ow = 0; ow < a->OW; ow++) {
+        int8_t *y = a->y + ((n * a->OH + oh) * a->OW + ow) * C;
+        const int64_t iw0 = ow * a->sw - a->pl;
+        int64_t kw0, kw1;
+        mdl__qdw_tap_range(iw0, a->dw, a->KW, a->W, &kw0, &kw1);
+        dw_block(NB, a, c0, xn, kh0, kh1, kw0, kw1, ih0, iw0, y, q);
     }
 }
 
 void mdl__qdw_vnni(const mdl__qdw_args *a) {
     const int64_t C = a->C;
     for (int64_t n = 0; n < a->N; n++)
-        for (int64_t oh = 0; oh < a->OH; oh++)
-            for (int64_t ow = 0; ow < a->OW; ow++) {
-                const int8_t *xn = a->x + n * a->H * a->W * C;
-                int8_t *y = a->y + ((n * a->OH + oh) * a->OW + ow) * C;
-                const int64_t ih0 = oh * a->sh - a->pt, iw0 = ow * a->sw - a->pl;
-                int64_t kh0, kh1, kw0, kw1;
-                mdl__qdw_tap_range(ih0, a->dh, a->KH, a->H, &kh0, &kh1);
-                mdl__qdw_tap_range(iw0, a->dw, a->KW, a->W, &kw0, &kw1);
-                int64_t c0 = 0;
-                for (; C - c0 > 48; c0 += 64)
-                    dw_block(4, a, c0, xn, kh0, kh1, kw0, kw1, ih0, iw0, y);
-                if (C - c0 > 32)
-                    dw_block(3, a, c0, xn, kh0, kh1, kw0, kw1, ih0, iw0, y);
-                else if (C - c0 > 16)
-                    dw_block(2, a, c0, xn, kh0, kh1, kw0, kw1, ih0, iw0, y);
-                else if (C - c0 > 0)
-                    dw_block(1, a, c0, xn, kh0, kh1, kw0, kw1, ih0, iw0, y);
-            }
+        for (int64_t oh = 0; oh < a->OH; oh++) {
+            int64_t c0 = 0;
+            for (; C - c0 > 48; c0 += 64)
+                dw_row(4, a, c0, n, oh);
+            if (C - c0 > 32)
+                dw_row(3, a, c0, n, oh);
+            else if (C - c0 > 16)
+                dw_row(2, a, c0, n, oh);
+            else if (C - c0 > 0)
+                dw_row(1, a, c0, n, oh);
+        }
 }
 
 /* ---- depthwise by vpdpbusd (KH <= 4, channel multiplier 1) ----------------------------------
