@@ -77,6 +77,7 @@ $(B)/src/ops/x86/%_avx2.o: CFLAGS += -mavx2 -mfma
 $(B)/src/ops/x86/%_avx512.o: CFLAGS += -mavx512f -mavx512vl -mavx512bw -mavx512dq -mfma
 # the int8 GEMM's AVX-512 kernel is the VNNI one (vpdpbusd), called only when cpuid has it
 $(B)/src/ops/x86/gemm_int8_avx512.o: CFLAGS += -mavx512vnni
+$(B)/src/ops/x86/gemm_int8_amx_avx512.o: CFLAGS += -mavx512vnni -mamx-tile -mamx-int8
 
 $(B)/libmdeploy.a: $(LIB_OBJS)
 	@rm -f $@
@@ -190,6 +191,7 @@ $(FUZZ_B)/%.o: %.c
 $(FUZZ_B)/src/ops/x86/%_avx2.o: FUZZ_FLAGS += -mavx2 -mfma
 $(FUZZ_B)/src/ops/x86/%_avx512.o: FUZZ_FLAGS += -mavx512f -mavx512vl -mavx512bw -mavx512dq -mfma
 $(FUZZ_B)/src/ops/x86/gemm_int8_avx512.o: FUZZ_FLAGS += -mavx512vnni
+$(FUZZ_B)/src/ops/x86/gemm_int8_amx_avx512.o: FUZZ_FLAGS += -mavx512vnni -mamx-tile -mamx-int8
 $(FUZZ_B)/fuzz_load: tests/fuzz/fuzz_load.c $(FUZZ_OBJS)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $^ -lm -lpthread

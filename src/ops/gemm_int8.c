@@ -11,6 +11,12 @@
 #include "x86/x86.h"
 #endif
 
+/* Fewer rows than a tile's 16 leave most of each AMX product unused, and below 64 k (one tile's
+   depth) the epilogue dominates, which the AMX kernel's trip through memory slows: VNNI does
+   those (measured on the 1x1 convolutions of MobileNetV2). */
+#define AMX_MIN_ROWS 16
+#define AMX_MIN_K 64
+
 int mdl__qgemm_variant(void) {
 #ifdef MDL_HAVE_X86_SIMD
     if (mdl__cpu_has_vnni()) return MDL_QGEMM_VNNI;
@@ -255,7 +261,10 @@ void mdl__qgemm_run_variant(int variant, const void *packed, int64_t M, const in
     if (!view(packed, &h, &v) || M <= 0) return;
 #ifdef MDL_HAVE_X86_SIMD
     if (h.variant == variant && variant == MDL_QGEMM_VNNI) {
-        mdl__qgemm_vnni(&v, M, A, lda, C, ldc);
+        const int64_t zero = 0;
+        if (!(M >= AMX_MIN_ROWS && v.K >= AMX_MIN_K && mdl__cpu_has_amx() &&
+              mdl__qgemm_amx(&v, M, A, lda, &zero, 1, C, ldc)))
+            mdl__qgemm_vnni(&v, M, A, lda, C, ldc);
         return;
     }
     if (h.variant == variant && variant == MDL_QGEMM_AVX2) {
@@ -280,7 +289,9 @@ bool mdl__qgemm_run_segs(const void *packed, int64_t M, const int8_t *A, int64_t
 #ifdef MDL_HAVE_X86_SIMD
     const int cur = mdl__qgemm_variant();
     if (h.variant == MDL_QGEMM_VNNI && cur == MDL_QGEMM_VNNI && (v.K / nseg) % 4 == 0) {
-        mdl__qgemm_vnni_segs(&v, M, A, lda, seg, nseg, C, ldc);
+        if (!(M >= AMX_MIN_ROWS && v.K >= AMX_MIN_K && mdl__cpu_has_amx() &&
+              mdl__qgemm_amx(&v, M, A, lda, seg, nseg, C, ldc)))
+            mdl__qgemm_vnni_segs(&v, M, A, lda, seg, nseg, C, ldc);
         return true;
     }
     if (h.variant == MDL_QGEMM_AVX2 && cur == MDL_QGEMM_AVX2) {

@@ -178,6 +178,15 @@ static void test_conv_shapes(void **state) {
         {false, 1, 9, 45, 8, 40, 3, 3, 2, 2, 1, 1, 1, 1, 0, 1, 1, false, true, MDL_ACT_RELU6, 1},
         {false, 1, 6, 40, 8, 16, 1, 3, 1, 1, 1, 1, 0, 1, 0, 1, 1, true, false, MDL_ACT_CLIP, 1},
         {false, 1, 5, 18, 64, 33, 2, 2, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, true, MDL_ACT_NONE, 0.1},
+        /* depthwise by vpdpbusd (KH <= 4, stride 1 across): full channel blocks and a tail,
+           rows inside and at the borders, KW 3 (weights in registers) and others */
+        {true, 2, 7, 19, 40, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU6, 1},
+        {true, 1, 9, 11, 48, 48, 2, 3, 2, 1, 1, 2, 0, 2, 1, 1, 1, true, false, MDL_ACT_NONE, 0.1},
+        {true, 1, 8, 6, 17, 17, 4, 1, 1, 1, 2, 1, 2, 0, 1, 0, 1, false, true, MDL_ACT_RELU, 1},
+        {true, 1, 6, 9, 16, 16, 3, 5, 1, 1, 1, 1, 0, 2, 0, 2, 1, true, true, MDL_ACT_NONE, 1e-4},
+        {true, 1, 5, 5, 33, 33, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_CLIP, 4.0},
+        {true, 1, 6, 9, 136, 136, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU6, 1},
+        {true, 1, 5, 4, 64, 64, 4, 2, 1, 1, 1, 1, 1, 0, 2, 1, 1, true, false, MDL_ACT_NONE, 0.1},
     };
     agree ag = {0};
     for (size_t i = 0; i < COUNT(cases); i++)

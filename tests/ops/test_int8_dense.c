@@ -240,7 +240,8 @@ typedef struct core_case {
     bool kn; /* weights as [K,N] rows (conv/MatMul) rather than [N,K] */
     double log_mult_lo, log_mult_hi;
     int32_t bias_range;
-    bool pow2; /* multipliers 2^-1 .. 2^-31: every rounding step meets exact ties */
+    bool pow2; /* multipliers 2^-1 .. 2^-pow2_max: every rounding step meets exact ties */
+    int pow2_max; /* 0: 31 */
 } core_case;
 
 static void check_core(const core_case *t) {
@@ -257,7 +258,7 @@ static void check_core(const core_case *t) {
     for (int64_t n = 0; n < N; n++) {
         bias[n] = (int32_t)th_rand_int(-t->bias_range, t->bias_range);
         ws[n] = (float)pow(10.0, th_uniform((float)t->log_mult_lo, (float)t->log_mult_hi));
-        if (t->pow2) ws[n] = ldexpf(1.0f, -(int)th_rand_int(1, 31));
+        if (t->pow2) ws[n] = ldexpf(1.0f, -(int)th_rand_int(1, t->pow2_max ? t->pow2_max : 31));
     }
     mdl__qgemm_desc d = {.N = N,
                          .K = K,
@@ -273,6 +274,7 @@ static void check_core(const core_case *t) {
                          .zy = (int32_t)rand_zp()};
     d.lo = (int32_t)th_rand_int(-128, -100);
     d.hi = (int32_t)th_rand_int(90, 127);
+    if ((M + N) % 3 == 0) d.lo = -128, d.hi = 127; /* no activation: only int8 saturation */
     mdl__kctx c = {.op = MDL_OP_FULLY_CONNECTED, .name = "core"};
     mdl_error err = {0};
     c.err = &err;
@@ -333,7 +335,8 @@ static void test_core_variants(void **state) {
                            -5,
                            -2,
                            1 << 20,
-                           false};
+                           false,
+                           0};
             check_core(&t);
         }
 }
@@ -344,12 +347,22 @@ static void test_core_extremes(void **state) {
     (void)state;
     th_seed(84);
     core_case cases[] = {
-        {7, 64, 1, 1, 64, false, -11, 1.5, INT32_MAX - 256 * 127, false},
-        {5, 33, 3, 3, 33, true, -11, -6, INT32_MAX - 256 * 3 * 127, false},
-        {3, 40, 4000, 4000, 40, false, -8, -3, 1 << 24, false},
-        {9, 17, 20000, 20001, 17, true, -9, -4, 1 << 20, false},
-        {31, 70, 2, 2, 70, false, 0, 0, INT32_MAX - 256 * 2 * 127, true},
-        {8, 50, 5, 7, 50, true, 0, 0, 1 << 12, true},
+        {7, 64, 1, 1, 64, false, -11, 1.5, INT32_MAX - 256 * 127, false, 0},
+        {5, 33, 3, 3, 33, true, -11, -6, INT32_MAX - 256 * 3 * 127, false, 0},
+        {3, 40, 4000, 4000, 40, false, -8, -3, 1 << 24, false, 0},
+        {9, 17, 20000, 20001, 17, true, -9, -4, 1 << 20, false, 0},
+        {31, 70, 2, 2, 70, false, 0, 0, INT32_MAX - 256 * 2 * 127, true, 0},
+        {8, 50, 5, 7, 50, true, 0, 0, 1 << 12, true, 0},
+        /* right shifts 1..23 only: the vectors' one-shift epilogue (gemm_int8_avx512.c) on
+           every channel, at ties and near the int32 limits */
+        {13, 48, 2, 2, 48, false, 0, 0, INT32_MAX - 256 * 2 * 127, true, 23},
+        {29, 35, 9, 9, 37, true, 0, 0, 1 << 16, true, 23},
+        {11, 64, 3, 3, 64, false, -7, -1, INT32_MAX - 256 * 3 * 127, false, 0},
+        /* AMX tiles (where the CPU has them): 16-row blocks and a tail, 64-k blocks and a tail
+           of 4..60 k, extreme sums */
+        {37, 50, 132, 140, 53, true, -7, -2, INT32_MAX - 256 * 132 * 127, false, 0},
+        {64, 33, 260, 260, 33, false, -9, -4, 1 << 20, false, 0},
+        {17, 20, 68, 68, 20, true, 0, 0, 1 << 16, true, 23},
     };
     for (size_t i = 0; i < COUNT(cases); i++)
         check_core(&cases[i]);

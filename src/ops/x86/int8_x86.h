@@ -35,6 +35,13 @@ void mdl__qgemm_avx2_segs(const mdl__qgemm_packed *p, int64_t M, const int8_t *A
 void mdl__qgemm_vnni_segs(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int64_t lda,
                           const int64_t *seg, int nseg, int8_t *C, int64_t ldc);
 
+/* The VNNI-packed product by AMX tiles (gemm_int8_amx_avx512.c; only where mdl__cpu_has_amx()),
+   rows of A as in mdl__qgemm_vnni_segs (nseg 1, seg {0} for a plain matrix).  False (nothing
+   done) where it cannot read A in place: K not a multiple of 4, or with several segments, a
+   segment length not a multiple of 64. */
+bool mdl__qgemm_amx(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int64_t lda,
+                    const int64_t *seg, int nseg, int8_t *C, int64_t ldc);
+
 /* Depthwise conv with channel multiplier 1 (conv_int8.c): y[n,oh,ow,c] = requant(bias[c] +
    sum over the taps inside the input of (x[n,ih,iw,c] - zx) * w[kh,kw,c]); p holds the
    per-channel multipliers and bias (padded to a multiple of 16 channels). */

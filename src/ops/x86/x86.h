@@ -16,11 +16,22 @@
 #define MDL_CPU_PORTABLE 0
 #define MDL_CPU_AVX2 1   /* AVX2 + FMA */
 #define MDL_CPU_AVX512 2 /* AVX-512 F + VL + BW + DQ (+ FMA) */
+/* A sub-level of MDL_CPU_AVX512, for the int8 GEMM only: AVX-512 VNNI + AMX-TILE + AMX-INT8 with
+   the OS's permission.  mdl__cpu_level() never returns it (the float kernels are those of
+   MDL_CPU_AVX512); mdl__cpu_sublevel() and mdl__cpu_has_amx() do. */
+#define MDL_CPU_AMX 3
 
 /* The best level this CPU (and OS) supports, lowered by the environment variable MDL_CPU_LEVEL
-   (0, 1 or 2; it can only lower, to test or benchmark the other variants).  Read once, then
-   cached; thread safe. */
+   (0, 1, 2 or 3; it can only lower, to test or benchmark the other variants; 2 = AVX-512
+   without AMX).  At most MDL_CPU_AVX512.  Read once, then cached; thread safe. */
 int mdl__cpu_level(void);
+
+/* The same with MDL_CPU_AMX where AMX is usable (and MDL_CPU_LEVEL does not lower it). */
+int mdl__cpu_sublevel(void);
+
+/* AMX for the int8 GEMM: mdl__cpu_sublevel() == MDL_CPU_AMX.  The first call (of any of these
+   functions) asks Linux for the tile data permission (arch_prctl), once per process. */
+bool mdl__cpu_has_amx(void);
 
 /* AVX-512 VNNI (vpdpbusd, the int8 kernels): only when mdl__cpu_level() is MDL_CPU_AVX512, so
    MDL_CPU_LEVEL=1 or 0 turns it off too.  Cached like the level. */
