@@ -173,8 +173,13 @@ demo: deps
 
 # Side by side with ONNX Runtime; writes bench/results/ (see bench/README.md).
 bench: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(B)/bench/sparse
 	@bash bench/run.sh $(B)
+
+# Sparse against dense kernels on the same shapes (bench/sparse.c, internal API: static library).
+$(B)/bench/sparse: bench/sparse.c $(B)/libmdeploy.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libmdeploy.a $(LDLIBS)
 
 # ---- fuzzing (clang libFuzzer + ASan/UBSan) -------------------------------------------------
 FUZZ_CC ?= clang

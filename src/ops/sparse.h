@@ -1,0 +1,71 @@
+/*
+ * Block-sparse weights and the sparse matrix product (internal; pruning, issue #15).
+ *
+ * A weight matrix W [N, K] (N outputs, K inputs: a FullyConnected weight, or a 1x1 convolution's
+ * [Cout, Cin]) is cut into 8x1 blocks: rows n0 .. n0+7 of one column k, for n0 = 0, 8, 16, ...
+ * (a "row group").  Only blocks with a non-zero value are stored: per row group, the columns of
+ * its blocks in increasing order and their 8 values (rows past N are 0).  Why 8x1:
+ *  - the product runs over the stored blocks only, one 8-lane FMA per block and input row, with
+ *    the block's 8 weights in one vector and one input value broadcast: no gathers, and the
+ *    same instruction mix as the dense microkernel, so the work falls with the block density;
+ *  - 8 lanes are one AVX2 register (and half an AVX-512 or two NEON registers): one portable
+ *    file layout serves every CPU;
+ *  - the index costs 4 bytes per 32 bytes of values (12.5%), against 100% for scalar CSR.
+ * Unstructured sparsity (element pruning) leaves few all-zero 8x1 blocks; the converter measures
+ * the block density and keeps such a layer dense.
+ *
+ * Arithmetic contract (every variant is bit-identical to mdl__spmm_ref): output (m, n) is
+ *     s = 0; for each stored block j of n's group, in order:  s = fmaf(w[j][n % 8], x[m, col[j]],
+ * s) y[m, n] = clamp(s + bias[n], lo, hi)        (bias NULL: s; clamp as mdl__clampf)
+ */
+#ifndef MDL_OPS_SPARSE_H
+#define MDL_OPS_SPARSE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MDL_SPARSE_BN 8
+#define MDL_SPMM_PIXELS 32 /* input rows per repacked tile (mdl__spmm_scratch_bytes) */
+
+typedef struct mdl__bsr {
+    int64_t N, K;
+    int64_t nblocks;
+    const int32_t *ptr; /* (N + 7) / 8 + 1 block offsets: group g has blocks ptr[g] .. ptr[g+1]-1 */
+    const int32_t *col; /* per block: its column, increasing within a group */
+    const float *val;   /* per block: 8 values (rows n0 .. n0+7), 32-byte aligned when built here */
+} mdl__bsr;
+
+static inline int64_t mdl__bsr_groups(int64_t N) { return (N + MDL_SPARSE_BN - 1) / MDL_SPARSE_BN; }
+
+/* Number of 8x1 blocks of W [N, K] (row stride ldw) holding a non-zero (or NaN) value. */
+int64_t mdl__bsr_count(int64_t N, int64_t K, const float *W, int64_t ldw);
+
+/* Bytes mdl__bsr_build needs for nblocks blocks of an N-row matrix (values first, 32-byte
+   aligned when mem is). */
+size_t mdl__bsr_bytes(int64_t N, int64_t nblocks);
+
+/* Stores the non-zero blocks of W [N, K] into mem (mdl__bsr_bytes(N, mdl__bsr_count(...))
+   bytes, 32-byte aligned) and describes them in *out.  K must be below 2^31. */
+void mdl__bsr_build(int64_t N, int64_t K, const float *W, int64_t ldw, void *mem, mdl__bsr *out);
+
+/* Scratch bytes the product of M input rows of K values needs (the same on every CPU): a tile
+   of input rows repacked column by column for the AVX-512 variant. */
+size_t mdl__spmm_scratch_bytes(int64_t M, int64_t K);
+
+/* Y [M, N] = X [M, K] * W^T (+ bias) clamped to [lo, hi], W block-sparse (contract above).
+   Leading dimensions in elements; scratch: mdl__spmm_scratch_bytes(M, K) bytes, 64-byte
+   aligned (unused by the reference).  mdl__spmm picks the variant for this CPU
+   (MDL_CPU_LEVEL). */
+void mdl__spmm_ref(int64_t M, const float *X, int64_t ldx, const mdl__bsr *W, const float *bias,
+                   float *Y, int64_t ldy, float lo, float hi, void *scratch);
+void mdl__spmm(int64_t M, const float *X, int64_t ldx, const mdl__bsr *W, const float *bias,
+               float *Y, int64_t ldy, float lo, float hi, void *scratch);
+
+#ifdef MDL_HAVE_X86_SIMD
+void mdl__spmm_avx2(int64_t M, const float *X, int64_t ldx, const mdl__bsr *W, const float *bias,
+                    float *Y, int64_t ldy, float lo, float hi, void *scratch);
+void mdl__spmm_avx512(int64_t M, const float *X, int64_t ldx, const mdl__bsr *W, const float *bias,
+                      float *Y, int64_t ldy, float lo, float hi, void *scratch);
+#endif
+
+#endif
