@@ -39,15 +39,6 @@ static mdl_status rz_prepare(mdl__kctx *c) {
         if (!(o->scale[d] > 0.0f) || isinf(o->scale[d]) || o->out[d] < 0)
             return mdl__fail(c, MDL_INVALID_ARGUMENT, "scale %g / size %d must be > 0",
                              (double)o->scale[d], (int)o->out[d]);
-    /* align_corners with a scale whose output length in * scale is not whole: ONNX's definition
-       divides by in * scale - 1, ONNX Runtime by the rounded length - 1; refuse rather than pick */
-    for (int d = 0; d < 2; d++) {
-        double len = (double)x->dims[1 + d] * (double)o->scale[d];
-        if (o->coord == MDL_RESIZE_ALIGN_CORNERS && o->out[d] == 0 && len != floor(len))
-            return mdl__fail(c, MDL_UNSUPPORTED, "align_corners with scale %g on a length of %lld gives a "
-                             "fractional output length %g (ONNX and ONNX Runtime differ there); give sizes",
-                             (double)o->scale[d], (long long)x->dims[1 + d], len);
-    }
     mdl__shape_of(&c->out_shape[0], x);
     int64_t oh = out_len(o, 0, x->dims[1]), ow = out_len(o, 1, x->dims[2]);
     if (oh > INT32_MAX || ow > INT32_MAX || x->dims[1] > INT32_MAX || x->dims[2] > INT32_MAX)
