@@ -115,6 +115,7 @@ static void row(mdl_op op, const bin_pack *p, const int8_t *a, int64_t sa, const
             p->mo.shift > 0 ? (int32_t)(((int64_t)1 << (31 - p->mo.shift)) - 1) : INT32_MAX,
             p->ma, p->mb, p->mo};
         if (op == MDL_OP_MUL) mdl__mul_q8_avx2(a, b, o, n, &args);
+        else if (mdl__cpu_level() >= MDL_CPU_AVX512) mdl__add_q8_avx512(a, b, o, n, &args, op == MDL_OP_SUB);
         else mdl__add_q8_avx2(a, b, o, n, &args, op == MDL_OP_SUB);
         return;
     }

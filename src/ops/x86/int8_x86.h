@@ -84,6 +84,10 @@ typedef struct mdl__q8_add_args {
 void mdl__add_q8_avx2(const int8_t *a, const int8_t *b, int8_t *o, int64_t n,
                       const mdl__q8_add_args *p, bool sub);
 
+/* The same on AVX-512 (q8_elem_avx512.c; mdl__cpu_level() >= MDL_CPU_AVX512). */
+void mdl__add_q8_avx512(const int8_t *a, const int8_t *b, int8_t *o, int64_t n,
+                        const mdl__q8_add_args *p, bool sub);
+
 /* int8 MUL of two rows (binary_int8.c's mul_one per lane; ma, mb, left_shift unused). */
 void mdl__mul_q8_avx2(const int8_t *a, const int8_t *b, int8_t *o, int64_t n,
                       const mdl__q8_add_args *p);
