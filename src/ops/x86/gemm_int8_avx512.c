@@ -299,20 +299,21 @@ typedef struct dwx {
     int32_t bias[16];       /* bias - (128 + zx) sum_taps w */
 } dwx;
 
-/* Byte offsets in the packed extra data: CB dwx, then KW * CB quads of weights. */
+/* Byte offsets in the packed extra data: CB dwx, then KW * CB quads of weights, then (KH <= 3)
+   the same weights one kernel row down, for the output row below (mdl__qdw_vnni_reg). */
 static int64_t dwx_weights(int64_t C) { return (C + 15) / 16 * (int64_t)sizeof(dwx); }
 
 size_t mdl__qdw_pack_bytes(int64_t C, int64_t KH, int64_t KW) {
     if (C < 1 || KH < 1 || KH > 4 || KW < 1 || C > ((int64_t)1 << 40) || KW > ((int64_t)1 << 16))
         return 0;
-    return (size_t)(dwx_weights(C) + KW * ((C + 15) / 16) * 64);
+    return (size_t)(dwx_weights(C) + (KH < 4 ? 2 : 1) * KW * ((C + 15) / 16) * 64);
 }
 
 void mdl__qdw_pack(const mdl__qgemm_packed *p, const int8_t *w, int32_t zx, int64_t C, int64_t KH,
                    int64_t KW, void *out) {
     const int64_t CB = (C + 15) / 16;
     dwx *x = out;
-    int8_t *wq = (int8_t *)out + dwx_weights(C);
+    int8_t *wq = (int8_t *)out + dwx_weights(C), *wd = wq + KW * CB * 64;
     memset(out, 0, mdl__qdw_pack_bytes(C, KH, KW));
     for (int64_t cb = 0; cb < CB; cb++) {
         const int64_t n = C - cb * 16 < 16 ? C - cb * 16 : 16;
@@ -326,22 +327,26 @@ void mdl__qdw_pack(const mdl__qgemm_packed *p, const int8_t *w, int32_t zx, int6
                 b -= (uint32_t)(128 + zx) * (uint32_t)(int32_t)w[t * C + c];
             x[cb].bias[j] = (int32_t)b;
             for (int64_t kw = 0; kw < KW; kw++)
-                for (int64_t k = 0; k < KH; k++)
-                    wq[((kw * CB + cb) * 16 + j) * 4 + k] = w[(k * KW + kw) * C + c];
+                for (int64_t k = 0; k < KH; k++) {
+                    const int64_t o = ((kw * CB + cb) * 16 + j) * 4 + k;
+                    wq[o] = w[(k * KW + kw) * C + c];
+                    if (KH < 4) wd[o + 1] = w[(k * KW + kw) * C + c];
+                }
         }
     }
 }
 
-/* The quad of input column iw (x offset off = iw * C + c0), rows r[0..3]; plain: all four rows
-   inside and 16 channels (plain loads), else row k's lanes outside m[k] hold zx. */
+/* The quad of input column iw (x offset off = iw * C + c0), rows r[0..3] (KR of them used);
+   plain: those rows inside and 16 channels (plain loads), else row k's lanes outside m[k] hold
+   zx. */
 INLINE __m512i dw_quad(const int8_t *const *r, const __mmask16 *m, int64_t off, const bool plain,
-                       const int KH, __m128i zxv, __m512i perm, __m512i tr, __m512i flip) {
+                       const int KR, __m128i zxv, __m512i perm, __m512i tr, __m512i flip) {
     __m512i v;
     if (plain) {
         v = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(r[0] + off)));
-        if (KH > 1) v = _mm512_mask_broadcast_i32x4(v, 0x00F0, _mm_loadu_si128((const __m128i *)(r[1] + off)));
-        if (KH > 2) v = _mm512_mask_broadcast_i32x4(v, 0x0F00, _mm_loadu_si128((const __m128i *)(r[2] + off)));
-        if (KH > 3) v = _mm512_mask_broadcast_i32x4(v, 0xF000, _mm_loadu_si128((const __m128i *)(r[3] + off)));
+        if (KR > 1) v = _mm512_mask_broadcast_i32x4(v, 0x00F0, _mm_loadu_si128((const __m128i *)(r[1] + off)));
+        if (KR > 2) v = _mm512_mask_broadcast_i32x4(v, 0x0F00, _mm_loadu_si128((const __m128i *)(r[2] + off)));
+        if (KR > 3) v = _mm512_mask_broadcast_i32x4(v, 0xF000, _mm_loadu_si128((const __m128i *)(r[3] + off)));
     } else {
         v = _mm512_castsi128_si512(_mm_mask_loadu_epi8(zxv, m[0], r[0] + off));
         v = _mm512_inserti32x4(v, _mm_mask_loadu_epi8(zxv, m[1], r[1] + off), 1);
@@ -351,10 +356,12 @@ INLINE __m512i dw_quad(const int8_t *const *r, const __mmask16 *m, int64_t off, 
     return _mm512_xor_si512(_mm512_shuffle_epi8(_mm512_permutexvar_epi32(perm, v), tr), flip);
 }
 
-/* One output row's 16 channels at c0 (block cb): clamp and the epilogue kind are constants. */
+/* One output row's 16 channels at c0 (block cb), or with `two` also the row below (y2; its
+   weights one kernel row down in the quads).  mode: the epilogue, 0 requant16x without clamp,
+   1 with, 2 requant16. */
 INLINE void dw_reg_block(const mdl__qdw_args *a, const dwx *x, const int8_t *wq, int64_t cb,
-                         const int8_t *const *r, const __mmask16 *m, int8_t *yr,
-                         const bool plain, const int KH, const int mode) {
+                         const int8_t *const *r, const __mmask16 *m, int8_t *yr, int8_t *y2,
+                         const bool plain, const int KR, const int mode, const bool two) {
     const int64_t C = a->C, CB = (C + 15) / 16, c0 = cb * 16, KW = a->KW, W = a->W;
     const mdl__qgemm_packed *p = a->p;
     const __m128i zxv = _mm_set1_epi8((char)a->zx);
@@ -366,10 +373,9 @@ INLINE void dw_reg_block(const mdl__qdw_args *a, const dwx *x, const int8_t *wq,
     const __mmask16 sm = mdl__mask16(C - c0);
     const dwx *xb = x + cb;
     const __m512i b = _mm512_loadu_si512(xb->bias);
-    const int8_t *wb = wq + cb * 64;
     const int64_t wstep = CB * 64;
-    /* epilogue: 0 requant16x without clamp, 1 with, 2 requant16 */
-#define DW_EPI(acc, ow)                                                                            \
+    const int8_t *wb = wq + cb * 64, *wb2 = wb + KW * wstep;
+#define DW_EPI(acc, y, ow)                                                                         \
     do {                                                                                           \
         __m512i v_;                                                                                \
         if (mode == 0) v_ = requant16x(acc, &xb->q, false);                                        \
@@ -378,12 +384,18 @@ INLINE void dw_reg_block(const mdl__qdw_args *a, const dwx *x, const int8_t *wq,
             v_ = requant16(acc, _mm512_loadu_si512(p->mult + c0), _mm512_loadu_si512(p->shift + c0), \
                            _mm512_set1_epi32(p->zy), _mm512_set1_epi32(p->lo),                     \
                            _mm512_set1_epi32(p->hi));                                              \
-        _mm512_mask_cvtsepi32_storeu_epi8(yr + (ow) * C + c0, sm, v_);                             \
+        _mm512_mask_cvtsepi32_storeu_epi8((y) + (ow) * C + c0, sm, v_);                            \
     } while (0)
-#define DW_COL(iw) ((iw) < 0 || (iw) >= W ? zq : dw_quad(r, m, (iw) * C + c0, plain, KH, zxv, perm, tr, flip))
+#define DW_COL(iw) ((iw) < 0 || (iw) >= W ? zq : dw_quad(r, m, (iw) * C + c0, plain, KR, zxv, perm, tr, flip))
     if (KW == 3 && a->dw == 1 && (a->sw == 1 || a->sw == 2)) {
         const __m512i w0 = _mm512_loadu_si512(wb), w1 = _mm512_loadu_si512(wb + wstep),
                       w2 = _mm512_loadu_si512(wb + 2 * wstep);
+        __m512i v0 = w0, v1 = w1, v2 = w2;
+        if (two) {
+            v0 = _mm512_loadu_si512(wb2);
+            v1 = _mm512_loadu_si512(wb2 + wstep);
+            v2 = _mm512_loadu_si512(wb2 + 2 * wstep);
+        }
         const int64_t sw = a->sw;
         int64_t iw = -a->pl;
         __m512i q0 = DW_COL(iw), q1 = DW_COL(iw + 1), q2;
@@ -393,7 +405,13 @@ INLINE void dw_reg_block(const mdl__qdw_args *a, const dwx *x, const int8_t *wq,
             __m512i acc = _mm512_dpbusd_epi32(b, q0, w0);
             acc = _mm512_dpbusd_epi32(acc, q1, w1);
             acc = _mm512_dpbusd_epi32(acc, q2, w2);
-            DW_EPI(acc, ow);
+            DW_EPI(acc, yr, ow);
+            if (two) {
+                __m512i acc2 = _mm512_dpbusd_epi32(b, q0, v0);
+                acc2 = _mm512_dpbusd_epi32(acc2, q1, v1);
+                acc2 = _mm512_dpbusd_epi32(acc2, q2, v2);
+                DW_EPI(acc2, y2, ow);
+            }
             if (sw == 1) {
                 q0 = q1;
                 q1 = q2;
@@ -405,11 +423,14 @@ INLINE void dw_reg_block(const mdl__qdw_args *a, const dwx *x, const int8_t *wq,
     } else {
         for (int64_t ow = 0; ow < a->OW; ow++) {
             const int64_t iw0 = ow * a->sw - a->pl;
-            __m512i acc = b;
-            for (int64_t kw = 0; kw < KW; kw++)
-                acc = _mm512_dpbusd_epi32(acc, DW_COL(iw0 + kw * a->dw),
-                                          _mm512_loadu_si512(wb + kw * wstep));
-            DW_EPI(acc, ow);
+            __m512i acc = b, acc2 = b;
+            for (int64_t kw = 0; kw < KW; kw++) {
+                const __m512i q = DW_COL(iw0 + kw * a->dw);
+                acc = _mm512_dpbusd_epi32(acc, q, _mm512_loadu_si512(wb + kw * wstep));
+                if (two) acc2 = _mm512_dpbusd_epi32(acc2, q, _mm512_loadu_si512(wb2 + kw * wstep));
+            }
+            DW_EPI(acc, yr, ow);
+            if (two) DW_EPI(acc2, y2, ow);
         }
     }
 #undef DW_COL
@@ -417,47 +438,59 @@ INLINE void dw_reg_block(const mdl__qdw_args *a, const dwx *x, const int8_t *wq,
 }
 
 INLINE void dw_reg_modes(const mdl__qdw_args *a, const dwx *x, const int8_t *wq, int64_t cb,
-                         const int8_t *const *r, const __mmask16 *m, int8_t *yr, const bool plain,
-                         const int KH) {
+                         const int8_t *const *r, const __mmask16 *m, int8_t *yr, int8_t *y2,
+                         const bool plain, const int KR, const bool two) {
     const rq16 *q = &x[cb].q;
-    if (q->ok && !q->clamp) dw_reg_block(a, x, wq, cb, r, m, yr, plain, KH, 0);
-    else if (q->ok) dw_reg_block(a, x, wq, cb, r, m, yr, plain, KH, 1);
-    else dw_reg_block(a, x, wq, cb, r, m, yr, plain, KH, 2);
+    if (q->ok && !q->clamp) dw_reg_block(a, x, wq, cb, r, m, yr, y2, plain, KR, 0, two);
+    else if (q->ok) dw_reg_block(a, x, wq, cb, r, m, yr, y2, plain, KR, 1, two);
+    else dw_reg_block(a, x, wq, cb, r, m, yr, y2, plain, KR, 2, two);
+}
+
+/* Output rows [oh, oh + nr) (nr 2: the quads hold KH + 1 input rows, the second output row's
+   weights one row down). */
+static void dw_reg_rows(const mdl__qdw_args *a, const void *extra, int64_t n, int64_t oh, int nr) {
+    const int64_t C = a->C, CB = (C + 15) / 16, KH = a->KH, KR = KH + nr - 1;
+    const dwx *x = extra;
+    const int8_t *wq = (const int8_t *)extra + dwx_weights(C);
+    const int64_t ih0 = oh * a->sh - a->pt;
+    const int8_t *r[4];
+    bool in[4], all = true;
+    for (int64_t k = 0; k < 4; k++) {
+        const int64_t ih = ih0 + k * a->dh;
+        in[k] = k < KR && ih >= 0 && ih < a->H;
+        /* rows k >= KR have zero weights: any bytes do (row 0's, or the masked zx) */
+        r[k] = in[k] ? a->x + (n * a->H + ih) * a->W * C : a->x;
+        if (k < KR && !in[k]) all = false;
+    }
+    if (all)
+        for (int64_t k = KR; k < 4; k++)
+            r[k] = r[0];
+    int8_t *yr = a->y + (n * a->OH + oh) * a->OW * C, *y2 = yr + a->OW * C;
+    for (int64_t cb = 0; cb < CB; cb++) {
+        const __mmask16 tail = mdl__mask16(C - cb * 16);
+        __mmask16 m[4];
+        for (int k = 0; k < 4; k++)
+            m[k] = in[k] ? tail : 0;
+        const bool plain = all && tail == 0xFFFF;
+        if (nr == 2 && plain && KR == 4) dw_reg_modes(a, x, wq, cb, r, m, yr, y2, true, 4, true);
+        else if (nr == 2) dw_reg_modes(a, x, wq, cb, r, m, yr, y2, false, 4, true);
+        else if (plain && KR == 3) dw_reg_modes(a, x, wq, cb, r, m, yr, y2, true, 3, false);
+        else if (plain && KR == 1) dw_reg_modes(a, x, wq, cb, r, m, yr, y2, true, 1, false);
+        else if (plain && KR == 2) dw_reg_modes(a, x, wq, cb, r, m, yr, y2, true, 2, false);
+        else if (plain) dw_reg_modes(a, x, wq, cb, r, m, yr, y2, true, 4, false);
+        else dw_reg_modes(a, x, wq, cb, r, m, yr, y2, false, 4, false);
+    }
 }
 
 void mdl__qdw_vnni_reg(const mdl__qdw_args *a, const void *extra) {
-    const int64_t C = a->C, CB = (C + 15) / 16, KH = a->KH;
-    const dwx *x = extra;
-    const int8_t *wq = (const int8_t *)extra + dwx_weights(C);
-    for (int64_t n = 0; n < a->N; n++)
-        for (int64_t oh = 0; oh < a->OH; oh++) {
-            const int64_t ih0 = oh * a->sh - a->pt;
-            const int8_t *r[4];
-            bool in[4], all = true;
-            for (int64_t k = 0; k < 4; k++) {
-                const int64_t ih = ih0 + k * a->dh;
-                in[k] = k < KH && ih >= 0 && ih < a->H;
-                /* rows k >= KH have zero weights: any bytes do (row 0's, or the masked zx) */
-                r[k] = in[k] ? a->x + (n * a->H + ih) * a->W * C : a->x;
-                if (k < KH && !in[k]) all = false;
-            }
-            if (all)
-                for (int64_t k = KH; k < 4; k++)
-                    r[k] = r[0];
-            int8_t *yr = a->y + (n * a->OH + oh) * a->OW * C;
-            for (int64_t cb = 0; cb < CB; cb++) {
-                const __mmask16 tail = mdl__mask16(C - cb * 16);
-                __mmask16 m[4];
-                for (int k = 0; k < 4; k++)
-                    m[k] = in[k] ? tail : 0;
-                if (all && tail == 0xFFFF) {
-                    if (KH == 3) dw_reg_modes(a, x, wq, cb, r, m, yr, true, 3);
-                    else if (KH == 1) dw_reg_modes(a, x, wq, cb, r, m, yr, true, 1);
-                    else if (KH == 2) dw_reg_modes(a, x, wq, cb, r, m, yr, true, 2);
-                    else dw_reg_modes(a, x, wq, cb, r, m, yr, true, 4);
-                } else {
-                    dw_reg_modes(a, x, wq, cb, r, m, yr, false, 4);
-                }
-            }
-        }
+    /* two output rows per pass where their KH + 1 input rows fit in a quad */
+    const bool pairs = a->KH < 4 && a->sh == 1 && a->dh == 1;
+    for (int64_t n = 0; n < a->N; n++) {
+        int64_t oh = 0;
+        if (pairs)
+            for (; oh + 2 <= a->OH; oh += 2)
+                dw_reg_rows(a, extra, n, oh, 2);
+        for (; oh < a->OH; oh++)
+            dw_reg_rows(a, extra, n, oh, 1);
+    }
 }
