@@ -196,6 +196,11 @@ static void test_conv_shapes(void **state) {
         {true, 1, 8, 15, 33, 33, 4, 5, 2, 2, 1, 2, 2, 3, 1, 2, 1, true, false, MDL_ACT_RELU, 1e-4},
         {true, 1, 7, 9, 16, 16, 1, 3, 1, 2, 1, 1, 0, 1, 0, 1, 1, true, true, MDL_ACT_NONE, 4.0},
         {true, 1, 12, 12, 64, 64, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU, 1e-4},
+        /* 1x1 over more than one AMX row block (256 rows) with a partial last tile: K with and
+           without a tail of K % 64, panel pairs and a single panel */
+        {false, 1, 19, 19, 72, 40, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_RELU6, 1},
+        {false, 2, 13, 11, 64, 16, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, false, true, MDL_ACT_NONE, 1e-4},
+        {false, 1, 17, 16, 128, 50, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, false, MDL_ACT_CLIP, 4.0},
     };
     agree ag = {0};
     for (size_t i = 0; i < COUNT(cases); i++)
