@@ -63,8 +63,8 @@ INLINE void tile(const int R, const int NP, const mdl__qgemm_packed *p, int64_t 
 #pragma GCC unroll 6
             for (int i = 0; i < R; i++) {
                 __m512i av = _mm512_set1_epi32(load4(as + i * lda + k));
-                acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], w0, av);
-                if (NP > 1) acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], w1, av);
+                DPBUSD(acc[i][0], w0, av);
+                if (NP > 1) DPBUSD(acc[i][1], w1, av);
             }
         }
     }
@@ -80,8 +80,8 @@ INLINE void tile(const int R, const int NP, const mdl__qgemm_packed *p, int64_t 
             if (K - k > 1) v |= (uint32_t)(uint8_t)t[1] << 8;
             if (K - k > 2) v |= (uint32_t)(uint8_t)t[2] << 16;
             __m512i av = _mm512_set1_epi32((int32_t)v);
-            acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], w0, av);
-            if (NP > 1) acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], w1, av);
+            DPBUSD(acc[i][0], w0, av);
+            if (NP > 1) DPBUSD(acc[i][1], w1, av);
         }
     }
     const __m512i zy = _mm512_set1_epi32(p->zy), lo = _mm512_set1_epi32(p->lo),
