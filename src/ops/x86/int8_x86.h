@@ -63,7 +63,9 @@ static inline void mdl__qdw_tap_range(int64_t i0, int64_t d, int64_t K, int64_t 
 }
 
 void mdl__qdw_avx2(const mdl__qdw_args *a);
-void mdl__qdw_vnni(const mdl__qdw_args *a); /* AVX-512; called only where VNNI is */
+/* AVX-512, called only where VNNI is: the kernels with more than 4 rows (mdl__qdw_vnni_reg below
+   takes the others) */
+void mdl__qdw_vnni(const mdl__qdw_args *a);
 
 /* Depthwise by vpdpbusd with each column's kernel-row quads built in registers (KH <= 4, any
    KW, strides and dilations; gemm_int8_avx512.c): no scratch.  extra: the constants
