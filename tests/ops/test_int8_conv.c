@@ -201,6 +201,9 @@ static void test_conv_shapes(void **state) {
         {false, 1, 19, 19, 72, 40, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_RELU6, 1},
         {false, 2, 13, 11, 64, 16, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, false, true, MDL_ACT_NONE, 1e-4},
         {false, 1, 17, 16, 128, 50, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, false, MDL_ACT_CLIP, 4.0},
+        /* K below one AMX tile's depth (only the K % 64 tiles): 24 and 36 */
+        {false, 1, 9, 8, 24, 40, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_RELU6, 1},
+        {false, 2, 5, 7, 36, 20, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, false, true, MDL_ACT_NONE, 0.1},
     };
     agree ag = {0};
     for (size_t i = 0; i < COUNT(cases); i++)
