@@ -115,6 +115,7 @@ static void row(mdl_op op, const bin_pack *p, const int8_t *a, int64_t sa, const
             p->mo.shift > 0 ? (int32_t)(((int64_t)1 << (31 - p->mo.shift)) - 1) : INT32_MAX,
             p->ma, p->mb, p->mo};
         if (op == MDL_OP_MUL) mdl__mul_q8_avx2(a, b, o, n, &args);
+        else if (mdl__cpu_level() >= MDL_CPU_AVX512) mdl__add_q8_avx512(a, b, o, n, &args, op == MDL_OP_SUB);
         else mdl__add_q8_avx2(a, b, o, n, &args, op == MDL_OP_SUB);
         return;
     }
@@ -145,6 +146,17 @@ static mdl_status binary_run(mdl__kctx *c) {
     if (total == 0) return MDL_OK;
     const int8_t *a = c->in_data[0], *b = c->in_data[1];
     int8_t *o = c->out_data[0];
+#ifdef MDL_HAVE_X86_SIMD
+    /* no broadcasting (each operand has all the output's elements, in its order): one row, so
+       that the SIMD loop's setup runs once, not once per innermost row */
+    int64_t na = 1, nb = 1;
+    for (int32_t d = 0; d < at->rank; d++) na *= at->dims[d];
+    for (int32_t d = 0; d < bt->rank; d++) nb *= bt->dims[d];
+    if (na == total && nb == total) {
+        row(c->op, p, a, 1, b, 1, o, total);
+        return MDL_OK;
+    }
+#endif
     if (os.rank == 0) {
         row(c->op, p, a, 0, b, 0, o, 1);
         return MDL_OK;

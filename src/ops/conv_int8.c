@@ -60,9 +60,9 @@ static void write_output_shape(mdl__kctx *c, const qconv_geom *g) {
 }
 
 static bool depthwise_path(const qconv_geom *g) { return g->G > 1 && g->CG == 1; }
-/* The depthwise shapes mdl__qdw_vnni4 computes: channel multiplier 1, at most 4 kernel rows,
-   horizontal stride 1 (with stride 2 the interleaving of twice the columns cost more than the
-   dot products saved: measured on MobileNetV2).  */
+/* The depthwise shapes an earlier VNNI kernel computed with a row of scratch: channel
+   multiplier 1, at most 4 kernel rows, horizontal stride 1.  Its kernel needs none now, but
+   the scratch stays reserved: stored plans were made with it.  */
 static bool dw4_path(const qconv_geom *g) { return g->OC == g->C && g->KH <= 4 && g->sw == 1; }
 
 size_t mdl__qdw4_scratch_bytes(int64_t C, int64_t OW, int64_t KW, int64_t sw, int64_t dw) {
@@ -100,10 +100,23 @@ static void group_desc(const mdl__kctx *c, const qconv_geom *g, const mdl__qio *
     d->hi = io->hi;
 }
 
+#ifdef MDL_HAVE_X86_SIMD
+/* Bytes the AVX-512 VNNI depthwise kernel packs after the record (0: none). */
+static size_t dw_extra(const qconv_geom *g) {
+    return mdl__qgemm_variant() == MDL_QGEMM_VNNI && g->OC == g->C
+               ? mdl__qdw_pack_bytes(g->C, g->KH, g->KW) : 0;
+}
+#else
+#define dw_extra(g) ((size_t)0)
+#endif
+
 /* Packed data: one GEMM-core record per group, each `stride` bytes (one record of all channels
-   for the depthwise loops). */
+   for the depthwise loops, and what dw_extra says after it). */
 static size_t group_stride(const qconv_geom *g, bool depthwise) {
-    if (depthwise) return mdl__qgemm_pack_bytes(MDL_QGEMM_REF, g->OC, g->KH * g->KW);
+    if (depthwise) {
+        size_t b = mdl__qgemm_pack_bytes(MDL_QGEMM_REF, g->OC, g->KH * g->KW);
+        return b ? b + dw_extra(g) : 0;
+    }
     return mdl__qgemm_pack_bytes(mdl__qgemm_variant(), g->OG, g->K);
 }
 
@@ -129,7 +142,7 @@ static mdl_status prepare_common(mdl__kctx *c, bool depthwise) {
     if (!stride || !mdl__mul_size(stride, dw ? 1 : (size_t)g.G, &c->packed_bytes))
         return mdl__fail(c, MDL_SHAPE, "weight '%s' is too large", tname(c->in[1]));
     if (dw) {
-        /* one pixel's int32 accumulators; the VNNI kernel's rows where it applies */
+        /* one pixel's int32 accumulators; the scratch stored plans reserve (dw4_path) */
         c->scratch_bytes = (size_t)g.OC * sizeof(int32_t);
         if (dw4_path(&g)) {
             size_t b4 = mdl__qdw4_scratch_bytes(g.C, g.OW, g.KW, g.sw, g.dw);
@@ -160,6 +173,12 @@ static mdl_status pack_common(mdl__kctx *c, bool depthwise) {
         mdl__qgemm_pack(dw ? MDL_QGEMM_REF : mdl__qgemm_variant(), &d,
                         (unsigned char *)c->packed + (size_t)gi * stride);
     }
+#ifdef MDL_HAVE_X86_SIMD
+    mdl__qgemm_packed p;
+    if (dw && dw_extra(&g) && mdl__qgemm_view(c->packed, &p))
+        mdl__qdw_pack(&p, c->in[1]->data, io.zx, g.C, g.KH, g.KW,
+                      (unsigned char *)c->packed + (stride - dw_extra(&g)));
+#endif
     return MDL_OK;
 }
 
@@ -383,8 +402,8 @@ static mdl_status run_common(mdl__kctx *c, bool depthwise_op) {
             mdl__qdw_args a = {x,    w,    y,    &p,   io.zx, g.N,  g.H,  g.W,  g.C, g.OH,
                                g.OW, g.KH, g.KW, g.sh, g.sw,  g.dh, g.dw, g.pt, g.pl};
             int v = mdl__qgemm_variant();
-            if (v == MDL_QGEMM_VNNI && dw4_path(&g)) {
-                mdl__qdw_vnni4(&a, c->scratch);
+            if (v == MDL_QGEMM_VNNI && dw_extra(&g)) {
+                mdl__qdw_vnni_reg(&a, pk + (group_stride(&g, true) - dw_extra(&g)));
                 return MDL_OK;
             }
             if (v == MDL_QGEMM_VNNI) {

@@ -109,9 +109,10 @@ typedef struct mdl__qgemm_packed {
 bool mdl__qgemm_run_segs(const void *packed, int64_t M, const int8_t *A, int64_t lda,
                          const int64_t *seg, int nseg, int8_t *C, int64_t ldc, void *scratch);
 
-/* Scratch of the AVX-512 VNNI depthwise kernel for C channels, KH <= 4 (mdl__qdw_vnni4): a row
-   of interleaved input quads, the interleaved weights and the corrected bias.  Part of the plan
-   on every CPU, so that a stored plan does not depend on the machine.  0 on overflow. */
+/* Scratch an earlier AVX-512 VNNI depthwise kernel used for C channels, KH <= 4, stride 1 (a row
+   of interleaved input quads, the interleaved weights and the corrected bias).  No kernel needs
+   it now (mdl__qdw_vnni_reg builds the quads in registers); prepare still reserves it, so that
+   plans stored in existing .mdl files stay the ones it computes.  0 on overflow. */
 size_t mdl__qdw4_scratch_bytes(int64_t C, int64_t OW, int64_t KW, int64_t sw, int64_t dw);
 
 /* The packed record's constants and panels, or false if packed is not one. */

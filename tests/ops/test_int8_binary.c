@@ -191,6 +191,31 @@ static void test_binary_extreme(void **state) {
     q8_report(&stats[2], "mul (all tests)", 0.99);
 }
 
+/* Long rows (the SIMD loops' bodies and an odd tail) with the multipliers' edge cases: equal
+   input scales (a multiplier of exactly 1/2), one input 1e-9 of the other (a multiplier that
+   rounds to zero, or a right shift beyond 23), and an output scale so small that the output
+   multiplier shifts left (the sum clamped first). */
+static void test_binary_long_rows(void **state) {
+    (void)state;
+    th_seed(304);
+    const float in_ratio[] = {1e-9f, 3e-5f, 0.37f, 1.0f, 7.0f, 1e9f};
+    const float out_ratio[] = {1e-6f, 1e-3f, 1.0f, 30.0f};
+    const mdl_op ops[] = {MDL_OP_ADD, MDL_OP_SUB};
+    const int64_t zps[] = {-128, 0, 127, 5};
+    int64_t ad[2] = {2, 1003}, bd[2] = {2, 1003};
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < 6; i++)
+            for (int j = 0; j < 4; j++) {
+                float sc[3] = {0.02f, 0.02f * in_ratio[i], 0.0f};
+                sc[2] = (float)(255.0 * (sc[0] > sc[1] ? sc[0] : sc[1]) / 255.0 * out_ratio[j]);
+                int64_t zp[3] = {zps[(i + j) % 4], zps[(i + 2 * j + 1) % 4], zps[(i + j + k + 2) % 4]};
+                mdl_fused_act act = {(mdl_activation)((i + j + k) % MDL_ACT_COUNT), -0.5f, 0.5f};
+                check_binary(ops[k], 2, ad, 2, bd, sc, zp, &act);
+            }
+    q8_report(&stats[0], "add (long rows and before)", 0.99);
+    q8_report(&stats[1], "sub (long rows and before)", 0.99);
+}
+
 static void test_binary_rejects(void **state) {
     (void)state;
     float s = 0.1f;
@@ -248,6 +273,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_binary_random),
         cmocka_unit_test(test_binary_patterns),
         cmocka_unit_test(test_binary_extreme),
+        cmocka_unit_test(test_binary_long_rows),
         cmocka_unit_test(test_binary_rejects),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);

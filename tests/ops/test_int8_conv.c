@@ -187,6 +187,23 @@ static void test_conv_shapes(void **state) {
         {true, 1, 5, 5, 33, 33, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_CLIP, 4.0},
         {true, 1, 6, 9, 136, 136, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU6, 1},
         {true, 1, 5, 4, 64, 64, 4, 2, 1, 1, 1, 1, 1, 0, 2, 1, 1, true, false, MDL_ACT_NONE, 0.1},
+        /* depthwise with quads built in registers (mdl__qdw_vnni_reg, any stride): 3x3 stride 2
+           with symmetric and TF-style padding, several blocks and a tail; stride 3, dilation,
+           KH 4 x KW 5, one kernel row; multipliers that take the general epilogue */
+        {true, 1, 11, 13, 40, 40, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU6, 1},
+        {true, 2, 10, 12, 101, 101, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1, 1, true, true, MDL_ACT_NONE, 0.1},
+        {true, 1, 9, 17, 21, 21, 3, 3, 2, 3, 1, 1, 1, 1, 1, 1, 1, false, true, MDL_ACT_CLIP, 1},
+        {true, 1, 8, 15, 33, 33, 4, 5, 2, 2, 1, 2, 2, 3, 1, 2, 1, true, false, MDL_ACT_RELU, 1e-4},
+        {true, 1, 7, 9, 16, 16, 1, 3, 1, 2, 1, 1, 0, 1, 0, 1, 1, true, true, MDL_ACT_NONE, 4.0},
+        {true, 1, 12, 12, 64, 64, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU, 1e-4},
+        /* 1x1 over more than one AMX row block (256 rows) with a partial last tile: K with and
+           without a tail of K % 64, panel pairs and a single panel */
+        {false, 1, 19, 19, 72, 40, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_RELU6, 1},
+        {false, 2, 13, 11, 64, 16, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, false, true, MDL_ACT_NONE, 1e-4},
+        {false, 1, 17, 16, 128, 50, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, false, MDL_ACT_CLIP, 4.0},
+        /* K below one AMX tile's depth (only the K % 64 tiles): 24 and 36 */
+        {false, 1, 9, 8, 24, 40, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_RELU6, 1},
+        {false, 2, 5, 7, 36, 20, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, false, true, MDL_ACT_NONE, 0.1},
     };
     agree ag = {0};
     for (size_t i = 0; i < COUNT(cases); i++)

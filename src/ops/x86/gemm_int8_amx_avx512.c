@@ -12,8 +12,9 @@
  * panels' B tiles; 5, 6, 7 the same for the last K % 64 bytes.  Rows of A are read in place (a
  * tile load takes a row stride), so K must be a multiple of 4 (a tile row of K % 64 bytes must
  * not read past a row), and with segments (a convolution's kernel rows) each 64-byte block must
- * lie in one segment: segment length a multiple of 64.  The sums go through a 2 KiB buffer to
- * the AVX-512 epilogue. */
+ * lie in one segment: segment length a multiple of 64.  The sums start at the bias (a tile load
+ * with row stride 0) and go through a 2 KiB buffer to the AVX-512 epilogue; rows are taken in
+ * blocks of RBLK, whose row sums and whose panels' epilogue constants are computed once. */
 #include "int8_avx512.h"
 
 #include <string.h>
@@ -41,6 +42,22 @@ static void configure(int64_t mr, int64_t kt) {
     _tile_loadconfig(&t);
 }
 
+/* The epilogue of one 16-row tile's panel j: sums in buf (bias included), rs128 the rows'
+   128 sum_k A; mode 0 requant16x without clamp, 1 with, 2 requant16. */
+INLINE void epilogue(const int mode, const int32_t *buf, const int32_t *rs128, int64_t mr,
+                     const rq16 *q, __m512i mult, __m512i shift, __m512i zy, __m512i lo, __m512i hi,
+                     int8_t *c, int64_t ldc, __mmask16 sm) {
+    for (int64_t i = 0; i < mr; i++) {
+        __m512i v = _mm512_sub_epi32(_mm512_load_si512(buf + i * 16), _mm512_set1_epi32(rs128[i]));
+        v = mode == 0 ? requant16x(v, q, false)
+            : mode == 1 ? requant16x(v, q, true)
+                        : requant16(v, mult, shift, zy, lo, hi);
+        _mm512_mask_cvtsepi32_storeu_epi8(c + i * ldc, sm, v);
+    }
+}
+
+#define RBLK 256 /* rows per block: the rows' sums once, the epilogue's constants once per panel */
+
 bool mdl__qgemm_amx(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int64_t lda,
                     const int64_t *seg, int nseg, int8_t *C, int64_t ldc) {
     const int64_t N = p->N, K = p->K, seglen = K / nseg;
@@ -48,62 +65,65 @@ bool mdl__qgemm_amx(const mdl__qgemm_packed *p, int64_t M, const int8_t *A, int6
     const int64_t ps = K / 4 * 64, nk = K / 64, kt = K % 64;
     const uint8_t *panels = p->panels;
     int32_t buf[2][MB * 16] __attribute__((aligned(64)));
-    int32_t rs[MB];
-    rq16 qs[2];
+    int32_t rs128[RBLK];
     const __m512i zy = _mm512_set1_epi32(p->zy), lo = _mm512_set1_epi32(p->lo),
                   hi = _mm512_set1_epi32(p->hi);
     int64_t configured = -1;
-    for (int64_t m0 = 0; m0 < M; m0 += MB) {
-        const int64_t mr = M - m0 < MB ? M - m0 : MB;
-        if (mr != configured) configure(mr, kt), configured = mr;
-        const int8_t *a = A + m0 * lda;
-        for (int64_t i = 0; i < mr; i++) {
-            rs[i] = 0;
+    for (int64_t b0 = 0; b0 < M; b0 += RBLK) {
+        const int64_t mb = M - b0 < RBLK ? M - b0 : RBLK;
+        for (int64_t i = 0; i < mb; i++) {
+            int32_t r = 0;
             for (int q = 0; q < nseg; q++)
-                rs[i] += row_sum(a + i * lda + seg[q], seglen);
+                r += row_sum(A + (b0 + i) * lda + seg[q], seglen);
+            rs128[i] = (int32_t)((uint32_t)r * 128u);
         }
         for (int64_t n0 = 0; n0 < N; n0 += 32) {
             const int64_t nv = N - n0 < 32 ? N - n0 : 32;
             const int np = nv > 16 ? 2 : 1;
             const uint8_t *pw = panels + n0 / 16 * ps;
-            _tile_zero(0);
-            _tile_zero(1);
-            for (int64_t kc = 0; kc < nk; kc++) {
-                const int64_t k = kc * 64, q = k / seglen;
-                _tile_loadd(2, a + seg[q] + (k - q * seglen), lda);
-                _tile_loadd(3, pw + kc * 1024, 64);
-                _tile_dpbsud(0, 2, 3);
-                if (np == 2) {
-                    _tile_loadd(4, pw + ps + kc * 1024, 64);
-                    _tile_dpbsud(1, 2, 4);
-                }
-            }
-            if (kt) { /* one segment only (see above) */
-                _tile_loadd(5, a + seg[0] + nk * 64, lda);
-                _tile_loadd(6, pw + nk * 1024, 64);
-                _tile_dpbsud(0, 5, 6);
-                if (np == 2) {
-                    _tile_loadd(7, pw + ps + nk * 1024, 64);
-                    _tile_dpbsud(1, 5, 7);
-                }
-            }
-            _tile_stored(0, buf[0], 64);
-            if (np == 2) _tile_stored(1, buf[1], 64);
+            rq16 qs[2];
+            int mode[2];
+            __m512i mult[2], shift[2];
             for (int j = 0; j < np; j++) {
-                const int64_t n = n0 + j * 16;
-                const __m512i mult = _mm512_loadu_si512(p->mult + n);
-                const __m512i shift = _mm512_loadu_si512(p->shift + n);
-                const __m512i bias = _mm512_loadu_si512(p->bias + n);
-                const __mmask16 sm = mdl__mask16(nv - j * 16);
-                const bool x = rq16_setup(mult, shift, p->zy, lo, hi, &qs[j]);
-                for (int64_t i = 0; i < mr; i++) {
-                    __m512i v = _mm512_sub_epi32(_mm512_load_si512(buf[j] + i * 16),
-                                                 _mm512_set1_epi32((int32_t)((uint32_t)rs[i] * 128u)));
-                    v = _mm512_add_epi32(v, bias);
-                    v = x && !qs[j].clamp ? requant16x(v, &qs[j], false)
-                        : x                   ? requant16x(v, &qs[j], true)
-                                              : requant16(v, mult, shift, zy, lo, hi);
-                    _mm512_mask_cvtsepi32_storeu_epi8(C + (m0 + i) * ldc + n, sm, v);
+                mult[j] = _mm512_loadu_si512(p->mult + n0 + j * 16);
+                shift[j] = _mm512_loadu_si512(p->shift + n0 + j * 16);
+                mode[j] = !rq16_setup(mult[j], shift[j], p->zy, lo, hi, &qs[j]) ? 2 : qs[j].clamp ? 1 : 0;
+            }
+            for (int64_t m0 = b0; m0 < b0 + mb; m0 += MB) {
+                const int64_t mr = b0 + mb - m0 < MB ? b0 + mb - m0 : MB;
+                if (mr != configured) configure(mr, kt), configured = mr;
+                const int8_t *a = A + m0 * lda;
+                /* the sums start at the bias: its 16 values in every row (stride 0) */
+                _tile_loadd(0, p->bias + n0, 0);
+                if (np == 2) _tile_loadd(1, p->bias + n0 + 16, 0);
+                for (int64_t kc = 0; kc < nk; kc++) {
+                    const int64_t k = kc * 64, q = k / seglen;
+                    _tile_loadd(2, a + seg[q] + (k - q * seglen), lda);
+                    _tile_loadd(3, pw + kc * 1024, 64);
+                    _tile_dpbsud(0, 2, 3);
+                    if (np == 2) {
+                        _tile_loadd(4, pw + ps + kc * 1024, 64);
+                        _tile_dpbsud(1, 2, 4);
+                    }
+                }
+                if (kt) { /* one segment only (see above) */
+                    _tile_loadd(5, a + seg[0] + nk * 64, lda);
+                    _tile_loadd(6, pw + nk * 1024, 64);
+                    _tile_dpbsud(0, 5, 6);
+                    if (np == 2) {
+                        _tile_loadd(7, pw + ps + nk * 1024, 64);
+                        _tile_dpbsud(1, 5, 7);
+                    }
+                }
+                _tile_stored(0, buf[0], 64);
+                if (np == 2) _tile_stored(1, buf[1], 64);
+                for (int j = 0; j < np; j++) {
+                    const __mmask16 sm = mdl__mask16(nv - j * 16);
+                    int8_t *c = C + m0 * ldc + n0 + j * 16;
+                    const int32_t *r = rs128 + (m0 - b0);
+                    if (mode[j] == 0) epilogue(0, buf[j], r, mr, &qs[j], mult[j], shift[j], zy, lo, hi, c, ldc, sm);
+                    else if (mode[j] == 1) epilogue(1, buf[j], r, mr, &qs[j], mult[j], shift[j], zy, lo, hi, c, ldc, sm);
+                    else epilogue(2, buf[j], r, mr, &qs[j], mult[j], shift[j], zy, lo, hi, c, ldc, sm);
                 }
             }
         }

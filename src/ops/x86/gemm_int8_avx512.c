@@ -63,8 +63,8 @@ INLINE void tile(const int R, const int NP, const mdl__qgemm_packed *p, int64_t 
 #pragma GCC unroll 6
             for (int i = 0; i < R; i++) {
                 __m512i av = _mm512_set1_epi32(load4(as + i * lda + k));
-                acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], w0, av);
-                if (NP > 1) acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], w1, av);
+                DPBUSD(acc[i][0], w0, av);
+                if (NP > 1) DPBUSD(acc[i][1], w1, av);
             }
         }
     }
@@ -80,8 +80,8 @@ INLINE void tile(const int R, const int NP, const mdl__qgemm_packed *p, int64_t 
             if (K - k > 1) v |= (uint32_t)(uint8_t)t[1] << 8;
             if (K - k > 2) v |= (uint32_t)(uint8_t)t[2] << 16;
             __m512i av = _mm512_set1_epi32((int32_t)v);
-            acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], w0, av);
-            if (NP > 1) acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], w1, av);
+            DPBUSD(acc[i][0], w0, av);
+            if (NP > 1) DPBUSD(acc[i][1], w1, av);
         }
     }
     const __m512i zy = _mm512_set1_epi32(p->zy), lo = _mm512_set1_epi32(p->lo),
@@ -277,148 +277,220 @@ void mdl__qdw_vnni(const mdl__qdw_args *a) {
         }
 }
 
-/* ---- depthwise by vpdpbusd (KH <= 4, channel multiplier 1) ----------------------------------
-   For each output row, the KH input rows it reads are interleaved once into a row of quads:
-   byte 4j + k of the 64 bytes at (column, channel block) is input row k's value of channel j,
-   plus 128 (u8), padding rows/columns holding zx (which adds nothing after the correction
-   below), rows k >= KH zero-weighted.  An output pixel is then KW vpdpbusd per 16 channels
-   against the weights interleaved the same way:
+/* ---- depthwise by vpdpbusd, quads built in registers (KH <= 4, channel multiplier 1) ---------
+   An input column's KH <= 4 rows are interleaved into quads: byte 4j + k of the 16-channel quad
+   is input row k's value of channel j, plus 128 (u8), padding rows/columns holding zx (which
+   adds nothing after the correction below), rows k >= KH zero-weighted.  An output pixel is then
+   KW vpdpbusd per 16 channels against the weights interleaved the same way:
        acc = sum_taps (xs + 128) w = sum_taps (xs - zx) w + (128 + zx) sum_taps w,
-   so the bias is lowered by (128 + zx) sum_taps w once per run (int32 arithmetic wraps; the true
-   result fits, see mdl__qgemm_check).  Scratch: mdl__qdw4_scratch_bytes. */
-void mdl__qdw_vnni4(const mdl__qdw_args *a, void *scratch) {
-    const int64_t C = a->C, CB = (C + 15) / 16, KW = a->KW, KH = a->KH;
-    const int64_t Wp = (a->OW - 1) * a->sw + (KW - 1) * a->dw + 1;
+   so the bias is lowered by (128 + zx) sum_taps w (int32 arithmetic wraps; the true result
+   fits, see mdl__qgemm_check).  Weights, lowered bias and the epilogue's constants are packed
+   once at load (mdl__qdw_pack); each column's quad is built in a register where it is used: no
+   scratch, and a column is built once per output pixel with stride 1 (the last one slides in),
+   twice with stride 2.  (An earlier kernel wrote a row of quads to scratch and repacked the
+   weights per run: slower, measured on MobileNetV2.)
+
+   A quad of 16 channels: row k's 16 bytes broadcast into 128-bit lane k (one load and three
+   masked broadcasts), a dword permutation giving lane L the dwords L of the four rows, and an
+   in-lane byte transpose (vpshufb) putting byte j of row k at 4j + k. */
+
+typedef struct dwx {
+    rq16 q;                 /* the epilogue's constants for these 16 channels */
+    int32_t bias[16];       /* bias - (128 + zx) sum_taps w */
+} dwx;
+
+/* Byte offsets in the packed extra data: CB dwx, then KW * CB quads of weights, then (KH <= 3)
+   the same weights one kernel row down, for the output row below (mdl__qdw_vnni_reg). */
+static int64_t dwx_weights(int64_t C) { return (C + 15) / 16 * (int64_t)sizeof(dwx); }
+
+size_t mdl__qdw_pack_bytes(int64_t C, int64_t KH, int64_t KW) {
+    if (C < 1 || KH < 1 || KH > 4 || KW < 1 || C > ((int64_t)1 << 40) || KW > ((int64_t)1 << 16))
+        return 0;
+    return (size_t)(dwx_weights(C) + (KH < 4 ? 2 : 1) * KW * ((C + 15) / 16) * 64);
+}
+
+void mdl__qdw_pack(const mdl__qgemm_packed *p, const int8_t *w, int32_t zx, int64_t C, int64_t KH,
+                   int64_t KW, void *out) {
+    const int64_t CB = (C + 15) / 16;
+    dwx *x = out;
+    int8_t *wq = (int8_t *)out + dwx_weights(C), *wd = wq + KW * CB * 64;
+    memset(out, 0, mdl__qdw_pack_bytes(C, KH, KW));
+    for (int64_t cb = 0; cb < CB; cb++) {
+        const int64_t n = C - cb * 16 < 16 ? C - cb * 16 : 16;
+        const __m512i mult = _mm512_loadu_si512(p->mult + cb * 16);
+        const __m512i shift = _mm512_loadu_si512(p->shift + cb * 16);
+        rq16_setup(mult, shift, p->zy, _mm512_set1_epi32(p->lo), _mm512_set1_epi32(p->hi), &x[cb].q);
+        for (int64_t j = 0; j < n; j++) {
+            const int64_t c = cb * 16 + j;
+            uint32_t b = (uint32_t)p->bias[c];
+            for (int64_t t = 0; t < KH * KW; t++)
+                b -= (uint32_t)(128 + zx) * (uint32_t)(int32_t)w[t * C + c];
+            x[cb].bias[j] = (int32_t)b;
+            for (int64_t kw = 0; kw < KW; kw++)
+                for (int64_t k = 0; k < KH; k++) {
+                    const int64_t o = ((kw * CB + cb) * 16 + j) * 4 + k;
+                    wq[o] = w[(k * KW + kw) * C + c];
+                    if (KH < 4) wd[o + 1] = w[(k * KW + kw) * C + c];
+                }
+        }
+    }
+}
+
+/* The quad of input column iw (x offset off = iw * C + c0), rows r[0..3] (KR of them used);
+   plain: those rows inside and 16 channels (plain loads), else row k's lanes outside m[k] hold
+   zx. */
+INLINE __m512i dw_quad(const int8_t *const *r, const __mmask16 *m, int64_t off, const bool plain,
+                       const int KR, __m128i zxv, __m512i perm, __m512i tr, __m512i flip) {
+    __m512i v;
+    if (plain) {
+        v = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(r[0] + off)));
+        if (KR > 1) v = _mm512_mask_broadcast_i32x4(v, 0x00F0, _mm_loadu_si128((const __m128i *)(r[1] + off)));
+        if (KR > 2) v = _mm512_mask_broadcast_i32x4(v, 0x0F00, _mm_loadu_si128((const __m128i *)(r[2] + off)));
+        if (KR > 3) v = _mm512_mask_broadcast_i32x4(v, 0xF000, _mm_loadu_si128((const __m128i *)(r[3] + off)));
+    } else {
+        v = _mm512_castsi128_si512(_mm_mask_loadu_epi8(zxv, m[0], r[0] + off));
+        v = _mm512_inserti32x4(v, _mm_mask_loadu_epi8(zxv, m[1], r[1] + off), 1);
+        v = _mm512_inserti32x4(v, _mm_mask_loadu_epi8(zxv, m[2], r[2] + off), 2);
+        v = _mm512_inserti32x4(v, _mm_mask_loadu_epi8(zxv, m[3], r[3] + off), 3);
+    }
+    return _mm512_xor_si512(_mm512_shuffle_epi8(_mm512_permutexvar_epi32(perm, v), tr), flip);
+}
+
+/* One output row's 16 channels at c0 (block cb), or with `two` also the row below (y2; its
+   weights one kernel row down in the quads).  mode: the epilogue, 0 requant16x without clamp,
+   1 with, 2 requant16. */
+INLINE void dw_reg_block(const mdl__qdw_args *a, const dwx *x, const int8_t *wq, int64_t cb,
+                         const int8_t *const *r, const __mmask16 *m, int8_t *yr, int8_t *y2,
+                         const bool plain, const int KR, const int mode, const bool two) {
+    const int64_t C = a->C, CB = (C + 15) / 16, c0 = cb * 16, KW = a->KW, W = a->W;
     const mdl__qgemm_packed *p = a->p;
-    uint8_t *xr = scratch;
-    int8_t *wq = (int8_t *)(xr + Wp * CB * 64);
-    int32_t *b2 = (int32_t *)(wq + KW * CB * 64);
-    /* wq: byte 4c + k of (kw, channel block) is w[k, kw, c] (c, k past C, KH zero); the
-       channel quad (16 bytes x 4 rows) is one 4x16 byte transpose, as for the input below */
-    memset(wq, 0, (size_t)(KW * CB * 64));
-    for (int64_t kw = 0; kw < KW; kw++)
-        for (int64_t k = 0; k < KH; k++)
-            for (int64_t c = 0; c < C; c++)
-                wq[(kw * CB * 16 + c) * 4 + k] = a->w[(k * KW + kw) * C + c];
-    memcpy(b2, p->bias, (size_t)C * sizeof *b2);
-    for (int64_t t = 0; t < KH * KW; t++)
-        for (int64_t c = 0; c < C; c++)
-            b2[c] = (int32_t)((uint32_t)b2[c] - (uint32_t)(128 + a->zx) * (uint32_t)(int32_t)a->w[t * C + c]);
-    for (int64_t c = C; c < CB * 16; c++)
-        b2[c] = 0;
-    const __mmask16 tail = mdl__mask16(C - (CB - 1) * 16);
-    const __m128i zxv = _mm_set1_epi8((char)a->zx), flip = _mm_set1_epi8((char)0x80);
-    const __m512i zy = _mm512_set1_epi32(p->zy), lo = _mm512_set1_epi32(p->lo),
-                  hi = _mm512_set1_epi32(p->hi);
-    for (int64_t n = 0; n < a->N; n++)
-        for (int64_t oh = 0; oh < a->OH; oh++) {
-            const int64_t ih0 = oh * a->sh - a->pt;
-            const int8_t *rows[4];
-            for (int64_t k = 0; k < 4; k++) {
-                const int64_t ih = ih0 + k * a->dh;
-                rows[k] = k < KH && ih >= 0 && ih < a->H ? a->x + (n * a->H + ih) * a->W * C : NULL;
+    const __m128i zxv = _mm_set1_epi8((char)a->zx);
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    const __m512i zq = _mm512_set1_epi8((char)(a->zx ^ 0x80)); /* a column in the padding */
+    const __m512i perm = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    const __m512i tr = _mm512_broadcast_i32x4(
+        _mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
+    const __mmask16 sm = mdl__mask16(C - c0);
+    const dwx *xb = x + cb;
+    const __m512i b = _mm512_loadu_si512(xb->bias);
+    const int64_t wstep = CB * 64;
+    const int8_t *wb = wq + cb * 64, *wb2 = wb + KW * wstep;
+#define DW_EPI(acc, y, ow)                                                                         \
+    do {                                                                                           \
+        __m512i v_;                                                                                \
+        if (mode == 0) v_ = requant16x(acc, &xb->q, false);                                        \
+        else if (mode == 1) v_ = requant16x(acc, &xb->q, true);                                    \
+        else                                                                                       \
+            v_ = requant16(acc, _mm512_loadu_si512(p->mult + c0), _mm512_loadu_si512(p->shift + c0), \
+                           _mm512_set1_epi32(p->zy), _mm512_set1_epi32(p->lo),                     \
+                           _mm512_set1_epi32(p->hi));                                              \
+        _mm512_mask_cvtsepi32_storeu_epi8((y) + (ow) * C + c0, sm, v_);                            \
+    } while (0)
+#define DW_COL(iw) ((iw) < 0 || (iw) >= W ? zq : dw_quad(r, m, (iw) * C + c0, plain, KR, zxv, perm, tr, flip))
+    if (KW == 3 && a->dw == 1 && (a->sw == 1 || a->sw == 2)) {
+        const __m512i w0 = _mm512_loadu_si512(wb), w1 = _mm512_loadu_si512(wb + wstep),
+                      w2 = _mm512_loadu_si512(wb + 2 * wstep);
+        __m512i v0 = w0, v1 = w1, v2 = w2;
+        if (two) {
+            v0 = _mm512_loadu_si512(wb2);
+            v1 = _mm512_loadu_si512(wb2 + wstep);
+            v2 = _mm512_loadu_si512(wb2 + 2 * wstep);
+        }
+        const int64_t sw = a->sw;
+        int64_t iw = -a->pl;
+        __m512i q0 = DW_COL(iw), q1 = DW_COL(iw + 1), q2;
+        for (int64_t ow = 0; ow < a->OW; ow++, iw += sw) {
+            /* q0, q1: columns iw, iw + 1 */
+            q2 = DW_COL(iw + 2);
+            __m512i acc = _mm512_dpbusd_epi32(b, q0, w0);
+            acc = _mm512_dpbusd_epi32(acc, q1, w1);
+            acc = _mm512_dpbusd_epi32(acc, q2, w2);
+            DW_EPI(acc, yr, ow);
+            if (two) {
+                __m512i acc2 = _mm512_dpbusd_epi32(b, q0, v0);
+                acc2 = _mm512_dpbusd_epi32(acc2, q1, v1);
+                acc2 = _mm512_dpbusd_epi32(acc2, q2, v2);
+                DW_EPI(acc2, y2, ow);
             }
-            /* columns [j0, j1) are inside the input; with every row inside too, blocks without
-               a tail need no checks (a row k >= KH has zero weights: any bytes do, row 0's) */
-            const int64_t j0 = a->pl < Wp ? a->pl : Wp, j1 = a->pl + a->W < Wp ? a->pl + a->W : Wp;
-            const bool all_rows = rows[0] && rows[1 < KH ? 1 : 0] && rows[2 < KH ? 2 : 0] &&
-                                  rows[3 < KH ? 3 : 0];
-            const int64_t cfull = C / 16; /* blocks without a tail */
-            if (all_rows && j0 < j1 && cfull > 0) {
-                const int8_t *r0 = rows[0], *r1 = rows[1 < KH ? 1 : 0], *r2 = rows[2 < KH ? 2 : 0],
-                             *r3 = rows[3 < KH ? 3 : 0];
-                const __m512i flip4 = _mm512_set1_epi8((char)0x80);
-                for (int64_t j = j0; j < j1; j++) {
-                    const int64_t off = (j - a->pl) * C;
-                    int64_t cb = 0;
-                    /* 64 channels at a time: the same unpacks within 128-bit lanes, then a 4x4
-                       transpose of the lanes gives the four blocks' layout */
-                    for (; cb + 4 <= cfull; cb += 4) {
-                        const __m512i x0 = _mm512_xor_si512(_mm512_loadu_si512(r0 + off + cb * 16), flip4);
-                        const __m512i x1 = _mm512_xor_si512(_mm512_loadu_si512(r1 + off + cb * 16), flip4);
-                        const __m512i x2 = _mm512_xor_si512(_mm512_loadu_si512(r2 + off + cb * 16), flip4);
-                        const __m512i x3 = _mm512_xor_si512(_mm512_loadu_si512(r3 + off + cb * 16), flip4);
-                        const __m512i ab0 = _mm512_unpacklo_epi8(x0, x1), ab1 = _mm512_unpackhi_epi8(x0, x1);
-                        const __m512i cd0 = _mm512_unpacklo_epi8(x2, x3), cd1 = _mm512_unpackhi_epi8(x2, x3);
-                        const __m512i q0 = _mm512_unpacklo_epi16(ab0, cd0), q1 = _mm512_unpackhi_epi16(ab0, cd0);
-                        const __m512i q2 = _mm512_unpacklo_epi16(ab1, cd1), q3 = _mm512_unpackhi_epi16(ab1, cd1);
-                        const __m512i u0 = _mm512_shuffle_i64x2(q0, q1, _MM_SHUFFLE(1, 0, 1, 0));
-                        const __m512i u1 = _mm512_shuffle_i64x2(q2, q3, _MM_SHUFFLE(1, 0, 1, 0));
-                        const __m512i u2 = _mm512_shuffle_i64x2(q0, q1, _MM_SHUFFLE(3, 2, 3, 2));
-                        const __m512i u3 = _mm512_shuffle_i64x2(q2, q3, _MM_SHUFFLE(3, 2, 3, 2));
-                        uint8_t *o4 = xr + (j * CB + cb) * 64;
-                        _mm512_storeu_si512(o4, _mm512_shuffle_i64x2(u0, u1, _MM_SHUFFLE(2, 0, 2, 0)));
-                        _mm512_storeu_si512(o4 + 64, _mm512_shuffle_i64x2(u0, u1, _MM_SHUFFLE(3, 1, 3, 1)));
-                        _mm512_storeu_si512(o4 + 128, _mm512_shuffle_i64x2(u2, u3, _MM_SHUFFLE(2, 0, 2, 0)));
-                        _mm512_storeu_si512(o4 + 192, _mm512_shuffle_i64x2(u2, u3, _MM_SHUFFLE(3, 1, 3, 1)));
-                    }
-                    __m128i *o = (__m128i *)(xr + (j * CB + cb) * 64);
-                    for (; cb < cfull; cb++, o += 4) {
-                        const __m128i x0 = _mm_loadu_si128((const __m128i *)(r0 + off + cb * 16));
-                        const __m128i x1 = _mm_loadu_si128((const __m128i *)(r1 + off + cb * 16));
-                        const __m128i x2 = _mm_loadu_si128((const __m128i *)(r2 + off + cb * 16));
-                        const __m128i x3 = _mm_loadu_si128((const __m128i *)(r3 + off + cb * 16));
-                        const __m128i ab0 = _mm_unpacklo_epi8(x0, x1), ab1 = _mm_unpackhi_epi8(x0, x1);
-                        const __m128i cd0 = _mm_unpacklo_epi8(x2, x3), cd1 = _mm_unpackhi_epi8(x2, x3);
-                        _mm_storeu_si128(o + 0, _mm_xor_si128(_mm_unpacklo_epi16(ab0, cd0), flip));
-                        _mm_storeu_si128(o + 1, _mm_xor_si128(_mm_unpackhi_epi16(ab0, cd0), flip));
-                        _mm_storeu_si128(o + 2, _mm_xor_si128(_mm_unpacklo_epi16(ab1, cd1), flip));
-                        _mm_storeu_si128(o + 3, _mm_xor_si128(_mm_unpackhi_epi16(ab1, cd1), flip));
-                    }
-                }
-            }
-            const bool fast_done = all_rows && j0 < j1 && cfull > 0;
-            for (int64_t j = 0; j < Wp; j++) {
-                const int64_t iw = j - a->pl;
-                const bool col = iw >= 0 && iw < a->W;
-                for (int64_t cb = fast_done && col ? cfull : 0; cb < CB; cb++) {
-                    __m128i r[4];
-                    for (int k = 0; k < 4; k++) {
-                        if (!col || !rows[k])
-                            r[k] = zxv;
-                        else if (cb < CB - 1)
-                            r[k] = _mm_loadu_si128((const __m128i *)(rows[k] + iw * C + cb * 16));
-                        else
-                            r[k] = _mm_maskz_loadu_epi8((__mmask16)tail, rows[k] + iw * C + cb * 16);
-                    }
-                    const __m128i ab0 = _mm_unpacklo_epi8(r[0], r[1]), ab1 = _mm_unpackhi_epi8(r[0], r[1]);
-                    const __m128i cd0 = _mm_unpacklo_epi8(r[2], r[3]), cd1 = _mm_unpackhi_epi8(r[2], r[3]);
-                    __m128i *o = (__m128i *)(xr + (j * CB + cb) * 64);
-                    _mm_storeu_si128(o + 0, _mm_xor_si128(_mm_unpacklo_epi16(ab0, cd0), flip));
-                    _mm_storeu_si128(o + 1, _mm_xor_si128(_mm_unpackhi_epi16(ab0, cd0), flip));
-                    _mm_storeu_si128(o + 2, _mm_xor_si128(_mm_unpacklo_epi16(ab1, cd1), flip));
-                    _mm_storeu_si128(o + 3, _mm_xor_si128(_mm_unpackhi_epi16(ab1, cd1), flip));
-                }
-            }
-            int8_t *yr = a->y + (n * a->OH + oh) * a->OW * C;
-            for (int64_t cb = 0; cb < CB; cb++) {
-                const __m512i b = _mm512_loadu_si512(b2 + cb * 16);
-                const __m512i mult = _mm512_loadu_si512(p->mult + cb * 16);
-                const __m512i shift = _mm512_loadu_si512(p->shift + cb * 16);
-                const __mmask16 m = cb < CB - 1 ? (__mmask16)0xFFFF : tail;
-                rq16 q;
-                const bool x = rq16_setup(mult, shift, p->zy, lo, hi, &q);
-                const __m512i w0 = _mm512_loadu_si512(wq + cb * 64);
-                const __m512i w1 = KW > 1 ? _mm512_loadu_si512(wq + (CB + cb) * 64) : w0;
-                const __m512i w2 = KW > 2 ? _mm512_loadu_si512(wq + (2 * CB + cb) * 64) : w0;
-                const int64_t step = a->dw * CB * 64;
-                for (int64_t ow = 0; ow < a->OW; ow++) {
-                    __m512i acc = b;
-                    const uint8_t *xp = xr + (ow * a->sw * CB + cb) * 64;
-                    if (KW == 3) { /* the usual 3x3: weights in registers, no loop */
-                        acc = _mm512_dpbusd_epi32(acc, _mm512_loadu_si512(xp), w0);
-                        acc = _mm512_dpbusd_epi32(acc, _mm512_loadu_si512(xp + step), w1);
-                        acc = _mm512_dpbusd_epi32(acc, _mm512_loadu_si512(xp + 2 * step), w2);
-                    } else {
-                        for (int64_t kw = 0; kw < KW; kw++)
-                            acc = _mm512_dpbusd_epi32(acc, _mm512_loadu_si512(xp + kw * step),
-                                                      _mm512_loadu_si512(wq + (kw * CB + cb) * 64));
-                    }
-                    acc = x && !q.clamp ? requant16x(acc, &q, false)
-                          : x               ? requant16x(acc, &q, true)
-                                            : requant16(acc, mult, shift, zy, lo, hi);
-                    _mm512_mask_cvtsepi32_storeu_epi8(yr + ow * C + cb * 16, m, acc);
-                }
+            if (sw == 1) {
+                q0 = q1;
+                q1 = q2;
+            } else {
+                q0 = q2;
+                q1 = DW_COL(iw + 3);
             }
         }
+    } else {
+        for (int64_t ow = 0; ow < a->OW; ow++) {
+            const int64_t iw0 = ow * a->sw - a->pl;
+            __m512i acc = b, acc2 = b;
+            for (int64_t kw = 0; kw < KW; kw++) {
+                const __m512i q = DW_COL(iw0 + kw * a->dw);
+                acc = _mm512_dpbusd_epi32(acc, q, _mm512_loadu_si512(wb + kw * wstep));
+                if (two) acc2 = _mm512_dpbusd_epi32(acc2, q, _mm512_loadu_si512(wb2 + kw * wstep));
+            }
+            DW_EPI(acc, yr, ow);
+            if (two) DW_EPI(acc2, y2, ow);
+        }
+    }
+#undef DW_COL
+#undef DW_EPI
+}
+
+INLINE void dw_reg_modes(const mdl__qdw_args *a, const dwx *x, const int8_t *wq, int64_t cb,
+                         const int8_t *const *r, const __mmask16 *m, int8_t *yr, int8_t *y2,
+                         const bool plain, const int KR, const bool two) {
+    const rq16 *q = &x[cb].q;
+    if (q->ok && !q->clamp) dw_reg_block(a, x, wq, cb, r, m, yr, y2, plain, KR, 0, two);
+    else if (q->ok) dw_reg_block(a, x, wq, cb, r, m, yr, y2, plain, KR, 1, two);
+    else dw_reg_block(a, x, wq, cb, r, m, yr, y2, plain, KR, 2, two);
+}
+
+/* Output rows [oh, oh + nr) (nr 2: the quads hold KH + 1 input rows, the second output row's
+   weights one row down). */
+static void dw_reg_rows(const mdl__qdw_args *a, const void *extra, int64_t n, int64_t oh, int nr) {
+    const int64_t C = a->C, CB = (C + 15) / 16, KH = a->KH, KR = KH + nr - 1;
+    const dwx *x = extra;
+    const int8_t *wq = (const int8_t *)extra + dwx_weights(C);
+    const int64_t ih0 = oh * a->sh - a->pt;
+    const int8_t *r[4];
+    bool in[4], all = true;
+    for (int64_t k = 0; k < 4; k++) {
+        const int64_t ih = ih0 + k * a->dh;
+        in[k] = k < KR && ih >= 0 && ih < a->H;
+        /* rows k >= KR have zero weights: any bytes do (row 0's, or the masked zx) */
+        r[k] = in[k] ? a->x + (n * a->H + ih) * a->W * C : a->x;
+        if (k < KR && !in[k]) all = false;
+    }
+    if (all)
+        for (int64_t k = KR; k < 4; k++)
+            r[k] = r[0];
+    int8_t *yr = a->y + (n * a->OH + oh) * a->OW * C, *y2 = yr + a->OW * C;
+    for (int64_t cb = 0; cb < CB; cb++) {
+        const __mmask16 tail = mdl__mask16(C - cb * 16);
+        __mmask16 m[4];
+        for (int k = 0; k < 4; k++)
+            m[k] = in[k] ? tail : 0;
+        const bool plain = all && tail == 0xFFFF;
+        if (nr == 2 && plain && KR == 4) dw_reg_modes(a, x, wq, cb, r, m, yr, y2, true, 4, true);
+        else if (nr == 2) dw_reg_modes(a, x, wq, cb, r, m, yr, y2, false, 4, true);
+        else if (plain && KR == 3) dw_reg_modes(a, x, wq, cb, r, m, yr, y2, true, 3, false);
+        else if (plain && KR == 1) dw_reg_modes(a, x, wq, cb, r, m, yr, y2, true, 1, false);
+        else if (plain && KR == 2) dw_reg_modes(a, x, wq, cb, r, m, yr, y2, true, 2, false);
+        else if (plain) dw_reg_modes(a, x, wq, cb, r, m, yr, y2, true, 4, false);
+        else dw_reg_modes(a, x, wq, cb, r, m, yr, y2, false, 4, false);
+    }
+}
+
+void mdl__qdw_vnni_reg(const mdl__qdw_args *a, const void *extra) {
+    /* two output rows per pass where their KH + 1 input rows fit in a quad */
+    const bool pairs = a->KH < 4 && a->sh == 1 && a->dh == 1;
+    for (int64_t n = 0; n < a->N; n++) {
+        int64_t oh = 0;
+        if (pairs)
+            for (; oh + 2 <= a->OH; oh += 2)
+                dw_reg_rows(a, extra, n, oh, 2);
+        for (; oh < a->OH; oh++)
+            dw_reg_rows(a, extra, n, oh, 1);
+    }
 }

@@ -98,6 +98,11 @@ INLINE __m512i requant16x(__m512i acc, const rq16 *q, const bool clamp) {
     return clamp ? _mm512_min_epi32(_mm512_max_epi32(r, q->lo), q->hi) : r;
 }
 
+/* acc += u8(u) . s8(s), in place.  GCC 12 copies the intrinsic's accumulator to another
+   register and back around every vpdpbusd in a loop (two moves per instruction in the GEMM
+   tile's k loop); the "+v" constraint rules that out. */
+#define DPBUSD(acc, u, s) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(s))
+
 static inline int32_t load4(const int8_t *p) {
     int32_t v;
     memcpy(&v, p, 4);
@@ -110,10 +115,10 @@ static inline int32_t row_sum(const int8_t *a, int64_t K) {
     __m512i s = _mm512_setzero_si512();
     int64_t k = 0;
     for (; k + 64 <= K; k += 64)
-        s = _mm512_dpbusd_epi32(s, ones, _mm512_loadu_si512(a + k));
+        DPBUSD(s, ones, _mm512_loadu_si512(a + k));
     if (k < K) {
         __mmask64 m = K - k >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (K - k)) - 1);
-        s = _mm512_dpbusd_epi32(s, ones, _mm512_maskz_loadu_epi8(m, a + k));
+        DPBUSD(s, ones, _mm512_maskz_loadu_epi8(m, a + k));
     }
     return _mm512_reduce_add_epi32(s);
 }

@@ -63,10 +63,18 @@ static inline void mdl__qdw_tap_range(int64_t i0, int64_t d, int64_t K, int64_t 
 }
 
 void mdl__qdw_avx2(const mdl__qdw_args *a);
-void mdl__qdw_vnni(const mdl__qdw_args *a); /* AVX-512; called only where VNNI is */
-/* The same for KH <= 4 by vpdpbusd over the kernel rows interleaved per output row
-   (gemm_int8_avx512.c); scratch: mdl__qdw4_scratch_bytes(C, OW, KW, sw, dw) bytes. */
-void mdl__qdw_vnni4(const mdl__qdw_args *a, void *scratch);
+/* AVX-512, called only where VNNI is: the kernels with more than 4 rows (mdl__qdw_vnni_reg below
+   takes the others) */
+void mdl__qdw_vnni(const mdl__qdw_args *a);
+
+/* Depthwise by vpdpbusd with each column's kernel-row quads built in registers (KH <= 4, any
+   KW, strides and dilations; gemm_int8_avx512.c): no scratch.  extra: the constants
+   mdl__qdw_pack wrote at load, mdl__qdw_pack_bytes(C, KH, KW) bytes (0: not this kernel's shape),
+   64-byte aligned. */
+size_t mdl__qdw_pack_bytes(int64_t C, int64_t KH, int64_t KW);
+void mdl__qdw_pack(const mdl__qgemm_packed *p, const int8_t *w, int32_t zx, int64_t C, int64_t KH,
+                   int64_t KW, void *extra);
+void mdl__qdw_vnni_reg(const mdl__qdw_args *a, const void *extra);
 
 /* ---- elementwise (q8_elem_avx2.c; identical to the portable loops) ------------------------- */
 
@@ -83,6 +91,10 @@ typedef struct mdl__q8_add_args {
 } mdl__q8_add_args;
 void mdl__add_q8_avx2(const int8_t *a, const int8_t *b, int8_t *o, int64_t n,
                       const mdl__q8_add_args *p, bool sub);
+
+/* The same on AVX-512 (q8_elem_avx512.c; mdl__cpu_level() >= MDL_CPU_AVX512). */
+void mdl__add_q8_avx512(const int8_t *a, const int8_t *b, int8_t *o, int64_t n,
+                        const mdl__q8_add_args *p, bool sub);
 
 /* int8 MUL of two rows (binary_int8.c's mul_one per lane; ma, mb, left_shift unused). */
 void mdl__mul_q8_avx2(const int8_t *a, const int8_t *b, int8_t *o, int64_t n,
