@@ -289,7 +289,9 @@ static void test_off_by_default(void **state) {
 
 /* ---- threads ---------------------------------------------------------------------------------- */
 
-enum { NTHREADS = 4, RUNS = 400 };
+enum { NTHREADS = 4, RUNS = 20000 };
+
+static pthread_barrier_t start; /* the workers start together, so their runs overlap */
 
 typedef struct worker {
     mdl_model *m;
@@ -299,7 +301,9 @@ typedef struct worker {
 static void *work(void *arg) {
     worker *w = arg;
     mdl_session *s;
-    if (mdl_session_create(w->m, NULL, &s, NULL)) return NULL;
+    if (mdl_session_create(w->m, NULL, &s, NULL)) s = NULL;
+    pthread_barrier_wait(&start);
+    if (!s) return NULL;
     for (int i = 0; i < RUNS; i++) {
         int64_t ids[2] = {i % 4, (i + w->index) % 7 == 0 ? 4 + w->index : 1};
         if (mdl_session_set_input(s, 0, ids, sizeof ids, NULL)) continue;
@@ -327,6 +331,7 @@ static void test_threads(void **state) {
     pthread_t t[NTHREADS], r;
     worker w[NTHREADS];
     atomic_store(&stop_reader, 0);
+    assert_int_equal(pthread_barrier_init(&start, NULL, NTHREADS), 0);
     assert_int_equal(pthread_create(&r, NULL, reader, m), 0);
     for (int i = 0; i < NTHREADS; i++) {
         w[i] = (worker){m, i, 0, 0};
@@ -340,6 +345,7 @@ static void test_threads(void **state) {
     }
     atomic_store(&stop_reader, 1);
     pthread_join(r, NULL);
+    pthread_barrier_destroy(&start);
     /* expected from the schedule alone: every 7th (offset by the thread) run has a bad id */
     int want_bad = 0, refused = 0;
     for (int k = 0; k < NTHREADS; k++)
