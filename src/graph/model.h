@@ -31,7 +31,9 @@ struct mdl_model {
     int64_t *info_dims, *info_max;
     const char **info_names;
     struct mdl__inst *pack_inst; /* the instance at sizes >= 2 whose packed data sessions share */
+#ifdef MDL_WITH_METRICS
     struct mdl__metrics *metrics; /* run metrics (MDL_LOAD_METRICS), NULL when off */
+#endif
 };
 
 /* Verifies m->buf/m->size as a FlatBuffer, then reads it into m (metadata, tensors, nodes,

@@ -284,8 +284,9 @@ static uint64_t now_ns(void) {
 #endif
 }
 
-/* The nodes in order; with mx (op metrics on) each node's time goes to its operator. */
-static mdl_status run_nodes(mdl_session *s, void *mx) {
+/* The nodes in order; with mx (op metrics on) each node's time goes to its operator.  Inlined:
+   firmware (no metrics) keeps one function, as small as before the metrics. */
+static inline __attribute__((always_inline)) mdl_status run_nodes(mdl_session *s, void *mx) {
     s->err.status = MDL_OK;
     s->err.msg[0] = '\0';
     const mdl__graph *g = s->g;
@@ -300,16 +301,19 @@ static mdl_status run_nodes(mdl_session *s, void *mx) {
                               g->nodes[i].scratch_bytes <= s->par.worker_scratch_bytes)
                       ? &s->par
                       : NULL;
-        bool timed = s->node_ns || mx;
-        uint64_t t0 = timed ? now_ns() : 0;
+#ifdef MDL_WITH_METRICS
+        uint64_t t0 = s->node_ns || mx ? now_ns() : 0;
         mdl_status st = g->nodes[i].kernel->run(&ctx);
-        if (timed) {
+        if (s->node_ns || mx) {
             uint64_t dt = now_ns() - t0;
             if (s->node_ns) s->node_ns[i] = dt;
-#ifdef MDL_WITH_METRICS
             if (mx) mdl__metrics_op(mx, g->nodes[i].op, dt);
-#endif
         }
+#else /* firmware: the loop exactly as it was before metrics (same code size) */
+        uint64_t t0 = s->node_ns ? now_ns() : 0;
+        mdl_status st = g->nodes[i].kernel->run(&ctx);
+        if (s->node_ns) s->node_ns[i] = now_ns() - t0;
+#endif
         if (st) {
             if (!s->err.msg[0]) mdl__fail(&ctx, st, "failed (%s)", mdl_status_str(st));
             s->err.status = st;
