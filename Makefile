@@ -20,8 +20,8 @@ CPPFLAGS += -Iinclude -Isrc
 CFLAGS += -std=c11 -D_POSIX_C_SOURCE=200809L -g $(OPT) $(WARN) -fPIC -fvisibility=hidden
 LDLIBS += -lm -lpthread
 # Host builds run sessions with worker threads (src/graph/threads_host.c); the firmware and fuzz
-# builds compile the core without it.
-CPPFLAGS += -DMDL_WITH_THREADS
+# builds compile the core without it, and without the run metrics (src/graph/metrics_host.c).
+CPPFLAGS += -DMDL_WITH_THREADS -DMDL_WITH_METRICS
 ifeq ($(BLAS),1)
   CPPFLAGS += -DMDL_WITH_BLAS
   LDLIBS += -lopenblas
@@ -131,13 +131,15 @@ check: deps
 	    $(MAKE) --no-print-directory check-spark; \
 	else echo "== check-spark skipped: no Java or no pyspark/pandas/pyarrow (make deps installs them)"; fi
 
-# The session worker pool under ThreadSanitizer (clang): the threads test at every CPU level.
+# The session worker pool under ThreadSanitizer (clang): the threads test at every CPU level;
+# and the run metrics, sessions of one model on four threads.
 # OpenBLAS keeps to the calling thread: its own pool is not instrumented (false reports).
+TSAN_TESTS := test_threads test_metrics
 check-tsan:
-	@$(MAKE) --no-print-directory TSAN=1 build/release-tsan/tests/graph/test_threads >/dev/null
-	@echo "== ThreadSanitizer: tests/graph/test_threads"
-	@OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1 build/release-tsan/tests/graph/test_threads \
-	    >build/release-tsan/test_threads.log 2>&1 || { tail -n 60 build/release-tsan/test_threads.log; exit 1; }
+	@$(MAKE) --no-print-directory TSAN=1 $(TSAN_TESTS:%=build/release-tsan/tests/graph/%) >/dev/null
+	@for t in $(TSAN_TESTS); do echo "== ThreadSanitizer: tests/graph/$$t"; \
+	    OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1 build/release-tsan/tests/graph/$$t \
+	    >build/release-tsan/$$t.log 2>&1 || { tail -n 60 build/release-tsan/$$t.log; exit 1; }; done
 	@echo "no data races"
 
 # ONNX's backend node tests (fetched once from the onnx 1.17.0 wheel into build/onnx-node-tests),

@@ -155,6 +155,12 @@ enum {
        on an MDL_ALIGN boundary (a 64-byte boundary is faster: files place weights at 64-byte
        offsets, and convolutions read them in place with full cache-line loads). */
     MDL_LOAD_COPY = 1u << 0,
+    /* Run metrics for this model (include/mdeploy/metrics.h): run and error counts, a latency
+       histogram; one clock read pair per mdl_session_run.  Host builds; firmware builds (no
+       MDL_WITH_METRICS) ignore both flags and have no metrics API. */
+    MDL_LOAD_METRICS = 1u << 8,
+    /* Also per-operator cumulative time (one clock read pair per node; implies MDL_LOAD_METRICS). */
+    MDL_LOAD_METRICS_OPS = 1u << 9,
 };
 
 /* Operator registration (include/mdeploy/resolver.h). */

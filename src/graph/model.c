@@ -221,6 +221,9 @@ mdl_status mdl_model_load_buffer(const void *data, size_t size, const mdl_load_o
     if ((st = dyn_info(m, err))) goto fail;
     if (MDL__DYNAMIC) mdl__model_pack_instance(m);
     m->session_bytes = mdl__session_bytes(m);
+#ifdef MDL_WITH_METRICS
+    if ((st = mdl__metrics_create(m, o.flags, err))) goto fail;
+#endif
     *out = m;
     return MDL_OK;
 fail:
@@ -233,6 +236,9 @@ void mdl_model_free(mdl_model *m) {
     const mdl_allocator *a = m->alloc;
     if (MDL__DYNAMIC) mdl__inst_free(m->pack_inst, a);
     if (m->plan_computed) mdl__plan_free(&m->plan, a);
+#ifdef MDL_WITH_METRICS
+    mdl__metrics_free(m);
+#endif
     mdl__free(a, m->packed_raw);
     mdl__free(a, m->folded_raw);
     mdl__free(a, m->dyn_raw);

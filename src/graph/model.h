@@ -31,6 +31,9 @@ struct mdl_model {
     int64_t *info_dims, *info_max;
     const char **info_names;
     struct mdl__inst *pack_inst; /* the instance at sizes >= 2 whose packed data sessions share */
+#ifdef MDL_WITH_METRICS
+    struct mdl__metrics *metrics; /* run metrics (MDL_LOAD_METRICS), NULL when off */
+#endif
 };
 
 /* Verifies m->buf/m->size as a FlatBuffer, then reads it into m (metadata, tensors, nodes,
@@ -68,5 +71,17 @@ extern const mdl__load_planner_ops mdl__load_planner;
 
 /* Bytes mdl_session_create_in needs for m (session.c). */
 size_t mdl__session_bytes(const mdl_model *m);
+
+#ifdef MDL_WITH_METRICS
+/* Run metrics (metrics_host.c, host builds): created at load when flags ask for them (sets
+   m->metrics), freed with the model.  mdl__metrics_run records one run of `ns` nanoseconds that
+   returned st; mdl__metrics_op adds ns to the node's operator when op time is on. */
+typedef struct mdl__metrics mdl__metrics;
+mdl_status mdl__metrics_create(mdl_model *m, uint32_t flags, mdl_error *err);
+void mdl__metrics_free(mdl_model *m);
+void mdl__metrics_run(mdl__metrics *x, mdl_status st, uint64_t ns);
+bool mdl__metrics_ops_on(const mdl__metrics *x);
+void mdl__metrics_op(mdl__metrics *x, mdl_op op, uint64_t ns);
+#endif
 
 #endif

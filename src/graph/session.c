@@ -284,8 +284,9 @@ static uint64_t now_ns(void) {
 #endif
 }
 
-mdl_status mdl_session_run(mdl_session *s) {
-    if (!s || !s->valid) return MDL_INVALID_ARGUMENT;
+/* The nodes in order; with mx (op metrics on) each node's time goes to its operator.  Inlined:
+   firmware (no metrics) keeps one function, as small as before the metrics. */
+static inline __attribute__((always_inline)) mdl_status run_nodes(mdl_session *s, void *mx) {
     s->err.status = MDL_OK;
     s->err.msg[0] = '\0';
     const mdl__graph *g = s->g;
@@ -300,9 +301,19 @@ mdl_status mdl_session_run(mdl_session *s) {
                               g->nodes[i].scratch_bytes <= s->par.worker_scratch_bytes)
                       ? &s->par
                       : NULL;
+#ifdef MDL_WITH_METRICS
+        uint64_t t0 = s->node_ns || mx ? now_ns() : 0;
+        mdl_status st = g->nodes[i].kernel->run(&ctx);
+        if (s->node_ns || mx) {
+            uint64_t dt = now_ns() - t0;
+            if (s->node_ns) s->node_ns[i] = dt;
+            if (mx) mdl__metrics_op(mx, g->nodes[i].op, dt);
+        }
+#else /* firmware: the loop exactly as it was before metrics (same code size) */
         uint64_t t0 = s->node_ns ? now_ns() : 0;
         mdl_status st = g->nodes[i].kernel->run(&ctx);
         if (s->node_ns) s->node_ns[i] = now_ns() - t0;
+#endif
         if (st) {
             if (!s->err.msg[0]) mdl__fail(&ctx, st, "failed (%s)", mdl_status_str(st));
             s->err.status = st;
@@ -310,6 +321,20 @@ mdl_status mdl_session_run(mdl_session *s) {
         }
     }
     return MDL_OK;
+}
+
+mdl_status mdl_session_run(mdl_session *s) {
+    if (!s || !s->valid) return MDL_INVALID_ARGUMENT;
+#ifdef MDL_WITH_METRICS
+    mdl__metrics *mx = s->m->metrics;
+    if (mx) { /* one clock read pair per run; per node only with op metrics */
+        uint64_t t0 = now_ns();
+        mdl_status st = run_nodes(s, mdl__metrics_ops_on(mx) ? mx : NULL);
+        mdl__metrics_run(mx, st, now_ns() - t0);
+        return st;
+    }
+#endif
+    return run_nodes(s, NULL);
 }
 
 const char *mdl_session_message(const mdl_session *s) { return s ? s->err.msg : ""; }

@@ -19,8 +19,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq "${missing[@]}" >/dev/null
 fi
 py=()
-# pyspark, pandas, pyarrow: examples/spark (make check-spark)
-for m in numpy onnx onnxruntime pytest pyspark pandas pyarrow; do
+# pyspark, pandas, pyarrow: examples/spark (make check-spark); prometheus_client: the metrics test
+# (bindings/python/tests/test_metrics.py) parses the exposition with its parser
+for m in numpy onnx onnxruntime pytest pyspark pandas pyarrow prometheus_client; do
     python3 -c "import $m" 2>/dev/null || py+=("$m")
 done
 if [ ${#py[@]} -gt 0 ]; then

@@ -36,6 +36,7 @@ from ._model import (
     Session,
     Status,
     TensorInfo,
+    metrics_prometheus,
 )
 from ._convert import ConvertReport, InputShapes, convert, inspect_onnx
 
@@ -52,6 +53,7 @@ __all__ = [
     "Error",
     "Status",
     "convert",
+    "metrics_prometheus",
     "ConvertReport",
     "Inputs",
     "Outputs",

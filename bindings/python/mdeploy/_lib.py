@@ -23,6 +23,10 @@ MAX_RANK = 8
 ERROR_MSG_SIZE = 256
 CONVERT_MAX_SHAPES = 16
 LOAD_COPY = 1 << 0
+LOAD_METRICS = 1 << 8  # MDL_LOAD_METRICS (include/mdeploy/mdeploy.h)
+LOAD_METRICS_OPS = 1 << 9  # MDL_LOAD_METRICS_OPS
+STATUS_COUNT = 12  # MDL_STATUS_COUNT
+METRICS_BUCKETS = 19  # MDL_METRICS_BUCKETS (include/mdeploy/metrics.h)
 MAX_THREADS = 64  # MDL_MAX_THREADS
 
 _LIBNAME = "libmdeploy.so"
@@ -237,6 +241,19 @@ class mdl_onnx_summary(ctypes.Structure):
     ]
 
 
+class mdl_metrics(ctypes.Structure):
+    """include/mdeploy/metrics.h"""
+
+    _fields_ = [
+        ("runs", ctypes.c_uint64),
+        ("errors", ctypes.c_uint64 * STATUS_COUNT),
+        ("latency_buckets", ctypes.c_uint64 * (METRICS_BUCKETS + 1)),
+        ("latency_count", ctypes.c_uint64),
+        ("latency_sum_ns", ctypes.c_uint64),
+        ("ops", ctypes.c_bool),
+    ]
+
+
 _P = ctypes.POINTER
 _vp = ctypes.c_void_p
 _int = ctypes.c_int
@@ -293,6 +310,11 @@ _PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     "mdl_session_message": (_str, [_vp]),
     "mdl_session_node_ns": (_c.c_uint64, [_vp, _int]),
     "mdl_session_threads": (_int, [_vp]),
+    "mdl_metrics_bucket_ns": (_c.c_uint64, [_int]),
+    "mdl_model_metrics": (_status, [_vp, _P(mdl_metrics)]),
+    "mdl_model_metrics_op": (_c.c_bool, [_vp, _int, _P(_str), _P(_c.c_uint64)]),
+    "mdl_metrics_count_failure": (None, [_vp, _int]),
+    "mdl_metrics_prometheus": (_c.c_size_t, [_P(_vp), _int, _c.c_char_p, _c.c_size_t]),
 }
 
 # The converter is a host-only part of the library (needs protobuf-c); a library built without

@@ -36,6 +36,7 @@ __all__ = [
     "NodeTiming",
     "Model",
     "Session",
+    "metrics_prometheus",
     "Inputs",
     "Outputs",
 ]
@@ -313,6 +314,13 @@ class Model:
     ``threads=N`` (default 1) lets each run use N threads (``mdl_session_options.threads``): the
     sessions of :meth:`run` and :meth:`session` each get N - 1 worker threads of their own; the
     results are bit-identical to one thread.
+
+    ``metrics=True`` keeps run metrics for the model (``MDL_LOAD_METRICS``, about one clock
+    read pair per run): run and error counts and a latency histogram, read with :meth:`metrics`
+    or, in the Prometheus text format, :meth:`metrics_prometheus`.  ``op_metrics=True`` also
+    times every node (per-operator cumulative time; implies ``metrics``).  Inputs that
+    :meth:`run` refuses before the C run (wrong shape, dtype, a missing input) count as failed
+    runs with their status.
     """
 
     # How many idle sessions run() keeps for reuse; a burst of more concurrent callers creates
@@ -322,12 +330,17 @@ class Model:
     _SHAPES_MAX = 8
 
     def __init__(
-        self, source: Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, np.ndarray], *, threads: int = 1
+        self, source: Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, np.ndarray], *, threads: int = 1,
+        metrics: bool = False, op_metrics: bool = False
     ) -> None:
         self._threads = _check_threads(threads)
         err = _lib.mdl_error()
         out = ctypes.c_void_p()
         opts = lib.mdl_load_options_default()
+        if metrics:
+            opts.flags |= _lib.LOAD_METRICS
+        if op_metrics:
+            opts.flags |= _lib.LOAD_METRICS_OPS
         if isinstance(source, (str, os.PathLike)):
             path = os.fsencode(source)
             st = lib.mdl_model_load_file(path, ctypes.byref(opts), ctypes.byref(out), ctypes.byref(err))
@@ -576,11 +589,62 @@ class Model:
         input, the dimension and its symbol.
         """
         key = _shapes_of(inputs, self._inputs) if self._dynamic else None
-        s = self._acquire(key)
+        try:
+            s = self._acquire(key)
+        except Error as e:  # an impossible shape: a failed run for the metrics
+            h = self._h
+            if h is not None:
+                lib.mdl_metrics_count_failure(h.ptr, int(e.status))
+            raise
         try:
             return s._run(inputs, as_dict, True, raw)
         finally:
             self._release(s)
+
+    def metrics(self) -> Dict[str, Any]:
+        """The model's run metrics (``Model(metrics=True)``; include/mdeploy/metrics.h)::
+
+            {"runs": int,                      # every run, any outcome
+             "errors": {"SHAPE": int, ...},    # failed runs by status name (every status but OK)
+             "latency": {"buckets": [(upper bound in seconds, cumulative count), ...,
+                                     (inf, count)],
+                         "count": int, "sum_seconds": float},   # successful runs only
+             "ops": {"Conv2D": seconds, ...} or None}        # op_metrics=True
+
+        Raises :class:`Error` (``UNSUPPORTED``) when the model was loaded without metrics.
+        """
+        h = self._live().ptr
+        m = _lib.mdl_metrics()
+        st = lib.mdl_model_metrics(h, ctypes.byref(m))
+        if st != Status.OK:
+            raise Error("metrics are off: load the model with Model(..., metrics=True)", st)
+        cum = 0
+        buckets = []
+        for i in range(_lib.METRICS_BUCKETS + 1):
+            cum += int(m.latency_buckets[i])
+            le = float("inf") if i == _lib.METRICS_BUCKETS else lib.mdl_metrics_bucket_ns(i) / 1e9
+            buckets.append((le, cum))
+        ops: Optional[Dict[str, float]] = None
+        if m.ops:
+            ops = {}
+            name = ctypes.c_char_p()
+            ns = ctypes.c_uint64()
+            i = 0
+            while lib.mdl_model_metrics_op(h, i, ctypes.byref(name), ctypes.byref(ns)):
+                ops[decode(name.value)] = ns.value / 1e9
+                i += 1
+        return {
+            "runs": int(m.runs),
+            "errors": {Status(k).name: int(m.errors[k]) for k in range(1, _lib.STATUS_COUNT)},
+            "latency": {"buckets": buckets, "count": int(m.latency_count),
+                        "sum_seconds": m.latency_sum_ns / 1e9},
+            "ops": ops,
+        }
+
+    def metrics_prometheus(self) -> str:
+        """This model's metrics in the Prometheus text exposition format (see
+        :func:`mdeploy.metrics_prometheus` for several models in one page)."""
+        return metrics_prometheus([self])
 
     def _acquire(self, key: Any) -> "Session":
         with self._pool_lock:
@@ -610,6 +674,22 @@ class Model:
 #: Input shapes for a session of a model with dynamic dims: one shape per input in order, or a
 #: dict from input name to shape (inputs left out keep their current shape).
 Shapes = Union[Sequence[Sequence[int]], Mapping[str, Sequence[int]]]
+
+
+def metrics_prometheus(models: Sequence[Model]) -> str:
+    """The run metrics of ``models`` in the Prometheus text exposition format (0.0.4), each metric
+    family once with one series per model (``mdl_metrics_prometheus``); models loaded without
+    metrics are left out.  Serve it with ``Content-Type: text/plain; version=0.0.4``."""
+    handles = [m._live() for m in models]  # held: the C models stay alive during the call
+    hs = [h.ptr for h in handles]
+    arr = (ctypes.c_void_p * max(len(hs), 1))(*hs)
+    size = 16384
+    while True:
+        buf = ctypes.create_string_buffer(size)
+        n = lib.mdl_metrics_prometheus(arr, len(hs), buf, size)
+        if n < size:
+            return buf.raw[:n].decode("utf-8", "replace")
+        size = n + 1
 
 
 def _shapes_of(inputs: Any, infos: Tuple[TensorInfo, ...]) -> Optional[Tuple[Tuple[int, ...], ...]]:
@@ -857,13 +937,17 @@ class Session:
 
     def _run(self, inputs: Optional[Inputs], as_dict: bool, copy: bool, raw: bool = False) -> Outputs:
         state = self._live()
-        if inputs is not None and self._dynamic:
-            shapes = _shapes_of(inputs, state.inputs)
-            if shapes is not None and shapes != self._shape_key():
-                self.resize(list(shapes))
-                state = self._live()
-        if inputs is not None:
-            self._bind(inputs, state.in_views, state.inputs)
+        try:
+            if inputs is not None and self._dynamic:
+                shapes = _shapes_of(inputs, state.inputs)
+                if shapes is not None and shapes != self._shape_key():
+                    self.resize(list(shapes))
+                    state = self._live()
+            if inputs is not None:
+                self._bind(inputs, state.in_views, state.inputs)
+        except Error as e:  # refused before the C run: a failed run for the metrics
+            lib.mdl_metrics_count_failure(self._mh.ptr, int(e.status))
+            raise
         h = state.handle.ptr
         st = lib.mdl_session_run(h)  # CDLL: the GIL is released for the whole call
         if st != Status.OK:
