@@ -173,13 +173,20 @@ demo: deps
 
 # Side by side with ONNX Runtime; writes bench/results/ (see bench/README.md).
 bench: deps
-	@$(MAKE) --no-print-directory all $(B)/bench/sparse
+	@$(MAKE) --no-print-directory all $(B)/bench/sparse $(B)/bench/loadtime
+	@$(B)/bench/loadtime 32000 5 | tee bench/results/loadtime.txt
 	@bash bench/run.sh $(B)
 
 # Sparse against dense kernels on the same shapes (bench/sparse.c, internal API: static library).
 $(B)/bench/sparse: bench/sparse.c $(B)/libmdeploy.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libmdeploy.a $(LDLIBS)
+
+# Load time of a 32,000-node chain, with and without a stored plan (bench/loadtime.c; the
+# generator is the tests' tm_build_chain).
+$(B)/bench/loadtime: bench/loadtime.c $(TEST_COMMON) $(B)/libmdeploy.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(LDFLAGS) -o $@ $< $(TEST_COMMON) $(B)/libmdeploy.a -lcmocka $(LDLIBS)
 
 # ---- fuzzing (clang libFuzzer + ASan/UBSan) -------------------------------------------------
 FUZZ_CC ?= clang

@@ -44,7 +44,8 @@ typedef struct mdl__meta {
     const char *const *kv; /* key, value pairs */
 } mdl__meta;
 
-/* Serializes a checked graph (tensors with data are weights) and its plan into b. */
+/* Serializes a checked graph (tensors with data are weights) and its plan into b (plan NULL:
+   no stored plan; the loader then plans, as for a model with dynamic dims). */
 mdl_status mdl__format_write(fb_builder *b, const mdl__graph *g, const mdl__plan *plan,
                              const mdl__meta *meta, const uint8_t **data, size_t *size,
                              mdl_error *err);

@@ -20,4 +20,13 @@ void tm_mlp_free(tm_mlp *p);
 /* Independent reference forward pass (double accumulation). */
 void tm_mlp_reference(const tm_mlp *p, const float *x, float *y);
 
+/* A chain of n cheap nodes over x [1, 8] float (load-time and planner tests, bench/loadtime.c):
+   node i is Neg (i % 3 == 0), Relu (1) or a Reshape between [1, 8] and [8, 1] (2), the last
+   node's output is the graph output.  with_plan: the file stores a memory plan (computed by the
+   library's planner), else the loader plans.  Written with the internal writer, without the
+   builder's load-back, so that a generator never depends on load speed.  *data from malloc. */
+mdl_status tm_build_chain(int n, bool with_plan, void **data, size_t *size);
+/* Reference of tm_build_chain's output for input x[8]. */
+void tm_chain_reference(int n, const float *x, float *y);
+
 #endif
