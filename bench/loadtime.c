@@ -26,7 +26,7 @@ int main(int argc, char **argv) {
     void *file[2];
     size_t size[2];
     for (int p = 0; p < 2; p++)
-        if (tm_build_chain(n, p == 1, &file[p], &size[p])) return 1;
+        if (tm_build_chain(n, p ? TM_PLAN_STORED : TM_PLAN_NONE, &file[p], &size[p])) return 1;
     double t[2][100];
     for (int r = 0; r < reps; r++)
         for (int p = 0; p < 2; p++) { /* interleaved: both files see the same machine load */

@@ -270,7 +270,7 @@ mdl_status mdl_builder_finish(mdl_builder *b, void **data, size_t *size, mdl_err
     fb_builder_release(&fb);
     if (st) return st;
     /* The loader is the definition of a valid file: prove this one loads. */
-    mdl_load_options lo = {b->alloc, 0, NULL};
+    mdl_load_options lo = {b->alloc, 0, NULL, 0, 0, 0}; /* its own output: no limits */
     mdl_model *m;
     if ((st = mdl_model_load_buffer(*data, n, &lo, &m, err))) {
         mdl__free(b->alloc, *data);

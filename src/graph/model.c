@@ -8,9 +8,13 @@
 #include "util.h"
 
 #include <string.h>
+#ifndef MDL_NO_ERROR_STRINGS
+#include <stdio.h>
+#endif
 
 mdl_load_options mdl_load_options_default(void) {
-    mdl_load_options o = {NULL, 0, NULL};
+    mdl_load_options o = {NULL, 0, NULL, MDL_DEFAULT_MAX_ARENA_BYTES, MDL_DEFAULT_MAX_NODES,
+                          MDL_DEFAULT_MAX_TENSORS};
     return o;
 }
 
@@ -195,6 +199,12 @@ mdl_status mdl_model_load_buffer(const void *data, size_t size, const mdl_load_o
     m->buf = data;
     m->size = size;
     if ((st = mdl__format_read(m, err))) goto fail;
+    if ((o.max_nodes && m->g.nnodes > o.max_nodes) || (o.max_tensors && m->g.ntensors > o.max_tensors)) {
+        st = mdl__error(err, MDL_LIMIT, "the model has %d operators and %d tensors: above the limit "
+                        "max_nodes = %d or max_tensors = %d (mdl_load_options)", (int)m->g.nnodes,
+                        (int)m->g.ntensors, (int)o.max_nodes, (int)o.max_tensors);
+        goto fail;
+    }
     m->g.resolver = o.resolver;
     const mdl__load_planner_ops *lp = load_planner(o.resolver);
     if (lp) {
@@ -209,18 +219,38 @@ mdl_status mdl_model_load_buffer(const void *data, size_t size, const mdl_load_o
     }
     if ((st = mdl__graph_check(&m->g, false, a, err))) goto fail;
     if (m->plan.tensor_offsets) {
-        if ((st = mdl__plan_verify(&m->g, &m->plan, a, err))) goto fail;
-    } else if (!lp) {
-        st = mdl__error(err, MDL_UNSUPPORTED, "the model has no memory plan: computing one" NEEDS_PLANNER);
-        goto fail;
-    } else {
+        mdl_error perr;
+        if ((st = mdl__plan_verify(&m->g, &m->plan, a, &perr))) {
+            /* a stored plan that fails the check (an older writer, damage) is computed again */
+            if (st != MDL_CORRUPT_MODEL || !lp || (o.flags & MDL_LOAD_STRICT_PLAN)) {
+                if (err) *err = perr;
+                goto fail;
+            }
+#ifndef MDL_NO_ERROR_STRINGS
+            snprintf(m->note, sizeof m->note, "the stored memory plan was rejected (%.190s) and computed again",
+                     perr.msg);
+#endif
+            m->plan.tensor_offsets = m->plan.scratch_offsets = NULL;
+        }
+    }
+    if (!m->plan.tensor_offsets) {
+        if (!lp) {
+            st = mdl__error(err, MDL_UNSUPPORTED, "the model has no memory plan: computing one" NEEDS_PLANNER);
+            goto fail;
+        }
         if ((st = lp->plan(&m->g, a, &m->plan, err))) goto fail;
         m->plan_computed = true;
+    }
+    m->session_bytes = mdl__session_bytes(m);
+    if (o.max_arena_bytes && m->session_bytes > o.max_arena_bytes) {
+        st = mdl__error(err, MDL_LIMIT, "the model needs a session arena of %zu bytes: above the "
+                        "limit max_arena_bytes = %zu (mdl_load_options)", m->session_bytes,
+                        o.max_arena_bytes);
+        goto fail;
     }
     if ((st = pack_nodes(m, err))) goto fail;
     if ((st = dyn_info(m, err))) goto fail;
     if (MDL__DYNAMIC) mdl__model_pack_instance(m);
-    m->session_bytes = mdl__session_bytes(m);
     *out = m;
     return MDL_OK;
 fail:
@@ -243,6 +273,14 @@ void mdl_model_free(mdl_model *m) {
 }
 
 size_t mdl_model_arena_size(const mdl_model *m) { return m->session_bytes; }
+const char *mdl_model_load_note(const mdl_model *m) {
+#ifndef MDL_NO_ERROR_STRINGS
+    return m->note;
+#else
+    (void)m;
+    return "";
+#endif
+}
 bool mdl_model_needs_load_planner(const mdl_model *m) { return m && m->plan_computed; }
 size_t mdl_model_activation_bytes(const mdl_model *m) { return m->plan.arena_bytes; }
 size_t mdl_model_weight_bytes(const mdl_model *m) { return m->weight_bytes; }

@@ -31,6 +31,9 @@ struct mdl_model {
     int64_t *info_dims, *info_max;
     const char **info_names;
     struct mdl__inst *pack_inst; /* the instance at sizes >= 2 whose packed data sessions share */
+#ifndef MDL_NO_ERROR_STRINGS
+    char note[MDL_ERROR_MSG_SIZE]; /* mdl_model_load_note */
+#endif
 };
 
 /* Verifies m->buf/m->size as a FlatBuffer, then reads it into m (metadata, tensors, nodes,

@@ -84,7 +84,7 @@ void tm_mlp_reference(const tm_mlp *p, const float *x, float *y) {
     free(h2);
 }
 
-mdl_status tm_build_chain(int n, bool with_plan, void **data, size_t *size) {
+mdl_status tm_build_chain(int n, int with_plan, void **data, size_t *size) {
     mdl_builder *b;
     mdl_error err;
     mdl_status st = mdl_builder_create(NULL, &b, &err);
@@ -108,6 +108,11 @@ mdl_status tm_build_chain(int n, bool with_plan, void **data, size_t *size) {
     mdl__graph *g = mdl__builder_graph(b);
     mdl__plan plan = {0, NULL, NULL};
     if (!(st = mdl__graph_check(g, true, NULL, &err)) && with_plan) st = mdl__plan_compute(g, NULL, &plan, &err);
+    if (!st && with_plan == TM_PLAN_OVERLAPPING) {
+        for (int32_t t = 0; t < g->ntensors; t++) plan.tensor_offsets[t] = 0;
+        for (int32_t i = 0; i < g->nnodes; i++) plan.scratch_offsets[i] = 0;
+        plan.arena_bytes = 64;
+    }
     if (!st) {
         fb_builder fb;
         fb_builder_init(&fb, NULL);

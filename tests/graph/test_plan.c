@@ -8,6 +8,7 @@
 #include "graph/graph.h"
 #include "mdeploy/resolver.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -252,7 +253,7 @@ static void test_wide_graph(void **state) {
 static void run_chain(int n, bool with_plan) {
     void *data;
     size_t size;
-    assert_int_equal(tm_build_chain(n, with_plan, &data, &size), MDL_OK);
+    assert_int_equal(tm_build_chain(n, with_plan ? TM_PLAN_STORED : TM_PLAN_NONE, &data, &size), MDL_OK);
     mdl_model *m;
     mdl_error err;
     mdl_status st = mdl_model_load_buffer(data, size, NULL, &m, &err);
@@ -286,12 +287,157 @@ static void test_chain_32000_stored_plan(void **state) {
     run_chain(32001, true); /* ends on a Neg: the output is not the input's */
 }
 
+/* ---- limits ------------------------------------------------------------------------------ */
+
+static void expect_limit(mdl_status st, const mdl_error *err, const char *limit, const char *asked) {
+    assert_int_equal(st, MDL_LIMIT);
+    if (!strstr(err->msg, limit) || !strstr(err->msg, asked))
+        fail_msg("message '%s' should name '%s' and '%s'", err->msg, limit, asked);
+}
+
+static void test_load_limits(void **state) {
+    (void)state;
+    void *data;
+    size_t size;
+    assert_int_equal(tm_build_chain(100, TM_PLAN_STORED, &data, &size), MDL_OK);
+    mdl_model *m;
+    mdl_error err;
+    mdl_load_options o = mdl_load_options_default();
+    assert_int_equal(o.max_arena_bytes, sizeof(size_t) == 8 ? (size_t)4 << 30 : 0);
+    o.max_nodes = 99;
+    expect_limit(mdl_model_load_buffer(data, size, &o, &m, &err), &err, "max_nodes = 99", "100 operators");
+    assert_null(m);
+    o.max_nodes = 100;
+    o.max_tensors = 100; /* 101 tensors */
+    expect_limit(mdl_model_load_buffer(data, size, &o, &m, &err), &err, "max_tensors = 100", "101 tensors");
+    o.max_tensors = 101;
+    assert_int_equal(mdl_model_load_buffer(data, size, &o, &m, &err), MDL_OK);
+    size_t need = mdl_model_arena_size(m);
+    mdl_model_free(m);
+    o.max_arena_bytes = need - 1;
+    char asked[64];
+    snprintf(asked, sizeof asked, "%zu bytes", need);
+    expect_limit(mdl_model_load_buffer(data, size, &o, &m, &err), &err, "max_arena_bytes", asked);
+    o.max_arena_bytes = need;
+    assert_int_equal(mdl_model_load_buffer(data, size, &o, &m, &err), MDL_OK);
+    /* the session's own limit */
+    mdl_session_options so = mdl_session_options_default();
+    assert_int_equal(so.max_arena_bytes, sizeof(size_t) == 8 ? (size_t)4 << 30 : 0);
+    so.max_arena_bytes = need - 1;
+    mdl_session *s;
+    expect_limit(mdl_session_create(m, &so, &s, &err), &err, "max_arena_bytes", "bytes");
+    assert_null(s);
+    so.max_arena_bytes = 0; /* no limit */
+    assert_int_equal(mdl_session_create(m, &so, &s, &err), MDL_OK);
+    mdl_session_free(s);
+    mdl_model_free(m);
+    /* 0 = no limit for every field */
+    mdl_load_options none = {NULL, 0, NULL, 0, 0, 0};
+    assert_int_equal(mdl_model_load_buffer(data, size, &none, &m, &err), MDL_OK);
+    mdl_model_free(m);
+    free(data);
+}
+
+/* A tiny file that asks for a 32 GiB arena: the default limits refuse it at load and at session
+   creation; without a load limit it loads (nothing is allocated for activations at load). */
+static void test_huge_arena_refused(void **state) {
+    (void)state;
+    mdl_builder *b;
+    mdl_error err;
+    assert_int_equal(mdl_builder_create(NULL, &b, &err), MDL_OK);
+    int64_t d[2] = {65536, 65536};
+    int x = mdl_builder_tensor(b, "x", MDL_DTYPE_FLOAT32, 2, d, NULL);
+    int y = mdl_builder_tensor(b, "y", MDL_DTYPE_FLOAT32, 2, d, NULL);
+    mdl_builder_node(b, MDL_OP_RELU, "r", 1, &x, 1, &y, NULL);
+    mdl_builder_add_input(b, x);
+    mdl_builder_add_output(b, y);
+    void *data;
+    size_t size;
+    assert_int_equal(mdl_builder_finish(b, &data, &size, &err), MDL_OK);
+    assert_true(size < 4096);
+    mdl_model *m;
+    expect_limit(mdl_model_load_buffer(data, size, NULL, &m, &err), &err, "max_arena_bytes = 4294967296",
+                 "bytes");
+    mdl_load_options o = mdl_load_options_default();
+    o.max_arena_bytes = 0;
+    assert_int_equal(mdl_model_load_buffer(data, size, &o, &m, &err), MDL_OK);
+    assert_true(mdl_model_arena_size(m) > ((size_t)32 << 30));
+    mdl_session *s;
+    expect_limit(mdl_session_create(m, NULL, &s, &err), &err, "max_arena_bytes = 4294967296", "bytes");
+    mdl_model_free(m);
+    mdl_builder_release(b, data);
+    mdl_builder_free(b);
+}
+
+/* ---- stored plans that fail the check ------------------------------------------------------ */
+
+/* A chain whose stored plan puts every buffer at offset 0 (overlapping): loaded, it is planned
+   again with a note and computes the right result; MDL_LOAD_STRICT_PLAN refuses it. */
+static void test_bad_stored_plan_replanned(void **state) {
+    (void)state;
+    const int n = 50;
+    void *data;
+    size_t size;
+    mdl_model *m;
+    mdl_error err;
+    assert_int_equal(tm_build_chain(n, TM_PLAN_STORED, &data, &size), MDL_OK);
+    assert_int_equal(mdl_model_load_buffer(data, size, NULL, &m, &err), MDL_OK);
+    assert_string_equal(mdl_model_load_note(m), "");
+    assert_false(mdl_model_needs_load_planner(m));
+    mdl_model_free(m);
+    free(data);
+
+    assert_int_equal(tm_build_chain(n, TM_PLAN_OVERLAPPING, &data, &size), MDL_OK);
+    mdl_load_options o = mdl_load_options_default();
+    o.flags = MDL_LOAD_STRICT_PLAN;
+    assert_int_equal(mdl_model_load_buffer(data, size, &o, &m, &err), MDL_CORRUPT_MODEL);
+    assert_non_null(strstr(err.msg, "memory plan"));
+    assert_int_equal(mdl_model_load_buffer(data, size, NULL, &m, &err), MDL_OK);
+    assert_true(mdl_model_needs_load_planner(m));
+    if (!strstr(mdl_model_load_note(m), "stored memory plan was rejected (memory plan: "))
+        fail_msg("note: '%s'", mdl_model_load_note(m));
+    mdl_session *s;
+    assert_int_equal(mdl_session_create(m, NULL, &s, &err), MDL_OK);
+    float x[8], y[8];
+    for (int k = 0; k < 8; k++) x[k] = (float)k - 3.5f;
+    memcpy(mdl_session_input_data(s, 0), x, sizeof x);
+    assert_int_equal(mdl_session_run(s), MDL_OK);
+    tm_chain_reference(n, x, y);
+    const float *out = mdl_session_output_data(s, 0);
+    for (int k = 0; k < 8; k++) assert_true(out[k] == y[k]);
+    mdl_session_free(s);
+    mdl_model_free(m);
+    free(data);
+}
+
+/* A file written before arena slots were 64 bytes (its stored plan packs 32-byte tensors at
+   32-byte offsets): planned again, with a note; refused when the stored plan is required. */
+static void test_old_file_replanned(void **state) {
+    (void)state;
+    mdl_model *m;
+    mdl_error err;
+    mdl_load_options o = mdl_load_options_default();
+    o.flags = MDL_LOAD_STRICT_PLAN;
+    assert_int_equal(mdl_model_load_file("tests/models/old-plan-mlp.mdl", &o, &m, &err), MDL_CORRUPT_MODEL);
+    assert_int_equal(mdl_model_load_file("tests/models/old-plan-mlp.mdl", NULL, &m, &err), MDL_OK);
+    assert_non_null(strstr(mdl_model_load_note(m), "computed again"));
+    mdl_session *s;
+    assert_int_equal(mdl_session_create(m, NULL, &s, &err), MDL_OK);
+    assert_int_equal(mdl_session_run(s), MDL_OK);
+    mdl_session_free(s);
+    mdl_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_planner_matches_reference),
         cmocka_unit_test(test_wide_graph),
         cmocka_unit_test(test_chain_32000_no_plan),
         cmocka_unit_test(test_chain_32000_stored_plan),
+        cmocka_unit_test(test_load_limits),
+        cmocka_unit_test(test_huge_arena_refused),
+        cmocka_unit_test(test_bad_stored_plan_replanned),
+        cmocka_unit_test(test_old_file_replanned),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -86,6 +86,9 @@ class mdl_load_options(ctypes.Structure):
         ("allocator", ctypes.POINTER(mdl_allocator)),
         ("flags", ctypes.c_uint32),
         ("resolver", ctypes.c_void_p),  # NULL: every kernel
+        ("max_arena_bytes", ctypes.c_size_t),  # limits, 0 = none (mdl_load_options_default)
+        ("max_nodes", ctypes.c_int32),
+        ("max_tensors", ctypes.c_int32),
     ]
 
 
@@ -100,6 +103,7 @@ class mdl_session_options(ctypes.Structure):
         ("ninput_shapes", ctypes.c_int32),
         ("input_shapes", ctypes.POINTER(mdl_shape)),
         ("threads", ctypes.c_int32),
+        ("max_arena_bytes", ctypes.c_size_t),  # 0 = no limit (mdl_session_options_default)
     ]
 
 

@@ -56,6 +56,7 @@ class Status(enum.IntEnum):
     OUT_OF_RANGE = 9
     BUFFER_TOO_SMALL = 10
     INTERNAL = 11
+    LIMIT = 12  #: above a limit of the load or session options (e.g. the 4 GiB arena default)
 
 
 class Error(Exception):
