@@ -26,6 +26,15 @@
  * passes a non-NULL mdl_error, it receives the status and a message naming the cause (the node,
  * tensor, byte offset ...).  Building with MDL_NO_ERROR_STRINGS keeps the status, drops the text.
  *
+ * NULL handles (one rule for the whole API): every function accepts a NULL model or session (and
+ * a NULL name, key or info pointer).  Functions returning an mdl_status then return
+ * MDL_INVALID_ARGUMENT; the others return their "nothing" value: 0 for counts and sizes, false,
+ * NULL for pointers and -1 for indices, "" for strings; mdl_*_free does nothing.
+ *
+ * Untrusted files: loading verifies every byte (see mdl_model_load_buffer); what a valid file may
+ * ask for is bounded by the limits of mdl_load_options and mdl_session_options (a 4 GiB arena by
+ * default on 64-bit hosts; MDL_LIMIT above them).
+ *
  * Memory: every allocation goes through an mdl_allocator (NULL = libc malloc/free).  A model can
  * be used in place from a caller's buffer (e.g. flash) and a session can live entirely inside a
  * caller-provided arena (mdl_session_create_in), so firmware needs no heap.  mdl_session_run
@@ -421,7 +430,7 @@ MDL_API mdl_status mdl_session_run(mdl_session *s);
 /* Message of the last failed run; "" after a successful one.  Owned by the session. */
 MDL_API const char *mdl_session_message(const mdl_session *s);
 
-/* Threads the session runs on (1, or options.threads where the build has threads). */
+/* Threads the session runs on (1, or options.threads where the build has threads; 0 for NULL). */
 MDL_API int mdl_session_threads(const mdl_session *s);
 
 /* With options.profile: nanoseconds spent in node i during the last run; 0 otherwise. */

@@ -272,43 +272,43 @@ void mdl_model_free(mdl_model *m) {
     mdl__free(a, m);
 }
 
-size_t mdl_model_arena_size(const mdl_model *m) { return m->session_bytes; }
+size_t mdl_model_arena_size(const mdl_model *m) { return m ? m->session_bytes : 0; }
 const char *mdl_model_load_note(const mdl_model *m) {
 #ifndef MDL_NO_ERROR_STRINGS
-    return m->note;
+    return m ? m->note : "";
 #else
     (void)m;
     return "";
 #endif
 }
 bool mdl_model_needs_load_planner(const mdl_model *m) { return m && m->plan_computed; }
-size_t mdl_model_activation_bytes(const mdl_model *m) { return m->plan.arena_bytes; }
-size_t mdl_model_weight_bytes(const mdl_model *m) { return m->weight_bytes; }
-const char *mdl_model_name(const mdl_model *m) { return m->name; }
-const char *mdl_model_version(const mdl_model *m) { return m->version; }
-const char *mdl_model_producer(const mdl_model *m) { return m->producer; }
-const char *mdl_model_description(const mdl_model *m) { return m->description; }
-int mdl_model_format_major(const mdl_model *m) { return m->format_major; }
-int mdl_model_format_minor(const mdl_model *m) { return m->format_minor; }
-int mdl_model_metadata_count(const mdl_model *m) { return m->nmeta; }
+size_t mdl_model_activation_bytes(const mdl_model *m) { return m ? m->plan.arena_bytes : 0; }
+size_t mdl_model_weight_bytes(const mdl_model *m) { return m ? m->weight_bytes : 0; }
+const char *mdl_model_name(const mdl_model *m) { return m ? m->name : ""; }
+const char *mdl_model_version(const mdl_model *m) { return m ? m->version : ""; }
+const char *mdl_model_producer(const mdl_model *m) { return m ? m->producer : ""; }
+const char *mdl_model_description(const mdl_model *m) { return m ? m->description : ""; }
+int mdl_model_format_major(const mdl_model *m) { return m ? m->format_major : 0; }
+int mdl_model_format_minor(const mdl_model *m) { return m ? m->format_minor : 0; }
+int mdl_model_metadata_count(const mdl_model *m) { return m ? m->nmeta : 0; }
 
 const char *mdl_model_metadata(const mdl_model *m, const char *key) {
-    for (int32_t i = 0; i < m->nmeta; i++)
+    for (int32_t i = 0; m && key && i < m->nmeta; i++)
         if (strcmp(m->meta[2 * i], key) == 0) return m->meta[2 * i + 1];
     return NULL;
 }
 
 bool mdl_model_metadata_at(const mdl_model *m, int i, const char **key, const char **value) {
-    if (i < 0 || i >= m->nmeta) return false;
+    if (!m || i < 0 || i >= m->nmeta) return false;
     if (key) *key = m->meta[2 * i];
     if (value) *value = m->meta[2 * i + 1];
     return true;
 }
 
-int mdl_model_input_count(const mdl_model *m) { return m->g.ninputs; }
-int mdl_model_output_count(const mdl_model *m) { return m->g.noutputs; }
-int mdl_model_node_count(const mdl_model *m) { return m->g.nnodes; }
-int mdl_model_tensor_count(const mdl_model *m) { return m->g.ntensors; }
+int mdl_model_input_count(const mdl_model *m) { return m ? m->g.ninputs : 0; }
+int mdl_model_output_count(const mdl_model *m) { return m ? m->g.noutputs : 0; }
+int mdl_model_node_count(const mdl_model *m) { return m ? m->g.nnodes : 0; }
+int mdl_model_tensor_count(const mdl_model *m) { return m ? m->g.ntensors : 0; }
 
 static void fill_info(const mdl__tensor *t, mdl_tensor_info *info) {
     memset(info, 0, sizeof *info);
@@ -338,21 +338,21 @@ static void model_info(const mdl_model *m, int32_t t, mdl_tensor_info *info) {
 void mdl__session_tensor_info(const mdl__tensor *t, mdl_tensor_info *info) { fill_info(t, info); }
 
 mdl_status mdl_model_input_info(const mdl_model *m, int i, mdl_tensor_info *info) {
-    if (i < 0 || i >= m->g.ninputs || !info) return MDL_INVALID_ARGUMENT;
+    if (!m || i < 0 || i >= m->g.ninputs || !info) return MDL_INVALID_ARGUMENT;
     model_info(m, m->g.inputs[i], info);
     return MDL_OK;
 }
 
 mdl_status mdl_model_output_info(const mdl_model *m, int i, mdl_tensor_info *info) {
-    if (i < 0 || i >= m->g.noutputs || !info) return MDL_INVALID_ARGUMENT;
+    if (!m || i < 0 || i >= m->g.noutputs || !info) return MDL_INVALID_ARGUMENT;
     model_info(m, m->g.outputs[i], info);
     return MDL_OK;
 }
 
-int mdl_model_symbol_count(const mdl_model *m) { return m->g.nsyms; }
+int mdl_model_symbol_count(const mdl_model *m) { return m ? m->g.nsyms : 0; }
 
 bool mdl_model_symbol(const mdl_model *m, int i, const char **name, int64_t *max, int64_t *initial) {
-    if (i < 0 || i >= m->g.nsyms) return false;
+    if (!m || i < 0 || i >= m->g.nsyms) return false;
     if (name) *name = m->g.syms[i].name;
     if (max) *max = m->g.syms[i].max;
     if (initial) *initial = m->g.syms[i].initial;
@@ -360,7 +360,7 @@ bool mdl_model_symbol(const mdl_model *m, int i, const char **name, int64_t *max
 }
 
 mdl_status mdl_model_tensor_info(const mdl_model *m, int i, mdl_tensor_info *info, bool *constant) {
-    if (i < 0 || i >= m->g.ntensors || !info) return MDL_INVALID_ARGUMENT;
+    if (!m || i < 0 || i >= m->g.ntensors || !info) return MDL_INVALID_ARGUMENT;
     model_info(m, i, info);
     if (constant) *constant = m->g.tensors[i].data != NULL;
     return MDL_OK;
@@ -373,15 +373,15 @@ static int find_name(const mdl_model *m, const int32_t *list, int32_t n, const c
 }
 
 int mdl_model_input_index(const mdl_model *m, const char *name) {
-    return find_name(m, m->g.inputs, m->g.ninputs, name);
+    return m ? find_name(m, m->g.inputs, m->g.ninputs, name) : -1;
 }
 
 int mdl_model_output_index(const mdl_model *m, const char *name) {
-    return find_name(m, m->g.outputs, m->g.noutputs, name);
+    return m ? find_name(m, m->g.outputs, m->g.noutputs, name) : -1;
 }
 
 mdl_status mdl_model_node_info(const mdl_model *m, int i, mdl_node_info *info) {
-    if (i < 0 || i >= m->g.nnodes || !info) return MDL_INVALID_ARGUMENT;
+    if (!m || i < 0 || i >= m->g.nnodes || !info) return MDL_INVALID_ARGUMENT;
     const mdl__node *n = &m->g.nodes[i];
     info->name = n->name;
     info->op = mdl_op_name(n->op);

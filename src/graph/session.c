@@ -248,7 +248,7 @@ mdl_status mdl_session_output_info(const mdl_session *s, int i, mdl_tensor_info 
     return io_info(s, s ? s->g->outputs : NULL, s ? s->g->noutputs : 0, i, info);
 }
 
-const mdl_model *mdl_session_model(const mdl_session *s) { return s->m; }
+const mdl_model *mdl_session_model(const mdl_session *s) { return s ? s->m : NULL; }
 
 void *mdl_session_input_data(mdl_session *s, int i) {
     if (!s || i < 0 || i >= s->g->ninputs) return NULL;
@@ -325,7 +325,7 @@ mdl_status mdl_session_run(mdl_session *s) {
 const char *mdl_session_message(const mdl_session *s) { return s ? s->err.msg : ""; }
 
 int mdl_session_threads(const mdl_session *s) {
-    return s && s->pool ? s->par.nworkers : 1;
+    return !s ? 0 : s->pool ? s->par.nworkers : 1;
 }
 
 uint64_t mdl_session_node_ns(const mdl_session *s, int i) {

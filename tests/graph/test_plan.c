@@ -428,6 +428,74 @@ static void test_old_file_replanned(void **state) {
     mdl_model_free(m);
 }
 
+/* One rule for NULL handles (mdeploy.h): statuses say INVALID_ARGUMENT, getters "nothing". */
+static void test_null_handles(void **state) {
+    (void)state;
+    mdl_tensor_info ti;
+    mdl_node_info ni;
+    const mdl_model *m = NULL;
+    assert_int_equal(mdl_model_arena_size(m), 0);
+    assert_int_equal(mdl_model_activation_bytes(m), 0);
+    assert_int_equal(mdl_model_weight_bytes(m), 0);
+    assert_string_equal(mdl_model_name(m), "");
+    assert_string_equal(mdl_model_version(m), "");
+    assert_string_equal(mdl_model_producer(m), "");
+    assert_string_equal(mdl_model_description(m), "");
+    assert_string_equal(mdl_model_load_note(m), "");
+    assert_int_equal(mdl_model_format_major(m), 0);
+    assert_int_equal(mdl_model_format_minor(m), 0);
+    assert_null(mdl_model_metadata(m, "k"));
+    assert_int_equal(mdl_model_metadata_count(m), 0);
+    assert_false(mdl_model_metadata_at(m, 0, NULL, NULL));
+    assert_int_equal(mdl_model_input_count(m), 0);
+    assert_int_equal(mdl_model_output_count(m), 0);
+    assert_int_equal(mdl_model_input_info(m, 0, &ti), MDL_INVALID_ARGUMENT);
+    assert_int_equal(mdl_model_output_info(m, 0, &ti), MDL_INVALID_ARGUMENT);
+    assert_int_equal(mdl_model_symbol_count(m), 0);
+    assert_false(mdl_model_symbol(m, 0, NULL, NULL, NULL));
+    assert_int_equal(mdl_model_input_index(m, "x"), -1);
+    assert_int_equal(mdl_model_output_index(m, "y"), -1);
+    assert_int_equal(mdl_model_node_count(m), 0);
+    assert_int_equal(mdl_model_tensor_count(m), 0);
+    assert_int_equal(mdl_model_node_info(m, 0, &ni), MDL_INVALID_ARGUMENT);
+    assert_int_equal(mdl_model_tensor_info(m, 0, &ti, NULL), MDL_INVALID_ARGUMENT);
+    char buf[8];
+    assert_int_equal(mdl_model_node_attrs(m, 0, buf, sizeof buf), 0);
+    assert_false(mdl_model_needs_load_planner(m));
+    mdl_model_free(NULL);
+    mdl_session *s = NULL;
+    mdl_error err;
+    assert_null(mdl_session_model(s));
+    assert_int_equal(mdl_session_input_info(s, 0, &ti), MDL_INVALID_ARGUMENT);
+    assert_int_equal(mdl_session_output_info(s, 0, &ti), MDL_INVALID_ARGUMENT);
+    assert_null(mdl_session_input_data(s, 0));
+    assert_null(mdl_session_output_data(s, 0));
+    assert_int_equal(mdl_session_set_input(s, 0, buf, 4, &err), MDL_INVALID_ARGUMENT);
+    assert_int_equal(mdl_session_get_output(s, 0, buf, 4, &err), MDL_INVALID_ARGUMENT);
+    assert_int_equal(mdl_session_run(s), MDL_INVALID_ARGUMENT);
+    assert_int_equal(mdl_session_resize(s, 0, NULL, &err), MDL_INVALID_ARGUMENT);
+    assert_string_equal(mdl_session_message(s), "");
+    assert_int_equal(mdl_session_threads(s), 0);
+    assert_int_equal(mdl_session_node_ns(s, 0), 0);
+    mdl_session_free(NULL);
+    assert_int_equal(mdl_session_create(NULL, NULL, &s, &err), MDL_INVALID_ARGUMENT);
+    mdl_builder *b = NULL;
+    int t = 0;
+    assert_int_equal(mdl_builder_tensor(b, "x", MDL_DTYPE_FLOAT32, 1, (int64_t[]){1}, NULL), -1);
+    assert_int_equal(mdl_builder_node(b, MDL_OP_RELU, "r", 1, &t, 1, &t, NULL), -1);
+    assert_int_equal(mdl_builder_symbol(b, "n", 0, 1), -1);
+    assert_int_equal(mdl_builder_set_dims(b, 0, (int32_t[]){-1}), MDL_INVALID_ARGUMENT);
+    assert_int_equal(mdl_builder_set_quant(b, 0, 1, (float[]){1}, (int64_t[]){0}, 0), MDL_INVALID_ARGUMENT);
+    assert_int_equal(mdl_builder_add_input(b, 0), MDL_INVALID_ARGUMENT);
+    assert_int_equal(mdl_builder_add_output(b, 0), MDL_INVALID_ARGUMENT);
+    assert_int_equal(mdl_builder_set_metadata(b, "k", "v"), MDL_INVALID_ARGUMENT);
+    void *data;
+    size_t size;
+    assert_int_equal(mdl_builder_finish(b, &data, &size, &err), MDL_INVALID_ARGUMENT);
+    mdl_builder_release(b, NULL);
+    mdl_builder_free(b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_planner_matches_reference),
@@ -438,6 +506,7 @@ int main(void) {
         cmocka_unit_test(test_huge_arena_refused),
         cmocka_unit_test(test_bad_stored_plan_replanned),
         cmocka_unit_test(test_old_file_replanned),
+        cmocka_unit_test(test_null_handles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -257,6 +257,7 @@ _PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     "mdl_load_options_default": (mdl_load_options, []),
     "mdl_model_load_buffer": (_status, [_vp, _c.c_size_t, _P(mdl_load_options), _P(_vp), _err]),
     "mdl_model_load_file": (_status, [_str, _P(mdl_load_options), _P(_vp), _err]),
+    "mdl_model_load_note": (_str, [_vp]),
     "mdl_model_free": (None, [_vp]),
     "mdl_model_arena_size": (_c.c_size_t, [_vp]),
     "mdl_model_activation_bytes": (_c.c_size_t, [_vp]),
