@@ -55,7 +55,11 @@
  *                           dynamic dims fails with MDL_UNSUPPORTED (convert it with
  *                           --input-shape); mdl_builder_symbol fails the same way
  *   MDL_SMALL_CODE          code size over speed: kernels leave out the loops that only make a
- *                           common case faster (the general loop gives the same bits)
+ *                           common case faster (the general loop gives the same bits); the
+ *                           stored-plan check compares every pair of buffers (small graphs);
+ *                           a stored plan is always required (MDL_LOAD_STRICT_PLAN) and the
+ *                           limits of mdl_load_options are not checked (the caller's arena is
+ *                           the limit: mdl_session_create_in)
  */
 #ifndef MDEPLOY_MDEPLOY_H
 #define MDEPLOY_MDEPLOY_H

@@ -8,7 +8,7 @@
 #include "util.h"
 
 #include <string.h>
-#ifndef MDL_NO_ERROR_STRINGS
+#ifdef MDL__LOAD_NOTE
 #include <stdio.h>
 #endif
 
@@ -167,6 +167,28 @@ static mdl_status dyn_info(mdl_model *m, mdl_error *err) {
     return MDL_OK;
 }
 
+/* A stored plan is used when it passes the check.  One that fails (an older writer, damage) is
+   dropped, to be computed again, with a note, when `replan` (a load planner, and the caller did
+   not require the stored plan); MDL_SMALL_CODE builds always require it. */
+static mdl_status check_stored_plan(mdl_model *m, bool replan, mdl_error *err) {
+#ifdef MDL_SMALL_CODE
+    (void)replan;
+    return mdl__plan_verify(&m->g, &m->plan, m->alloc, err);
+#else
+    mdl_error perr;
+    mdl_status st = mdl__plan_verify(&m->g, &m->plan, m->alloc, &perr);
+    if (st && (st != MDL_CORRUPT_MODEL || !replan)) {
+        if (err) *err = perr;
+        return st;
+    }
+#ifdef MDL__LOAD_NOTE
+    if (st) snprintf(m->note, sizeof m->note, "the stored memory plan was rejected (%.190s) and computed again", perr.msg);
+#endif
+    if (st) m->plan.tensor_offsets = m->plan.scratch_offsets = NULL;
+    return MDL_OK;
+#endif
+}
+
 mdl_status mdl_model_load_buffer(const void *data, size_t size, const mdl_load_options *options,
                                  mdl_model **out, mdl_error *err) {
     if (!out) return mdl__error(err, MDL_INVALID_ARGUMENT, "mdl_model_load_buffer: out is NULL");
@@ -199,12 +221,14 @@ mdl_status mdl_model_load_buffer(const void *data, size_t size, const mdl_load_o
     m->buf = data;
     m->size = size;
     if ((st = mdl__format_read(m, err))) goto fail;
+#ifndef MDL_SMALL_CODE /* firmware: the caller's arena is the limit (mdl_session_create_in) */
     if ((o.max_nodes && m->g.nnodes > o.max_nodes) || (o.max_tensors && m->g.ntensors > o.max_tensors)) {
         st = mdl__error(err, MDL_LIMIT, "the model has %d operators and %d tensors: above the limit "
                         "max_nodes = %d or max_tensors = %d (mdl_load_options)", (int)m->g.nnodes,
                         (int)m->g.ntensors, (int)o.max_nodes, (int)o.max_tensors);
         goto fail;
     }
+#endif
     m->g.resolver = o.resolver;
     const mdl__load_planner_ops *lp = load_planner(o.resolver);
     if (lp) {
@@ -218,21 +242,8 @@ mdl_status mdl_model_load_buffer(const void *data, size_t size, const mdl_load_o
             }
     }
     if ((st = mdl__graph_check(&m->g, false, a, err))) goto fail;
-    if (m->plan.tensor_offsets) {
-        mdl_error perr;
-        if ((st = mdl__plan_verify(&m->g, &m->plan, a, &perr))) {
-            /* a stored plan that fails the check (an older writer, damage) is computed again */
-            if (st != MDL_CORRUPT_MODEL || !lp || (o.flags & MDL_LOAD_STRICT_PLAN)) {
-                if (err) *err = perr;
-                goto fail;
-            }
-#ifndef MDL_NO_ERROR_STRINGS
-            snprintf(m->note, sizeof m->note, "the stored memory plan was rejected (%.190s) and computed again",
-                     perr.msg);
-#endif
-            m->plan.tensor_offsets = m->plan.scratch_offsets = NULL;
-        }
-    }
+    if (m->plan.tensor_offsets && (st = check_stored_plan(m, lp && !(o.flags & MDL_LOAD_STRICT_PLAN), err)))
+        goto fail;
     if (!m->plan.tensor_offsets) {
         if (!lp) {
             st = mdl__error(err, MDL_UNSUPPORTED, "the model has no memory plan: computing one" NEEDS_PLANNER);
@@ -242,12 +253,14 @@ mdl_status mdl_model_load_buffer(const void *data, size_t size, const mdl_load_o
         m->plan_computed = true;
     }
     m->session_bytes = mdl__session_bytes(m);
+#ifndef MDL_SMALL_CODE
     if (o.max_arena_bytes && m->session_bytes > o.max_arena_bytes) {
         st = mdl__error(err, MDL_LIMIT, "the model needs a session arena of %zu bytes: above the "
                         "limit max_arena_bytes = %zu (mdl_load_options)", m->session_bytes,
                         o.max_arena_bytes);
         goto fail;
     }
+#endif
     if ((st = pack_nodes(m, err))) goto fail;
     if ((st = dyn_info(m, err))) goto fail;
     if (MDL__DYNAMIC) mdl__model_pack_instance(m);
@@ -274,7 +287,7 @@ void mdl_model_free(mdl_model *m) {
 
 size_t mdl_model_arena_size(const mdl_model *m) { return m ? m->session_bytes : 0; }
 const char *mdl_model_load_note(const mdl_model *m) {
-#ifndef MDL_NO_ERROR_STRINGS
+#ifdef MDL__LOAD_NOTE
     return m ? m->note : "";
 #else
     (void)m;

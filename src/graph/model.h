@@ -5,6 +5,11 @@
 #include "graph.h"
 #include "io/fb.h"
 
+/* Builds that keep the load note (mdl_model_load_note): not firmware's (no strings, no replan). */
+#if !defined(MDL_NO_ERROR_STRINGS) && !defined(MDL_SMALL_CODE)
+#define MDL__LOAD_NOTE 1
+#endif
+
 struct mdl_model {
     const mdl_allocator *alloc;
     void *block; /* one allocation holding the arrays below */
@@ -31,7 +36,7 @@ struct mdl_model {
     int64_t *info_dims, *info_max;
     const char **info_names;
     struct mdl__inst *pack_inst; /* the instance at sizes >= 2 whose packed data sessions share */
-#ifndef MDL_NO_ERROR_STRINGS
+#ifdef MDL__LOAD_NOTE
     char note[MDL_ERROR_MSG_SIZE]; /* mdl_model_load_note */
 #endif
 };
