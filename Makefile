@@ -1,5 +1,5 @@
 # mdeploy — plain Makefile.  Options: BLAS=0|1 (default 1)  SAN=1 (ASan+UBSan)  TSAN=1  DEBUG=1
-# Targets: all check check-spark demo install fuzz bench firmware firmware-check firmware-report clean   (see README.md)
+# Targets: all check check-spark demo install fuzz fuzz-long bench firmware firmware-check firmware-report clean   (see README.md)
 
 BLAS ?= 1
 SIMD ?= 1
