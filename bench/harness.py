@@ -158,7 +158,7 @@ class MdlSessionOptions(ctypes.Structure):
     # include/mdeploy/mdeploy.h: mdl_session_options
     _fields_ = [("allocator", ctypes.c_void_p), ("profile", ctypes.c_bool),
                 ("ninput_shapes", ctypes.c_int32), ("input_shapes", ctypes.c_void_p),
-                ("threads", ctypes.c_int32)]
+                ("threads", ctypes.c_int32), ("max_arena_bytes", ctypes.c_size_t)]
 
 
 class Mdl:

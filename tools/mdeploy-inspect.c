@@ -182,6 +182,7 @@ int main(int argc, char **argv) {
         char fmt[32];
         snprintf(fmt, sizeof fmt, "%d.%d", mdl_model_format_major(m), mdl_model_format_minor(m));
         cJSON_AddStringToObject(o, "format", fmt);
+        if (*mdl_model_load_note(m)) cJSON_AddStringToObject(o, "load_note", mdl_model_load_note(m));
         cJSON *meta = cJSON_AddObjectToObject(o, "metadata");
         const char *k, *v;
         for (int i = 0; mdl_model_metadata_at(m, i, &k, &v); i++) cJSON_AddStringToObject(meta, k, v);
@@ -229,6 +230,7 @@ int main(int argc, char **argv) {
         printf("producer     %s\n", mdl_model_producer(m));
         if (*mdl_model_description(m)) printf("description  %s\n", mdl_model_description(m));
         printf("format       %d.%d\n", mdl_model_format_major(m), mdl_model_format_minor(m));
+        if (*mdl_model_load_note(m)) printf("note         %s\n", mdl_model_load_note(m));
         const char *k, *v;
         for (int i = 0; mdl_model_metadata_at(m, i, &k, &v); i++) printf("meta         %s = %s\n", k, v);
         for (int i = 0; i < mdl_model_input_count(m); i++) {

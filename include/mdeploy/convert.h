@@ -240,6 +240,16 @@ MDL_API mdl_status mdl_convert_onnx(const char *onnx_path, const char *out_path,
                             const mdl_convert_options *options, mdl_convert_report *report,
                             mdl_error *err);
 
+/* The same from memory: converts the ONNX model in onnx[0, size) and returns the .mdl file's
+   bytes in *mdl_data (malloc'd: release with free()) and *mdl_size; report.file_bytes is
+   *mdl_size.  The buffer is untrusted like any file (a hostile one fails with a status, never
+   reads out of bounds) and only read during the call.  Tensors kept as external data (separate
+   files beside a .onnx) are refused with UNSUPPORTED: there is no directory to read them from.
+   Errors as mdl_convert_onnx, plus INVALID_ARGUMENT for NULL pointers. */
+MDL_API mdl_status mdl_convert_onnx_buffer(const void *onnx, size_t size, void **mdl_data,
+                                           size_t *mdl_size, const mdl_convert_options *options,
+                                           mdl_convert_report *report, mdl_error *err);
+
 /* ---- inspecting an ONNX model ------------------------------------------------------------
  *
  * What a model needs before converting it (mdeploy-inspect MODEL.onnx): its inputs and outputs

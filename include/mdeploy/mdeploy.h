@@ -26,6 +26,15 @@
  * passes a non-NULL mdl_error, it receives the status and a message naming the cause (the node,
  * tensor, byte offset ...).  Building with MDL_NO_ERROR_STRINGS keeps the status, drops the text.
  *
+ * NULL handles (one rule for the whole API): every function accepts a NULL model or session (and
+ * a NULL name, key or info pointer).  Functions returning an mdl_status then return
+ * MDL_INVALID_ARGUMENT; the others return their "nothing" value: 0 for counts and sizes, false,
+ * NULL for pointers and -1 for indices, "" for strings; mdl_*_free does nothing.
+ *
+ * Untrusted files: loading verifies every byte (see mdl_model_load_buffer); what a valid file may
+ * ask for is bounded by the limits of mdl_load_options and mdl_session_options (a 4 GiB arena by
+ * default on 64-bit hosts; MDL_LIMIT above them).
+ *
  * Memory: every allocation goes through an mdl_allocator (NULL = libc malloc/free).  A model can
  * be used in place from a caller's buffer (e.g. flash) and a session can live entirely inside a
  * caller-provided arena (mdl_session_create_in), so firmware needs no heap.  mdl_session_run
@@ -46,7 +55,11 @@
  *                           dynamic dims fails with MDL_UNSUPPORTED (convert it with
  *                           --input-shape); mdl_builder_symbol fails the same way
  *   MDL_SMALL_CODE          code size over speed: kernels leave out the loops that only make a
- *                           common case faster (the general loop gives the same bits)
+ *                           common case faster (the general loop gives the same bits); the
+ *                           stored-plan check compares every pair of buffers (small graphs);
+ *                           a stored plan is always required (MDL_LOAD_STRICT_PLAN) and the
+ *                           limits of mdl_load_options are not checked (the caller's arena is
+ *                           the limit: mdl_session_create_in)
  */
 #ifndef MDEPLOY_MDEPLOY_H
 #define MDEPLOY_MDEPLOY_H
@@ -94,7 +107,8 @@ extern "C" {
     X(DTYPE, "dtype mismatch")                                                                     \
     X(OUT_OF_RANGE, "index out of range")                                                          \
     X(BUFFER_TOO_SMALL, "buffer too small")                                                        \
-    X(INTERNAL, "internal error")
+    X(INTERNAL, "internal error")                                                                  \
+    X(LIMIT, "limit exceeded") /* a size above mdl_load_options / mdl_session_options limits */
 
 typedef enum mdl_status {
 #define MDL__STATUS_ENUM(name, text) MDL_##name,
@@ -155,6 +169,11 @@ enum {
        on an MDL_ALIGN boundary (a 64-byte boundary is faster: files place weights at 64-byte
        offsets, and convolutions read them in place with full cache-line loads). */
     MDL_LOAD_COPY = 1u << 0,
+    /* Use the memory plan stored in the file or fail.  Without it, a stored plan that fails the
+       check (e.g. from an older writer) is computed again when the load planner is available
+       (host builds; firmware: resolver.h), and mdl_model_load_note says so.  Firmware that must
+       run exactly the layout it was sized for sets it. */
+    MDL_LOAD_STRICT_PLAN = 1u << 1,
     /* Run metrics for this model (include/mdeploy/metrics.h): run and error counts, a latency
        histogram; one clock read pair per mdl_session_run.  Host builds; firmware builds (no
        MDL_WITH_METRICS) ignore both flags and have no metrics API. */
@@ -162,6 +181,17 @@ enum {
     /* Also per-operator cumulative time (one clock read pair per node; implies MDL_LOAD_METRICS). */
     MDL_LOAD_METRICS_OPS = 1u << 9,
 };
+
+/* Defaults of the limits below (mdl_load_options_default, mdl_session_options_default): a 4 GiB
+   session arena on 64-bit hosts (no limit where size_t is 32 bits: firmware sizes its arena
+   itself, and mdl_session_create_in refuses a model that does not fit with BUFFER_TOO_SMALL). */
+#if SIZE_MAX > 0xffffffffu
+#define MDL_DEFAULT_MAX_ARENA_BYTES ((size_t)4 << 30)
+#else
+#define MDL_DEFAULT_MAX_ARENA_BYTES ((size_t)0)
+#endif
+#define MDL_DEFAULT_MAX_NODES (1 << 20)
+#define MDL_DEFAULT_MAX_TENSORS (1 << 22)
 
 /* Operator registration (include/mdeploy/resolver.h). */
 typedef struct mdl_op_resolver mdl_op_resolver;
@@ -172,6 +202,15 @@ typedef struct mdl_load_options {
     /* Kernels the model may use; NULL: every kernel of the library (host).  Firmware passes the
        few its model needs so that only those are linked.  Must outlive the model. */
     const mdl_op_resolver *resolver;
+    /* Limits on what a file may ask for (untrusted files); 0 = no limit.  The defaults are
+       MDL_DEFAULT_MAX_*; a zero-initialized struct has no limits.  A model above one is refused
+       with MDL_LIMIT and a message naming the limit and the size asked for.
+       max_arena_bytes: the session arena (mdl_model_arena_size: record, tensor table and the
+       memory plan's activations; models with dynamic dims: at the symbols' initial values).
+       max_nodes, max_tensors: the graph's operator and tensor counts (checked before the graph
+       is checked or planned). */
+    size_t max_arena_bytes;
+    int32_t max_nodes, max_tensors;
 } mdl_load_options;
 
 MDL_API mdl_load_options mdl_load_options_default(void);
@@ -190,6 +229,11 @@ MDL_API mdl_status mdl_model_load_buffer(const void *data, size_t size, const md
    mdl_model_free).  Host builds only.  Errors as above + IO. */
 MDL_API mdl_status mdl_model_load_file(const char *path, const mdl_load_options *options, mdl_model **out,
                                mdl_error *err);
+
+/* What the load chose to do about the file, "" when nothing: e.g. that its stored memory plan
+   failed the check (and why) and was computed again (see MDL_LOAD_STRICT_PLAN).  Owned by the
+   model. */
+MDL_API const char *mdl_model_load_note(const mdl_model *m);
 
 /* Releases a model.  All its sessions must be freed first.  NULL is a no-op. */
 MDL_API void mdl_model_free(mdl_model *m);
@@ -322,6 +366,11 @@ typedef struct mdl_session_options {
        must not use a session with threads created before the fork (its workers were not
        copied); it may create its own. */
     int32_t threads;
+    /* Most bytes the session may allocate (the arena of mdl_model_arena_size, profile timings,
+       worker scratch; after mdl_session_resize, the arena at the new shapes); 0 = no limit.
+       Default MDL_DEFAULT_MAX_ARENA_BYTES.  Above it: MDL_LIMIT, naming the limit and the size.
+       (mdl_session_create_in uses the caller's arena and has no limit but its size.) */
+    size_t max_arena_bytes;
 } mdl_session_options;
 
 MDL_API mdl_session_options mdl_session_options_default(void);
@@ -391,7 +440,7 @@ MDL_API mdl_status mdl_session_run(mdl_session *s);
 /* Message of the last failed run; "" after a successful one.  Owned by the session. */
 MDL_API const char *mdl_session_message(const mdl_session *s);
 
-/* Threads the session runs on (1, or options.threads where the build has threads). */
+/* Threads the session runs on (1, or options.threads where the build has threads; 0 for NULL). */
 MDL_API int mdl_session_threads(const mdl_session *s);
 
 /* With options.profile: nanoseconds spent in node i during the last run; 0 otherwise. */

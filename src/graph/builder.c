@@ -89,6 +89,7 @@ void mdl_builder_free(mdl_builder *b) {
 
 int mdl_builder_tensor(mdl_builder *b, const char *name, mdl_dtype dtype, int rank,
                        const int64_t *dims, const void *data) {
+    if (!b) return -1;
     if ((unsigned)dtype >= MDL_DTYPE_COUNT) return fail(b, MDL_INVALID_ARGUMENT, "unknown dtype");
     if (rank > MDL_MAX_RANK || (rank > 0 && !dims) || (rank < 0 && data))
         return fail(b, MDL_INVALID_ARGUMENT, "bad rank or dims");
@@ -115,6 +116,7 @@ int mdl_builder_tensor(mdl_builder *b, const char *name, mdl_dtype dtype, int ra
 
 mdl_status mdl_builder_set_quant(mdl_builder *b, int t, int n, const float *scale,
                                  const int64_t *zero_point, int axis) {
+    if (!b) return MDL_INVALID_ARGUMENT;
     if (t < 0 || t >= b->g.ntensors || n < 1 || !scale || !zero_point)
         return fail_st(b, MDL_INVALID_ARGUMENT, "set_quant: bad arguments");
     mdl__tensor *x = &b->g.tensors[t];
@@ -128,6 +130,7 @@ mdl_status mdl_builder_set_quant(mdl_builder *b, int t, int n, const float *scal
 
 int mdl_builder_node(mdl_builder *b, mdl_op op, const char *name, int nin, const int *inputs,
                      int nout, const int *outputs, const mdl_op_options *options) {
+    if (!b) return -1;
     if ((unsigned)op >= MDL_OP_COUNT) return fail(b, MDL_INVALID_ARGUMENT, "unknown operator");
     if (nin < 1 || nin > MDL_MAX_NODE_IO || nout < 1 || nout > MDL_MAX_NODE_IO || !inputs || !outputs)
         return fail(b, MDL_INVALID_ARGUMENT, "bad input/output lists");
@@ -156,6 +159,7 @@ void mdl__builder_set_initial(mdl_builder *b, int32_t s, int64_t initial) {
 }
 
 int mdl_builder_symbol(mdl_builder *b, const char *name, int64_t max, int64_t initial) {
+    if (!b) return -1;
     if (!MDL__DYNAMIC) return fail(b, MDL_UNSUPPORTED, "dynamic dims: this build has MDL_NO_DYNAMIC");
     if (b->g.nsyms >= MDL__MAX_SYMBOLS) return fail(b, MDL_INVALID_ARGUMENT, "too many symbols");
     if (max < 0 || initial < 0 || (max && initial > max))
@@ -170,6 +174,7 @@ int mdl_builder_symbol(mdl_builder *b, const char *name, int64_t max, int64_t in
 }
 
 mdl_status mdl_builder_set_dims(mdl_builder *b, int t, const int32_t *codes) {
+    if (!b) return MDL_INVALID_ARGUMENT;
     if (t < 0 || t >= b->g.ntensors || !codes || b->g.tensors[t].rank < 0)
         return fail_st(b, MDL_INVALID_ARGUMENT, "set_dims: bad tensor");
     mdl__tensor *x = &b->g.tensors[t];
@@ -199,14 +204,15 @@ static mdl_status add_io(mdl_builder *b, int32_t **list, int32_t *n, int32_t *ca
 }
 
 mdl_status mdl_builder_add_input(mdl_builder *b, int t) {
-    return add_io(b, &b->g.inputs, &b->g.ninputs, &b->cap_inputs, t);
+    return b ? add_io(b, &b->g.inputs, &b->g.ninputs, &b->cap_inputs, t) : MDL_INVALID_ARGUMENT;
 }
 
 mdl_status mdl_builder_add_output(mdl_builder *b, int t) {
-    return add_io(b, &b->g.outputs, &b->g.noutputs, &b->cap_outputs, t);
+    return b ? add_io(b, &b->g.outputs, &b->g.noutputs, &b->cap_outputs, t) : MDL_INVALID_ARGUMENT;
 }
 
 mdl_status mdl_builder_set_metadata(mdl_builder *b, const char *key, const char *value) {
+    if (!b) return MDL_INVALID_ARGUMENT;
     if (!key || !value) return fail_st(b, MDL_INVALID_ARGUMENT, "metadata key or value is NULL");
     const char *v = own_str(b, value);
     if (!v) return fail_st(b, MDL_OUT_OF_MEMORY, "out of memory");
@@ -270,7 +276,7 @@ mdl_status mdl_builder_finish(mdl_builder *b, void **data, size_t *size, mdl_err
     fb_builder_release(&fb);
     if (st) return st;
     /* The loader is the definition of a valid file: prove this one loads. */
-    mdl_load_options lo = {b->alloc, 0, NULL};
+    mdl_load_options lo = {b->alloc, 0, NULL, 0, 0, 0}; /* its own output: no limits */
     mdl_model *m;
     if ((st = mdl_model_load_buffer(*data, n, &lo, &m, err))) {
         mdl__free(b->alloc, *data);
@@ -282,4 +288,6 @@ mdl_status mdl_builder_finish(mdl_builder *b, void **data, size_t *size, mdl_err
     return MDL_OK;
 }
 
-void mdl_builder_release(mdl_builder *b, void *data) { mdl__free(b->alloc, data); }
+void mdl_builder_release(mdl_builder *b, void *data) {
+    if (b) mdl__free(b->alloc, data);
+}

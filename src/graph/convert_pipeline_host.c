@@ -75,7 +75,19 @@ static mdl_status run_stages(cv_ctx *c, const mdl__onnx_model *m, const mdl_conv
     return MDL_OK;
 }
 
-static mdl_status convert(cv_ctx *c, const mdl__onnx_model *m, const char *out_path,
+/* Where the converted model goes: a file (path) or memory (*data, *size from malloc). */
+typedef struct cv_out {
+    const char *path;
+    void **data;
+    size_t *size;
+} cv_out;
+
+static mdl_status write_out(mdl_builder *b, const cv_out *out, mdl_error *err) {
+    if (out->path) return mdl_builder_write_file(b, out->path, err);
+    return mdl_builder_finish(b, out->data, out->size, err); /* the default allocator: free() */
+}
+
+static mdl_status convert(cv_ctx *c, const mdl__onnx_model *m, const cv_out *out,
                           const mdl_convert_options *o, mdl_convert_report *rep) {
     mdl__onnx_info info;
     mdl__onnx_info_get(m, &info);
@@ -149,7 +161,7 @@ static mdl_status convert(cv_ctx *c, const mdl__onnx_model *m, const char *out_p
              info.producer_version ? info.producer_version : "", (long long)c->opset);
     mdl_builder_set_metadata(b, "source", src);
     for (int32_t i = 0; i < o->nmetadata; i++) mdl_builder_set_metadata(b, o->metadata_keys[i], o->metadata_values[i]);
-    st = mdl_builder_write_file(b, out_path, c->err);
+    st = write_out(b, out, c->err);
     if (st && st != MDL_IO && st != MDL_OUT_OF_MEMORY && c->nsyms) {
         /* Not valid with every dynamic dim at 1 (e.g. a convolution without padding over a
            dynamic length): sessions start at the sizes the converter checked the graph at. */
@@ -164,7 +176,7 @@ static mdl_status convert(cv_ctx *c, const mdl__onnx_model *m, const char *out_p
             snprintf(rep->dynamic + len, sizeof rep->dynamic - len, "%s %s=%lld", y ? "," : "",
                      c->sym_names[y], (long long)v);
         }
-        if (mdl_builder_write_file(b, out_path, c->err) == MDL_OK) st = MDL_OK;
+        if (write_out(b, out, c->err) == MDL_OK) st = MDL_OK;
         else *c->err = first; /* the first failure explains it best */
     }
     mdl_builder_free(b);
@@ -174,19 +186,58 @@ static mdl_status convert(cv_ctx *c, const mdl__onnx_model *m, const char *out_p
     rep->removed = c->removed;
     /* the numbers of the file as written (and proof that it loads) */
     mdl_model *mm;
-    if ((st = mdl_model_load_file(out_path, NULL, &mm, c->err))) {
-        remove(out_path);
+    st = out->path ? mdl_model_load_file(out->path, NULL, &mm, c->err)
+                   : mdl_model_load_buffer(*out->data, *out->size, NULL, &mm, c->err);
+    if (st) {
+        if (out->path) remove(out->path);
+        else {
+            free(*out->data);
+            *out->data = NULL;
+            *out->size = 0;
+        }
         return st;
     }
     rep->weight_bytes = mdl_model_weight_bytes(mm);
     rep->arena_bytes = mdl_model_activation_bytes(mm);
     mdl_model_free(mm);
     struct stat sb;
-    if (stat(out_path, &sb) == 0) rep->file_bytes = (size_t)sb.st_size;
+    if (!out->path) rep->file_bytes = *out->size;
+    else if (stat(out->path, &sb) == 0) rep->file_bytes = (size_t)sb.st_size;
     return MDL_OK;
 }
 
-/* The converter's entry point (include/mdeploy/convert.h). */
+/* The checks of the options and the conversion of an opened model (both entry points). */
+static mdl_status convert_opened(mdl__onnx_model *m, const cv_out *out, const mdl_convert_options *o,
+                                 mdl_convert_report *report, mdl_error *err) {
+    mdl_convert_report rep;
+    memset(&rep, 0, sizeof rep);
+    cv_ctx c;
+    memset(&c, 0, sizeof c);
+    c.err = err;
+    mdl_status st = convert(&c, m, out, o, &rep);
+    mdl__cv_free(&c);
+    if (st || !report) mdl_convert_report_free(&rep);
+    mdl__onnx_close(m);
+    if (st) {
+        if (!err->msg[0]) mdl__error(err, st, "conversion failed: %s", mdl_status_str(st));
+        return st;
+    }
+    if (report) *report = rep;
+    return MDL_OK;
+}
+
+static mdl_status check_options(const mdl_convert_options *o, mdl_error *err) {
+    if (o->ninput_shapes < 0 || o->ninput_shapes > MDL_CONVERT_MAX_SHAPES)
+        return mdl__error(err, MDL_INVALID_ARGUMENT, "ninput_shapes %d out of range", (int)o->ninput_shapes);
+    if (o->nmetadata < 0 || (o->nmetadata && (!o->metadata_keys || !o->metadata_values)))
+        return mdl__error(err, MDL_INVALID_ARGUMENT, "nmetadata %d without keys and values", (int)o->nmetadata);
+    for (int32_t i = 0; i < o->nmetadata; i++)
+        if (!o->metadata_keys[i] || !*o->metadata_keys[i] || !o->metadata_values[i])
+            return mdl__error(err, MDL_INVALID_ARGUMENT, "metadata entry %d: empty key or NULL value", (int)i);
+    return MDL_OK;
+}
+
+/* The converter's entry points (include/mdeploy/convert.h). */
 mdl_status mdl_convert_onnx(const char *onnx_path, const char *out_path,
                             const mdl_convert_options *options, mdl_convert_report *report,
                             mdl_error *err) {
@@ -198,29 +249,32 @@ mdl_status mdl_convert_onnx(const char *onnx_path, const char *out_path,
         return mdl__error(err, MDL_INVALID_ARGUMENT, "mdl_convert_onnx: NULL path");
     mdl_convert_options defaults = mdl_convert_options_default();
     const mdl_convert_options *o = options ? options : &defaults;
-    if (o->ninput_shapes < 0 || o->ninput_shapes > MDL_CONVERT_MAX_SHAPES)
-        return mdl__error(err, MDL_INVALID_ARGUMENT, "ninput_shapes %d out of range", (int)o->ninput_shapes);
-    if (o->nmetadata < 0 || (o->nmetadata && (!o->metadata_keys || !o->metadata_values)))
-        return mdl__error(err, MDL_INVALID_ARGUMENT, "nmetadata %d without keys and values", (int)o->nmetadata);
-    for (int32_t i = 0; i < o->nmetadata; i++)
-        if (!o->metadata_keys[i] || !*o->metadata_keys[i] || !o->metadata_values[i])
-            return mdl__error(err, MDL_INVALID_ARGUMENT, "metadata entry %d: empty key or NULL value", (int)i);
-    mdl_convert_report rep;
-    memset(&rep, 0, sizeof rep);
-    mdl__onnx_model *m;
-    mdl_status st = mdl__onnx_open(onnx_path, &m, err);
+    mdl_status st = check_options(o, err);
     if (st) return st;
-    cv_ctx c;
-    memset(&c, 0, sizeof c);
-    c.err = err;
-    st = convert(&c, m, out_path, o, &rep);
-    mdl__cv_free(&c);
-    if (st || !report) mdl_convert_report_free(&rep);
-    mdl__onnx_close(m);
-    if (st) {
-        if (!err->msg[0]) mdl__error(err, st, "conversion failed: %s", mdl_status_str(st));
-        return st;
-    }
-    if (report) *report = rep;
-    return MDL_OK;
+    mdl__onnx_model *m;
+    if ((st = mdl__onnx_open(onnx_path, &m, err))) return st;
+    cv_out out = {out_path, NULL, NULL};
+    return convert_opened(m, &out, o, report, err);
+}
+
+mdl_status mdl_convert_onnx_buffer(const void *onnx, size_t size, void **mdl_data, size_t *mdl_size,
+                                   const mdl_convert_options *options, mdl_convert_report *report,
+                                   mdl_error *err) {
+    mdl_error local;
+    if (!err) err = &local;
+    err->status = MDL_OK;
+    err->msg[0] = 0;
+    if (!mdl_data || !mdl_size)
+        return mdl__error(err, MDL_INVALID_ARGUMENT, "mdl_convert_onnx_buffer: NULL output");
+    *mdl_data = NULL;
+    *mdl_size = 0;
+    if (!onnx) return mdl__error(err, MDL_INVALID_ARGUMENT, "mdl_convert_onnx_buffer: NULL input");
+    mdl_convert_options defaults = mdl_convert_options_default();
+    const mdl_convert_options *o = options ? options : &defaults;
+    mdl_status st = check_options(o, err);
+    if (st) return st;
+    mdl__onnx_model *m;
+    if ((st = mdl__onnx_open_buffer(onnx, size, &m, err))) return st;
+    cv_out out = {NULL, mdl_data, mdl_size};
+    return convert_opened(m, &out, o, report, err);
 }

@@ -281,17 +281,6 @@ done:
 
 /* ---- memory planner -------------------------------------------------------------------- */
 
-int32_t mdl__alias_root(const mdl__graph *g, const int32_t *producer, int32_t t) {
-    for (int guard = 0; guard <= g->nnodes; guard++) {
-        int32_t p = producer[t];
-        if (p < 0 || g->nodes[p].op != MDL_OP_RESHAPE) return t;
-        int32_t src = g->nodes[p].in[0];
-        if (src < 0 || is_const(g, src)) return t;
-        t = src;
-    }
-    return t;
-}
-
 typedef struct buf_info {
     size_t size;
     int32_t first, last; /* node indices; inputs start at -1 */
@@ -310,19 +299,24 @@ static void touch(const mdl__graph *g, const int32_t *root, buf_info *bufs, int3
 
 /* Lifetimes of every buffer (tensor roots and node scratch).  bufs has ntensors + nnodes slots;
    root[] receives each tensor's alias root (or -1 for no memory). */
-static void lifetimes(const mdl__graph *g, int32_t *producer, int32_t *root, buf_info *bufs) {
+static void lifetimes(const mdl__graph *g, int32_t *root, buf_info *bufs) {
     int32_t nt = g->ntensors;
     for (int32_t t = 0; t < nt; t++) {
-        producer[t] = -1;
         bufs[t].size = 0;
         bufs[t].first = INT32_MAX;
         bufs[t].last = -2;
         bufs[t].id = t;
     }
-    for (int32_t i = 0; i < g->nnodes; i++)
-        for (int32_t k = 0; k < g->nodes[i].nout; k++)
-            if (g->nodes[i].out[k] >= 0) producer[g->nodes[i].out[k]] = i;
-    for (int32_t t = 0; t < nt; t++) root[t] = is_const(g, t) ? -1 : mdl__alias_root(g, producer, t);
+    /* a reshape's output shares its data input's memory: in node order (checked topological) the
+       input's root is final when its consumer is reached */
+    for (int32_t t = 0; t < nt; t++) root[t] = is_const(g, t) ? -1 : t;
+    for (int32_t i = 0; i < g->nnodes; i++) {
+        const mdl__node *n = &g->nodes[i];
+        int32_t src = n->in[0];
+        if (n->op != MDL_OP_RESHAPE || src < 0 || is_const(g, src)) continue;
+        for (int32_t k = 0; k < n->nout; k++)
+            if (n->out[k] >= 0 && !is_const(g, n->out[k])) root[n->out[k]] = root[src];
+    }
     /* a tensor is live from its definition to its last use; aliases extend their root */
     for (int32_t k = 0; k < g->ninputs; k++) touch(g, root, bufs, g->inputs[k], -1);
     for (int32_t i = 0; i < g->nnodes; i++) {
@@ -345,10 +339,6 @@ static void lifetimes(const mdl__graph *g, int32_t *producer, int32_t *root, buf
         if (root[t] >= 0 && root[root[t]] < 0) root[t] = -1;
 }
 
-static bool overlap_time(const buf_info *a, const buf_info *b) {
-    return a->first <= b->last && b->first <= a->last;
-}
-
 static int by_size_desc(const void *pa, const void *pb) {
     const buf_info *a = pa, *b = pb;
     if (a->size != b->size) return a->size < b->size ? 1 : -1;
@@ -367,79 +357,268 @@ void mdl__plan_free(mdl__plan *plan, const mdl_allocator *alloc) {
     plan->tensor_offsets = plan->scratch_offsets = NULL;
 }
 
-/* Work arrays for the planner, carved from one allocation. */
+/* Buffer lifetimes for the planner and the plan check, in one allocation: root (ntensors), bufs
+   (every buffer) and live (the n buffers that take arena memory). */
 typedef struct plan_work {
-    int32_t *producer, *root;
-    buf_info *bufs, *order;
-    size_t *busy; /* pairs (offset, end) of placed buffers overlapping in time */
+    int32_t *root;
+    buf_info *bufs, *live;
+    size_t n;
     void *block;
 } plan_work;
 
 static bool work_alloc(const mdl__graph *g, const mdl_allocator *a, plan_work *w) {
     size_t nt = (size_t)g->ntensors, nb = nt + (size_t)g->nnodes;
-    size_t bytes = 2 * nt * sizeof(int32_t) + 2 * nb * sizeof(buf_info) + 2 * nb * sizeof(size_t) + 64;
-    uint8_t *p = mdl__alloc(a, bytes);
+    uint8_t *p = mdl__alloc(a, 2 * nb * sizeof(buf_info) + nt * sizeof(int32_t) + 16);
     if (!p) return false;
     w->block = p;
     w->bufs = (buf_info *)p;
-    w->order = w->bufs + nb;
-    w->busy = (size_t *)(w->order + nb);
-    w->producer = (int32_t *)(w->busy + 2 * nb);
-    w->root = w->producer + nt;
+    w->live = w->bufs + nb;
+    w->root = (int32_t *)(w->live + nb);
+    lifetimes(g, w->root, w->bufs);
+    w->n = 0;
+    for (size_t b = 0; b < nb; b++)
+        if (b < nt ? w->root[b] == (int32_t)b : w->bufs[b].size > 0) w->live[w->n++] = w->bufs[b];
     return true;
 }
+
+/* The placed buffers indexed by lifetime, for the greedy planner's query "which placed buffers
+   are alive at some step of [f, l]" (step = node index + 1: graph inputs at 0, outputs at
+   nnodes + 1).  Those alive at step f: a segment tree over the steps keeps each buffer in the
+   O(log T) nodes that exactly cover its lifetime, so the path from leaf f to the root meets each
+   buffer alive at f once.  Those starting in (f, l]: one list per step, and a count of the
+   buffers starting under each tree node so that the walk skips empty subtrees.  A query costs
+   O(log T) plus O(log T) per buffer found; the two sets are disjoint. */
+typedef struct time_index {
+    uint32_t P;            /* leaves (a power of two >= steps) */
+    int32_t *cover, *head; /* list heads, -1 = empty: per tree node (2P), per step (P) */
+    int32_t *count;        /* per tree node: placed buffers starting under it */
+    int32_t *link, *item;  /* list entries: next entry, placed buffer (its index in live[]) */
+    int32_t used;
+    /* the query: steps [a, b] of the starts; results (offset, end) pairs into busy */
+    uint32_t a, b;
+    const size_t *pos;
+    const buf_info *live;
+    size_t *busy, k;
+} time_index;
+
+static void tix_push(time_index *x, int32_t *list, int32_t j) {
+    x->item[x->used] = j;
+    x->link[x->used] = *list;
+    *list = x->used++;
+}
+
+static void tix_report(time_index *x, int32_t list) {
+    for (int32_t e = list; e >= 0; e = x->link[e]) {
+        int32_t j = x->item[e];
+        x->busy[2 * x->k] = x->pos[j];
+        x->busy[2 * x->k + 1] = x->pos[j] + x->live[j].size;
+        x->k++;
+    }
+}
+
+/* Reports the placed buffers starting in steps [x->a, x->b] under node v (steps [lo, hi)). */
+static void tix_starts(time_index *x, uint32_t v, uint32_t lo, uint32_t hi) {
+    if (!x->count[v] || hi <= x->a || lo > x->b) return;
+    if (v >= x->P) {
+        tix_report(x, x->head[v - x->P]);
+        return;
+    }
+    uint32_t mid = lo + (hi - lo) / 2;
+    tix_starts(x, 2 * v, lo, mid);
+    tix_starts(x, 2 * v + 1, mid, hi);
+}
+
+/* Calls f for each tree node covering steps [lo, hi] exactly (at most 2 log2 P of them). */
+#define TIX_COVER(x, lo, hi, NODE)                                                                 \
+    for (uint32_t l_ = (lo) + (x)->P, r_ = (hi) + (x)->P + 1; l_ < r_; l_ >>= 1, r_ >>= 1) {        \
+        if (l_ & 1) { uint32_t v_ = l_++; NODE; }                                                   \
+        if (r_ & 1) { uint32_t v_ = --r_; NODE; }                                                   \
+    }
 
 mdl_status mdl__plan_compute(const mdl__graph *g, const mdl_allocator *alloc, mdl__plan *plan,
                              mdl_error *err) {
     alloc = mdl__allocator_or_default(alloc);
     size_t nt = (size_t)g->ntensors, nn = (size_t)g->nnodes, nb = nt + nn;
-    plan_work w;
+    time_index x;
+    memset(&x, 0, sizeof x);
+    x.P = 1;
+    while (x.P < (uint32_t)nn + 2) x.P *= 2;
+    plan_work w = {0};
+    void *index = NULL;
     memset(plan, 0, sizeof *plan);
     plan->tensor_offsets = mdl__alloc(alloc, (nb ? nb : 1) * sizeof(size_t));
-    if (!plan->tensor_offsets || !work_alloc(g, alloc, &w)) {
+    bool ok = plan->tensor_offsets && work_alloc(g, alloc, &w);
+    /* the index block: pos and busy pairs (3 size_t per buffer), the tree (5P ints) and the
+       list entries (one start and the cover entries per live buffer) */
+    size_t entries = w.n;
+    for (size_t i = 0; ok && i < w.n; i++)
+        TIX_COVER(&x, (uint32_t)(w.live[i].first + 1), (uint32_t)(w.live[i].last + 1), (void)v_; entries++)
+    if (ok)
+        ok = (index = mdl__alloc(alloc, 3 * nb * sizeof(size_t) + 5 * (size_t)x.P * sizeof(int32_t) +
+                                        2 * entries * sizeof(int32_t))) != NULL;
+    if (!ok) {
+        mdl__free(alloc, w.block);
         mdl__plan_free(plan, alloc);
         return mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory planning %zu buffers", nb);
     }
     plan->scratch_offsets = plan->tensor_offsets + nt;
-    lifetimes(g, w.producer, w.root, w.bufs);
-    size_t n = 0;
-    for (size_t b = 0; b < nb; b++) {
-        bool live = b < nt ? w.root[b] == (int32_t)b : w.bufs[b].size > 0;
-        if (live) w.order[n++] = w.bufs[b];
-        if (b < nt) plan->tensor_offsets[b] = MDL_NO_OFFSET;
-        else plan->scratch_offsets[b - nt] = 0;
-    }
-    qsort(w.order, n, sizeof *w.order, by_size_desc);
+    for (size_t t = 0; t < nt; t++) plan->tensor_offsets[t] = MDL_NO_OFFSET;
+    for (size_t i = 0; i < nn; i++) plan->scratch_offsets[i] = 0;
+    size_t *pos = index, *busy = pos + nb;
+    x.cover = (int32_t *)(busy + 2 * nb);
+    x.count = x.cover + 2 * x.P;
+    x.head = x.count + 2 * x.P;
+    x.link = x.head + x.P;
+    x.item = x.link + entries;
+    memset(x.cover, 0xff, 2 * x.P * sizeof(int32_t));
+    memset(x.count, 0, 2 * x.P * sizeof(int32_t));
+    memset(x.head, 0xff, x.P * sizeof(int32_t));
+    x.pos = pos;
+    x.live = w.live;
+    x.busy = busy;
+    size_t n = w.n;
+    qsort(w.live, n, sizeof *w.live, by_size_desc);
     /* Greedy: each buffer, largest first, goes to the lowest offset that does not collide with an
-       already placed buffer alive at the same time (the TFLM "greedy by size" planner). */
-    size_t arena = 0;
+       already placed buffer alive at the same time (the TFLM "greedy by size" planner).  The
+       buffers met by the queries are bounded: past the budget (a graph where thousands of
+       buffers live at once, e.g. a hostile file) the rest are placed side by side above. */
+    size_t arena = 0, met = 0, budget = 32 * nb + ((size_t)1 << 16);
     for (size_t i = 0; i < n; i++) {
-        size_t nbusy = 0;
-        for (size_t j = 0; j < i; j++) {
-            if (!overlap_time(&w.order[i], &w.order[j])) continue;
-            size_t off = w.order[j].id < (int32_t)nt ? plan->tensor_offsets[w.order[j].id]
-                                                     : plan->scratch_offsets[w.order[j].id - nt];
-            w.busy[2 * nbusy] = off;
-            w.busy[2 * nbusy + 1] = off + w.order[j].size;
-            nbusy++;
+        const buf_info *bi = &w.live[i];
+        uint32_t f = (uint32_t)(bi->first + 1), l = (uint32_t)(bi->last + 1);
+        size_t off = arena;
+        if (met <= budget) {
+            x.k = 0;
+            for (uint32_t v = f + x.P; v; v >>= 1) tix_report(&x, x.cover[v]);
+            x.a = f + 1;
+            x.b = l;
+            if (l > f) tix_starts(&x, 1, 0, x.P);
+            met += x.k;
+            qsort(busy, x.k, 2 * sizeof(size_t), by_offset);
+            off = 0;
+            for (size_t j = 0; j < x.k; j++) {
+                if (busy[2 * j] >= off + bi->size) break;
+                if (busy[2 * j + 1] > off) off = busy[2 * j + 1];
+            }
+            TIX_COVER(&x, f, l, tix_push(&x, &x.cover[v_], (int32_t)i))
+            tix_push(&x, &x.head[f], (int32_t)i);
+            for (uint32_t v = f + x.P; v; v >>= 1) x.count[v]++;
         }
-        qsort(w.busy, nbusy, 2 * sizeof(size_t), by_offset);
-        size_t off = 0;
-        for (size_t j = 0; j < nbusy; j++) {
-            if (w.busy[2 * j] >= off + w.order[i].size) break;
-            if (w.busy[2 * j + 1] > off) off = w.busy[2 * j + 1];
-        }
-        int32_t id = w.order[i].id;
-        if (id < (int32_t)nt) plan->tensor_offsets[id] = off;
-        else plan->scratch_offsets[id - nt] = off;
-        if (off + w.order[i].size > arena) arena = off + w.order[i].size;
+        pos[i] = off;
+        if (bi->id < (int32_t)nt) plan->tensor_offsets[bi->id] = off;
+        else plan->scratch_offsets[bi->id - nt] = off;
+        if (off + bi->size > arena) arena = off + bi->size;
     }
     for (size_t t = 0; t < nt; t++)
         if (w.root[t] >= 0 && w.root[t] != (int32_t)t) plan->tensor_offsets[t] = plan->tensor_offsets[w.root[t]];
     plan->arena_bytes = arena;
+    mdl__free(alloc, index);
     mdl__free(alloc, w.block);
     return MDL_OK;
 }
+
+#ifndef MDL_SMALL_CODE
+/* A live buffer placed by a stored plan, for the overlap check. */
+typedef struct span {
+    size_t off, end;
+    int32_t first, last, id, rank; /* rank: position in offset order */
+} span;
+
+static int span_by_offset(const void *pa, const void *pb) {
+    const span *a = pa, *b = pb;
+    if (a->off != b->off) return a->off < b->off ? -1 : 1;
+    return a->id < b->id ? -1 : (a->id > b->id);
+}
+
+static int span_by_first(const void *pa, const void *pb) {
+    const span *a = pa, *b = pb;
+    return a->first < b->first ? -1 : (a->first > b->first);
+}
+
+/* (last, rank) of a span, sorted by last: the order in which the sweep retires them. */
+typedef struct retire {
+    int32_t last, rank;
+} retire;
+
+static int retire_by_last(const void *pa, const void *pb) {
+    const retire *a = pa, *b = pb;
+    return a->last < b->last ? -1 : (a->last > b->last);
+}
+
+/* Fenwick tree over ranks 0..n-1 (stored 1-based): the live spans of the sweep. */
+static void fw_add(int32_t *fw, size_t n, size_t r, int32_t d) {
+    for (size_t i = r + 1; i <= n; i += i & (0 - i)) fw[i] += d;
+}
+static int32_t fw_prefix(const int32_t *fw, size_t r) { /* live ranks < r */
+    int32_t s = 0;
+    for (size_t i = r; i; i -= i & (0 - i)) s += fw[i];
+    return s;
+}
+static size_t fw_select(const int32_t *fw, size_t n, int32_t k) { /* rank of the k-th live (k >= 1) */
+    size_t p = 0, step = 1;
+    while (step * 2 <= n) step *= 2;
+    for (; step; step /= 2)
+        if (p + step <= n && fw[p + step] < k) {
+            p += step;
+            k -= fw[p];
+        }
+    return p;
+}
+
+/* No two buffers alive at the same step share bytes: a sweep over the steps keeps the live
+   buffers (pairwise disjoint so far) in offset order; a new one overlaps one of them exactly when
+   a live buffer starts inside it or the live buffer starting last before it reaches into it.
+   O(n log n).  Sorts sp. */
+static mdl_status check_overlaps(span *sp, size_t n, const mdl_allocator *a, mdl_error *err) {
+    mdl_status st = MDL_OK;
+    size_t bytes = n * (sizeof(retire) + 2 * sizeof(size_t) + sizeof(int32_t)) + (n + 1) * sizeof(int32_t);
+    uint8_t *p = mdl__alloc(a, bytes ? bytes : 1);
+    if (!p) return mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory verifying the memory plan");
+    size_t *offs = (size_t *)p, *ends = offs + n; /* by rank */
+    retire *ret = (retire *)(ends + n);
+    int32_t *ids = (int32_t *)(ret + n), *fw = ids + n;
+    memset(fw, 0, (n + 1) * sizeof(int32_t));
+    qsort(sp, n, sizeof *sp, span_by_offset);
+    for (size_t r = 0; r < n; r++) {
+        sp[r].rank = (int32_t)r;
+        offs[r] = sp[r].off;
+        ends[r] = sp[r].end;
+        ids[r] = sp[r].id;
+    }
+    qsort(sp, n, sizeof *sp, span_by_first);
+    for (size_t i = 0; i < n; i++) ret[i] = (retire){sp[i].last, sp[i].rank};
+    qsort(ret, n, sizeof *ret, retire_by_last);
+    size_t gone = 0;
+    for (size_t i = 0; i < n && !st; i++) {
+        const span *s = &sp[i];
+        while (gone < n && ret[gone].last < s->first) fw_add(fw, n, (size_t)ret[gone++].rank, -1);
+        /* lo: first rank at offset >= s->off; hi: first rank at offset >= s->end */
+        size_t lo = 0, hi = n;
+        for (size_t l = 0, h = n; l < h;) {
+            size_t m = l + (h - l) / 2;
+            if (offs[m] < s->off) l = m + 1;
+            else h = m;
+            lo = l;
+        }
+        for (size_t l = lo, h = n; l < h;) {
+            size_t m = l + (h - l) / 2;
+            if (offs[m] < s->end) l = m + 1;
+            else h = m;
+            hi = l;
+        }
+        int32_t before = fw_prefix(fw, lo), inside = fw_prefix(fw, hi) - before;
+        int32_t other = -1;
+        if (inside) other = ids[fw_select(fw, n, before + 1)];
+        else if (before && ends[fw_select(fw, n, before)] > s->off) other = ids[fw_select(fw, n, before)];
+        if (other >= 0)
+            st = mdl__error(err, MDL_CORRUPT_MODEL, "memory plan: buffers %d and %d overlap while both "
+                            "are alive", (int)other, (int)s->id);
+        fw_add(fw, n, (size_t)s->rank, 1);
+    }
+    mdl__free(a, p);
+    return st;
+}
+#endif
 
 mdl_status mdl__plan_verify(const mdl__graph *g, const mdl__plan *plan, const mdl_allocator *alloc,
                             mdl_error *err) {
@@ -447,45 +626,52 @@ mdl_status mdl__plan_verify(const mdl__graph *g, const mdl__plan *plan, const md
     size_t nt = (size_t)g->ntensors, nb = nt + (size_t)g->nnodes;
     plan_work w;
     if (!work_alloc(g, a, &w)) return mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory verifying the memory plan");
-    lifetimes(g, w.producer, w.root, w.bufs);
     mdl_status st = MDL_OK;
-    size_t n = 0, total = 0;
-    for (size_t b = 0; b < nb; b++)
-        if (b >= nt || w.root[b] == (int32_t)b) total += w.bufs[b].size;
+    size_t total = 0;
+    for (size_t i = 0; i < w.n; i++) total += w.live[i].size;
     /* no plan needs more than all buffers side by side: a larger arena is corrupt (and would make
        every session allocate it) */
     if (plan->arena_bytes > total)
         st = mdl__error(err, MDL_CORRUPT_MODEL, "memory plan: arena of %zu bytes exceeds the %zu bytes "
                         "of all buffers together", plan->arena_bytes, total);
+    /* every offset the session turns into a pointer is checked, also those of buffers that take
+       no memory (unused tensors, nodes without scratch): at most the arena's end */
+#define OFF(b) ((size_t)(b) < nt ? plan->tensor_offsets[b] : plan->scratch_offsets[(size_t)(b) - nt])
     for (size_t b = 0; b < nb && !st; b++) {
-        size_t off;
-        if (b < nt) {
-            if (w.root[b] < 0) continue;
-            off = plan->tensor_offsets[b];
-            if (w.root[b] != (int32_t)b) {
-                if (off != plan->tensor_offsets[w.root[b]])
-                    st = mdl__error(err, MDL_CORRUPT_MODEL, "memory plan: tensor %zu '%s' must share "
-                                    "the memory of tensor %d", b, tname(g, (int32_t)b), (int)w.root[b]);
-                continue;
-            }
-        } else {
-            if (!w.bufs[b].size) continue;
-            off = plan->scratch_offsets[b - nt];
-        }
-        size_t end;
-        if (off % MDL_ALIGN || !mdl__add_size(off, w.bufs[b].size, &end) || end > plan->arena_bytes)
+        /* constants point at their weights; MDL_NO_OFFSET (a computed plan's unused tensor) at
+           nothing */
+        if (b < nt && (g->tensors[b].data || (w.root[b] < 0 && OFF(b) == MDL_NO_OFFSET))) continue;
+        size_t size = b < nt ? (w.root[b] == (int32_t)b ? w.bufs[b].size : 0) : w.bufs[b].size, end;
+        if (b < nt && w.root[b] >= 0 && w.root[b] != (int32_t)b && OFF(b) != plan->tensor_offsets[w.root[b]])
+            st = mdl__error(err, MDL_CORRUPT_MODEL, "memory plan: tensor %zu '%s' must share "
+                            "the memory of tensor %d", b, tname(g, (int32_t)b), (int)w.root[b]);
+        else if ((size && OFF(b) % MDL_ALIGN) || !mdl__add_size(OFF(b), size, &end) || end > plan->arena_bytes)
             st = mdl__error(err, MDL_CORRUPT_MODEL, "memory plan: buffer %zu at offset %zu (+%zu bytes) is "
-                            "misaligned or outside the %zu-byte arena", b, off, w.bufs[b].size, plan->arena_bytes);
-        w.order[n] = w.bufs[b];
-        w.busy[n] = off;
-        n++;
+                            "misaligned or outside the %zu-byte arena", b, OFF(b), size, plan->arena_bytes);
     }
-    for (size_t i = 0; i < n && !st; i++)
-        for (size_t j = i + 1; j < n && !st; j++)
-            if (overlap_time(&w.order[i], &w.order[j]) && w.busy[i] < w.busy[j] + w.order[j].size &&
-                w.busy[j] < w.busy[i] + w.order[i].size)
-                st = mdl__error(err, MDL_CORRUPT_MODEL, "memory plan: buffers %d and %d overlap while both "
-                                "are alive", (int)w.order[i].id, (int)w.order[j].id);
+    if (!st) {
+#ifdef MDL_SMALL_CODE
+        /* firmware-sized graphs: every pair, O(n^2) */
+        for (size_t i = 0; i < w.n && !st; i++)
+            for (size_t j = i + 1; j < w.n && !st; j++) {
+                const buf_info *p = &w.live[i], *q = &w.live[j];
+                size_t op = OFF(p->id), oq = OFF(q->id);
+                if (p->first <= q->last && q->first <= p->last && op < oq + q->size && oq < op + p->size)
+                    st = mdl__error(err, MDL_CORRUPT_MODEL, "memory plan: buffers %d and %d overlap "
+                                    "while both are alive", (int)p->id, (int)q->id);
+            }
+#else
+        span *sp = mdl__alloc(a, (w.n ? w.n : 1) * sizeof(span));
+        if (!sp) st = mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory verifying the memory plan");
+        for (size_t i = 0; sp && i < w.n; i++) {
+            const buf_info *p = &w.live[i];
+            sp[i] = (span){OFF(p->id), OFF(p->id) + p->size, p->first, p->last, p->id, 0};
+        }
+        if (sp) st = check_overlaps(sp, w.n, a, err);
+        mdl__free(a, sp);
+#endif
+    }
+#undef OFF
     mdl__free(a, w.block);
     return st;
 }

@@ -92,7 +92,5 @@ void mdl__plan_free(mdl__plan *plan, const mdl_allocator *alloc);
 mdl_status mdl__plan_verify(const mdl__graph *g, const mdl__plan *plan, const mdl_allocator *alloc,
                             mdl_error *err);
 
-/* Which tensor's memory t shares (itself if none): reshape outputs alias their data input. */
-int32_t mdl__alias_root(const mdl__graph *g, const int32_t *producer, int32_t t);
 
 #endif

@@ -8,9 +8,13 @@
 #include "util.h"
 
 #include <string.h>
+#ifdef MDL__LOAD_NOTE
+#include <stdio.h>
+#endif
 
 mdl_load_options mdl_load_options_default(void) {
-    mdl_load_options o = {NULL, 0, NULL};
+    mdl_load_options o = {NULL, 0, NULL, MDL_DEFAULT_MAX_ARENA_BYTES, MDL_DEFAULT_MAX_NODES,
+                          MDL_DEFAULT_MAX_TENSORS};
     return o;
 }
 
@@ -163,6 +167,28 @@ static mdl_status dyn_info(mdl_model *m, mdl_error *err) {
     return MDL_OK;
 }
 
+/* A stored plan is used when it passes the check.  One that fails (an older writer, damage) is
+   dropped, to be computed again, with a note, when `replan` (a load planner, and the caller did
+   not require the stored plan); MDL_SMALL_CODE builds always require it. */
+static mdl_status check_stored_plan(mdl_model *m, bool replan, mdl_error *err) {
+#ifdef MDL_SMALL_CODE
+    (void)replan;
+    return mdl__plan_verify(&m->g, &m->plan, m->alloc, err);
+#else
+    mdl_error perr;
+    mdl_status st = mdl__plan_verify(&m->g, &m->plan, m->alloc, &perr);
+    if (st && (st != MDL_CORRUPT_MODEL || !replan)) {
+        if (err) *err = perr;
+        return st;
+    }
+#ifdef MDL__LOAD_NOTE
+    if (st) snprintf(m->note, sizeof m->note, "the stored memory plan was rejected (%.190s) and computed again", perr.msg);
+#endif
+    if (st) m->plan.tensor_offsets = m->plan.scratch_offsets = NULL;
+    return MDL_OK;
+#endif
+}
+
 mdl_status mdl_model_load_buffer(const void *data, size_t size, const mdl_load_options *options,
                                  mdl_model **out, mdl_error *err) {
     if (!out) return mdl__error(err, MDL_INVALID_ARGUMENT, "mdl_model_load_buffer: out is NULL");
@@ -195,6 +221,14 @@ mdl_status mdl_model_load_buffer(const void *data, size_t size, const mdl_load_o
     m->buf = data;
     m->size = size;
     if ((st = mdl__format_read(m, err))) goto fail;
+#ifndef MDL_SMALL_CODE /* firmware: the caller's arena is the limit (mdl_session_create_in) */
+    if ((o.max_nodes && m->g.nnodes > o.max_nodes) || (o.max_tensors && m->g.ntensors > o.max_tensors)) {
+        st = mdl__error(err, MDL_LIMIT, "the model has %d operators and %d tensors: above the limit "
+                        "max_nodes = %d or max_tensors = %d (mdl_load_options)", (int)m->g.nnodes,
+                        (int)m->g.ntensors, (int)o.max_nodes, (int)o.max_tensors);
+        goto fail;
+    }
+#endif
     m->g.resolver = o.resolver;
     const mdl__load_planner_ops *lp = load_planner(o.resolver);
     if (lp) {
@@ -208,19 +242,28 @@ mdl_status mdl_model_load_buffer(const void *data, size_t size, const mdl_load_o
             }
     }
     if ((st = mdl__graph_check(&m->g, false, a, err))) goto fail;
-    if (m->plan.tensor_offsets) {
-        if ((st = mdl__plan_verify(&m->g, &m->plan, a, err))) goto fail;
-    } else if (!lp) {
-        st = mdl__error(err, MDL_UNSUPPORTED, "the model has no memory plan: computing one" NEEDS_PLANNER);
+    if (m->plan.tensor_offsets && (st = check_stored_plan(m, lp && !(o.flags & MDL_LOAD_STRICT_PLAN), err)))
         goto fail;
-    } else {
+    if (!m->plan.tensor_offsets) {
+        if (!lp) {
+            st = mdl__error(err, MDL_UNSUPPORTED, "the model has no memory plan: computing one" NEEDS_PLANNER);
+            goto fail;
+        }
         if ((st = lp->plan(&m->g, a, &m->plan, err))) goto fail;
         m->plan_computed = true;
     }
+    m->session_bytes = mdl__session_bytes(m);
+#ifndef MDL_SMALL_CODE
+    if (o.max_arena_bytes && m->session_bytes > o.max_arena_bytes) {
+        st = mdl__error(err, MDL_LIMIT, "the model needs a session arena of %zu bytes: above the "
+                        "limit max_arena_bytes = %zu (mdl_load_options)", m->session_bytes,
+                        o.max_arena_bytes);
+        goto fail;
+    }
+#endif
     if ((st = pack_nodes(m, err))) goto fail;
     if ((st = dyn_info(m, err))) goto fail;
     if (MDL__DYNAMIC) mdl__model_pack_instance(m);
-    m->session_bytes = mdl__session_bytes(m);
 #ifdef MDL_WITH_METRICS
     if ((st = mdl__metrics_create(m, o.flags, err))) goto fail;
 #endif
@@ -248,35 +291,43 @@ void mdl_model_free(mdl_model *m) {
     mdl__free(a, m);
 }
 
-size_t mdl_model_arena_size(const mdl_model *m) { return m->session_bytes; }
+size_t mdl_model_arena_size(const mdl_model *m) { return m ? m->session_bytes : 0; }
+const char *mdl_model_load_note(const mdl_model *m) {
+#ifdef MDL__LOAD_NOTE
+    return m ? m->note : "";
+#else
+    (void)m;
+    return "";
+#endif
+}
 bool mdl_model_needs_load_planner(const mdl_model *m) { return m && m->plan_computed; }
-size_t mdl_model_activation_bytes(const mdl_model *m) { return m->plan.arena_bytes; }
-size_t mdl_model_weight_bytes(const mdl_model *m) { return m->weight_bytes; }
-const char *mdl_model_name(const mdl_model *m) { return m->name; }
-const char *mdl_model_version(const mdl_model *m) { return m->version; }
-const char *mdl_model_producer(const mdl_model *m) { return m->producer; }
-const char *mdl_model_description(const mdl_model *m) { return m->description; }
-int mdl_model_format_major(const mdl_model *m) { return m->format_major; }
-int mdl_model_format_minor(const mdl_model *m) { return m->format_minor; }
-int mdl_model_metadata_count(const mdl_model *m) { return m->nmeta; }
+size_t mdl_model_activation_bytes(const mdl_model *m) { return m ? m->plan.arena_bytes : 0; }
+size_t mdl_model_weight_bytes(const mdl_model *m) { return m ? m->weight_bytes : 0; }
+const char *mdl_model_name(const mdl_model *m) { return m ? m->name : ""; }
+const char *mdl_model_version(const mdl_model *m) { return m ? m->version : ""; }
+const char *mdl_model_producer(const mdl_model *m) { return m ? m->producer : ""; }
+const char *mdl_model_description(const mdl_model *m) { return m ? m->description : ""; }
+int mdl_model_format_major(const mdl_model *m) { return m ? m->format_major : 0; }
+int mdl_model_format_minor(const mdl_model *m) { return m ? m->format_minor : 0; }
+int mdl_model_metadata_count(const mdl_model *m) { return m ? m->nmeta : 0; }
 
 const char *mdl_model_metadata(const mdl_model *m, const char *key) {
-    for (int32_t i = 0; i < m->nmeta; i++)
+    for (int32_t i = 0; m && key && i < m->nmeta; i++)
         if (strcmp(m->meta[2 * i], key) == 0) return m->meta[2 * i + 1];
     return NULL;
 }
 
 bool mdl_model_metadata_at(const mdl_model *m, int i, const char **key, const char **value) {
-    if (i < 0 || i >= m->nmeta) return false;
+    if (!m || i < 0 || i >= m->nmeta) return false;
     if (key) *key = m->meta[2 * i];
     if (value) *value = m->meta[2 * i + 1];
     return true;
 }
 
-int mdl_model_input_count(const mdl_model *m) { return m->g.ninputs; }
-int mdl_model_output_count(const mdl_model *m) { return m->g.noutputs; }
-int mdl_model_node_count(const mdl_model *m) { return m->g.nnodes; }
-int mdl_model_tensor_count(const mdl_model *m) { return m->g.ntensors; }
+int mdl_model_input_count(const mdl_model *m) { return m ? m->g.ninputs : 0; }
+int mdl_model_output_count(const mdl_model *m) { return m ? m->g.noutputs : 0; }
+int mdl_model_node_count(const mdl_model *m) { return m ? m->g.nnodes : 0; }
+int mdl_model_tensor_count(const mdl_model *m) { return m ? m->g.ntensors : 0; }
 
 static void fill_info(const mdl__tensor *t, mdl_tensor_info *info) {
     memset(info, 0, sizeof *info);
@@ -306,21 +357,21 @@ static void model_info(const mdl_model *m, int32_t t, mdl_tensor_info *info) {
 void mdl__session_tensor_info(const mdl__tensor *t, mdl_tensor_info *info) { fill_info(t, info); }
 
 mdl_status mdl_model_input_info(const mdl_model *m, int i, mdl_tensor_info *info) {
-    if (i < 0 || i >= m->g.ninputs || !info) return MDL_INVALID_ARGUMENT;
+    if (!m || i < 0 || i >= m->g.ninputs || !info) return MDL_INVALID_ARGUMENT;
     model_info(m, m->g.inputs[i], info);
     return MDL_OK;
 }
 
 mdl_status mdl_model_output_info(const mdl_model *m, int i, mdl_tensor_info *info) {
-    if (i < 0 || i >= m->g.noutputs || !info) return MDL_INVALID_ARGUMENT;
+    if (!m || i < 0 || i >= m->g.noutputs || !info) return MDL_INVALID_ARGUMENT;
     model_info(m, m->g.outputs[i], info);
     return MDL_OK;
 }
 
-int mdl_model_symbol_count(const mdl_model *m) { return m->g.nsyms; }
+int mdl_model_symbol_count(const mdl_model *m) { return m ? m->g.nsyms : 0; }
 
 bool mdl_model_symbol(const mdl_model *m, int i, const char **name, int64_t *max, int64_t *initial) {
-    if (i < 0 || i >= m->g.nsyms) return false;
+    if (!m || i < 0 || i >= m->g.nsyms) return false;
     if (name) *name = m->g.syms[i].name;
     if (max) *max = m->g.syms[i].max;
     if (initial) *initial = m->g.syms[i].initial;
@@ -328,7 +379,7 @@ bool mdl_model_symbol(const mdl_model *m, int i, const char **name, int64_t *max
 }
 
 mdl_status mdl_model_tensor_info(const mdl_model *m, int i, mdl_tensor_info *info, bool *constant) {
-    if (i < 0 || i >= m->g.ntensors || !info) return MDL_INVALID_ARGUMENT;
+    if (!m || i < 0 || i >= m->g.ntensors || !info) return MDL_INVALID_ARGUMENT;
     model_info(m, i, info);
     if (constant) *constant = m->g.tensors[i].data != NULL;
     return MDL_OK;
@@ -341,15 +392,15 @@ static int find_name(const mdl_model *m, const int32_t *list, int32_t n, const c
 }
 
 int mdl_model_input_index(const mdl_model *m, const char *name) {
-    return find_name(m, m->g.inputs, m->g.ninputs, name);
+    return m ? find_name(m, m->g.inputs, m->g.ninputs, name) : -1;
 }
 
 int mdl_model_output_index(const mdl_model *m, const char *name) {
-    return find_name(m, m->g.outputs, m->g.noutputs, name);
+    return m ? find_name(m, m->g.outputs, m->g.noutputs, name) : -1;
 }
 
 mdl_status mdl_model_node_info(const mdl_model *m, int i, mdl_node_info *info) {
-    if (i < 0 || i >= m->g.nnodes || !info) return MDL_INVALID_ARGUMENT;
+    if (!m || i < 0 || i >= m->g.nnodes || !info) return MDL_INVALID_ARGUMENT;
     const mdl__node *n = &m->g.nodes[i];
     info->name = n->name;
     info->op = mdl_op_name(n->op);

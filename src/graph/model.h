@@ -5,6 +5,11 @@
 #include "graph.h"
 #include "io/fb.h"
 
+/* Builds that keep the load note (mdl_model_load_note): not firmware's (no strings, no replan). */
+#if !defined(MDL_NO_ERROR_STRINGS) && !defined(MDL_SMALL_CODE)
+#define MDL__LOAD_NOTE 1
+#endif
+
 struct mdl_model {
     const mdl_allocator *alloc;
     void *block; /* one allocation holding the arrays below */
@@ -34,6 +39,9 @@ struct mdl_model {
 #ifdef MDL_WITH_METRICS
     struct mdl__metrics *metrics; /* run metrics (MDL_LOAD_METRICS), NULL when off */
 #endif
+#ifdef MDL__LOAD_NOTE
+    char note[MDL_ERROR_MSG_SIZE]; /* mdl_model_load_note */
+#endif
 };
 
 /* Verifies m->buf/m->size as a FlatBuffer, then reads it into m (metadata, tensors, nodes,
@@ -47,7 +55,8 @@ typedef struct mdl__meta {
     const char *const *kv; /* key, value pairs */
 } mdl__meta;
 
-/* Serializes a checked graph (tensors with data are weights) and its plan into b. */
+/* Serializes a checked graph (tensors with data are weights) and its plan into b (plan NULL:
+   no stored plan; the loader then plans, as for a model with dynamic dims). */
 mdl_status mdl__format_write(fb_builder *b, const mdl__graph *g, const mdl__plan *plan,
                              const mdl__meta *meta, const uint8_t **data, size_t *size,
                              mdl_error *err);

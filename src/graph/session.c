@@ -30,6 +30,7 @@ struct mdl_session {
     mdl__inst *inst;
     void *dyn_block;
     void *pool;    /* the workers (mdl__pool) when created with threads > 1, else NULL */
+    size_t max_bytes; /* mdl_session_options.max_arena_bytes (0: none) */
     mdl__par par;
 };
 
@@ -49,7 +50,7 @@ size_t mdl__session_bytes(const mdl_model *m) {
 }
 
 mdl_session_options mdl_session_options_default(void) {
-    mdl_session_options o = {NULL, false, 0, NULL, 1};
+    mdl_session_options o = {NULL, false, 0, NULL, 1, MDL_DEFAULT_MAX_ARENA_BYTES};
     return o;
 }
 
@@ -112,6 +113,9 @@ mdl_status mdl_session_create(const mdl_model *m, const mdl_session_options *opt
                               workers);
     }
 #endif
+    if (o.max_arena_bytes && bytes > o.max_arena_bytes)
+        return mdl__error(err, MDL_LIMIT, "the session needs %zu bytes: above the limit "
+                          "max_arena_bytes = %zu (mdl_session_options)", bytes, o.max_arena_bytes);
     uint8_t *block = mdl__alloc(a, bytes);
     if (!block)
         return mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory creating a session (%zu bytes)", bytes);
@@ -119,6 +123,7 @@ mdl_status mdl_session_create(const mdl_model *m, const mdl_session_options *opt
     mdl_session *s = layout(m, region);
     s->alloc = a;
     s->block = block;
+    s->max_bytes = o.max_arena_bytes;
     if (o.profile) {
         s->node_ns = (uint64_t *)(block + prof_at);
         memset(s->node_ns, 0, prof);
@@ -199,6 +204,11 @@ mdl_status mdl_session_resize(mdl_session *s, int n, const mdl_shape *shapes, md
         if ((st = mdl__inst_create(m, want, s->alloc, &inst, err))) return st;
         size_t bytes = mdl__align_up((size_t)m->g.ntensors * sizeof(void *), MDL__LINE_ALIGN) +
                        inst->arena_bytes + MDL__LINE_ALIGN;
+        if (s->max_bytes && bytes > s->max_bytes) {
+            mdl__inst_free(inst, s->alloc);
+            return mdl__error(err, MDL_LIMIT, "resizing the session needs %zu bytes: above the limit "
+                              "max_arena_bytes = %zu (mdl_session_options)", bytes, s->max_bytes);
+        }
         if (!(block = mdl__alloc(s->alloc, bytes))) {
             mdl__inst_free(inst, s->alloc);
             return mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory resizing a session (%zu bytes)",
@@ -238,7 +248,7 @@ mdl_status mdl_session_output_info(const mdl_session *s, int i, mdl_tensor_info 
     return io_info(s, s ? s->g->outputs : NULL, s ? s->g->noutputs : 0, i, info);
 }
 
-const mdl_model *mdl_session_model(const mdl_session *s) { return s->m; }
+const mdl_model *mdl_session_model(const mdl_session *s) { return s ? s->m : NULL; }
 
 void *mdl_session_input_data(mdl_session *s, int i) {
     if (!s || i < 0 || i >= s->g->ninputs) return NULL;
@@ -340,7 +350,7 @@ mdl_status mdl_session_run(mdl_session *s) {
 const char *mdl_session_message(const mdl_session *s) { return s ? s->err.msg : ""; }
 
 int mdl_session_threads(const mdl_session *s) {
-    return s && s->pool ? s->par.nworkers : 1;
+    return !s ? 0 : s->pool ? s->par.nworkers : 1;
 }
 
 uint64_t mdl_session_node_ns(const mdl_session *s, int i) {

@@ -632,11 +632,11 @@ mdl_status mdl__format_write(fb_builder *b, const mdl__graph *g, const mdl__plan
         fb_add_ref(b, 1, v);
         kvref[i] = fb_end_table(b);
     }
-    for (size_t t = 0; t < nt; t++)
-        offs[t] = plan->tensor_offsets[t] == MDL_NO_OFFSET ? 0 : plan->tensor_offsets[t];
-    for (size_t i = 0; i < nn; i++) offs[nt + i] = plan->scratch_offsets[i];
     fb_ref r_plan = 0;
-    if (!g->nsyms) {
+    if (!g->nsyms && plan) {
+        for (size_t t = 0; t < nt; t++)
+            offs[t] = plan->tensor_offsets[t] == MDL_NO_OFFSET ? 0 : plan->tensor_offsets[t];
+        for (size_t i = 0; i < nn; i++) offs[nt + i] = plan->scratch_offsets[i];
         fb_ref v_to = fb_create_vector(b, offs, nt, 8, 8);
         fb_ref v_so = fb_create_vector(b, offs + nt, nn, 8, 8);
         fb_start_table(b);

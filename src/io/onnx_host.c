@@ -99,6 +99,9 @@ static mdl_status read_external(cv_ctx *c, const Onnx__TensorProto *tp, const ch
     }
     if (!loc || !*loc)
         return mdl__error(c->err, MDL_CORRUPT_MODEL, "initializer '%s': external data without a location", name);
+    if (!c->model_dir) /* a model converted from memory has no directory to read from */
+        return mdl__error(c->err, MDL_UNSUPPORTED, "initializer '%s': external data ('%s') needs the model "
+                          "as a file (mdl_convert_onnx), not a memory buffer", name, loc);
     /* the data must live beside the model: no absolute paths, no way up */
     if (loc[0] == '/' || strstr(loc, "..") || off < 0)
         return mdl__error(c->err, MDL_CORRUPT_MODEL,
@@ -535,6 +538,21 @@ mdl_status mdl__onnx_open(const char *path, mdl__onnx_model **out, mdl_error *er
         mdl__onnx_close(om);
         return mdl__error(err, MDL_CORRUPT_MODEL, "'%s' is not an ONNX model (protobuf parse failed or no graph)",
                           path);
+    }
+    *out = om;
+    return MDL_OK;
+}
+
+mdl_status mdl__onnx_open_buffer(const void *data, size_t size, mdl__onnx_model **out, mdl_error *err) {
+    *out = NULL;
+    mdl__onnx_model *om = calloc(1, sizeof *om);
+    if (!om) return mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory");
+    /* protobuf-c copies what it keeps: the caller's buffer is only read here */
+    om->m = data ? onnx__model_proto__unpack(NULL, size, data) : NULL;
+    if (!om->m || !om->m->graph) {
+        mdl__onnx_close(om);
+        return mdl__error(err, MDL_CORRUPT_MODEL, "the %zu-byte buffer is not an ONNX model (protobuf parse "
+                          "failed or no graph)", size);
     }
     *out = om;
     return MDL_OK;

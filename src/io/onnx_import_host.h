@@ -28,13 +28,15 @@ typedef struct mdl__onnx_info {
 
 /* Reads and parses path.  Fails with MDL_IO or MDL_CORRUPT_MODEL (not a protobuf, no graph). */
 mdl_status mdl__onnx_open(const char *path, mdl__onnx_model **out, mdl_error *err);
+/* Parses a model held in memory (no directory: external data is refused).  MDL_CORRUPT_MODEL. */
+mdl_status mdl__onnx_open_buffer(const void *data, size_t size, mdl__onnx_model **out, mdl_error *err);
 void mdl__onnx_close(mdl__onnx_model *m);
 void mdl__onnx_info_get(const mdl__onnx_model *m, mdl__onnx_info *info);
 /* Entry i of the model's metadata_props; false past the end. */
 bool mdl__onnx_metadata_at(const mdl__onnx_model *m, int32_t i, const char **key, const char **value);
 
 /* Lowers model m into c (zeroed but for err and probe) with the input shapes of o.  Sets
-   c->opset, c->model_dir, inputs, outputs and the dynamic symbols met. */
+   c->opset, c->model_dir (NULL for a model from memory), inputs, outputs and the dynamic symbols met. */
 mdl_status mdl__onnx_import(const mdl__onnx_model *m, cv_ctx *c, const mdl_convert_options *o);
 
 #endif

@@ -2,9 +2,12 @@
 
 #include "harness.h"
 
+#include "graph/model.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 mdl_status tm_build_mlp(tm_mlp *p, uint64_t seed, void **data, size_t *size) {
     th_seed(seed);
@@ -79,4 +82,61 @@ void tm_mlp_reference(const tm_mlp *p, const float *x, float *y) {
     dense(B, p->out, H, h2, p->w3, p->b3, false, y);
     free(h1);
     free(h2);
+}
+
+mdl_status tm_build_chain(int n, int with_plan, void **data, size_t *size) {
+    mdl_builder *b;
+    mdl_error err;
+    mdl_status st = mdl_builder_create(NULL, &b, &err);
+    if (st) return st;
+    char name[32];
+    int cur = mdl_builder_tensor(b, "x", MDL_DTYPE_FLOAT32, 2, (int64_t[]){1, 8}, NULL);
+    mdl_builder_add_input(b, cur);
+    bool row = true; /* cur is [1, 8] */
+    for (int i = 0; i < n; i++) {
+        mdl_op op = i % 3 == 0 ? MDL_OP_NEG : i % 3 == 1 ? MDL_OP_RELU : MDL_OP_RESHAPE;
+        if (op == MDL_OP_RESHAPE) row = !row;
+        snprintf(name, sizeof name, "t%d", i);
+        int y = mdl_builder_tensor(b, name, MDL_DTYPE_FLOAT32, 2,
+                                   row ? (int64_t[]){1, 8} : (int64_t[]){8, 1}, NULL);
+        snprintf(name, sizeof name, "n%d", i);
+        mdl_builder_node(b, op, name, 1, &cur, 1, &y, NULL);
+        cur = y;
+    }
+    mdl_builder_add_output(b, cur);
+    /* check, plan and write with the internal API (mdl_builder_finish would load it back) */
+    mdl__graph *g = mdl__builder_graph(b);
+    mdl__plan plan = {0, NULL, NULL};
+    if (!(st = mdl__graph_check(g, true, NULL, &err)) && with_plan) st = mdl__plan_compute(g, NULL, &plan, &err);
+    if (!st && with_plan == TM_PLAN_OVERLAPPING) {
+        for (int32_t t = 0; t < g->ntensors; t++) plan.tensor_offsets[t] = 0;
+        for (int32_t i = 0; i < g->nnodes; i++) plan.scratch_offsets[i] = 0;
+        plan.arena_bytes = 64;
+    }
+    if (!st) {
+        fb_builder fb;
+        fb_builder_init(&fb, NULL);
+        mdl__meta meta = {"chain", "", "tests/common/models.c", "", 0, NULL};
+        const uint8_t *bytes;
+        if (!(st = mdl__format_write(&fb, g, with_plan ? &plan : NULL, &meta, &bytes, size, &err))) {
+            *data = malloc(*size);
+            if (*data) memcpy(*data, bytes, *size);
+            else st = MDL_OUT_OF_MEMORY;
+        }
+        fb_builder_release(&fb);
+    }
+    if (st) fprintf(stderr, "tm_build_chain: %s\n", err.msg);
+    mdl__plan_free(&plan, NULL);
+    mdl_builder_free(b);
+    return st;
+}
+
+void tm_chain_reference(int n, const float *x, float *y) {
+    for (int k = 0; k < 8; k++) {
+        float v = x[k];
+        for (int i = 0; i < n; i++)
+            if (i % 3 == 0) v = -v;
+            else if (i % 3 == 1) v = v > 0 ? v : 0;
+        y[k] = v;
+    }
 }

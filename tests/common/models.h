@@ -20,4 +20,15 @@ void tm_mlp_free(tm_mlp *p);
 /* Independent reference forward pass (double accumulation). */
 void tm_mlp_reference(const tm_mlp *p, const float *x, float *y);
 
+/* A chain of n cheap nodes over x [1, 8] float (load-time and planner tests, bench/loadtime.c):
+   node i is Neg (i % 3 == 0), Relu (1) or a Reshape between [1, 8] and [8, 1] (2), the last
+   node's output is the graph output.  plan: TM_PLAN_NONE (the loader plans), TM_PLAN_STORED (the
+   file stores the library planner's plan) or TM_PLAN_OVERLAPPING (a stored plan with every
+   buffer at offset 0, which the plan check must reject).  Written with the internal writer, without the
+   builder's load-back, so that a generator never depends on load speed.  *data from malloc. */
+enum { TM_PLAN_NONE, TM_PLAN_STORED, TM_PLAN_OVERLAPPING };
+mdl_status tm_build_chain(int n, int plan, void **data, size_t *size);
+/* Reference of tm_build_chain's output for input x[8]. */
+void tm_chain_reference(int n, const float *x, float *y);
+
 #endif

@@ -1329,8 +1329,58 @@ static void test_loop_refused_with_hint(void **state) {
     assert_non_null(strstr(err.msg, "unroll=True"));
 }
 
+static void *read_whole(const char *path, size_t *size) {
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    void *p = malloc((size_t)n + 1);
+    assert_int_equal(fread(p, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    *size = (size_t)n;
+    return p;
+}
+
+/* mdl_convert_onnx_buffer writes the same bytes as mdl_convert_onnx from the file; garbage and
+   an external-data reference are refused. */
+static void test_convert_from_memory(void **state) {
+    (void)state;
+    const char *models[] = {"tests/models/mlp.onnx", "tests/models/gru.onnx", "tests/models/dynamic/dyn_text.onnx"};
+    for (size_t k = 0; k < sizeof models / sizeof *models; k++) {
+        size_t isize, fsize;
+        void *onnx = read_whole(models[k], &isize);
+        char out[256];
+        snprintf(out, sizeof out, "%s/tests/convert/mem-%zu.mdl", MDL_BUILD_DIR, k);
+        mdl_error err;
+        mdl_convert_report rep;
+        if (mdl_convert_onnx(models[k], out, NULL, NULL, &err)) fail_msg("%s", err.msg);
+        void *want = read_whole(out, &fsize);
+        remove(out);
+        void *got;
+        size_t gsize;
+        if (mdl_convert_onnx_buffer(onnx, isize, &got, &gsize, NULL, &rep, &err)) fail_msg("%s", err.msg);
+        assert_int_equal(gsize, fsize);
+        assert_int_equal(rep.file_bytes, gsize);
+        assert_memory_equal(got, want, fsize);
+        mdl_convert_report_free(&rep);
+        free(got);
+        free(want);
+        free(onnx);
+    }
+    void *got = (void *)1;
+    size_t gsize = 1;
+    mdl_error err;
+    static const char junk[] = "\x0a\x05hello not a model";
+    assert_int_equal(mdl_convert_onnx_buffer(junk, sizeof junk, &got, &gsize, NULL, NULL, &err), MDL_CORRUPT_MODEL);
+    assert_null(got);
+    assert_int_equal(gsize, 0);
+    assert_int_equal(mdl_convert_onnx_buffer(NULL, 0, &got, &gsize, NULL, NULL, &err), MDL_INVALID_ARGUMENT);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_convert_from_memory),
         cmocka_unit_test(test_cnn_passes),
         cmocka_unit_test(test_dense_passes),
         cmocka_unit_test(test_depthwise_relu6),

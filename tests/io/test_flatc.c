@@ -145,14 +145,18 @@ static void make_json(char *json, size_t cap, const char *model_extra, const cha
              w_shape, fc_inputs, wb, bb);
 }
 
-/* Encodes JSON with flatc -b and loads the binary; returns the load status. */
+/* Encodes JSON with flatc -b and loads the binary with its stored plan required (the plan
+   check itself is under test; without MDL_LOAD_STRICT_PLAN a failing plan is computed again);
+   returns the load status. */
 static mdl_status load_json(const char *json, mdl_model **m, mdl_error *err, void **data) {
     assert_true(th_write_file(th_tmp("model.json"), json, strlen(json)));
     assert_int_equal(th_system("flatc -b -o %s %s %s", th_tmpdir(), SCHEMA, th_tmp("model.json")), 0);
     size_t size;
     *data = th_read_file(th_tmp("model.mdl"), &size);
     assert_non_null(*data);
-    return mdl_model_load_buffer(*data, size, NULL, m, err);
+    mdl_load_options o = mdl_load_options_default();
+    o.flags = MDL_LOAD_STRICT_PLAN;
+    return mdl_model_load_buffer(*data, size, &o, m, err);
 }
 
 static void test_flatc_binary_loads_and_runs(void **state) {
@@ -224,6 +228,19 @@ static void test_flatc_hostile_models(void **state) {
             fail_msg("%s: got %s '%s', want %s containing '%s'", h->what, mdl_status_str(st), err.msg,
                      mdl_status_str(h->want), h->msg);
         assert_null(m);
+        /* by default a plan that fails the check is computed again, and the load says so */
+        if (strstr(h->what, "plan ") && strcmp(h->what, "plan wrong length") != 0) {
+            make_json(json, sizeof json, h->model_extra, h->w_shape, h->fc_inputs, h->x_shape, h->nw_floats);
+            void *d2 = NULL;
+            assert_int_equal(load_json(json, &m, &err, &d2), MDL_CORRUPT_MODEL);
+            size_t size;
+            void *again = th_read_file(th_tmp("model.mdl"), &size);
+            assert_int_equal(mdl_model_load_buffer(again, size, NULL, &m, &err), MDL_OK);
+            if (!strstr(mdl_model_load_note(m), "computed again")) fail_msg("%s: note '%s'", h->what, mdl_model_load_note(m));
+            mdl_model_free(m);
+            free(again);
+            free(d2);
+        }
         free(data);
     }
 }

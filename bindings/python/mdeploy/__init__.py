@@ -16,7 +16,9 @@ Pieces:
 - :class:`Session` — working memory for repeated runs without re-allocation; zero-copy
   outputs with ``run(..., copy=False)``; per-node timings with ``profile=True``.
 - :func:`convert` — ONNX to ``.mdl`` with the options of ``mdeploy-convert``.
-- :class:`Error` — every failure, with the library's message and ``.status`` (:class:`Status`).
+- :class:`Error` — every failure, with the library's message and ``.status`` (:class:`Status`);
+  an argument of the wrong Python type raises :class:`ArgumentTypeError`, an :class:`Error`
+  that is also a ``TypeError``.
 
 The shared library is located by :func:`find_library` (``MDEPLOY_LIB``, then a copy bundled in
 the package, then ``build/release`` of the source tree, then the system path).  It is opened
@@ -26,6 +28,7 @@ run truly in parallel.  ``python -m mdeploy run|inspect|convert`` mirrors the co
 
 from ._lib import find_library, library_path, lib as _clib
 from ._model import (
+    ArgumentTypeError,
     Error,
     Inputs,
     Model,
@@ -51,6 +54,7 @@ __all__ = [
     "NodeInfo",
     "NodeTiming",
     "Error",
+    "ArgumentTypeError",
     "Status",
     "convert",
     "metrics_prometheus",
@@ -64,7 +68,7 @@ __all__ = [
 ]
 
 # Show the public classes as mdeploy.X (tracebacks, reprs, docs), not mdeploy._model.X.
-for _cls in (Model, Session, TensorInfo, Quantization, NodeInfo, NodeTiming, Error, Status, ConvertReport):
+for _cls in (Model, Session, TensorInfo, Quantization, NodeInfo, NodeTiming, Error, ArgumentTypeError, Status, ConvertReport):
     _cls.__module__ = __name__
 del _cls
 

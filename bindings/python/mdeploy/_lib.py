@@ -90,6 +90,9 @@ class mdl_load_options(ctypes.Structure):
         ("allocator", ctypes.POINTER(mdl_allocator)),
         ("flags", ctypes.c_uint32),
         ("resolver", ctypes.c_void_p),  # NULL: every kernel
+        ("max_arena_bytes", ctypes.c_size_t),  # limits, 0 = none (mdl_load_options_default)
+        ("max_nodes", ctypes.c_int32),
+        ("max_tensors", ctypes.c_int32),
     ]
 
 
@@ -104,6 +107,7 @@ class mdl_session_options(ctypes.Structure):
         ("ninput_shapes", ctypes.c_int32),
         ("input_shapes", ctypes.POINTER(mdl_shape)),
         ("threads", ctypes.c_int32),
+        ("max_arena_bytes", ctypes.c_size_t),  # 0 = no limit (mdl_session_options_default)
     ]
 
 
@@ -270,6 +274,7 @@ _PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     "mdl_load_options_default": (mdl_load_options, []),
     "mdl_model_load_buffer": (_status, [_vp, _c.c_size_t, _P(mdl_load_options), _P(_vp), _err]),
     "mdl_model_load_file": (_status, [_str, _P(mdl_load_options), _P(_vp), _err]),
+    "mdl_model_load_note": (_str, [_vp]),
     "mdl_model_free": (None, [_vp]),
     "mdl_model_arena_size": (_c.c_size_t, [_vp]),
     "mdl_model_activation_bytes": (_c.c_size_t, [_vp]),

@@ -57,6 +57,7 @@ class Status(enum.IntEnum):
     OUT_OF_RANGE = 9
     BUFFER_TOO_SMALL = 10
     INTERNAL = 11
+    LIMIT = 12  #: above a limit of the load or session options (e.g. the 4 GiB arena default)
 
 
 class Error(Exception):
@@ -86,6 +87,18 @@ class Error(Exception):
     def __reduce__(self) -> Tuple[Any, ...]:
         # Errors cross process boundaries (multiprocessing, pytest-xdist) intact.
         return (Error, (self.message, int(self.status)))
+
+
+class ArgumentTypeError(Error, TypeError):
+    """An argument of the wrong Python type (``Model(None)``, ``Model(123)``, ``Session(42)``,
+    ``threads="2"``): an :class:`Error` with status ``INVALID_ARGUMENT`` that is also a
+    ``TypeError``, so ``except mdeploy.Error`` and ``except TypeError`` both catch it."""
+
+    def __init__(self, message: str, status: Union[Status, int] = Status.INVALID_ARGUMENT) -> None:
+        super().__init__(message, status)
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return (ArgumentTypeError, (self.message, int(self.status)))
 
 
 def _raise(err: _lib.mdl_error, status: int) -> "Error":
@@ -349,7 +362,7 @@ class Model:
             try:
                 buf = np.frombuffer(source, dtype=np.uint8)  # zero-copy view of any byte buffer
             except (TypeError, ValueError) as e:
-                raise TypeError(
+                raise ArgumentTypeError(
                     "Model() takes a path (str or os.PathLike) or the model's bytes "
                     f"(bytes, bytearray, memoryview), not {type(source).__name__}"
                 ) from e
@@ -499,6 +512,12 @@ class Model:
         return md
 
     @property
+    def load_note(self) -> str:
+        """What the load chose to do about the file, ``""`` if nothing (e.g. a stored memory plan
+        that failed the check and was computed again: ``mdl_model_load_note``)."""
+        return decode(self._get(lib.mdl_model_load_note))
+
+    @property
     def arena_bytes(self) -> int:
         """Exact bytes one session needs (activation arena, kernel scratch, bookkeeping)."""
         return int(self._get(lib.mdl_model_arena_size))
@@ -587,7 +606,13 @@ class Model:
         Dynamic dimensions take the sizes of the arrays given (any batch or sequence length the
         model allows); an impossible shape raises :class:`Error` (status ``SHAPE``) naming the
         input, the dimension and its symbol.
+
+        ``None`` (or a missing input) raises :class:`Error` (status ``INVALID_ARGUMENT``): a
+        pooled session's input memory holds whatever an earlier run left there.
         """
+        if inputs is None:
+            names = ", ".join(repr(t.name) for t in self._inputs)
+            raise Error(f"Model.run needs the model's inputs ({names}), got None", Status.INVALID_ARGUMENT)
         key = _shapes_of(inputs, self._inputs) if self._dynamic else None
         try:
             s = self._acquire(key)
@@ -726,7 +751,7 @@ def _session_infos(fn: Any, p: int, n: int) -> Tuple[TensorInfo, ...]:
 
 def _check_threads(threads: Any) -> int:
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
-        raise TypeError(f"threads must be an int, not {type(threads).__name__}")
+        raise ArgumentTypeError(f"threads must be an int, not {type(threads).__name__}")
     if not 1 <= int(threads) <= _lib.MAX_THREADS:
         raise Error(f"threads is {int(threads)}, must be 1 to {_lib.MAX_THREADS}", Status.INVALID_ARGUMENT)
     return int(threads)
@@ -771,7 +796,7 @@ class Session:
         _pooled: bool = False
     ) -> None:
         if not isinstance(model, Model):
-            raise TypeError(f"Session() needs an mdeploy.Model, not {type(model).__name__}")
+            raise ArgumentTypeError(f"Session() needs an mdeploy.Model, not {type(model).__name__}")
         mh = model._h
         if mh is None:
             raise Error("the model has been closed", Status.INVALID_ARGUMENT)
@@ -918,7 +943,8 @@ class Session:
         self, inputs: Optional[Inputs] = None, *, as_dict: bool = False, copy: bool = True, raw: bool = False
     ) -> Outputs:
         """Run once.  ``inputs`` and ``raw`` as for :meth:`Model.run`; ``None`` runs on what was
-        written into :meth:`input_buffer`.
+        written into :meth:`input_buffer` (the zero-copy form: the caller fills every input's
+        buffer before every run; a run leaves them overwritten).
 
         With ``copy=True`` (the default) the outputs are new arrays the caller owns.  With
         ``copy=False`` they are read-only views of the session's arena: no allocation at all,

@@ -175,3 +175,46 @@ def test_convert_errors(tmp_path):
     with pytest.raises(TypeError):
         mdeploy.convert(REPO / "tests/models/mlp.onnx", out, quantize=True)  # type: ignore[call-arg]
     assert not out.exists()
+
+
+# ---- hostile input (issue #16): nothing runs on stale data, wrong types are mdeploy.Error ----
+
+
+@pytest.mark.parametrize("source", [None, 123, 4.5, object()])
+def test_model_source_of_wrong_type(source):
+    with pytest.raises(mdeploy.Error) as e:
+        mdeploy.Model(source)  # type: ignore[arg-type]
+    assert isinstance(e.value, TypeError) and isinstance(e.value, mdeploy.ArgumentTypeError)
+    assert e.value.status == Status.INVALID_ARGUMENT
+    assert type(source).__name__ in str(e.value)
+    e2 = pickle.loads(pickle.dumps(e.value))
+    assert isinstance(e2, mdeploy.ArgumentTypeError) and e2.status == Status.INVALID_ARGUMENT
+
+
+def test_run_none_and_missing_inputs(mlp, mlp_path, two_io):
+    x = np.ones((2, 4), np.float32)
+    mlp.run(x)  # leaves data in the pooled session's arena
+    with pytest.raises(mdeploy.Error) as e:
+        mlp.run(None)  # type: ignore[arg-type]
+    assert e.value.status == Status.INVALID_ARGUMENT and "'x'" in str(e.value)
+    with pytest.raises(mdeploy.Error):
+        mlp.run({})
+    with pytest.raises(mdeploy.Error):
+        mlp.run([])
+    names = [t.name for t in two_io.inputs]
+    with pytest.raises(mdeploy.Error) as e:
+        two_io.run({names[0]: np.zeros(two_io.inputs[0].shape, two_io.inputs[0].dtype)})
+    assert repr(names[1]) in str(e.value)
+    with pytest.raises(mdeploy.Error):
+        mdeploy.Session(None)  # type: ignore[arg-type]
+    with pytest.raises(mdeploy.Error):
+        mdeploy.Model(mlp_path, threads="2")  # type: ignore[arg-type]
+
+
+def test_limit_status_and_load_note(tmp_path):
+    # A file written before 64-byte arena slots: its stored plan is computed again, with a note.
+    m = mdeploy.Model(REPO / "tests" / "models" / "old-plan-mlp.mdl")
+    assert "computed again" in m.load_note
+    (y,) = m.run(np.zeros(m.inputs[0].shape, np.float32))
+    assert y.shape == m.outputs[0].shape
+    assert Status.LIMIT == 12 and Status(12).name == "LIMIT"
