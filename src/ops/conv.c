@@ -20,6 +20,7 @@
  * run never misreads it.  Scratch never depends on the CPU (ops.h): it is the larger of what
  * either path needs. */
 #include "ops.h"
+#include "sparse.h"
 
 #include "graph/util.h"
 #include "x86/conv_x86.h"
@@ -540,6 +541,15 @@ static mdl_status conv2d_prepare(mdl__kctx *c) {
     mdl_status st = conv_geometry(c, false, &g);
     if (st != MDL_OK) return st;
     write_output_shape(c, &g);
+    const mdl__tensor *w = c->in[1];
+    if (MDL__SPARSE && w->sparse) {
+        /* block-sparse [1, 1, Cin, Cout] as W [Cout, Cin]: the pixels times W^T, nothing packed */
+        if (!w->sparse_transposed || conv2d_path(&g) != CONV_PATH_1X1 || g.G != 1)
+            return mdl__fail(c, MDL_UNSUPPORTED, "block-sparse weight '%s' needs a 1x1 convolution "
+                             "without padding or groups, stored transposed", w->name);
+        c->scratch_bytes = mdl__spmm_kernel_scratch(g.sh == 1 && g.sw == 1 ? g.N * g.H * g.W : g.OW, g.C);
+        return MDL_OK;
+    }
     /* The direct path's band is reserved on any CPU (scratch must not depend on it). */
     int64_t floats = path_scratch_floats(&g);
     if (direct_ok(&g) && band_floats(&g) > floats) floats = band_floats(&g);
@@ -660,6 +670,24 @@ static void im2col_task(void *arg, int64_t t, int worker) {
     }
 }
 
+/* A 1x1 convolution with block-sparse weights (conv2d_prepare): all pixels as one matrix, or
+   with strides an output row's pixels (every sw-th input pixel) at a time. */
+static void conv2d_sparse(const mdl__kctx *c, const conv_geom *g, const float *bias, float lo,
+                          float hi) {
+    const float *x = c->in_data[0];
+    float *y = c->out_data[0];
+    const mdl__bsr *w = c->in[1]->sparse;
+    void *scratch = mdl__spmm_scratch_align(c->scratch);
+    if (g->sh == 1 && g->sw == 1) {
+        mdl__spmm(g->N * g->H * g->W, x, g->C, w, bias, y, g->OC, lo, hi, scratch);
+        return;
+    }
+    for (int64_t n = 0; n < g->N; n++)
+        for (int64_t oh = 0; oh < g->OH; oh++)
+            mdl__spmm(g->OW, x + ((n * g->H + oh * g->sh) * g->W) * g->C, g->sw * g->C, w, bias,
+                      y + ((n * g->OH + oh) * g->OW) * g->OC, g->OC, lo, hi, scratch);
+}
+
 static mdl_status conv2d_run(mdl__kctx *c) {
     conv_geom g;
     conv_geometry(c, false, &g);
@@ -668,6 +696,10 @@ static mdl_status conv2d_run(mdl__kctx *c) {
     float *y = c->out_data[0], lo, hi;
     mdl__act_bounds(&c->opt->conv.act, &lo, &hi);
     const int64_t OC = g.OC, OG = g.OG, CG = g.CG, K = g.K;
+    if (MDL__SPARSE && c->in[1]->sparse) {
+        conv2d_sparse(c, &g, bias, lo, hi);
+        return MDL_OK;
+    }
 
     size_t stride = 0;
     const unsigned char *pk;
@@ -711,7 +743,8 @@ static mdl_status conv2d_run(mdl__kctx *c) {
 }
 
 const mdl__kernel mdl__conv2d_f32 = {.prepare = conv2d_prepare, .run = conv2d_run,
-                                     .pack = conv2d_pack, .flags = MDL__KERNEL_WORKER_SCRATCH};
+                                     .pack = conv2d_pack,
+                                     .flags = MDL__KERNEL_WORKER_SCRATCH | MDL__KERNEL_SPARSE_W};
 
 /* ---- DEPTHWISE_CONV2D ------------------------------------------------------------------ */
 
