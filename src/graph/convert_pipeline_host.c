@@ -6,11 +6,15 @@
  *                      the IR (graph/convert_host.h), constant subgraphs folded as they are met
  *     -> IR passes     src/graph/convert_ir_host.c: BatchNorm/bias/activation fusion, layout
  *                      moves, dead code
+ *     -> prune         src/quant/prune_host.h: magnitude pruning of the prunable layers' 8x1
+ *                      weight blocks (mdl_prune_options), before quantization sees the weights
  *     -> quantize      src/quant: post-training int8 (ptq_host.h: calibrates by running the float
  *                      IR through the runtime) or the int8 form of a QDQ model (qdq_host.h)
  *     -> build         mdl__cv_build: the live IR into an mdl_builder
  *     -> [dynamic dims: all of the above once more at other sizes of the dims, and the two
  *         builders compared (src/graph/convert_dyn_host.c) to tell which sizes follow them]
+ *     -> storage       mdl__prune_store: prunable float weights with few non-zero blocks are
+ *                      stored block-sparse (with or without pruning)
  *     -> write         metadata, mdl_builder_write_file (memory plan, FlatBuffers), then the
  *                      file is loaded back for the report's numbers
  *   model.mdl
@@ -21,6 +25,7 @@
 #include "graph/convert_host.h"
 #include "graph/model.h"
 #include "io/onnx_import_host.h"
+#include "quant/prune_host.h"
 #include "quant/ptq_host.h"
 #include "quant/qdq_host.h"
 
@@ -30,13 +35,14 @@
 #include <sys/stat.h>
 
 const char *mdl_convert_report_json(const mdl_convert_report *r) {
-    return r && r->quant ? r->quant->json : NULL;
+    return !r ? NULL : r->json ? r->json : r->quant ? r->quant->json : NULL;
 }
 
 void mdl_convert_report_free(mdl_convert_report *r) {
     if (!r) return;
     mdl__quant_report_free(r->quant);
     r->quant = NULL;
+    mdl__prune_report_free(r);
 }
 
 mdl_convert_options mdl_convert_options_default(void) {
@@ -57,14 +63,16 @@ static mdl_status run_stages(cv_ctx *c, const mdl__onnx_model *m, const mdl_conv
     if ((st = mdl__onnx_import(m, c, o))) return st;
     /* 2. IR passes */
     mdl__cv_optimize(c);
-    /* 3. quantization: post-training, or the int8 form of a pre-quantized (QDQ) model */
+    /* 3. pruning (before quantization, which then sees the pruned weights) */
+    if ((st = mdl__prune_run(c, &o->prune))) return st;
+    /* 4. quantization: post-training, or the int8 form of a pre-quantized (QDQ) model */
     if (o->quant.mode != MDL_QUANTIZE_NONE) {
         /* the second lowering of a dynamic model replays the first one's decisions */
         if ((st = mdl__ptq_run(c, &o->quant, replay ? NULL : &rep->quant, plan, replay))) return st;
     } else if ((st = mdl__qdq_pass(c, NULL))) {
         return st;
     }
-    /* 4. build: the live graph into a builder (planned and written by the caller) */
+    /* 5. build: the live graph into a builder (planned and written by the caller) */
     mdl_builder *b;
     if ((st = mdl_builder_create(NULL, &b, c->err))) return st;
     if ((st = mdl__cv_build(c, b, nodes_out))) {
@@ -130,6 +138,11 @@ static mdl_status convert(cv_ctx *c, const mdl__onnx_model *m, const char *out_p
             p = end ? end + 2 : p + n;
         }
     }
+    /* storage: block-sparse where the weights allow it */
+    if ((st = mdl__prune_store(b, &o->prune, rep, c->err))) {
+        mdl_builder_free(b);
+        return st;
+    }
     /* write (the builder plans the memory) */
     char ver[32];
     const char *name = o->name ? o->name : info.graph_name ? info.graph_name : "";
@@ -178,6 +191,11 @@ static mdl_status convert(cv_ctx *c, const mdl__onnx_model *m, const char *out_p
         remove(out_path);
         return st;
     }
+    if ((st = mdl__prune_report_json(rep, &o->prune, c->err))) {
+        mdl_model_free(mm);
+        remove(out_path);
+        return st;
+    }
     rep->weight_bytes = mdl_model_weight_bytes(mm);
     rep->arena_bytes = mdl_model_activation_bytes(mm);
     mdl_model_free(mm);
@@ -196,6 +214,7 @@ mdl_status mdl_convert_onnx(const char *onnx_path, const char *out_path,
     err->msg[0] = 0;
     if (!onnx_path || !out_path)
         return mdl__error(err, MDL_INVALID_ARGUMENT, "mdl_convert_onnx: NULL path");
+    mdl_status st0;
     mdl_convert_options defaults = mdl_convert_options_default();
     const mdl_convert_options *o = options ? options : &defaults;
     if (o->ninput_shapes < 0 || o->ninput_shapes > MDL_CONVERT_MAX_SHAPES)
@@ -205,6 +224,7 @@ mdl_status mdl_convert_onnx(const char *onnx_path, const char *out_path,
     for (int32_t i = 0; i < o->nmetadata; i++)
         if (!o->metadata_keys[i] || !*o->metadata_keys[i] || !o->metadata_values[i])
             return mdl__error(err, MDL_INVALID_ARGUMENT, "metadata entry %d: empty key or NULL value", (int)i);
+    if ((st0 = mdl__prune_check(&o->prune, err))) return st0;
     mdl_convert_report rep;
     memset(&rep, 0, sizeof rep);
     mdl__onnx_model *m;
