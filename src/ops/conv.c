@@ -671,21 +671,36 @@ static void im2col_task(void *arg, int64_t t, int worker) {
 }
 
 /* A 1x1 convolution with block-sparse weights (conv2d_prepare): all pixels as one matrix, or
-   with strides an output row's pixels (every sw-th input pixel) at a time. */
+   with strides an output row's pixels (every sw-th input pixel) at a time, a task each. */
+typedef struct sparse_rows_job {
+    const mdl__kctx *c;
+    const conv_geom *g;
+    const mdl__bsr *w;
+    const float *bias;
+    float lo, hi;
+} sparse_rows_job;
+
+static void sparse_row_task(void *arg, int64_t t, int worker) {
+    const sparse_rows_job *j = arg;
+    const conv_geom *g = j->g;
+    const int64_t n = t / g->OH, oh = t % g->OH;
+    mdl__spmm(g->OW, (const float *)j->c->in_data[0] + ((n * g->H + oh * g->sh) * g->W) * g->C, g->sw * g->C,
+              j->w, j->bias, (float *)j->c->out_data[0] + ((n * g->OH + oh) * g->OW) * g->OC, g->OC, j->lo,
+              j->hi, mdl__spmm_scratch_align(mdl__par_scratch(j->c, worker)));
+}
+
 static void conv2d_sparse(const mdl__kctx *c, const conv_geom *g, const float *bias, float lo,
                           float hi) {
     const float *x = c->in_data[0];
     float *y = c->out_data[0];
     const mdl__bsr *w = c->in[1]->sparse;
-    void *scratch = mdl__spmm_scratch_align(c->scratch);
     if (g->sh == 1 && g->sw == 1) {
-        mdl__spmm(g->N * g->H * g->W, x, g->C, w, bias, y, g->OC, lo, hi, scratch);
+        mdl__spmm_par(c, g->N * g->H * g->W, x, g->C, w, bias, y, g->OC, lo, hi);
         return;
     }
-    for (int64_t n = 0; n < g->N; n++)
-        for (int64_t oh = 0; oh < g->OH; oh++)
-            mdl__spmm(g->OW, x + ((n * g->H + oh * g->sh) * g->W) * g->C, g->sw * g->C, w, bias,
-                      y + ((n * g->OH + oh) * g->OW) * g->OC, g->OC, lo, hi, scratch);
+    sparse_rows_job j = {c, g, w, bias, lo, hi};
+    mdl__par_for(g->N * g->OH * g->OW * w->nblocks * MDL_SPARSE_BN >= CONV_PAR_MIN_MACS ? c->par : NULL,
+                 g->N * g->OH, sparse_row_task, &j);
 }
 
 static mdl_status conv2d_run(mdl__kctx *c) {

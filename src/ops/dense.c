@@ -59,8 +59,8 @@ static mdl_status fc_run(mdl__kctx *c) {
     float lo, hi;
     mdl__act_bounds(&c->opt->fc.act, &lo, &hi);
     if (MDL__SPARSE && w->sparse) {
-        mdl__spmm(M, c->in_data[0], K, w->sparse, c->nin > 2 ? (const float *)c->in_data[2] : NULL,
-                  c->out_data[0], N, lo, hi, mdl__spmm_scratch_align(c->scratch));
+        mdl__spmm_par(c, M, c->in_data[0], K, w->sparse, c->nin > 2 ? (const float *)c->in_data[2] : NULL,
+                      c->out_data[0], N, lo, hi);
         return MDL_OK;
     }
     /* packed is NULL when nothing was packed (or in builder runs): B is then read directly. */
@@ -71,7 +71,7 @@ static mdl_status fc_run(mdl__kctx *c) {
 }
 
 const mdl__kernel mdl__fc_f32 = {.prepare = fc_prepare, .run = fc_run, .pack = fc_pack,
-                                 .flags = MDL__KERNEL_SPARSE_W};
+                                 .flags = MDL__KERNEL_SPARSE_W | MDL__KERNEL_WORKER_SCRATCH};
 
 /* MatMul: NumPy semantics.  Rank-1 operands are promoted (A: [1,K], B: [K,1]) and the promoted
    dim removed from the output; batch dims broadcast. */
@@ -147,8 +147,8 @@ static mdl_status matmul_run(mdl__kctx *c) {
     const float *A = c->in_data[0], *B = c->in_data[1];
     float *C = c->out_data[0];
     if (MDL__SPARSE && c->in[1]->sparse) {
-        mdl__spmm(c->in[0]->count / g.K, A, g.K, c->in[1]->sparse, NULL, C, g.N, -INFINITY,
-                  INFINITY, mdl__spmm_scratch_align(c->scratch));
+        mdl__spmm_par(c, c->in[0]->count / g.K, A, g.K, c->in[1]->sparse, NULL, C, g.N, -INFINITY,
+                      INFINITY);
         return MDL_OK;
     }
     int64_t nbatch = 1, idx[MDL_MAX_RANK] = {0};
@@ -170,4 +170,4 @@ static mdl_status matmul_run(mdl__kctx *c) {
 }
 
 const mdl__kernel mdl__matmul_f32 = {.prepare = matmul_prepare, .run = matmul_run,
-                                     .flags = MDL__KERNEL_SPARSE_W};
+                                     .flags = MDL__KERNEL_SPARSE_W | MDL__KERNEL_WORKER_SCRATCH};

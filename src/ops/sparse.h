@@ -71,6 +71,14 @@ void mdl__spmm_ref(int64_t M, const float *X, int64_t ldx, const mdl__bsr *W, co
 void mdl__spmm(int64_t M, const float *X, int64_t ldx, const mdl__bsr *W, const float *bias,
                float *Y, int64_t ldy, float lo, float hi, void *scratch);
 
+/* mdl__spmm inside a kernel's run, split over c's workers (c->par) when the product is large:
+   by input rows when there are many, else by row groups of W; each worker's scratch is
+   mdl__par_scratch(c, worker) (a kernel using this sets MDL__KERNEL_WORKER_SCRATCH and reserves
+   mdl__spmm_kernel_scratch(M, K)).  Bit-identical to one call: every output keeps its chain. */
+struct mdl__kctx;
+void mdl__spmm_par(const struct mdl__kctx *c, int64_t M, const float *X, int64_t ldx,
+                   const mdl__bsr *W, const float *bias, float *Y, int64_t ldy, float lo, float hi);
+
 #ifdef MDL_HAVE_X86_SIMD
 void mdl__spmm_avx2(int64_t M, const float *X, int64_t ldx, const mdl__bsr *W, const float *bias,
                     float *Y, int64_t ldy, float lo, float hi, void *scratch);

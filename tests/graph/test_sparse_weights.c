@@ -178,6 +178,101 @@ static void test_dense_and_sparse(void **state) {
     free(sparse);
 }
 
+/* ---- threads ------------------------------------------------------------------------------ */
+
+/* x [M, 256] -> FC (W [100, 256], 70% of its blocks zero, bias) -> y; and image [2, 24, 20, 64] ->
+   1x1 Conv stride 2 (64 -> 48) -> z: split between workers (by rows for M = 200 and the
+   convolution's output rows, by row groups for M = 16), the outputs are bit-identical to one
+   thread and match the oracle. */
+static void run_threads(int64_t m) {
+    enum { TK = 256, TN = 100, IH = 24, IW = 20, IC = 64, IO = 48 };
+    float *w = malloc(sizeof(float) * TN * TK), *bias = malloc(sizeof(float) * TN);
+    float *wc = malloc(sizeof(float) * IC * IO), *x = malloc(sizeof(float) * (size_t)m * TK);
+    float *im = malloc(sizeof(float) * 2 * IH * IW * IC);
+    th_fill_uniform(w, TN * TK, -1, 1);
+    th_fill_uniform(bias, TN, -1, 1);
+    th_fill_uniform(wc, IC * IO, -1, 1);
+    th_fill_uniform(x, m * TK, -1, 1);
+    th_fill_uniform(im, 2 * IH * IW * IC, -1, 1);
+    for (int n0 = 0; n0 < TN; n0 += 8)
+        for (int k = 0; k < TK; k++)
+            if (th_uniform(0, 1) < 0.7f)
+                for (int n = n0; n < n0 + 8 && n < TN; n++) w[n * TK + k] = 0.0f;
+    for (int o0 = 0; o0 < IO; o0 += 8)
+        for (int c = 0; c < IC; c++)
+            if (th_uniform(0, 1) < 0.7f)
+                for (int o = o0; o < o0 + 8; o++) wc[c * IO + o] = 0.0f;
+    mdl_builder *b;
+    assert_int_equal(mdl_builder_create(NULL, &b, NULL), MDL_OK);
+    int xt = mdl_builder_tensor(b, "x", MDL_DTYPE_FLOAT32, 2, (int64_t[]){m, TK}, NULL);
+    int wt = mdl_builder_tensor(b, "w", MDL_DTYPE_FLOAT32, 2, (int64_t[]){TN, TK}, w);
+    int bt = mdl_builder_tensor(b, "b", MDL_DTYPE_FLOAT32, 1, (int64_t[]){TN}, bias);
+    int yt = mdl_builder_tensor(b, "y", MDL_DTYPE_FLOAT32, -1, NULL, NULL);
+    int it = mdl_builder_tensor(b, "im", MDL_DTYPE_FLOAT32, 4, (int64_t[]){2, IH, IW, IC}, NULL);
+    int ct = mdl_builder_tensor(b, "wc", MDL_DTYPE_FLOAT32, 4, (int64_t[]){1, 1, IC, IO}, wc);
+    int zt = mdl_builder_tensor(b, "z", MDL_DTYPE_FLOAT32, -1, NULL, NULL);
+    mdl_builder_node(b, MDL_OP_FULLY_CONNECTED, "fc", 3, (int[]){xt, wt, bt}, 1, &yt, NULL);
+    mdl_op_options o = mdl_op_options_default(MDL_OP_CONV2D);
+    o.conv.stride[0] = o.conv.stride[1] = 2;
+    mdl_builder_node(b, MDL_OP_CONV2D, "conv", 2, (int[]){it, ct}, 1, &zt, &o);
+    mdl_builder_add_input(b, xt);
+    mdl_builder_add_input(b, it);
+    mdl_builder_add_output(b, yt);
+    mdl_builder_add_output(b, zt);
+    assert_int_equal(mdl__builder_set_sparse(b, wt, false), MDL_OK);
+    assert_int_equal(mdl__builder_set_sparse(b, ct, true), MDL_OK);
+    size_t size;
+    void *data = finish(b, &size);
+    mdl_model *mm;
+    assert_int_equal(mdl_model_load_buffer(data, size, NULL, &mm, NULL), MDL_OK);
+    const int64_t ny = m * TN, nz = 2 * (IH / 2) * (IW / 2) * IO;
+    float *y1 = malloc(sizeof(float) * (size_t)ny), *z1 = malloc(sizeof(float) * (size_t)nz);
+    for (int threads = 1; threads <= 4; threads += 3) {
+        mdl_session_options so = mdl_session_options_default();
+        so.threads = threads;
+        mdl_session *s;
+        assert_int_equal(mdl_session_create(mm, &so, &s, NULL), MDL_OK);
+        memcpy(mdl_session_input_data(s, 0), x, sizeof(float) * (size_t)(m * TK));
+        memcpy(mdl_session_input_data(s, 1), im, sizeof(float) * 2 * IH * IW * IC);
+        assert_int_equal(mdl_session_run(s), MDL_OK);
+        const float *y = mdl_session_output_data(s, 0), *z = mdl_session_output_data(s, 1);
+        if (threads == 1) {
+            memcpy(y1, y, sizeof(float) * (size_t)ny);
+            memcpy(z1, z, sizeof(float) * (size_t)nz);
+            for (int64_t r = 0; r < m; r++)
+                for (int n = 0; n < TN; n++) {
+                    double acc = bias[n];
+                    for (int k = 0; k < TK; k++) acc += (double)x[r * TK + k] * w[n * TK + k];
+                    if (fabs(y[r * TN + n] - acc) > 1e-4 * (1 + fabs(acc))) fail_msg("fc row %lld", (long long)r);
+                }
+            for (int i = 0; i < 2 * (IH / 2) * (IW / 2); i++) {
+                int bi = i / ((IH / 2) * (IW / 2)), p = i % ((IH / 2) * (IW / 2)), oh = p / (IW / 2), ow = p % (IW / 2);
+                const float *xi = im + ((bi * IH + 2 * oh) * IW + 2 * ow) * IC;
+                for (int oc = 0; oc < IO; oc++) {
+                    double acc = 0;
+                    for (int c = 0; c < IC; c++) acc += (double)xi[c] * wc[c * IO + oc];
+                    if (fabs(z[i * IO + oc] - acc) > 1e-4 * (1 + fabs(acc))) fail_msg("conv pixel %d", i);
+                }
+            }
+        } else {
+            assert_memory_equal(y, y1, sizeof(float) * (size_t)ny);
+            assert_memory_equal(z, z1, sizeof(float) * (size_t)nz);
+        }
+        mdl_session_free(s);
+    }
+    mdl_model_free(mm);
+    free(data);
+    free(w), free(bias), free(wc), free(x), free(im), free(y1), free(z1);
+}
+
+static void test_threads(void **state) {
+    (void)state;
+    th_seed(153);
+    run_threads(200);
+    run_threads(16);
+    run_threads(1);
+}
+
 /* ---- hostile files ------------------------------------------------------------------------ */
 
 /* A model with one sparse FC weight whose block columns are a recognizable run. */
@@ -315,6 +410,7 @@ int main(int argc, char **argv) {
     (void)argc;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dense_and_sparse),
+        cmocka_unit_test(test_threads),
         cmocka_unit_test(test_hostile),
         cmocka_unit_test(test_refused),
     };
