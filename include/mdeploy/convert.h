@@ -132,8 +132,8 @@ typedef struct mdl_quantize_options {
  *     o.prune.layers = "fc1=0.9,head=0";      // "--prune-layer fc1=0.9 --prune-layer head=0"
  *
  * Prunable layers are those whose weights the runtime can store and run block-sparse:
- * FullyConnected, MatMul with a constant 2-D B, and 1x1 Conv2D without padding or groups (float
- * weights).  Their weight matrix W [outputs, inputs] is cut into 8x1 blocks (8 consecutive outputs
+ * FullyConnected, MatMul with a constant 2-D B, and Conv2D without groups (float weights; a KxK
+ * convolution runs the sparse product on its im2col rows).  Their weight matrix W [outputs, inputs] is cut into 8x1 blocks (8 consecutive outputs
  * of one input: the unit the sparse kernels skip, see the format's Tensor.sparse) and pruning
  * zeroes the blocks of smallest mean square, so that at least the asked fraction of the weights
  * is zero:
@@ -146,7 +146,7 @@ typedef struct mdl_quantize_options {
  * Storage, with or without pruning (weights pruned in training - torch.nn.utils.prune and
  * prune.remove - are found the same way): a float prunable layer is stored block-sparse when the
  * share of its 8x1 blocks holding a non-zero (its block density) is below max_density, by default
- * 0.7 for FullyConnected/MatMul and 0.5 for 1x1 convolutions - below those the sparse kernels
+ * 0.7 for FullyConnected/MatMul and 0.5 for convolutions - below those the sparse kernels
  * beat the dense ones on every shape measured (make bench, bench/sparse.c "sweep") and the
  * weights take at most 0.8x / 0.6x of the dense bytes.  The report lists each prunable layer. */
 typedef struct mdl_prune_options {

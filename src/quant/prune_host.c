@@ -13,7 +13,8 @@
    core, AVX-512, median of interleaved runs): a FullyConnected 1024x1024 is already 1.2x (batch 1)
    and 1.4x (batch 32) faster sparse at density 0.8 and 1.3-1.6x at 0.7; a 1x1 convolution over
    many pixels (128 -> 128, 6272 pixels) only breaks even at 0.5, where 256 -> 256 at 196 pixels
-   gains 1.2x.  Stored sparse, weights take about 1.125 x density of their dense bytes. */
+   gains 1.2x; a KxK convolution runs the same product on its im2col rows (the threshold of the
+   1x1 one).  Stored sparse, weights take about 1.125 x density of their dense bytes. */
 #define FC_MAX_DENSITY 0.7
 #define CONV_MAX_DENSITY 0.5
 
@@ -29,11 +30,9 @@ static bool weight_matrix(mdl_op op, const mdl_op_options *opt, int32_t rank, co
         if (rank != 2) return false;
         *tr = true, *N = dims[1], *K = dims[0];
         break;
-    case MDL_OP_CONV2D:
-        if (rank != 4 || dims[0] != 1 || dims[1] != 1 || opt->conv.group != 1 || opt->conv.pad[0] ||
-            opt->conv.pad[1] || opt->conv.pad[2] || opt->conv.pad[3])
-            return false;
-        *tr = true, *N = dims[3], *K = dims[2];
+    case MDL_OP_CONV2D: /* [KH, KW, Cin, Cout]: W [Cout, KH*KW*Cin] (the im2col product) */
+        if (rank != 4 || opt->conv.group != 1) return false;
+        *tr = true, *N = dims[3], *K = dims[0] * dims[1] * dims[2];
         break;
     default: return false;
     }
@@ -45,8 +44,8 @@ static inline int64_t at(bool tr, int64_t N, int64_t K, int64_t n, int64_t k) {
     return tr ? k * N + n : n * K + k;
 }
 
-static const char *const prunable_ops = "FullyConnected, MatMul with a constant 2-D B, 1x1 Conv2D "
-                                        "without padding or groups, with float weights";
+static const char *const prunable_ops = "FullyConnected, MatMul with a constant 2-D B, Conv2D "
+                                        "without groups, with float weights";
 
 /* ---- options ------------------------------------------------------------------------------- */
 

@@ -8,10 +8,10 @@
  *    blocks of smallest mean square of the prunable layers (globally or per layer).
  *  - mdl__prune_store: on the built graph: stores each prunable float weight block-sparse when
  *    its block density is below the threshold, and lists every prunable layer for the report.
- * A prunable layer: FullyConnected, MatMul with a constant 2-D B, or a 1x1 Conv2D without
- * padding or groups, whose float weight no other node reads.  Its weight W [N, K] (N outputs)
- * is the tensor itself (FullyConnected) or its transpose (MatMul's B [K, N], the convolution's
- * [1, 1, Cin, Cout]).
+ * A prunable layer: FullyConnected, MatMul with a constant 2-D B, or a Conv2D without groups,
+ * whose float weight no other node reads.  Its weight W [N, K] (N outputs) is the tensor itself
+ * (FullyConnected) or its transpose (MatMul's B [K, N], the convolution's [KH, KW, Cin, Cout]
+ * seen as [KH*KW*Cin, Cout]).
  */
 #ifndef MDL_PRUNE_HOST_H
 #define MDL_PRUNE_HOST_H

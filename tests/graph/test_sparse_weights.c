@@ -18,7 +18,7 @@
 enum { M = 5, K = 37, N = 21, P = 19, H = 6, W = 5, C = 24, OC = 20 };
 
 typedef struct weights {
-    float w1[N * K], b1[N], w2[N * P], wc[C * OC], bc[OC];
+    float w1[N * K], b1[N], w2[N * P], wc[C * OC], bc[OC], w3[9 * C * OC];
 } weights;
 
 /* Random weights with whole 8x1 blocks zeroed (in the layout each consumer reads) and a few
@@ -41,12 +41,17 @@ static void make_weights(weights *w) {
         for (int c = 0; c < C; c++)
             if (th_uniform(0, 1) < 0.7f)
                 for (int o = o0; o < o0 + 8 && o < OC; o++) w->wc[c * OC + o] = 0.0f;
+    th_fill_uniform(w->w3, 9 * C * OC, -1, 1);
+    for (int o0 = 0; o0 < OC; o0 += 8) /* 3x3 Conv: [3, 3, C, OC], blocks along OC */
+        for (int r = 0; r < 9 * C; r++)
+            if (th_uniform(0, 1) < 0.7f)
+                for (int o = o0; o < o0 + 8 && o < OC; o++) w->w3[r * OC + o] = 0.0f;
     w->w1[3] = 0.0f;
 }
 
 /* Tensor ids of the weights a model stores sparse. */
 typedef struct ids {
-    int w1, w2, wc, wc2;
+    int w1, w2, wc, wc2, w3;
 } ids;
 
 /* x [M, K] -> FC(+bias, ReLU) -> y1 [M, N] -> MatMul(B [N, P]) -> y2 [M, P];
@@ -74,11 +79,19 @@ static mdl_builder *build(const weights *w, ids *id) {
     mdl_builder_node(b, MDL_OP_CONV2D, "conv", 3, (int[]){im, id->wc, bc}, 1, &y3, &o);
     o.conv.stride[0] = o.conv.stride[1] = 2;
     mdl_builder_node(b, MDL_OP_CONV2D, "conv2", 3, (int[]){im, id->wc2, bc}, 1, &y4, &o);
+    /* 3x3, padding 1 on top/left only, stride 1: the im2col path */
+    id->w3 = mdl_builder_tensor(b, "conv3_w", MDL_DTYPE_FLOAT32, 4, (int64_t[]){3, 3, C, OC}, w->w3);
+    int y5 = mdl_builder_tensor(b, "y5", MDL_DTYPE_FLOAT32, -1, NULL, NULL);
+    o = mdl_op_options_default(MDL_OP_CONV2D);
+    o.conv.pad[0] = o.conv.pad[1] = 1;
+    o.conv.act.kind = MDL_ACT_RELU;
+    mdl_builder_node(b, MDL_OP_CONV2D, "conv3", 2, (int[]){im, id->w3}, 1, &y5, &o);
     mdl_builder_add_input(b, x);
     mdl_builder_add_input(b, im);
     mdl_builder_add_output(b, y2);
     mdl_builder_add_output(b, y3);
     mdl_builder_add_output(b, y4);
+    mdl_builder_add_output(b, y5);
     return b;
 }
 
@@ -99,11 +112,30 @@ static void *build_file(const weights *w, bool sparse, size_t *size) {
         assert_int_equal(mdl__builder_set_sparse(b, id.w2, true), MDL_OK);
         assert_int_equal(mdl__builder_set_sparse(b, id.wc, true), MDL_OK);
         assert_int_equal(mdl__builder_set_sparse(b, id.wc2, true), MDL_OK);
+        assert_int_equal(mdl__builder_set_sparse(b, id.w3, true), MDL_OK);
     }
     return finish(b, size);
 }
 
 /* The oracle: the model's arithmetic in double, from the dense weights. */
+/* y5: 3x3 conv, pads top/left 1 (bottom/right 0), ReLU: output (H - 3 + 1 + 1) x (W - 1) */
+enum { OH5 = H - 1, OW5 = W - 1 };
+static void oracle3(const weights *w, const float *im, double *y5) {
+    for (int oh = 0; oh < OH5; oh++)
+        for (int ow = 0; ow < OW5; ow++)
+            for (int o = 0; o < OC; o++) {
+                double s = 0;
+                for (int kh = 0; kh < 3; kh++)
+                    for (int kw = 0; kw < 3; kw++) {
+                        int ih = oh + kh - 1, iw = ow + kw - 1;
+                        if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                        for (int c = 0; c < C; c++)
+                            s += (double)im[(ih * W + iw) * C + c] * w->w3[((kh * 3 + kw) * C + c) * OC + o];
+                    }
+                y5[(oh * OW5 + ow) * OC + o] = s > 0 ? s : 0;
+            }
+}
+
 static void oracle(const weights *w, const float *x, const float *im, double *y2, double *y3, double *y4) {
     double y1[M * N];
     for (int m = 0; m < M; m++)
@@ -150,6 +182,9 @@ static void run_file(const void *data, size_t size, const weights *w, const floa
     check_close(mdl_session_output_data(s, 0), y2, M * P, "y2");
     check_close(mdl_session_output_data(s, 1), y3, H * W * OC, "y3");
     check_close(mdl_session_output_data(s, 2), y4, ((H + 1) / 2) * ((W + 1) / 2) * OC, "y4");
+    static double y5[OH5 * OW5 * OC];
+    oracle3(w, im, y5);
+    check_close(mdl_session_output_data(s, 3), y5, OH5 * OW5 * OC, "y5");
     mdl_session_free(s);
     mdl_model_free(m);
 }
@@ -388,14 +423,15 @@ static void test_refused(void **state) {
     assert_non_null(strstr(err.msg, "addend"));
     mdl_builder_free(b);
 
-    /* a 3x3 convolution */
+    /* a grouped convolution */
     assert_int_equal(mdl_builder_create(NULL, &b, NULL), MDL_OK);
     int im = mdl_builder_tensor(b, "im", MDL_DTYPE_FLOAT32, 4, (int64_t[]){1, H, W, C}, NULL);
     float *wk = calloc(9 * C * OC, sizeof(float));
     wk[5] = 1.0f;
-    int k3 = mdl_builder_tensor(b, "k3", MDL_DTYPE_FLOAT32, 4, (int64_t[]){3, 3, C, OC}, wk);
+    int k3 = mdl_builder_tensor(b, "k3", MDL_DTYPE_FLOAT32, 4, (int64_t[]){3, 3, C / 2, OC}, wk);
     y = mdl_builder_tensor(b, "y", MDL_DTYPE_FLOAT32, -1, NULL, NULL);
     mdl_op_options o = mdl_op_options_default(MDL_OP_CONV2D);
+    o.conv.group = 2;
     mdl_builder_node(b, MDL_OP_CONV2D, "conv3", 2, (int[]){im, k3}, 1, &y, &o);
     mdl_builder_add_input(b, im);
     mdl_builder_add_output(b, y);
