@@ -148,7 +148,9 @@ typedef struct mdl_quantize_options {
  * share of its 8x1 blocks holding a non-zero (its block density) is below max_density, by default
  * 0.7 for FullyConnected/MatMul and 0.5 for convolutions - below those the sparse kernels
  * beat the dense ones on every shape measured (make bench, bench/sparse.c "sweep") and the
- * weights take at most 0.8x / 0.6x of the dense bytes.  The report lists each prunable layer. */
+ * weights take at most 0.8x / 0.6x of the dense bytes; a KxK convolution needs besides at least
+ * 128 outputs and 256 inputs per output (KH*KW*Cin): smaller ones ran slower sparse than the
+ * direct convolution kernel (src/quant/prune_host.c).  The report lists each prunable layer. */
 typedef struct mdl_prune_options {
     double sparsity;    /* global magnitude pruning, in [0, 1); 0: none */
     const char *layers; /* per-layer sparsities "NAME=S,..."; NULL: none */

@@ -13,10 +13,16 @@
    core, AVX-512, median of interleaved runs): a FullyConnected 1024x1024 is already 1.2x (batch 1)
    and 1.4x (batch 32) faster sparse at density 0.8 and 1.3-1.6x at 0.7; a 1x1 convolution over
    many pixels (128 -> 128, 6272 pixels) only breaks even at 0.5, where 256 -> 256 at 196 pixels
-   gains 1.2x; a KxK convolution runs the same product on its im2col rows (the threshold of the
-   1x1 one).  Stored sparse, weights take about 1.125 x density of their dense bytes. */
+   gains 1.2x.  A KxK convolution runs the same product on its im2col rows, against the direct
+   convolution kernel: on the 150x150 image classifier (mdeploy-bench --profile, every layer
+   pruned to 80%) its 3x3 64 -> 128 and 128 -> 128 layers ran 1.9-2x faster sparse, its 3 -> 32
+   and 32 -> 64 layers 4x slower (the repacking of few, short rows does not pay): KxK
+   convolutions are stored sparse only from 128 outputs and 256 inputs per output (KH*KW*Cin).
+   Stored sparse, weights take about 1.125 x density of their dense bytes. */
 #define FC_MAX_DENSITY 0.7
 #define CONV_MAX_DENSITY 0.5
+#define KXK_MIN_OUT 128
+#define KXK_MIN_IN 256
 
 /* W [N, K] of a prunable layer's weight (tensor dims): false when op cannot read it sparse. */
 static bool weight_matrix(mdl_op op, const mdl_op_options *opt, int32_t rank, const int64_t *dims,
@@ -286,7 +292,10 @@ mdl_status mdl__prune_store(mdl_builder *b, const mdl_prune_options *o, mdl_conv
         l->bytes = w->bytes;
         if (!l->name) st = mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory");
         if (st || w->dtype != MDL_DTYPE_FLOAT32) continue;
-        double limit = o->max_density > 0 ? o->max_density : n->op == MDL_OP_CONV2D ? CONV_MAX_DENSITY : FC_MAX_DENSITY;
+        double limit = n->op != MDL_OP_CONV2D ? FC_MAX_DENSITY
+                       : (w->dims[0] == 1 && w->dims[1] == 1) || (N >= KXK_MIN_OUT && K >= KXK_MIN_IN) ? CONV_MAX_DENSITY
+                       : 0;
+        if (o->max_density > 0) limit = o->max_density;
         if (o->max_density < 0 || !(l->block_density < limit || o->max_density >= 1)) continue;
         if ((st = mdl__builder_set_sparse(b, n->in[1], tr)))
             st = mdl__error(err, st, "%s '%s': storing its weights sparse failed", l->op, l->name);
