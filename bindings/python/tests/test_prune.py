@@ -157,3 +157,39 @@ def test_bad_options(tmp_path, kw, msg):
         mdeploy.convert(MODELS / "mlp.onnx", out, **kw)
     assert e.value.status == mdeploy.Status.INVALID_ARGUMENT
     assert not out.exists()
+
+
+def test_convolutions_found_and_stored_by_size(tmp_path):
+    """3x3 convolutions with 8x1-block-sparse weights (blocks along the output channels): the
+    large one (32 -> 128, 288 inputs per output) is stored sparse, the small one (3 -> 32) dense
+    (it runs slower sparse), unless --sparse-density asks; outputs match ONNX Runtime."""
+    rng = np.random.default_rng(2)
+
+    def sparse_w(cout, cin):
+        w = rng.standard_normal((cout, cin, 3, 3)).astype(np.float32) * 0.2
+        keep = rng.random((cout // 8, cin, 3, 3)) < 0.25
+        return w * np.repeat(keep, 8, axis=0)
+
+    w1, w2 = sparse_w(32, 3), sparse_w(128, 32)
+    g = oh.make_graph(
+        [oh.make_node("Conv", ["x", "w1"], ["h"], name="small", pads=[1, 1, 1, 1]),
+         oh.make_node("Relu", ["h"], ["r"]),
+         oh.make_node("Conv", ["r", "w2", "b2"], ["y"], name="large", strides=[2, 2])],
+        "convs",
+        [oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 20, 20])],
+        [oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 128, 9, 9])],
+        [nh.from_array(w1, "w1"), nh.from_array(w2, "w2"),
+         nh.from_array(rng.standard_normal(128).astype(np.float32), "b2")],
+    )
+    model = oh.make_model(g, opset_imports=[oh.make_opsetid("", 13)])
+    model.ir_version = 8
+    src = tmp_path / "convs.onnx"
+    onnx.save(model, src)
+    x = rng.standard_normal((1, 3, 20, 20)).astype(np.float32)
+    want = _run_ort(model, x)
+    for density, small in ((None, "dense"), (1.0, "sparse")):
+        out = tmp_path / f"convs_{small}.mdl"
+        r = mdeploy.convert(src, out, sparse_density=density)
+        layers = {l["name"]: l for l in r.pruning}
+        assert layers["large"]["storage"] == "sparse" and layers["small"]["storage"] == small
+        np.testing.assert_allclose(mdeploy.Model(out).run(x)[0], want, rtol=1e-4, atol=1e-4)
