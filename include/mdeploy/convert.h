@@ -206,8 +206,8 @@ typedef struct mdl_convert_report {
        "x[0]=batch<=64, ids[1]=seq" ("" when every dim is fixed). */
     int32_t nsymbols;
     char dynamic[256];
-    /* Every prunable layer of the written model (see mdl_prune_options), owned by the report
-       (mdl_convert_report_free). */
+    /* Every prunable layer of the written model (see mdl_prune_options) when the conversion
+       pruned or stored one sparse (else none), owned by the report (mdl_convert_report_free). */
     int32_t nprune_layers;
     struct mdl_prune_layer *prune_layers;
     char *json; /* the report as JSON (mdl_convert_report_json); NULL: none */

@@ -255,6 +255,13 @@ static bool store_candidate(const mdl__graph *g, int32_t i, bool *tr, int64_t *N
     return true;
 }
 
+/* The prunable layers are reported when o prunes or a layer is stored sparse. */
+static bool listed(const mdl_convert_report *rep, const mdl_prune_options *o) {
+    bool any = o->sparsity > 0 || (o->layers && *o->layers);
+    for (int32_t i = 0; i < rep->nprune_layers; i++) any = any || !strcmp(rep->prune_layers[i].storage, "sparse");
+    return any;
+}
+
 mdl_status mdl__prune_store(mdl_builder *b, const mdl_prune_options *o, mdl_convert_report *rep,
                             mdl_error *err) {
     mdl__graph *g = mdl__builder_graph(b);
@@ -304,6 +311,8 @@ mdl_status mdl__prune_store(mdl_builder *b, const mdl_prune_options *o, mdl_conv
     }
     rep->nprune_layers = nl;
     rep->prune_layers = out;
+    /* Listed only when they matter (callers that never prune need not free a report) */
+    if (!st && !listed(rep, o)) mdl__prune_report_free(rep);
     return st;
 }
 
@@ -333,9 +342,7 @@ static size_t json_str(char *out, const char *s) {
 }
 
 mdl_status mdl__prune_report_json(mdl_convert_report *rep, const mdl_prune_options *o, mdl_error *err) {
-    bool any = o->sparsity > 0 || (o->layers && *o->layers);
-    for (int32_t i = 0; i < rep->nprune_layers; i++) any = any || !strcmp(rep->prune_layers[i].storage, "sparse");
-    if (!rep->nprune_layers || !any) return MDL_OK;
+    if (!rep->nprune_layers || !listed(rep, o)) return MDL_OK;
     const char *base = rep->quant ? mdl_convert_report_json(rep) : NULL;
     size_t cap = (base ? strlen(base) : 0) + 64;
     for (int32_t i = 0; i < rep->nprune_layers; i++) cap += 6 * strlen(rep->prune_layers[i].name) + 256;
