@@ -8,7 +8,8 @@
    Both run the same inputs; the outputs are compared (max |sparse - dense| against the dense
    output's scale, printed).  Timing: blocks of about 5 ms of each kernel alternate (ABBA) for the
    budget; the ratio is the median sparse time over the median dense time.
-   usage: sparse BUDGET_SECONDS  -> JSON lines on stdout, one per row */
+   usage: sparse BUDGET_SECONDS [sweep]  -> JSON lines on stdout, one per row (sweep: block
+   sparsity 20% .. 70%, where the converter's threshold comes from) */
 #include "ops/ops.h"
 #include "ops/sparse.h"
 
@@ -182,6 +183,23 @@ int main(int argc, char **argv) {
         {"conv1x1 128->128 14x14", "block8x1", 6272, 128, 128, 0.8},
         {"fc 1024x1024", "element", 32, 1024, 1024, 0.8},
     };
+    if (argc > 2 && !strcmp(argv[2], "sweep")) {
+        /* Where sparse starts to pay: block sparsity 20% .. 70% on the same shapes (the
+           converter's density threshold, src/quant/prune_host.c, comes from this sweep). */
+        static const row shapes[] = {
+            {"fc 1024x1024", "block8x1", 1, 1024, 1024, 0},
+            {"fc 1024x1024", "block8x1", 32, 1024, 1024, 0},
+            {"conv1x1 256->256 14x14", "block8x1", 196, 256, 256, 0},
+            {"conv1x1 128->128 14x14", "block8x1", 6272, 128, 128, 0},
+        };
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+            for (int pct = 20; pct <= 70; pct += 10) {
+                row r = shapes[i];
+                r.sparsity = pct / 100.0;
+                run_row(&r, budget);
+            }
+        return 0;
+    }
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
         run_row(&rows[i], budget);
     return 0;

@@ -35,7 +35,18 @@ static void usage(FILE *f) {
             "  --max-accuracy-drop P      keep the most sensitive layers float until top-1 drops\n"
             "                             at most P points (needs --eval X Y)\n"
             "  --max-output-error E       same, until max |int8 - float| <= E\n"
-            "  --report FILE.json         write the quantization report\n"
+            "pruning and sparse weights:\n"
+            "  --prune magnitude:S        zero the weakest 8x1 weight blocks of the prunable\n"
+            "                             layers (FullyConnected, MatMul with constant B,\n"
+            "                             Conv2D without groups) until a share S in [0, 1) of\n"
+            "                             their weights is 0\n"
+            "  --prune-layer NAME=S       prune that layer alone at S (repeatable; 0 keeps it)\n"
+            "  --sparse-density D         store a prunable layer sparse when the share of its\n"
+            "                             8x1 blocks holding a non-zero is below D (default:\n"
+            "                             0.7 FullyConnected/MatMul, 0.5 Conv2D; 0 never)\n"
+            "                             (sparsity already in the weights is found without\n"
+            "                             --prune)\n"
+            "  --report FILE.json         write the conversion report (quantization, pruning)\n"
             "  -q, --quiet                no summary\n"
             "  -h, --help                 this help\n");
 }
@@ -122,6 +133,22 @@ static void print_quant(const mdl_quant_report *q) {
     }
 }
 
+/* The prunable layers: always with pruning, else when one is stored sparse. */
+static void print_prune(const mdl_convert_report *r, bool pruned) {
+    bool any = pruned;
+    for (int32_t i = 0; i < r->nprune_layers; i++) any = any || !strcmp(r->prune_layers[i].storage, "sparse");
+    if (!any || !r->nprune_layers) return;
+    printf("  %-44s %-15s %9s %9s %8s %-10s %10s\n", "prunable layer", "op", "weights", "sparsity",
+           "blocks", "storage", "bytes");
+    for (int32_t i = 0; i < r->nprune_layers; i++) {
+        const mdl_prune_layer *l = &r->prune_layers[i];
+        char b[32];
+        human(b, sizeof b, l->bytes);
+        printf("  %-44s %-15s %9lld %8.1f%% %7.1f%% %-10s %10s\n", l->name, l->op, (long long)l->weights,
+               100 * l->sparsity, 100 * l->block_density, l->storage, b);
+    }
+}
+
 int main(int argc, char **argv) {
     const char *in = NULL, *out = NULL, *report_path = NULL;
     bool quiet = false;
@@ -129,9 +156,14 @@ int main(int argc, char **argv) {
     mdl_error err;
     bar pb;
     memset(&pb, 0, sizeof pb);
-    enum { N_OPTS = 18 };
+    enum { N_OPTS = 21 };
     /* --metadata KEY=VALUE pairs: the argument split in place at its first '=' */
     const char *meta_keys[argc + 1], *meta_values[argc + 1];
+    /* --prune-layer entries joined with commas (mdl_prune_options.layers) */
+    size_t layers_cap = 1;
+    for (int i = 1; i < argc; i++) layers_cap += strlen(argv[i]) + 1;
+    char prune_layers[layers_cap];
+    prune_layers[0] = 0;
     o.metadata_keys = meta_keys;
     o.metadata_values = meta_values;
     for (int i = 1; i < argc; i++) {
@@ -141,7 +173,8 @@ int main(int argc, char **argv) {
         const char *names[N_OPTS] = {"-o", "--output", "--input-shape", "--name", "--model-version", "--description",
                                      "--quantize", "--calibration", "--calibration-method", "--percentile",
                                      "--float-ops", "--eval", "--max-accuracy-drop", "--max-output-error",
-                                     "--report", "--max-calibration-rows", "--max-shape", "--metadata"};
+                                     "--report", "--max-calibration-rows", "--max-shape", "--metadata",
+                                     "--prune", "--prune-layer", "--sparse-density"};
         int which = -1;
         for (int k = 0; k < N_OPTS; k++) {
             size_t n = strlen(names[k]);
@@ -246,6 +279,34 @@ int main(int argc, char **argv) {
             meta_values[o.nmetadata++] = eq + 1;
             continue;
         }
+        case 18: {
+            double v = NAN;
+            if (!strncmp(val, "magnitude:", 10)) v = strtod(val + 10, &end);
+            if (!end || end == val + 10 || *end || !(v >= 0 && v < 1)) {
+                fprintf(stderr, "mdeploy-convert: --prune '%s': expected magnitude:S with S in [0, 1)\n", val);
+                return 1;
+            }
+            o.prune.sparsity = v;
+            continue;
+        }
+        case 19:
+            if (!strchr(val, '=') || strchr(val, ',')) {
+                fprintf(stderr, "mdeploy-convert: --prune-layer '%s': expected NAME=S\n", val);
+                return 1;
+            }
+            if (prune_layers[0]) strcat(prune_layers, ",");
+            strcat(prune_layers, val);
+            o.prune.layers = prune_layers;
+            continue;
+        case 20: {
+            double v = strtod(val, &end);
+            if (!*val || *end || !(v >= 0)) {
+                fprintf(stderr, "mdeploy-convert: --sparse-density '%s': expected a number >= 0\n", val);
+                return 1;
+            }
+            o.prune.max_density = v > 0 ? v : -1;
+            continue;
+        }
         default: break;
         }
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -271,7 +332,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     if (o.quant.mode == MDL_QUANTIZE_NONE &&
-        (o.quant.calibration || o.quant.eval_inputs || o.quant.float_ops || report_path || o.quant.per_tensor ||
+        (o.quant.calibration || o.quant.eval_inputs || o.quant.float_ops || o.quant.per_tensor ||
          o.quant.max_accuracy_drop > 0 || o.quant.max_output_error > 0)) {
         fprintf(stderr, "mdeploy-convert: quantization options need --quantize int8\n");
         return 1;
@@ -286,9 +347,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "mdeploy-convert: %s\n", err.msg);
         return 1;
     }
-    if (report_path && r.quant) {
+    const char *json = mdl_convert_report_json(&r);
+    if (report_path) {
         FILE *f = fopen(report_path, "w");
-        if (!f || fputs(r.quant->json, f) < 0 || fclose(f)) {
+        if (!f || fputs(json ? json : "{}\n", f) < 0 || fclose(f)) {
             fprintf(stderr, "mdeploy-convert: cannot write the report '%s'\n", report_path);
             mdl_convert_report_free(&r);
             return 1;
@@ -307,6 +369,7 @@ int main(int argc, char **argv) {
             printf("  dynamic: %s (kept symbolic; sessions choose them, --input-shape fixes them)\n",
                    r.dynamic);
         if (r.quant) print_quant(r.quant);
+        print_prune(&r, o.prune.sparsity > 0 || o.prune.layers);
     }
     mdl_convert_report_free(&r);
     return 0;

@@ -126,6 +126,38 @@ typedef struct mdl_quantize_options {
     void *progress_user;
 } mdl_quantize_options;
 
+/* ---- pruning and sparse weights ---------------------------------------------------------------
+ *
+ *     o.prune.sparsity = 0.8;                 // "--prune magnitude:0.8"
+ *     o.prune.layers = "fc1=0.9,head=0";      // "--prune-layer fc1=0.9 --prune-layer head=0"
+ *
+ * Prunable layers are those whose weights the runtime can store and run block-sparse:
+ * FullyConnected, MatMul with a constant 2-D B, and Conv2D without groups (float weights; a KxK
+ * convolution runs the sparse product on its im2col rows).  Their weight matrix W [outputs, inputs] is cut into 8x1 blocks (8 consecutive outputs
+ * of one input: the unit the sparse kernels skip, see the format's Tensor.sparse) and pruning
+ * zeroes the blocks of smallest mean square, so that at least the asked fraction of the weights
+ * is zero:
+ *  - sparsity: globally, one ranking over every prunable layer not named in layers;
+ *  - layers: "NAME=S,NAME=S" (node names as mdeploy-inspect and the report show them): that
+ *    layer alone at S (0 keeps it as it is).
+ * Sparsities must lie in [0, 1) and names must name prunable layers: otherwise
+ * MDL_INVALID_ARGUMENT and no output file.  Pruning runs before quantization.
+ *
+ * Storage, with or without pruning (weights pruned in training - torch.nn.utils.prune and
+ * prune.remove - are found the same way): a float prunable layer is stored block-sparse when the
+ * share of its 8x1 blocks holding a non-zero (its block density) is below max_density, by default
+ * 0.7 for FullyConnected/MatMul and 0.5 for convolutions - below those the sparse kernels
+ * beat the dense ones on every shape measured (make bench, bench/sparse.c "sweep") and the
+ * weights take at most 0.8x / 0.6x of the dense bytes; a KxK convolution needs besides at least
+ * 128 outputs and 256 inputs per output (KH*KW*Cin): smaller ones ran slower sparse than the
+ * direct convolution kernel (src/quant/prune_host.c).  The report lists each prunable layer. */
+typedef struct mdl_prune_options {
+    double sparsity;    /* global magnitude pruning, in [0, 1); 0: none */
+    const char *layers; /* per-layer sparsities "NAME=S,..."; NULL: none */
+    double max_density; /* > 0: store sparse below this block density instead of the defaults;
+                           >= 1 stores every prunable float layer sparse; < 0 never */
+} mdl_prune_options;
+
 typedef struct mdl_convert_options {
     /* Fixed shapes for inputs ("--input-shape"): every dim given here is fixed in the model.
        Dynamic dims not fixed here (an ONNX dim_param, or no dim_value) stay dynamic: symbolic
@@ -148,6 +180,7 @@ typedef struct mdl_convert_options {
     int32_t nmetadata;
     const char *const *metadata_keys;
     const char *const *metadata_values;
+    mdl_prune_options prune; /* all zero: no pruning (sparse storage where the weights allow) */
 } mdl_convert_options;
 
 MDL_API mdl_convert_options mdl_convert_options_default(void);
@@ -173,7 +206,23 @@ typedef struct mdl_convert_report {
        "x[0]=batch<=64, ids[1]=seq" ("" when every dim is fixed). */
     int32_t nsymbols;
     char dynamic[256];
+    /* Every prunable layer of the written model (see mdl_prune_options) when the conversion
+       pruned or stored one sparse (else none), owned by the report (mdl_convert_report_free). */
+    int32_t nprune_layers;
+    struct mdl_prune_layer *prune_layers;
+    char *json; /* the report as JSON (mdl_convert_report_json); NULL: none */
 } mdl_convert_report;
+
+/* One prunable layer as written. */
+typedef struct mdl_prune_layer {
+    char *name;           /* node name */
+    const char *op;       /* "FullyConnected", "MatMul", "Conv2D" */
+    int64_t weights;      /* elements of the weight */
+    double sparsity;      /* share of them that is zero */
+    double block_density; /* share of its 8x1 blocks holding a non-zero (1 for int8 weights) */
+    const char *storage;  /* "sparse", "dense" or "dense int8" */
+    size_t bytes;         /* weight bytes in the file */
+} mdl_prune_layer;
 
 /* One operator of the float model (after the graph passes), as quantization left it. */
 typedef struct mdl_quant_layer {
@@ -212,11 +261,14 @@ typedef struct mdl_quant_report {
     char *json; /* the whole report as JSON text (what mdeploy-convert --report writes) */
 } mdl_quant_report;
 
-/* The quantization report as JSON text (owned by r; valid until mdl_convert_report_free), or
-   NULL when the conversion did not quantize.  For bindings that do not mirror the structs. */
+/* The report as JSON text (owned by r; valid until mdl_convert_report_free): the quantization
+   report with, when the conversion pruned or stored a layer sparse, a "pruning" array (one object
+   per prunable layer: name, op, weights, sparsity, block_density, storage, bytes);
+   {"pruning": [...]} without quantization; NULL when there is neither.  For bindings that do not
+   mirror the structs (the structs list the prunable layers in any case). */
 MDL_API const char *mdl_convert_report_json(const mdl_convert_report *r);
 
-/* Releases r->quant (and sets it to NULL).  NULL, or a report without one, is a no-op. */
+/* Releases r->quant, the pruning layers and the JSON (and sets them to NULL).  NULL is a no-op. */
 MDL_API void mdl_convert_report_free(mdl_convert_report *r);
 
 /* Dynamic dims: the graph is lowered twice, at two different sizes of every symbolic dim, and

@@ -86,9 +86,10 @@ extern "C" {
 
 /* Model file format version this runtime writes.  Files with another major are rejected.
    2.0: CONV2D weights are HWIO (1.x stored them [Cout,KH,KW,Cin/group]).
-   2.1: dynamic (symbolic) dimensions; files without them read as 2.0 files did. */
+   2.1: dynamic (symbolic) dimensions; files without them read as 2.0 files did.
+   2.2: block-sparse weights (Tensor.sparse); files without them read as 2.1 files did. */
 #define MDL_FORMAT_MAJOR 2
-#define MDL_FORMAT_MINOR 1
+#define MDL_FORMAT_MINOR 2
 
 #define MDL_MAX_RANK 8 /* most dimensions a tensor may have */
 #define MDL_ALIGN 16   /* alignment of weight buffers in a model file and of arena slots */

@@ -2,6 +2,7 @@
 #include "model.h"
 
 #include "util.h"
+#include "ops/sparse.h"
 
 #include <string.h>
 
@@ -156,6 +157,34 @@ mdl__graph *mdl__builder_graph(mdl_builder *b) { return &b->g; }
 void mdl__builder_set_initial(mdl_builder *b, int32_t s, int64_t initial) {
     if (s >= 0 && s < b->g.nsyms && initial >= 0 && (!b->syms[s].max || initial <= b->syms[s].max))
         b->syms[s].initial = initial;
+}
+
+mdl_status mdl__builder_set_sparse(mdl_builder *b, int32_t t, bool transposed) {
+    if (!MDL__SPARSE) return fail_st(b, MDL_UNSUPPORTED, "block-sparse weights: this build has MDL_SMALL_CODE");
+    if (t < 0 || t >= b->g.ntensors || !b->g.tensors[t].data || b->g.tensors[t].rank < 2 ||
+        b->g.tensors[t].dtype != MDL_DTYPE_FLOAT32 || b->g.tensors[t].count < 1)
+        return fail_st(b, MDL_INVALID_ARGUMENT, "set_sparse: not a non-empty float constant of rank >= 2");
+    mdl__tensor *x = &b->g.tensors[t];
+    int64_t C = x->dims[x->rank - 1], R = x->count / C, N = transposed ? C : R, K = transposed ? R : C;
+    if (N > INT32_MAX || K > INT32_MAX) return fail_st(b, MDL_UNSUPPORTED, "set_sparse: matrix too large");
+    const float *w = x->data;
+    float *wt = NULL;
+    if (transposed) { /* W [N, K] = A^T */
+        wt = mdl__alloc(b->alloc, x->bytes);
+        if (!wt) return fail_st(b, MDL_OUT_OF_MEMORY, "out of memory");
+        for (int64_t r = 0; r < R; r++)
+            for (int64_t c = 0; c < C; c++) wt[c * R + r] = w[r * C + c];
+        w = wt;
+    }
+    size_t bytes = mdl__bsr_bytes(N, mdl__bsr_count(N, K, w, K));
+    mdl__bsr *s = own(b, NULL, sizeof *s);
+    void *mem = own(b, NULL, bytes + 32);
+    if (s && mem) mdl__bsr_build(N, K, w, K, (void *)mdl__align_up((size_t)mem, 32), s);
+    mdl__free(b->alloc, wt);
+    if (!s || !mem) return fail_st(b, MDL_OUT_OF_MEMORY, "out of memory");
+    x->sparse = s;
+    x->sparse_transposed = transposed;
+    return MDL_OK;
 }
 
 int mdl_builder_symbol(mdl_builder *b, const char *name, int64_t max, int64_t initial) {

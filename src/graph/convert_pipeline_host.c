@@ -6,11 +6,15 @@
  *                      the IR (graph/convert_host.h), constant subgraphs folded as they are met
  *     -> IR passes     src/graph/convert_ir_host.c: BatchNorm/bias/activation fusion, layout
  *                      moves, dead code
+ *     -> prune         src/quant/prune_host.h: magnitude pruning of the prunable layers' 8x1
+ *                      weight blocks (mdl_prune_options), before quantization sees the weights
  *     -> quantize      src/quant: post-training int8 (ptq_host.h: calibrates by running the float
  *                      IR through the runtime) or the int8 form of a QDQ model (qdq_host.h)
  *     -> build         mdl__cv_build: the live IR into an mdl_builder
  *     -> [dynamic dims: all of the above once more at other sizes of the dims, and the two
  *         builders compared (src/graph/convert_dyn_host.c) to tell which sizes follow them]
+ *     -> storage       mdl__prune_store: prunable float weights with few non-zero blocks are
+ *                      stored block-sparse (with or without pruning)
  *     -> write         metadata, mdl_builder_write_file (memory plan, FlatBuffers), then the
  *                      file is loaded back for the report's numbers
  *   model.mdl
@@ -21,6 +25,7 @@
 #include "graph/convert_host.h"
 #include "graph/model.h"
 #include "io/onnx_import_host.h"
+#include "quant/prune_host.h"
 #include "quant/ptq_host.h"
 #include "quant/qdq_host.h"
 
@@ -30,13 +35,14 @@
 #include <sys/stat.h>
 
 const char *mdl_convert_report_json(const mdl_convert_report *r) {
-    return r && r->quant ? r->quant->json : NULL;
+    return !r ? NULL : r->json ? r->json : r->quant ? r->quant->json : NULL;
 }
 
 void mdl_convert_report_free(mdl_convert_report *r) {
     if (!r) return;
     mdl__quant_report_free(r->quant);
     r->quant = NULL;
+    mdl__prune_report_free(r);
 }
 
 mdl_convert_options mdl_convert_options_default(void) {
@@ -57,14 +63,16 @@ static mdl_status run_stages(cv_ctx *c, const mdl__onnx_model *m, const mdl_conv
     if ((st = mdl__onnx_import(m, c, o))) return st;
     /* 2. IR passes */
     mdl__cv_optimize(c);
-    /* 3. quantization: post-training, or the int8 form of a pre-quantized (QDQ) model */
+    /* 3. pruning (before quantization, which then sees the pruned weights) */
+    if ((st = mdl__prune_run(c, &o->prune))) return st;
+    /* 4. quantization: post-training, or the int8 form of a pre-quantized (QDQ) model */
     if (o->quant.mode != MDL_QUANTIZE_NONE) {
         /* the second lowering of a dynamic model replays the first one's decisions */
         if ((st = mdl__ptq_run(c, &o->quant, replay ? NULL : &rep->quant, plan, replay))) return st;
     } else if ((st = mdl__qdq_pass(c, NULL))) {
         return st;
     }
-    /* 4. build: the live graph into a builder (planned and written by the caller) */
+    /* 5. build: the live graph into a builder (planned and written by the caller) */
     mdl_builder *b;
     if ((st = mdl_builder_create(NULL, &b, c->err))) return st;
     if ((st = mdl__cv_build(c, b, nodes_out))) {
@@ -85,6 +93,17 @@ typedef struct cv_out {
 static mdl_status write_out(mdl_builder *b, const cv_out *out, mdl_error *err) {
     if (out->path) return mdl_builder_write_file(b, out->path, err);
     return mdl_builder_finish(b, out->data, out->size, err); /* the default allocator: free() */
+}
+
+/* A written output that must not survive a failed check: the file removed, the buffer freed. */
+static void discard_out(const cv_out *out) {
+    if (out->path) {
+        remove(out->path);
+        return;
+    }
+    free(*out->data);
+    *out->data = NULL;
+    *out->size = 0;
 }
 
 static mdl_status convert(cv_ctx *c, const mdl__onnx_model *m, const cv_out *out,
@@ -142,6 +161,11 @@ static mdl_status convert(cv_ctx *c, const mdl__onnx_model *m, const cv_out *out
             p = end ? end + 2 : p + n;
         }
     }
+    /* storage: block-sparse where the weights allow it */
+    if ((st = mdl__prune_store(b, &o->prune, rep, c->err))) {
+        mdl_builder_free(b);
+        return st;
+    }
     /* write (the builder plans the memory) */
     char ver[32];
     const char *name = o->name ? o->name : info.graph_name ? info.graph_name : "";
@@ -189,12 +213,12 @@ static mdl_status convert(cv_ctx *c, const mdl__onnx_model *m, const cv_out *out
     st = out->path ? mdl_model_load_file(out->path, NULL, &mm, c->err)
                    : mdl_model_load_buffer(*out->data, *out->size, NULL, &mm, c->err);
     if (st) {
-        if (out->path) remove(out->path);
-        else {
-            free(*out->data);
-            *out->data = NULL;
-            *out->size = 0;
-        }
+        discard_out(out);
+        return st;
+    }
+    if ((st = mdl__prune_report_json(rep, &o->prune, c->err))) {
+        mdl_model_free(mm);
+        discard_out(out);
         return st;
     }
     rep->weight_bytes = mdl_model_weight_bytes(mm);
@@ -234,7 +258,7 @@ static mdl_status check_options(const mdl_convert_options *o, mdl_error *err) {
     for (int32_t i = 0; i < o->nmetadata; i++)
         if (!o->metadata_keys[i] || !*o->metadata_keys[i] || !o->metadata_values[i])
             return mdl__error(err, MDL_INVALID_ARGUMENT, "metadata entry %d: empty key or NULL value", (int)i);
-    return MDL_OK;
+    return mdl__prune_check(&o->prune, err);
 }
 
 /* The converter's entry points (include/mdeploy/convert.h). */

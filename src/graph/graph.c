@@ -145,6 +145,11 @@ static mdl_status check_node(mdl__graph *g, int32_t i, bool infer, uint8_t *defi
     mdl_dtype key = g->tensors[n->in[0]].dtype;
     n->kernel = mdl__kernel_resolve(g->resolver, n->op, key);
     if (!n->kernel) return mdl__kernel_missing(g->resolver, n->op, key, nm, err);
+    for (int32_t k = 0; MDL__SPARSE && k < n->nin; k++) /* block-sparse weights: see mdl__tensor */
+        if (n->in[k] >= 0 && g->tensors[n->in[k]].sparse &&
+            (k != 1 || !(n->kernel->flags & MDL__KERNEL_SPARSE_W)))
+            return mdl__error(err, MDL_CORRUPT_MODEL, "%s '%s': input %d '%s' is stored block-sparse, "
+                              "which this operator does not read there", op, nm, (int)k, tname(g, n->in[k]));
     for (int32_t k = 0; k < n->nout; k++) {
         int32_t t = n->out[k];
         if (t == -1 && k > 0) continue; /* optional output left unused (e.g. LSTM Y_c) */
@@ -274,6 +279,10 @@ mdl_status mdl__graph_check(mdl__graph *g, bool infer, const mdl_allocator *allo
             goto done;
         }
     }
+    for (int32_t k = 0; MDL__SPARSE && !st && k < g->noutputs; k++)
+        if (g->tensors[g->outputs[k]].sparse)
+            st = mdl__error(err, MDL_CORRUPT_MODEL, "graph output %d '%s' is a block-sparse weight",
+                            (int)k, tname(g, g->outputs[k]));
 done:
     if (defined != stack_defined) mdl__free(a, defined);
     return st;

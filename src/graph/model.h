@@ -66,6 +66,12 @@ mdl__graph *mdl__builder_graph(mdl_builder *b);
 /* Changes symbol s's initial value (ignored when out of range or above its bound). */
 void mdl__builder_set_initial(mdl_builder *b, int32_t s, int64_t initial);
 
+/* Stores constant float tensor t block-sparse (src/ops/sparse.h): its matrix [R, C] (C the last
+   dim) or, with transposed, that matrix's transpose is cut into 8x1 blocks and the non-zero ones
+   kept.  The tensor keeps its dense data for the builder's own checks; the file gets the blocks.
+   MDL_INVALID_ARGUMENT when t is not a float constant of rank >= 2. */
+mdl_status mdl__builder_set_sparse(mdl_builder *b, int32_t t, bool transposed);
+
 /* A tensor's concrete shape as mdl_tensor_info (session getters). */
 void mdl__session_tensor_info(const mdl__tensor *t, mdl_tensor_info *info);
 

@@ -2,6 +2,7 @@
    verified buffer into the runtime graph, and the writer used by the builder. */
 #include "graph/model.h"
 #include "graph/util.h"
+#include "ops/sparse.h"
 
 #include <stddef.h>
 #include <string.h>
@@ -43,7 +44,8 @@ _Static_assert(sizeof option_descs / sizeof option_descs[0] == MDL_OPTIONS_COUNT
                "one union member per options kind");
 
 DESC(d_quant, "Quantization", VEC(4), VEC(8), SC(4));
-DESC(d_tensor, "Tensor", STR, SC(1), VEC(8), SC(4), TAB(d_quant), VEC(4));
+DESC(d_sparse, "SparseBlocks", SC(1), VEC(4), VEC(4));
+DESC(d_tensor, "Tensor", STR, SC(1), VEC(8), SC(4), TAB(d_quant), VEC(4), TAB(d_sparse));
 DESC(d_operator, "Operator", SC(2), STR, VEC(4), VEC(4), SC(1),
      {FB_UNION, 4, 0, NULL, option_descs, MDL_OPTIONS_COUNT - 1});
 _Static_assert(MDL__LINE_ALIGN % MDL_ALIGN == 0, "weights are written more aligned than read");
@@ -57,7 +59,8 @@ DESC(d_model, "Model", SC(2), SC(2), STR, STR, STR, STR, TABV(d_kv), TABV(d_tens
 
 enum { M_MAJOR, M_MINOR, M_NAME, M_VERSION, M_PRODUCER, M_DESCRIPTION, M_METADATA, M_TENSORS,
        M_OPERATORS, M_INPUTS, M_OUTPUTS, M_BUFFERS, M_PLAN, M_SYMBOLS };
-enum { T_NAME, T_DTYPE, T_SHAPE, T_BUFFER, T_QUANT, T_DIM_SYMBOLS };
+enum { T_NAME, T_DTYPE, T_SHAPE, T_BUFFER, T_QUANT, T_DIM_SYMBOLS, T_SPARSE };
+enum { SP_TRANSPOSED, SP_PTR, SP_COL };
 enum { S_NAME, S_MAX, S_INITIAL };
 enum { Q_SCALE, Q_ZERO_POINT, Q_AXIS };
 enum { O_OP, O_NAME, O_INPUTS, O_OUTPUTS, O_OPTIONS_TYPE, O_OPTIONS };
@@ -228,6 +231,50 @@ static void read_indices(fb_vec v, int32_t *out) {
     for (uint32_t i = 0; i < v.len; i++) out[i] = fb_vec_i32(v, i);
 }
 
+/* A block-sparse weight (format 2.2, src/ops/sparse.h), x->data at its values.  Every offset and
+   column is checked here, so that the sparse product reads only inside the file. */
+static mdl_status read_sparse(mdl_model *m, carver *c, fb_table sp, mdl__tensor *x, int32_t i,
+                              fb_vec data, mdl_error *err) {
+    const char *nm = x->name;
+    int64_t C = x->rank >= 2 ? x->dims[x->rank - 1] : 0, R = 1;
+    bool bad = x->dtype != MDL_DTYPE_FLOAT32 || x->rank < 2 || C < 1 || C > INT32_MAX;
+    for (int32_t d = 0; d + 1 < x->rank && !bad; d++)
+        bad = x->dims[d] < 1 || __builtin_mul_overflow(R, x->dims[d], &R) || R > INT32_MAX;
+    if (bad)
+        return mdl__error(err, MDL_CORRUPT_MODEL, "tensor %d '%s': block-sparse storage needs a float32 "
+                          "tensor of rank >= 2 with dims in [1, 2^31)", (int)i, nm);
+    bool tr = fb_get_u(sp, SP_TRANSPOSED, 1, 0) != 0;
+    int64_t N = tr ? C : R, K = tr ? R : C, groups = mdl__bsr_groups(N);
+    fb_vec ptr = fb_get_vec(sp, SP_PTR), col = fb_get_vec(sp, SP_COL);
+    if ((int64_t)ptr.len != groups + 1)
+        return mdl__error(err, MDL_CORRUPT_MODEL, "tensor %d '%s': %u block offsets for %lld row groups "
+                          "(need %lld)", (int)i, nm, (unsigned)ptr.len, (long long)groups, (long long)groups + 1);
+    const int32_t *pp = (const int32_t *)(m->buf + ptr.data), *cc = (const int32_t *)(m->buf + col.data);
+    if (pp[0] != 0 || (int64_t)pp[groups] != (int64_t)col.len)
+        return mdl__error(err, MDL_CORRUPT_MODEL, "tensor %d '%s': block offsets run from %d to %d for %u "
+                          "blocks", (int)i, nm, (int)pp[0], (int)pp[groups], (unsigned)col.len);
+    for (int64_t g = 0; g < groups; g++) {
+        if (pp[g] > pp[g + 1] || pp[g + 1] > (int64_t)col.len)
+            return mdl__error(err, MDL_CORRUPT_MODEL, "tensor %d '%s': block offsets of row group %lld "
+                              "(%d, %d) decrease or pass %u blocks", (int)i, nm, (long long)g, (int)pp[g],
+                              (int)pp[g + 1], (unsigned)col.len);
+        for (int32_t j = pp[g]; j < pp[g + 1]; j++)
+            if (cc[j] < 0 || cc[j] >= K || (j > pp[g] && cc[j] <= cc[j - 1]))
+                return mdl__error(err, MDL_CORRUPT_MODEL, "tensor %d '%s': block %d (row group %lld) has "
+                                  "column %d: out of [0, %lld) or not increasing", (int)i, nm, (int)j,
+                                  (long long)g, (int)cc[j], (long long)K);
+    }
+    if ((uint64_t)data.len != (uint64_t)col.len * MDL_SPARSE_BN * sizeof(float))
+        return mdl__error(err, MDL_CORRUPT_MODEL, "tensor %d '%s': buffer holds %u bytes, %u blocks of "
+                          "%d floats need %llu", (int)i, nm, (unsigned)data.len, (unsigned)col.len,
+                          MDL_SPARSE_BN, (unsigned long long)col.len * MDL_SPARSE_BN * sizeof(float));
+    mdl__bsr *s = carve(c, sizeof *s);
+    *s = (mdl__bsr){.N = N, .K = K, .nblocks = (int64_t)col.len, .ptr = pp, .col = cc, .val = x->data};
+    x->sparse = s;
+    x->sparse_transposed = tr;
+    return MDL_OK;
+}
+
 static mdl_status read_tensor(mdl_model *m, carver *c, fb_table t, int32_t i, fb_vec buffers,
                               mdl_error *err) {
     mdl__tensor *x = &m->g.tensors[i];
@@ -275,15 +322,24 @@ static mdl_status read_tensor(mdl_model *m, carver *c, fb_table t, int32_t i, fb
     if (b >= buffers.len && b != 0)
         return mdl__error(err, MDL_CORRUPT_MODEL, "tensor %d '%s': buffer %u of %u", (int)i, x->name,
                           (unsigned)b, (unsigned)buffers.len);
+    fb_table sp = fb_get_table(t, T_SPARSE);
+    if (sp.pos && (!MDL__SPARSE || !b))
+        return mdl__error(err, MDL__SPARSE ? MDL_CORRUPT_MODEL : MDL_UNSUPPORTED, "tensor %d '%s': %s",
+                          (int)i, x->name, MDL__SPARSE ? "block-sparse storage without data"
+                          : "stored block-sparse, which a runtime built with MDL_SMALL_CODE does not read");
     if (b) {
         fb_vec data = fb_get_vec(fb_vec_table(buffers, b), 0);
-        if (data.len != x->bytes)
+        /* zero-byte weights still need a non-NULL address to count as constant */
+        x->data = data.data ? m->buf + data.data : m->buf;
+        if (sp.pos) { /* block-sparse: the blocks' values */
+            mdl_status st = read_sparse(m, c, sp, x, i, data, err);
+            if (st) return st;
+        } else if (data.len != x->bytes) {
             return mdl__error(err, MDL_CORRUPT_MODEL,
                               "tensor %d '%s': buffer %u holds %u bytes, %s shape needs %zu", (int)i,
                               x->name, (unsigned)b, (unsigned)data.len, mdl_dtype_name(x->dtype), x->bytes);
-        /* zero-byte weights still need a non-NULL address to count as constant */
-        x->data = data.data ? m->buf + data.data : m->buf;
-        m->weight_bytes += x->bytes;
+        }
+        m->weight_bytes += data.len;
     }
     fb_table q = fb_get_table(t, T_QUANT);
     if (q.pos) {
@@ -346,7 +402,8 @@ mdl_status mdl__format_read(mdl_model *m, mdl_error *err) {
     }
     if (plan.pos) bytes += PIECE(tensors.len * sizeof(size_t)) + PIECE(ops.len * sizeof(size_t));
     for (uint32_t i = 0; i < tensors.len; i++)
-        bytes += PIECE(fb_get_vec(fb_vec_table(tensors, i), T_DIM_SYMBOLS).len * sizeof(int32_t));
+        bytes += PIECE(fb_get_vec(fb_vec_table(tensors, i), T_DIM_SYMBOLS).len * sizeof(int32_t)) +
+                 (MDL__SPARSE && fb_get_table(fb_vec_table(tensors, i), T_SPARSE).pos ? PIECE(sizeof(mdl__bsr)) : 0);
     bytes += PIECE(symbols.len * sizeof(mdl__symbol)) + PIECE(symbols.len * sizeof(int64_t));
 #undef PIECE
     m->block = mdl__alloc(m->alloc, bytes);
@@ -549,6 +606,19 @@ static fb_ref write_options(fb_builder *b, const mdl__node *n, int rank) {
     return fb_end_table(b);
 }
 
+/* A block-sparse tensor's SparseBlocks table (0 for a dense one); its values are its buffer. */
+static fb_ref write_sparse(fb_builder *b, const mdl__tensor *x) {
+    const mdl__bsr *sp = x->sparse;
+    if (!sp) return 0;
+    fb_ref ptr = fb_create_vector(b, sp->ptr, (size_t)mdl__bsr_groups(sp->N) + 1, 4, 4);
+    fb_ref col = fb_create_vector(b, sp->col, (size_t)sp->nblocks, 4, 4);
+    fb_start_table(b);
+    fb_add_u8(b, SP_TRANSPOSED, x->sparse_transposed);
+    fb_add_ref(b, SP_PTR, ptr);
+    fb_add_ref(b, SP_COL, col);
+    return fb_end_table(b);
+}
+
 mdl_status mdl__format_write(fb_builder *b, const mdl__graph *g, const mdl__plan *plan,
                              const mdl__meta *meta, const uint8_t **data, size_t *size,
                              mdl_error *err) {
@@ -574,7 +644,9 @@ mdl_status mdl__format_write(fb_builder *b, const mdl__graph *g, const mdl__plan
     for (size_t t = 0; t < nt; t++) {
         buffer_of[t] = 0;
         if (!g->tensors[t].data) continue;
-        fb_ref v = fb_create_vector(b, g->tensors[t].data, g->tensors[t].bytes, 1, MDL__LINE_ALIGN);
+        const mdl__bsr *sp = g->tensors[t].sparse; /* block-sparse: the stored blocks' values */
+        fb_ref v = sp ? fb_create_vector(b, sp->val, (size_t)sp->nblocks * MDL_SPARSE_BN * sizeof(float), 1, MDL__LINE_ALIGN)
+                      : fb_create_vector(b, g->tensors[t].data, g->tensors[t].bytes, 1, MDL__LINE_ALIGN);
         fb_start_table(b);
         fb_add_ref(b, 0, v);
         bref[nbuf] = fb_end_table(b);
@@ -598,6 +670,7 @@ mdl_status mdl__format_write(fb_builder *b, const mdl__graph *g, const mdl__plan
             fb_add_i32(b, Q_AXIS, x->quant_axis);
             quant = fb_end_table(b);
         }
+        fb_ref sparse = write_sparse(b, x);
         fb_start_table(b);
         fb_add_ref(b, T_NAME, name);
         fb_add_u8(b, T_DTYPE, (uint8_t)x->dtype);
@@ -605,6 +678,7 @@ mdl_status mdl__format_write(fb_builder *b, const mdl__graph *g, const mdl__plan
         if (buffer_of[t]) fb_add_u32(b, T_BUFFER, buffer_of[t]);
         fb_add_ref(b, T_QUANT, quant);
         if (syms) fb_add_ref(b, T_DIM_SYMBOLS, syms);
+        if (sparse) fb_add_ref(b, T_SPARSE, sparse);
         tref[t] = fb_end_table(b);
     }
     for (size_t i = 0; i < nn; i++) {

@@ -20,6 +20,7 @@
  * run never misreads it.  Scratch never depends on the CPU (ops.h): it is the larger of what
  * either path needs. */
 #include "ops.h"
+#include "sparse.h"
 
 #include "graph/util.h"
 #include "x86/conv_x86.h"
@@ -540,6 +541,24 @@ static mdl_status conv2d_prepare(mdl__kctx *c) {
     mdl_status st = conv_geometry(c, false, &g);
     if (st != MDL_OK) return st;
     write_output_shape(c, &g);
+    const mdl__tensor *w = c->in[1];
+    if (MDL__SPARSE && w->sparse) {
+        /* block-sparse [KH, KW, Cin, Cout] as W [Cout, KH*KW*Cin]: the pixels (1x1 without
+           padding) or their im2col rows times W^T, nothing packed */
+        if (!w->sparse_transposed || g.G != 1)
+            return mdl__fail(c, MDL_UNSUPPORTED, "block-sparse weight '%s' needs a convolution "
+                             "without groups, stored transposed", w->name);
+        if (conv2d_path(&g) == CONV_PATH_1X1) {
+            c->scratch_bytes = mdl__spmm_kernel_scratch(g.sh == 1 && g.sw == 1 ? g.N * g.H * g.W : g.OW, g.C);
+            return MDL_OK;
+        }
+        /* an im2col tile (64-byte rounded), then the product's scratch */
+        int64_t tm = conv_tile_rows(&g);
+        if ((uint64_t)(tm * g.K) > SIZE_MAX / 8)
+            return mdl__fail(c, MDL_SHAPE, "scratch of %lld floats does not fit in memory", (long long)(tm * g.K));
+        c->scratch_bytes = mdl__align_up((size_t)(tm * g.K) * sizeof(float), 64) + mdl__spmm_kernel_scratch(tm, g.K);
+        return MDL_OK;
+    }
     /* The direct path's band is reserved on any CPU (scratch must not depend on it). */
     int64_t floats = path_scratch_floats(&g);
     if (direct_ok(&g) && band_floats(&g) > floats) floats = band_floats(&g);
@@ -660,6 +679,60 @@ static void im2col_task(void *arg, int64_t t, int worker) {
     }
 }
 
+/* A convolution with block-sparse weights (conv2d_prepare): 1x1 without padding: all pixels as
+   one matrix, or with strides an output row's pixels (every sw-th input pixel) at a time, a task
+   each; otherwise im2col tiles, a task each (the tile and the product's scratch in the worker's
+   scratch). */
+typedef struct sparse_rows_job {
+    const mdl__kctx *c;
+    const conv_geom *g;
+    const mdl__bsr *w;
+    const float *bias;
+    float lo, hi;
+    int64_t tm; /* im2col: rows per tile */
+} sparse_rows_job;
+
+static void sparse_im2col_task(void *arg, int64_t t, int worker) {
+    const sparse_rows_job *j = arg;
+    const conv_geom *g = j->g;
+    float *A = mdl__par_scratch(j->c, worker);
+    void *ss = mdl__spmm_scratch_align((char *)A + mdl__align_up((size_t)(j->tm * g->K) * sizeof(float), 64));
+    const int64_t M = g->N * g->OH * g->OW, p0 = t * j->tm, m = M - p0 < j->tm ? M - p0 : j->tm;
+    im2col(g, j->c->in_data[0], p0, m, 0, A);
+    mdl__spmm(m, A, g->K, j->w, j->bias, (float *)j->c->out_data[0] + p0 * g->OC, g->OC, j->lo, j->hi, ss);
+}
+
+static void sparse_row_task(void *arg, int64_t t, int worker) {
+    const sparse_rows_job *j = arg;
+    const conv_geom *g = j->g;
+    const int64_t n = t / g->OH, oh = t % g->OH;
+    mdl__spmm(g->OW, (const float *)j->c->in_data[0] + ((n * g->H + oh * g->sh) * g->W) * g->C, g->sw * g->C,
+              j->w, j->bias, (float *)j->c->out_data[0] + ((n * g->OH + oh) * g->OW) * g->OC, g->OC, j->lo,
+              j->hi, mdl__spmm_scratch_align(mdl__par_scratch(j->c, worker)));
+}
+
+static void conv2d_sparse(const mdl__kctx *c, const conv_geom *g, const float *bias, float lo,
+                          float hi) {
+    const float *x = c->in_data[0];
+    float *y = c->out_data[0];
+    const mdl__bsr *w = c->in[1]->sparse;
+    if (conv2d_path(g) != CONV_PATH_1X1) {
+        const int64_t M = g->N * g->OH * g->OW;
+        if (M == 0) return;
+        sparse_rows_job j = {c, g, w, bias, lo, hi, conv_tile_rows(g)};
+        mdl__par_for(M * w->nblocks * MDL_SPARSE_BN >= CONV_PAR_MIN_MACS ? c->par : NULL, (M + j.tm - 1) / j.tm,
+                     sparse_im2col_task, &j);
+        return;
+    }
+    if (g->sh == 1 && g->sw == 1) {
+        mdl__spmm_par(c, g->N * g->H * g->W, x, g->C, w, bias, y, g->OC, lo, hi);
+        return;
+    }
+    sparse_rows_job j = {c, g, w, bias, lo, hi, 0};
+    mdl__par_for(g->N * g->OH * g->OW * w->nblocks * MDL_SPARSE_BN >= CONV_PAR_MIN_MACS ? c->par : NULL,
+                 g->N * g->OH, sparse_row_task, &j);
+}
+
 static mdl_status conv2d_run(mdl__kctx *c) {
     conv_geom g;
     conv_geometry(c, false, &g);
@@ -668,6 +741,10 @@ static mdl_status conv2d_run(mdl__kctx *c) {
     float *y = c->out_data[0], lo, hi;
     mdl__act_bounds(&c->opt->conv.act, &lo, &hi);
     const int64_t OC = g.OC, OG = g.OG, CG = g.CG, K = g.K;
+    if (MDL__SPARSE && c->in[1]->sparse) {
+        conv2d_sparse(c, &g, bias, lo, hi);
+        return MDL_OK;
+    }
 
     size_t stride = 0;
     const unsigned char *pk;
@@ -711,7 +788,8 @@ static mdl_status conv2d_run(mdl__kctx *c) {
 }
 
 const mdl__kernel mdl__conv2d_f32 = {.prepare = conv2d_prepare, .run = conv2d_run,
-                                     .pack = conv2d_pack, .flags = MDL__KERNEL_WORKER_SCRATCH};
+                                     .pack = conv2d_pack,
+                                     .flags = MDL__KERNEL_WORKER_SCRATCH | MDL__KERNEL_SPARSE_W};
 
 /* ---- DEPTHWISE_CONV2D ------------------------------------------------------------------ */
 

@@ -1,6 +1,8 @@
 /* Linear algebra: FullyConnected (X W^T + b with fused activation) and batched MatMul. */
 #include "ops.h"
+#include "sparse.h"
 
+#include <math.h>
 #include <string.h>
 
 static mdl_status fc_prepare(mdl__kctx *c) {
@@ -34,6 +36,13 @@ static mdl_status fc_prepare(mdl__kctx *c) {
        CPU has none).  One row (M == 1) is a GEMV, which reads W's rows as they are, so batch-1
        layers keep no second copy. */
     int64_t M = K ? x->count / K : 0;
+    if (MDL__SPARSE && w->sparse) { /* block-sparse W [N, K]: the sparse product, nothing packed */
+        if (w->sparse_transposed)
+            return mdl__fail(c, MDL_CORRUPT_MODEL, "block-sparse weight '%s' is stored transposed",
+                             w->name);
+        c->scratch_bytes = mdl__spmm_kernel_scratch(M, K);
+        return MDL_OK;
+    }
     if (w->data && M >= 2) c->packed_bytes = mdl__gemm_pack_bytes(N, K);
     return MDL_OK;
 }
@@ -49,6 +58,11 @@ static mdl_status fc_run(mdl__kctx *c) {
     int64_t K = x->dims[x->rank - 1], N = w->dims[0], M = K ? x->count / K : 0;
     float lo, hi;
     mdl__act_bounds(&c->opt->fc.act, &lo, &hi);
+    if (MDL__SPARSE && w->sparse) {
+        mdl__spmm_par(c, M, c->in_data[0], K, w->sparse, c->nin > 2 ? (const float *)c->in_data[2] : NULL,
+                      c->out_data[0], N, lo, hi);
+        return MDL_OK;
+    }
     /* packed is NULL when nothing was packed (or in builder runs): B is then read directly. */
     mdl__gemm_nt_packed_par(c->par, M, N, K, c->in_data[0], K, c->in_data[1], K, c->packed,
                         c->nin > 2 ? (const float *)c->in_data[2] : NULL, c->out_data[0], N, lo,
@@ -56,7 +70,8 @@ static mdl_status fc_run(mdl__kctx *c) {
     return MDL_OK;
 }
 
-const mdl__kernel mdl__fc_f32 = {.prepare = fc_prepare, .run = fc_run, .pack = fc_pack};
+const mdl__kernel mdl__fc_f32 = {.prepare = fc_prepare, .run = fc_run, .pack = fc_pack,
+                                 .flags = MDL__KERNEL_SPARSE_W | MDL__KERNEL_WORKER_SCRATCH};
 
 /* MatMul: NumPy semantics.  Rank-1 operands are promoted (A: [1,K], B: [K,1]) and the promoted
    dim removed from the output; batch dims broadcast. */
@@ -116,6 +131,13 @@ static mdl_status matmul_prepare(mdl__kctx *c) {
     for (int32_t i = 0; i < g.brank; i++) o->dims[o->rank++] = g.bdims[i];
     if (a->rank > 1) o->dims[o->rank++] = g.M;
     if (b->rank > 1) o->dims[o->rank++] = g.N;
+    if (MDL__SPARSE && b->sparse) {
+        /* constant B [K, N] stored as B^T: every row of A (its batch dims contiguous) times it */
+        if (!b->sparse_transposed || b->rank != 2)
+            return mdl__fail(c, MDL_CORRUPT_MODEL, "block-sparse B '%s' must be 2-D and stored "
+                             "transposed", b->name);
+        c->scratch_bytes = mdl__spmm_kernel_scratch(a->count / g.K, g.K);
+    }
     return MDL_OK;
 }
 
@@ -124,6 +146,11 @@ static mdl_status matmul_run(mdl__kctx *c) {
     mm_geometry(c->in[0], c->in[1], &g);
     const float *A = c->in_data[0], *B = c->in_data[1];
     float *C = c->out_data[0];
+    if (MDL__SPARSE && c->in[1]->sparse) {
+        mdl__spmm_par(c, c->in[0]->count / g.K, A, g.K, c->in[1]->sparse, NULL, C, g.N, -INFINITY,
+                      INFINITY);
+        return MDL_OK;
+    }
     int64_t nbatch = 1, idx[MDL_MAX_RANK] = {0};
     for (int32_t i = 0; i < g.brank; i++) nbatch *= g.bdims[i];
     for (int64_t n = 0; n < nbatch; n++) {
@@ -142,4 +169,5 @@ static mdl_status matmul_run(mdl__kctx *c) {
     return MDL_OK;
 }
 
-const mdl__kernel mdl__matmul_f32 = {.prepare = matmul_prepare, .run = matmul_run};
+const mdl__kernel mdl__matmul_f32 = {.prepare = matmul_prepare, .run = matmul_run,
+                                     .flags = MDL__KERNEL_SPARSE_W | MDL__KERNEL_WORKER_SCRATCH};

@@ -63,6 +63,14 @@
 #define MDL__FAST_PATHS 1
 #endif
 
+/* Block-sparse weights (src/ops/sparse.h): left out of MDL_SMALL_CODE builds, whose loader
+   refuses such a model (MDL_UNSUPPORTED) and whose kernels never reach the sparse product. */
+#ifdef MDL_SMALL_CODE
+#define MDL__SPARSE 0
+#else
+#define MDL__SPARSE 1
+#endif
+
 /* Tensor metadata shared by the runtime model and the builder. */
 typedef struct mdl__tensor {
     const char *name;
@@ -79,6 +87,13 @@ typedef struct mdl__tensor {
        MDL__DIM_FIXED, a symbol index, or MDL__DIM_COMPUTED.  Kernels read dims only: a graph
        is always checked at concrete values before a kernel sees it. */
     const int32_t *sym;
+    /* Block-sparse storage of a constant float weight (src/ops/sparse.h, format 2.2); NULL when
+       dense.  data then holds the stored blocks' values, not count elements: only input 1 of a
+       kernel flagged MDL__KERNEL_SPARSE_W may be such a tensor (mdl__graph_check).  The matrix
+       W [N, K] it describes is the tensor seen as [R, C] (C its last dim) or, with
+       sparse_transposed, that matrix's transpose. */
+    const struct mdl__bsr *sparse;
+    bool sparse_transposed;
 } mdl__tensor;
 
 #define MDL__DIM_FIXED (-1)
@@ -163,6 +178,8 @@ typedef struct mdl__kernel {
 /* The kernel's parallel run gives each worker its own scratch_bytes (mdl__par_scratch); a
    session with threads reserves them at creation. */
 #define MDL__KERNEL_WORKER_SCRATCH 1u
+/* The kernel reads its input 1 (the weights) when stored block-sparse (mdl__tensor.sparse). */
+#define MDL__KERNEL_SPARSE_W 2u
 
 /* Kernel for op with input-0 dtype, or NULL. */
 const mdl__kernel *mdl__kernel_find(mdl_op op, mdl_dtype dtype);

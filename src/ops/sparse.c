@@ -90,3 +90,52 @@ void mdl__spmm(int64_t M, const float *X, int64_t ldx, const mdl__bsr *W, const 
 #endif
     mdl__spmm_ref(M, X, ldx, W, bias, Y, ldy, lo, hi, scratch);
 }
+
+/* ---- split over workers ----------------------------------------------------------------- */
+
+#define SPMM_PAR_MIN_MACS ((int64_t)1 << 16)
+
+typedef struct spmm_job {
+    const mdl__kctx *c;
+    int64_t M, ldx, ldy, step; /* step: rows (by_rows) or row groups per task */
+    const float *X, *bias;
+    const mdl__bsr *W;
+    float *Y, lo, hi;
+    bool by_rows;
+} spmm_job;
+
+static void spmm_task(void *arg, int64_t t, int worker) {
+    const spmm_job *j = arg;
+    void *scratch = mdl__spmm_scratch_align(mdl__par_scratch(j->c, worker));
+    const mdl__bsr *W = j->W;
+    if (j->by_rows) {
+        int64_t m0 = t * j->step, m = j->M - m0 < j->step ? j->M - m0 : j->step;
+        mdl__spmm(m, j->X + m0 * j->ldx, j->ldx, W, j->bias, j->Y + m0 * j->ldy, j->ldy, j->lo, j->hi,
+                  scratch);
+        return;
+    }
+    /* row groups g0 .. g1 - 1: the same blocks, their offsets read from g0 on */
+    int64_t g0 = t * j->step, n0 = g0 * MDL_SPARSE_BN, g1 = g0 + j->step;
+    if (g1 > mdl__bsr_groups(W->N)) g1 = mdl__bsr_groups(W->N);
+    mdl__bsr part = {.N = (g1 * MDL_SPARSE_BN < W->N ? g1 * MDL_SPARSE_BN : W->N) - n0, .K = W->K,
+                     .nblocks = W->ptr[g1] - W->ptr[g0], .ptr = W->ptr + g0, .col = W->col, .val = W->val};
+    mdl__spmm(j->M, j->X, j->ldx, &part, j->bias ? j->bias + n0 : NULL, j->Y + n0, j->ldy, j->lo, j->hi,
+              scratch);
+}
+
+void mdl__spmm_par(const mdl__kctx *c, int64_t M, const float *X, int64_t ldx, const mdl__bsr *W,
+                   const float *bias, float *Y, int64_t ldy, float lo, float hi) {
+    int nw = mdl__par_workers(c->par);
+    int64_t groups = mdl__bsr_groups(W->N);
+    if (nw < 2 || M * W->nblocks * MDL_SPARSE_BN < SPMM_PAR_MIN_MACS || (M < 4 * MDL_SPMM_PIXELS && groups < 2)) {
+        mdl__spmm(M, X, ldx, W, bias, Y, ldy, lo, hi, mdl__spmm_scratch_align(c->scratch));
+        return;
+    }
+    spmm_job j = {.c = c, .M = M, .ldx = ldx, .ldy = ldy, .X = X, .bias = bias, .W = W, .Y = Y,
+                  .lo = lo, .hi = hi, .by_rows = M >= 4 * MDL_SPMM_PIXELS};
+    /* rows: whole tiles, about 4 tasks per worker; groups: the same */
+    int64_t tasks = 4 * (int64_t)nw, units = j.by_rows ? (M + MDL_SPMM_PIXELS - 1) / MDL_SPMM_PIXELS : groups;
+    int64_t per = (units + tasks - 1) / tasks;
+    j.step = j.by_rows ? per * MDL_SPMM_PIXELS : per;
+    mdl__par_for(c->par, ((j.by_rows ? M : groups) + j.step - 1) / j.step, spmm_task, &j);
+}

@@ -52,6 +52,16 @@ void mdl__bsr_build(int64_t N, int64_t K, const float *W, int64_t ldw, void *mem
    of input rows repacked column by column for the AVX-512 variant. */
 size_t mdl__spmm_scratch_bytes(int64_t M, int64_t K);
 
+/* What a kernel reserves as scratch for the product (arena scratch is only 16-byte aligned: room
+   to align it) and the aligned start mdl__spmm gets. */
+static inline size_t mdl__spmm_kernel_scratch(int64_t M, int64_t K) {
+    size_t s = mdl__spmm_scratch_bytes(M, K);
+    return s ? s + 64 : 0;
+}
+static inline void *mdl__spmm_scratch_align(void *p) {
+    return (void *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
+}
+
 /* Y [M, N] = X [M, K] * W^T (+ bias) clamped to [lo, hi], W block-sparse (contract above).
    Leading dimensions in elements; scratch: mdl__spmm_scratch_bytes(M, K) bytes, 64-byte
    aligned (unused by the reference).  mdl__spmm picks the variant for this CPU
@@ -60,6 +70,14 @@ void mdl__spmm_ref(int64_t M, const float *X, int64_t ldx, const mdl__bsr *W, co
                    float *Y, int64_t ldy, float lo, float hi, void *scratch);
 void mdl__spmm(int64_t M, const float *X, int64_t ldx, const mdl__bsr *W, const float *bias,
                float *Y, int64_t ldy, float lo, float hi, void *scratch);
+
+/* mdl__spmm inside a kernel's run, split over c's workers (c->par) when the product is large:
+   by input rows when there are many, else by row groups of W; each worker's scratch is
+   mdl__par_scratch(c, worker) (a kernel using this sets MDL__KERNEL_WORKER_SCRATCH and reserves
+   mdl__spmm_kernel_scratch(M, K)).  Bit-identical to one call: every output keeps its chain. */
+struct mdl__kctx;
+void mdl__spmm_par(const struct mdl__kctx *c, int64_t M, const float *X, int64_t ldx,
+                   const mdl__bsr *W, const float *bias, float *Y, int64_t ldy, float lo, float hi);
 
 #ifdef MDL_HAVE_X86_SIMD
 void mdl__spmm_avx2(int64_t M, const float *X, int64_t ldx, const mdl__bsr *W, const float *bias,

@@ -4,6 +4,7 @@
    - hostile files encoded by flatc are rejected with the right status and message. */
 #include "common/harness.h"
 #include "common/models.h"
+#include "graph/model.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -395,6 +396,56 @@ static void test_flatc_dynamic_dims(void **state) {
     free(bytes);
 }
 
+/* Block-sparse weights (format 2.2) as flatc reads what our builder writes: the blocks' columns
+   and offsets, and only their values in the buffer. */
+static void test_sparse_decodes_with_flatc(void **state) {
+    (void)state;
+    /* W [10, 4]: row group 0 has columns 1 and 3, group 1 (rows 8, 9) column 0 */
+    float w[40] = {0};
+    w[0 * 4 + 1] = 1.0f;
+    w[5 * 4 + 3] = -2.0f;
+    w[9 * 4 + 0] = 3.0f;
+    mdl_builder *b;
+    mdl_error err;
+    assert_int_equal(mdl_builder_create(NULL, &b, NULL), MDL_OK);
+    int xt = mdl_builder_tensor(b, "x", MDL_DTYPE_FLOAT32, 2, (int64_t[]){2, 4}, NULL);
+    int wt = mdl_builder_tensor(b, "w", MDL_DTYPE_FLOAT32, 2, (int64_t[]){10, 4}, w);
+    int yt = mdl_builder_tensor(b, "y", MDL_DTYPE_FLOAT32, -1, NULL, NULL);
+    mdl_builder_node(b, MDL_OP_FULLY_CONNECTED, "fc", 3, (int[]){xt, wt, -1}, 1, &yt, NULL);
+    mdl_builder_add_input(b, xt);
+    mdl_builder_add_output(b, yt);
+    assert_int_equal(mdl__builder_set_sparse(b, wt, false), MDL_OK);
+    void *bytes;
+    size_t size;
+    if (mdl_builder_finish(b, &bytes, &size, &err)) fail_msg("%s", err.msg);
+    mdl_builder_free(b);
+    cJSON *j = decode_with_flatc(bytes, size);
+    assert_int_equal(cJSON_GetObjectItem(j, "format_minor")->valueint, 2);
+    cJSON *jw = by_name(cJSON_GetObjectItem(j, "tensors"), "w");
+    cJSON *sp = cJSON_GetObjectItem(jw, "sparse");
+    assert_non_null(sp);
+    assert_false(cJSON_IsTrue(cJSON_GetObjectItem(sp, "transposed")));
+    cJSON *ptr = cJSON_GetObjectItem(sp, "block_ptr"), *col = cJSON_GetObjectItem(sp, "block_col");
+    const int want_ptr[] = {0, 2, 3}, want_col[] = {1, 3, 0};
+    assert_int_equal(cJSON_GetArraySize(ptr), 3);
+    assert_int_equal(cJSON_GetArraySize(col), 3);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(cJSON_GetArrayItem(ptr, i)->valueint, want_ptr[i]);
+        assert_int_equal(cJSON_GetArrayItem(col, i)->valueint, want_col[i]);
+    }
+    int buf = cJSON_GetObjectItem(jw, "buffer")->valueint;
+    cJSON *data = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "buffers"), buf), "data");
+    assert_int_equal(cJSON_GetArraySize(data), 3 * 8 * 4); /* 3 blocks of 8 floats */
+    /* the second block (column 3 of rows 0..7) holds -2 in row 5: bytes 32 + 20 .. 23 */
+    float v;
+    uint8_t vb[4];
+    for (int i = 0; i < 4; i++) vb[i] = (uint8_t)cJSON_GetArrayItem(data, 32 + 20 + i)->valueint;
+    memcpy(&v, vb, 4);
+    assert_true(v == -2.0f);
+    cJSON_Delete(j);
+    free(bytes);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_builder_output_decodes_with_flatc),
@@ -403,6 +454,7 @@ int main(void) {
         cmocka_unit_test(test_unknown_enums),
         cmocka_unit_test(test_wrong_identifier),
         cmocka_unit_test(test_flatc_dynamic_dims),
+        cmocka_unit_test(test_sparse_decodes_with_flatc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

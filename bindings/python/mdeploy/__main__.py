@@ -178,6 +178,27 @@ def _cmd_convert(args: argparse.Namespace) -> int:
                      calibration_method=args.calibration_method, percentile=args.percentile,
                      per_tensor=args.per_tensor, float_ops=args.float_ops, eval=ev,
                      max_accuracy_drop=args.max_accuracy_drop, max_output_error=args.max_output_error)
+    prune: dict = {}
+    if args.prune is not None:
+        if not args.prune.startswith("magnitude:"):
+            raise SystemExit(f"--prune '{args.prune}': expected magnitude:S with S in [0, 1)")
+        try:
+            prune["prune"] = float(args.prune[len("magnitude:"):])
+        except ValueError:
+            raise SystemExit(f"--prune '{args.prune}': expected magnitude:S with S in [0, 1)") from None
+    if args.prune_layer:
+        layers = {}
+        for item in args.prune_layer:
+            name, eq, value = item.rpartition("=")
+            try:
+                layers[name] = float(value)
+            except ValueError:
+                name = ""
+            if not eq or not name:
+                raise SystemExit(f"--prune-layer '{item}': expected NAME=S")
+        prune["prune_layers"] = layers
+    if args.sparse_density is not None:
+        prune["sparse_density"] = args.sparse_density
     r = convert(
         args.onnx,
         args.output,
@@ -188,10 +209,16 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         description=args.description,
         metadata=_metadata_args(args.metadata),
         **quant,
+        **prune,
     )
-    if args.report and r.quant is not None:
+    pruned = bool(prune.get("prune") or prune.get("prune_layers")) or any(
+        l["storage"] == "sparse" for l in r.pruning)
+    if args.report:
+        doc = dict(r.quant or {})
+        if pruned:
+            doc["pruning"] = r.pruning
         with open(args.report, "w") as f:
-            json.dump(r.quant, f, indent=1)
+            json.dump(doc, f, indent=1)
     if not args.quiet:
         print(f"{args.onnx} -> {args.output} (opset {r.opset})")
         print(
@@ -213,6 +240,11 @@ def _cmd_convert(args: argparse.Namespace) -> int:
                 b = q["budget"]
                 print(f"  budget:   {b['kind']} <= {b['limit']}: {'met' if b['met'] else 'NOT met'}; "
                       f"kept float: {', '.join(b['kept_float']) or 'none'}")
+        if pruned:
+            print(f"  {'prunable layer':44} {'op':15} {'weights':>9} {'sparsity':>9} {'blocks':>8} {'storage':10} {'bytes':>10}")
+            for l in r.pruning:
+                print(f"  {l['name']:44} {l['op']:15} {l['weights']:9d} {100 * l['sparsity']:8.1f}% "
+                      f"{100 * l['block_density']:7.1f}% {l['storage']:10} {_human(l['bytes']):>10}")
     return 0
 
 
@@ -264,6 +296,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--eval", nargs="+", metavar="X.npy [Y.npy]")
     c.add_argument("--max-accuracy-drop", type=float)
     c.add_argument("--max-output-error", type=float)
+    c.add_argument("--prune", metavar="magnitude:S", help="prune the prunable layers' 8x1 weight blocks to sparsity S")
+    c.add_argument("--prune-layer", action="append", metavar="NAME=S", help="prune one layer at S (repeatable)")
+    c.add_argument("--sparse-density", type=float, metavar="D", help="store sparse below this block density (0: never)")
     c.add_argument("--report", metavar="FILE.json")
     c.add_argument("-q", "--quiet", action="store_true", help="no summary")
     c.set_defaults(fn=_cmd_convert)

@@ -38,6 +38,9 @@ class ConvertReport:
     quant: Optional[Dict[str, Any]] = field(default=None)
     nsymbols: int = 0  #: dynamic dims kept symbolic
     dynamic: str = ""  #: which, e.g. ``"x[0]=batch<=64, ids[1]=seq"``
+    nprune_layers: int = 0  #: prunable layers in the written model
+    #: one dict per prunable layer (name, op, weights, sparsity, block_density, storage, bytes)
+    pruning: List[Dict[str, Any]] = field(default_factory=list)
 
 
 def _require(name: str) -> Any:
@@ -166,6 +169,9 @@ def convert(
     max_output_error: Optional[float] = None,
     max_calibration_rows: Optional[int] = None,
     metadata: Optional[Mapping[str, str]] = None,
+    prune: Optional[float] = None,
+    prune_layers: Optional[Mapping[str, float]] = None,
+    sparse_density: Optional[float] = None,
 ) -> ConvertReport:
     """Convert an ONNX model into a ``.mdl`` file; the options are those of ``mdeploy-convert``.
 
@@ -189,6 +195,13 @@ def convert(
     ``max_accuracy_drop`` (top-1 points, needs labels) or ``max_output_error``: keep the most
     sensitive layers float until the budget holds.  The report's ``quant`` is the quantization
     report as a dict (per-layer SQNR, accuracy, sizes, which layers stayed float and why).
+
+    Pruning (``--prune magnitude:S``, see ``mdl_prune_options`` in ``include/mdeploy/convert.h``):
+    ``prune``: global magnitude pruning of the prunable layers' 8x1 weight blocks until that share
+    in [0, 1) of their weights is zero; ``prune_layers``: ``{node name: sparsity}`` per layer
+    (``--prune-layer``); ``sparse_density``: store a layer sparse below this block density
+    (``--sparse-density``; 0 never).  Weights already sparse are stored sparse without ``prune``.
+    The report's ``pruning`` lists each prunable layer (sparsity, storage, bytes).
 
     The file is written atomically: on failure no output file is left behind.  Raises
     :class:`Error` (status ``IO``, ``CORRUPT_MODEL``, ``UNSUPPORTED`` naming the operator, node
@@ -223,6 +236,16 @@ def convert(
         opts.nmetadata = len(items)
         opts.metadata_keys = ctypes.cast(ks, ctypes.POINTER(ctypes.c_char_p))
         opts.metadata_values = ctypes.cast(vs, ctypes.POINTER(ctypes.c_char_p))
+    if prune is not None:
+        opts.prune.sparsity = float(prune)
+    if prune_layers is not None:
+        if not isinstance(prune_layers, Mapping):
+            raise TypeError(f"prune_layers must be a dict of node name to sparsity, got {type(prune_layers).__name__}")
+        spec = ",".join(f"{k}={float(v)!r}" for k, v in prune_layers.items()).encode()
+        keep.append(spec)
+        opts.prune.layers = spec
+    if sparse_density is not None:
+        opts.prune.max_density = float(sparse_density) if sparse_density > 0 else -1.0
     quant_args = (calibration, eval, float_ops, percentile, max_accuracy_drop, max_output_error, max_calibration_rows)
     if quantize is None:
         if any(a is not None for a in quant_args) or per_tensor:
@@ -284,14 +307,14 @@ def convert(
         )
     if st != Status.OK:
         raise _raise(err, st)
-    quant = None
-    if report.quant:
-        text = _require("mdl_convert_report_json")(ctypes.byref(report))
-        quant = json.loads(text.decode()) if text else None
-        _require("mdl_convert_report_free")(ctypes.byref(report))
+    text = _require("mdl_convert_report_json")(ctypes.byref(report))
+    doc = json.loads(text.decode()) if text else {}
+    pruning = doc.pop("pruning", [])
+    quant = doc if report.quant else None
+    _require("mdl_convert_report_free")(ctypes.byref(report))
     fields = {f[0]: int(getattr(report, f[0])) for f in _lib.mdl_convert_report._fields_
-              if f[0] not in ("quant", "dynamic")}
-    return ConvertReport(**fields, quant=quant, dynamic=_lib.decode(report.dynamic))
+              if f[0] not in ("quant", "dynamic", "prune_layers", "json")}
+    return ConvertReport(**fields, quant=quant, dynamic=_lib.decode(report.dynamic), pruning=pruning)
 
 
 _SUPPORT = ("supported", "folded only", "UNSUPPORTED")

@@ -165,6 +165,14 @@ class mdl_quantize_options(ctypes.Structure):
     ]
 
 
+class mdl_prune_options(ctypes.Structure):
+    _fields_ = [
+        ("sparsity", ctypes.c_double),
+        ("layers", ctypes.c_char_p),
+        ("max_density", ctypes.c_double),
+    ]
+
+
 class mdl_convert_options(ctypes.Structure):
     _fields_ = [
         ("ninput_shapes", ctypes.c_int32),
@@ -178,6 +186,7 @@ class mdl_convert_options(ctypes.Structure):
         ("nmetadata", ctypes.c_int32),
         ("metadata_keys", ctypes.POINTER(ctypes.c_char_p)),
         ("metadata_values", ctypes.POINTER(ctypes.c_char_p)),
+        ("prune", mdl_prune_options),
     ]
 
 
@@ -195,6 +204,9 @@ class mdl_convert_report(ctypes.Structure):
         ("quant", ctypes.c_void_p),  # mdl_quant_report *: read through mdl_convert_report_json
         ("nsymbols", ctypes.c_int32),
         ("dynamic", ctypes.c_char * 256),
+        ("nprune_layers", ctypes.c_int32),
+        ("prune_layers", ctypes.c_void_p),  # mdl_prune_layer *: read through mdl_convert_report_json
+        ("json", ctypes.c_void_p),
     ]
 
 

@@ -1,0 +1,196 @@
+/* Pruning in the converter (issue #15) through the CLI and the library:
+   - --prune magnitude:S prints the prunable layers and writes them in --report; the share of
+     zero weights is at least S; the pruned model stored sparse and stored dense
+     (--sparse-density 0) give the same outputs (each against the other's arithmetic: the dense
+     kernels never see the sparse storage), and the sparse file is smaller;
+   - combined with --quantize int8, the pruned zeros survive quantization;
+   - bad input (sparsity outside [0, 1), NaN, an unknown or unprunable layer, malformed
+     options): exit 1 / MDL_INVALID_ARGUMENT with a message, no output file.
+   The pruning itself is checked against an independent NumPy + ONNX Runtime oracle in
+   bindings/python/tests/test_prune.py. */
+#include "common/harness.h"
+
+#include "mdeploy/convert.h"
+#include "mdeploy/npy.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MLP "tests/models/mlp.onnx"
+#define MLP_X "tests/models/mlp.in0.npy"
+#define DIGITS "examples/digits/digits_cnn.onnx"
+#define DIGITS_CALIB "examples/digits/calibration.npy"
+
+static bool exists(const char *p) {
+    struct stat sb;
+    return stat(p, &sb) == 0;
+}
+
+static size_t file_size(const char *p) {
+    struct stat sb;
+    return stat(p, &sb) == 0 ? (size_t)sb.st_size : 0;
+}
+
+static const char *cli_path(void) {
+    static char path[512];
+    char self[400];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    assert_true(n > 0);
+    self[n] = 0;
+    *strrchr(self, '/') = 0;
+    snprintf(path, sizeof path, "%s/../../bin/mdeploy-convert", self);
+    return path;
+}
+
+/* Output 0 of model path on the fixture's input rows (malloc'd), count in *n. */
+static float *run(const char *path, int64_t *n) {
+    mdl_npy x;
+    mdl_error err;
+    assert_int_equal(mdl_npy_read(MLP_X, &x, &err), MDL_OK);
+    mdl_model *m;
+    mdl_session *s;
+    if (mdl_model_load_file(path, NULL, &m, &err)) fail_msg("%s", err.msg);
+    mdl_session_options so = mdl_session_options_default();
+    mdl_shape shape = {2, {x.dims[0], x.dims[1]}};
+    so.ninput_shapes = 1;
+    so.input_shapes = &shape;
+    if (mdl_session_create(m, &so, &s, &err)) fail_msg("%s", err.msg);
+    memcpy(mdl_session_input_data(s, 0), x.data, sizeof(float) * (size_t)(x.dims[0] * x.dims[1]));
+    assert_int_equal(mdl_session_run(s), MDL_OK);
+    mdl_tensor_info info;
+    mdl_session_output_info(s, 0, &info);
+    *n = (int64_t)(info.bytes / sizeof(float));
+    float *y = malloc(info.bytes);
+    memcpy(y, mdl_session_output_data(s, 0), info.bytes);
+    mdl_session_free(s);
+    mdl_model_free(m);
+    mdl_npy_free(&x);
+    return y;
+}
+
+static cJSON *read_json(const char *path) {
+    char *text = th_read_file(path, NULL);
+    assert_non_null(text);
+    cJSON *j = cJSON_Parse(text);
+    free(text);
+    assert_non_null(j);
+    return j;
+}
+
+static void test_cli_prune(void **state) {
+    (void)state;
+    const char *sp = th_tmp("mlp_sparse.mdl"), *de = th_tmp("mlp_dense.mdl"), *rep = th_tmp("prune.json"),
+               *so = th_tmp("prune.out");
+    assert_int_equal(th_system("'%s' %s -o '%s' --prune magnitude:0.8 --report '%s' > '%s'", cli_path(), MLP, sp,
+                               rep, so), 0);
+    char *text = th_read_file(so, NULL);
+    assert_non_null(strstr(text, "prunable layer"));
+    assert_non_null(strstr(text, "/net/net.0/Gemm"));
+    assert_non_null(strstr(text, "sparse"));
+    free(text);
+    cJSON *j = read_json(rep), *l;
+    double zeros = 0, total = 0;
+    int nsparse = 0;
+    cJSON_ArrayForEach(l, cJSON_GetObjectItem(j, "pruning")) {
+        double w = cJSON_GetObjectItem(l, "weights")->valuedouble;
+        zeros += w * cJSON_GetObjectItem(l, "sparsity")->valuedouble;
+        total += w;
+        nsparse += !strcmp(cJSON_GetObjectItem(l, "storage")->valuestring, "sparse");
+    }
+    cJSON_Delete(j);
+    assert_true(total == 784 * 64 + 64 * 64 + 64);
+    assert_true(zeros >= 0.8 * total - 0.5);
+    assert_true(nsparse >= 1);
+    assert_int_equal(th_system("'%s' %s -o '%s' -q --prune magnitude:0.8 --sparse-density 0", cli_path(), MLP, de), 0);
+    assert_true(file_size(sp) < file_size(de) * 6 / 10);
+    int64_t n1, n2;
+    float *ys = run(sp, &n1), *yd = run(de, &n2);
+    assert_int_equal(n1, n2);
+    th_assert_close(ys, yd, n1, 1e-5);
+    free(ys);
+    free(yd);
+}
+
+/* Pruning then int8: the report lists the prunable layers as int8, their zeros kept. */
+static void test_prune_int8(void **state) {
+    (void)state;
+    const char *out = th_tmp("digits_p8.mdl"), *rep = th_tmp("digits_p8.json");
+    assert_int_equal(th_system("'%s' %s -o '%s' -q --prune magnitude:0.8 --quantize int8 --calibration %s "
+                               "--max-calibration-rows 50 --report '%s'",
+                               cli_path(), DIGITS, out, DIGITS_CALIB, rep), 0);
+    cJSON *j = read_json(rep), *l;
+    assert_non_null(cJSON_GetObjectItem(j, "method")); /* the quantization report is still there */
+    double zeros = 0, total = 0;
+    int n = 0;
+    cJSON_ArrayForEach(l, cJSON_GetObjectItem(j, "pruning")) {
+        assert_string_equal(cJSON_GetObjectItem(l, "storage")->valuestring, "dense int8");
+        double w = cJSON_GetObjectItem(l, "weights")->valuedouble;
+        zeros += w * cJSON_GetObjectItem(l, "sparsity")->valuedouble;
+        total += w;
+        n++;
+    }
+    cJSON_Delete(j);
+    assert_true(n >= 1);
+    assert_true(zeros >= 0.8 * total - 0.5);
+}
+
+static void test_bad_input(void **state) {
+    (void)state;
+    const char *out = th_tmp("bad.mdl"), *se = th_tmp("bad.err");
+    static const struct {
+        const char *args, *msg;
+    } cases[] = {
+        {"--prune magnitude:1", "[0, 1)"},
+        {"--prune magnitude:1.5", "[0, 1)"},
+        {"--prune magnitude:-0.2", "[0, 1)"},
+        {"--prune magnitude:nan", "[0, 1)"},
+        {"--prune magnitude:", "magnitude:S"},
+        {"--prune 0.8", "magnitude:S"},
+        {"--prune channels:0.3", "magnitude:S"},
+        {"--prune-layer nope=0.5", "no node of that name"},
+        {"--prune-layer /net/net.5/Sigmoid=0.5", "cannot be pruned"},
+        {"--prune-layer /net/net.0/Gemm=1", "[0, 1)"},
+        {"--prune-layer /net/net.0/Gemm=x", "NAME=SPARSITY"},
+        {"--prune-layer /net/net.0/Gemm", "NAME=S"},
+        {"--sparse-density -1", "number >= 0"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        remove(out);
+        int rc = th_system("'%s' %s -o '%s' %s 2> '%s' > /dev/null", cli_path(), MLP, out, cases[i].args, se);
+        char *text = th_read_file(se, NULL);
+        if (rc != 1 || !strstr(text, cases[i].msg) || exists(out))
+            fail_msg("%s: exit %d, file %s, message '%s' (want '%s')", cases[i].args, rc,
+                     exists(out) ? "written" : "absent", text, cases[i].msg);
+        free(text);
+    }
+    /* the library checks what the CLI cannot */
+    mdl_convert_options o = mdl_convert_options_default();
+    mdl_error err;
+    double bad[] = {NAN, 1.0, -1e-9, INFINITY};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        o.prune.sparsity = bad[i];
+        assert_int_equal(mdl_convert_onnx(MLP, out, &o, NULL, &err), MDL_INVALID_ARGUMENT);
+        assert_false(exists(out));
+    }
+    o.prune.sparsity = 0.5;
+    o.prune.layers = "/net/net.0/Gemm=0.9,,";
+    assert_int_equal(mdl_convert_onnx(MLP, out, &o, NULL, &err), MDL_INVALID_ARGUMENT);
+    assert_false(exists(out));
+    o.prune.layers = "/net/net.0/Gemm=0.9,/net/net.2/Gemm=0.25";
+    assert_int_equal(mdl_convert_onnx(MLP, out, &o, NULL, &err), MDL_OK);
+    assert_true(exists(out));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cli_prune),
+        cmocka_unit_test(test_prune_int8),
+        cmocka_unit_test(test_bad_input),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
