@@ -195,7 +195,7 @@ FUZZ_CC ?= clang
 FUZZ_B := build/fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_FLAGS := -g -O1 $(FUZZ_SAN) -Iinclude -Isrc -std=c11 -D_POSIX_C_SOURCE=200809L \
-              $(if $(X86_SRCS),-DMDL_HAVE_X86_SIMD)
+              -DMDL_WITH_METRICS $(if $(X86_SRCS),-DMDL_HAVE_X86_SIMD)
 # The fuzzed library is the production one: core sources plus the x86 SIMD kernels (each with its
 # own flags, so they are compiled to objects first).
 FUZZ_OBJS := $(patsubst %.c,$(FUZZ_B)/%.o,$(CORE_SRCS) $(X86_SRCS))
@@ -213,6 +213,8 @@ $(FUZZ_B)/src/ops/x86/gemm_int8_amx_avx512.o: FUZZ_FLAGS += -mavx512vnni -mamx-t
 FUZZ_TARGETS := load run file npy onnx
 FUZZ_HOST_OBJS := $(patsubst %.c,$(FUZZ_B)/%.o,$(filter-out src/graph/threads_host.c,$(HOST_SRCS))) \
                   $(FUZZ_B)/gen/onnx.pb-c.o
+# kept between runs (make would delete them as intermediates of the pattern rule below)
+.SECONDARY: $(FUZZ_OBJS) $(FUZZ_HOST_OBJS)
 $(patsubst %.c,$(FUZZ_B)/%.o,$(ONNX_SRCS)): FUZZ_FLAGS += -I$(ONNX_GEN)
 $(patsubst %.c,$(FUZZ_B)/%.o,$(ONNX_SRCS)): $(ONNX_GEN)/onnx.pb-c.h
 $(FUZZ_B)/gen/onnx.pb-c.o: $(ONNX_GEN)/onnx.pb-c.c $(ONNX_GEN)/onnx.pb-c.h
