@@ -25,7 +25,7 @@ CONVERT_MAX_SHAPES = 16
 LOAD_COPY = 1 << 0
 LOAD_METRICS = 1 << 8  # MDL_LOAD_METRICS (include/mdeploy/mdeploy.h)
 LOAD_METRICS_OPS = 1 << 9  # MDL_LOAD_METRICS_OPS
-STATUS_COUNT = 12  # MDL_STATUS_COUNT
+STATUS_COUNT = 13  # MDL_STATUS_COUNT (tests/test_errors.py checks it against the library)
 METRICS_BUCKETS = 19  # MDL_METRICS_BUCKETS (include/mdeploy/metrics.h)
 MAX_THREADS = 64  # MDL_MAX_THREADS
 
