@@ -700,8 +700,8 @@ static mdl_status lower_reshape(cv_ctx *c, node_t *n, const int32_t *in, const i
             infer = i;
         } else if (d[i] < 0) {
             return mdl__cv_fail(c, MDL_SHAPE, "negative dimension %lld", (long long)d[i]);
-        } else {
-            known *= d[i];
+        } else if (__builtin_mul_overflow(known, d[i], &known)) {
+            return mdl__cv_fail(c, MDL_SHAPE, "the target shape's element count overflows");
         }
     }
     if (infer >= 0) {
