@@ -23,6 +23,11 @@
 #define CONV_MAX_DENSITY 0.5
 #define KXK_MIN_OUT 128
 #define KXK_MIN_IN 256
+/* int8 weights (stored sparse after quantization, the block density measured on the int8
+   values): provisional thresholds, see bench/sparse.c "int8" rows. */
+#define FC_MAX_DENSITY_S8 0.5
+#define CONV_MAX_DENSITY_S8 0.5
+#define KXK_SMALL_MAX_DENSITY_S8 0.5
 
 /* W [N, K] of a prunable layer's weight (tensor dims): false when op cannot read it sparse. */
 static bool weight_matrix(mdl_op op, const mdl_op_options *opt, int32_t rank, const int64_t *dims,
@@ -258,7 +263,7 @@ static bool store_candidate(const mdl__graph *g, int32_t i, bool *tr, int64_t *N
 /* The prunable layers are reported when o prunes or a layer is stored sparse. */
 static bool listed(const mdl_convert_report *rep, const mdl_prune_options *o) {
     bool any = o->sparsity > 0 || (o->layers && *o->layers);
-    for (int32_t i = 0; i < rep->nprune_layers; i++) any = any || !strcmp(rep->prune_layers[i].storage, "sparse");
+    for (int32_t i = 0; i < rep->nprune_layers; i++) any = any || !strncmp(rep->prune_layers[i].storage, "sparse", 6);
     return any;
 }
 
@@ -298,16 +303,18 @@ mdl_status mdl__prune_store(mdl_builder *b, const mdl_prune_options *o, mdl_conv
         l->storage = w->dtype == MDL_DTYPE_INT8 ? "dense int8" : "dense";
         l->bytes = w->bytes;
         if (!l->name) st = mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory");
-        if (st || w->dtype != MDL_DTYPE_FLOAT32) continue;
-        double limit = n->op != MDL_OP_CONV2D ? FC_MAX_DENSITY
-                       : (w->dims[0] == 1 && w->dims[1] == 1) || (N >= KXK_MIN_OUT && K >= KXK_MIN_IN) ? CONV_MAX_DENSITY
-                       : 0;
+        if (st) continue;
+        const bool s8 = w->dtype == MDL_DTYPE_INT8;
+        double limit = n->op != MDL_OP_CONV2D ? (s8 ? FC_MAX_DENSITY_S8 : FC_MAX_DENSITY)
+                       : (w->dims[0] == 1 && w->dims[1] == 1) || (N >= KXK_MIN_OUT && K >= KXK_MIN_IN)
+                           ? (s8 ? CONV_MAX_DENSITY_S8 : CONV_MAX_DENSITY)
+                       : (s8 ? KXK_SMALL_MAX_DENSITY_S8 : 0);
         if (o->max_density > 0) limit = o->max_density;
         if (o->max_density < 0 || !(l->block_density < limit || o->max_density >= 1)) continue;
         if ((st = mdl__builder_set_sparse(b, n->in[1], tr)))
             st = mdl__error(err, st, "%s '%s': storing its weights sparse failed", l->op, l->name);
-        l->storage = "sparse";
-        l->bytes = mdl__bsr_bytes(N, blocks);
+        l->storage = s8 ? "sparse int8" : "sparse";
+        l->bytes = s8 ? mdl__bsr_bytes_s8(N, blocks) : mdl__bsr_bytes(N, blocks);
     }
     rep->nprune_layers = nl;
     rep->prune_layers = out;
