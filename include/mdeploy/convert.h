@@ -353,6 +353,14 @@ typedef struct mdl_onnx_summary {
 MDL_API mdl_status mdl_onnx_summarize(const char *onnx_path, mdl_onnx_summary **out, mdl_error *err);
 MDL_API void mdl_onnx_summary_free(mdl_onnx_summary *s); /* NULL is a no-op */
 
+/* Top-1 accuracy (percent) of a converted model (the .mdl bytes, as the runtime loads them) on
+   the rows of x_npy (float32 [N, ...]: N rows of the model's one input) against y_npy (N integer
+   class ids): the argmax of output 0 per row.  All rows in one run where the model's first input
+   dim is dynamic, else row by row.  *rows: N.  mdeploy-convert --eval X.npy Y.npy prints it for
+   the float source and the converted model (src/quant/prune_host.c). */
+MDL_API mdl_status mdl_eval_top1(const void *mdl, size_t size, const char *x_npy, const char *y_npy,
+                                 double *accuracy, int64_t *rows, mdl_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -333,7 +333,7 @@ static mdl_status read_tensor(mdl_model *m, carver *c, fb_table t, int32_t i, fb
         fb_vec data = fb_get_vec(fb_vec_table(buffers, b), 0);
         /* zero-byte weights still need a non-NULL address to count as constant */
         x->data = data.data ? m->buf + data.data : m->buf;
-        if (sp.pos) { /* block-sparse: the blocks' values */
+        if (MDL__SPARSE && sp.pos) { /* block-sparse: the blocks' values (refused above with MDL_SMALL_CODE) */
             mdl_status st = read_sparse(m, c, sp, x, i, data, err);
             if (st) return st;
         } else if (data.len != x->bytes) {

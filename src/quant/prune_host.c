@@ -23,11 +23,19 @@
 #define CONV_MAX_DENSITY 0.5
 #define KXK_MIN_OUT 128
 #define KXK_MIN_IN 256
-/* int8 weights (stored sparse after quantization, the block density measured on the int8
-   values): provisional thresholds, see bench/sparse.c "int8" rows. */
-#define FC_MAX_DENSITY_S8 0.5
-#define CONV_MAX_DENSITY_S8 0.5
-#define KXK_SMALL_MAX_DENSITY_S8 0.5
+/* int8 weights (the block density measured on the int8 values): the sparse int8 product
+   (mdl__qspmm) against the dense int8 core, bench/sparse.c "int8-sweep" (one core, median of
+   interleaved runs, FC 1024x1024 at batch 1 and 32, 1x1 convolutions 256->256 over 196 pixels and
+   128->128 over 6272): in portable C (MDL_CPU_LEVEL=0, and the other builds without x86 SIMD)
+   sparse breaks even at block density 0.5 and is 1.3-2.9x faster at 0.3, 1.9-3.8x at 0.2; with
+   AVX2 it breaks even at 0.3 (FC at batch 1) to 0.2 (batch 32) and stays 1.2-3x slower on the
+   convolutions; against AVX-512 VNNI / AMX it is slower everywhere but FC at batch 1 at 0.1.  At
+   0.3 the int8 weights take about 0.34 of their dense bytes (the size is what the int8 sparse
+   storage is for: 80% block pruning + int8 is about 12x smaller than the float weights): sparse
+   from below 0.3, for every int8 layer kind. */
+#define FC_MAX_DENSITY_S8 0.3
+#define CONV_MAX_DENSITY_S8 0.3
+#define KXK_SMALL_MAX_DENSITY_S8 0.3
 
 /* W [N, K] of a prunable layer's weight (tensor dims): false when op cannot read it sparse. */
 static bool weight_matrix(mdl_op op, const mdl_op_options *opt, int32_t rank, const int64_t *dims,
@@ -377,4 +385,91 @@ mdl_status mdl__prune_report_json(mdl_convert_report *rep, const mdl_prune_optio
     free(rep->json);
     rep->json = s;
     return MDL_OK;
+}
+
+/* ---- evaluation (mdeploy-convert --eval, --prune-sensitivity) ------------------------------ */
+
+#include "mdeploy/npy.h"
+
+/* Class id of label row i (integer .npy). */
+static bool label_at(const mdl_npy *y, int64_t i, int64_t *out) {
+    switch (y->dtype) {
+    case MDL_DTYPE_INT64: *out = ((const int64_t *)y->data)[i]; return true;
+    case MDL_DTYPE_INT32: *out = ((const int32_t *)y->data)[i]; return true;
+    case MDL_DTYPE_UINT8: *out = ((const uint8_t *)y->data)[i]; return true;
+    case MDL_DTYPE_INT8: *out = ((const int8_t *)y->data)[i]; return true;
+    default: return false;
+    }
+}
+
+/* Runs rows r0 .. r0 + n - 1 of x through s (input 0 sized for n rows) and counts the rows whose
+   output-0 argmax is the label. */
+static mdl_status eval_batch(mdl_session *s, const mdl_npy *x, const mdl_npy *y, int64_t r0, int64_t n,
+                             int64_t *correct, mdl_error *err) {
+    size_t row = x->bytes / (size_t)x->dims[0];
+    mdl_tensor_info in, out;
+    mdl_session_input_info(s, 0, &in);
+    if (in.dtype != MDL_DTYPE_FLOAT32 || in.bytes != row * (size_t)n)
+        return mdl__error(err, MDL_INVALID_ARGUMENT, "--eval: the model's input '%s' (%s, %zu bytes) does not "
+                          "take %lld rows of %zu float bytes", in.name, mdl_dtype_name(in.dtype), in.bytes,
+                          (long long)n, row);
+    memcpy(mdl_session_input_data(s, 0), (const char *)x->data + row * (size_t)r0, row * (size_t)n);
+    mdl_status st = mdl_session_run(s);
+    if (st) return mdl__error(err, st, "--eval: running the model failed");
+    mdl_session_output_info(s, 0, &out);
+    if (out.dtype != MDL_DTYPE_FLOAT32 || !out.bytes || out.bytes % ((size_t)n * sizeof(float)))
+        return mdl__error(err, MDL_INVALID_ARGUMENT, "--eval: output '%s' (%s) is no float score per row",
+                          out.name, mdl_dtype_name(out.dtype));
+    const float *o = mdl_session_output_data(s, 0);
+    int64_t classes = (int64_t)(out.bytes / sizeof(float)) / n;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t best = 0, label;
+        for (int64_t c = 1; c < classes; c++)
+            if (o[i * classes + c] > o[i * classes + best]) best = c;
+        label_at(y, r0 + i, &label);
+        *correct += best == label;
+    }
+    return MDL_OK;
+}
+
+mdl_status mdl_eval_top1(const void *mdl, size_t size, const char *x_path, const char *y_path, double *accuracy,
+                         int64_t *rows, mdl_error *err) {
+    mdl_npy x, y;
+    int64_t label;
+    mdl_status st = mdl_npy_read(x_path, &x, err);
+    if (st) return st;
+    if ((st = mdl_npy_read(y_path, &y, err))) {
+        mdl_npy_free(&x);
+        return st;
+    }
+    mdl_model *m = NULL;
+    mdl_session *s = NULL;
+    int64_t correct = 0;
+    if (x.dtype != MDL_DTYPE_FLOAT32 || x.rank < 1 || x.dims[0] < 1 || y.rank != 1 || y.dims[0] != x.dims[0] ||
+        !label_at(&y, 0, &label)) {
+        st = mdl__error(err, MDL_INVALID_ARGUMENT, "--eval %s %s: expected float32 rows [N, ...] and N integer "
+                        "labels", x_path, y_path);
+        goto done;
+    }
+    if ((st = mdl_model_load_buffer(mdl, size, NULL, &m, err))) goto done;
+    /* all rows at once where the model's batch dim follows, else one row at a time */
+    mdl_session_options so = mdl_session_options_default();
+    mdl_shape shape = {x.rank, {0}};
+    for (int32_t d = 0; d < x.rank; d++) shape.dims[d] = x.dims[d];
+    so.ninput_shapes = 1;
+    so.input_shapes = &shape;
+    int64_t batch = x.dims[0];
+    if (mdl_session_create(m, &so, &s, NULL)) {
+        shape.dims[0] = batch = 1;
+        if ((st = mdl_session_create(m, &so, &s, err))) goto done;
+    }
+    for (int64_t r = 0; r < x.dims[0] && !st; r += batch) st = eval_batch(s, &x, &y, r, batch, &correct, err);
+    *accuracy = 100.0 * (double)correct / (double)x.dims[0];
+    *rows = x.dims[0];
+done:
+    mdl_session_free(s);
+    mdl_model_free(m);
+    mdl_npy_free(&x);
+    mdl_npy_free(&y);
+    return st;
 }

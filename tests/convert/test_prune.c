@@ -165,8 +165,8 @@ static void test_prune_int8(void **state) {
         const char *storage = cJSON_GetObjectItem(l, "storage")->valuestring;
         double density = cJSON_GetObjectItem(l, "block_density")->valuedouble;
         /* the default int8 threshold (src/quant/prune_host.c) */
-        assert_string_equal(storage, density < 0.5 ? "sparse int8" : "dense int8");
-        nsparse += density < 0.5;
+        assert_string_equal(storage, density < 0.3 ? "sparse int8" : "dense int8");
+        nsparse += density < 0.3;
         double w = cJSON_GetObjectItem(l, "weights")->valuedouble;
         zeros += w * cJSON_GetObjectItem(l, "sparsity")->valuedouble;
         total += w;

@@ -193,3 +193,92 @@ def test_convolutions_found_and_stored_by_size(tmp_path):
         layers = {l["name"]: l for l in r.pruning}
         assert layers["large"]["storage"] == "sparse" and layers["small"]["storage"] == small
         np.testing.assert_allclose(mdeploy.Model(out).run(x)[0], want, rtol=1e-4, atol=1e-4)
+
+
+# ---- mdeploy-convert --eval X Y and --prune-sensitivity ------------------------------------
+
+DIGITS = MODELS.parent.parent / "examples" / "digits"
+
+
+def _cli():
+    import os
+    from pathlib import Path
+
+    lib = os.environ.get("MDEPLOY_LIB")
+    build = Path(lib).parent if lib else MODELS.parent.parent / "build" / "release"
+    path = build / "bin" / "mdeploy-convert"
+    if not path.exists():
+        pytest.skip(f"{path} not built")
+    return str(path)
+
+
+def _top1(scores, labels):
+    return 100.0 * float(np.mean(np.argmax(scores.reshape(len(labels), -1), axis=1) == labels))
+
+
+def _digits_layers(model):
+    """The prunable weights of the digits CNN as W [N, K] views: (node name, initializer, to_nk,
+    from_nk).  Conv [Cout, Cin, KH, KW] is the converter's [Cout, KH*KW*Cin]; Gemm (transB) is
+    [N, K] as it is (the converter may reorder K, which leaves the 8x1 blocks' scores alone)."""
+    inits = {i.name: i for i in model.graph.initializer}
+    out = []
+    for n in model.graph.node:
+        if n.op_type == "Conv":
+            w = nh.to_array(inits[n.input[1]])
+            co, ci, kh, kw = w.shape
+            out.append((n.name, n.input[1], w.transpose(0, 2, 3, 1).reshape(co, -1).copy(),
+                        lambda a, s=(co, kh, kw, ci): a.reshape(s).transpose(0, 3, 1, 2)))
+        elif n.op_type == "Gemm":
+            out.append((n.name, n.input[1], nh.to_array(inits[n.input[1]]).copy(), lambda a: a))
+    return out
+
+
+def _with_weight(model, name, array):
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for i in m.graph.initializer:
+        if i.name == name:
+            i.CopyFrom(nh.from_array(np.ascontiguousarray(array, dtype=np.float32), name))
+    return m
+
+
+def test_eval_and_sensitivity_against_ort(tmp_path):
+    """--eval: the float source's top-1 is ONNX Runtime's on the same rows, the converted model's
+    is the Python bindings' run of the written file; --prune-sensitivity: each entry is ONNX
+    Runtime's top-1 with that layer alone pruned by the NumPy oracle above."""
+    import json
+    import subprocess
+
+    x = np.load(DIGITS / "images.npy")
+    y = np.load(DIGITS / "labels.npy")
+    model = onnx.load(str(DIGITS / "digits_cnn.onnx"))
+    out, rep = tmp_path / "d.mdl", tmp_path / "d.json"
+    subprocess.run([_cli(), str(DIGITS / "digits_cnn.onnx"), "-o", str(out), "-q", "--prune", "magnitude:0.6",
+                    "--quantize", "int8", "--calibration", str(DIGITS / "calibration.npy"),
+                    "--eval", str(DIGITS / "images.npy"), str(DIGITS / "labels.npy"), "--prune-sensitivity",
+                    "--report", str(rep)], check=True)
+    ev = json.loads(rep.read_text())["eval"]
+    assert ev["rows"] == len(y)
+    assert ev["float_accuracy"] == pytest.approx(_top1(_run_ort(model, x), y))
+    got = mdeploy.Model(str(out)).run(x)
+    got = got[0] if isinstance(got, (list, tuple)) else got
+    assert ev["accuracy"] == pytest.approx(_top1(np.asarray(got), y))
+    layers = _digits_layers(model)
+    assert [s["layer"] for s in ev["sensitivity"]] == [l[0] for l in layers]
+    for entry, (name, init, w_nk, back) in zip(ev["sensitivity"], layers):
+        assert [s for s, _ in entry["sparsity"]] == [0.5, 0.7, 0.8, 0.9, 0.95]
+        for s, acc in entry["sparsity"]:
+            w = w_nk.copy()
+            _prune_global([w], s)
+            want = _top1(_run_ort(_with_weight(model, init, back(w)), x), y)
+            assert acc == pytest.approx(want), (name, s)
+
+
+def test_sensitivity_needs_eval(tmp_path):
+    import subprocess
+
+    out = tmp_path / "d.mdl"
+    r = subprocess.run([_cli(), str(DIGITS / "digits_cnn.onnx"), "-o", str(out), "--prune-sensitivity"],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "--prune-sensitivity needs --eval" in r.stderr
+    assert not out.exists()

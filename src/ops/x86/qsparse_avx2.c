@@ -25,40 +25,44 @@ static inline __m256i pair_inputs(int8_t a0, int8_t a1) {
     return _mm256_set1_epi32((int32_t)((uint32_t)(uint16_t)a0 | (uint32_t)(uint16_t)a1 << 16));
 }
 
-void mdl__qspmm_avx2(const mdl__qgemm_packed *p, const mdl__bsr *W, int64_t M, const int8_t *A,
-                     int64_t lda, int8_t *C, int64_t ldc) {
+/* Rows m0 .. m0 + R - 1 against every row group (R a constant after inlining). */
+static inline __attribute__((always_inline)) void tile(const mdl__qgemm_packed *p, const mdl__bsr *W,
+                                                       const int R, const int8_t *A, int64_t lda,
+                                                       int8_t *C, int64_t ldc) {
     const int64_t groups = mdl__bsr_groups(W->N);
-    for (int64_t m0 = 0; m0 < M; m0 += QMR) {
-        const int64_t mr = M - m0 < QMR ? M - m0 : QMR;
-        const int8_t *a[QMR]; /* rows past M repeat the last one; their sums are dropped */
-        for (int i = 0; i < QMR; i++) a[i] = A + (m0 + (i < mr ? i : mr - 1)) * lda;
-        for (int64_t g = 0; g < groups; g++) {
-            __m256i acc[QMR];
-            for (int i = 0; i < QMR; i++) acc[i] = _mm256_setzero_si256();
-            int32_t j = W->ptr[g];
-            const int32_t e = W->ptr[g + 1];
-            for (; j + 1 < e; j += 2) {
-                const __m256i w = pair_weights(W->val8 + (int64_t)j * MDL_SPARSE_BN);
-                const int32_t c0 = W->col[j], c1 = W->col[j + 1];
-                for (int i = 0; i < QMR; i++)
-                    acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(w, pair_inputs(a[i][c0], a[i][c1])));
-            }
-            if (j < e) {
-                const __m256i w = single_weights(W->val8 + (int64_t)j * MDL_SPARSE_BN);
-                const int32_t c0 = W->col[j];
-                for (int i = 0; i < QMR; i++)
-                    acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(w, pair_inputs(a[i][c0], 0)));
-            }
-            const int64_t n0 = g * MDL_SPARSE_BN, nr = W->N - n0 < MDL_SPARSE_BN ? W->N - n0 : MDL_SPARSE_BN;
-            for (int64_t i = 0; i < mr; i++) {
-                int32_t s[MDL_SPARSE_BN];
-                _mm256_storeu_si256((__m256i *)s, acc[i]);
-                int8_t *c = C + (m0 + i) * ldc + n0;
-                for (int64_t r = 0; r < nr; r++) {
-                    mdl__qmul q = {p->mult[n0 + r], p->shift[n0 + r]};
-                    c[r] = (int8_t)mdl__requant(s[r] + p->bias[n0 + r], q, p->zy, p->lo, p->hi);
-                }
+    for (int64_t g = 0; g < groups; g++) {
+        __m256i acc[QMR];
+        for (int i = 0; i < R; i++) acc[i] = _mm256_setzero_si256();
+        int32_t j = W->ptr[g];
+        const int32_t e = W->ptr[g + 1];
+        for (; j + 1 < e; j += 2) {
+            const __m256i w = pair_weights(W->val8 + (int64_t)j * MDL_SPARSE_BN);
+            const int32_t c0 = W->col[j], c1 = W->col[j + 1];
+            for (int i = 0; i < R; i++)
+                acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(w, pair_inputs(A[i * lda + c0], A[i * lda + c1])));
+        }
+        if (j < e) {
+            const __m256i w = single_weights(W->val8 + (int64_t)j * MDL_SPARSE_BN);
+            const int32_t c0 = W->col[j];
+            for (int i = 0; i < R; i++)
+                acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(w, pair_inputs(A[i * lda + c0], 0)));
+        }
+        const int64_t n0 = g * MDL_SPARSE_BN, nr = W->N - n0 < MDL_SPARSE_BN ? W->N - n0 : MDL_SPARSE_BN;
+        for (int i = 0; i < R; i++) {
+            int32_t s[MDL_SPARSE_BN];
+            _mm256_storeu_si256((__m256i *)s, acc[i]);
+            int8_t *c = C + i * ldc + n0;
+            for (int64_t r = 0; r < nr; r++) {
+                mdl__qmul q = {p->mult[n0 + r], p->shift[n0 + r]};
+                c[r] = (int8_t)mdl__requant(s[r] + p->bias[n0 + r], q, p->zy, p->lo, p->hi);
             }
         }
     }
+}
+
+void mdl__qspmm_avx2(const mdl__qgemm_packed *p, const mdl__bsr *W, int64_t M, const int8_t *A,
+                     int64_t lda, int8_t *C, int64_t ldc) {
+    int64_t m = 0;
+    for (; m + QMR <= M; m += QMR) tile(p, W, QMR, A + m * lda, lda, C + m * ldc, ldc);
+    for (; m < M; m++) tile(p, W, 1, A + m * lda, lda, C + m * ldc, ldc);
 }
