@@ -4,10 +4,18 @@
    widened once per pair).  The sums equal the reference's; the epilogue is mdl__requant itself. */
 #include "../int8.h"
 #include "../sparse.h"
+#include "int8_avx2.h"
 
 #include <immintrin.h>
+#include <string.h>
 
 #define QMR 4
+
+/* 8 int32 lanes in [-128, 127] as 8 bytes. */
+static inline int64_t narrow8(__m256i v) {
+    __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    return _mm_cvtsi128_si64(_mm_packs_epi16(w, w));
+}
 
 /* Blocks j and j + 1 (16 contiguous bytes): int16 pairs (w_j[r], w_j+1[r]), r = 0 .. 7. */
 static inline __m256i pair_weights(const int8_t *w) {
@@ -47,15 +55,17 @@ static inline __attribute__((always_inline)) void tile(const mdl__qgemm_packed *
             for (int i = 0; i < R; i++)
                 acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(w, pair_inputs(A[i * lda + c0], 0)));
         }
+        /* the epilogue: mdl__requant lane-wise (requant8; the record's constants are padded
+           with zeros to 16 channels, so a last partial group reads inside them) */
         const int64_t n0 = g * MDL_SPARSE_BN, nr = W->N - n0 < MDL_SPARSE_BN ? W->N - n0 : MDL_SPARSE_BN;
+        const __m256i mult = _mm256_loadu_si256((const __m256i *)(p->mult + n0));
+        const __m256i shift = _mm256_loadu_si256((const __m256i *)(p->shift + n0));
+        const __m256i bias = _mm256_loadu_si256((const __m256i *)(p->bias + n0));
+        const __m256i zy = _mm256_set1_epi32(p->zy), lo = _mm256_set1_epi32(p->lo), hi = _mm256_set1_epi32(p->hi);
         for (int i = 0; i < R; i++) {
-            int32_t s[MDL_SPARSE_BN];
-            _mm256_storeu_si256((__m256i *)s, acc[i]);
-            int8_t *c = C + i * ldc + n0;
-            for (int64_t r = 0; r < nr; r++) {
-                mdl__qmul q = {p->mult[n0 + r], p->shift[n0 + r]};
-                c[r] = (int8_t)mdl__requant(s[r] + p->bias[n0 + r], q, p->zy, p->lo, p->hi);
-            }
+            int64_t v = narrow8(requant8(_mm256_add_epi32(acc[i], bias), mult, shift, zy, lo, hi));
+            if (nr == MDL_SPARSE_BN) memcpy(C + i * ldc + n0, &v, 8);
+            else memcpy(C + i * ldc + n0, &v, (size_t)nr);
         }
     }
 }
