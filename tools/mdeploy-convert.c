@@ -41,6 +41,10 @@ static void usage(FILE *f) {
             "                             layers (FullyConnected, MatMul with constant B,\n"
             "                             Conv2D without groups) until a share S in [0, 1) of\n"
             "                             their weights is 0\n"
+            "  --prune channels:S         remove the share S of the filters / units of smallest\n"
+            "                             L1 norm of each Conv2D / FullyConnected whose channels\n"
+            "                             reach one Conv2D or FullyConnected (through pooling,\n"
+            "                             ReLU), shrinking it too (combinable with magnitude:S)\n"
             "  --prune-layer NAME=S       prune that layer alone at S (repeatable; 0 keeps it)\n"
             "  --sparse-density D         store a prunable layer sparse when the share of its\n"
             "                             8x1 blocks holding a non-zero is below D (default:\n"
@@ -422,12 +426,16 @@ int main(int argc, char **argv) {
         }
         case 18: {
             double v = NAN;
-            if (!strncmp(val, "magnitude:", 10)) v = strtod(val + 10, &end);
-            if (!end || end == val + 10 || *end || !(v >= 0 && v < 1)) {
-                fprintf(stderr, "mdeploy-convert: --prune '%s': expected magnitude:S with S in [0, 1)\n", val);
+            bool chan = !strncmp(val, "channels:", 9);
+            size_t skip = chan ? 9 : 10;
+            if (chan || !strncmp(val, "magnitude:", 10)) v = strtod(val + skip, &end);
+            if (!end || end == val + skip || *end || !(v >= 0 && v < 1)) {
+                fprintf(stderr, "mdeploy-convert: --prune '%s': expected magnitude:S or channels:S with S in [0, 1)\n",
+                        val);
                 return 1;
             }
-            o.prune.sparsity = v;
+            if (chan) o.prune.channels = v;
+            else o.prune.sparsity = v;
             continue;
         }
         case 19:

@@ -156,6 +156,16 @@ typedef struct mdl_prune_options {
     const char *layers; /* per-layer sparsities "NAME=S,..."; NULL: none */
     double max_density; /* > 0: store sparse below this block density instead of the defaults;
                            >= 1 stores every prunable float layer sparse; < 0 never */
+    /* Structured pruning ("--prune channels:S"), in [0, 1); 0: none.  In every Conv2D without
+       groups and FullyConnected whose outputs feed, through max/average pooling and ReLU/Clip
+       only, one Conv2D without groups or one FullyConnected (directly or flattened): the
+       floor(S x outputs) filters / units of smallest L1 norm are removed with their bias, and the
+       consumer loses the matching input channels - the model computes what it computed with
+       those filters and biases zeroed, with smaller dense kernels.  Layers whose outputs lead to
+       a graph output are left alone; one whose channels meet anything else (a residual Add, a
+       Concat, a reshape to a non-FullyConnected, a second reader) is refused with
+       MDL_UNSUPPORTED naming it: no output file.  Runs before magnitude pruning. */
+    double channels;
 } mdl_prune_options;
 
 typedef struct mdl_convert_options {

@@ -96,6 +96,8 @@ static const char *next_entry(const char *p, const char **name, size_t *len, dou
 mdl_status mdl__prune_check(const mdl_prune_options *o, mdl_error *err) {
     if (!valid_sparsity(o->sparsity))
         return mdl__error(err, MDL_INVALID_ARGUMENT, "pruning: sparsity %g is outside [0, 1)", o->sparsity);
+    if (!valid_sparsity(o->channels))
+        return mdl__error(err, MDL_INVALID_ARGUMENT, "pruning: channel share %g is outside [0, 1)", o->channels);
     if (isnan(o->max_density))
         return mdl__error(err, MDL_INVALID_ARGUMENT, "pruning: max_density is NaN");
     const char *name;
@@ -183,7 +185,13 @@ static mdl_status prune_pool(cv_ctx *c, const layer *ls, int32_t nl, bool global
     return MDL_OK;
 }
 
+static mdl_status prune_channels(cv_ctx *c, double share);
+
 mdl_status mdl__prune_run(cv_ctx *c, const mdl_prune_options *o) {
+    if (o->channels > 0) {
+        mdl_status st = prune_channels(c, o->channels);
+        if (st) return st;
+    }
     if (!(o->sparsity > 0) && !(o->layers && *o->layers)) return MDL_OK;
     layer *ls = calloc((size_t)c->nnodes + 1, sizeof(layer));
     int32_t *uses = calloc((size_t)c->nts + 1, sizeof(int32_t)), nl = 0;
@@ -239,6 +247,237 @@ mdl_status mdl__prune_run(cv_ctx *c, const mdl_prune_options *o) {
     if (!st) st = prune_pool(c, ls, nl, true, -1, o->sparsity);
     for (int32_t i = 0; i < nl && !st; i++)
         if (!ls[i].global) st = prune_pool(c, ls, nl, false, i, ls[i].sparsity);
+    free(ls);
+    return st;
+}
+
+/* ---- structured pruning (channels) --------------------------------------------------------- */
+
+/* Live readers of tensor t: how many, and the first (node index) in *first. */
+static int32_t readers(const cv_ctx *c, int32_t t, int32_t *first) {
+    int32_t n = 0;
+    *first = -1;
+    for (int32_t i = 0; i < c->nnodes; i++) {
+        if (c->nodes[i].dead) continue;
+        for (int32_t k = 0; k < c->nodes[i].nin; k++)
+            if (c->nodes[i].in[k] == t) {
+                if (!n++) *first = i;
+                break;
+            }
+    }
+    return n;
+}
+
+/* A float constant only node i reads (as one input). */
+static bool own_const(const cv_ctx *c, int32_t i, int32_t t) {
+    int32_t first;
+    return t >= 0 && c->ts[t].data && !c->ts[t].qdata && c->ts[t].dtype == MDL_DTYPE_FLOAT32 &&
+           !c->ts[t].graph_output && readers(c, t, &first) == 1 && first == i;
+}
+
+/* Maps zero to zero and keeps the channels apart (a removed channel stays 0 through it). */
+static bool zero_preserving(const cv_node *n) {
+    switch (n->op) {
+    case MDL_OP_MAX_POOL2D:
+    case MDL_OP_AVG_POOL2D:
+    case MDL_OP_RELU: return true;
+    case MDL_OP_CLIP: return n->opt.act.min <= 0 && n->opt.act.max >= 0;
+    default: return false;
+    }
+}
+
+static bool fused_zero(const mdl_fused_act *a) {
+    return a->kind != MDL_ACT_CLIP || (a->clip_min <= 0 && a->clip_max >= 0);
+}
+
+/* A layer to shrink: producer p (Conv2D / FullyConnected), the tensors from its output to the
+   consumer's input (their last dim is the channel, or for a flatten the spatial positions times
+   the channels), and the consumer q with `spatial` input features per channel. */
+typedef struct chan_layer {
+    int32_t p, q, path[16], npath;
+    int64_t C, spatial;
+} chan_layer;
+
+/* 1: prunable (*L filled); 0: leave alone (leads to a graph output, or not a float layer);
+   error: channels that meet something that cannot be shrunk. */
+static int trace(cv_ctx *c, int32_t p, chan_layer *L, mdl_status *st) {
+    const cv_node *n = &c->nodes[p];
+    *st = MDL_OK;
+    if (n->op == MDL_OP_CONV2D && n->opt.conv.group != 1) return 0;
+    if (n->op != MDL_OP_CONV2D && n->op != MDL_OP_FULLY_CONNECTED) return 0;
+    if (n->nin < 2 || !own_const(c, p, n->in[1]) || (n->nin > 2 && n->in[2] >= 0 && !own_const(c, p, n->in[2])) ||
+        (n->in[0] >= 0 && c->ts[n->in[0]].data))
+        return 0;
+    const cv_tensor *w = &c->ts[n->in[1]];
+    if ((n->op == MDL_OP_CONV2D && w->rank != 4) || (n->op == MDL_OP_FULLY_CONNECTED && w->rank != 2)) return 0;
+    *L = (chan_layer){.p = p, .q = -1, .C = n->op == MDL_OP_CONV2D ? w->dims[3] : w->dims[0], .spatial = 1};
+    const mdl_fused_act *act = n->op == MDL_OP_CONV2D ? &n->opt.conv.act : &n->opt.fc.act;
+    int32_t t = n->out[0];
+    L->path[L->npath++] = t;
+    const char *why = NULL;
+    const cv_node *at = NULL;
+    for (;;) {
+        int32_t r, nr = readers(c, t, &r);
+        bool out = c->ts[t].graph_output;
+        if (out || nr == 0) return 0; /* the model's outputs (or nothing) depend on these channels as they are */
+        const cv_node *m = &c->nodes[r];
+        at = m;
+        if (nr > 1) { /* name the first two readers */
+            const cv_node *m2 = NULL;
+            for (int32_t i = r + 1; i < c->nnodes && !m2; i++)
+                for (int32_t k = 0; !c->nodes[i].dead && k < c->nodes[i].nin && !m2; k++)
+                    if (c->nodes[i].in[k] == t) m2 = &c->nodes[i];
+            *st = mdl__error(c->err, MDL_UNSUPPORTED, "--prune channels: %s '%s': its output channels are read by "
+                             "%d nodes (%s '%s', %s '%s'%s): a branch or residual connection, which structured pruning "
+                             "cannot shrink (it follows a layer's channels to one Conv2D or FullyConnected)",
+                             mdl_op_name(n->op), n->name, (int)nr, mdl_op_name(m->op), m->name ? m->name : "",
+                             mdl_op_name(m2->op), m2->name ? m2->name : "", nr > 2 ? ", ..." : "");
+            return -1;
+        }
+        if (zero_preserving(m) && m->in[0] == t && m->nout >= 1 && L->npath < 16) {
+            t = m->out[0];
+            L->path[L->npath++] = t;
+            continue;
+        }
+        if (m->op == MDL_OP_RESHAPE && L->spatial == 1 && c->ts[t].rank == 4 && c->ts[m->out[0]].rank == 2 &&
+            c->ts[m->out[0]].dims[1] == c->ts[t].dims[1] * c->ts[t].dims[2] * c->ts[t].dims[3] &&
+            c->ts[m->out[0]].dims[0] == c->ts[t].dims[0] && L->npath < 16) {
+            int32_t r2;
+            int32_t t2 = m->out[0];
+            if (c->ts[t2].graph_output || readers(c, t2, &r2) != 1 || c->nodes[r2].op != MDL_OP_FULLY_CONNECTED) {
+                why = "is flattened for something other than one FullyConnected";
+                break;
+            }
+            L->spatial = c->ts[t].dims[1] * c->ts[t].dims[2];
+            t = t2;
+            L->path[L->npath++] = t;
+            continue;
+        }
+        bool weighted = (m->op == MDL_OP_CONV2D && m->opt.conv.group == 1) ||
+                        (m->op == MDL_OP_FULLY_CONNECTED && (L->spatial > 1 || c->ts[t].rank >= 1));
+        if (weighted && m->in[0] == t && m->nin >= 2 && own_const(c, r, m->in[1]) && fused_zero(act) &&
+            c->ts[m->in[1]].rank == (m->op == MDL_OP_CONV2D ? 4 : 2)) {
+            const cv_tensor *mw = &c->ts[m->in[1]];
+            int64_t cin = m->op == MDL_OP_CONV2D ? mw->dims[2] : mw->dims[1] / L->spatial;
+            if (cin == L->C && (m->op == MDL_OP_CONV2D || mw->dims[1] == L->C * L->spatial)) {
+                L->q = r;
+                return 1;
+            }
+        }
+        if (m->op == MDL_OP_SOFTMAX || m->op == MDL_OP_LOG_SOFTMAX || m->op == MDL_OP_SIGMOID) {
+            /* toward the outputs through these: an output layer, left alone */
+            int32_t r3;
+            if (c->ts[m->out[0]].graph_output && readers(c, m->out[0], &r3) == 0) return 0;
+        }
+        why = !fused_zero(act) ? "would not stay zero through its fused clip" : "cannot be shrunk";
+        break;
+    }
+    *st = mdl__error(c->err, MDL_UNSUPPORTED, "--prune channels: %s '%s': its output channels meet %s '%s', "
+                     "which %s (structured pruning follows a layer's channels through pooling and ReLU/Clip "
+                     "to one Conv2D without groups or FullyConnected)", mdl_op_name(n->op), n->name,
+                     mdl_op_name(at->op), at->name ? at->name : "", why);
+    return -1;
+}
+
+typedef struct chan_score {
+    double l1;
+    int64_t c;
+} chan_score;
+
+static int cmp_chan(const void *a, const void *b) {
+    const chan_score *x = a, *y = b;
+    if (x->l1 != y->l1) return x->l1 < y->l1 ? -1 : 1;
+    return x->c < y->c ? -1 : x->c > y->c;
+}
+
+/* Keeps the elements of a row-major tensor whose index along dim `axis` has keep[] set, in
+   place; the dim becomes the kept count. */
+static void compact(cv_tensor *x, int32_t axis, const bool *keep, int64_t kept) {
+    int64_t outer = 1, inner = 1, n = x->dims[axis];
+    for (int32_t d = 0; d < axis; d++) outer *= x->dims[d];
+    for (int32_t d = axis + 1; d < x->rank; d++) inner *= x->dims[d];
+    float *v = x->data;
+    int64_t o = 0;
+    for (int64_t a = 0; a < outer; a++)
+        for (int64_t i = 0; i < n; i++)
+            if (keep[i])
+                for (int64_t j = 0; j < inner; j++) v[o++] = v[(a * n + i) * inner + j];
+    x->dims[axis] = kept;
+    x->count = o;
+    x->bytes = (size_t)o * sizeof(float);
+}
+
+/* Every layer's filters are chosen on the original weights (a layer that is also the consumer of
+   another one is scored before that one removes its inputs), then all are removed. */
+static mdl_status prune_channels(cv_ctx *c, double share) {
+    chan_layer *ls = malloc(sizeof *ls * (size_t)(c->nnodes + 1));
+    bool **keeps = calloc((size_t)c->nnodes + 1, sizeof *keeps);
+    int32_t nl = 0;
+    mdl_status st = ls && keeps ? MDL_OK : mdl__error(c->err, MDL_OUT_OF_MEMORY, "out of memory pruning channels");
+    for (int32_t p = 0; p < c->nnodes && !st; p++) {
+        if (c->nodes[p].dead) continue;
+        chan_layer L;
+        int r = trace(c, p, &L, &st);
+        if (r <= 0) continue;
+        int64_t drop = (int64_t)floor(share * (double)L.C);
+        if (drop < 1) continue;
+        if (drop >= L.C) { /* cannot happen with share < 1; kept as the rule's guard */
+            st = mdl__error(c->err, MDL_INVALID_ARGUMENT, "--prune channels: %s '%s' would lose all its %lld "
+                            "outputs", mdl_op_name(c->nodes[p].op), c->nodes[p].name, (long long)L.C);
+            break;
+        }
+        const cv_tensor *w = &c->ts[c->nodes[p].in[1]];
+        bool conv = c->nodes[p].op == MDL_OP_CONV2D;
+        chan_score *sc = malloc(sizeof *sc * (size_t)L.C);
+        bool *keep = malloc(sizeof(bool) * (size_t)(L.C * L.spatial));
+        if (!sc || !keep) {
+            free(sc);
+            free(keep);
+            st = mdl__error(c->err, MDL_OUT_OF_MEMORY, "out of memory pruning channels");
+            break;
+        }
+        const float *wv = w->data;
+        int64_t per = w->count / L.C;
+        for (int64_t ch = 0; ch < L.C; ch++) {
+            double s = 0;
+            for (int64_t e = 0; e < per; e++) s += fabs((double)wv[conv ? e * L.C + ch : ch * per + e]);
+            sc[ch] = (chan_score){s, ch};
+        }
+        qsort(sc, (size_t)L.C, sizeof *sc, cmp_chan);
+        for (int64_t ch = 0; ch < L.C; ch++) keep[ch] = true;
+        for (int64_t k = 0; k < drop; k++) keep[sc[k].c] = false;
+        free(sc);
+        keeps[nl] = keep;
+        ls[nl++] = L;
+    }
+    for (int32_t i = 0; i < nl && !st; i++) {
+        const chan_layer *L = &ls[i];
+        bool *keep = keeps[i];
+        int64_t kept = 0;
+        for (int64_t ch = 0; ch < L->C; ch++) kept += keep[ch];
+        cv_node *n = &c->nodes[L->p], *q = &c->nodes[L->q];
+        bool conv = n->op == MDL_OP_CONV2D;
+        compact(&c->ts[n->in[1]], conv ? 3 : 0, keep, kept); /* the producer's filters / units */
+        if (n->nin > 2 && n->in[2] >= 0) compact(&c->ts[n->in[2]], 0, keep, kept);
+        for (int32_t k = 0; k < L->npath; k++) { /* activations: channels last (or flattened) */
+            cv_tensor *x = &c->ts[L->path[k]];
+            bool flat = L->spatial > 1 && k == L->npath - 1;
+            x->dims[x->rank - 1] = flat ? kept * L->spatial : kept;
+            x->count = 1;
+            for (int32_t d = 0; d < x->rank; d++) x->count *= x->dims[d];
+            x->bytes = (size_t)x->count * mdl_dtype_size(x->dtype);
+        }
+        cv_tensor *qw = &c->ts[q->in[1]];
+        if (q->op == MDL_OP_CONV2D) {
+            compact(qw, 2, keep, kept); /* [KH, KW, Cin, Cout]: the input channels */
+        } else { /* [N, K], K = spatial x C (NHWC flatten: position-major) */
+            for (int64_t s2 = 1; s2 < L->spatial; s2++)
+                for (int64_t ch = 0; ch < L->C; ch++) keep[s2 * L->C + ch] = keep[ch];
+            compact(qw, 1, keep, kept * L->spatial);
+        }
+    }
+    for (int32_t i = 0; keeps && i < nl; i++) free(keeps[i]);
+    free(keeps);
     free(ls);
     return st;
 }

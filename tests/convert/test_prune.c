@@ -198,7 +198,9 @@ static void test_bad_input(void **state) {
         {"--prune magnitude:nan", "[0, 1)"},
         {"--prune magnitude:", "magnitude:S"},
         {"--prune 0.8", "magnitude:S"},
-        {"--prune channels:0.3", "magnitude:S"},
+        {"--prune channels:1", "channels:S"},
+        {"--prune channels:-0.1", "channels:S"},
+        {"--prune columns:0.3", "magnitude:S"},
         {"--prune-layer nope=0.5", "no node of that name"},
         {"--prune-layer /net/net.5/Sigmoid=0.5", "cannot be pruned"},
         {"--prune-layer /net/net.0/Gemm=1", "[0, 1)"},
@@ -224,6 +226,14 @@ static void test_bad_input(void **state) {
         assert_int_equal(mdl_convert_onnx(MLP, out, &o, NULL, &err), MDL_INVALID_ARGUMENT);
         assert_false(exists(out));
     }
+    o.prune.sparsity = 0;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        o.prune.channels = bad[i];
+        assert_int_equal(mdl_convert_onnx(MLP, out, &o, NULL, &err), MDL_INVALID_ARGUMENT);
+        assert_non_null(strstr(err.msg, "channel share"));
+        assert_false(exists(out));
+    }
+    o.prune.channels = 0;
     o.prune.sparsity = 0.5;
     o.prune.layers = "/net/net.0/Gemm=0.9,,";
     assert_int_equal(mdl_convert_onnx(MLP, out, &o, NULL, &err), MDL_INVALID_ARGUMENT);

@@ -282,3 +282,101 @@ def test_sensitivity_needs_eval(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 1 and "--prune-sensitivity needs --eval" in r.stderr
     assert not out.exists()
+
+
+# ---- --prune channels:S (structured) -------------------------------------------------------
+
+
+def test_channels_against_ort(tmp_path):
+    """--prune channels:0.3 on the digits CNN: each 3x3 convolution loses floor(0.3 C) filters of
+    smallest L1 norm (chosen here in NumPy from the ONNX weights), the next layer the matching
+    inputs; the model equals ONNX Runtime's run of the original with those filters and their
+    biases zeroed.  The classifier (its outputs are the model's) keeps its 10 units."""
+    import subprocess
+
+    model = onnx.load(str(DIGITS / "digits_cnn.onnx"))
+    inits = {i.name: i for i in model.graph.initializer}
+    zeroed = onnx.ModelProto()
+    zeroed.CopyFrom(model)
+    zinits = {i.name: i for i in zeroed.graph.initializer}
+    kept = []
+    for n in model.graph.node:
+        if n.op_type != "Conv":
+            continue
+        w = nh.to_array(inits[n.input[1]]).copy()
+        b = nh.to_array(inits[n.input[2]]).copy()
+        l1 = np.abs(w.astype(np.float64)).reshape(w.shape[0], -1).sum(1)
+        drop = np.argsort(l1, kind="stable")[: int(np.floor(0.3 * w.shape[0]))]
+        w[drop] = 0
+        b[drop] = 0
+        zinits[n.input[1]].CopyFrom(nh.from_array(w, n.input[1]))
+        zinits[n.input[2]].CopyFrom(nh.from_array(b, n.input[2]))
+        kept.append(w.shape[0] - len(drop))
+    out = tmp_path / "c.mdl"
+    subprocess.run([_cli(), str(DIGITS / "digits_cnn.onnx"), "-o", str(out), "-q", "--prune", "channels:0.3"],
+                   check=True)
+    x = np.load(str(MODELS.parent / "models" / "quant" / "digits_test.images.npy"))[:64]
+    want = _run_ort(zeroed, x)
+    m = mdeploy.Model(str(out))
+    got = np.asarray(m.run(x))
+    np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-4, atol=1e-5)
+    # smaller: the weights of 16 -> 12 and 32 -> 23 filters (and 92 classifier inputs)
+    assert kept == [12, 23]
+    assert m.weight_bytes < 0.75 * 4 * sum(nh.to_array(i).size for i in model.graph.initializer)
+
+
+def _residual_onnx(path):
+    rng = np.random.default_rng(3)
+    w1 = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+    w2 = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+    nodes = [oh.make_node("Conv", ["x", "w1"], ["h"], name="c1", pads=[1, 1, 1, 1]),
+             oh.make_node("Relu", ["h"], ["r"], name="relu"),
+             oh.make_node("Conv", ["r", "w2"], ["h2"], name="c2", pads=[1, 1, 1, 1]),
+             oh.make_node("Add", ["h2", "r"], ["y"], name="residual")]
+    g = oh.make_graph(nodes, "res", [oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 8, 6, 6])],
+                      [oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 8, 6, 6])],
+                      [nh.from_array(w1, "w1"), nh.from_array(w2, "w2")])
+    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.save(m, str(path))
+
+
+@pytest.mark.parametrize("spec, msg", [("channels:0.3", "residual"), ("channels:1", "expected"),
+                                       ("channels:-0.1", "expected"), ("channels:x", "expected")])
+def test_channels_refused(tmp_path, spec, msg):
+    """A residual Add on a layer's channels cannot be shrunk: refused naming the layer and the
+    Add, no output file; shares outside [0, 1) are refused by the CLI."""
+    import subprocess
+
+    src, out = tmp_path / "res.onnx", tmp_path / "res.mdl"
+    _residual_onnx(src)
+    r = subprocess.run([_cli(), str(src), "-o", str(out), "--prune", spec], capture_output=True, text=True)
+    assert r.returncode == 1, r.stdout
+    assert msg in r.stderr
+    if msg == "residual":
+        assert "Conv2D 'c1'" in r.stderr and "Add 'residual'" in r.stderr
+    assert not out.exists()
+
+
+def test_channels_mlp_against_ort(tmp_path):
+    """The same on the MLP: its two hidden FullyConnected layers lose floor(0.3 x 64) = 19 units
+    of smallest L1 norm (rows of W [N, K]), the next layer the matching columns; the last layer
+    (through Sigmoid to the output) is left alone."""
+    import subprocess
+
+    model = onnx.load(str(MODELS / "mlp.onnx"))
+    zeroed = onnx.ModelProto()
+    zeroed.CopyFrom(model)
+    zinits = {i.name: i for i in zeroed.graph.initializer}
+    for wname, bname in (("net.0.weight", "net.0.bias"), ("net.2.weight", "net.2.bias")):
+        w, b = nh.to_array(zinits[wname]).copy(), nh.to_array(zinits[bname]).copy()
+        drop = np.argsort(np.abs(w.astype(np.float64)).sum(1), kind="stable")[:19]
+        w[drop], b[drop] = 0, 0
+        zinits[wname].CopyFrom(nh.from_array(w, wname))
+        zinits[bname].CopyFrom(nh.from_array(b, bname))
+    out = tmp_path / "m.mdl"
+    subprocess.run([_cli(), str(MODELS / "mlp.onnx"), "-o", str(out), "-q", "--prune", "channels:0.3"], check=True)
+    x = np.random.default_rng(5).standard_normal((16, 784)).astype(np.float32)
+    m = mdeploy.Model(str(out))
+    np.testing.assert_allclose(np.asarray(m.run(x)).reshape(16, -1), _run_ort(zeroed, x), rtol=1e-4, atol=1e-6)
+    assert m.weight_bytes == 4 * (45 * 784 + 45 + 45 * 45 + 45 + 45 + 1)
