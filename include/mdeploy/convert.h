@@ -150,7 +150,13 @@ typedef struct mdl_quantize_options {
  * beat the dense ones on every shape measured (make bench, bench/sparse.c "sweep") and the
  * weights take at most 0.8x / 0.6x of the dense bytes; a KxK convolution needs besides at least
  * 128 outputs and 256 inputs per output (KH*KW*Cin): smaller ones ran slower sparse than the
- * direct convolution kernel (src/quant/prune_host.c).  The report lists each prunable layer. */
+ * direct convolution kernel (src/quant/prune_host.c).  With quantization the int8 weights are
+ * stored block-sparse (int8 values) below block density 0.3 for every prunable layer kind: there
+ * they take at most about 0.34x of their dense int8 bytes; the sparse int8 product is
+ * bit-identical to the dense int8 kernels and faster than them in portable C from density ~0.5,
+ * with AVX2 from ~0.2-0.3 on fully connected layers, but slower than the AVX-512 VNNI / AMX dense
+ * kernels (bench/sparse.c "int8-sweep").  max_density applies to both.  The report lists each
+ * prunable layer. */
 typedef struct mdl_prune_options {
     double sparsity;    /* global magnitude pruning, in [0, 1); 0: none */
     const char *layers; /* per-layer sparsities "NAME=S,..."; NULL: none */
@@ -229,8 +235,8 @@ typedef struct mdl_prune_layer {
     const char *op;       /* "FullyConnected", "MatMul", "Conv2D" */
     int64_t weights;      /* elements of the weight */
     double sparsity;      /* share of them that is zero */
-    double block_density; /* share of its 8x1 blocks holding a non-zero (1 for int8 weights) */
-    const char *storage;  /* "sparse", "dense" or "dense int8" */
+    double block_density; /* share of its 8x1 blocks holding a non-zero */
+    const char *storage;  /* "sparse", "dense", "sparse int8" or "dense int8" */
     size_t bytes;         /* weight bytes in the file */
 } mdl_prune_layer;
 
