@@ -444,13 +444,14 @@ static void test_refused(void **state) {
 
 /* ---- int8 ---------------------------------------------------------------------------------- */
 
-/* int8 x [M, K] -> FC (w [N, K] per-channel, int32 bias) -> y1; int8 im [1, H, W, C] -> 1x1
+/* int8 x [M, K] -> FC (w [N, K] per-channel, int32 bias) -> y1 -> MatMul (B [N, P] per column)
+   -> y2; int8 im [1, H, W, C] -> 1x1
    Conv (per-channel, bias) -> y3 and 3x3 Conv (padding 1) -> y5; the weights block-sparse as in
    make_weights, quantized here. */
 typedef struct qweights {
-    int8_t w1[N * K], wc[C * OC], w3[9 * C * OC];
+    int8_t w1[N * K], wc[C * OC], w3[9 * C * OC], w2[N * P];
     int32_t b1[N], bc[OC];
-    float s1[N], sc[OC], s3[OC];
+    float s1[N], sc[OC], s3[OC], s2[P];
 } qweights;
 
 static void quantize_weights(const weights *w, qweights *q) {
@@ -459,6 +460,8 @@ static void quantize_weights(const weights *w, qweights *q) {
     for (int i = 0; i < N * K; i++) q->w1[i] = (int8_t)lrintf(fmaxf(-127, fminf(127, w->w1[i] / q->s1[i / K])));
     for (int i = 0; i < C * OC; i++) q->wc[i] = (int8_t)lrintf(fmaxf(-127, fminf(127, w->wc[i] / q->sc[i % OC])));
     for (int i = 0; i < 9 * C * OC; i++) q->w3[i] = (int8_t)lrintf(fmaxf(-127, fminf(127, w->w3[i] / q->s3[i % OC])));
+    for (int p = 0; p < P; p++) q->s2[p] = 0.01f * (1.0f + (float)p / P);
+    for (int i = 0; i < N * P; i++) q->w2[i] = (int8_t)lrintf(fmaxf(-127, fminf(127, w->w2[i] / q->s2[i % P])));
     for (int n = 0; n < N; n++) q->b1[n] = th_rand_int(-3000, 3000);
     for (int o = 0; o < OC; o++) q->bc[o] = th_rand_int(-3000, 3000);
 }
@@ -482,6 +485,8 @@ static void *build_q8(const qweights *q, bool sparse, size_t *size) {
     int w1 = QT("fc_w", MDL_DTYPE_INT8, 2, ((int64_t[]){N, K}), q->w1, N, q->s1, z0, 0);
     int b1 = QT("fc_b", MDL_DTYPE_INT32, 1, ((int64_t[]){N}), q->b1, N, bs1, z0, 0);
     int y1 = QT("y1", MDL_DTYPE_INT8, 2, ((int64_t[]){M, N}), NULL, 1, &sy, &zy, 0);
+    int w2 = QT("mm_b", MDL_DTYPE_INT8, 2, ((int64_t[]){N, P}), q->w2, P, q->s2, z0, 1);
+    int y2 = QT("y2", MDL_DTYPE_INT8, 2, ((int64_t[]){M, P}), NULL, 1, &sy, &zy, 0);
     int im = QT("im", MDL_DTYPE_INT8, 4, ((int64_t[]){1, H, W, C}), NULL, 1, &sx, &zx, 0);
     int wc = QT("conv_w", MDL_DTYPE_INT8, 4, ((int64_t[]){1, 1, C, OC}), q->wc, OC, q->sc, z0, 3);
     int bc = QT("conv_b", MDL_DTYPE_INT32, 1, ((int64_t[]){OC}), q->bc, OC, bsc, z0, 0);
@@ -492,6 +497,7 @@ static void *build_q8(const qweights *q, bool sparse, size_t *size) {
     mdl_op_options o = mdl_op_options_default(MDL_OP_FULLY_CONNECTED);
     o.fc.act.kind = MDL_ACT_RELU;
     mdl_builder_node(b, MDL_OP_FULLY_CONNECTED, "fc", 3, (int[]){x, w1, b1}, 1, &y1, &o);
+    mdl_builder_node(b, MDL_OP_MATMUL, "mm", 2, (int[]){y1, w2}, 1, &y2, NULL);
     o = mdl_op_options_default(MDL_OP_CONV2D);
     mdl_builder_node(b, MDL_OP_CONV2D, "conv", 3, (int[]){im, wc, bc}, 1, &y3, &o);
     o.conv.pad[0] = o.conv.pad[1] = o.conv.pad[2] = o.conv.pad[3] = 1;
@@ -501,8 +507,10 @@ static void *build_q8(const qweights *q, bool sparse, size_t *size) {
     mdl_builder_add_output(b, y1);
     mdl_builder_add_output(b, y3);
     mdl_builder_add_output(b, y5);
+    mdl_builder_add_output(b, y2);
     if (sparse) {
         assert_int_equal(mdl__builder_set_sparse(b, w1, false), MDL_OK);
+        assert_int_equal(mdl__builder_set_sparse(b, w2, true), MDL_OK);
         assert_int_equal(mdl__builder_set_sparse(b, wc, true), MDL_OK);
         assert_int_equal(mdl__builder_set_sparse(b, w3, true), MDL_OK);
     }
@@ -521,7 +529,7 @@ static int8_t *run_q8(const void *data, size_t size, const int8_t *x, const int8
     assert_int_equal(mdl_session_run(s), MDL_OK);
     size_t total = 0;
     int8_t *out = NULL;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         mdl_tensor_info info;
         mdl_session_output_info(s, i, &info);
         out = realloc(out, total + info.bytes);
@@ -554,7 +562,7 @@ static void test_int8(void **state) {
     size_t n1, n2;
     int8_t *y1 = run_q8(dense, sd, x, im, &n1), *y2 = run_q8(sparse, ss, x, im, &n2);
     assert_int_equal(n1, n2);
-    assert_int_equal(n1, M * N + H * W * OC + H * W * OC);
+    assert_int_equal(n1, M * N + H * W * OC + H * W * OC + M * P);
     assert_memory_equal(y1, y2, n1);
     int distinct = 0; /* the outputs are not all one value (the comparison means something) */
     for (size_t i = 1; i < n1; i++) distinct += y1[i] != y1[0];
