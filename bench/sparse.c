@@ -241,10 +241,11 @@ static void run_row_q8(const row *r, double budget) {
     double md = td[nb / 2], ms = ts[nb / 2];
     printf("{\"layer\": \"%s\", \"dtype\": \"int8\", \"dense_variant\": %d, \"pruning\": \"%s\", \"M\": %lld, "
            "\"N\": %lld, \"K\": %lld, \"sparsity\": %.4f, \"block_density\": %.4f, \"dense_us\": %.3f, "
-           "\"sparse_us\": %.3f, \"speedup\": %.3f, \"dense_weight_bytes\": %lld, \"sparse_weight_bytes\": %lld, "
-           "\"outputs_differing\": %lld, \"blocks\": %d}\n",
+           "\"sparse_us\": %.3f, \"dense_min_us\": %.3f, \"sparse_min_us\": %.3f, \"speedup\": %.3f, "
+           "\"dense_weight_bytes\": %lld, \"sparse_weight_bytes\": %lld, \"outputs_differing\": %lld, \"blocks\": %d}\n",
            r->layer, v, r->pruning, (long long)M, (long long)N, (long long)K, (double)zeros / (double)(N * K),
-           (double)nblocks / (double)(mdl__bsr_groups(N) * K), md * 1e6, ms * 1e6, md / ms, (long long)(N * K),
+           (double)nblocks / (double)(mdl__bsr_groups(N) * K), md * 1e6, ms * 1e6, td[0] * 1e6, ts[0] * 1e6, md / ms,
+           (long long)(N * K),
            (long long)sb, (long long)diff, nb);
     fflush(stdout);
     free(Wf), free(W), free(A), free(Cd), free(Cs), free(bias), free(mem), free(pd), free(ps), free(scratch);
