@@ -127,9 +127,19 @@ check: deps
 	@$(MAKE) --no-print-directory install-check
 	@$(MAKE) --no-print-directory check-onnx-node
 	@bash tests/run.sh build/release build/release-noblas build/release-noblas-san
+	@$(MAKE) --no-print-directory check-prune-example
 	@if command -v java >/dev/null 2>&1 && $(PYTHON) -c "import pyspark, pandas, pyarrow" 2>/dev/null; then \
 	    $(MAKE) --no-print-directory check-spark; \
 	else echo "== check-spark skipped: no Java or no pyspark/pandas/pyarrow (make deps installs them)"; fi
+
+# examples/python/prune_digits.py --fast (issue #15): prune + fine-tune the digits CNN with PyTorch,
+# convert float and int8, check size and accuracy (about 10 s).  PyTorch: /usr/bin/python3 here.
+TORCH_PYTHON ?= /usr/bin/python3
+check-prune-example: all
+	@if $(TORCH_PYTHON) -c "import torch, onnx" 2>/dev/null; then echo "== examples/python/prune_digits.py --fast"; \
+	    MDEPLOY_LIB=$(CURDIR)/$(B)/libmdeploy.so PYTHONPATH=$(CURDIR)/bindings/python timeout 600 \
+	    $(TORCH_PYTHON) examples/python/prune_digits.py --fast; \
+	else echo "== prune_digits.py skipped: no PyTorch/onnx in $(TORCH_PYTHON)"; fi
 
 # The session worker pool under ThreadSanitizer (clang): the threads test at every CPU level;
 # and the run metrics, sessions of one model on four threads.

@@ -716,13 +716,27 @@ def markdown(res):
         L.append("| layer | pruning | rows | sparsity | block density | dense µs | sparse µs | speedup | ≥ 2x | "
                  "weights dense / sparse KiB |")
         L.append("|---|---|---:|---:|---:|---:|---:|---:|---|---:|")
-        for x in sp:
+        for x in [x for x in sp if x.get("dtype") != "int8"]:
             tgt = "" if x["pruning"] != "block8x1" or x["layer"].startswith("conv1x1 128") else (
                 "yes" if x["speedup"] >= 2 else "**no**")
             L.append(f"| {x['layer']} | {x['pruning']} | {x['M']} | {x['sparsity']:.2f} | {x['block_density']:.2f} "
                      f"| {x['dense_us']:.1f} ({x['dense_min_us']:.1f}) | {x['sparse_us']:.1f} ({x['sparse_min_us']:.1f}) "
                      f"| {x['speedup']:.2f} | {tgt} | {x['dense_weight_bytes'] / 1024:.0f} / "
                      f"{x['sparse_weight_bytes'] / 1024:.0f} |")
+        q8 = [x for x in sp if x.get("dtype") == "int8"]
+        if q8:
+            L.append("\nThe same shapes with int8 weights: the sparse int8 product (mdl__qspmm) against the dense int8 "
+                     "core of this CPU (VNNI/AMX where present), both bit-identical (outputs differing must be 0).  "
+                     "The int8 sparse storage is for size (80% block pruning + int8: about 12x smaller than float); "
+                     "against VNNI/AMX it is slower (the converter's int8 threshold, src/quant/prune_host.c).\n")
+            L.append("| layer | rows | sparsity | block density | dense int8 µs | sparse int8 µs | speedup | "
+                     "outputs differing | weights dense / sparse KiB |")
+            L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+            for x in q8:
+                L.append(f"| {x['layer']} | {x['M']} | {x['sparsity']:.2f} | {x['block_density']:.2f} "
+                         f"| {x['dense_us']:.1f} ({x['dense_min_us']:.1f}) | {x['sparse_us']:.1f} ({x['sparse_min_us']:.1f}) "
+                         f"| {x['speedup']:.2f} | {x['outputs_differing']} | {x['dense_weight_bytes'] / 1024:.0f} / "
+                         f"{x['sparse_weight_bytes'] / 1024:.0f} |")
     L.append("\n## Where mdeploy's time goes\n")
     L.append("Top nodes per model (mdeploy-bench --profile; share of the summed node times):\n")
     for r in res["models"]:

@@ -10,6 +10,7 @@
    budget; the ratio is the median sparse time over the median dense time.
    usage: sparse BUDGET_SECONDS [sweep]  -> JSON lines on stdout, one per row (sweep: block
    sparsity 20% .. 70%, where the converter's threshold comes from) */
+#include "ops/int8.h"
 #include "ops/ops.h"
 #include "ops/sparse.h"
 
@@ -164,6 +165,92 @@ static void run_row(const row *r, double budget) {
     free(X), free(W), free(b), free(Yd), free(Ys), free(packed), free(mem), free(scratch);
 }
 
+/* ---- int8 --------------------------------------------------------------------------------- */
+
+/* The int8 GEMM core (int8.h) on dense weights (the variant of this CPU: VNNI/AMX, AVX2 or the
+   reference) and on the block-sparse ones (mdl__qspmm), the same record otherwise; both results
+   must be equal (the contract). */
+typedef struct q8_ctx {
+    int64_t M, N, K;
+    const int8_t *A, *W;
+    const void *pd, *ps;
+    int8_t *C;
+    void *scratch;
+} q8_ctx;
+
+static void q8_dense(const q8_ctx *q) {
+    mdl__qgemm_run(q->pd, q->M, q->A, q->K, q->W, q->K, 1, q->C, q->N, q->scratch);
+}
+static void q8_sparse(const q8_ctx *q) {
+    mdl__qgemm_run(q->ps, q->M, q->A, q->K, NULL, 0, 0, q->C, q->N, q->scratch);
+}
+
+static void run_row_q8(const row *r, double budget) {
+    int64_t M = r->M, N = r->N, K = r->K;
+    float *Wf = malloc(sizeof(float) * (size_t)(N * K));
+    for (int64_t i = 0; i < N * K; i++) Wf[i] = urand();
+    if (strcmp(r->pruning, "block8x1") == 0) prune_blocks(Wf, N, K, r->sparsity);
+    else prune_elements(Wf, N * K, r->sparsity);
+    int8_t *W = malloc((size_t)(N * K)), *A = malloc((size_t)(M * K));
+    int8_t *Cd = malloc((size_t)(M * N)), *Cs = malloc((size_t)(M * N));
+    int32_t *bias = malloc(sizeof(int32_t) * (size_t)N);
+    int64_t zeros = 0;
+    for (int64_t i = 0; i < N * K; i++) zeros += (W[i] = (int8_t)lrintf(Wf[i] * 127.0f)) == 0;
+    for (int64_t i = 0; i < M * K; i++) A[i] = (int8_t)lrintf(urand() * 127.0f);
+    for (int64_t i = 0; i < N; i++) bias[i] = (int32_t)lrintf(urand() * 1000.0f);
+    const float ws = 1.0f / 127;
+    int64_t nblocks = mdl__bsr_count_s8(N, K, W, K);
+    size_t sb = mdl__bsr_bytes_s8(N, nblocks);
+    void *mem = aligned_alloc(64, (sb + 63) / 64 * 64);
+    mdl__bsr bsr;
+    mdl__bsr_build_s8(N, K, W, K, mem, &bsr);
+    mdl__qgemm_desc d = {.N = N, .K = K, .w = W, .sn = K, .sk = 1, .bias = bias, .za = 3, .a_scale = 0.02,
+                         .y_scale = 0.02 * sqrt((double)K) * 0.3, .w_scale = &ws, .nw_scale = 1, .zy = -5,
+                         .lo = -5, .hi = 127};
+    int v = mdl__qgemm_variant();
+    void *pd = aligned_alloc(64, mdl__qgemm_pack_bytes(v, N, K));
+    mdl__qgemm_pack(v, &d, pd);
+    d.sparse = &bsr;
+    void *ps = aligned_alloc(64, mdl__qgemm_pack_bytes(MDL_QGEMM_REF, N, K));
+    mdl__qgemm_pack(MDL_QGEMM_REF, &d, ps);
+    void *scratch = aligned_alloc(64, (mdl__qgemm_scratch_bytes(N, K) + 63) / 64 * 64);
+    q8_ctx q = {M, N, K, A, W, pd, ps, Cd, scratch};
+    q8_dense(&q);
+    q.C = Cs;
+    q8_sparse(&q);
+    int64_t diff = 0;
+    for (int64_t i = 0; i < M * N; i++) diff += Cd[i] != Cs[i];
+    double t0 = now();
+    int64_t calls = 0;
+    while (now() - t0 < 0.005) q8_dense(&q), calls++;
+    enum { MAXB = 4096 };
+    static double td[MAXB], ts[MAXB];
+    int nb = 0;
+    double end = now() + budget;
+    while (nb < MAXB && (now() < end || nb < 8)) {
+        for (int pass = 0; pass < 2 && nb < MAXB; pass++, nb++)
+            for (int which = 0; which < 2; which++) {
+                int sparse = which ^ !((nb + pass) % 2);
+                double a = now();
+                for (int64_t c = 0; c < calls; c++) sparse ? q8_sparse(&q) : q8_dense(&q);
+                (sparse ? ts : td)[nb] = (now() - a) / (double)calls;
+            }
+    }
+    qsort(td, (size_t)nb, sizeof(double), cmp_double);
+    qsort(ts, (size_t)nb, sizeof(double), cmp_double);
+    double md = td[nb / 2], ms = ts[nb / 2];
+    printf("{\"layer\": \"%s\", \"dtype\": \"int8\", \"dense_variant\": %d, \"pruning\": \"%s\", \"M\": %lld, "
+           "\"N\": %lld, \"K\": %lld, \"sparsity\": %.4f, \"block_density\": %.4f, \"dense_us\": %.3f, "
+           "\"sparse_us\": %.3f, \"dense_min_us\": %.3f, \"sparse_min_us\": %.3f, \"speedup\": %.3f, "
+           "\"dense_weight_bytes\": %lld, \"sparse_weight_bytes\": %lld, \"outputs_differing\": %lld, \"blocks\": %d}\n",
+           r->layer, v, r->pruning, (long long)M, (long long)N, (long long)K, (double)zeros / (double)(N * K),
+           (double)nblocks / (double)(mdl__bsr_groups(N) * K), md * 1e6, ms * 1e6, td[0] * 1e6, ts[0] * 1e6, md / ms,
+           (long long)(N * K),
+           (long long)sb, (long long)diff, nb);
+    fflush(stdout);
+    free(Wf), free(W), free(A), free(Cd), free(Cs), free(bias), free(mem), free(pd), free(ps), free(scratch);
+}
+
 int main(int argc, char **argv) {
     double budget = argc > 1 ? atof(argv[1]) : 1.0;
     /* FullyConnected 1024 -> 1024 at batch 1 and 32; stride-1 1x1 convs on a 14x14 map at batch
@@ -183,6 +270,23 @@ int main(int argc, char **argv) {
         {"conv1x1 128->128 14x14", "block8x1", 6272, 128, 128, 0.8},
         {"fc 1024x1024", "element", 32, 1024, 1024, 0.8},
     };
+    if (argc > 2 && !strcmp(argv[2], "int8-sweep")) {
+        /* Where int8 sparse starts to pay against the dense int8 core (the converter's int8
+           threshold, src/quant/prune_host.c). */
+        static const row shapes[] = {
+            {"fc 1024x1024", "block8x1", 1, 1024, 1024, 0},
+            {"fc 1024x1024", "block8x1", 32, 1024, 1024, 0},
+            {"conv1x1 256->256 14x14", "block8x1", 196, 256, 256, 0},
+            {"conv1x1 128->128 14x14", "block8x1", 6272, 128, 128, 0},
+        };
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+            for (int pct = 30; pct <= 90; pct += 10) {
+                row r = shapes[i];
+                r.sparsity = pct / 100.0;
+                run_row_q8(&r, budget);
+            }
+        return 0;
+    }
     if (argc > 2 && !strcmp(argv[2], "sweep")) {
         /* Where sparse starts to pay: block sparsity 20% .. 70% on the same shapes (the
            converter's density threshold, src/quant/prune_host.c, comes from this sweep). */
@@ -202,5 +306,7 @@ int main(int argc, char **argv) {
     }
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
         run_row(&rows[i], budget);
+    for (size_t i = 0; i + 1 < sizeof rows / sizeof rows[0]; i++) /* the same shapes, int8 */
+        run_row_q8(&rows[i], budget);
     return 0;
 }

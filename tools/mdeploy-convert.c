@@ -2,6 +2,7 @@
 #include "mdeploy/convert.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,12 +41,20 @@ static void usage(FILE *f) {
             "                             layers (FullyConnected, MatMul with constant B,\n"
             "                             Conv2D without groups) until a share S in [0, 1) of\n"
             "                             their weights is 0\n"
+            "  --prune channels:S         remove the share S of the filters / units of smallest\n"
+            "                             L1 norm of each Conv2D / FullyConnected whose channels\n"
+            "                             reach one Conv2D or FullyConnected (through pooling,\n"
+            "                             ReLU), shrinking it too (combinable with magnitude:S)\n"
             "  --prune-layer NAME=S       prune that layer alone at S (repeatable; 0 keeps it)\n"
             "  --sparse-density D         store a prunable layer sparse when the share of its\n"
             "                             8x1 blocks holding a non-zero is below D (default:\n"
             "                             0.7 FullyConnected/MatMul, 0.5 Conv2D; 0 never)\n"
             "                             (sparsity already in the weights is found without\n"
             "                             --prune)\n"
+            "  --prune-sensitivity        with --eval X Y: top-1 per prunable layer pruned alone\n"
+            "                             at 0.5, 0.7, 0.8, 0.9 and 0.95 (float conversions)\n"
+            "  --eval X.npy Y.npy         (also without --quantize) top-1 of the float source and\n"
+            "                             of the converted model, both run by the runtime\n"
             "  --report FILE.json         write the conversion report (quantization, pruning)\n"
             "  -q, --quiet                no summary\n"
             "  -h, --help                 this help\n");
@@ -136,7 +145,7 @@ static void print_quant(const mdl_quant_report *q) {
 /* The prunable layers: always with pruning, else when one is stored sparse. */
 static void print_prune(const mdl_convert_report *r, bool pruned) {
     bool any = pruned;
-    for (int32_t i = 0; i < r->nprune_layers; i++) any = any || !strcmp(r->prune_layers[i].storage, "sparse");
+    for (int32_t i = 0; i < r->nprune_layers; i++) any = any || !strncmp(r->prune_layers[i].storage, "sparse", 6);
     if (!any || !r->nprune_layers) return;
     printf("  %-44s %-15s %9s %9s %8s %-10s %10s\n", "prunable layer", "op", "weights", "sparsity",
            "blocks", "storage", "bytes");
@@ -149,9 +158,145 @@ static void print_prune(const mdl_convert_report *r, bool pruned) {
     }
 }
 
+/* ---- --eval X Y and --prune-sensitivity ----------------------------------------------------- */
+
+static void *read_all(const char *path, size_t *size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    long n = fseek(f, 0, SEEK_END) ? -1 : ftell(f);
+    char *p = n >= 0 && !fseek(f, 0, SEEK_SET) ? malloc((size_t)n + 1) : NULL;
+    if (p && fread(p, 1, (size_t)n, f) != (size_t)n) {
+        free(p);
+        p = NULL;
+    }
+    fclose(f);
+    *size = p ? (size_t)n : 0;
+    return p;
+}
+
+/* What the summary prints after the rest (malloc'd; "" when nothing). */
+static char *eval_printed;
+
+/* Appends printf-style text to a malloc'd string. */
+static void append(char **s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void append(char **s, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    size_t len = *s ? strlen(*s) : 0;
+    char *p = realloc(*s, len + (size_t)n + 1);
+    if (!p) return;
+    va_start(ap, fmt);
+    vsnprintf(p + len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    *s = p;
+}
+
+static void append_json_str(char **s, const char *v) {
+    append(s, "\"");
+    for (const unsigned char *q = (const unsigned char *)v; *q; q++) {
+        if (*q == '"' || *q == '\\') append(s, "\\%c", *q);
+        else if (*q < 0x20) append(s, "\\u%04x", *q);
+        else append(s, "%c", *q);
+    }
+    append(s, "\"");
+}
+
+/* Top-1 of the float source (converted as it is: no pruning, no quantization) and of the
+   written model, both run by the runtime (mdl_eval_top1); with sensitivity, of float conversions
+   with one prunable layer pruned at each of a few sparsities.  Adds an "eval" member to the
+   report JSON (*json_out, malloc'd) and the lines to print.  1 on failure (message printed). */
+static int eval_and_report(const char *in, const char *out, const char *x, const char *y, bool sensitivity,
+                           bool quiet, const char *json, char **json_out) {
+    mdl_error err;
+    size_t osize = 0, msize = 0;
+    void *onnx = read_all(in, &osize), *conv = read_all(out, &msize), *fl = NULL;
+    double before = NAN, after = NAN;
+    int64_t rows = 0;
+    int rc = 1;
+    mdl_convert_report fr;
+    memset(&fr, 0, sizeof fr);
+    mdl_convert_options fo = mdl_convert_options_default();
+    fo.prune.max_density = 1; /* every prunable layer listed (stored sparse: the same values) */
+    size_t fsize;
+    char *js = NULL;
+    if (!onnx || !conv) {
+        fprintf(stderr, "mdeploy-convert: --eval: cannot read '%s'\n", onnx ? out : in);
+        goto done;
+    }
+    if (mdl_convert_onnx_buffer(onnx, osize, &fl, &fsize, &fo, &fr, &err) ||
+        mdl_eval_top1(fl, fsize, x, y, &before, &rows, &err) || mdl_eval_top1(conv, msize, x, y, &after, &rows, &err)) {
+        fprintf(stderr, "mdeploy-convert: %s\n", err.msg);
+        goto done;
+    }
+    append(&eval_printed, "  eval on %lld rows: top-1 float source %.2f%%, converted %.2f%% (%+.2f points)\n",
+           (long long)rows, before, after, after - before);
+    append(&js, "\"eval\": {\"rows\": %lld, \"float_accuracy\": %.4f, \"accuracy\": %.4f", (long long)rows,
+           before, after);
+    if (sensitivity) {
+        static const double levels[] = {0.5, 0.7, 0.8, 0.9, 0.95};
+        enum { NL = sizeof levels / sizeof levels[0] };
+        append(&eval_printed, "  prune sensitivity (top-1 %%, float, that layer alone pruned):\n  %-44s", "layer");
+        for (int k = 0; k < NL; k++) append(&eval_printed, " %7.0f%%", 100 * levels[k]);
+        append(&eval_printed, "\n");
+        append(&js, ", \"sensitivity\": [");
+        for (int32_t i = 0, listed = 0; i < fr.nprune_layers; i++) {
+            const char *name = fr.prune_layers[i].name;
+            if (strchr(name, ',') || strchr(name, '=')) continue; /* not expressible as NAME=S */
+            append(&eval_printed, "  %-44s", name);
+            append(&js, "%s\n    {\"layer\": ", listed++ ? "," : "");
+            append_json_str(&js, name);
+            append(&js, ", \"sparsity\": [");
+            for (int k = 0; k < NL; k++) {
+                char spec[1024];
+                snprintf(spec, sizeof spec, "%s=%g", name, levels[k]);
+                mdl_convert_options po = mdl_convert_options_default();
+                po.prune.layers = spec;
+                void *pm = NULL;
+                size_t psize;
+                double acc;
+                if (mdl_convert_onnx_buffer(onnx, osize, &pm, &psize, &po, NULL, &err) ||
+                    mdl_eval_top1(pm, psize, x, y, &acc, &rows, &err)) {
+                    free(pm);
+                    fprintf(stderr, "mdeploy-convert: --prune-sensitivity %s: %s\n", spec, err.msg);
+                    goto done;
+                }
+                free(pm);
+                append(&eval_printed, " %7.2f%%", acc);
+                append(&js, "%s[%g, %.4f]", k ? ", " : "", levels[k], acc);
+            }
+            append(&eval_printed, "\n");
+            append(&js, "]}");
+        }
+        append(&js, "\n  ]");
+    }
+    append(&js, "}");
+    /* the report with "eval" as its last member */
+    {
+        const char *base = json ? json : "{\n}\n";
+        size_t n = strlen(base);
+        while (n && base[n - 1] != '}') n--;
+        size_t keep = n ? n - 1 : 0;
+        while (keep && (base[keep - 1] == '\n' || base[keep - 1] == ' ')) keep--;
+        bool empty = keep && base[keep - 1] == '{';
+        *json_out = NULL;
+        append(json_out, "%.*s%s\n  %s\n}\n", (int)keep, base, empty ? "" : ",", js);
+    }
+    rc = 0;
+done:
+    (void)quiet;
+    free(js);
+    free(onnx);
+    free(conv);
+    free(fl);
+    mdl_convert_report_free(&fr);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     const char *in = NULL, *out = NULL, *report_path = NULL;
-    bool quiet = false;
+    bool quiet = false, sensitivity = false;
     mdl_convert_options o = mdl_convert_options_default();
     mdl_error err;
     bar pb;
@@ -281,12 +426,16 @@ int main(int argc, char **argv) {
         }
         case 18: {
             double v = NAN;
-            if (!strncmp(val, "magnitude:", 10)) v = strtod(val + 10, &end);
-            if (!end || end == val + 10 || *end || !(v >= 0 && v < 1)) {
-                fprintf(stderr, "mdeploy-convert: --prune '%s': expected magnitude:S with S in [0, 1)\n", val);
+            bool chan = !strncmp(val, "channels:", 9);
+            size_t skip = chan ? 9 : 10;
+            if (chan || !strncmp(val, "magnitude:", 10)) v = strtod(val + skip, &end);
+            if (!end || end == val + skip || *end || !(v >= 0 && v < 1)) {
+                fprintf(stderr, "mdeploy-convert: --prune '%s': expected magnitude:S or channels:S with S in [0, 1)\n",
+                        val);
                 return 1;
             }
-            o.prune.sparsity = v;
+            if (chan) o.prune.channels = v;
+            else o.prune.sparsity = v;
             continue;
         }
         case 19:
@@ -317,6 +466,8 @@ int main(int argc, char **argv) {
             quiet = true;
         } else if (!strcmp(a, "--per-tensor")) {
             o.quant.per_tensor = true;
+        } else if (!strcmp(a, "--prune-sensitivity")) {
+            sensitivity = true;
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "mdeploy-convert: unknown option '%s' (see --help)\n", a);
             return 1;
@@ -331,6 +482,13 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 1;
     }
+    /* --eval X Y: top-1 before and after (eval_and_report); without --quantize it is that alone */
+    const char *eval_x = o.quant.eval_labels ? o.quant.eval_inputs : NULL, *eval_y = o.quant.eval_labels;
+    if (sensitivity && !eval_y) {
+        fprintf(stderr, "mdeploy-convert: --prune-sensitivity needs --eval X.npy Y.npy (rows and labels)\n");
+        return 1;
+    }
+    if (o.quant.mode == MDL_QUANTIZE_NONE && eval_y) o.quant.eval_inputs = o.quant.eval_labels = NULL;
     if (o.quant.mode == MDL_QUANTIZE_NONE &&
         (o.quant.calibration || o.quant.eval_inputs || o.quant.float_ops || o.quant.per_tensor ||
          o.quant.max_accuracy_drop > 0 || o.quant.max_output_error > 0)) {
@@ -348,10 +506,19 @@ int main(int argc, char **argv) {
         return 1;
     }
     const char *json = mdl_convert_report_json(&r);
+    char *eval_json = NULL;
+    if (eval_y && eval_and_report(in, out, eval_x, eval_y, sensitivity, quiet, json, &eval_json)) {
+        remove(out); /* no output file on failure */
+        mdl_convert_report_free(&r);
+        return 1;
+    }
+    if (eval_json) json = eval_json;
     if (report_path) {
         FILE *f = fopen(report_path, "w");
         if (!f || fputs(json ? json : "{}\n", f) < 0 || fclose(f)) {
             fprintf(stderr, "mdeploy-convert: cannot write the report '%s'\n", report_path);
+            free(eval_json);
+            free(eval_printed);
             mdl_convert_report_free(&r);
             return 1;
         }
@@ -370,7 +537,10 @@ int main(int argc, char **argv) {
                    r.dynamic);
         if (r.quant) print_quant(r.quant);
         print_prune(&r, o.prune.sparsity > 0 || o.prune.layers);
+        if (eval_printed) fputs(eval_printed, stdout);
     }
+    free(eval_json);
+    free(eval_printed);
     mdl_convert_report_free(&r);
     return 0;
 }

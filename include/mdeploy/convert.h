@@ -150,12 +150,28 @@ typedef struct mdl_quantize_options {
  * beat the dense ones on every shape measured (make bench, bench/sparse.c "sweep") and the
  * weights take at most 0.8x / 0.6x of the dense bytes; a KxK convolution needs besides at least
  * 128 outputs and 256 inputs per output (KH*KW*Cin): smaller ones ran slower sparse than the
- * direct convolution kernel (src/quant/prune_host.c).  The report lists each prunable layer. */
+ * direct convolution kernel (src/quant/prune_host.c).  With quantization the int8 weights are
+ * stored block-sparse (int8 values) below block density 0.3 for every prunable layer kind: there
+ * they take at most about 0.34x of their dense int8 bytes; the sparse int8 product is
+ * bit-identical to the dense int8 kernels and faster than them in portable C from density ~0.5,
+ * with AVX2 from ~0.2-0.3 on fully connected layers, but slower than the AVX-512 VNNI / AMX dense
+ * kernels (bench/sparse.c "int8-sweep").  max_density applies to both.  The report lists each
+ * prunable layer. */
 typedef struct mdl_prune_options {
     double sparsity;    /* global magnitude pruning, in [0, 1); 0: none */
     const char *layers; /* per-layer sparsities "NAME=S,..."; NULL: none */
     double max_density; /* > 0: store sparse below this block density instead of the defaults;
                            >= 1 stores every prunable float layer sparse; < 0 never */
+    /* Structured pruning ("--prune channels:S"), in [0, 1); 0: none.  In every Conv2D without
+       groups and FullyConnected whose outputs feed, through max/average pooling and ReLU/Clip
+       only, one Conv2D without groups or one FullyConnected (directly or flattened): the
+       floor(S x outputs) filters / units of smallest L1 norm are removed with their bias, and the
+       consumer loses the matching input channels - the model computes what it computed with
+       those filters and biases zeroed, with smaller dense kernels.  Layers whose outputs lead to
+       a graph output are left alone; one whose channels meet anything else (a residual Add, a
+       Concat, a reshape to a non-FullyConnected, a second reader) is refused with
+       MDL_UNSUPPORTED naming it: no output file.  Runs before magnitude pruning. */
+    double channels;
 } mdl_prune_options;
 
 typedef struct mdl_convert_options {
@@ -219,8 +235,8 @@ typedef struct mdl_prune_layer {
     const char *op;       /* "FullyConnected", "MatMul", "Conv2D" */
     int64_t weights;      /* elements of the weight */
     double sparsity;      /* share of them that is zero */
-    double block_density; /* share of its 8x1 blocks holding a non-zero (1 for int8 weights) */
-    const char *storage;  /* "sparse", "dense" or "dense int8" */
+    double block_density; /* share of its 8x1 blocks holding a non-zero */
+    const char *storage;  /* "sparse", "dense", "sparse int8" or "dense int8" */
     size_t bytes;         /* weight bytes in the file */
 } mdl_prune_layer;
 
@@ -352,6 +368,14 @@ typedef struct mdl_onnx_summary {
    mdl_onnx_summary_free).  Errors: IO, CORRUPT_MODEL, OUT_OF_MEMORY. */
 MDL_API mdl_status mdl_onnx_summarize(const char *onnx_path, mdl_onnx_summary **out, mdl_error *err);
 MDL_API void mdl_onnx_summary_free(mdl_onnx_summary *s); /* NULL is a no-op */
+
+/* Top-1 accuracy (percent) of a converted model (the .mdl bytes, as the runtime loads them) on
+   the rows of x_npy (float32 [N, ...]: N rows of the model's one input) against y_npy (N integer
+   class ids): the argmax of output 0 per row.  All rows in one run where the model's first input
+   dim is dynamic, else row by row.  *rows: N.  mdeploy-convert --eval X.npy Y.npy prints it for
+   the float source and the converted model (src/quant/prune_host.c). */
+MDL_API mdl_status mdl_eval_top1(const void *mdl, size_t size, const char *x_npy, const char *y_npy,
+                                 double *accuracy, int64_t *rows, mdl_error *err);
 
 #ifdef __cplusplus
 }

@@ -162,24 +162,32 @@ void mdl__builder_set_initial(mdl_builder *b, int32_t s, int64_t initial) {
 mdl_status mdl__builder_set_sparse(mdl_builder *b, int32_t t, bool transposed) {
     if (!MDL__SPARSE) return fail_st(b, MDL_UNSUPPORTED, "block-sparse weights: this build has MDL_SMALL_CODE");
     if (t < 0 || t >= b->g.ntensors || !b->g.tensors[t].data || b->g.tensors[t].rank < 2 ||
-        b->g.tensors[t].dtype != MDL_DTYPE_FLOAT32 || b->g.tensors[t].count < 1)
-        return fail_st(b, MDL_INVALID_ARGUMENT, "set_sparse: not a non-empty float constant of rank >= 2");
+        (b->g.tensors[t].dtype != MDL_DTYPE_FLOAT32 && b->g.tensors[t].dtype != MDL_DTYPE_INT8) ||
+        b->g.tensors[t].count < 1)
+        return fail_st(b, MDL_INVALID_ARGUMENT, "set_sparse: not a non-empty float or int8 constant of rank >= 2");
     mdl__tensor *x = &b->g.tensors[t];
+    const bool s8 = x->dtype == MDL_DTYPE_INT8;
+    const size_t es = s8 ? 1 : sizeof(float);
     int64_t C = x->dims[x->rank - 1], R = x->count / C, N = transposed ? C : R, K = transposed ? R : C;
     if (N > INT32_MAX || K > INT32_MAX) return fail_st(b, MDL_UNSUPPORTED, "set_sparse: matrix too large");
-    const float *w = x->data;
-    float *wt = NULL;
+    const unsigned char *w = x->data;
+    unsigned char *wt = NULL;
     if (transposed) { /* W [N, K] = A^T */
         wt = mdl__alloc(b->alloc, x->bytes);
         if (!wt) return fail_st(b, MDL_OUT_OF_MEMORY, "out of memory");
         for (int64_t r = 0; r < R; r++)
-            for (int64_t c = 0; c < C; c++) wt[c * R + r] = w[r * C + c];
+            for (int64_t c = 0; c < C; c++) memcpy(wt + (size_t)(c * R + r) * es, w + (size_t)(r * C + c) * es, es);
         w = wt;
     }
-    size_t bytes = mdl__bsr_bytes(N, mdl__bsr_count(N, K, w, K));
+    int64_t nb = s8 ? mdl__bsr_count_s8(N, K, (const int8_t *)w, K) : mdl__bsr_count(N, K, (const float *)w, K);
+    size_t bytes = s8 ? mdl__bsr_bytes_s8(N, nb) : mdl__bsr_bytes(N, nb);
     mdl__bsr *s = own(b, NULL, sizeof *s);
     void *mem = own(b, NULL, bytes + 32);
-    if (s && mem) mdl__bsr_build(N, K, w, K, (void *)mdl__align_up((size_t)mem, 32), s);
+    if (s && mem) {
+        void *at = (void *)mdl__align_up((size_t)mem, 32);
+        if (s8) mdl__bsr_build_s8(N, K, (const int8_t *)w, K, at, s);
+        else mdl__bsr_build(N, K, (const float *)w, K, at, s);
+    }
     mdl__free(b->alloc, wt);
     if (!s || !mem) return fail_st(b, MDL_OUT_OF_MEMORY, "out of memory");
     x->sparse = s;

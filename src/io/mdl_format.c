@@ -237,12 +237,13 @@ static mdl_status read_sparse(mdl_model *m, carver *c, fb_table sp, mdl__tensor 
                               fb_vec data, mdl_error *err) {
     const char *nm = x->name;
     int64_t C = x->rank >= 2 ? x->dims[x->rank - 1] : 0, R = 1;
-    bool bad = x->dtype != MDL_DTYPE_FLOAT32 || x->rank < 2 || C < 1 || C > INT32_MAX;
+    bool bad = (x->dtype != MDL_DTYPE_FLOAT32 && x->dtype != MDL_DTYPE_INT8) || x->rank < 2 || C < 1 ||
+               C > INT32_MAX;
     for (int32_t d = 0; d + 1 < x->rank && !bad; d++)
         bad = x->dims[d] < 1 || __builtin_mul_overflow(R, x->dims[d], &R) || R > INT32_MAX;
     if (bad)
         return mdl__error(err, MDL_CORRUPT_MODEL, "tensor %d '%s': block-sparse storage needs a float32 "
-                          "tensor of rank >= 2 with dims in [1, 2^31)", (int)i, nm);
+                          "or int8 tensor of rank >= 2 with dims in [1, 2^31)", (int)i, nm);
     bool tr = fb_get_u(sp, SP_TRANSPOSED, 1, 0) != 0;
     int64_t N = tr ? C : R, K = tr ? R : C, groups = mdl__bsr_groups(N);
     fb_vec ptr = fb_get_vec(sp, SP_PTR), col = fb_get_vec(sp, SP_COL);
@@ -264,10 +265,11 @@ static mdl_status read_sparse(mdl_model *m, carver *c, fb_table sp, mdl__tensor 
                                   "column %d: out of [0, %lld) or not increasing", (int)i, nm, (int)j,
                                   (long long)g, (int)cc[j], (long long)K);
     }
-    if ((uint64_t)data.len != (uint64_t)col.len * MDL_SPARSE_BN * sizeof(float))
+    const size_t es = mdl_dtype_size(x->dtype);
+    if ((uint64_t)data.len != (uint64_t)col.len * MDL_SPARSE_BN * es)
         return mdl__error(err, MDL_CORRUPT_MODEL, "tensor %d '%s': buffer holds %u bytes, %u blocks of "
-                          "%d floats need %llu", (int)i, nm, (unsigned)data.len, (unsigned)col.len,
-                          MDL_SPARSE_BN, (unsigned long long)col.len * MDL_SPARSE_BN * sizeof(float));
+                          "%d %s values need %llu", (int)i, nm, (unsigned)data.len, (unsigned)col.len,
+                          MDL_SPARSE_BN, mdl_dtype_name(x->dtype), (unsigned long long)col.len * MDL_SPARSE_BN * es);
     mdl__bsr *s = carve(c, sizeof *s);
     *s = (mdl__bsr){.N = N, .K = K, .nblocks = (int64_t)col.len, .ptr = pp, .col = cc, .val = x->data};
     x->sparse = s;
@@ -331,7 +333,7 @@ static mdl_status read_tensor(mdl_model *m, carver *c, fb_table t, int32_t i, fb
         fb_vec data = fb_get_vec(fb_vec_table(buffers, b), 0);
         /* zero-byte weights still need a non-NULL address to count as constant */
         x->data = data.data ? m->buf + data.data : m->buf;
-        if (sp.pos) { /* block-sparse: the blocks' values */
+        if (MDL__SPARSE && sp.pos) { /* block-sparse: the blocks' values (refused above with MDL_SMALL_CODE) */
             mdl_status st = read_sparse(m, c, sp, x, i, data, err);
             if (st) return st;
         } else if (data.len != x->bytes) {
@@ -645,7 +647,7 @@ mdl_status mdl__format_write(fb_builder *b, const mdl__graph *g, const mdl__plan
         buffer_of[t] = 0;
         if (!g->tensors[t].data) continue;
         const mdl__bsr *sp = g->tensors[t].sparse; /* block-sparse: the stored blocks' values */
-        fb_ref v = sp ? fb_create_vector(b, sp->val, (size_t)sp->nblocks * MDL_SPARSE_BN * sizeof(float), 1, MDL__LINE_ALIGN)
+        fb_ref v = sp ? fb_create_vector(b, sp->val, (size_t)sp->nblocks * MDL_SPARSE_BN * mdl_dtype_size(g->tensors[t].dtype), 1, MDL__LINE_ALIGN)
                       : fb_create_vector(b, g->tensors[t].data, g->tensors[t].bytes, 1, MDL__LINE_ALIGN);
         fb_start_table(b);
         fb_add_ref(b, 0, v);

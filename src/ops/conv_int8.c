@@ -15,6 +15,7 @@
 #include "int8.h"
 
 #include "graph/util.h"
+#include "sparse.h"
 
 #include <string.h>
 
@@ -98,6 +99,7 @@ static void group_desc(const mdl__kctx *c, const qconv_geom *g, const mdl__qio *
     d->zy = io->zy;
     d->lo = io->lo;
     d->hi = io->hi;
+    d->sparse = MDL__SPARSE && !depthwise ? w->sparse : NULL; /* one group (prepare) */
 }
 
 #ifdef MDL_HAVE_X86_SIMD
@@ -112,12 +114,12 @@ static size_t dw_extra(const qconv_geom *g) {
 
 /* Packed data: one GEMM-core record per group, each `stride` bytes (one record of all channels
    for the depthwise loops, and what dw_extra says after it). */
-static size_t group_stride(const qconv_geom *g, bool depthwise) {
+static size_t group_stride(const qconv_geom *g, bool depthwise, bool sparse) {
     if (depthwise) {
         size_t b = mdl__qgemm_pack_bytes(MDL_QGEMM_REF, g->OC, g->KH * g->KW);
         return b ? b + dw_extra(g) : 0;
     }
-    return mdl__qgemm_pack_bytes(mdl__qgemm_variant(), g->OG, g->K);
+    return mdl__qgemm_pack_bytes(sparse ? MDL_QGEMM_REF : mdl__qgemm_variant(), g->OG, g->K);
 }
 
 static int64_t tile_rows(const qconv_geom *g) {
@@ -133,12 +135,15 @@ static mdl_status prepare_common(mdl__kctx *c, bool depthwise) {
     if (st != MDL_OK) return st;
     write_output_shape(c, &g);
     bool dw = depthwise || depthwise_path(&g);
+    if (MDL__SPARSE && c->in[1]->sparse && (dw || g.G != 1 || !c->in[1]->sparse_transposed))
+        return mdl__fail(c, MDL_UNSUPPORTED, "block-sparse weight '%s' needs a convolution without "
+                         "groups, stored transposed", tname(c->in[1]));
     for (int64_t gi = 0; gi < (dw ? 1 : g.G); gi++) {
         mdl__qgemm_desc d;
         group_desc(c, &g, &io, gi, dw, &d);
         if ((st = mdl__qgemm_check(c, tname(c->in[1]), &d)) != MDL_OK) return st;
     }
-    size_t stride = group_stride(&g, dw);
+    size_t stride = group_stride(&g, dw, MDL__SPARSE && c->in[1]->sparse);
     if (!stride || !mdl__mul_size(stride, dw ? 1 : (size_t)g.G, &c->packed_bytes))
         return mdl__fail(c, MDL_SHAPE, "weight '%s' is too large", tname(c->in[1]));
     if (dw) {
@@ -166,11 +171,11 @@ static mdl_status pack_common(mdl__kctx *c, bool depthwise) {
     mdl__qio io;
     if (qconv_check(c, depthwise, true, &g, &io) != MDL_OK) return MDL_INTERNAL;
     bool dw = depthwise || depthwise_path(&g);
-    size_t stride = group_stride(&g, dw);
+    size_t stride = group_stride(&g, dw, MDL__SPARSE && c->in[1]->sparse);
     for (int64_t gi = 0; gi < (dw ? 1 : g.G); gi++) {
         mdl__qgemm_desc d;
         group_desc(c, &g, &io, gi, dw, &d);
-        mdl__qgemm_pack(dw ? MDL_QGEMM_REF : mdl__qgemm_variant(), &d,
+        mdl__qgemm_pack(dw || (MDL__SPARSE && d.sparse) ? MDL_QGEMM_REF : mdl__qgemm_variant(), &d,
                         (unsigned char *)c->packed + (size_t)gi * stride);
     }
 #ifdef MDL_HAVE_X86_SIMD
@@ -403,7 +408,7 @@ static mdl_status run_common(mdl__kctx *c, bool depthwise_op) {
                                g.OW, g.KH, g.KW, g.sh, g.sw,  g.dh, g.dw, g.pt, g.pl};
             int v = mdl__qgemm_variant();
             if (v == MDL_QGEMM_VNNI && dw_extra(&g)) {
-                mdl__qdw_vnni_reg(&a, pk + (group_stride(&g, true) - dw_extra(&g)));
+                mdl__qdw_vnni_reg(&a, pk + (group_stride(&g, true, false) - dw_extra(&g)));
                 return MDL_OK;
             }
             if (v == MDL_QGEMM_VNNI) {
@@ -419,7 +424,7 @@ static mdl_status run_common(mdl__kctx *c, bool depthwise_op) {
         depthwise(&g, &p, io.zx, x, w, y, c->scratch);
         return MDL_OK;
     }
-    const size_t stride = group_stride(&g, false);
+    const size_t stride = group_stride(&g, false, MDL__SPARSE && c->in[1]->sparse);
     const int64_t OC = g.OC, OG = g.OG;
     unsigned char *scratch = c->scratch;
     if (direct_1x1(&g)) {
@@ -465,6 +470,6 @@ static mdl_status depthwise_pack(mdl__kctx *c) { return pack_common(c, true); }
 static mdl_status depthwise_run(mdl__kctx *c) { return run_common(c, true); }
 
 const mdl__kernel mdl__conv2d_int8 = {
-    .prepare = conv2d_prepare, .run = conv2d_run, .pack = conv2d_pack};
+    .prepare = conv2d_prepare, .run = conv2d_run, .pack = conv2d_pack, .flags = MDL__KERNEL_SPARSE_W};
 const mdl__kernel mdl__depthwise_conv2d_int8 = {
     .prepare = depthwise_prepare, .run = depthwise_run, .pack = depthwise_pack};

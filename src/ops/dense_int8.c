@@ -11,6 +11,7 @@
 #include "int8.h"
 
 #include "graph/util.h"
+#include "sparse.h"
 
 #include <string.h>
 
@@ -35,6 +36,13 @@ static void fc_desc(const mdl__kctx *c, const mdl__qio *io, mdl__qgemm_desc *d) 
     d->zy = io->zy;
     d->lo = io->lo;
     d->hi = io->hi;
+    d->sparse = MDL__SPARSE ? w->sparse : NULL;
+}
+
+/* The GEMM core's variant for weight w: the reference record (no panels) for block-sparse
+   weights, which the sparse product reads as they are. */
+static int weight_variant(const mdl__tensor *w) {
+    return MDL__SPARSE && w->sparse ? MDL_QGEMM_REF : mdl__qgemm_variant();
 }
 
 static mdl_status fc_check(const mdl__kctx *c, mdl__qio *io) {
@@ -62,6 +70,8 @@ static mdl_status fc_check(const mdl__kctx *c, mdl__qio *io) {
         return mdl__fail(c, MDL_SHAPE, "bias %s does not match %lld outputs",
                          mdl__dims_str(s1, sizeof s1, b->rank, b->dims), (long long)N);
     if (b && (st = mdl__qcheck_bias(c, b, io->sx, w)) != MDL_OK) return st;
+    if (MDL__SPARSE && w->sparse && w->sparse_transposed)
+        return mdl__fail(c, MDL_CORRUPT_MODEL, "block-sparse weight '%s' is stored transposed", tname(w));
     return MDL_OK;
 }
 
@@ -75,7 +85,7 @@ static mdl_status fc_prepare(mdl__kctx *c) {
     if ((st = mdl__qgemm_check(c, tname(w), &d)) != MDL_OK) return st;
     mdl__shape_of(&c->out_shape[0], x);
     c->out_shape[0].dims[x->rank - 1] = d.N;
-    c->packed_bytes = mdl__qgemm_pack_bytes(mdl__qgemm_variant(), d.N, d.K);
+    c->packed_bytes = mdl__qgemm_pack_bytes(weight_variant(w), d.N, d.K);
     c->scratch_bytes = mdl__qgemm_scratch_bytes(d.N, d.K);
     if (!c->packed_bytes) return mdl__fail(c, MDL_SHAPE, "weight '%s' is too large", tname(w));
     return MDL_OK;
@@ -86,7 +96,7 @@ static mdl_status fc_pack(mdl__kctx *c) {
     if (fc_check(c, &io) != MDL_OK) return MDL_INTERNAL;
     mdl__qgemm_desc d;
     fc_desc(c, &io, &d);
-    mdl__qgemm_pack(mdl__qgemm_variant(), &d, c->packed);
+    mdl__qgemm_pack(weight_variant(c->in[1]), &d, c->packed);
     return MDL_OK;
 }
 
@@ -100,7 +110,8 @@ static mdl_status fc_run(mdl__kctx *c) {
     return MDL_OK;
 }
 
-const mdl__kernel mdl__fc_int8 = {.prepare = fc_prepare, .run = fc_run, .pack = fc_pack};
+const mdl__kernel mdl__fc_int8 = {.prepare = fc_prepare, .run = fc_run, .pack = fc_pack,
+                                  .flags = MDL__KERNEL_SPARSE_W};
 
 /* ---- MATMUL -------------------------------------------------------------------------------- */
 
@@ -221,6 +232,7 @@ static void mm_desc(const mdl__kctx *c, const mdl__qio *io, const mm_geom *g, md
     d->zy = io->zy;
     d->lo = io->lo;
     d->hi = io->hi;
+    d->sparse = MDL__SPARSE ? b->sparse : NULL;
 }
 
 static mdl_status matmul_prepare(mdl__kctx *c) {
@@ -236,11 +248,14 @@ static mdl_status matmul_prepare(mdl__kctx *c) {
         o->dims[o->rank++] = g.bdims[i];
     if (a->rank > 1) o->dims[o->rank++] = g.M;
     if (b->rank > 1) o->dims[o->rank++] = g.N;
+    if (MDL__SPARSE && b->sparse && (!mm_core(b) || !b->sparse_transposed || g.K < 1 || g.N < 1))
+        return mdl__fail(c, MDL_CORRUPT_MODEL, "block-sparse B '%s' must be a 2-D symmetric weight "
+                         "stored transposed", tname(b));
     if (mm_core(b) && g.K >= 1 && g.N >= 1) {
         mdl__qgemm_desc d;
         mm_desc(c, &io, &g, &d);
         if ((st = mdl__qgemm_check(c, tname(b), &d)) != MDL_OK) return st;
-        c->packed_bytes = mdl__qgemm_pack_bytes(mdl__qgemm_variant(), g.N, g.K);
+        c->packed_bytes = mdl__qgemm_pack_bytes(weight_variant(b), g.N, g.K);
         c->scratch_bytes = mdl__qgemm_scratch_bytes(g.N, g.K);
     } else {
         c->packed_bytes = sizeof(mm_pack) + sizeof(mdl__qmul) * (size_t)b->nquant;
@@ -260,7 +275,7 @@ static mdl_status matmul_pack(mdl__kctx *c) {
     if (mm_core(b) && g.K >= 1 && g.N >= 1) {
         mdl__qgemm_desc d;
         mm_desc(c, &io, &g, &d);
-        mdl__qgemm_pack(mdl__qgemm_variant(), &d, c->packed);
+        mdl__qgemm_pack(weight_variant(b), &d, c->packed);
         return MDL_OK;
     }
     mm_pack h = {MM_MAGIC, (int32_t)b->zero_point[0], io.zy, io.lo, io.hi, 0, b->nquant};
@@ -330,4 +345,4 @@ static mdl_status matmul_run(mdl__kctx *c) {
 }
 
 const mdl__kernel mdl__matmul_int8 = {
-    .prepare = matmul_prepare, .run = matmul_run, .pack = matmul_pack};
+    .prepare = matmul_prepare, .run = matmul_run, .pack = matmul_pack, .flags = MDL__KERNEL_SPARSE_W};

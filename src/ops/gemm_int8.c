@@ -3,6 +3,7 @@
 #include "int8.h"
 
 #include "graph/util.h"
+#include "sparse.h"
 
 #include <string.h>
 
@@ -48,12 +49,20 @@ mdl_status mdl__qgemm_check(const mdl__kctx *c, const char *wname, const mdl__qg
                              "output scale) of channel %lld is not representable",
                              real, wname, (long long)n);
         }
-        if (!d->w) continue;
+        if (!d->w && !(MDL__SPARSE && d->sparse)) continue;
         /* |bias| + 256 sum |w| bounds the folded bias (|za| <= 128) plus any partial sum of
            a * w (|a| <= 128), and the true bias + sum (a - za) w (|a - za| <= 255). */
         int64_t bound = d->bias ? d->bias[n] : 0;
         if (bound < 0) bound = -bound;
-        for (ptrdiff_t k = 0; k < K && bound <= INT32_MAX; k++) {
+        if (MDL__SPARSE && d->sparse) {
+            const mdl__bsr *W = d->sparse;
+            const int64_t g = n / MDL_SPARSE_BN, r = n % MDL_SPARSE_BN;
+            for (int32_t j = W->ptr[g]; j < W->ptr[g + 1] && bound <= INT32_MAX; j++) {
+                int32_t v = W->val8[(int64_t)j * MDL_SPARSE_BN + r];
+                bound += 256 * (v < 0 ? -v : v);
+            }
+        }
+        for (ptrdiff_t k = 0; d->w && !(MDL__SPARSE && d->sparse) && k < K && bound <= INT32_MAX; k++) {
             int32_t v = d->w[n * sn + k * sk];
             bound += 256 * (v < 0 ? -v : v);
         }
@@ -79,6 +88,9 @@ typedef struct pack_header {
     int64_t n, k;
     int32_t zy, lo, hi, reserved;
     uint64_t panels; /* byte offset of the panels */
+#if MDL__SPARSE
+    const mdl__bsr *sparse; /* block-sparse weights (mdl__qgemm_desc.sparse), or NULL */
+#endif
 } pack_header;
 _Static_assert(sizeof(pack_header) <= PACK_HEADER, "pack header");
 
@@ -135,7 +147,12 @@ void mdl__qgemm_pack(int variant, const mdl__qgemm_desc *d, void *packed) {
     const int64_t N = d->N, K = d->K, npad = round_up(N, 16);
     unsigned char *base = packed;
     memset(base, 0, (size_t)panels);
-    pack_header h = {PACK_MAGIC, variant, N, K, d->zy, d->lo, d->hi, 0, panels};
+    pack_header h = {.magic = PACK_MAGIC, .variant = variant, .n = N, .k = K, .zy = d->zy,
+                     .lo = d->lo, .hi = d->hi, .panels = panels};
+#if MDL__SPARSE
+    h.sparse = d->sparse;
+    if (h.sparse) h.variant = MDL_QGEMM_REF; /* no panels: the sparse product reads the blocks */
+#endif
     memcpy(base, &h, sizeof h);
     int32_t *mult = (int32_t *)(base + PACK_HEADER), *shift = mult + npad, *bias = shift + npad;
     for (ptrdiff_t n = 0; n < (ptrdiff_t)N; n++) {
@@ -144,12 +161,19 @@ void mdl__qgemm_pack(int variant, const mdl__qgemm_desc *d, void *packed) {
         mult[n] = m.mult;
         shift[n] = m.shift;
         int64_t colsum = 0;
+#if MDL__SPARSE
+        if (d->sparse) {
+            const mdl__bsr *W = d->sparse;
+            for (int32_t j = W->ptr[n / MDL_SPARSE_BN]; j < W->ptr[n / MDL_SPARSE_BN + 1]; j++)
+                colsum += W->val8[(int64_t)j * MDL_SPARSE_BN + n % MDL_SPARSE_BN];
+        } else
+#endif
         for (ptrdiff_t k = 0; k < (ptrdiff_t)K; k++)
             colsum += wat(d, n, k);
         bias[n] = (int32_t)((d->bias ? d->bias[n] : 0) - (int64_t)d->za * colsum);
     }
     int8_t *p = (int8_t *)(base + panels);
-    switch (variant) {
+    switch (h.variant) {
 #ifdef MDL_HAVE_X86_SIMD
     case MDL_QGEMM_AVX2: {
         const int64_t nr = MDL_QGEMM_NR_AVX2, kp = round_up(K, 2);
@@ -260,6 +284,13 @@ void mdl__qgemm_run_variant(int variant, const void *packed, int64_t M, const in
     pack_header h;
     mdl__qgemm_packed v;
     if (!view(packed, &h, &v) || M <= 0) return;
+#if MDL__SPARSE
+    if (h.sparse) {
+        if (variant == MDL_QGEMM_REF) mdl__qspmm_ref(&v, h.sparse, M, A, lda, C, ldc);
+        else mdl__qspmm(&v, h.sparse, M, A, lda, C, ldc);
+        return;
+    }
+#endif
 #ifdef MDL_HAVE_X86_SIMD
     if (h.variant == variant && variant == MDL_QGEMM_VNNI) {
         const int64_t zero = 0;
@@ -287,6 +318,9 @@ bool mdl__qgemm_run_segs(const void *packed, int64_t M, const int8_t *A, int64_t
     pack_header h;
     mdl__qgemm_packed v;
     if (!view(packed, &h, &v) || M <= 0 || nseg < 1 || v.K % nseg) return false;
+#if MDL__SPARSE
+    if (h.sparse) return false; /* the caller gathers the rows for the sparse product */
+#endif
 #ifdef MDL_HAVE_X86_SIMD
     const int cur = mdl__qgemm_variant();
     if (h.variant == MDL_QGEMM_VNNI && cur == MDL_QGEMM_VNNI && (v.K / nseg) % 4 == 0) {

@@ -56,6 +56,10 @@ typedef struct mdl__qgemm_desc {
     const float *w_scale; /* [1] or [N] */
     int32_t nw_scale;
     int32_t zy, lo, hi; /* output zero point and clamp */
+    /* Block-sparse W [N, K] (src/ops/sparse.h, int8 values; w then unused): pack it with
+       MDL_QGEMM_REF (no panels); the record keeps this pointer, and run computes the sparse
+       product (mdl__qspmm), the same result as the dense weights.  NULL: dense. */
+    const struct mdl__bsr *sparse;
 } mdl__qgemm_desc;
 
 /* Checks what prepare can check: every multiplier a_scale * w_scale[n] / y_scale representable,

@@ -32,7 +32,10 @@ typedef struct mdl__bsr {
     int64_t nblocks;
     const int32_t *ptr; /* (N + 7) / 8 + 1 block offsets: group g has blocks ptr[g] .. ptr[g+1]-1 */
     const int32_t *col; /* per block: its column, increasing within a group */
-    const float *val;   /* per block: 8 values (rows n0 .. n0+7), 32-byte aligned when built here */
+    union {             /* per block: 8 values (rows n0 .. n0+7), 32-byte aligned when built here */
+        const float *val;   /* a float32 weight */
+        const int8_t *val8; /* an int8 weight (mdl__qspmm) */
+    };
 } mdl__bsr;
 
 static inline int64_t mdl__bsr_groups(int64_t N) { return (N + MDL_SPARSE_BN - 1) / MDL_SPARSE_BN; }
@@ -47,6 +50,12 @@ size_t mdl__bsr_bytes(int64_t N, int64_t nblocks);
 /* Stores the non-zero blocks of W [N, K] into mem (mdl__bsr_bytes(N, mdl__bsr_count(...))
    bytes, 32-byte aligned) and describes them in *out.  K must be below 2^31. */
 void mdl__bsr_build(int64_t N, int64_t K, const float *W, int64_t ldw, void *mem, mdl__bsr *out);
+
+/* The same for an int8 weight (a block is non-zero when one of its values is; 8 bytes of
+   values per block). */
+int64_t mdl__bsr_count_s8(int64_t N, int64_t K, const int8_t *W, int64_t ldw);
+size_t mdl__bsr_bytes_s8(int64_t N, int64_t nblocks);
+void mdl__bsr_build_s8(int64_t N, int64_t K, const int8_t *W, int64_t ldw, void *mem, mdl__bsr *out);
 
 /* Scratch bytes the product of M input rows of K values needs (the same on every CPU): a tile
    of input rows repacked column by column for the AVX-512 variant. */
@@ -79,7 +88,23 @@ struct mdl__kctx;
 void mdl__spmm_par(const struct mdl__kctx *c, int64_t M, const float *X, int64_t ldx,
                    const mdl__bsr *W, const float *bias, float *Y, int64_t ldy, float lo, float hi);
 
+/* ---- int8: the int8 GEMM core's contract (int8.h) on block-sparse weights ------------------
+   C[m, n] = mdl__requant(bias[n] + sum over n's stored blocks j of val8[j][n % 8] * A[m, col[j]],
+   mult[n], shift[n], zy, lo, hi), with p's constants (the bias with the input zero point folded
+   in over every weight, mdl__qgemm_pack).  Integer sums are exact (mdl__qgemm_check bounds them
+   as for the dense weights), so every variant equals the dense core's result bit for bit.  The
+   GEMM core runs this when its record was packed from a block-sparse weight (mdl__qgemm_desc.
+   sparse). */
+struct mdl__qgemm_packed;
+void mdl__qspmm_ref(const struct mdl__qgemm_packed *p, const mdl__bsr *W, int64_t M, const int8_t *A,
+                    int64_t lda, int8_t *C, int64_t ldc);
+/* The variant for this CPU (MDL_CPU_LEVEL). */
+void mdl__qspmm(const struct mdl__qgemm_packed *p, const mdl__bsr *W, int64_t M, const int8_t *A,
+                int64_t lda, int8_t *C, int64_t ldc);
+
 #ifdef MDL_HAVE_X86_SIMD
+void mdl__qspmm_avx2(const struct mdl__qgemm_packed *p, const mdl__bsr *W, int64_t M, const int8_t *A,
+                     int64_t lda, int8_t *C, int64_t ldc);
 void mdl__spmm_avx2(int64_t M, const float *X, int64_t ldx, const mdl__bsr *W, const float *bias,
                     float *Y, int64_t ldy, float lo, float hi, void *scratch);
 void mdl__spmm_avx512(int64_t M, const float *X, int64_t ldx, const mdl__bsr *W, const float *bias,

@@ -39,6 +39,11 @@ CONVERTED = {
     "int8-qop_misc": ("tests/models/quant/qop_misc.onnx", []),
     "int8-digits_ptq": ("examples/digits/digits_cnn.onnx",
                         ["--quantize", "int8", "--calibration", "examples/digits/calibration.npy"]),
+    # block-sparse weights (issue #15): float (every prunable layer sparse) and int8
+    "sparse-digits": ("examples/digits/digits_cnn.onnx", ["--prune", "magnitude:0.8", "--sparse-density", "1"]),
+    "int8-sparse-digits": ("examples/digits/digits_cnn.onnx",
+                           ["--prune", "magnitude:0.8", "--quantize", "int8", "--calibration",
+                            "examples/digits/calibration.npy"]),
 }
 MAX_SEED = 64 * 1024
 

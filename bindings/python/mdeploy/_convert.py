@@ -172,6 +172,7 @@ def convert(
     prune: Optional[float] = None,
     prune_layers: Optional[Mapping[str, float]] = None,
     sparse_density: Optional[float] = None,
+    prune_channels: Optional[float] = None,
 ) -> ConvertReport:
     """Convert an ONNX model into a ``.mdl`` file; the options are those of ``mdeploy-convert``.
 
@@ -201,6 +202,9 @@ def convert(
     in [0, 1) of their weights is zero; ``prune_layers``: ``{node name: sparsity}`` per layer
     (``--prune-layer``); ``sparse_density``: store a layer sparse below this block density
     (``--sparse-density``; 0 never).  Weights already sparse are stored sparse without ``prune``.
+    ``prune_channels``: structured pruning (``--prune channels:S``): that share of the filters /
+    units of smallest L1 norm removed from each layer whose channels reach one Conv2D or
+    FullyConnected, which shrinks with it.
     The report's ``pruning`` lists each prunable layer (sparsity, storage, bytes).
 
     The file is written atomically: on failure no output file is left behind.  Raises
@@ -244,6 +248,8 @@ def convert(
         spec = ",".join(f"{k}={float(v)!r}" for k, v in prune_layers.items()).encode()
         keep.append(spec)
         opts.prune.layers = spec
+    if prune_channels is not None:
+        opts.prune.channels = float(prune_channels)
     if sparse_density is not None:
         opts.prune.max_density = float(sparse_density) if sparse_density > 0 else -1.0
     quant_args = (calibration, eval, float_ops, percentile, max_accuracy_drop, max_output_error, max_calibration_rows)

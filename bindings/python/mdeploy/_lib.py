@@ -170,6 +170,7 @@ class mdl_prune_options(ctypes.Structure):
         ("sparsity", ctypes.c_double),
         ("layers", ctypes.c_char_p),
         ("max_density", ctypes.c_double),
+        ("channels", ctypes.c_double),
     ]
 
 

@@ -193,3 +193,190 @@ def test_convolutions_found_and_stored_by_size(tmp_path):
         layers = {l["name"]: l for l in r.pruning}
         assert layers["large"]["storage"] == "sparse" and layers["small"]["storage"] == small
         np.testing.assert_allclose(mdeploy.Model(out).run(x)[0], want, rtol=1e-4, atol=1e-4)
+
+
+# ---- mdeploy-convert --eval X Y and --prune-sensitivity ------------------------------------
+
+DIGITS = MODELS.parent.parent / "examples" / "digits"
+
+
+def _cli():
+    import os
+    from pathlib import Path
+
+    lib = os.environ.get("MDEPLOY_LIB")
+    build = Path(lib).parent if lib else MODELS.parent.parent / "build" / "release"
+    path = build / "bin" / "mdeploy-convert"
+    if not path.exists():
+        pytest.skip(f"{path} not built")
+    return str(path)
+
+
+def _top1(scores, labels):
+    return 100.0 * float(np.mean(np.argmax(scores.reshape(len(labels), -1), axis=1) == labels))
+
+
+def _digits_layers(model):
+    """The prunable weights of the digits CNN as W [N, K] views: (node name, initializer, to_nk,
+    from_nk).  Conv [Cout, Cin, KH, KW] is the converter's [Cout, KH*KW*Cin]; Gemm (transB) is
+    [N, K] as it is (the converter may reorder K, which leaves the 8x1 blocks' scores alone)."""
+    inits = {i.name: i for i in model.graph.initializer}
+    out = []
+    for n in model.graph.node:
+        if n.op_type == "Conv":
+            w = nh.to_array(inits[n.input[1]])
+            co, ci, kh, kw = w.shape
+            out.append((n.name, n.input[1], w.transpose(0, 2, 3, 1).reshape(co, -1).copy(),
+                        lambda a, s=(co, kh, kw, ci): a.reshape(s).transpose(0, 3, 1, 2)))
+        elif n.op_type == "Gemm":
+            out.append((n.name, n.input[1], nh.to_array(inits[n.input[1]]).copy(), lambda a: a))
+    return out
+
+
+def _with_weight(model, name, array):
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for i in m.graph.initializer:
+        if i.name == name:
+            i.CopyFrom(nh.from_array(np.ascontiguousarray(array, dtype=np.float32), name))
+    return m
+
+
+def test_eval_and_sensitivity_against_ort(tmp_path):
+    """--eval: the float source's top-1 is ONNX Runtime's on the same rows, the converted model's
+    is the Python bindings' run of the written file; --prune-sensitivity: each entry is ONNX
+    Runtime's top-1 with that layer alone pruned by the NumPy oracle above."""
+    import json
+    import subprocess
+
+    x = np.load(DIGITS / "images.npy")
+    y = np.load(DIGITS / "labels.npy")
+    model = onnx.load(str(DIGITS / "digits_cnn.onnx"))
+    out, rep = tmp_path / "d.mdl", tmp_path / "d.json"
+    subprocess.run([_cli(), str(DIGITS / "digits_cnn.onnx"), "-o", str(out), "-q", "--prune", "magnitude:0.6",
+                    "--quantize", "int8", "--calibration", str(DIGITS / "calibration.npy"),
+                    "--eval", str(DIGITS / "images.npy"), str(DIGITS / "labels.npy"), "--prune-sensitivity",
+                    "--report", str(rep)], check=True)
+    ev = json.loads(rep.read_text())["eval"]
+    assert ev["rows"] == len(y)
+    assert ev["float_accuracy"] == pytest.approx(_top1(_run_ort(model, x), y))
+    got = mdeploy.Model(str(out)).run(x)
+    got = got[0] if isinstance(got, (list, tuple)) else got
+    assert ev["accuracy"] == pytest.approx(_top1(np.asarray(got), y))
+    layers = _digits_layers(model)
+    assert [s["layer"] for s in ev["sensitivity"]] == [l[0] for l in layers]
+    for entry, (name, init, w_nk, back) in zip(ev["sensitivity"], layers):
+        assert [s for s, _ in entry["sparsity"]] == [0.5, 0.7, 0.8, 0.9, 0.95]
+        for s, acc in entry["sparsity"]:
+            w = w_nk.copy()
+            _prune_global([w], s)
+            want = _top1(_run_ort(_with_weight(model, init, back(w)), x), y)
+            assert acc == pytest.approx(want), (name, s)
+
+
+def test_sensitivity_needs_eval(tmp_path):
+    import subprocess
+
+    out = tmp_path / "d.mdl"
+    r = subprocess.run([_cli(), str(DIGITS / "digits_cnn.onnx"), "-o", str(out), "--prune-sensitivity"],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "--prune-sensitivity needs --eval" in r.stderr
+    assert not out.exists()
+
+
+# ---- --prune channels:S (structured) -------------------------------------------------------
+
+
+def test_channels_against_ort(tmp_path):
+    """--prune channels:0.3 on the digits CNN: each 3x3 convolution loses floor(0.3 C) filters of
+    smallest L1 norm (chosen here in NumPy from the ONNX weights), the next layer the matching
+    inputs; the model equals ONNX Runtime's run of the original with those filters and their
+    biases zeroed.  The classifier (its outputs are the model's) keeps its 10 units."""
+    import subprocess
+
+    model = onnx.load(str(DIGITS / "digits_cnn.onnx"))
+    inits = {i.name: i for i in model.graph.initializer}
+    zeroed = onnx.ModelProto()
+    zeroed.CopyFrom(model)
+    zinits = {i.name: i for i in zeroed.graph.initializer}
+    kept = []
+    for n in model.graph.node:
+        if n.op_type != "Conv":
+            continue
+        w = nh.to_array(inits[n.input[1]]).copy()
+        b = nh.to_array(inits[n.input[2]]).copy()
+        l1 = np.abs(w.astype(np.float64)).reshape(w.shape[0], -1).sum(1)
+        drop = np.argsort(l1, kind="stable")[: int(np.floor(0.3 * w.shape[0]))]
+        w[drop] = 0
+        b[drop] = 0
+        zinits[n.input[1]].CopyFrom(nh.from_array(w, n.input[1]))
+        zinits[n.input[2]].CopyFrom(nh.from_array(b, n.input[2]))
+        kept.append(w.shape[0] - len(drop))
+    out = tmp_path / "c.mdl"
+    subprocess.run([_cli(), str(DIGITS / "digits_cnn.onnx"), "-o", str(out), "-q", "--prune", "channels:0.3"],
+                   check=True)
+    x = np.load(str(MODELS.parent / "models" / "quant" / "digits_test.images.npy"))[:64]
+    want = _run_ort(zeroed, x)
+    m = mdeploy.Model(str(out))
+    got = np.asarray(m.run(x))
+    np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-4, atol=1e-5)
+    # smaller: the weights of 16 -> 12 and 32 -> 23 filters (and 92 classifier inputs)
+    assert kept == [12, 23]
+    assert m.weight_bytes < 0.75 * 4 * sum(nh.to_array(i).size for i in model.graph.initializer)
+
+
+def _residual_onnx(path):
+    rng = np.random.default_rng(3)
+    w1 = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+    w2 = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+    nodes = [oh.make_node("Conv", ["x", "w1"], ["h"], name="c1", pads=[1, 1, 1, 1]),
+             oh.make_node("Relu", ["h"], ["r"], name="relu"),
+             oh.make_node("Conv", ["r", "w2"], ["h2"], name="c2", pads=[1, 1, 1, 1]),
+             oh.make_node("Add", ["h2", "r"], ["y"], name="residual")]
+    g = oh.make_graph(nodes, "res", [oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 8, 6, 6])],
+                      [oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 8, 6, 6])],
+                      [nh.from_array(w1, "w1"), nh.from_array(w2, "w2")])
+    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.save(m, str(path))
+
+
+@pytest.mark.parametrize("spec, msg", [("channels:0.3", "residual"), ("channels:1", "expected"),
+                                       ("channels:-0.1", "expected"), ("channels:x", "expected")])
+def test_channels_refused(tmp_path, spec, msg):
+    """A residual Add on a layer's channels cannot be shrunk: refused naming the layer and the
+    Add, no output file; shares outside [0, 1) are refused by the CLI."""
+    import subprocess
+
+    src, out = tmp_path / "res.onnx", tmp_path / "res.mdl"
+    _residual_onnx(src)
+    r = subprocess.run([_cli(), str(src), "-o", str(out), "--prune", spec], capture_output=True, text=True)
+    assert r.returncode == 1, r.stdout
+    assert msg in r.stderr
+    if msg == "residual":
+        assert "Conv2D 'c1'" in r.stderr and "Add 'residual'" in r.stderr
+    assert not out.exists()
+
+
+def test_channels_mlp_against_ort(tmp_path):
+    """The same on the MLP: its two hidden FullyConnected layers lose floor(0.3 x 64) = 19 units
+    of smallest L1 norm (rows of W [N, K]), the next layer the matching columns; the last layer
+    (through Sigmoid to the output) is left alone."""
+    import subprocess
+
+    model = onnx.load(str(MODELS / "mlp.onnx"))
+    zeroed = onnx.ModelProto()
+    zeroed.CopyFrom(model)
+    zinits = {i.name: i for i in zeroed.graph.initializer}
+    for wname, bname in (("net.0.weight", "net.0.bias"), ("net.2.weight", "net.2.bias")):
+        w, b = nh.to_array(zinits[wname]).copy(), nh.to_array(zinits[bname]).copy()
+        drop = np.argsort(np.abs(w.astype(np.float64)).sum(1), kind="stable")[:19]
+        w[drop], b[drop] = 0, 0
+        zinits[wname].CopyFrom(nh.from_array(w, wname))
+        zinits[bname].CopyFrom(nh.from_array(b, bname))
+    out = tmp_path / "m.mdl"
+    subprocess.run([_cli(), str(MODELS / "mlp.onnx"), "-o", str(out), "-q", "--prune", "channels:0.3"], check=True)
+    x = np.random.default_rng(5).standard_normal((16, 784)).astype(np.float32)
+    m = mdeploy.Model(str(out))
+    np.testing.assert_allclose(np.asarray(m.run(x)).reshape(16, -1), _run_ort(zeroed, x), rtol=1e-4, atol=1e-6)
+    assert m.weight_bytes == 4 * (45 * 784 + 45 + 45 * 45 + 45 + 45 + 1)
