@@ -253,3 +253,9 @@ install: all
 
 clean:
 	rm -rf build
+
+# ---- model seal (include/mdeploy/security.h) -----------------------------------------------
+# Signatures and encryption at rest on the host come from libsodium (src/io/sign_host.c); the
+# core (src/io/seal.c, sha256.c) is libc only.  The fuzz targets do not link the host signer.
+LDLIBS += -lsodium
+FUZZ_HOST_OBJS := $(filter-out %/sign_host.o,$(FUZZ_HOST_OBJS))

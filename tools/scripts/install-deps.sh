@@ -2,7 +2,7 @@
 # Installs what mdeploy needs and is missing: Debian packages with apt-get, Python ones with pip.
 # usage: install-deps.sh
 set -eu
-debs=(build-essential pkg-config libopenblas-dev libcjson-dev libcmocka-dev libprotobuf-c-dev
+debs=(build-essential pkg-config libopenblas-dev libcjson-dev libcmocka-dev libprotobuf-c-dev libsodium-dev
       protobuf-c-compiler flatbuffers-compiler gcc-arm-none-eabi picolibc-arm-none-eabi
       qemu-system-arm clang libclang-rt-14-dev python3 python3-pip
       default-jre-headless)  # Java: the Spark batch-scoring test (make check-spark)
