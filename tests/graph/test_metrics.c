@@ -207,6 +207,7 @@ static void test_prometheus_text(void **state) {
         "mdeploy_run_errors_total" L ",status=\"OUT_OF_RANGE\"} 1\n"
         "mdeploy_run_errors_total" L ",status=\"BUFFER_TOO_SMALL\"} 0\n"
         "mdeploy_run_errors_total" L ",status=\"INTERNAL\"} 0\n"
+        "mdeploy_run_errors_total" L ",status=\"LIMIT\"} 0\n"
         "# HELP mdeploy_run_duration_seconds Latency of successful runs.\n"
         "# TYPE mdeploy_run_duration_seconds histogram\n";
     char want[8192];
