@@ -45,11 +45,13 @@
  * MDL_LOAD_NO_DIGEST skips it for an image that is already trusted (e.g. verified once when
  * written to flash, and used in place).
  *
- * Firmware: builds with MDL_SMALL_CODE (the firmware core) do not link the seal check by
- * default (its ~1.5 KB would not fit the smallest images' budget): an application opts in by
- * setting mdl_security.check = mdl_seal_check; without it the model in flash is trusted as with
- * MDL_LOAD_NO_DIGEST.  Signature verification and decryption on firmware come from the
- * application's own hooks (mdl_security.verify, .decrypt); the core itself is libc only.
+ * Firmware: the loader of MDL_SMALL_CODE builds (the firmware core) does not check the seal:
+ * the smallest image has no room to spare (digits_s8 on Cortex-M4 must stay below 20 KiB of
+ * runtime code), and a model compiled into flash is usually trusted.  An application that
+ * wants the check calls mdl_seal_check(model, size, &options, NULL, &err) itself before
+ * mdl_model_load_buffer: that links the SHA-256 and the seal reader (about 1.5 KB) and, with
+ * public keys, its own verify hook (mdl_security.verify, e.g. a small Ed25519 verifier).
+ * Encrypted models are decrypted by such an application itself before loading.
  * Host builds: mdl_security_host() (src/io/sign_host.c) fills the hooks from libsodium.
  */
 #ifndef MDEPLOY_SECURITY_H
@@ -98,10 +100,6 @@ typedef struct mdl_security {
     bool (*decrypt)(void *user, uint8_t *plain, const uint8_t *cipher, size_t len,
                     const uint8_t *ad, size_t ad_len, const uint8_t *nonce, const uint8_t *key);
     void *user; /* passed to the hooks */
-    /* MDL_SMALL_CODE (firmware) builds only: set to mdl_seal_check to link and run the seal check
-       at load (other builds always run it and ignore this). */
-    mdl_status (*check)(const void *data, size_t size, const struct mdl_load_options *options,
-                        mdl_seal_info *info, mdl_error *err);
 } mdl_security;
 
 /*
@@ -111,6 +109,10 @@ typedef struct mdl_security {
  */
 MDL_API mdl_status mdl_seal_check(const void *data, size_t size, const struct mdl_load_options *options,
                                   mdl_seal_info *info, mdl_error *err);
+
+/* The loaded model's security counter (Model.security_counter; 0 when absent or m is NULL).
+   Its semantic version string is mdl_model_version (mdeploy-convert --model-version). */
+MDL_API uint64_t mdl_model_security_counter(const mdl_model *m);
 
 /* SHA-256 (FIPS 180-4) of size bytes, pure C. */
 MDL_API void mdl_sha256(const void *data, size_t size, uint8_t out[MDL_DIGEST_BYTES]);

@@ -221,10 +221,9 @@ mdl_status mdl_model_load_buffer(const void *data, size_t size, const mdl_load_o
     }
     m->buf = data;
     m->size = size;
-    /* the seal first: digest, signature, counter, decryption (include/mdeploy/security.h) */
-#ifdef MDL_SMALL_CODE /* firmware links the check only when the application asks for it */
-    if (o.security && o.security->check && (st = o.security->check(data, size, &o, NULL, err))) goto fail;
-#else
+    /* the seal first: digest, signature, counter, decryption (include/mdeploy/security.h);
+       firmware (MDL_SMALL_CODE) calls mdl_seal_check itself when it wants it */
+#ifndef MDL_SMALL_CODE
     if ((st = mdl__seal_load(m, &o, err))) goto fail;
 #endif
     if ((st = mdl__format_read(m, err))) goto fail;

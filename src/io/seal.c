@@ -186,6 +186,10 @@ mdl_status mdl_seal_check(const void *data, size_t size, const mdl_load_options 
     return st ? st : check_verified(data, size, options, info, &unsealed, err);
 }
 
+uint64_t mdl_model_security_counter(const mdl_model *m) {
+    return m ? fb_get_u(fb_root(m->buf), MDL__M_SECURITY_COUNTER, 8, 0) : 0;
+}
+
 /* Overwrites and frees decrypted bytes (through a volatile pointer: not optimized away). */
 static void wipe_free(const mdl_allocator *a, void *p, size_t n) {
     if (!p) return;
