@@ -1,10 +1,20 @@
 /* SHA-256 as FIPS 180-4 defines it (sections 4.1.2, 4.2.2, 5.1.1, 5.3.3, 6.2).  Written for the
-   model digest: portable C, no tables beyond the 64 round constants, about 1 KB of code. */
+   model digest: portable C, no tables beyond the 64 round constants, about 1 KB of code.  x86
+   hosts with the SHA extensions (MDL_HAVE_X86_SIMD builds, cpuid SHA, MDL_CPU_LEVEL >= 1)
+   compress with them instead: the same function, about 10 times faster. */
 #include "io/sha256.h"
 
 #include "mdeploy/security.h"
 
+#include <stdbool.h>
 #include <string.h>
+
+#ifdef MDL_HAVE_X86_SIMD
+#include "ops/x86/x86.h"
+
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
 
 static const uint32_t K[64] = {
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -50,6 +60,69 @@ static void compress(uint32_t h[8], const uint8_t *p) {
     h[7] += k;
 }
 
+#ifdef MDL_HAVE_X86_SIMD
+/* The compression function on the SHA extensions.  The state lives in two registers as
+   SHA256RNDS2 wants it, ABEF and CDGH (A in the highest dword); each round pair takes the
+   schedule words plus constants; SHA256MSG1/MSG2 extend the schedule four words at a time:
+   W[t..t+3] = MSG2(MSG1(W[t-16..], W[t-12..]) + W[t-7..t-4], W[t-4..t-1]). */
+__attribute__((target("sha,sse4.1,ssse3"))) static void compress_shani(uint32_t h[8], const uint8_t *p,
+                                                                        size_t nblocks) {
+    const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+    __m128i t = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)h), 0xB1);       /* b a d c */
+    __m128i s1 = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)(h + 4)), 0x1B); /* h g f e */
+    __m128i s0 = _mm_alignr_epi8(t, s1, 8);                                           /* f e b a */
+    s1 = _mm_blend_epi16(s1, t, 0xF0);                                                /* h g d c */
+    for (; nblocks; nblocks--, p += 64) {
+        __m128i save0 = s0, save1 = s1, m[4];
+        for (int i = 0; i < 16; i++) {
+            __m128i w;
+            if (i < 4) {
+                w = m[i] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * i)), bswap);
+            } else {
+                __m128i x = _mm_sha256msg1_epu32(m[i & 3], m[(i - 3) & 3]);
+                x = _mm_add_epi32(x, _mm_alignr_epi8(m[(i - 1) & 3], m[(i - 2) & 3], 4));
+                w = m[i & 3] = _mm_sha256msg2_epu32(x, m[(i - 1) & 3]);
+            }
+            __m128i x = _mm_add_epi32(w, _mm_loadu_si128((const __m128i *)(K + 4 * i)));
+            s1 = _mm_sha256rnds2_epu32(s1, s0, x);
+            s0 = _mm_sha256rnds2_epu32(s0, s1, _mm_shuffle_epi32(x, 0x0E));
+        }
+        s0 = _mm_add_epi32(s0, save0);
+        s1 = _mm_add_epi32(s1, save1);
+    }
+    t = _mm_shuffle_epi32(s0, 0x1B);  /* a b e f */
+    s1 = _mm_shuffle_epi32(s1, 0xB1); /* g h c d */
+    _mm_storeu_si128((__m128i *)h, _mm_blend_epi16(t, s1, 0xF0));
+    _mm_storeu_si128((__m128i *)(h + 4), _mm_alignr_epi8(s1, t, 8));
+}
+
+/* SHA extensions usable: cpuid and MDL_CPU_LEVEL >= 1 (0 tests the portable code).  Cached like
+   the CPU level (a relaxed atomic: concurrent first calls compute the same value). */
+static bool use_shani(void) {
+    static int cached = -1;
+    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (v < 0) {
+        unsigned a, b = 0, c = 0, d;
+        bool sha = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 29));
+        bool sse41 = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 19)) && (c & (1u << 9));
+        v = sha && sse41 && mdl__cpu_level() >= MDL_CPU_AVX2;
+        __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+#endif
+
+/* nblocks whole 64-byte blocks. */
+static void compress_blocks(uint32_t h[8], const uint8_t *p, size_t nblocks) {
+#ifdef MDL_HAVE_X86_SIMD
+    if (use_shani()) {
+        compress_shani(h, p, nblocks);
+        return;
+    }
+#endif
+    for (; nblocks; nblocks--, p += 64) compress(h, p);
+}
+
 void mdl__sha256_init(mdl__sha256 *s) {
     static const uint32_t h0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
                                    0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
@@ -63,9 +136,10 @@ static void feed(mdl__sha256 *s, const uint8_t *p, size_t len) {
     s->bytes += len;
     while (len) {
         if (s->n == 0 && len >= 64 && p) { /* whole blocks straight from the input */
-            compress(s->h, p);
-            p += 64;
-            len -= 64;
+            size_t nb = len / 64;
+            compress_blocks(s->h, p, nb);
+            p += 64 * nb;
+            len -= 64 * nb;
             continue;
         }
         size_t take = 64 - s->n < len ? 64 - s->n : len;
@@ -78,7 +152,7 @@ static void feed(mdl__sha256 *s, const uint8_t *p, size_t len) {
         s->n += take;
         len -= take;
         if (s->n == 64) {
-            compress(s->h, s->blk);
+            compress_blocks(s->h, s->blk, 1);
             s->n = 0;
         }
     }

@@ -1,5 +1,5 @@
 /* The model seal (include/mdeploy/security.h): SHA-256 against FIPS 180-4's examples and
-   libsodium; the digest, signature, counter and encryption checks at load, each tamper case
+   libsodium (at every CPU level: the SHA extensions and the portable code); the digest, signature, counter and encryption checks at load, each tamper case
    refused with a message saying what failed; older files without a seal. */
 #include "common/harness.h"
 #include "common/models.h"
@@ -477,7 +477,6 @@ static void test_encryption(void **state) {
 
 int main(int argc, char **argv) {
     (void)argc;
-    (void)argv;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sha256_fips_vectors),
         cmocka_unit_test(test_sha256_matches_libsodium),
@@ -487,5 +486,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_security_counter),
         cmocka_unit_test(test_encryption),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    /* the SHA extensions (x86) at the default level, the portable code at MDL_CPU_LEVEL=0 */
+    return failed + th_rerun_lower_cpu_levels(argv[0]);
 }
