@@ -38,18 +38,22 @@
  *      is zeroed and freed); no key: MDL_INVALID_ARGUMENT.  The decrypted inner file then goes
  *      through steps 1-4 itself (it is sealed, and signed when the outer one is).
  *
- * Cost of the digest: one SHA-256 pass over the file.  Measured (see the numbers in the note
- * of issue 17 and tests/io/test_seal.c's bench mode): about 2.9-3.3 ms per MB with this
- * portable C implementation on the development VM (x86-64, -O2), i.e. ~140 ms for a
- * ResNet-18-sized (45 MB) float model whose load without the check takes ~10 ms (mapped file);
- * MDL_LOAD_NO_DIGEST skips it for an image that is already trusted (e.g. verified once when
- * written to flash, and used in place).
+ * Cost of the digest: one SHA-256 pass over the file, which is most of the load time of a
+ * large model used in place.  Measured with `make bench-seal` (bench/sealtime.c: a torchvision
+ * ResNet-18, 46.7 MB, loaded from a mapped file 21 times with and without the check,
+ * interleaved, medians; a 2-core VM with a load average of ~5): with the x86 SHA extensions
+ * (used where cpuid has them) 50-65 ms per load, i.e. 1.1-1.4 ms per MB (730-940 MB/s); with
+ * the portable C code (MDL_CPU_LEVEL=0, and every non-x86 host) 266-339 ms, 5.7-7.3 ms per MB
+ * (140-180 MB/s; libsodium's portable SHA-256 ran at 160-220 MB/s side by side); the load
+ * itself without the check took 0.1 ms.  MDL_LOAD_NO_DIGEST skips it for an image that is
+ * already trusted (e.g. verified once when written to flash, and used in place).
  *
  * Firmware: the loader of MDL_SMALL_CODE builds (the firmware core) does not check the seal:
  * the smallest image has no room to spare (digits_s8 on Cortex-M4 must stay below 20 KiB of
  * runtime code), and a model compiled into flash is usually trusted.  An application that
  * wants the check calls mdl_seal_check(model, size, &options, NULL, &err) itself before
- * mdl_model_load_buffer: that links the SHA-256 and the seal reader (about 1.5 KB) and, with
+ * mdl_model_load_buffer: that links the SHA-256 and the seal reader (2.2 KB of code and tables
+ * on Cortex-M4 with error strings: the cortex-m4-msg firmware image does it) and, with
  * public keys, its own verify hook (mdl_security.verify, e.g. a small Ed25519 verifier).
  * Encrypted models are decrypted by such an application itself before loading.
  * Host builds: mdl_security_host() (src/io/sign_host.c) fills the hooks from libsodium.
