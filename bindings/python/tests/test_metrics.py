@@ -20,7 +20,7 @@ parser = pytest.importorskip("prometheus_client.parser")  # make deps installs i
 BOUNDS = [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
           0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, math.inf]
 STATUSES = ["INVALID_ARGUMENT", "OUT_OF_MEMORY", "IO", "CORRUPT_MODEL", "VERSION", "UNSUPPORTED",
-            "SHAPE", "DTYPE", "OUT_OF_RANGE", "BUFFER_TOO_SMALL", "INTERNAL"]
+            "SHAPE", "DTYPE", "OUT_OF_RANGE", "BUFFER_TOO_SMALL", "INTERNAL", "LIMIT"]
 NAME = 'emb "q"\\x\ny'  # every character a label value must escape
 
 
