@@ -195,11 +195,17 @@ FUZZ_CC ?= clang
 FUZZ_B := build/fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_FLAGS := -g -O1 $(FUZZ_SAN) -Iinclude -Isrc -std=c11 -D_POSIX_C_SOURCE=200809L \
-              $(if $(X86_SRCS),-DMDL_HAVE_X86_SIMD)
+              -DMDL_WITH_METRICS $(if $(X86_SRCS),-DMDL_HAVE_X86_SIMD)
 # The fuzzed library is the production one: core sources plus the x86 SIMD kernels (each with its
 # own flags, so they are compiled to objects first).
 FUZZ_OBJS := $(patsubst %.c,$(FUZZ_B)/%.o,$(CORE_SRCS) $(X86_SRCS))
-$(FUZZ_B)/%.o: %.c
+# The objects depend on a stamp holding the flags: a flag change rebuilds them (objects built with
+# and without -DMDL_WITH_METRICS disagree on struct layouts).
+$(FUZZ_B)/.flags: FORCE
+	@mkdir -p $(FUZZ_B)
+	@echo '$(FUZZ_CC) $(FUZZ_FLAGS)' | cmp -s - $@ || echo '$(FUZZ_CC) $(FUZZ_FLAGS)' >$@
+FORCE:
+$(FUZZ_B)/%.o: %.c $(FUZZ_B)/.flags
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 $(FUZZ_B)/src/ops/x86/%_avx2.o: FUZZ_FLAGS += -mavx2 -mfma
@@ -213,9 +219,11 @@ $(FUZZ_B)/src/ops/x86/gemm_int8_amx_avx512.o: FUZZ_FLAGS += -mavx512vnni -mamx-t
 FUZZ_TARGETS := load run file npy onnx
 FUZZ_HOST_OBJS := $(patsubst %.c,$(FUZZ_B)/%.o,$(filter-out src/graph/threads_host.c,$(HOST_SRCS))) \
                   $(FUZZ_B)/gen/onnx.pb-c.o
+# kept between runs (make would delete them as intermediates of the pattern rule below)
+.SECONDARY: $(FUZZ_OBJS) $(FUZZ_HOST_OBJS)
 $(patsubst %.c,$(FUZZ_B)/%.o,$(ONNX_SRCS)): FUZZ_FLAGS += -I$(ONNX_GEN)
 $(patsubst %.c,$(FUZZ_B)/%.o,$(ONNX_SRCS)): $(ONNX_GEN)/onnx.pb-c.h
-$(FUZZ_B)/gen/onnx.pb-c.o: $(ONNX_GEN)/onnx.pb-c.c $(ONNX_GEN)/onnx.pb-c.h
+$(FUZZ_B)/gen/onnx.pb-c.o: $(ONNX_GEN)/onnx.pb-c.c $(ONNX_GEN)/onnx.pb-c.h $(FUZZ_B)/.flags
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -I$(ONNX_GEN) -fsanitize=fuzzer-no-link -c $< -o $@
 $(FUZZ_B)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_common.h $(FUZZ_OBJS) $(FUZZ_HOST_OBJS)
@@ -260,8 +268,10 @@ clean:
 LDLIBS += -lsodium
 FUZZ_HOST_OBJS := $(filter-out %/sign_host.o,$(FUZZ_HOST_OBJS))
 
-# The content digest's cost at load on a ResNet-18, with the SHA extensions and portable C (torchvision, random weights, exported in a
-# temporary directory; needs /usr/bin/python3 with torch and torchvision).  bench/sealtime.c.
+# The content digest's cost at load on a ResNet-18 (torchvision, random weights, exported in a
+# temporary directory; needs /usr/bin/python3 with torch and torchvision), with the x86 SHA
+# extensions and with the portable C code.  bench/sealtime.c.
+.PHONY: bench-seal
 $(B)/bench/sealtime: bench/sealtime.c $(B)/libmdeploy.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libmdeploy.a $(LDLIBS)

@@ -382,7 +382,8 @@ typedef struct mdl_session_options {
        copied); it may create its own. */
     int32_t threads;
     /* Most bytes the session may allocate (the arena of mdl_model_arena_size, profile timings,
-       worker scratch; after mdl_session_resize, the arena at the new shapes); 0 = no limit.
+       worker scratch; after mdl_session_resize, plus the arena at the new shapes: the first one
+       is kept for a resize back to the initial shapes); 0 = no limit.
        Default MDL_DEFAULT_MAX_ARENA_BYTES.  Above it: MDL_LIMIT, naming the limit and the size.
        (mdl_session_create_in uses the caller's arena and has no limit but its size.) */
     size_t max_arena_bytes;

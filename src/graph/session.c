@@ -31,6 +31,7 @@ struct mdl_session {
     void *dyn_block;
     void *pool;    /* the workers (mdl__pool) when created with threads > 1, else NULL */
     size_t max_bytes; /* mdl_session_options.max_arena_bytes (0: none) */
+    size_t block_bytes; /* allocated by mdl_session_create (kept across resizes) */
     mdl__par par;
 };
 
@@ -124,6 +125,7 @@ mdl_status mdl_session_create(const mdl_model *m, const mdl_session_options *opt
     s->alloc = a;
     s->block = block;
     s->max_bytes = o.max_arena_bytes;
+    s->block_bytes = bytes;
     if (o.profile) {
         s->node_ns = (uint64_t *)(block + prof_at);
         memset(s->node_ns, 0, prof);
@@ -204,10 +206,12 @@ mdl_status mdl_session_resize(mdl_session *s, int n, const mdl_shape *shapes, md
         if ((st = mdl__inst_create(m, want, s->alloc, &inst, err))) return st;
         size_t bytes = mdl__align_up((size_t)m->g.ntensors * sizeof(void *), MDL__LINE_ALIGN) +
                        inst->arena_bytes + MDL__LINE_ALIGN;
-        if (s->max_bytes && bytes > s->max_bytes) {
+        /* the block of mdl_session_create stays (a resize back to the initial shapes uses it) */
+        if (s->max_bytes && (bytes > s->max_bytes || s->block_bytes > s->max_bytes - bytes)) {
             mdl__inst_free(inst, s->alloc);
-            return mdl__error(err, MDL_LIMIT, "resizing the session needs %zu bytes: above the limit "
-                              "max_arena_bytes = %zu (mdl_session_options)", bytes, s->max_bytes);
+            return mdl__error(err, MDL_LIMIT, "resizing the session needs %zu more bytes (%zu in all): "
+                              "above the limit max_arena_bytes = %zu (mdl_session_options)", bytes,
+                              s->block_bytes + bytes, s->max_bytes);
         }
         if (!(block = mdl__alloc(s->alloc, bytes))) {
             mdl__inst_free(inst, s->alloc);

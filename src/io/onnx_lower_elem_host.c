@@ -46,8 +46,6 @@ static int find_elem(const char *op) {
 
 bool mdl__cv_elem_op(const char *op_type) { return op_type && find_elem(op_type) >= 0; }
 
-static mdl_status status_of(cv_ctx *c) { return c->err->status ? c->err->status : MDL_INTERNAL; }
-
 /* ONNX TensorProto element type -> runtime dtype of a Cast target; false if none.  double is
    computed in float32 throughout the converter. */
 static bool cast_target(int64_t to, mdl_dtype *dt) {
@@ -79,7 +77,7 @@ static mdl_status lower_cast(cv_ctx *c, node_t *n, const int32_t *in, const int3
         memcpy(perm, x->perm, sizeof perm);
         t = x->t;
     }
-    if (t < 0) return status_of(c);
+    if (t < 0) return mdl__cv_status(c);
     if (c->ts[t].dtype == dt) { /* nothing to convert: the output is the input */
         c->removed++;
         return mdl__cv_bind_result(c, out[0], t, perm);
@@ -124,7 +122,7 @@ static mdl_status lower_split(cv_ctx *c, node_t *n, int nin, const int32_t *in, 
         return mdl__cv_fail(c, MDL_CORRUPT_MODEL, "%d parts of total %lld for %d outputs and dim %lld",
                             (int)ns, (long long)total, nout, (long long)dim);
     int32_t t = mdl__cv_native(c, in[0]);
-    if (t < 0) return status_of(c);
+    if (t < 0) return mdl__cv_status(c);
     int64_t begin = 0;
     for (int k = 0; k < nout; k++) {
         mdl_op_options o = mdl_op_options_default(MDL_OP_SLICE);
@@ -161,23 +159,11 @@ mdl_status mdl__cv_lower_elem(cv_ctx *c, const Onnx__NodeProto *n, int nin, cons
     if (op == MDL_OP_CAST) return lower_cast(c, n, in, out);
     if (op == MDL_OP_SLICE) return lower_split(c, n, nin, in, nout, out);
     if (need == 1) {
-        /* element by element: the input's layout is kept */
-        const cv_value *x = &c->vals[in[0]];
-        int8_t perm[MDL_MAX_RANK];
-        int32_t t;
-        if (x->flat_src >= 0 || mdl__cv_is_const(c, in[0])) {
-            mdl__cv_perm_identity(perm, x->rank);
-            t = mdl__cv_native(c, in[0]);
-        } else {
-            memcpy(perm, x->perm, sizeof perm);
-            t = x->t;
-        }
-        if (t < 0) return status_of(c);
-        return mdl__cv_bind_result(c, out[0], mdl__cv_emit1(c, op, "", 1, &t, NULL), perm);
+        return mdl__cv_lower_unary(c, op, in[0], out[0]);
     }
     int32_t t[3];
     for (int k = 0; k < need; k++)
-        if ((t[k] = mdl__cv_native(c, in[k])) < 0) return status_of(c);
+        if ((t[k] = mdl__cv_native(c, in[k])) < 0) return mdl__cv_status(c);
     if (op == MDL_OP_POW && c->ts[t[1]].dtype != MDL_DTYPE_FLOAT32) {
         /* Pow-12+: an integer exponent; exact in float32 when it is a constant of small
            integers (the usual x^2), which the CAST below folds */
@@ -191,7 +177,7 @@ mdl_status mdl__cv_lower_elem(cv_ctx *c, const Onnx__NodeProto *n, int nin, cons
         if (!small) return mdl__cv_fail(c, MDL_UNSUPPORTED, "integer exponent not exact in float32");
         mdl_op_options o = mdl_op_options_default(MDL_OP_CAST);
         o.cast.to = MDL_DTYPE_FLOAT32;
-        if ((t[1] = mdl__cv_emit1(c, MDL_OP_CAST, "exponent", 1, &t[1], &o)) < 0) return status_of(c);
+        if ((t[1] = mdl__cv_emit1(c, MDL_OP_CAST, "exponent", 1, &t[1], &o)) < 0) return mdl__cv_status(c);
     }
     return mdl__cv_bind_result(c, out[0], mdl__cv_emit1(c, op, "", need, t, NULL), NULL);
 }

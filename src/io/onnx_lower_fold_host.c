@@ -106,13 +106,11 @@ bool mdl__cv_const_scalar(const cv_ctx *c, int32_t v, double *out) {
 
 /* ---- folding ------------------------------------------------------------------------------- */
 
-static mdl_status status_of(cv_ctx *c) { return c->err->status ? c->err->status : MDL_INTERNAL; }
-
 /* New constant bound to value v. */
 static mdl_status bind_const(cv_ctx *c, int32_t v, mdl_dtype dt, int32_t rank, const int64_t *dims,
                              const void *data, void **out_data) {
     int32_t t = mdl__cv_tensor(c, v >= 0 ? c->vals[v].name : "const", dt, rank, dims, NULL);
-    if (t < 0) return status_of(c);
+    if (t < 0) return mdl__cv_status(c);
     c->ts[t].data = mdl__cv_alloc(c, c->ts[t].bytes);
     if (!c->ts[t].data) return mdl__error(c->err, MDL_OUT_OF_MEMORY, "out of memory");
     if (data) memcpy(c->ts[t].data, data, c->ts[t].bytes);
@@ -346,7 +344,7 @@ static mdl_status fold_variadic(cv_ctx *c, const Onnx__NodeProto *n, ew_op op, i
     int32_t acc = in[0];
     for (int k = 1; k < nin; k++) {
         int32_t dst = k == nin - 1 ? outv : mdl__cv_value(c, mdl__cv_fmt(c, "%s/%d", c->node_name, k));
-        if (dst < 0) return status_of(c);
+        if (dst < 0) return mdl__cv_status(c);
         mdl_status st = fold_ew(c, n, op, 2, (int32_t[]){acc, in[k]}, dst);
         if (st) return st;
         acc = dst;

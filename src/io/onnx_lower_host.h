@@ -66,6 +66,12 @@ const char *mdl__cv_unsupported_hint(const char *op_type);
 /* Binds ONNX output value v to tensor t in layout perm (NULL = native) and names t after v when
    the current ONNX node made it; passes on the failure of the step that produced t (t < 0). */
 mdl_status mdl__cv_bind_result(cv_ctx *c, int32_t v, int32_t t, const int8_t *perm);
+/* Emits the one-input element-wise op for ONNX value in and binds ONNX value out to it. */
+mdl_status mdl__cv_lower_unary(cv_ctx *c, mdl_op op, int32_t in, int32_t out);
+/* The status of the failure just recorded in c (MDL_INTERNAL if none was). */
+static inline mdl_status mdl__cv_status(const cv_ctx *c) {
+    return c->err->status ? c->err->status : MDL_INTERNAL;
+}
 /* Operators the converter knows (lowered or folded). */
 bool mdl__cv_known_op(const char *op_type);
 bool mdl__cv_lowerable(const char *op_type);

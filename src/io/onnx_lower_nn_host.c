@@ -9,20 +9,6 @@ typedef const Onnx__NodeProto node_t;
 
 static const int8_t NHWC[MDL_MAX_RANK] = {0, 2, 3, 1};
 
-static mdl_status status_of(cv_ctx *c) { return c->err->status ? c->err->status : MDL_INTERNAL; }
-
-/* Binds ONNX output v to tensor t in layout perm (as convert_ops_host.c's bind: tensors made for
-   this value carry its ONNX name). */
-static mdl_status bind_out(cv_ctx *c, int32_t v, int32_t t, const int8_t *perm) {
-    if (t < 0) return status_of(c);
-    if (v >= 0) {
-        mdl__cv_bind(c, v, t, perm);
-        cv_tensor *x = &c->ts[t];
-        if (x->producer >= c->node_mark && !x->graph_input) x->name = c->vals[v].name;
-    }
-    return MDL_OK;
-}
-
 /* ---- Erf ------------------------------------------------------------------------------------ */
 
 static mdl_status lower_erf(cv_ctx *c, const int32_t *in, const int32_t *out) {
@@ -30,18 +16,7 @@ static mdl_status lower_erf(cv_ctx *c, const int32_t *in, const int32_t *out) {
     if (c->ts[x->t].dtype != MDL_DTYPE_FLOAT32)
         return mdl__cv_fail(c, MDL_UNSUPPORTED, "input '%s' is %s (float32 only)", x->name,
                             mdl_dtype_name(c->ts[x->t].dtype));
-    /* element-wise: any layout will do */
-    int8_t perm[MDL_MAX_RANK];
-    int32_t t;
-    if (x->flat_src >= 0 || mdl__cv_is_const(c, in[0])) {
-        mdl__cv_perm_identity(perm, x->rank);
-        t = mdl__cv_native(c, in[0]);
-    } else {
-        memcpy(perm, x->perm, sizeof perm);
-        t = x->t;
-    }
-    if (t < 0) return status_of(c);
-    return bind_out(c, out[0], mdl__cv_emit1(c, MDL_OP_ERF, "", 1, &t, NULL), perm);
+    return mdl__cv_lower_unary(c, MDL_OP_ERF, in[0], out[0]);
 }
 
 /* ---- LayerNormalization ------------------------------------------------------------------- */
@@ -128,21 +103,21 @@ static mdl_status lower_layer_norm(cv_ctx *c, node_t *n, int nin, const int32_t 
     o.batch_norm.epsilon = mdl__cv_attr_float(n, "epsilon", 1e-5f);
     /* Scale may be absent only in a node made by the LayerNorm fusion (no affine part) */
     int32_t ins[3] = {mdl__cv_native(c, in[0]), -1, -1};
-    if (ins[0] < 0) return status_of(c);
+    if (ins[0] < 0) return mdl__cv_status(c);
     int64_t fd[MDL_MAX_RANK];
     memcpy(fd, xdims, sizeof fd);
     fd[a] = inner;
-    if (nd > 1 && (ins[0] = mdl__cv_reshape(c, ins[0], a + 1, fd)) < 0) return status_of(c);
+    if (nd > 1 && (ins[0] = mdl__cv_reshape(c, ins[0], a + 1, fd)) < 0) return mdl__cv_status(c);
     if (nin > 1 && in[1] >= 0 && (ins[1] = ln_param(c, in[1], "scale", nd, xdims + a, inner)) < 0)
-        return status_of(c);
+        return mdl__cv_status(c);
     int nuse = 2;
     if (nin > 2 && in[2] >= 0) {
-        if ((ins[2] = ln_param(c, in[2], "bias", nd, xdims + a, inner)) < 0) return status_of(c);
+        if ((ins[2] = ln_param(c, in[2], "bias", nd, xdims + a, inner)) < 0) return mdl__cv_status(c);
         nuse = 3;
     }
     int32_t y = mdl__cv_emit1(c, MDL_OP_LAYER_NORM, "", nuse, ins, &o);
     if (y >= 0 && nd > 1) y = mdl__cv_reshape(c, y, r, xdims);
-    return bind_out(c, out[0], y, NULL);
+    return mdl__cv_bind_result(c, out[0], y, NULL);
 }
 
 /* ---- Resize ---------------------------------------------------------------------------------- */
@@ -229,8 +204,8 @@ static mdl_status lower_resize(cv_ctx *c, node_t *n, int nin, const int32_t *in,
         return mdl__cv_fail(c, MDL_CORRUPT_MODEL, "exactly one of scales and sizes must be given");
     }
     int32_t t = mdl__cv_phys(c, in[0], NHWC);
-    if (t < 0) return status_of(c);
-    return bind_out(c, out[0], mdl__cv_emit1(c, MDL_OP_RESIZE, "", 1, &t, &o), NHWC);
+    if (t < 0) return mdl__cv_status(c);
+    return mdl__cv_bind_result(c, out[0], mdl__cv_emit1(c, MDL_OP_RESIZE, "", 1, &t, &o), NHWC);
 }
 
 /* ---- Tile ------------------------------------------------------------------------------------ */
@@ -253,7 +228,7 @@ static mdl_status lower_tile(cv_ctx *c, const int32_t *in, const int32_t *out) {
         extra += rep[d] > 1;
     }
     int32_t t = mdl__cv_native(c, in[0]);
-    if (t < 0) return status_of(c);
+    if (t < 0) return mdl__cv_status(c);
     mdl_dtype dt = c->ts[t].dtype;
     if (mdl__cv_is_const(c, in[0])) {
         int64_t n = 1;
@@ -272,7 +247,7 @@ static mdl_status lower_tile(cv_ctx *c, const int32_t *in, const int32_t *out) {
             memcpy(buf + (size_t)i * es, src + (size_t)si * es, es);
         }
         int32_t y = mdl__cv_tensor(c, c->vals[out[0]].name, dt, r, od, buf);
-        if (y < 0) return status_of(c);
+        if (y < 0) return mdl__cv_status(c);
         mdl__cv_bind(c, out[0], y, NULL);
         return MDL_OK;
     }
@@ -295,7 +270,7 @@ static mdl_status lower_tile(cv_ctx *c, const int32_t *in, const int32_t *out) {
     }
     if (!extra) {
         c->removed++;
-        return bind_out(c, out[0], t, NULL);
+        return mdl__cv_bind_result(c, out[0], t, NULL);
     }
     float *z = mdl__cv_alloc(c, (size_t)(nz ? nz : 1) * sizeof(float));
     if (!z) return mdl__error(c->err, MDL_OUT_OF_MEMORY, "out of memory converting the model");
@@ -304,7 +279,7 @@ static mdl_status lower_tile(cv_ctx *c, const int32_t *in, const int32_t *out) {
     int32_t xr = zt < 0 ? -1 : mdl__cv_reshape(c, t, k, xd);
     int32_t y = xr < 0 ? -1 : mdl__cv_emit1(c, MDL_OP_ADD, "", 2, (int32_t[]){xr, zt}, NULL);
     if (y >= 0) y = mdl__cv_reshape(c, y, r, od);
-    return bind_out(c, out[0], y, NULL);
+    return mdl__cv_bind_result(c, out[0], y, NULL);
 }
 
 /* ---- dispatch -------------------------------------------------------------------------------- */

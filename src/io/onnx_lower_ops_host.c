@@ -9,13 +9,9 @@
 
 typedef const Onnx__NodeProto node_t;
 
-static mdl_status status_of(cv_ctx *c) {
-    return c->err->status ? c->err->status : MDL_INTERNAL;
-}
-
 /* Binds ONNX output v to tensor t (failure of the step that produced t is passed on). */
 static mdl_status bind(cv_ctx *c, int32_t v, int32_t t, const int8_t *perm) {
-    if (t < 0) return status_of(c);
+    if (t < 0) return mdl__cv_status(c);
     if (v >= 0) {
         mdl__cv_bind(c, v, t, perm);
         cv_tensor *x = &c->ts[t];
@@ -141,7 +137,7 @@ static mdl_status lower_unary(cv_ctx *c, node_t *n, int nin, const int32_t *in,
     }
     int8_t perm[MDL_MAX_RANK];
     int32_t x = as_is(c, in[0], perm);
-    if (x < 0) return status_of(c);
+    if (x < 0) return mdl__cv_status(c);
     return bind(c, out[0], mdl__cv_emit1(c, op, "", 1, &x, &o), perm);
 }
 
@@ -182,7 +178,7 @@ static mdl_status lower_binary(cv_ctx *c, const int32_t *in, const int32_t *out,
         } else {
             t[k] = x->rank == r ? mdl__cv_phys(c, in[k], perm) : mdl__cv_native(c, in[k]);
         }
-        if (t[k] < 0) return status_of(c);
+        if (t[k] < 0) return mdl__cv_status(c);
     }
     return bind(c, out[0], mdl__cv_emit1(c, op, "", 2, t, NULL), perm);
 }
@@ -291,7 +287,7 @@ static mdl_status lower_gemm(cv_ctx *c, node_t *n, int nin, const int32_t *in, c
         static const int8_t swap[MDL_MAX_RANK] = {1, 0};
         if (at >= 0 && ta) at = mdl__cv_transpose(c, at, swap);
         if (bt >= 0 && tb) bt = mdl__cv_transpose(c, bt, swap);
-        if (at < 0 || bt < 0) return status_of(c);
+        if (at < 0 || bt < 0) return mdl__cv_status(c);
         y = mdl__cv_emit1(c, MDL_OP_MATMUL, "", 2, (int32_t[]){at, bt}, NULL);
         if (y >= 0 && alpha != 1.0f) {
             int32_t s = scalar_const(c, "alpha", alpha);
@@ -320,7 +316,7 @@ static mdl_status lower_matmul(cv_ctx *c, const int32_t *in, const int32_t *out)
         return bind(c, out[0], emit_fc(c, a, b, false, 1.0f, -1, NULL, 0, 1.0f), NULL);
     }
     int32_t at = mdl__cv_native(c, a), bt = mdl__cv_native(c, b);
-    if (at < 0 || bt < 0) return status_of(c);
+    if (at < 0 || bt < 0) return mdl__cv_status(c);
     return bind(c, out[0], mdl__cv_emit1(c, MDL_OP_MATMUL, "", 2, (int32_t[]){at, bt}, NULL), NULL);
 }
 
@@ -341,7 +337,7 @@ static int32_t spatial_input(cv_ctx *c, int32_t v) {
 
 /* Binds an NHWC result back to an ONNX value of rank 4 (NCHW) or 3 (NCL). */
 static mdl_status spatial_output(cv_ctx *c, int32_t v, int32_t t, int32_t rank) {
-    if (t < 0) return status_of(c);
+    if (t < 0) return mdl__cv_status(c);
     if (rank == 4) return bind(c, v, t, NHWC);
     int64_t d[3] = {c->ts[t].dims[0], c->ts[t].dims[2], c->ts[t].dims[3]};
     return bind(c, v, mdl__cv_reshape(c, t, 3, d), NLC);
@@ -448,7 +444,7 @@ static mdl_status lower_conv(cv_ctx *c, node_t *n, int nin, const int32_t *in, c
     int64_t KH = g.k[0], KW = g.k[1];
     int64_t wd[4] = {dw ? 1 : KH, dw ? KH : KW, dw ? KW : Cg, Cout};
     int32_t wt = new_const(c, mdl__cv_fmt(c, "%s/weight", c->node_name), MDL_DTYPE_FLOAT32, 4, wd);
-    if (wt < 0) return status_of(c);
+    if (wt < 0) return mdl__cv_status(c);
     const float *W = const_f32(c, wv);
     float *D = c->ts[wt].data;
     /* ONNX [Cout, Cg, KH, KW] -> HWIO [KH, KW, Cg, Cout], or depthwise [1, KH, KW, Cout] (the
@@ -467,7 +463,7 @@ static mdl_status lower_conv(cv_ctx *c, node_t *n, int nin, const int32_t *in, c
     /* the output channel axis 0 of the ONNX weight is the last one of HWIO / [1, KH, KW, C] */
     if (src && (st = relayout_quant(c, wt, wsrc, src, c->ts[wsrc].quant_axis == 0 ? 3 : -1))) return st;
     int32_t ins[3] = {spatial_input(c, xv), wt, -1};
-    if (ins[0] < 0) return status_of(c);
+    if (ins[0] < 0) return mdl__cv_status(c);
     bool late_bias = false;
     if (bv >= 0) {
         if (const_f32(c, bv) && c->ts[val(c, bv)->t].count == Cout)
@@ -520,7 +516,7 @@ static mdl_status lower_pool(cv_ctx *c, node_t *n, const int32_t *in, int nout, 
     spatial_pads(&g, o.pool.pad);
     o.pool.count_include_pad = include;
     int32_t x = spatial_input(c, in[0]);
-    if (x < 0) return status_of(c);
+    if (x < 0) return mdl__cv_status(c);
     return spatial_output(c, out[0], mdl__cv_emit1(c, op, "", 1, &x, &o), val(c, in[0])->rank);
 }
 
@@ -528,7 +524,7 @@ static mdl_status lower_global_pool(cv_ctx *c, const int32_t *in, const int32_t 
     mdl_status st;
     if ((st = need_rank(c, in[0], 3, 4, "X"))) return st;
     int32_t x = spatial_input(c, in[0]);
-    if (x < 0) return status_of(c);
+    if (x < 0) return mdl__cv_status(c);
     return spatial_output(c, out[0], mdl__cv_emit1(c, op, "", 1, &x, NULL), val(c, in[0])->rank);
 }
 
@@ -567,7 +563,7 @@ static mdl_status lower_batch_norm(cv_ctx *c, node_t *n, int nin, const int32_t 
                                 (long long)c->ts[val(c, in[k])->t].count, (long long)C);
         ins[k] = mdl__cv_reshape(c, val(c, in[k])->t, 1, &C);
     }
-    if (t < 0) return status_of(c);
+    if (t < 0) return mdl__cv_status(c);
     mdl_op_options o = mdl_op_options_default(MDL_OP_BATCH_NORM);
     o.batch_norm.epsilon = mdl__cv_attr_float(n, "epsilon", 1e-5f);
     return bind(c, out[0], mdl__cv_emit1(c, MDL_OP_BATCH_NORM, "", 5, ins, &o), perm);
@@ -598,7 +594,7 @@ static mdl_status lower_softmax(cv_ctx *c, node_t *n, const int32_t *in, const i
     }
     int8_t perm[MDL_MAX_RANK];
     int32_t t = as_is(c, in[0], perm);
-    if (t < 0) return status_of(c);
+    if (t < 0) return mdl__cv_status(c);
     o.axis.axis = phys_axis(perm, r, axis);
     return bind(c, out[0], mdl__cv_emit1(c, op, "", 1, &t, &o), perm);
 }
@@ -634,7 +630,7 @@ static mdl_status lower_reduce(cv_ctx *c, node_t *n, int nin, const int32_t *in,
     }
     int8_t perm[MDL_MAX_RANK], operm[MDL_MAX_RANK] = {0};
     int32_t t = as_is(c, in[0], perm);
-    if (t < 0) return status_of(c);
+    if (t < 0) return mdl__cv_status(c);
     mdl_op_options o = mdl_op_options_default(op);
     o.reduce.keepdims = keep;
     o.reduce.axes_mask = 0;
@@ -670,7 +666,7 @@ static mdl_status reshape_to(cv_ctx *c, int32_t v, int32_t ov, int32_t rank, con
     if (!mdl__cv_is_const(c, v) && x->flat_src < 0 && x->rank >= 3 && rank == 2 &&
         x->perm[0] == 0 && dims[0] == x->dims[0] && !mdl__cv_perm_is_identity(x->perm, x->rank)) {
         int32_t t = mdl__cv_reshape(c, x->t, 2, dims);
-        if (t < 0) return status_of(c);
+        if (t < 0) return mdl__cv_status(c);
         mdl_status st = bind(c, ov, t, NULL);
         if (!st && ov >= 0) {
             c->vals[ov].flat_src = v;
@@ -679,7 +675,7 @@ static mdl_status reshape_to(cv_ctx *c, int32_t v, int32_t ov, int32_t rank, con
         return st;
     }
     int32_t t = mdl__cv_native(c, v);
-    if (t < 0) return status_of(c);
+    if (t < 0) return mdl__cv_status(c);
     return bind(c, ov, mdl__cv_reshape(c, t, rank, dims), NULL);
 }
 
@@ -704,8 +700,8 @@ static mdl_status lower_reshape(cv_ctx *c, node_t *n, const int32_t *in, const i
             infer = i;
         } else if (d[i] < 0) {
             return mdl__cv_fail(c, MDL_SHAPE, "negative dimension %lld", (long long)d[i]);
-        } else {
-            known *= d[i];
+        } else if (__builtin_mul_overflow(known, d[i], &known)) {
+            return mdl__cv_fail(c, MDL_SHAPE, "the target shape's element count overflows");
         }
     }
     if (infer >= 0) {
@@ -786,7 +782,7 @@ static mdl_status lower_transpose(cv_ctx *c, node_t *n, const int32_t *in, const
     }
     if (mdl__cv_is_const(c, in[0]) || x->flat_src >= 0) {
         int32_t t = mdl__cv_native(c, in[0]);
-        if (t < 0) return status_of(c);
+        if (t < 0) return mdl__cv_status(c);
         return bind(c, out[0], mdl__cv_transpose(c, t, p), NULL);
     }
     /* lazy: the data stays; only its layout description changes */
@@ -819,7 +815,7 @@ static mdl_status lower_concat(cv_ctx *c, node_t *n, int nin, const int32_t *in,
     if (nin > MDL_MAX_NODE_IO) return mdl__cv_fail(c, MDL_UNSUPPORTED, "more than %d inputs", MDL_MAX_NODE_IO);
     for (int k = 0; k < nin; k++) {
         ts[k] = mdl__cv_phys(c, in[k], perm);
-        if (ts[k] < 0) return status_of(c);
+        if (ts[k] < 0) return mdl__cv_status(c);
     }
     mdl_op_options o = mdl_op_options_default(MDL_OP_CONCAT);
     o.axis.axis = phys_axis(perm, r, (int32_t)a);
@@ -877,7 +873,7 @@ static mdl_status lower_slice(cv_ctx *c, node_t *n, int nin, const int32_t *in, 
     }
     int8_t perm[MDL_MAX_RANK];
     int32_t t = as_is(c, in[0], perm);
-    if (t < 0) return status_of(c);
+    if (t < 0) return mdl__cv_status(c);
     mdl_op_options o = mdl_op_options_default(MDL_OP_SLICE);
     int64_t pd[MDL_MAX_RANK];
     for (int32_t i = 0; i < r; i++) {
@@ -923,7 +919,7 @@ static mdl_status lower_pad(cv_ctx *c, node_t *n, int nin, const int32_t *in, co
     }
     int8_t perm[MDL_MAX_RANK];
     int32_t t = as_is(c, in[0], perm);
-    if (t < 0) return status_of(c);
+    if (t < 0) return mdl__cv_status(c);
     mdl_op_options o = mdl_op_options_default(MDL_OP_PAD);
     for (int32_t i = 0; i < r; i++) {
         o.pad.pads[i] = full[perm[i]];
@@ -935,7 +931,7 @@ static mdl_status lower_pad(cv_ctx *c, node_t *n, int nin, const int32_t *in, co
 
 static mdl_status lower_gather(cv_ctx *c, node_t *n, const int32_t *in, const int32_t *out) {
     int32_t d = mdl__cv_native(c, in[0]), ix = mdl__cv_native(c, in[1]);
-    if (d < 0 || ix < 0) return status_of(c);
+    if (d < 0 || ix < 0) return mdl__cv_status(c);
     mdl_op_options o = mdl_op_options_default(MDL_OP_GATHER);
     o.axis.axis = (int32_t)mdl__cv_attr_int(n, "axis", 0);
     return bind(c, out[0], mdl__cv_emit1(c, MDL_OP_GATHER, "", 2, (int32_t[]){d, ix}, &o), NULL);
@@ -984,7 +980,7 @@ static mdl_status lower_rnn(cv_ctx *c, node_t *n, int nin, const int32_t *in, in
     for (int k = 0; k < nin && k < 7; k++) {
         if (in[k] < 0 || k == 4) continue;
         ts[k] = mdl__cv_native(c, in[k]);
-        if (ts[k] < 0) return status_of(c);
+        if (ts[k] < 0) return mdl__cv_status(c);
     }
     /* An all-zero initial state is what an absent one means.  Dropping it matters for dynamic
        batches: exporters build it from the input's shape (Shape -> ... -> Expand/ConstantOfShape),
@@ -1071,7 +1067,7 @@ static mdl_status lower_expand(cv_ctx *c, const int32_t *in, const int32_t *out)
     /* broadcast by adding zeros of the target shape */
     int32_t t = mdl__cv_native(c, in[0]);
     int32_t z = t < 0 ? -1 : new_const(c, mdl__cv_fmt(c, "%s/zeros", c->node_name), c->ts[t].dtype, r, d);
-    if (z < 0) return status_of(c);
+    if (z < 0) return mdl__cv_status(c);
     return bind(c, out[0], mdl__cv_emit1(c, MDL_OP_ADD, "", 2, (int32_t[]){t, z}, NULL), NULL);
 }
 
@@ -1142,6 +1138,23 @@ bool mdl__cv_lowerable(const char *op_type) {
 
 mdl_status mdl__cv_bind_result(cv_ctx *c, int32_t v, int32_t t, const int8_t *perm) {
     return bind(c, v, t, perm);
+}
+
+mdl_status mdl__cv_lower_unary(cv_ctx *c, mdl_op op, int32_t in, int32_t out) {
+    /* element by element: the input's layout is kept (a flattened or constant input in its
+       native layout) */
+    const cv_value *x = &c->vals[in];
+    int8_t perm[MDL_MAX_RANK];
+    int32_t t;
+    if (x->flat_src >= 0 || mdl__cv_is_const(c, in)) {
+        mdl__cv_perm_identity(perm, x->rank);
+        t = mdl__cv_native(c, in);
+    } else {
+        memcpy(perm, x->perm, sizeof perm);
+        t = x->t;
+    }
+    if (t < 0) return mdl__cv_status(c);
+    return bind(c, out, mdl__cv_emit1(c, op, "", 1, &t, NULL), perm);
 }
 
 mdl_status mdl__cv_lower(cv_ctx *c, const Onnx__NodeProto *n, int nin, const int32_t *in,

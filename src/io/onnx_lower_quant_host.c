@@ -24,8 +24,6 @@
 
 typedef const Onnx__NodeProto node_t;
 
-static mdl_status status_of(cv_ctx *c) { return c->err->status ? c->err->status : MDL_INTERNAL; }
-
 static mdl_status oom(cv_ctx *c) { return mdl__error(c->err, MDL_OUT_OF_MEMORY, "out of memory converting the model"); }
 
 static const cv_value *val(const cv_ctx *c, int32_t v) { return &c->vals[v]; }
@@ -222,10 +220,10 @@ static mdl_status quantize(cv_ctx *c, int32_t x, const qparams *q, int32_t out) 
     mdl__qrange(q->dt, &qmin, &qmax);
     if (mdl__cv_is_const(c, x)) {
         int32_t t = mdl__cv_native(c, x);
-        if (t < 0) return status_of(c);
+        if (t < 0) return mdl__cv_status(c);
         cv_tensor src = c->ts[t];
         int32_t y = mdl__cv_tensor(c, src.name, q->dt, src.rank, src.dims, NULL);
-        if (y < 0) return status_of(c);
+        if (y < 0) return mdl__cv_status(c);
         void *d = mdl__cv_alloc(c, c->ts[y].bytes);
         if (!d) return oom(c);
         c->ts[y].data = d;
@@ -251,11 +249,11 @@ static mdl_status quantize(cv_ctx *c, int32_t x, const qparams *q, int32_t out) 
         memcpy(perm, xv->perm, sizeof perm);
         t = xv->t;
     }
-    if (t < 0) return status_of(c);
+    if (t < 0) return mdl__cv_status(c);
     cv_tensor src = c->ts[t];
     const char *name = out >= 0 ? val(c, out)->name : mdl__cv_fmt(c, "%s/quantized", src.name);
     int32_t y = mdl__cv_tensor(c, name, q->dt, src.rank, src.dims, NULL);
-    if (y < 0) return status_of(c);
+    if (y < 0) return mdl__cv_status(c);
     mdl_status st = mdl__cv_set_quant(c, y, q->n, q->scale, q->zp, phys(perm, src.rank, q->axis));
     if (!st) st = mdl__cv_emit_raw(c, MDL_OP_QUANTIZE, "", 1, &t, y);
     if (!st && out >= 0) mdl__cv_bind(c, out, y, perm);
@@ -286,7 +284,7 @@ static mdl_status lower_float(cv_ctx *c, node_t *n, const char *as, int nin, con
     Onnx__NodeProto f = *n;
     f.op_type = (char *)as;
     int32_t y = qo ? temp_value(c, "float") : out;
-    if (y < 0) return status_of(c);
+    if (y < 0) return mdl__cv_status(c);
     mdl_status st = mdl__cv_lower(c, &f, nin, fin, 1, &y);
     if (st || !qo) return st;
     return quantize(c, y, qo, out);
@@ -381,7 +379,7 @@ static mdl_status lower_qop(cv_ctx *c, node_t *n, int k, int nin, const int32_t 
         if (mdl__cv_attr_int(n, "channels_last", 0))
             return mdl__cv_fail(c, MDL_UNSUPPORTED, "channels_last=1");
         if ((st = qoutput(c, nin, in, 3, dt0, &qo))) return st;
-        if ((f[0] = qinput(c, n, nin, in, 0, "X", 0)) < 0) return status_of(c);
+        if ((f[0] = qinput(c, n, nin, in, 0, "X", 0)) < 0) return mdl__cv_status(c);
         nf = 1;
         if (!strcmp(qops[k].as, "Softmax")) {
             /* the attribute "opset" says which Softmax semantics (axis default, flattening) */
@@ -395,14 +393,14 @@ static mdl_status lower_qop(cv_ctx *c, node_t *n, int k, int nin, const int32_t 
     case Q_BINARY:
         if ((st = qoutput(c, nin, in, 6, dt0, &qo))) return st;
         if ((f[0] = qinput(c, n, nin, in, 0, "A", 0)) < 0 || (f[1] = qinput(c, n, nin, in, 3, "B", 0)) < 0)
-            return status_of(c);
+            return mdl__cv_status(c);
         nf = 2;
         break;
     case Q_CONCAT:
         if ((st = qoutput(c, nin, in, 0, dt0, &qo))) return st;
         for (int i = 2; i + 2 < nin + 1 && i < nin; i += 3) {
             if (nf == MDL_MAX_NODE_IO) return mdl__cv_fail(c, MDL_UNSUPPORTED, "too many inputs");
-            if ((f[nf++] = qinput(c, n, nin, in, i, "input", 0)) < 0) return status_of(c);
+            if ((f[nf++] = qinput(c, n, nin, in, i, "input", 0)) < 0) return mdl__cv_status(c);
         }
         break;
     case Q_CONV:
@@ -410,10 +408,10 @@ static mdl_status lower_qop(cv_ctx *c, node_t *n, int k, int nin, const int32_t 
         if ((st = qoutput(c, nin, in, 6, dt0, &qo))) return st;
         if ((f[0] = qinput(c, n, nin, in, 0, "x", 0)) < 0 ||
             (f[1] = qinput(c, n, nin, in, 3, "w", qops[k].kind == Q_CONV ? 0 : -1)) < 0)
-            return status_of(c);
+            return mdl__cv_status(c);
         nf = 2;
         if (qops[k].kind == Q_CONV && nin > 8 && in[8] >= 0) {
-            if ((f[2] = qbias(c, in[8], in[1], in[4])) < 0) return status_of(c);
+            if ((f[2] = qbias(c, in[8], in[1], in[4])) < 0) return mdl__cv_status(c);
             nf = 3;
         }
         break;
@@ -425,10 +423,10 @@ static mdl_status lower_qop(cv_ctx *c, node_t *n, int k, int nin, const int32_t 
         if (mdl__cv_attr_int(n, "transA", 0)) return mdl__cv_fail(c, MDL_UNSUPPORTED, "transA=1");
         if ((f[0] = qinput(c, n, nin, in, 0, "A", 0)) < 0 ||
             (f[1] = qinput(c, n, nin, in, 3, "B", mdl__cv_attr_int(n, "transB", 0) ? 0 : 1)) < 0)
-            return status_of(c);
+            return mdl__cv_status(c);
         nf = 2;
         if (nin > 6 && in[6] >= 0) {
-            if ((f[2] = qbias(c, in[6], in[1], in[4])) < 0) return status_of(c);
+            if ((f[2] = qbias(c, in[6], in[1], in[4])) < 0) return mdl__cv_status(c);
             nf = 3;
         }
         return lower_float(c, n, "Gemm", nf, f, out[0], qout ? &qo : NULL);
@@ -485,7 +483,7 @@ static mdl_status lower_integer(cv_ctx *c, node_t *n, int nin, const int32_t *in
         q.zp[i] = zv >= 0 ? get_int(tens(c, zv)->dtype, tens(c, zv)->data, i) : 0;
     }
     int32_t wf = dequantize(c, w, &q, -1);
-    if (wf < 0) return status_of(c);
+    if (wf < 0) return mdl__cv_status(c);
     int32_t f[2] = {x, wf};
     mdl_status st = lower_float(c, n, conv ? "Conv" : "MatMul", 2, f, out[0], NULL);
     if (!st && out[0] >= 0) c->vals[out[0]].dyn = CV_DYN_ACC;
@@ -615,7 +613,7 @@ static mdl_status lower_dyn_lstm(cv_ctx *c, node_t *n, int nin, const int32_t *i
                            (const uint8_t *)src->data + (size_t)((d * I + i) * G + g) * es, es);
         int32_t t = dq_const(c, mdl__cv_fmt(c, "%s/%s", c->node_name, m ? "R" : "W"), src->dtype, tq, 3, td, &q);
         int32_t v = t < 0 ? -1 : temp_value(c, m ? "R" : "W");
-        if (v < 0) return status_of(c);
+        if (v < 0) return mdl__cv_status(c);
         mdl__cv_bind(c, v, t, NULL);
         f[1 + m] = v;
     }
@@ -685,7 +683,7 @@ mdl_status mdl__cv_lower_quant(cv_ctx *c, const Onnx__NodeProto *n, int nin, con
         if (st) return st;
         if (dq && q.dt != tens(c, in[0])->dtype)
             return mdl__cv_fail(c, MDL_CORRUPT_MODEL, "zero point type differs from x");
-        if (dq) return dequantize(c, in[0], &q, out[0]) < 0 ? status_of(c) : MDL_OK;
+        if (dq) return dequantize(c, in[0], &q, out[0]) < 0 ? mdl__cv_status(c) : MDL_OK;
         return quantize(c, in[0], &q, out[0]);
     }
     if (!strcmp(op, "DynamicQuantizeLinear")) {
@@ -715,13 +713,13 @@ mdl_status mdl__cv_lower_quant(cv_ctx *c, const Onnx__NodeProto *n, int nin, con
         q.n == 1) {
         int32_t f[MDL_MAX_NODE_IO];
         for (int i = 0; i < nin; i++) f[i] = in[i];
-        if ((f[0] = dequantize(c, in[0], &q, -1)) < 0) return status_of(c);
+        if ((f[0] = dequantize(c, in[0], &q, -1)) < 0) return mdl__cv_status(c);
         if (nout > 1)
             for (int i = 1; i < nout; i++)
                 if (out[i] >= 0) return mdl__cv_fail(c, MDL_UNSUPPORTED, "output %d on a quantized tensor", i);
         Onnx__NodeProto f2 = *n;
         int32_t y = temp_value(c, "float");
-        if (y < 0) return status_of(c);
+        if (y < 0) return mdl__cv_status(c);
         bool folded = false;
         mdl_status st = mdl__cv_fold(c, &f2, nin, f, 1, &y, &folded);
         if (!st && !folded) st = mdl__cv_lower(c, &f2, nin, f, 1, &y);

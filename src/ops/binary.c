@@ -87,12 +87,9 @@ static int64_t tile_len(const bc_plan *p) {
 }
 
 static mdl_status binary_prepare(mdl__kctx *c) {
-    const mdl__tensor *a = c->nin > 0 ? c->in[0] : NULL, *b = c->nin > 1 ? c->in[1] : NULL;
-    char s1[64], s2[64];
-    if (c->nin != 2 || c->nout != 1 || !a || !b)
-        return mdl__fail(c, MDL_INVALID_ARGUMENT,
-                         "expects inputs A, B and one output, got %d inputs and %d outputs",
-                         c->nin, c->nout);
+    mdl_status st = mdl__broadcast_prepare(c);
+    if (st) return st;
+    const mdl__tensor *a = c->in[0], *b = c->in[1];
     if (a->dtype != MDL_DTYPE_FLOAT32 || b->dtype != MDL_DTYPE_FLOAT32)
         return mdl__fail(c, MDL_DTYPE, "float32 kernel got %s and %s inputs",
                          mdl_dtype_name(a->dtype), mdl_dtype_name(b->dtype));
@@ -102,10 +99,6 @@ static mdl_status binary_prepare(mdl__kctx *c) {
     if (act->kind == MDL_ACT_CLIP && !(act->clip_min <= act->clip_max))
         return mdl__fail(c, MDL_INVALID_ARGUMENT, "fused clip range [%g, %g] is empty or NaN",
                          (double)act->clip_min, (double)act->clip_max);
-    if (!broadcast_shape(a, b, &c->out_shape[0]))
-        return mdl__fail(c, MDL_SHAPE, "shapes %s and %s do not broadcast",
-                         mdl__dims_str(s1, sizeof s1, a->rank, a->dims),
-                         mdl__dims_str(s2, sizeof s2, b->rank, b->dims));
     bc_plan p;
     make_plan(a, b, &c->out_shape[0], &p);
     c->scratch_bytes = (size_t)tile_len(&p) * sizeof(float);
@@ -246,6 +239,20 @@ bool mdl__broadcast_shape(const mdl__tensor *a, const mdl__tensor *b, mdl__shape
     return broadcast_shape(a, b, o);
 }
 
+mdl_status mdl__broadcast_prepare(mdl__kctx *c) {
+    const mdl__tensor *a = c->nin > 0 ? c->in[0] : NULL, *b = c->nin > 1 ? c->in[1] : NULL;
+    char s1[64], s2[64];
+    if (c->nin != 2 || c->nout != 1 || !a || !b)
+        return mdl__fail(c, MDL_INVALID_ARGUMENT,
+                         "expects inputs A, B and one output, got %d inputs and %d outputs",
+                         c->nin, c->nout);
+    if (!broadcast_shape(a, b, &c->out_shape[0]))
+        return mdl__fail(c, MDL_SHAPE, "shapes %s and %s do not broadcast",
+                         mdl__dims_str(s1, sizeof s1, a->rank, a->dims),
+                         mdl__dims_str(s2, sizeof s2, b->rank, b->dims));
+    return MDL_OK;
+}
+
 void mdl__broadcast_rows(const mdl__tensor *a, const mdl__tensor *b, mdl__bc_row_fn fn, void *arg) {
     mdl__shape os;
     if (!broadcast_shape(a, b, &os) || mdl__shape_count(&os) == 0) return;
@@ -274,12 +281,9 @@ void mdl__broadcast_rows(const mdl__tensor *a, const mdl__tensor *b, mdl__bc_row
 /* ---- int32 / int64 Add, Sub, Mul, Div and float32 Pow ----------------------------------- */
 
 static mdl_status typed_prepare(mdl__kctx *c, bool ints) {
-    const mdl__tensor *a = c->nin > 0 ? c->in[0] : NULL, *b = c->nin > 1 ? c->in[1] : NULL;
-    char s1[64], s2[64];
-    if (c->nin != 2 || c->nout != 1 || !a || !b)
-        return mdl__fail(c, MDL_INVALID_ARGUMENT,
-                         "expects inputs A, B and one output, got %d inputs and %d outputs",
-                         c->nin, c->nout);
+    mdl_status st = mdl__broadcast_prepare(c);
+    if (st) return st;
+    const mdl__tensor *a = c->in[0], *b = c->in[1];
     bool ok = ints ? (a->dtype == MDL_DTYPE_INT32 || a->dtype == MDL_DTYPE_INT64)
                    : a->dtype == MDL_DTYPE_FLOAT32;
     if (!ok || b->dtype != a->dtype)
@@ -289,10 +293,6 @@ static mdl_status typed_prepare(mdl__kctx *c, bool ints) {
     if (mdl_op_options_kind(c->op) == MDL_OPTIONS_BINARY && c->opt->binary.act.kind != MDL_ACT_NONE)
         return mdl__fail(c, MDL_UNSUPPORTED, "a fused activation on %s data",
                          mdl_dtype_name(a->dtype));
-    if (!broadcast_shape(a, b, &c->out_shape[0]))
-        return mdl__fail(c, MDL_SHAPE, "shapes %s and %s do not broadcast",
-                         mdl__dims_str(s1, sizeof s1, a->rank, a->dims),
-                         mdl__dims_str(s2, sizeof s2, b->rank, b->dims));
     return MDL_OK;
 }
 

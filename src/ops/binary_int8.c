@@ -25,19 +25,6 @@ typedef struct bin_pack {
     int32_t za, zb, zy, lo, hi;
 } bin_pack;
 
-static bool broadcast_shape(const mdl__tensor *a, const mdl__tensor *b, mdl__shape *o) {
-    int32_t r = a->rank > b->rank ? a->rank : b->rank;
-    o->dtype = MDL_DTYPE_INT8;
-    o->rank = r;
-    for (int32_t d = 0; d < r; d++) {
-        int32_t ia = d - (r - a->rank), ib = d - (r - b->rank);
-        int64_t da = ia >= 0 ? a->dims[ia] : 1, db = ib >= 0 ? b->dims[ib] : 1;
-        if (da != db && da != 1 && db != 1) return false;
-        o->dims[d] = da == 1 ? db : da;
-    }
-    return true;
-}
-
 /* Element strides of t along the output's dims (0 where t is broadcast). */
 static void bcast_strides(const mdl__tensor *t, const mdl__shape *o, int64_t *st) {
     int64_t s = 1;
@@ -50,21 +37,13 @@ static void bcast_strides(const mdl__tensor *t, const mdl__shape *o, int64_t *st
 }
 
 static mdl_status binary_prepare(mdl__kctx *c) {
-    char s1[64], s2[64];
-    if (c->nin != 2 || c->nout != 1)
-        return mdl__fail(c, MDL_INVALID_ARGUMENT,
-                         "expects inputs A, B and one output, got %d inputs and %d outputs", c->nin,
-                         c->nout);
     mdl_status st;
+    if ((st = mdl__broadcast_prepare(c))) return st;
     if ((st = mdl__q8_operand(c, c->in[0], "input A"))) return st;
     if ((st = mdl__q8_operand(c, c->in[1], "input B"))) return st;
     if ((st = mdl__q8_operand(c, c->out[0], "output"))) return st;
     if ((st = mdl__q8_check_act(c, &c->opt->binary.act))) return st;
-    const mdl__tensor *a = c->in[0], *b = c->in[1];
-    if (!broadcast_shape(a, b, &c->out_shape[0]))
-        return mdl__fail(c, MDL_SHAPE, "shapes %s and %s do not broadcast",
-                         mdl__dims_str(s1, sizeof s1, a->rank, a->dims),
-                         mdl__dims_str(s2, sizeof s2, b->rank, b->dims));
+    c->out_shape[0].dtype = MDL_DTYPE_INT8;
     c->packed_bytes = sizeof(bin_pack);
     return MDL_OK;
 }
@@ -141,7 +120,7 @@ static mdl_status binary_run(mdl__kctx *c) {
     const bin_pack *p = c->packed;
     if (!p) return mdl__fail(c, MDL_INTERNAL, "run without packed multipliers");
     mdl__shape os;
-    broadcast_shape(at, bt, &os);
+    mdl__broadcast_shape(at, bt, &os);
     const int64_t total = mdl__shape_count(&os);
     if (total == 0) return MDL_OK;
     const int8_t *a = c->in_data[0], *b = c->in_data[1];

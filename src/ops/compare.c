@@ -16,20 +16,13 @@ static bool cmp_type(mdl_dtype t) {
 static bool is_logic(mdl_op op) { return op == MDL_OP_AND || op == MDL_OP_OR || op == MDL_OP_XOR; }
 
 static mdl_status pair_prepare(mdl__kctx *c) {
-    const mdl__tensor *a = c->nin > 0 ? c->in[0] : NULL, *b = c->nin > 1 ? c->in[1] : NULL;
-    char s1[64], s2[64];
-    if (c->nin != 2 || c->nout != 1 || !a || !b)
-        return mdl__fail(c, MDL_INVALID_ARGUMENT,
-                         "expects inputs A, B and one output, got %d inputs and %d outputs",
-                         c->nin, c->nout);
+    mdl_status st = mdl__broadcast_prepare(c);
+    if (st) return st;
+    const mdl__tensor *a = c->in[0], *b = c->in[1];
     bool ok = is_logic(c->op) ? a->dtype == MDL_DTYPE_BOOL : cmp_type(a->dtype);
     if (!ok || b->dtype != a->dtype)
         return mdl__fail(c, MDL_DTYPE, "no kernel for %s and %s inputs", mdl_dtype_name(a->dtype),
                          mdl_dtype_name(b->dtype));
-    if (!mdl__broadcast_shape(a, b, &c->out_shape[0]))
-        return mdl__fail(c, MDL_SHAPE, "shapes %s and %s do not broadcast",
-                         mdl__dims_str(s1, sizeof s1, a->rank, a->dims),
-                         mdl__dims_str(s2, sizeof s2, b->rank, b->dims));
     c->out_shape[0].dtype = MDL_DTYPE_BOOL;
     return MDL_OK;
 }

@@ -277,6 +277,9 @@ mdl_status mdl__conv_geometry(const mdl__kctx *c, bool depthwise, size_t out_ele
 
 /* NumPy broadcast of a against b into o (o->dtype = a->dtype); false if they do not broadcast. */
 bool mdl__broadcast_shape(const mdl__tensor *a, const mdl__tensor *b, mdl__shape *o);
+/* The two-operand element-wise kernels' first prepare step: exactly inputs A, B and one output,
+   c->out_shape[0] = their broadcast shape (dtype of A); fails with a message naming the shapes. */
+mdl_status mdl__broadcast_prepare(mdl__kctx *c);
 
 /* Row kinds of mdl__broadcast_rows: which operands advance along the row. */
 enum { MDL__BC_A = 1, MDL__BC_B = 2, MDL__BC_BOTH = 3 };

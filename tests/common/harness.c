@@ -245,6 +245,30 @@ const char *th_tmp(const char *name) {
     return b;
 }
 
+bool th_exists(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+size_t th_file_size(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (size_t)sb.st_size : 0;
+}
+
+const char *th_tool(const char *name) {
+    static char bufs[4][512];
+    static int k;
+    char *b = bufs[k++ & 3];
+    /* the test binary is $(B)/tests/DIR/test_x; the tools are in $(B)/bin */
+    char self[400];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) fail_msg("readlink /proc/self/exe failed");
+    self[n] = 0;
+    *strrchr(self, '/') = 0;
+    snprintf(b, 512, "%s/../../bin/%s", self, name);
+    return b;
+}
+
 void *th_read_file(const char *path, size_t *size) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;

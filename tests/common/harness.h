@@ -104,6 +104,11 @@ int th_same_outputs_at_lower_levels(const char *argv0);
 const char *th_tmpdir(void);
 /* Joins th_tmpdir() and name into a static rotating buffer. */
 const char *th_tmp(const char *name);
+bool th_exists(const char *path);
+/* The size of a file, 0 if it does not exist. */
+size_t th_file_size(const char *path);
+/* The path of the built tool NAME ($(B)/bin/NAME) beside this test binary (rotating buffer of 4). */
+const char *th_tool(const char *name);
 /* Reads a whole file (malloc'd, NUL-terminated; *size excludes the NUL); NULL on failure. */
 void *th_read_file(const char *path, size_t *size);
 bool th_write_file(const char *path, const void *data, size_t size);

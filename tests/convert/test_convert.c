@@ -84,11 +84,6 @@ static char *path_in(const char *dir, const char *file) {
     return b;
 }
 
-static bool file_exists(const char *p) {
-    struct stat sb;
-    return stat(p, &sb) == 0;
-}
-
 /* Runs the converted model on in<i>.npy and compares every output with out<i>.npy. */
 static void run_and_compare(const char *dir, const mdl_model *m, double tol) {
     mdl_error err;
@@ -546,19 +541,6 @@ static void test_typed_initializers(void **state) {
 
 /* ---- interface: errors, options, CLI ------------------------------------------------------- */
 
-static const char *cli_path(void) {
-    static char path[512];
-    /* the test binary is $(B)/tests/convert/test_convert; the tool is $(B)/bin/mdeploy-convert */
-    char self[400];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    assert_true(n > 0);
-    self[n] = 0;
-    char *s = strrchr(self, '/');
-    *s = 0;
-    snprintf(path, sizeof path, "%s/../../bin/mdeploy-convert", self);
-    return path;
-}
-
 /* The directory part of path (a static copy). */
 static const char *dirname_of(const char *path) {
     static char d[512];
@@ -582,10 +564,10 @@ static void test_unsupported_op(void **state) {
     assert_non_null(strstr(err.msg, "Softsign"));
     assert_non_null(strstr(err.msg, "my_softsign"));
     assert_non_null(strstr(err.msg, "opset 15"));
-    assert_false(file_exists(out));
-    int rc = th_system("'%s' '%s/model.onnx' -o '%s' 2> '%s'", cli_path(), dir, out, errf);
+    assert_false(th_exists(out));
+    int rc = th_system("'%s' '%s/model.onnx' -o '%s' 2> '%s'", th_tool("mdeploy-convert"), dir, out, errf);
     assert_int_equal(rc, 1);
-    assert_false(file_exists(out));
+    assert_false(th_exists(out));
     size_t n;
     char *text = th_read_file(errf, &n);
     assert_non_null(text);
@@ -831,7 +813,7 @@ static void test_unsupported_all_at_once(void **state) {
     assert_non_null(strstr(err.msg, "Softsign (2 nodes, first 's1')"));
     assert_non_null(strstr(err.msg, "Det (1 node, first 'det')"));
     assert_non_null(strstr(err.msg, "Frobnicate (domain com.example, 1 node, first 'frob')"));
-    assert_false(file_exists(out));
+    assert_false(th_exists(out));
 
     const char *dir2 = case_dir("elem_type_name");
     generate(dir2, "save([N('Relu', ['x'], ['y'])], [h.make_tensor_value_info('x', TP.DOUBLE, [2])],\n"
@@ -857,7 +839,7 @@ static void test_external_data(void **state) {
     mdl_error err;
     assert_int_equal(mdl_convert_onnx(path_in(dir, "model.onnx"), out, NULL, NULL, &err), MDL_IO);
     assert_non_null(strstr(err.msg, "weights.bin"));
-    assert_false(file_exists(out));
+    assert_false(th_exists(out));
 }
 
 static void test_dynamic_dims(void **state) {
@@ -918,7 +900,7 @@ static void test_dynamic_dims(void **state) {
     snprintf(out, sizeof out, "%s/cli.mdl", dir);
     assert_int_equal(th_system("'%s' '%s/model.onnx' -o '%s' --input-shape x=3x3x4x4 --name net "
                                "--model-version 2.5 --description 'hello there' > /dev/null",
-                               cli_path(), dir, out), 0);
+                               th_tool("mdeploy-convert"), dir, out), 0);
     assert_int_equal(mdl_model_load_file(out, NULL, &m, &err), MDL_OK);
     assert_int_equal(mdl_model_input_info(m, 0, &info), MDL_OK);
     assert_int_equal(info.dims[0], 3);
@@ -968,14 +950,14 @@ static void test_metadata(void **state) {
     /* the CLI */
     snprintf(out, sizeof out, "%s/cli.mdl", dir);
     assert_int_equal(th_system("'%s' '%s/model.onnx' -o '%s' --metadata team=audio --metadata 'note=a=b' -q",
-                               cli_path(), dir, out), 0);
+                               th_tool("mdeploy-convert"), dir, out), 0);
     assert_int_equal(mdl_model_load_file(out, NULL, &m, &err), MDL_OK);
     assert_string_equal(mdl_model_metadata(m, "author"), "me");
     assert_string_equal(mdl_model_metadata(m, "license"), "MIT");
     assert_string_equal(mdl_model_metadata(m, "team"), "audio");
     assert_string_equal(mdl_model_metadata(m, "note"), "a=b");
     mdl_model_free(m);
-    assert_int_not_equal(th_system("'%s' '%s/model.onnx' -o '%s' --metadata novalue 2>/dev/null", cli_path(), dir, out), 0);
+    assert_int_not_equal(th_system("'%s' '%s/model.onnx' -o '%s' --metadata novalue 2>/dev/null", th_tool("mdeploy-convert"), dir, out), 0);
 }
 
 /* mdl_onnx_summarize and mdeploy-inspect MODEL.onnx: inputs/outputs with types and shapes
@@ -1032,7 +1014,7 @@ static void test_onnx_summary(void **state) {
     /* the tool */
     char txt[700];
     snprintf(txt, sizeof txt, "%s/inspect.txt", dir);
-    assert_int_equal(th_system("'%s/mdeploy-inspect' '%s/model.onnx' > '%s'", dirname_of(cli_path()), dir, txt), 0);
+    assert_int_equal(th_system("'%s/mdeploy-inspect' '%s/model.onnx' > '%s'", dirname_of(th_tool("mdeploy-convert")), dir, txt), 0);
     char *text = th_read_file(txt, NULL);
     assert_non_null(text);
     assert_non_null(strstr(text, "input  0     x float [batch, 3]"));

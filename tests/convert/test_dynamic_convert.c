@@ -238,33 +238,20 @@ static void test_refuses_size_dependent_constants(void **state) {
 
 /* The command-line tools: mdeploy-convert says which dims stay dynamic; mdeploy-run runs a
    dynamic model at the .npy's shape and names the dim of a shape beyond a bound. */
-static const char *tool(const char *name) {
-    static char path[2][512];
-    static int k;
-    char self[400];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    assert_true(n > 0);
-    self[n] = 0;
-    *strrchr(self, '/') = 0;
-    k ^= 1;
-    snprintf(path[k], sizeof path[k], "%s/../../bin/%s", self, name);
-    return path[k];
-}
-
 static void test_cli(void **state) {
     char mdl[512], out[512], ids[512];
     snprintf(mdl, sizeof mdl, "%s", th_tmp("cli.mdl"));
     snprintf(out, sizeof out, "%s", th_tmp("cli.txt"));
     snprintf(ids, sizeof ids, "%s", th_tmp("ids.npy"));
     assert_int_equal(th_system("'%s' tests/models/dynamic/dyn_text.onnx -o '%s' --max-shape ids=16x64 > '%s'",
-                               tool("mdeploy-convert"), mdl, out), 0);
+                               th_tool("mdeploy-convert"), mdl, out), 0);
     size_t size;
     char *text = th_read_file(out, &size);
     assert_non_null(strstr(text, "dynamic: ids[0]=batch<=16, ids[1]=seq<=64"));
     free(text);
     int64_t x[5 * 9] = {0};
     assert_int_equal(mdl_npy_write(ids, MDL_DTYPE_INT64, 2, (int64_t[]){5, 9}, x, NULL), MDL_OK);
-    assert_int_equal(th_system("'%s' '%s' -i '%s' > '%s'", tool("mdeploy-run"), mdl, ids, out), 0);
+    assert_int_equal(th_system("'%s' '%s' -i '%s' > '%s'", th_tool("mdeploy-run"), mdl, ids, out), 0);
     text = th_read_file(out, &size);
     assert_non_null(strstr(text, "float32 [5,3]"));
     free(text);
@@ -272,7 +259,7 @@ static void test_cli(void **state) {
     assert_int_equal(mdl_npy_write(ids, MDL_DTYPE_INT64, 2, (int64_t[]){2, 65}, y, NULL), MDL_OK);
     const char *msg;
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "'%s' '%s' -i '%s'", tool("mdeploy-run"), mdl, ids);
+    snprintf(cmd, sizeof cmd, "'%s' '%s' -i '%s'", th_tool("mdeploy-run"), mdl, ids);
     assert_true(th_run_stderr(&msg, cmd) != 0);
     assert_non_null(strstr(msg, "dim 1 ('seq') is 65, above its bound 64"));
 }

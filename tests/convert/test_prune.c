@@ -26,27 +26,6 @@
 #define DIGITS "examples/digits/digits_cnn.onnx"
 #define DIGITS_CALIB "examples/digits/calibration.npy"
 
-static bool exists(const char *p) {
-    struct stat sb;
-    return stat(p, &sb) == 0;
-}
-
-static size_t file_size(const char *p) {
-    struct stat sb;
-    return stat(p, &sb) == 0 ? (size_t)sb.st_size : 0;
-}
-
-static const char *cli_path(void) {
-    static char path[512];
-    char self[400];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    assert_true(n > 0);
-    self[n] = 0;
-    *strrchr(self, '/') = 0;
-    snprintf(path, sizeof path, "%s/../../bin/mdeploy-convert", self);
-    return path;
-}
-
 /* Output 0 of model path on the fixture's input rows (malloc'd), count in *n. */
 static float *run(const char *path, int64_t *n) {
     mdl_npy x;
@@ -86,7 +65,7 @@ static void test_cli_prune(void **state) {
     (void)state;
     const char *sp = th_tmp("mlp_sparse.mdl"), *de = th_tmp("mlp_dense.mdl"), *rep = th_tmp("prune.json"),
                *so = th_tmp("prune.out");
-    assert_int_equal(th_system("'%s' %s -o '%s' --prune magnitude:0.8 --report '%s' > '%s'", cli_path(), MLP, sp,
+    assert_int_equal(th_system("'%s' %s -o '%s' --prune magnitude:0.8 --report '%s' > '%s'", th_tool("mdeploy-convert"), MLP, sp,
                                rep, so), 0);
     char *text = th_read_file(so, NULL);
     assert_non_null(strstr(text, "prunable layer"));
@@ -106,8 +85,8 @@ static void test_cli_prune(void **state) {
     assert_true(total == 784 * 64 + 64 * 64 + 64);
     assert_true(zeros >= 0.8 * total - 0.5);
     assert_true(nsparse >= 1);
-    assert_int_equal(th_system("'%s' %s -o '%s' -q --prune magnitude:0.8 --sparse-density 0", cli_path(), MLP, de), 0);
-    assert_true(file_size(sp) < file_size(de) * 6 / 10);
+    assert_int_equal(th_system("'%s' %s -o '%s' -q --prune magnitude:0.8 --sparse-density 0", th_tool("mdeploy-convert"), MLP, de), 0);
+    assert_true(th_file_size(sp) < th_file_size(de) * 6 / 10);
     int64_t n1, n2;
     float *ys = run(sp, &n1), *yd = run(de, &n2);
     assert_int_equal(n1, n2);
@@ -122,7 +101,7 @@ static void test_prune_int8(void **state) {
     const char *out = th_tmp("digits_p8.mdl"), *rep = th_tmp("digits_p8.json");
     assert_int_equal(th_system("'%s' %s -o '%s' -q --prune magnitude:0.8 --quantize int8 --calibration %s "
                                "--max-calibration-rows 50 --report '%s'",
-                               cli_path(), DIGITS, out, DIGITS_CALIB, rep), 0);
+                               th_tool("mdeploy-convert"), DIGITS, out, DIGITS_CALIB, rep), 0);
     cJSON *j = read_json(rep), *l;
     assert_non_null(cJSON_GetObjectItem(j, "method")); /* the quantization report is still there */
     double zeros = 0, total = 0;
@@ -161,11 +140,11 @@ static void test_bad_input(void **state) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         remove(out);
-        int rc = th_system("'%s' %s -o '%s' %s 2> '%s' > /dev/null", cli_path(), MLP, out, cases[i].args, se);
+        int rc = th_system("'%s' %s -o '%s' %s 2> '%s' > /dev/null", th_tool("mdeploy-convert"), MLP, out, cases[i].args, se);
         char *text = th_read_file(se, NULL);
-        if (rc != 1 || !strstr(text, cases[i].msg) || exists(out))
+        if (rc != 1 || !strstr(text, cases[i].msg) || th_exists(out))
             fail_msg("%s: exit %d, file %s, message '%s' (want '%s')", cases[i].args, rc,
-                     exists(out) ? "written" : "absent", text, cases[i].msg);
+                     th_exists(out) ? "written" : "absent", text, cases[i].msg);
         free(text);
     }
     /* the library checks what the CLI cannot */
@@ -175,15 +154,15 @@ static void test_bad_input(void **state) {
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         o.prune.sparsity = bad[i];
         assert_int_equal(mdl_convert_onnx(MLP, out, &o, NULL, &err), MDL_INVALID_ARGUMENT);
-        assert_false(exists(out));
+        assert_false(th_exists(out));
     }
     o.prune.sparsity = 0.5;
     o.prune.layers = "/net/net.0/Gemm=0.9,,";
     assert_int_equal(mdl_convert_onnx(MLP, out, &o, NULL, &err), MDL_INVALID_ARGUMENT);
-    assert_false(exists(out));
+    assert_false(th_exists(out));
     o.prune.layers = "/net/net.0/Gemm=0.9,/net/net.2/Gemm=0.25";
     assert_int_equal(mdl_convert_onnx(MLP, out, &o, NULL, &err), MDL_OK);
-    assert_true(exists(out));
+    assert_true(th_exists(out));
 }
 
 int main(void) {

@@ -26,16 +26,6 @@
 #define OUTLIER_X "tests/models/ptq/outlier_eval.x.npy"
 #define OUTLIER_Y "tests/models/ptq/outlier_eval.y.npy"
 
-static bool exists(const char *p) {
-    struct stat sb;
-    return stat(p, &sb) == 0;
-}
-
-static size_t file_size(const char *p) {
-    struct stat sb;
-    return stat(p, &sb) == 0 ? (size_t)sb.st_size : 0;
-}
-
 static mdl_convert_options int8_opts(const char *calib) {
     mdl_convert_options o = mdl_convert_options_default();
     o.quant.mode = MDL_QUANTIZE_INT8;
@@ -138,7 +128,7 @@ static void test_digits_accuracy(void **state) {
     double af = accuracy(fpath, DIGITS_X, DIGITS_Y), aq = accuracy(qpath, DIGITS_X, DIGITS_Y);
     double ort = ort_digits_accuracy();
     printf("    digits: float %.2f%%  mdeploy int8 %.2f%%  ORT quantize_static %.2f%%  size %zu -> %zu bytes\n", af,
-           aq, ort, file_size(fpath), file_size(qpath));
+           aq, ort, th_file_size(fpath), th_file_size(qpath));
     assert_true(aq >= af - 0.3 - 1e-9);
     assert_true(aq >= ort - 1e-9);
     /* the report says what was measured here */
@@ -159,7 +149,7 @@ static void test_digits_accuracy(void **state) {
         }
     }
     assert_int_equal(n8, 3);
-    assert_true(file_size(qpath) * 2 < file_size(fpath));
+    assert_true(th_file_size(qpath) * 2 < th_file_size(fpath));
     double acc1 = r.quant->int8_accuracy;
     mdl_convert_report_free(&r);
     assert_null(r.quant);
@@ -353,7 +343,7 @@ static void check_hybrid(const char *name, const char *calib, int nin, const cha
     const float *got = mdl_session_output_data(s, 0), *want = y.data;
     double e = 0;
     for (size_t i = 0; i < y.bytes / 4; i++) e = fmax(e, fabs((double)got[i] - want[i]));
-    size_t fs = file_size(fpath), qs = file_size(qpath);
+    size_t fs = th_file_size(fpath), qs = th_file_size(qpath);
     printf("    %s: max |int8 - ORT float| = %.5f (tolerance %g), %zu -> %zu bytes (%.2fx)\n", name, e, tol, fs, qs,
            (double)fs / (double)qs);
     assert_true(e <= tol);
@@ -442,7 +432,7 @@ static void expect_refused(const char *onnx, const char *calib, mdl_status want,
     assert_int_equal(st, want);
     assert_non_null(strstr(err.msg, w1));
     if (w2) assert_non_null(strstr(err.msg, w2));
-    assert_false(exists(p));
+    assert_false(th_exists(p));
     assert_null(r.quant);
 }
 
@@ -523,17 +513,6 @@ static void test_report_json(void **state) {
     mdl_convert_report_free(NULL);
 }
 
-static const char *cli_path(void) {
-    static char path[512];
-    char self[400];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    assert_true(n > 0);
-    self[n] = 0;
-    *strrchr(self, '/') = 0;
-    snprintf(path, sizeof path, "%s/../../bin/mdeploy-convert", self);
-    return path;
-}
-
 /* The CLI prints the report and writes it with --report; no progress bar when stderr is not a
    terminal; bad data: exit 1, one line naming the file and input, no output file. */
 static void test_cli(void **state) {
@@ -542,7 +521,7 @@ static void test_cli(void **state) {
                *se = th_tmp("ptq_cli.err");
     int rc = th_system("'%s' %s -o '%s' --quantize int8 --calibration %s --calibration-method entropy "
                        "--eval %s %s --max-accuracy-drop 2 --report '%s' > '%s' 2> '%s'",
-                       cli_path(), DIGITS, out, DIGITS_CALIB, DIGITS_X, DIGITS_Y, rep, so, se);
+                       th_tool("mdeploy-convert"), DIGITS, out, DIGITS_CALIB, DIGITS_X, DIGITS_Y, rep, so, se);
     assert_int_equal(rc, 0);
     size_t n;
     char *text = th_read_file(se, &n);
@@ -564,16 +543,16 @@ static void test_cli(void **state) {
     cJSON_Delete(j);
     remove(out);
     rc = th_system("'%s' %s -o '%s' --quantize int8 --calibration tests/models/ptq/bad/nan.npy > '%s' 2> '%s'",
-                   cli_path(), DIGITS, out, so, se);
+                   th_tool("mdeploy-convert"), DIGITS, out, so, se);
     assert_int_equal(rc, 1);
-    assert_false(exists(out));
+    assert_false(th_exists(out));
     text = th_read_file(se, &n);
     assert_non_null(strstr(text, "nan.npy"));
     assert_non_null(strstr(text, "'image'"));
     assert_ptr_equal(strchr(text, '\n'), text + n - 1);
     free(text);
     /* quantization options without --quantize */
-    rc = th_system("'%s' %s -o '%s' --calibration %s 2> /dev/null", cli_path(), DIGITS, out, DIGITS_CALIB);
+    rc = th_system("'%s' %s -o '%s' --calibration %s 2> /dev/null", th_tool("mdeploy-convert"), DIGITS, out, DIGITS_CALIB);
     assert_int_equal(rc, 1);
 }
 

@@ -98,11 +98,6 @@ static void convert(const char *name, const char *onnx, const mdl_convert_option
     if (st != MDL_OK) fail_msg("%s: converting %s: %s: %s", name, onnx, mdl_status_str(st), err.msg);
 }
 
-static size_t file_size(const char *path) {
-    struct stat sb;
-    return stat(path, &sb) == 0 ? (size_t)sb.st_size : 0;
-}
-
 static void test_fixture(void **state) {
     const char *name = *state;
     const cJSON *fx = find_fixture(name);
@@ -247,7 +242,7 @@ static void test_fixture(void **state) {
     mdl_convert_report frep;
     if (seed_onnx && mdl_convert_onnx(seed_onnx, fpath, &o, &frep, &err) != MDL_OK)
         fail_msg("%s: float seed: %s", name, err.msg);
-    size_t qsize = file_size(path), fsize = seed_onnx ? file_size(fpath) : 0;
+    size_t qsize = th_file_size(path), fsize = seed_onnx ? th_file_size(fpath) : 0;
     double ratio = (double)fsize / (double)(qsize ? qsize : 1);
     printf("quant %-24s int8 ops %2d, nodes %d -> %d, file %zu B (float %zu B, %.2fx smaller; "
            "constants int %zu B float %zu B);%s\n",

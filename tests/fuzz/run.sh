@@ -4,7 +4,7 @@
 # Each target fuzzes its own growing corpus (FUZZ_BUILD_DIR/corpus-TARGET) from its seeds:
 #   load, file  the model corpus (tests/fuzz/corpus; file: with the one-byte mode prefix)
 #   run         the model corpus with a 64-byte payload (NaN, 0xff...) and its length byte
-#   npy         the .npy fixtures, onnx  the .onnx fixtures (both under 64 KiB)
+#   npy         the .npy fixtures, onnx  the .onnx fixtures and tests/fuzz/regress (under 64 KiB)
 # Crash inputs go to FUZZ_BUILD_DIR/artifacts/TARGET-*.  Exit status 1 if any target failed.
 set -u
 B=${1:?usage}; SECONDS_EACH=${2:?usage}; MODE=${3:?usage}; shift 3
@@ -18,7 +18,7 @@ for f in tests/fuzz/corpus/*.mdl; do
     { printf '\001'; cat "$f"; } >"$S/file/1-$n"
 done
 find tests/models -name '*.npy' -size -64k -exec cp {} "$S/npy/" \;
-find tests/models examples -name '*.onnx' -size -64k -exec cp {} "$S/onnx/" \;
+find tests/models examples tests/fuzz/regress -name '*.onnx' -size -64k -exec cp {} "$S/onnx/" \;
 seeds() { case $1 in load) echo tests/fuzz/corpus ;; *) echo "$S/$1" ;; esac; }
 
 one() {

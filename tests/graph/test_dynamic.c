@@ -3,6 +3,7 @@
    resize failures that leave the session usable, caller arenas, getters, corrupt tables. */
 #include "common/harness.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -167,6 +168,45 @@ static void test_resize_failures_keep_the_session(void **state) {
     free(data);
 }
 
+/* mdl_session_options.max_arena_bytes holds for resizes too: the smallest limit that admits
+   batch 2 (found by trying) refuses batch MAXB with MDL_LIMIT naming the limit, and the session
+   still runs at batch 2; without a limit the same resize succeeds. */
+static void test_resize_beyond_arena_limit(void **state) {
+    setup_weights();
+    size_t size;
+    void *data = build_model(&size, MAXB);
+    mdl_model *m = load(data, size);
+    mdl_session_options o = mdl_session_options_default();
+    mdl_shape two = {2, {2, IN}}, big = {2, {MAXB, IN}};
+    mdl_session *s = NULL;
+    size_t limit;
+    for (limit = 64; limit < ((size_t)1 << 24); limit += 64) {
+        o.max_arena_bytes = limit;
+        if (mdl_session_create(m, &o, &s, NULL) != MDL_OK) continue;
+        if (mdl_session_resize(s, 1, &two, NULL) == MDL_OK) break;
+        check_run(s, 1); /* a refused resize keeps the initial shape */
+        mdl_session_free(s);
+        s = NULL;
+    }
+    assert_non_null(s);
+    check_run(s, 2);
+    mdl_error err;
+    assert_int_equal(mdl_session_resize(s, 1, &big, &err), MDL_LIMIT);
+    assert_non_null(strstr(err.msg, "max_arena_bytes"));
+    char want[64];
+    snprintf(want, sizeof want, "= %zu", limit);
+    assert_non_null(strstr(err.msg, want));
+    check_run(s, 2);
+    mdl_session_free(s);
+    o.max_arena_bytes = 0;
+    assert_int_equal(mdl_session_create(m, &o, &s, NULL), MDL_OK);
+    assert_int_equal(mdl_session_resize(s, 1, &big, NULL), MDL_OK);
+    check_run(s, MAXB);
+    mdl_session_free(s);
+    mdl_model_free(m);
+    free(data);
+}
+
 static void test_caller_arena_at_initial_shapes(void **state) {
     setup_weights();
     size_t size;
@@ -314,6 +354,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resize_runs_every_batch),
         cmocka_unit_test(test_resize_failures_keep_the_session),
+        cmocka_unit_test(test_resize_beyond_arena_limit),
         cmocka_unit_test(test_caller_arena_at_initial_shapes),
         cmocka_unit_test(test_run_after_resize_allocates_nothing),
         cmocka_unit_test(test_corrupt_dynamic_files),

@@ -27,7 +27,7 @@ LOAD_METRICS = 1 << 8  # MDL_LOAD_METRICS (include/mdeploy/mdeploy.h)
 LOAD_METRICS_OPS = 1 << 9  # MDL_LOAD_METRICS_OPS
 LOAD_NO_DIGEST = 1 << 16  # MDL_LOAD_NO_DIGEST (include/mdeploy/security.h)
 LOAD_REQUIRE_DIGEST = 1 << 17  # MDL_LOAD_REQUIRE_DIGEST
-STATUS_COUNT = 13  # MDL_STATUS_COUNT
+STATUS_COUNT = 13  # MDL_STATUS_COUNT (tests/test_errors.py checks it against the library)
 METRICS_BUCKETS = 19  # MDL_METRICS_BUCKETS (include/mdeploy/metrics.h)
 MAX_THREADS = 64  # MDL_MAX_THREADS
 

@@ -218,3 +218,15 @@ def test_limit_status_and_load_note(tmp_path):
     (y,) = m.run(np.zeros(m.inputs[0].shape, np.float32))
     assert y.shape == m.outputs[0].shape
     assert Status.LIMIT == 12 and Status(12).name == "LIMIT"
+
+
+def test_status_table_matches_the_library():
+    """Python's Status and STATUS_COUNT (the size of the metrics' errors array) follow the C
+    enum: every code below the count has a name in the library, the count itself has none."""
+    from mdeploy import _lib
+
+    unknown = _lib.decode(_lib.lib.mdl_status_str(_lib.STATUS_COUNT))
+    assert unknown == "unknown status"
+    for k in range(_lib.STATUS_COUNT):
+        assert _lib.decode(_lib.lib.mdl_status_str(k)) != unknown, k
+    assert [s.value for s in Status] == list(range(_lib.STATUS_COUNT))
