@@ -271,3 +271,23 @@ install: all
 
 clean:
 	rm -rf build
+
+# ---- model seal (include/mdeploy/security.h) -----------------------------------------------
+# Signatures and encryption at rest on the host come from libsodium (src/io/sign_host.c); the
+# core (src/io/seal.c, sha256.c) is libc only.  The fuzz targets do not link the host signer.
+LDLIBS += -lsodium
+FUZZ_HOST_OBJS := $(filter-out %/sign_host.o,$(FUZZ_HOST_OBJS))
+
+# The content digest's cost at load on a ResNet-18 (torchvision, random weights, exported in a
+# temporary directory; needs /usr/bin/python3 with torch and torchvision), with the x86 SHA
+# extensions and with the portable C code.  bench/sealtime.c.
+.PHONY: bench-seal
+$(B)/bench/sealtime: bench/sealtime.c $(B)/libmdeploy.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libmdeploy.a $(LDLIBS)
+bench-seal: all $(B)/bench/sealtime
+	@d=$$(mktemp -d) && trap 'rm -rf $$d' EXIT && \
+	    /usr/bin/python3 -c "import torch, torchvision; m = torchvision.models.resnet18().eval(); \
+	    torch.onnx.export(m, torch.zeros(1, 3, 224, 224), '$$d/r18.onnx', input_names=['x'], opset_version=13)" && \
+	    $(B)/bin/mdeploy-convert $$d/r18.onnx -o $$d/r18.mdl -q && $(B)/bench/sealtime $$d/r18.mdl 21 && \
+	    echo "portable C SHA-256 (MDL_CPU_LEVEL=0):" && MDL_CPU_LEVEL=0 $(B)/bench/sealtime $$d/r18.mdl 21

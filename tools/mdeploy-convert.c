@@ -1,5 +1,6 @@
 /* mdeploy-convert: ONNX model -> .mdl file (the CLI over mdl_convert_onnx). */
 #include "mdeploy/convert.h"
+#include "seal_util.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -56,6 +57,10 @@ static void usage(FILE *f) {
             "  --eval X.npy Y.npy         (also without --quantize) top-1 of the float source and\n"
             "                             of the converted model, both run by the runtime\n"
             "  --report FILE.json         write the conversion report (quantization, pruning)\n"
+            "  --security-counter N       anti-rollback counter (loaders refuse below their\n"
+            "                             min_counter); the version is --model-version\n"
+            "  --sign KEY                 sign with this Ed25519 secret key (mdeploy-keygen)\n"
+            "  --encrypt KEY              encrypt the model at rest (mdeploy-keygen --encryption)\n"
             "  -q, --quiet                no summary\n"
             "  -h, --help                 this help\n");
 }
@@ -301,7 +306,8 @@ int main(int argc, char **argv) {
     mdl_error err;
     bar pb;
     memset(&pb, 0, sizeof pb);
-    enum { N_OPTS = 21 };
+    enum { N_OPTS = 24 };
+    const char *sign_key = NULL, *enc_key = NULL; /* --sign, --encrypt (tools/seal_util.h) */
     /* --metadata KEY=VALUE pairs: the argument split in place at its first '=' */
     const char *meta_keys[argc + 1], *meta_values[argc + 1];
     /* --prune-layer entries joined with commas (mdl_prune_options.layers) */
@@ -319,7 +325,8 @@ int main(int argc, char **argv) {
                                      "--quantize", "--calibration", "--calibration-method", "--percentile",
                                      "--float-ops", "--eval", "--max-accuracy-drop", "--max-output-error",
                                      "--report", "--max-calibration-rows", "--max-shape", "--metadata",
-                                     "--prune", "--prune-layer", "--sparse-density"};
+                                     "--prune", "--prune-layer", "--sparse-density", "--security-counter",
+                                     "--sign", "--encrypt"};
         int which = -1;
         for (int k = 0; k < N_OPTS; k++) {
             size_t n = strlen(names[k]);
@@ -456,6 +463,12 @@ int main(int argc, char **argv) {
             o.prune.max_density = v > 0 ? v : -1;
             continue;
         }
+        case 21: /* a dedicated metadata key of the builder (mdl_builder_set_metadata) */
+            meta_keys[o.nmetadata] = "security_counter";
+            meta_values[o.nmetadata++] = val;
+            continue;
+        case 22: sign_key = val; continue;
+        case 23: enc_key = val; continue;
         default: break;
         }
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -503,6 +516,10 @@ int main(int argc, char **argv) {
     if (mdl_convert_onnx(in, out, &o, &r, &err) != MDL_OK) {
         if (pb.last_len) fputc('\n', stderr);
         fprintf(stderr, "mdeploy-convert: %s\n", err.msg);
+        return 1;
+    }
+    if ((sign_key || enc_key) && !seal_file(out, out, sign_key, enc_key, "mdeploy-convert")) {
+        mdl_convert_report_free(&r);
         return 1;
     }
     const char *json = mdl_convert_report_json(&r);

@@ -1,9 +1,14 @@
 /* mdeploy-inspect: metadata, inputs/outputs, operators with tensor shapes, weight and arena bytes.
    An ONNX model (MODEL.onnx): its inputs/outputs and operators, each marked with what the
    converter does with it (mdl_onnx_summarize).
-   usage: mdeploy-inspect MODEL.mdl|MODEL.onnx [--json] */
+   usage: mdeploy-inspect MODEL.mdl|MODEL.onnx [--json]
+          mdeploy-inspect MODEL.mdl --verify [--public-key PUB]... [--decryption-key KEY]
+                          [--min-counter N]
+   --verify prints what the model's seal says (include/mdeploy/security.h) and whether it loads
+   with these keys; exit status 1 when a check fails. */
 #include "mdeploy/convert.h"
 #include "mdeploy/mdeploy.h"
+#include "seal_util.h"
 #include "tool_util.h"
 
 #include <cjson/cJSON.h>
@@ -143,6 +148,76 @@ static int inspect_onnx(const char *path, bool json) {
     return 0;
 }
 
+static void hexline(const char *label, const uint8_t *p, size_t n) {
+    printf("%s", label);
+    for (size_t i = 0; i < n; i++) printf("%02x", p[i]);
+}
+
+/* --verify: one line per check, "ok", "none", "not checked" or "FAILED: why".  Returns the
+   number of failed checks. */
+static int verify_model(const char *path, seal_keys *k, uint64_t min_counter) {
+    size_t size;
+    unsigned char *data = seal_read_file(path, &size, "mdeploy-inspect");
+    if (!data) return 1;
+    int failed = 0;
+    mdl_error err;
+    mdl_seal_info info;
+    /* the digest alone, then with the keys */
+    mdl_status st = mdl_seal_check(data, size, NULL, &info, &err);
+    printf("%s\n", path);
+    if (st) {
+        printf("  digest:    FAILED: %s\n", err.msg);
+        failed++;
+    } else if (!info.has_seal) {
+        printf("  digest:    none (written before format 2.3: the content cannot be checked)\n");
+    } else {
+        hexline("  digest:    ok (SHA-256 ", info.digest, MDL_DIGEST_BYTES);
+        printf(")\n");
+    }
+    if (!st) {
+        mdl_load_options o = mdl_load_options_default();
+        o.security = seal_security(k);
+        if (!info.is_signed) {
+            printf("  signature: unsigned%s\n", k->npub ? " (FAILED: public keys were given)" : "");
+            failed += k->npub > 0;
+        } else if (!k->npub) {
+            hexline("  signature: present, not checked (key id ", info.key_id, MDL_KEY_ID_BYTES);
+            printf("; give --public-key)\n");
+        } else if (mdl_seal_check(data, size, &o, NULL, &err)) {
+            printf("  signature: FAILED: %s\n", err.msg);
+            failed++;
+        } else {
+            hexline("  signature: ok (Ed25519, key id ", info.key_id, MDL_KEY_ID_BYTES);
+            printf(")\n");
+        }
+        printf("  counter:   %llu%s\n", (unsigned long long)info.security_counter,
+               info.security_counter < min_counter ? " (FAILED: below --min-counter)" : "");
+        failed += info.security_counter < min_counter;
+        printf("  encrypted: %s\n", info.encrypted ? (k->has_dec ? "yes (XChaCha20-Poly1305)"
+                                                                 : "yes (give --decryption-key to check inside)")
+                                                   : "no");
+    }
+    free(data);
+    /* the whole load with these options: an encrypted model's inner file, the graph */
+    mdl_load_options o = mdl_load_options_default();
+    o.security = seal_security(k);
+    o.min_counter = min_counter;
+    mdl_model *m;
+    if (!st && !(info.encrypted && !k->has_dec)) {
+        if (mdl_model_load_file(path, &o, &m, &err)) {
+            printf("  load:      FAILED: %s\n", err.msg);
+            failed++;
+        } else {
+            printf("  load:      ok (version '%s', security counter %llu)\n", mdl_model_version(m),
+                   (unsigned long long)mdl_model_security_counter(m));
+            /* (self-test vectors: reported here when the model has them) */
+            mdl_model_free(m);
+        }
+    }
+    printf("%s\n", failed ? "verify: FAILED" : "verify: ok");
+    return failed;
+}
+
 static bool is_onnx_path(const char *p) {
     size_t n = strlen(p);
     return n >= 5 && !strcasecmp(p + n - 5, ".onnx");
@@ -150,11 +225,22 @@ static bool is_onnx_path(const char *p) {
 
 int main(int argc, char **argv) {
     const char *path = NULL;
-    bool json = false;
+    bool json = false, verify = false;
+    static seal_keys keys;
+    uint64_t min_counter = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) json = true;
+        else if (!strcmp(argv[i], "--verify")) verify = true;
+        else if (i + 1 < argc && !strcmp(argv[i], "--public-key")) {
+            if (!seal_add_public(&keys, argv[++i], "mdeploy-inspect")) return 1;
+        } else if (i + 1 < argc && !strcmp(argv[i], "--decryption-key")) {
+            if (!seal_set_decryption(&keys, argv[++i], "mdeploy-inspect")) return 1;
+        } else if (i + 1 < argc && !strcmp(argv[i], "--min-counter")) min_counter = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            puts("usage: mdeploy-inspect MODEL.mdl|MODEL.onnx [--json]");
+            puts("usage: mdeploy-inspect MODEL.mdl|MODEL.onnx [--json]\n"
+                 "       mdeploy-inspect MODEL.mdl --verify [--public-key PUB]... [--decryption-key KEY] [--min-counter N]\n"
+                 "  --verify  check the content digest, signature (with --public-key) and security counter,\n"
+                 "            and load the model (an encrypted one with --decryption-key); exit 1 on failure");
             return 0;
         } else if (argv[i][0] == '-' || path) {
             fprintf(stderr, "mdeploy-inspect: unexpected argument '%s' (usage: mdeploy-inspect MODEL.mdl|MODEL.onnx [--json])\n", argv[i]);
@@ -166,9 +252,12 @@ int main(int argc, char **argv) {
         return 1;
     }
     if (is_onnx_path(path)) return inspect_onnx(path, json);
+    if (verify) return verify_model(path, &keys, min_counter) ? 1 : 0;
     mdl_model *m;
     mdl_error err;
-    if (mdl_model_load_file(path, NULL, &m, &err)) {
+    mdl_load_options lo = mdl_load_options_default();
+    lo.security = seal_security(&keys); /* an encrypted model: --decryption-key */
+    if (mdl_model_load_file(path, &lo, &m, &err)) {
         fprintf(stderr, "mdeploy-inspect: %s\n", err.msg);
         return 1;
     }

@@ -52,7 +52,7 @@ FW_DEFS_cortex-m4-msg :=
 # ... and a model with dynamic dims (a symbolic batch), which its MDL_NO_DYNAMIC core must refuse
 # at load with MDL_UNSUPPORTED and a message saying so (check "dynamic-model" in main.c)
 FW_EXTRA_cortex-m4-msg = $(FW_GEN)/fw_dyn_model.c
-FW_APP_cortex-m4-msg := -DFW_DYN_MODEL
+FW_APP_cortex-m4-msg := -DFW_DYN_MODEL -DFW_SEAL_CHECK # (and the seal check, which it links)
 $(foreach t,$(FW_TARGETS),$(eval FW_DEFS_$(t) := -DMDL_NO_ERROR_STRINGS))
 
 FW_QEMU_OPTS := -nographic -monitor none -serial none -semihosting-config enable=on,target=native

@@ -15,6 +15,7 @@
    Exit status 0 when everything ran and every check passed. */
 #include "mdeploy/mdeploy.h"
 #include "mdeploy/resolver.h"
+#include "mdeploy/security.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -145,6 +146,26 @@ static void check_failures(void) {
     a = mdl_bump_init(&bump, load_heap, sizeof load_heap);
     st = mdl_model_load_buffer(FW(_model), sizeof FW(_model), &o, &m, &err);
     check("no-load-planner", st == MDL_UNSUPPORTED && !m, st);
+#endif
+
+#ifdef FW_SEAL_CHECK
+    /* 8. the seal (include/mdeploy/security.h; -DFW_SEAL_CHECK images only): the firmware loader
+       does not check it, an application that wants it calls mdl_seal_check (which links the
+       SHA-256): the model in flash verifies, a RAM copy with one weight byte flipped does not */
+    {
+        mdl_seal_info info;
+        st = mdl_seal_check(FW(_model), sizeof FW(_model), NULL, &info, &err);
+        check("seal-digest", st == MDL_OK && info.has_seal && info.digest_checked, st);
+        static _Alignas(16) uint8_t copy[sizeof FW(_model)];
+        memcpy(copy, FW(_model), sizeof copy);
+        copy[sizeof copy - 100] ^= 1; /* the weights are at the end of the file */
+        st = mdl_seal_check(copy, sizeof copy, NULL, &info, &err);
+        check("seal-tampered", st == MDL_CORRUPT_MODEL, st);
+#ifndef MDL_NO_ERROR_STRINGS
+        printf("  message: %s\n", err.msg);
+        check("seal-tampered-message", strstr(err.msg, "content digest mismatch") != NULL, st);
+#endif
+    }
 #endif
 
 #ifdef FW_DYN_MODEL

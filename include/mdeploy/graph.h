@@ -354,7 +354,8 @@ MDL_API mdl_status mdl_builder_set_dims(mdl_builder *b, int t, const int32_t *co
 MDL_API mdl_status mdl_builder_add_input(mdl_builder *b, int t);
 MDL_API mdl_status mdl_builder_add_output(mdl_builder *b, int t);
 
-/* Metadata: "name", "version", "producer", "description" fill the dedicated fields; any other key
+/* Metadata: "name", "version", "producer", "description" fill the dedicated fields, and
+   "security_counter" (a decimal integer) the model's anti-rollback counter (security.h); any other key
    goes to the free key/value list.  Setting a key again replaces its value. */
 MDL_API mdl_status mdl_builder_set_metadata(mdl_builder *b, const char *key, const char *value);
 

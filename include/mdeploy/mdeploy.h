@@ -87,9 +87,11 @@ extern "C" {
 /* Model file format version this runtime writes.  Files with another major are rejected.
    2.0: CONV2D weights are HWIO (1.x stored them [Cout,KH,KW,Cin/group]).
    2.1: dynamic (symbolic) dimensions; files without them read as 2.0 files did.
-   2.2: block-sparse weights (Tensor.sparse); files without them read as 2.1 files did. */
+   2.2: block-sparse weights (Tensor.sparse); files without them read as 2.1 files did.
+   2.3: the seal (content digest, signature), security counter, encryption at rest
+        (include/mdeploy/security.h); files without them load with a note. */
 #define MDL_FORMAT_MAJOR 2
-#define MDL_FORMAT_MINOR 2
+#define MDL_FORMAT_MINOR 3
 
 #define MDL_MAX_RANK 8 /* most dimensions a tensor may have */
 #define MDL_ALIGN 16   /* alignment of weight buffers in a model file and of arena slots */
@@ -181,6 +183,13 @@ enum {
     MDL_LOAD_METRICS = 1u << 8,
     /* Also per-operator cumulative time (one clock read pair per node; implies MDL_LOAD_METRICS). */
     MDL_LOAD_METRICS_OPS = 1u << 9,
+    /* Do not recompute the content digest (include/mdeploy/security.h): for an image already
+       trusted, e.g. checked once when written to flash and used in place.  Ignored when public
+       keys are given (a signature covers the digest, which must then be computed). */
+    MDL_LOAD_NO_DIGEST = 1u << 16,
+    /* Refuse a file without a seal (written before format 2.3) instead of loading it with a
+       note (mdl_model_load_note). */
+    MDL_LOAD_REQUIRE_DIGEST = 1u << 17,
 };
 
 /* Defaults of the limits below (mdl_load_options_default, mdl_session_options_default): a 4 GiB
@@ -212,6 +221,11 @@ typedef struct mdl_load_options {
        is checked or planned). */
     size_t max_arena_bytes;
     int32_t max_nodes, max_tensors;
+    /* Signature keys, decryption key and their hooks (include/mdeploy/security.h); NULL: none
+       (the digest is still checked).  Must outlive the load call. */
+    const struct mdl_security *security;
+    /* Anti-rollback: refuse a model whose security counter is below this (MDL_VERSION). */
+    uint64_t min_counter;
 } mdl_load_options;
 
 MDL_API mdl_load_options mdl_load_options_default(void);

@@ -13,6 +13,7 @@ struct mdl_builder {
     void **owned; /* every allocation the graph points into */
     size_t nowned, cap_owned;
     const char *name, *version, *producer, *description;
+    uint64_t security_counter; /* metadata key "security_counter" (include/mdeploy/security.h) */
     const char **kv;
     int32_t nkv, cap_kv;
     mdl_error error; /* first failure of an add call, reported by finish */
@@ -257,7 +258,14 @@ mdl_status mdl_builder_set_metadata(mdl_builder *b, const char *key, const char 
     else if (strcmp(key, "version") == 0) b->version = v;
     else if (strcmp(key, "producer") == 0) b->producer = v;
     else if (strcmp(key, "description") == 0) b->description = v;
-    else {
+    else if (strcmp(key, "security_counter") == 0) {
+        uint64_t n = 0;
+        const char *p = v;
+        for (; *p >= '0' && *p <= '9' && n <= (UINT64_MAX - 9) / 10; p++) n = 10 * n + (uint64_t)(*p - '0');
+        if (p == v || *p)
+            return fail_st(b, MDL_INVALID_ARGUMENT, "security_counter: expected a decimal integer");
+        b->security_counter = n;
+    } else {
         for (int32_t i = 0; i < b->nkv; i++)
             if (!strcmp(b->kv[2 * i], key)) { /* a key set again: the later value */
                 b->kv[2 * i + 1] = v;
@@ -298,7 +306,7 @@ mdl_status mdl_builder_finish(mdl_builder *b, void **data, size_t *size, mdl_err
     mdl__plan plan;
     if ((st = mdl__plan_compute(&b->g, b->alloc, &plan, err))) return st;
     mdl__meta meta = {b->name, b->version, b->producer ? b->producer : "mdeploy " MDL_VERSION_STRING,
-                      b->description, b->nkv, b->kv};
+                      b->description, b->nkv, b->kv, b->security_counter};
     fb_builder fb;
     fb_builder_init(&fb, b->alloc);
     const uint8_t *bytes;
@@ -313,7 +321,7 @@ mdl_status mdl_builder_finish(mdl_builder *b, void **data, size_t *size, mdl_err
     fb_builder_release(&fb);
     if (st) return st;
     /* The loader is the definition of a valid file: prove this one loads. */
-    mdl_load_options lo = {b->alloc, 0, NULL, 0, 0, 0}; /* its own output: no limits */
+    mdl_load_options lo = {b->alloc, 0, NULL, 0, 0, 0, NULL, 0}; /* its own output: no limits */
     mdl_model *m;
     if ((st = mdl_model_load_buffer(*data, n, &lo, &m, err))) {
         mdl__free(b->alloc, *data);

@@ -2,6 +2,7 @@
 #include "model.h"
 
 #include "mdeploy/resolver.h"
+#include "mdeploy/security.h"
 
 #include "quant/quant.h"
 #include "resize.h"
@@ -14,7 +15,7 @@
 
 mdl_load_options mdl_load_options_default(void) {
     mdl_load_options o = {NULL, 0, NULL, MDL_DEFAULT_MAX_ARENA_BYTES, MDL_DEFAULT_MAX_NODES,
-                          MDL_DEFAULT_MAX_TENSORS};
+                          MDL_DEFAULT_MAX_TENSORS, NULL, 0};
     return o;
 }
 
@@ -220,6 +221,11 @@ mdl_status mdl_model_load_buffer(const void *data, size_t size, const mdl_load_o
     }
     m->buf = data;
     m->size = size;
+    /* the seal first: digest, signature, counter, decryption (include/mdeploy/security.h);
+       firmware (MDL_SMALL_CODE) calls mdl_seal_check itself when it wants it */
+#ifndef MDL_SMALL_CODE
+    if ((st = mdl__seal_load(m, &o, err))) goto fail;
+#endif
     if ((st = mdl__format_read(m, err))) goto fail;
 #ifndef MDL_SMALL_CODE /* firmware: the caller's arena is the limit (mdl_session_create_in) */
     if ((o.max_nodes && m->g.nnodes > o.max_nodes) || (o.max_tensors && m->g.ntensors > o.max_tensors)) {
@@ -288,6 +294,9 @@ void mdl_model_free(mdl_model *m) {
     mdl__free(a, m->block);
     if (m->release) m->release(m->owned, m->owned_size);
     else mdl__free(a, m->owned);
+#ifndef MDL_SMALL_CODE
+    mdl__seal_release(m);
+#endif
     mdl__free(a, m);
 }
 

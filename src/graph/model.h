@@ -42,6 +42,8 @@ struct mdl_model {
 #ifdef MDL__LOAD_NOTE
     char note[MDL_ERROR_MSG_SIZE]; /* mdl_model_load_note */
 #endif
+    void *plain_raw; /* an encrypted model's decrypted file (src/io/seal.c), wiped when freed */
+    size_t plain_bytes;
 };
 
 /* Verifies m->buf/m->size as a FlatBuffer, then reads it into m (metadata, tensors, nodes,
@@ -53,7 +55,26 @@ typedef struct mdl__meta {
     const char *name, *version, *producer, *description;
     int32_t nkv;
     const char *const *kv; /* key, value pairs */
+    uint64_t security_counter; /* Model.security_counter (format 2.3) */
 } mdl__meta;
+
+/* fb_verify with the model schema (mdl__format_read starts with it). */
+mdl_status mdl__format_verify(const uint8_t *buf, size_t size, mdl_error *err);
+
+/* The seal (src/io/seal.c, include/mdeploy/security.h).  Root field ids of format 2.3: */
+enum { MDL__M_SECURITY_COUNTER = 14, MDL__M_SEAL = 15, MDL__M_ENCRYPTED = 16 };
+#define MDL__SEAL_MESSAGE_BYTES 48 /* "MDL1SIG1" || digest || key_id */
+/* An all-zero Seal table (the writer adds it to the root) ... */
+fb_ref mdl__seal_build(fb_builder *b);
+/* ... and the digest of the finished file written into it (nothing when it has no seal). */
+void mdl__seal_finish(uint8_t *buf, size_t size);
+/* The message a signature covers. */
+void mdl__seal_message(const uint8_t *digest, const uint8_t *key_id, uint8_t msg[MDL__SEAL_MESSAGE_BYTES]);
+/* Load steps 1-5 of security.h on m->buf/m->size; an encrypted model's m->buf/m->size become
+   its decrypted inner file (m->plain_raw). */
+mdl_status mdl__seal_load(mdl_model *m, const mdl_load_options *o, mdl_error *err);
+/* Wipes and frees m->plain_raw. */
+void mdl__seal_release(mdl_model *m);
 
 /* Serializes a checked graph (tensors with data are weights) and its plan into b (plan NULL:
    no stored plan; the loader then plans, as for a model with dynamic dims). */

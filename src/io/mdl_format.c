@@ -54,11 +54,17 @@ DESC(d_buffer, "Buffer", VECA(1, MDL_ALIGN));
 DESC(d_kv, "KeyValue", STR, STR);
 DESC(d_plan, "MemoryPlan", SC(8), VEC(8), VEC(8));
 DESC(d_symbol, "Symbol", STR, SC(8), SC(8));
+DESC(d_seal, "Seal", VEC(1), VEC(1), VEC(1));
+DESC(d_encrypted, "Encrypted", VEC(1), VECA(1, MDL_ALIGN));
 DESC(d_model, "Model", SC(2), SC(2), STR, STR, STR, STR, TABV(d_kv), TABV(d_tensor),
-     TABV(d_operator), VEC(4), VEC(4), TABV(d_buffer), TAB(d_plan), TABV(d_symbol));
+     TABV(d_operator), VEC(4), VEC(4), TABV(d_buffer), TAB(d_plan), TABV(d_symbol), SC(8),
+     TAB(d_seal), TAB(d_encrypted));
 
 enum { M_MAJOR, M_MINOR, M_NAME, M_VERSION, M_PRODUCER, M_DESCRIPTION, M_METADATA, M_TENSORS,
-       M_OPERATORS, M_INPUTS, M_OUTPUTS, M_BUFFERS, M_PLAN, M_SYMBOLS };
+       M_OPERATORS, M_INPUTS, M_OUTPUTS, M_BUFFERS, M_PLAN, M_SYMBOLS, M_SECURITY_COUNTER, M_SEAL,
+       M_ENCRYPTED };
+_Static_assert((int)M_SECURITY_COUNTER == (int)MDL__M_SECURITY_COUNTER && (int)M_SEAL == (int)MDL__M_SEAL &&
+               (int)M_ENCRYPTED == (int)MDL__M_ENCRYPTED, "seal field ids (model.h) match the schema");
 enum { T_NAME, T_DTYPE, T_SHAPE, T_BUFFER, T_QUANT, T_DIM_SYMBOLS, T_SPARSE };
 enum { SP_TRANSPOSED, SP_PTR, SP_COL };
 enum { S_NAME, S_MAX, S_INITIAL };
@@ -359,6 +365,10 @@ static mdl_status read_tensor(mdl_model *m, carver *c, fb_table t, int32_t i, fb
         x->zero_point = (const int64_t *)(m->buf + zp.data);
     }
     return MDL_OK;
+}
+
+mdl_status mdl__format_verify(const uint8_t *buf, size_t size, mdl_error *err) {
+    return fb_verify(buf, size, "MDL1", &d_model, err);
 }
 
 mdl_status mdl__format_read(mdl_model *m, mdl_error *err) {
@@ -745,6 +755,7 @@ mdl_status mdl__format_write(fb_builder *b, const mdl__graph *g, const mdl__plan
     fb_ref s_ver = fb_create_string(b, meta->version ? meta->version : "");
     fb_ref s_prod = fb_create_string(b, meta->producer ? meta->producer : "");
     fb_ref s_desc = fb_create_string(b, meta->description ? meta->description : "");
+    fb_ref r_seal = mdl__seal_build(b);
     fb_start_table(b);
     fb_add_u16(b, M_MAJOR, MDL_FORMAT_MAJOR);
     fb_add_u16(b, M_MINOR, MDL_FORMAT_MINOR);
@@ -760,10 +771,13 @@ mdl_status mdl__format_write(fb_builder *b, const mdl__graph *g, const mdl__plan
     fb_add_ref(b, M_BUFFERS, r_buffers);
     fb_add_ref(b, M_PLAN, r_plan);
     if (r_syms) fb_add_ref(b, M_SYMBOLS, r_syms);
+    if (meta->security_counter) fb_add_u64(b, M_SECURITY_COUNTER, meta->security_counter);
+    fb_add_ref(b, M_SEAL, r_seal);
     fb_ref root = fb_end_table(b);
     mdl__free(a, refs);
     mdl__free(a, offs);
     if (!fb_finish(b, root, "MDL1", data, size))
         return mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory or model larger than 2 GiB while writing");
+    mdl__seal_finish((uint8_t *)(uintptr_t)*data, *size); /* the builder's own buffer */
     return MDL_OK;
 }

@@ -116,7 +116,7 @@ mdl_status tm_build_chain(int n, int with_plan, void **data, size_t *size) {
     if (!st) {
         fb_builder fb;
         fb_builder_init(&fb, NULL);
-        mdl__meta meta = {"chain", "", "tests/common/models.c", "", 0, NULL};
+        mdl__meta meta = {"chain", "", "tests/common/models.c", "", 0, NULL, 0};
         const uint8_t *bytes;
         if (!(st = mdl__format_write(&fb, g, with_plan ? &plan : NULL, &meta, &bytes, size, &err))) {
             *data = malloc(*size);
@@ -140,3 +140,5 @@ void tm_chain_reference(int n, const float *x, float *y) {
         y[k] = v;
     }
 }
+
+void tm_reseal(void *data, size_t size) { mdl__seal_finish(data, size); }

@@ -138,7 +138,9 @@ static void test_valid_seeds_load(void **state) {
         mdl_model *m;
         mdl_error err;
         if (mdl_model_load_file(path, &o, &m, &err)) fail_msg("%s: %s (run tests/fuzz/make_corpus.py)", n, err.msg);
-        assert_string_equal(mdl_model_load_note(m), "");
+        /* seeds written before format 2.3 have no seal: only that may be noted */
+        const char *note = mdl_model_load_note(m);
+        if (*note && strncmp(note, "the model has no content digest", 31)) fail_msg("%s: %s", n, note);
         mdl_session *s;
         assert_int_equal(mdl_session_create(m, NULL, &s, &err), MDL_OK);
         for (int i = 0; i < mdl_model_input_count(m); i++) {

@@ -332,7 +332,7 @@ static void test_load_limits(void **state) {
     mdl_session_free(s);
     mdl_model_free(m);
     /* 0 = no limit for every field */
-    mdl_load_options none = {NULL, 0, NULL, 0, 0, 0};
+    mdl_load_options none = {NULL, 0, NULL, 0, 0, 0, NULL, 0};
     assert_int_equal(mdl_model_load_buffer(data, size, &none, &m, &err), MDL_OK);
     mdl_model_free(m);
     free(data);

@@ -1,6 +1,7 @@
 /* Loading quantized models: weight-only quantization (DEQUANTIZE of a constant run once at load),
    and quantization parameters checked on every tensor. */
 #include "common/harness.h"
+#include "common/models.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -119,6 +120,7 @@ static void patch_and_expect(const uint8_t *good, size_t size, size_t at, const 
     uint8_t *bad = malloc(size);
     memcpy(bad, good, size);
     memcpy(bad + at, bytes, n);
+    tm_reseal(bad, size);
     mdl_error err;
     mdl_model *m = NULL;
     mdl_load_options lo = mdl_load_options_default();

@@ -152,7 +152,7 @@ static void test_run_allocates_nothing(void **state) {
     built b = build(mlp_shape(3), 3);
     counter c = {0, 0, 0};
     mdl_allocator a = {count_alloc, count_free, &c};
-    mdl_load_options lo = {&a, MDL_LOAD_COPY, NULL, 0, 0, 0};
+    mdl_load_options lo = {&a, MDL_LOAD_COPY, NULL, 0, 0, 0, NULL, 0};
     mdl_model *m;
     assert_int_equal(mdl_model_load_buffer(b.data, b.size, &lo, &m, NULL), MDL_OK);
     mdl_session_options so = mdl_session_options_default();
@@ -233,7 +233,7 @@ static void test_heap_free_loading(void **state) {
     static _Alignas(16) uint8_t heap[16384];
     mdl_bump bump;
     mdl_allocator a = mdl_bump_init(&bump, heap, sizeof heap);
-    mdl_load_options lo = {&a, 0, NULL, 0, 0, 0};
+    mdl_load_options lo = {&a, 0, NULL, 0, 0, 0, NULL, 0};
     mdl_model *m;
     mdl_error err;
     assert_int_equal(mdl_model_load_buffer(b.data, b.size, &lo, &m, &err), MDL_OK);
@@ -255,7 +255,7 @@ static void test_heap_free_loading(void **state) {
     assert_int_equal(mdl_model_load_buffer(shifted + 1, b.size, NULL, &m2, &err),
                      MDL_INVALID_ARGUMENT);
     assert_non_null(strstr(err.msg, "aligned"));
-    mdl_load_options copy = {NULL, MDL_LOAD_COPY, NULL, 0, 0, 0};
+    mdl_load_options copy = {NULL, MDL_LOAD_COPY, NULL, 0, 0, 0, NULL, 0};
     assert_int_equal(mdl_model_load_buffer(shifted + 1, b.size, &copy, &m2, &err), MDL_OK);
     mdl_model_free(m2);
     free(shifted);
@@ -324,7 +324,7 @@ static void test_load_file_maps_in_place(void **state) {
     assert_true(th_write_file(th_tmp("m.mdl"), b.data, b.size));
     counter c = {0, 0, 0};
     mdl_allocator a = {count_alloc, count_free, &c};
-    mdl_load_options lo = {&a, 0, NULL, 0, 0, 0};
+    mdl_load_options lo = {&a, 0, NULL, 0, 0, 0, NULL, 0};
     mdl_model *m;
     mdl_error err;
     assert_int_equal(mdl_model_load_file(th_tmp("m.mdl"), &lo, &m, &err), MDL_OK);

@@ -7,6 +7,7 @@
      disagree with the values) fail to load with MDL_CORRUPT_MODEL naming the tensor;
    - sparse storage where no kernel reads it (a wrong orientation, an Add operand) is refused. */
 #include "common/harness.h"
+#include "common/models.h"
 
 #include "graph/model.h"
 #include "ops/sparse.h"
@@ -337,6 +338,7 @@ static uint8_t *find(uint8_t *buf, size_t size, const void *pat, size_t n) {
 }
 
 static void expect_corrupt(uint8_t *data, size_t size, const char *what) {
+    tm_reseal(data, size);
     mdl_model *m = NULL;
     mdl_error err;
     mdl_status st = mdl_model_load_buffer(data, size, NULL, &m, &err);

@@ -420,7 +420,7 @@ static void test_sparse_decodes_with_flatc(void **state) {
     if (mdl_builder_finish(b, &bytes, &size, &err)) fail_msg("%s", err.msg);
     mdl_builder_free(b);
     cJSON *j = decode_with_flatc(bytes, size);
-    assert_int_equal(cJSON_GetObjectItem(j, "format_minor")->valueint, 2);
+    assert_int_equal(cJSON_GetObjectItem(j, "format_minor")->valueint, MDL_FORMAT_MINOR);
     cJSON *jw = by_name(cJSON_GetObjectItem(j, "tensors"), "w");
     cJSON *sp = cJSON_GetObjectItem(jw, "sparse");
     assert_non_null(sp);

@@ -2,7 +2,7 @@
 # Installs what mdeploy needs and is missing: Debian packages with apt-get, Python ones with pip.
 # usage: install-deps.sh
 set -eu
-debs=(build-essential pkg-config libopenblas-dev libcjson-dev libcmocka-dev libprotobuf-c-dev
+debs=(build-essential pkg-config libopenblas-dev libcjson-dev libcmocka-dev libprotobuf-c-dev libsodium-dev
       protobuf-c-compiler flatbuffers-compiler gcc-arm-none-eabi picolibc-arm-none-eabi
       qemu-system-arm clang libclang-rt-14-dev python3 python3-pip
       default-jre-headless)  # Java: the Spark batch-scoring test (make check-spark)
@@ -20,8 +20,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 py=()
 # pyspark, pandas, pyarrow: examples/spark (make check-spark); prometheus_client: the metrics test
-# (bindings/python/tests/test_metrics.py) parses the exposition with its parser
-for m in numpy onnx onnxruntime pytest pyspark pandas pyarrow prometheus_client; do
+# (bindings/python/tests/test_metrics.py) parses the exposition with its parser; cryptography: an
+# independent Ed25519 check of signed models (bindings/python/tests/test_security.py)
+for m in numpy onnx onnxruntime pytest pyspark pandas pyarrow prometheus_client cryptography; do
     python3 -c "import $m" 2>/dev/null || py+=("$m")
 done
 if [ ${#py[@]} -gt 0 ]; then

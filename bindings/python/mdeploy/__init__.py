@@ -42,6 +42,7 @@ from ._model import (
     metrics_prometheus,
 )
 from ._convert import ConvertReport, InputShapes, convert, inspect_onnx
+from ._security import encrypt, encryption_keygen, key_id, keygen, read_key_file, seal_info, sha256, sign
 
 __version__ = "0.1.0"
 
@@ -58,6 +59,14 @@ __all__ = [
     "Status",
     "convert",
     "metrics_prometheus",
+    "sha256",
+    "key_id",
+    "keygen",
+    "encryption_keygen",
+    "sign",
+    "encrypt",
+    "seal_info",
+    "read_key_file",
     "ConvertReport",
     "Inputs",
     "Outputs",

@@ -25,6 +25,8 @@ CONVERT_MAX_SHAPES = 16
 LOAD_COPY = 1 << 0
 LOAD_METRICS = 1 << 8  # MDL_LOAD_METRICS (include/mdeploy/mdeploy.h)
 LOAD_METRICS_OPS = 1 << 9  # MDL_LOAD_METRICS_OPS
+LOAD_NO_DIGEST = 1 << 16  # MDL_LOAD_NO_DIGEST (include/mdeploy/security.h)
+LOAD_REQUIRE_DIGEST = 1 << 17  # MDL_LOAD_REQUIRE_DIGEST
 STATUS_COUNT = 13  # MDL_STATUS_COUNT (tests/test_errors.py checks it against the library)
 METRICS_BUCKETS = 19  # MDL_METRICS_BUCKETS (include/mdeploy/metrics.h)
 MAX_THREADS = 64  # MDL_MAX_THREADS
@@ -85,6 +87,30 @@ class mdl_allocator(ctypes.Structure):
     ]
 
 
+class mdl_security(ctypes.Structure):  # include/mdeploy/security.h
+    _fields_ = [
+        ("public_keys", ctypes.c_void_p),  # npublic_keys x 32 bytes
+        ("npublic_keys", ctypes.c_int32),
+        ("verify", ctypes.c_void_p),  # hooks: from mdl_security_host()
+        ("decryption_key", ctypes.c_void_p),  # 32 bytes or NULL
+        ("decrypt", ctypes.c_void_p),
+        ("user", ctypes.c_void_p),
+    ]
+
+
+class mdl_seal_info(ctypes.Structure):
+    _fields_ = [
+        ("has_seal", ctypes.c_bool),
+        ("digest_checked", ctypes.c_bool),
+        ("is_signed", ctypes.c_bool),
+        ("signature_checked", ctypes.c_bool),
+        ("encrypted", ctypes.c_bool),
+        ("digest", ctypes.c_uint8 * 32),
+        ("key_id", ctypes.c_uint8 * 8),
+        ("security_counter", ctypes.c_uint64),
+    ]
+
+
 class mdl_load_options(ctypes.Structure):
     _fields_ = [
         ("allocator", ctypes.POINTER(mdl_allocator)),
@@ -93,6 +119,8 @@ class mdl_load_options(ctypes.Structure):
         ("max_arena_bytes", ctypes.c_size_t),  # limits, 0 = none (mdl_load_options_default)
         ("max_nodes", ctypes.c_int32),
         ("max_tensors", ctypes.c_int32),
+        ("security", ctypes.POINTER(mdl_security)),  # keys and hooks; NULL: digest only
+        ("min_counter", ctypes.c_uint64),  # anti-rollback
     ]
 
 
@@ -288,6 +316,17 @@ _PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     "mdl_model_load_buffer": (_status, [_vp, _c.c_size_t, _P(mdl_load_options), _P(_vp), _err]),
     "mdl_model_load_file": (_status, [_str, _P(mdl_load_options), _P(_vp), _err]),
     "mdl_model_load_note": (_str, [_vp]),
+    "mdl_model_security_counter": (_c.c_uint64, [_vp]),
+    "mdl_security_host": (mdl_security, []),
+    "mdl_seal_check": (_status, [_vp, _c.c_size_t, _P(mdl_load_options), _P(mdl_seal_info), _err]),
+    "mdl_sha256": (None, [_vp, _c.c_size_t, _vp]),
+    "mdl_key_id": (None, [_vp, _vp]),
+    "mdl_keygen": (_status, [_vp, _vp, _err]),
+    "mdl_encryption_keygen": (_status, [_vp, _err]),
+    "mdl_seal_sign": (_status, [_vp, _c.c_size_t, _vp, _err]),
+    "mdl_seal_encrypt": (_status, [_vp, _c.c_size_t, _vp, _P(_vp), _P(_c.c_size_t), _err]),
+    "mdl_key_file_write": (_status, [_str, _str, _vp, _c.c_size_t, _err]),
+    "mdl_key_file_read": (_status, [_str, _str, _vp, _c.c_size_t, _err]),
     "mdl_model_free": (None, [_vp]),
     "mdl_model_arena_size": (_c.c_size_t, [_vp]),
     "mdl_model_activation_bytes": (_c.c_size_t, [_vp]),

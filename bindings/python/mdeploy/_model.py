@@ -24,7 +24,7 @@ from typing import (
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import _lib
+from . import _lib, _security
 from ._lib import decode, lib
 
 __all__ = [
@@ -334,6 +334,14 @@ class Model:
     times every node (per-operator cumulative time; implies ``metrics``).  Inputs that
     :meth:`run` refuses before the C run (wrong shape, dtype, a missing input) count as failed
     runs with their status.
+
+    The seal (``include/mdeploy/security.h``): the content digest is checked at every load
+    (``verify_digest=False`` skips it for a trusted copy; ``require_digest=True`` refuses files
+    written before format 2.3, which otherwise load with a :attr:`load_note`).
+    ``public_keys=[...]`` (Ed25519 keys: 32 bytes each, or ``mdeploy-keygen`` .pub files)
+    refuses models not signed by one of them; ``decryption_key`` (32 bytes or a key file) opens
+    an encrypted model; ``min_counter=N`` refuses a model whose :attr:`security_counter` is
+    below N (anti-rollback).  Each refusal raises :class:`Error` saying which check failed.
     """
 
     # How many idle sessions run() keeps for reuse; a burst of more concurrent callers creates
@@ -344,12 +352,22 @@ class Model:
 
     def __init__(
         self, source: Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, np.ndarray], *, threads: int = 1,
-        metrics: bool = False, op_metrics: bool = False
+        metrics: bool = False, op_metrics: bool = False, public_keys: Optional[Sequence[Any]] = None,
+        decryption_key: Any = None, min_counter: int = 0, verify_digest: bool = True,
+        require_digest: bool = False
     ) -> None:
         self._threads = _check_threads(threads)
         err = _lib.mdl_error()
         out = ctypes.c_void_p()
         opts = lib.mdl_load_options_default()
+        # the seal (include/mdeploy/security.h; mdeploy.sign, mdeploy.encrypt)
+        sec = _security.Security(public_keys, decryption_key)
+        opts.security = ctypes.pointer(sec.c)
+        opts.min_counter = int(min_counter)
+        if not verify_digest:
+            opts.flags |= _lib.LOAD_NO_DIGEST
+        if require_digest:
+            opts.flags |= _lib.LOAD_REQUIRE_DIGEST
         if metrics:
             opts.flags |= _lib.LOAD_METRICS
         if op_metrics:
@@ -510,6 +528,12 @@ class Model:
             if lib.mdl_model_metadata_at(h, i, ctypes.byref(k), ctypes.byref(v)):
                 md[decode(k.value)] = decode(v.value)
         return md
+
+    @property
+    def security_counter(self) -> int:
+        """The model's anti-rollback counter (``mdeploy-convert --security-counter``; 0 if none);
+        its version string is :attr:`version`."""
+        return int(self._get(lib.mdl_model_security_counter))
 
     @property
     def load_note(self) -> str:
