@@ -1,5 +1,6 @@
 # mdeploy — plain Makefile.  Options: BLAS=0|1 (default 1)  SAN=1 (ASan+UBSan)  TSAN=1  DEBUG=1
 # Targets: all check check-spark demo install fuzz fuzz-long bench firmware firmware-check firmware-report clean   (see README.md)
+# V=1 shows the compiler command lines (by default each step prints one short line, e.g. "CC x.o").
 
 BLAS ?= 1
 SIMD ?= 1
@@ -10,6 +11,20 @@ PREFIX ?= /usr/local
 FUZZ_SECONDS ?= 60
 CC ?= cc
 PYTHON ?= python3
+V ?= 0
+ifeq ($(V),1)
+  Q :=
+  say :=
+else
+  Q := @
+  say = printf '  %-7s %s\n' '$(1)' '$(2)';
+endif
+
+# The version, from the public header's MDL_VERSION_* macros (the one place it is written): the
+# shared libraries' SONAME is lib*.so.MAJOR, their file lib*.so.MAJOR.MINOR.PATCH.
+mdl_version_part = $(shell sed -n 's/^\#define MDL_VERSION_$(1) \([0-9]*\).*/\1/p' include/mdeploy/mdeploy.h)
+VERSION_MAJOR := $(call mdl_version_part,MAJOR)
+VERSION := $(VERSION_MAJOR).$(call mdl_version_part,MINOR).$(call mdl_version_part,PATCH)
 
 CONFIG := $(if $(filter 1,$(DEBUG)),debug,release)$(if $(filter 0,$(BLAS)),-noblas)$(if $(filter 0,$(SIMD)),-nosimd)$(if $(filter 1,$(SAN)),-san)$(if $(filter 1,$(TSAN)),-tsan)
 B := build/$(CONFIG)
@@ -39,11 +54,14 @@ ifeq ($(TSAN),1)
 endif
 
 # Sources.  *_host.c files use stdio/files/threads and stay out of firmware builds; *_blas.c only
-# with BLAS=1; the ONNX importer (converter) needs protobuf-c.
+# with BLAS=1.  Two libraries: libmdeploy (the runtime: libc, libm, optional OpenBLAS) and
+# libmdeploy-convert (the converter: ONNX importer, graph conversion, quantization and pruning on
+# the host; it needs protobuf-c).  A new converter file follows one of CONVERT_SRCS' patterns.
 ALL_SRCS := $(sort $(wildcard src/*/*.c))
 BLAS_SRCS := $(filter %_blas.c,$(ALL_SRCS))
 HOST_SRCS := $(filter %_host.c,$(ALL_SRCS))
 CORE_SRCS := $(filter-out $(BLAS_SRCS) $(HOST_SRCS),$(ALL_SRCS))
+CONVERT_SRCS := $(filter src/io/onnx%_host.c src/graph/convert%_host.c src/quant/%_host.c,$(HOST_SRCS))
 # x86 SIMD kernels (src/ops/x86/*_avx2.c, *_avx512.c): built with per-file flags, chosen once at
 # run time by cpuid; SIMD=0 leaves them all out (the portable kernels remain).
 ARCH := $(shell $(CC) -dumpmachine 2>/dev/null)
@@ -51,8 +69,17 @@ X86_SRCS := $(if $(and $(filter 1,$(SIMD)),$(findstring x86_64,$(ARCH))),$(sort 
 ifneq ($(X86_SRCS),)
   CPPFLAGS += -DMDL_HAVE_X86_SIMD
 endif
-LIB_SRCS := $(CORE_SRCS) $(HOST_SRCS) $(if $(filter 1,$(BLAS)),$(BLAS_SRCS)) $(X86_SRCS)
+LIB_SRCS := $(CORE_SRCS) $(filter-out $(CONVERT_SRCS),$(HOST_SRCS)) $(if $(filter 1,$(BLAS)),$(BLAS_SRCS)) $(X86_SRCS)
 LIB_OBJS := $(LIB_SRCS:%.c=$(B)/%.o)
+# (src/io/onnx.mk adds the generated protobuf-c code)
+CONVERT_OBJS := $(CONVERT_SRCS:%.c=$(B)/%.o)
+CONVERT_LDLIBS := -lprotobuf-c
+# shared libraries must resolve every symbol at link time (not with the sanitizers' runtimes)
+SO_DEFS := $(if $(filter 1,$(SAN) $(TSAN)),,-Wl,-z,defs)
+# Static archives, in link order (the converter calls into the runtime); shared libraries, each
+# with its lib*.so.MAJOR and lib*.so links.
+LIBS_A := $(B)/libmdeploy-convert.a $(B)/libmdeploy.a
+LIBS_SO := $(foreach l,libmdeploy libmdeploy-convert,$(B)/$(l).so.$(VERSION) $(B)/$(l).so.$(VERSION_MAJOR) $(B)/$(l).so)
 
 TOOLS := $(patsubst tools/%.c,$(B)/bin/%,$(wildcard tools/mdeploy-*.c))
 TEST_COMMON := $(wildcard tests/common/*.c)
@@ -64,14 +91,14 @@ EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
 .DEFAULT_GOAL := all
 
 all: lib tools examples
-lib: $(B)/libmdeploy.a $(B)/libmdeploy.so
+lib: $(LIBS_A) $(LIBS_SO)
 tools: $(TOOLS)
 tests: $(TESTS)
 examples: $(EXAMPLES)
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+	$(Q)$(call say,CC,$@)$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(B)/src/ops/x86/%_avx2.o: CFLAGS += -mavx2 -mfma
 $(B)/src/ops/x86/%_avx512.o: CFLAGS += -mavx512f -mavx512vl -mavx512bw -mavx512dq -mfma
@@ -80,26 +107,42 @@ $(B)/src/ops/x86/gemm_int8_avx512.o: CFLAGS += -mavx512vnni
 $(B)/src/ops/x86/gemm_int8_amx_avx512.o: CFLAGS += -mavx512vnni -mamx-tile -mamx-int8
 
 $(B)/libmdeploy.a: $(LIB_OBJS)
+$(B)/libmdeploy-convert.a: $(CONVERT_OBJS)
+$(B)/libmdeploy.a $(B)/libmdeploy-convert.a:
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)$(call say,AR,$@)ar rcs $@ $^
 
-$(B)/libmdeploy.so: $(LIB_OBJS)
-	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(B)/libmdeploy.so.$(VERSION): $(LIB_OBJS)
+	$(Q)$(call say,LD,$@)$(CC) -shared $(LDFLAGS) -Wl,-soname,libmdeploy.so.$(VERSION_MAJOR) $(SO_DEFS) \
+	    -o $@ $^ $(LDLIBS)
+# The converter carries its own copy of the runtime parts it uses (linked from the static archive
+# and not exported: --exclude-libs), since it calls the runtime's internals, which the runtime
+# library does not export; it exports only the API of include/mdeploy/convert.h.
+$(B)/libmdeploy-convert.so.$(VERSION): $(CONVERT_OBJS) $(B)/libmdeploy.a
+	$(Q)$(call say,LD,$@)$(CC) -shared $(LDFLAGS) -Wl,-soname,libmdeploy-convert.so.$(VERSION_MAJOR) \
+	    $(SO_DEFS) -Wl,--exclude-libs,ALL -o $@ $(CONVERT_OBJS) $(B)/libmdeploy.a $(CONVERT_LDLIBS) $(LDLIBS)
+$(B)/%.so.$(VERSION_MAJOR): $(B)/%.so.$(VERSION)
+	@ln -sf $(notdir $<) $@
+$(B)/%.so: $(B)/%.so.$(VERSION_MAJOR)
+	@ln -sf $(notdir $<) $@
 
-$(B)/bin/%: tools/%.c tools/tool_util.h $(B)/libmdeploy.a
+# Tools, examples and tests link the static archives: only the members they use come in, and
+# --as-needed keeps libraries they do not use (protobuf-c for mdeploy-run) out of their NEEDED.
+$(B)/bin/%: tools/%.c tools/tool_util.h $(LIBS_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libmdeploy.a -lcjson $(LDLIBS)
+	$(Q)$(call say,LD,$@)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBS_A) -Wl,--as-needed -lcjson \
+	    $(CONVERT_LDLIBS) $(LDLIBS)
 
-$(B)/examples/%: examples/%.c $(B)/libmdeploy.a
+$(B)/examples/%: examples/%.c $(LIBS_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libmdeploy.a $(LDLIBS)
+	$(Q)$(call say,LD,$@)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBS_A) -Wl,--as-needed $(CONVERT_LDLIBS) $(LDLIBS)
 
-$(B)/tests/%: tests/%.c $(TEST_COMMON) $(B)/libmdeploy.a
+$(B)/tests/%: tests/%.c $(TEST_COMMON) $(LIBS_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itests -DMDL_BUILD_DIR='"$(B)"' $(CFLAGS) -Wno-shadow $(LDFLAGS) -o $@ $< $(TEST_COMMON) \
-	    $(B)/libmdeploy.a -lcmocka -lcjson $(LDLIBS)
+	$(Q)$(call say,LD,$@)$(CC) $(CPPFLAGS) -Itests -DMDL_BUILD_DIR='"$(B)"' $(CFLAGS) -Wno-shadow $(LDFLAGS) -o $@ $< $(TEST_COMMON) \
+	    $(LIBS_A) -lcmocka -lcjson $(CONVERT_LDLIBS) $(LDLIBS)
 
--include $(LIB_OBJS:.o=.d)
+-include $(LIB_OBJS:.o=.d) $(CONVERT_OBJS:.o=.d)
 
 # Tests that run the command-line tools need them built first.
 $(filter $(B)/tests/tools/% $(B)/tests/convert/%,$(TESTS)): | $(TOOLS) $(EXAMPLES)
