@@ -199,18 +199,15 @@ check-spark: all
 	@MDEPLOY_LIB=$(CURDIR)/$(B)/libmdeploy.so PYTHONPATH=$(CURDIR)/bindings/python timeout 900 \
 	    $(PYTHON) -m pytest -q -s -p no:cacheprovider -W ignore::FutureWarning examples/spark
 
-# make install into a scratch prefix, then build examples/minimal.c against it with pkg-config.
+# make install into a scratch prefix (and once more with DESTDIR), then tests/install/check.sh:
+# the SONAMEs and links, no protobuf-c under the runtime (ldd), and examples/minimal.c and
+# examples/convert.c built against the installed tree with CMake (examples/cmake) and with
+# pkg-config (shared and static), run on a model and checked against ONNX Runtime.
 install-check: all
 	@rm -rf $(B)/install-check
-	@$(MAKE) --no-print-directory install PREFIX=$(CURDIR)/$(B)/install-check >/dev/null
-	@cd $(B)/install-check && PKG_CONFIG_PATH=lib/pkgconfig $(CC) $(CURDIR)/examples/minimal.c \
-	    $$(PKG_CONFIG_PATH=lib/pkgconfig pkg-config --cflags mdeploy) lib/libmdeploy.a \
-	    $$(PKG_CONFIG_PATH=lib/pkgconfig pkg-config --libs-only-other --static mdeploy) \
-	    $$(PKG_CONFIG_PATH=lib/pkgconfig pkg-config --libs-only-l --static mdeploy | sed 's/-lmdeploy//') -o minimal
-	@$(B)/bin/mdeploy-convert tests/models/mlp.onnx -o $(B)/install-check/mlp.mdl >/dev/null
-	@$(B)/install-check/minimal $(B)/install-check/mlp.mdl >/dev/null
-	@echo "== make install: headers, libraries, tools and mdeploy.pc work from $(B)/install-check"
-
+	@$(MAKE) --no-print-directory install PREFIX=$(CURDIR)/$(B)/install-check/prefix >/dev/null
+	@$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/$(B)/install-check/destdir PREFIX=/opt/mdeploy >/dev/null
+	@bash tests/install/check.sh $(B) $(VERSION)
 
 demo: deps
 	@$(MAKE) --no-print-directory all
@@ -293,14 +290,33 @@ fuzz-smoke: $(FUZZ_TARGETS:%=$(FUZZ_B)/fuzz_%)
 # ---- firmware: bare-metal images for Cortex-M4, Cortex-M7 and RV32 under QEMU -------------
 include examples/firmware/firmware.mk
 
+# make install PREFIX=/usr/local (DESTDIR=... for staging): headers, both libraries (static, and
+# shared with their lib*.so.MAJOR and lib*.so links), the tools, pkg-config files (mdeploy,
+# mdeploy-convert) and the CMake package (find_package(mdeploy): mdeploy::mdeploy, mdeploy::convert).
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+mdl_empty :=
+mdl_space := $(mdl_empty) $(mdl_empty)
+mdl_cmake_libs = $(subst $(mdl_space),;,$(strip $(patsubst -l%,%,$(1))))
+INSTALL_SUBST := sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@VERSION_MAJOR@|$(VERSION_MAJOR)|g' \
+    -e 's|@LIBS@|$(strip $(LDLIBS))|g' -e 's|@CONVERT_LIBS@|$(CONVERT_LDLIBS)|g' \
+    -e 's|@CMAKE_LIBS@|$(call mdl_cmake_libs,$(LDLIBS))|g' -e 's|@CMAKE_CONVERT_LIBS@|$(call mdl_cmake_libs,$(CONVERT_LDLIBS))|g'
 install: all
-	install -d $(DESTDIR)$(PREFIX)/include/mdeploy $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
-	install -m 644 include/mdeploy/*.h $(DESTDIR)$(PREFIX)/include/mdeploy/
-	install -m 644 $(B)/libmdeploy.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(B)/libmdeploy.so $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|0.1.0|' \
-	    -e 's|@LIBS@|$(LDLIBS)|' tools/mdeploy.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/mdeploy.pc
+	install -d $(DESTDIR)$(INCLUDEDIR)/mdeploy $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(LIBDIR)/cmake/mdeploy \
+	    $(DESTDIR)$(BINDIR)
+	install -m 644 include/mdeploy/*.h $(DESTDIR)$(INCLUDEDIR)/mdeploy/
+	install -m 644 $(LIBS_A) $(DESTDIR)$(LIBDIR)/
+	for l in libmdeploy libmdeploy-convert; do \
+	    install -m 755 $(B)/$$l.so.$(VERSION) $(DESTDIR)$(LIBDIR)/ && \
+	    ln -sf $$l.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$$l.so.$(VERSION_MAJOR) && \
+	    ln -sf $$l.so.$(VERSION_MAJOR) $(DESTDIR)$(LIBDIR)/$$l.so || exit 1; done
+	install -m 755 $(TOOLS) $(DESTDIR)$(BINDIR)/
+	$(INSTALL_SUBST) tools/mdeploy.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/mdeploy.pc
+	$(INSTALL_SUBST) tools/mdeploy-convert.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/mdeploy-convert.pc
+	$(INSTALL_SUBST) tools/mdeployConfig.cmake.in > $(DESTDIR)$(LIBDIR)/cmake/mdeploy/mdeployConfig.cmake
+	$(INSTALL_SUBST) tools/mdeployConfigVersion.cmake.in > $(DESTDIR)$(LIBDIR)/cmake/mdeploy/mdeployConfigVersion.cmake
 
 clean:
 	rm -rf build
