@@ -87,7 +87,7 @@ TEST_SRCS := $(sort $(wildcard tests/*/test_*.c))
 TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRCS))
 EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
 
-.PHONY: all lib tools tests examples check check-spark check-tsan check-onnx-node demo install install-check fuzz fuzz-smoke fuzz-long firmware bench clean deps
+.PHONY: all lib tools tests examples check check-spark check-tsan check-onnx-node demo install install-check fuzz fuzz-smoke fuzz-long firmware bench clean deps deps-demo
 .DEFAULT_GOAL := all
 
 all: lib tools examples
@@ -150,10 +150,12 @@ $(filter $(B)/tests/tools/% $(B)/tests/convert/%,$(TESTS)): | $(TOOLS) $(EXAMPLE
 # The ONNX importer's build rules (protobuf-c code generated from the onnx package's onnx.proto).
 -include src/io/onnx.mk
 
-# Debian packages (apt-get) and Python packages (pip) that are missing; the build itself needs
-# the onnx package, whose onnx.proto the converter is generated from.
+# Debian packages (apt-get) and Python packages (pip) that are missing: deps for make check,
+# deps-demo only what make demo needs (compiler, OpenBLAS, cJSON, protobuf-c, libonnx-dev).
 deps:
-	@bash tools/scripts/install-deps.sh
+	@bash tools/scripts/install-deps.sh check
+deps-demo:
+	@bash tools/scripts/install-deps.sh demo
 
 # The whole test suite: CMocka tests (default build, BLAS=0, and BLAS=0 under ASan+UBSan), flatc
 # conformance, replay of the corrupt-model corpus + a short fuzz run, the firmware images run
@@ -209,8 +211,17 @@ install-check: all
 	@$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/$(B)/install-check/destdir PREFIX=/opt/mdeploy >/dev/null
 	@bash tests/install/check.sh $(B) $(VERSION)
 
-demo: deps
-	@$(MAKE) --no-print-directory all
+# The build's output goes to $(B)/build.log (V=1 shows it, with the commands); in parallel on
+# every core unless -j was given.
+demo: deps-demo
+	@mkdir -p $(B)
+ifeq ($(V),1)
+	$(MAKE) --no-print-directory $(if $(filter -j%,$(MAKEFLAGS)),,-j$(shell nproc)) all
+else
+	@$(MAKE) --no-print-directory $(if $(filter -j%,$(MAKEFLAGS)),,-j$(shell nproc)) all \
+	    >$(B)/build.log 2>&1 || { tail -n 30 $(B)/build.log; echo "make demo: the build failed (log: $(B)/build.log)" >&2; exit 1; }
+	@echo "== build: $$(grep -c '^  CC' $(B)/build.log) files compiled into $(B) (log: $(B)/build.log; V=1 shows the commands)"
+endif
 	@bash examples/demo.sh $(B)
 
 # Side by side with ONNX Runtime; writes bench/results/ (see bench/README.md).
