@@ -87,7 +87,7 @@ TEST_SRCS := $(sort $(wildcard tests/*/test_*.c))
 TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRCS))
 EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
 
-.PHONY: all lib tools tests examples check check-spark check-tsan check-onnx-node demo install install-check fuzz fuzz-smoke fuzz-long firmware bench clean deps deps-demo
+.PHONY: all lib tools tests examples check check-spark check-tsan check-onnx-node demo install install-check fuzz fuzz-smoke fuzz-long firmware bench clean deps deps-demo check-wheel wheel
 .DEFAULT_GOAL := all
 
 all: lib tools examples
@@ -170,6 +170,7 @@ check: deps
 	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory check-tsan
 	@$(MAKE) --no-print-directory install-check
+	@$(MAKE) --no-print-directory check-wheel
 	@$(MAKE) --no-print-directory check-onnx-node
 	@bash tests/run.sh build/release build/release-noblas build/release-noblas-san
 	@if command -v java >/dev/null 2>&1 && $(PYTHON) -c "import pyspark, pandas, pyarrow" 2>/dev/null; then \
@@ -193,6 +194,15 @@ check-tsan:
 check-onnx-node: all
 	@echo "== ONNX backend node tests (tests/convert/onnx_node_suite.py)"
 	@timeout 900 $(PYTHON) tests/convert/onnx_node_suite.py --lib $(B)/libmdeploy.so --cache build/onnx-node-tests
+
+# The Python wheel, portable: the BLAS=0 libraries (the runtime's own AVX2/AVX-512 kernels, no
+# 36 MB OpenBLAS to bundle), auditwheel repair bundling libprotobuf-c; installed into a fresh venv
+# and run from outside the repository (tests/wheel/check_wheel.sh).  The wheel: build/wheel/wheelhouse.
+check-wheel:
+	@$(MAKE) --no-print-directory BLAS=0 lib
+	@echo "== check-wheel: pip wheel + auditwheel repair, installed into a fresh venv"
+	@bash tests/wheel/check_wheel.sh build/release-noblas build/wheel
+wheel: check-wheel
 
 # Batch scoring with PySpark (examples/spark/score.py): Spark local mode on 100k rows and
 # multiprocessing, both bit-identical to one process; prints rows/s.  Needs Java and pyspark.
