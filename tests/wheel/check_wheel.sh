@@ -16,7 +16,7 @@ MDEPLOY_LIB=$B/libmdeploy.so python3 -m pip wheel -q --no-deps -w "$W/dist" ./bi
     >"$W/pip-wheel.log" 2>&1 || { tail -n 30 "$W/pip-wheel.log"; fail "pip wheel"; }
 rm -rf bindings/python/build bindings/python/*.egg-info
 whl=$(ls "$W"/dist/mdeploy-*.whl)
-python3 -m auditwheel repair -w "$W/wheelhouse" "$whl" >"$W/auditwheel.log" 2>&1 ||
+python3 -m auditwheel repair --strip -w "$W/wheelhouse" "$whl" >"$W/auditwheel.log" 2>&1 ||
     { cat "$W/auditwheel.log"; fail "auditwheel repair"; }
 fixed=$(ls "$W"/wheelhouse/mdeploy-*.whl)
 echo "wheel: $(basename "$fixed") ($(du -k "$fixed" | cut -f1) KiB): $(python3 -m zipfile -l "$fixed" |
