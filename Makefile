@@ -1,5 +1,6 @@
 # mdeploy — plain Makefile.  Options: BLAS=0|1 (default 1)  SAN=1 (ASan+UBSan)  TSAN=1  DEBUG=1
 # Targets: all check check-spark demo install fuzz fuzz-long bench firmware firmware-check firmware-report clean   (see README.md)
+# V=1 shows the compiler command lines (by default each step prints one short line, e.g. "CC x.o").
 
 BLAS ?= 1
 SIMD ?= 1
@@ -10,6 +11,20 @@ PREFIX ?= /usr/local
 FUZZ_SECONDS ?= 60
 CC ?= cc
 PYTHON ?= python3
+V ?= 0
+ifeq ($(V),1)
+  Q :=
+  say :=
+else
+  Q := @
+  say = printf '  %-7s %s\n' '$(1)' '$(2)';
+endif
+
+# The version, from the public header's MDL_VERSION_* macros (the one place it is written): the
+# shared libraries' SONAME is lib*.so.MAJOR, their file lib*.so.MAJOR.MINOR.PATCH.
+mdl_version_part = $(shell sed -n 's/^\#define MDL_VERSION_$(1) \([0-9]*\).*/\1/p' include/mdeploy/mdeploy.h)
+VERSION_MAJOR := $(call mdl_version_part,MAJOR)
+VERSION := $(VERSION_MAJOR).$(call mdl_version_part,MINOR).$(call mdl_version_part,PATCH)
 
 CONFIG := $(if $(filter 1,$(DEBUG)),debug,release)$(if $(filter 0,$(BLAS)),-noblas)$(if $(filter 0,$(SIMD)),-nosimd)$(if $(filter 1,$(SAN)),-san)$(if $(filter 1,$(TSAN)),-tsan)
 B := build/$(CONFIG)
@@ -39,11 +54,14 @@ ifeq ($(TSAN),1)
 endif
 
 # Sources.  *_host.c files use stdio/files/threads and stay out of firmware builds; *_blas.c only
-# with BLAS=1; the ONNX importer (converter) needs protobuf-c.
+# with BLAS=1.  Two libraries: libmdeploy (the runtime: libc, libm, optional OpenBLAS) and
+# libmdeploy-convert (the converter: ONNX importer, graph conversion, quantization and pruning on
+# the host; it needs protobuf-c).  A new converter file follows one of CONVERT_SRCS' patterns.
 ALL_SRCS := $(sort $(wildcard src/*/*.c))
 BLAS_SRCS := $(filter %_blas.c,$(ALL_SRCS))
 HOST_SRCS := $(filter %_host.c,$(ALL_SRCS))
 CORE_SRCS := $(filter-out $(BLAS_SRCS) $(HOST_SRCS),$(ALL_SRCS))
+CONVERT_SRCS := $(filter src/io/onnx%_host.c src/graph/convert%_host.c src/quant/%_host.c,$(HOST_SRCS))
 # x86 SIMD kernels (src/ops/x86/*_avx2.c, *_avx512.c): built with per-file flags, chosen once at
 # run time by cpuid; SIMD=0 leaves them all out (the portable kernels remain).
 ARCH := $(shell $(CC) -dumpmachine 2>/dev/null)
@@ -51,8 +69,17 @@ X86_SRCS := $(if $(and $(filter 1,$(SIMD)),$(findstring x86_64,$(ARCH))),$(sort 
 ifneq ($(X86_SRCS),)
   CPPFLAGS += -DMDL_HAVE_X86_SIMD
 endif
-LIB_SRCS := $(CORE_SRCS) $(HOST_SRCS) $(if $(filter 1,$(BLAS)),$(BLAS_SRCS)) $(X86_SRCS)
+LIB_SRCS := $(CORE_SRCS) $(filter-out $(CONVERT_SRCS),$(HOST_SRCS)) $(if $(filter 1,$(BLAS)),$(BLAS_SRCS)) $(X86_SRCS)
 LIB_OBJS := $(LIB_SRCS:%.c=$(B)/%.o)
+# (src/io/onnx.mk adds the generated protobuf-c code)
+CONVERT_OBJS := $(CONVERT_SRCS:%.c=$(B)/%.o)
+CONVERT_LDLIBS := -lprotobuf-c
+# shared libraries must resolve every symbol at link time (not with the sanitizers' runtimes)
+SO_DEFS := $(if $(filter 1,$(SAN) $(TSAN)),,-Wl,-z,defs)
+# Static archives, in link order (the converter calls into the runtime); shared libraries, each
+# with its lib*.so.MAJOR and lib*.so links.
+LIBS_A := $(B)/libmdeploy-convert.a $(B)/libmdeploy.a
+LIBS_SO := $(foreach l,libmdeploy libmdeploy-convert,$(B)/$(l).so.$(VERSION) $(B)/$(l).so.$(VERSION_MAJOR) $(B)/$(l).so)
 
 TOOLS := $(patsubst tools/%.c,$(B)/bin/%,$(wildcard tools/mdeploy-*.c))
 TEST_COMMON := $(wildcard tests/common/*.c)
@@ -60,18 +87,18 @@ TEST_SRCS := $(sort $(wildcard tests/*/test_*.c))
 TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRCS))
 EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
 
-.PHONY: all lib tools tests examples check check-spark check-tsan check-onnx-node demo install install-check fuzz fuzz-smoke fuzz-long firmware bench clean deps
+.PHONY: all lib tools tests examples check check-spark check-tsan check-onnx-node demo install install-check fuzz fuzz-smoke fuzz-long firmware bench clean deps deps-demo check-wheel wheel
 .DEFAULT_GOAL := all
 
 all: lib tools examples
-lib: $(B)/libmdeploy.a $(B)/libmdeploy.so
+lib: $(LIBS_A) $(LIBS_SO)
 tools: $(TOOLS)
 tests: $(TESTS)
 examples: $(EXAMPLES)
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+	$(Q)$(call say,CC,$@)$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(B)/src/ops/x86/%_avx2.o: CFLAGS += -mavx2 -mfma
 $(B)/src/ops/x86/%_avx512.o: CFLAGS += -mavx512f -mavx512vl -mavx512bw -mavx512dq -mfma
@@ -80,26 +107,42 @@ $(B)/src/ops/x86/gemm_int8_avx512.o: CFLAGS += -mavx512vnni
 $(B)/src/ops/x86/gemm_int8_amx_avx512.o: CFLAGS += -mavx512vnni -mamx-tile -mamx-int8
 
 $(B)/libmdeploy.a: $(LIB_OBJS)
+$(B)/libmdeploy-convert.a: $(CONVERT_OBJS)
+$(B)/libmdeploy.a $(B)/libmdeploy-convert.a:
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)$(call say,AR,$@)ar rcs $@ $^
 
-$(B)/libmdeploy.so: $(LIB_OBJS)
-	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(B)/libmdeploy.so.$(VERSION): $(LIB_OBJS)
+	$(Q)$(call say,LD,$@)$(CC) -shared $(LDFLAGS) -Wl,-soname,libmdeploy.so.$(VERSION_MAJOR) $(SO_DEFS) \
+	    -o $@ $^ $(LDLIBS)
+# The converter carries its own copy of the runtime parts it uses (linked from the static archive
+# and not exported: --exclude-libs), since it calls the runtime's internals, which the runtime
+# library does not export; it exports only the API of include/mdeploy/convert.h.
+$(B)/libmdeploy-convert.so.$(VERSION): $(CONVERT_OBJS) $(B)/libmdeploy.a
+	$(Q)$(call say,LD,$@)$(CC) -shared $(LDFLAGS) -Wl,-soname,libmdeploy-convert.so.$(VERSION_MAJOR) \
+	    $(SO_DEFS) -Wl,--exclude-libs,ALL -o $@ $(CONVERT_OBJS) $(B)/libmdeploy.a $(CONVERT_LDLIBS) $(LDLIBS)
+$(B)/%.so.$(VERSION_MAJOR): $(B)/%.so.$(VERSION)
+	@ln -sf $(notdir $<) $@
+$(B)/%.so: $(B)/%.so.$(VERSION_MAJOR)
+	@ln -sf $(notdir $<) $@
 
-$(B)/bin/%: tools/%.c tools/tool_util.h $(B)/libmdeploy.a
+# Tools, examples and tests link the static archives: only the members they use come in, and
+# --as-needed keeps libraries they do not use (protobuf-c for mdeploy-run) out of their NEEDED.
+$(B)/bin/%: tools/%.c tools/tool_util.h $(LIBS_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libmdeploy.a -lcjson $(LDLIBS)
+	$(Q)$(call say,LD,$@)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBS_A) -Wl,--as-needed -lcjson \
+	    $(CONVERT_LDLIBS) $(LDLIBS)
 
-$(B)/examples/%: examples/%.c $(B)/libmdeploy.a
+$(B)/examples/%: examples/%.c $(LIBS_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libmdeploy.a $(LDLIBS)
+	$(Q)$(call say,LD,$@)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBS_A) -Wl,--as-needed $(CONVERT_LDLIBS) $(LDLIBS)
 
-$(B)/tests/%: tests/%.c $(TEST_COMMON) $(B)/libmdeploy.a
+$(B)/tests/%: tests/%.c $(TEST_COMMON) $(LIBS_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itests -DMDL_BUILD_DIR='"$(B)"' $(CFLAGS) -Wno-shadow $(LDFLAGS) -o $@ $< $(TEST_COMMON) \
-	    $(B)/libmdeploy.a -lcmocka -lcjson $(LDLIBS)
+	$(Q)$(call say,LD,$@)$(CC) $(CPPFLAGS) -Itests -DMDL_BUILD_DIR='"$(B)"' $(CFLAGS) -Wno-shadow $(LDFLAGS) -o $@ $< $(TEST_COMMON) \
+	    $(LIBS_A) -lcmocka -lcjson $(CONVERT_LDLIBS) $(LDLIBS)
 
--include $(LIB_OBJS:.o=.d)
+-include $(LIB_OBJS:.o=.d) $(CONVERT_OBJS:.o=.d)
 
 # Tests that run the command-line tools need them built first.
 $(filter $(B)/tests/tools/% $(B)/tests/convert/%,$(TESTS)): | $(TOOLS) $(EXAMPLES)
@@ -107,10 +150,12 @@ $(filter $(B)/tests/tools/% $(B)/tests/convert/%,$(TESTS)): | $(TOOLS) $(EXAMPLE
 # The ONNX importer's build rules (protobuf-c code generated from the onnx package's onnx.proto).
 -include src/io/onnx.mk
 
-# Debian packages (apt-get) and Python packages (pip) that are missing; the build itself needs
-# the onnx package, whose onnx.proto the converter is generated from.
+# Debian packages (apt-get) and Python packages (pip) that are missing: deps for make check,
+# deps-demo only what make demo needs (compiler, OpenBLAS, cJSON, protobuf-c, libonnx-dev).
 deps:
-	@bash tools/scripts/install-deps.sh
+	@bash tools/scripts/install-deps.sh check
+deps-demo:
+	@bash tools/scripts/install-deps.sh demo
 
 # The whole test suite: CMocka tests (default build, BLAS=0, and BLAS=0 under ASan+UBSan), flatc
 # conformance, replay of the corrupt-model corpus + a short fuzz run, the firmware images run
@@ -125,6 +170,7 @@ check: deps
 	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory check-tsan
 	@$(MAKE) --no-print-directory install-check
+	@$(MAKE) --no-print-directory check-wheel
 	@$(MAKE) --no-print-directory check-onnx-node
 	@bash tests/run.sh build/release build/release-noblas build/release-noblas-san
 	@$(MAKE) --no-print-directory check-prune-example
@@ -159,6 +205,15 @@ check-onnx-node: all
 	@echo "== ONNX backend node tests (tests/convert/onnx_node_suite.py)"
 	@timeout 900 $(PYTHON) tests/convert/onnx_node_suite.py --lib $(B)/libmdeploy.so --cache build/onnx-node-tests
 
+# The Python wheel, portable: the BLAS=0 libraries (the runtime's own AVX2/AVX-512 kernels, no
+# 36 MB OpenBLAS to bundle), auditwheel repair bundling libprotobuf-c; installed into a fresh venv
+# and run from outside the repository (tests/wheel/check_wheel.sh).  The wheel: build/wheel/wheelhouse.
+check-wheel:
+	@$(MAKE) --no-print-directory BLAS=0 lib
+	@echo "== check-wheel: pip wheel + auditwheel repair, installed into a fresh venv"
+	@bash tests/wheel/check_wheel.sh build/release-noblas build/wheel
+wheel: check-wheel
+
 # Batch scoring with PySpark (examples/spark/score.py): Spark local mode on 100k rows and
 # multiprocessing, both bit-identical to one process; prints rows/s.  Needs Java and pyspark.
 check-spark: all
@@ -166,21 +221,27 @@ check-spark: all
 	@MDEPLOY_LIB=$(CURDIR)/$(B)/libmdeploy.so PYTHONPATH=$(CURDIR)/bindings/python timeout 900 \
 	    $(PYTHON) -m pytest -q -s -p no:cacheprovider -W ignore::FutureWarning examples/spark
 
-# make install into a scratch prefix, then build examples/minimal.c against it with pkg-config.
+# make install into a scratch prefix (and once more with DESTDIR), then tests/install/check.sh:
+# the SONAMEs and links, no protobuf-c under the runtime (ldd), and examples/minimal.c and
+# examples/convert.c built against the installed tree with CMake (examples/cmake) and with
+# pkg-config (shared and static), run on a model and checked against ONNX Runtime.
 install-check: all
 	@rm -rf $(B)/install-check
-	@$(MAKE) --no-print-directory install PREFIX=$(CURDIR)/$(B)/install-check >/dev/null
-	@cd $(B)/install-check && PKG_CONFIG_PATH=lib/pkgconfig $(CC) $(CURDIR)/examples/minimal.c \
-	    $$(PKG_CONFIG_PATH=lib/pkgconfig pkg-config --cflags mdeploy) lib/libmdeploy.a \
-	    $$(PKG_CONFIG_PATH=lib/pkgconfig pkg-config --libs-only-other --static mdeploy) \
-	    $$(PKG_CONFIG_PATH=lib/pkgconfig pkg-config --libs-only-l --static mdeploy | sed 's/-lmdeploy//') -o minimal
-	@$(B)/bin/mdeploy-convert tests/models/mlp.onnx -o $(B)/install-check/mlp.mdl >/dev/null
-	@$(B)/install-check/minimal $(B)/install-check/mlp.mdl >/dev/null
-	@echo "== make install: headers, libraries, tools and mdeploy.pc work from $(B)/install-check"
+	@$(MAKE) --no-print-directory install PREFIX=$(CURDIR)/$(B)/install-check/prefix >/dev/null
+	@$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/$(B)/install-check/destdir PREFIX=/opt/mdeploy >/dev/null
+	@bash tests/install/check.sh $(B) $(VERSION)
 
-
-demo: deps
-	@$(MAKE) --no-print-directory all
+# The build's output goes to $(B)/build.log (V=1 shows it, with the commands); in parallel on
+# every core unless -j was given.
+demo: deps-demo
+	@mkdir -p $(B)
+ifeq ($(V),1)
+	$(MAKE) --no-print-directory $(if $(filter -j%,$(MAKEFLAGS)),,-j$(shell nproc)) all
+else
+	@$(MAKE) --no-print-directory $(if $(filter -j%,$(MAKEFLAGS)),,-j$(shell nproc)) all \
+	    >$(B)/build.log 2>&1 || { tail -n 30 $(B)/build.log; echo "make demo: the build failed (log: $(B)/build.log)" >&2; exit 1; }
+	@echo "== build: $$(grep -c '^  CC' $(B)/build.log) files compiled into $(B) (log: $(B)/build.log; V=1 shows the commands)"
+endif
 	@bash examples/demo.sh $(B)
 
 # Side by side with ONNX Runtime; writes bench/results/ (see bench/README.md).
@@ -192,13 +253,13 @@ bench: deps
 # Sparse against dense kernels on the same shapes (bench/sparse.c, internal API: static library).
 $(B)/bench/sparse: bench/sparse.c $(B)/libmdeploy.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libmdeploy.a $(LDLIBS)
+	$(Q)$(call say,LD,$@)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libmdeploy.a $(LDLIBS)
 
 # Load time of a 32,000-node chain, with and without a stored plan (bench/loadtime.c; the
 # generator is the tests' tm_build_chain).
 $(B)/bench/loadtime: bench/loadtime.c $(TEST_COMMON) $(B)/libmdeploy.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(LDFLAGS) -o $@ $< $(TEST_COMMON) $(B)/libmdeploy.a -lcmocka $(LDLIBS)
+	$(Q)$(call say,LD,$@)$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(LDFLAGS) -o $@ $< $(TEST_COMMON) $(B)/libmdeploy.a -lcmocka $(LDLIBS)
 
 # ---- fuzzing (clang libFuzzer + ASan/UBSan) -------------------------------------------------
 FUZZ_CC ?= clang
@@ -217,7 +278,7 @@ $(FUZZ_B)/.flags: FORCE
 FORCE:
 $(FUZZ_B)/%.o: %.c $(FUZZ_B)/.flags
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+	$(Q)$(call say,CC,$@)$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 $(FUZZ_B)/src/ops/x86/%_avx2.o: FUZZ_FLAGS += -mavx2 -mfma
 $(FUZZ_B)/src/ops/x86/%_avx512.o: FUZZ_FLAGS += -mavx512f -mavx512vl -mavx512bw -mavx512dq -mfma
 $(FUZZ_B)/src/ops/x86/gemm_int8_avx512.o: FUZZ_FLAGS += -mavx512vnni
@@ -235,10 +296,10 @@ $(patsubst %.c,$(FUZZ_B)/%.o,$(ONNX_SRCS)): FUZZ_FLAGS += -I$(ONNX_GEN)
 $(patsubst %.c,$(FUZZ_B)/%.o,$(ONNX_SRCS)): $(ONNX_GEN)/onnx.pb-c.h
 $(FUZZ_B)/gen/onnx.pb-c.o: $(ONNX_GEN)/onnx.pb-c.c $(ONNX_GEN)/onnx.pb-c.h $(FUZZ_B)/.flags
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -I$(ONNX_GEN) -fsanitize=fuzzer-no-link -c $< -o $@
+	$(Q)$(call say,CC,$@)$(FUZZ_CC) $(FUZZ_FLAGS) -I$(ONNX_GEN) -fsanitize=fuzzer-no-link -c $< -o $@
 $(FUZZ_B)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_common.h $(FUZZ_OBJS) $(FUZZ_HOST_OBJS)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS) $(FUZZ_HOST_OBJS) -lm -lpthread -lprotobuf-c
+	$(Q)$(call say,LD,$@)$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS) $(FUZZ_HOST_OBJS) -lm -lpthread -lprotobuf-c
 
 fuzz: $(FUZZ_B)/fuzz_load
 	@mkdir -p $(FUZZ_B)/corpus $(FUZZ_B)/artifacts
@@ -260,14 +321,33 @@ fuzz-smoke: $(FUZZ_TARGETS:%=$(FUZZ_B)/fuzz_%)
 # ---- firmware: bare-metal images for Cortex-M4, Cortex-M7 and RV32 under QEMU -------------
 include examples/firmware/firmware.mk
 
+# make install PREFIX=/usr/local (DESTDIR=... for staging): headers, both libraries (static, and
+# shared with their lib*.so.MAJOR and lib*.so links), the tools, pkg-config files (mdeploy,
+# mdeploy-convert) and the CMake package (find_package(mdeploy): mdeploy::mdeploy, mdeploy::convert).
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+mdl_empty :=
+mdl_space := $(mdl_empty) $(mdl_empty)
+mdl_cmake_libs = $(subst $(mdl_space),;,$(strip $(patsubst -l%,%,$(1))))
+INSTALL_SUBST := sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@VERSION_MAJOR@|$(VERSION_MAJOR)|g' \
+    -e 's|@LIBS@|$(strip $(LDLIBS))|g' -e 's|@CONVERT_LIBS@|$(CONVERT_LDLIBS)|g' \
+    -e 's|@CMAKE_LIBS@|$(call mdl_cmake_libs,$(LDLIBS))|g' -e 's|@CMAKE_CONVERT_LIBS@|$(call mdl_cmake_libs,$(CONVERT_LDLIBS))|g'
 install: all
-	install -d $(DESTDIR)$(PREFIX)/include/mdeploy $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
-	install -m 644 include/mdeploy/*.h $(DESTDIR)$(PREFIX)/include/mdeploy/
-	install -m 644 $(B)/libmdeploy.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(B)/libmdeploy.so $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|0.1.0|' \
-	    -e 's|@LIBS@|$(LDLIBS)|' tools/mdeploy.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/mdeploy.pc
+	install -d $(DESTDIR)$(INCLUDEDIR)/mdeploy $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(LIBDIR)/cmake/mdeploy \
+	    $(DESTDIR)$(BINDIR)
+	install -m 644 include/mdeploy/*.h $(DESTDIR)$(INCLUDEDIR)/mdeploy/
+	install -m 644 $(LIBS_A) $(DESTDIR)$(LIBDIR)/
+	for l in libmdeploy libmdeploy-convert; do \
+	    install -m 755 $(B)/$$l.so.$(VERSION) $(DESTDIR)$(LIBDIR)/ && \
+	    ln -sf $$l.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$$l.so.$(VERSION_MAJOR) && \
+	    ln -sf $$l.so.$(VERSION_MAJOR) $(DESTDIR)$(LIBDIR)/$$l.so || exit 1; done
+	install -m 755 $(TOOLS) $(DESTDIR)$(BINDIR)/
+	$(INSTALL_SUBST) tools/mdeploy.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/mdeploy.pc
+	$(INSTALL_SUBST) tools/mdeploy-convert.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/mdeploy-convert.pc
+	$(INSTALL_SUBST) tools/mdeployConfig.cmake.in > $(DESTDIR)$(LIBDIR)/cmake/mdeploy/mdeployConfig.cmake
+	$(INSTALL_SUBST) tools/mdeployConfigVersion.cmake.in > $(DESTDIR)$(LIBDIR)/cmake/mdeploy/mdeployConfigVersion.cmake
 
 clean:
 	rm -rf build

@@ -1,31 +1,38 @@
 #!/usr/bin/env bash
-# make demo: convert the bundled digits CNN (PyTorch -> ONNX) and classify held-back images in C.
+# make demo: convert the bundled digits CNN (PyTorch -> ONNX), look inside, classify held-back
+# images in C, then the same model quantized to int8, side by side.  Kept to one screen: the
+# tools' full output is in B/demo/*.txt.
 set -euo pipefail
 B=${1:-build/release}
-mkdir -p "$B/demo"
-echo "== mdeploy-convert examples/digits/digits_cnn.onnx"
-"$B/bin/mdeploy-convert" examples/digits/digits_cnn.onnx -o "$B/demo/digits_cnn.mdl" \
-    --name digits-cnn --model-version 1.0 --description "8x8 digit classifier (scikit-learn digits)"
-echo
-echo "== mdeploy-inspect"
-"$B/bin/mdeploy-inspect" "$B/demo/digits_cnn.mdl"
-echo
-echo "== classify held-back digits (examples/digits.c)"
-"$B/examples/digits" "$B/demo/digits_cnn.mdl" examples/digits/images.npy examples/digits/labels.npy
-echo
-echo "== mdeploy-convert --quantize int8 (calibrated on 200 training images, measured on the 360 held-back ones)"
+D=$B/demo
+mkdir -p "$D"
 X=tests/models/quant/digits_test.images.npy
 Y=tests/models/quant/digits_test.labels.npy
-"$B/bin/mdeploy-convert" examples/digits/digits_cnn.onnx -o "$B/demo/digits_cnn_int8.mdl" \
+
+echo "== mdeploy-convert examples/digits/digits_cnn.onnx -o $D/digits_cnn.mdl"
+"$B/bin/mdeploy-convert" examples/digits/digits_cnn.onnx -o "$D/digits_cnn.mdl" \
+    --name digits-cnn --model-version 1.0 --description "8x8 digit classifier (scikit-learn digits)" \
+    | sed 1d
+echo "== mdeploy-inspect: the operators after fusion (all in $D/inspect.txt)"
+"$B/bin/mdeploy-inspect" "$D/digits_cnn.mdl" >"$D/inspect.txt"
+grep -E '^(input|output|weights|arena) ' "$D/inspect.txt" | sed 's/^/  /'
+# "    1 Conv2D   NAME [attrs] inputs -> outputs": the operator and its attributes
+sed -nE 's/^ +([0-9]+) ([A-Za-z0-9]+) +[^ ]+ *(\[[^]]*\])?.*/  \1 \2 \3/p' "$D/inspect.txt"
+echo "== examples/digits.c classifies 20 held-back digits (all in $D/digits.txt)"
+"$B/examples/digits" "$D/digits_cnn.mdl" examples/digits/images.npy examples/digits/labels.npy >"$D/digits.txt"
+grep -E 'wrong|^accuracy' "$D/digits.txt" | sed 's/^/  /'
+echo "== mdeploy-convert --quantize int8 (calibrated on 200 training images; all in $D/quantize.txt)"
+"$B/bin/mdeploy-convert" examples/digits/digits_cnn.onnx -o "$D/digits_cnn_int8.mdl" \
     --name digits-cnn-int8 --model-version 1.0 --quantize int8 \
-    --calibration examples/digits/calibration.npy --eval "$X" "$Y" --report "$B/demo/digits_cnn_int8.report.json"
-echo
+    --calibration examples/digits/calibration.npy --eval "$X" "$Y" --report "$D/digits_cnn_int8.report.json" \
+    >"$D/quantize.txt"
+grep -E '^ +(layers|size|top-1 accuracy):?' "$D/quantize.txt" | sed 's/^ */  /'
 echo "== float and int8 side by side (360 held-back images)"
-printf '%-7s %-10s %-12s %s\n' model accuracy "file bytes" "batch-1 latency (median)"
-for v in "float:$B/demo/digits_cnn.mdl" "int8:$B/demo/digits_cnn_int8.mdl"; do
+printf '  %-7s %-10s %-12s %s\n' model accuracy "file bytes" "batch-1 latency (median)"
+for v in "float:$D/digits_cnn.mdl" "int8:$D/digits_cnn_int8.mdl"; do
     name=${v%%:*}
     file=${v#*:}
     acc=$("$B/examples/digits" "$file" "$X" "$Y" | tail -1 | sed -E 's/.*= ([0-9.]+%).*/\1/')
     lat=$("$B/bin/mdeploy-bench" "$file" --time 1 | grep -E '^latency' | sed -E 's/.*median ([0-9.]+).*/\1 ms/')
-    printf '%-7s %-10s %-12s %s\n' "$name" "$acc" "$(stat -c %s "$file")" "$lat"
+    printf '  %-7s %-10s %-12s %s\n' "$name" "$acc" "$(stat -c %s "$file")" "$lat"
 done

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _lib
-from ._lib import lib
 from ._model import Error, Status, _raise
 
 __all__ = ["convert", "ConvertReport", "InputShapes", "inspect_onnx"]
@@ -44,14 +43,10 @@ class ConvertReport:
 
 
 def _require(name: str) -> Any:
-    fn = getattr(lib, name, None)
-    if fn is None:
-        raise Error(
-            f"{_lib.library_path} has no {name}: this libmdeploy.so was built without the ONNX "
-            "converter (it needs protobuf-c and the onnx Python package at build time)",
-            Status.UNSUPPORTED,
-        )
-    return fn
+    try:
+        return getattr(_lib.convert_lib(), name)
+    except OSError as e:
+        raise Error(f"the ONNX converter is not available: {e}", Status.UNSUPPORTED) from None
 
 
 def _fill_shapes(
@@ -213,8 +208,7 @@ def convert(
     released while converting.
     """
     fn = _require("mdl_convert_onnx")
-    default = getattr(lib, "mdl_convert_options_default", None)
-    opts = default() if default is not None else _lib.mdl_convert_options()
+    opts = _require("mdl_convert_options_default")()
     keep: List[Any] = []  # keeps the C strings alive for the duration of the call
     if input_shapes is not None:
         _fill_shapes(opts, input_shapes, keep)
@@ -371,4 +365,4 @@ def inspect_onnx(onnx_path: Union[str, "os.PathLike[str]"]) -> Dict[str, Any]:
             "unsupported": int(s.nunsupported),
         }
     finally:
-        lib.mdl_onnx_summary_free(ptr)
+        _require("mdl_onnx_summary_free")(ptr)

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-__all__ = ["lib", "library_path", "find_library"]
+__all__ = ["lib", "library_path", "find_library", "find_convert_library", "convert_lib"]
 
 MAX_RANK = 8
 ERROR_MSG_SIZE = 256
@@ -32,7 +32,10 @@ METRICS_BUCKETS = 19  # MDL_METRICS_BUCKETS (include/mdeploy/metrics.h)
 MAX_THREADS = 64  # MDL_MAX_THREADS
 
 _LIBNAME = "libmdeploy.so"
+_CONVERT_LIBNAME = "libmdeploy-convert.so"
 _PKG_DIR = Path(__file__).resolve().parent
+# Running from a source checkout: bindings/python/mdeploy -> repository root.
+_REPO_BUILD = _PKG_DIR.parent.parent.parent / "build" / "release"
 
 
 def _candidates() -> List[Path]:
@@ -42,14 +45,12 @@ def _candidates() -> List[Path]:
     if env:
         out.append(Path(env))
     out.append(_PKG_DIR / _LIBNAME)  # bundled by ``pip install``
-    # Running from a source checkout: bindings/python/mdeploy -> repository root.
-    repo = _PKG_DIR.parent.parent.parent
-    out.append(repo / "build" / "release" / _LIBNAME)
+    out.append(_REPO_BUILD / _LIBNAME)
     return out
 
 
 def find_library() -> str:
-    """Return the path of the ``libmdeploy.so`` this package uses.
+    """Return the path of the ``libmdeploy.so`` (the runtime) this package uses.
 
     Order: the ``MDEPLOY_LIB`` environment variable (a path to the ``.so``); the copy bundled
     next to this package by ``pip install``; ``build/release/libmdeploy.so`` of the source tree
@@ -69,6 +70,33 @@ def find_library() -> str:
     raise OSError(
         f"libmdeploy.so not found (tried {tried} and the system library path); run 'make' in the "
         "mdeploy repository or set MDEPLOY_LIB to the library's path"
+    )
+
+
+def find_convert_library() -> str:
+    """Return the path of the ``libmdeploy-convert.so`` (the ONNX converter) this package uses.
+
+    Order: the ``MDEPLOY_CONVERT_LIB`` environment variable; the directory of the runtime library
+    (:func:`find_library`, so ``MDEPLOY_LIB=build/release/libmdeploy.so`` finds its converter);
+    the copy bundled by ``pip install``; ``build/release`` of the source tree; the system's
+    library search path.
+    """
+    env = os.environ.get("MDEPLOY_CONVERT_LIB")
+    if env:
+        if not Path(env).is_file():
+            raise OSError(f"MDEPLOY_CONVERT_LIB={env!r}: no such file (build it with 'make')")
+        return env
+    tried = [Path(library_path).parent / _CONVERT_LIBNAME, _PKG_DIR / _CONVERT_LIBNAME,
+             _REPO_BUILD / _CONVERT_LIBNAME]
+    for p in tried:
+        if p.is_file():
+            return str(p)
+    found = ctypes.util.find_library("mdeploy-convert")
+    if found:
+        return found
+    raise OSError(
+        f"{_CONVERT_LIBNAME} not found (tried {', '.join(map(str, tried))} and the system library "
+        "path); run 'make' in the mdeploy repository or set MDEPLOY_CONVERT_LIB to its path"
     )
 
 
@@ -374,9 +402,9 @@ _PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     "mdl_metrics_prometheus": (_c.c_size_t, [_P(_vp), _int, _c.c_char_p, _c.c_size_t]),
 }
 
-# The converter is a host-only part of the library (needs protobuf-c); a library built without
-# it still serves the runtime, and convert() reports the missing symbol when called.
-_OPTIONAL_PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
+# The converter's API, in its own library (libmdeploy-convert.so: it needs protobuf-c, which the
+# runtime does not), loaded on first use by convert_lib().
+_CONVERT_PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     "mdl_convert_options_default": (mdl_convert_options, []),
     "mdl_parse_input_shape": (_status, [_str, _P(mdl_input_shape), _err]),
     "mdl_convert_onnx": (
@@ -390,22 +418,36 @@ _OPTIONAL_PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
 }
 
 
-def _load() -> Tuple[ctypes.CDLL, str]:
-    path = find_library()
+def _open(path: str, prototypes: Dict[str, Tuple[Any, List[Any]]]) -> ctypes.CDLL:
     handle = ctypes.CDLL(path)
-    for name, (restype, argtypes) in _PROTOTYPES.items():
+    for name, (restype, argtypes) in prototypes.items():
         try:
             fn = getattr(handle, name)
         except AttributeError:
             raise OSError(f"{path}: symbol {name} missing (library too old?)") from None
         fn.restype = restype
         fn.argtypes = argtypes
-    for name, (restype, argtypes) in _OPTIONAL_PROTOTYPES.items():
-        fn = getattr(handle, name, None)
-        if fn is not None:
-            fn.restype = restype
-            fn.argtypes = argtypes
-    return handle, path
+    return handle
+
+
+def _load() -> Tuple[ctypes.CDLL, str]:
+    path = find_library()
+    return _open(path, _PROTOTYPES), path
+
+
+_convert_handle: Optional[ctypes.CDLL] = None
+convert_library_path: Optional[str] = None  #: set by the first convert_lib() call
+
+
+def convert_lib() -> ctypes.CDLL:
+    """The converter library (``libmdeploy-convert.so``), opened on first use; ``OSError`` naming
+    where it was looked for when it cannot be found."""
+    global _convert_handle, convert_library_path
+    if _convert_handle is None:
+        path = find_convert_library()
+        _convert_handle = _open(path, _CONVERT_PROTOTYPES)
+        convert_library_path = path
+    return _convert_handle
 
 
 def decode(s: Optional[bytes]) -> str:
