@@ -106,11 +106,20 @@ bool mdl__cv_const_scalar(const cv_ctx *c, int32_t v, double *out) {
 
 /* ---- folding ------------------------------------------------------------------------------- */
 
+/* Largest constant folding may compute (Expand, ConstantOfShape, Tile... of constants). */
+#define FOLD_MAX_BYTES (256 << 20)
+
 /* New constant bound to value v. */
 static mdl_status bind_const(cv_ctx *c, int32_t v, mdl_dtype dt, int32_t rank, const int64_t *dims,
                              const void *data, void **out_data) {
     int32_t t = mdl__cv_tensor(c, v >= 0 ? c->vals[v].name : "const", dt, rank, dims, NULL);
     if (t < 0) return mdl__cv_status(c);
+    /* a folded constant is made by the converter from a few numbers of the file (a shape, a fill
+       value): bounded, so a hostile shape cannot ask for gigabytes */
+    if (c->ts[t].bytes > FOLD_MAX_BYTES)
+        return mdl__cv_fail(c, MDL_LIMIT, "folding would make a constant of %zu bytes "
+                          "(more than the converter's %d MiB for a computed constant)", c->ts[t].bytes,
+                          FOLD_MAX_BYTES >> 20);
     c->ts[t].data = mdl__cv_alloc(c, c->ts[t].bytes);
     if (!c->ts[t].data) return mdl__error(c->err, MDL_OUT_OF_MEMORY, "out of memory");
     if (data) memcpy(c->ts[t].data, data, c->ts[t].bytes);
