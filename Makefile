@@ -270,15 +270,15 @@ FUZZ_FLAGS := -g -O1 $(FUZZ_SAN) -Iinclude -Isrc -std=c11 -D_POSIX_C_SOURCE=2008
 # The fuzzed library is the production one: core sources plus the x86 SIMD kernels (each with its
 # own flags, so they are compiled to objects first).
 FUZZ_OBJS := $(patsubst %.c,$(FUZZ_B)/%.o,$(CORE_SRCS) $(X86_SRCS))
-# The objects depend on a stamp holding the flags: a flag change rebuilds them (objects built with
-# and without -DMDL_WITH_METRICS disagree on struct layouts).
+# The objects depend on a stamp holding the flags and (-MMD) on their headers: a flag or header
+# change rebuilds them (objects built from two versions of a struct disagree on its layout).
 $(FUZZ_B)/.flags: FORCE
 	@mkdir -p $(FUZZ_B)
-	@echo '$(FUZZ_CC) $(FUZZ_FLAGS)' | cmp -s - $@ || echo '$(FUZZ_CC) $(FUZZ_FLAGS)' >$@
+	@echo '$(FUZZ_CC) $(FUZZ_FLAGS) -MMD -MP' | cmp -s - $@ || echo '$(FUZZ_CC) $(FUZZ_FLAGS) -MMD -MP' >$@
 FORCE:
 $(FUZZ_B)/%.o: %.c $(FUZZ_B)/.flags
 	@mkdir -p $(dir $@)
-	$(Q)$(call say,CC,$@)$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+	$(Q)$(call say,CC,$@)$(FUZZ_CC) $(FUZZ_FLAGS) -MMD -MP -fsanitize=fuzzer-no-link -c $< -o $@
 $(FUZZ_B)/src/ops/x86/%_avx2.o: FUZZ_FLAGS += -mavx2 -mfma
 $(FUZZ_B)/src/ops/x86/%_avx512.o: FUZZ_FLAGS += -mavx512f -mavx512vl -mavx512bw -mavx512dq -mfma
 $(FUZZ_B)/src/ops/x86/gemm_int8_avx512.o: FUZZ_FLAGS += -mavx512vnni
@@ -292,6 +292,7 @@ FUZZ_HOST_OBJS := $(patsubst %.c,$(FUZZ_B)/%.o,$(filter-out src/graph/threads_ho
                   $(FUZZ_B)/gen/onnx.pb-c.o
 # kept between runs (make would delete them as intermediates of the pattern rule below)
 .SECONDARY: $(FUZZ_OBJS) $(FUZZ_HOST_OBJS)
+-include $(FUZZ_OBJS:.o=.d) $(FUZZ_HOST_OBJS:.o=.d)
 $(patsubst %.c,$(FUZZ_B)/%.o,$(ONNX_SRCS)): FUZZ_FLAGS += -I$(ONNX_GEN)
 $(patsubst %.c,$(FUZZ_B)/%.o,$(ONNX_SRCS)): $(ONNX_GEN)/onnx.pb-c.h
 $(FUZZ_B)/gen/onnx.pb-c.o: $(ONNX_GEN)/onnx.pb-c.c $(ONNX_GEN)/onnx.pb-c.h $(FUZZ_B)/.flags
