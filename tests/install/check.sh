@@ -3,6 +3,8 @@
 # B/install-check/destdir/opt/mdeploy: checks what was installed and builds programs against it.
 # usage: check.sh BUILD_DIR VERSION
 set -euo pipefail
+# (no `cmd | grep -q` below: grep -q exits at the first match, cmd then dies of SIGPIPE and
+# pipefail fails the pipeline at random)
 B=$1 V=$2 M=${2%%.*}
 ROOT=$(pwd)
 W=$ROOT/$B/install-check
@@ -25,16 +27,16 @@ done
 # The runtime needs libc, libm, (BLAS=1) OpenBLAS and libsodium (signatures, encryption: src/io/sign_host.c),
 # nothing of the converter's.
 echo "ldd libmdeploy.so: $(ldd "$P/lib/libmdeploy.so" | awk '{print $1}' | grep -v vdso | tr '\n' ' ')"
-! ldd "$P/lib/libmdeploy.so" | grep -q protobuf || fail "libmdeploy.so depends on protobuf-c"
-ldd "$P/lib/libmdeploy-convert.so" | grep -q 'libprotobuf-c' || fail "libmdeploy-convert.so does not link protobuf-c (the ldd check above could not fail)"
+! ldd "$P/lib/libmdeploy.so" | grep protobuf >/dev/null || fail "libmdeploy.so depends on protobuf-c"
+ldd "$P/lib/libmdeploy-convert.so" | grep 'libprotobuf-c' >/dev/null || fail "libmdeploy-convert.so does not link protobuf-c (the ldd check above could not fail)"
 for n in $(objdump -p "$P/lib/libmdeploy.so" | awk '$1 == "NEEDED" {print $2}'); do
     case $n in libc.so.*|libm.so.*|libopenblas.so.*|libpthread.so.*|libsodium.so.*) ;; *) fail "libmdeploy.so needs $n";; esac
 done
 # The converter exports its own API only (the runtime code it carries stays internal).
 extra=$(nm -D --defined-only "$P/lib/libmdeploy-convert.so" | awk '{print $3}' |
-        grep -vE '^(mdl_convert_|mdl_onnx_|mdl_parse_input_shape$)' || true)
+        grep -vE '^(mdl_convert_|mdl_onnx_|mdl_eval_|mdl_parse_input_shape$)' || true)
 [ -z "$extra" ] || fail "libmdeploy-convert.so exports $(echo $extra | head -c 200)"
-! nm -D --defined-only "$P/lib/libmdeploy.so" | grep -q ' mdl_convert_onnx$' || fail "the runtime exports the converter"
+! nm -D --defined-only "$P/lib/libmdeploy.so" | grep ' mdl_convert_onnx$' >/dev/null || fail "the runtime exports the converter"
 # DESTDIR: staged under destdir, paths inside the files are the final ones.
 D=$W/destdir/opt/mdeploy
 [ -f "$D/lib/libmdeploy.so.$V" ] && [ -L "$D/lib/libmdeploy.so" ] || fail "DESTDIR install: $D/lib incomplete"
@@ -62,10 +64,10 @@ sys.exit(0 if ok else 1)
 PY
 }
 needs_from() { # BINARY LIB: BINARY loads LIB from the installed tree
-    ldd "$1" | grep -q "$2 => $P/lib/" || fail "$1 does not load $2 from $P/lib: $(ldd "$1" | grep mdeploy || echo none)"
+    ldd "$1" | grep "$2 => $P/lib/" >/dev/null || fail "$1 does not load $2 from $P/lib: $(ldd "$1" | grep mdeploy || echo none)"
 }
 needs_none() { # BINARY PATTERN
-    ! objdump -p "$1" | awk '$1 == "NEEDED" {print $2}' | grep -q "$2" || fail "$1 needs $2"
+    ! objdump -p "$1" | awk '$1 == "NEEDED" {print $2}' | grep "$2" >/dev/null || fail "$1 needs $2"
 }
 
 echo "== CMake (find_package(mdeploy), examples/cmake) against $P"
