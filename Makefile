@@ -22,6 +22,8 @@ LDLIBS += -lm -lpthread
 # Host builds run sessions with worker threads (src/graph/threads_host.c); the firmware and fuzz
 # builds compile the core without it, and without the run metrics (src/graph/metrics_host.c).
 CPPFLAGS += -DMDL_WITH_THREADS -DMDL_WITH_METRICS
+# ... and the self-test vectors' reader (src/graph/selftest_host.c; the loader checks them).
+CPPFLAGS += -DMDL_WITH_SELFTEST
 ifeq ($(BLAS),1)
   CPPFLAGS += -DMDL_WITH_BLAS
   LDLIBS += -lopenblas
@@ -206,6 +208,7 @@ FUZZ_B := build/fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_FLAGS := -g -O1 $(FUZZ_SAN) -Iinclude -Isrc -std=c11 -D_POSIX_C_SOURCE=200809L \
               -DMDL_WITH_METRICS $(if $(X86_SRCS),-DMDL_HAVE_X86_SIMD)
+FUZZ_FLAGS += -DMDL_WITH_SELFTEST # the loader checks self-test vectors (selftest_host.c)
 # The fuzzed library is the production one: core sources plus the x86 SIMD kernels (each with its
 # own flags, so they are compiled to objects first).
 FUZZ_OBJS := $(patsubst %.c,$(FUZZ_B)/%.o,$(CORE_SRCS) $(X86_SRCS))

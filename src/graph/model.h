@@ -42,6 +42,7 @@ struct mdl_model {
 #ifdef MDL__LOAD_NOTE
     char note[MDL_ERROR_MSG_SIZE]; /* mdl_model_load_note */
 #endif
+    struct mdl__selftest *selftest; /* self-test vectors read at load (host builds), or NULL */
 };
 
 /* Verifies m->buf/m->size as a FlatBuffer, then reads it into m (metadata, tensors, nodes,
@@ -53,6 +54,7 @@ typedef struct mdl__meta {
     const char *name, *version, *producer, *description;
     int32_t nkv;
     const char *const *kv; /* key, value pairs */
+    const struct mdl__selftest *selftest; /* written as Model.selftest when non-NULL */
 } mdl__meta;
 
 /* Serializes a checked graph (tensors with data are weights) and its plan into b (plan NULL:
@@ -60,6 +62,10 @@ typedef struct mdl__meta {
 mdl_status mdl__format_write(fb_builder *b, const mdl__graph *g, const mdl__plan *plan,
                              const mdl__meta *meta, const uint8_t **data, size_t *size,
                              mdl_error *err);
+
+/* Self-test vectors for the builder's next finish (the caller keeps s alive until then; NULL:
+   none).  The finish's load check verifies them against the graph like any file's. */
+void mdl__builder_set_selftest(mdl_builder *b, const struct mdl__selftest *s);
 
 /* The graph a builder holds (converter: compares two lowerings). */
 mdl__graph *mdl__builder_graph(mdl_builder *b);
