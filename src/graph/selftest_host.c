@@ -23,7 +23,7 @@ static mdl_status read_tensor(const mdl_model *m, fb_table t, int32_t c, bool ou
                               mdl__st_tensor *x, mdl_error *err) {
     const char *what = output ? "output" : "input";
     int32_t n = output ? mdl_model_output_count(m) : mdl_model_input_count(m);
-    x->index = fb_get_i32(t, STT_INDEX, -1);
+    x->index = fb_get_i32(t, STT_INDEX, 0); /* the schema default */
     if (x->index < 0 || x->index >= n)
         return BAD("self-test case %d: %s index %d out of range (the model has %d)", (int)c, what,
                    (int)x->index, (int)n);
