@@ -144,9 +144,10 @@ check-prune-example: all
 	else echo "== prune_digits.py skipped: no PyTorch/onnx in $(TORCH_PYTHON)"; fi
 
 # The session worker pool under ThreadSanitizer (clang): the threads test at every CPU level;
-# and the run metrics, sessions of one model on four threads.
+# and the run metrics, sessions of one model on four threads; and the hot swap (test_swap: four
+# readers while 1,000 candidates are swapped in).
 # OpenBLAS keeps to the calling thread: its own pool is not instrumented (false reports).
-TSAN_TESTS := test_threads test_metrics
+TSAN_TESTS := test_threads test_metrics test_swap
 check-tsan:
 	@$(MAKE) --no-print-directory TSAN=1 $(TSAN_TESTS:%=build/release-tsan/tests/graph/%) >/dev/null
 	@for t in $(TSAN_TESTS); do echo "== ThreadSanitizer: tests/graph/$$t"; \
