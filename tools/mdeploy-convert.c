@@ -55,6 +55,13 @@ static void usage(FILE *f) {
             "                             at 0.5, 0.7, 0.8, 0.9 and 0.95 (float conversions)\n"
             "  --eval X.npy Y.npy         (also without --quantize) top-1 of the float source and\n"
             "                             of the converted model, both run by the runtime\n"
+            "self-test vectors (mdl_model_selftest, mdeploy-inspect --verify, hot swap):\n"
+            "  --selftest-from [NAME=]X.npy  an input of the stored cases (repeatable: every\n"
+            "                             input once; one case, or N stacked on a new first axis)\n"
+            "  --selftest-expect [NAME=]Y.npy  expected outputs from an outside oracle (e.g.\n"
+            "                             ONNX Runtime); without: the converted model's outputs\n"
+            "  --selftest-oracle NAME     the oracle's name stored in the file\n"
+            "  --selftest-tolerance ATOL[,RTOL]  default 1e-4,1e-3 (0,0: exact)\n"
             "  --report FILE.json         write the conversion report (quantization, pruning)\n"
             "  -q, --quiet                no summary\n"
             "  -h, --help                 this help\n");
@@ -301,7 +308,13 @@ int main(int argc, char **argv) {
     mdl_error err;
     bar pb;
     memset(&pb, 0, sizeof pb);
-    enum { N_OPTS = 21 };
+    enum { N_OPTS = 25 };
+    /* --selftest-from / --selftest-expect [NAME=]FILE entries */
+    const char *st_names[2][argc + 1], *st_paths[2][argc + 1];
+    o.selftest.input_names = st_names[0];
+    o.selftest.input_paths = st_paths[0];
+    o.selftest.output_names = st_names[1];
+    o.selftest.output_paths = st_paths[1];
     /* --metadata KEY=VALUE pairs: the argument split in place at its first '=' */
     const char *meta_keys[argc + 1], *meta_values[argc + 1];
     /* --prune-layer entries joined with commas (mdl_prune_options.layers) */
@@ -319,7 +332,8 @@ int main(int argc, char **argv) {
                                      "--quantize", "--calibration", "--calibration-method", "--percentile",
                                      "--float-ops", "--eval", "--max-accuracy-drop", "--max-output-error",
                                      "--report", "--max-calibration-rows", "--max-shape", "--metadata",
-                                     "--prune", "--prune-layer", "--sparse-density"};
+                                     "--prune", "--prune-layer", "--sparse-density", "--selftest-from",
+                                     "--selftest-expect", "--selftest-oracle", "--selftest-tolerance"};
         int which = -1;
         for (int k = 0; k < N_OPTS; k++) {
             size_t n = strlen(names[k]);
@@ -456,6 +470,28 @@ int main(int argc, char **argv) {
             o.prune.max_density = v > 0 ? v : -1;
             continue;
         }
+        case 21:
+        case 22: {
+            int io = which == 22;
+            int32_t *n = io ? &o.selftest.noutputs : &o.selftest.ninputs;
+            char *eq = strchr(val, '=');
+            if (eq) *eq = 0; /* val points into argv */
+            st_names[io][*n] = eq ? val : NULL;
+            st_paths[io][(*n)++] = eq ? eq + 1 : val;
+            continue;
+        }
+        case 23: o.selftest.oracle = val; continue;
+        case 24: {
+            double at = strtod(val, &end), rt = o.selftest.rtol;
+            if (end != val && *end == ',') rt = strtod(end + 1, &end);
+            if (!*val || *end || !(at >= 0) || !(rt >= 0)) {
+                fprintf(stderr, "mdeploy-convert: --selftest-tolerance '%s': expected ATOL[,RTOL] >= 0\n", val);
+                return 1;
+            }
+            o.selftest.atol = at;
+            o.selftest.rtol = rt;
+            continue;
+        }
         default: break;
         }
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -538,6 +574,10 @@ int main(int argc, char **argv) {
         if (r.quant) print_quant(r.quant);
         print_prune(&r, o.prune.sparsity > 0 || o.prune.layers);
         if (eval_printed) fputs(eval_printed, stdout);
+        if (o.selftest.ninputs)
+            printf("  selftest: vectors stored and passed (oracle %s, atol %g, rtol %g)\n",
+                   o.selftest.oracle ? o.selftest.oracle : o.selftest.noutputs ? "external" : "mdeploy-convert",
+                   o.selftest.atol, o.selftest.rtol);
     }
     free(eval_json);
     free(eval_printed);

@@ -40,4 +40,12 @@ struct mdl_model;
 mdl_status mdl__selftest_load(struct mdl_model *m, mdl_error *err);
 void mdl__selftest_free(struct mdl_model *m);
 
+/* The converter's side (convert_selftest_host.c): reads the options' .npy files, computes the
+   expected outputs by running m when no outside ones are given, and returns the vectors in *out
+   (release with mdl__cv_selftest_free; NULL is a no-op). */
+struct mdl_selftest_options;
+mdl_status mdl__cv_selftest_make(const struct mdl_model *m, const struct mdl_selftest_options *o,
+                                 mdl__selftest **out, mdl_error *err);
+void mdl__cv_selftest_free(mdl__selftest *s);
+
 #endif
