@@ -4,6 +4,7 @@
    usage: mdeploy-inspect MODEL.mdl|MODEL.onnx [--json] */
 #include "mdeploy/convert.h"
 #include "mdeploy/mdeploy.h"
+#include "mdeploy/selftest.h"
 #include "tool_util.h"
 
 #include <cjson/cJSON.h>
@@ -143,6 +144,58 @@ static int inspect_onnx(const char *path, bool json) {
     return 0;
 }
 
+/* --verify, self-test section: runs the file's vectors (include/mdeploy/selftest.h); false when
+   they fail.  A file without vectors passes (says so). */
+static bool verify_selftest(const mdl_model *m, cJSON *j) {
+    mdl_selftest_result r;
+    mdl_error err;
+    bool ok = mdl_model_selftest(m, &r, &err) == MDL_OK;
+    if (j) {
+        cJSON *o = cJSON_AddObjectToObject(j, "selftest");
+        cJSON_AddStringToObject(o, "status", !ok ? "failed" : r.cases ? "passed" : "none");
+        cJSON_AddNumberToObject(o, "cases", r.cases);
+        cJSON_AddNumberToObject(o, "passed", r.passed);
+        cJSON_AddNumberToObject(o, "elements", (double)r.elements);
+        cJSON_AddNumberToObject(o, "max_abs_error", r.max_abs_error);
+        cJSON_AddNumberToObject(o, "atol", r.atol);
+        cJSON_AddNumberToObject(o, "rtol", r.rtol);
+        cJSON_AddStringToObject(o, "oracle", r.oracle);
+        if (!ok) cJSON_AddStringToObject(o, "error", err.msg);
+    } else if (!ok) {
+        printf("selftest     FAILED: %s\n", err.msg);
+    } else if (!r.cases) {
+        printf("selftest     none (the file has no self-test vectors)\n");
+    } else {
+        printf("selftest     passed: %d cases, %lld output elements, max |error| %.3g (oracle %s, atol %g, rtol %g)\n",
+               (int)r.passed, (long long)r.elements, r.max_abs_error, r.oracle[0] ? r.oracle : "unnamed",
+               (double)r.atol, (double)r.rtol);
+    }
+    return ok;
+}
+
+/* mdeploy-inspect MODEL.mdl --verify: the load's verification passed (else main failed before);
+   then each check in its own section.  Exit status 0 when every check passed. */
+static int verify(const char *path, const mdl_model *m, bool json) {
+    cJSON *j = json ? cJSON_CreateObject() : NULL;
+    if (j) {
+        cJSON_AddStringToObject(j, "model", path);
+        cJSON_AddStringToObject(j, "load", "ok");
+    } else {
+        printf("model        %s\n", path);
+        printf("load         ok (structure, indices, shapes, memory plan, every node)\n");
+    }
+    bool ok = true;
+    ok = verify_selftest(m, j) && ok;
+    if (j) {
+        cJSON_AddBoolToObject(j, "ok", ok);
+        char *text = cJSON_Print(j);
+        puts(text);
+        free(text);
+        cJSON_Delete(j);
+    }
+    return ok ? 0 : 1;
+}
+
 static bool is_onnx_path(const char *p) {
     size_t n = strlen(p);
     return n >= 5 && !strcasecmp(p + n - 5, ".onnx");
@@ -150,11 +203,14 @@ static bool is_onnx_path(const char *p) {
 
 int main(int argc, char **argv) {
     const char *path = NULL;
-    bool json = false;
+    bool json = false, verify_only = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) json = true;
+        else if (!strcmp(argv[i], "--verify")) verify_only = true;
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            puts("usage: mdeploy-inspect MODEL.mdl|MODEL.onnx [--json]");
+            puts("usage: mdeploy-inspect MODEL.mdl|MODEL.onnx [--json]\n"
+                 "       mdeploy-inspect MODEL.mdl --verify [--json]   check the file (load, self-test\n"
+                 "                                                     vectors); exit status 1 on a failure");
             return 0;
         } else if (argv[i][0] == '-' || path) {
             fprintf(stderr, "mdeploy-inspect: unexpected argument '%s' (usage: mdeploy-inspect MODEL.mdl|MODEL.onnx [--json])\n", argv[i]);
@@ -171,6 +227,11 @@ int main(int argc, char **argv) {
     if (mdl_model_load_file(path, NULL, &m, &err)) {
         fprintf(stderr, "mdeploy-inspect: %s\n", err.msg);
         return 1;
+    }
+    if (verify_only) {
+        int rc = verify(path, m, json);
+        mdl_model_free(m);
+        return rc;
     }
     int nn = mdl_model_node_count(m);
     if (json) {
