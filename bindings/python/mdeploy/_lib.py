@@ -399,6 +399,7 @@ _PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     "mdl_metrics_prometheus": (_c.c_size_t, [_P(_vp), _int, _c.c_char_p, _c.c_size_t]),
     "mdl_model_selftest_count": (_int, [_vp]),
     "mdl_model_selftest": (_status, [_vp, _P(mdl_selftest_result), _err]),
+    "mdl_session_model": (_vp, [_vp]),
     "mdl_swap_options_default": (mdl_swap_options, []),
     "mdl_swap_create_file": (_status, [_str, _P(mdl_swap_options), _P(_vp), _err]),
     "mdl_swap_create_buffer": (_status, [_vp, _c.c_size_t, _P(mdl_swap_options), _P(_vp), _err]),
