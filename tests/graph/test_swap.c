@@ -2,7 +2,7 @@
    self-test vectors; the oracle for every run is computed here per model (x + 1 or x + 2).  The
    stress test: 4 threads run continuously while the main thread makes 1,000 swap attempts with
    good and bad candidates (corrupt file, different inputs, failing self-test, flipped weight,
-   rollbacks): no run may fail, every output must be one model's answer, refused candidates must
+   truncated file) and rollbacks between them: no run may fail, every output must be one model's answer, refused candidates must
    change nothing.  make check runs this test under ASan (leaks) and ThreadSanitizer. */
 #include "common/harness.h"
 #include "common/models.h"
@@ -111,6 +111,56 @@ static void test_basics(void **state) {
     free(plain.data);
 }
 
+/* Sessions come from the pools: after warm-up, acquire + run + release allocate nothing (the
+   sessions' allocator counts; the pool's own array grows only when a session is created). */
+static atomic_long n_alloc;
+static void *count_alloc(void *user, size_t n) {
+    (void)user;
+    atomic_fetch_add(&n_alloc, 1);
+    return malloc(n);
+}
+static void count_free(void *user, void *p) {
+    (void)user;
+    free(p);
+}
+
+static void test_steady_state_allocates_nothing(void **state) {
+    (void)state;
+    blob a = make(1, W, "A", 2, 0), b = make(2, W, "B", 2, 0);
+    mdl_allocator al = {count_alloc, count_free, NULL};
+    mdl_swap_options o = mdl_swap_options_default();
+    o.session.allocator = &al;
+    mdl_swap *sw;
+    mdl_error err;
+    assert_int_equal(mdl_swap_create_buffer(a.data, a.size, &o, &sw, &err), MDL_OK);
+    mdl_session *s1, *s2;
+    assert_int_equal(mdl_swap_acquire(sw, &s1, &err), MDL_OK); /* two at once: the pool holds two */
+    assert_int_equal(mdl_swap_acquire(sw, &s2, &err), MDL_OK);
+    mdl_swap_release(sw, s1);
+    mdl_swap_release(sw, s2);
+    long before = atomic_load(&n_alloc);
+    assert_true(before > 0);
+    for (int i = 0; i < 1000; i++) {
+        assert_int_equal(mdl_swap_acquire(sw, &s1, &err), MDL_OK);
+        assert_int_equal(mdl_swap_acquire(sw, &s2, &err), MDL_OK);
+        assert_int_equal(run_once(s1, i), 1);
+        assert_int_equal(run_once(s2, i + 1), 1);
+        mdl_swap_release(sw, s2);
+        mdl_swap_release(sw, s1);
+    }
+    assert_int_equal(atomic_load(&n_alloc), before);
+    /* after a switch the new model's pool fills once, then stays */
+    assert_int_equal(mdl_swap_load_buffer(sw, b.data, b.size, NULL, &err), MDL_OK);
+    assert_int_equal(active_model(sw), 2);
+    long after = atomic_load(&n_alloc);
+    assert_true(after > before);
+    for (int i = 0; i < 100; i++) assert_int_equal(active_model(sw), 2);
+    assert_int_equal(atomic_load(&n_alloc), after);
+    mdl_swap_free(sw);
+    free(a.data);
+    free(b.data);
+}
+
 /* ---- stress ------------------------------------------------------------------------------ */
 
 typedef struct shared {
@@ -170,7 +220,7 @@ static void test_stress(void **state) {
     for (int t = 0; t < 4; t++) assert_int_equal(pthread_create(&th[t], NULL, reader, &sh), 0);
     int expect = 1; /* which model should be active */
     long accepted = 0, refused = 0, rollbacks = 0;
-    for (int i = 0; i < 1000; i++) {
+    for (int i = 0; accepted + refused < 1000; i++) { /* 1,000 candidates, and rollbacks between */
         mdl_status st;
         switch (i % 8) {
         case 0:
@@ -245,6 +295,7 @@ static void test_stress(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_basics),
+        cmocka_unit_test(test_steady_state_allocates_nothing),
         cmocka_unit_test(test_stress),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
