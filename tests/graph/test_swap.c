@@ -1,9 +1,9 @@
 /* Hot swap with rollback (include/mdeploy/swap.h).  Models A (y = x + 1) and B (y = x + 2) with
    self-test vectors; the oracle for every run is computed here per model (x + 1 or x + 2).  The
-   stress test: 4 threads run continuously while the main thread makes 1,000 swap attempts with
-   good and bad candidates (corrupt file, different inputs, failing self-test, flipped weight,
-   truncated file) and rollbacks between them: no run may fail, every output must be one model's answer, refused candidates must
-   change nothing.  make check runs this test under ASan (leaks) and ThreadSanitizer. */
+   stress test: 4 threads run continuously while the main thread loads 1,000 candidates, good and
+   bad (corrupt file, different inputs, failing self-test, flipped weight, truncated file), with
+   rollbacks between them: no run may fail, every output must be one model's answer, refused
+   candidates must change nothing.  make check runs this test under ASan (leaks) and ThreadSanitizer. */
 #include "common/harness.h"
 #include "common/models.h"
 #include "mdeploy/swap.h"
