@@ -232,7 +232,7 @@ static void test_stress(void **state) {
             accepted++;
             /* let the readers run on it */
             long r0 = atomic_load(&sh.runs);
-            while (atomic_load(&sh.runs) < r0 + 4) sched_yield();
+            while (atomic_load(&sh.runs) < r0 + 16) sched_yield();
             break;
         }
         case 1:

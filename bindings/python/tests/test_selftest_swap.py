@@ -5,6 +5,7 @@ each source model, computed here independently of mdeploy."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +122,9 @@ def test_swap_under_load(tmp_path):
                 active = b if active == a else a
                 sw.load(active)
                 assert sw.info["source"] == str(active)
+                n0 = seen["A"] + seen["B"]  # let the readers run on it (they compete for the GIL)
+                while seen["A"] + seen["B"] < n0 + 8 and not errors:
+                    time.sleep(0.0005)
             elif step == 1:
                 with pytest.raises(mdeploy.Error, match="candidate refused: it has 2 inputs"):
                     sw.load(wide)
