@@ -29,6 +29,9 @@ typedef struct mdl__selftest {
     const char *oracle; /* where the expected outputs came from ("" when not said) */
 } mdl__selftest;
 
+/* Field id of Model.selftest in src/io/mdeploy.fbs (mdl_format.c asserts it matches its table). */
+#define MDL__MODEL_SELFTEST_FIELD 14
+
 /* Defaults of the converter's tolerance (mdl_selftest_options). */
 #define MDL__SELFTEST_ATOL 1e-4
 #define MDL__SELFTEST_RTOL 1e-3

@@ -14,7 +14,6 @@
 enum { ST_CASES, ST_ATOL, ST_RTOL, ST_ORACLE };
 enum { SC_INPUTS, SC_OUTPUTS };
 enum { STT_INDEX, STT_DTYPE, STT_SHAPE, STT_DATA };
-#define M_SELFTEST 14 /* Model.selftest */
 
 #define BAD(...) mdl__error(err, MDL_CORRUPT_MODEL, __VA_ARGS__)
 
@@ -63,7 +62,7 @@ static mdl_status read_tensor(const mdl_model *m, fb_table t, int32_t c, bool ou
 
 mdl_status mdl__selftest_load(mdl_model *m, mdl_error *err) {
     m->selftest = NULL;
-    fb_table st = fb_get_table(fb_root(m->buf), M_SELFTEST);
+    fb_table st = fb_get_table(fb_root(m->buf), MDL__MODEL_SELFTEST_FIELD);
     if (!st.pos) return MDL_OK;
     fb_vec cases = fb_get_vec(st, ST_CASES);
     float atol = fb_get_f32(st, ST_ATOL, 0.0f), rtol = fb_get_f32(st, ST_RTOL, 0.0f);

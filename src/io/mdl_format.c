@@ -64,6 +64,7 @@ DESC(d_model, "Model", SC(2), SC(2), STR, STR, STR, STR, TABV(d_kv), TABV(d_tens
 
 enum { M_MAJOR, M_MINOR, M_NAME, M_VERSION, M_PRODUCER, M_DESCRIPTION, M_METADATA, M_TENSORS,
        M_OPERATORS, M_INPUTS, M_OUTPUTS, M_BUFFERS, M_PLAN, M_SYMBOLS, M_SELFTEST };
+_Static_assert(M_SELFTEST == MDL__MODEL_SELFTEST_FIELD, "selftest_host.c reads Model.selftest by this id");
 enum { T_NAME, T_DTYPE, T_SHAPE, T_BUFFER, T_QUANT, T_DIM_SYMBOLS, T_SPARSE };
 enum { SP_TRANSPOSED, SP_PTR, SP_COL };
 enum { S_NAME, S_MAX, S_INITIAL };
