@@ -37,6 +37,8 @@ LDLIBS += -lm -lpthread
 # Host builds run sessions with worker threads (src/graph/threads_host.c); the firmware and fuzz
 # builds compile the core without it, and without the run metrics (src/graph/metrics_host.c).
 CPPFLAGS += -DMDL_WITH_THREADS -DMDL_WITH_METRICS
+# ... and the self-test vectors' reader (src/graph/selftest_host.c; the loader checks them).
+CPPFLAGS += -DMDL_WITH_SELFTEST
 ifeq ($(BLAS),1)
   CPPFLAGS += -DMDL_WITH_BLAS
   LDLIBS += -lopenblas
@@ -188,9 +190,10 @@ check-prune-example: all
 	else echo "== prune_digits.py skipped: no PyTorch/onnx in $(TORCH_PYTHON)"; fi
 
 # The session worker pool under ThreadSanitizer (clang): the threads test at every CPU level;
-# and the run metrics, sessions of one model on four threads.
+# and the run metrics, sessions of one model on four threads; and the hot swap (test_swap: four
+# readers while 1,000 candidates are swapped in).
 # OpenBLAS keeps to the calling thread: its own pool is not instrumented (false reports).
-TSAN_TESTS := test_threads test_metrics
+TSAN_TESTS := test_threads test_metrics test_swap
 check-tsan:
 	@$(MAKE) --no-print-directory TSAN=1 $(TSAN_TESTS:%=build/release-tsan/tests/graph/%) >/dev/null
 	@for t in $(TSAN_TESTS); do echo "== ThreadSanitizer: tests/graph/$$t"; \
@@ -267,6 +270,7 @@ FUZZ_B := build/fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_FLAGS := -g -O1 $(FUZZ_SAN) -Iinclude -Isrc -std=c11 -D_POSIX_C_SOURCE=200809L \
               -DMDL_WITH_METRICS $(if $(X86_SRCS),-DMDL_HAVE_X86_SIMD)
+FUZZ_FLAGS += -DMDL_WITH_SELFTEST # the loader checks self-test vectors (selftest_host.c)
 # The fuzzed library is the production one: core sources plus the x86 SIMD kernels (each with its
 # own flags, so they are compiled to objects first).
 FUZZ_OBJS := $(patsubst %.c,$(FUZZ_B)/%.o,$(CORE_SRCS) $(X86_SRCS))

@@ -56,6 +56,13 @@ static void usage(FILE *f) {
             "                             at 0.5, 0.7, 0.8, 0.9 and 0.95 (float conversions)\n"
             "  --eval X.npy Y.npy         (also without --quantize) top-1 of the float source and\n"
             "                             of the converted model, both run by the runtime\n"
+            "self-test vectors (mdl_model_selftest, mdeploy-inspect --verify, hot swap):\n"
+            "  --selftest-from [NAME=]X.npy  an input of the stored cases (repeatable: every\n"
+            "                             input once; one case, or N stacked on a new first axis)\n"
+            "  --selftest-expect [NAME=]Y.npy  expected outputs from an outside oracle (e.g.\n"
+            "                             ONNX Runtime); without: the converted model's outputs\n"
+            "  --selftest-oracle NAME     the oracle's name stored in the file\n"
+            "  --selftest-tolerance ATOL[,RTOL]  default 1e-4,1e-3 (0,0: exact)\n"
             "  --report FILE.json         write the conversion report (quantization, pruning)\n"
             "  --security-counter N       anti-rollback counter (loaders refuse below their\n"
             "                             min_counter); the version is --model-version\n"
@@ -306,8 +313,14 @@ int main(int argc, char **argv) {
     mdl_error err;
     bar pb;
     memset(&pb, 0, sizeof pb);
-    enum { N_OPTS = 24 };
+    enum { N_OPTS = 28 };
     const char *sign_key = NULL, *enc_key = NULL; /* --sign, --encrypt (tools/seal_util.h) */
+    /* --selftest-from / --selftest-expect [NAME=]FILE entries */
+    const char *st_names[2][argc + 1], *st_paths[2][argc + 1];
+    o.selftest.input_names = st_names[0];
+    o.selftest.input_paths = st_paths[0];
+    o.selftest.output_names = st_names[1];
+    o.selftest.output_paths = st_paths[1];
     /* --metadata KEY=VALUE pairs: the argument split in place at its first '=' */
     const char *meta_keys[argc + 1], *meta_values[argc + 1];
     /* --prune-layer entries joined with commas (mdl_prune_options.layers) */
@@ -326,7 +339,8 @@ int main(int argc, char **argv) {
                                      "--float-ops", "--eval", "--max-accuracy-drop", "--max-output-error",
                                      "--report", "--max-calibration-rows", "--max-shape", "--metadata",
                                      "--prune", "--prune-layer", "--sparse-density", "--security-counter",
-                                     "--sign", "--encrypt"};
+                                     "--sign", "--encrypt", "--selftest-from", "--selftest-expect",
+                                     "--selftest-oracle", "--selftest-tolerance"};
         int which = -1;
         for (int k = 0; k < N_OPTS; k++) {
             size_t n = strlen(names[k]);
@@ -469,6 +483,28 @@ int main(int argc, char **argv) {
             continue;
         case 22: sign_key = val; continue;
         case 23: enc_key = val; continue;
+        case 24:
+        case 25: {
+            int io = which == 25;
+            int32_t *n = io ? &o.selftest.noutputs : &o.selftest.ninputs;
+            char *eq = strchr(val, '=');
+            if (eq) *eq = 0; /* val points into argv */
+            st_names[io][*n] = eq ? val : NULL;
+            st_paths[io][(*n)++] = eq ? eq + 1 : val;
+            continue;
+        }
+        case 26: o.selftest.oracle = val; continue;
+        case 27: {
+            double at = strtod(val, &end), rt = o.selftest.rtol;
+            if (end != val && *end == ',') rt = strtod(end + 1, &end);
+            if (!*val || *end || !(at >= 0) || !(rt >= 0)) {
+                fprintf(stderr, "mdeploy-convert: --selftest-tolerance '%s': expected ATOL[,RTOL] >= 0\n", val);
+                return 1;
+            }
+            o.selftest.atol = at;
+            o.selftest.rtol = rt;
+            continue;
+        }
         default: break;
         }
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -555,6 +591,10 @@ int main(int argc, char **argv) {
         if (r.quant) print_quant(r.quant);
         print_prune(&r, o.prune.sparsity > 0 || o.prune.layers);
         if (eval_printed) fputs(eval_printed, stdout);
+        if (o.selftest.ninputs)
+            printf("  selftest: vectors stored and passed (oracle %s, atol %g, rtol %g)\n",
+                   o.selftest.oracle ? o.selftest.oracle : o.selftest.noutputs ? "external" : "mdeploy-convert",
+                   o.selftest.atol, o.selftest.rtol);
     }
     free(eval_json);
     free(eval_printed);

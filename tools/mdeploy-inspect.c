@@ -9,6 +9,7 @@
 #include "mdeploy/convert.h"
 #include "mdeploy/mdeploy.h"
 #include "seal_util.h"
+#include "mdeploy/selftest.h"
 #include "tool_util.h"
 
 #include <cjson/cJSON.h>
@@ -148,6 +149,24 @@ static int inspect_onnx(const char *path, bool json) {
     return 0;
 }
 
+/* --verify, self-test section: runs the file's vectors (include/mdeploy/selftest.h); false when
+   they fail.  A file without vectors passes (says so). */
+static bool verify_selftest(const mdl_model *m) {
+    mdl_selftest_result r;
+    mdl_error err;
+    bool ok = mdl_model_selftest(m, &r, &err) == MDL_OK;
+    if (!ok) {
+        printf("  selftest:  FAILED: %s\n", err.msg);
+    } else if (!r.cases) {
+        printf("  selftest:  none (the file has no self-test vectors)\n");
+    } else {
+        printf("  selftest:  passed: %d cases, %lld output elements, max |error| %.3g (oracle %s, atol %g, rtol %g)\n",
+               (int)r.passed, (long long)r.elements, r.max_abs_error, r.oracle[0] ? r.oracle : "unnamed",
+               (double)r.atol, (double)r.rtol);
+    }
+    return ok;
+}
+
 static void hexline(const char *label, const uint8_t *p, size_t n) {
     printf("%s", label);
     for (size_t i = 0; i < n; i++) printf("%02x", p[i]);
@@ -210,7 +229,7 @@ static int verify_model(const char *path, seal_keys *k, uint64_t min_counter) {
         } else {
             printf("  load:      ok (version '%s', security counter %llu)\n", mdl_model_version(m),
                    (unsigned long long)mdl_model_security_counter(m));
-            /* (self-test vectors: reported here when the model has them) */
+            failed += !verify_selftest(m);
             mdl_model_free(m);
         }
     }
@@ -240,7 +259,8 @@ int main(int argc, char **argv) {
             puts("usage: mdeploy-inspect MODEL.mdl|MODEL.onnx [--json]\n"
                  "       mdeploy-inspect MODEL.mdl --verify [--public-key PUB]... [--decryption-key KEY] [--min-counter N]\n"
                  "  --verify  check the content digest, signature (with --public-key) and security counter,\n"
-                 "            and load the model (an encrypted one with --decryption-key); exit 1 on failure");
+                 "            load the model (an encrypted one with --decryption-key) and run its self-test\n"
+                 "            vectors; exit 1 on failure");
             return 0;
         } else if (argv[i][0] == '-' || path) {
             fprintf(stderr, "mdeploy-inspect: unexpected argument '%s' (usage: mdeploy-inspect MODEL.mdl|MODEL.onnx [--json])\n", argv[i]);

@@ -174,6 +174,35 @@ typedef struct mdl_prune_options {
     double channels;
 } mdl_prune_options;
 
+/* ---- self-test vectors ------------------------------------------------------------------------
+ *
+ *     const char *names[] = {"x"}, *paths[] = {"x.npy"};
+ *     o.selftest.ninputs = 1; o.selftest.input_names = names; o.selftest.input_paths = paths;
+ *
+ * The written model carries input/expected-output pairs that mdl_model_selftest (include/mdeploy/
+ * selftest.h, mdeploy-inspect --verify, the hot-swap API) runs.  Each input .npy is one case at
+ * the input's shape (for dynamic dims: the shape the case runs at), or N cases stacked on a new
+ * first axis (rank + 1; every input gives the same N, at most 64); dtypes must be the inputs'.
+ * Expected outputs: from an outside oracle when output files are given (e.g. ONNX Runtime's
+ * outputs on the source model; same layout, by output name; outputs not given are not checked),
+ * otherwise computed by running the converted model here (see selftest.h for which oracle says
+ * what).  The file is then loaded again and must pass its own vectors: a converted model that
+ * does not meet the outside oracle's outputs within the tolerance fails the conversion with the
+ * case, output and element named, and no file is left.  The model is written twice (once to
+ * compute, once with the vectors).  Errors: INVALID_ARGUMENT / SHAPE / DTYPE naming the file. */
+typedef struct mdl_selftest_options {
+    int32_t ninputs;                /* 0: no vectors */
+    const char *const *input_names; /* NULL, or NULL/"" entries: the model's inputs in order */
+    const char *const *input_paths;
+    int32_t noutputs; /* expected outputs from an outside oracle; 0: computed by the converter */
+    const char *const *output_names;
+    const char *const *output_paths;
+    const char *oracle; /* name stored in the file; NULL: "external" with output files, else
+                           "mdeploy-convert" */
+    double atol, rtol;  /* stored tolerance (|got - expected| <= atol + rtol * |expected|);
+                           mdl_convert_options_default: 1e-4 and 1e-3; 0 and 0: exact */
+} mdl_selftest_options;
+
 typedef struct mdl_convert_options {
     /* Fixed shapes for inputs ("--input-shape"): every dim given here is fixed in the model.
        Dynamic dims not fixed here (an ONNX dim_param, or no dim_value) stay dynamic: symbolic
@@ -197,6 +226,7 @@ typedef struct mdl_convert_options {
     const char *const *metadata_keys;
     const char *const *metadata_values;
     mdl_prune_options prune; /* all zero: no pruning (sparse storage where the weights allow) */
+    mdl_selftest_options selftest; /* ninputs 0: none (see above) */
 } mdl_convert_options;
 
 MDL_API mdl_convert_options mdl_convert_options_default(void);

@@ -20,7 +20,12 @@ struct mdl_builder {
     mdl__symbol syms[MDL__MAX_SYMBOLS];
     uint8_t *inferred; /* per tensor: added with rank -1 (cap_inferred entries) */
     int32_t cap_inferred;
+    const struct mdl__selftest *selftest; /* the caller's, written by finish (NULL: none) */
 };
+
+void mdl__builder_set_selftest(mdl_builder *b, const struct mdl__selftest *s) {
+    if (b) b->selftest = s;
+}
 
 /* Remembers the first failure (finish reports it); add calls return -1 / the status. */
 static mdl_status fail_st(mdl_builder *b, mdl_status st, const char *what) {
@@ -306,7 +311,7 @@ mdl_status mdl_builder_finish(mdl_builder *b, void **data, size_t *size, mdl_err
     mdl__plan plan;
     if ((st = mdl__plan_compute(&b->g, b->alloc, &plan, err))) return st;
     mdl__meta meta = {b->name, b->version, b->producer ? b->producer : "mdeploy " MDL_VERSION_STRING,
-                      b->description, b->nkv, b->kv, b->security_counter};
+                      b->description, b->nkv, b->kv, b->security_counter, b->selftest};
     fb_builder fb;
     fb_builder_init(&fb, b->alloc);
     const uint8_t *bytes;

@@ -24,10 +24,12 @@
  */
 #include "graph/convert_host.h"
 #include "graph/model.h"
+#include "graph/selftest.h"
 #include "io/onnx_import_host.h"
 #include "quant/prune_host.h"
 #include "quant/ptq_host.h"
 #include "quant/qdq_host.h"
+#include "mdeploy/selftest.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +50,8 @@ void mdl_convert_report_free(mdl_convert_report *r) {
 mdl_convert_options mdl_convert_options_default(void) {
     mdl_convert_options o;
     memset(&o, 0, sizeof o);
+    o.selftest.atol = MDL__SELFTEST_ATOL;
+    o.selftest.rtol = MDL__SELFTEST_RTOL;
     return o;
 }
 
@@ -104,6 +108,33 @@ static void discard_out(const cv_out *out) {
     free(*out->data);
     *out->data = NULL;
     *out->size = 0;
+}
+
+/* The written model once more, with self-test vectors (mdl_selftest_options), then loaded and
+   tested: a model that fails its own vectors is not left behind. */
+static mdl_status add_selftest(mdl_builder *b, const cv_out *out, const mdl_selftest_options *so, mdl_error *err) {
+    mdl_model *m;
+    mdl_status st = out->path ? mdl_model_load_file(out->path, NULL, &m, err)
+                              : mdl_model_load_buffer(*out->data, *out->size, NULL, &m, err);
+    if (st) return st;
+    mdl__selftest *s = NULL;
+    st = mdl__cv_selftest_make(m, so, &s, err);
+    mdl_model_free(m);
+    if (!st) {
+        if (!out->path) discard_out(out);
+        mdl__builder_set_selftest(b, s);
+        st = write_out(b, out, err);
+        mdl__builder_set_selftest(b, NULL);
+    }
+    mdl__cv_selftest_free(s);
+    if (st) return st;
+    st = out->path ? mdl_model_load_file(out->path, NULL, &m, err)
+                   : mdl_model_load_buffer(*out->data, *out->size, NULL, &m, err);
+    mdl_error e;
+    if (!st && (st = mdl_model_selftest(m, NULL, &e)))
+        mdl__error(err, st, "the converted model fails its self-test vectors: %s", e.msg);
+    mdl_model_free(m);
+    return st;
 }
 
 static mdl_status convert(cv_ctx *c, const mdl__onnx_model *m, const cv_out *out,
@@ -203,6 +234,7 @@ static mdl_status convert(cv_ctx *c, const mdl__onnx_model *m, const cv_out *out
         if (write_out(b, out, c->err) == MDL_OK) st = MDL_OK;
         else *c->err = first; /* the first failure explains it best */
     }
+    if (!st && o->selftest.ninputs && (st = add_selftest(b, out, &o->selftest, c->err))) discard_out(out);
     mdl_builder_free(b);
     if (st) return st;
     rep->folded = c->folded;

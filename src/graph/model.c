@@ -6,6 +6,7 @@
 
 #include "quant/quant.h"
 #include "resize.h"
+#include "selftest.h"
 #include "util.h"
 
 #include <string.h>
@@ -269,6 +270,9 @@ mdl_status mdl_model_load_buffer(const void *data, size_t size, const mdl_load_o
 #endif
     if ((st = pack_nodes(m, err))) goto fail;
     if ((st = dyn_info(m, err))) goto fail;
+#ifdef MDL_WITH_SELFTEST
+    if ((st = mdl__selftest_load(m, err))) goto fail;
+#endif
     if (MDL__DYNAMIC) mdl__model_pack_instance(m);
 #ifdef MDL_WITH_METRICS
     if ((st = mdl__metrics_create(m, o.flags, err))) goto fail;
@@ -287,6 +291,9 @@ void mdl_model_free(mdl_model *m) {
     if (m->plan_computed) mdl__plan_free(&m->plan, a);
 #ifdef MDL_WITH_METRICS
     mdl__metrics_free(m);
+#endif
+#ifdef MDL_WITH_SELFTEST
+    mdl__selftest_free(m);
 #endif
     mdl__free(a, m->packed_raw);
     mdl__free(a, m->folded_raw);

@@ -44,6 +44,7 @@ struct mdl_model {
 #endif
     void *plain_raw; /* an encrypted model's decrypted file (src/io/seal.c), wiped when freed */
     size_t plain_bytes;
+    struct mdl__selftest *selftest; /* self-test vectors read at load (host builds), or NULL */
 };
 
 /* Verifies m->buf/m->size as a FlatBuffer, then reads it into m (metadata, tensors, nodes,
@@ -56,6 +57,7 @@ typedef struct mdl__meta {
     int32_t nkv;
     const char *const *kv; /* key, value pairs */
     uint64_t security_counter; /* Model.security_counter (format 2.3) */
+    const struct mdl__selftest *selftest; /* written as Model.selftest when non-NULL */
 } mdl__meta;
 
 /* fb_verify with the model schema (mdl__format_read starts with it). */
@@ -81,6 +83,10 @@ void mdl__seal_release(mdl_model *m);
 mdl_status mdl__format_write(fb_builder *b, const mdl__graph *g, const mdl__plan *plan,
                              const mdl__meta *meta, const uint8_t **data, size_t *size,
                              mdl_error *err);
+
+/* Self-test vectors for the builder's next finish (the caller keeps s alive until then; NULL:
+   none).  The finish's load check verifies them against the graph like any file's. */
+void mdl__builder_set_selftest(mdl_builder *b, const struct mdl__selftest *s);
 
 /* The graph a builder holds (converter: compares two lowerings). */
 mdl__graph *mdl__builder_graph(mdl_builder *b);

@@ -1,6 +1,7 @@
 /* The .mdl format: FlatBuffers descriptors mirroring src/io/mdeploy.fbs, the reader that turns a
    verified buffer into the runtime graph, and the writer used by the builder. */
 #include "graph/model.h"
+#include "graph/selftest.h"
 #include "graph/util.h"
 #include "ops/sparse.h"
 
@@ -56,15 +57,27 @@ DESC(d_plan, "MemoryPlan", SC(8), VEC(8), VEC(8));
 DESC(d_symbol, "Symbol", STR, SC(8), SC(8));
 DESC(d_seal, "Seal", VEC(1), VEC(1), VEC(1));
 DESC(d_encrypted, "Encrypted", VEC(1), VECA(1, MDL_ALIGN));
+/* Self-test vectors are verified where they are read (MDL_WITH_SELFTEST, host builds); other
+   builds never touch them, so the verifier skips them like any field it does not know (firmware
+   keeps the descriptors' flash).  The data is copied out: its alignment is not required. */
+#ifdef MDL_WITH_SELFTEST
+DESC(d_st_tensor, "SelfTestTensor", SC(4), SC(1), VEC(8), VEC(1));
+DESC(d_st_case, "SelfTestCase", TABV(d_st_tensor), TABV(d_st_tensor));
+DESC(d_selftest, "SelfTest", TABV(d_st_case), SC(4), SC(4), STR);
+#define SELFTEST_FIELD , TAB(d_selftest)
+#else
+#define SELFTEST_FIELD
+#endif
 DESC(d_model, "Model", SC(2), SC(2), STR, STR, STR, STR, TABV(d_kv), TABV(d_tensor),
      TABV(d_operator), VEC(4), VEC(4), TABV(d_buffer), TAB(d_plan), TABV(d_symbol), SC(8),
-     TAB(d_seal), TAB(d_encrypted));
+     TAB(d_seal), TAB(d_encrypted) SELFTEST_FIELD);
 
 enum { M_MAJOR, M_MINOR, M_NAME, M_VERSION, M_PRODUCER, M_DESCRIPTION, M_METADATA, M_TENSORS,
        M_OPERATORS, M_INPUTS, M_OUTPUTS, M_BUFFERS, M_PLAN, M_SYMBOLS, M_SECURITY_COUNTER, M_SEAL,
-       M_ENCRYPTED };
+       M_ENCRYPTED, M_SELFTEST };
 _Static_assert((int)M_SECURITY_COUNTER == (int)MDL__M_SECURITY_COUNTER && (int)M_SEAL == (int)MDL__M_SEAL &&
                (int)M_ENCRYPTED == (int)MDL__M_ENCRYPTED, "seal field ids (model.h) match the schema");
+_Static_assert(M_SELFTEST == MDL__MODEL_SELFTEST_FIELD, "selftest_host.c reads Model.selftest by this id");
 enum { T_NAME, T_DTYPE, T_SHAPE, T_BUFFER, T_QUANT, T_DIM_SYMBOLS, T_SPARSE };
 enum { SP_TRANSPOSED, SP_PTR, SP_COL };
 enum { S_NAME, S_MAX, S_INITIAL };
@@ -631,6 +644,49 @@ static fb_ref write_sparse(fb_builder *b, const mdl__tensor *x) {
     return fb_end_table(b);
 }
 
+/* Model.selftest (0 when absent or out of memory: fb_finish then fails).  ids: SelfTestTensor
+   index, dtype, shape, data; SelfTestCase inputs, outputs; SelfTest cases, atol, rtol, oracle. */
+static fb_ref write_selftest(fb_builder *b, const mdl__selftest *s) {
+    size_t most = 1;
+    for (int32_t c = 0; c < s->ncases; c++)
+        if ((size_t)s->cases[c].nin + (size_t)s->cases[c].nout > most) most = (size_t)s->cases[c].nin + (size_t)s->cases[c].nout;
+    fb_ref *refs = mdl__alloc(b->alloc, (most + (size_t)s->ncases) * sizeof(fb_ref));
+    if (!refs) {
+        b->failed = true;
+        return 0;
+    }
+    fb_ref *crefs = refs + most;
+    for (int32_t c = 0; c < s->ncases; c++) {
+        const mdl__st_case *k = &s->cases[c];
+        for (int32_t j = 0; j < k->nin + k->nout; j++) {
+            const mdl__st_tensor *x = j < k->nin ? &k->in[j] : &k->out[j - k->nin];
+            fb_ref data = fb_create_vector(b, x->data, x->bytes, 1, 16);
+            fb_ref shape = fb_create_vector(b, x->dims, (size_t)x->rank, 8, 8);
+            fb_start_table(b);
+            fb_add_i32(b, 0, x->index);
+            fb_add_u8(b, 1, (uint8_t)x->dtype);
+            fb_add_ref(b, 2, shape);
+            fb_add_ref(b, 3, data);
+            refs[j] = fb_end_table(b);
+        }
+        fb_ref vin = fb_create_ref_vector(b, refs, (size_t)k->nin);
+        fb_ref vout = fb_create_ref_vector(b, refs + k->nin, (size_t)k->nout);
+        fb_start_table(b);
+        fb_add_ref(b, 0, vin);
+        fb_add_ref(b, 1, vout);
+        crefs[c] = fb_end_table(b);
+    }
+    fb_ref cases = fb_create_ref_vector(b, crefs, (size_t)s->ncases);
+    fb_ref oracle = fb_create_string(b, s->oracle ? s->oracle : "");
+    mdl__free(b->alloc, refs);
+    fb_start_table(b);
+    fb_add_ref(b, 0, cases);
+    fb_add_f32(b, 1, s->atol);
+    fb_add_f32(b, 2, s->rtol);
+    fb_add_ref(b, 3, oracle);
+    return fb_end_table(b);
+}
+
 mdl_status mdl__format_write(fb_builder *b, const mdl__graph *g, const mdl__plan *plan,
                              const mdl__meta *meta, const uint8_t **data, size_t *size,
                              mdl_error *err) {
@@ -745,6 +801,7 @@ mdl_status mdl__format_write(fb_builder *b, const mdl__graph *g, const mdl__plan
         }
         r_syms = fb_create_ref_vector(b, yref, (size_t)g->nsyms);
     }
+    fb_ref r_selftest = meta->selftest ? write_selftest(b, meta->selftest) : 0;
     fb_ref r_buffers = fb_create_ref_vector(b, bref, nbuf);
     fb_ref r_tensors = fb_create_ref_vector(b, tref, nt);
     fb_ref r_ops = fb_create_ref_vector(b, oref, nn);
@@ -773,6 +830,7 @@ mdl_status mdl__format_write(fb_builder *b, const mdl__graph *g, const mdl__plan
     if (r_syms) fb_add_ref(b, M_SYMBOLS, r_syms);
     if (meta->security_counter) fb_add_u64(b, M_SECURITY_COUNTER, meta->security_counter);
     fb_add_ref(b, M_SEAL, r_seal);
+    if (r_selftest) fb_add_ref(b, M_SELFTEST, r_selftest);
     fb_ref root = fb_end_table(b);
     mdl__free(a, refs);
     mdl__free(a, offs);

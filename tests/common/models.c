@@ -3,6 +3,7 @@
 #include "harness.h"
 
 #include "graph/model.h"
+#include "graph/selftest.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -116,7 +117,7 @@ mdl_status tm_build_chain(int n, int with_plan, void **data, size_t *size) {
     if (!st) {
         fb_builder fb;
         fb_builder_init(&fb, NULL);
-        mdl__meta meta = {"chain", "", "tests/common/models.c", "", 0, NULL, 0};
+        mdl__meta meta = {"chain", "", "tests/common/models.c", "", 0, NULL, 0, NULL};
         const uint8_t *bytes;
         if (!(st = mdl__format_write(&fb, g, with_plan ? &plan : NULL, &meta, &bytes, size, &err))) {
             *data = malloc(*size);
@@ -142,3 +143,48 @@ void tm_chain_reference(int n, const float *x, float *y) {
 }
 
 void tm_reseal(void *data, size_t size) { mdl__seal_finish(data, size); }
+
+float tm_addc_input(int k, int i) { return (float)k - (float)i / 4.0f; }
+
+mdl_status tm_build_addc(float c, int width, const char *version, int ncases, float skew, void **data,
+                         size_t *size) {
+    mdl_builder *b;
+    mdl_error err;
+    mdl_status st = mdl_builder_create(NULL, &b, &err);
+    if (st) return st;
+    float *cv = malloc(sizeof(float) * (size_t)width);
+    for (int i = 0; i < width; i++) cv[i] = c;
+    int x = mdl_builder_tensor(b, "x", MDL_DTYPE_FLOAT32, 2, (int64_t[]){1, width}, NULL);
+    int k = mdl_builder_tensor(b, "c", MDL_DTYPE_FLOAT32, 2, (int64_t[]){1, width}, cv);
+    int y = mdl_builder_tensor(b, "y", MDL_DTYPE_FLOAT32, 2, (int64_t[]){1, width}, NULL);
+    mdl_builder_node(b, MDL_OP_ADD, "add", 2, (int[]){x, k}, 1, &y, NULL);
+    mdl_builder_add_input(b, x);
+    mdl_builder_add_output(b, y);
+    mdl_builder_set_metadata(b, "name", "addc");
+    mdl_builder_set_metadata(b, "version", version);
+    /* the vectors: one block of 2 * ncases * width floats, inputs then outputs */
+    mdl__st_tensor *ts = calloc((size_t)(2 * ncases + 1), sizeof *ts);
+    mdl__st_case *cs = calloc((size_t)ncases + 1, sizeof *cs);
+    float *vals = malloc(sizeof(float) * (size_t)(2 * ncases * width + 1));
+    for (int j = 0; j < ncases; j++) {
+        float *in = vals + 2 * j * width, *out = in + width;
+        for (int i = 0; i < width; i++) {
+            in[i] = tm_addc_input(j, i);
+            out[i] = in[i] + c + skew;
+        }
+        for (int t = 0; t < 2; t++)
+            ts[2 * j + t] = (mdl__st_tensor){0, MDL_DTYPE_FLOAT32, 2, {1, width}, t ? out : in,
+                                             sizeof(float) * (size_t)width};
+        cs[j] = (mdl__st_case){1, 1, &ts[2 * j], &ts[2 * j + 1]};
+    }
+    mdl__selftest s = {ncases, cs, 1e-4f, 1e-3f, "test"};
+    if (ncases > 0) mdl__builder_set_selftest(b, &s);
+    st = mdl_builder_finish(b, data, size, &err);
+    if (st) fprintf(stderr, "tm_build_addc: %s\n", err.msg);
+    mdl_builder_free(b);
+    free(cv);
+    free(ts);
+    free(cs);
+    free(vals);
+    return st;
+}

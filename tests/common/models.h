@@ -35,4 +35,13 @@ void tm_chain_reference(int n, const float *x, float *y);
    file passes the digest (anyone can compute it), so the checks behind it must still refuse it. */
 void tm_reseal(void *data, size_t size);
 
+/* y = x + c over x [1, width] float, named "addc" with the given version (self-test and hot-swap
+   tests).  With ncases > 0 the file carries that many self-test cases (tolerance atol 1e-4,
+   rtol 1e-3, oracle "test"): inputs x_k[i] = k - i / 4 and expected outputs computed here in
+   plain C as x_k[i] + c + skew (skew 0: right; otherwise deliberately wrong). */
+mdl_status tm_build_addc(float c, int width, const char *version, int ncases, float skew, void **data,
+                         size_t *size);
+/* tm_build_addc's input of case k, element i. */
+float tm_addc_input(int k, int i);
+
 #endif

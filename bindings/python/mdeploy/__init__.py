@@ -15,7 +15,11 @@ Pieces:
   ``model.run(x | [x1, x2] | {"name": x}, as_dict=False)`` returns new arrays.
 - :class:`Session` — working memory for repeated runs without re-allocation; zero-copy
   outputs with ``run(..., copy=False)``; per-node timings with ``profile=True``.
-- :func:`convert` — ONNX to ``.mdl`` with the options of ``mdeploy-convert``.
+- :func:`convert` — ONNX to ``.mdl`` with the options of ``mdeploy-convert`` (self-test vectors:
+  ``selftest_inputs=``, expected outputs from ONNX Runtime with ``selftest_expected="onnxruntime"``;
+  run them with :meth:`Model.selftest`).
+- :class:`Swap` — hot swap with rollback for services: ``swap.run(x)`` from any thread while
+  ``swap.load(candidate)`` verifies, self-tests and switches models.
 - :class:`Error` — every failure, with the library's message and ``.status`` (:class:`Status`);
   an argument of the wrong Python type raises :class:`ArgumentTypeError`, an :class:`Error`
   that is also a ``TypeError``.
@@ -43,6 +47,7 @@ from ._model import (
 )
 from ._convert import ConvertReport, InputShapes, convert, inspect_onnx
 from ._security import encrypt, encryption_keygen, key_id, keygen, read_key_file, seal_info, sha256, sign
+from ._swap import Swap
 
 __version__ = "0.1.0"
 
@@ -50,6 +55,7 @@ __all__ = [
     "__version__",
     "Model",
     "Session",
+    "Swap",
     "TensorInfo",
     "Quantization",
     "NodeInfo",
@@ -77,7 +83,7 @@ __all__ = [
 ]
 
 # Show the public classes as mdeploy.X (tracebacks, reprs, docs), not mdeploy._model.X.
-for _cls in (Model, Session, TensorInfo, Quantization, NodeInfo, NodeTiming, Error, ArgumentTypeError, Status, ConvertReport):
+for _cls in (Model, Session, Swap, TensorInfo, Quantization, NodeInfo, NodeTiming, Error, ArgumentTypeError, Status, ConvertReport):
     _cls.__module__ = __name__
 del _cls
 

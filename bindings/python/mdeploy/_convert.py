@@ -144,6 +144,75 @@ def _data_path(data: Data, tmp: str, name: str) -> str:
     return d  # an empty directory: the library names the error
 
 
+def _named_arrays(data: Any, names: Sequence[str], what: str) -> Dict[str, Any]:
+    np = _np()
+    if isinstance(data, Mapping):
+        return {str(k): np.asarray(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        if len(data) > len(names):
+            raise Error(f"{what}: {len(data)} arrays for {len(names)} tensors", Status.INVALID_ARGUMENT)
+        return {names[i]: np.asarray(v) for i, v in enumerate(data)}
+    if len(names) != 1:
+        raise Error(f"{what}: one array for {len(names)} tensors: give a list or a dict by name", Status.INVALID_ARGUMENT)
+    return {names[0]: np.asarray(data)}
+
+
+def _selftest_options(opts: Any, onnx_path: str, inputs: Any, expected: Any, oracle: Optional[str],
+                      tolerance: Optional[Tuple[float, float]], tmp: str, keep: List[Any]) -> None:
+    """Fills opts.selftest: the arrays saved as .npy in tmp, ONNX Runtime's outputs if asked."""
+    np = _np()
+    import onnx  # the ONNX model's input/output names (and ranks, to tell stacked cases)
+
+    g = onnx.load(onnx_path, load_external_data=False).graph
+    inits = {t.name for t in g.initializer}
+    in_ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in g.input if v.name not in inits}
+    out_names = [v.name for v in g.output]
+    xs = _named_arrays(inputs, list(in_ranks), "selftest_inputs")
+    ys: Dict[str, Any] = {}
+    if isinstance(expected, str):
+        if expected != "onnxruntime":
+            raise Error(f"selftest_expected={expected!r}: 'onnxruntime', arrays or None", Status.INVALID_ARGUMENT)
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+        stacked = {k: v.ndim == in_ranks.get(k, v.ndim) + 1 for k, v in xs.items()}
+        n = next((len(v) for k, v in xs.items() if stacked[k]), None)
+        cases = [{k: (v[i] if stacked[k] else v) for k, v in xs.items()} for i in range(n)] if n else [xs]
+        runs = [sess.run(out_names, c) for c in cases]
+        ys = {name: (np.stack([r[j] for r in runs]) if n else runs[0][j]) for j, name in enumerate(out_names)}
+        oracle = oracle or f"onnxruntime {ort.__version__}"
+    elif expected is not None:
+        ys = _named_arrays(expected, out_names, "selftest_expected")
+
+    def cstrs(items: Sequence[bytes]) -> Any:
+        arr = (ctypes.c_char_p * max(1, len(items)))(*items)
+        keep.append(arr)
+        keep.extend(items)
+        return ctypes.cast(arr, ctypes.POINTER(ctypes.c_char_p))
+
+    def save(arrays: Dict[str, Any], prefix: str) -> Tuple[Any, Any, int]:
+        names, paths = [], []
+        for i, (k, v) in enumerate(arrays.items()):
+            if v.dtype == np.float64:
+                v = v.astype(np.float32)
+            p = os.path.join(tmp, f"{prefix}{i}.npy")
+            np.save(p, np.ascontiguousarray(v))
+            names.append(k.encode())
+            paths.append(os.fsencode(p))
+        return cstrs(names), cstrs(paths), len(names)
+
+    so = opts.selftest
+    so.input_names, so.input_paths, so.ninputs = save(xs, "selftest_in")
+    if ys:
+        so.output_names, so.output_paths, so.noutputs = save(ys, "selftest_out")
+    if oracle is not None:
+        b = oracle.encode()
+        keep.append(b)
+        so.oracle = b
+    if tolerance is not None:
+        so.atol, so.rtol = float(tolerance[0]), float(tolerance[1])
+
+
 def convert(
     onnx_path: Union[str, "os.PathLike[str]"],
     out_path: Union[str, "os.PathLike[str]"],
@@ -168,6 +237,10 @@ def convert(
     prune_layers: Optional[Mapping[str, float]] = None,
     sparse_density: Optional[float] = None,
     prune_channels: Optional[float] = None,
+    selftest_inputs: Optional[Any] = None,
+    selftest_expected: Optional[Any] = None,
+    selftest_oracle: Optional[str] = None,
+    selftest_tolerance: Optional[Tuple[float, float]] = None,
 ) -> ConvertReport:
     """Convert an ONNX model into a ``.mdl`` file; the options are those of ``mdeploy-convert``.
 
@@ -201,6 +274,16 @@ def convert(
     units of smallest L1 norm removed from each layer whose channels reach one Conv2D or
     FullyConnected, which shrinks with it.
     The report's ``pruning`` lists each prunable layer (sparsity, storage, bytes).
+
+    Self-test vectors (``--selftest-from``, see ``mdl_selftest_options`` and
+    ``include/mdeploy/selftest.h``): ``selftest_inputs`` is an array (one-input models), a list in
+    input order or a dict ``{input: array}``; each array is one case at the input's shape or N
+    cases stacked on a new first axis.  ``selftest_expected``: ``"onnxruntime"`` computes the
+    expected outputs with ONNX Runtime on the source model (the independent oracle; needs the
+    ``onnxruntime`` package), a list/dict of arrays gives them, ``None`` stores the converted
+    model's own outputs.  ``selftest_oracle`` names the oracle in the file;
+    ``selftest_tolerance``: ``(atol, rtol)``, default ``(1e-4, 1e-3)``.  The written model must
+    pass its vectors or the conversion fails (:class:`Error` naming case, output and element).
 
     The file is written atomically: on failure no output file is left behind.  Raises
     :class:`Error` (status ``IO``, ``CORRUPT_MODEL``, ``UNSUPPORTED`` naming the operator, node
@@ -296,6 +379,13 @@ def convert(
                 q.max_output_error = float(max_output_error)
             if max_calibration_rows is not None:
                 q.max_calibration_rows = int(max_calibration_rows)
+        if selftest_inputs is not None:
+            _selftest_options(opts, os.fspath(onnx_path), selftest_inputs, selftest_expected, selftest_oracle,
+                              selftest_tolerance, tmp, keep)
+        elif selftest_expected is not None or selftest_oracle is not None:
+            raise Error("selftest_expected / selftest_oracle need selftest_inputs", Status.INVALID_ARGUMENT)
+        if selftest_tolerance is not None and selftest_inputs is None:
+            raise Error("selftest_tolerance needs selftest_inputs", Status.INVALID_ARGUMENT)
         report = _lib.mdl_convert_report()
         err = _lib.mdl_error()
         st = fn(

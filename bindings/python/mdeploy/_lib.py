@@ -230,6 +230,22 @@ class mdl_prune_options(ctypes.Structure):
     ]
 
 
+class mdl_selftest_options(ctypes.Structure):
+    """include/mdeploy/convert.h"""
+
+    _fields_ = [
+        ("ninputs", ctypes.c_int32),
+        ("input_names", ctypes.POINTER(ctypes.c_char_p)),
+        ("input_paths", ctypes.POINTER(ctypes.c_char_p)),
+        ("noutputs", ctypes.c_int32),
+        ("output_names", ctypes.POINTER(ctypes.c_char_p)),
+        ("output_paths", ctypes.POINTER(ctypes.c_char_p)),
+        ("oracle", ctypes.c_char_p),
+        ("atol", ctypes.c_double),
+        ("rtol", ctypes.c_double),
+    ]
+
+
 class mdl_convert_options(ctypes.Structure):
     _fields_ = [
         ("ninput_shapes", ctypes.c_int32),
@@ -244,6 +260,7 @@ class mdl_convert_options(ctypes.Structure):
         ("metadata_keys", ctypes.POINTER(ctypes.c_char_p)),
         ("metadata_values", ctypes.POINTER(ctypes.c_char_p)),
         ("prune", mdl_prune_options),
+        ("selftest", mdl_selftest_options),
     ]
 
 
@@ -311,6 +328,53 @@ class mdl_onnx_summary(ctypes.Structure):
         ("metadata_keys", ctypes.POINTER(ctypes.c_char_p)),
         ("metadata_values", ctypes.POINTER(ctypes.c_char_p)),
         ("internal_", ctypes.c_void_p),
+    ]
+
+
+class mdl_selftest_result(ctypes.Structure):
+    """include/mdeploy/selftest.h"""
+
+    _fields_ = [
+        ("cases", ctypes.c_int32),
+        ("passed", ctypes.c_int32),
+        ("elements", ctypes.c_int64),
+        ("max_abs_error", ctypes.c_double),
+        ("atol", ctypes.c_float),
+        ("rtol", ctypes.c_float),
+        ("oracle", ctypes.c_char_p),
+        ("failed_case", ctypes.c_int32),
+        ("failed_output", ctypes.c_int32),
+        ("failed_element", ctypes.c_int64),
+        ("got", ctypes.c_double),
+        ("expected", ctypes.c_double),
+        ("allowed", ctypes.c_double),
+    ]
+
+
+class mdl_swap_options(ctypes.Structure):
+    """include/mdeploy/swap.h"""
+
+    _fields_ = [
+        ("load", mdl_load_options),
+        ("session", mdl_session_options),
+        ("require_selftest", ctypes.c_bool),
+        ("skip_selftest", ctypes.c_bool),
+    ]
+
+
+class mdl_swap_info(ctypes.Structure):
+    """include/mdeploy/swap.h"""
+
+    _fields_ = [
+        ("id", ctypes.c_uint64),
+        ("previous_id", ctypes.c_uint64),
+        ("name", ctypes.c_char * 64),
+        ("version", ctypes.c_char * 64),
+        ("source", ctypes.c_char * 256),
+        ("accepted", ctypes.c_uint64),
+        ("refused", ctypes.c_uint64),
+        ("rollbacks", ctypes.c_uint64),
+        ("live_models", ctypes.c_int32),
     ]
 
 
@@ -400,6 +464,19 @@ _PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     "mdl_model_metrics_op": (_c.c_bool, [_vp, _int, _P(_str), _P(_c.c_uint64)]),
     "mdl_metrics_count_failure": (None, [_vp, _int]),
     "mdl_metrics_prometheus": (_c.c_size_t, [_P(_vp), _int, _c.c_char_p, _c.c_size_t]),
+    "mdl_model_selftest_count": (_int, [_vp]),
+    "mdl_model_selftest": (_status, [_vp, _P(mdl_selftest_result), _err]),
+    "mdl_session_model": (_vp, [_vp]),
+    "mdl_swap_options_default": (mdl_swap_options, []),
+    "mdl_swap_create_file": (_status, [_str, _P(mdl_swap_options), _P(_vp), _err]),
+    "mdl_swap_create_buffer": (_status, [_vp, _c.c_size_t, _P(mdl_swap_options), _P(_vp), _err]),
+    "mdl_swap_free": (None, [_vp]),
+    "mdl_swap_load_file": (_status, [_vp, _str, _P(mdl_load_options), _err]),
+    "mdl_swap_load_buffer": (_status, [_vp, _vp, _c.c_size_t, _P(mdl_load_options), _err]),
+    "mdl_swap_rollback": (_status, [_vp, _err]),
+    "mdl_swap_acquire": (_status, [_vp, _P(_vp), _err]),
+    "mdl_swap_release": (None, [_vp, _vp]),
+    "mdl_swap_info_get": (_status, [_vp, _P(mdl_swap_info)]),
 }
 
 # The converter's API, in its own library (libmdeploy-convert.so: it needs protobuf-c, which the

@@ -695,6 +695,38 @@ class Model:
         :func:`mdeploy.metrics_prometheus` for several models in one page)."""
         return metrics_prometheus([self])
 
+    @property
+    def selftest_count(self) -> int:
+        """Number of self-test cases stored in the file (0: none)."""
+        return int(self._get(lib.mdl_model_selftest_count))
+
+    def selftest(self) -> Dict[str, Any]:
+        """Run the self-test vectors stored in the file (``include/mdeploy/selftest.h``)::
+
+            {"cases": int, "passed": int, "elements": int, "max_abs_error": float,
+             "atol": float, "rtol": float, "oracle": str}
+
+        ``cases == 0``: the file has none (nothing ran).  A mismatch raises :class:`Error`
+        (``CORRUPT_MODEL``) whose message names the case, output, element, both values and the
+        allowed difference; the same details are in ``err.selftest`` (a dict as above plus
+        ``failed_case``, ``failed_output``, ``failed_element``, ``got``, ``expected``, ``allowed``).
+        """
+        h = self._live()
+        r = _lib.mdl_selftest_result()
+        err = _lib.mdl_error()
+        st = lib.mdl_model_selftest(h.ptr, ctypes.byref(r), ctypes.byref(err))
+        d: Dict[str, Any] = {"cases": int(r.cases), "passed": int(r.passed), "elements": int(r.elements),
+                             "max_abs_error": float(r.max_abs_error), "atol": float(r.atol),
+                             "rtol": float(r.rtol), "oracle": decode(r.oracle)}
+        if st != Status.OK:
+            e = _raise(err, st)
+            d.update(failed_case=int(r.failed_case), failed_output=int(r.failed_output),
+                     failed_element=int(r.failed_element), got=float(r.got), expected=float(r.expected),
+                     allowed=float(r.allowed))
+            e.selftest = d  # type: ignore[attr-defined]
+            raise e
+        return d
+
     def _acquire(self, key: Any) -> "Session":
         with self._pool_lock:
             idle = self._pool.get(key)
