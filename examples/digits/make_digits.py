@@ -23,32 +23,11 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
 
+from digits_model import DigitsCNN, WithSoftmax  # noqa: F401  (the model, shared)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SEED = 0
 EPOCHS = 30
-
-
-class DigitsCNN(nn.Module):
-    # 8x8 -> conv 16 -> pool -> 4x4 -> conv 32 -> pool -> 2x2 -> dense 10 -> softmax
-    def __init__(self):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(32 * 2 * 2, 10))
-
-    def forward(self, x):
-        return self.classifier(self.features(x))
-
-
-class WithSoftmax(nn.Module):
-    # Trained on logits (CrossEntropyLoss); exported with probabilities, what an app wants.
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x):
-        return torch.softmax(self.net(x), dim=1)
 
 
 def accuracy(model, x, y):

@@ -47,26 +47,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 DIGITS = os.path.join(ROOT, "examples", "digits")
 BLOCK = 8
 
-
-class DigitsCNN(nn.Module):  # as examples/digits/make_digits.py
-    def __init__(self):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(32 * 2 * 2, 10))
-
-    def forward(self, x):
-        return self.classifier(self.features(x))
-
-
-class WithSoftmax(nn.Module):
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x):
-        return torch.softmax(self.net(x), dim=1)
+sys.path.insert(0, DIGITS)
+from digits_model import DigitsCNN, WithSoftmax  # noqa: E402  the bundled model's definition
 
 
 def load_bundled():

@@ -293,14 +293,20 @@ static mdl_status check_options(const mdl_convert_options *o, mdl_error *err) {
     return mdl__prune_check(&o->prune, err);
 }
 
+/* err, or local when the caller passed NULL, cleared. */
+static mdl_error *begin(mdl_error *err, mdl_error *local) {
+    if (!err) err = local;
+    err->status = MDL_OK;
+    err->msg[0] = 0;
+    return err;
+}
+
 /* The converter's entry points (include/mdeploy/convert.h). */
 mdl_status mdl_convert_onnx(const char *onnx_path, const char *out_path,
                             const mdl_convert_options *options, mdl_convert_report *report,
                             mdl_error *err) {
     mdl_error local;
-    if (!err) err = &local;
-    err->status = MDL_OK;
-    err->msg[0] = 0;
+    err = begin(err, &local);
     if (!onnx_path || !out_path)
         return mdl__error(err, MDL_INVALID_ARGUMENT, "mdl_convert_onnx: NULL path");
     mdl_convert_options defaults = mdl_convert_options_default();
@@ -317,9 +323,7 @@ mdl_status mdl_convert_onnx_buffer(const void *onnx, size_t size, void **mdl_dat
                                    const mdl_convert_options *options, mdl_convert_report *report,
                                    mdl_error *err) {
     mdl_error local;
-    if (!err) err = &local;
-    err->status = MDL_OK;
-    err->msg[0] = 0;
+    err = begin(err, &local);
     if (!mdl_data || !mdl_size)
         return mdl__error(err, MDL_INVALID_ARGUMENT, "mdl_convert_onnx_buffer: NULL output");
     *mdl_data = NULL;
