@@ -34,13 +34,17 @@ def test_selftest_onnxruntime_oracle(tmp_path):
     assert r["oracle"].startswith("onnxruntime ")
     assert r["max_abs_error"] < 1e-4
 
-    # a bit flip in the last bias: the loader accepts the file, the self-test does not
+    # a bit flip in the last bias: the content digest refuses the file; loaded without the digest
+    # check (a trusted in-place image), the self-test still refuses it
     data = bytearray(out.read_bytes())
     bias = float(onnx.numpy_helper.to_array(onnx.load(str(MLP)).graph.initializer[-1]).reshape(-1)[0])
     at = bytes(data).find(np.float32(bias).tobytes())
     assert at > 0
     data[at + 3] ^= 0x40
-    bad = mdeploy.Model(bytes(data))
+    with pytest.raises(mdeploy.Error) as e:
+        mdeploy.Model(bytes(data))
+    assert "content digest mismatch" in str(e.value)
+    bad = mdeploy.Model(bytes(data), verify_digest=False)
     with pytest.raises(mdeploy.Error) as e:
         bad.selftest()
     assert e.value.status == mdeploy.Status.CORRUPT_MODEL
