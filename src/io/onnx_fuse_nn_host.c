@@ -267,8 +267,11 @@ static int trailing_axes(const fz *f, const node_t *r) {
     if (n < 1) return 0;
     uint32_t seen = 0;
     for (int32_t i = 0; i < n; i++) {
+        /* positive axes: the rank is not known here; range first (a cast of an out-of-range
+           double is undefined), then an integral value */
+        if (!(ax[i] < 0 && ax[i] >= -n)) return 0;
         int64_t k = (int64_t)ax[i];
-        if (k >= 0 || k < -n) return 0; /* positive axes: the rank is not known here */
+        if ((double)k != ax[i]) return 0;
         seen |= 1u << (-k - 1);
     }
     return seen == (1u << n) - 1 ? n : 0;
