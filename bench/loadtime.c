@@ -5,20 +5,11 @@
 #include "common/models.h"
 #include "mdeploy/mdeploy.h"
 
+#include "bench_util.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
-
-static double now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 int main(int argc, char **argv) {
     int n = argc > 1 ? atoi(argv[1]) : 32000, reps = argc > 2 ? atoi(argv[2]) : 5;
@@ -32,9 +23,9 @@ int main(int argc, char **argv) {
         for (int p = 0; p < 2; p++) { /* interleaved: both files see the same machine load */
             mdl_model *m;
             mdl_error err;
-            double t0 = now_ms();
+            double t0 = bench_now_ms();
             mdl_status st = mdl_model_load_buffer(file[p], size[p], NULL, &m, &err);
-            t[p][r] = now_ms() - t0;
+            t[p][r] = bench_now_ms() - t0;
             if (st) {
                 fprintf(stderr, "load failed: %s\n", err.msg);
                 return 1;
@@ -42,7 +33,7 @@ int main(int argc, char **argv) {
             mdl_model_free(m);
         }
     for (int p = 0; p < 2; p++) {
-        qsort(t[p], (size_t)reps, sizeof(double), cmp_double);
+        qsort(t[p], (size_t)reps, sizeof(double), bench_cmp_double);
         printf("load %-14s %6d nodes %8zu bytes: median %.2f ms, min %.2f ms (%d loads)\n",
                p ? "stored plan" : "no plan", n, size[p], t[p][reps / 2], t[p][0], reps);
         free(file[p]);

@@ -5,23 +5,14 @@
 #include "mdeploy/mdeploy.h"
 #include "mdeploy/security.h"
 
+#include "bench_util.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
-static double now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
@@ -49,17 +40,17 @@ int main(int argc, char **argv) {
             if (k) o.flags |= MDL_LOAD_NO_DIGEST;
             mdl_model *m;
             mdl_error err;
-            double t0 = now_ms();
+            double t0 = bench_now_ms();
             if (mdl_model_load_file(argv[1], &o, &m, &err)) {
                 fprintf(stderr, "load failed: %s\n", err.msg);
                 return 1;
             }
-            t[k][r] = now_ms() - t0;
+            t[k][r] = bench_now_ms() - t0;
             mdl_model_free(m);
         }
-        double t0 = now_ms();
+        double t0 = bench_now_ms();
         mdl_sha256(buf, size, d);
-        t[2][r] = now_ms() - t0;
+        t[2][r] = bench_now_ms() - t0;
     }
     double mb = (double)size / 1e6, with = median(t[0], rounds), without = median(t[1], rounds);
     double sha = median(t[2], rounds);

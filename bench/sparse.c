@@ -15,6 +15,8 @@
 #include "ops/sparse.h"
 
 #include <math.h>
+#include "bench_util.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,11 +34,6 @@ static float urand(void) {
     rng ^= rng >> 7;
     rng ^= rng << 17;
     return (float)((rng >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
 }
 
 static int cmp_float(const void *a, const void *b) {
@@ -149,8 +146,8 @@ static void run_row(const row *r, double budget) {
             if (nb >= MAXB) break;
         }
     }
-    qsort(td, (size_t)nb, sizeof(double), cmp_double);
-    qsort(ts, (size_t)nb, sizeof(double), cmp_double);
+    qsort(td, (size_t)nb, sizeof(double), bench_cmp_double);
+    qsort(ts, (size_t)nb, sizeof(double), bench_cmp_double);
     double md = td[nb / 2], ms = ts[nb / 2];
     printf("{\"layer\": \"%s\", \"pruning\": \"%s\", \"M\": %lld, \"N\": %lld, \"K\": %lld, "
            "\"sparsity\": %.4f, \"block_density\": %.4f, \"dense_us\": %.3f, \"sparse_us\": %.3f, "
@@ -236,8 +233,8 @@ static void run_row_q8(const row *r, double budget) {
                 (sparse ? ts : td)[nb] = (now() - a) / (double)calls;
             }
     }
-    qsort(td, (size_t)nb, sizeof(double), cmp_double);
-    qsort(ts, (size_t)nb, sizeof(double), cmp_double);
+    qsort(td, (size_t)nb, sizeof(double), bench_cmp_double);
+    qsort(ts, (size_t)nb, sizeof(double), bench_cmp_double);
     double md = td[nb / 2], ms = ts[nb / 2];
     printf("{\"layer\": \"%s\", \"dtype\": \"int8\", \"dense_variant\": %d, \"pruning\": \"%s\", \"M\": %lld, "
            "\"N\": %lld, \"K\": %lld, \"sparsity\": %.4f, \"block_density\": %.4f, \"dense_us\": %.3f, "
