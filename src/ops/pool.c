@@ -204,7 +204,7 @@ static void pool_task(void *arg, int64_t t, int worker) {
     pool_rows(&a);
 }
 
-#define POOL_PAR_MIN ((int64_t)1 << 16) /* window reads below which one thread does it */
+#define POOL_PAR_MIN ((int64_t)1 << 18) /* window reads below which one thread does it */
 
 static mdl_status pool_run(mdl__kctx *c) {
     pool_geom g;

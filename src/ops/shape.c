@@ -300,6 +300,46 @@ static void transpose_tile(void *dst, const void *src, int64_t n1, int64_t n2, i
     }
 }
 
+/* Moves (jumps) an odometer to linear position t of its loop. */
+static void odo_seek(odometer *o, int64_t t) {
+    o->a = o->b = 0;
+    for (int32_t d = o->n - 1; d >= 0; d--) {
+        o->idx[d] = t % o->dim[d];
+        t /= o->dim[d];
+        o->a += o->idx[d] * o->sa[d];
+        o->b += o->idx[d] * o->sb[d];
+    }
+}
+
+/* The 2-D transposes of transpose_run, split into tasks for the session's workers. */
+#define TP_PAR_MIN ((int64_t)32 << 10) /* bytes per task at least */
+#define TP_PAR_TASKS 4                 /* tasks per worker at most */
+typedef struct tp_job {
+    const char *src;
+    char *dst;
+    size_t es;
+    odometer o;                        /* over the outer axes (not j, not the innermost) */
+    int64_t n1, n2, dos, sis;          /* as transpose_tile's */
+    int64_t chunks, units, per_task;   /* n1 cut into chunks; unit = (outer, chunk) */
+} tp_job;
+
+static void tp_task(void *arg, int64_t t, int worker) {
+    (void)worker;
+    const tp_job *j = arg;
+    int64_t u0 = t * j->per_task, u1 = u0 + j->per_task < j->units ? u0 + j->per_task : j->units;
+    int64_t step = (j->n1 + j->chunks - 1) / j->chunks;
+    odometer o = j->o;
+    odo_seek(&o, u0 / j->chunks);
+    for (int64_t u = u0; u < u1; u++) {
+        int64_t c = u % j->chunks;
+        if (u > u0 && c == 0) odo_next(&o);
+        int64_t i0 = c * step, i1 = i0 + step < j->n1 ? i0 + step : j->n1;
+        if (i1 > i0)
+            transpose_tile(j->dst + (size_t)(o.b + i0 * j->dos) * j->es,
+                           j->src + (size_t)(o.a + i0) * j->es, i1 - i0, j->n2, j->dos, j->sis, j->es);
+    }
+}
+
 static mdl_status transpose_run(mdl__kctx *c) {
     const mdl__tensor *x = c->in[0];
     size_t es = mdl_dtype_size(x->dtype);
@@ -317,9 +357,9 @@ static mdl_status transpose_run(mdl__kctx *c) {
         ost[k] = s;
         s *= od[k];
     }
-    odometer o;
     if (ist[r - 1] == 1) {
         /* Innermost axis unchanged: copy contiguous runs, output written sequentially. */
+        odometer o;
         int64_t run = od[r - 1];
         size_t rb = (size_t)run * es;
         o.n = r - 1;
@@ -338,18 +378,36 @@ static mdl_status transpose_run(mdl__kctx *c) {
     int32_t j = 0;
     while (j < r && ist[j] != 1) j++;
     /* j < r - 1 always: the input's innermost non-1 dim has stride 1 and survives reduction. */
-    o.n = 0;
+    tp_job jb = {.src = src, .dst = dst, .es = es, .n1 = od[j], .n2 = od[r - 1], .dos = ost[j],
+                 .sis = ist[r - 1]};
+    jb.o.n = 0;
     for (int32_t k = 0; k < r - 1; k++) {
         if (k == j) continue;
-        o.dim[o.n] = od[k];
-        o.sa[o.n] = ist[k];
-        o.sb[o.n] = ost[k];
-        o.n++;
+        jb.o.dim[jb.o.n] = od[k];
+        jb.o.sa[jb.o.n] = ist[k];
+        jb.o.sb[jb.o.n] = ost[k];
+        jb.o.n++;
     }
-    int64_t total = odo_init(&o);
-    for (int64_t t = 0; t < total; t++, odo_next(&o))
-        transpose_tile(dst + (size_t)o.b * es, src + (size_t)o.a * es, od[j], od[r - 1], ost[j],
-                       ist[r - 1], es);
+    int64_t total = odo_init(&jb.o);
+    /* Units: (outer position, chunk of n1); tasks: runs of units, about
+       TP_PAR_TASKS per worker and at least TP_PAR_MIN bytes each (a copy: any split gives the
+       same bytes). */
+    int64_t nw = mdl__par_workers(c->par), bytes = x->count * (int64_t)es;
+    int64_t want = nw < 2 ? 1 : nw * TP_PAR_TASKS;
+    if (want > bytes / TP_PAR_MIN) want = bytes / TP_PAR_MIN;
+    if (want < 2) {
+        jb.chunks = 1;
+        jb.units = total;
+        jb.per_task = total;
+        tp_task(&jb, 0, 0);
+        return MDL_OK;
+    }
+    jb.chunks = total >= want ? 1 : (want + total - 1) / total;
+    int64_t max_chunks = (jb.n1 + TP_TILE - 1) / TP_TILE;
+    if (jb.chunks > max_chunks) jb.chunks = max_chunks;
+    jb.units = total * jb.chunks;
+    jb.per_task = (jb.units + want - 1) / want;
+    mdl__par_for(c->par, (jb.units + jb.per_task - 1) / jb.per_task, tp_task, &jb);
     return MDL_OK;
 }
 

@@ -1,4 +1,4 @@
-/* Intra-op threads: every split kernel (conv, depthwise, pooling, FC/GEMM, LSTM/GRU) and whole models give bit-identical results with 1, 2 and
+/* Intra-op threads: every split kernel (conv, depthwise, pooling, transpose, FC/GEMM, LSTM/GRU) and whole models give bit-identical results with 1, 2 and
    3 threads; sessions with threads allocate nothing in run; bad thread counts are refused.  The
    kernel checks run at every CPU level this machine has (the test starts itself again with
    MDL_CPU_LEVEL=0 and 1). */
@@ -224,8 +224,8 @@ static void test_pool_split_is_exact(void **state) {
     th_seed(6);
     /* N, H, W, C, kernel, stride, pad, max, include_pad */
     const int64_t cases[][9] = {{1, 148, 148, 32, 2, 2, 0, 1, 0}, {2, 57, 55, 24, 3, 2, 1, 1, 0},
-                                {1, 60, 61, 16, 3, 1, 1, 0, 0}, {3, 40, 40, 8, 5, 3, 2, 0, 1},
-                                {1, 31, 33, 64, 3, 2, 1, 0, 0}};
+                                {1, 60, 61, 16, 3, 1, 1, 0, 0}, {3, 64, 64, 8, 5, 3, 2, 0, 1},
+                                {1, 63, 65, 64, 3, 2, 1, 0, 0}};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         const int64_t *k = cases[i];
         mdl_op op = k[7] ? MDL_OP_MAX_POOL2D : MDL_OP_AVG_POOL2D;
@@ -239,6 +239,47 @@ static void test_pool_split_is_exact(void **state) {
         char what[64];
         snprintf(what, sizeof what, "pool case %zu", i);
         check_op(op, &o, 1, in, 1, what);
+        th_tensor_free(&in[0]);
+    }
+}
+
+/* Transpose: split into (outer position, row chunk) tasks; checked against a naive transpose
+   (the oracle) as well as against one thread. */
+static void test_transpose_split_is_exact(void **state) {
+    (void)state;
+    th_seed(8);
+    const struct { int32_t rank; int64_t dims[4]; int32_t perm[4]; } cases[] = {
+        {4, {1, 3, 150, 150}, {0, 2, 3, 1}}, /* NCHW -> NHWC input layout, 3 channels */
+        {4, {2, 64, 17, 19}, {0, 2, 3, 1}},  /* many channels: 32x32 tiles */
+        {4, {3, 40, 50, 7}, {0, 3, 1, 2}},   /* NHWC -> NCHW */
+        {3, {5, 7, 3000}, {2, 0, 1}},        /* outer axes and row chunks together */
+        {3, {1000, 2, 33}, {1, 2, 0}},       /* many outer positions */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        mdl_op_options o = mdl_op_options_default(MDL_OP_TRANSPOSE);
+        memcpy(o.transpose.perm, cases[i].perm, sizeof cases[i].perm);
+        th_tensor in[1] = {rnd_tensor(cases[i].rank, cases[i].dims, false)};
+        char what[64];
+        snprintf(what, sizeof what, "transpose case %zu", i);
+        check_op(MDL_OP_TRANSPOSE, &o, 1, in, 1, what);
+        /* the oracle: out[o0,o1,..] = in[..] with in's axis perm[k] = out's index k */
+        th_tensor got[1];
+        mdl_error err;
+        memset(got, 0, sizeof got);
+        th_set_threads(2);
+        if (th_run_op(MDL_OP_TRANSPOSE, &o, 1, in, 1, got, &err) != MDL_OK) fail_msg("%s: %s", what, err.msg);
+        th_set_threads(1);
+        int32_t r = cases[i].rank;
+        int64_t stride[4], idx[4] = {0, 0, 0, 0}, s = 1;
+        for (int32_t d = r - 1; d >= 0; d--) stride[d] = s, s *= cases[i].dims[d];
+        const float *x = in[0].data, *y = got[0].data;
+        for (int64_t e = 0; e < in[0].count; e++) {
+            int64_t src = 0;
+            for (int32_t k = 0; k < r; k++) src += idx[k] * stride[cases[i].perm[k]];
+            if (y[e] != x[src]) fail_msg("%s: element %lld is not the input's %lld", what, (long long)e, (long long)src);
+            for (int32_t k = r - 1; k >= 0 && ++idx[k] == cases[i].dims[cases[i].perm[k]]; k--) idx[k] = 0;
+        }
+        th_tensor_free(&got[0]);
         th_tensor_free(&in[0]);
     }
 }
@@ -472,6 +513,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_resized_session_matches_one_thread),
         cmocka_unit_test(test_conv_split_is_exact),
         cmocka_unit_test(test_pool_split_is_exact),
+        cmocka_unit_test(test_transpose_split_is_exact),
         cmocka_unit_test(test_fc_split_is_exact),
         cmocka_unit_test(test_rnn_split_is_exact),
         cmocka_unit_test(test_models_match_one_thread),
