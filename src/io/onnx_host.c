@@ -86,8 +86,12 @@ static mdl_status read_file(const char *path, uint8_t **data, size_t *size, mdl_
 }
 
 /* External tensor data: "location" relative to the model's directory, optional offset/length. */
+/* Reads an initializer's external data (want bytes) into *out (malloc'd; the caller frees it).
+   The file's size is checked before anything is allocated: a small model cannot make the
+   importer reserve memory its data does not back. */
 static mdl_status read_external(cv_ctx *c, const Onnx__TensorProto *tp, const char *name,
-                                size_t want, void *dst) {
+                                size_t want, uint8_t **out) {
+    *out = NULL;
     const char *loc = NULL;
     long long off = 0, len = -1;
     for (size_t i = 0; i < tp->n_external_data; i++) {
@@ -117,11 +121,25 @@ static mdl_status read_external(cv_ctx *c, const Onnx__TensorProto *tp, const ch
     if (!f)
         return mdl__error(c->err, MDL_IO, "initializer '%s': cannot open external data '%s': %s", name,
                           path, strerror(errno));
-    bool ok = fseek(f, (long)off, SEEK_SET) == 0 && fread(dst, 1, want, f) == want;
-    fclose(f);
-    if (!ok)
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || sb.st_size < off || (uint64_t)(sb.st_size - off) < (uint64_t)want) {
+        fclose(f);
         return mdl__error(c->err, MDL_IO, "initializer '%s': external data '%s' is shorter than offset %lld + %zu bytes",
                           name, path, off, want);
+    }
+    uint8_t *dst = malloc(want ? want : 1);
+    if (!dst) {
+        fclose(f);
+        return mdl__error(c->err, MDL_OUT_OF_MEMORY, "out of memory for tensor '%s'", name);
+    }
+    bool ok = fseek(f, (long)off, SEEK_SET) == 0 && fread(dst, 1, want, f) == want;
+    fclose(f);
+    if (!ok) {
+        free(dst);
+        return mdl__error(c->err, MDL_IO, "initializer '%s': external data '%s' is shorter than offset %lld + %zu bytes",
+                          name, path, off, want);
+    }
+    *out = dst;
     return MDL_OK;
 }
 
@@ -185,30 +203,36 @@ mdl_status mdl__cv_tensor_proto(cv_ctx *c, const Onnx__TensorProto *tp, const ch
     size_t bytes;
     if (!mdl__shape_size((int32_t)tp->n_dims, tp->dims, src_es, &count, &bytes))
         return mdl__error(c->err, MDL_CORRUPT_MODEL, "tensor '%s': negative or huge dims", name);
-    int32_t t = mdl__cv_tensor(c, name, dt, (int32_t)tp->n_dims, tp->dims, NULL);
-    if (t < 0) return c->err->status;
-    void *dst = mdl__cv_alloc(c, c->ts[t].bytes);
-    if (!dst) return mdl__error(c->err, MDL_OUT_OF_MEMORY, "out of memory for tensor '%s'", name);
-    c->ts[t].data = dst;
-    /* raw bytes (little-endian, from raw_data or an external file) */
-    const uint8_t *raw = NULL;
+    /* The data's source and its size are checked before the tensor is allocated. */
+    const uint8_t *raw = NULL; /* raw bytes (little-endian, from raw_data or an external file) */
     uint8_t *ext = NULL;
     if (tp->has_data_location && tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
-        ext = malloc(bytes ? bytes : 1);
-        if (!ext) return mdl__error(c->err, MDL_OUT_OF_MEMORY, "out of memory for tensor '%s'", name);
-        mdl_status st = read_external(c, tp, name, bytes, ext);
-        if (st) {
-            free(ext);
-            return st;
-        }
+        mdl_status st = read_external(c, tp, name, bytes, &ext);
+        if (st) return st;
         raw = ext;
     } else if (tp->has_raw_data) {
         if (tp->raw_data.len != bytes)
             return mdl__error(c->err, MDL_CORRUPT_MODEL, "tensor '%s': raw_data has %zu bytes, its shape needs %zu",
                               name, tp->raw_data.len, bytes);
         raw = tp->raw_data.data;
+    } else {
+        /* typed fields: which one holds the data depends on the type */
+        size_t have = type == 1 ? tp->n_float_data
+                      : type == 7 ? tp->n_int64_data
+                      : type == 11 ? tp->n_double_data
+                      : (type == 12 || type == 13) ? tp->n_uint64_data
+                                                   : tp->n_int32_data;
+        if (have != (size_t)count)
+            return mdl__error(c->err, MDL_CORRUPT_MODEL, "tensor '%s' has %zu values, its shape needs %lld",
+                              name, have, (long long)count);
     }
-    mdl_status st = MDL_OK;
+    int32_t t = mdl__cv_tensor(c, name, dt, (int32_t)tp->n_dims, tp->dims, NULL);
+    void *dst = t < 0 ? NULL : mdl__cv_alloc(c, c->ts[t].bytes);
+    if (!dst) {
+        free(ext);
+        return t < 0 ? c->err->status : mdl__error(c->err, MDL_OUT_OF_MEMORY, "out of memory for tensor '%s'", name);
+    }
+    c->ts[t].data = dst;
     if (raw) {
         for (int64_t i = 0; i < count; i++) {
             const uint8_t *p = raw + (size_t)i * src_es;
@@ -224,17 +248,8 @@ mdl_status mdl__cv_tensor_proto(cv_ctx *c, const Onnx__TensorProto *tp, const ch
             default: break;
             }
         }
-    } else {
-        /* typed fields: which one holds the data depends on the type */
-        size_t have = type == 1 ? tp->n_float_data
-                      : type == 7 ? tp->n_int64_data
-                      : type == 11 ? tp->n_double_data
-                      : (type == 12 || type == 13) ? tp->n_uint64_data
-                                                   : tp->n_int32_data;
-        if (have != (size_t)count)
-            st = mdl__error(c->err, MDL_CORRUPT_MODEL, "tensor '%s' has %zu values, its shape needs %lld",
-                            name, have, (long long)count);
-        for (int64_t i = 0; !st && i < count; i++) {
+    } else { /* the typed field checked above */
+        for (int64_t i = 0; i < count; i++) {
             switch (type) {
             case 1: ((float *)dst)[i] = tp->float_data[i]; break;
             case 7: ((int64_t *)dst)[i] = tp->int64_data[i]; break;
@@ -250,7 +265,6 @@ mdl_status mdl__cv_tensor_proto(cv_ctx *c, const Onnx__TensorProto *tp, const ch
         }
     }
     free(ext);
-    if (st) return st;
     *out = t;
     return MDL_OK;
 }

@@ -1360,9 +1360,36 @@ static void test_convert_from_memory(void **state) {
     assert_int_equal(mdl_convert_onnx_buffer(NULL, 0, &got, &gsize, NULL, NULL, &err), MDL_INVALID_ARGUMENT);
 }
 
+/* An initializer whose shape asks for more data than the file carries is refused before the
+   importer allocates for it (tests/fuzz/regress/make_huge_initializers.py: 2^40 floats declared,
+   4 bytes present; before the check the import failed with OUT_OF_MEMORY, or reserved 12.9 GB
+   for the fuzzer's 1.5 KB file). */
+static void test_initializer_data_checked_before_allocation(void **state) {
+    (void)state;
+    const struct { const char *file, *msg; } cases[] = {
+        {"tests/fuzz/regress/onnx-initializer-huge-raw.onnx", "raw_data has 4 bytes, its shape needs 4398046511104"},
+        {"tests/fuzz/regress/onnx-initializer-huge-typed.onnx", "has 1 values, its shape needs 1099511627776"},
+        {"tests/fuzz/regress/onnx-initializer-oom.onnx", "its shape needs"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        size_t isize;
+        void *onnx = read_whole(cases[k].file, &isize);
+        void *got = NULL;
+        size_t gsize = 0;
+        mdl_error err;
+        mdl_status st = mdl_convert_onnx_buffer(onnx, isize, &got, &gsize, NULL, NULL, &err);
+        if (st != MDL_CORRUPT_MODEL || !strstr(err.msg, cases[k].msg))
+            fail_msg("%s: status %s '%s', expected CORRUPT_MODEL '...%s...'", cases[k].file,
+                     mdl_status_str(st), err.msg, cases[k].msg);
+        assert_null(got);
+        free(onnx);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_convert_from_memory),
+        cmocka_unit_test(test_initializer_data_checked_before_allocation),
         cmocka_unit_test(test_cnn_passes),
         cmocka_unit_test(test_dense_passes),
         cmocka_unit_test(test_depthwise_relu6),

@@ -40,8 +40,10 @@ total=0
 for t in "$@"; do
     n=$(sed -n 's/^stat::number_of_executed_units: *//p' "$B/$t.log" | tail -n1)
     r=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$B/$t.log" | tail -n1)
-    crash=$(grep -cE '^==[0-9]+==ERROR|deadly signal|runtime error' "$B/$t.log")
-    printf 'fuzz %-5s %10s executions (%s/s), %s crash reports\n' "$t" "${n:-?}" "${r:-?}" "$crash"
+    # sanitizer reports ("==N==ERROR: AddressSanitizer"), libFuzzer's own ("==N== ERROR: libFuzzer:
+    # out-of-memory", timeouts, leaks), signals, UBSan
+    crash=$(grep -cE '^==[0-9]+== ?ERROR|deadly signal|runtime error' "$B/$t.log")
+    printf 'fuzz %-5s %10s executions (%s/s), %s crash/OOM/timeout reports\n' "$t" "${n:-?}" "${r:-?}" "$crash"
     total=$((total + ${n:-0}))
     if [ "$crash" != 0 ] || [ -z "$n" ]; then fail=1; tail -n 30 "$B/$t.log"; fi
 done
