@@ -25,8 +25,11 @@ typedef struct fz {
     size_t n;
 } fz;
 
+/* Node n is op (of the default domain) with at least one output: every node of the patterns
+   below has one, and they read output[0] of the nodes they match (a hostile file's node may
+   have none: fuzz_onnx). */
 static bool is_op(const node_t *n, const char *op) {
-    return n && n->op_type && !strcmp(n->op_type, op) &&
+    return n && n->n_output >= 1 && n->op_type && !strcmp(n->op_type, op) &&
            (!n->domain || !*n->domain || !strcmp(n->domain, "ai.onnx"));
 }
 
