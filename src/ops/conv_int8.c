@@ -21,6 +21,7 @@
 
 #ifdef MDL_HAVE_X86_SIMD
 #include "x86/int8_x86.h"
+#include "x86/x86.h"
 #endif
 
 /* im2col tile budget in bytes (part of the stored plan's scratch: the same on every build). */
@@ -128,6 +129,131 @@ static int64_t tile_rows(const qconv_geom *g) {
     return t < m ? t : m;
 }
 
+/* ---- padded bands: convolutions without im2col -------------------------------------------
+   Two paths read a band of the input's rows copied with their padding (zx) into the im2col
+   tile's scratch, where the taps of every output pixel sit at fixed offsets:
+   - block-sparse weights: the sparse product reads the band directly, its blocks' columns
+     replaced by their offsets in the band (computed per run, next to the band);
+   - a kernel row of at most MDL_QCS_MAX_RUN values (a first layer's 1 or 3 channels: the GEMM's
+     K is too short for its panels to pay) on x86: mdl__qcs_* on the band widened to int16.
+   Both give the GEMM core's result bit for bit (exact integer sums, the same requantization).
+   They run when the band of one output row fits in the tile's bytes; else im2col runs. */
+
+static int64_t padded_width(const qconv_geom *g) { return g->W + g->pl + g->pr; }
+
+/* Output rows per band for a band of esize-byte elements with `tail` bytes after it in `room`
+   bytes (0: not even one output row fits). */
+static int64_t band_rows(const qconv_geom *g, size_t esize, size_t tail, size_t room) {
+    const uint64_t row = (uint64_t)padded_width(g) * (uint64_t)g->C * esize;
+    if (room <= tail || !row) return 0;
+    const int64_t nrows = (int64_t)((room - tail) / row), span = (g->KH - 1) * g->dh + 1;
+    if (nrows < span) return 0;
+    const int64_t r = (nrows - span) / g->sh + 1;
+    return r < g->OH ? r : g->OH;
+}
+
+/* Padded rows [prow0, prow0 + nrows) of image n (padded row r is input row r - pt) as int8
+   (wide false) or int16 values, rows of padded_width * C elements. */
+static void fill_band(const qconv_geom *g, const int8_t *x, int64_t n, int64_t prow0, int64_t nrows,
+                      int8_t zx, bool wide, void *out) {
+    const int64_t C = g->C, Wp = padded_width(g), rs = Wp * C;
+    for (int64_t r = 0; r < nrows; r++) {
+        const int64_t ih = prow0 + r - g->pt;
+        const bool inside = ih >= 0 && ih < g->H;
+        const int8_t *xr = x + (n * g->H + ih) * g->W * C;
+        if (!wide) {
+            int8_t *o = (int8_t *)out + r * rs;
+            if (!inside) {
+                memset(o, zx, (size_t)rs);
+                continue;
+            }
+            memset(o, zx, (size_t)(g->pl * C));
+            memcpy(o + g->pl * C, xr, (size_t)(g->W * C));
+            memset(o + (g->pl + g->W) * C, zx, (size_t)(g->pr * C));
+            continue;
+        }
+        int16_t *o = (int16_t *)out + r * rs;
+        const int64_t a = inside ? g->pl * C : rs, b = inside ? (g->pl + g->W) * C : rs;
+        for (int64_t i = 0; i < a; i++) o[i] = zx;
+        for (int64_t i = a; i < b; i++) o[i] = xr[i - a];
+        for (int64_t i = b; i < rs; i++) o[i] = zx;
+    }
+}
+
+/* Block-sparse weights on padded bands; false (nothing done) when the band does not fit. */
+static bool run_sparse_bands(const qconv_geom *g, const unsigned char *pk, const mdl__bsr *W,
+                             const int8_t *x, int8_t zx, int8_t *y, unsigned char *scratch,
+                             size_t room) {
+#if MDL__SPARSE
+    const size_t offb = mdl__align_up((size_t)W->nblocks * sizeof(int32_t), 64);
+    const int64_t R = band_rows(g, 1, offb, room);
+    mdl__qgemm_packed p;
+    if (!R || !mdl__qgemm_view(pk, &p)) return false;
+    const int64_t C = g->C, Wp = padded_width(g), KWC = g->KW * C;
+    int32_t *off = (int32_t *)scratch;
+    for (int64_t j = 0; j < W->nblocks; j++) {
+        const int64_t col = W->col[j], kh = col / KWC, kw = col % KWC / C, ci = col % C;
+        off[j] = (int32_t)((kh * g->dh * Wp + kw * g->dw) * C + ci);
+    }
+    mdl__bsr v = *W;
+    v.col = off;
+    int8_t *band = (int8_t *)(scratch + offb);
+    for (int64_t n = 0; n < g->N; n++)
+        for (int64_t oh0 = 0; oh0 < g->OH; oh0 += R) {
+            const int64_t rows = g->OH - oh0 < R ? g->OH - oh0 : R;
+            fill_band(g, x, n, oh0 * g->sh, (rows - 1) * g->sh + (g->KH - 1) * g->dh + 1, zx, false, band);
+            for (int64_t oh = oh0; oh < oh0 + rows; oh++)
+                mdl__qspmm(&p, &v, g->OW, band + (oh - oh0) * g->sh * Wp * C, g->sw * C,
+                           y + ((n * g->OH + oh) * g->OW) * g->OC, g->OC);
+        }
+    return true;
+#else
+    (void)g, (void)pk, (void)W, (void)x, (void)zx, (void)y, (void)scratch, (void)room;
+    return false;
+#endif
+}
+
+/* Bytes the short-row kernel packs after the GEMM record (0: not its shape, or not this CPU). */
+static size_t qcs_extra(const qconv_geom *g, bool sparse) {
+#ifdef MDL_HAVE_X86_SIMD
+    if (MDL__FAST_PATHS && !sparse && g->G == 1 && g->dw == 1 && g->KW * g->C <= MDL_QCS_MAX_RUN &&
+        g->KH * g->KW > 1 && g->KH <= 16 && mdl__qgemm_variant() != MDL_QGEMM_REF)
+        return mdl__qcs_pack_bytes(g->KH, g->KW, g->C, g->OC);
+#else
+    (void)g, (void)sparse;
+#endif
+    return 0;
+}
+
+#ifdef MDL_HAVE_X86_SIMD
+/* The short-row kernel on padded int16 bands; false (nothing done) when the band does not fit. */
+static bool run_small_bands(const qconv_geom *g, const unsigned char *pk, const void *wp,
+                            const int8_t *x, int8_t zx, int8_t *y, unsigned char *scratch,
+                            size_t room) {
+    const int64_t R = band_rows(g, sizeof(int16_t), 2 * sizeof(int16_t), room);
+    mdl__qgemm_packed p;
+    if (!R || !mdl__qgemm_view(pk, &p)) return false;
+    const int64_t rs = padded_width(g) * g->C;
+    int16_t *band = (int16_t *)scratch;
+    mdl__qcs_args a = {.x = band, .rs = rs, .OW = g->OW, .sh = g->sh, .sw = g->sw, .dh = g->dh,
+                       .C = g->C, .KH = g->KH, .P = (g->KW * g->C + 1) / 2, .p = &p, .w = wp,
+                       .OC = g->OC, .ocpad = (g->OC + 15) / 16 * 16};
+    const bool avx512 = mdl__cpu_level() >= MDL_CPU_AVX512;
+    for (int64_t n = 0; n < g->N; n++)
+        for (int64_t oh0 = 0; oh0 < g->OH; oh0 += R) {
+            const int64_t rows = g->OH - oh0 < R ? g->OH - oh0 : R;
+            const int64_t nrows = (rows - 1) * g->sh + (g->KH - 1) * g->dh + 1;
+            fill_band(g, x, n, oh0 * g->sh, nrows, zx, true, band);
+            band[nrows * rs] = band[nrows * rs + 1] = 0; /* read past the last row, times 0 */
+            a.OH = rows;
+            a.y = y + ((n * g->OH + oh0) * g->OW) * g->OC;
+            if (avx512) mdl__qcs_avx512(&a);
+            else mdl__qcs_avx2(&a);
+        }
+    return true;
+}
+#endif
+
 static mdl_status prepare_common(mdl__kctx *c, bool depthwise) {
     qconv_geom g;
     mdl__qio io;
@@ -146,6 +272,7 @@ static mdl_status prepare_common(mdl__kctx *c, bool depthwise) {
     size_t stride = group_stride(&g, dw, MDL__SPARSE && c->in[1]->sparse);
     if (!stride || !mdl__mul_size(stride, dw ? 1 : (size_t)g.G, &c->packed_bytes))
         return mdl__fail(c, MDL_SHAPE, "weight '%s' is too large", tname(c->in[1]));
+    if (!dw) c->packed_bytes += qcs_extra(&g, MDL__SPARSE && c->in[1]->sparse);
     if (dw) {
         /* one pixel's int32 accumulators; the scratch stored plans reserve (dw4_path) */
         c->scratch_bytes = (size_t)g.OC * sizeof(int32_t);
@@ -179,6 +306,8 @@ static mdl_status pack_common(mdl__kctx *c, bool depthwise) {
                         (unsigned char *)c->packed + (size_t)gi * stride);
     }
 #ifdef MDL_HAVE_X86_SIMD
+    if (!dw && qcs_extra(&g, MDL__SPARSE && c->in[1]->sparse))
+        mdl__qcs_pack(c->in[1]->data, g.KH, g.KW, g.C, g.OC, (unsigned char *)c->packed + stride);
     mdl__qgemm_packed p;
     if (dw && dw_extra(&g) && mdl__qgemm_view(c->packed, &p))
         mdl__qdw_pack(&p, c->in[1]->data, io.zx, g.C, g.KH, g.KW,
@@ -446,7 +575,16 @@ static mdl_status run_common(mdl__kctx *c, bool depthwise_op) {
     }
     const int64_t M = g.N * g.OH * g.OW, tm = tile_rows(&g);
     int8_t *A = (int8_t *)scratch;
-    void *gs = scratch + mdl__align_up((size_t)(tm * g.K), 64);
+    const size_t room = mdl__align_up((size_t)(tm * g.K), 64);
+    void *gs = scratch + room;
+    if (MDL__SPARSE && c->in[1]->sparse &&
+        run_sparse_bands(&g, pk, c->in[1]->sparse, x, (int8_t)io.zx, y, scratch, room))
+        return MDL_OK;
+#ifdef MDL_HAVE_X86_SIMD
+    if (qcs_extra(&g, MDL__SPARSE && c->in[1]->sparse) &&
+        run_small_bands(&g, pk, pk + stride, x, (int8_t)io.zx, y, scratch, room))
+        return MDL_OK;
+#endif
     if (MDL__FAST_PATHS && g.G == 1 && g.dw == 1 && g.KH <= 16 && g.OW >= QCONV_MIN_ROWS) {
         run_rows(&g, pk, x, (int8_t)io.zx, w, y, A, tm, gs);
         return MDL_OK;

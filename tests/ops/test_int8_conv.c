@@ -9,8 +9,11 @@
  * output it computed and the reruns must reproduce it bit for bit (AVX-512 VNNI, AVX2 and the
  * reference give identical results). */
 #include "common/harness.h"
+#include "common/sparse_pattern.h"
 
+#include "ops/int8.h"
 #include "ops/ops.h"
+#include "ops/sparse.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -32,6 +35,7 @@ typedef struct conv_case {
     bool per_channel, bias;
     mdl_activation act;
     double mult_scale;
+    int sparse; /* 0: dense; 1 + P_*: W (as [OC, K]) in that pattern, stored block-sparse */
 } conv_case;
 
 static int64_t extent(int64_t in, int p0, int p1, int64_t k, int d, int s) {
@@ -55,6 +59,21 @@ static void run_case(const conv_case *t, agree *ag) {
         x[i] = (int8_t)th_rand_int(-128, 127);
     for (int64_t i = 0; i < nw; i++)
         w[i] = (int8_t)th_rand_int(-127, 127);
+    /* block-sparse: W^T [OC, K] in 8x1 blocks over the output channels, as the converter
+       stores a conv's weight (transposed) */
+    const int64_t Kw = t->KH * t->KW * CG;
+    mdl__bsr bsr;
+    void *bmem = NULL;
+    if (t->sparse) {
+        th_sparse_pattern(w, 1, t->OC, Kw, 1, t->OC, t->sparse - 1);
+        int8_t *wt = malloc((size_t)nw);
+        for (int64_t k = 0; k < Kw; k++)
+            for (int64_t oc = 0; oc < t->OC; oc++) wt[oc * Kw + k] = w[k * t->OC + oc];
+        size_t bytes = mdl__bsr_bytes_s8(t->OC, mdl__bsr_count_s8(t->OC, Kw, wt, Kw));
+        bmem = aligned_alloc(32, (bytes + 31) / 32 * 32);
+        mdl__bsr_build_s8(t->OC, Kw, wt, Kw, bmem, &bsr);
+        free(wt);
+    }
     int32_t *b = malloc(sizeof(int32_t) * (size_t)t->OC);
     float sx = th_uniform(0.002f, 0.2f), *sw = malloc(sizeof(float) * (size_t)t->OC);
     float *sb = malloc(sizeof(float) * (size_t)t->OC);
@@ -77,6 +96,7 @@ static void run_case(const conv_case *t, agree *ag) {
                        t->bias ? th_tensor_make(MDL_DTYPE_INT32, 1, (int64_t[]){t->OC}, b)
                                : th_tensor_absent()};
     in[1].constant = in[2].constant = true;
+    if (t->sparse) in[1].sparse = &bsr, in[1].sparse_transposed = true;
     th_tensor_quant(&in[0], 1, &sx, &zx, 0);
     th_tensor_quant(&in[1], nq, sw, zw, 3);
     if (t->bias) th_tensor_quant(&in[2], nq, sb, zb, 0);
@@ -127,6 +147,15 @@ static void run_case(const conv_case *t, agree *ag) {
                     double mult = (double)sx * sw[t->per_channel ? oc : 0] / sy;
                     int want = (int)fmin(hi, fmax(lo, round((double)acc * mult) + (double)zy));
                     int8_t v = got[((n * OH + oh) * OW + ow) * t->OC + oc];
+                    /* exactly the reference kernel's arithmetic: the int32 sum requantized by
+                       mdl__requant with the multiplier of sx * sw / sy (every path, every CPU) */
+                    mdl__qmul q;
+                    assert_true(mdl__qmul_from_real(mult, &q));
+                    int exact = mdl__requant((int32_t)acc, q, (int32_t)zy, lo, hi);
+                    if (v != exact)
+                        fail_msg("%s%s at [%lld,%lld,%lld,%lld]: %d, the reference's %d",
+                                 t->dw ? "dw" : "conv", t->sparse ? " (sparse)" : "", (long long)n,
+                                 (long long)oh, (long long)ow, (long long)oc, v, exact);
                     int d = abs(v - want);
                     if (d > 1)
                         fail_msg("%s at [%lld,%lld,%lld,%lld]: %d, oracle %d",
@@ -139,7 +168,7 @@ static void run_case(const conv_case *t, agree *ag) {
     for (int i = 0; i < 3; i++)
         th_tensor_free(&in[i]);
     th_tensor_free(&out);
-    free(x), free(w), free(b), free(sw), free(sb), free(zw), free(zb);
+    free(x), free(w), free(b), free(sw), free(sb), free(zw), free(zb), free(bmem);
 }
 
 static void report(const agree *ag) {
@@ -156,54 +185,90 @@ static void test_conv_shapes(void **state) {
     (void)state;
     th_seed(91);
     static const conv_case cases[] = {
-        {false, 1, 5, 7, 16, 33, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_NONE, 1},
-        {false, 2, 9, 8, 3, 17, 1, 1, 2, 3, 1, 1, 0, 0, 0, 0, 1, false, true, MDL_ACT_RELU, 1},
-        {false, 1, 4, 4, 5, 6, 1, 1, 1, 1, 1, 1, 1, 0, 2, 1, 1, true, false, MDL_ACT_RELU6, 1},
-        {false, 2, 14, 14, 32, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU, 1},
-        {false, 1, 23, 21, 3, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_CLIP, 1},
-        {false, 1, 7, 7, 64, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_NONE, 0.1},
-        {false, 1, 6, 6, 8, 12, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 4, true, true, MDL_ACT_NONE, 1},
-        {false, 1, 6, 6, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 8, true, true, MDL_ACT_RELU, 1},
-        {true, 1, 9, 9, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU6, 1},
-        {true, 2, 8, 7, 5, 15, 3, 5, 2, 1, 1, 2, 2, 0, 1, 3, 1, true, false, MDL_ACT_CLIP, 1},
-        {false, 1, 1, 1, 300, 7, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_NONE, 1},
-        {true, 1, 6, 5, 100, 100, 3, 3, 1, 2, 2, 1, 2, 1, 0, 2, 1, true, true, MDL_ACT_NONE, 1},
-        {true, 2, 4, 4, 64, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, false, true, MDL_ACT_RELU, 1},
-        {true, 1, 3, 3, 49, 49, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2, 1, true, false, MDL_ACT_RELU6, 1},
+        {false, 1, 5, 7, 16, 33, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_NONE, 1, 0},
+        {false, 2, 9, 8, 3, 17, 1, 1, 2, 3, 1, 1, 0, 0, 0, 0, 1, false, true, MDL_ACT_RELU, 1, 0},
+        {false, 1, 4, 4, 5, 6, 1, 1, 1, 1, 1, 1, 1, 0, 2, 1, 1, true, false, MDL_ACT_RELU6, 1, 0},
+        {false, 2, 14, 14, 32, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU, 1, 0},
+        {false, 1, 23, 21, 3, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_CLIP, 1, 0},
+        {false, 1, 7, 7, 64, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_NONE, 0.1, 0},
+        {false, 1, 6, 6, 8, 12, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 4, true, true, MDL_ACT_NONE, 1, 0},
+        {false, 1, 6, 6, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 8, true, true, MDL_ACT_RELU, 1, 0},
+        {true, 1, 9, 9, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU6, 1, 0},
+        {true, 2, 8, 7, 5, 15, 3, 5, 2, 1, 1, 2, 2, 0, 1, 3, 1, true, false, MDL_ACT_CLIP, 1, 0},
+        {false, 1, 1, 1, 300, 7, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_NONE, 1, 0},
+        {true, 1, 6, 5, 100, 100, 3, 3, 1, 2, 2, 1, 2, 1, 0, 2, 1, true, true, MDL_ACT_NONE, 1, 0},
+        {true, 2, 4, 4, 64, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, false, true, MDL_ACT_RELU, 1, 0},
+        {true, 1, 3, 3, 49, 49, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2, 1, true, false, MDL_ACT_RELU6, 1, 0},
         /* output rows of 16+ pixels: taps inside read in place (KW * C a multiple of 4) or
            gathered without border logic (3 channels), the borders through im2col */
-        {false, 1, 20, 37, 3, 32, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_RELU, 1},
-        {false, 2, 12, 40, 3, 5, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_NONE, 1},
-        {false, 2, 10, 33, 4, 17, 3, 3, 1, 1, 2, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_NONE, 1},
-        {false, 1, 9, 45, 8, 40, 3, 3, 2, 2, 1, 1, 1, 1, 0, 1, 1, false, true, MDL_ACT_RELU6, 1},
-        {false, 1, 6, 40, 8, 16, 1, 3, 1, 1, 1, 1, 0, 1, 0, 1, 1, true, false, MDL_ACT_CLIP, 1},
-        {false, 1, 5, 18, 64, 33, 2, 2, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, true, MDL_ACT_NONE, 0.1},
+        {false, 1, 20, 37, 3, 32, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_RELU, 1, 0},
+        {false, 2, 12, 40, 3, 5, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_NONE, 1, 0},
+        {false, 2, 10, 33, 4, 17, 3, 3, 1, 1, 2, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_NONE, 1, 0},
+        {false, 1, 9, 45, 8, 40, 3, 3, 2, 2, 1, 1, 1, 1, 0, 1, 1, false, true, MDL_ACT_RELU6, 1, 0},
+        {false, 1, 6, 40, 8, 16, 1, 3, 1, 1, 1, 1, 0, 1, 0, 1, 1, true, false, MDL_ACT_CLIP, 1, 0},
+        {false, 1, 5, 18, 64, 33, 2, 2, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, true, MDL_ACT_NONE, 0.1, 0},
         /* depthwise by vpdpbusd (KH <= 4, stride 1 across): full channel blocks and a tail,
            rows inside and at the borders, KW 3 (weights in registers) and others */
-        {true, 2, 7, 19, 40, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU6, 1},
-        {true, 1, 9, 11, 48, 48, 2, 3, 2, 1, 1, 2, 0, 2, 1, 1, 1, true, false, MDL_ACT_NONE, 0.1},
-        {true, 1, 8, 6, 17, 17, 4, 1, 1, 1, 2, 1, 2, 0, 1, 0, 1, false, true, MDL_ACT_RELU, 1},
-        {true, 1, 6, 9, 16, 16, 3, 5, 1, 1, 1, 1, 0, 2, 0, 2, 1, true, true, MDL_ACT_NONE, 1e-4},
-        {true, 1, 5, 5, 33, 33, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_CLIP, 4.0},
-        {true, 1, 6, 9, 136, 136, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU6, 1},
-        {true, 1, 5, 4, 64, 64, 4, 2, 1, 1, 1, 1, 1, 0, 2, 1, 1, true, false, MDL_ACT_NONE, 0.1},
+        {true, 2, 7, 19, 40, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU6, 1, 0},
+        {true, 1, 9, 11, 48, 48, 2, 3, 2, 1, 1, 2, 0, 2, 1, 1, 1, true, false, MDL_ACT_NONE, 0.1, 0},
+        {true, 1, 8, 6, 17, 17, 4, 1, 1, 1, 2, 1, 2, 0, 1, 0, 1, false, true, MDL_ACT_RELU, 1, 0},
+        {true, 1, 6, 9, 16, 16, 3, 5, 1, 1, 1, 1, 0, 2, 0, 2, 1, true, true, MDL_ACT_NONE, 1e-4, 0},
+        {true, 1, 5, 5, 33, 33, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_CLIP, 4.0, 0},
+        {true, 1, 6, 9, 136, 136, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU6, 1, 0},
+        {true, 1, 5, 4, 64, 64, 4, 2, 1, 1, 1, 1, 1, 0, 2, 1, 1, true, false, MDL_ACT_NONE, 0.1, 0},
         /* depthwise with quads built in registers (mdl__qdw_vnni_reg, any stride): 3x3 stride 2
            with symmetric and TF-style padding, several blocks and a tail; stride 3, dilation,
            KH 4 x KW 5, one kernel row; multipliers that take the general epilogue */
-        {true, 1, 11, 13, 40, 40, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU6, 1},
-        {true, 2, 10, 12, 101, 101, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1, 1, true, true, MDL_ACT_NONE, 0.1},
-        {true, 1, 9, 17, 21, 21, 3, 3, 2, 3, 1, 1, 1, 1, 1, 1, 1, false, true, MDL_ACT_CLIP, 1},
-        {true, 1, 8, 15, 33, 33, 4, 5, 2, 2, 1, 2, 2, 3, 1, 2, 1, true, false, MDL_ACT_RELU, 1e-4},
-        {true, 1, 7, 9, 16, 16, 1, 3, 1, 2, 1, 1, 0, 1, 0, 1, 1, true, true, MDL_ACT_NONE, 4.0},
-        {true, 1, 12, 12, 64, 64, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU, 1e-4},
+        {true, 1, 11, 13, 40, 40, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU6, 1, 0},
+        {true, 2, 10, 12, 101, 101, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1, 1, true, true, MDL_ACT_NONE, 0.1, 0},
+        {true, 1, 9, 17, 21, 21, 3, 3, 2, 3, 1, 1, 1, 1, 1, 1, 1, false, true, MDL_ACT_CLIP, 1, 0},
+        {true, 1, 8, 15, 33, 33, 4, 5, 2, 2, 1, 2, 2, 3, 1, 2, 1, true, false, MDL_ACT_RELU, 1e-4, 0},
+        {true, 1, 7, 9, 16, 16, 1, 3, 1, 2, 1, 1, 0, 1, 0, 1, 1, true, true, MDL_ACT_NONE, 4.0, 0},
+        {true, 1, 12, 12, 64, 64, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU, 1e-4, 0},
         /* 1x1 over more than one AMX row block (256 rows) with a partial last tile: K with and
            without a tail of K % 64, panel pairs and a single panel */
-        {false, 1, 19, 19, 72, 40, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_RELU6, 1},
-        {false, 2, 13, 11, 64, 16, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, false, true, MDL_ACT_NONE, 1e-4},
-        {false, 1, 17, 16, 128, 50, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, false, MDL_ACT_CLIP, 4.0},
+        {false, 1, 19, 19, 72, 40, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_RELU6, 1, 0},
+        {false, 2, 13, 11, 64, 16, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, false, true, MDL_ACT_NONE, 1e-4, 0},
+        {false, 1, 17, 16, 128, 50, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, false, MDL_ACT_CLIP, 4.0, 0},
         /* K below one AMX tile's depth (only the K % 64 tiles): 24 and 36 */
-        {false, 1, 9, 8, 24, 40, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_RELU6, 1},
-        {false, 2, 5, 7, 36, 20, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, false, true, MDL_ACT_NONE, 0.1},
+        {false, 1, 9, 8, 24, 40, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_RELU6, 1, 0},
+        {false, 2, 5, 7, 36, 20, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, false, true, MDL_ACT_NONE, 0.1, 0},
+    };
+    agree ag = {0};
+    for (size_t i = 0; i < COUNT(cases); i++)
+        run_case(&cases[i], &ag);
+    report(&ag);
+}
+
+/* The paths that read padded bands instead of im2col (conv_int8.c): a kernel row of at most 16
+   values (1 to 4 channels; x86) and block-sparse weights, over odd channel counts, strides,
+   vertical dilation, asymmetric padding, several images, and inputs that take several bands. */
+static void test_conv_bands(void **state) {
+    (void)state;
+    th_seed(93);
+    static const conv_case cases[] = {
+        /* short rows: the digits CNN's first layer, odd OC, 3 and 2 channels, KW 5 and 7 */
+        {false, 1, 8, 8, 1, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU, 1, 0},
+        {false, 2, 7, 9, 1, 17, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, false, true, MDL_ACT_NONE, 1, 0},
+        {false, 1, 11, 10, 3, 33, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU6, 1, 0},
+        {false, 1, 9, 13, 2, 70, 3, 5, 1, 2, 2, 1, 0, 2, 2, 1, 1, true, false, MDL_ACT_CLIP, 0.1, 0},
+        {false, 1, 6, 19, 1, 5, 1, 7, 1, 1, 1, 1, 0, 3, 0, 3, 1, true, true, MDL_ACT_NONE, 4.0, 0},
+        {false, 1, 12, 12, 3, 24, 5, 5, 1, 3, 1, 1, 2, 2, 2, 2, 1, true, true, MDL_ACT_RELU, 1e-4, 0},
+        {false, 1, 10, 8, 4, 8, 4, 4, 2, 1, 1, 1, 1, 2, 2, 1, 1, false, true, MDL_ACT_NONE, 1, 0},
+        {false, 2, 5, 4, 1, 1, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_NONE, 1, 0},
+        /* several bands (the padded input larger than the tile's bytes) */
+        {false, 1, 200, 190, 1, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU, 1, 0},
+        /* block-sparse: the digits CNN's second layer in every pattern, then other shapes */
+        {false, 1, 4, 4, 16, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU, 1, 1 + P_EMPTY},
+        {false, 1, 4, 4, 16, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU, 1, 1 + P_BLOCKS_10},
+        {false, 1, 4, 4, 16, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU, 1, 1 + P_BLOCKS_50},
+        {false, 1, 4, 4, 16, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, false, true, MDL_ACT_NONE, 1, 1 + P_GROUP_GAPS},
+        {false, 1, 4, 4, 16, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, false, MDL_ACT_NONE, 1, 1 + P_ELEMENTS_80},
+        {false, 1, 4, 4, 16, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU6, 1, 1 + P_DENSE},
+        {false, 2, 9, 7, 5, 17, 3, 3, 2, 1, 2, 2, 1, 0, 2, 1, 1, true, true, MDL_ACT_CLIP, 0.1, 1 + P_BLOCKS_50},
+        {false, 1, 6, 20, 3, 40, 3, 3, 1, 2, 1, 1, 1, 1, 1, 1, 1, false, true, MDL_ACT_NONE, 1e-4, 1 + P_BLOCKS_10},
+        {false, 1, 5, 5, 33, 9, 2, 3, 1, 1, 1, 3, 0, 2, 1, 2, 1, true, false, MDL_ACT_RELU, 4.0, 1 + P_GROUP_GAPS},
+        {false, 1, 100, 100, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_NONE, 1, 1 + P_BLOCKS_50},
     };
     agree ag = {0};
     for (size_t i = 0; i < COUNT(cases); i++)
@@ -249,6 +314,7 @@ static void test_conv_random(void **state) {
         t.bias = it % 5 != 1;
         t.act = (mdl_activation)(it % MDL_ACT_COUNT);
         t.mult_scale = mults[it % COUNT(mults)];
+        if (!t.dw && t.group == 1 && it % 3 == 2) t.sparse = 1 + (it / 3) % P_COUNT;
         run_case(&t, &ag);
     }
     report(&ag);
@@ -408,6 +474,7 @@ int main(int argc, char **argv) {
     (void)argc;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv_shapes),
+        cmocka_unit_test(test_conv_bands),
         cmocka_unit_test(test_conv_random),
         cmocka_unit_test(test_conv_rejects),
         cmocka_unit_test(test_run_without_pack),
