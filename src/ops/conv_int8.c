@@ -152,16 +152,27 @@ static int64_t band_rows(const qconv_geom *g, size_t esize, size_t tail, size_t 
     return r < g->OH ? r : g->OH;
 }
 
-/* Padded rows [prow0, prow0 + nrows) of image n (padded row r is input row r - pt) as int8
-   (wide false) or int16 values, rows of padded_width * C elements. */
+enum { BAND_S8, BAND_U8, BAND_S16 }; /* int8, int8 + 128 as uint8, int16 */
+
+/* Padded rows [prow0, prow0 + nrows) of image n (padded row r is input row r - pt) in `mode`,
+   rows of padded_width * C elements. */
 static void fill_band(const qconv_geom *g, const int8_t *x, int64_t n, int64_t prow0, int64_t nrows,
-                      int8_t zx, bool wide, void *out) {
+                      int8_t zx, int mode, void *out) {
     const int64_t C = g->C, Wp = padded_width(g), rs = Wp * C;
     for (int64_t r = 0; r < nrows; r++) {
         const int64_t ih = prow0 + r - g->pt;
         const bool inside = ih >= 0 && ih < g->H;
         const int8_t *xr = x + (n * g->H + ih) * g->W * C;
-        if (!wide) {
+        if (mode == BAND_U8) {
+            uint8_t *o = (uint8_t *)out + r * rs;
+            const int64_t a = inside ? g->pl * C : rs, b = inside ? (g->pl + g->W) * C : rs;
+            const uint8_t z = (uint8_t)((uint8_t)zx ^ 0x80);
+            memset(o, z, (size_t)a);
+            for (int64_t i = a; i < b; i++) o[i] = (uint8_t)((uint8_t)xr[i - a] ^ 0x80);
+            memset(o + b, z, (size_t)(rs - b));
+            continue;
+        }
+        if (mode == BAND_S8) {
             int8_t *o = (int8_t *)out + r * rs;
             if (!inside) {
                 memset(o, zx, (size_t)rs);
@@ -201,7 +212,7 @@ static bool run_sparse_bands(const qconv_geom *g, const unsigned char *pk, const
     for (int64_t n = 0; n < g->N; n++)
         for (int64_t oh0 = 0; oh0 < g->OH; oh0 += R) {
             const int64_t rows = g->OH - oh0 < R ? g->OH - oh0 : R;
-            fill_band(g, x, n, oh0 * g->sh, (rows - 1) * g->sh + (g->KH - 1) * g->dh + 1, zx, false, band);
+            fill_band(g, x, n, oh0 * g->sh, (rows - 1) * g->sh + (g->KH - 1) * g->dh + 1, zx, BAND_S8, band);
             for (int64_t oh = oh0; oh < oh0 + rows; oh++)
                 mdl__qspmm(&p, &v, g->OW, band + (oh - oh0) * g->sh * Wp * C, g->sw * C,
                            y + ((n * g->OH + oh) * g->OW) * g->OC, g->OC);
@@ -211,6 +222,18 @@ static bool run_sparse_bands(const qconv_geom *g, const unsigned char *pk, const
     (void)g, (void)pk, (void)W, (void)x, (void)zx, (void)y, (void)scratch, (void)room;
     return false;
 #endif
+}
+
+/* Bytes the block-sparse VNNI kernel packs after the GEMM record (0: not its shape, or not this
+   CPU). */
+static size_t qsc_extra(const mdl__kctx *c, const qconv_geom *g) {
+#if defined(MDL_HAVE_X86_SIMD) && MDL__SPARSE
+    if (MDL__FAST_PATHS && c->in[1]->sparse && g->G == 1 && g->dw == 1 && mdl__cpu_has_vbmi())
+        return mdl__qsc_pack_bytes(c->in[1]->sparse, g->KH, g->KW * g->C);
+#else
+    (void)c, (void)g;
+#endif
+    return 0;
 }
 
 /* Bytes the short-row kernel packs after the GEMM record (0: not its shape, or not this CPU). */
@@ -226,6 +249,29 @@ static size_t qcs_extra(const qconv_geom *g, bool sparse) {
 }
 
 #ifdef MDL_HAVE_X86_SIMD
+/* The block-sparse VNNI kernel on padded uint8 bands; false (nothing done) when the band does
+   not fit. */
+static bool run_qsc_bands(const qconv_geom *g, const unsigned char *pk, const void *sp,
+                          const int8_t *x, int8_t zx, int8_t *y, unsigned char *scratch,
+                          size_t room) {
+    const int64_t R = band_rows(g, 1, 0, room);
+    mdl__qgemm_packed p;
+    if (!R || !mdl__qgemm_view(pk, &p)) return false;
+    uint8_t *band = scratch;
+    mdl__qsc_args a = {.x = band, .rs = padded_width(g) * g->C, .OW = g->OW, .sh = g->sh, .sw = g->sw,
+                       .dh = g->dh, .C = g->C, .KH = g->KH, .KWC = g->KW * g->C, .p = &p, .pk = sp,
+                       .OC = g->OC};
+    for (int64_t n = 0; n < g->N; n++)
+        for (int64_t oh0 = 0; oh0 < g->OH; oh0 += R) {
+            const int64_t rows = g->OH - oh0 < R ? g->OH - oh0 : R;
+            fill_band(g, x, n, oh0 * g->sh, (rows - 1) * g->sh + (g->KH - 1) * g->dh + 1, zx, BAND_U8, band);
+            a.OH = rows;
+            a.y = y + ((n * g->OH + oh0) * g->OW) * g->OC;
+            mdl__qsc_vnni(&a);
+        }
+    return true;
+}
+
 /* The short-row kernel on padded int16 bands; false (nothing done) when the band does not fit. */
 static bool run_small_bands(const qconv_geom *g, const unsigned char *pk, const void *wp,
                             const int8_t *x, int8_t zx, int8_t *y, unsigned char *scratch,
@@ -243,7 +289,7 @@ static bool run_small_bands(const qconv_geom *g, const unsigned char *pk, const 
         for (int64_t oh0 = 0; oh0 < g->OH; oh0 += R) {
             const int64_t rows = g->OH - oh0 < R ? g->OH - oh0 : R;
             const int64_t nrows = (rows - 1) * g->sh + (g->KH - 1) * g->dh + 1;
-            fill_band(g, x, n, oh0 * g->sh, nrows, zx, true, band);
+            fill_band(g, x, n, oh0 * g->sh, nrows, zx, BAND_S16, band);
             band[nrows * rs] = band[nrows * rs + 1] = 0; /* read past the last row, times 0 */
             a.OH = rows;
             a.y = y + ((n * g->OH + oh0) * g->OW) * g->OC;
@@ -272,7 +318,7 @@ static mdl_status prepare_common(mdl__kctx *c, bool depthwise) {
     size_t stride = group_stride(&g, dw, MDL__SPARSE && c->in[1]->sparse);
     if (!stride || !mdl__mul_size(stride, dw ? 1 : (size_t)g.G, &c->packed_bytes))
         return mdl__fail(c, MDL_SHAPE, "weight '%s' is too large", tname(c->in[1]));
-    if (!dw) c->packed_bytes += qcs_extra(&g, MDL__SPARSE && c->in[1]->sparse);
+    if (!dw) c->packed_bytes += qcs_extra(&g, MDL__SPARSE && c->in[1]->sparse) + qsc_extra(c, &g);
     if (dw) {
         /* one pixel's int32 accumulators; the scratch stored plans reserve (dw4_path) */
         c->scratch_bytes = (size_t)g.OC * sizeof(int32_t);
@@ -309,6 +355,8 @@ static mdl_status pack_common(mdl__kctx *c, bool depthwise) {
     if (!dw && qcs_extra(&g, MDL__SPARSE && c->in[1]->sparse))
         mdl__qcs_pack(c->in[1]->data, g.KH, g.KW, g.C, g.OC, (unsigned char *)c->packed + stride);
     mdl__qgemm_packed p;
+    if (!dw && qsc_extra(c, &g) && mdl__qgemm_view(c->packed, &p))
+        mdl__qsc_pack(&p, c->in[1]->sparse, g.KH, g.KW * g.C, (unsigned char *)c->packed + stride);
     if (dw && dw_extra(&g) && mdl__qgemm_view(c->packed, &p))
         mdl__qdw_pack(&p, c->in[1]->data, io.zx, g.C, g.KH, g.KW,
                       (unsigned char *)c->packed + (stride - dw_extra(&g)));
@@ -577,6 +625,10 @@ static mdl_status run_common(mdl__kctx *c, bool depthwise_op) {
     int8_t *A = (int8_t *)scratch;
     const size_t room = mdl__align_up((size_t)(tm * g.K), 64);
     void *gs = scratch + room;
+#ifdef MDL_HAVE_X86_SIMD
+    if (qsc_extra(c, &g) && run_qsc_bands(&g, pk, pk + stride, x, (int8_t)io.zx, y, scratch, room))
+        return MDL_OK;
+#endif
     if (MDL__SPARSE && c->in[1]->sparse &&
         run_sparse_bands(&g, pk, c->in[1]->sparse, x, (int8_t)io.zx, y, scratch, room))
         return MDL_OK;

@@ -101,6 +101,30 @@ void mdl__qcs_pack(const int8_t *w, int64_t KH, int64_t KW, int64_t C, int64_t O
 void mdl__qcs_avx2(const mdl__qcs_args *a);
 void mdl__qcs_avx512(const mdl__qcs_args *a);
 
+/* CONV2D with block-sparse weights (8x1 blocks over output channels, sparse.h) whose kernel row
+   reads at most 64 bytes (KW * C <= 64, no groups, no horizontal dilation; conv_int8.c), AVX-512
+   VNNI + VBMI (qsparse_conv_avx512.c).  Per output pixel, vpermb gathers the input value of
+   every stored block from the pixel's KH kernel rows of a padded band (values + 128, unsigned;
+   index vectors and masks packed at load) into one byte vector, the blocks of each 8-channel
+   group in quads; one vpdpbusd multiplies a quad with 8 channels' 4 weights.  The packed bias
+   subtracts the 128 * (sum of the weights) the unsigned inputs add; integer sums are exact, the
+   epilogue is requant16: the GEMM core's result.  0 bytes: not this kernel's shape. */
+#define MDL_QSC_MAX_RUN 64
+size_t mdl__qsc_pack_bytes(const struct mdl__bsr *W, int64_t KH, int64_t KWC);
+void mdl__qsc_pack(const mdl__qgemm_packed *p, const struct mdl__bsr *W, int64_t KH, int64_t KWC,
+                   void *out);
+typedef struct mdl__qsc_args {
+    const uint8_t *x; /* the band's first padded row (values + 128) */
+    int64_t rs;       /* bytes per padded row */
+    int64_t OH, OW;   /* output rows of this band, output columns */
+    int64_t sh, sw, dh, C, KH, KWC;
+    const mdl__qgemm_packed *p;
+    const void *pk; /* mdl__qsc_pack's data */
+    int64_t OC;
+    int8_t *y; /* the band's first output pixel, OC values per pixel */
+} mdl__qsc_args;
+void mdl__qsc_vnni(const mdl__qsc_args *a);
+
 /* ---- elementwise (q8_elem_avx2.c; identical to the portable loops) ------------------------- */
 
 /* QUANTIZE of n floats with one scale and zero point into int8 (qmin -128) or uint8 (qmin 0). */
