@@ -108,6 +108,7 @@ $(B)/src/ops/x86/%_avx512.o: CFLAGS += -mavx512f -mavx512vl -mavx512bw -mavx512d
 $(B)/src/ops/x86/gemm_int8_avx512.o: CFLAGS += -mavx512vnni
 $(B)/src/ops/x86/gemm_int8_amx_avx512.o: CFLAGS += -mavx512vnni -mamx-tile -mamx-int8
 $(B)/src/ops/x86/qsparse_conv_avx512.o: CFLAGS += -mavx512vnni -mavx512vbmi
+$(B)/src/ops/x86/qconv_small_avx512.o: CFLAGS += -mavx512vnni
 
 $(B)/libmdeploy.a: $(LIB_OBJS)
 $(B)/libmdeploy-convert.a: $(CONVERT_OBJS)
@@ -289,6 +290,7 @@ $(FUZZ_B)/src/ops/x86/%_avx512.o: FUZZ_FLAGS += -mavx512f -mavx512vl -mavx512bw 
 $(FUZZ_B)/src/ops/x86/gemm_int8_avx512.o: FUZZ_FLAGS += -mavx512vnni
 $(FUZZ_B)/src/ops/x86/gemm_int8_amx_avx512.o: FUZZ_FLAGS += -mavx512vnni -mamx-tile -mamx-int8
 $(FUZZ_B)/src/ops/x86/qsparse_conv_avx512.o: FUZZ_FLAGS += -mavx512vnni -mavx512vbmi
+$(FUZZ_B)/src/ops/x86/qconv_small_avx512.o: FUZZ_FLAGS += -mavx512vnni
 # The targets (tests/fuzz/fuzz_*.c): load (in place), run (fuzzer-chosen input values),
 # file (MDL_LOAD_COPY from odd addresses, mdl_model_load_file), npy (the .npy reader), onnx (the
 # ONNX importer on a memory buffer).  They link the host sources too (file, .npy, converter and

@@ -284,7 +284,7 @@ static bool run_small_bands(const qconv_geom *g, const unsigned char *pk, const 
     mdl__qcs_args a = {.x = band, .rs = rs, .OW = g->OW, .sh = g->sh, .sw = g->sw, .dh = g->dh,
                        .C = g->C, .KH = g->KH, .P = (g->KW * g->C + 1) / 2, .p = &p, .w = wp,
                        .OC = g->OC, .ocpad = (g->OC + 15) / 16 * 16};
-    const bool avx512 = mdl__cpu_level() >= MDL_CPU_AVX512;
+    const bool vnni = mdl__cpu_has_vnni();
     for (int64_t n = 0; n < g->N; n++)
         for (int64_t oh0 = 0; oh0 < g->OH; oh0 += R) {
             const int64_t rows = g->OH - oh0 < R ? g->OH - oh0 : R;
@@ -293,7 +293,7 @@ static bool run_small_bands(const qconv_geom *g, const unsigned char *pk, const 
             band[nrows * rs] = band[nrows * rs + 1] = 0; /* read past the last row, times 0 */
             a.OH = rows;
             a.y = y + ((n * g->OH + oh0) * g->OW) * g->OC;
-            if (avx512) mdl__qcs_avx512(&a);
+            if (vnni) mdl__qcs_vnni(&a);
             else mdl__qcs_avx2(&a);
         }
     return true;

@@ -99,7 +99,7 @@ typedef struct mdl__qcs_args {
 size_t mdl__qcs_pack_bytes(int64_t KH, int64_t KW, int64_t C, int64_t OC);
 void mdl__qcs_pack(const int8_t *w, int64_t KH, int64_t KW, int64_t C, int64_t OC, void *out);
 void mdl__qcs_avx2(const mdl__qcs_args *a);
-void mdl__qcs_avx512(const mdl__qcs_args *a);
+void mdl__qcs_vnni(const mdl__qcs_args *a); /* AVX-512 VNNI (vpdpwssd); AVX-512 alone: avx2 */
 
 /* CONV2D with block-sparse weights (8x1 blocks over output channels, sparse.h) whose kernel row
    reads at most 64 bytes (KW * C <= 64, no groups, no horizontal dilation; conv_int8.c), AVX-512
