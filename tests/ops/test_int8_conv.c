@@ -473,6 +473,91 @@ static void test_run_without_pack(void **state) {
     }
 }
 
+/* A session may run a kernel at other input dims than those it was packed for (resize: the packed
+   data is shared, prepare runs again): run must not take the packed cache of the old dims.  Packed
+   at 1x8x8 (the short-row band path) and 2x8x8x16 (the sparse one), run at other batch and
+   spatial sizes, every output exactly the reference's arithmetic. */
+static void test_other_dims(void **state) {
+    (void)state;
+    th_seed(94);
+    for (int sp = 0; sp < 2; sp++) {
+        const int64_t C = sp ? 16 : 1, OC = sp ? 24 : 16, K = 9 * C;
+        int8_t *w = malloc((size_t)(K * OC));
+        for (int64_t i = 0; i < K * OC; i++) w[i] = (int8_t)th_rand_int(-127, 127);
+        mdl__bsr bsr;
+        void *bmem = NULL;
+        if (sp) {
+            th_sparse_pattern(w, 1, OC, K, 1, OC, P_BLOCKS_50);
+            int8_t *wt = malloc((size_t)(K * OC));
+            for (int64_t k = 0; k < K; k++)
+                for (int64_t oc = 0; oc < OC; oc++) wt[oc * K + k] = w[k * OC + oc];
+            size_t bytes = mdl__bsr_bytes_s8(OC, mdl__bsr_count_s8(OC, K, wt, K));
+            bmem = aligned_alloc(32, (bytes + 31) / 32 * 32);
+            mdl__bsr_build_s8(OC, K, wt, K, bmem, &bsr);
+            free(wt);
+        }
+        float sx = 0.05f, sw = 0.01f, sy = 0.3f;
+        int64_t zx = 7, zy = -3, z0 = 0;
+        mdl__tensor tx = {.name = "x", .dtype = MDL_DTYPE_INT8, .rank = 4, .dims = {1, 8, 8, C},
+                          .count = 64 * C, .nquant = 1, .scale = &sx, .zero_point = &zx};
+        mdl__tensor tw = {.name = "w", .dtype = MDL_DTYPE_INT8, .rank = 4, .dims = {3, 3, C, OC},
+                          .count = K * OC, .data = w, .nquant = 1, .scale = &sw, .zero_point = &z0,
+                          .sparse = sp ? &bsr : NULL, .sparse_transposed = sp};
+        mdl__tensor ty = {.name = "y", .dtype = MDL_DTYPE_INT8, .rank = 4, .dims = {1, 8, 8, OC},
+                          .count = 64 * OC, .nquant = 1, .scale = &sy, .zero_point = &zy};
+        mdl_op_options o = mdl_op_options_default(MDL_OP_CONV2D);
+        o.conv.pad[0] = o.conv.pad[1] = o.conv.pad[2] = o.conv.pad[3] = 1;
+        mdl_error err = {0};
+        mdl__kctx c = {.op = MDL_OP_CONV2D, .name = "c", .opt = &o, .nin = 2, .nout = 1, .err = &err};
+        c.in[0] = &tx, c.in[1] = &tw, c.out[0] = &ty;
+        c.in_data[1] = w;
+        const mdl__kernel *k = mdl__kernel_find(MDL_OP_CONV2D, MDL_DTYPE_INT8);
+        assert_int_equal(k->prepare(&c), MDL_OK);
+        const size_t packed_bytes = c.packed_bytes;
+        void *packed = aligned_alloc(64, (packed_bytes + 63) / 64 * 64);
+        c.packed = packed;
+        assert_int_equal(k->pack(&c), MDL_OK);
+        static const int64_t dims[][3] = {{1, 8, 8}, {2, 8, 8}, {1, 5, 11}, {3, 9, 6}};
+        for (size_t d = 0; d < COUNT(dims); d++) {
+            const int64_t N = dims[d][0], H = dims[d][1], W = dims[d][2];
+            tx.dims[0] = N, tx.dims[1] = H, tx.dims[2] = W, tx.count = N * H * W * C;
+            ty.dims[0] = N, ty.dims[1] = H, ty.dims[2] = W, ty.count = N * H * W * OC;
+            assert_int_equal(k->prepare(&c), MDL_OK);
+            assert_int_equal(c.packed_bytes, packed_bytes); /* so the session shares packed */
+            c.packed = packed;
+            int8_t *x = malloc((size_t)tx.count), *y = malloc((size_t)ty.count);
+            void *scratch = aligned_alloc(64, (c.scratch_bytes + 63) / 64 * 64 + 64);
+            for (int64_t i = 0; i < tx.count; i++) x[i] = (int8_t)th_rand_int(-128, 127);
+            c.in_data[0] = x, c.out_data[0] = y, c.scratch = scratch;
+            assert_int_equal(k->run(&c), MDL_OK);
+            mdl__qmul q;
+            assert_true(mdl__qmul_from_real((double)sx * sw / sy, &q));
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t oh = 0; oh < H; oh++)
+                    for (int64_t ow = 0; ow < W; ow++)
+                        for (int64_t oc = 0; oc < OC; oc++) {
+                            int64_t acc = 0;
+                            for (int64_t kh = 0; kh < 3; kh++)
+                                for (int64_t kw = 0; kw < 3; kw++)
+                                    for (int64_t ci = 0; ci < C; ci++) {
+                                        int64_t ih = oh - 1 + kh, iw = ow - 1 + kw;
+                                        if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                                        acc += (x[((n * H + ih) * W + iw) * C + ci] - zx) *
+                                               w[((kh * 3 + kw) * C + ci) * OC + oc];
+                                    }
+                            int want = mdl__requant((int32_t)acc, q, (int32_t)zy, -128, 127);
+                            int got = y[((n * H + oh) * W + ow) * OC + oc];
+                            if (got != want)
+                                fail_msg("%s, dims %lldx%lldx%lld at [%lld,%lld,%lld,%lld]: %d, the reference's %d",
+                                         sp ? "sparse" : "dense", (long long)N, (long long)H, (long long)W,
+                                         (long long)n, (long long)oh, (long long)ow, (long long)oc, got, want);
+                        }
+            free(x), free(y), free(scratch);
+        }
+        free(packed), free(w), free(bmem);
+    }
+}
+
 int main(int argc, char **argv) {
     (void)argc;
     const struct CMUnitTest tests[] = {
@@ -481,6 +566,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_conv_random),
         cmocka_unit_test(test_conv_rejects),
         cmocka_unit_test(test_run_without_pack),
+        cmocka_unit_test(test_other_dims),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     failed += th_same_outputs_at_lower_levels(argv[0]);
