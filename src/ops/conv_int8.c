@@ -139,6 +139,7 @@ static int64_t tile_rows(const qconv_geom *g) {
    Both give the GEMM core's result bit for bit (exact integer sums, the same requantization).
    They run when the band of one output row fits in the tile's bytes; else im2col runs. */
 
+#if MDL__SPARSE || defined(MDL_HAVE_X86_SIMD)
 static int64_t padded_width(const qconv_geom *g) { return g->W + g->pl + g->pr; }
 
 /* Output rows per band for a band of esize-byte elements with `tail` bytes after it in `room`
@@ -190,6 +191,8 @@ static void fill_band(const qconv_geom *g, const int8_t *x, int64_t n, int64_t p
         for (int64_t i = b; i < rs; i++) o[i] = zx;
     }
 }
+
+#endif
 
 /* Block-sparse weights on padded bands; false (nothing done) when the band does not fit. */
 static bool run_sparse_bands(const qconv_geom *g, const unsigned char *pk, const mdl__bsr *W,
@@ -305,17 +308,16 @@ static bool run_small_bands(const qconv_geom *g, const unsigned char *pk, const 
    layer's arithmetic: pack stores them for the model's shapes at the end of the packed data, and
    run takes them when its input has those dims (a session may have resized it: then it computes
    them again).  Not in small-code builds (no RAM for it). */
-#if MDL__FAST_PATHS
 typedef struct qconv_cache {
     int64_t xdims[4];
     qconv_geom g;
     mdl__qio io;
     size_t stride, qcs, qsc; /* group_stride, qcs_extra, qsc_extra */
 } qconv_cache;
-#define QCONV_CACHE_BYTES mdl__align_up(sizeof(qconv_cache), 64)
+#define QCONV_CACHE_BYTES (MDL__FAST_PATHS ? mdl__align_up(sizeof(qconv_cache), 64) : 0)
 
 static const qconv_cache *run_cache(const mdl__kctx *c) {
-    if (c->packed_bytes < QCONV_CACHE_BYTES) return NULL;
+    if (!MDL__FAST_PATHS || c->packed_bytes < QCONV_CACHE_BYTES) return NULL;
     const qconv_cache *k = (const qconv_cache *)((const unsigned char *)c->packed + c->packed_bytes -
                                                  QCONV_CACHE_BYTES);
     const mdl__tensor *x = c->in[0];
@@ -324,9 +326,6 @@ static const qconv_cache *run_cache(const mdl__kctx *c) {
         if (x->dims[i] != k->xdims[i]) return NULL;
     return k;
 }
-#else
-#define QCONV_CACHE_BYTES ((size_t)0)
-#endif
 
 static mdl_status prepare_common(mdl__kctx *c, bool depthwise) {
     qconv_geom g;
@@ -347,7 +346,7 @@ static mdl_status prepare_common(mdl__kctx *c, bool depthwise) {
     if (!stride || !mdl__mul_size(stride, dw ? 1 : (size_t)g.G, &c->packed_bytes))
         return mdl__fail(c, MDL_SHAPE, "weight '%s' is too large", tname(c->in[1]));
     if (!dw) c->packed_bytes += qcs_extra(&g, MDL__SPARSE && c->in[1]->sparse) + qsc_extra(c, &g);
-    c->packed_bytes = mdl__align_up(c->packed_bytes, 64) + QCONV_CACHE_BYTES;
+    if (QCONV_CACHE_BYTES) c->packed_bytes = mdl__align_up(c->packed_bytes, 64) + QCONV_CACHE_BYTES;
     if (dw) {
         /* one pixel's int32 accumulators; the scratch stored plans reserve (dw4_path) */
         c->scratch_bytes = (size_t)g.OC * sizeof(int32_t);
@@ -390,16 +389,16 @@ static mdl_status pack_common(mdl__kctx *c, bool depthwise) {
         mdl__qdw_pack(&p, c->in[1]->data, io.zx, g.C, g.KH, g.KW,
                       (unsigned char *)c->packed + (stride - dw_extra(&g)));
 #endif
-#if MDL__FAST_PATHS
-    qconv_cache *k = (qconv_cache *)((unsigned char *)c->packed + c->packed_bytes - QCONV_CACHE_BYTES);
-    memset(k, 0, sizeof *k);
-    memcpy(k->xdims, c->in[0]->dims, sizeof k->xdims);
-    k->g = g;
-    k->io = io;
-    k->stride = stride;
-    k->qcs = dw ? 0 : qcs_extra(&g, MDL__SPARSE && c->in[1]->sparse);
-    k->qsc = dw ? 0 : qsc_extra(c, &g);
-#endif
+    if (MDL__FAST_PATHS) {
+        qconv_cache *k = (qconv_cache *)((unsigned char *)c->packed + c->packed_bytes - QCONV_CACHE_BYTES);
+        memset(k, 0, sizeof *k);
+        memcpy(k->xdims, c->in[0]->dims, sizeof k->xdims);
+        k->g = g;
+        k->io = io;
+        k->stride = stride;
+        k->qcs = dw ? 0 : qcs_extra(&g, MDL__SPARSE && c->in[1]->sparse);
+        k->qsc = dw ? 0 : qsc_extra(c, &g);
+    }
     return MDL_OK;
 }
 
@@ -611,20 +610,9 @@ static mdl_status run_common(mdl__kctx *c, bool depthwise_op) {
     if (!c->packed) return mdl__fail(c, MDL_INTERNAL, "runs only with the data packed at load");
     qconv_geom g;
     mdl__qio io;
-    size_t stride, qcs, qsc;
-#if MDL__FAST_PATHS
     const qconv_cache *k = run_cache(c);
-    if (k) {
-        g = k->g, io = k->io, stride = k->stride, qcs = k->qcs, qsc = k->qsc;
-    } else
-#endif
-    {
-        qconv_check(c, depthwise_op, false, &g, &io);
-        const bool dw = depthwise_op || depthwise_path(&g);
-        stride = dw ? 0 : group_stride(&g, false, MDL__SPARSE && c->in[1]->sparse);
-        qcs = dw ? 0 : qcs_extra(&g, MDL__SPARSE && c->in[1]->sparse);
-        qsc = dw ? 0 : qsc_extra(c, &g);
-    }
+    if (k) g = k->g, io = k->io;
+    else qconv_check(c, depthwise_op, false, &g, &io);
     const int8_t *x = c->in_data[0], *w = c->in_data[1];
     int8_t *y = c->out_data[0];
     const unsigned char *pk = c->packed;
@@ -653,6 +641,7 @@ static mdl_status run_common(mdl__kctx *c, bool depthwise_op) {
         depthwise(&g, &p, io.zx, x, w, y, c->scratch);
         return MDL_OK;
     }
+    const size_t stride = k ? k->stride : group_stride(&g, false, MDL__SPARSE && c->in[1]->sparse);
     const int64_t OC = g.OC, OG = g.OG;
     unsigned char *scratch = c->scratch;
     if (direct_1x1(&g)) {
@@ -677,14 +666,15 @@ static mdl_status run_common(mdl__kctx *c, bool depthwise_op) {
     const size_t room = mdl__align_up((size_t)(tm * g.K), 64);
     void *gs = scratch + room;
 #ifdef MDL_HAVE_X86_SIMD
-    if (qsc && run_qsc_bands(&g, pk, pk + stride, x, (int8_t)io.zx, y, scratch, room))
+    if ((k ? k->qsc : qsc_extra(c, &g)) && run_qsc_bands(&g, pk, pk + stride, x, (int8_t)io.zx, y, scratch, room))
         return MDL_OK;
 #endif
     if (MDL__SPARSE && c->in[1]->sparse &&
         run_sparse_bands(&g, pk, c->in[1]->sparse, x, (int8_t)io.zx, y, scratch, room))
         return MDL_OK;
 #ifdef MDL_HAVE_X86_SIMD
-    if (qcs && run_small_bands(&g, pk, pk + stride, x, (int8_t)io.zx, y, scratch, room))
+    if ((k ? k->qcs : qcs_extra(&g, MDL__SPARSE && c->in[1]->sparse)) &&
+        run_small_bands(&g, pk, pk + stride, x, (int8_t)io.zx, y, scratch, room))
         return MDL_OK;
 #endif
     if (MDL__FAST_PATHS && g.G == 1 && g.dw == 1 && g.KH <= 16 && g.OW >= QCONV_MIN_ROWS) {
