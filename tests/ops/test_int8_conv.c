@@ -271,6 +271,11 @@ static void test_conv_bands(void **state) {
         {false, 1, 6, 20, 3, 40, 3, 3, 1, 2, 1, 1, 1, 1, 1, 1, 1, false, true, MDL_ACT_NONE, 1e-4, 1 + P_BLOCKS_10},
         {false, 1, 5, 5, 33, 9, 2, 3, 1, 1, 1, 3, 0, 2, 1, 2, 1, true, false, MDL_ACT_RELU, 4.0, 1 + P_GROUP_GAPS},
         {false, 1, 100, 100, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_NONE, 1, 1 + P_BLOCKS_50},
+        /* kernel rows of 96, 120 and 128 bytes (two vpermt2b tables), 129 (too long for them) */
+        {false, 1, 7, 9, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU, 1, 1 + P_BLOCKS_10},
+        {false, 2, 6, 5, 40, 17, 3, 3, 2, 1, 1, 1, 1, 1, 0, 1, 1, false, true, MDL_ACT_NONE, 0.1, 1 + P_DENSE},
+        {false, 1, 5, 6, 64, 24, 3, 2, 1, 1, 2, 1, 2, 0, 1, 1, 1, true, false, MDL_ACT_RELU6, 4.0, 1 + P_GROUP_GAPS},
+        {false, 1, 5, 6, 43, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_NONE, 1, 1 + P_BLOCKS_50},
         /* a kernel row of exactly 64 bytes (one vpermb table), and 2 x 32 */
         {false, 1, 6, 7, 16, 24, 2, 4, 1, 1, 1, 1, 1, 2, 0, 1, 1, true, true, MDL_ACT_NONE, 1, 1 + P_BLOCKS_50},
         {false, 2, 5, 5, 32, 13, 3, 2, 1, 1, 1, 1, 1, 0, 1, 1, 1, false, true, MDL_ACT_RELU, 0.1, 1 + P_ELEMENTS_80},

@@ -102,14 +102,15 @@ void mdl__qcs_avx2(const mdl__qcs_args *a);
 void mdl__qcs_vnni(const mdl__qcs_args *a); /* AVX-512 VNNI (vpdpwssd); AVX-512 alone: avx2 */
 
 /* CONV2D with block-sparse weights (8x1 blocks over output channels, sparse.h) whose kernel row
-   reads at most 64 bytes (KW * C <= 64, no groups, no horizontal dilation; conv_int8.c), AVX-512
-   VNNI + VBMI (qsparse_conv_avx512.c).  Per output pixel, vpermb gathers the input value of
-   every stored block from the pixel's KH kernel rows of a padded band (values + 128, unsigned;
-   index vectors and masks packed at load) into one byte vector, the blocks of each 8-channel
-   group in quads; one vpdpbusd multiplies a quad with 8 channels' 4 weights.  The packed bias
-   subtracts the 128 * (sum of the weights) the unsigned inputs add; integer sums are exact, the
-   epilogue is requant16: the GEMM core's result.  0 bytes: not this kernel's shape. */
-#define MDL_QSC_MAX_RUN 64
+   reads at most 128 bytes (KW * C <= 128, no groups, no horizontal dilation; conv_int8.c),
+   AVX-512 VNNI + VBMI (qsparse_conv_avx512.c).  Per output pixel, vpermb (vpermt2b for a row
+   longer than 64 bytes) gathers the input value of every stored block from the pixel's KH kernel
+   rows of a padded band (values + 128, unsigned; index vectors and masks packed at load) into
+   one byte vector, each 8-channel group's blocks in quads; one vpdpbusd multiplies a quad of two
+   groups with their 16 channels' 4 weights.  The packed bias subtracts the 128 * (sum of the
+   weights) the unsigned inputs add; integer sums are exact, the epilogue is mdl__requant
+   lane-wise: the GEMM core's result.  0 bytes: not this kernel's shape. */
+#define MDL_QSC_MAX_RUN 128
 size_t mdl__qsc_pack_bytes(const struct mdl__bsr *W, int64_t KH, int64_t KWC);
 void mdl__qsc_pack(const mdl__qgemm_packed *p, const struct mdl__bsr *W, int64_t KH, int64_t KWC,
                    void *out);

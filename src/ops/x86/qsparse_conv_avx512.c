@@ -117,32 +117,49 @@ void mdl__qsc_pack(const mdl__qgemm_packed *p, const mdl__bsr *W, int64_t KH, in
     }
 }
 
-/* The gathered bytes of R pixels (R a constant after inlining) starting at x0. */
+static __mmask64 first_bytes(int64_t n) {
+    return n >= 64 ? ~(__mmask64)0 : n <= 0 ? 0 : (((__mmask64)1 << n) - 1);
+}
+
+/* The gathered bytes of R pixels (R a constant after inlining) starting at x0: a kernel row of at
+   most 64 bytes is one vpermb table, a longer one (up to 128) two tables (vpermt2b). */
 static inline __attribute__((always_inline)) void gather(const mdl__qsc_args *a, const qsc_view *v,
-                                                         const int R, const uint8_t *x0,
-                                                         uint8_t (*gb)[QSC_MAX_BYTES]) {
-    const __mmask64 run = a->KWC >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << a->KWC) - 1);
+                                                         const int R, const bool wide,
+                                                         const uint8_t *x0, uint8_t (*gb)[QSC_MAX_BYTES]) {
+    const __mmask64 run = first_bytes(a->KWC), run2 = first_bytes(a->KWC - 64);
     const int64_t KH = a->KH, xs = a->sw * a->C;
 #pragma GCC unroll 4
     for (int i = 0; i < R; i++) {
-        __m512i seg[16];
-        for (int64_t kh = 0; kh < KH; kh++)
-            seg[kh] = _mm512_maskz_loadu_epi8(run, x0 + i * xs + kh * a->dh * a->rs);
+        __m512i seg[16], seg2[16];
+        for (int64_t kh = 0; kh < KH; kh++) {
+            const uint8_t *row = x0 + i * xs + kh * a->dh * a->rs;
+            seg[kh] = _mm512_maskz_loadu_epi8(run, row);
+            if (wide) seg2[kh] = _mm512_maskz_loadu_epi8(run2, row + 64);
+        }
         for (int64_t ch = 0; ch < v->h->nch; ch++) {
             const uint8_t *ix = v->idx + ch * KH * 64;
             const uint64_t *mk = v->mask + ch * KH;
-            __m512i gv = _mm512_maskz_permutexvar_epi8(mk[0], _mm512_loadu_si512(ix), seg[0]);
-            for (int64_t kh = 1; kh < KH; kh++)
-                gv = _mm512_mask_permutexvar_epi8(gv, mk[kh], _mm512_loadu_si512(ix + kh * 64), seg[kh]);
+            __m512i gv;
+            if (wide) {
+                gv = _mm512_maskz_permutex2var_epi8(mk[0], seg[0], _mm512_loadu_si512(ix), seg2[0]);
+                for (int64_t kh = 1; kh < KH; kh++)
+                    gv = _mm512_or_si512(gv, _mm512_maskz_permutex2var_epi8(mk[kh], seg[kh], _mm512_loadu_si512(ix + kh * 64),
+                                                                            seg2[kh]));
+            } else {
+                gv = _mm512_maskz_permutexvar_epi8(mk[0], _mm512_loadu_si512(ix), seg[0]);
+                for (int64_t kh = 1; kh < KH; kh++)
+                    gv = _mm512_mask_permutexvar_epi8(gv, mk[kh], _mm512_loadu_si512(ix + kh * 64), seg[kh]);
+            }
             _mm512_store_si512(gb[i] + ch * 64, gv);
         }
     }
 }
 
 static inline __attribute__((always_inline)) void pixels(const mdl__qsc_args *a, const qsc_view *v,
-                                                         const int R, const uint8_t *x0, int8_t *y) {
+                                                         const int R, const bool wide, const uint8_t *x0,
+                                                         int8_t *y) {
     uint8_t gb[QSC_R][QSC_MAX_BYTES] __attribute__((aligned(64)));
-    gather(a, v, R, x0, gb);
+    gather(a, v, R, wide, x0, gb);
     const mdl__qgemm_packed *p = a->p;
     /* lane m <- lane 2 (m % 8) + m / 8: the pair's 16 channels in order */
     const __m512i order = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
@@ -182,14 +199,20 @@ static inline __attribute__((always_inline)) void pixels(const mdl__qsc_args *a,
     }
 }
 
-void mdl__qsc_vnni(const mdl__qsc_args *a) {
-    qsc_view v;
-    layout((const qsc_hdr *)a->pk, &v, a->pk);
+static inline __attribute__((always_inline)) void rows(const mdl__qsc_args *a, const qsc_view *v,
+                                                       const bool wide) {
     for (int64_t oh = 0; oh < a->OH; oh++) {
         const uint8_t *xr = a->x + oh * a->sh * a->rs;
         int8_t *yr = a->y + oh * a->OW * a->OC;
         int64_t ow = 0;
-        for (; ow + QSC_R <= a->OW; ow += QSC_R) pixels(a, &v, QSC_R, xr + ow * a->sw * a->C, yr + ow * a->OC);
-        for (; ow < a->OW; ow++) pixels(a, &v, 1, xr + ow * a->sw * a->C, yr + ow * a->OC);
+        for (; ow + QSC_R <= a->OW; ow += QSC_R) pixels(a, v, QSC_R, wide, xr + ow * a->sw * a->C, yr + ow * a->OC);
+        for (; ow < a->OW; ow++) pixels(a, v, 1, wide, xr + ow * a->sw * a->C, yr + ow * a->OC);
     }
+}
+
+void mdl__qsc_vnni(const mdl__qsc_args *a) {
+    qsc_view v;
+    layout((const qsc_hdr *)a->pk, &v, a->pk);
+    if (a->KWC > 64) rows(a, &v, true);
+    else rows(a, &v, false);
 }
