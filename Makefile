@@ -107,6 +107,8 @@ $(B)/src/ops/x86/%_avx512.o: CFLAGS += -mavx512f -mavx512vl -mavx512bw -mavx512d
 # the int8 GEMM's AVX-512 kernel is the VNNI one (vpdpbusd), called only when cpuid has it
 $(B)/src/ops/x86/gemm_int8_avx512.o: CFLAGS += -mavx512vnni
 $(B)/src/ops/x86/gemm_int8_amx_avx512.o: CFLAGS += -mavx512vnni -mamx-tile -mamx-int8
+$(B)/src/ops/x86/qsparse_conv_avx512.o: CFLAGS += -mavx512vnni -mavx512vbmi
+$(B)/src/ops/x86/qconv_small_avx512.o: CFLAGS += -mavx512vnni
 
 $(B)/libmdeploy.a: $(LIB_OBJS)
 $(B)/libmdeploy-convert.a: $(CONVERT_OBJS)
@@ -287,6 +289,8 @@ $(FUZZ_B)/src/ops/x86/%_avx2.o: FUZZ_FLAGS += -mavx2 -mfma
 $(FUZZ_B)/src/ops/x86/%_avx512.o: FUZZ_FLAGS += -mavx512f -mavx512vl -mavx512bw -mavx512dq -mfma
 $(FUZZ_B)/src/ops/x86/gemm_int8_avx512.o: FUZZ_FLAGS += -mavx512vnni
 $(FUZZ_B)/src/ops/x86/gemm_int8_amx_avx512.o: FUZZ_FLAGS += -mavx512vnni -mamx-tile -mamx-int8
+$(FUZZ_B)/src/ops/x86/qsparse_conv_avx512.o: FUZZ_FLAGS += -mavx512vnni -mavx512vbmi
+$(FUZZ_B)/src/ops/x86/qconv_small_avx512.o: FUZZ_FLAGS += -mavx512vnni
 # The targets (tests/fuzz/fuzz_*.c): load (in place), run (fuzzer-chosen input values),
 # file (MDL_LOAD_COPY from odd addresses, mdl_model_load_file), npy (the .npy reader), onnx (the
 # ONNX importer on a memory buffer).  They link the host sources too (file, .npy, converter and

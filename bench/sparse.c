@@ -18,6 +18,7 @@
 #include "bench_util.h"
 
 #include <stdio.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -267,9 +268,11 @@ int main(int argc, char **argv) {
         {"conv1x1 128->128 14x14", "block8x1", 6272, 128, 128, 0.8},
         {"fc 1024x1024", "element", 32, 1024, 1024, 0.8},
     };
-    if (argc > 2 && !strcmp(argv[2], "int8-sweep")) {
-        /* Where int8 sparse starts to pay against the dense int8 core (the converter's int8
-           threshold, src/quant/prune_host.c). */
+    const bool q8 = argc > 2 && !strcmp(argv[2], "int8-sweep");
+    if (q8 || (argc > 2 && !strcmp(argv[2], "sweep"))) {
+        /* Where sparse starts to pay against the dense kernel on the same shapes: block sparsity
+           20% .. 70% in float, 30% .. 90% in int8 (the converter's density thresholds,
+           src/quant/prune_host.c, come from these sweeps). */
         static const row shapes[] = {
             {"fc 1024x1024", "block8x1", 1, 1024, 1024, 0},
             {"fc 1024x1024", "block8x1", 32, 1024, 1024, 0},
@@ -277,27 +280,11 @@ int main(int argc, char **argv) {
             {"conv1x1 128->128 14x14", "block8x1", 6272, 128, 128, 0},
         };
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
-            for (int pct = 30; pct <= 90; pct += 10) {
+            for (int pct = q8 ? 30 : 20; pct <= (q8 ? 90 : 70); pct += 10) {
                 row r = shapes[i];
                 r.sparsity = pct / 100.0;
-                run_row_q8(&r, budget);
-            }
-        return 0;
-    }
-    if (argc > 2 && !strcmp(argv[2], "sweep")) {
-        /* Where sparse starts to pay: block sparsity 20% .. 70% on the same shapes (the
-           converter's density threshold, src/quant/prune_host.c, comes from this sweep). */
-        static const row shapes[] = {
-            {"fc 1024x1024", "block8x1", 1, 1024, 1024, 0},
-            {"fc 1024x1024", "block8x1", 32, 1024, 1024, 0},
-            {"conv1x1 256->256 14x14", "block8x1", 196, 256, 256, 0},
-            {"conv1x1 128->128 14x14", "block8x1", 6272, 128, 128, 0},
-        };
-        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
-            for (int pct = 20; pct <= 70; pct += 10) {
-                row r = shapes[i];
-                r.sparsity = pct / 100.0;
-                run_row(&r, budget);
+                if (q8) run_row_q8(&r, budget);
+                else run_row(&r, budget);
             }
         return 0;
     }

@@ -91,6 +91,8 @@ mdl_status th_run_op(mdl_op op, const mdl_op_options *options, int nin, const th
         t->bytes = (size_t)t->count * mdl_dtype_size(t->dtype);
         t->data = in[i].constant ? in[i].data : NULL;
         set_quant(t, &in[i]);
+        t->sparse = in[i].sparse;
+        t->sparse_transposed = in[i].sparse_transposed;
         ctx.in[i] = t;
         ctx.in_data[i] = in[i].data;
     }

@@ -34,6 +34,10 @@ typedef struct th_tensor {
     int nquant, quant_axis;
     const float *scale;
     const int64_t *zero_point;
+    /* Block-sparse storage of a constant weight (src/ops/sparse.h; the test's, outliving
+       th_run_op), as the loader gives it to kernels with MDL__KERNEL_SPARSE_W; NULL: dense. */
+    const struct mdl__bsr *sparse;
+    bool sparse_transposed;
 } th_tensor;
 
 /* Sets t's quantization parameters (per tensor: n = 1). */

@@ -26,20 +26,23 @@
 #define DIGITS "examples/digits/digits_cnn.onnx"
 #define DIGITS_CALIB "examples/digits/calibration.npy"
 
-/* Output 0 of model path on the fixture's input rows (malloc'd), count in *n. */
-static float *run(const char *path, int64_t *n) {
+/* Output 0 of model path on the rows of .npy file xpath (float input of any rank), malloc'd;
+   its count in *n. */
+static float *run(const char *path, const char *xpath, int64_t *n) {
     mdl_npy x;
     mdl_error err;
-    assert_int_equal(mdl_npy_read(MLP_X, &x, &err), MDL_OK);
+    assert_int_equal(mdl_npy_read(xpath, &x, &err), MDL_OK);
     mdl_model *m;
     mdl_session *s;
     if (mdl_model_load_file(path, NULL, &m, &err)) fail_msg("%s", err.msg);
     mdl_session_options so = mdl_session_options_default();
-    mdl_shape shape = {2, {x.dims[0], x.dims[1]}};
+    mdl_shape shape = {x.rank, {0}};
+    size_t count = 1;
+    for (int32_t d = 0; d < x.rank; d++) count *= (size_t)(shape.dims[d] = x.dims[d]);
     so.ninput_shapes = 1;
     so.input_shapes = &shape;
     if (mdl_session_create(m, &so, &s, &err)) fail_msg("%s", err.msg);
-    memcpy(mdl_session_input_data(s, 0), x.data, sizeof(float) * (size_t)(x.dims[0] * x.dims[1]));
+    memcpy(mdl_session_input_data(s, 0), x.data, sizeof(float) * count);
     assert_int_equal(mdl_session_run(s), MDL_OK);
     mdl_tensor_info info;
     mdl_session_output_info(s, 0, &info);
@@ -88,40 +91,13 @@ static void test_cli_prune(void **state) {
     assert_int_equal(th_system("'%s' %s -o '%s' -q --prune magnitude:0.8 --sparse-density 0", th_tool("mdeploy-convert"), MLP, de), 0);
     assert_true(th_file_size(sp) < th_file_size(de) * 6 / 10);
     int64_t n1, n2;
-    float *ys = run(sp, &n1), *yd = run(de, &n2);
+    float *ys = run(sp, MLP_X, &n1), *yd = run(de, MLP_X, &n2);
     assert_int_equal(n1, n2);
     th_assert_close(ys, yd, n1, 1e-5);
     free(ys);
     free(yd);
 }
 
-/* The outputs of model path on the rows of .npy file xpath (float input of any rank). */
-static float *run_on(const char *path, const char *xpath, int64_t *n) {
-    mdl_npy x;
-    mdl_error err;
-    assert_int_equal(mdl_npy_read(xpath, &x, &err), MDL_OK);
-    mdl_model *m;
-    mdl_session *s;
-    if (mdl_model_load_file(path, NULL, &m, &err)) fail_msg("%s", err.msg);
-    mdl_session_options so = mdl_session_options_default();
-    mdl_shape shape = {x.rank, {0}};
-    size_t count = 1;
-    for (int32_t d = 0; d < x.rank; d++) count *= (size_t)(shape.dims[d] = x.dims[d]);
-    so.ninput_shapes = 1;
-    so.input_shapes = &shape;
-    if (mdl_session_create(m, &so, &s, &err)) fail_msg("%s", err.msg);
-    memcpy(mdl_session_input_data(s, 0), x.data, sizeof(float) * count);
-    assert_int_equal(mdl_session_run(s), MDL_OK);
-    mdl_tensor_info info;
-    mdl_session_output_info(s, 0, &info);
-    *n = (int64_t)(info.bytes / sizeof(float));
-    float *y = malloc(info.bytes);
-    memcpy(y, mdl_session_output_data(s, 0), info.bytes);
-    mdl_session_free(s);
-    mdl_model_free(m);
-    mdl_npy_free(&x);
-    return y;
-}
 
 /* Pruning then int8: the report lists the prunable layers as int8, their zeros kept; the pruned
    layers are stored sparse int8, and give bit for bit the outputs of the same conversion stored
@@ -156,7 +132,7 @@ static void test_prune_int8(void **state) {
     assert_true(nsparse >= 2); /* the 3x3 convolution and the classifier */
     assert_true(zeros >= 0.8 * total - 0.5);
     int64_t n1, n2;
-    float *y1 = run_on(out, DIGITS_CALIB, &n1), *y2 = run_on(dense, DIGITS_CALIB, &n2);
+    float *y1 = run(out, DIGITS_CALIB, &n1), *y2 = run(dense, DIGITS_CALIB, &n2);
     assert_int_equal(n1, n2);
     assert_memory_equal(y1, y2, sizeof(float) * (size_t)n1);
     print_message("    sparse int8 %zu B, dense int8 %zu B\n", th_file_size(out), th_file_size(dense));

@@ -9,8 +9,11 @@
  * output it computed and the reruns must reproduce it bit for bit (AVX-512 VNNI, AVX2 and the
  * reference give identical results). */
 #include "common/harness.h"
+#include "common/sparse_pattern.h"
 
+#include "ops/int8.h"
 #include "ops/ops.h"
+#include "ops/sparse.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -32,6 +35,7 @@ typedef struct conv_case {
     bool per_channel, bias;
     mdl_activation act;
     double mult_scale;
+    int sparse; /* 0: dense; 1 + P_*: W (as [OC, K]) in that pattern, stored block-sparse */
 } conv_case;
 
 static int64_t extent(int64_t in, int p0, int p1, int64_t k, int d, int s) {
@@ -55,6 +59,21 @@ static void run_case(const conv_case *t, agree *ag) {
         x[i] = (int8_t)th_rand_int(-128, 127);
     for (int64_t i = 0; i < nw; i++)
         w[i] = (int8_t)th_rand_int(-127, 127);
+    /* block-sparse: W^T [OC, K] in 8x1 blocks over the output channels, as the converter
+       stores a conv's weight (transposed) */
+    const int64_t Kw = t->KH * t->KW * CG;
+    mdl__bsr bsr;
+    void *bmem = NULL;
+    if (t->sparse) {
+        th_sparse_pattern(w, 1, t->OC, Kw, 1, t->OC, t->sparse - 1);
+        int8_t *wt = malloc((size_t)nw);
+        for (int64_t k = 0; k < Kw; k++)
+            for (int64_t oc = 0; oc < t->OC; oc++) wt[oc * Kw + k] = w[k * t->OC + oc];
+        size_t bytes = mdl__bsr_bytes_s8(t->OC, mdl__bsr_count_s8(t->OC, Kw, wt, Kw));
+        bmem = aligned_alloc(32, (bytes + 31) / 32 * 32);
+        mdl__bsr_build_s8(t->OC, Kw, wt, Kw, bmem, &bsr);
+        free(wt);
+    }
     int32_t *b = malloc(sizeof(int32_t) * (size_t)t->OC);
     float sx = th_uniform(0.002f, 0.2f), *sw = malloc(sizeof(float) * (size_t)t->OC);
     float *sb = malloc(sizeof(float) * (size_t)t->OC);
@@ -77,6 +96,7 @@ static void run_case(const conv_case *t, agree *ag) {
                        t->bias ? th_tensor_make(MDL_DTYPE_INT32, 1, (int64_t[]){t->OC}, b)
                                : th_tensor_absent()};
     in[1].constant = in[2].constant = true;
+    if (t->sparse) in[1].sparse = &bsr, in[1].sparse_transposed = true;
     th_tensor_quant(&in[0], 1, &sx, &zx, 0);
     th_tensor_quant(&in[1], nq, sw, zw, 3);
     if (t->bias) th_tensor_quant(&in[2], nq, sb, zb, 0);
@@ -127,6 +147,15 @@ static void run_case(const conv_case *t, agree *ag) {
                     double mult = (double)sx * sw[t->per_channel ? oc : 0] / sy;
                     int want = (int)fmin(hi, fmax(lo, round((double)acc * mult) + (double)zy));
                     int8_t v = got[((n * OH + oh) * OW + ow) * t->OC + oc];
+                    /* exactly the reference kernel's arithmetic: the int32 sum requantized by
+                       mdl__requant with the multiplier of sx * sw / sy (every path, every CPU) */
+                    mdl__qmul q;
+                    assert_true(mdl__qmul_from_real(mult, &q));
+                    int exact = mdl__requant((int32_t)acc, q, (int32_t)zy, lo, hi);
+                    if (v != exact)
+                        fail_msg("%s%s at [%lld,%lld,%lld,%lld]: %d, the reference's %d",
+                                 t->dw ? "dw" : "conv", t->sparse ? " (sparse)" : "", (long long)n,
+                                 (long long)oh, (long long)ow, (long long)oc, v, exact);
                     int d = abs(v - want);
                     if (d > 1)
                         fail_msg("%s at [%lld,%lld,%lld,%lld]: %d, oracle %d",
@@ -139,7 +168,7 @@ static void run_case(const conv_case *t, agree *ag) {
     for (int i = 0; i < 3; i++)
         th_tensor_free(&in[i]);
     th_tensor_free(&out);
-    free(x), free(w), free(b), free(sw), free(sb), free(zw), free(zb);
+    free(x), free(w), free(b), free(sw), free(sb), free(zw), free(zb), free(bmem);
 }
 
 static void report(const agree *ag) {
@@ -156,54 +185,100 @@ static void test_conv_shapes(void **state) {
     (void)state;
     th_seed(91);
     static const conv_case cases[] = {
-        {false, 1, 5, 7, 16, 33, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_NONE, 1},
-        {false, 2, 9, 8, 3, 17, 1, 1, 2, 3, 1, 1, 0, 0, 0, 0, 1, false, true, MDL_ACT_RELU, 1},
-        {false, 1, 4, 4, 5, 6, 1, 1, 1, 1, 1, 1, 1, 0, 2, 1, 1, true, false, MDL_ACT_RELU6, 1},
-        {false, 2, 14, 14, 32, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU, 1},
-        {false, 1, 23, 21, 3, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_CLIP, 1},
-        {false, 1, 7, 7, 64, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_NONE, 0.1},
-        {false, 1, 6, 6, 8, 12, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 4, true, true, MDL_ACT_NONE, 1},
-        {false, 1, 6, 6, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 8, true, true, MDL_ACT_RELU, 1},
-        {true, 1, 9, 9, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU6, 1},
-        {true, 2, 8, 7, 5, 15, 3, 5, 2, 1, 1, 2, 2, 0, 1, 3, 1, true, false, MDL_ACT_CLIP, 1},
-        {false, 1, 1, 1, 300, 7, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_NONE, 1},
-        {true, 1, 6, 5, 100, 100, 3, 3, 1, 2, 2, 1, 2, 1, 0, 2, 1, true, true, MDL_ACT_NONE, 1},
-        {true, 2, 4, 4, 64, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, false, true, MDL_ACT_RELU, 1},
-        {true, 1, 3, 3, 49, 49, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2, 1, true, false, MDL_ACT_RELU6, 1},
+        {false, 1, 5, 7, 16, 33, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_NONE, 1, 0},
+        {false, 2, 9, 8, 3, 17, 1, 1, 2, 3, 1, 1, 0, 0, 0, 0, 1, false, true, MDL_ACT_RELU, 1, 0},
+        {false, 1, 4, 4, 5, 6, 1, 1, 1, 1, 1, 1, 1, 0, 2, 1, 1, true, false, MDL_ACT_RELU6, 1, 0},
+        {false, 2, 14, 14, 32, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU, 1, 0},
+        {false, 1, 23, 21, 3, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_CLIP, 1, 0},
+        {false, 1, 7, 7, 64, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_NONE, 0.1, 0},
+        {false, 1, 6, 6, 8, 12, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 4, true, true, MDL_ACT_NONE, 1, 0},
+        {false, 1, 6, 6, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 8, true, true, MDL_ACT_RELU, 1, 0},
+        {true, 1, 9, 9, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU6, 1, 0},
+        {true, 2, 8, 7, 5, 15, 3, 5, 2, 1, 1, 2, 2, 0, 1, 3, 1, true, false, MDL_ACT_CLIP, 1, 0},
+        {false, 1, 1, 1, 300, 7, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_NONE, 1, 0},
+        {true, 1, 6, 5, 100, 100, 3, 3, 1, 2, 2, 1, 2, 1, 0, 2, 1, true, true, MDL_ACT_NONE, 1, 0},
+        {true, 2, 4, 4, 64, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, false, true, MDL_ACT_RELU, 1, 0},
+        {true, 1, 3, 3, 49, 49, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2, 1, true, false, MDL_ACT_RELU6, 1, 0},
         /* output rows of 16+ pixels: taps inside read in place (KW * C a multiple of 4) or
            gathered without border logic (3 channels), the borders through im2col */
-        {false, 1, 20, 37, 3, 32, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_RELU, 1},
-        {false, 2, 12, 40, 3, 5, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_NONE, 1},
-        {false, 2, 10, 33, 4, 17, 3, 3, 1, 1, 2, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_NONE, 1},
-        {false, 1, 9, 45, 8, 40, 3, 3, 2, 2, 1, 1, 1, 1, 0, 1, 1, false, true, MDL_ACT_RELU6, 1},
-        {false, 1, 6, 40, 8, 16, 1, 3, 1, 1, 1, 1, 0, 1, 0, 1, 1, true, false, MDL_ACT_CLIP, 1},
-        {false, 1, 5, 18, 64, 33, 2, 2, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, true, MDL_ACT_NONE, 0.1},
+        {false, 1, 20, 37, 3, 32, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_RELU, 1, 0},
+        {false, 2, 12, 40, 3, 5, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_NONE, 1, 0},
+        {false, 2, 10, 33, 4, 17, 3, 3, 1, 1, 2, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_NONE, 1, 0},
+        {false, 1, 9, 45, 8, 40, 3, 3, 2, 2, 1, 1, 1, 1, 0, 1, 1, false, true, MDL_ACT_RELU6, 1, 0},
+        {false, 1, 6, 40, 8, 16, 1, 3, 1, 1, 1, 1, 0, 1, 0, 1, 1, true, false, MDL_ACT_CLIP, 1, 0},
+        {false, 1, 5, 18, 64, 33, 2, 2, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, true, MDL_ACT_NONE, 0.1, 0},
         /* depthwise by vpdpbusd (KH <= 4, stride 1 across): full channel blocks and a tail,
            rows inside and at the borders, KW 3 (weights in registers) and others */
-        {true, 2, 7, 19, 40, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU6, 1},
-        {true, 1, 9, 11, 48, 48, 2, 3, 2, 1, 1, 2, 0, 2, 1, 1, 1, true, false, MDL_ACT_NONE, 0.1},
-        {true, 1, 8, 6, 17, 17, 4, 1, 1, 1, 2, 1, 2, 0, 1, 0, 1, false, true, MDL_ACT_RELU, 1},
-        {true, 1, 6, 9, 16, 16, 3, 5, 1, 1, 1, 1, 0, 2, 0, 2, 1, true, true, MDL_ACT_NONE, 1e-4},
-        {true, 1, 5, 5, 33, 33, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_CLIP, 4.0},
-        {true, 1, 6, 9, 136, 136, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU6, 1},
-        {true, 1, 5, 4, 64, 64, 4, 2, 1, 1, 1, 1, 1, 0, 2, 1, 1, true, false, MDL_ACT_NONE, 0.1},
+        {true, 2, 7, 19, 40, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU6, 1, 0},
+        {true, 1, 9, 11, 48, 48, 2, 3, 2, 1, 1, 2, 0, 2, 1, 1, 1, true, false, MDL_ACT_NONE, 0.1, 0},
+        {true, 1, 8, 6, 17, 17, 4, 1, 1, 1, 2, 1, 2, 0, 1, 0, 1, false, true, MDL_ACT_RELU, 1, 0},
+        {true, 1, 6, 9, 16, 16, 3, 5, 1, 1, 1, 1, 0, 2, 0, 2, 1, true, true, MDL_ACT_NONE, 1e-4, 0},
+        {true, 1, 5, 5, 33, 33, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_CLIP, 4.0, 0},
+        {true, 1, 6, 9, 136, 136, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU6, 1, 0},
+        {true, 1, 5, 4, 64, 64, 4, 2, 1, 1, 1, 1, 1, 0, 2, 1, 1, true, false, MDL_ACT_NONE, 0.1, 0},
         /* depthwise with quads built in registers (mdl__qdw_vnni_reg, any stride): 3x3 stride 2
            with symmetric and TF-style padding, several blocks and a tail; stride 3, dilation,
            KH 4 x KW 5, one kernel row; multipliers that take the general epilogue */
-        {true, 1, 11, 13, 40, 40, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU6, 1},
-        {true, 2, 10, 12, 101, 101, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1, 1, true, true, MDL_ACT_NONE, 0.1},
-        {true, 1, 9, 17, 21, 21, 3, 3, 2, 3, 1, 1, 1, 1, 1, 1, 1, false, true, MDL_ACT_CLIP, 1},
-        {true, 1, 8, 15, 33, 33, 4, 5, 2, 2, 1, 2, 2, 3, 1, 2, 1, true, false, MDL_ACT_RELU, 1e-4},
-        {true, 1, 7, 9, 16, 16, 1, 3, 1, 2, 1, 1, 0, 1, 0, 1, 1, true, true, MDL_ACT_NONE, 4.0},
-        {true, 1, 12, 12, 64, 64, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU, 1e-4},
+        {true, 1, 11, 13, 40, 40, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU6, 1, 0},
+        {true, 2, 10, 12, 101, 101, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1, 1, true, true, MDL_ACT_NONE, 0.1, 0},
+        {true, 1, 9, 17, 21, 21, 3, 3, 2, 3, 1, 1, 1, 1, 1, 1, 1, false, true, MDL_ACT_CLIP, 1, 0},
+        {true, 1, 8, 15, 33, 33, 4, 5, 2, 2, 1, 2, 2, 3, 1, 2, 1, true, false, MDL_ACT_RELU, 1e-4, 0},
+        {true, 1, 7, 9, 16, 16, 1, 3, 1, 2, 1, 1, 0, 1, 0, 1, 1, true, true, MDL_ACT_NONE, 4.0, 0},
+        {true, 1, 12, 12, 64, 64, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU, 1e-4, 0},
         /* 1x1 over more than one AMX row block (256 rows) with a partial last tile: K with and
            without a tail of K % 64, panel pairs and a single panel */
-        {false, 1, 19, 19, 72, 40, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_RELU6, 1},
-        {false, 2, 13, 11, 64, 16, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, false, true, MDL_ACT_NONE, 1e-4},
-        {false, 1, 17, 16, 128, 50, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, false, MDL_ACT_CLIP, 4.0},
+        {false, 1, 19, 19, 72, 40, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_RELU6, 1, 0},
+        {false, 2, 13, 11, 64, 16, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, false, true, MDL_ACT_NONE, 1e-4, 0},
+        {false, 1, 17, 16, 128, 50, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, false, MDL_ACT_CLIP, 4.0, 0},
         /* K below one AMX tile's depth (only the K % 64 tiles): 24 and 36 */
-        {false, 1, 9, 8, 24, 40, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_RELU6, 1},
-        {false, 2, 5, 7, 36, 20, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, false, true, MDL_ACT_NONE, 0.1},
+        {false, 1, 9, 8, 24, 40, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_RELU6, 1, 0},
+        {false, 2, 5, 7, 36, 20, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, false, true, MDL_ACT_NONE, 0.1, 0},
+    };
+    agree ag = {0};
+    for (size_t i = 0; i < COUNT(cases); i++)
+        run_case(&cases[i], &ag);
+    report(&ag);
+}
+
+/* The paths that read padded bands instead of im2col (conv_int8.c): a kernel row of at most 16
+   values (1 to 4 channels; x86) and block-sparse weights, over odd channel counts, strides,
+   vertical dilation, asymmetric padding, several images, and inputs that take several bands. */
+static void test_conv_bands(void **state) {
+    (void)state;
+    th_seed(93);
+    static const conv_case cases[] = {
+        /* short rows: the digits CNN's first layer, odd OC, 3 and 2 channels, KW 5 and 7 */
+        {false, 1, 8, 8, 1, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU, 1, 0},
+        {false, 2, 7, 9, 1, 17, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, false, true, MDL_ACT_NONE, 1, 0},
+        {false, 1, 11, 10, 3, 33, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU6, 1, 0},
+        {false, 1, 9, 13, 2, 70, 3, 5, 1, 2, 2, 1, 0, 2, 2, 1, 1, true, false, MDL_ACT_CLIP, 0.1, 0},
+        {false, 1, 6, 13, 1, 5, 1, 7, 1, 1, 1, 1, 0, 3, 0, 3, 1, true, true, MDL_ACT_NONE, 4.0, 0},
+        {false, 1, 12, 12, 3, 24, 5, 5, 1, 3, 1, 1, 2, 2, 2, 2, 1, true, true, MDL_ACT_RELU, 1e-4, 0},
+        {false, 1, 10, 8, 4, 8, 4, 4, 2, 1, 1, 1, 1, 2, 2, 1, 1, false, true, MDL_ACT_NONE, 1, 0},
+        {false, 2, 5, 4, 1, 1, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_NONE, 1, 0},
+        /* several bands (the padded input larger than the tile's bytes), output rows < 16 */
+        {false, 1, 3000, 10, 1, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU, 1, 0},
+        /* rows of 16+ outputs: run_rows (measured faster there) */
+        {false, 1, 20, 190, 1, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU, 1, 0},
+        /* block-sparse: the digits CNN's second layer in every pattern, then other shapes */
+        {false, 1, 4, 4, 16, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU, 1, 1 + P_EMPTY},
+        {false, 1, 4, 4, 16, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU, 1, 1 + P_BLOCKS_10},
+        {false, 1, 4, 4, 16, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU, 1, 1 + P_BLOCKS_50},
+        {false, 1, 4, 4, 16, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, false, true, MDL_ACT_NONE, 1, 1 + P_GROUP_GAPS},
+        {false, 1, 4, 4, 16, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, false, MDL_ACT_NONE, 1, 1 + P_ELEMENTS_80},
+        {false, 1, 4, 4, 16, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU6, 1, 1 + P_DENSE},
+        {false, 2, 9, 7, 5, 17, 3, 3, 2, 1, 2, 2, 1, 0, 2, 1, 1, true, true, MDL_ACT_CLIP, 0.1, 1 + P_BLOCKS_50},
+        {false, 1, 6, 20, 3, 40, 3, 3, 1, 2, 1, 1, 1, 1, 1, 1, 1, false, true, MDL_ACT_NONE, 1e-4, 1 + P_BLOCKS_10},
+        {false, 1, 5, 5, 33, 9, 2, 3, 1, 1, 1, 3, 0, 2, 1, 2, 1, true, false, MDL_ACT_RELU, 4.0, 1 + P_GROUP_GAPS},
+        {false, 1, 100, 100, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_NONE, 1, 1 + P_BLOCKS_50},
+        /* kernel rows of 96, 120 and 128 bytes (two vpermt2b tables), 129 (too long for them) */
+        {false, 1, 7, 9, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU, 1, 1 + P_BLOCKS_10},
+        {false, 2, 6, 5, 40, 17, 3, 3, 2, 1, 1, 1, 1, 1, 0, 1, 1, false, true, MDL_ACT_NONE, 0.1, 1 + P_DENSE},
+        {false, 1, 5, 6, 64, 24, 3, 2, 1, 1, 2, 1, 2, 0, 1, 1, 1, true, false, MDL_ACT_RELU6, 4.0, 1 + P_GROUP_GAPS},
+        {false, 1, 5, 6, 43, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_NONE, 1, 1 + P_BLOCKS_50},
+        /* a kernel row of exactly 64 bytes (one vpermb table), and 2 x 32 */
+        {false, 1, 6, 7, 16, 24, 2, 4, 1, 1, 1, 1, 1, 2, 0, 1, 1, true, true, MDL_ACT_NONE, 1, 1 + P_BLOCKS_50},
+        {false, 2, 5, 5, 32, 13, 3, 2, 1, 1, 1, 1, 1, 0, 1, 1, 1, false, true, MDL_ACT_RELU, 0.1, 1 + P_ELEMENTS_80},
     };
     agree ag = {0};
     for (size_t i = 0; i < COUNT(cases); i++)
@@ -249,6 +324,7 @@ static void test_conv_random(void **state) {
         t.bias = it % 5 != 1;
         t.act = (mdl_activation)(it % MDL_ACT_COUNT);
         t.mult_scale = mults[it % COUNT(mults)];
+        if (!t.dw && t.group == 1 && it % 3 == 2) t.sparse = 1 + (it / 3) % P_COUNT;
         run_case(&t, &ag);
     }
     report(&ag);
@@ -404,13 +480,100 @@ static void test_run_without_pack(void **state) {
     }
 }
 
+/* A session may run a kernel at other input dims than those it was packed for (resize: the packed
+   data is shared, prepare runs again): run must not take the packed cache of the old dims.  Packed
+   at 1x8x8 (the short-row band path) and 2x8x8x16 (the sparse one), run at other batch and
+   spatial sizes, every output exactly the reference's arithmetic. */
+static void test_other_dims(void **state) {
+    (void)state;
+    th_seed(94);
+    for (int sp = 0; sp < 2; sp++) {
+        const int64_t C = sp ? 16 : 1, OC = sp ? 24 : 16, K = 9 * C;
+        int8_t *w = malloc((size_t)(K * OC));
+        for (int64_t i = 0; i < K * OC; i++) w[i] = (int8_t)th_rand_int(-127, 127);
+        mdl__bsr bsr;
+        void *bmem = NULL;
+        if (sp) {
+            th_sparse_pattern(w, 1, OC, K, 1, OC, P_BLOCKS_50);
+            int8_t *wt = malloc((size_t)(K * OC));
+            for (int64_t k = 0; k < K; k++)
+                for (int64_t oc = 0; oc < OC; oc++) wt[oc * K + k] = w[k * OC + oc];
+            size_t bytes = mdl__bsr_bytes_s8(OC, mdl__bsr_count_s8(OC, K, wt, K));
+            bmem = aligned_alloc(32, (bytes + 31) / 32 * 32);
+            mdl__bsr_build_s8(OC, K, wt, K, bmem, &bsr);
+            free(wt);
+        }
+        float sx = 0.05f, sw = 0.01f, sy = 0.3f;
+        int64_t zx = 7, zy = -3, z0 = 0;
+        mdl__tensor tx = {.name = "x", .dtype = MDL_DTYPE_INT8, .rank = 4, .dims = {1, 8, 8, C},
+                          .count = 64 * C, .nquant = 1, .scale = &sx, .zero_point = &zx};
+        mdl__tensor tw = {.name = "w", .dtype = MDL_DTYPE_INT8, .rank = 4, .dims = {3, 3, C, OC},
+                          .count = K * OC, .data = w, .nquant = 1, .scale = &sw, .zero_point = &z0,
+                          .sparse = sp ? &bsr : NULL, .sparse_transposed = sp};
+        mdl__tensor ty = {.name = "y", .dtype = MDL_DTYPE_INT8, .rank = 4, .dims = {1, 8, 8, OC},
+                          .count = 64 * OC, .nquant = 1, .scale = &sy, .zero_point = &zy};
+        mdl_op_options o = mdl_op_options_default(MDL_OP_CONV2D);
+        o.conv.pad[0] = o.conv.pad[1] = o.conv.pad[2] = o.conv.pad[3] = 1;
+        mdl_error err = {0};
+        mdl__kctx c = {.op = MDL_OP_CONV2D, .name = "c", .opt = &o, .nin = 2, .nout = 1, .err = &err};
+        c.in[0] = &tx, c.in[1] = &tw, c.out[0] = &ty;
+        c.in_data[1] = w;
+        const mdl__kernel *k = mdl__kernel_find(MDL_OP_CONV2D, MDL_DTYPE_INT8);
+        assert_int_equal(k->prepare(&c), MDL_OK);
+        const size_t packed_bytes = c.packed_bytes;
+        void *packed = aligned_alloc(64, (packed_bytes + 63) / 64 * 64);
+        c.packed = packed;
+        assert_int_equal(k->pack(&c), MDL_OK);
+        static const int64_t dims[][3] = {{1, 8, 8}, {2, 8, 8}, {1, 5, 11}, {3, 9, 6}};
+        for (size_t d = 0; d < COUNT(dims); d++) {
+            const int64_t N = dims[d][0], H = dims[d][1], W = dims[d][2];
+            tx.dims[0] = N, tx.dims[1] = H, tx.dims[2] = W, tx.count = N * H * W * C;
+            ty.dims[0] = N, ty.dims[1] = H, ty.dims[2] = W, ty.count = N * H * W * OC;
+            assert_int_equal(k->prepare(&c), MDL_OK);
+            assert_int_equal(c.packed_bytes, packed_bytes); /* so the session shares packed */
+            c.packed = packed;
+            int8_t *x = malloc((size_t)tx.count), *y = malloc((size_t)ty.count);
+            void *scratch = aligned_alloc(64, (c.scratch_bytes + 63) / 64 * 64 + 64);
+            for (int64_t i = 0; i < tx.count; i++) x[i] = (int8_t)th_rand_int(-128, 127);
+            c.in_data[0] = x, c.out_data[0] = y, c.scratch = scratch;
+            assert_int_equal(k->run(&c), MDL_OK);
+            mdl__qmul q;
+            assert_true(mdl__qmul_from_real((double)sx * sw / sy, &q));
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t oh = 0; oh < H; oh++)
+                    for (int64_t ow = 0; ow < W; ow++)
+                        for (int64_t oc = 0; oc < OC; oc++) {
+                            int64_t acc = 0;
+                            for (int64_t kh = 0; kh < 3; kh++)
+                                for (int64_t kw = 0; kw < 3; kw++)
+                                    for (int64_t ci = 0; ci < C; ci++) {
+                                        int64_t ih = oh - 1 + kh, iw = ow - 1 + kw;
+                                        if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                                        acc += (x[((n * H + ih) * W + iw) * C + ci] - zx) *
+                                               w[((kh * 3 + kw) * C + ci) * OC + oc];
+                                    }
+                            int want = mdl__requant((int32_t)acc, q, (int32_t)zy, -128, 127);
+                            int got = y[((n * H + oh) * W + ow) * OC + oc];
+                            if (got != want)
+                                fail_msg("%s, dims %lldx%lldx%lld at [%lld,%lld,%lld,%lld]: %d, the reference's %d",
+                                         sp ? "sparse" : "dense", (long long)N, (long long)H, (long long)W,
+                                         (long long)n, (long long)oh, (long long)ow, (long long)oc, got, want);
+                        }
+            free(x), free(y), free(scratch);
+        }
+        free(packed), free(w), free(bmem);
+    }
+}
+
 int main(int argc, char **argv) {
     (void)argc;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv_shapes),
+        cmocka_unit_test(test_conv_bands),
         cmocka_unit_test(test_conv_random),
         cmocka_unit_test(test_conv_rejects),
         cmocka_unit_test(test_run_without_pack),
+        cmocka_unit_test(test_other_dims),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     failed += th_same_outputs_at_lower_levels(argv[0]);

@@ -7,6 +7,7 @@
    bias, and sparsity patterns from empty (no block at all) through empty row groups and
    element-wise (unstructured) sparsity to dense. */
 #include "common/harness.h"
+#include "common/sparse_pattern.h"
 
 #include "ops/ops.h"
 #include "ops/sparse.h"
@@ -27,28 +28,9 @@ static const int64_t Ks[] = {1, 2, 5, 64, 100};
 static const float los[] = {-INFINITY, 0.0f, 0.0f, -0.5f};
 static const float his[] = {INFINITY, INFINITY, 6.0f, 0.5f};
 
-/* Sparsity patterns of W [N, K]. */
-enum { P_EMPTY, P_BLOCKS_10, P_BLOCKS_50, P_GROUP_GAPS, P_ELEMENTS_80, P_DENSE, P_COUNT };
-
 static void make_weights(float *W, int64_t N, int64_t K, int pattern) {
     th_fill_uniform(W, N * K, -1, 1);
-    for (int64_t n0 = 0; n0 < N; n0 += MDL_SPARSE_BN)
-        for (int64_t k = 0; k < K; k++) {
-            int keep;
-            switch (pattern) {
-            case P_EMPTY: keep = 0; break;
-            case P_BLOCKS_10: keep = th_uniform(0, 1) < 0.1f; break;
-            case P_BLOCKS_50: keep = th_uniform(0, 1) < 0.5f; break;
-            case P_GROUP_GAPS:
-                keep = (n0 / MDL_SPARSE_BN) % 2 == 0 && th_uniform(0, 1) < 0.3f;
-                break;
-            default: keep = 1; break;
-            }
-            for (int64_t n = n0; n < n0 + MDL_SPARSE_BN && n < N; n++) {
-                if (!keep) W[n * K + k] = 0.0f;
-                if (pattern == P_ELEMENTS_80 && th_uniform(0, 1) < 0.8f) W[n * K + k] = 0.0f;
-            }
-        }
+    th_sparse_pattern(W, sizeof *W, N, K, K, 1, pattern);
 }
 
 typedef struct problem {

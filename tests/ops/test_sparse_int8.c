@@ -10,6 +10,7 @@
    from empty (no block at all) through empty row groups and element-wise sparsity to dense.
    main() reruns the program at each lower MDL_CPU_LEVEL. */
 #include "common/harness.h"
+#include "common/sparse_pattern.h"
 
 #include "ops/int8.h"
 #include "ops/ops.h"
@@ -29,25 +30,9 @@ static const int64_t Ms[] = {1, 2, 3, 4, 5, 9, 33};
 static const int64_t Ns[] = {1, 7, 8, 9, 17, 40};
 static const int64_t Ks[] = {1, 2, 5, 64, 100};
 
-enum { P_EMPTY, P_BLOCKS_10, P_BLOCKS_50, P_GROUP_GAPS, P_ELEMENTS_80, P_DENSE, P_COUNT };
-
 static void make_weights(int8_t *W, int64_t N, int64_t K, int pattern) {
     for (int64_t i = 0; i < N * K; i++) W[i] = (int8_t)th_rand_int(-127, 127);
-    for (int64_t n0 = 0; n0 < N; n0 += MDL_SPARSE_BN)
-        for (int64_t k = 0; k < K; k++) {
-            int keep;
-            switch (pattern) {
-            case P_EMPTY: keep = 0; break;
-            case P_BLOCKS_10: keep = th_uniform(0, 1) < 0.1f; break;
-            case P_BLOCKS_50: keep = th_uniform(0, 1) < 0.5f; break;
-            case P_GROUP_GAPS: keep = (n0 / MDL_SPARSE_BN) % 2 == 0 && th_uniform(0, 1) < 0.3f; break;
-            default: keep = 1; break;
-            }
-            for (int64_t n = n0; n < n0 + MDL_SPARSE_BN && n < N; n++) {
-                if (!keep) W[n * K + k] = 0;
-                if (pattern == P_ELEMENTS_80 && th_uniform(0, 1) < 0.8f) W[n * K + k] = 0;
-            }
-        }
+    th_sparse_pattern(W, sizeof *W, N, K, K, 1, pattern);
 }
 
 typedef struct problem {

@@ -85,3 +85,14 @@ bool mdl__cpu_has_vnni(void) {
     }
     return v == 1;
 }
+
+bool mdl__cpu_has_vbmi(void) {
+    static int cached = -1; /* as in sublevel */
+    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = mdl__cpu_has_vnni() && __builtin_cpu_supports("avx512vbmi");
+        __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
+    }
+    return v == 1;
+}

@@ -76,6 +76,56 @@ void mdl__qdw_pack(const mdl__qgemm_packed *p, const int8_t *w, int32_t zx, int6
                    int64_t KW, void *extra);
 void mdl__qdw_vnni_reg(const mdl__qdw_args *a, const void *extra);
 
+/* CONV2D whose kernel row reads few values (KW * C <= MDL_QCS_MAX_RUN, no groups, no horizontal
+   dilation; conv_int8.c): direct, without im2col.  The input is a band of padded rows (padding
+   = zx) widened to int16, rows of rs elements, one readable element past the band's end; the
+   weights are packed per kernel row as int16 pairs of adjacent row values (the last pair's
+   second weight 0 when KW * C is odd) for every output channel, so one vpmaddwd multiplies a
+   pair of input values (one 32-bit broadcast) with 8 or 16 channels.  y[oh, ow, oc] =
+   requant(p->bias[oc] + sum x * w): p's bias has the zero point folded in over every tap
+   (mdl__qgemm_pack), which the zx padding makes exact, so the result is the GEMM core's. */
+#define MDL_QCS_MAX_RUN 16
+typedef struct mdl__qcs_args {
+    const int16_t *x;  /* the band's first padded row */
+    int64_t rs;        /* elements per padded row */
+    int64_t OH, OW;    /* output rows of this band, output columns */
+    int64_t sh, sw, dh, C, KH, P; /* P: pairs per kernel row, (KW * C + 1) / 2 */
+    const mdl__qgemm_packed *p;
+    const int32_t *w; /* [KH][P][ocpad] pairs (mdl__qcs_pack) */
+    int64_t OC, ocpad;
+    int8_t *y; /* the band's first output pixel, OC values per pixel */
+} mdl__qcs_args;
+/* Bytes of the packed weights (64-byte multiple), and the packing from HWIO w [KH, KW, C, OC]. */
+size_t mdl__qcs_pack_bytes(int64_t KH, int64_t KW, int64_t C, int64_t OC);
+void mdl__qcs_pack(const int8_t *w, int64_t KH, int64_t KW, int64_t C, int64_t OC, void *out);
+void mdl__qcs_avx2(const mdl__qcs_args *a);
+void mdl__qcs_vnni(const mdl__qcs_args *a); /* AVX-512 VNNI (vpdpwssd); AVX-512 alone: avx2 */
+
+/* CONV2D with block-sparse weights (8x1 blocks over output channels, sparse.h) whose kernel row
+   reads at most 128 bytes (KW * C <= 128, no groups, no horizontal dilation; conv_int8.c),
+   AVX-512 VNNI + VBMI (qsparse_conv_avx512.c).  Per output pixel, vpermb (vpermt2b for a row
+   longer than 64 bytes) gathers the input value of every stored block from the pixel's KH kernel
+   rows of a padded band (values + 128, unsigned; index vectors and masks packed at load) into
+   one byte vector, each 8-channel group's blocks in quads; one vpdpbusd multiplies a quad of two
+   groups with their 16 channels' 4 weights.  The packed bias subtracts the 128 * (sum of the
+   weights) the unsigned inputs add; integer sums are exact, the epilogue is mdl__requant
+   lane-wise: the GEMM core's result.  0 bytes: not this kernel's shape. */
+#define MDL_QSC_MAX_RUN 128
+size_t mdl__qsc_pack_bytes(const struct mdl__bsr *W, int64_t KH, int64_t KWC);
+void mdl__qsc_pack(const mdl__qgemm_packed *p, const struct mdl__bsr *W, int64_t KH, int64_t KWC,
+                   void *out);
+typedef struct mdl__qsc_args {
+    const uint8_t *x; /* the band's first padded row (values + 128) */
+    int64_t rs;       /* bytes per padded row */
+    int64_t OH, OW;   /* output rows of this band, output columns */
+    int64_t sh, sw, dh, C, KH, KWC;
+    const mdl__qgemm_packed *p;
+    const void *pk; /* mdl__qsc_pack's data */
+    int64_t OC;
+    int8_t *y; /* the band's first output pixel, OC values per pixel */
+} mdl__qsc_args;
+void mdl__qsc_vnni(const mdl__qsc_args *a);
+
 /* ---- elementwise (q8_elem_avx2.c; identical to the portable loops) ------------------------- */
 
 /* QUANTIZE of n floats with one scale and zero point into int8 (qmin -128) or uint8 (qmin 0). */

@@ -40,18 +40,21 @@ static inline __attribute__((always_inline)) void tile(const mdl__qgemm_packed *
     const int64_t groups = mdl__bsr_groups(W->N);
     for (int64_t g = 0; g < groups; g++) {
         __m256i acc[QMR];
+#pragma GCC unroll 4
         for (int i = 0; i < R; i++) acc[i] = _mm256_setzero_si256();
         int32_t j = W->ptr[g];
         const int32_t e = W->ptr[g + 1];
         for (; j + 1 < e; j += 2) {
             const __m256i w = pair_weights(W->val8 + (int64_t)j * MDL_SPARSE_BN);
             const int32_t c0 = W->col[j], c1 = W->col[j + 1];
+#pragma GCC unroll 4
             for (int i = 0; i < R; i++)
                 acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(w, pair_inputs(A[i * lda + c0], A[i * lda + c1])));
         }
         if (j < e) {
             const __m256i w = single_weights(W->val8 + (int64_t)j * MDL_SPARSE_BN);
             const int32_t c0 = W->col[j];
+#pragma GCC unroll 4
             for (int i = 0; i < R; i++)
                 acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(w, pair_inputs(A[i * lda + c0], 0)));
         }
@@ -62,6 +65,7 @@ static inline __attribute__((always_inline)) void tile(const mdl__qgemm_packed *
         const __m256i shift = _mm256_loadu_si256((const __m256i *)(p->shift + n0));
         const __m256i bias = _mm256_loadu_si256((const __m256i *)(p->bias + n0));
         const __m256i zy = _mm256_set1_epi32(p->zy), lo = _mm256_set1_epi32(p->lo), hi = _mm256_set1_epi32(p->hi);
+#pragma GCC unroll 4
         for (int i = 0; i < R; i++) {
             int64_t v = narrow8(requant8(_mm256_add_epi32(acc[i], bias), mult, shift, zy, lo, hi));
             if (nr == MDL_SPARSE_BN) memcpy(C + i * ldc + n0, &v, 8);

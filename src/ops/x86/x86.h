@@ -36,6 +36,8 @@ bool mdl__cpu_has_amx(void);
 /* AVX-512 VNNI (vpdpbusd, the int8 kernels): only when mdl__cpu_level() is MDL_CPU_AVX512, so
    MDL_CPU_LEVEL=1 or 0 turns it off too.  Cached like the level. */
 bool mdl__cpu_has_vnni(void);
+/* AVX-512 VBMI (vpermb) as well as VNNI: the block-sparse int8 conv (qsparse_conv_avx512.c). */
+bool mdl__cpu_has_vbmi(void);
 
 /* ---- packed B panels ------------------------------------------------------------------------
    B [N,K] is cut into column panels: starting at column j0 = 0, NR, 2 NR, ... each panel is
