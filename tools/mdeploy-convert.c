@@ -530,6 +530,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     if ((sign_key || enc_key) && !seal_file(out, out, sign_key, enc_key, "mdeploy-convert")) {
+        remove(out); /* not left unsigned or unencrypted */
         mdl_convert_report_free(&r);
         return 1;
     }
