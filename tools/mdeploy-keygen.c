@@ -21,11 +21,16 @@ static const tool_cli cli = {
 };
 
 int main(int argc, char **argv) {
-    const char *sign = NULL, *encryption = NULL;
+    const char *sign = NULL, *encryption = NULL, *extra = NULL;
     for (int c; (c = tool_getopt(&cli, argc, argv)) != -1;) {
         if (c == 256) sign = tool_optarg;
         else if (c == 257) encryption = tool_optarg;
-        else return tool_usage_error(&cli, "unexpected argument");
+        else if (!extra) extra = tool_optarg; /* reported after every option was parsed */
+    }
+    if (extra) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "unexpected argument '%.500s'", extra);
+        return tool_usage_error(&cli, msg);
     }
     if (!sign == !encryption) return tool_usage_error(&cli, "give one of --sign PREFIX or --encryption FILE");
     mdl_error err;

@@ -16,7 +16,7 @@ import json
 import os
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, NoReturn, Optional
 
 import numpy as np
 
@@ -320,8 +320,16 @@ def _metadata_args(items: Optional[List[str]]) -> Optional[Dict[str, str]]:
     return out
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad command line: the message (naming the option) and where the help is; exit status 2,
+    as the C tools (tools/tool_util.h)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m mdeploy", description="mdeploy command-line tools (Python front end)")
+    p = _Parser(prog="python -m mdeploy", description="mdeploy command-line tools (Python front end)")
     p.add_argument("--version", action="version", version=f"mdeploy {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
