@@ -164,8 +164,8 @@ deps-demo:
 # The whole test suite: CMocka tests (default build, BLAS=0, and BLAS=0 under ASan+UBSan), flatc
 # conformance, replay of the corrupt-model corpus + a short fuzz run, the firmware images run
 # under QEMU (Cortex-M4, Cortex-M7, RV32) and compared with the host, the worker pool under
-# ThreadSanitizer, make install, Python tests, and the Spark batch-scoring test when Java and
-# pyspark are installed (check-spark).
+# ThreadSanitizer, make install, the SODIUM=0 runtime (check-nosodium), Python tests, and the
+# Spark batch-scoring test when Java and pyspark are installed (check-spark).
 check: deps
 	@$(MAKE) --no-print-directory all tests
 	@$(MAKE) --no-print-directory BLAS=0 tests
