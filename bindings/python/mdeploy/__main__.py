@@ -5,7 +5,7 @@ subcommand's ``--help`` lists its options; README.md, "Command-line tools", list
 tools have that these do not)::
 
     python -m mdeploy convert net.onnx -o net.mdl --input-shape x=64x784 --model-version 1.0
-    python -m mdeploy inspect net.mdl [--json]
+    python -m mdeploy inspect net.mdl [--json] [--verify --public-key release.pub]
     python -m mdeploy run net.mdl -i x.npy -o y.npy [--threads 2] [--json]
 """
 
@@ -20,7 +20,7 @@ from typing import Any, Dict, List, NoReturn, Optional
 
 import numpy as np
 
-from . import Error, Model, TensorInfo, __version__, convert, encrypt, inspect_onnx, sign
+from . import Error, Model, TensorInfo, __version__, convert, encrypt, inspect_onnx, seal_info, sign
 
 
 def _shape(shape: Any) -> str:
@@ -64,9 +64,72 @@ def _inspect_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    """``--verify``: the checks of mdeploy-inspect --verify, one line each, in its words; 1 when
+    one fails."""
+    keys = args.public_key or []
+    failed = 0
+    with open(args.model, "rb") as f:
+        data = f.read()
+    print(args.model)
+    info = None
+    try:
+        info = seal_info(data)
+    except Error as e:
+        print(f"  digest:    FAILED: {e}")
+        failed += 1
+    if info is not None:
+        if not info["has_seal"]:
+            print("  digest:    none (written before format 2.3: the content cannot be checked)")
+        else:
+            print(f"  digest:    ok (SHA-256 {info['digest']})")
+        if not info["signed"]:
+            print("  signature: unsigned" + (" (FAILED: public keys were given)" if keys else ""))
+            failed += bool(keys)
+        elif not keys:
+            print(f"  signature: present, not checked (key id {info['key_id']}; give --public-key)")
+        else:
+            try:
+                seal_info(data, keys)
+                print(f"  signature: ok (Ed25519, key id {info['key_id']})")
+            except Error as e:
+                print(f"  signature: FAILED: {e}")
+                failed += 1
+        low = info["security_counter"] < args.min_counter
+        print(f"  counter:   {info['security_counter']}" + (" (FAILED: below --min-counter)" if low else ""))
+        failed += low
+        enc = ("yes (XChaCha20-Poly1305)" if args.decryption_key else "yes (give --decryption-key to check inside)"
+               ) if info["encrypted"] else "no"
+        print(f"  encrypted: {enc}")
+        if not (info["encrypted"] and not args.decryption_key):
+            try:
+                m = Model(args.model, public_keys=keys or None, decryption_key=args.decryption_key,
+                          min_counter=args.min_counter)
+            except Error as e:
+                print(f"  load:      FAILED: {e}")
+                failed += 1
+            else:
+                print(f"  load:      ok (version '{m.version}', security counter {m.security_counter})")
+                try:
+                    r = m.selftest()
+                    if not r["cases"]:
+                        print("  selftest:  none (the file has no self-test vectors)")
+                    else:
+                        print(f"  selftest:  passed: {r['passed']} cases, {r['elements']} output elements, max |error| "
+                              f"{r['max_abs_error']:.3g} (oracle {r['oracle'] or 'unnamed'}, atol {r['atol']:g}, "
+                              f"rtol {r['rtol']:g})")
+                except Error as e:
+                    print(f"  selftest:  FAILED: {e}")
+                    failed += 1
+    print("verify: FAILED" if failed else "verify: ok")
+    return 1 if failed else 0
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
     if str(args.model).lower().endswith(".onnx"):
         return _inspect_onnx(args)
+    if args.verify:
+        return _verify(args)
     m = Model(args.model, public_keys=args.public_key or None, decryption_key=args.decryption_key,
               min_counter=args.min_counter)
     tensors = m.tensors
@@ -348,6 +411,8 @@ def _parser() -> argparse.ArgumentParser:
                        epilog="example: python -m mdeploy inspect net.mdl --json")
     i.add_argument("model")
     i.add_argument("--json", action="store_true", help="print it all as JSON")
+    i.add_argument("--verify", action="store_true",
+                   help="check digest, signature (with --public-key), counter, load and self-test; exit status 1 when one fails")
     i.add_argument("--public-key", action="append", metavar="PUB", help="an Ed25519 public key file (repeatable): the model must be signed by one")
     i.add_argument("--decryption-key", metavar="KEY", help="open an encrypted model with this key file")
     i.add_argument("--min-counter", type=int, default=0, metavar="N", help="refuse a security counter below N (anti-rollback)")
