@@ -236,7 +236,61 @@ def _human(n: int) -> str:
     return f"{n} B"
 
 
+def _top1(mdl_path: str, x: str, y: str) -> "tuple[float, int]":
+    """Top-1 accuracy (%) and rows of a .mdl file on X.npy with integer labels Y.npy, run by the
+    runtime (mdl_eval_top1: what mdeploy-convert --eval X Y measures)."""
+    import ctypes
+
+    from . import _lib
+    from ._security import _error
+
+    with open(mdl_path, "rb") as f:
+        data = f.read()
+    acc, rows, err = ctypes.c_double(), ctypes.c_int64(), _lib.mdl_error()
+    st = _lib.convert_lib().mdl_eval_top1(data, len(data), os.fsencode(x), os.fsencode(y), ctypes.byref(acc),
+                                          ctypes.byref(rows), ctypes.byref(err))
+    if st:
+        raise _error(err, st)
+    return acc.value, rows.value
+
+
+def _eval_lines(args: argparse.Namespace, x: str, y: str) -> List[str]:
+    """mdeploy-convert's --eval X Y lines (tools/mdeploy-convert.c, eval_and_report): top-1 of
+    the float source (converted as it is) and of the written model; with --prune-sensitivity,
+    of float conversions with one prunable layer pruned at each of a few sparsities."""
+    import tempfile
+
+    lines: List[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        fl = os.path.join(tmp, "float.mdl")
+        fr = convert(args.onnx, fl, sparse_density=1.0)  # every prunable layer listed
+        before, rows = _top1(fl, x, y)
+        after, rows = _top1(args.output, x, y)
+        lines.append(f"  eval on {rows} rows: top-1 float source {before:.2f}%, converted {after:.2f}% "
+                     f"({after - before:+.2f} points)")
+        if args.prune_sensitivity:
+            levels = (0.5, 0.7, 0.8, 0.9, 0.95)
+            lines.append("  prune sensitivity (top-1 %, float, that layer alone pruned):")
+            lines.append(f"  {'layer':44s}" + "".join(f" {100 * v:7.0f}%" for v in levels))
+            for layer in fr.pruning:
+                name = layer["name"]
+                if "," in name or "=" in name:
+                    continue  # not expressible as NAME=S
+                accs = []
+                for v in levels:
+                    pm = os.path.join(tmp, "pruned.mdl")
+                    convert(args.onnx, pm, prune_layers={name: v})
+                    accs.append(_top1(pm, x, y)[0])
+                lines.append(f"  {name:44s}" + "".join(f" {a:7.2f}%" for a in accs))
+    return lines
+
+
 def _cmd_convert(args: argparse.Namespace) -> int:
+    eval_xy = args.eval if args.eval and len(args.eval) == 2 else None
+    if args.prune_sensitivity and not eval_xy:
+        raise SystemExit("mdeploy convert: --prune-sensitivity needs --eval X.npy Y.npy (rows and labels)")
+    if not args.quantize and args.eval and not eval_xy:
+        raise SystemExit("mdeploy convert: quantization options need --quantize int8")
     quant: dict = {}
     if args.quantize:
         ev = None
@@ -303,6 +357,11 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     )
     if args.sign or args.encrypt:
         _seal_file(args.output, args.sign, args.encrypt)
+    try:
+        eval_lines = _eval_lines(args, *eval_xy) if eval_xy else []
+    except Exception:
+        os.remove(args.output)  # no output file on failure, as mdeploy-convert
+        raise
     pruned = bool(prune.get("prune") or prune.get("prune_layers")) or any(
         l["storage"] == "sparse" for l in r.pruning)
     if args.report:
@@ -337,6 +396,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
             for l in r.pruning:
                 print(f"  {l['name']:44} {l['op']:15} {l['weights']:9d} {100 * l['sparsity']:8.1f}% "
                       f"{100 * l['block_density']:7.1f}% {l['storage']:10} {_human(l['bytes']):>10}")
+        for line in eval_lines:
+            print(line)
     return 0
 
 
@@ -436,7 +497,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--percentile", type=float, metavar="P", help="percentile method's clip point (default 99.99)")
     c.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor (default: per channel)")
     c.add_argument("--float-ops", metavar="NAME,...", help="keep these nodes in float")
-    c.add_argument("--eval", nargs="+", metavar="X.npy [Y.npy]", help="with --quantize: measure on these rows (Y: integer labels)")
+    c.add_argument("--eval", nargs="+", metavar="X.npy [Y.npy]",
+                   help="measure on these rows (Y: integer labels); with Y also the top-1 of the float source and the converted model")
     c.add_argument("--max-accuracy-drop", type=float, metavar="P", help="keep sensitive layers float until top-1 drops at most P points")
     c.add_argument("--max-output-error", type=float, metavar="E", help="same, until max |int8 - float| <= E")
     c.add_argument("--max-calibration-rows", type=int, metavar="N", help="use at most N calibration rows")
@@ -444,6 +506,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="prune the prunable layers' 8x1 weight blocks to sparsity S, or remove the share S of their channels")
     c.add_argument("--prune-layer", action="append", metavar="NAME=S", help="prune one layer at S (repeatable)")
     c.add_argument("--sparse-density", type=float, metavar="D", help="store sparse below this block density (0: never)")
+    c.add_argument("--prune-sensitivity", action="store_true",
+                   help="with --eval X Y: top-1 per prunable layer pruned alone at 0.5, 0.7, 0.8, 0.9 and 0.95")
     c.add_argument("--report", metavar="FILE.json", help="write the conversion report (quantization, pruning)")
     c.add_argument("--selftest-from", action="append", metavar="[NAME=]X.npy", help="an input of the stored self-test cases (repeatable)")
     c.add_argument("--selftest-expect", action="append", metavar="[NAME=]Y.npy", help="expected outputs from an outside oracle")

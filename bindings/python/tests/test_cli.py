@@ -149,3 +149,22 @@ def test_verify_same_as_c_tool(tmp_path, capsys):
         codes.append(rc)
     assert codes == [0, 0, 1, 1, 0, 0]
     assert "selftest:  passed: 1 cases" in c.stdout and "signature: ok" in c.stdout
+
+
+def test_convert_eval_lines_same_as_c_tool(tmp_path, capsys):
+    """convert --eval X Y --prune-sensitivity: the lines mdeploy-convert prints (top-1 of the float
+    source and of the pruned model, and the per-layer sensitivity table), both measured by the
+    runtime on the digits CNN; --eval X alone without --quantize is refused as by the C tool."""
+    d = REPO / "examples" / "digits"
+    args = [str(d / "digits_cnn.onnx"), "--prune", "magnitude:0.5", "--eval", str(d / "images.npy"),
+            str(d / "labels.npy"), "--prune-sensitivity"]
+    c = subprocess.run([str(_c_tool("mdeploy-convert")), *args, "-o", str(tmp_path / "c.mdl")], capture_output=True,
+                       text=True, check=True).stdout
+    assert main(["convert", *args, "-o", str(tmp_path / "p.mdl")]) == 0
+    py = capsys.readouterr().out
+    tail = lambda text: text[text.index("  eval on "):]  # noqa: E731
+    assert tail(py) == tail(c) and "prune sensitivity" in tail(c) and tail(c).count("%") >= 20
+    with pytest.raises(SystemExit, match="need --quantize int8"):
+        main(["convert", str(d / "digits_cnn.onnx"), "-o", str(tmp_path / "q.mdl"), "--eval", str(d / "images.npy")])
+    with pytest.raises(SystemExit, match="--prune-sensitivity needs --eval"):
+        main(["convert", str(d / "digits_cnn.onnx"), "-o", str(tmp_path / "q.mdl"), "--prune-sensitivity"])
