@@ -1,7 +1,6 @@
 /* mdeploy-bench: load time, session creation time, latency distribution, throughput, memory and
    (with --profile) a per-operator time table for one model.  Uses the public API only.
-   usage: mdeploy-bench MODEL.mdl|MODEL.onnx [-i IN.npy ...] [--warmup N] [--iters N] [--time S]
-                        [--threads N] [--blas-threads N] [--batch N] [--profile] [--json] [--zeros] [--seed N] */
+   Options: the table below (mdeploy-bench --help). */
 #include "mdeploy/convert.h"
 #include "mdeploy/mdeploy.h"
 #include "tool_util.h"

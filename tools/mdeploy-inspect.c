@@ -1,10 +1,7 @@
 /* mdeploy-inspect: metadata, inputs/outputs, operators with tensor shapes, weight and arena bytes.
    An ONNX model (MODEL.onnx): its inputs/outputs and operators, each marked with what the
    converter does with it (mdl_onnx_summarize).
-   usage: mdeploy-inspect MODEL.mdl|MODEL.onnx [--json]
-          mdeploy-inspect MODEL.mdl --verify [--public-key PUB]... [--decryption-key KEY]
-                          [--min-counter N]
-   --verify prints what the model's seal says (include/mdeploy/security.h) and whether it loads
+   Options: the table below (mdeploy-inspect --help).  --verify prints what the model's seal says (include/mdeploy/security.h) and whether it loads
    with these keys; exit status 1 when a check fails. */
 #include "mdeploy/convert.h"
 #include "mdeploy/mdeploy.h"

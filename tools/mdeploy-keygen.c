@@ -1,7 +1,5 @@
 /* mdeploy-keygen: key files for signed and encrypted models (include/mdeploy/security.h).
-   usage: mdeploy-keygen --sign PREFIX          PREFIX.key (Ed25519 secret, mode 0600) and
-                                                PREFIX.pub (public; give it to the loaders)
-          mdeploy-keygen --encryption FILE      a random XChaCha20-Poly1305 key (mode 0600) */
+   Options: the table below (mdeploy-keygen --help). */
 #include "mdeploy/security.h"
 #include "tool_util.h"
 

@@ -1,6 +1,6 @@
 /* mdeploy-sign: signs (and optionally encrypts) an existing sealed .mdl over the public API
    (include/mdeploy/security.h).
-   usage: mdeploy-sign MODEL.mdl --key KEY [--encrypt ENCKEY] [-o OUT.mdl]   (default: in place) */
+   Options: the table below (mdeploy-sign --help). */
 #include "seal_util.h"
 #include "tool_util.h"
 
