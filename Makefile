@@ -1,8 +1,9 @@
-# mdeploy — plain Makefile.  Options: BLAS=0|1 (default 1)  SAN=1 (ASan+UBSan)  TSAN=1  DEBUG=1
+# mdeploy — plain Makefile.  Options: BLAS=0|1 (default 1)  SODIUM=0|1 (default 1)  SAN=1 (ASan+UBSan)  TSAN=1  DEBUG=1
 # Targets: all check check-spark demo install fuzz fuzz-long bench firmware firmware-check firmware-report clean   (see README.md)
 # V=1 shows the compiler command lines (by default each step prints one short line, e.g. "CC x.o").
 
 BLAS ?= 1
+SODIUM ?= 1
 SIMD ?= 1
 SAN ?= 0
 TSAN ?= 0
@@ -26,7 +27,8 @@ mdl_version_part = $(shell sed -n 's/^\#define MDL_VERSION_$(1) \([0-9]*\).*/\1/
 VERSION_MAJOR := $(call mdl_version_part,MAJOR)
 VERSION := $(VERSION_MAJOR).$(call mdl_version_part,MINOR).$(call mdl_version_part,PATCH)
 
-CONFIG := $(if $(filter 1,$(DEBUG)),debug,release)$(if $(filter 0,$(BLAS)),-noblas)$(if $(filter 0,$(SIMD)),-nosimd)$(if $(filter 1,$(SAN)),-san)$(if $(filter 1,$(TSAN)),-tsan)
+mdl_config = $(if $(filter 1,$(DEBUG)),debug,release)$(if $(filter 0,$(BLAS)),-noblas)$(if $(filter 0,$(1)),-nosodium)$(if $(filter 0,$(SIMD)),-nosimd)$(if $(filter 1,$(SAN)),-san)$(if $(filter 1,$(TSAN)),-tsan)
+CONFIG := $(call mdl_config,$(SODIUM))
 B := build/$(CONFIG)
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
@@ -144,7 +146,7 @@ $(B)/examples/%: examples/%.c $(LIBS_A)
 $(B)/tests/%: tests/%.c $(TEST_COMMON) $(LIBS_A)
 	@mkdir -p $(dir $@)
 	$(Q)$(call say,LD,$@)$(CC) $(CPPFLAGS) -Itests -DMDL_BUILD_DIR='"$(B)"' $(CFLAGS) -Wno-shadow $(LDFLAGS) -o $@ $< $(TEST_COMMON) \
-	    $(LIBS_A) -lcmocka -lcjson $(CONVERT_LDLIBS) $(LDLIBS)
+	    $(LIBS_A) -lcmocka -lcjson $(CONVERT_LDLIBS) $(LDLIBS) $(TEST_LDLIBS)
 
 -include $(LIB_OBJS:.o=.d) $(CONVERT_OBJS:.o=.d)
 
@@ -164,8 +166,8 @@ deps-demo:
 # The whole test suite: CMocka tests (default build, BLAS=0, and BLAS=0 under ASan+UBSan), flatc
 # conformance, replay of the corrupt-model corpus + a short fuzz run, the firmware images run
 # under QEMU (Cortex-M4, Cortex-M7, RV32) and compared with the host, the worker pool under
-# ThreadSanitizer, make install, Python tests, and the Spark batch-scoring test when Java and
-# pyspark are installed (check-spark).
+# ThreadSanitizer, make install, the SODIUM=0 runtime (check-nosodium), Python tests, and the
+# Spark batch-scoring test when Java and pyspark are installed (check-spark).
 check: deps
 	@$(MAKE) --no-print-directory all tests
 	@$(MAKE) --no-print-directory BLAS=0 tests
@@ -174,6 +176,7 @@ check: deps
 	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory check-tsan
 	@$(MAKE) --no-print-directory install-check
+	@$(MAKE) --no-print-directory check-nosodium
 	@$(MAKE) --no-print-directory check-wheel
 	@$(MAKE) --no-print-directory check-onnx-node
 	@bash tests/run.sh build/release build/release-noblas build/release-noblas-san
@@ -234,7 +237,7 @@ install-check: all
 	@rm -rf $(B)/install-check
 	@$(MAKE) --no-print-directory install PREFIX=$(CURDIR)/$(B)/install-check/prefix >/dev/null
 	@$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/$(B)/install-check/destdir PREFIX=/opt/mdeploy >/dev/null
-	@bash tests/install/check.sh $(B) $(VERSION)
+	@bash tests/install/check.sh $(B) $(VERSION) $(SODIUM)
 
 # The build's output goes to $(B)/build.log (V=1 shows it, with the commands); in parallel on
 # every core unless -j was given.
@@ -364,13 +367,36 @@ clean:
 # ---- model seal (include/mdeploy/security.h) -----------------------------------------------
 # Signatures and encryption at rest on the host come from libsodium (src/io/sign_host.c); the
 # core (src/io/seal.c, sha256.c) is libc only.  The fuzz targets do not link the host signer.
-LDLIBS += -lsodium
+# SODIUM=0 builds the runtime without libsodium: the content digest is still checked, but a
+# model that needs a signature check or decryption is refused (MDL_UNSUPPORTED, saying so), and
+# keygen, signing and encryption return MDL_UNSUPPORTED.  Default 1 on every machine (like BLAS):
+# the same command builds the same library everywhere, and a missing libsodium-dev stops the
+# build with what to do instead of silently producing a runtime that refuses signed models.
+# The tests link libsodium in both: it is their independent oracle (SHA-256, Ed25519, AEAD).
+CPPFLAGS += -DMDL_SODIUM=$(SODIUM)
+ifeq ($(SODIUM),1)
+  LDLIBS += -lsodium
+endif
+TEST_LDLIBS += -lsodium
 FUZZ_HOST_OBJS := $(filter-out %/sign_host.o,$(FUZZ_HOST_OBJS))
 
 # The content digest's cost at load on a ResNet-18 (torchvision, random weights, exported in a
 # temporary directory; needs /usr/bin/python3 with torch and torchvision), with the x86 SHA
 # extensions and with the portable C code.  bench/sealtime.c.
-.PHONY: bench-seal
+.PHONY: bench-seal check-nosodium
+# The SODIUM=0 runtime (about a minute: the library, the tools and the two seal tests, not the
+# whole suite): loads that need a signature check or decryption refused with MDL_UNSUPPORTED,
+# keygen/sign/encrypt too, the digest still checked (tests/io/test_seal, tests/tools/test_seal_cli),
+# and no libsodium among the shared library's NEEDED (make SODIUM=0 install-check checks the
+# installed tree the same way).
+NOSODIUM_B := build/$(call mdl_config,0)
+check-nosodium:
+	@$(MAKE) --no-print-directory SODIUM=0 lib tools $(NOSODIUM_B)/tests/io/test_seal $(NOSODIUM_B)/tests/tools/test_seal_cli >/dev/null
+	@echo "== SODIUM=0: the seal tests, and libmdeploy.so without libsodium"
+	@for t in io/test_seal tools/test_seal_cli; do $(NOSODIUM_B)/tests/$$t >$(NOSODIUM_B)/$$(basename $$t).log 2>&1 || \
+	    { tail -n 40 $(NOSODIUM_B)/$$(basename $$t).log; exit 1; }; done
+	@! objdump -p $(NOSODIUM_B)/libmdeploy.so | grep 'NEEDED.*libsodium' || { echo "SODIUM=0: libmdeploy.so needs libsodium" >&2; exit 1; }
+	@echo "SODIUM=0: refusals checked; libmdeploy.so NEEDED: $$(objdump -p $(NOSODIUM_B)/libmdeploy.so | awk '$$1 == "NEEDED" {printf "%s ", $$2}')"
 $(B)/bench/sealtime: bench/sealtime.c $(B)/libmdeploy.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libmdeploy.a $(LDLIBS)

@@ -1,7 +1,6 @@
 /* mdeploy-bench: load time, session creation time, latency distribution, throughput, memory and
    (with --profile) a per-operator time table for one model.  Uses the public API only.
-   usage: mdeploy-bench MODEL.mdl|MODEL.onnx [-i IN.npy ...] [--warmup N] [--iters N] [--time S]
-                        [--threads N] [--blas-threads N] [--batch N] [--profile] [--json] [--zeros] [--seed N] */
+   Options: the table below (mdeploy-bench --help). */
 #include "mdeploy/convert.h"
 #include "mdeploy/mdeploy.h"
 #include "tool_util.h"
@@ -18,25 +17,32 @@
 
 #define MAX_IO 64
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: mdeploy-bench MODEL.mdl|MODEL.onnx [options]\n"
-            "  -i IN.npy       an input, in the model's order (repeat for each); without -i every\n"
-            "                  input is generated: uniform [-1,1) floats, valid ids for embedding\n"
-            "                  lookups, zeros for other integers\n"
-            "  --zeros         generate zeros instead of random values\n"
-            "  --warmup N      untimed runs first (default 10)\n"
-            "  --iters N       timed runs (default 0: as many as fit in --time seconds, 10..100000)\n"
-            "  --time S        time budget for --iters 0 (default 1.0)\n"
-            "  --threads N     threads per run (mdl_session_options.threads, 1..64; default 1)\n"
-            "  --blas-threads N  OpenBLAS threads (OPENBLAS_NUM_THREADS; default 1; 0 = leave as\n"
-            "                  is; OpenBLAS runs only on CPUs without AVX2)\n"
-            "  --batch N       first dimension of every input: a .onnx model is converted at that\n"
-            "                  batch; a .mdl model must already have it (its shapes are fixed)\n"
-            "  --profile       also time every node: per-operator table with GFLOP/s\n"
-            "  --json          print the results as JSON\n"
-            "  --seed N        seed of the generated inputs (default 1)\n");
-}
+static const tool_opt opts[] = {
+    {"input", 'i', "IN.npy", "an input, in the model's order (repeat for each); without -i every\n"
+                             "input is generated: uniform [-1,1) floats, valid ids for embedding\n"
+                             "lookups, zeros for other integers"},
+    {"zeros", 256, NULL, "generate zeros instead of random values"},
+    {"warmup", 257, "N", "untimed runs first (default 10)"},
+    {"iters", 258, "N", "timed runs (default 0: as many as fit in --time seconds, 10..100000)"},
+    {"time", 259, "S", "time budget for --iters 0 (default 1.0)"},
+    {"threads", 260, "N", "threads per run (mdl_session_options.threads, 1..64; default 1)"},
+    {"blas-threads", 261, "N", "OpenBLAS threads (OPENBLAS_NUM_THREADS; default 1; 0 = leave as\n"
+                               "is; OpenBLAS runs only on CPUs without AVX2)"},
+    {"batch", 262, "N", "first dimension of every input: a .onnx model is converted at that\n"
+                        "batch; a .mdl model must already have it (its shapes are fixed)"},
+    {"profile", 263, NULL, "also time every node: per-operator table with GFLOP/s"},
+    {"json", 264, NULL, "print the results as JSON"},
+    {"seed", 265, "N", "seed of the generated inputs (default 1)"},
+};
+static const tool_cli cli = {
+    "mdeploy-bench",
+    "Load time, session creation time, latency distribution, throughput, memory and (--profile) a\n"
+    "per-operator time table for one model (an ONNX model is converted first, in memory).",
+    "MODEL.mdl|MODEL.onnx [options]", opts, TOOL_NOPTS(opts),
+    "mdeploy-bench net.mdl\n"
+    "mdeploy-bench net.onnx --batch 8 --threads 2 --iters 100 --profile\n"
+    "mdeploy-bench net.mdl -i x.npy --time=0.5 --json",
+};
 
 static int die(const char *msg) {
     fprintf(stderr, "mdeploy-bench: %s\n", msg);
@@ -231,65 +237,51 @@ static bool parse_int(const char *s, long long lo, long long hi, long long *out)
     return true;
 }
 
-/* Returns 0 on success, 1 on a bad command line (message printed), 2 for --help. */
+/* Returns 0 on success, else the exit status (a message printed). */
 static int parse_args(int argc, char **argv, options *o) {
     *o = (options){.warmup = 10, .iters = 0, .threads = 1, .blas_threads = 1, .seconds = 1.0, .seed = 1};
     char msg[512];
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
+    for (int c; (c = tool_getopt(&cli, argc, argv)) != -1;) {
+        const char *val = tool_optarg;
         long long v;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 2;
-        } else if (!strcmp(a, "--profile")) o->profile = true;
-        else if (!strcmp(a, "--json")) o->json = true;
-        else if (!strcmp(a, "--zeros")) o->zeros = true;
-        else if (!strcmp(a, "-i") || !strcmp(a, "--warmup") || !strcmp(a, "--iters") || !strcmp(a, "--time") ||
-                 !strcmp(a, "--threads") || !strcmp(a, "--blas-threads") || !strcmp(a, "--batch") ||
-                 !strcmp(a, "--seed")) {
-            if (i + 1 >= argc) {
-                snprintf(msg, sizeof msg, "%s needs a value (see --help)", a);
-                return die(msg);
-            }
-            const char *val = argv[++i];
-            bool ok = true;
-            if (!strcmp(a, "-i")) {
-                if (o->nin >= MAX_IO) return die("too many -i inputs");
-                o->ins[o->nin++] = val;
-            } else if (!strcmp(a, "--time")) {
-                char *end;
-                o->seconds = strtod(val, &end);
-                ok = *val && !*end && o->seconds > 0 && o->seconds < 1e6;
-            } else if (!strcmp(a, "--warmup")) {
-                if ((ok = parse_int(val, 0, 1000000, &v))) o->warmup = (int)v;
-            } else if (!strcmp(a, "--iters")) {
-                if ((ok = parse_int(val, 0, 10000000, &v))) o->iters = (int)v;
-            } else if (!strcmp(a, "--threads")) {
-                if ((ok = parse_int(val, 1, MDL_MAX_THREADS, &v))) o->threads = (int)v;
-            } else if (!strcmp(a, "--blas-threads")) {
-                if ((ok = parse_int(val, 0, 1024, &v))) o->blas_threads = (int)v;
-            } else if (!strcmp(a, "--batch")) {
-                if ((ok = parse_int(val, 1, 1 << 30, &v))) o->batch = v;
-            } else if ((ok = parse_int(val, 0, 0x7fffffffffffffffLL, &v))) {
-                o->seed = (uint64_t)v;
-            }
-            if (!ok) {
-                snprintf(msg, sizeof msg, "bad value '%s' for %s", val, a);
-                return die(msg);
-            }
-        } else if (a[0] == '-') {
-            snprintf(msg, sizeof msg, "unknown option '%s' (see mdeploy-bench --help)", a);
+        bool ok = true;
+        if (c == 256) o->zeros = true;
+        else if (c == 263) o->profile = true;
+        else if (c == 264) o->json = true;
+        else if (c == 'i') {
+            if (o->nin >= MAX_IO) return die("too many -i inputs");
+            o->ins[o->nin++] = val;
+        } else if (c == 259) {
+            char *end;
+            o->seconds = strtod(val, &end);
+            ok = *val && !*end && o->seconds > 0 && o->seconds < 1e6;
+        } else if (c == 257) {
+            if ((ok = parse_int(val, 0, 1000000, &v))) o->warmup = (int)v;
+        } else if (c == 258) {
+            if ((ok = parse_int(val, 0, 10000000, &v))) o->iters = (int)v;
+        } else if (c == 260) {
+            if ((ok = parse_int(val, 1, MDL_MAX_THREADS, &v))) o->threads = (int)v;
+        } else if (c == 261) {
+            if ((ok = parse_int(val, 0, 1024, &v))) o->blas_threads = (int)v;
+        } else if (c == 262) {
+            if ((ok = parse_int(val, 1, 1 << 30, &v))) o->batch = v;
+        } else if (c == 265) {
+            if ((ok = parse_int(val, 0, 0x7fffffffffffffffLL, &v))) o->seed = (uint64_t)v;
+        } else if (!o->model) {
+            o->model = val;
+        } else {
+            snprintf(msg, sizeof msg, "more than one model given ('%s' and '%s')", o->model, val);
             return die(msg);
-        } else if (!o->model) o->model = a;
-        else {
-            snprintf(msg, sizeof msg, "more than one model given ('%s' and '%s')", o->model, a);
+        }
+        if (!ok) {
+            const char *name = "?";
+            for (int k = 0; k < cli.nopts; k++)
+                if (cli.opts[k].key == c) name = cli.opts[k].name;
+            snprintf(msg, sizeof msg, "bad value '%s' for --%s", val, name);
             return die(msg);
         }
     }
-    if (!o->model) {
-        usage(stderr);
-        return 1;
-    }
+    if (!o->model) return tool_usage_error(&cli, "no model given");
     return 0;
 }
 
@@ -374,7 +366,7 @@ typedef struct node_stat {
 int main(int argc, char **argv) {
     options o;
     int prc = parse_args(argc, argv, &o);
-    if (prc) return prc == 2 ? 0 : 1;
+    if (prc) return prc;
     pin_blas_threads(o.blas_threads, argv);
     rng_state = o.seed * 0x9E3779B97F4A7C15ull + 1;
 

@@ -1,6 +1,7 @@
 /* mdeploy-convert: ONNX model -> .mdl file (the CLI over mdl_convert_onnx). */
 #include "mdeploy/convert.h"
 #include "seal_util.h"
+#include "tool_util.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -10,67 +11,71 @@
 #include <time.h>
 #include <unistd.h>
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: mdeploy-convert MODEL.onnx -o MODEL.mdl [options]\n"
-            "  -o, --output FILE          the .mdl file to write (required)\n"
-            "  --input-shape NAME=DIMS    fix an input's dynamic dims, e.g. x=1x3x224x224\n"
-            "                             (repeatable; dynamic dims not given stay dynamic:\n"
-            "                             each session chooses them)\n"
-            "  --max-shape NAME=DIMS      upper bounds of an input's dynamic dims, e.g. ids=64x512\n"
-            "                             (repeatable; sessions may not exceed them)\n"
-            "  --name N                   model name (default: the ONNX graph name)\n"
-            "  --model-version V          model version (default: the ONNX model_version)\n"
-            "  --description D            description (default: the ONNX doc_string)\n"
-            "  --metadata KEY=VALUE       extra metadata (repeatable; the ONNX metadata_props\n"
-            "                             are carried over, a key given here replaces one)\n"
-            "post-training quantization:\n"
-            "  --quantize int8            int8 weights and activations (calibrated)\n"
-            "  --calibration DATA         .npy (one input), .npz (arrays by input name) or a\n"
-            "                             directory of them; N rows of each input, any N\n"
-            "  --calibration-method M     minmax (default), percentile or entropy (KL)\n"
-            "  --percentile P             percentile method's clip point (default 99.99)\n"
-            "  --max-calibration-rows N   use at most N calibration rows\n"
-            "  --per-tensor               one weight scale per tensor (default: per channel)\n"
-            "  --float-ops NAME,...       keep these nodes in float\n"
-            "  --eval X.npy [Y.npy]       measure on these rows (Y: integer labels)\n"
-            "  --max-accuracy-drop P      keep the most sensitive layers float until top-1 drops\n"
-            "                             at most P points (needs --eval X Y)\n"
-            "  --max-output-error E       same, until max |int8 - float| <= E\n"
-            "pruning and sparse weights:\n"
-            "  --prune magnitude:S        zero the weakest 8x1 weight blocks of the prunable\n"
-            "                             layers (FullyConnected, MatMul with constant B,\n"
-            "                             Conv2D without groups) until a share S in [0, 1) of\n"
-            "                             their weights is 0\n"
-            "  --prune channels:S         remove the share S of the filters / units of smallest\n"
-            "                             L1 norm of each Conv2D / FullyConnected whose channels\n"
-            "                             reach one Conv2D or FullyConnected (through pooling,\n"
-            "                             ReLU), shrinking it too (combinable with magnitude:S)\n"
-            "  --prune-layer NAME=S       prune that layer alone at S (repeatable; 0 keeps it)\n"
-            "  --sparse-density D         store a prunable layer sparse when the share of its\n"
-            "                             8x1 blocks holding a non-zero is below D (default:\n"
-            "                             0.7 FullyConnected/MatMul, 0.5 Conv2D; 0 never)\n"
-            "                             (sparsity already in the weights is found without\n"
-            "                             --prune)\n"
-            "  --prune-sensitivity        with --eval X Y: top-1 per prunable layer pruned alone\n"
-            "                             at 0.5, 0.7, 0.8, 0.9 and 0.95 (float conversions)\n"
-            "  --eval X.npy Y.npy         (also without --quantize) top-1 of the float source and\n"
-            "                             of the converted model, both run by the runtime\n"
-            "self-test vectors (mdl_model_selftest, mdeploy-inspect --verify, hot swap):\n"
-            "  --selftest-from [NAME=]X.npy  an input of the stored cases (repeatable: every\n"
-            "                             input once; one case, or N stacked on a new first axis)\n"
-            "  --selftest-expect [NAME=]Y.npy  expected outputs from an outside oracle (e.g.\n"
-            "                             ONNX Runtime); without: the converted model's outputs\n"
-            "  --selftest-oracle NAME     the oracle's name stored in the file\n"
-            "  --selftest-tolerance ATOL[,RTOL]  default 1e-4,1e-3 (0,0: exact)\n"
-            "  --report FILE.json         write the conversion report (quantization, pruning)\n"
-            "  --security-counter N       anti-rollback counter (loaders refuse below their\n"
-            "                             min_counter); the version is --model-version\n"
-            "  --sign KEY                 sign with this Ed25519 secret key (mdeploy-keygen)\n"
-            "  --encrypt KEY              encrypt the model at rest (mdeploy-keygen --encryption)\n"
-            "  -q, --quiet                no summary\n"
-            "  -h, --help                 this help\n");
-}
+/* The options; a value option's key is 256 + its case in main's switch (-o/--output: 'o'). */
+enum { OPT_PER_TENSOR = 300, OPT_PRUNE_SENSITIVITY };
+static const tool_opt opts[] = {
+    {"output", 'o', "FILE", "the .mdl file to write (required)"},
+    {"input-shape", 256 + 2, "NAME=DIMS", "fix an input's dynamic dims, e.g. x=1x3x224x224\n"
+                                          "(repeatable; dynamic dims not given stay dynamic: each session chooses them)"},
+    {"max-shape", 256 + 16, "NAME=DIMS", "upper bounds of an input's dynamic dims, e.g. ids=64x512\n"
+                                         "(repeatable; sessions may not exceed them)"},
+    {"name", 256 + 3, "N", "model name (default: the ONNX graph name)"},
+    {"model-version", 256 + 4, "V", "model version (default: the ONNX model_version)"},
+    {"description", 256 + 5, "D", "description (default: the ONNX doc_string)"},
+    {"metadata", 256 + 17, "KEY=VALUE", "extra metadata (repeatable; the ONNX metadata_props\n"
+                                        "are carried over, a key given here replaces one)"},
+    {NULL, 0, NULL, "post-training quantization"},
+    {"quantize", 256 + 6, "int8", "int8 weights and activations (calibrated)"},
+    {"calibration", 256 + 7, "DATA", ".npy (one input), .npz (arrays by input name) or a\n"
+                                     "directory of them; N rows of each input, any N"},
+    {"calibration-method", 256 + 8, "M", "minmax (default), percentile or entropy (KL)"},
+    {"percentile", 256 + 9, "P", "percentile method's clip point (default 99.99)"},
+    {"max-calibration-rows", 256 + 15, "N", "use at most N calibration rows"},
+    {"per-tensor", OPT_PER_TENSOR, NULL, "one weight scale per tensor (default: per channel)"},
+    {"float-ops", 256 + 10, "NAME,...", "keep these nodes in float"},
+    {"eval", 256 + 11, "X.npy [Y.npy]", "measure on these rows (Y: integer labels); also without --quantize:\n"
+                                        "top-1 of the float source and of the converted model, both run by\n"
+                                        "the runtime"},
+    {"max-accuracy-drop", 256 + 12, "P", "keep the most sensitive layers float until top-1 drops\n"
+                                         "at most P points (needs --eval X Y)"},
+    {"max-output-error", 256 + 13, "E", "same, until max |int8 - float| <= E"},
+    {NULL, 0, NULL, "pruning and sparse weights"},
+    {"prune", 256 + 18, "magnitude:S|channels:S",
+     "magnitude:S zeroes the weakest 8x1 weight blocks of the prunable layers\n"
+     "(FullyConnected, MatMul with constant B, Conv2D without groups) until a share S in\n"
+     "[0, 1) of their weights is 0; channels:S removes the share S of the filters / units of\n"
+     "smallest L1 norm of each Conv2D / FullyConnected whose channels reach one Conv2D or\n"
+     "FullyConnected (through pooling, ReLU), shrinking it too (repeatable: both kinds)"},
+    {"prune-layer", 256 + 19, "NAME=S", "prune that layer alone at S (repeatable; 0 keeps it)"},
+    {"sparse-density", 256 + 20, "D", "store a prunable layer sparse when the share of its 8x1 blocks\n"
+                                      "holding a non-zero is below D (default: 0.7 FullyConnected/MatMul,\n"
+                                      "0.5 Conv2D; 0 never); sparsity already in the weights is found\n"
+                                      "without --prune"},
+    {"prune-sensitivity", OPT_PRUNE_SENSITIVITY, NULL, "with --eval X Y: top-1 per prunable layer pruned alone\n"
+                                                       "at 0.5, 0.7, 0.8, 0.9 and 0.95 (float conversions)"},
+    {NULL, 0, NULL, "self-test vectors (mdl_model_selftest, mdeploy-inspect --verify, hot swap)"},
+    {"selftest-from", 256 + 24, "[NAME=]X.npy", "an input of the stored cases (repeatable: every\n"
+                                                "input once; one case, or N stacked on a new first axis)"},
+    {"selftest-expect", 256 + 25, "[NAME=]Y.npy", "expected outputs from an outside oracle (e.g.\n"
+                                                  "ONNX Runtime); without: the converted model's outputs"},
+    {"selftest-oracle", 256 + 26, "NAME", "the oracle's name stored in the file"},
+    {"selftest-tolerance", 256 + 27, "ATOL[,RTOL]", "default 1e-4,1e-3 (0,0: exact)"},
+    {NULL, 0, NULL, "report, security"},
+    {"report", 256 + 14, "FILE.json", "write the conversion report (quantization, pruning)"},
+    {"security-counter", 256 + 21, "N", "anti-rollback counter (loaders refuse below their\n"
+                                        "min_counter); the version is --model-version"},
+    {"sign", 256 + 22, "KEY", "sign with this Ed25519 secret key (mdeploy-keygen --sign)"},
+    {"encrypt", 256 + 23, "KEY", "encrypt the model at rest (mdeploy-keygen --encryption)"},
+    {"quiet", 'q', NULL, "no summary"},
+};
+static const tool_cli cli = {
+    "mdeploy-convert", "Converts an ONNX model to a .mdl file (fold, fuse, plan; optionally quantize, prune, sign).",
+    "MODEL.onnx -o MODEL.mdl [options]", opts, TOOL_NOPTS(opts),
+    "mdeploy-convert net.onnx -o net.mdl --model-version 1.0\n"
+    "mdeploy-convert net.onnx -o net.mdl --input-shape x=1x3x224x224\n"
+    "mdeploy-convert net.onnx --output=net_int8.mdl --quantize int8 --calibration calib.npy --eval x.npy y.npy\n"
+    "mdeploy-convert net.onnx -o net.mdl --prune magnitude:0.8 --report report.json",
+};
 
 static void human(char *buf, size_t size, size_t bytes) {
     if (bytes >= 10u * 1024 * 1024) snprintf(buf, size, "%.1f MiB", (double)bytes / (1024.0 * 1024.0));
@@ -313,7 +318,6 @@ int main(int argc, char **argv) {
     mdl_error err;
     bar pb;
     memset(&pb, 0, sizeof pb);
-    enum { N_OPTS = 28 };
     const char *sign_key = NULL, *enc_key = NULL; /* --sign, --encrypt (tools/seal_util.h) */
     /* --selftest-from / --selftest-expect [NAME=]FILE entries */
     const char *st_names[2][argc + 1], *st_paths[2][argc + 1];
@@ -330,33 +334,13 @@ int main(int argc, char **argv) {
     prune_layers[0] = 0;
     o.metadata_keys = meta_keys;
     o.metadata_values = meta_values;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        /* options that take a value: "--opt VALUE" or "--opt=VALUE" */
-        const char *val = NULL;
-        const char *names[N_OPTS] = {"-o", "--output", "--input-shape", "--name", "--model-version", "--description",
-                                     "--quantize", "--calibration", "--calibration-method", "--percentile",
-                                     "--float-ops", "--eval", "--max-accuracy-drop", "--max-output-error",
-                                     "--report", "--max-calibration-rows", "--max-shape", "--metadata",
-                                     "--prune", "--prune-layer", "--sparse-density", "--security-counter",
-                                     "--sign", "--encrypt", "--selftest-from", "--selftest-expect",
-                                     "--selftest-oracle", "--selftest-tolerance"};
-        int which = -1;
-        for (int k = 0; k < N_OPTS; k++) {
-            size_t n = strlen(names[k]);
-            if (!strcmp(a, names[k])) {
-                if (i + 1 >= argc) {
-                    fprintf(stderr, "mdeploy-convert: %s needs a value\n", a);
-                    return 1;
-                }
-                val = argv[++i];
-                which = k;
-            } else if (k > 0 && !strncmp(a, names[k], n) && a[n] == '=') {
-                val = a + n + 1;
-                which = k;
-            }
-            if (which >= 0) break;
-        }
+    for (int c; (c = tool_getopt(&cli, argc, argv)) != -1;) {
+        const char *a = tool_optarg;
+        char *val = (char *)tool_optarg; /* points into argv (split in place below) */
+        int which = c == 'o' ? 1 : c >= 256 && c < 256 + 28 ? c - 256 : -1;
+        char opt_name[32] = "";
+        for (int k = 0; k < cli.nopts; k++)
+            if (cli.opts[k].name && cli.opts[k].key == c) snprintf(opt_name, sizeof opt_name, "--%s", cli.opts[k].name);
         char *end = NULL;
         switch (which) {
         case 0:
@@ -397,7 +381,7 @@ int main(int argc, char **argv) {
         case 13: {
             double v = strtod(val, &end);
             if (!*val || *end || !(v > 0)) {
-                fprintf(stderr, "mdeploy-convert: %s '%s': expected a positive number\n", names[which], val);
+                fprintf(stderr, "mdeploy-convert: %s '%s': expected a positive number\n", opt_name, val);
                 return 1;
             }
             if (which == 9) o.quant.percentile = v;
@@ -408,10 +392,10 @@ int main(int argc, char **argv) {
         case 10: o.quant.float_ops = val; continue;
         case 11:
             o.quant.eval_inputs = val;
-            /* an optional second file: the labels */
-            if (i + 1 < argc && argv[i + 1][0] != '-' && strlen(argv[i + 1]) > 4 &&
-                !strcmp(argv[i + 1] + strlen(argv[i + 1]) - 4, ".npy"))
-                o.quant.eval_labels = argv[++i];
+            /* an optional second file: the labels (positionals come in order: no permutation) */
+            if (optind < argc && argv[optind][0] != '-' && strlen(argv[optind]) > 4 &&
+                !strcmp(argv[optind] + strlen(argv[optind]) - 4, ".npy"))
+                o.quant.eval_labels = argv[optind++];
             continue;
         case 14: report_path = val; continue;
         case 15: {
@@ -507,19 +491,12 @@ int main(int argc, char **argv) {
         }
         default: break;
         }
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        }
-        if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+        if (c == 'q') {
             quiet = true;
-        } else if (!strcmp(a, "--per-tensor")) {
+        } else if (c == OPT_PER_TENSOR) {
             o.quant.per_tensor = true;
-        } else if (!strcmp(a, "--prune-sensitivity")) {
+        } else if (c == OPT_PRUNE_SENSITIVITY) {
             sensitivity = true;
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "mdeploy-convert: unknown option '%s' (see --help)\n", a);
-            return 1;
         } else if (in) {
             fprintf(stderr, "mdeploy-convert: more than one input model ('%s', '%s')\n", in, a);
             return 1;
@@ -527,10 +504,8 @@ int main(int argc, char **argv) {
             in = a;
         }
     }
-    if (!in || !out) {
-        usage(stderr);
-        return 1;
-    }
+    if (!in) return tool_usage_error(&cli, "no ONNX model given");
+    if (!out) return tool_usage_error(&cli, "-o MODEL.mdl is required");
     /* --eval X Y: top-1 before and after (eval_and_report); without --quantize it is that alone */
     const char *eval_x = o.quant.eval_labels ? o.quant.eval_inputs : NULL, *eval_y = o.quant.eval_labels;
     if (sensitivity && !eval_y) {
@@ -555,6 +530,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     if ((sign_key || enc_key) && !seal_file(out, out, sign_key, enc_key, "mdeploy-convert")) {
+        remove(out); /* not left unsigned or unencrypted */
         mdl_convert_report_free(&r);
         return 1;
     }

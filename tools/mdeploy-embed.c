@@ -1,5 +1,5 @@
 /* mdeploy-embed: a model (and optionally fixed inputs) as C source for firmware.
-   usage: mdeploy-embed MODEL.mdl -n NAME [-o DIR] [-i INPUT.npy ...] [-r MAX_ROWS]
+   usage: mdeploy-embed MODEL.mdl -n NAME [-o DIR] [-i INPUT.npy ...] [-r MAX_ROWS] (mdeploy-embed --help)
 
    Writes DIR/NAME.h and DIR/NAME.c:
      NAME_model[]            the .mdl bytes, const (flash), 64-byte aligned, used in place
@@ -24,13 +24,13 @@
 #include "mdeploy/mdeploy.h"
 #include "mdeploy/npy.h"
 #include "mdeploy/resolver.h"
+#include "tool_util.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define USAGE "usage: mdeploy-embed MODEL.mdl -n NAME [-o DIR] [-i INPUT.npy ...] [-r MAX_ROWS]"
 #define MAX_INPUTS 16
 
 typedef struct kernel_reg {
@@ -116,29 +116,48 @@ static bool write_bytes(FILE *f, const char *name, const uint8_t *p, size_t n) {
     return !ferror(f);
 }
 
+static const tool_opt opts[] = {
+    {"name", 'n', "NAME", "C identifier of the generated files (NAME.h, NAME.c) and symbols (required)"},
+    {"output-dir", 'o', "DIR", "write the files here (default: the current directory)"},
+    {"input", 'i', "IN.npy", "also embed the K-th input (repeat for each, in the model's order)"},
+    {"max-rows", 'r', "N", "embed at most N rows (runs' worth) of each input (default: all)"},
+};
+static const tool_cli cli = {
+    "mdeploy-embed", "Writes a model (and optionally fixed inputs) as C source for firmware.",
+    "MODEL.mdl -n NAME [-o DIR] [-i IN.npy ...] [-r MAX_ROWS]", opts, TOOL_NOPTS(opts),
+    "mdeploy-embed net.mdl -n net                        # net.h, net.c\n"
+    "mdeploy-embed net.mdl -n net -o fw/ -i x.npy -r 4   # and net_input0[] with 4 rows",
+};
+
 int main(int argc, char **argv) {
     const char *path = NULL, *name = NULL, *dir = ".";
     const char *inputs[MAX_INPUTS];
     int ninputs = 0;
     long long max_rows = 0;
     int64_t nrows = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            puts(USAGE);
-            return 0;
-        } else if (!strcmp(argv[i], "-n") && i + 1 < argc) name = argv[++i];
-        else if (!strcmp(argv[i], "-o") && i + 1 < argc) dir = argv[++i];
-        else if (!strcmp(argv[i], "-i") && i + 1 < argc && ninputs < MAX_INPUTS) inputs[ninputs++] = argv[++i];
-        else if (!strcmp(argv[i], "-r") && i + 1 < argc) max_rows = atoll(argv[++i]);
-        else if (argv[i][0] == '-' || path) {
-            fprintf(stderr, "mdeploy-embed: unexpected argument '%s' (%s)\n", argv[i], USAGE);
-            return 1;
-        } else path = argv[i];
+    for (int c; (c = tool_getopt(&cli, argc, argv)) != -1;) {
+        if (c == 'n') name = tool_optarg;
+        else if (c == 'o') dir = tool_optarg;
+        else if (c == 'i') {
+            if (ninputs == MAX_INPUTS) {
+                fprintf(stderr, "mdeploy-embed: at most %d inputs\n", MAX_INPUTS);
+                return 1;
+            }
+            inputs[ninputs++] = tool_optarg;
+        } else if (c == 'r') {
+            char *end;
+            max_rows = strtoll(tool_optarg, &end, 10);
+            if (!*tool_optarg || *end || max_rows < 0) {
+                fprintf(stderr, "mdeploy-embed: bad value '%s' for --max-rows (a count >= 0)\n", tool_optarg);
+                return 1;
+            }
+        } else if (path) {
+            fprintf(stderr, "mdeploy-embed: more than one model given ('%s' and '%s')\n", path, tool_optarg);
+            return 2;
+        } else path = tool_optarg;
     }
-    if (!path || !name) {
-        fprintf(stderr, "%s\n", USAGE);
-        return 1;
-    }
+    if (!path) return tool_usage_error(&cli, "no model given");
+    if (!name) return tool_usage_error(&cli, "-n NAME is required");
     for (const char *c = name; *c; c++)
         if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || *c == '_' ||
               (c > name && *c >= '0' && *c <= '9'))) {

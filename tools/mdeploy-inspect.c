@@ -1,10 +1,7 @@
 /* mdeploy-inspect: metadata, inputs/outputs, operators with tensor shapes, weight and arena bytes.
    An ONNX model (MODEL.onnx): its inputs/outputs and operators, each marked with what the
    converter does with it (mdl_onnx_summarize).
-   usage: mdeploy-inspect MODEL.mdl|MODEL.onnx [--json]
-          mdeploy-inspect MODEL.mdl --verify [--public-key PUB]... [--decryption-key KEY]
-                          [--min-counter N]
-   --verify prints what the model's seal says (include/mdeploy/security.h) and whether it loads
+   Options: the table below (mdeploy-inspect --help).  --verify prints what the model's seal says (include/mdeploy/security.h) and whether it loads
    with these keys; exit status 1 when a check fails. */
 #include "mdeploy/convert.h"
 #include "mdeploy/mdeploy.h"
@@ -16,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 static cJSON *info_json(const mdl_tensor_info *ti) {
     cJSON *o = tool_tensor_json(ti);
@@ -237,41 +233,54 @@ static int verify_model(const char *path, seal_keys *k, uint64_t min_counter) {
     return failed;
 }
 
-static bool is_onnx_path(const char *p) {
-    size_t n = strlen(p);
-    return n >= 5 && !strcasecmp(p + n - 5, ".onnx");
-}
+static const tool_opt opts[] = {
+    {"json", 256, NULL, "print it all as JSON"},
+    {"verify", 257, NULL, "check the content digest, signature (with --public-key) and security counter,\n"
+                          "load the model (an encrypted one with --decryption-key) and run its self-test\n"
+                          "vectors; one line per check, exit status 1 when one fails"},
+    {"public-key", 258, "PUB", "an Ed25519 public key (mdeploy-keygen --sign); repeatable; the model must be\n"
+                               "signed by one of them"},
+    {"decryption-key", 259, "KEY", "open an encrypted model with this key (mdeploy-keygen --encryption)"},
+    {"min-counter", 260, "N", "refuse a security counter below N (anti-rollback)"},
+};
+static const tool_cli cli = {
+    "mdeploy-inspect",
+    "Metadata, inputs/outputs, operators with tensor shapes, weight and arena bytes of a model; of an ONNX\n"
+    "model its inputs/outputs and operators, each marked with what the converter does with it.",
+    "MODEL.mdl|MODEL.onnx [--json]\nMODEL.mdl --verify [--public-key PUB]... [--decryption-key KEY] [--min-counter N]",
+    opts, TOOL_NOPTS(opts),
+    "mdeploy-inspect net.mdl\n"
+    "mdeploy-inspect net.onnx --json\n"
+    "mdeploy-inspect net.mdl --verify --public-key release.pub --min-counter 7",
+};
 
 int main(int argc, char **argv) {
     const char *path = NULL;
     bool json = false, verify = false;
     static seal_keys keys;
     uint64_t min_counter = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--json")) json = true;
-        else if (!strcmp(argv[i], "--verify")) verify = true;
-        else if (i + 1 < argc && !strcmp(argv[i], "--public-key")) {
-            if (!seal_add_public(&keys, argv[++i], "mdeploy-inspect")) return 1;
-        } else if (i + 1 < argc && !strcmp(argv[i], "--decryption-key")) {
-            if (!seal_set_decryption(&keys, argv[++i], "mdeploy-inspect")) return 1;
-        } else if (i + 1 < argc && !strcmp(argv[i], "--min-counter")) min_counter = strtoull(argv[++i], NULL, 10);
-        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            puts("usage: mdeploy-inspect MODEL.mdl|MODEL.onnx [--json]\n"
-                 "       mdeploy-inspect MODEL.mdl --verify [--public-key PUB]... [--decryption-key KEY] [--min-counter N]\n"
-                 "  --verify  check the content digest, signature (with --public-key) and security counter,\n"
-                 "            load the model (an encrypted one with --decryption-key) and run its self-test\n"
-                 "            vectors; exit 1 on failure");
-            return 0;
-        } else if (argv[i][0] == '-' || path) {
-            fprintf(stderr, "mdeploy-inspect: unexpected argument '%s' (usage: mdeploy-inspect MODEL.mdl|MODEL.onnx [--json])\n", argv[i]);
-            return 1;
-        } else path = argv[i];
+    for (int c; (c = tool_getopt(&cli, argc, argv)) != -1;) {
+        if (c == 256) json = true;
+        else if (c == 257) verify = true;
+        else if (c == 258) {
+            if (!seal_add_public(&keys, tool_optarg, "mdeploy-inspect")) return 1;
+        } else if (c == 259) {
+            if (!seal_set_decryption(&keys, tool_optarg, "mdeploy-inspect")) return 1;
+        } else if (c == 260) {
+            char *end;
+            unsigned long long v = strtoull(tool_optarg, &end, 10);
+            if (!*tool_optarg || *end || tool_optarg[0] == '-') {
+                fprintf(stderr, "mdeploy-inspect: bad value '%s' for --min-counter (a counter >= 0)\n", tool_optarg);
+                return 1;
+            }
+            min_counter = v;
+        } else if (path) {
+            fprintf(stderr, "mdeploy-inspect: more than one model given ('%s' and '%s')\n", path, tool_optarg);
+            return 2;
+        } else path = tool_optarg;
     }
-    if (!path) {
-        fprintf(stderr, "usage: mdeploy-inspect MODEL.mdl|MODEL.onnx [--json]\n");
-        return 1;
-    }
-    if (is_onnx_path(path)) return inspect_onnx(path, json);
+    if (!path) return tool_usage_error(&cli, "no model given");
+    if (tool_is_onnx_path(path)) return inspect_onnx(path, json);
     if (verify) return verify_model(path, &keys, min_counter) ? 1 : 0;
     mdl_model *m;
     mdl_error err;

@@ -1,30 +1,44 @@
 /* mdeploy-keygen: key files for signed and encrypted models (include/mdeploy/security.h).
-   usage: mdeploy-keygen --sign PREFIX          PREFIX.key (Ed25519 secret, mode 0600) and
-                                                PREFIX.pub (public; give it to the loaders)
-          mdeploy-keygen --encryption FILE      a random XChaCha20-Poly1305 key (mode 0600) */
+   Options: the table below (mdeploy-keygen --help). */
 #include "mdeploy/security.h"
+#include "tool_util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int usage(FILE *f) {
-    fputs("usage: mdeploy-keygen --sign PREFIX        writes PREFIX.key (secret) and PREFIX.pub\n"
-          "       mdeploy-keygen --encryption FILE    writes a model encryption key\n", f);
-    return f == stdout ? 0 : 1;
-}
+static const tool_opt opts[] = {
+    {"sign", 256, "PREFIX", "write an Ed25519 key pair: PREFIX.key (secret, mode 0600), PREFIX.pub"},
+    {"encryption", 257, "FILE", "write a random XChaCha20-Poly1305 model encryption key (mode 0600)"},
+};
+static const tool_cli cli = {
+    "mdeploy-keygen", "Key files for signed (mdeploy-sign, mdeploy-convert --sign) and encrypted models.",
+    "--sign PREFIX\n--encryption FILE", opts, TOOL_NOPTS(opts),
+    "mdeploy-keygen --sign release           # release.key (keep private), release.pub (for loaders)\n"
+    "mdeploy-keygen --encryption model.key   # for mdeploy-sign --encrypt model.key",
+};
 
 int main(int argc, char **argv) {
-    if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) return usage(stdout);
-    if (argc != 3) return usage(stderr);
+    const char *sign = NULL, *encryption = NULL, *extra = NULL;
+    for (int c; (c = tool_getopt(&cli, argc, argv)) != -1;) {
+        if (c == 256) sign = tool_optarg;
+        else if (c == 257) encryption = tool_optarg;
+        else if (!extra) extra = tool_optarg; /* reported after every option was parsed */
+    }
+    if (extra) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "unexpected argument '%.500s'", extra);
+        return tool_usage_error(&cli, msg);
+    }
+    if (!sign == !encryption) return tool_usage_error(&cli, "give one of --sign PREFIX or --encryption FILE");
     mdl_error err;
-    if (!strcmp(argv[1], "--sign")) {
+    if (sign) {
         uint8_t pk[MDL_PUBLIC_KEY_BYTES], sk[MDL_SECRET_KEY_BYTES], id[MDL_KEY_ID_BYTES];
-        size_t n = strlen(argv[2]) + 5;
+        size_t n = strlen(sign) + 5;
         char *sec = malloc(n), *pub = malloc(n);
         if (!sec || !pub) return 1;
-        snprintf(sec, n, "%s.key", argv[2]);
-        snprintf(pub, n, "%s.pub", argv[2]);
+        snprintf(sec, n, "%s.key", sign);
+        snprintf(pub, n, "%s.pub", sign);
         int rc = 1;
         if (!mdl_keygen(pk, sk, &err) && !mdl_key_file_write(sec, "ed25519-secret", sk, sizeof sk, &err) &&
             !mdl_key_file_write(pub, "ed25519-public", pk, sizeof pk, &err)) {
@@ -41,17 +55,16 @@ int main(int argc, char **argv) {
         free(pub);
         return rc;
     }
-    if (!strcmp(argv[1], "--encryption")) {
+    {
         uint8_t k[MDL_ENCRYPTION_KEY_BYTES];
         int rc = 0;
-        if (mdl_encryption_keygen(k, &err) || mdl_key_file_write(argv[2], "xchacha20poly1305", k, sizeof k, &err)) {
+        if (mdl_encryption_keygen(k, &err) || mdl_key_file_write(encryption, "xchacha20poly1305", k, sizeof k, &err)) {
             fprintf(stderr, "mdeploy-keygen: %s\n", err.msg);
             rc = 1;
         } else {
-            printf("wrote %s (model encryption key: keep it private)\n", argv[2]);
+            printf("wrote %s (model encryption key: keep it private)\n", encryption);
         }
         memset(k, 0, sizeof k);
         return rc;
     }
-    return usage(stderr);
 }

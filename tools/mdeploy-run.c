@@ -1,6 +1,4 @@
-/* mdeploy-run: run a model on .npy inputs and write .npy outputs.
-   usage: mdeploy-run MODEL.mdl -i IN.npy [-i IN2.npy ...] -o OUT.npy [-o OUT2.npy ...] [--threads N]
-                      [--json] */
+/* mdeploy-run: run a model on .npy inputs and write .npy outputs (options: the table below). */
 #include "mdeploy/mdeploy.h"
 #include "tool_util.h"
 #include "mdeploy/npy.h"
@@ -13,13 +11,18 @@
 
 #define MAX_IO 64
 
-static void usage(FILE *f) {
-    fprintf(f, "usage: mdeploy-run MODEL.mdl -i IN.npy [-i IN2.npy ...] [-o OUT.npy ...] [--threads N]\n"
-               "                   [--json]\n"
-               "  Inputs and outputs are given in the model's order (see mdeploy-inspect).\n"
-               "  --threads N  threads for the run (1..64, default 1; same results as 1)\n"
-               "  --json       print shapes, dtypes and the run time as JSON\n");
-}
+static const tool_opt opts[] = {
+    {"input", 'i', "IN.npy", "an input, in the model's order (repeat for each input)"},
+    {"output", 'o', "OUT.npy", "write an output, in the model's order (repeatable; the rest are not written)"},
+    {"threads", 256, "N", "threads for the run (1..64, default 1; same results as 1)"},
+    {"json", 257, NULL, "print shapes, dtypes and the run time as JSON"},
+};
+static const tool_cli cli = {
+    "mdeploy-run", "Runs a .mdl model on .npy inputs and writes .npy outputs (an ONNX model: mdeploy-convert it first).",
+    "MODEL.mdl -i IN.npy [-i IN2.npy ...] [-o OUT.npy ...] [--threads N] [--json]", opts, TOOL_NOPTS(opts),
+    "mdeploy-run net.mdl -i x.npy -o y.npy\n"
+    "mdeploy-run net.mdl --input=x.npy --output=y.npy --threads 2 --json",
+};
 
 static cJSON *tensor_json(const mdl_tensor_info *ti, const char *file) {
     cJSON *o = tool_tensor_json(ti);
@@ -39,32 +42,25 @@ int main(int argc, char **argv) {
     int nin = 0, nout = 0;
     bool json = false;
     int threads = 1;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(argv[i], "--json")) json = true;
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+    for (int c; (c = tool_getopt(&cli, argc, argv)) != -1;) {
+        if (c == 257) json = true;
+        else if (c == 256) {
             char *end;
-            long v = strtol(argv[++i], &end, 10);
-            if (!*argv[i] || *end || v < 1 || v > MDL_MAX_THREADS)
-                return die("bad value '%s' for %s (1..64)", argv[i], "--threads");
+            long v = strtol(tool_optarg, &end, 10);
+            if (!*tool_optarg || *end || v < 1 || v > MDL_MAX_THREADS)
+                return die("bad value '%s' for %s (1..64)", tool_optarg, "--threads");
             threads = (int)v;
-        }
-        else if ((!strcmp(argv[i], "-i") || !strcmp(argv[i], "-o")) && i + 1 < argc) {
-            bool in = argv[i][1] == 'i';
+        } else if (c == 'i' || c == 'o') {
+            bool in = c == 'i';
             if ((in ? nin : nout) >= MAX_IO) return die("too many %s files%s", in ? "input" : "output", "");
-            if (in) ins[nin++] = argv[++i];
-            else outs[nout++] = argv[++i];
-        } else if (argv[i][0] == '-') {
-            return die("unknown or incomplete option '%s' (see %s)", argv[i], "mdeploy-run --help");
-        } else if (!model_path) model_path = argv[i];
-        else return die("more than one model given ('%s' and '%s')", model_path, argv[i]);
+            if (in) ins[nin++] = tool_optarg;
+            else outs[nout++] = tool_optarg;
+        } else if (!model_path) model_path = tool_optarg;
+        else return die("more than one model given ('%s' and '%s')", model_path, tool_optarg);
     }
-    if (!model_path) {
-        usage(stderr);
-        return 1;
-    }
+    if (!model_path) return tool_usage_error(&cli, "no model given");
+    if (tool_is_onnx_path(model_path))
+        return die("'%s' is an ONNX model: convert it first (mdeploy-convert %s -o MODEL.mdl)", model_path, model_path);
     mdl_error err;
     mdl_model *m = NULL;
     mdl_session *s = NULL;

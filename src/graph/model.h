@@ -66,6 +66,7 @@ mdl_status mdl__format_verify(const uint8_t *buf, size_t size, mdl_error *err);
 /* The seal (src/io/seal.c, include/mdeploy/security.h).  Root field ids of format 2.3: */
 enum { MDL__M_SECURITY_COUNTER = 14, MDL__M_SEAL = 15, MDL__M_ENCRYPTED = 16 };
 #define MDL__SEAL_MESSAGE_BYTES 48 /* "MDL1SIG1" || digest || key_id */
+#define MDL__SEAL_ENC_AD "MDL1ENC1" /* an encrypted model's associated data (8 bytes) */
 /* An all-zero Seal table (the writer adds it to the root) ... */
 fb_ref mdl__seal_build(fb_builder *b);
 /* ... and the digest of the finished file written into it (nothing when it has no seal). */
@@ -77,6 +78,11 @@ void mdl__seal_message(const uint8_t *digest, const uint8_t *key_id, uint8_t msg
 mdl_status mdl__seal_load(mdl_model *m, const mdl_load_options *o, mdl_error *err);
 /* Wipes and frees m->plain_raw. */
 void mdl__seal_release(mdl_model *m);
+/* Host (src/io/sign_host.c): the sealed outer file of an encrypted model around its ciphertext
+   (clen bytes: the XChaCha20-Poly1305 IETF combined output over the inner file, associated data
+   MDL__SEAL_ENC_AD); *out malloc'ed. */
+mdl_status mdl__seal_wrap_encrypted(const uint8_t *ct, size_t clen, const uint8_t *nonce, uint64_t security_counter,
+                                    void **out, size_t *out_size, mdl_error *err);
 
 /* Serializes a checked graph (tensors with data are weights) and its plan into b (plan NULL:
    no stored plan; the loader then plans, as for a model with dynamic dims). */

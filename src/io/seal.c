@@ -157,6 +157,12 @@ static mdl_status check_verified(const uint8_t *buf, size_t size, const mdl_load
             if (k == sec->npublic_keys)
                 return mdl__error(err, MDL_UNSUPPORTED, "signature check failed: unknown key id %s (not "
                                   "among the %d public keys given)", hid, (int)sec->npublic_keys);
+#if defined(MDL_SODIUM) && !MDL_SODIUM /* a host library built with SODIUM=0: its mdl_security_host() has no hooks */
+            if (!sec->verify)
+                return mdl__error(err, MDL_UNSUPPORTED, "signature check refused: this libmdeploy was built without "
+                                  "libsodium (SODIUM=0), so it cannot verify signatures and does not load a model that "
+                                  "needs the check (rebuild with SODIUM=1, or give mdl_security.verify)");
+#endif
             if (!sec->verify)
                 return mdl__error(err, MDL_INVALID_ARGUMENT, "public keys given without a verify hook "
                                   "(mdl_security.verify; host: mdl_security_host())");
@@ -221,6 +227,12 @@ mdl_status mdl__seal_load(mdl_model *m, const mdl_load_options *o, mdl_error *er
         if (level > 0)
             return mdl__error(err, MDL_CORRUPT_MODEL, "corrupt model: an encrypted model inside an encrypted model");
         const mdl_security *sec = o->security;
+#if defined(MDL_SODIUM) && !MDL_SODIUM
+        if (sec && sec->decryption_key && !sec->decrypt)
+            return mdl__error(err, MDL_UNSUPPORTED, "the model is encrypted and this libmdeploy was built without "
+                              "libsodium (SODIUM=0): it cannot decrypt it (rebuild with SODIUM=1, or give "
+                              "mdl_security.decrypt)");
+#endif
         if (!sec || !sec->decryption_key || !sec->decrypt)
             return mdl__error(err, MDL_INVALID_ARGUMENT, "the model is encrypted: give a decryption key "
                               "and hook (mdl_security.decryption_key, .decrypt)");
@@ -233,7 +245,7 @@ mdl_status mdl__seal_load(mdl_model *m, const mdl_load_options *o, mdl_error *er
         uint8_t *raw = mdl__alloc(m->alloc, bytes);
         if (!raw) return mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory for the %zu-byte decrypted model", n);
         uint8_t *plain = (uint8_t *)mdl__align_up((size_t)raw, MDL__LINE_ALIGN);
-        if (!sec->decrypt(sec->user, plain, m->buf + ct.data, ct.len, (const uint8_t *)"MDL1ENC1", 8,
+        if (!sec->decrypt(sec->user, plain, m->buf + ct.data, ct.len, (const uint8_t *)MDL__SEAL_ENC_AD, 8,
                           m->buf + nonce.data, sec->decryption_key)) {
             wipe_free(m->alloc, raw, bytes);
             return mdl__error(err, MDL_CORRUPT_MODEL, "decryption failed: wrong decryption key, or the "

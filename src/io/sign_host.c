@@ -1,10 +1,19 @@
-/* Host side of the seal (include/mdeploy/security.h) on libsodium: the verify and decrypt hooks,
-   key generation, signing a sealed file in place, encrypting one, and key files. */
+/* Host side of the seal (include/mdeploy/security.h): the verify and decrypt hooks, key
+   generation, signing a sealed file in place and encrypting one, on libsodium (SODIUM=1, the
+   default: MDL_SODIUM=1); and, in every host build, key files and the encrypted file's
+   wrapping (plain C).  A SODIUM=0 build has no hooks (mdl_security_host() leaves them NULL, and
+   the loader then refuses a model that needs a signature check or decryption with
+   MDL_UNSUPPORTED, src/io/seal.c) and its keygen, sign and encrypt return MDL_UNSUPPORTED. */
 #include "graph/model.h"
 #include "graph/util.h"
 #include "mdeploy/security.h"
 
+#if MDL_SODIUM
+#if defined(__has_include) && !__has_include(<sodium.h>)
+#error "libsodium's header is missing: install libsodium-dev (make deps-demo) or build with SODIUM=0 (no signatures or encryption)"
+#endif
 #include <sodium.h>
+#endif
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#if MDL_SODIUM
 _Static_assert(crypto_sign_PUBLICKEYBYTES == MDL_PUBLIC_KEY_BYTES && crypto_sign_SECRETKEYBYTES == MDL_SECRET_KEY_BYTES &&
                    crypto_sign_BYTES == MDL_SIGNATURE_BYTES, "Ed25519 sizes");
 _Static_assert(crypto_aead_xchacha20poly1305_ietf_KEYBYTES == MDL_ENCRYPTION_KEY_BYTES &&
@@ -98,12 +108,62 @@ mdl_status mdl_seal_encrypt(const void *data, size_t size, const uint8_t key[MDL
     if (!ct) return mdl__error(err, MDL_OUT_OF_MEMORY, "out of memory encrypting a %zu-byte model", size);
     randombytes_buf(nonce, sizeof nonce);
     unsigned long long n;
-    crypto_aead_xchacha20poly1305_ietf_encrypt(ct, &n, data, size, (const uint8_t *)"MDL1ENC1", 8, NULL, nonce, key);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(ct, &n, data, size, (const uint8_t *)MDL__SEAL_ENC_AD, 8, NULL, nonce,
+                                               key);
+    st = mdl__seal_wrap_encrypted(ct, clen, nonce, info.security_counter, out, out_size, err);
+    free(ct);
+    return st;
+}
+
+#else /* SODIUM=0 */
+
+#define NO_SODIUM " is not available: this libmdeploy was built without libsodium (SODIUM=0); rebuild with SODIUM=1"
+
+mdl_security mdl_security_host(void) {
+    mdl_security s; /* no hooks: a load that needs them is refused (src/io/seal.c) */
+    memset(&s, 0, sizeof s);
+    return s;
+}
+
+mdl_status mdl_keygen(uint8_t public_key[MDL_PUBLIC_KEY_BYTES], uint8_t secret_key[MDL_SECRET_KEY_BYTES],
+                      mdl_error *err) {
+    (void)public_key;
+    (void)secret_key;
+    return mdl__error(err, MDL_UNSUPPORTED, "mdl_keygen: Ed25519 key generation" NO_SODIUM);
+}
+
+mdl_status mdl_encryption_keygen(uint8_t key[MDL_ENCRYPTION_KEY_BYTES], mdl_error *err) {
+    (void)key;
+    return mdl__error(err, MDL_UNSUPPORTED, "mdl_encryption_keygen: model encryption" NO_SODIUM);
+}
+
+mdl_status mdl_seal_sign(void *data, size_t size, const uint8_t secret_key[MDL_SECRET_KEY_BYTES], mdl_error *err) {
+    (void)data;
+    (void)size;
+    (void)secret_key;
+    return mdl__error(err, MDL_UNSUPPORTED, "mdl_seal_sign: signing" NO_SODIUM);
+}
+
+mdl_status mdl_seal_encrypt(const void *data, size_t size, const uint8_t key[MDL_ENCRYPTION_KEY_BYTES],
+                            void **out, size_t *out_size, mdl_error *err) {
+    (void)data;
+    (void)size;
+    (void)key;
+    if (out) *out = NULL;
+    if (out_size) *out_size = 0;
+    return mdl__error(err, MDL_UNSUPPORTED, "mdl_seal_encrypt: model encryption" NO_SODIUM);
+}
+#endif
+
+/* The outer file of an encrypted model around its ciphertext (no crypto: plain C). */
+mdl_status mdl__seal_wrap_encrypted(const uint8_t *ct, size_t clen, const uint8_t *nonce,
+                                    uint64_t security_counter, void **out, size_t *out_size, mdl_error *err) {
+    *out = NULL;
+    *out_size = 0;
     fb_builder b;
     fb_builder_init(&b, NULL);
     fb_ref v_data = fb_create_vector(&b, ct, clen, 1, MDL__LINE_ALIGN);
-    fb_ref v_nonce = fb_create_vector(&b, nonce, sizeof nonce, 1, 1);
-    free(ct);
+    fb_ref v_nonce = fb_create_vector(&b, nonce, MDL_NONCE_BYTES, 1, 1);
     fb_start_table(&b);
     fb_add_ref(&b, 0, v_nonce);
     fb_add_ref(&b, 1, v_data);
@@ -112,7 +172,7 @@ mdl_status mdl_seal_encrypt(const void *data, size_t size, const uint8_t key[MDL
     fb_start_table(&b);
     fb_add_u16(&b, 0, MDL_FORMAT_MAJOR);
     fb_add_u16(&b, 1, MDL_FORMAT_MINOR);
-    if (info.security_counter) fb_add_u64(&b, MDL__M_SECURITY_COUNTER, info.security_counter);
+    if (security_counter) fb_add_u64(&b, MDL__M_SECURITY_COUNTER, security_counter);
     fb_add_ref(&b, MDL__M_SEAL, seal);
     fb_add_ref(&b, MDL__M_ENCRYPTED, enc);
     fb_ref root = fb_end_table(&b);
@@ -129,6 +189,26 @@ mdl_status mdl_seal_encrypt(const void *data, size_t size, const uint8_t key[MDL
     return MDL_OK;
 }
 
+/* Overwrites key material (through a volatile pointer: not optimized away). */
+static void wipe(void *p, size_t n) {
+    volatile uint8_t *q = p;
+    for (size_t i = 0; i < n; i++) q[i] = 0;
+}
+
+static int hex_digit(char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* 2 * len hex digits into key; false on any other character. */
+static bool hex_decode(const char *h, uint8_t *key, size_t len) {
+    for (size_t i = 0; i < len; i++) {
+        int hi = hex_digit(h[2 * i]), lo = hex_digit(h[2 * i + 1]);
+        if (hi < 0 || lo < 0) return false;
+        key[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return true;
+}
+
 mdl_status mdl_key_file_write(const char *path, const char *kind, const uint8_t *key, size_t len, mdl_error *err) {
     if (!path || !kind || !key || len > 64) return mdl__error(err, MDL_INVALID_ARGUMENT, "mdl_key_file_write: bad argument");
     bool secret = strcmp(kind, "ed25519-public") != 0;
@@ -139,7 +219,7 @@ mdl_status mdl_key_file_write(const char *path, const char *kind, const uint8_t 
     for (size_t i = 0; i < len && n + 3 < (int)sizeof line; i++) n += snprintf(line + n, 3, "%02x", key[i]);
     line[n++] = '\n';
     bool ok = write(fd, line, (size_t)n) == n;
-    sodium_memzero(line, sizeof line);
+    wipe(line, sizeof line);
     if (close(fd) != 0) ok = false;
     return ok ? MDL_OK : mdl__error(err, MDL_IO, "cannot write key file '%s': %s", path, strerror(errno));
 }
@@ -157,9 +237,9 @@ mdl_status mdl_key_file_read(const char *path, const char *kind, uint8_t *key, s
         st = mdl__error(err, MDL_INVALID_ARGUMENT, "key file '%s': expected \"mdeploy KIND HEX\"", path);
     else if (strcmp(k, kind))
         st = mdl__error(err, MDL_INVALID_ARGUMENT, "key file '%s' holds a %s key, expected %s", path, k, kind);
-    else if (sodium_hex2bin(key, len, h, strlen(h), NULL, &n, NULL) != 0 || n != len)
+    else if ((n = strlen(h)) != 2 * len || !hex_decode(h, key, len))
         st = mdl__error(err, MDL_INVALID_ARGUMENT, "key file '%s': expected %zu hex bytes", path, len);
-    sodium_memzero(line, sizeof line);
-    sodium_memzero(h, sizeof h);
+    wipe(line, sizeof line);
+    wipe(h, sizeof h);
     return st;
 }

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # make install-check, after make install into B/install-check/prefix and (DESTDIR) into
 # B/install-check/destdir/opt/mdeploy: checks what was installed and builds programs against it.
-# usage: check.sh BUILD_DIR VERSION
+# usage: check.sh BUILD_DIR VERSION [SODIUM]   (SODIUM=0: the runtime must not need libsodium)
 set -euo pipefail
 # (no `cmd | grep -q` below: grep -q exits at the first match, cmd then dies of SIGPIPE and
 # pipefail fails the pipeline at random)
-B=$1 V=$2 M=${2%%.*}
+B=$1 V=$2 M=${2%%.*} SODIUM=${3:-1}
 ROOT=$(pwd)
 W=$ROOT/$B/install-check
 P=$W/prefix
@@ -24,13 +24,15 @@ for l in libmdeploy libmdeploy-convert; do
     echo "objdump -p $l.so.$V: SONAME $soname"
     [ "$soname" = "$l.so.$M" ] || fail "$l.so.$V: SONAME '$soname', expected $l.so.$M"
 done
-# The runtime needs libc, libm, (BLAS=1) OpenBLAS and libsodium (signatures, encryption: src/io/sign_host.c),
-# nothing of the converter's.
+# The runtime needs libc, libm, (BLAS=1) OpenBLAS and (SODIUM=1) libsodium (signatures, encryption:
+# src/io/sign_host.c), nothing of the converter's.
 echo "ldd libmdeploy.so: $(ldd "$P/lib/libmdeploy.so" | awk '{print $1}' | grep -v vdso | tr '\n' ' ')"
 ! ldd "$P/lib/libmdeploy.so" | grep protobuf >/dev/null || fail "libmdeploy.so depends on protobuf-c"
 ldd "$P/lib/libmdeploy-convert.so" | grep 'libprotobuf-c' >/dev/null || fail "libmdeploy-convert.so does not link protobuf-c (the ldd check above could not fail)"
 for n in $(objdump -p "$P/lib/libmdeploy.so" | awk '$1 == "NEEDED" {print $2}'); do
-    case $n in libc.so.*|libm.so.*|libopenblas.so.*|libpthread.so.*|libsodium.so.*) ;; *) fail "libmdeploy.so needs $n";; esac
+    case $n in libc.so.*|libm.so.*|libopenblas.so.*|libpthread.so.*) ;;
+        libsodium.so.*) [ "$SODIUM" = 1 ] || fail "libmdeploy.so needs $n in a SODIUM=0 build";;
+        *) fail "libmdeploy.so needs $n";; esac
 done
 # The converter exports its own API only (the runtime code it carries stays internal).
 extra=$(nm -D --defined-only "$P/lib/libmdeploy-convert.so" | awk '{print $3}' |

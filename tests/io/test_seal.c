@@ -1,6 +1,7 @@
 /* The model seal (include/mdeploy/security.h): SHA-256 against FIPS 180-4's examples and
    libsodium (at every CPU level: the SHA extensions and the portable code); the digest, signature, counter and encryption checks at load, each tamper case
-   refused with a message saying what failed; older files without a seal. */
+   refused with a message saying what failed; older files without a seal; the host hooks against
+   libsodium used directly, and their refusals in a SODIUM=0 build (test_host_hooks). */
 #include "common/harness.h"
 #include "common/models.h"
 #include "graph/model.h"
@@ -230,6 +231,7 @@ static void test_digest_catches_flipped_weight_bytes(void **state) {
     free(good);
 }
 
+#if MDL_SODIUM /* tests that sign and encrypt with the library itself (SODIUM=1 builds) */
 /* A file without a seal (as written before format 2.3): the Model vtable's seal entry zeroed. */
 static void strip_seal(uint8_t *b) {
     uint32_t root = fb_u32(b);
@@ -475,16 +477,111 @@ static void test_encryption(void **state) {
     free(plain);
 }
 
+#endif
+
+/* ---- the host hooks, against libsodium used directly ----------------------------------------
+   The test signs and encrypts with libsodium itself (the message and key id as security.h
+   specifies them), not with the library: so the same checks run in a SODIUM=1 build (the model
+   loads and runs to the reference; a bad signature is refused) and in a SODIUM=0 build, whose
+   library has no libsodium: every load that needs a signature check or decryption is refused
+   with MDL_UNSUPPORTED saying so (never loaded unchecked), keygen/sign/encrypt likewise, while
+   the digest and key files still work. */
+
+/* Signs data in place as mdl_seal_sign would, with libsodium alone. */
+static void oracle_sign(uint8_t *data, const uint8_t pk[32], const uint8_t sk[64]) {
+    size_t d, k, s;
+    seal_at(data, &d, &k, &s);
+    uint8_t h[32], msg[48];
+    crypto_hash_sha256(h, pk, 32);
+    memcpy(data + k, h, 8); /* key id: the first 8 bytes of SHA-256(public key) */
+    memcpy(msg, "MDL1SIG1", 8);
+    memcpy(msg + 8, data + d, 32);
+    memcpy(msg + 40, data + k, 8);
+    crypto_sign_detached(data + s, NULL, msg, sizeof msg, sk);
+}
+
+static void test_host_hooks(void **state) {
+    (void)state;
+    assert_true(sodium_init() >= 0);
+    size_t size;
+    uint8_t *data = build(&size, NULL);
+    uint8_t pk[32], sk[64], key[32], nonce[24];
+    crypto_sign_keypair(pk, sk);
+    crypto_aead_xchacha20poly1305_ietf_keygen(key);
+    randombytes_buf(nonce, sizeof nonce);
+    oracle_sign(data, pk, sk);
+    uint8_t *bad = malloc(size);
+    memcpy(bad, data, size);
+    size_t d, k, sg;
+    seal_at(bad, &d, &k, &sg);
+    bad[sg + 5] ^= 1;
+    /* the encrypted file: ciphertext by libsodium, wrapped by the library's plain-C part */
+    size_t clen = size + 16;
+    uint8_t *ct = malloc(clen);
+    unsigned long long n;
+    crypto_aead_xchacha20poly1305_ietf_encrypt(ct, &n, data, size, (const uint8_t *)"MDL1ENC1", 8, NULL, nonce, key);
+    void *enc;
+    size_t esize;
+    mdl_error err;
+    assert_int_equal(mdl__seal_wrap_encrypted(ct, clen, nonce, 0, &enc, &esize, &err), MDL_OK);
+    mdl_security sec = mdl_security_host();
+    sec.public_keys = (const uint8_t(*)[32])pk;
+    sec.npublic_keys = 1;
+    mdl_load_options o = mdl_load_options_default();
+    o.security = &sec;
+    mdl_security dec = mdl_security_host();
+    dec.decryption_key = key;
+    mdl_load_options od = mdl_load_options_default();
+    od.security = &dec;
+    expect(data, size, NULL, MDL_OK, NULL); /* no keys: the digest only, in both builds */
+    expect(bad, size, NULL, MDL_OK, NULL);
+    /* key files are plain C in both builds */
+    uint8_t back[32];
+    assert_int_equal(mdl_key_file_write(th_tmp("k.pub"), "ed25519-public", pk, 32, &err), MDL_OK);
+    assert_int_equal(mdl_key_file_read(th_tmp("k.pub"), "ed25519-public", back, 32, &err), MDL_OK);
+    assert_memory_equal(back, pk, 32);
+#if MDL_SODIUM
+    expect(data, size, &o, MDL_OK, NULL);
+    expect(bad, size, &o, MDL_CORRUPT_MODEL, "bad signature");
+    expect(enc, esize, &od, MDL_OK, NULL);
+#else
+    const char *why = "built without libsodium (SODIUM=0)";
+    expect(data, size, &o, MDL_UNSUPPORTED, why);
+    expect(bad, size, &o, MDL_UNSUPPORTED, why);
+    expect(enc, esize, &od, MDL_UNSUPPORTED, why);
+    expect(enc, esize, NULL, MDL_INVALID_ARGUMENT, "the model is encrypted"); /* no key: refused as ever */
+    uint8_t psk[64], ek[32];
+    assert_int_equal(mdl_keygen(pk, psk, &err), MDL_UNSUPPORTED);
+    assert_non_null(strstr(err.msg, why));
+    assert_int_equal(mdl_encryption_keygen(ek, &err), MDL_UNSUPPORTED);
+    assert_non_null(strstr(err.msg, why));
+    assert_int_equal(mdl_seal_sign(data, size, sk, &err), MDL_UNSUPPORTED);
+    assert_non_null(strstr(err.msg, why));
+    void *enc2 = (void *)1;
+    size_t esize2 = 1;
+    assert_int_equal(mdl_seal_encrypt(data, size, key, &enc2, &esize2, &err), MDL_UNSUPPORTED);
+    assert_non_null(strstr(err.msg, why));
+    assert_null(enc2);
+#endif
+    free(enc);
+    free(ct);
+    free(bad);
+    free(data);
+}
+
 int main(int argc, char **argv) {
     (void)argc;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sha256_fips_vectors),
         cmocka_unit_test(test_sha256_matches_libsodium),
         cmocka_unit_test(test_digest_catches_flipped_weight_bytes),
+        cmocka_unit_test(test_host_hooks),
+#if MDL_SODIUM /* these sign and encrypt with the library (test_host_hooks: its refusals in SODIUM=0) */
         cmocka_unit_test(test_older_files_without_a_seal),
         cmocka_unit_test(test_signatures),
         cmocka_unit_test(test_security_counter),
         cmocka_unit_test(test_encryption),
+#endif
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     /* the SHA extensions (x86) at the default level, the portable code at MDL_CPU_LEVEL=0 */

@@ -191,11 +191,16 @@ static void test_errors(void **state) {
     const char *msg;
     assert_int_equal(th_run_stderr(&msg, BIN "mdeploy-bench /nonexistent/model.mdl >/dev/null"), 1);
     assert_non_null(strstr(msg, "/nonexistent/model.mdl"));
-    assert_int_equal(th_run_stderr(&msg, BIN "mdeploy-bench >/dev/null"), 1);
-    assert_non_null(strstr(msg, "usage"));
+    /* a bad command line: exit status 2, the message points to --help */
+    assert_int_equal(th_run_stderr(&msg, BIN "mdeploy-bench >/dev/null"), 2);
+    assert_non_null(strstr(msg, "no model given"));
+    assert_non_null(strstr(msg, "--help"));
     snprintf(cmd, sizeof cmd, BIN "mdeploy-bench %s --frobnicate >/dev/null", th_tmp("mlp.mdl"));
-    assert_int_equal(th_run_stderr(&msg, cmd), 1);
+    assert_int_equal(th_run_stderr(&msg, cmd), 2);
     assert_non_null(strstr(msg, "--frobnicate"));
+    snprintf(cmd, sizeof cmd, BIN "mdeploy-bench %s --iters >/dev/null", th_tmp("mlp.mdl"));
+    assert_int_equal(th_run_stderr(&msg, cmd), 2);
+    assert_non_null(strstr(msg, "'--iters' needs a value"));
     snprintf(cmd, sizeof cmd, BIN "mdeploy-bench %s --iters many >/dev/null", th_tmp("mlp.mdl"));
     assert_int_equal(th_run_stderr(&msg, cmd), 1);
     assert_non_null(strstr(msg, "many"));

@@ -100,14 +100,17 @@ static void test_inspect(void **state) {
     free(text);
 }
 
-static void expect_error(const char *args, const char *needle) {
+static void expect_status(const char *args, int want, const char *needle) {
     char cmd[2048];
     const char *msg;
     snprintf(cmd, sizeof cmd, BIN "%s >/dev/null", args);
     int rc = th_run_stderr(&msg, cmd);
-    if (rc != 1 || lines(msg) != 1 || !strstr(msg, needle))
-        fail_msg("`%s`: exit %d, stderr '%s' (want exit 1 and one line containing '%s')", args, rc, msg, needle);
+    if (rc != want || lines(msg) != 1 || !strstr(msg, needle))
+        fail_msg("`%s`: exit %d, stderr '%s' (want exit %d and one line containing '%s')", args, rc, msg, want,
+                 needle);
 }
+
+static void expect_error(const char *args, const char *needle) { expect_status(args, 1, needle); }
 
 static void test_errors(void **state) {
     (void)state;
@@ -128,8 +131,21 @@ static void test_errors(void **state) {
     expect_error(a, "missing.npy");
     snprintf(a, sizeof a, "mdeploy-run %s -i %s -o /nonexistent-dir/y.npy", th_tmp("mlp.mdl"), th_tmp("x.npy"));
     expect_error(a, "/nonexistent-dir/y.npy");
+    /* a bad command line: exit status 2, naming the option and --help */
     snprintf(a, sizeof a, "mdeploy-run %s --bogus", th_tmp("mlp.mdl"));
-    expect_error(a, "--bogus");
+    expect_status(a, 2, "unknown option '--bogus' (see mdeploy-run --help)");
+    snprintf(a, sizeof a, "mdeploy-run %s --threads", th_tmp("mlp.mdl"));
+    expect_status(a, 2, "option '--threads' needs a value (see mdeploy-run --help)");
+    snprintf(a, sizeof a, "mdeploy-run %s --json=yes", th_tmp("mlp.mdl"));
+    expect_status(a, 2, "option '--json' takes no value");
+    snprintf(a, sizeof a, "mdeploy-convert %s --per", th_tmp("mlp.mdl"));
+    expect_status(a, 2, "ambiguous option '--per'");
+    expect_status("mdeploy-run", 2, "no model given (see mdeploy-run --help)");
+    /* --opt=VALUE and --opt VALUE alike */
+    snprintf(a, sizeof a, "mdeploy-run %s --input=%s --threads=0", th_tmp("mlp.mdl"), th_tmp("x.npy"));
+    expect_error(a, "bad value '0' for --threads");
+    /* an ONNX model: convert it first */
+    expect_error("mdeploy-run tests/models/ptq/nothing.onnx -i x.npy", "is an ONNX model: convert it first");
     expect_error("mdeploy-inspect /nonexistent.mdl", "/nonexistent.mdl");
     snprintf(a, sizeof a, "mdeploy-inspect %s", th_tmp("garbage.mdl"));
     expect_error(a, "not a model file");

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what mdeploy needs and is missing: Debian packages with apt-get, Python ones with pip.
 # usage: install-deps.sh [demo|check]
-#   demo   only what `make demo` needs: a C compiler, OpenBLAS, cJSON, protobuf-c and the ONNX
+#   demo   only what `make demo` needs: a C compiler, OpenBLAS, cJSON, protobuf-c, libsodium and the ONNX
 #          schema (libonnx-dev); no Python packages, cross toolchains, clang, QEMU or Java
 #   check  (default) everything `make check` uses besides
 set -eu
@@ -10,7 +10,8 @@ case $mode in demo|check) ;; *) echo "usage: $0 [demo|check]" >&2; exit 2;; esac
 # build: the libraries and tools; libonnx-dev ships onnx.proto (/usr/include/onnx), from which
 # the converter's protobuf-c code is generated (src/io/onnx.mk)
 debs=(build-essential pkg-config libopenblas-dev libcjson-dev libprotobuf-c-dev protobuf-c-compiler
-      libonnx-dev libsodium-dev)  # libsodium: signatures and encryption at rest (src/io/sign_host.c)
+      libonnx-dev libsodium-dev)  # libsodium: signatures and encryption at rest (src/io/sign_host.c);
+      # the demo builds the default SODIUM=1 runtime, the one `make` and the tests build (its build/release is reused)
 if [ "$mode" = check ]; then
     debs+=(libcmocka-dev flatbuffers-compiler python3 python3-pip python3-venv
            cmake                                    # install-check: find_package(mdeploy)

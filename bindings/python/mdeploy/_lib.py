@@ -492,6 +492,10 @@ _CONVERT_PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     "mdl_convert_report_free": (None, [_P(mdl_convert_report)]),
     "mdl_onnx_summarize": (_status, [_str, _P(_P(mdl_onnx_summary)), _err]),
     "mdl_onnx_summary_free": (None, [_P(mdl_onnx_summary)]),
+    "mdl_eval_top1": (
+        _status,
+        [_c.c_void_p, _c.c_size_t, _str, _str, _P(_c.c_double), _P(_c.c_int64), _err],
+    ),
 }
 
 

@@ -119,3 +119,52 @@ def test_inspect_onnx_same_as_c_tool(tmp_path, capsys):
             assert json.loads(py) == json.loads(c)
         else:
             assert py == c
+
+
+def test_verify_same_as_c_tool(tmp_path, capsys):
+    """inspect --verify: the same lines and exit status as mdeploy-inspect --verify, on a signed,
+    counted, encrypted model with self-test vectors, with and without the keys it needs."""
+    bin_dir = _c_tool("mdeploy-inspect").parent
+    t = lambda name: str(bin_dir / name)  # noqa: E731
+    subprocess.run([t("mdeploy-keygen"), "--sign", str(tmp_path / "s")], check=True, capture_output=True)
+    subprocess.run([t("mdeploy-keygen"), "--sign", str(tmp_path / "other")], check=True, capture_output=True)
+    subprocess.run([t("mdeploy-keygen"), "--encryption", str(tmp_path / "e.key")], check=True, capture_output=True)
+    np.save(tmp_path / "x.npy", np.full((1, 784), 0.5, np.float32))
+    plain, enc = tmp_path / "m.mdl", tmp_path / "m.enc.mdl"
+    for out, extra in ((plain, []), (enc, ["--encrypt", str(tmp_path / "e.key")])):
+        subprocess.run([t("mdeploy-convert"), str(REPO / "tests/models/mlp.onnx"), "-o", str(out), "-q",
+                        "--security-counter", "7", "--sign", str(tmp_path / "s.key"),
+                        "--selftest-from", f"x={tmp_path / 'x.npy'}", *extra], check=True)
+    pub, other = str(tmp_path / "s.pub"), str(tmp_path / "other.pub")
+    cases = [
+        [str(plain)], [str(plain), "--public-key", pub, "--min-counter", "7"], [str(plain), "--public-key", other],
+        [str(plain), "--min-counter", "8"], [str(enc), "--public-key", pub],
+        [str(enc), "--public-key", pub, "--decryption-key", str(tmp_path / "e.key")],
+    ]
+    codes = []
+    for args in cases:
+        c = subprocess.run([t("mdeploy-inspect"), "--verify", *args], capture_output=True, text=True)
+        rc = main(["inspect", "--verify", *args])
+        assert capsys.readouterr().out == c.stdout and rc == c.returncode, args
+        codes.append(rc)
+    assert codes == [0, 0, 1, 1, 0, 0]
+    assert "selftest:  passed: 1 cases" in c.stdout and "signature: ok" in c.stdout
+
+
+def test_convert_eval_lines_same_as_c_tool(tmp_path, capsys):
+    """convert --eval X Y --prune-sensitivity: the lines mdeploy-convert prints (top-1 of the float
+    source and of the pruned model, and the per-layer sensitivity table), both measured by the
+    runtime on the digits CNN; --eval X alone without --quantize is refused as by the C tool."""
+    d = REPO / "examples" / "digits"
+    args = [str(d / "digits_cnn.onnx"), "--prune", "magnitude:0.5", "--eval", str(d / "images.npy"),
+            str(d / "labels.npy"), "--prune-sensitivity"]
+    c = subprocess.run([str(_c_tool("mdeploy-convert")), *args, "-o", str(tmp_path / "c.mdl")], capture_output=True,
+                       text=True, check=True).stdout
+    assert main(["convert", *args, "-o", str(tmp_path / "p.mdl")]) == 0
+    py = capsys.readouterr().out
+    tail = lambda text: text[text.index("  eval on "):]  # noqa: E731
+    assert tail(py) == tail(c) and "prune sensitivity" in tail(c) and tail(c).count("%") >= 20
+    with pytest.raises(SystemExit, match="need --quantize int8"):
+        main(["convert", str(d / "digits_cnn.onnx"), "-o", str(tmp_path / "q.mdl"), "--eval", str(d / "images.npy")])
+    with pytest.raises(SystemExit, match="--prune-sensitivity needs --eval"):
+        main(["convert", str(d / "digits_cnn.onnx"), "-o", str(tmp_path / "q.mdl"), "--prune-sensitivity"])
