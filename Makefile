@@ -292,6 +292,8 @@ $(FUZZ_B)/src/ops/x86/gemm_int8_amx_avx512.o: FUZZ_FLAGS += -mavx512vnni -mamx-t
 # ONNX importer on a memory buffer).  They link the host sources too (file, .npy, converter and
 # its protobuf code), built with the same sanitizers; no worker threads.
 FUZZ_TARGETS := load run file npy onnx
+# and serve_request: mdeploy-serve's request bodies (tools/serve/request.c; its rule is below)
+FUZZ_TARGETS += serve_request
 FUZZ_HOST_OBJS := $(patsubst %.c,$(FUZZ_B)/%.o,$(filter-out src/graph/threads_host.c,$(HOST_SRCS))) \
                   $(FUZZ_B)/gen/onnx.pb-c.o
 # kept between runs (make would delete them as intermediates of the pattern rule below)
@@ -305,6 +307,13 @@ $(FUZZ_B)/gen/onnx.pb-c.o: $(ONNX_GEN)/onnx.pb-c.c $(ONNX_GEN)/onnx.pb-c.h $(FUZ
 $(FUZZ_B)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_common.h $(FUZZ_OBJS) $(FUZZ_HOST_OBJS)
 	@mkdir -p $(dir $@)
 	$(Q)$(call say,LD,$@)$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS) $(FUZZ_HOST_OBJS) -lm -lpthread -lprotobuf-c
+
+# mdeploy-serve's request parser links tools/serve/request.c and cJSON besides the library.
+$(FUZZ_B)/fuzz_serve_request: tests/fuzz/fuzz_serve_request.c tools/serve/request.c tools/serve/request.h \
+    $(FUZZ_OBJS) $(FUZZ_HOST_OBJS)
+	@mkdir -p $(dir $@)
+	$(Q)$(call say,LD,$@)$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< tools/serve/request.c $(FUZZ_OBJS) \
+	    $(FUZZ_HOST_OBJS) -lcjson -lm -lpthread -lprotobuf-c
 
 fuzz: $(FUZZ_B)/fuzz_load
 	@mkdir -p $(FUZZ_B)/corpus $(FUZZ_B)/artifacts
