@@ -385,3 +385,26 @@ bench-seal: all $(B)/bench/sealtime
 	    torch.onnx.export(m, torch.zeros(1, 3, 224, 224), '$$d/r18.onnx', input_names=['x'], opset_version=13)" && \
 	    $(B)/bin/mdeploy-convert $$d/r18.onnx -o $$d/r18.mdl -q && $(B)/bench/sealtime $$d/r18.mdl 21 && \
 	    echo "portable C SHA-256 (MDL_CPU_LEVEL=0):" && MDL_CPU_LEVEL=0 $(B)/bench/sealtime $$d/r18.mdl 21
+
+# ---- mdeploy-serve's model repository (tools/serve/repo.c) -----------------------------------
+# test_serve_repo links the repository and the fixture writer (tests/tools/serve_fixtures.c),
+# which is also a command for the server's Python tests (build/<config>/tests/tools/serve_fixtures).
+SERVE_REPO_TEST_SRCS := tools/serve/repo.c tests/tools/serve_fixtures.c
+$(B)/tests/tools/test_serve_repo: tests/tools/test_serve_repo.c $(SERVE_REPO_TEST_SRCS) tools/serve/repo.h \
+    tests/tools/serve_fixtures.h $(TEST_COMMON) $(LIBS_A)
+	@mkdir -p $(dir $@)
+	$(Q)$(call say,LD,$@)$(CC) $(CPPFLAGS) -Itests -Itools/serve $(CFLAGS) -Wno-shadow $(LDFLAGS) -o $@ $< \
+	    $(SERVE_REPO_TEST_SRCS) $(TEST_COMMON) $(LIBS_A) -lcmocka -lcjson $(CONVERT_LDLIBS) $(LDLIBS)
+$(B)/tests/tools/serve_fixtures: tests/tools/serve_fixtures.c tests/tools/serve_fixtures.h $(TEST_COMMON) $(LIBS_A)
+	@mkdir -p $(dir $@)
+	$(Q)$(call say,LD,$@)$(CC) $(CPPFLAGS) -Itests -DSERVE_FIXTURES_MAIN $(CFLAGS) $(LDFLAGS) -o $@ $< \
+	    $(TEST_COMMON) $(LIBS_A) -lcmocka $(CONVERT_LDLIBS) $(LDLIBS)
+tests: $(B)/tests/tools/serve_fixtures
+# under ThreadSanitizer too (make check-tsan): acquiring threads while another polls and reads
+.PHONY: check-tsan-serve
+check-tsan: check-tsan-serve
+check-tsan-serve:
+	@$(MAKE) --no-print-directory TSAN=1 build/release-tsan/tests/tools/test_serve_repo >/dev/null
+	@echo "== ThreadSanitizer: tests/tools/test_serve_repo"
+	@OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1 build/release-tsan/tests/tools/test_serve_repo \
+	    >build/release-tsan/test_serve_repo.log 2>&1 || { tail -n 60 build/release-tsan/test_serve_repo.log; exit 1; }
