@@ -357,7 +357,7 @@ install: all
 	    install -m 755 $(B)/$$l.so.$(VERSION) $(DESTDIR)$(LIBDIR)/ && \
 	    ln -sf $$l.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$$l.so.$(VERSION_MAJOR) && \
 	    ln -sf $$l.so.$(VERSION_MAJOR) $(DESTDIR)$(LIBDIR)/$$l.so || exit 1; done
-	install -m 755 $(TOOLS) $(DESTDIR)$(BINDIR)/
+	install -m 755 $(TOOLS) $(SERVE_BIN) $(DESTDIR)$(BINDIR)/
 	$(INSTALL_SUBST) tools/mdeploy.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/mdeploy.pc
 	$(INSTALL_SUBST) tools/mdeploy-convert.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/mdeploy-convert.pc
 	$(INSTALL_SUBST) tools/mdeployConfig.cmake.in > $(DESTDIR)$(LIBDIR)/cmake/mdeploy/mdeployConfig.cmake
@@ -408,3 +408,23 @@ check-tsan-serve:
 	@echo "== ThreadSanitizer: tests/tools/test_serve_repo"
 	@OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1 build/release-tsan/tests/tools/test_serve_repo \
 	    >build/release-tsan/test_serve_repo.log 2>&1 || { tail -n 60 build/release-tsan/test_serve_repo.log; exit 1; }
+
+# ---- mdeploy-serve (tools/serve/): the HTTP server, on libmicrohttpd (issue #19) ------------
+# Built when pkg-config finds libmicrohttpd (make deps installs libmicrohttpd-dev, so make check
+# always builds it); otherwise make all says in one line that it is skipped.  Public API only
+# (include/, not src/), linked with the static runtime, cJSON and libmicrohttpd.
+SERVE_SRCS := $(sort $(wildcard tools/serve/*.c))
+HAVE_MHD := $(shell pkg-config --exists libmicrohttpd 2>/dev/null && echo 1)
+ifeq ($(HAVE_MHD),1)
+SERVE_BIN := $(B)/bin/mdeploy-serve
+tools: $(SERVE_BIN)
+$(SERVE_BIN): $(SERVE_SRCS) $(wildcard tools/serve/*.h) tools/seal_util.h $(B)/libmdeploy.a
+	@mkdir -p $(dir $@)
+	$(Q)$(call say,LD,$@)$(CC) $(filter-out -Isrc,$(CPPFLAGS)) $(shell pkg-config --cflags libmicrohttpd) $(CFLAGS) \
+	    $(LDFLAGS) -o $@ $(SERVE_SRCS) $(B)/libmdeploy.a -lcjson $(shell pkg-config --libs libmicrohttpd) $(LDLIBS)
+else
+.PHONY: serve-skipped
+tools: serve-skipped
+serve-skipped:
+	@echo "mdeploy-serve skipped: libmicrohttpd not found by pkg-config (make deps installs libmicrohttpd-dev)"
+endif

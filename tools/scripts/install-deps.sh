@@ -13,6 +13,7 @@ debs=(build-essential pkg-config libopenblas-dev libcjson-dev libprotobuf-c-dev 
       libonnx-dev libsodium-dev)  # libsodium: signatures and encryption at rest (src/io/sign_host.c)
 if [ "$mode" = check ]; then
     debs+=(libcmocka-dev flatbuffers-compiler python3 python3-pip python3-venv
+           libmicrohttpd-dev                        # mdeploy-serve (tools/serve), built when present
            cmake                                    # install-check: find_package(mdeploy)
            clang libclang-rt-14-dev                 # fuzzing, ThreadSanitizer
            gcc-arm-none-eabi picolibc-arm-none-eabi qemu-system-arm
