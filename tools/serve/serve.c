@@ -289,25 +289,25 @@ static enum MHD_Result predict(struct MHD_Connection *c, const route *r, const c
     if (!st) st = req_apply(lease.session, &in, err, sizeof err);
     req_format format = in.format;
     req_inputs_free(&in);
+    char version[32]; /* the lease's fields are not ours after the release */
+    snprintf(version, sizeof version, "%lld", (long long)lease.version);
     if (st) { /* the client's fault (4xx) does not count against the version */
+        res = reply_error(c, (unsigned)st, "model '%s' version %s: %s", r->model, version, err);
         srv_repo_release(repo, &lease, st >= 500, false, 0);
-        res = reply_error(c, (unsigned)st, "model '%s' version %lld: %s", lease.model, (long long)lease.version, err);
         goto out;
     }
     uint64_t t0 = now_ns();
     mdl_status rs = mdl_session_run(lease.session);
     uint64_t dt = now_ns() - t0;
     if (rs != MDL_OK) {
-        srv_repo_release(repo, &lease, true, false, dt);
         res = reply_error(c, rs == MDL_OUT_OF_RANGE || rs == MDL_INVALID_ARGUMENT ? 400 : 500,
-                          "model '%s' version %lld: the run failed: %s", lease.model, (long long)lease.version,
+                          "model '%s' version %s: the run failed: %s", r->model, version,
                           mdl_session_message(lease.session));
+        srv_repo_release(repo, &lease, true, false, dt);
         goto out;
     }
     req_body out;
     st = req_write_outputs(lease.session, format, wants_npy(c, npy), &out, err, sizeof err);
-    char version[32];
-    snprintf(version, sizeof version, "%lld", (long long)lease.version);
     srv_repo_release(repo, &lease, st >= 500 || !st, !st, dt);
     if (st) res = reply_error(c, (unsigned)st, "%s", err);
     else res = reply(c, 200, out.data, out.len, out.content_type, "X-Model-Version", version);
