@@ -348,33 +348,41 @@ static int parse_json(const mdl_model *m, const char *body, size_t len, req_inpu
                       names);
             goto done;
         }
-        for (int i = 0; i < nin; i++) {
-            mdl_tensor_info ti;
-            mdl_model_input_info(m, i, &ti);
-            int k = 0;
-            for (const cJSON *c = inst->child; c; c = c->next, k++) {
-                if (cJSON_IsObject(c) != named) {
-                    st = fail(err, cap, 400, "instance %d is %s where instance 0 is %s", k,
-                              named ? "not an object" : "an object", named ? "an object" : "not");
+        int k = 0;
+        for (const cJSON *c = inst->child; c; c = c->next, k++) {
+            if (cJSON_IsObject(c) != named) {
+                st = fail(err, cap, 400, "instance %d is %s where instance 0 is %s", k,
+                          named ? "not an object" : "an object", named ? "an object" : "not");
+                goto done;
+            }
+            if (!named) continue;
+            int known = 0;
+            for (const cJSON *e = c->child; e; e = e->next, known++)
+                if (mdl_model_input_index(m, e->string) < 0) {
+                    st = fail(err, cap, 400, "instance %d: unknown input '%.64s' (the model's inputs: %s)", k,
+                              e->string, names);
                     goto done;
                 }
-                values[k] = named ? cJSON_GetObjectItemCaseSensitive(c, ti.name) : c;
-                if (!values[k]) {
+            for (int i = 0; i < nin; i++) {
+                mdl_tensor_info ti;
+                mdl_model_input_info(m, i, &ti);
+                if (!cJSON_GetObjectItemCaseSensitive(c, ti.name)) {
                     st = fail(err, cap, 400, "instance %d has no input '%s' (the model's inputs: %s)", k, ti.name,
                               names);
                     goto done;
                 }
-                if (named && array_size(c) != nin) {
-                    for (const cJSON *e = c->child; e; e = e->next)
-                        if (mdl_model_input_index(m, e->string) < 0) {
-                            st = fail(err, cap, 400, "instance %d: unknown input '%.64s' (the model's inputs: %s)", k,
-                                      e->string, names);
-                            goto done;
-                        }
-                    st = fail(err, cap, 400, "instance %d names an input twice", k);
-                    goto done;
-                }
             }
+            if (known != nin) {
+                st = fail(err, cap, 400, "instance %d names an input twice", k);
+                goto done;
+            }
+        }
+        for (int i = 0; i < nin; i++) {
+            mdl_tensor_info ti;
+            mdl_model_input_info(m, i, &ti);
+            k = 0;
+            for (const cJSON *c = inst->child; c; c = c->next, k++)
+                values[k] = named ? cJSON_GetObjectItemCaseSensitive(c, ti.name) : c;
             if ((st = json_input(&ti, values, n, &out->tensors[i], err, cap))) goto done;
         }
     } else {

@@ -4,10 +4,10 @@ the 4xx errors, version pick-up by polling, manual rollback, the canary split ov
 requests, the automatic rollback of a failing canary, the bounded queue (503 + Retry-After),
 the command line, and a short pass of malformed HTTP (tests/tools/serve_http_fuzz.py).
 
-The server is the build's bin/mdeploy-serve (next to the library under test); model
-directories are written by the build's tests/tools/serve_fixtures (addc:C is y = x + C on
-float32 [1,4]; emb:V is y = table[ids] with table[i][j] = 10 i + j and V rows, ids int64 [2]) and
-by converting the conformance fixtures."""
+The server is the build's bin/mdeploy-serve (next to the library under test; MDEPLOY_SERVE=PATH
+selects another, e.g. the ASan+UBSan build's); model directories are written by the build's
+tests/tools/serve_fixtures (addc:C is y = x + C on float32 [1,4]; emb:V is y = table[ids] with
+table[i][j] = 10 i + j and V rows, ids int64 [2]) and by converting the conformance fixtures."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import http.client
 import importlib.util
 import io
 import json
+import os
 import re
 import select
 import shutil
@@ -29,10 +30,11 @@ import numpy as np
 import pytest
 
 from mdeploy import _lib
-from conftest import REPO, MODELS, build_slow
+from conftest import REPO, MODELS, build_slow, build_two_io
 
 BUILD = Path(_lib.library_path).resolve().parent
-SERVER = BUILD / "bin" / "mdeploy-serve"
+# MDEPLOY_SERVE runs these tests against another build's server, e.g. the ASan+UBSan one
+SERVER = Path(os.environ.get("MDEPLOY_SERVE", BUILD / "bin" / "mdeploy-serve"))
 FIXTURES = BUILD / "tests" / "tools" / "serve_fixtures"
 TOL = 1e-4
 
@@ -136,6 +138,8 @@ def server(tmp_path_factory, converted):
         (d / name / "1").mkdir(parents=True)
         shutil.copy(converted(fixture), d / name / "1" / "model.mdl")
     fixtures(d, "emb/1=emb:4", "addc/1=addc:1.5")
+    (d / "two" / "1").mkdir(parents=True)
+    (d / "two" / "1" / "model.mdl").write_bytes(build_two_io())  # a, b [2,3] -> sum, prod
     s = Server(d, "--max-body", "256K", "--poll", "0", "--threads", "2", "--timeout", "2")
     yield s
     s.stop()
@@ -148,7 +152,7 @@ def test_health_ready_and_list(server):
     assert server.get_json("/healthz") == (200, {"status": "ok"})
     assert server.get_json("/readyz") == (200, {"ready": True})
     st, j = server.get_json("/v1/models")
-    assert st == 200 and sorted(j["models"]) == ["addc", "cnn", "emb", "mlp"]
+    assert st == 200 and sorted(j["models"]) == ["addc", "cnn", "emb", "mlp", "two"]
 
 
 def test_describe(server):
@@ -234,6 +238,33 @@ def test_predict_integer_input(server):
     assert st == 200 and np.array_equal(np.load(io.BytesIO(data)), [[20, 21, 22], [0, 1, 2]])
     st, j, _ = server.predict("/v1/models/addc:predict", {"inputs": [[1, 2, 3, 4.25]]})
     assert st == 200 and j == {"outputs": [[2.5, 3.5, 4.5, 5.75]]}
+
+
+def test_predict_two_inputs_two_outputs(server):
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((2, 3)).astype(np.float32), rng.standard_normal((2, 3)).astype(np.float32)
+    st, j, _ = server.predict("/v1/models/two:predict", {"instances": [{"a": a[i].tolist(), "b": b[i].tolist()}
+                                                                      for i in range(2)]})
+    assert st == 200 and [sorted(p) for p in j["predictions"]] == [["prod", "sum"]] * 2, j
+    close([p["sum"] for p in j["predictions"]], a + b)
+    close([p["prod"] for p in j["predictions"]], a * b)
+    st, j, _ = server.predict("/v1/models/two:predict", {"inputs": {"b": b.tolist(), "a": a.tolist()}})
+    assert st == 200 and sorted(j["outputs"]) == ["prod", "sum"]
+    close(j["outputs"]["sum"], a + b)
+    close(j["outputs"]["prod"], a * b)
+    st, r, data = server.request("POST", "/v1/models/two:predict", npy_bytes(a, b), {"Content-Type": "application/x-npy"})
+    assert st == 200
+    f = io.BytesIO(data)
+    close(np.load(f), a + b)  # the outputs in order, one array after the other
+    close(np.load(f), a * b)
+    assert f.read() == b""
+    for body, words in (({"inputs": {"a": a.tolist()}}, ["2 inputs", "'a', 'b'"]),
+                        ({"instances": [a[0].tolist()]}, ["2 inputs", "object"]),
+                        ({"instances": [{"a": a[0].tolist()}]}, ["no input 'b'"])):
+        st, j, _ = server.predict("/v1/models/two:predict", body)
+        assert st == 400 and all(w in j["error"] for w in words), j
+    st, r, data = server.request("POST", "/v1/models/two:predict", npy_bytes(a), {"Content-Type": "application/x-npy"})
+    assert st == 400 and "the body holds 1 .npy array" in json.loads(data)["error"]
 
 
 BIG = {"instances": [[0.0] * 784] * 80}  # about 300 KB of JSON: above --max-body 256K
