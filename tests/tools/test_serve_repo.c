@@ -293,7 +293,9 @@ static void test_refused(void **state) {
     PUT(dir, "m", 6, "addc:6");
     assert_int_equal(poll_(r, log, sizeof log), 1);
     assert_non_null(strstr(log, "m version 6: serving as canary (10%)"));
-    acquire_ok(r, "m", 6);
+    srv_lease l = acquire_ok(r, "m", 6);
+    assert_true(run_addc(&l, 4) == 6.0f);
+    srv_repo_release(r, &l, true, true, 1000);
     srv_repo_close(r);
     rm_rf(dir);
 
@@ -472,6 +474,37 @@ static void test_rollback_on_errors(void **state) {
     PUT(dir, "e", 2, "emb:4");
     assert_int_equal(poll_(r, log, sizeof log), 1);
     expect_role(r, "e", 2, "canary", "AVAILABLE");
+    srv_repo_close(r);
+    rm_rf(dir);
+}
+
+/* The error share's boundary: window 20 and 5% allowed: 1 failure in the last 20 stays (0.05 is
+   not above 0.05), 2 roll back; the window slides (a failure 20 requests ago is forgotten). */
+static void test_error_share_boundary(void **state) {
+    (void)state;
+    const char *dir = tmpdir();
+    PUT(dir, "e", 1, "emb:4");
+    srv_repo_options o = opts(dir, 100);
+    o.rollback_window = 20;
+    o.rollback_error_rate = 0.05;
+    srv_repo *r = open_repo(&o);
+    PUT(dir, "e", 2, "emb:2");
+    char log[4096];
+    poll_(r, log, sizeof log);
+    /* failures at requests 5, 30 (25 apart: never two in one window), then at 40 (with 30) */
+    for (int i = 0; i <= 40; i++) {
+        expect_role(r, "e", 2, "canary", "AVAILABLE");
+        srv_lease l = acquire_ok(r, "e", 0);
+        assert_int_equal(l.version, 2);
+        bool bad = i == 5 || i == 30 || i == 40;
+        int64_t ids[2] = {bad ? 2 : 0, 1};
+        mdl_session_set_input(l.session, 0, ids, sizeof ids, NULL);
+        mdl_status st = mdl_session_run(l.session);
+        assert_int_equal(st, bad ? MDL_OUT_OF_RANGE : MDL_OK);
+        srv_repo_release(r, &l, true, st == MDL_OK, 1000);
+    }
+    expect_role(r, "e", 2, "rolled_back", "END");
+    expect_reason(r, "e", 2, "ABORTED", "error share 0.1 over the last 20 requests is above 0.05");
     srv_repo_close(r);
     rm_rf(dir);
 }
@@ -792,6 +825,7 @@ int main(void) {
         cmocka_unit_test(test_not_serving),
         cmocka_unit_test(test_canary_share),
         cmocka_unit_test(test_rollback_on_errors),
+        cmocka_unit_test(test_error_share_boundary),
         cmocka_unit_test(test_rollback_on_p99),
         cmocka_unit_test(test_promotion),
         cmocka_unit_test(test_manual_rollback),
