@@ -6,8 +6,11 @@
 # /models holds NAME/VERSION/model.mdl (TensorFlow Serving's layout); arguments after the image
 # name are added to the server's (e.g. --canary 10).  The build uses BLAS=0: the runtime's own
 # AVX2/AVX-512 kernels, no OpenBLAS to ship (OpenBLAS serves only CPUs without AVX2).
+# Without access to Docker Hub, tools/scripts/debian-base-image.sh makes the base image from
+# Debian's mirror (or --build-arg BASE=another Debian 12 image).
 
-FROM debian:12-slim AS build
+ARG BASE=debian:12-slim
+FROM ${BASE} AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential pkg-config libcjson-dev libprotobuf-c-dev protobuf-c-compiler libonnx-dev \
@@ -18,7 +21,7 @@ COPY . .
 RUN make -j"$(nproc)" BLAS=0 all build/release-noblas/bin/mdeploy-serve \
  && strip build/release-noblas/bin/mdeploy-serve
 
-FROM debian:12-slim
+FROM ${BASE}
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libcjson1 libsodium23 libmicrohttpd12 \

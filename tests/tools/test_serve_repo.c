@@ -643,6 +643,47 @@ static void test_removal_with_lease(void **state) {
     rm_rf(dir);
 }
 
+/* A newer version replaces a canary on trial; when the stable version is removed without a
+   previous one, the newest version below the canary takes over, and the canary itself when no
+   other version is left. */
+static void test_canary_replaced(void **state) {
+    (void)state;
+    const char *dir = tmpdir();
+    PUT(dir, "m", 1, "addc:1");
+    srv_repo_options o = opts(dir, 50);
+    o.promote_after = 0;
+    srv_repo *r = open_repo(&o);
+    char log[4096], p[512];
+    PUT(dir, "m", 2, "addc:2");
+    poll_(r, log, sizeof log);
+    expect_role(r, "m", 2, "canary", "AVAILABLE");
+    PUT(dir, "m", 3, "addc:3");
+    poll_(r, log, sizeof log);
+    assert_non_null(strstr(log, "m version 2: canary replaced by version 3"));
+    expect_role(r, "m", 3, "canary", "AVAILABLE");
+    expect_role(r, "m", 2, "idle", "END");
+    acquire_fails(r, "m", 2, 404, "not serving (idle)");
+    snprintf(p, sizeof p, "%s/m/1", dir);
+    rm_rf(p);
+    poll_(r, log, sizeof log);
+    expect_role(r, "m", 2, "stable", "AVAILABLE");
+    expect_role(r, "m", 3, "canary", "AVAILABLE");
+    int on[4] = {0};
+    for (int i = 0; i < 100; i++) {
+        int64_t v = serves(r, "m");
+        assert_true(v == 202 || v == 303);
+        on[v / 100]++;
+    }
+    assert_int_equal(on[3], 50);
+    snprintf(p, sizeof p, "%s/m/2", dir);
+    rm_rf(p);
+    poll_(r, log, sizeof log);
+    assert_non_null(strstr(log, "m version 3: serving as stable (no other version left)"));
+    for (int i = 0; i < 10; i++) assert_int_equal(serves(r, "m"), 303);
+    srv_repo_close(r);
+    rm_rf(dir);
+}
+
 /* A serving version's file replaced: reloaded; a replacement that fails keeps the old one. */
 static void test_changed_file(void **state) {
     (void)state;
@@ -830,6 +871,7 @@ int main(void) {
         cmocka_unit_test(test_promotion),
         cmocka_unit_test(test_manual_rollback),
         cmocka_unit_test(test_removal_with_lease),
+        cmocka_unit_test(test_canary_replaced),
         cmocka_unit_test(test_changed_file),
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_concurrency),
