@@ -293,7 +293,9 @@ static void test_refused(void **state) {
     PUT(dir, "m", 6, "addc:6");
     assert_int_equal(poll_(r, log, sizeof log), 1);
     assert_non_null(strstr(log, "m version 6: serving as canary (10%)"));
-    acquire_ok(r, "m", 6);
+    srv_lease l = acquire_ok(r, "m", 6);
+    assert_true(run_addc(&l, 4) == 6.0f);
+    srv_repo_release(r, &l, true, true, 1000);
     srv_repo_close(r);
     rm_rf(dir);
 
@@ -476,6 +478,37 @@ static void test_rollback_on_errors(void **state) {
     rm_rf(dir);
 }
 
+/* The error share's boundary: window 20 and 5% allowed: 1 failure in the last 20 stays (0.05 is
+   not above 0.05), 2 roll back; the window slides (a failure 20 requests ago is forgotten). */
+static void test_error_share_boundary(void **state) {
+    (void)state;
+    const char *dir = tmpdir();
+    PUT(dir, "e", 1, "emb:4");
+    srv_repo_options o = opts(dir, 100);
+    o.rollback_window = 20;
+    o.rollback_error_rate = 0.05;
+    srv_repo *r = open_repo(&o);
+    PUT(dir, "e", 2, "emb:2");
+    char log[4096];
+    poll_(r, log, sizeof log);
+    /* failures at requests 5, 30 (25 apart: never two in one window), then at 40 (with 30) */
+    for (int i = 0; i <= 40; i++) {
+        expect_role(r, "e", 2, "canary", "AVAILABLE");
+        srv_lease l = acquire_ok(r, "e", 0);
+        assert_int_equal(l.version, 2);
+        bool bad = i == 5 || i == 30 || i == 40;
+        int64_t ids[2] = {bad ? 2 : 0, 1};
+        mdl_session_set_input(l.session, 0, ids, sizeof ids, NULL);
+        mdl_status st = mdl_session_run(l.session);
+        assert_int_equal(st, bad ? MDL_OUT_OF_RANGE : MDL_OK);
+        srv_repo_release(r, &l, true, st == MDL_OK, 1000);
+    }
+    expect_role(r, "e", 2, "rolled_back", "END");
+    expect_reason(r, "e", 2, "ABORTED", "error share 0.1 over the last 20 requests is above 0.05");
+    srv_repo_close(r);
+    rm_rf(dir);
+}
+
 /* p99 over the window by nearest rank: with 100 requests, 1 slow one passes, 2 roll back. */
 static void test_rollback_on_p99(void **state) {
     (void)state;
@@ -606,6 +639,47 @@ static void test_removal_with_lease(void **state) {
     assert_false(srv_repo_ready(r));
     assert_true(run_addc(&held, 1) == 1.0f);
     srv_repo_release(r, &held, true, true, 1000);
+    srv_repo_close(r);
+    rm_rf(dir);
+}
+
+/* A newer version replaces a canary on trial; when the stable version is removed without a
+   previous one, the newest version below the canary takes over, and the canary itself when no
+   other version is left. */
+static void test_canary_replaced(void **state) {
+    (void)state;
+    const char *dir = tmpdir();
+    PUT(dir, "m", 1, "addc:1");
+    srv_repo_options o = opts(dir, 50);
+    o.promote_after = 0;
+    srv_repo *r = open_repo(&o);
+    char log[4096], p[512];
+    PUT(dir, "m", 2, "addc:2");
+    poll_(r, log, sizeof log);
+    expect_role(r, "m", 2, "canary", "AVAILABLE");
+    PUT(dir, "m", 3, "addc:3");
+    poll_(r, log, sizeof log);
+    assert_non_null(strstr(log, "m version 2: canary replaced by version 3"));
+    expect_role(r, "m", 3, "canary", "AVAILABLE");
+    expect_role(r, "m", 2, "idle", "END");
+    acquire_fails(r, "m", 2, 404, "not serving (idle)");
+    snprintf(p, sizeof p, "%s/m/1", dir);
+    rm_rf(p);
+    poll_(r, log, sizeof log);
+    expect_role(r, "m", 2, "stable", "AVAILABLE");
+    expect_role(r, "m", 3, "canary", "AVAILABLE");
+    int on[4] = {0};
+    for (int i = 0; i < 100; i++) {
+        int64_t v = serves(r, "m");
+        assert_true(v == 202 || v == 303);
+        on[v / 100]++;
+    }
+    assert_int_equal(on[3], 50);
+    snprintf(p, sizeof p, "%s/m/2", dir);
+    rm_rf(p);
+    poll_(r, log, sizeof log);
+    assert_non_null(strstr(log, "m version 3: serving as stable (no other version left)"));
+    for (int i = 0; i < 10; i++) assert_int_equal(serves(r, "m"), 303);
     srv_repo_close(r);
     rm_rf(dir);
 }
@@ -792,10 +866,12 @@ int main(void) {
         cmocka_unit_test(test_not_serving),
         cmocka_unit_test(test_canary_share),
         cmocka_unit_test(test_rollback_on_errors),
+        cmocka_unit_test(test_error_share_boundary),
         cmocka_unit_test(test_rollback_on_p99),
         cmocka_unit_test(test_promotion),
         cmocka_unit_test(test_manual_rollback),
         cmocka_unit_test(test_removal_with_lease),
+        cmocka_unit_test(test_canary_replaced),
         cmocka_unit_test(test_changed_file),
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_concurrency),

@@ -9,11 +9,13 @@
  * (moved to the repository's retired list) and freed by the release of its last lease.
  *
  * Which versions are loaded: the stable one, the canary, the previous one; nothing else.  When a
- * model has no stable version (at open, or after its stable directory was removed) the newest
- * version that verifies becomes stable; when it has no previous one, the newest one below the
- * stable version that verifies is loaded as previous.  A version newer than every version seen
- * so far is a candidate: stable at once with canary_percent 0 (the old stable one previous), the
- * canary otherwise (replacing an older canary still on trial).
+ * model has no stable version (at open, or when its stable directory was removed and there is no
+ * previous version to take over) the newest version that verifies becomes stable; when it has no
+ * previous one, the newest one below the stable version that verifies is loaded as previous.  A
+ * new version (or a refused one whose file changed) newer than the stable version and the canary
+ * is a candidate: stable at once with canary_percent 0 (the old stable one previous), the canary
+ * otherwise (replacing an older canary still on trial).  Events of srv_repo_open are returned by
+ * the first srv_repo_poll.
  *
  * Locks: `lock` guards every field below; it is never held while a file is read, a model is
  * loaded or self-tested, or a session is created or run.  `poll_lock` serializes scans (open,
