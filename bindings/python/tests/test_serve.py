@@ -476,12 +476,16 @@ def test_readyz_without_serving_version(tmp_path):
 # ---- the bounded queue --------------------------------------------------------------------------
 
 
-def test_busy_503(tmp_path):
-    """One inference slot, no queue: concurrent requests to a slow model get 503 + Retry-After."""
+@pytest.mark.parametrize("limit, words", [(["--queue", "0"], "1 requests running and 0 waiting"),
+                                          (["--queue", "8", "--queue-timeout", "1"], "within 1 ms")],
+                         ids=["queue full", "queue timeout"])
+def test_busy_503(tmp_path, limit, words):
+    """One inference slot and no queue (or a 1 ms wait): concurrent requests to a slow model get
+    503 + Retry-After."""
     d = tmp_path / "models"
     (d / "slow" / "1").mkdir(parents=True)
-    (d / "slow" / "1" / "model.mdl").write_bytes(build_slow(layers=120))
-    s = Server(d, "--poll", "0", "--threads", "1", "--queue", "0")
+    (d / "slow" / "1" / "model.mdl").write_bytes(build_slow(layers=300))
+    s = Server(d, "--poll", "0", "--threads", "1", *limit)
     body = npy_bytes(np.ones((64, 512), np.float32))
     results = []
 
@@ -502,6 +506,9 @@ def test_busy_503(tmp_path):
         for st, retry, data in results:
             if st == 503:
                 assert retry == "1" and "server busy" in json.loads(data)["error"]
+                assert words in json.loads(data)["error"]
+        st, r, data = s.request("GET", "/metrics")
+        assert re.search(rb"mdeploy_serve_rejected_total %d\b" % codes.count(503), data)
     finally:
         s.stop()
 
