@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -684,6 +686,39 @@ static void test_canary_replaced(void **state) {
     rm_rf(dir);
 }
 
+/* A scan that cannot read a model directory (here: out of file descriptors, as under load)
+   changes nothing: its versions are not taken for removed. */
+static void test_scan_incomplete(void **state) {
+    (void)state;
+    const char *dir = tmpdir();
+    PUT(dir, "m", 1, "addc:1");
+    PUT(dir, "m", 2, "addc:2");
+    srv_repo_options o = opts(dir, 0);
+    srv_repo *r = open_repo(&o);
+    char log[4096];
+    poll_(r, log, sizeof log);
+    struct rlimit old, low;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    low.rlim_cur = 256;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    int fds[256], n = 0, fd;
+    while (n < 256 && (fd = open("/dev/null", O_RDONLY)) >= 0) fds[n++] = fd;
+    assert_true(n > 0 && n < 256);
+    close(fds[--n]); /* one descriptor left: the model directory's, not a version's */
+    int events = srv_repo_poll(r, log, sizeof log);
+    while (n > 0) close(fds[--n]);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    assert_int_equal(events, 1);
+    if (!strstr(log, "cannot read") || !strstr(log, "the repository is left as it was")) fail_msg("log: %s", log);
+    expect_role(r, "m", 2, "stable", "AVAILABLE");
+    expect_role(r, "m", 1, "previous", "AVAILABLE");
+    assert_int_equal(serves(r, "m"), 202);
+    assert_int_equal(poll_(r, log, sizeof log), 0);
+    srv_repo_close(r);
+    rm_rf(dir);
+}
+
 /* A serving version's file replaced: reloaded; a replacement that fails keeps the old one. */
 static void test_changed_file(void **state) {
     (void)state;
@@ -872,6 +907,7 @@ int main(void) {
         cmocka_unit_test(test_manual_rollback),
         cmocka_unit_test(test_removal_with_lease),
         cmocka_unit_test(test_canary_replaced),
+        cmocka_unit_test(test_scan_incomplete),
         cmocka_unit_test(test_changed_file),
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_concurrency),
