@@ -10,6 +10,7 @@
 #include "repo.h"
 #include "serve_fixtures.h"
 
+#include "mdeploy/metrics.h"
 #include "mdeploy/security.h"
 
 #include <ftw.h>
@@ -762,6 +763,7 @@ static void test_metrics(void **state) {
     fclose(in);
     fclose(out);
     srv_repo_options o = opts(dir, 0);
+    o.load.flags |= MDL_LOAD_METRICS_OPS;
     srv_repo *r = open_repo(&o);
     /* version 2 (stable): 3 good runs, 2 out of range; version 1 (previous): 1 good run */
     const int64_t ids[6][2] = {{0, 1}, {3, 3}, {9, 0}, {1, 2}, {0, -7}, {2, 2}};
@@ -793,6 +795,29 @@ static void test_metrics(void **state) {
     };
     for (size_t i = 0; i < sizeof want / sizeof *want; i++)
         if (!strstr(text, want[i])) fail_msg("no '%s' in\n%s", want[i], text);
+    /* the oracle for every sample line: the library's own exposition of each version's model
+       (labelled with the embedded name and version, the same for both), relabelled */
+    for (int v = 1; v <= 2; v++) {
+        srv_lease l = acquire_ok(r, "q\"m", v);
+        const mdl_model *model = mdl_session_model(l.session);
+        char lib[16384], from[64], to[64];
+        size_t ln = mdl_metrics_prometheus(&model, 1, lib, sizeof lib);
+        assert_true(ln < sizeof lib);
+        srv_repo_release(r, &l, false, false, 0);
+        snprintf(from, sizeof from, "{model=\"emb\",version=\"v1\"");
+        snprintf(to, sizeof to, "{model=\"q\\\"m\",version=\"%d\"", v);
+        int samples = 0;
+        for (char *line = strtok(lib, "\n"); line; line = strtok(NULL, "\n")) {
+            if (line[0] == '#') continue;
+            char *at = strstr(line, from), want_line[512];
+            assert_non_null(at);
+            snprintf(want_line, sizeof want_line, "\n%.*s%s%s\n", (int)(at - line), line, to, at + strlen(from));
+            if (!strstr(text, want_line)) fail_msg("no '%s' in\n%s", want_line + 1, text);
+            samples++;
+        }
+        assert_true(samples >= 1 + (MDL_STATUS_COUNT - 1) + (MDL_METRICS_BUCKETS + 3) + 1);
+        assert_non_null(strstr(text, ",op=\"Gather\"} "));
+    }
     /* each family's HELP/TYPE once */
     const char *p = strstr(text, "# TYPE mdeploy_runs_total");
     assert_null(strstr(p + 1, "# TYPE mdeploy_runs_total"));
