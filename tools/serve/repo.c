@@ -1281,10 +1281,12 @@ size_t srv_repo_metrics(srv_repo *r, char *buf, size_t cap) {
     if (buf && cap) buf[0] = 0;
     pthread_mutex_lock(&r->lock);
     static const char *const fams[][3] = {
-        {"mdeploy_runs_total", "counter", "Runs of the model (mdl_session_run), whatever their outcome."},
-        {"mdeploy_run_errors_total", "counter", "Runs that failed, by mdl_status."},
-        {"mdeploy_run_duration_seconds", "histogram", "Time of the successful runs."},
-        {"mdeploy_operator_seconds_total", "counter", "Time spent in each operator type."},
+        /* the library's help texts (src/graph/metrics_host.c) */
+        {"mdeploy_runs_total", "counter",
+         "Runs of the model (mdl_session_run and runs refused before it), any outcome."},
+        {"mdeploy_run_errors_total", "counter", "Failed runs by status."},
+        {"mdeploy_run_duration_seconds", "histogram", "Latency of successful runs."},
+        {"mdeploy_operator_seconds_total", "counter", "Time spent in each operator's nodes (MDL_LOAD_METRICS_OPS)."},
     };
     for (int fam = 0; fam < 4; fam++) {
         bool head = false;
@@ -1331,7 +1333,7 @@ size_t srv_repo_metrics(srv_repo *r, char *buf, size_t cap) {
                     put_seconds(&o, x.latency_sum_ns);
                     put(&o, "\n");
                     put_series(&o, "mdeploy_run_duration_seconds_count", m, v);
-                    put(&o, "} %" PRIu64 "\n", x.latency_count);
+                    put(&o, "} %" PRIu64 "\n", cum); /* = the +Inf bucket, also mid-update */
                 } else {
                     const char *op;
                     uint64_t ns;
