@@ -10,6 +10,7 @@
 #include "repo.h"
 #include "serve_fixtures.h"
 
+#include "mdeploy/metrics.h"
 #include "mdeploy/security.h"
 
 #include <ftw.h>
@@ -20,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -684,6 +687,39 @@ static void test_canary_replaced(void **state) {
     rm_rf(dir);
 }
 
+/* A scan that cannot read a model directory (here: out of file descriptors, as under load)
+   changes nothing: its versions are not taken for removed. */
+static void test_scan_incomplete(void **state) {
+    (void)state;
+    const char *dir = tmpdir();
+    PUT(dir, "m", 1, "addc:1");
+    PUT(dir, "m", 2, "addc:2");
+    srv_repo_options o = opts(dir, 0);
+    srv_repo *r = open_repo(&o);
+    char log[4096];
+    poll_(r, log, sizeof log);
+    struct rlimit old, low;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    low.rlim_cur = 256;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    int fds[256], n = 0, fd;
+    while (n < 256 && (fd = open("/dev/null", O_RDONLY)) >= 0) fds[n++] = fd;
+    assert_true(n > 0 && n < 256);
+    close(fds[--n]); /* one descriptor left: the model directory's, not a version's */
+    int events = srv_repo_poll(r, log, sizeof log);
+    while (n > 0) close(fds[--n]);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    assert_int_equal(events, 1);
+    if (!strstr(log, "cannot read") || !strstr(log, "the repository is left as it was")) fail_msg("log: %s", log);
+    expect_role(r, "m", 2, "stable", "AVAILABLE");
+    expect_role(r, "m", 1, "previous", "AVAILABLE");
+    assert_int_equal(serves(r, "m"), 202);
+    assert_int_equal(poll_(r, log, sizeof log), 0);
+    srv_repo_close(r);
+    rm_rf(dir);
+}
+
 /* A serving version's file replaced: reloaded; a replacement that fails keeps the old one. */
 static void test_changed_file(void **state) {
     (void)state;
@@ -727,6 +763,7 @@ static void test_metrics(void **state) {
     fclose(in);
     fclose(out);
     srv_repo_options o = opts(dir, 0);
+    o.load.flags |= MDL_LOAD_METRICS_OPS;
     srv_repo *r = open_repo(&o);
     /* version 2 (stable): 3 good runs, 2 out of range; version 1 (previous): 1 good run */
     const int64_t ids[6][2] = {{0, 1}, {3, 3}, {9, 0}, {1, 2}, {0, -7}, {2, 2}};
@@ -758,6 +795,32 @@ static void test_metrics(void **state) {
     };
     for (size_t i = 0; i < sizeof want / sizeof *want; i++)
         if (!strstr(text, want[i])) fail_msg("no '%s' in\n%s", want[i], text);
+    /* the oracle for every sample line: the library's own exposition of each version's model
+       (labelled with the embedded name and version, the same for both), relabelled */
+    for (int v = 1; v <= 2; v++) {
+        srv_lease l = acquire_ok(r, "q\"m", v);
+        const mdl_model *model = mdl_session_model(l.session);
+        char lib[16384], from[64], to[64];
+        size_t ln = mdl_metrics_prometheus(&model, 1, lib, sizeof lib);
+        assert_true(ln < sizeof lib);
+        srv_repo_release(r, &l, false, false, 0);
+        snprintf(from, sizeof from, "{model=\"emb\",version=\"v1\"");
+        snprintf(to, sizeof to, "{model=\"q\\\"m\",version=\"%d\"", v);
+        int samples = 0;
+        for (char *line = strtok(lib, "\n"); line; line = strtok(NULL, "\n")) {
+            if (line[0] == '#') { /* the same HELP and TYPE lines */
+                if (!strstr(text, line)) fail_msg("no '%s' in\n%s", line, text);
+                continue;
+            }
+            char *at = strstr(line, from), want_line[512];
+            assert_non_null(at);
+            snprintf(want_line, sizeof want_line, "\n%.*s%s%s\n", (int)(at - line), line, to, at + strlen(from));
+            if (!strstr(text, want_line)) fail_msg("no '%s' in\n%s", want_line + 1, text);
+            samples++;
+        }
+        assert_true(samples >= 1 + (MDL_STATUS_COUNT - 1) + (MDL_METRICS_BUCKETS + 3) + 1);
+        assert_non_null(strstr(text, ",op=\"Gather\"} "));
+    }
     /* each family's HELP/TYPE once */
     const char *p = strstr(text, "# TYPE mdeploy_runs_total");
     assert_null(strstr(p + 1, "# TYPE mdeploy_runs_total"));
@@ -872,6 +935,7 @@ int main(void) {
         cmocka_unit_test(test_manual_rollback),
         cmocka_unit_test(test_removal_with_lease),
         cmocka_unit_test(test_canary_replaced),
+        cmocka_unit_test(test_scan_incomplete),
         cmocka_unit_test(test_changed_file),
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_concurrency),

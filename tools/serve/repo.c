@@ -295,7 +295,9 @@ static mdl_status read_file(const char *path, void **out, size_t *size, file_id 
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         set_err(msg, cap, "cannot open %s: %s", path, strerror(errno));
-        return MDL_IO;
+        /* a missing file is retried when it appears (its id changes); any other failure (out of
+           descriptors, permissions) at the next scan */
+        return errno == ENOENT ? MDL_IO : MDL_INTERNAL;
     }
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -338,6 +340,7 @@ static mdl_status read_file(const char *path, void **out, size_t *size, file_id 
 typedef struct load_result {
     instance *inst; /* NULL: refused */
     file_id id;
+    bool transient; /* refused for a reason of this host (memory, descriptors): retried at the next scan */
     mdl_status code;
     char reason[400];
     char note[200];
@@ -352,7 +355,14 @@ static void load_version(const srv_repo *r, const char *path, load_result *res) 
     void *bytes;
     size_t size;
     res->code = read_file(path, &bytes, &size, &res->id, res->reason, sizeof res->reason);
-    if (res->code) return;
+    if (res->code == MDL_INTERNAL) {
+        res->code = MDL_IO;
+        res->transient = true;
+    }
+    if (res->code) {
+        res->transient |= res->code == MDL_OUT_OF_MEMORY;
+        return;
+    }
     mdl_load_options lo = r->o.load;
     lo.flags |= MDL_LOAD_METRICS;
     lo.flags &= ~(uint32_t)MDL_LOAD_COPY;
@@ -361,6 +371,7 @@ static void load_version(const srv_repo *r, const char *path, load_result *res) 
     mdl_status st = mdl_model_load_buffer(bytes, size, &lo, &m, &err);
     if (st) {
         res->code = st;
+        res->transient = st == MDL_OUT_OF_MEMORY;
         snprintf(res->reason, sizeof res->reason, "%s", err.msg);
         free(bytes);
         return;
@@ -396,6 +407,7 @@ static void load_version(const srv_repo *r, const char *path, load_result *res) 
     snprintf(res->mdl_version, sizeof res->mdl_version, "%s", mdl_model_version(m));
     return;
 refuse:
+    res->transient = res->code == MDL_OUT_OF_MEMORY;
     mdl_model_free(m);
     free(bytes);
 }
@@ -594,7 +606,10 @@ static void ignore(srv_repo *r, const char *path, const char *why) {
     event(r, "ignoring %s: %s", path, why);
 }
 
-/* Reads DIR (no lock).  Ignored entries are queued as (path, why) pairs into `ign`. */
+/* Reads DIR (no lock).  Ignored entries are listed in ign->names.  Anything that keeps the scan
+   from being complete (a model directory that cannot be read, e.g. out of file descriptors under
+   load; no memory) fails the whole scan, so that a version is never taken for removed when it
+   was only not seen: the table stays as it is until a scan succeeds. */
 static int scan_dir(const char *dir, scan *s, scan *ign, char *err, size_t cap) {
     memset(s, 0, sizeof *s);
     DIR *d = opendir(dir);
@@ -604,7 +619,8 @@ static int scan_dir(const char *dir, scan *s, scan *ign, char *err, size_t cap) 
     }
     struct dirent *e;
     char path[4096];
-    while ((e = readdir(d))) {
+    int rc = 0;
+    while (!rc && (e = readdir(d))) {
         if (e->d_name[0] == '.') continue;
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         struct stat st;
@@ -613,10 +629,21 @@ static int scan_dir(const char *dir, scan *s, scan *ign, char *err, size_t cap) 
                 ign->names[ign->nnames++] = strdup(path);
             continue;
         }
-        if (!grow((void **)&s->names, &s->capnames, s->nnames + 1, sizeof *s->names)) continue;
-        s->names[s->nnames++] = strdup(e->d_name);
         DIR *md = opendir(path);
-        if (!md) continue;
+        if (!md) {
+            if (errno == ENOENT || errno == ENOTDIR) continue; /* removed meanwhile */
+            set_err(err, cap, "cannot read %s: %s (the repository is left as it was)", path, strerror(errno));
+            rc = -1;
+            break;
+        }
+        char *name = strdup(e->d_name);
+        if (!name || !grow((void **)&s->names, &s->capnames, s->nnames + 1, sizeof *s->names)) {
+            free(name);
+            closedir(md);
+            rc = -2;
+            break;
+        }
+        s->names[s->nnames++] = name;
         struct dirent *ve;
         while ((ve = readdir(md))) {
             if (ve->d_name[0] == '.') continue;
@@ -629,21 +656,25 @@ static int scan_dir(const char *dir, scan *s, scan *ign, char *err, size_t cap) 
                     ign->names[ign->nnames++] = strdup(vpath);
                 continue;
             }
-            if (!grow((void **)&s->items, &s->cap, s->n + 1, sizeof *s->items)) continue;
-            found *f = &s->items[s->n];
+            if (!grow((void **)&s->items, &s->cap, s->n + 1, sizeof *s->items) || !(name = strdup(e->d_name))) {
+                rc = -2;
+                break;
+            }
+            found *f = &s->items[s->n++];
             memset(f, 0, sizeof *f);
-            f->name = strdup(e->d_name);
+            f->name = name;
             f->number = number;
             char fpath[4096 + 512];
             snprintf(fpath, sizeof fpath, "%s/model.mdl", vpath);
             struct stat fst;
             if (stat(fpath, &fst) == 0) stat_id(&fst, &f->id);
-            if (f->name) s->n++;
         }
         closedir(md);
     }
     closedir(d);
-    return 0;
+    if (rc == -2) set_err(err, cap, "out of memory while scanning %s (the repository is left as it was)", dir);
+    if (rc) scan_free(s);
+    return rc ? -1 : 0;
 }
 
 /* One load decided under lock and done without it. */
@@ -690,6 +721,7 @@ static void apply(srv_repo *r, job *j, load_result *res, to_free *f) {
         return; /* demoted meanwhile: its id stays old, so the next scan sees the change again */
     v->id = res->id;
     v->tried = true;
+    if (!res->inst && res->transient) v->id.size = -1; /* matches no file: the next scan tries again */
     if (!res->inst) {
         if (j->kind == JOB_RELOAD && v->inst) {
             /* the loaded file keeps serving */
@@ -1249,10 +1281,12 @@ size_t srv_repo_metrics(srv_repo *r, char *buf, size_t cap) {
     if (buf && cap) buf[0] = 0;
     pthread_mutex_lock(&r->lock);
     static const char *const fams[][3] = {
-        {"mdeploy_runs_total", "counter", "Runs of the model (mdl_session_run), whatever their outcome."},
-        {"mdeploy_run_errors_total", "counter", "Runs that failed, by mdl_status."},
-        {"mdeploy_run_duration_seconds", "histogram", "Time of the successful runs."},
-        {"mdeploy_operator_seconds_total", "counter", "Time spent in each operator type."},
+        /* the library's help texts (src/graph/metrics_host.c) */
+        {"mdeploy_runs_total", "counter",
+         "Runs of the model (mdl_session_run and runs refused before it), any outcome."},
+        {"mdeploy_run_errors_total", "counter", "Failed runs by status."},
+        {"mdeploy_run_duration_seconds", "histogram", "Latency of successful runs."},
+        {"mdeploy_operator_seconds_total", "counter", "Time spent in each operator's nodes (MDL_LOAD_METRICS_OPS)."},
     };
     for (int fam = 0; fam < 4; fam++) {
         bool head = false;
@@ -1299,7 +1333,7 @@ size_t srv_repo_metrics(srv_repo *r, char *buf, size_t cap) {
                     put_seconds(&o, x.latency_sum_ns);
                     put(&o, "\n");
                     put_series(&o, "mdeploy_run_duration_seconds_count", m, v);
-                    put(&o, "} %" PRIu64 "\n", x.latency_count);
+                    put(&o, "} %" PRIu64 "\n", cum); /* = the +Inf bucket, also mid-update */
                 } else {
                     const char *op;
                     uint64_t ns;
