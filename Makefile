@@ -299,6 +299,8 @@ $(FUZZ_B)/src/ops/x86/qconv_small_avx512.o: FUZZ_FLAGS += -mavx512vnni
 # ONNX importer on a memory buffer).  They link the host sources too (file, .npy, converter and
 # its protobuf code), built with the same sanitizers; no worker threads.
 FUZZ_TARGETS := load run file npy onnx
+# and serve_request: mdeploy-serve's request bodies (tools/serve/request.c; its rule is below)
+FUZZ_TARGETS += serve_request
 FUZZ_HOST_OBJS := $(patsubst %.c,$(FUZZ_B)/%.o,$(filter-out src/graph/threads_host.c,$(HOST_SRCS))) \
                   $(FUZZ_B)/gen/onnx.pb-c.o
 # kept between runs (make would delete them as intermediates of the pattern rule below)
@@ -312,6 +314,13 @@ $(FUZZ_B)/gen/onnx.pb-c.o: $(ONNX_GEN)/onnx.pb-c.c $(ONNX_GEN)/onnx.pb-c.h $(FUZ
 $(FUZZ_B)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_common.h $(FUZZ_OBJS) $(FUZZ_HOST_OBJS)
 	@mkdir -p $(dir $@)
 	$(Q)$(call say,LD,$@)$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS) $(FUZZ_HOST_OBJS) -lm -lpthread -lprotobuf-c
+
+# mdeploy-serve's request parser links tools/serve/request.c and cJSON besides the library.
+$(FUZZ_B)/fuzz_serve_request: tests/fuzz/fuzz_serve_request.c tools/serve/request.c tools/serve/request.h \
+    $(FUZZ_OBJS) $(FUZZ_HOST_OBJS)
+	@mkdir -p $(dir $@)
+	$(Q)$(call say,LD,$@)$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< tools/serve/request.c $(FUZZ_OBJS) \
+	    $(FUZZ_HOST_OBJS) -lcjson -lm -lpthread -lprotobuf-c
 
 fuzz: $(FUZZ_B)/fuzz_load
 	@mkdir -p $(FUZZ_B)/corpus $(FUZZ_B)/artifacts
@@ -355,7 +364,7 @@ install: all
 	    install -m 755 $(B)/$$l.so.$(VERSION) $(DESTDIR)$(LIBDIR)/ && \
 	    ln -sf $$l.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$$l.so.$(VERSION_MAJOR) && \
 	    ln -sf $$l.so.$(VERSION_MAJOR) $(DESTDIR)$(LIBDIR)/$$l.so || exit 1; done
-	install -m 755 $(TOOLS) $(DESTDIR)$(BINDIR)/
+	install -m 755 $(TOOLS) $(SERVE_BIN) $(DESTDIR)$(BINDIR)/
 	$(INSTALL_SUBST) tools/mdeploy.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/mdeploy.pc
 	$(INSTALL_SUBST) tools/mdeploy-convert.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/mdeploy-convert.pc
 	$(INSTALL_SUBST) tools/mdeployConfig.cmake.in > $(DESTDIR)$(LIBDIR)/cmake/mdeploy/mdeployConfig.cmake
@@ -406,3 +415,46 @@ bench-seal: all $(B)/bench/sealtime
 	    torch.onnx.export(m, torch.zeros(1, 3, 224, 224), '$$d/r18.onnx', input_names=['x'], opset_version=13)" && \
 	    $(B)/bin/mdeploy-convert $$d/r18.onnx -o $$d/r18.mdl -q && $(B)/bench/sealtime $$d/r18.mdl 21 && \
 	    echo "portable C SHA-256 (MDL_CPU_LEVEL=0):" && MDL_CPU_LEVEL=0 $(B)/bench/sealtime $$d/r18.mdl 21
+
+# ---- mdeploy-serve's model repository (tools/serve/repo.c) -----------------------------------
+# test_serve_repo links the repository and the fixture writer (tests/tools/serve_fixtures.c),
+# which is also a command for the server's Python tests (build/<config>/tests/tools/serve_fixtures).
+SERVE_REPO_TEST_SRCS := tools/serve/repo.c tests/tools/serve_fixtures.c
+$(B)/tests/tools/test_serve_repo: tests/tools/test_serve_repo.c $(SERVE_REPO_TEST_SRCS) tools/serve/repo.h \
+    tests/tools/serve_fixtures.h $(TEST_COMMON) $(LIBS_A)
+	@mkdir -p $(dir $@)
+	$(Q)$(call say,LD,$@)$(CC) $(CPPFLAGS) -Itests -Itools/serve $(CFLAGS) -Wno-shadow $(LDFLAGS) -o $@ $< \
+	    $(SERVE_REPO_TEST_SRCS) $(TEST_COMMON) $(LIBS_A) -lcmocka -lcjson $(CONVERT_LDLIBS) $(LDLIBS)
+$(B)/tests/tools/serve_fixtures: tests/tools/serve_fixtures.c tests/tools/serve_fixtures.h $(TEST_COMMON) $(LIBS_A)
+	@mkdir -p $(dir $@)
+	$(Q)$(call say,LD,$@)$(CC) $(CPPFLAGS) -Itests -DSERVE_FIXTURES_MAIN $(CFLAGS) $(LDFLAGS) -o $@ $< \
+	    $(TEST_COMMON) $(LIBS_A) -lcmocka $(CONVERT_LDLIBS) $(LDLIBS)
+tests: $(B)/tests/tools/serve_fixtures
+# under ThreadSanitizer too (make check-tsan): acquiring threads while another polls and reads
+.PHONY: check-tsan-serve
+check-tsan: check-tsan-serve
+check-tsan-serve:
+	@$(MAKE) --no-print-directory TSAN=1 build/release-tsan/tests/tools/test_serve_repo >/dev/null
+	@echo "== ThreadSanitizer: tests/tools/test_serve_repo"
+	@OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1 build/release-tsan/tests/tools/test_serve_repo \
+	    >build/release-tsan/test_serve_repo.log 2>&1 || { tail -n 60 build/release-tsan/test_serve_repo.log; exit 1; }
+
+# ---- mdeploy-serve (tools/serve/): the HTTP server, on libmicrohttpd (issue #19) ------------
+# Built when pkg-config finds libmicrohttpd (make deps installs libmicrohttpd-dev, so make check
+# always builds it); otherwise make all says in one line that it is skipped.  Public API only
+# (include/, not src/), linked with the static runtime, cJSON and libmicrohttpd.
+SERVE_SRCS := $(sort $(wildcard tools/serve/*.c))
+HAVE_MHD := $(shell pkg-config --exists libmicrohttpd 2>/dev/null && echo 1)
+ifeq ($(HAVE_MHD),1)
+SERVE_BIN := $(B)/bin/mdeploy-serve
+tools: $(SERVE_BIN)
+$(SERVE_BIN): $(SERVE_SRCS) $(wildcard tools/serve/*.h) tools/seal_util.h $(B)/libmdeploy.a
+	@mkdir -p $(dir $@)
+	$(Q)$(call say,LD,$@)$(CC) $(filter-out -Isrc,$(CPPFLAGS)) $(shell pkg-config --cflags libmicrohttpd) $(CFLAGS) \
+	    $(LDFLAGS) -o $@ $(SERVE_SRCS) $(B)/libmdeploy.a -lcjson $(shell pkg-config --libs libmicrohttpd) $(LDLIBS)
+else
+.PHONY: serve-skipped
+tools: serve-skipped
+serve-skipped:
+	@echo "mdeploy-serve skipped: libmicrohttpd not found by pkg-config (make deps installs libmicrohttpd-dev)"
+endif

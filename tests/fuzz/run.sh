@@ -5,6 +5,7 @@
 #   load, file  the model corpus (tests/fuzz/corpus; file: with the one-byte mode prefix)
 #   run         the model corpus with a 64-byte payload (NaN, 0xff...) and its length byte
 #   npy         the .npy fixtures, onnx  the .onnx fixtures and tests/fuzz/regress (under 64 KiB)
+#   serve_request  tests/fuzz/serve_seeds (request bodies, see fuzz_serve_request.c)
 # Crash inputs go to FUZZ_BUILD_DIR/artifacts/TARGET-*.  Exit status 1 if any target failed.
 set -u
 B=${1:?usage}; SECONDS_EACH=${2:?usage}; MODE=${3:?usage}; shift 3
@@ -19,7 +20,7 @@ for f in tests/fuzz/corpus/*.mdl; do
 done
 find tests/models -name '*.npy' -size -64k -exec cp {} "$S/npy/" \;
 find tests/models examples tests/fuzz/regress -name '*.onnx' -size -64k -exec cp {} "$S/onnx/" \;
-seeds() { case $1 in load) echo tests/fuzz/corpus ;; *) echo "$S/$1" ;; esac; }
+seeds() { case $1 in load) echo tests/fuzz/corpus ;; serve_request) echo tests/fuzz/serve_seeds ;; *) echo "$S/$1" ;; esac; }
 
 one() {
     local t=$1

@@ -14,6 +14,7 @@ debs=(build-essential pkg-config libopenblas-dev libcjson-dev libprotobuf-c-dev 
       # the demo builds the default SODIUM=1 runtime, the one `make` and the tests build (its build/release is reused)
 if [ "$mode" = check ]; then
     debs+=(libcmocka-dev flatbuffers-compiler python3 python3-pip python3-venv
+           libmicrohttpd-dev                        # mdeploy-serve (tools/serve), built when present
            cmake                                    # install-check: find_package(mdeploy)
            clang libclang-rt-14-dev                 # fuzzing, ThreadSanitizer
            gcc-arm-none-eabi picolibc-arm-none-eabi qemu-system-arm
