@@ -13,6 +13,7 @@
 #include "request.h"
 
 #include "../seal_util.h"
+#include "../tool_util.h"
 #include "mdeploy/mdeploy.h"
 
 #include <arpa/inet.h>
@@ -464,43 +465,54 @@ static void *poller(void *arg) {
 
 /* ---- command line ------------------------------------------------------------------------- */
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: mdeploy-serve --model-dir DIR [options]\n"
-            "Serves every model of DIR (TensorFlow Serving's layout: DIR/NAME/VERSION/model.mdl) over HTTP.\n"
-            "\n"
-            "  -m, --model-dir DIR          the model repository (required)\n"
-            "  -p, --port N                 TCP port (default 8500; 0 = any free port, printed at start)\n"
-            "  -a, --address ADDR           address to listen on, IPv4 or IPv6 (default 0.0.0.0)\n"
-            "  -t, --threads N              inferences run at once (default: the number of CPUs)\n"
-            "      --session-threads N      threads per inference (default 1)\n"
-            "      --queue N                requests waiting for an inference slot before 503 (default 64)\n"
-            "      --queue-timeout MS       longest wait for a slot before 503 (default 10000)\n"
-            "      --max-body BYTES         largest request body, K/M/G suffixes allowed (default 64M); 413 above\n"
-            "      --timeout SEC            idle connection timeout (default 30)\n"
-            "      --max-connections N      open connections at once (default 256)\n"
-            "      --poll SEC               rescan DIR for new/changed/removed versions every SEC seconds\n"
-            "                               (default 2; 0 = never)\n"
-            "      --canary PCT             share of requests sent to a new version before it is promoted\n"
-            "                               (default 0: a new version serves at once)\n"
-            "      --rollback-window N      canary requests judged for rollback (default 100)\n"
-            "      --rollback-error-rate R  roll the canary back above this error share (default 0.05)\n"
-            "      --rollback-p99-ms MS     ... or above this p99 latency (default 0: off)\n"
-            "      --promote-after N        successful canary requests before promotion (default 1000; 0 = never)\n"
-            "      --require-selftest       refuse versions without self-test vectors\n"
-            "      --public-key FILE        accept only models signed by this key (repeatable)\n"
-            "      --decryption-key FILE    key of encrypted models\n"
-            "  -h, --help                   this help\n"
-            "  -V, --version                the version\n"
-            "\n"
-            "Endpoints: POST /v1/models/NAME[/versions/V]:predict (JSON {\"instances\": ...} or {\"inputs\": ...},\n"
-            "or .npy with Content-Type: application/x-npy), GET /v1/models, GET /v1/models/NAME[/versions/V],\n"
-            "POST /v1/models/NAME:rollback, GET /healthz, GET /readyz, GET /metrics (Prometheus).\n"
-            "\n"
-            "example:\n"
-            "  mdeploy-serve --model-dir models --port 8500 --canary 10\n"
-            "  curl -d '{\"instances\": [[1, 2, 3, 4]]}' localhost:8500/v1/models/mlp:predict\n");
-}
+enum {
+    O_SESSION_THREADS = 256,
+    O_QUEUE,
+    O_QUEUE_TIMEOUT,
+    O_MAX_BODY,
+    O_TIMEOUT,
+    O_MAX_CONN,
+    O_POLL,
+    O_CANARY,
+    O_RB_WINDOW,
+    O_RB_ERR,
+    O_RB_P99,
+    O_PROMOTE,
+    O_SELFTEST,
+    O_PUBKEY,
+    O_DECKEY
+};
+static const tool_opt opts[] = {
+    {"model-dir", 'm', "DIR", "the model repository (required): DIR/NAME/VERSION/model.mdl"},
+    {"port", 'p', "N", "TCP port (default 8500; 0 = any free port, printed at start)"},
+    {"address", 'a', "ADDR", "address to listen on, IPv4 or IPv6 (default 0.0.0.0)"},
+    {"threads", 't', "N", "inferences run at once (default: the number of CPUs)"},
+    {"session-threads", O_SESSION_THREADS, "N", "threads per inference (default 1)"},
+    {"queue", O_QUEUE, "N", "requests waiting for an inference slot before 503 (default 64)"},
+    {"queue-timeout", O_QUEUE_TIMEOUT, "MS", "longest wait for a slot before 503 (default 10000)"},
+    {"max-body", O_MAX_BODY, "BYTES", "largest request body, K/M/G suffixes allowed (default 64M); 413 above"},
+    {"timeout", O_TIMEOUT, "SEC", "idle connection timeout (default 30)"},
+    {"max-connections", O_MAX_CONN, "N", "open connections at once (default 256)"},
+    {"poll", O_POLL, "SEC", "rescan DIR for new/changed/removed versions every SEC seconds\n(default 2; 0 = never)"},
+    {"canary", O_CANARY, "PCT", "share of requests sent to a new version before it is promoted\n(default 0: a new version serves at once)"},
+    {"rollback-window", O_RB_WINDOW, "N", "canary requests judged for rollback (default 100)"},
+    {"rollback-error-rate", O_RB_ERR, "R", "roll the canary back above this error share (default 0.05)"},
+    {"rollback-p99-ms", O_RB_P99, "MS", "... or above this p99 latency (default 0: off)"},
+    {"promote-after", O_PROMOTE, "N", "successful canary requests before promotion (default 1000; 0 = never)"},
+    {"require-selftest", O_SELFTEST, NULL, "refuse versions without self-test vectors"},
+    {"public-key", O_PUBKEY, "FILE", "accept only models signed by this key (repeatable)"},
+    {"decryption-key", O_DECKEY, "FILE", "key of encrypted models"},
+};
+static const tool_cli cli = {
+    "mdeploy-serve",
+    "Serves every model of DIR (TensorFlow Serving's layout: DIR/NAME/VERSION/model.mdl) over HTTP.\n"
+    "Endpoints: POST /v1/models/NAME[/versions/V]:predict (JSON {\"instances\": ...} or {\"inputs\": ...},\n"
+    "or .npy with Content-Type: application/x-npy), GET /v1/models, GET /v1/models/NAME[/versions/V],\n"
+    "POST /v1/models/NAME:rollback, GET /healthz, GET /readyz, GET /metrics (Prometheus).",
+    "--model-dir DIR [options]", opts, TOOL_NOPTS(opts),
+    "mdeploy-serve --model-dir models --port 8500 --canary 10\n"
+    "curl -d '{\"instances\": [[1, 2, 3, 4]]}' localhost:8500/v1/models/mlp:predict",
+};
 
 static bool parse_int(const char *s, long lo, long hi, long *out) {
     char *end;
@@ -535,47 +547,6 @@ static bool parse_size(const char *s, size_t *out) {
 }
 
 int main(int argc, char **argv) {
-    enum {
-        O_SESSION_THREADS = 256,
-        O_QUEUE,
-        O_QUEUE_TIMEOUT,
-        O_MAX_BODY,
-        O_TIMEOUT,
-        O_MAX_CONN,
-        O_POLL,
-        O_CANARY,
-        O_RB_WINDOW,
-        O_RB_ERR,
-        O_RB_P99,
-        O_PROMOTE,
-        O_SELFTEST,
-        O_PUBKEY,
-        O_DECKEY
-    };
-    static const struct option opts[] = {
-        {"model-dir", required_argument, NULL, 'm'},
-        {"port", required_argument, NULL, 'p'},
-        {"address", required_argument, NULL, 'a'},
-        {"threads", required_argument, NULL, 't'},
-        {"session-threads", required_argument, NULL, O_SESSION_THREADS},
-        {"queue", required_argument, NULL, O_QUEUE},
-        {"queue-timeout", required_argument, NULL, O_QUEUE_TIMEOUT},
-        {"max-body", required_argument, NULL, O_MAX_BODY},
-        {"timeout", required_argument, NULL, O_TIMEOUT},
-        {"max-connections", required_argument, NULL, O_MAX_CONN},
-        {"poll", required_argument, NULL, O_POLL},
-        {"canary", required_argument, NULL, O_CANARY},
-        {"rollback-window", required_argument, NULL, O_RB_WINDOW},
-        {"rollback-error-rate", required_argument, NULL, O_RB_ERR},
-        {"rollback-p99-ms", required_argument, NULL, O_RB_P99},
-        {"promote-after", required_argument, NULL, O_PROMOTE},
-        {"require-selftest", no_argument, NULL, O_SELFTEST},
-        {"public-key", required_argument, NULL, O_PUBKEY},
-        {"decryption-key", required_argument, NULL, O_DECKEY},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
-        {NULL, 0, NULL, 0},
-    };
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     cfg = (config){.address = "0.0.0.0",
                    .port = 8500,
@@ -595,10 +566,12 @@ int main(int argc, char **argv) {
     double d;
 #define BAD(opt)                                                                                               \
     do {                                                                                                       \
-        fprintf(stderr, "mdeploy-serve: bad value '%s' for --%s (see --help)\n", optarg, opt);              \
+        fprintf(stderr, "mdeploy-serve: bad value '%s' for --%s (see --help)\n", tool_optarg, opt);         \
         return 2;                                                                                              \
     } while (0)
-    while ((c = getopt_long(argc, argv, "m:p:a:t:hV", opts, NULL)) != -1) {
+    const char *stray = NULL;
+    while ((c = tool_getopt(&cli, argc, argv)) != -1) {
+        const char *optarg = tool_optarg;
         switch (c) {
         case 'm': cfg.model_dir = optarg; break;
         case 'p':
@@ -665,14 +638,16 @@ int main(int argc, char **argv) {
             if (!seal_set_decryption(&keys, optarg, "mdeploy-serve")) return 2;
             use_keys = true;
             break;
-        case 'h': usage(stdout); return 0;
-        case 'V': printf("mdeploy-serve %s\n", mdl_version()); return 0;
-        default: usage(stderr); return 2;
+        case 1: /* reported after the options (an unknown option is named first) */
+            if (!stray) stray = optarg;
+            break;
+        default: return 2;
         }
     }
 #undef BAD
-    if (optind < argc) {
-        fprintf(stderr, "mdeploy-serve: unexpected argument '%s' (see --help)\n", argv[optind]);
+    if (stray) {
+        fprintf(stderr, "mdeploy-serve: unexpected argument '%s' (the models come from --model-dir; see "
+                        "mdeploy-serve --help)\n", stray);
         return 2;
     }
     if (!cfg.model_dir) {
