@@ -18,6 +18,12 @@ echo "== mdeploy-inspect: the operators after fusion (all in $D/inspect.txt)"
 grep -E '^(input|output|weights|arena) ' "$D/inspect.txt" | sed 's/^/  /'
 # "    1 Conv2D   NAME [attrs] inputs -> outputs": the operator and its attributes
 sed -nE 's/^ +([0-9]+) ([A-Za-z0-9]+) +[^ ]+ *(\[[^]]*\])?.*/  \1 \2 \3/p' "$D/inspect.txt"
+"$B/bin/mdeploy-inspect" "$D/digits_cnn.mdl" --dot "$D/digits_cnn.dot"
+if command -v dot >/dev/null 2>&1 && dot -Tsvg "$D/digits_cnn.dot" -o "$D/digits_cnn.svg"; then
+    echo "  graph: $D/digits_cnn.svg (mdeploy-inspect --dot, rendered by Graphviz)"
+else
+    echo "  graph: $D/digits_cnn.dot (mdeploy-inspect --dot; apt-get install graphviz renders it)"
+fi
 echo "== examples/digits.c classifies 20 held-back digits (all in $D/digits.txt)"
 "$B/examples/digits" "$D/digits_cnn.mdl" examples/digits/images.npy examples/digits/labels.npy >"$D/digits.txt"
 grep -E 'wrong|^accuracy' "$D/digits.txt" | sed 's/^/  /'

@@ -10,6 +10,7 @@
 #include "tool_util.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,6 +234,125 @@ static int verify_model(const char *path, seal_keys *k, uint64_t min_counter) {
     return failed;
 }
 
+/* Graphviz text of the model (--dot): operators as boxes (op, name, attributes such as the fused
+   activation, weight shapes), the graph's inputs and outputs as ellipses, one edge per tensor a
+   node reads, labelled with its shape (and dtype when not float32). */
+static void dot_escape(FILE *f, const char *s) {
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') fputc('\\', f);
+        if (*s == '\n') fputs("\\n", f);
+        else fputc(*s, f);
+    }
+}
+
+static void dot_tensor_label(FILE *f, const mdl_model *m, int t, bool name) {
+    mdl_tensor_info ti;
+    char s[160];
+    mdl_model_tensor_info(m, t, &ti, NULL);
+    if (name) {
+        dot_escape(f, ti.name);
+        fputs("\\n", f);
+    }
+    if (ti.dtype != MDL_DTYPE_FLOAT32) fprintf(f, "%s ", mdl_dtype_name(ti.dtype));
+    dot_escape(f, tool_info_shape_str(s, sizeof s, &ti));
+}
+
+static int write_dot(const mdl_model *m, const char *out) {
+    FILE *f = strcmp(out, "-") ? fopen(out, "w") : stdout;
+    if (!f) {
+        fprintf(stderr, "mdeploy-inspect: cannot write '%s': %s\n", out, strerror(errno));
+        return 1;
+    }
+    int nt = mdl_model_tensor_count(m), nn = mdl_model_node_count(m);
+    int *producer = malloc(sizeof(int) * (size_t)(nt > 0 ? nt : 1));
+    if (!producer) {
+        if (f != stdout) fclose(f);
+        fprintf(stderr, "mdeploy-inspect: out of memory\n");
+        return 1;
+    }
+    for (int t = 0; t < nt; t++) producer[t] = -1;
+    for (int i = 0; i < nn; i++) {
+        mdl_node_info ni;
+        mdl_model_node_info(m, i, &ni);
+        for (int k = 0; k < ni.nout; k++)
+            if (ni.outputs[k] >= 0 && ni.outputs[k] < nt) producer[ni.outputs[k]] = i;
+    }
+    fprintf(f, "digraph \"");
+    dot_escape(f, mdl_model_name(m));
+    fprintf(f, "\" {\n  rankdir=TB;\n  node [fontname=\"Helvetica\", fontsize=10];\n"
+               "  edge [fontname=\"Helvetica\", fontsize=9];\n");
+    /* operators; tensors nobody produces and that hold no weights are the graph's inputs */
+    for (int i = 0; i < nn; i++) {
+        mdl_node_info ni;
+        char attrs[256];
+        mdl_model_node_info(m, i, &ni);
+        mdl_model_node_attrs(m, i, attrs, sizeof attrs);
+        fprintf(f, "  n%d [shape=box, style=rounded, label=\"", i);
+        dot_escape(f, ni.op);
+        fputs("\\n", f);
+        dot_escape(f, ni.name);
+        if (attrs[0]) {
+            fputs("\\n", f);
+            dot_escape(f, attrs);
+        }
+        for (int k = 0; k < ni.nin; k++) {
+            bool constant = false;
+            mdl_tensor_info ti;
+            if (ni.inputs[k] < 0 || mdl_model_tensor_info(m, ni.inputs[k], &ti, &constant) || !constant) continue;
+            fputs("\\nconst ", f);
+            dot_tensor_label(f, m, ni.inputs[k], false);
+        }
+        fputs("\"];\n", f);
+        for (int k = 0; k < ni.nin; k++) {
+            int t = ni.inputs[k];
+            bool constant = false;
+            mdl_tensor_info ti;
+            if (t < 0 || t >= nt || mdl_model_tensor_info(m, t, &ti, &constant) || constant) continue;
+            if (producer[t] >= 0) fprintf(f, "  n%d -> n%d [label=\"", producer[t], i);
+            else fprintf(f, "  t%d -> n%d [label=\"", t, i);
+            dot_tensor_label(f, m, t, false);
+            fputs("\"];\n", f);
+        }
+    }
+    for (int t = 0; t < nt; t++) { /* graph inputs (read by some node) */
+        bool constant = false, read = false;
+        mdl_tensor_info ti;
+        if (producer[t] >= 0 || mdl_model_tensor_info(m, t, &ti, &constant) || constant) continue;
+        for (int i = 0; i < nn && !read; i++) {
+            mdl_node_info ni;
+            mdl_model_node_info(m, i, &ni);
+            for (int k = 0; k < ni.nin; k++) read |= ni.inputs[k] == t;
+        }
+        if (!read) continue;
+        fprintf(f, "  t%d [shape=ellipse, style=filled, fillcolor=\"#e8f0ff\", label=\"input ", t);
+        dot_tensor_label(f, m, t, true);
+        fputs("\"];\n", f);
+    }
+    for (int o = 0; o < mdl_model_output_count(m); o++) {
+        mdl_tensor_info oi;
+        mdl_model_output_info(m, o, &oi);
+        for (int t = 0; t < nt; t++) {
+            mdl_tensor_info ti;
+            if (mdl_model_tensor_info(m, t, &ti, NULL) || strcmp(ti.name, oi.name)) continue;
+            fprintf(f, "  out%d [shape=ellipse, style=filled, fillcolor=\"#e8ffe8\", label=\"output ", o);
+            dot_tensor_label(f, m, t, true);
+            fputs("\"];\n", f);
+            if (producer[t] >= 0) fprintf(f, "  n%d -> out%d;\n", producer[t], o);
+            else fprintf(f, "  t%d -> out%d;\n", t, o);
+            break;
+        }
+    }
+    fputs("}\n", f);
+    free(producer);
+    bool ok = !ferror(f);
+    if (f != stdout) ok &= fclose(f) == 0;
+    if (!ok) {
+        fprintf(stderr, "mdeploy-inspect: writing '%s' failed\n", out);
+        return 1;
+    }
+    return 0;
+}
+
 static const tool_opt opts[] = {
     {"json", 256, NULL, "print it all as JSON"},
     {"verify", 257, NULL, "check the content digest, signature (with --public-key) and security counter,\n"
@@ -242,26 +362,32 @@ static const tool_opt opts[] = {
                                "signed by one of them"},
     {"decryption-key", 259, "KEY", "open an encrypted model with this key (mdeploy-keygen --encryption)"},
     {"min-counter", 260, "N", "refuse a security counter below N (anti-rollback)"},
+    {"dot", 261, "FILE", "write the graph in Graphviz's dot language to FILE ('-': stdout): operators with\n"
+                         "their attributes (fused activations) and weight shapes, shapes on the edges;\n"
+                         "render it with: dot -Tsvg FILE -o graph.svg"},
 };
 static const tool_cli cli = {
     "mdeploy-inspect",
     "Metadata, inputs/outputs, operators with tensor shapes, weight and arena bytes of a model; of an ONNX\n"
     "model its inputs/outputs and operators, each marked with what the converter does with it.",
-    "MODEL.mdl|MODEL.onnx [--json]\nMODEL.mdl --verify [--public-key PUB]... [--decryption-key KEY] [--min-counter N]",
+    "MODEL.mdl|MODEL.onnx [--json]\nMODEL.mdl --dot FILE\nMODEL.mdl --verify [--public-key PUB]... [--decryption-key KEY] [--min-counter N]",
     opts, TOOL_NOPTS(opts),
     "mdeploy-inspect net.mdl\n"
     "mdeploy-inspect net.onnx --json\n"
+    "mdeploy-inspect net.mdl --dot net.dot && dot -Tsvg net.dot -o net.svg\n"
     "mdeploy-inspect net.mdl --verify --public-key release.pub --min-counter 7",
 };
 
 int main(int argc, char **argv) {
     const char *path = NULL;
     bool json = false, verify = false;
+    const char *dot = NULL;
     static seal_keys keys;
     uint64_t min_counter = 0;
     for (int c; (c = tool_getopt(&cli, argc, argv)) != -1;) {
         if (c == 256) json = true;
         else if (c == 257) verify = true;
+        else if (c == 261) dot = tool_optarg;
         else if (c == 258) {
             if (!seal_add_public(&keys, tool_optarg, "mdeploy-inspect")) return 1;
         } else if (c == 259) {
@@ -280,7 +406,10 @@ int main(int argc, char **argv) {
         } else path = tool_optarg;
     }
     if (!path) return tool_usage_error(&cli, "no model given");
-    if (tool_is_onnx_path(path)) return inspect_onnx(path, json);
+    if (tool_is_onnx_path(path)) {
+        if (dot) return tool_usage_error(&cli, "--dot draws a converted model: mdeploy-convert the ONNX model first");
+        return inspect_onnx(path, json);
+    }
     if (verify) return verify_model(path, &keys, min_counter) ? 1 : 0;
     mdl_model *m;
     mdl_error err;
@@ -289,6 +418,11 @@ int main(int argc, char **argv) {
     if (mdl_model_load_file(path, &lo, &m, &err)) {
         fprintf(stderr, "mdeploy-inspect: %s\n", err.msg);
         return 1;
+    }
+    if (dot) {
+        int rc = write_dot(m, dot);
+        mdl_model_free(m);
+        return rc;
     }
     int nn = mdl_model_node_count(m);
     if (json) {

@@ -16,6 +16,7 @@ if [ "$mode" = check ]; then
     debs+=(libcmocka-dev flatbuffers-compiler python3 python3-pip python3-venv
            libmicrohttpd-dev                        # mdeploy-serve (tools/serve), built when present
            cmake                                    # install-check: find_package(mdeploy)
+           graphviz                                 # renders mdeploy-inspect --dot (test_inspect_dot.py)
            clang libclang-rt-14-dev                 # fuzzing, ThreadSanitizer
            gcc-arm-none-eabi picolibc-arm-none-eabi qemu-system-arm
            default-jre-headless)                    # Java: the Spark batch-scoring test (make check-spark)
