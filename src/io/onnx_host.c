@@ -427,7 +427,13 @@ static mdl_status lower_nodes(cv_ctx *c, const Onnx__GraphProto *g) {
                 st = mdl__cv_fail(c, MDL_UNSUPPORTED, "too many inputs or outputs");
                 break;
             }
+            if (n->n_output < 1) {
+                /* every operator has at least one output; lowering code may rely on out[0] */
+                st = mdl__cv_fail(c, MDL_CORRUPT_MODEL, "node has no outputs");
+                break;
+            }
             int32_t in[MDL_MAX_NODE_IO], out[MDL_MAX_NODE_IO];
+            for (int k = 0; k < MDL_MAX_NODE_IO; k++) in[k] = out[k] = -1;
             int nin = (int)n->n_input, nout = (int)n->n_output;
             for (int k = 0; k < nin; k++)
                 in[k] = n->input[k] && *n->input[k] ? mdl__cv_value_find(c, n->input[k]) : -1;
