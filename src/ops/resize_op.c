@@ -19,8 +19,12 @@ typedef struct rz_tap {
     float w; /* weight of i1 (linear); nearest: i0 only */
 } rz_tap;
 
+/* Output length along spatial dim d; INT32_MAX + 1 for any length beyond int32 (the double is
+   not converted when out of range: that is undefined). */
 static int64_t out_len(const mdl_resize_options *o, int d, int64_t in) {
-    return o->out[d] > 0 ? o->out[d] : (int64_t)floor((double)in * (double)o->scale[d]);
+    if (o->out[d] > 0) return o->out[d];
+    const double v = floor((double)in * (double)o->scale[d]);
+    return v > (double)INT32_MAX ? (int64_t)INT32_MAX + 1 : (int64_t)v;
 }
 
 static mdl_status rz_prepare(mdl__kctx *c) {
