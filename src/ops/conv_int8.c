@@ -158,6 +158,16 @@ static int64_t band_rows(const qconv_geom *g, size_t esize, size_t tail, size_t 
 
 enum { BAND_S8, BAND_U8, BAND_S16 }; /* int8, int8 + 128 as uint8, int16 */
 
+/* The next band of at most R output rows of flattened rows [q, q1) (row q = n * OH + oh): within
+   one image, from image n's row *oh0; returns its row count. */
+static int64_t next_band(const qconv_geom *g, int64_t q, int64_t q1, int64_t R, int64_t *n,
+                         int64_t *oh0) {
+    *n = q / g->OH;
+    *oh0 = q % g->OH;
+    int64_t end = q1 - *n * g->OH < g->OH ? q1 - *n * g->OH : g->OH;
+    return end - *oh0 < R ? end - *oh0 : R;
+}
+
 /* Padded rows [prow0, prow0 + nrows) of image n (padded row r is input row r - pt) in `mode`,
    rows of padded_width * C elements. */
 static void fill_band(const qconv_geom *g, const int8_t *x, int64_t n, int64_t prow0, int64_t nrows,
@@ -197,15 +207,17 @@ static void fill_band(const qconv_geom *g, const int8_t *x, int64_t n, int64_t p
 
 #endif
 
-/* Block-sparse weights on padded bands; false (nothing done) when the band does not fit. */
-static bool run_sparse_bands(const qconv_geom *g, const unsigned char *pk, const mdl__bsr *W,
-                             const int8_t *x, int8_t zx, int8_t *y, unsigned char *scratch,
-                             size_t room) {
 #if MDL__SPARSE
-    const size_t offb = mdl__align_up((size_t)W->nblocks * sizeof(int32_t), 64);
-    const int64_t R = band_rows(g, 1, offb, room);
-    mdl__qgemm_packed p;
-    if (!R || !mdl__qgemm_view(pk, &p)) return false;
+static size_t sparse_offb(const mdl__bsr *W) {
+    return mdl__align_up((size_t)W->nblocks * sizeof(int32_t), 64);
+}
+
+/* Block-sparse weights on padded bands of R rows (band_rows after the blocks' offsets), output
+   rows [q0, q1). */
+static void run_sparse_bands(const qconv_geom *g, const mdl__qgemm_packed *p, const mdl__bsr *W,
+                             const int8_t *x, int8_t zx, int8_t *y, unsigned char *scratch,
+                             int64_t R, int64_t q0, int64_t q1) {
+    const size_t offb = sparse_offb(W);
     const int64_t C = g->C, Wp = padded_width(g), KWC = g->KW * C;
     int32_t *off = (int32_t *)scratch;
     for (int64_t j = 0; j < W->nblocks; j++) {
@@ -215,20 +227,16 @@ static bool run_sparse_bands(const qconv_geom *g, const unsigned char *pk, const
     mdl__bsr v = *W;
     v.col = off;
     int8_t *band = (int8_t *)(scratch + offb);
-    for (int64_t n = 0; n < g->N; n++)
-        for (int64_t oh0 = 0; oh0 < g->OH; oh0 += R) {
-            const int64_t rows = g->OH - oh0 < R ? g->OH - oh0 : R;
-            fill_band(g, x, n, oh0 * g->sh, (rows - 1) * g->sh + (g->KH - 1) * g->dh + 1, zx, BAND_S8, band);
-            for (int64_t oh = oh0; oh < oh0 + rows; oh++)
-                mdl__qspmm(&p, &v, g->OW, band + (oh - oh0) * g->sh * Wp * C, g->sw * C,
-                           y + ((n * g->OH + oh) * g->OW) * g->OC, g->OC);
-        }
-    return true;
-#else
-    (void)g, (void)pk, (void)W, (void)x, (void)zx, (void)y, (void)scratch, (void)room;
-    return false;
-#endif
+    for (int64_t q = q0, n, oh0, rows; q < q1; q += rows) {
+        rows = next_band(g, q, q1, R, &n, &oh0);
+        fill_band(g, x, n, oh0 * g->sh, (rows - 1) * g->sh + (g->KH - 1) * g->dh + 1, zx, BAND_S8,
+                  band);
+        for (int64_t oh = oh0; oh < oh0 + rows; oh++)
+            mdl__qspmm(p, &v, g->OW, band + (oh - oh0) * g->sh * Wp * C, g->sw * C,
+                       y + ((n * g->OH + oh) * g->OW) * g->OC, g->OC);
+    }
 }
+#endif
 
 /* Bytes the block-sparse VNNI kernel packs after the GEMM record (0: not its shape, or not this
    CPU). */
@@ -257,54 +265,65 @@ static size_t qcs_extra(const qconv_geom *g, bool sparse) {
 }
 
 #ifdef MDL_HAVE_X86_SIMD
-/* The block-sparse VNNI kernel on padded uint8 bands; false (nothing done) when the band does
-   not fit. */
-static bool run_qsc_bands(const qconv_geom *g, const unsigned char *pk, const void *sp,
-                          const int8_t *x, int8_t zx, int8_t *y, unsigned char *scratch,
-                          size_t room) {
-    const int64_t R = band_rows(g, 1, 0, room);
-    mdl__qgemm_packed p;
-    if (!R || !mdl__qgemm_view(pk, &p)) return false;
+/* The block-sparse VNNI kernel on padded uint8 bands of R rows, output rows [q0, q1). */
+static void run_qsc_bands(const qconv_geom *g, const mdl__qgemm_packed *p, const void *sp,
+                          const int8_t *x, int8_t zx, int8_t *y, unsigned char *scratch, int64_t R,
+                          int64_t q0, int64_t q1) {
     uint8_t *band = scratch;
-    mdl__qsc_args a = {.x = band, .rs = padded_width(g) * g->C, .OW = g->OW, .sh = g->sh, .sw = g->sw,
-                       .dh = g->dh, .C = g->C, .KH = g->KH, .KWC = g->KW * g->C, .p = &p, .pk = sp,
+    mdl__qsc_args a = {.x = band,
+                       .rs = padded_width(g) * g->C,
+                       .OW = g->OW,
+                       .sh = g->sh,
+                       .sw = g->sw,
+                       .dh = g->dh,
+                       .C = g->C,
+                       .KH = g->KH,
+                       .KWC = g->KW * g->C,
+                       .p = p,
+                       .pk = sp,
                        .OC = g->OC};
-    for (int64_t n = 0; n < g->N; n++)
-        for (int64_t oh0 = 0; oh0 < g->OH; oh0 += R) {
-            const int64_t rows = g->OH - oh0 < R ? g->OH - oh0 : R;
-            fill_band(g, x, n, oh0 * g->sh, (rows - 1) * g->sh + (g->KH - 1) * g->dh + 1, zx, BAND_U8, band);
-            a.OH = rows;
-            a.y = y + ((n * g->OH + oh0) * g->OW) * g->OC;
-            mdl__qsc_vnni(&a);
-        }
-    return true;
+    for (int64_t q = q0, n, oh0, rows; q < q1; q += rows) {
+        rows = next_band(g, q, q1, R, &n, &oh0);
+        fill_band(g, x, n, oh0 * g->sh, (rows - 1) * g->sh + (g->KH - 1) * g->dh + 1, zx, BAND_U8,
+                  band);
+        a.OH = rows;
+        a.y = y + ((n * g->OH + oh0) * g->OW) * g->OC;
+        mdl__qsc_vnni(&a);
+    }
 }
 
-/* The short-row kernel on padded int16 bands; false (nothing done) when the band does not fit. */
-static bool run_small_bands(const qconv_geom *g, const unsigned char *pk, const void *wp,
+/* The short-row kernel on padded int16 bands of R rows, output rows [q0, q1). */
+static void run_small_bands(const qconv_geom *g, const mdl__qgemm_packed *p, const void *wp,
                             const int8_t *x, int8_t zx, int8_t *y, unsigned char *scratch,
-                            size_t room) {
-    const int64_t R = band_rows(g, sizeof(int16_t), 2 * sizeof(int16_t), room);
-    mdl__qgemm_packed p;
-    if (!R || !mdl__qgemm_view(pk, &p)) return false;
+                            int64_t R, int64_t q0, int64_t q1) {
     const int64_t rs = padded_width(g) * g->C;
     int16_t *band = (int16_t *)scratch;
-    mdl__qcs_args a = {.x = band, .rs = rs, .OW = g->OW, .sh = g->sh, .sw = g->sw, .dh = g->dh,
-                       .C = g->C, .KH = g->KH, .P = (g->KW * g->C + 1) / 2, .p = &p, .w = wp,
-                       .OC = g->OC, .ocpad = (g->OC + 15) / 16 * 16};
+    mdl__qcs_args a = {.x = band,
+                       .rs = rs,
+                       .OW = g->OW,
+                       .sh = g->sh,
+                       .sw = g->sw,
+                       .dh = g->dh,
+                       .C = g->C,
+                       .KH = g->KH,
+                       .P = (g->KW * g->C + 1) / 2,
+                       .p = p,
+                       .w = wp,
+                       .OC = g->OC,
+                       .ocpad = (g->OC + 15) / 16 * 16};
     const bool vnni = mdl__cpu_has_vnni();
-    for (int64_t n = 0; n < g->N; n++)
-        for (int64_t oh0 = 0; oh0 < g->OH; oh0 += R) {
-            const int64_t rows = g->OH - oh0 < R ? g->OH - oh0 : R;
-            const int64_t nrows = (rows - 1) * g->sh + (g->KH - 1) * g->dh + 1;
-            fill_band(g, x, n, oh0 * g->sh, nrows, zx, BAND_S16, band);
-            band[nrows * rs] = band[nrows * rs + 1] = 0; /* read past the last row, times 0 */
-            a.OH = rows;
-            a.y = y + ((n * g->OH + oh0) * g->OW) * g->OC;
-            if (vnni) mdl__qcs_vnni(&a);
-            else mdl__qcs_avx2(&a);
-        }
-    return true;
+    for (int64_t q = q0, n, oh0, rows; q < q1; q += rows) {
+        rows = next_band(g, q, q1, R, &n, &oh0);
+        const int64_t nrows = (rows - 1) * g->sh + (g->KH - 1) * g->dh + 1;
+        fill_band(g, x, n, oh0 * g->sh, nrows, zx, BAND_S16, band);
+        band[nrows * rs] = band[nrows * rs + 1] = 0; /* read past the last row, times 0 */
+        a.OH = rows;
+        a.y = y + ((n * g->OH + oh0) * g->OW) * g->OC;
+        if (vnni)
+            mdl__qcs_vnni(&a);
+        else
+            mdl__qcs_avx2(&a);
+    }
 }
 #endif
 
@@ -570,7 +589,8 @@ static void im2col_inside(const qconv_geom *g, const int8_t *x, int64_t n, int64
    segment of KW * C bytes per kernel row), else gathered by im2col_inside; the pixels at the
    borders go through im2col.  Same result as im2col for all. */
 static void run_rows(const qconv_geom *g, const unsigned char *pk, const int8_t *x, int8_t zx,
-                     const int8_t *w, int8_t *y, int8_t *A, int64_t tm, void *gs) {
+                     const int8_t *w, int8_t *y, int8_t *A, int64_t tm, void *gs, int64_t q0,
+                     int64_t q1) {
     const int64_t C = g->C, OC = g->OC;
     int64_t seg[16];
     for (int64_t kh = 0; kh < g->KH; kh++)
@@ -581,34 +601,140 @@ static void run_rows(const qconv_geom *g, const unsigned char *pk, const int8_t 
     if (g->W - g->KW + g->pl >= 0) ow_hi = (g->W - g->KW + g->pl) / g->sw + 1;
     if (ow_hi > g->OW) ow_hi = g->OW;
     if (ow_lo > ow_hi) ow_lo = ow_hi;
-    for (int64_t n = 0; n < g->N; n++)
-        for (int64_t oh = 0; oh < g->OH; oh++) {
-            const int64_t ih0 = oh * g->sh - g->pt, p0 = (n * g->OH + oh) * g->OW;
-            const bool rows_in = ih0 >= 0 && ih0 + (g->KH - 1) * g->dh < g->H;
-            const int64_t a = rows_in ? ow_lo : g->OW, b = rows_in ? ow_hi : g->OW;
-            if (a < b && segs) {
-                const int8_t *x0 = x + ((n * g->H + ih0) * g->W + (a * g->sw - g->pl)) * C;
-                segs = mdl__qgemm_run_segs(pk, b - a, x0, g->sw * C, seg, (int)g->KH,
-                                           y + (p0 + a) * OC, OC, gs);
-            }
-            if (a < b && !segs)
-                for (int64_t r0 = a; r0 < b; r0 += tm) {
-                    const int64_t m = b - r0 < tm ? b - r0 : tm;
-                    im2col_inside(g, x, n, oh, r0, r0 + m, A, A + tm * g->K);
-                    mdl__qgemm_run(pk, m, A, g->K, w, 1, OC, y + (p0 + r0) * OC, OC, gs);
-                }
-            /* the border pixels [0, a) and [b, OW) */
-            for (int64_t r0 = 0; r0 < a; r0 += tm) {
-                const int64_t m = a - r0 < tm ? a - r0 : tm;
-                im2col(g, x, zx, p0 + r0, m, 0, A);
+    for (int64_t q = q0; q < q1; q++) {
+        const int64_t n = q / g->OH, oh = q % g->OH;
+        const int64_t ih0 = oh * g->sh - g->pt, p0 = q * g->OW;
+        const bool rows_in = ih0 >= 0 && ih0 + (g->KH - 1) * g->dh < g->H;
+        const int64_t a = rows_in ? ow_lo : g->OW, b = rows_in ? ow_hi : g->OW;
+        if (a < b && segs) {
+            const int8_t *x0 = x + ((n * g->H + ih0) * g->W + (a * g->sw - g->pl)) * C;
+            segs = mdl__qgemm_run_segs(pk, b - a, x0, g->sw * C, seg, (int)g->KH, y + (p0 + a) * OC,
+                                       OC, gs);
+        }
+        if (a < b && !segs)
+            for (int64_t r0 = a; r0 < b; r0 += tm) {
+                const int64_t m = b - r0 < tm ? b - r0 : tm;
+                im2col_inside(g, x, n, oh, r0, r0 + m, A, A + tm * g->K);
                 mdl__qgemm_run(pk, m, A, g->K, w, 1, OC, y + (p0 + r0) * OC, OC, gs);
             }
-            for (int64_t r0 = b; r0 < g->OW; r0 += tm) {
-                const int64_t m = g->OW - r0 < tm ? g->OW - r0 : tm;
-                im2col(g, x, zx, p0 + r0, m, 0, A);
-                mdl__qgemm_run(pk, m, A, g->K, w, 1, OC, y + (p0 + r0) * OC, OC, gs);
+        /* the border pixels [0, a) and [b, OW) */
+        for (int64_t r0 = 0; r0 < a; r0 += tm) {
+            const int64_t m = a - r0 < tm ? a - r0 : tm;
+            im2col(g, x, zx, p0 + r0, m, 0, A);
+            mdl__qgemm_run(pk, m, A, g->K, w, 1, OC, y + (p0 + r0) * OC, OC, gs);
+        }
+        for (int64_t r0 = b; r0 < g->OW; r0 += tm) {
+            const int64_t m = g->OW - r0 < tm ? g->OW - r0 : tm;
+            im2col(g, x, zx, p0 + r0, m, 0, A);
+            mdl__qgemm_run(pk, m, A, g->K, w, 1, OC, y + (p0 + r0) * OC, OC, gs);
+        }
+    }
+}
+
+/* ---- the run, split over the session's workers ----------------------------------------------
+   Every path computes each output pixel on its own (exact integer sums, then the same
+   requantization), so any split of the output rows (or im2col tiles, or 1x1 pixel blocks) gives
+   the serial result bit for bit.  Each task uses its worker's scratch (same layout as the serial
+   run's: tile or band, then the GEMM core's scratch). */
+/* below this many multiply-adds one thread: int8 products run at 4-10x the float rate (AMX), so
+   smaller ones take less than the few microseconds a worker's wake-up costs */
+#define QCONV_PAR_MIN_MACS ((int64_t)1 << 21)
+#define QCONV_TASKS_PER_WORKER 4
+
+typedef enum {
+    QPATH_QSC,
+    QPATH_SPARSE,
+    QPATH_SMALL,
+    QPATH_ROWS,
+    QPATH_TILES,
+    QPATH_1X1,
+    QPATH_1X1_STRIDED
+} qpath;
+
+typedef struct qconv_job {
+    const mdl__kctx *c;
+    const qconv_geom *g;
+    qpath path;
+    const unsigned char *pk;
+    mdl__qgemm_packed p; /* view of pk (band paths) */
+    const void *extra;   /* the path's packed data after the record, or the sparse weights */
+    const int8_t *x, *w;
+    int8_t zx;
+    int8_t *y;
+    size_t stride, room; /* per group packed bytes; im2col tile bytes before the GEMM scratch */
+    int64_t tm, R;       /* im2col tile rows; band rows */
+    int64_t units, tasks;
+} qconv_job;
+
+static void qconv_task(void *arg, int64_t t, int worker) {
+    const qconv_job *j = arg;
+    const qconv_geom *g = j->g;
+    const int64_t u0 = t * j->units / j->tasks, u1 = (t + 1) * j->units / j->tasks;
+    unsigned char *scratch = mdl__par_scratch(j->c, worker);
+    const int64_t OC = g->OC, OG = g->OG;
+    switch (j->path) {
+#ifdef MDL_HAVE_X86_SIMD
+    case QPATH_QSC:
+        run_qsc_bands(g, &j->p, j->extra, j->x, j->zx, j->y, scratch, j->R, u0, u1);
+        return;
+    case QPATH_SMALL:
+        run_small_bands(g, &j->p, j->extra, j->x, j->zx, j->y, scratch, j->R, u0, u1);
+        return;
+#endif
+#if MDL__SPARSE
+    case QPATH_SPARSE:
+        run_sparse_bands(g, &j->p, j->extra, j->x, j->zx, j->y, scratch, j->R, u0, u1);
+        return;
+#endif
+    case QPATH_ROWS:
+        run_rows(g, j->pk, j->x, j->zx, j->w, j->y, (int8_t *)scratch, j->tm, scratch + j->room, u0,
+                 u1);
+        return;
+    case QPATH_TILES: {
+        const int64_t M = g->N * g->OH * g->OW;
+        for (int64_t p0 = u0 * j->tm; p0 < u1 * j->tm && p0 < M; p0 += j->tm) {
+            const int64_t m = M - p0 < j->tm ? M - p0 : j->tm;
+            for (int64_t gi = 0; gi < g->G; gi++) {
+                im2col(g, j->x, j->zx, p0, m, gi, (int8_t *)scratch);
+                mdl__qgemm_run(j->pk + (size_t)gi * j->stride, m, (int8_t *)scratch, g->K,
+                               j->w + gi * OG, 1, OC, j->y + p0 * OC + gi * OG, OC,
+                               scratch + j->room);
             }
         }
+        return;
+    }
+    case QPATH_1X1: {
+        const int64_t M = g->N * g->H * g->W, p0 = u0 * QCONV_MIN_ROWS;
+        const int64_t p1 = u1 * QCONV_MIN_ROWS < M ? u1 * QCONV_MIN_ROWS : M;
+        for (int64_t gi = 0; gi < g->G; gi++)
+            mdl__qgemm_run(j->pk + (size_t)gi * j->stride, p1 - p0, j->x + p0 * g->C + gi * g->CG,
+                           g->C, j->w + gi * OG, 1, OC, j->y + p0 * OC + gi * OG, OC, scratch);
+        return;
+    }
+    case QPATH_1X1_STRIDED:
+        for (int64_t gi = 0; gi < g->G; gi++)
+            for (int64_t q = u0; q < u1; q++) {
+                const int64_t n = q / g->OH, oh = q % g->OH;
+                mdl__qgemm_run(j->pk + (size_t)gi * j->stride, g->OW,
+                               j->x + ((n * g->H + oh * g->sh) * g->W) * g->C + gi * g->CG,
+                               g->sw * g->C, j->w + gi * OG, 1, OC, j->y + q * g->OW * OC + gi * OG,
+                               OC, scratch);
+            }
+        return;
+    default: return;
+    }
+}
+
+/* Runs j's units as one task, or as about QCONV_TASKS_PER_WORKER even tasks per worker when the
+   product (macs multiply-adds) is worth splitting. */
+static void qconv_split(qconv_job *j, int64_t macs) {
+    const int nw = mdl__par_workers(j->c->par);
+    j->tasks = 1;
+    if (nw >= 2 && macs >= QCONV_PAR_MIN_MACS && j->units >= 2) {
+        j->tasks = (int64_t)nw * QCONV_TASKS_PER_WORKER;
+        if (j->tasks > j->units) j->tasks = j->units;
+    }
+    mdl__par_for(j->c->par, j->tasks, qconv_task, j);
 }
 
 static mdl_status run_common(mdl__kctx *c, bool depthwise_op) {
@@ -647,53 +773,68 @@ static mdl_status run_common(mdl__kctx *c, bool depthwise_op) {
         return MDL_OK;
     }
     const size_t stride = k ? k->stride : group_stride(&g, false, MDL__SPARSE && c->in[1]->sparse);
-    const int64_t OC = g.OC, OG = g.OG;
-    unsigned char *scratch = c->scratch;
+    const int64_t OC = g.OC;
     if (direct_1x1(&g)) {
-        for (int64_t gi = 0; gi < g.G; gi++) {
-            const void *gp = pk + (size_t)gi * stride;
-            if (g.sh == 1 && g.sw == 1)
-                mdl__qgemm_run(gp, g.N * g.H * g.W, x + gi * g.CG, g.C, w + gi * OG, 1, OC,
-                               y + gi * OG, OC, scratch);
-            else
-                /* every sw-th pixel of every sh-th row: a matrix with leading dim sw * C */
-                for (int64_t n = 0; n < g.N; n++)
-                    for (int64_t oh = 0; oh < g.OH; oh++)
-                        mdl__qgemm_run(gp, g.OW,
-                                       x + ((n * g.H + oh * g.sh) * g.W) * g.C + gi * g.CG,
-                                       g.sw * g.C, w + gi * OG, 1, OC,
-                                       y + ((n * g.OH + oh) * g.OW) * OC + gi * OG, OC, scratch);
+        qconv_job j = {.c = c, .g = &g, .pk = pk, .x = x, .w = w, .y = y, .stride = stride};
+        if (g.sh == 1 && g.sw == 1) {
+            /* the input is the GEMM's A: pixels in blocks of QCONV_MIN_ROWS */
+            j.path = QPATH_1X1;
+            j.units = (g.N * g.H * g.W + QCONV_MIN_ROWS - 1) / QCONV_MIN_ROWS;
+        } else {
+            /* every sw-th pixel of every sh-th row: a matrix with leading dim sw * C per row */
+            j.path = QPATH_1X1_STRIDED;
+            j.units = g.N * g.OH;
         }
+        qconv_split(&j, g.N * g.OH * g.OW * g.K * OC);
         return MDL_OK;
     }
     const int64_t M = g.N * g.OH * g.OW, tm = tile_rows(&g);
-    int8_t *A = (int8_t *)scratch;
     const size_t room = mdl__align_up((size_t)(tm * g.K), 64);
-    void *gs = scratch + room;
+    qconv_job j = {.c = c,
+                   .g = &g,
+                   .pk = pk,
+                   .x = x,
+                   .w = w,
+                   .zx = (int8_t)io.zx,
+                   .y = y,
+                   .stride = stride,
+                   .tm = tm,
+                   .room = room,
+                   .units = g.N * g.OH};
+    /* the first path that applies (each gives the GEMM core's result bit for bit) */
+    const bool view = mdl__qgemm_view(pk, &j.p); /* the band paths read the record through it */
 #ifdef MDL_HAVE_X86_SIMD
-    if ((k ? k->qsc : qsc_extra(c, &g)) && run_qsc_bands(&g, pk, pk + stride, x, (int8_t)io.zx, y, scratch, room))
-        return MDL_OK;
+    if (view && (k ? k->qsc : qsc_extra(c, &g)) && (j.R = band_rows(&g, 1, 0, room)) > 0) {
+        j.path = QPATH_QSC;
+        j.extra = pk + stride;
+    } else
 #endif
-    if (MDL__SPARSE && c->in[1]->sparse &&
-        run_sparse_bands(&g, pk, c->in[1]->sparse, x, (int8_t)io.zx, y, scratch, room))
-        return MDL_OK;
+#if MDL__SPARSE
+        if (view && c->in[1]->sparse &&
+            (j.R = band_rows(&g, 1, sparse_offb(c->in[1]->sparse), room)) > 0) {
+        j.path = QPATH_SPARSE;
+        j.extra = c->in[1]->sparse;
+    } else
+#endif
 #ifdef MDL_HAVE_X86_SIMD
-    if ((k ? k->qcs : qcs_extra(&g, MDL__SPARSE && c->in[1]->sparse)) &&
-        run_small_bands(&g, pk, pk + stride, x, (int8_t)io.zx, y, scratch, room))
-        return MDL_OK;
+        if (view && (k ? k->qcs : qcs_extra(&g, MDL__SPARSE && c->in[1]->sparse)) &&
+            (j.R = band_rows(&g, sizeof(int16_t), 2 * sizeof(int16_t), room)) > 0) {
+        j.path = QPATH_SMALL;
+        j.extra = pk + stride;
+    } else
 #endif
-    if (MDL__FAST_PATHS && g.G == 1 && g.dw == 1 && g.KH <= 16 && g.OW >= QCONV_MIN_ROWS) {
-        run_rows(&g, pk, x, (int8_t)io.zx, w, y, A, tm, gs);
-        return MDL_OK;
+        if (MDL__FAST_PATHS && g.G == 1 && g.dw == 1 && g.KH <= 16 && g.OW >= QCONV_MIN_ROWS) {
+        j.path = QPATH_ROWS;
+    } else {
+        /* tiles of at most tm rows (the scratch's), smaller when split over workers */
+        j.path = QPATH_TILES;
+        const int64_t want = (int64_t)mdl__par_workers(c->par) * QCONV_TASKS_PER_WORKER;
+        int64_t t = (M + want - 1) / want;
+        if (t < QCONV_MIN_ROWS) t = QCONV_MIN_ROWS;
+        if (want > 1 && t < tm) j.tm = t;
+        j.units = (M + j.tm - 1) / j.tm;
     }
-    for (int64_t p0 = 0; p0 < M; p0 += tm) {
-        int64_t m = M - p0 < tm ? M - p0 : tm;
-        for (int64_t gi = 0; gi < g.G; gi++) {
-            im2col(&g, x, (int8_t)io.zx, p0, m, gi, A);
-            mdl__qgemm_run(pk + (size_t)gi * stride, m, A, g.K, w + gi * OG, 1, OC,
-                           y + p0 * OC + gi * OG, OC, gs);
-        }
-    }
+    qconv_split(&j, M * g.K * g.OC);
     return MDL_OK;
 }
 
@@ -704,7 +845,9 @@ static mdl_status depthwise_prepare(mdl__kctx *c) { return prepare_common(c, tru
 static mdl_status depthwise_pack(mdl__kctx *c) { return pack_common(c, true); }
 static mdl_status depthwise_run(mdl__kctx *c) { return run_common(c, true); }
 
-const mdl__kernel mdl__conv2d_int8 = {
-    .prepare = conv2d_prepare, .run = conv2d_run, .pack = conv2d_pack, .flags = MDL__KERNEL_SPARSE_W};
+const mdl__kernel mdl__conv2d_int8 = {.prepare = conv2d_prepare,
+                                      .run = conv2d_run,
+                                      .pack = conv2d_pack,
+                                      .flags = MDL__KERNEL_SPARSE_W | MDL__KERNEL_WORKER_SCRATCH};
 const mdl__kernel mdl__depthwise_conv2d_int8 = {
     .prepare = depthwise_prepare, .run = depthwise_run, .pack = depthwise_pack};

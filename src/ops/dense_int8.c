@@ -105,13 +105,15 @@ static mdl_status fc_run(mdl__kctx *c) {
     const mdl__tensor *x = c->in[0], *w = c->in[1];
     /* within the tensors: ptrdiff_t (mdl__shape_size), the native word on 32-bit cores */
     ptrdiff_t K = (ptrdiff_t)w->dims[1], N = (ptrdiff_t)w->dims[0], M = (ptrdiff_t)x->count / K;
-    mdl__qgemm_run(c->packed, M, c->in_data[0], K, c->in_data[1], K, 1, c->out_data[0], N,
-                   c->scratch);
+    mdl__qgemm_run_par(c, c->packed, M, N, K, c->in_data[0], K, c->in_data[1], K, 1, c->out_data[0],
+                       N);
     return MDL_OK;
 }
 
-const mdl__kernel mdl__fc_int8 = {.prepare = fc_prepare, .run = fc_run, .pack = fc_pack,
-                                  .flags = MDL__KERNEL_SPARSE_W};
+const mdl__kernel mdl__fc_int8 = {.prepare = fc_prepare,
+                                  .run = fc_run,
+                                  .pack = fc_pack,
+                                  .flags = MDL__KERNEL_SPARSE_W | MDL__KERNEL_WORKER_SCRATCH};
 
 /* ---- MATMUL -------------------------------------------------------------------------------- */
 
@@ -316,7 +318,7 @@ static mdl_status matmul_run(mdl__kctx *c) {
     int8_t *C = c->out_data[0];
     if (mm_core(b) && g.K >= 1 && g.N >= 1) {
         /* B is 2-D: every row of A, whatever its batch, meets the same B */
-        mdl__qgemm_run(c->packed, a->count / g.K, A, g.K, B, 1, g.N, C, g.N, c->scratch);
+        mdl__qgemm_run_par(c, c->packed, a->count / g.K, g.N, g.K, A, g.K, B, 1, g.N, C, g.N);
         return MDL_OK;
     }
     if (!g.M || !g.N) return MDL_OK; /* empty output */
@@ -344,5 +346,7 @@ static mdl_status matmul_run(mdl__kctx *c) {
     return MDL_OK;
 }
 
-const mdl__kernel mdl__matmul_int8 = {
-    .prepare = matmul_prepare, .run = matmul_run, .pack = matmul_pack, .flags = MDL__KERNEL_SPARSE_W};
+const mdl__kernel mdl__matmul_int8 = {.prepare = matmul_prepare,
+                                      .run = matmul_run,
+                                      .pack = matmul_pack,
+                                      .flags = MDL__KERNEL_SPARSE_W | MDL__KERNEL_WORKER_SCRATCH};

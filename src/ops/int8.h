@@ -84,6 +84,13 @@ size_t mdl__qgemm_scratch_bytes(int64_t N, int64_t K);
 void mdl__qgemm_run(const void *packed, int64_t M, const int8_t *A, int64_t lda, const int8_t *w,
                     int64_t sn, int64_t sk, int8_t *C, int64_t ldc, void *scratch);
 
+/* mdl__qgemm_run for kernel c (N x K weights): M rows split over c's workers when the product is
+   worth it, each with its worker's scratch (the kernel needs MDL__KERNEL_WORKER_SCRATCH);
+   bit-identical to the serial call. */
+void mdl__qgemm_run_par(const mdl__kctx *c, const void *packed, int64_t M, int64_t N, int64_t K,
+                        const int8_t *A, int64_t lda, const int8_t *w, int64_t sn, int64_t sk,
+                        int8_t *C, int64_t ldc);
+
 /* The same at an explicit variant (<= mdl__qgemm_variant(); tests and benchmarks): runs that
    variant if packed was made for it, else the reference (any record serves the reference). */
 void mdl__qgemm_run_variant(int variant, const void *packed, int64_t M, const int8_t *A,

@@ -1,7 +1,8 @@
-/* Intra-op threads: every split kernel (conv, depthwise, pooling, transpose, FC/GEMM, LSTM/GRU) and whole models give bit-identical results with 1, 2 and
-   3 threads; sessions with threads allocate nothing in run; bad thread counts are refused.  The
-   kernel checks run at every CPU level this machine has (the test starts itself again with
-   MDL_CPU_LEVEL=0 and 1). */
+/* Intra-op threads: every split kernel (float conv, depthwise, pooling, transpose, FC/GEMM,
+   LSTM/GRU; int8 conv and FC/MatMul) and whole models (float and int8) give bit-identical results
+   with 1, 2 and 3 threads; sessions with threads allocate nothing in run; bad thread counts are
+   refused.  The kernel checks run at every CPU level this machine has (the test starts itself again
+   with MDL_CPU_LEVEL=0 and 1). */
 #include "common/harness.h"
 #include "graph/threads.h"
 #include "graph/util.h"
@@ -349,12 +350,18 @@ static void count_free(void *user, void *p) {
     free(p);
 }
 
-/* Converts onnx (with an optional input shape) and checks threads 2 and 3 against 1. */
-static void check_model(const char *onnx, const char *shape) {
+/* Converts onnx (with an optional input shape; int8 with calibration data calib, pruned to
+   `sparsity` when not 0) and checks threads 2 and 3 against 1. */
+static void check_model_q(const char *onnx, const char *shape, const char *calib, double sparsity) {
     char path[256];
     snprintf(path, sizeof path, "%s/test_threads_%d.mdl", MDL_BUILD_DIR, (int)getpid());
     mdl_convert_options co = mdl_convert_options_default();
     mdl_error err;
+    if (calib) {
+        co.quant.mode = MDL_QUANTIZE_INT8;
+        co.quant.calibration = calib;
+    }
+    co.prune.sparsity = sparsity;
     if (shape) {
         assert_int_equal(mdl_parse_input_shape(shape, &co.input_shapes[0], &err), MDL_OK);
         co.ninput_shapes = 1;
@@ -401,6 +408,10 @@ static void check_model(const char *onnx, const char *shape) {
     mdl_model_free(m);
 }
 
+static void check_model(const char *onnx, const char *shape) {
+    check_model_q(onnx, shape, NULL, 0);
+}
+
 static void test_models_match_one_thread(void **state) {
     (void)state;
     check_model("tests/models/mlp.onnx", "x=64x784");
@@ -412,6 +423,16 @@ static void test_models_match_one_thread(void **state) {
     check_model("tests/models/bilstm.onnx", NULL);
     check_model("tests/models/gru.onnx", NULL);
     check_model("tests/models/recommender.onnx", NULL);
+    /* int8 convolutions: im2col rows (mnist), short rows on int16 bands (8x8 digits), 1x1 and
+       depthwise (mobilenet block), block-sparse bands (pruned) */
+    check_model_q("tests/models/mnist_cnn.onnx", NULL, "tests/models/mnist_cnn.in0.npy", 0);
+    check_model_q("tests/models/mnist_cnn.onnx", NULL, "tests/models/mnist_cnn.in0.npy", 0.8);
+    check_model_q("examples/digits/digits_cnn.onnx", "image=50x1x8x8",
+                  "tests/models/quant/digits_test.images.npy", 0);
+    check_model_q("examples/digits/digits_cnn.onnx", "image=50x1x8x8",
+                  "tests/models/quant/digits_test.images.npy", 0.8);
+    check_model_q("tests/models/mobilenet_block.onnx", NULL, "tests/models/mobilenet_block.in0.npy",
+                  0);
 }
 
 static void test_thread_count_checked(void **state) {

@@ -286,6 +286,42 @@ static void test_conv_bands(void **state) {
     report(&ag);
 }
 
+/* Every path split over 2 and 3 workers (conv_int8.c's qconv_split: output rows, im2col tiles
+   or 1x1 pixel blocks per task, each in its worker's scratch), against the oracle; shapes large
+   enough to be split (tests/graph/test_threads checks bit-identity with one thread on models). */
+static void test_conv_split(void **state) {
+    (void)state;
+    th_seed(94);
+    static const conv_case cases[] = {
+        /* run_rows: rows of 16+ outputs, 2 images, padded; a 150x150-style first layer */
+        {false, 2, 30, 40, 8, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU, 1, 0},
+        {false, 1, 60, 60, 3, 32, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_RELU, 1, 0},
+        /* short rows on int16 bands (x86), a batch of 8x8 images */
+        {false, 256, 8, 8, 1, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU, 1, 0},
+        /* block-sparse: kernel rows of 48 bytes (VNNI+VBMI gather) and 192 (generic bands) */
+        {false, 4, 12, 12, 16, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU, 1, 1 + P_BLOCKS_50},
+        {false, 2, 10, 10, 64, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, false, MDL_ACT_NONE, 0.1, 1 + P_GROUP_GAPS},
+        /* im2col tiles (grouped), output rows < 16 (tiles), strided */
+        {false, 4, 16, 16, 16, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2, true, true, MDL_ACT_NONE, 1, 0},
+        {false, 3, 12, 12, 32, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, false, true, MDL_ACT_RELU6, 1, 0},
+        {false, 1, 41, 37, 16, 40, 5, 5, 2, 2, 1, 1, 2, 2, 2, 2, 1, true, true, MDL_ACT_CLIP, 1, 0},
+        /* 1x1: pixel blocks with a partial last one; strided rows; grouped */
+        {false, 2, 20, 21, 64, 64, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_RELU, 1, 0},
+        {false, 6, 21, 20, 64, 64, 1, 1, 2, 2, 1, 1, 0, 0, 0, 0, 1, true, true, MDL_ACT_NONE, 0.1, 0},
+        {false, 1, 40, 40, 64, 64, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 2, true, false, MDL_ACT_NONE, 1, 0},
+        /* fewer rows than tasks */
+        {false, 1, 3, 200, 64, 64, 1, 3, 1, 1, 1, 1, 0, 1, 0, 1, 1, true, true, MDL_ACT_NONE, 1, 0},
+    };
+    agree ag = {0};
+    for (int w = 2; w <= 3; w++) {
+        th_set_threads(w);
+        for (size_t i = 0; i < COUNT(cases); i++)
+            run_case(&cases[i], &ag);
+    }
+    th_set_threads(1);
+    report(&ag);
+}
+
 static void test_conv_random(void **state) {
     (void)state;
     th_seed(92);
@@ -570,6 +606,7 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv_shapes),
         cmocka_unit_test(test_conv_bands),
+        cmocka_unit_test(test_conv_split),
         cmocka_unit_test(test_conv_random),
         cmocka_unit_test(test_conv_rejects),
         cmocka_unit_test(test_run_without_pack),

@@ -478,6 +478,30 @@ static void test_matmul_oracle(void **state) {
     assert_mostly_exact(&ag);
 }
 
+/* FULLY_CONNECTED and MATMUL with constant B split over 2 and 3 workers (rows per task, each
+   task with its worker's scratch: mdl__qgemm_run_par), against the oracle. */
+static void test_split_over_workers(void **state) {
+    (void)state;
+    th_seed(87);
+    static const fc_case fcs[] = {
+        {64, 256, 784, true, true, MDL_ACT_RELU, 1.0}, /* a batch-64 MLP layer */
+        {37, 400, 600, false, true, MDL_ACT_NONE, 1.0}, /* rows not a multiple of the tasks */
+        {300, 256, 129, true, false, MDL_ACT_RELU6, 0.05},
+    };
+    static const mm_case mms[] = {
+        {3, 2, {4, 100, 400}, {400, 60}, true, true, false},
+        {2, 2, {35, 640}, {640, 400}, true, false, false},
+    };
+    agree ag = {0};
+    for (int w = 2; w <= 3; w++) {
+        th_set_threads(w);
+        for (size_t i = 0; i < COUNT(fcs); i++) check_fc(&fcs[i], &ag);
+        for (size_t i = 0; i < COUNT(mms); i++) check_matmul(&mms[i], &ag);
+    }
+    th_set_threads(1);
+    assert_mostly_exact(&ag);
+}
+
 /* ---- rejected operands --------------------------------------------------------------------- */
 
 typedef struct fc_setup {
@@ -709,7 +733,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_fc_batch_dims),  cmocka_unit_test(test_core_variants),
         cmocka_unit_test(test_core_extremes),  cmocka_unit_test(test_matmul_oracle),
         cmocka_unit_test(test_fc_rejects),     cmocka_unit_test(test_run_without_pack),
-        cmocka_unit_test(test_matmul_rejects),
+        cmocka_unit_test(test_matmul_rejects), cmocka_unit_test(test_split_over_workers),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     failed += th_same_outputs_at_lower_levels(argv[0]);
