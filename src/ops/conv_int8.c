@@ -803,6 +803,7 @@ static mdl_status run_common(mdl__kctx *c, bool depthwise_op) {
                    .units = g.N * g.OH};
     /* the first path that applies (each gives the GEMM core's result bit for bit) */
     const bool view = mdl__qgemm_view(pk, &j.p); /* the band paths read the record through it */
+    (void)view; /* builds without SIMD or sparse storage have no band path */
 #ifdef MDL_HAVE_X86_SIMD
     if (view && (k ? k->qsc : qsc_extra(c, &g)) && (j.R = band_rows(&g, 1, 0, room)) > 0) {
         j.path = QPATH_QSC;
