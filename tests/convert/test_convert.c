@@ -1383,6 +1383,9 @@ static void test_hostile_onnx_refused(void **state) {
          MDL_CORRUPT_MODEL},
         /* a Resize scale of 5e38: the output length overflowed int64 (UBSan) */
         {"tests/fuzz/regress/onnx-resize-scale-huge.onnx", "is too large", MDL_SHAPE},
+        /* a Mul of the quantize_dynamic pattern with an empty input name (an ASan overflow:
+           the lowering read the value at index -1) */
+        {"tests/fuzz/regress/onnx-dyn-mul-empty-input.onnx", "Mul needs two inputs", MDL_CORRUPT_MODEL},
     };
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         size_t isize;
