@@ -22,7 +22,7 @@
 #define SENTINEL 12345.0f
 #define COUNT(a) (sizeof a / sizeof a[0])
 
-static const int64_t Ms[] = {1, 2, 3, 7, 8, 9, 16, 17, 33};
+static const int64_t Ms[] = {1, 2, 3, 7, 8, 9, 16, 17, 31, 33, 48, 62}; /* AVX-512: 32-row tiles, tails of 1..30 */
 static const int64_t Ns[] = {1, 7, 8, 9, 15, 16, 17, 40, 64};
 static const int64_t Ks[] = {1, 2, 5, 64, 100};
 static const float los[] = {-INFINITY, 0.0f, 0.0f, -0.5f};
