@@ -449,6 +449,7 @@ static mdl_status lower_nodes(cv_ctx *c, const Onnx__GraphProto *g) {
             bool folded_here = false;
             /* quantization ops, and anything reading an 8-bit quantized or run-time
                quantization value, first */
+            if ((st = mdl__cv_check_inputs(c, n, nin, in))) break;
             if ((st = mdl__cv_lower_quant(c, n, nin, in, nout, out, &folded_here))) break;
             if (!folded_here && (st = mdl__cv_fold(c, n, nin, in, nout, out, &folded_here))) break;
             if (!folded_here && (st = mdl__cv_lower(c, n, nin, in, nout, out))) break;

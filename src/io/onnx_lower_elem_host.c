@@ -46,6 +46,11 @@ static int find_elem(const char *op) {
 
 bool mdl__cv_elem_op(const char *op_type) { return op_type && find_elem(op_type) >= 0; }
 
+int mdl__cv_elem_inputs(const char *op_type) {
+    int e = op_type ? find_elem(op_type) : -1;
+    return e < 0 ? -1 : elem_ops[e].nin;
+}
+
 /* ONNX TensorProto element type -> runtime dtype of a Cast target; false if none.  double is
    computed in float32 throughout the converter. */
 static bool cast_target(int64_t to, mdl_dtype *dt) {
@@ -150,12 +155,8 @@ mdl_status mdl__cv_lower_elem(cv_ctx *c, const Onnx__NodeProto *n, int nin, cons
                               int nout, const int32_t *out) {
     int e = find_elem(n->op_type);
     if (e < 0) return mdl__cv_fail(c, MDL_INTERNAL, "not an element-wise operator");
-    int need = elem_ops[e].nin;
+    int need = elem_ops[e].nin; /* present: mdl__cv_check_inputs */
     mdl_op op = elem_ops[e].op;
-    if (nin < need) return mdl__cv_fail(c, MDL_CORRUPT_MODEL, "needs %d inputs, has %d", need, nin);
-    for (int k = 0; k < need; k++)
-        if (in[k] < 0) return mdl__cv_fail(c, MDL_CORRUPT_MODEL, "input %d is missing", k);
-    if (nout < 1) return mdl__cv_fail(c, MDL_CORRUPT_MODEL, "no outputs");
     if (op == MDL_OP_CAST) return lower_cast(c, n, in, out);
     if (op == MDL_OP_SLICE) return lower_split(c, n, nin, in, nout, out);
     if (need == 1) {

@@ -36,6 +36,9 @@ mdl_status mdl__onnx_check_ops(const Onnx__GraphProto *g, int64_t opset, mdl_err
 
 
 /* Lowers one ONNX node.  in/out: value indices (-1 for an absent optional input/output). */
+/* Refuses node n when one of the inputs its operator requires is absent (MDL_CORRUPT_MODEL
+   naming it); lower_nodes calls it once before every lowering stage, which may then read them. */
+mdl_status mdl__cv_check_inputs(cv_ctx *c, const Onnx__NodeProto *n, int nin, const int32_t *in);
 mdl_status mdl__cv_lower(cv_ctx *c, const Onnx__NodeProto *n, int nin, const int32_t *in,
                          int nout, const int32_t *out);
 /* Folds a node of the shape-arithmetic family when all its inputs are constant.  *done = false
@@ -51,6 +54,7 @@ bool mdl__cv_quant_op(const char *domain, const char *op_type);
 /* Element-wise math, comparison, logic, Where and Cast at run time (onnx_lower_elem_host.c):
    whether op_type is one of them, and its lowering (inputs not all constant). */
 bool mdl__cv_elem_op(const char *op_type);
+int mdl__cv_elem_inputs(const char *op_type); /* its required inputs; -1: not element-wise */
 mdl_status mdl__cv_lower_elem(cv_ctx *c, const Onnx__NodeProto *n, int nin, const int32_t *in,
                               int nout, const int32_t *out);
 /* Erf, LayerNormalization, Resize (onnx_lower_nn_host.c); *done = false for other ops. */

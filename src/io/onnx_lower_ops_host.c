@@ -1157,6 +1157,31 @@ mdl_status mdl__cv_lower_unary(cv_ctx *c, mdl_op op, int32_t in, int32_t out) {
     return bind(c, out, mdl__cv_emit1(c, op, "", 1, &t, NULL), perm);
 }
 
+/* Inputs every lowering of op_type reads (ONNX's required inputs); optional ones are checked
+   where they are read. */
+static int required_inputs(const cv_ctx *c, const char *op_type) {
+    int e = mdl__cv_elem_inputs(op_type);
+    if (e >= 0) return e;
+    int i = find_lowering(op_type);
+    if (i < 0) return 0; /* quantization and nn ops check their own */
+    switch (lowerings[i].kind) {
+    case L_BINARY: case L_GEMM: case L_MATMUL: case L_CONV: case L_GATHER: case L_RESHAPE:
+    case L_EXPAND: return 2;
+    case L_LSTM: case L_GRU: return 3;
+    case L_SLICE: return c->opset >= 10 ? 3 : 1;
+    case L_BN: return 5;
+    default: return 1;
+    }
+}
+
+mdl_status mdl__cv_check_inputs(cv_ctx *c, const Onnx__NodeProto *n, int nin, const int32_t *in) {
+    int need = required_inputs(c, n->op_type);
+    if (nin < need) return mdl__cv_fail(c, MDL_CORRUPT_MODEL, "needs %d inputs, has %d", need, nin);
+    for (int k = 0; k < need; k++)
+        if (in[k] < 0) return mdl__cv_fail(c, MDL_CORRUPT_MODEL, "input %d is missing", k);
+    return MDL_OK;
+}
+
 mdl_status mdl__cv_lower(cv_ctx *c, const Onnx__NodeProto *n, int nin, const int32_t *in,
                          int nout, const int32_t *out) {
     if (mdl__cv_elem_op(n->op_type)) return mdl__cv_lower_elem(c, n, nin, in, nout, out);
@@ -1165,20 +1190,7 @@ mdl_status mdl__cv_lower(cv_ctx *c, const Onnx__NodeProto *n, int nin, const int
     mdl_status nn_st = i < 0 ? mdl__cv_lower_nn(c, n, nin, in, nout, out, &nn_done) : MDL_OK;
     if (nn_done) return nn_st;
     if (i < 0) return mdl__cv_fail(c, MDL_UNSUPPORTED, "unsupported operator");
-    /* required inputs */
-    int need = 1;
-    switch (lowerings[i].kind) {
-    case L_BINARY: case L_GEMM: case L_MATMUL: case L_CONV: case L_GATHER: case L_RESHAPE:
-    case L_EXPAND: need = 2; break;
-    case L_LSTM: case L_GRU: need = 3; break;
-    case L_SLICE: need = c->opset >= 10 ? 3 : 1; break;
-    case L_BN: need = 5; break;
-    default: break;
-    }
-    if (nin < need) return mdl__cv_fail(c, MDL_CORRUPT_MODEL, "needs %d inputs, has %d", need, nin);
-    for (int k = 0; k < need; k++)
-        if (in[k] < 0) return mdl__cv_fail(c, MDL_CORRUPT_MODEL, "input %d is missing", k);
-    if (nout < 1) return mdl__cv_fail(c, MDL_CORRUPT_MODEL, "no outputs");
+    /* the required inputs are present: mdl__cv_check_inputs */
     mdl_op op = lowerings[i].op;
     switch (lowerings[i].kind) {
     case L_UNARY: return lower_unary(c, n, nin, in, out, op);

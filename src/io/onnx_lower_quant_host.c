@@ -549,7 +549,6 @@ static bool fold_weight_scale(cv_ctx *c, int32_t acc, int32_t sv, int32_t out) {
 
 /* Mul of the pieces of the dynamic pattern. */
 static mdl_status lower_dyn_mul(cv_ctx *c, node_t *n, const int32_t *in, const int32_t *out) {
-    if (in[0] < 0 || in[1] < 0) return mdl__cv_fail(c, MDL_CORRUPT_MODEL, "Mul needs two inputs");
     int8_t a = val(c, in[0])->dyn, b = val(c, in[1])->dyn;
     int32_t other = a ? in[1] : in[0];
     int8_t kind = a ? a : b, okind = a ? b : a;
@@ -648,8 +647,7 @@ mdl_status mdl__cv_lower_quant(cv_ctx *c, const Onnx__NodeProto *n, int nin, con
     bool any_dyn = false;
     for (int k = 0; k < nin; k++) any_dyn = any_dyn || (in[k] >= 0 && val(c, in[k])->dyn);
     if (any_dyn) {
-        if (!strcmp(op, "Cast") && mdl__cv_attr_int(n, "to", 0) == 1 && in[0] >= 0 &&
-            val(c, in[0])->dyn == CV_DYN_ACC) {
+        if (!strcmp(op, "Cast") && mdl__cv_attr_int(n, "to", 0) == 1 && val(c, in[0])->dyn == CV_DYN_ACC) {
             if (out[0] >= 0) {
                 const char *name = c->vals[out[0]].name;
                 c->vals[out[0]] = c->vals[in[0]];
