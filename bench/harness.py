@@ -28,6 +28,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -383,9 +384,35 @@ def stats(ns):
                 max=float(a[-1]))
 
 
+def settle(limit_s=0.2):
+    """Waits (up to limit_s) until no other thread of this process is running.  A runtime's
+    worker threads may keep spinning after its block (ONNX Runtime's do for 10-20 ms after a run
+    at intra_op_num_threads=2) and would then share the cores with the next runner's threads:
+    measured, mdeploy at 2 threads right after an ORT block ran 1.5-2.5x slower than alone.  Each
+    block therefore starts with the process's own threads idle."""
+    me = str(threading.get_native_id())
+    t_end = time.perf_counter() + limit_s
+    while time.perf_counter() < t_end:
+        busy = False
+        for tid in os.listdir("/proc/self/task"):
+            if tid == me:
+                continue
+            try:
+                stat = open(f"/proc/self/task/{tid}/stat").read()
+            except OSError:
+                continue
+            if stat.rsplit(")", 1)[1].split()[0] == "R":
+                busy = True
+                break
+        if not busy:
+            return
+        time.sleep(0.001)
+
+
 def interleaved(runners, tl, budget, block_s=0.02):
     """Warm both up, then alternate blocks (A B B A ...) until budget seconds are spent.  Blocks
-    last about block_s each so both see the same stretch of machine state."""
+    last about block_s each so both see the same stretch of machine state; each starts once the
+    previous runner's threads are idle (settle)."""
     per = []
     for r in runners:
         warm = []
@@ -400,6 +427,7 @@ def interleaved(runners, tl, budget, block_s=0.02):
     while time.perf_counter() < t_end or min(len(t) for t in times) < 10:
         order = range(len(runners)) if rnd % 2 == 0 else reversed(range(len(runners)))
         for i in order:
+            settle()
             timed_block(runners[i], tl, sizes[i], times[i])
         rnd += 1
     return [stats(t) for t in times], rnd
@@ -642,8 +670,10 @@ def markdown(res):
         L.append(f"\n## {t} threads\n")
         L.append(f"mdeploy at 1 and {t} threads (`mdl_session_options.threads`) and ORT at intra_op_num_threads={t} "
                  "(inter-op 1; ORT's default spinning workers), interleaved in one process like the table above.  "
-                 "mdeploy's workers spin at most a few microseconds, then sleep (each wake-up costs a futex wake, "
-                 "tens of µs on a virtual machine); ORT's spin much longer.  On a shared 2-core machine the second "
+                 "mdeploy's workers spin after a task for as long as a wake-up costs (measured by the pool, "
+                 "2-50 µs), then sleep; ORT's spin for 10-20 ms after a run, so every block starts once the "
+                 "process's other threads are idle (settle()), or ORT's spinning would slow the next block.  "
+                 "On a shared 2-core machine the second "
                  "core is often busy with other work, which both runtimes suffer; the min column shows the "
                  "undisturbed case.  Targets: mdeploy 2 threads ≤ 0.6x its 1-thread time and ≤ 1.0x ORT at 2 threads.\n")
         L.append(f"| model | mdeploy 1 thread ms | mdeploy {t} threads ms | {t}t / 1t | ≤ 0.6 | min {t}t / min 1t "

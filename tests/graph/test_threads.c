@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- GEMM primitives ------------------------------------------------------------------------ */
@@ -462,6 +463,42 @@ static void test_thread_count_checked(void **state) {
     mdl_model_free(m);
 }
 
+/* Idle workers sleep: after a burst of jobs, a pool whose caller does nothing burns (almost) no
+   CPU.  The workers spin after each job for what a wake-up costs here (at most 50 us); a worker
+   that kept spinning would show up as ~100 ms of process CPU time over a 100 ms pause. */
+static void count_task(void *arg, int64_t t, int worker) {
+    (void)t, (void)worker;
+    __atomic_fetch_add((int64_t *)arg, 1, __ATOMIC_RELAXED);
+}
+
+static double cpu_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void test_idle_workers_sleep(void **state) {
+    (void)state;
+    mdl__pool *pool;
+    mdl_error err;
+    assert_int_equal(mdl__pool_create(mdl__allocator_or_default(NULL), 3, &pool, &err), MDL_OK);
+    int64_t count = 0;
+    for (int i = 0; i < 2000; i++) {
+        mdl__pool_run(pool, 8, count_task, &count);
+        if (i % 100 == 99) nanosleep(&(struct timespec){0, 200000}, NULL); /* some wake-ups */
+    }
+    assert_int_equal(count, 2000 * 8);
+    nanosleep(&(struct timespec){0, 20000000}, NULL); /* 20 ms: far past any spin */
+    double t0 = cpu_ms();
+    nanosleep(&(struct timespec){0, 100000000}, NULL);
+    double used = cpu_ms() - t0;
+    print_message("process CPU time over 100 ms idle with 2 workers: %.3f ms\n", used);
+    assert_true(used < 10.0);
+    mdl__pool_run(pool, 8, count_task, &count); /* sleeping workers wake (or the caller runs all) */
+    assert_int_equal(count, 2001 * 8);
+    mdl__pool_free(pool);
+}
+
 /* A dynamic model resized in a session with threads: nodes whose per-worker scratch grew past what
    the workers got at creation run on the caller; every size gives the bytes one thread gives. */
 static void test_resized_session_matches_one_thread(void **state) {
@@ -539,6 +576,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_rnn_split_is_exact),
         cmocka_unit_test(test_models_match_one_thread),
         cmocka_unit_test(test_thread_count_checked),
+        cmocka_unit_test(test_idle_workers_sleep),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     return rc || lower;
