@@ -23,7 +23,8 @@ typedef struct tile_set {
 /* The weight rows are taken in chunks of about MDL_CONV_CHUNK_BYTES; the first chunk starts
    the outputs from the bias, the later ones add to them, and only the last clamps. */
 static void direct_loops(const mdl__conv_direct_args *a, const tile_set *tiles) {
-    const int64_t OC = a->OC, OW = a->OW, M = a->OH * OW, K = a->K;
+    const int64_t OC = a->OC, OW = a->OW, K = a->K;
+    const int64_t q0 = a->p1 ? a->p0 : 0, q1 = a->p1 ? a->p1 : a->OH * OW;
     const int64_t pitch = a->sh * a->Wp * a->C, step = a->sw * a->C;
     const int64_t chunks = (K * OC * (int64_t)sizeof(float) + MDL_CONV_CHUNK_BYTES - 1) /
                            MDL_CONV_CHUNK_BYTES,
@@ -41,9 +42,9 @@ static void direct_loops(const mdl__conv_direct_args *a, const tile_set *tiles) 
             const tile_set *t = &tiles[nb - 1];
             /* Tiles run over the output pixels in order, across row ends: only the input
                offsets of a tile's pixels (xo) jump there, the outputs stay OC floats apart. */
-            int64_t oh = 0, ow = 0;
-            for (int64_t q = 0; q < M;) {
-                const int64_t n = M - q;
+            int64_t oh = q0 / OW, ow = q0 % OW;
+            for (int64_t q = q0; q < q1;) {
+                const int64_t n = q1 - q;
                 tile_fn f;
                 int r;
                 if (n >= t->rmax) f = t->wide, r = t->rmax;

@@ -62,6 +62,8 @@ typedef struct mdl__conv_direct_args {
     float *y;            /* OH output rows [OH,OW,OC] */
     int64_t OH, OW, OC, sh, sw;
     float lo, hi;
+    int64_t p0, p1; /* compute output pixels [p0, p1) of those rows (y still points at pixel 0);
+                       p1 == 0: all OH * OW.  A pixel's arithmetic does not depend on the range. */
 } mdl__conv_direct_args;
 
 /* The weight rows one pass over the output pixels reads: at most this many bytes of w
