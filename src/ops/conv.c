@@ -342,15 +342,15 @@ typedef struct dw_job {
     const float *x, *w, *bias;
     float *y;
     float lo, hi;
-    int64_t rows, per_image; /* rows per task, tasks per image */
+    int64_t per_image; /* tasks per image: bands of rows differing by at most one */
 } dw_job;
 
 static void dw_task(void *arg, int64_t t, int worker) {
     (void)worker;
     const dw_job *j = arg;
     conv_geom one = *j->g;
-    int64_t n = t / j->per_image, oh0 = t % j->per_image * j->rows;
-    int64_t oh1 = oh0 + j->rows < one.OH ? oh0 + j->rows : one.OH;
+    int64_t n = t / j->per_image, i = t % j->per_image;
+    int64_t oh0 = i * one.OH / j->per_image, oh1 = (i + 1) * one.OH / j->per_image;
     one.N = 1;
     depthwise_rows(&one, j->x + n * one.H * one.W * one.C, j->w, j->bias,
                    j->y + n * one.OH * one.OW * one.OC, j->lo, j->hi, oh0, oh1);
@@ -364,7 +364,7 @@ static void depthwise(const mdl__kctx *c, const conv_geom *g, const float *x, co
         depthwise_rows(g, x, w, bias, y, lo, hi, 0, g->OH);
         return;
     }
-    dw_job j = {g, x, w, bias, y, lo, hi, rows, (g->OH + rows - 1) / rows};
+    dw_job j = {g, x, w, bias, y, lo, hi, (g->OH + rows - 1) / rows};
     mdl__par_for(c->par, g->N * j.per_image, dw_task, &j);
 }
 

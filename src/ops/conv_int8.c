@@ -725,6 +725,69 @@ static void qconv_task(void *arg, int64_t t, int worker) {
     }
 }
 
+/* ---- depthwise: bands of output rows per task ----------------------------------------------
+   A band oh0..oh1 of image n is the same depthwise convolution of that image with OH = oh1 - oh0
+   and top padding pt - oh0 * sh (negative past the padding: every kernel clips its taps to the
+   image from ih = oh * sh - pt), so each output sums the same int32 products and the results are
+   bit-identical to one call. */
+typedef enum { QDW_GENERIC, QDW_AVX2, QDW_VNNI, QDW_VNNI_REG } qdw_kind;
+
+typedef struct qdw_job {
+    const mdl__kctx *c;
+    const qconv_geom *g;
+    const mdl__qgemm_packed *p;
+    int32_t zx;
+    const int8_t *x, *w;
+    int8_t *y;
+    qdw_kind kind;
+    const void *extra; /* QDW_VNNI_REG: its constants (mdl__qdw_pack) */
+    int64_t per_image; /* tasks per image: bands differing by at most one row */
+} qdw_job;
+
+/* Images n .. n + N - 1, output rows [oh0, oh1) of each (all rows when N > 1). */
+static void qdw_band(const qdw_job *j, int64_t n, int64_t N, int64_t oh0, int64_t oh1,
+                     void *scratch) {
+    const qconv_geom *g = j->g;
+    const int8_t *x = j->x + n * g->H * g->W * g->C;
+    int8_t *y = j->y + (n * g->OH + oh0) * g->OW * g->OC;
+    const int64_t OH = oh1 - oh0, pt = g->pt - oh0 * g->sh;
+#ifdef MDL_HAVE_X86_SIMD
+    if (j->kind != QDW_GENERIC) {
+        mdl__qdw_args a = {x,    j->w, y,     j->p,  j->zx, N,     g->H,  g->W,  g->C, OH,
+                           g->OW, g->KH, g->KW, g->sh, g->sw, g->dh, g->dw, pt,    g->pl};
+        if (j->kind == QDW_VNNI_REG) mdl__qdw_vnni_reg(&a, j->extra);
+        else if (j->kind == QDW_VNNI) mdl__qdw_vnni(&a);
+        else mdl__qdw_avx2(&a);
+        return;
+    }
+#endif
+    qconv_geom one = *g;
+    one.N = N, one.OH = OH, one.pt = pt;
+    depthwise(&one, j->p, j->zx, x, j->w, y, scratch);
+}
+
+static void qdw_task(void *arg, int64_t t, int worker) {
+    const qdw_job *j = arg;
+    const int64_t n = t / j->per_image, i = t % j->per_image, OH = j->g->OH;
+    qdw_band(j, n, 1, i * OH / j->per_image, (i + 1) * OH / j->per_image,
+             mdl__par_scratch(j->c, worker));
+}
+
+/* One call, or bands of rows over the workers when the work is worth splitting. */
+static void qdw_run(qdw_job *j) {
+    const qconv_geom *g = j->g;
+    const int nw = mdl__par_workers(j->c->par);
+    const int64_t macs = g->N * g->OH * g->OW * g->OC * g->KH * g->KW;
+    if (nw < 2 || macs < QCONV_PAR_MIN_MACS || g->N * g->OH < 2) {
+        qdw_band(j, 0, g->N, 0, g->OH, j->c->scratch);
+        return;
+    }
+    const int64_t want = (int64_t)nw * QCONV_TASKS_PER_WORKER;
+    j->per_image = (want + g->N - 1) / g->N;
+    if (j->per_image > g->OH) j->per_image = g->OH;
+    mdl__par_for(j->c->par, g->N * j->per_image, qdw_task, j);
+}
+
 /* Runs j's units as one task, or as about QCONV_TASKS_PER_WORKER even tasks per worker when the
    product (macs multiply-adds) is worth splitting. */
 static void qconv_split(qconv_job *j, int64_t macs) {
@@ -750,26 +813,19 @@ static mdl_status run_common(mdl__kctx *c, bool depthwise_op) {
     if (depthwise_op || depthwise_path(&g)) {
         mdl__qgemm_packed p;
         if (!mdl__qgemm_view(pk, &p)) return mdl__fail(c, MDL_INTERNAL, "bad packed data");
+        qdw_job j = {.c = c, .g = &g, .p = &p, .zx = io.zx, .x = x, .w = w, .y = y,
+                     .kind = QDW_GENERIC};
 #ifdef MDL_HAVE_X86_SIMD
         if (g.OC == g.C) {
-            mdl__qdw_args a = {x,    w,    y,    &p,   io.zx, g.N,  g.H,  g.W,  g.C, g.OH,
-                               g.OW, g.KH, g.KW, g.sh, g.sw,  g.dh, g.dw, g.pt, g.pl};
             int v = mdl__qgemm_variant();
-            if (v == MDL_QGEMM_VNNI && dw_extra(&g)) {
-                mdl__qdw_vnni_reg(&a, pk + (group_stride(&g, true, false) - dw_extra(&g)));
-                return MDL_OK;
-            }
-            if (v == MDL_QGEMM_VNNI) {
-                mdl__qdw_vnni(&a);
-                return MDL_OK;
-            }
-            if (v == MDL_QGEMM_AVX2) {
-                mdl__qdw_avx2(&a);
-                return MDL_OK;
-            }
+            if (v == MDL_QGEMM_VNNI && dw_extra(&g))
+                j.kind = QDW_VNNI_REG,
+                j.extra = pk + (group_stride(&g, true, false) - dw_extra(&g));
+            else if (v == MDL_QGEMM_VNNI) j.kind = QDW_VNNI;
+            else if (v == MDL_QGEMM_AVX2) j.kind = QDW_AVX2;
         }
 #endif
-        depthwise(&g, &p, io.zx, x, w, y, c->scratch);
+        qdw_run(&j);
         return MDL_OK;
     }
     const size_t stride = k ? k->stride : group_stride(&g, false, MDL__SPARSE && c->in[1]->sparse);
@@ -850,5 +906,7 @@ const mdl__kernel mdl__conv2d_int8 = {.prepare = conv2d_prepare,
                                       .run = conv2d_run,
                                       .pack = conv2d_pack,
                                       .flags = MDL__KERNEL_SPARSE_W | MDL__KERNEL_WORKER_SCRATCH};
-const mdl__kernel mdl__depthwise_conv2d_int8 = {
-    .prepare = depthwise_prepare, .run = depthwise_run, .pack = depthwise_pack};
+const mdl__kernel mdl__depthwise_conv2d_int8 = {.prepare = depthwise_prepare,
+                                                .run = depthwise_run,
+                                                .pack = depthwise_pack,
+                                                .flags = MDL__KERNEL_WORKER_SCRATCH};

@@ -188,18 +188,19 @@ static void pool_rows(const mdl__pool_args *a) {
    every output is computed as in the whole call. */
 typedef struct pool_job {
     mdl__pool_args a;
-    int64_t rows, per_image;
+    int64_t per_image; /* tasks per image: bands of rows differing by at most one */
 } pool_job;
 
 static void pool_task(void *arg, int64_t t, int worker) {
     (void)worker;
     const pool_job *j = arg;
     mdl__pool_args a = j->a;
-    int64_t n = t / j->per_image, oh0 = t % j->per_image * j->rows;
+    int64_t n = t / j->per_image, i = t % j->per_image;
+    int64_t oh0 = i * a.OH / j->per_image, oh1 = (i + 1) * a.OH / j->per_image;
     a.x += n * a.H * a.W * a.C;
     a.y += (n * a.OH + oh0) * a.OW * a.C;
     a.N = 1;
-    a.OH = a.OH - oh0 < j->rows ? a.OH - oh0 : j->rows;
+    a.OH = oh1 - oh0;
     a.pt -= oh0 * a.sh;
     pool_rows(&a);
 }
@@ -212,16 +213,15 @@ static mdl_status pool_run(mdl__kctx *c) {
     pool_job j = {{c->in_data[0], c->out_data[0], g.N, g.H, g.W, g.C, g.OH, g.OW, g.KH, g.KW,
                    g.sh, g.sw, g.pt, g.pl, c->op == MDL_OP_MAX_POOL2D,
                    c->opt->pool.count_include_pad},
-                  0, 0};
+                  0};
     int nw = mdl__par_workers(c->par);
     if (nw < 2 || g.N * g.OH * g.OW * g.C * g.KH * g.KW < POOL_PAR_MIN || g.N * g.OH < 2) {
         pool_rows(&j.a);
         return MDL_OK;
     }
-    int64_t want = (int64_t)nw * 4;
-    j.rows = (g.N * g.OH + want - 1) / want;
-    if (j.rows > g.OH) j.rows = g.OH;
-    j.per_image = (g.OH + j.rows - 1) / j.rows;
+    int64_t want = (int64_t)nw * 4, rows = (g.N * g.OH + want - 1) / want;
+    if (rows > g.OH) rows = g.OH;
+    j.per_image = (g.OH + rows - 1) / rows; /* OH = 74: 8 bands of 9-10 rows, not 7 of 10 + 4 */
     mdl__par_for(c->par, g.N * j.per_image, pool_task, &j);
     return MDL_OK;
 }

@@ -311,6 +311,15 @@ static void test_conv_split(void **state) {
         {false, 1, 40, 40, 64, 64, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 2, true, false, MDL_ACT_NONE, 1, 0},
         /* fewer rows than tasks */
         {false, 1, 3, 200, 64, 64, 1, 3, 1, 1, 1, 1, 0, 1, 0, 1, 1, true, true, MDL_ACT_NONE, 1, 0},
+        /* depthwise in bands of rows (qdw_run), >= 2M multiply-adds: 3x3 padded (registers kernel
+           on VNNI), 5x5 stride 2 with TF-style padding, 4x3 (the vpdpbusd rows kernel), a
+           multiplier of 2 (the general loops), 3 images (3 bands each), one row */
+        {true, 1, 64, 61, 64, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_RELU6, 1, 0},
+        {true, 1, 81, 79, 64, 64, 5, 5, 2, 2, 1, 1, 1, 1, 2, 2, 1, true, true, MDL_ACT_NONE, 0.1, 0},
+        {true, 1, 45, 47, 80, 80, 4, 3, 1, 1, 1, 1, 2, 1, 1, 1, 1, false, true, MDL_ACT_RELU, 1, 0},
+        {true, 1, 64, 64, 32, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, MDL_ACT_NONE, 1, 0},
+        {true, 3, 40, 40, 48, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, false, MDL_ACT_CLIP, 1, 0},
+        {true, 1, 1, 4000, 64, 64, 1, 9, 1, 1, 1, 1, 0, 4, 0, 4, 1, true, true, MDL_ACT_NONE, 1, 0},
     };
     agree ag = {0};
     for (int w = 2; w <= 3; w++) {
