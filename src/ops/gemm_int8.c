@@ -315,9 +315,11 @@ void mdl__qgemm_run(const void *packed, int64_t M, const int8_t *A, int64_t lda,
 
 /* mdl__qgemm_run_par: rows split over the workers (each row's result is exact integer sums and
    one requantization, so any split gives the serial result bit for bit). */
-/* measured: the batch-64 MLP's 64x784x64 layer (3.2M multiply-adds, ~15 us with AMX) is slower
-   split than whole on this 2-core VM (worker wake-up) */
-#define QGEMM_PAR_MIN_MACS ((int64_t)1 << 23)
+/* Measured on a 2-core KVM guest, side by side: the batch-64 int8 MLP (64x784x64, 3.2M
+   multiply-adds) at 2 threads 24.5 -> 17.7 us split (1 thread 24.5; it was slower split while
+   workers slept between runs, before the pool's spin matched the wake-up cost); 2^18 also split
+   BERT's 128x64x64 products and cost it 1.5%. */
+#define QGEMM_PAR_MIN_MACS ((int64_t)1 << 20)
 #define QGEMM_PAR_MIN_ROWS 16
 
 typedef struct qgemm_job {
