@@ -278,6 +278,27 @@ static void run_ref(const mdl__qgemm_packed *p, ptrdiff_t M, const int8_t *A, pt
     }
 }
 
+/* The dense product on view v of a record packed for h_variant (its panels), by `variant`. */
+static void run_dense(int variant, int h_variant, const mdl__qgemm_packed *v, int64_t M,
+                      const int8_t *A, int64_t lda, const int8_t *w, int64_t sn, int64_t sk,
+                      int8_t *C, int64_t ldc, void *scratch) {
+#ifdef MDL_HAVE_X86_SIMD
+    if (h_variant == variant && variant == MDL_QGEMM_VNNI) {
+        const int64_t zero = 0;
+        if (!(M >= AMX_MIN_ROWS && v->K >= AMX_MIN_K && mdl__cpu_has_amx() &&
+              mdl__qgemm_amx(v, M, A, lda, &zero, 1, C, ldc)))
+            mdl__qgemm_vnni(v, M, A, lda, C, ldc);
+        return;
+    }
+    if (h_variant == variant && variant == MDL_QGEMM_AVX2) {
+        mdl__qgemm_avx2(v, M, A, lda, C, ldc, scratch);
+        return;
+    }
+#endif
+    (void)variant, (void)h_variant;
+    run_ref(v, M, A, lda, w, sn, sk, C, ldc, scratch);
+}
+
 void mdl__qgemm_run_variant(int variant, const void *packed, int64_t M, const int8_t *A,
                             int64_t lda, const int8_t *w, int64_t sn, int64_t sk, int8_t *C,
                             int64_t ldc, void *scratch) {
@@ -291,21 +312,38 @@ void mdl__qgemm_run_variant(int variant, const void *packed, int64_t M, const in
         return;
     }
 #endif
+    run_dense(variant, h.variant, &v, M, A, lda, w, sn, sk, C, ldc, scratch);
+}
+
+/* Columns per panel and panel bytes per column for records packed for `variant` (the reference
+   has no panels: any multiple of 16 columns). */
+static int64_t panel_nr(int variant) {
 #ifdef MDL_HAVE_X86_SIMD
-    if (h.variant == variant && variant == MDL_QGEMM_VNNI) {
-        const int64_t zero = 0;
-        if (!(M >= AMX_MIN_ROWS && v.K >= AMX_MIN_K && mdl__cpu_has_amx() &&
-              mdl__qgemm_amx(&v, M, A, lda, &zero, 1, C, ldc)))
-            mdl__qgemm_vnni(&v, M, A, lda, C, ldc);
-        return;
-    }
-    if (h.variant == variant && variant == MDL_QGEMM_AVX2) {
-        mdl__qgemm_avx2(&v, M, A, lda, C, ldc, scratch);
-        return;
-    }
+    if (variant == MDL_QGEMM_VNNI) return MDL_QGEMM_NR_VNNI;
+    if (variant == MDL_QGEMM_AVX2) return MDL_QGEMM_NR_AVX2;
 #endif
     (void)variant;
-    run_ref(&v, M, A, lda, w, sn, sk, C, ldc, scratch);
+    return 16;
+}
+
+static int64_t panel_depth(int variant, int64_t K) {
+#ifdef MDL_HAVE_X86_SIMD
+    if (variant == MDL_QGEMM_VNNI) return round_up(K, 4);
+    if (variant == MDL_QGEMM_AVX2) return round_up(K, 2);
+#endif
+    (void)variant, (void)K;
+    return 0;
+}
+
+/* View of columns [n0, n0 + n) of v (n0 a multiple of panel_nr(h_variant) and of 16, so the
+   padded multiplier rows and the panels start there). */
+static mdl__qgemm_packed column_view(const mdl__qgemm_packed *v, int h_variant, int64_t n0,
+                                     int64_t n) {
+    mdl__qgemm_packed c = *v;
+    c.N = n;
+    c.mult += n0, c.shift += n0, c.bias += n0;
+    c.panels = (const int8_t *)c.panels + n0 * panel_depth(h_variant, v->K);
+    return c;
 }
 
 void mdl__qgemm_run(const void *packed, int64_t M, const int8_t *A, int64_t lda, const int8_t *w,
@@ -313,8 +351,9 @@ void mdl__qgemm_run(const void *packed, int64_t M, const int8_t *A, int64_t lda,
     mdl__qgemm_run_variant(mdl__qgemm_variant(), packed, M, A, lda, w, sn, sk, C, ldc, scratch);
 }
 
-/* mdl__qgemm_run_par: rows split over the workers (each row's result is exact integer sums and
-   one requantization, so any split gives the serial result bit for bit). */
+/* mdl__qgemm_run_par: rows, or for few rows columns, split over the workers (each output is
+   exact integer sums and one requantization, so any split gives the serial result bit for
+   bit). */
 /* Measured on a 2-core KVM guest, side by side: the batch-64 int8 MLP (64x784x64, 3.2M
    multiply-adds) at 2 threads 24.5 -> 17.7 us split (1 thread 24.5; it was slower split while
    workers slept between runs, before the pool's spin matched the wake-up cost); 2^18 also split
@@ -337,20 +376,60 @@ static void qgemm_task(void *arg, int64_t t, int worker) {
                    j->C + m0 * j->ldc, j->ldc, mdl__par_scratch(j->c, worker));
 }
 
+/* Few rows (a batch-1 FullyConnected is a matrix-vector product): blocks of whole panels of
+   16 columns per task instead, each reading only its columns' weights. */
+typedef struct qgemm_cols_job {
+    const mdl__kctx *c;
+    mdl__qgemm_packed v;
+    int variant, h_variant;
+    int64_t M, lda, sn, sk, ldc, tasks, nr, npanels;
+    const int8_t *A, *w;
+    int8_t *C;
+} qgemm_cols_job;
+
+static void qgemm_cols_task(void *arg, int64_t t, int worker) {
+    const qgemm_cols_job *j = arg;
+    const int64_t n0 = t * j->npanels / j->tasks * j->nr;
+    int64_t n1 = (t + 1) * j->npanels / j->tasks * j->nr;
+    if (n1 > j->v.N) n1 = j->v.N;
+    if (n1 <= n0) return;
+    const mdl__qgemm_packed v = column_view(&j->v, j->h_variant, n0, n1 - n0);
+    run_dense(j->variant, j->h_variant, &v, j->M, j->A, j->lda, j->w + n0 * j->sn, j->sn, j->sk,
+              j->C + n0, j->ldc, mdl__par_scratch(j->c, worker));
+}
+
 void mdl__qgemm_run_par(const mdl__kctx *c, const void *packed, int64_t M, int64_t N, int64_t K,
                         const int8_t *A, int64_t lda, const int8_t *w, int64_t sn, int64_t sk,
                         int8_t *C, int64_t ldc) {
     const int nw = mdl__par_workers(c->par);
-    int64_t tasks = 1;
+    const int64_t want = (int64_t)nw * 4;
     if (nw >= 2 && M * N * K >= QGEMM_PAR_MIN_MACS && M >= 2 * QGEMM_PAR_MIN_ROWS) {
-        tasks = M / QGEMM_PAR_MIN_ROWS < (int64_t)nw * 4 ? M / QGEMM_PAR_MIN_ROWS : (int64_t)nw * 4;
-    }
-    if (tasks < 2) {
-        mdl__qgemm_run(packed, M, A, lda, w, sn, sk, C, ldc, c->scratch);
+        const int64_t tasks = M / QGEMM_PAR_MIN_ROWS < want ? M / QGEMM_PAR_MIN_ROWS : want;
+        qgemm_job j = {c, packed, M, lda, sn, sk, ldc, tasks, A, w, C};
+        mdl__par_for(c->par, tasks, qgemm_task, &j);
         return;
     }
-    qgemm_job j = {c, packed, M, lda, sn, sk, ldc, tasks, A, w, C};
-    mdl__par_for(c->par, tasks, qgemm_task, &j);
+    pack_header h;
+    qgemm_cols_job j = {.c = c, .variant = mdl__qgemm_variant(), .M = M, .lda = lda, .sn = sn,
+                        .sk = sk, .ldc = ldc, .A = A, .w = w, .C = C};
+    /* below AMX_MIN_ROWS, where the product is never AMX's (whose row blocks a column view
+       would not fit) */
+    if (nw >= 2 && M > 0 && M < AMX_MIN_ROWS && M * N * K >= QGEMM_PAR_MIN_MACS &&
+        view(packed, &h, &j.v)
+#if MDL__SPARSE
+        && !h.sparse
+#endif
+    ) {
+        j.h_variant = h.variant;
+        j.nr = panel_nr(h.variant) > 16 ? panel_nr(h.variant) : 16;
+        j.npanels = (N + j.nr - 1) / j.nr;
+        j.tasks = j.npanels < want ? j.npanels : want;
+        if (j.tasks >= 2) {
+            mdl__par_for(c->par, j.tasks, qgemm_cols_task, &j);
+            return;
+        }
+    }
+    mdl__qgemm_run(packed, M, A, lda, w, sn, sk, C, ldc, c->scratch);
 }
 
 bool mdl__qgemm_run_segs(const void *packed, int64_t M, const int8_t *A, int64_t lda,

@@ -93,8 +93,9 @@ typedef struct fc_case {
 static void check_fc(const fc_case *t, agree *ag) {
     const int64_t M = t->M, N = t->N, K = t->K;
     int8_t *x = rand_i8(M * K, -128, 127), *w = rand_i8(N * K, -127, 127);
-    float sx = th_uniform(0.001f, 0.1f), sw[512];
-    int64_t zx = rand_zp(), zw[512] = {0};
+    assert_true(N <= 1024);
+    float sx = th_uniform(0.001f, 0.1f), sw[1024];
+    int64_t zx = rand_zp(), zw[1024] = {0};
     int nw = t->per_channel ? (int)N : 1;
     for (int i = 0; i < nw; i++)
         sw[i] = th_uniform(0.0005f, 0.05f) * (i % 7 == 3 ? 30.0f : 1.0f);
@@ -102,8 +103,8 @@ static void check_fc(const fc_case *t, agree *ag) {
     float sy = (float)(sx * sw[0] * sqrt((double)K) * 5400.0 / 100.0 * t->mult_scale);
     int64_t zy = rand_zp();
     int32_t *b = malloc(sizeof(int32_t) * (size_t)N);
-    float bs[512];
-    int64_t bz[512] = {0};
+    float bs[1024];
+    int64_t bz[1024] = {0};
     for (int64_t n = 0; n < N; n++) {
         b[n] = (int32_t)th_rand_int(-200000, 200000);
         bs[n] = sx * sw[t->per_channel ? n : 0];
@@ -487,10 +488,15 @@ static void test_split_over_workers(void **state) {
         {64, 256, 784, true, true, MDL_ACT_RELU, 1.0}, /* a batch-64 MLP layer */
         {37, 400, 600, false, true, MDL_ACT_NONE, 1.0}, /* rows not a multiple of the tasks */
         {300, 256, 129, true, false, MDL_ACT_RELU6, 0.05},
+        /* few rows: blocks of 16 columns per task (a batch-1 layer; N not a multiple of 16) */
+        {1, 520, 6272, true, true, MDL_ACT_RELU, 1.0},
+        {5, 1000, 300, false, true, MDL_ACT_NONE, 1.0},
+        {15, 200, 1024, true, false, MDL_ACT_RELU6, 0.05},
     };
     static const mm_case mms[] = {
         {3, 2, {4, 100, 400}, {400, 60}, true, true, false},
         {2, 2, {35, 640}, {640, 400}, true, false, false},
+        {2, 2, {3, 2048}, {2048, 777}, true, false, false}, /* few rows: column blocks of [K,N] */
     };
     agree ag = {0};
     for (int w = 2; w <= 3; w++) {
