@@ -349,8 +349,8 @@ static void dw_task(void *arg, int64_t t, int worker) {
     (void)worker;
     const dw_job *j = arg;
     conv_geom one = *j->g;
-    int64_t n = t / j->per_image, i = t % j->per_image;
-    int64_t oh0 = i * one.OH / j->per_image, oh1 = (i + 1) * one.OH / j->per_image;
+    int64_t n = t / j->per_image, oh0, oh1;
+    mdl__par_part(t % j->per_image, j->per_image, one.OH, &oh0, &oh1);
     one.N = 1;
     depthwise_rows(&one, j->x + n * one.H * one.W * one.C, j->w, j->bias,
                    j->y + n * one.OH * one.OW * one.OC, j->lo, j->hi, oh0, oh1);
@@ -589,12 +589,12 @@ static void direct_task(void *arg, int64_t t, int worker) {
     const int64_t n = t / j->per_image, i = t % j->per_image;
     const float *xn = (const float *)j->c->in_data[0] + n * g->H * g->W * C;
     mdl__conv_direct_args a = j->a;
-    int64_t oh0;
+    int64_t oh0, oh1, q0, q1;
     if (padded(g)) { /* even bands of whole rows (each pads its rows into scratch) */
-        oh0 = i * g->OH / j->per_image;
-        a.OH = (i + 1) * g->OH / j->per_image - oh0;
+        mdl__par_part(i, j->per_image, g->OH, &oh0, &oh1);
+        a.OH = oh1 - oh0;
     } else { /* even ranges of pixels, across row ends: no task gets a row more than another */
-        const int64_t M = g->OH * g->OW, q0 = i * M / j->per_image, q1 = (i + 1) * M / j->per_image;
+        mdl__par_part(i, j->per_image, g->OH * g->OW, &q0, &q1);
         oh0 = q0 / g->OW;
         a.OH = (q1 - 1) / g->OW + 1 - oh0;
         a.p0 = q0 - oh0 * g->OW;

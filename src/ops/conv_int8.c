@@ -669,7 +669,8 @@ typedef struct qconv_job {
 static void qconv_task(void *arg, int64_t t, int worker) {
     const qconv_job *j = arg;
     const qconv_geom *g = j->g;
-    const int64_t u0 = t * j->units / j->tasks, u1 = (t + 1) * j->units / j->tasks;
+    int64_t u0, u1;
+    mdl__par_part(t, j->tasks, j->units, &u0, &u1);
     unsigned char *scratch = mdl__par_scratch(j->c, worker);
     const int64_t OC = g->OC, OG = g->OG;
     switch (j->path) {
@@ -768,9 +769,9 @@ static void qdw_band(const qdw_job *j, int64_t n, int64_t N, int64_t oh0, int64_
 
 static void qdw_task(void *arg, int64_t t, int worker) {
     const qdw_job *j = arg;
-    const int64_t n = t / j->per_image, i = t % j->per_image, OH = j->g->OH;
-    qdw_band(j, n, 1, i * OH / j->per_image, (i + 1) * OH / j->per_image,
-             mdl__par_scratch(j->c, worker));
+    int64_t oh0, oh1;
+    mdl__par_part(t % j->per_image, j->per_image, j->g->OH, &oh0, &oh1);
+    qdw_band(j, t / j->per_image, 1, oh0, oh1, mdl__par_scratch(j->c, worker));
 }
 
 /* One call, or bands of rows over the workers when the work is worth splitting. */

@@ -315,17 +315,15 @@ void mdl__qgemm_run_variant(int variant, const void *packed, int64_t M, const in
     run_dense(variant, h.variant, &v, M, A, lda, w, sn, sk, C, ldc, scratch);
 }
 
-/* Columns per panel and panel bytes per column for records packed for `variant` (the reference
-   has no panels: any multiple of 16 columns). */
-static int64_t panel_nr(int variant) {
+/* Columns per task block of a column split: whole panels of every variant and whole 16-entry
+   groups of the padded multiplier rows. */
+#define COL_BLOCK 16
 #ifdef MDL_HAVE_X86_SIMD
-    if (variant == MDL_QGEMM_VNNI) return MDL_QGEMM_NR_VNNI;
-    if (variant == MDL_QGEMM_AVX2) return MDL_QGEMM_NR_AVX2;
+_Static_assert(COL_BLOCK % MDL_QGEMM_NR_VNNI == 0 && COL_BLOCK % MDL_QGEMM_NR_AVX2 == 0,
+               "column blocks hold whole panels");
 #endif
-    (void)variant;
-    return 16;
-}
 
+/* Panel bytes per column for records packed for `variant` (the reference has no panels). */
 static int64_t panel_depth(int variant, int64_t K) {
 #ifdef MDL_HAVE_X86_SIMD
     if (variant == MDL_QGEMM_VNNI) return round_up(K, 4);
@@ -335,8 +333,8 @@ static int64_t panel_depth(int variant, int64_t K) {
     return 0;
 }
 
-/* View of columns [n0, n0 + n) of v (n0 a multiple of panel_nr(h_variant) and of 16, so the
-   padded multiplier rows and the panels start there). */
+/* View of columns [n0, n0 + n) of v (n0 a multiple of COL_BLOCK, so the padded multiplier rows
+   and the panels start there). */
 static mdl__qgemm_packed column_view(const mdl__qgemm_packed *v, int h_variant, int64_t n0,
                                      int64_t n) {
     mdl__qgemm_packed c = *v;
@@ -371,7 +369,8 @@ typedef struct qgemm_job {
 
 static void qgemm_task(void *arg, int64_t t, int worker) {
     const qgemm_job *j = arg;
-    const int64_t m0 = t * j->M / j->tasks, m1 = (t + 1) * j->M / j->tasks;
+    int64_t m0, m1;
+    mdl__par_part(t, j->tasks, j->M, &m0, &m1);
     mdl__qgemm_run(j->packed, m1 - m0, j->A + m0 * j->lda, j->lda, j->w, j->sn, j->sk,
                    j->C + m0 * j->ldc, j->ldc, mdl__par_scratch(j->c, worker));
 }
@@ -382,15 +381,17 @@ typedef struct qgemm_cols_job {
     const mdl__kctx *c;
     mdl__qgemm_packed v;
     int variant, h_variant;
-    int64_t M, lda, sn, sk, ldc, tasks, nr, npanels;
+    int64_t M, lda, sn, sk, ldc, tasks, nblocks;
     const int8_t *A, *w;
     int8_t *C;
 } qgemm_cols_job;
 
 static void qgemm_cols_task(void *arg, int64_t t, int worker) {
     const qgemm_cols_job *j = arg;
-    const int64_t n0 = t * j->npanels / j->tasks * j->nr;
-    int64_t n1 = (t + 1) * j->npanels / j->tasks * j->nr;
+    int64_t b0, b1;
+    mdl__par_part(t, j->tasks, j->nblocks, &b0, &b1);
+    const int64_t n0 = b0 * COL_BLOCK;
+    int64_t n1 = b1 * COL_BLOCK;
     if (n1 > j->v.N) n1 = j->v.N;
     if (n1 <= n0) return;
     const mdl__qgemm_packed v = column_view(&j->v, j->h_variant, n0, n1 - n0);
@@ -421,9 +422,8 @@ void mdl__qgemm_run_par(const mdl__kctx *c, const void *packed, int64_t M, int64
 #endif
     ) {
         j.h_variant = h.variant;
-        j.nr = panel_nr(h.variant) > 16 ? panel_nr(h.variant) : 16;
-        j.npanels = (N + j.nr - 1) / j.nr;
-        j.tasks = j.npanels < want ? j.npanels : want;
+        j.nblocks = (N + COL_BLOCK - 1) / COL_BLOCK;
+        j.tasks = j.nblocks < want ? j.nblocks : want;
         if (j.tasks >= 2) {
             mdl__par_for(c->par, j.tasks, qgemm_cols_task, &j);
             return;

@@ -140,6 +140,13 @@ static inline void mdl__par_for(const mdl__par *p, int64_t ntasks, mdl__par_fn f
     for (int64_t i = 0; i < ntasks; i++) fn(arg, i, 0);
 }
 
+/* Part i of `parts` even parts of [0, n): [*lo, *hi), the sizes differing by at most one (how
+   split kernels hand out rows, pixels or panels, so that no worker gets a whole unit more). */
+static inline void mdl__par_part(int64_t i, int64_t parts, int64_t n, int64_t *lo, int64_t *hi) {
+    *lo = i * n / parts;
+    *hi = (i + 1) * n / parts;
+}
+
 typedef struct mdl__kctx {
     mdl_op op;
     const char *name; /* node name for messages */

@@ -195,8 +195,8 @@ static void pool_task(void *arg, int64_t t, int worker) {
     (void)worker;
     const pool_job *j = arg;
     mdl__pool_args a = j->a;
-    int64_t n = t / j->per_image, i = t % j->per_image;
-    int64_t oh0 = i * a.OH / j->per_image, oh1 = (i + 1) * a.OH / j->per_image;
+    int64_t n = t / j->per_image, oh0, oh1;
+    mdl__par_part(t % j->per_image, j->per_image, a.OH, &oh0, &oh1);
     a.x += n * a.H * a.W * a.C;
     a.y += (n * a.OH + oh0) * a.OW * a.C;
     a.N = 1;
